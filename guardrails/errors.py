@@ -1,0 +1,100 @@
+"""The product's error tree. Every error the core raises on purpose is one of these.
+
+    GuardrailsError
+    ├── ConfigError            a setting is missing or malformed
+    ├── EventError             an event cannot be accepted
+    │   └── InvalidEvent       envelope or data fails validation (audited as ``invalid``)
+    │       └── InvalidArmId   a string is not a legal ARM resource id
+    ├── PolicyError            metadata cannot be loaded or is not valid
+    │   └── MetadataValidationError   one or more findings, each naming file, policy id, path
+    ├── StoreError             Table Storage (policy, audit, idempotency) failed
+    │   └── IdempotencyError   an idempotency record is held by another delivery
+    └── ArmError               Azure Resource Manager call failed
+        ├── ResourceNotFound   404 on read
+        ├── ArmThrottled       429 after the retry budget
+        ├── ArmTransient       5xx / connection trouble after the retry budget
+        └── RemediationError   a fix was rejected or did not stick
+
+Messages never contain secret values; callers pass identifiers only.
+"""
+
+from __future__ import annotations
+
+
+class GuardrailsError(Exception):
+    """Base of every error raised on purpose by guardrails."""
+
+    reason: str = "error"
+
+    def __init__(self, message: str, *, reason: str | None = None) -> None:
+        super().__init__(message)
+        if reason is not None:
+            self.reason = reason
+
+    @property
+    def message(self) -> str:
+        return str(self)
+
+
+class ConfigError(GuardrailsError):
+    reason = "config_error"
+
+
+class EventError(GuardrailsError):
+    reason = "invalid_event"
+
+
+class InvalidEvent(EventError):
+    """The delivery is not an acceptable event. ``reason`` is a stable machine code."""
+
+    reason = "invalid_event"
+
+
+class InvalidArmId(InvalidEvent):
+    reason = "invalid_resource_id"
+
+
+class PolicyError(GuardrailsError):
+    reason = "policy_error"
+
+
+class MetadataValidationError(PolicyError):
+    """Carries every finding; ``str()`` lists them one per line."""
+
+    reason = "invalid_metadata"
+
+    def __init__(self, findings: list[str]) -> None:
+        self.findings = list(findings)
+        super().__init__("\n".join(self.findings) or "invalid metadata")
+
+
+class StoreError(GuardrailsError):
+    reason = "store_error"
+
+
+class IdempotencyError(StoreError):
+    reason = "in_progress"
+
+
+class ArmError(GuardrailsError):
+    reason = "arm_error"
+
+    def __init__(self, message: str, *, reason: str | None = None, status: int | None = None) -> None:
+        super().__init__(message, reason=reason)
+        self.status = status
+
+
+class ResourceNotFound(ArmError):
+    reason = "resource_not_found"
+
+
+class ArmThrottled(ArmError):
+    reason = "throttled"
+
+
+class ArmTransient(ArmError):
+    reason = "transient"
+
+
+class RemediationError(ArmError):
+    reason = "remediation_failed"

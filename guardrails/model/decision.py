@@ -1,0 +1,134 @@
+"""Decisions and the audit row: the format other teams test against. Keep it stable.
+
+Verdicts (never rename; later issues may add):
+    compliant, remediated, requested, violation, dry_run, failed, ignored, invalid, duplicate
+Per-rule outcomes in ``violations``: remediated, requested, violation, dry_run, failed, exempted,
+skipped (a fix planned but not applied because another rule of the same write failed).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+Verdict = Literal[
+    "compliant", "remediated", "requested", "violation", "dry_run",
+    "failed", "ignored", "invalid", "duplicate",
+]
+VERDICTS: tuple[str, ...] = (
+    "compliant", "remediated", "requested", "violation", "dry_run",
+    "failed", "ignored", "invalid", "duplicate",
+)
+
+# most serious first: the verdict of an event whose rules ended differently
+SEVERITY: tuple[str, ...] = ("failed", "violation", "requested", "remediated", "dry_run", "compliant")
+_RANK = {v: i for i, v in enumerate(SEVERITY)}
+# per-rule outcome -> the verdict it pushes the event towards
+_OUTCOME_VERDICT = {
+    "failed": "failed", "skipped": "failed", "violation": "violation", "requested": "requested",
+    "remediated": "remediated", "dry_run": "dry_run", "exempted": "compliant", "compliant": "compliant",
+}
+
+
+def combine_verdict(outcomes: list[str]) -> str:
+    """The most serious verdict among the rule outcomes; ``compliant`` when there are none."""
+    best = "compliant"
+    for o in outcomes:
+        v = _OUTCOME_VERDICT[o]
+        if _RANK[v] < _RANK[best]:
+            best = v
+    return best
+
+
+@dataclass(frozen=True)
+class Change:
+    """Set ``property`` (dotted REST path) from ``before`` to ``after``."""
+
+    property: str
+    before: Any
+    after: Any
+
+
+@dataclass
+class ViolationRecord:
+    policy: str          # "policy-id@version"
+    rule: str
+    property: str
+    before: Any
+    after: Any           # the value the fix sets (None for notify-only)
+    outcome: str
+    message: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class Actor:
+    object_id: str | None = None
+    app_id: str | None = None
+    upn: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class AuditRow:
+    """One row per delivered event, whatever happened."""
+
+    event_id: str
+    event_type: str
+    resource_id: str
+    verdict: str
+    reason: str = ""
+    message: str = ""
+    violations: list[ViolationRecord] = field(default_factory=list)
+    notify: bool = False
+    actor: Actor = field(default_factory=Actor)
+    correlation_id: str = ""
+    duration_ms: float = 0.0
+    time: str = ""
+    policies: list[str] = field(default_factory=list)   # every "id@version" that applied
+    delivery_id: str = ""                                # unique per delivery (row key suffix)
+
+    def __post_init__(self) -> None:
+        if self.verdict not in VERDICTS:
+            raise ValueError(f"unknown verdict {self.verdict!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "event_id": self.event_id,
+            "event_type": self.event_type,
+            "resource_id": self.resource_id,
+            "verdict": self.verdict,
+            "reason": self.reason,
+            "message": self.message,
+            "violations": [v.to_dict() for v in self.violations],
+            "notify": self.notify,
+            "actor": self.actor.to_dict(),
+            "correlation_id": self.correlation_id,
+            "duration_ms": self.duration_ms,
+            "time": self.time,
+            "policies": list(self.policies),
+            "delivery_id": self.delivery_id,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "AuditRow":
+        return cls(
+            event_id=d.get("event_id", ""),
+            event_type=d.get("event_type", ""),
+            resource_id=d.get("resource_id", ""),
+            verdict=d["verdict"],
+            reason=d.get("reason", ""),
+            message=d.get("message", ""),
+            violations=[ViolationRecord(**v) for v in d.get("violations", [])],
+            notify=bool(d.get("notify", False)),
+            actor=Actor(**(d.get("actor") or {})),
+            correlation_id=d.get("correlation_id", ""),
+            duration_ms=float(d.get("duration_ms", 0.0)),
+            time=d.get("time", ""),
+            policies=list(d.get("policies", [])),
+            delivery_id=d.get("delivery_id", ""),
+        )

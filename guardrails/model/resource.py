@@ -1,0 +1,124 @@
+"""Resource snapshots and the catalogue of covered ARM resource types.
+
+The catalogue holds *platform facts* (api-version the product speaks, how a type is
+written, documented defaults of absent properties, immutable properties). What is
+*wanted* of a resource is policy and lives in ``metadata/``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal, Mapping
+
+_MISSING = object()
+
+
+@dataclass(frozen=True)
+class ResourceType:
+    name: str                       # ARM type as documented, e.g. "Microsoft.Storage/storageAccounts"
+    api_version: str                # the api-version the product reads and writes with
+    write_method: Literal["patch", "put"]  # "put": read-modify-write of the full body with If-Match
+    defaults: Mapping[str, Any] = field(default_factory=dict)  # dotted path -> documented default
+    immutable: frozenset[str] = frozenset()  # dotted paths that cannot change after creation
+
+    @property
+    def key(self) -> str:
+        return self.name.lower()
+
+
+CATALOG: dict[str, ResourceType] = {
+    t.key: t
+    for t in (
+        ResourceType(
+            "Microsoft.MachineLearningServices/workspaces", "2025-09-01", "patch",
+            # absent publicNetworkAccess means the workspace is reachable publicly
+            {"properties.publicNetworkAccess": "Enabled"},
+        ),
+        ResourceType(
+            # registries' PATCH only takes tags/identity/sku: properties need a full PUT
+            "Microsoft.MachineLearningServices/registries", "2025-09-01", "put",
+            {"properties.publicNetworkAccess": "Enabled"},
+        ),
+        ResourceType(
+            "Microsoft.MachineLearningServices/workspaces/computes", "2025-09-01", "patch",
+            # AmlCompute/ComputeInstance provision node public IPs unless told not to
+            {"properties.properties.enableNodePublicIp": True},
+            frozenset({"properties.properties.enableNodePublicIp"}),
+        ),
+        ResourceType(
+            "Microsoft.Storage/storageAccounts", "2025-06-01", "patch",
+            # null publicNetworkAccess is treated as Enabled; allowBlobPublicAccess is
+            # documented as "default interpretation is false" since 2023-01-01
+            {"properties.publicNetworkAccess": "Enabled", "properties.allowBlobPublicAccess": False},
+        ),
+        ResourceType(
+            "Microsoft.KeyVault/vaults", "2025-05-01", "patch",
+            {"properties.publicNetworkAccess": "Enabled", "properties.enableRbacAuthorization": False},
+        ),
+        ResourceType(
+            "Microsoft.ContainerRegistry/registries", "2025-04-01", "patch",
+            {"properties.publicNetworkAccess": "Enabled", "properties.adminUserEnabled": False},
+        ),
+    )
+}
+
+
+def lookup_type(type_name: str) -> ResourceType | None:
+    """Exact (case-insensitive) match of a full ARM type name; never a prefix match."""
+    return CATALOG.get(type_name.lower())
+
+
+def get_path(body: Mapping[str, Any], path: str, default: Any = _MISSING) -> Any:
+    """Read a dotted path (``properties.publicNetworkAccess``) from a REST-shaped body.
+
+    Key lookup is exact first, then case-insensitive (ARM echoes some keys in other cases).
+    Returns ``default`` (or raises KeyError when no default) if any segment is absent or null.
+    """
+    cur: Any = body
+    for seg in path.split("."):
+        if not isinstance(cur, Mapping):
+            cur = None
+            break
+        if seg in cur:
+            cur = cur[seg]
+        else:
+            low = seg.lower()
+            for k, v in cur.items():
+                if isinstance(k, str) and k.lower() == low:
+                    cur = v
+                    break
+            else:
+                cur = None
+        if cur is None:
+            break
+    if cur is None:
+        if default is _MISSING:
+            raise KeyError(path)
+        return default
+    return cur
+
+
+@dataclass(frozen=True)
+class ResourceSnapshot:
+    """A resource as ARM's GET returned it (REST shape, camelCase), read just now."""
+
+    resource_id: str
+    type: str
+    body: Mapping[str, Any]
+    etag: str | None = None
+
+    @property
+    def tags(self) -> Mapping[str, str]:
+        tags = self.body.get("tags") or {}
+        return tags if isinstance(tags, Mapping) else {}
+
+    @property
+    def location(self) -> str | None:
+        return self.body.get("location")
+
+    def value(self, path: str) -> tuple[Any, bool]:
+        """(value, present). Absent or null -> (None, False)."""
+        try:
+            return get_path(self.body, path), True
+        except KeyError:
+            return None, False
