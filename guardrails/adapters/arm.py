@@ -1,0 +1,163 @@
+"""Azure Resource Manager through the real SDK (``azure-mgmt-resource`` generic by-id
+operations with the catalogue's api-versions), with retries bounded by the delivery's time
+budget. Bodies are REST-shaped dicts (``{"properties": {"publicNetworkAccess": ...}}``): the
+TypeSpec-style SDK sends dicts verbatim, so snake_case would be silently ignored by ARM.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from typing import Any, Callable, Mapping, TypeVar
+from urllib.parse import quote
+
+from azure.core.exceptions import (
+    HttpResponseError,
+    ResourceNotFoundError,
+    ServiceRequestError,
+    ServiceResponseError,
+)
+
+from ..errors import ArmError, ArmThrottled, ArmTransient, ResourceNotFound
+from ..model.resource import ResourceSnapshot
+from ..ports import WriteResult
+
+T = TypeVar("T")
+_PLACEHOLDER_SUBSCRIPTION = "00000000-0000-0000-0000-000000000000"  # by-id calls do not use it
+_MAX_BACKOFF = 8.0
+
+
+def build_credential(settings):
+    """One credential per process, passed to every client."""
+    if settings.credential == "local":
+        from ..local.credential import LocalTokenCredential
+        return LocalTokenCredential(object_id=settings.local_object_id, app_id=settings.local_app_id,
+                                    name="guardrails-local")
+    from azure.identity import DefaultAzureCredential
+    return DefaultAzureCredential()
+
+
+def encode_id(resource_id: str) -> str:
+    """Percent-encode (UTF-8) an ARM id for the URL path; the SDK inserts it unquoted."""
+    return quote(resource_id.lstrip("/"), safe="/()")
+
+
+def _retry_after(exc: HttpResponseError) -> float | None:
+    resp = getattr(exc, "response", None)
+    if resp is None:
+        return None
+    raw = resp.headers.get("Retry-After") or resp.headers.get("retry-after")
+    if raw is None:
+        return None
+    try:
+        return max(0.0, float(raw))
+    except ValueError:
+        return None
+
+
+def _message(exc: HttpResponseError) -> str:
+    code = getattr(getattr(exc, "error", None), "code", None)
+    status = getattr(exc, "status_code", None)
+    return f"ARM answered {status}{' ' + code if code else ''}"
+
+
+class ArmGateway:
+    """Implements ``ports.ResourceGateway``."""
+
+    def __init__(self, credential, *, endpoint: str, ca_bundle: str | None = None,
+                 timeout: float = 10.0, sleep: Callable[[float], None] = time.sleep,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        from azure.mgmt.resource.resources import ResourceManagementClient
+
+        kwargs: dict[str, Any] = {"retry_total": 0, "polling_interval": 1}
+        if ca_bundle:
+            kwargs["connection_verify"] = ca_bundle
+        self._client = ResourceManagementClient(credential, _PLACEHOLDER_SUBSCRIPTION, base_url=endpoint, **kwargs)
+        self._timeout = timeout
+        self._sleep = sleep
+        self._clock = clock
+        self.calls = 0  # ARM requests sent by this gateway (for benchmarks and tests)
+
+    # -- retry policy bounded by the delivery's deadline ----------------------------------
+    def _call(self, fn: Callable[[], T], *, deadline: float | None, what: str) -> T:
+        attempt = 0
+        while True:
+            attempt += 1
+            self.calls += 1
+            try:
+                return fn()
+            except ResourceNotFoundError as exc:
+                raise ResourceNotFound(f"{what}: resource not found", status=404) from exc
+            except HttpResponseError as exc:
+                status = exc.status_code or 0
+                if status == 429 or status >= 500:
+                    wait = _retry_after(exc)
+                    if wait is None:
+                        wait = min(_MAX_BACKOFF, 0.25 * (2 ** (attempt - 1))) * (0.5 + random.random() / 2)
+                    kind = ArmThrottled if status == 429 else ArmTransient
+                    if deadline is None or self._clock() + wait >= deadline:
+                        raise kind(f"{what}: {_message(exc)}; retry budget exhausted after {attempt} attempt(s)",
+                                   status=status) from exc
+                    self._sleep(wait)
+                    continue
+                raise ArmError(f"{what}: {_message(exc)}", status=status) from exc
+            except (ServiceRequestError, ServiceResponseError) as exc:
+                wait = min(_MAX_BACKOFF, 0.25 * (2 ** (attempt - 1)))
+                if deadline is None or self._clock() + wait >= deadline:
+                    raise ArmTransient(f"{what}: connection failed ({type(exc).__name__})") from exc
+                self._sleep(wait)
+
+    def _timeout_for(self, deadline: float | None) -> float:
+        if deadline is None:
+            return self._timeout
+        return max(0.5, min(self._timeout, deadline - self._clock()))
+
+    # -- ResourceGateway ----------------------------------------------------------------
+    def get_resource(self, resource_id: str, *, api_version: str, deadline: float | None = None) -> ResourceSnapshot:
+        def go():
+            return self._client.resources.get_by_id(
+                encode_id(resource_id), api_version=api_version,
+                cls=lambda pipeline_response, _deserialized, headers: (pipeline_response.http_response, headers),
+                read_timeout=self._timeout_for(deadline))
+
+        resp, headers = self._call(go, deadline=deadline, what=f"GET {resource_id}")
+        body = resp.json()
+        if not isinstance(body, dict):
+            raise ArmError(f"GET {resource_id}: ARM returned a non-object body")
+        etag = (headers or {}).get("ETag") or resp.headers.get("ETag") or body.get("etag")
+        return ResourceSnapshot(resource_id=body.get("id") or resource_id, type=body.get("type") or "",
+                                body=body, etag=etag)
+
+    def _write(self, begin: Callable[[], Any], *, deadline: float, what: str) -> WriteResult:
+        poller = self._call(begin, deadline=deadline, what=what)
+        remaining = deadline - self._clock()
+        if remaining > 0:
+            try:
+                poller.result(timeout=remaining)
+            except ResourceNotFoundError as exc:
+                raise ResourceNotFound(f"{what}: resource not found", status=404) from exc
+            except HttpResponseError as exc:
+                status = exc.status_code or 0
+                kind = ArmThrottled if status == 429 else ArmTransient if status >= 500 else ArmError
+                raise kind(f"{what}: {_message(exc)}", status=status) from exc
+        if not poller.done():
+            return WriteResult("requested")
+        return WriteResult("done")
+
+    def patch_resource(self, resource_id: str, body: Mapping[str, Any], *, api_version: str,
+                       deadline: float) -> WriteResult:
+        def begin():
+            return self._client.resources.begin_update_by_id(
+                encode_id(resource_id), dict(body), api_version=api_version,
+                polling_interval=0.2, read_timeout=self._timeout_for(deadline))
+        return self._write(begin, deadline=deadline, what=f"PATCH {resource_id}")
+
+    def put_resource(self, resource_id: str, body: Mapping[str, Any], *, api_version: str,
+                     etag: str | None, deadline: float) -> WriteResult:
+        headers = {"If-Match": etag} if etag else {}
+
+        def begin():
+            return self._client.resources.begin_create_or_update_by_id(
+                encode_id(resource_id), dict(body), api_version=api_version, headers=headers,
+                polling_interval=0.2, read_timeout=self._timeout_for(deadline))
+        return self._write(begin, deadline=deadline, what=f"PUT {resource_id}")

@@ -1,0 +1,299 @@
+"""Table Storage adapters: policy repository, idempotency records, audit rows.
+
+Table layout (keys may not contain ``/ \\ # ?``; every key here is a hash or a date):
+
+  <prefix>Policies          PK "policy"            RK policy id         document (JSON), version, sha256
+  <prefix>Idempotency       PK sha[:2]             RK sha256(event id)  status, expires_at, verdict, holder
+  <prefix>Audit             PK "YYYYMMDD-SS"       RK "<time>-<delivery>"   one row per delivery
+  <prefix>AuditByResource   PK sha256(resource)[:32] RK "<time>-<delivery>" same row, per resource
+
+One day's audit is ``audit_shards`` partition queries (no table scan); a resource's history is
+one partition query; writes spread over ``audit_shards`` partitions per day, so 2,000 rows/s
+stays under Table Storage's per-partition limit with room to spare.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import date, datetime, timedelta, timezone
+from typing import Any, Sequence
+
+from azure.core import MatchConditions
+from azure.core.exceptions import (
+    AzureError,
+    ResourceExistsError,
+    ResourceModifiedError,
+    ResourceNotFoundError,
+)
+from azure.data.tables import TableClient, TableServiceClient, UpdateMode
+
+from ..errors import IdempotencyError, StoreError
+from ..model.decision import AuditRow
+from ..ports import Claim
+
+_MAX_STRING = 30_000  # Table Storage strings are <= 64 KiB (32K UTF-16 chars)
+
+
+def _sha(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _store_error(what: str, exc: Exception) -> StoreError:
+    status = getattr(exc, "status_code", None)
+    return StoreError(f"table storage {what} failed ({type(exc).__name__}, status {status})")
+
+
+class Tables:
+    """Owns the TableServiceClient and the product's table names."""
+
+    def __init__(self, service: TableServiceClient, prefix: str = "Guardrails") -> None:
+        self.service = service
+        self.prefix = prefix
+        self.policies_name = f"{prefix}Policies"
+        self.idempotency_name = f"{prefix}Idempotency"
+        self.audit_name = f"{prefix}Audit"
+        self.audit_index_name = f"{prefix}AuditByResource"
+        self._clients: dict[str, TableClient] = {}
+
+    @classmethod
+    def from_settings(cls, settings, credential=None) -> "Tables":
+        kwargs: dict[str, Any] = {"retry_total": 2, "connection_timeout": 5, "read_timeout": 10}
+        if settings.tables_connection:
+            conn = settings.tables_connection
+            if conn.replace(" ", "").lower() == "usedevelopmentstorage=true":
+                from ..local.azurite import connection_string
+                conn = connection_string(10002)  # Azurite's fixed default port
+            service = TableServiceClient.from_connection_string(conn, **kwargs)
+        elif settings.tables_endpoint:
+            service = TableServiceClient(endpoint=settings.tables_endpoint, credential=credential, **kwargs)
+        else:
+            from ..errors import ConfigError
+            raise ConfigError("no table storage configured: set GUARDRAILS_TABLES_CONNECTION or "
+                              "GUARDRAILS_TABLES_ENDPOINT (or AzureWebJobsStorage)")
+        return cls(service, settings.table_prefix)
+
+    def table(self, name: str) -> TableClient:
+        client = self._clients.get(name)
+        if client is None:
+            client = self.service.get_table_client(name)
+            self._clients[name] = client
+        return client
+
+    def ensure(self) -> None:
+        try:
+            for name in (self.policies_name, self.idempotency_name, self.audit_name, self.audit_index_name):
+                self.service.create_table_if_not_exists(name)
+        except AzureError as exc:
+            raise _store_error("create tables", exc) from exc
+
+
+# ---------------------------------------------------------------------------------------
+class TablePolicyRepository:
+    PARTITION = "policy"
+
+    def __init__(self, tables: Tables) -> None:
+        self._t = tables
+
+    def list_documents(self) -> list[tuple[str, dict]]:
+        try:
+            rows = list(self._t.table(self._t.policies_name).query_entities(
+                "PartitionKey eq @pk", parameters={"pk": self.PARTITION}))
+        except ResourceNotFoundError:
+            return []
+        except AzureError as exc:
+            raise _store_error("read policies", exc) from exc
+        out = []
+        for r in sorted(rows, key=lambda e: e["RowKey"]):
+            try:
+                doc = json.loads(r["document"])
+            except (KeyError, ValueError):
+                doc = {"id": r.get("RowKey"), "__corrupt__": True}
+            out.append((f"table:{self._t.policies_name}/{r['RowKey']}", doc))
+        return out
+
+    def replace_all(self, documents: Sequence[tuple[str, dict]]) -> dict[str, int]:
+        table = self._t.table(self._t.policies_name)
+        counts = {"added": 0, "updated": 0, "unchanged": 0, "removed": 0}
+        try:
+            existing = {e["RowKey"]: e for e in table.query_entities(
+                "PartitionKey eq @pk", parameters={"pk": self.PARTITION})}
+            wanted: dict[str, tuple[str, dict]] = {}
+            for source, doc in documents:
+                wanted[doc["id"]] = (source, doc)
+            for pid, (source, doc) in wanted.items():
+                body = json.dumps(doc, sort_keys=True, separators=(",", ":"))
+                if len(body) > _MAX_STRING:
+                    raise StoreError(f"{source}: policy '{pid}' is too large for one table row "
+                                     f"({len(body)} > {_MAX_STRING} characters)")
+                digest = _sha(body)
+                old = existing.get(pid)
+                if old is not None and old.get("sha256") == digest:
+                    counts["unchanged"] += 1
+                    continue
+                table.upsert_entity({
+                    "PartitionKey": self.PARTITION, "RowKey": pid, "document": body, "sha256": digest,
+                    "version": int(doc.get("version", 0)), "source": source[-500:],
+                    "synced_at": datetime.now(timezone.utc),
+                }, mode=UpdateMode.REPLACE)
+                counts["updated" if old is not None else "added"] += 1
+            for pid in existing:
+                if pid not in wanted:
+                    table.delete_entity(self.PARTITION, pid)
+                    counts["removed"] += 1
+        except AzureError as exc:
+            raise _store_error("write policies", exc) from exc
+        return counts
+
+
+# ---------------------------------------------------------------------------------------
+class TableIdempotencyStore:
+    """Conditional create (IN_PROGRESS) -> etag-conditioned update (COMPLETED) -> delete on
+    failure. Expiry is computed on read: Table Storage has no TTL."""
+
+    def __init__(self, tables: Tables, *, completed_ttl: timedelta, in_progress_ttl: timedelta,
+                 clock=lambda: datetime.now(timezone.utc)) -> None:
+        self._t = tables
+        self._completed_ttl = completed_ttl
+        self._in_progress_ttl = in_progress_ttl
+        self._clock = clock
+
+    @staticmethod
+    def _keys(key: str) -> tuple[str, str]:
+        h = _sha(key)
+        return h[:2], h
+
+    def acquire(self, key: str, *, holder: str) -> Claim:
+        table = self._t.table(self._t.idempotency_name)
+        pk, rk = self._keys(key)
+        now = self._clock()
+        entity = {"PartitionKey": pk, "RowKey": rk, "status": "IN_PROGRESS", "holder": holder,
+                  "expires_at": now + self._in_progress_ttl, "verdict": ""}
+        try:
+            meta = table.create_entity(entity)
+            return Claim("acquired", token=meta.get("etag"))
+        except ResourceExistsError:
+            pass
+        except AzureError as exc:
+            raise _store_error("idempotency create", exc) from exc
+        try:
+            current = table.get_entity(pk, rk)
+        except ResourceNotFoundError:
+            # released between our create and read: the retry will create it
+            raise IdempotencyError("idempotency record changed concurrently; retry later") from None
+        except AzureError as exc:
+            raise _store_error("idempotency read", exc) from exc
+        expires = current.get("expires_at")
+        live = isinstance(expires, datetime) and expires > now
+        if current.get("status") == "COMPLETED" and live:
+            return Claim("completed", verdict=current.get("verdict") or None)
+        if current.get("status") == "IN_PROGRESS" and live:
+            raise IdempotencyError("event is being handled by another delivery; retry later")
+        # expired: take it over, exactly one taker wins the etag race
+        try:
+            meta = table.update_entity(entity, mode=UpdateMode.REPLACE,
+                                       etag=current.metadata["etag"], match_condition=MatchConditions.IfNotModified)
+            return Claim("acquired", token=meta.get("etag"))
+        except ResourceModifiedError:
+            raise IdempotencyError("expired idempotency record taken over by another delivery") from None
+        except AzureError as exc:
+            raise _store_error("idempotency takeover", exc) from exc
+
+    def complete(self, key: str, claim: Claim, *, verdict: str) -> None:
+        table = self._t.table(self._t.idempotency_name)
+        pk, rk = self._keys(key)
+        entity = {"PartitionKey": pk, "RowKey": rk, "status": "COMPLETED", "holder": "",
+                  "expires_at": self._clock() + self._completed_ttl, "verdict": verdict}
+        try:
+            table.update_entity(entity, mode=UpdateMode.REPLACE, etag=claim.token,
+                                match_condition=MatchConditions.IfNotModified)
+        except ResourceModifiedError:
+            raise IdempotencyError("idempotency record was taken over before completion") from None
+        except AzureError as exc:
+            raise _store_error("idempotency complete", exc) from exc
+
+    def release(self, key: str, claim: Claim) -> None:
+        table = self._t.table(self._t.idempotency_name)
+        pk, rk = self._keys(key)
+        try:
+            table.delete_entity(pk, rk, etag=claim.token, match_condition=MatchConditions.IfNotModified)
+        except (ResourceModifiedError, ResourceNotFoundError):
+            pass  # someone else owns it now, or it is gone already: nothing of ours to release
+        except AzureError as exc:
+            raise _store_error("idempotency release", exc) from exc
+
+
+# ---------------------------------------------------------------------------------------
+_JSON_FIELDS = ("violations", "actor", "policies")
+
+
+def _row_key(row: AuditRow) -> str:
+    t = row.time.replace("-", "").replace(":", "").replace(".", "")
+    return f"{t}-{row.delivery_id}"
+
+
+def audit_partition(row_time: str, delivery_id: str, shards: int) -> str:
+    day = row_time[:10].replace("-", "")
+    shard = int(_sha(delivery_id)[:8], 16) % shards
+    return f"{day}-{shard:02d}"
+
+
+def resource_partition(resource_id: str) -> str:
+    return _sha(resource_id.lower())[:32]
+
+
+def _entity(row: AuditRow) -> dict[str, Any]:
+    d = row.to_dict()
+    for f in _JSON_FIELDS:
+        d[f] = json.dumps(d[f], sort_keys=True, default=str)[:_MAX_STRING]
+    d["message"] = d["message"][:2000]
+    d["resource_id"] = d["resource_id"][:4000]
+    return d
+
+
+def _from_entity(e: dict[str, Any]) -> AuditRow:
+    d = {k: v for k, v in e.items() if k not in ("PartitionKey", "RowKey")}
+    for f in _JSON_FIELDS:
+        d[f] = json.loads(d.get(f) or ("{}" if f == "actor" else "[]"))
+    return AuditRow.from_dict(d)
+
+
+class TableAuditSink:
+    def __init__(self, tables: Tables, *, shards: int = 16) -> None:
+        self._t = tables
+        self._shards = shards
+
+    def write(self, row: AuditRow) -> None:
+        entity = _entity(row)
+        rk = _row_key(row)
+        try:
+            self._t.table(self._t.audit_name).upsert_entity(
+                {"PartitionKey": audit_partition(row.time, row.delivery_id, self._shards), "RowKey": rk, **entity})
+            if row.resource_id:
+                self._t.table(self._t.audit_index_name).upsert_entity(
+                    {"PartitionKey": resource_partition(row.resource_id), "RowKey": rk, **entity})
+        except AzureError as exc:
+            raise _store_error("audit write", exc) from exc
+
+    def read_day(self, day: date) -> list[AuditRow]:
+        prefix = day.strftime("%Y%m%d")
+        rows: list[AuditRow] = []
+        table = self._t.table(self._t.audit_name)
+        try:
+            for s in range(self._shards):
+                rows.extend(_from_entity(e) for e in table.query_entities(
+                    "PartitionKey eq @pk", parameters={"pk": f"{prefix}-{s:02d}"}))
+        except AzureError as exc:
+            raise _store_error("audit read", exc) from exc
+        return sorted(rows, key=lambda r: (r.time, r.delivery_id))
+
+    def read_resource(self, resource_id: str) -> list[AuditRow]:
+        table = self._t.table(self._t.audit_index_name)
+        try:
+            rows = [_from_entity(e) for e in table.query_entities(
+                "PartitionKey eq @pk", parameters={"pk": resource_partition(resource_id)})]
+        except AzureError as exc:
+            raise _store_error("audit read", exc) from exc
+        return sorted(rows, key=lambda r: (r.time, r.delivery_id))
+
+

@@ -1,0 +1,52 @@
+"""Wiring: build the service from settings once per process (the Functions worker reuses it
+across invocations). Azure SDK modules are imported here lazily, on first use, to keep cold
+start short."""
+
+from __future__ import annotations
+
+import threading
+from datetime import timedelta
+
+from .settings import Settings
+
+_lock = threading.Lock()
+_service = None
+
+
+def build_service(settings: Settings):
+    from .adapters.arm import ArmGateway, build_credential
+    from .adapters.tables import TableAuditSink, TableIdempotencyStore, TablePolicyRepository, Tables
+    from .policy.cache import PolicyCache
+    from .service import GuardrailsService
+
+    credential = build_credential(settings)
+    tables = Tables.from_settings(settings, credential=credential)
+    tables.ensure()
+    arm = ArmGateway(credential, endpoint=settings.arm_endpoint, ca_bundle=settings.ca_bundle,
+                     timeout=settings.arm_timeout_seconds)
+    return GuardrailsService(
+        settings,
+        policies=PolicyCache(TablePolicyRepository(tables), ttl_seconds=settings.policy_ttl_seconds),
+        arm=arm,
+        idempotency=TableIdempotencyStore(
+            tables, completed_ttl=timedelta(hours=settings.dedup_completed_hours),
+            in_progress_ttl=timedelta(seconds=settings.dedup_in_progress_seconds)),
+        audit=TableAuditSink(tables, shards=settings.audit_shards),
+    )
+
+
+def get_service():
+    """The process-wide service, built from the environment on first use."""
+    global _service
+    if _service is None:
+        with _lock:
+            if _service is None:
+                _service = build_service(Settings.from_env())
+    return _service
+
+
+def reset_service() -> None:
+    """Forget the cached service (after settings changed: tests, ``simulate``)."""
+    global _service
+    with _lock:
+        _service = None

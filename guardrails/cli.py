@@ -1,0 +1,92 @@
+"""Command line: ``python -m guardrails <command>``.
+
+    metadata validate [--metadata DIR ...]     three-pass validation of policy files
+    metadata sync [--metadata DIR ...]         validate, then make the policy table hold exactly them
+    simulate --world W --events E [--metadata DIR] --out R
+    demo                                       the main job on an embedded default, printed
+
+Exit codes: 0 ok, 1 a delivery failed (simulate) / invalid metadata, 2 usage or input error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from .errors import GuardrailsError, MetadataValidationError
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m guardrails", description="Security guardrails for ML platforms on Azure")
+    sub = p.add_subparsers(dest="command", required=True)
+    md = sub.add_parser("metadata", help="validate or sync policy metadata")
+    mdsub = md.add_subparsers(dest="action", required=True)
+    for name in ("validate", "sync"):
+        a = mdsub.add_parser(name)
+        a.add_argument("--metadata", action="append", default=[], metavar="DIR",
+                       help="extra policy directory after the shipped metadata/ (same id replaces)")
+    sim = sub.add_parser("simulate", help="run events through the function on local emulators")
+    sim.add_argument("--world", required=True)
+    sim.add_argument("--events", required=True)
+    sim.add_argument("--metadata", action="append", default=[], metavar="DIR")
+    sim.add_argument("--out", required=True)
+    demo = sub.add_parser("demo", help="the product's main job on the embedded sample world")
+    demo.add_argument("--out", default="out/demo-result.json")
+    return p
+
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:          # argparse already printed a one-line usage error
+        return 2 if exc.code else 0
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s %(message)s")
+    from .simulate import UsageError
+    try:
+        if args.command == "metadata":
+            return _metadata(args)
+        if args.command == "simulate":
+            from .simulate import main as simulate_main
+            return simulate_main(args)
+        if args.command == "demo":
+            from .demo import main as demo_main
+            return demo_main(args)
+    except UsageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except MetadataValidationError as exc:
+        print("error: invalid metadata, nothing changed:", file=sys.stderr)
+        for f in exc.findings:
+            print(f"  {f}", file=sys.stderr)
+        return 1
+    except GuardrailsError as exc:
+        print(f"error: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}", file=sys.stderr)
+        return 2
+    return 2
+
+
+def _metadata(args) -> int:
+    from .sync import metadata_dirs, sync_metadata
+    dirs = metadata_dirs([Path(d) for d in args.metadata])
+    for d in dirs:
+        if not d.is_dir():
+            from .simulate import UsageError
+            raise UsageError(f"metadata directory {d} does not exist")
+    if args.action == "validate":
+        from .policy.loader import load_directory
+        policies = load_directory(*dirs)
+        print(json.dumps({"valid": True, "policies": [p.ref for p in policies]}))
+        return 0
+    from .adapters.tables import TablePolicyRepository, Tables
+    from .settings import Settings
+    settings = Settings.from_env()
+    tables = Tables.from_settings(settings)
+    tables.ensure()
+    counts = sync_metadata(TablePolicyRepository(tables), dirs)
+    print(json.dumps({"synced": True, "table": tables.policies_name, **counts}))
+    return 0

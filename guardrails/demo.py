@@ -1,0 +1,73 @@
+"""``make demo``: the product's main job on an embedded sample world, printed for a person.
+
+Starts Azurite and the local Azure emulator, syncs metadata/, delivers demo/events.json (every
+covered type flipped public, a compliant change, a duplicate, a CloudEvents delivery, an invalid
+event, a delete) plus the events the guardrail's own fixes emit, then prints the decisions, the
+audit rows as stored in Table Storage, and what changed in the world.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from .simulate import load_inputs, run_simulation
+
+DEMO_DIR = Path(__file__).resolve().parents[1] / "demo"
+
+
+def _short_id(rid: str) -> str:
+    parts = rid.split("/")
+    return "/".join(parts[-2:]) if len(parts) > 2 else rid or "-"
+
+
+def _fmt(v) -> str:
+    return json.dumps(v) if not isinstance(v, str) else v
+
+
+def render(result) -> str:
+    lines = []
+    lines.append(f"{'#':>2}  {'verdict':<10} {'reason':<22} {'resource':<34} {'ms':>7}  what happened")
+    lines.append("-" * 120)
+    for i, d in enumerate(result.decisions, 1):
+        what = d["message"]
+        if d["violations"]:
+            what = "; ".join(f"{v['rule']}: {_fmt(v['before'])}" + (f" -> {_fmt(v['after'])}" if v["after"] is not None else "")
+                             + f" [{v['outcome']}]" for v in d["violations"])
+        lines.append(f"{i:>2}  {d['verdict']:<10} {d['reason'] or '-':<22} {_short_id(d['resource_id'])[:34]:<34} "
+                     f"{d['duration_ms']:>7.1f}  {what[:140]}")
+    return "\n".join(lines)
+
+
+def main(args) -> int:
+    world, events = load_inputs(DEMO_DIR / "world.json", DEMO_DIR / "events.json")
+    before = {r["id"]: r for r in world["resources"]}
+    print(f"guardrails demo: {len(world['resources'])} resources, {len(events)} incoming events "
+          "(Azurite + local HTTPS Azure emulator, real SDK clients)\n")
+    result = run_simulation(world, events, read_back_audit=True)
+    print("Decisions (one audit row per delivery; the last rows are the guardrail's own writes coming back):")
+    print(render(result))
+    print("\nAudit rows as stored in Table Storage (GuardrailsAudit, read back by day partition):")
+    for row in result.stored_audit:
+        compact = {k: row[k] for k in ("time", "event_id", "verdict", "reason", "resource_id", "policies", "notify")}
+        compact["actor"] = row["actor"].get("upn") or row["actor"].get("object_id")
+        compact["violations"] = [f"{v['policy']}/{v['rule']}:{v['outcome']}" for v in row["violations"]]
+        print("  " + json.dumps(compact, ensure_ascii=False))
+    print("\nWorld changes made by the guardrail:")
+    from .model.resource import get_path
+    for r in result.world["resources"]:
+        old = before.get(r["id"])
+        if old is None:
+            continue
+        for path in ("properties.publicNetworkAccess", "properties.allowBlobPublicAccess", "properties.adminUserEnabled"):
+            a, b = get_path(old, path, None), get_path(r, path, None)
+            if a != b:
+                print(f"  {_short_id(r['id']):<40} {path:<36} {_fmt(a)} -> {_fmt(b)}")
+    arm = [q for q in result.requests if q["host"] == "management"]
+    print(f"\nARM requests: {len(arm)} ({sum(q['method'] == 'GET' for q in arm)} GET, "
+          f"{sum(q['method'] in ('PATCH', 'PUT') for q in arm)} writes)")
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result.to_json(), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    print(f"Full result (decisions, final world, request log): {out}")
+    return 0

@@ -1,0 +1,117 @@
+"""Start and stop Azurite's Table service on 127.0.0.1 (a random free port) for tests,
+``simulate`` and the demo. Azurite comes from the committed package.json/lockfile
+(``npm ci``); we start its installed binary directly, never through npx."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+from ..errors import ConfigError
+
+# The public, documented Azurite development account (not a secret).
+DEV_ACCOUNT = "devstoreaccount1"
+DEV_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+REPO_ROOT = Path(__file__).resolve().parents[2]
+BIN_ENV = "GUARDRAILS_AZURITE_BIN"
+
+
+def connection_string(port: int, host: str = "127.0.0.1") -> str:
+    return (
+        f"DefaultEndpointsProtocol=http;AccountName={DEV_ACCOUNT};AccountKey={DEV_KEY};"
+        f"TableEndpoint=http://{host}:{port}/{DEV_ACCOUNT};"
+    )
+
+
+def find_binary() -> str:
+    explicit = os.environ.get(BIN_ENV)
+    candidates = [explicit] if explicit else []
+    candidates.append(str(REPO_ROOT / "node_modules" / ".bin" / "azurite-table"))
+    for c in candidates:
+        if c and Path(c).exists():
+            return c
+    found = shutil.which("azurite-table")
+    if found:
+        return found
+    raise ConfigError("azurite-table not found: run `make setup` (npm ci) first")
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _listening(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+            return True
+    except OSError:
+        return False
+
+
+class Azurite:
+    """``with Azurite() as az: az.connection_string``. In-memory; gone when stopped."""
+
+    def __init__(self, port: int | None = None) -> None:
+        self._requested_port = port
+        self.port: int | None = None
+        self._proc: subprocess.Popen | None = None
+        self._workdir: str | None = None
+
+    @property
+    def connection_string(self) -> str:
+        if self.port is None:
+            raise RuntimeError("Azurite is not running")
+        return connection_string(self.port)
+
+    def start(self, timeout: float = 20.0) -> "Azurite":
+        binary = find_binary()
+        last_err = ""
+        for _attempt in range(3):
+            port = self._requested_port or _free_port()
+            self._workdir = tempfile.mkdtemp(prefix="azurite-")
+            self._proc = subprocess.Popen(
+                [binary, "--tableHost", "127.0.0.1", "--tablePort", str(port), "--inMemoryPersistence",
+                 "--silent", "--disableTelemetry", "--skipApiVersionCheck"],
+                cwd=self._workdir,
+                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
+            )
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                if self._proc.poll() is not None:
+                    last_err = (self._proc.stderr.read() or b"").decode(errors="replace")[-300:]
+                    break
+                if _listening(port):
+                    self.port = port
+                    return self
+                time.sleep(0.05)
+            self.stop()
+        raise ConfigError(f"Azurite did not start: {last_err.strip() or 'timed out'}")
+
+    def stop(self) -> None:
+        proc, self._proc = self._proc, None
+        if proc is not None and proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=5)
+        if proc is not None and proc.stderr:
+            proc.stderr.close()
+        if self._workdir:
+            shutil.rmtree(self._workdir, ignore_errors=True)
+            self._workdir = None
+        self.port = None
+
+    def __enter__(self) -> "Azurite":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()

@@ -1,0 +1,218 @@
+"""A local HTTPS emulator of the Azure endpoints the product talks to, for the REAL SDK clients.
+
+    with AzureEmulator(resources) as emu:
+        client = ResourceManagementClient(LocalTokenCredential(object_id=...), SUB,
+                                          base_url=emu.base_url, connection_verify=emu.ca_path,
+                                          retry_total=0, polling_interval=0)
+
+Pieces: ``arm_emulator_http`` (TLS server, request/response, ARM error shape),
+``arm_emulator_routes`` (route families), ``arm_emulator_state`` (resources, LROs, events),
+``arm_emulator_events`` (Event Grid payloads). This module wires them together and owns the
+request log and fault injection.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+import shutil
+import ssl
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable
+
+import trustme
+
+from guardrails.local.arm_emulator_http import (
+    ArmError, EmuRequest, EmuResponse, arm_error, make_server, status_code_name,
+)
+from guardrails.local.arm_emulator_routes import ArmOperationRoute, ArmResourceRoute
+from guardrails.local.arm_emulator_state import ArmStore
+from guardrails.local.credential import DEFAULT_TENANT_ID
+
+__all__ = ["AzureEmulator"]
+
+
+@dataclass
+class _Fault:
+    method: str | None
+    path_regex: str
+    status: int | None
+    retry_after: int | None
+    times: int | None
+    delay_ms: int
+
+    def __post_init__(self) -> None:
+        self.method = self.method.upper() if self.method else None
+        self._pattern = re.compile(self.path_regex or ".*", re.IGNORECASE)
+
+    def matches(self, req: EmuRequest) -> bool:
+        if self.times is not None and self.times <= 0:
+            return False
+        if self.method and self.method != req.method:
+            return False
+        return self._pattern.search(req.path) is not None
+
+    def response(self) -> EmuResponse:
+        assert self.status is not None
+        headers = {"Retry-After": str(self.retry_after)} if self.retry_after is not None else {}
+        code = status_code_name(self.status)
+        return arm_error(self.status, code, f"Injected fault: {self.status} {code}.", headers)
+
+
+class AzureEmulator:
+    def __init__(
+        self,
+        resources: Iterable[dict] = (),
+        *,
+        faults: Iterable[dict] = (),
+        lro_seconds: float = 0.0,
+        tenant_id: str = DEFAULT_TENANT_ID,
+    ) -> None:
+        self.tenant_id = tenant_id
+        self.lro_seconds = float(lro_seconds)
+        self.store = ArmStore(tenant_id)
+        self._lock = self.store.lock  # one lock around all state
+        self._faults: list[_Fault] = []
+        self._log: list[dict] = []
+        # tried in order; the first that claims a request handles it
+        self.routes: list[Any] = [ArmOperationRoute(), ArmResourceRoute()]
+        for resource in resources:
+            self.put(resource)
+        for fault in faults:
+            self.add_fault(**{k: fault[k] for k in
+                              ("method", "path_regex", "status", "retry_after", "times", "delay_ms") if k in fault})
+        self._server = None
+        self._thread: threading.Thread | None = None
+        self._tmpdir: str | None = None
+        self._ca_path: str | None = None
+
+    @classmethod
+    def from_world(cls, world: dict) -> "AzureEmulator":
+        """``{"resources": [...], "faults": [...], "lro_seconds": N}``; unknown keys are ignored."""
+        return cls(world.get("resources") or (), faults=world.get("faults") or (),
+                   lro_seconds=world.get("lro_seconds") or 0.0)
+
+    # ---- lifecycle -------------------------------------------------------------------
+    def start(self) -> "AzureEmulator":
+        if self._server is not None:
+            return self
+        ca = trustme.CA()
+        cert = ca.issue_cert("127.0.0.1", "localhost")
+        self._tmpdir = tempfile.mkdtemp(prefix="azure-emulator-")
+        self._ca_path = str(Path(self._tmpdir) / "ca.pem")
+        ca.cert_pem.write_to_path(self._ca_path)
+        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        cert.configure_cert(ctx)
+        self._server = make_server(ctx, self._dispatch)
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
+                                        name=f"azure-emulator-{self.port}", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        server, self._server = self._server, None
+        if server is not None:
+            server.shutdown()
+            server.server_close()
+            server.close_connections()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+        if self._tmpdir:
+            shutil.rmtree(self._tmpdir, ignore_errors=True)
+            self._tmpdir = None
+
+    def __enter__(self) -> "AzureEmulator":
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+    @property
+    def port(self) -> int:
+        if self._server is None:
+            raise RuntimeError("emulator not started")
+        return self._server.server_address[1]
+
+    @property
+    def base_url(self) -> str:
+        return f"https://127.0.0.1:{self.port}"
+
+    @property
+    def ca_path(self) -> str:
+        if self._ca_path is None or self._server is None:
+            raise RuntimeError("emulator not started")
+        return self._ca_path
+
+    # ---- state -----------------------------------------------------------------------
+    def world(self) -> dict:
+        self.store.complete_due()
+        return {"resources": self.store.snapshot()}
+
+    def get(self, resource_id: str) -> dict | None:
+        with self._lock:
+            self.store.complete_due()
+            res = self.store.find(resource_id)
+            return copy.deepcopy(res) if res is not None else None
+
+    def put(self, resource: dict) -> None:
+        """Seed or replace a resource as-is (an etag is assigned if absent). No event, no log."""
+        self.store.seed(resource)
+
+    def drain_events(self) -> list[dict]:
+        return self.store.drain_events()
+
+    @property
+    def requests(self) -> list[dict]:
+        with self._lock:
+            return copy.deepcopy(self._log)
+
+    def clear_requests(self) -> None:
+        with self._lock:
+            self._log.clear()
+
+    def add_fault(self, method: str | None = None, path_regex: str = ".*", status: int | None = None,
+                  retry_after: int | None = None, times: int | None = None, delay_ms: int = 0) -> None:
+        """The first matching fault with times left fires: sleep ``delay_ms``, then answer ``status``
+        (ARM error shape, ``Retry-After`` if given) or, with no status, carry on. ``path_regex`` is
+        searched (case-insensitive) in the decoded path."""
+        with self._lock:
+            self._faults.append(_Fault(method, path_regex, status, retry_after, times, int(delay_ms or 0)))
+
+    # ---- dispatch --------------------------------------------------------------------
+    def _dispatch(self, req: EmuRequest) -> EmuResponse:
+        route = next((r for r in self.routes if r.claims(req)), None)
+        if route is not None:
+            req.host = route.host
+        entry = {"method": req.method, "host": req.host, "path": req.path, "query": dict(req.query),
+                 "status": None, "caller": req.caller,
+                 "body": copy.deepcopy(req.body) if req.body_is_json else None}
+        with self._lock:
+            self._log.append(entry)
+            fault = next((f for f in self._faults if f.matches(req)), None)
+            if fault is not None and fault.times is not None:
+                fault.times -= 1
+        try:
+            resp = self._respond(req, route, fault)
+        except ArmError as exc:
+            resp = exc.response()
+        except Exception as exc:  # an emulator bug must still answer, and show in the log
+            resp = arm_error(500, "InternalServerError", f"emulator error: {type(exc).__name__}: {exc}")
+        with self._lock:
+            entry["status"] = resp.status
+        return resp
+
+    def _respond(self, req: EmuRequest, route: Any, fault: _Fault | None) -> EmuResponse:
+        if fault is not None:
+            if fault.delay_ms:
+                time.sleep(fault.delay_ms / 1000.0)
+            if fault.status is not None:
+                return fault.response()
+        self.store.complete_due()
+        if route is None:
+            return arm_error(404, "NotFound", f"No route for '{req.method} {req.path}'.")
+        return route.handle(self, req)

@@ -1,0 +1,293 @@
+"""The use case every entry point shares: handle one delivered resource event.
+
+    parse envelope ─▶ parse data ─▶ classify (ignored / own write) ─▶ policies (table, cached)
+      ─▶ idempotency claim ─▶ read live state ─▶ evaluate (pure) ─▶ plan (pure) ─▶ apply ─▶ confirm
+      ─▶ audit row (always) ─▶ complete claim (or release it on failure so Event Grid retries)
+
+``handle_event`` returns the audit row it wrote. It raises only when Event Grid must redeliver:
+``DeliveryFailed`` after a ``failed`` row, ``IdempotencyError`` while another delivery holds the
+event, ``StoreError`` when Table Storage is unavailable (then nothing was acknowledged).
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, Callable, Mapping
+
+from .errors import ArmError, GuardrailsError, InvalidEvent, ResourceNotFound
+from .logs import bound, emit
+from .model.decision import Actor, AuditRow, ViolationRecord, combine_verdict
+from .model.events import parse_envelope, parse_resource_event
+from .model.resource import ResourceSnapshot, ResourceType, lookup_type
+from .policy.cache import PolicyCache
+from .policy.evaluate import RuleResult
+from .policy.operators import values_equal
+from .ports import AuditSink, IdempotencyStore, ResourceGateway
+from .settings import Settings
+
+log = logging.getLogger("guardrails")
+
+WRITE_SUCCESS = "Microsoft.Resources.ResourceWriteSuccess"
+# fields ARM computes; never sent back in a full PUT
+_READ_ONLY_TOP = ("id", "name", "type", "systemData", "etag")
+
+
+class DeliveryFailed(GuardrailsError):
+    """The delivery ended ``failed`` and was audited; raising makes Event Grid redeliver."""
+
+    reason = "failed"
+
+
+def _now_iso(now: datetime) -> str:
+    return now.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+@dataclass
+class _Ctx:
+    delivery_id: str
+    started: float
+    deadline: float
+    now: datetime
+
+
+class GuardrailsService:
+    def __init__(self, settings: Settings, *, policies: PolicyCache, arm: ResourceGateway,
+                 idempotency: IdempotencyStore, audit: AuditSink,
+                 clock: Callable[[], float] = time.monotonic,
+                 wall_clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)) -> None:
+        self.settings = settings
+        self.policies = policies
+        self.arm = arm
+        self.idempotency = idempotency
+        self.audit = audit
+        self._clock = clock
+        self._wall = wall_clock
+
+    # ---------------------------------------------------------------------------------
+    def handle_event(self, raw: Any) -> AuditRow:
+        start = self._clock()
+        ctx = _Ctx(uuid.uuid4().hex, start, start + self.settings.time_budget_seconds, self._wall())
+        event_id = raw.get("id") if isinstance(raw, Mapping) and isinstance(raw.get("id"), str) else ""
+        event_type = ""
+        if isinstance(raw, Mapping):
+            t = raw.get("eventType", raw.get("type"))
+            event_type = t if isinstance(t, str) else ""
+        row = AuditRow(event_id=event_id[:256], event_type=event_type[:256], resource_id="", verdict="invalid",
+                       delivery_id=ctx.delivery_id)
+        with bound(delivery_id=ctx.delivery_id, event_id=row.event_id or None):
+            try:
+                env = parse_envelope(raw)
+                row.event_id, row.event_type = env.id, env.event_type
+                if env.event_type not in _resource_event_types():
+                    return self._finish(ctx, row, "ignored", "unsupported_event_type",
+                                        f"event type {_short(env.event_type)} is not handled by the resource guardrail")
+                event = parse_resource_event(env)
+            except InvalidEvent as exc:
+                return self._finish(ctx, row, "invalid", exc.reason, str(exc))
+            row.resource_id = str(event.resource_id)
+            row.actor = event.actor
+            row.correlation_id = event.correlation_id or ""
+            with bound(resource_id=row.resource_id):
+                return self._handle_resource_event(ctx, row, event)
+
+    def _handle_resource_event(self, ctx: _Ctx, row: AuditRow, event) -> AuditRow:
+        if event.event_type != WRITE_SUCCESS:
+            return self._finish(ctx, row, "ignored", "event_type_not_evaluated",
+                                f"{event.event_type} does not change a resource's configuration")
+        if self.settings.is_own_principal(event.actor.object_id, event.actor.app_id):
+            return self._finish(ctx, row, "ignored", "own_write", "write made by the guardrail itself")
+        rid = event.resource_id
+        rtype = lookup_type(rid.resource_type)
+        if rtype is None:
+            return self._finish(ctx, row, "ignored", "not_covered",
+                                f"resource type {rid.resource_type} is not covered by any guardrail")
+        compiled = self.policies.get()
+        candidates = compiled.candidates(rtype.name, rid.subscription_id, rid.resource_group)
+        if not candidates:
+            return self._finish(ctx, row, "ignored", "no_policy",
+                                f"no policy in force selects {rtype.name} at this scope")
+
+        key = f"event:{row.event_id}"
+        claim = self.idempotency.acquire(key, holder=ctx.delivery_id)  # IdempotencyError propagates
+        if claim.state == "completed":
+            return self._finish(ctx, row, "duplicate", "duplicate",
+                                f"event already handled (verdict {claim.verdict or 'unknown'}); nothing done")
+        try:
+            self._decide_and_fix(ctx, row, event, rtype, compiled, candidates)
+            self._finish(ctx, row, row.verdict, row.reason, row.message)
+        except BaseException:
+            self.idempotency.release(key, claim)
+            raise
+        if row.verdict == "failed":
+            self.idempotency.release(key, claim)   # let Event Grid's retry run it again
+            raise DeliveryFailed(f"delivery failed: {row.reason}")
+        self.idempotency.complete(key, claim, verdict=row.verdict)
+        return row
+
+    # ---------------------------------------------------------------------------------
+    def _decide_and_fix(self, ctx: _Ctx, row: AuditRow, event, rtype: ResourceType, compiled, candidates) -> None:
+        rid = event.resource_id
+        try:
+            snapshot = self.arm.get_resource(str(rid), api_version=rtype.api_version, deadline=ctx.deadline)
+        except ResourceNotFound:
+            row.verdict, row.reason, row.message = "ignored", "resource_not_found", "the resource no longer exists"
+            return
+        except ArmError as exc:
+            row.verdict, row.reason, row.message = "failed", exc.reason, str(exc)
+            return
+        if snapshot.type and snapshot.type.lower() != rtype.key:
+            row.verdict, row.reason = "failed", "unexpected_type"
+            row.message = f"ARM returned type {_short(snapshot.type)} for a {rtype.name} id"
+            return
+        row.policies = [p.ref for p in candidates if _tags_match(p, snapshot.tags)]
+        results = compiled.evaluate(snapshot, now=ctx.now, subscription_id=rid.subscription_id,
+                                    resource_group=rid.resource_group)
+        if not results:
+            row.verdict, row.reason = "compliant", ""
+            row.message = f"compliant with {', '.join(row.policies) or 'no policy'}"
+            return
+
+        records: list[tuple[RuleResult, ViolationRecord]] = []
+        to_apply: list[tuple[RuleResult, ViolationRecord]] = []
+        for r in results:
+            rec = ViolationRecord(policy=r.policy.ref, rule=r.rule.id, property=r.rule.property,
+                                  before=r.before, after=r.change.after if r.change else None, outcome="violation")
+            if r.exemption is not None:
+                rec.outcome = "exempted"
+                exp = r.exemption.expires.isoformat() if r.exemption.expires else "no expiry"
+                rec.message = f"exempted by {r.exemption.owner} ({exp}): {r.exemption.reason}"[:300]
+            elif r.notify or r.change is None:
+                rec.outcome = "violation"
+                rec.message = "notify only"
+                row.notify = True
+            elif r.policy.mode == "audit":
+                rec.outcome = "dry_run"
+                rec.message = "audit mode: would set the value"
+            else:
+                to_apply.append((r, rec))
+            records.append((r, rec))
+        if to_apply:
+            self._apply(ctx, row, snapshot, rtype, to_apply)
+        row.violations = [rec for _r, rec in records]
+        row.verdict = combine_verdict([rec.outcome for rec in row.violations])
+        if row.verdict != "failed":
+            row.reason = ""
+        row.message = "; ".join(
+            f"{v.policy}/{v.rule}: {v.property} {_short(v.before)}"
+            + (f" -> {_short(v.after)}" if v.after is not None else "") + f" ({v.outcome})"
+            for v in row.violations)[:2000]
+        if row.notify:
+            owner_tag = next((r.policy.notify_tag for r, rec in records if rec.outcome == "violation"), "owner")
+            emit(log, logging.WARNING, "guardrail_violation_notify", owner_tag=owner_tag,
+                 owner=snapshot.tags.get(owner_tag) or "unknown",
+                 rules=[f"{v.policy}/{v.rule}" for v in row.violations if v.outcome == "violation"])
+
+    def _apply(self, ctx: _Ctx, row: AuditRow, snapshot: ResourceSnapshot, rtype: ResourceType,
+               to_apply: list[tuple[RuleResult, ViolationRecord]]) -> None:
+        # one write per resource: merge every change; conflicting targets fail loudly
+        desired: dict[str, Any] = {}
+        conflicts: set[str] = set()
+        for r, _rec in to_apply:
+            path = r.change.property
+            if path in desired and not values_equal(desired[path], r.change.after):
+                conflicts.add(path)
+            desired.setdefault(path, r.change.after)
+        ok = [(r, rec) for r, rec in to_apply if r.change.property not in conflicts]
+        for r, rec in to_apply:
+            if r.change.property in conflicts:
+                rec.outcome, rec.message = "failed", "policies demand different values for this property"
+                row.reason = "conflicting_policies"
+        if not ok:
+            return
+        rid = snapshot.resource_id
+        try:
+            if rtype.write_method == "put":
+                body = copy.deepcopy(dict(snapshot.body))
+                for key in _READ_ONLY_TOP:
+                    body.pop(key, None)
+                for r, _rec in ok:
+                    _set_path(body, r.change.property, r.change.after)
+                result = self.arm.put_resource(rid, body, api_version=rtype.api_version,
+                                               etag=snapshot.etag, deadline=ctx.deadline)
+            else:
+                body = {}
+                for r, _rec in ok:
+                    _set_path(body, r.change.property, r.change.after)
+                result = self.arm.patch_resource(rid, body, api_version=rtype.api_version, deadline=ctx.deadline)
+        except ResourceNotFound:
+            for _r, rec in ok:
+                rec.outcome, rec.message = "failed", "resource disappeared before the fix"
+            row.reason = "resource_not_found"
+            return
+        except ArmError as exc:
+            for _r, rec in ok:
+                rec.outcome, rec.message = "failed", str(exc)[:300]
+            row.reason = exc.reason
+            return
+        if result.state == "requested":
+            for _r, rec in ok:
+                rec.outcome, rec.message = "requested", "long-running fix accepted, still running"
+            return
+        # confirm: read back and check every property really holds the value we set
+        try:
+            after = self.arm.get_resource(rid, api_version=rtype.api_version, deadline=ctx.deadline)
+        except ArmError as exc:
+            for _r, rec in ok:
+                rec.outcome, rec.message = "requested", f"fix sent, read-back failed: {exc.reason}"
+            return
+        for r, rec in ok:
+            value, _present = after.value(r.change.property)
+            if values_equal(value, r.change.after):
+                rec.outcome, rec.message = "remediated", "fixed and confirmed by read-back"
+            else:
+                rec.outcome, rec.message = "failed", f"read-back shows {_short(value)}"
+                row.reason = "not_confirmed"
+
+    # ---------------------------------------------------------------------------------
+    def _finish(self, ctx: _Ctx, row: AuditRow, verdict: str, reason: str, message: str) -> AuditRow:
+        row.verdict, row.reason, row.message = verdict, reason, message[:2000]
+        row.time = _now_iso(self._wall())
+        row.duration_ms = round((self._clock() - ctx.started) * 1000.0, 3)
+        self.audit.write(row)   # StoreError propagates: nothing is acknowledged unaudited
+        level = logging.WARNING if verdict in ("failed", "invalid", "violation") else logging.INFO
+        emit(log, level, "guardrail_decision", verdict=verdict, reason=reason, event_type=row.event_type,
+             resource_id=row.resource_id, duration_ms=row.duration_ms)
+        return row
+
+
+def _resource_event_types() -> frozenset[str]:
+    from .model.events import RESOURCE_EVENT_TYPES
+    return frozenset(RESOURCE_EVENT_TYPES)
+
+
+def _tags_match(policy, tags: Mapping[str, str]) -> bool:
+    wanted = policy.selector.tags or {}
+    if not wanted:
+        return True
+    lowered = {str(k).lower(): v for k, v in tags.items()}
+    return all(lowered.get(str(k).lower()) == v for k, v in wanted.items())
+
+
+def _set_path(body: dict, path: str, value: Any) -> None:
+    parts = path.split(".")
+    cur = body
+    for seg in parts[:-1]:
+        nxt = cur.get(seg)
+        if not isinstance(nxt, dict):
+            nxt = {}
+            cur[seg] = nxt
+        cur = nxt
+    cur[parts[-1]] = value
+
+
+__all__ = ["GuardrailsService", "DeliveryFailed", "Actor"]

@@ -1,0 +1,129 @@
+"""Every setting the product reads, in one place.
+
+Names are constants here and listed in ``local.settings.sample.json``. Precedence:
+explicit argument > environment > default. Settings hold identifiers and endpoints only;
+the Table Storage connection string is the one secret-bearing value and is never logged.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Mapping
+
+from .errors import ConfigError
+
+# ---- environment variable names -------------------------------------------------------
+TABLES_CONNECTION = "GUARDRAILS_TABLES_CONNECTION"      # connection string (Azurite or account)
+TABLES_ENDPOINT = "GUARDRAILS_TABLES_ENDPOINT"          # https://<acct>.table.core.windows.net (managed identity)
+FALLBACK_STORAGE = "AzureWebJobsStorage"                # used when neither of the above is set
+TABLE_PREFIX = "GUARDRAILS_TABLE_PREFIX"
+ARM_ENDPOINT = "GUARDRAILS_ARM_ENDPOINT"
+CA_BUNDLE = "GUARDRAILS_CA_BUNDLE"                      # PEM path for TLS verification (emulator only)
+CREDENTIAL = "GUARDRAILS_CREDENTIAL"                    # "default" (DefaultAzureCredential) | "local"
+LOCAL_OBJECT_ID = "GUARDRAILS_LOCAL_OBJECT_ID"          # identity of the local credential
+LOCAL_APP_ID = "GUARDRAILS_LOCAL_APP_ID"
+OWN_PRINCIPAL_IDS = "GUARDRAILS_OWN_PRINCIPAL_IDS"      # comma-separated object ids and app ids
+POLICY_TTL_SECONDS = "GUARDRAILS_POLICY_TTL_SECONDS"
+DEDUP_COMPLETED_HOURS = "GUARDRAILS_DEDUP_COMPLETED_HOURS"
+DEDUP_IN_PROGRESS_SECONDS = "GUARDRAILS_DEDUP_IN_PROGRESS_SECONDS"
+TIME_BUDGET_SECONDS = "GUARDRAILS_TIME_BUDGET_SECONDS"
+ARM_TIMEOUT_SECONDS = "GUARDRAILS_ARM_TIMEOUT_SECONDS"
+AUDIT_SHARDS = "GUARDRAILS_AUDIT_SHARDS"
+LOG_LEVEL = "GUARDRAILS_LOG_LEVEL"
+
+ALL_SETTINGS = (
+    TABLES_CONNECTION, TABLES_ENDPOINT, TABLE_PREFIX, ARM_ENDPOINT, CA_BUNDLE, CREDENTIAL,
+    LOCAL_OBJECT_ID, LOCAL_APP_ID, OWN_PRINCIPAL_IDS, POLICY_TTL_SECONDS, DEDUP_COMPLETED_HOURS,
+    DEDUP_IN_PROGRESS_SECONDS, TIME_BUDGET_SECONDS, ARM_TIMEOUT_SECONDS, AUDIT_SHARDS, LOG_LEVEL,
+)
+
+DEFAULT_ARM_ENDPOINT = "https://management.azure.com"
+# the identity the local emulator credential presents when nothing else is configured
+DEFAULT_LOCAL_OBJECT_ID = "6a1f5c3e-0d7b-4a8e-9c2f-51e0d1a9b7c4"
+
+
+def _float(env: Mapping[str, str], name: str, default: float, *, minimum: float = 0.0) -> float:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"setting {name} must be a number, got {raw[:40]!r}") from None
+    if value < minimum:
+        raise ConfigError(f"setting {name} must be >= {minimum}, got {value}")
+    return value
+
+
+def _guid_set(raw: str) -> frozenset[str]:
+    out = set()
+    for part in raw.split(","):
+        p = part.strip().lower().replace("-", "").replace("{", "").replace("}", "")
+        if p:
+            out.add(p)
+    return frozenset(out)
+
+
+@dataclass(frozen=True)
+class Settings:
+    tables_connection: str | None = field(default=None, repr=False)   # secret-bearing: never repr'd
+    tables_endpoint: str | None = None
+    table_prefix: str = "Guardrails"
+    arm_endpoint: str = DEFAULT_ARM_ENDPOINT
+    ca_bundle: str | None = None
+    credential: str = "default"
+    local_object_id: str = DEFAULT_LOCAL_OBJECT_ID
+    local_app_id: str | None = None
+    own_principal_ids: frozenset[str] = frozenset()   # normalised: lower-case, no dashes
+    policy_ttl_seconds: float = 30.0
+    dedup_completed_hours: float = 24.0
+    dedup_in_progress_seconds: float = 120.0
+    time_budget_seconds: float = 20.0
+    arm_timeout_seconds: float = 10.0
+    audit_shards: int = 16
+    log_level: str = "INFO"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides) -> "Settings":
+        env = os.environ if env is None else env
+        conn = env.get(TABLES_CONNECTION) or None
+        endpoint = env.get(TABLES_ENDPOINT) or None
+        if not conn and not endpoint:
+            conn = env.get(FALLBACK_STORAGE) or None
+        credential = (env.get(CREDENTIAL) or "default").strip().lower()
+        if credential not in ("default", "local"):
+            raise ConfigError(f"setting {CREDENTIAL} must be 'default' or 'local', got {credential[:20]!r}")
+        prefix = env.get(TABLE_PREFIX) or "Guardrails"
+        if not prefix.isalnum() or not prefix[0].isalpha() or len(prefix) > 40:
+            raise ConfigError(f"setting {TABLE_PREFIX} must be alphanumeric, start with a letter, <= 40 chars")
+        shards = int(_float(env, AUDIT_SHARDS, 16, minimum=1))
+        budget = _float(env, TIME_BUDGET_SECONDS, 20.0, minimum=1.0)
+        if budget >= 30.0:
+            raise ConfigError(f"setting {TIME_BUDGET_SECONDS} must stay under Event Grid's 30 s, got {budget}")
+        values = dict(
+            tables_connection=conn,
+            tables_endpoint=endpoint,
+            table_prefix=prefix,
+            arm_endpoint=(env.get(ARM_ENDPOINT) or DEFAULT_ARM_ENDPOINT).rstrip("/"),
+            ca_bundle=env.get(CA_BUNDLE) or None,
+            credential=credential,
+            local_object_id=env.get(LOCAL_OBJECT_ID) or DEFAULT_LOCAL_OBJECT_ID,
+            local_app_id=env.get(LOCAL_APP_ID) or None,
+            own_principal_ids=_guid_set(env.get(OWN_PRINCIPAL_IDS, "")),
+            policy_ttl_seconds=_float(env, POLICY_TTL_SECONDS, 30.0),
+            dedup_completed_hours=_float(env, DEDUP_COMPLETED_HOURS, 24.0, minimum=24.0),
+            dedup_in_progress_seconds=_float(env, DEDUP_IN_PROGRESS_SECONDS, 120.0, minimum=1.0),
+            time_budget_seconds=budget,
+            arm_timeout_seconds=_float(env, ARM_TIMEOUT_SECONDS, 10.0, minimum=0.1),
+            audit_shards=shards,
+            log_level=(env.get(LOG_LEVEL) or "INFO").upper(),
+        )
+        values.update(overrides)
+        return cls(**values)
+
+    def is_own_principal(self, *ids: str | None) -> bool:
+        for i in ids:
+            if i and i.strip().lower().replace("-", "") in self.own_principal_ids:
+                return True
+        return False

@@ -1,0 +1,145 @@
+"""Builders for realistic ARM resources and Event Grid deliveries used across test tiers."""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import uuid
+from typing import Any
+
+SUB = "3f2b6c1e-8a4d-4c7e-9b15-2d7e6f0a9c31"
+TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47"
+RG = "rg-ml-prod"
+ALICE = "9c1d2e3f-4a5b-4c6d-8e7f-0a1b2c3d4e5f"
+ALICE_APP = "04b07795-8ddb-461a-bbee-02f9e1bf7b46"
+GUARDRAIL_OID = "6a1f5c3e-0d7b-4a8e-9c2f-51e0d1a9b7c4"   # settings.DEFAULT_LOCAL_OBJECT_ID
+
+_counter = itertools.count(1)
+
+
+def rg_id(rg: str = RG, sub: str = SUB) -> str:
+    return f"/subscriptions/{sub}/resourceGroups/{rg}"
+
+
+def rid(ns: str, type_: str, name: str, *, rg: str = RG, sub: str = SUB) -> str:
+    return f"{rg_id(rg, sub)}/providers/{ns}/{type_}/{name}"
+
+
+TAGS = {"owner": "ml-platform@contoso.com", "environment": "prod"}
+
+
+def workspace(name="mlw-prod", *, pna: str | None = "Enabled", rg=RG, tags=None) -> dict:
+    props: dict[str, Any] = {"friendlyName": name, "provisioningState": "Succeeded"}
+    if pna is not None:
+        props["publicNetworkAccess"] = pna
+    return {"id": rid("Microsoft.MachineLearningServices", "workspaces", name, rg=rg), "name": name,
+            "type": "Microsoft.MachineLearningServices/workspaces", "location": "eastus",
+            "tags": dict(TAGS if tags is None else tags), "identity": {"type": "SystemAssigned"},
+            "sku": {"name": "Basic", "tier": "Basic"}, "properties": props}
+
+
+def ml_registry(name="mlreg-shared", *, pna: str | None = "Enabled", rg=RG) -> dict:
+    props: dict[str, Any] = {"intellectualPropertyPublisher": "contoso",
+                             "regionDetails": [{"location": "eastus"}]}
+    if pna is not None:
+        props["publicNetworkAccess"] = pna
+    return {"id": rid("Microsoft.MachineLearningServices", "registries", name, rg=rg), "name": name,
+            "type": "Microsoft.MachineLearningServices/registries", "location": "eastus", "kind": "Registry",
+            "tags": dict(TAGS), "identity": {"type": "SystemAssigned"},
+            "sku": {"name": "Basic", "tier": "Basic"}, "properties": props}
+
+
+def storage(name="stmlprod", *, pna: str | None = "Enabled", blob: bool | None = True, rg=RG, tags=None) -> dict:
+    props: dict[str, Any] = {"minimumTlsVersion": "TLS1_2", "supportsHttpsTrafficOnly": True,
+                             "provisioningState": "Succeeded"}
+    if pna is not None:
+        props["publicNetworkAccess"] = pna
+    if blob is not None:
+        props["allowBlobPublicAccess"] = blob
+    return {"id": rid("Microsoft.Storage", "storageAccounts", name, rg=rg), "name": name,
+            "type": "Microsoft.Storage/storageAccounts", "location": "eastus", "kind": "StorageV2",
+            "tags": dict(TAGS if tags is None else tags), "sku": {"name": "Standard_LRS", "tier": "Standard"},
+            "properties": props}
+
+
+def key_vault(name="kv-ml-prod", *, pna: str | None = "Enabled", rbac: bool | None = True, rg=RG) -> dict:
+    props: dict[str, Any] = {"sku": {"family": "A", "name": "standard"}, "tenantId": TENANT,
+                             "accessPolicies": [], "enableSoftDelete": True, "provisioningState": "Succeeded"}
+    if pna is not None:
+        props["publicNetworkAccess"] = pna
+    if rbac is not None:
+        props["enableRbacAuthorization"] = rbac
+    return {"id": rid("Microsoft.KeyVault", "vaults", name, rg=rg), "name": name,
+            "type": "Microsoft.KeyVault/vaults", "location": "eastus", "tags": dict(TAGS), "properties": props}
+
+
+def container_registry(name="acrmlprod", *, pna: str | None = "Enabled", admin: bool | None = True, rg=RG) -> dict:
+    props: dict[str, Any] = {"loginServer": f"{name}.azurecr.io", "provisioningState": "Succeeded"}
+    if pna is not None:
+        props["publicNetworkAccess"] = pna
+    if admin is not None:
+        props["adminUserEnabled"] = admin
+    return {"id": rid("Microsoft.ContainerRegistry", "registries", name, rg=rg), "name": name,
+            "type": "Microsoft.ContainerRegistry/registries", "location": "eastus", "tags": dict(TAGS),
+            "sku": {"name": "Premium", "tier": "Premium"}, "properties": props}
+
+
+def compute(name="cpu-cluster", *, workspace_name="mlw-prod", node_public_ip: bool | None = True, rg=RG) -> dict:
+    inner: dict[str, Any] = {"vmSize": "STANDARD_DS3_V2", "scaleSettings": {"maxNodeCount": 4, "minNodeCount": 0}}
+    if node_public_ip is not None:
+        inner["enableNodePublicIp"] = node_public_ip
+    return {"id": rid("Microsoft.MachineLearningServices", "workspaces", workspace_name, rg=rg) + f"/computes/{name}",
+            "name": name, "type": "Microsoft.MachineLearningServices/workspaces/computes", "location": "eastus",
+            "tags": dict(TAGS), "properties": {"computeType": "AmlCompute", "provisioningState": "Succeeded",
+                                               "properties": inner}}
+
+
+def claims(oid: str = ALICE, *, app_id: str | None = ALICE_APP, upn: str | None = "alice@contoso.com") -> dict:
+    c = {"aud": "https://management.core.windows.net/", "iss": f"https://sts.windows.net/{TENANT}/",
+         "http://schemas.microsoft.com/identity/claims/objectidentifier": oid,
+         "http://schemas.microsoft.com/identity/claims/tenantid": TENANT, "ver": "1.0"}
+    if app_id:
+        c["appid"] = app_id
+    if upn:
+        c["http://schemas.xmlsoap.org/ws/2005/05/identity/claims/upn"] = upn
+    return c
+
+
+def write_event(resource_id: str, resource_type: str | None = None, *, event_type="Microsoft.Resources.ResourceWriteSuccess",
+                event_id: str | None = None, actor: dict | None = None, op: str = "write") -> dict:
+    n = next(_counter)
+    rtype = resource_type or _type_of(resource_id)
+    ns = rtype.split("/")[0]
+    return {
+        "id": event_id or str(uuid.uuid4()), "topic": f"/subscriptions/{SUB}", "subject": resource_id,
+        "eventType": event_type, "eventTime": f"2026-11-24T10:00:{n % 60:02d}.1234567Z",
+        "dataVersion": "2", "metadataVersion": "1",
+        "data": {
+            "authorization": {"Scope": resource_id, "Action": f"{rtype}/{op}",
+                              "Evidence": {"Role": "Contributor", "PrincipalId": ALICE.replace("-", ""),
+                                           "PrincipalType": "User"}},
+            "claims": actor or claims(), "correlationId": str(uuid.uuid4()), "httpRequest": {},
+            "resourceProvider": ns, "resourceUri": resource_id, "operationName": f"{rtype}/{op}",
+            "status": "Succeeded", "subscriptionId": SUB, "tenantId": TENANT,
+        },
+    }
+
+
+def cloud_event(resource_id: str, **kw) -> dict:
+    eg = write_event(resource_id, **kw)
+    return {"specversion": "1.0", "id": eg["id"], "source": eg["topic"], "subject": eg["subject"],
+            "type": eg["eventType"], "time": eg["eventTime"], "data": eg["data"]}
+
+
+def with_data(event: dict, **changes) -> dict:
+    e = copy.deepcopy(event)
+    for k, v in changes.items():
+        e["data"][k] = v
+    return e
+
+
+def _type_of(resource_id: str) -> str:
+    parts = resource_id.strip("/").split("/")
+    i = [p.lower() for p in parts].index("providers")
+    ns, rest = parts[i + 1], parts[i + 2:]
+    return "/".join([ns] + rest[0::2])

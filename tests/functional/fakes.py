@@ -1,0 +1,114 @@
+"""In-memory stand-ins that behave like the real stores (conditional create, etags, errors)."""
+
+from __future__ import annotations
+
+import copy
+import itertools
+from datetime import datetime, timedelta, timezone
+from typing import Any, Mapping
+
+from guardrails.errors import ArmError, IdempotencyError, ResourceNotFound, StoreError
+from guardrails.model.resource import ResourceSnapshot
+from guardrails.ports import Claim, WriteResult
+
+
+class FakeArm:
+    def __init__(self, resources=()) -> None:
+        self.resources = {r["id"].lower(): copy.deepcopy(r) for r in resources}
+        self.calls: list[tuple[str, str]] = []
+        self.errors: dict[str, Exception] = {}      # method -> error to raise
+        self.write_state = "done"
+        self.ignore_writes = False
+
+    def _maybe_fail(self, method: str) -> None:
+        if method in self.errors:
+            raise self.errors[method]
+
+    def get_resource(self, resource_id: str, *, api_version: str, deadline: float | None = None) -> ResourceSnapshot:
+        self.calls.append(("GET", resource_id))
+        self._maybe_fail("GET")
+        r = self.resources.get(resource_id.lower())
+        if r is None:
+            raise ResourceNotFound("not found", status=404)
+        return ResourceSnapshot(r["id"], r["type"], copy.deepcopy(r), r.get("etag"))
+
+    def _merge(self, dst: dict, src: Mapping) -> None:
+        for k, v in src.items():
+            if isinstance(v, Mapping) and isinstance(dst.get(k), dict):
+                self._merge(dst[k], v)
+            else:
+                dst[k] = copy.deepcopy(v)
+
+    def patch_resource(self, resource_id, body, *, api_version, deadline) -> WriteResult:
+        self.calls.append(("PATCH", resource_id))
+        self._maybe_fail("PATCH")
+        if not self.ignore_writes and self.write_state == "done":
+            self._merge(self.resources[resource_id.lower()], body)
+        return WriteResult(self.write_state)
+
+    def put_resource(self, resource_id, body, *, api_version, etag, deadline) -> WriteResult:
+        self.calls.append(("PUT", resource_id))
+        self._maybe_fail("PUT")
+        cur = self.resources[resource_id.lower()]
+        if etag is not None and cur.get("etag") not in (None, etag):
+            raise ArmError("precondition failed", status=412)
+        if not self.ignore_writes and self.write_state == "done":
+            self.resources[resource_id.lower()] = {**copy.deepcopy(dict(body)), "id": cur["id"], "type": cur["type"],
+                                                   "name": cur.get("name"), "etag": (cur.get("etag") or "") + "+"}
+        return WriteResult(self.write_state)
+
+    def writes(self):
+        return [c for c in self.calls if c[0] != "GET"]
+
+
+class MemoryIdempotency:
+    def __init__(self, clock=lambda: datetime.now(timezone.utc), in_progress=timedelta(minutes=2),
+                 completed=timedelta(hours=24)) -> None:
+        self.records: dict[str, dict[str, Any]] = {}
+        self._etags = itertools.count(1)
+        self.clock, self.in_progress, self.completed = clock, in_progress, completed
+
+    def acquire(self, key: str, *, holder: str) -> Claim:
+        now = self.clock()
+        rec = self.records.get(key)
+        if rec is not None and rec["expires"] > now:
+            if rec["status"] == "COMPLETED":
+                return Claim("completed", verdict=rec["verdict"])
+            raise IdempotencyError("in progress elsewhere")
+        etag = next(self._etags)
+        self.records[key] = {"status": "IN_PROGRESS", "expires": now + self.in_progress, "etag": etag, "verdict": ""}
+        return Claim("acquired", token=etag)
+
+    def complete(self, key: str, claim: Claim, *, verdict: str) -> None:
+        rec = self.records.get(key)
+        if rec is None or rec["etag"] != claim.token:
+            raise IdempotencyError("taken over")
+        rec.update(status="COMPLETED", expires=self.clock() + self.completed, verdict=verdict, etag=next(self._etags))
+
+    def release(self, key: str, claim: Claim) -> None:
+        rec = self.records.get(key)
+        if rec is not None and rec["etag"] == claim.token:
+            del self.records[key]
+
+
+class MemoryAudit:
+    def __init__(self) -> None:
+        self.rows = []
+        self.fail = False
+
+    def write(self, row) -> None:
+        if self.fail:
+            raise StoreError("table storage audit write failed (ServiceRequestError, status None)")
+        self.rows.append(copy.deepcopy(row))
+
+
+class MemoryPolicyRepo:
+    def __init__(self, documents=()) -> None:
+        self.documents = list(documents)
+
+    def list_documents(self):
+        return list(self.documents)
+
+    def replace_all(self, documents):
+        self.documents = list(documents)
+        return {"added": len(self.documents), "updated": 0, "unchanged": 0, "removed": 0}

@@ -1,0 +1,101 @@
+"""The service over in-memory stores: failure paths that are awkward to provoke on emulators."""
+
+from __future__ import annotations
+
+import pytest
+
+from guardrails.errors import ArmThrottled, IdempotencyError, StoreError
+from guardrails.policy.cache import PolicyCache
+from guardrails.policy.loader import load_directory
+from guardrails.service import DeliveryFailed, GuardrailsService
+from guardrails.settings import Settings
+from guardrails.sync import metadata_dirs
+from tests import builders as b
+from tests.functional.fakes import FakeArm, MemoryAudit, MemoryIdempotency, MemoryPolicyRepo
+
+
+def make(resources=(), **settings):
+    repo = MemoryPolicyRepo([(p.source, p.to_document()) for p in load_directory(*metadata_dirs())])
+    arm, idem, audit = FakeArm(resources), MemoryIdempotency(), MemoryAudit()
+    svc = GuardrailsService(Settings(own_principal_ids=frozenset({b.GUARDRAIL_OID.replace("-", "")}), **settings),
+                            policies=PolicyCache(repo, ttl_seconds=60), arm=arm, idempotency=idem, audit=audit)
+    return svc, arm, idem, audit
+
+
+def test_failed_fix_is_audited_then_raises_and_frees_the_event_for_retry():
+    res = b.storage()
+    svc, arm, idem, audit = make([res])
+    arm.errors["PATCH"] = ArmThrottled("PATCH: ARM answered 429; retry budget exhausted", status=429)
+    event = b.write_event(res["id"])
+    with pytest.raises(DeliveryFailed):
+        svc.handle_event(event)
+    assert audit.rows[-1].verdict == "failed" and audit.rows[-1].reason == "throttled"
+    assert idem.records == {}                      # released: Event Grid's retry can act
+    arm.errors.clear()
+    assert svc.handle_event(event).verdict == "remediated"
+
+
+def test_audit_store_down_raises_and_nothing_is_acknowledged():
+    res = b.storage(pna="Disabled", blob=False)
+    svc, arm, idem, audit = make([res])
+    audit.fail = True
+    with pytest.raises(StoreError):
+        svc.handle_event(b.write_event(res["id"]))
+    assert idem.records == {}                      # not marked done: the retry will audit it
+
+
+def test_event_held_by_another_live_delivery_raises_for_redelivery():
+    res = b.storage()
+    svc, arm, idem, audit = make([res])
+    event = b.write_event(res["id"])
+    idem.acquire(f"event:{event['id']}", holder="other-worker")
+    with pytest.raises(IdempotencyError):
+        svc.handle_event(event)
+    assert arm.calls == [] and audit.rows == []
+
+
+def test_fix_that_does_not_stick_is_failed_not_remediated():
+    res = b.workspace()
+    svc, arm, idem, audit = make([res])
+    arm.ignore_writes = True
+    with pytest.raises(DeliveryFailed):
+        svc.handle_event(b.write_event(res["id"]))
+    row = audit.rows[-1]
+    assert row.verdict == "failed" and row.reason == "not_confirmed"
+
+
+def test_long_running_fix_still_running_is_requested_never_remediated():
+    res = b.workspace()
+    svc, arm, idem, audit = make([res])
+    arm.write_state = "requested"
+    row = svc.handle_event(b.write_event(res["id"]))
+    assert row.verdict == "requested" and row.violations[0].outcome == "requested"
+    assert [c[0] for c in arm.calls] == ["GET", "PATCH"]   # no confirm read of an unfinished write
+
+
+def test_non_object_delivery_is_invalid_not_a_crash():
+    svc, arm, idem, audit = make([])
+    for raw in (None, 42, "text", [1, 2]):
+        row = svc.handle_event(raw)
+        assert row.verdict == "invalid"
+    assert arm.calls == []
+
+
+def test_own_principal_matches_dashless_and_app_id():
+    res = b.storage()
+    svc, arm, idem, audit = make([res])
+    ev = b.write_event(res["id"], actor=b.claims(oid="11111111-2222-3333-4444-555555555555",
+                                                 app_id=b.GUARDRAIL_OID.replace("-", "").upper(), upn=None))
+    row = svc.handle_event(ev)
+    assert (row.verdict, row.reason) == ("ignored", "own_write")
+    assert arm.calls == []
+
+
+def test_secret_looking_values_never_reach_the_audit_row():
+    res = b.storage()
+    svc, arm, idem, audit = make([res])
+    ev = b.write_event(res["id"])
+    ev["data"]["claims"]["aio"] = "SECRET-TOKEN-VALUE-xyz"
+    ev["data"]["httpRequest"] = {"clientRequestId": "x", "url": "https://x/?sig=SECRET-SAS-VALUE"}
+    row = svc.handle_event(ev)
+    assert "SECRET" not in repr(row.to_dict())

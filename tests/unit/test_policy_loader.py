@@ -1,0 +1,325 @@
+"""Policy metadata: the shipped baseline loads; each validation pass rejects its own kind of bad
+input with a finding that names the file, the policy id and the JSON path."""
+
+from __future__ import annotations
+
+import copy
+import json
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+
+from guardrails.errors import MetadataValidationError, PolicyError
+from guardrails.model.policy import Policy
+from guardrails.policy.loader import load_directory, load_documents
+from guardrails.policy.schema import policy_schema
+
+ROOT = Path(__file__).resolve().parents[2]
+BASELINE = ROOT / "metadata"
+FIXTURES = Path(__file__).parent / "fixtures_metadata"
+SUB = "3f2b6c1e-8a4d-4c7e-9b15-2d7e6f0a9c31"
+
+
+def arm_id_available() -> bool:
+    try:
+        import guardrails.model.arm_id  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+needs_arm_id = pytest.mark.skipif(not arm_id_available(), reason="guardrails.model.arm_id not there yet")
+
+
+def storage_doc(**overrides) -> dict:
+    doc = {
+        "id": "storage-private",
+        "version": 3,
+        "description": "Storage accounts are reachable only through private endpoints.",
+        "mode": "enforce",
+        "selector": {"resource_types": ["Microsoft.Storage/storageAccounts"]},
+        "rules": [
+            {"id": "public-network-access-disabled", "property": "properties.publicNetworkAccess",
+             "expect": {"equals": "Disabled"}, "action": {"type": "set-property", "value": "Disabled"}},
+            {"id": "blob-public-access-off", "property": "properties.allowBlobPublicAccess",
+             "expect": {"equals": False}, "action": {"type": "set-property", "value": False}},
+        ],
+    }
+    doc.update(overrides)
+    return doc
+
+
+def findings_of(fixture: str) -> list[str]:
+    with pytest.raises(MetadataValidationError) as info:
+        load_directory(FIXTURES / fixture)
+    return info.value.findings
+
+
+def only_finding(fixture: str) -> str:
+    findings = findings_of(fixture)
+    assert len(findings) == 1, findings
+    return findings[0]
+
+
+# ---------------------------------------------------------------- the baseline
+
+def test_every_baseline_file_loads_on_its_own(tmp_path):
+    # GIVEN each shipped policy file
+    files = sorted((BASELINE / "policies").glob("*.yaml"))
+    assert len(files) == 6
+    for path in files:
+        # WHEN it is loaded alone
+        alone = tmp_path / path.stem
+        alone.mkdir()
+        (alone / path.name).write_text(path.read_text())
+        (policy,) = load_directory(alone)
+        # THEN it is an enforced, well-described policy named like its file that survives
+        # the Table Storage round trip
+        assert policy.mode == "enforce"
+        assert policy.id == path.stem
+        assert len(policy.description) > 80 and all(r.description for r in policy.rules)
+        assert Policy.from_document(policy.to_document(), source="table") == policy
+
+
+def test_baseline_covers_the_catalogue_with_the_expected_rules():
+    # WHEN the baseline directory loads
+    policies = {p.id: p for p in load_directory(BASELINE)}
+    # THEN each resource type has the rules of the table in the brief
+    rules = {
+        (p.selector.resource_types[0], r.property, r.operator, r.action_type)
+        for p in policies.values() for r in p.rules
+    }
+    assert rules == {
+        ("Microsoft.MachineLearningServices/workspaces", "properties.publicNetworkAccess", ("equals", "Disabled"), "set-property"),
+        ("Microsoft.MachineLearningServices/registries", "properties.publicNetworkAccess", ("equals", "Disabled"), "set-property"),
+        ("Microsoft.Storage/storageAccounts", "properties.publicNetworkAccess", ("equals", "Disabled"), "set-property"),
+        ("Microsoft.Storage/storageAccounts", "properties.allowBlobPublicAccess", ("equals", False), "set-property"),
+        ("Microsoft.KeyVault/vaults", "properties.publicNetworkAccess", ("equals", "Disabled"), "set-property"),
+        ("Microsoft.KeyVault/vaults", "properties.enableRbacAuthorization", ("equals", True), "notify"),
+        ("Microsoft.ContainerRegistry/registries", "properties.publicNetworkAccess", ("equals", "Disabled"), "set-property"),
+        ("Microsoft.ContainerRegistry/registries", "properties.adminUserEnabled", ("equals", False), "set-property"),
+        ("Microsoft.MachineLearningServices/workspaces/computes", "properties.properties.enableNodePublicIp", ("equals", False), "notify"),
+    }
+    assert [p.id for p in load_directory(BASELINE)] == sorted(policies)
+
+
+# ---------------------------------------------------------------- pass 1: structure
+
+def test_invalid_yaml_is_reported_with_its_position():
+    finding = only_finding("bad_yaml")
+    assert finding.startswith(f"{FIXTURES / 'bad_yaml' / 'policy.yaml'}: policy ?: $: invalid YAML")
+    assert "line 7" in finding
+
+
+def test_two_documents_in_one_file_are_rejected():
+    finding = only_finding("two_documents")
+    assert "two_documents/policy.yaml: policy 'first-doc': $: expected exactly one YAML document, found 2" in finding
+
+
+def test_a_file_that_is_not_a_mapping_is_rejected():
+    assert "policy ?: $: expected a mapping (one policy), found a list" in only_finding("not_a_mapping")
+
+
+def test_unknown_nested_key_names_file_policy_path_and_suggests():
+    assert only_finding("unknown_key").endswith(
+        "unknown_key/policy.yaml: policy 'storage-typo': $.rules[1]: unknown key 'expct' (did you mean 'expect'?)")
+
+
+def test_unknown_top_level_key_and_missing_required_keys():
+    doc = storage_doc(notes="x")
+    del doc["mode"]
+    with pytest.raises(MetadataValidationError) as info:
+        load_documents([("row-1", doc)])
+    assert info.value.findings == [
+        "row-1: policy 'storage-private': $: missing required key(s) 'mode'",
+        "row-1: policy 'storage-private': $: unknown key 'notes'",
+    ]
+
+
+def test_unknown_action_type_suggests_the_registered_one():
+    assert "$.rules[0].action.type: unknown action type 'set-proprety' (did you mean 'set-property'?)" in (
+        only_finding("unknown_action_type"))
+
+
+def test_duplicate_yaml_keys_are_rejected(tmp_path):
+    (tmp_path / "dup.yaml").write_text("id: a-policy\nid: b-policy\n")
+    with pytest.raises(MetadataValidationError, match=r"dup.yaml: policy \?: \$: invalid YAML: found duplicate key 'id'"):
+        load_directory(tmp_path)
+
+
+def test_non_string_keys_are_flagged(tmp_path):
+    # GIVEN a YAML 1.1 boolean used as a key (``yes:`` is True, not "yes")
+    text = (FIXTURES / "bad_mode" / "policy.yaml").read_text().replace("mode: block", "mode: audit\nyes: 1")
+    (tmp_path / "p.yaml").write_text(text)
+    with pytest.raises(MetadataValidationError, match=r"policy 'storage-bad-mode': \$: key True must be a string"):
+        load_directory(tmp_path)
+
+
+# ---------------------------------------------------------------- pass 2: JSON Schema
+
+def test_wrong_type_is_reported_at_its_path():
+    assert only_finding("wrong_type").endswith(
+        "wrong_type/policy.yaml: policy 'storage-wrong-type': $.version: 'three' is not of type 'integer'")
+
+
+def test_bad_mode_is_reported():
+    assert "policy 'storage-bad-mode': $.mode: 'block' is not one of ['enforce', 'audit', 'off']" in only_finding("bad_mode")
+
+
+def test_schema_errors_are_all_collected_and_action_errors_are_specific():
+    # GIVEN a document with several schema problems, one inside an action (a oneOf branch)
+    doc = storage_doc(version=0, mode="enforce")
+    doc["rules"][0]["action"] = {"type": "set-property"}
+    doc["rules"][1]["expect"] = {"in": []}
+    # WHEN it is validated
+    with pytest.raises(MetadataValidationError) as info:
+        load_documents([("row", doc)])
+    # THEN every problem is reported, the action one from the matching branch only
+    assert info.value.findings == [
+        "row: policy 'storage-private': $.rules[0].action: 'value' is a required property",
+        "row: policy 'storage-private': $.rules[1].expect.in: [] should be non-empty",
+        "row: policy 'storage-private': $.version: 0 is less than the minimum of 1",
+    ]
+
+
+def test_schema_action_is_a_oneof_over_registered_fragments():
+    action = policy_schema()["properties"]["rules"]["items"]["properties"]["action"]
+    assert {b["properties"]["type"]["const"] for b in action["oneOf"]} >= {"set-property", "notify"}
+    assert all(b["additionalProperties"] is False for b in action["oneOf"])
+
+
+# ---------------------------------------------------------------- pass 3: semantics
+
+def test_unknown_resource_type_is_rejected_with_a_suggestion():
+    assert only_finding("unknown_resource_type").endswith(
+        "$.selector.resource_types[0]: resource type 'Microsoft.Storage/storageAccount' is not in the catalogue"
+        " (did you mean 'Microsoft.Storage/storageAccounts'?)")
+
+
+def test_duplicate_policy_id_across_files_names_both_files():
+    finding = only_finding("duplicate_policy_id")
+    a, b = FIXTURES / "duplicate_policy_id" / "a.yaml", FIXTURES / "duplicate_policy_id" / "b.yaml"
+    assert finding == f"{b}: policy 'same-id': $.id: duplicate policy id 'same-id': also defined in {a}"
+
+
+def test_duplicate_rule_id_is_rejected():
+    assert "policy 'acr-duplicate-rule': $.rules[1].id: duplicate rule id 'locked-down' (also $.rules[0])" in (
+        only_finding("duplicate_rule_id"))
+
+
+def test_set_property_on_an_immutable_property_is_rejected():
+    finding = only_finding("immutable_set_property")
+    assert "policy 'compute-set-immutable': $.rules[0].action: property 'properties.properties.enableNodePublicIp'" in finding
+    assert "use action type 'notify'" in finding
+
+
+def test_a_fix_value_that_does_not_satisfy_expect_is_rejected():
+    assert "policy 'vault-looping-fix': $.rules[0].action: value 'Enabled' does not satisfy expect equals 'Disabled'" in (
+        only_finding("value_not_satisfying_expect"))
+
+
+def test_expect_with_two_operators_is_rejected():
+    assert "$.rules[0].expect: exactly one operator expected, found 'equals', 'not_in'" in only_finding("two_operators")
+
+
+def test_subscriptions_must_be_guids():
+    assert "$.selector.subscriptions[0]: 'my-subscription' is not a subscription GUID" in only_finding("bad_subscription")
+
+
+@needs_arm_id
+def test_exemption_scope_must_be_an_arm_scope():
+    assert "policy 'storage-bad-exemption': $.exemptions[0].scope: not a valid ARM scope 'rg-lab'" in (
+        only_finding("bad_exemption_scope"))
+
+
+@needs_arm_id
+def test_naive_expiry_is_rejected():
+    assert "policy 'storage-naive-expiry': $.exemptions[0].expires: '2027-01-31T00:00:00' has no timezone" in (
+        only_finding("naive_expires"))
+
+
+@needs_arm_id
+def test_exemption_expiry_parses_as_aware_datetime():
+    doc = storage_doc(exemptions=[{"scope": f"/subscriptions/{SUB}/resourceGroups/rg-lab", "reason": "lab",
+                                   "owner": "alice@contoso.com", "expires": "2027-01-31T00:00:00Z"}])
+    (policy,) = load_documents([("row", doc)])
+    assert policy.exemptions[0].expires == datetime(2027, 1, 31, tzinfo=timezone.utc)
+    assert policy.to_document()["exemptions"][0]["expires"] == "2027-01-31T00:00:00+00:00"
+
+
+def test_all_bad_files_are_reported_together(tmp_path):
+    # GIVEN two bad files and a good one in one directory
+    for name in ("bad_mode", "wrong_type"):
+        (tmp_path / f"{name}.yaml").write_text((FIXTURES / name / "policy.yaml").read_text())
+    (tmp_path / "good.yml").write_text(json.dumps(storage_doc()))
+    # WHEN the directory loads THEN both findings come in one error
+    with pytest.raises(MetadataValidationError) as info:
+        load_directory(tmp_path)
+    assert [f.split(":")[0] for f in info.value.findings] == [str(tmp_path / "bad_mode.yaml"), str(tmp_path / "wrong_type.yaml")]
+    assert isinstance(info.value, PolicyError)
+
+
+# ---------------------------------------------------------------- directories and documents
+
+def test_a_later_directory_overrides_the_baseline():
+    # GIVEN the baseline and a site directory redefining storage-private
+    policies = {p.id: p for p in load_directory(BASELINE, FIXTURES / "override")}
+    # THEN the later definition replaces the earlier one, the others stay
+    assert policies["storage-private"].ref == "storage-private@2"
+    assert policies["storage-private"].mode == "audit"
+    assert policies["storage-private"].source.endswith("override/storage-private.yaml")
+    assert len(policies) == 6
+
+
+def test_missing_directory_is_a_finding(tmp_path):
+    with pytest.raises(MetadataValidationError, match="not a directory"):
+        load_directory(tmp_path / "nope")
+
+
+def test_to_document_is_json_and_round_trips():
+    (policy,) = load_documents([("row", storage_doc(selector={
+        "resource_types": ["Microsoft.Storage/storageAccounts"], "subscriptions": [SUB],
+        "resource_groups": ["rg-ml"], "tags": {"environment": "prod"}}, notify_tag="team"))])
+    doc = json.loads(json.dumps(policy.to_document()))
+    again = Policy.from_document(doc, source="table/row")
+    assert again == policy and again.source == "table/row" and again.ref == "storage-private@3"
+
+
+def test_from_document_rejects_a_tampered_row():
+    # GIVEN a valid policy stored as a document, then tampered with in the table
+    (policy,) = load_documents([("row", storage_doc())])
+    doc = copy.deepcopy(policy.to_document())
+    doc["rules"][0]["action"]["value"] = "Enabled"         # the "fix" would now open the account
+    # WHEN it is read back THEN it is rejected, not trusted
+    with pytest.raises(MetadataValidationError) as info:
+        Policy.from_document(doc, source="policies/storage-private")
+    assert info.value.findings == [
+        "policies/storage-private: policy 'storage-private': $.rules[0].action: value 'Enabled' does not satisfy"
+        " expect equals 'Disabled': the fix would never make the resource compliant"]
+
+
+def test_load_documents_rejects_duplicate_ids():
+    with pytest.raises(MetadataValidationError, match="b: policy 'storage-private': \\$.id: duplicate policy id"
+                                                      " 'storage-private': also defined in a"):
+        load_documents([("a", storage_doc()), ("b", storage_doc())])
+
+
+@needs_arm_id
+def test_load_documents_accepts_aware_datetimes_from_python_and_rejects_naive_ones():
+    def doc(expires):
+        return storage_doc(exemptions=[{"scope": f"/subscriptions/{SUB}", "reason": "r", "owner": "o",
+                                        "expires": expires}])
+    (policy,) = load_documents([("row", doc(datetime(2027, 1, 31, tzinfo=timezone.utc)))])
+    assert policy.exemptions[0].expires == datetime(2027, 1, 31, tzinfo=timezone.utc)
+    with pytest.raises(MetadataValidationError, match=r"\$.exemptions\[0\].expires: .* has no timezone"):
+        load_documents([("row", doc(datetime(2027, 1, 31)))])
+
+
+def test_policy_values_are_immutable():
+    (policy,) = load_documents([("row", storage_doc())])
+    with pytest.raises(TypeError):
+        policy.rules[0].expect["equals"] = "Enabled"   # type: ignore[index]
+    with pytest.raises(AttributeError):
+        policy.mode = "off"                            # type: ignore[misc]
+    assert hash(policy) == hash(Policy.from_document(policy.to_document()))
