@@ -1,9 +1,10 @@
 """Selection and evaluation: snapshot + policies -> the violated rules. Pure and fast.
 
-``compile_policies`` turns each policy once into per-resource-type entries: a path reader, the
-catalogue default of the property for that type, a compiled operator predicate and the action
-object. ``evaluate`` then does dictionary lookups and predicate calls only, and allocates only
-for violations (a compliant resource costs no objects beyond the empty result list).
+``compile_policies`` turns each policy once into per-resource-type entries; each rule becomes
+one fused check ``body -> passes`` (exact-key path lookups unrolled, the catalogue default of
+the property for that type, the compiled operator predicate). ``evaluate`` then costs one dict
+lookup per resource and one call per rule, and allocates only for violations (value, change,
+exemption are worked out again on that slow path).
 
 Modes are not interpreted here beyond ``off`` (never selected): ``audit`` policies produce
 results like ``enforce`` ones; the service decides what to apply (``result.policy.mode``).
@@ -39,7 +40,7 @@ class RuleResult:
 
 
 def _reader(path: str) -> Callable[[Mapping[str, Any]], Any]:
-    """``body -> value or None`` (absent/null). Exact-key fast path, then ``get_path``'s
+    """``body -> value or None`` (absent/null). Exact keys first, then ``get_path``'s
     case-insensitive lookup (ARM echoes some keys in other cases)."""
     segs = tuple(path.split("."))
 
@@ -58,26 +59,79 @@ def _reader(path: str) -> Callable[[Mapping[str, Any]], Any]:
     return read
 
 
-class _CompiledRule:
-    __slots__ = ("rule", "read", "default", "ok", "action", "notify")
+def _check(path: str, default: Any, ok: Predicate) -> Callable[[Mapping[str, Any]], bool]:
+    """``body -> rule passes``: read, default and predicate fused into one call, with the
+    exact-key lookups unrolled for the usual path depths (the hot path of ``evaluate``)."""
+    read = _reader(path)
 
-    def __init__(self, rule: Rule, read: Callable[[Mapping[str, Any]], Any], default: Any,
-                 ok: Predicate, action: Action) -> None:
-        self.rule, self.read, self.default, self.ok = rule, read, default, ok
+    def slow(body: Mapping[str, Any]) -> bool:
+        v = read(body)
+        return ok(default if v is None else v)
+
+    segs = path.split(".")
+    if len(segs) == 2:
+        a, b = segs
+
+        def check(body: Mapping[str, Any]) -> bool:
+            p = body.get(a)
+            if type(p) is dict:
+                v = p.get(b)
+                if v is not None:
+                    return ok(v)
+            return slow(body)
+        return check
+    if len(segs) == 3:
+        a, b, c = segs
+
+        def check3(body: Mapping[str, Any]) -> bool:
+            p = body.get(a)
+            if type(p) is dict:
+                p = p.get(b)
+                if type(p) is dict:
+                    v = p.get(c)
+                    if v is not None:
+                        return ok(v)
+            return slow(body)
+        return check3
+    return slow
+
+
+class _CompiledRule:
+    __slots__ = ("rule", "read", "default", "action", "notify")
+
+    def __init__(self, rule: Rule, default: Any, action: Action) -> None:
+        self.rule, self.read, self.default = rule, _reader(rule.property), default
         self.action, self.notify = action, action.notify
 
 
 class _CompiledPolicy:
-    __slots__ = ("policy", "subs", "rgs", "tags", "rules", "exemptions")
+    __slots__ = ("policy", "subs", "rgs", "tags", "exemptions")
 
-    def __init__(self, policy: Policy, rules: list[_CompiledRule], exemptions: list[tuple[Exemption, Any]]) -> None:
+    def __init__(self, policy: Policy, exemptions: list[tuple[Exemption, Any]]) -> None:
         sel = policy.selector
         self.policy = policy
         self.subs = frozenset(s.lower() for s in sel.subscriptions) or None
         self.rgs = frozenset(g.lower() for g in sel.resource_groups) or None
         self.tags = tuple((k.lower(), v) for k, v in sel.tags.items()) or None
-        self.rules = rules
         self.exemptions = exemptions
+
+    @property
+    def filtered(self) -> bool:
+        return self.subs is not None or self.rgs is not None or self.tags is not None
+
+    def selects(self, snapshot: ResourceSnapshot, sub: str | None, rg: str | None) -> bool:
+        """Selector check on the live resource: scope (from the id when not given) and tags."""
+        if self.subs is not None or self.rgs is not None:
+            if sub is None or rg is None:
+                id_sub, id_rg = _id_scope(snapshot.resource_id)
+                sub, rg = sub or id_sub, rg or id_rg
+            if not self.scope_ok(sub, rg, False):
+                return False
+        if self.tags is not None:
+            tags = _lower_tags(snapshot.tags)
+            if any(tags.get(k, _ABSENT) != v for k, v in self.tags):
+                return False
+        return True
 
     def scope_ok(self, sub: str | None, rg: str | None, unknown: bool) -> bool:
         """Subscription / resource group filter; ``unknown`` is the answer for a ``None``."""
@@ -121,32 +175,35 @@ def _lower_tags(tags: Mapping[str, Any]) -> dict[str, Any]:
     return {k.lower(): v for k, v in tags.items() if isinstance(k, str)}
 
 
+_Entry = tuple[_CompiledPolicy, bool, tuple[tuple[Callable[[Mapping[str, Any]], bool], _CompiledRule], ...]]
+
+
 class CompiledPolicySet:
     """Policies compiled once; share one instance across invocations."""
 
     def __init__(self, policies: Sequence[Policy]) -> None:
         self.policies: tuple[Policy, ...] = tuple(policies)
-        by_type: dict[str, list[_CompiledPolicy]] = {}
+        by_type: dict[str, list[_Entry]] = {}
         for policy in self.policies:
             if policy.mode == "off":
                 continue
-            exemptions = _compile_exemptions(policy.exemptions)
+            cp = _CompiledPolicy(policy, _compile_exemptions(policy.exemptions))
             for type_name in dict.fromkeys(t.lower() for t in policy.selector.resource_types):
                 rt = lookup_type(type_name)
                 defaults = {k.lower(): v for k, v in (rt.defaults if rt else {}).items()}
-                rules = [
-                    _CompiledRule(r, _reader(r.property), defaults.get(r.property.lower()),
-                                  compile_expect(r.expect), actions.build(r.action))
-                    for r in policy.rules
-                ]
-                by_type.setdefault(type_name, []).append(_CompiledPolicy(policy, rules, exemptions))
-        self._by_type = by_type
-        for key, entries in list(by_type.items()):        # also index the catalogue spelling
+                pairs = []
+                for r in policy.rules:
+                    default = defaults.get(r.property.lower())
+                    cr = _CompiledRule(r, default, actions.build(r.action))
+                    pairs.append((_check(r.property, default, compile_expect(r.expect)), cr))
+                by_type.setdefault(type_name, []).append((cp, cp.filtered, tuple(pairs)))
+        self._by_type: dict[str, tuple[_Entry, ...]] = {k: tuple(v) for k, v in by_type.items()}
+        for key, entries in list(self._by_type.items()):    # also index the catalogue spelling
             rt = lookup_type(key)
             if rt is not None:
-                by_type[rt.name] = entries
+                self._by_type[rt.name] = entries
 
-    def _entries(self, resource_type: str) -> list[_CompiledPolicy] | None:
+    def _entries(self, resource_type: str) -> tuple[_Entry, ...] | None:
         entries = self._by_type.get(resource_type)
         if entries is None:
             entries = self._by_type.get(resource_type.lower())
@@ -160,7 +217,7 @@ class CompiledPolicySet:
         entries = self._entries(resource_type)
         if not entries:
             return []
-        return [cp.policy for cp in entries if cp.scope_ok(subscription_id, resource_group, True)]
+        return [cp.policy for cp, _, _ in entries if cp.scope_ok(subscription_id, resource_group, True)]
 
     def evaluate(self, snapshot: ResourceSnapshot, *, now: datetime,
                  subscription_id: str | None = None, resource_group: str | None = None) -> list[RuleResult]:
@@ -173,38 +230,35 @@ class CompiledPolicySet:
         if not entries:
             return []
         body = snapshot.body
-        out: list[RuleResult] = []
-        tags = None
-        scope_known = subscription_id is not None and resource_group is not None
-        for cp in entries:
-            if cp.subs is not None or cp.rgs is not None:
-                if not scope_known:
-                    sub, rg = _id_scope(snapshot.resource_id)
-                    subscription_id = subscription_id or sub
-                    resource_group = resource_group or rg
-                    scope_known = True
-                if not cp.scope_ok(subscription_id, resource_group, False):
-                    continue
-            if cp.tags is not None:
-                if tags is None:
-                    tags = _lower_tags(snapshot.tags)
-                if any(tags.get(k, _ABSENT) != v for k, v in cp.tags):
-                    continue
-            exemption: Any = _UNSET
-            for cr in cp.rules:
-                raw = cr.read(body)
-                value = cr.default if raw is None else raw
-                if cr.ok(value):
-                    continue
-                if exemption is _UNSET:
-                    exemption = cp.exemption_for(snapshot.resource_id, now) if cp.exemptions else None
-                change = None if exemption is not None else cr.action.plan(cr.rule, snapshot, value)
-                out.append(RuleResult(cp.policy, cr.rule, value, raw is not None, change, cr.notify, exemption))
-        return out
+        out: list[RuleResult] | None = None
+        for cp, filtered, pairs in entries:
+            if filtered and not cp.selects(snapshot, subscription_id, resource_group):
+                continue
+            violated = None
+            for check, cr in pairs:
+                if not check(body):
+                    if violated is None:
+                        violated = [cr]
+                    else:
+                        violated.append(cr)
+            if violated is not None:
+                if out is None:
+                    out = []
+                _results(cp, violated, snapshot, now, out)
+        return out if out is not None else []
+
+
+def _results(cp: _CompiledPolicy, violated: list[_CompiledRule], snapshot: ResourceSnapshot,
+             now: datetime, out: list[RuleResult]) -> None:
+    exemption = cp.exemption_for(snapshot.resource_id, now) if cp.exemptions else None
+    for cr in violated:
+        raw = cr.read(snapshot.body)
+        value = cr.default if raw is None else raw
+        change = None if exemption is not None else cr.action.plan(cr.rule, snapshot, value)
+        out.append(RuleResult(cp.policy, cr.rule, value, raw is not None, change, cr.notify, exemption))
 
 
 _ABSENT = object()
-_UNSET = object()
 
 
 def _compile_exemptions(exemptions: Sequence[Exemption]) -> list[tuple[Exemption, Any]]:
