@@ -15,7 +15,9 @@ _service = None
 
 def build_service(settings: Settings):
     from .adapters.arm import ArmGateway, build_credential
-    from .adapters.tables import TableAuditSink, TableIdempotencyStore, TablePolicyRepository, Tables
+    from .adapters.tables import (
+        TableAuditSink, TableBreakerStore, TableIdempotencyStore, TablePendingFixes, TablePolicyRepository, Tables,
+    )
     from .policy.cache import PolicyCache
     from .service import GuardrailsService
 
@@ -32,6 +34,8 @@ def build_service(settings: Settings):
             tables, completed_ttl=timedelta(hours=settings.dedup_completed_hours),
             in_progress_ttl=timedelta(seconds=settings.dedup_in_progress_seconds)),
         audit=TableAuditSink(tables, shards=settings.audit_shards),
+        breakers=TableBreakerStore(tables),
+        pending=TablePendingFixes(tables),
     )
 
 

@@ -63,3 +63,18 @@ class IdempotencyStore(Protocol):
 class AuditSink(Protocol):
     def write(self, row: AuditRow) -> None:
         """Persist one audit row (and its per-resource index). Raises StoreError."""
+
+
+class BreakerStore(Protocol):
+    def try_acquire(self, policy_id: str, subscription_id: str, *, max_actions: int, window_seconds: int) -> bool:
+        """Record one remediation if the window has room; False when the breaker is (now) open."""
+
+    def reset(self, policy_id: str, subscription_id: str) -> bool: ...
+
+
+class PendingFixStore(Protocol):
+    def add(self, resource_id: str, event_id: str, record: dict) -> None: ...
+
+    def list(self, resource_id: str) -> list[tuple[str, dict]]: ...
+
+    def remove(self, resource_id: str, key: str) -> None: ...

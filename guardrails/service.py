@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import threading
 import time
 import uuid
 from dataclasses import dataclass
@@ -27,7 +28,7 @@ from .model.resource import ResourceSnapshot, ResourceType, lookup_type
 from .policy.cache import PolicyCache
 from .policy.evaluate import RuleResult
 from .policy.operators import values_equal
-from .ports import AuditSink, IdempotencyStore, ResourceGateway
+from .ports import AuditSink, BreakerStore, IdempotencyStore, PendingFixStore, ResourceGateway
 from .settings import Settings
 
 log = logging.getLogger("guardrails")
@@ -62,7 +63,8 @@ class _Ctx:
 
 class GuardrailsService:
     def __init__(self, settings: Settings, *, policies: PolicyCache, arm: ResourceGateway,
-                 idempotency: IdempotencyStore, audit: AuditSink,
+                 idempotency: IdempotencyStore, audit: AuditSink, breakers: BreakerStore,
+                 pending: PendingFixStore,
                  clock: Callable[[], float] = time.monotonic,
                  wall_clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)) -> None:
         self.settings = settings
@@ -70,6 +72,10 @@ class GuardrailsService:
         self.arm = arm
         self.idempotency = idempotency
         self.audit = audit
+        self.breakers = breakers
+        self.pending = pending
+        self.snapshots = SnapshotCache(max_age=settings.snapshot_reuse_seconds, skew=settings.clock_skew_seconds,
+                                       wall_clock=wall_clock)
         self._clock = clock
         self._wall = wall_clock
 
@@ -104,10 +110,10 @@ class GuardrailsService:
         if event.event_type != WRITE_SUCCESS:
             return self._finish(ctx, row, "ignored", "event_type_not_evaluated",
                                 f"{event.event_type} does not change a resource's configuration")
-        if self.settings.is_own_principal(event.actor.object_id, event.actor.app_id):
-            return self._finish(ctx, row, "ignored", "own_write", "write made by the guardrail itself")
         rid = event.resource_id
         rtype = lookup_type(rid.resource_type)
+        if self.settings.is_own_principal(event.actor.object_id, event.actor.app_id):
+            return self._own_write(ctx, row, event, rtype)
         if rtype is None:
             return self._finish(ctx, row, "ignored", "not_covered",
                                 f"resource type {rid.resource_type} is not covered by any guardrail")
@@ -138,8 +144,12 @@ class GuardrailsService:
     def _decide_and_fix(self, ctx: _Ctx, row: AuditRow, event, rtype: ResourceType, compiled, candidates) -> None:
         rid = event.resource_id
         try:
-            snapshot = self.arm.get_resource(str(rid), api_version=rtype.api_version, deadline=ctx.deadline)
+            snapshot = self.snapshots.get(str(rid), event.envelope.time)
+            if snapshot is None:
+                snapshot = self.arm.get_resource(str(rid), api_version=rtype.api_version, deadline=ctx.deadline)
+                self.snapshots.put(snapshot)
         except ResourceNotFound:
+            self.snapshots.forget(str(rid))
             row.verdict, row.reason, row.message = "ignored", "resource_not_found", "the resource no longer exists"
             return
         except ArmError as exc:
@@ -177,10 +187,18 @@ class GuardrailsService:
                 to_apply.append((r, rec))
             records.append((r, rec))
         if to_apply:
+            to_apply = self._breaker_permits(row, rid, to_apply)
+        if to_apply:
             self._apply(ctx, row, snapshot, rtype, to_apply)
+            if any(rec.outcome == "requested" for _r, rec in to_apply):
+                self.pending.add(snapshot.resource_id, row.event_id, {
+                    "event_id": row.event_id, "api_version": rtype.api_version,
+                    "changes": [{"policy": rec.policy, "rule": rec.rule, "property": rec.property,
+                                 "before": rec.before, "after": rec.after}
+                                for _r, rec in to_apply if rec.outcome == "requested"]})
         row.violations = [rec for _r, rec in records]
         row.verdict = combine_verdict([rec.outcome for rec in row.violations])
-        if row.verdict != "failed":
+        if row.verdict != "failed" and row.reason != "circuit_open":
             row.reason = ""
         row.message = "; ".join(
             f"{v.policy}/{v.rule}: {v.property} {_short(v.before)}"
@@ -239,8 +257,10 @@ class GuardrailsService:
                 rec.outcome, rec.message = "requested", "long-running fix accepted, still running"
             return
         # confirm: read back and check every property really holds the value we set
+        self.snapshots.forget(rid)
         try:
             after = self.arm.get_resource(rid, api_version=rtype.api_version, deadline=ctx.deadline)
+            self.snapshots.put(after)
         except ArmError as exc:
             for _r, rec in ok:
                 rec.outcome, rec.message = "requested", f"fix sent, read-back failed: {exc.reason}"
@@ -253,6 +273,64 @@ class GuardrailsService:
                 rec.outcome, rec.message = "failed", f"read-back shows {_short(value)}"
                 row.reason = "not_confirmed"
 
+    def _breaker_permits(self, row: AuditRow, rid, to_apply):
+        """One permit per policy per event; a policy whose breaker is open drops to audit."""
+        allowed: dict[str, bool] = {}
+        kept = []
+        for r, rec in to_apply:
+            pol = r.policy
+            if pol.id not in allowed:
+                allowed[pol.id] = self.breakers.try_acquire(
+                    pol.id, rid.subscription_id or "", max_actions=pol.breaker.max_actions,
+                    window_seconds=pol.breaker.window_seconds)
+                if not allowed[pol.id]:
+                    emit(log, logging.ERROR, "guardrail_circuit_open", policy=pol.id,
+                         subscription_id=rid.subscription_id, max_actions=pol.breaker.max_actions,
+                         window_seconds=pol.breaker.window_seconds)
+            if allowed[pol.id]:
+                kept.append((r, rec))
+            else:
+                rec.outcome = "dry_run"
+                rec.message = (f"circuit open: more than {pol.breaker.max_actions} fixes in "
+                               f"{pol.breaker.window_seconds} s; policy in audit for this subscription until reset")
+                row.reason = "circuit_open"
+        return kept
+
+    def _own_write(self, ctx: _Ctx, row: AuditRow, event, rtype: ResourceType | None) -> AuditRow:
+        """Our own write came back. Ignored with zero ARM calls, unless it completes a fix that
+        was still running when its delivery ended (``requested``): then read back and confirm."""
+        pending = self.pending.list(str(event.resource_id)) if rtype is not None else []
+        if not pending:
+            return self._finish(ctx, row, "ignored", "own_write", "write made by the guardrail itself")
+        rid = str(event.resource_id)
+        self.snapshots.forget(rid)
+        try:
+            after = self.arm.get_resource(rid, api_version=rtype.api_version, deadline=ctx.deadline)
+        except ResourceNotFound:
+            for key, _rec in pending:
+                self.pending.remove(rid, key)
+            return self._finish(ctx, row, "ignored", "resource_not_found", "the resource no longer exists")
+        except ArmError as exc:
+            self._finish(ctx, row, "failed", exc.reason, str(exc))
+            raise DeliveryFailed(f"delivery failed: {exc.reason}") from None
+        self.snapshots.put(after)
+        for _key, record in pending:
+            for c in record.get("changes", []):
+                value, _present = after.value(c["property"])
+                ok = values_equal(value, c["after"])
+                row.violations.append(ViolationRecord(
+                    policy=c["policy"], rule=c["rule"], property=c["property"], before=c["before"], after=c["after"],
+                    outcome="remediated" if ok else "failed",
+                    message=(f"long-running fix of event {record.get('event_id')} confirmed by its write event"
+                             if ok else f"long-running fix finished but read-back shows {_short(value)}")))
+        row.verdict = combine_verdict([v.outcome for v in row.violations])
+        reason = "" if row.verdict != "failed" else "not_confirmed"
+        message = "; ".join(f"{v.policy}/{v.rule}: {v.property} -> {_short(v.after)} ({v.outcome})" for v in row.violations)
+        self._finish(ctx, row, row.verdict, reason, message)
+        for key, _rec in pending:
+            self.pending.remove(rid, key)
+        return row
+
     # ---------------------------------------------------------------------------------
     def _finish(self, ctx: _Ctx, row: AuditRow, verdict: str, reason: str, message: str) -> AuditRow:
         row.verdict, row.reason, row.message = verdict, reason, message[:2000]
@@ -263,6 +341,50 @@ class GuardrailsService:
         emit(log, level, "guardrail_decision", verdict=verdict, reason=reason, event_type=row.event_type,
              resource_id=row.resource_id, duration_ms=row.duration_ms)
         return row
+
+
+class SnapshotCache:
+    """Re-use a resource read for events that happened before it.
+
+    A snapshot read at wall time R already reflects every change ARM reported before R. An event
+    whose ``eventTime`` is older than R minus the allowed clock skew is decided on that snapshot
+    instead of a new GET, as long as the snapshot is younger than ``max_age`` — so a burst of
+    events for one resource costs one read, and every decision is still on live state.
+    """
+
+    def __init__(self, *, max_age: float, skew: float, wall_clock: Callable[[], datetime], size: int = 1024) -> None:
+        self._max_age, self._skew, self._wall, self._size = max_age, skew, wall_clock, size
+        self._items: dict[str, tuple[ResourceSnapshot, datetime]] = {}
+        self._lock = threading.Lock()
+        self.hits = 0
+
+    def get(self, resource_id: str, event_time: datetime | None) -> ResourceSnapshot | None:
+        if self._max_age <= 0 or event_time is None:
+            return None
+        with self._lock:
+            item = self._items.get(resource_id.lower())
+        if item is None:
+            return None
+        snapshot, read_at = item
+        now = self._wall()
+        if (now - read_at).total_seconds() > self._max_age:
+            return None
+        if (read_at - event_time).total_seconds() <= self._skew:
+            return None
+        self.hits += 1
+        return snapshot
+
+    def put(self, snapshot: ResourceSnapshot) -> None:
+        if self._max_age <= 0:
+            return
+        with self._lock:
+            if len(self._items) >= self._size:
+                self._items.pop(next(iter(self._items)))
+            self._items[snapshot.resource_id.lower()] = (snapshot, self._wall())
+
+    def forget(self, resource_id: str) -> None:
+        with self._lock:
+            self._items.pop(resource_id.lower(), None)
 
 
 def _resource_event_types() -> frozenset[str]:

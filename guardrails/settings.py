@@ -31,11 +31,14 @@ TIME_BUDGET_SECONDS = "GUARDRAILS_TIME_BUDGET_SECONDS"
 ARM_TIMEOUT_SECONDS = "GUARDRAILS_ARM_TIMEOUT_SECONDS"
 AUDIT_SHARDS = "GUARDRAILS_AUDIT_SHARDS"
 LOG_LEVEL = "GUARDRAILS_LOG_LEVEL"
+SNAPSHOT_REUSE_SECONDS = "GUARDRAILS_SNAPSHOT_REUSE_SECONDS"  # 0 disables re-using a read within a burst
+CLOCK_SKEW_SECONDS = "GUARDRAILS_CLOCK_SKEW_SECONDS"
 
 ALL_SETTINGS = (
     TABLES_CONNECTION, TABLES_ENDPOINT, TABLE_PREFIX, ARM_ENDPOINT, CA_BUNDLE, CREDENTIAL,
     LOCAL_OBJECT_ID, LOCAL_APP_ID, OWN_PRINCIPAL_IDS, POLICY_TTL_SECONDS, DEDUP_COMPLETED_HOURS,
     DEDUP_IN_PROGRESS_SECONDS, TIME_BUDGET_SECONDS, ARM_TIMEOUT_SECONDS, AUDIT_SHARDS, LOG_LEVEL,
+    SNAPSHOT_REUSE_SECONDS, CLOCK_SKEW_SECONDS,
 )
 
 DEFAULT_ARM_ENDPOINT = "https://management.azure.com"
@@ -83,6 +86,8 @@ class Settings:
     arm_timeout_seconds: float = 10.0
     audit_shards: int = 16
     log_level: str = "INFO"
+    snapshot_reuse_seconds: float = 10.0
+    clock_skew_seconds: float = 1.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides) -> "Settings":
@@ -118,6 +123,8 @@ class Settings:
             arm_timeout_seconds=_float(env, ARM_TIMEOUT_SECONDS, 10.0, minimum=0.1),
             audit_shards=shards,
             log_level=(env.get(LOG_LEVEL) or "INFO").upper(),
+            snapshot_reuse_seconds=_float(env, SNAPSHOT_REUSE_SECONDS, 10.0),
+            clock_skew_seconds=_float(env, CLOCK_SKEW_SECONDS, 1.0),
         )
         values.update(overrides)
         return cls(**values)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import itertools
 import uuid
+from datetime import datetime, timezone
 from typing import Any
 
 SUB = "3f2b6c1e-8a4d-4c7e-9b15-2d7e6f0a9c31"
@@ -112,7 +113,7 @@ def write_event(resource_id: str, resource_type: str | None = None, *, event_typ
     ns = rtype.split("/")[0]
     return {
         "id": event_id or str(uuid.uuid4()), "topic": f"/subscriptions/{SUB}", "subject": resource_id,
-        "eventType": event_type, "eventTime": f"2026-11-24T10:00:{n % 60:02d}.1234567Z",
+        "eventType": event_type, "eventTime": _now_iso(),
         "dataVersion": "2", "metadataVersion": "1",
         "data": {
             "authorization": {"Scope": resource_id, "Action": f"{rtype}/{op}",
@@ -136,6 +137,11 @@ def with_data(event: dict, **changes) -> dict:
     for k, v in changes.items():
         e["data"][k] = v
     return e
+
+
+def _now_iso() -> str:
+    # deliveries carry the time ARM reported the change: now, as in a live subscription
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f") + "0Z"
 
 
 def _type_of(resource_id: str) -> str:

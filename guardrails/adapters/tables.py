@@ -6,6 +6,8 @@ Table layout (keys may not contain ``/ \\ # ?``; every key here is a hash or a d
   <prefix>Idempotency       PK sha[:2]             RK sha256(event id)  status, expires_at, verdict, holder
   <prefix>Audit             PK "YYYYMMDD-SS"       RK "<time>-<delivery>"   one row per delivery
   <prefix>AuditByResource   PK sha256(resource)[:32] RK "<time>-<delivery>" same row, per resource
+  <prefix>Breakers          PK sha(policy|sub)[:32] RK "breaker"        action times in window, open flag
+  <prefix>PendingFixes      PK sha256(resource)[:32] RK sha(event id)   fixes still running (requested)
 
 One day's audit is ``audit_shards`` partition queries (no table scan); a resource's history is
 one partition query; writes spread over ``audit_shards`` partitions per day, so 2,000 rows/s
@@ -54,6 +56,8 @@ class Tables:
         self.idempotency_name = f"{prefix}Idempotency"
         self.audit_name = f"{prefix}Audit"
         self.audit_index_name = f"{prefix}AuditByResource"
+        self.breakers_name = f"{prefix}Breakers"
+        self.pending_name = f"{prefix}PendingFixes"
         self._clients: dict[str, TableClient] = {}
 
     @classmethod
@@ -82,7 +86,8 @@ class Tables:
 
     def ensure(self) -> None:
         try:
-            for name in (self.policies_name, self.idempotency_name, self.audit_name, self.audit_index_name):
+            for name in (self.policies_name, self.idempotency_name, self.audit_name, self.audit_index_name,
+                         self.breakers_name, self.pending_name):
                 self.service.create_table_if_not_exists(name)
         except AzureError as exc:
             raise _store_error("create tables", exc) from exc
@@ -297,3 +302,115 @@ class TableAuditSink:
         return sorted(rows, key=lambda r: (r.time, r.delivery_id))
 
 
+
+
+# ---------------------------------------------------------------------------------------
+class TableBreakerStore:
+    """Sliding-window remediation counter per (policy, subscription), shared by every worker.
+
+    One entity per pair holds the action times inside the window; every change is an
+    etag-conditioned update (optimistic concurrency), so concurrent workers never both take
+    the last slot. Once tripped the breaker stays open until ``reset``.
+    """
+
+    MAX_ATTEMPTS = 20
+
+    def __init__(self, tables: Tables, *, clock=lambda: datetime.now(timezone.utc)) -> None:
+        self._t = tables
+        self._clock = clock
+
+    @staticmethod
+    def _keys(policy_id: str, subscription_id: str) -> tuple[str, str]:
+        return _sha(f"{policy_id}|{subscription_id.lower()}")[:32], "breaker"
+
+    def try_acquire(self, policy_id: str, subscription_id: str, *, max_actions: int, window_seconds: int) -> bool:
+        table = self._t.table(self._t.breakers_name)
+        pk, rk = self._keys(policy_id, subscription_id)
+        for _attempt in range(self.MAX_ATTEMPTS):
+            now = self._clock()
+            try:
+                try:
+                    current = table.get_entity(pk, rk)
+                except ResourceNotFoundError:
+                    current = None
+                if current is None:
+                    entity = {"PartitionKey": pk, "RowKey": rk, "policy": policy_id, "subscription": subscription_id,
+                              "times": json.dumps([now.timestamp()]), "open": max_actions < 1, "opened_at": ""}
+                    try:
+                        table.create_entity(entity)
+                        return True
+                    except ResourceExistsError:
+                        continue
+                if current.get("open"):
+                    return False
+                horizon = now.timestamp() - window_seconds
+                times = [t for t in json.loads(current.get("times") or "[]") if t > horizon]
+                allowed = len(times) < max_actions
+                entity = {"PartitionKey": pk, "RowKey": rk, "policy": policy_id, "subscription": subscription_id,
+                          "times": json.dumps(times + [now.timestamp()] if allowed else times),
+                          "open": not allowed, "opened_at": "" if allowed else now.isoformat()}
+                try:
+                    table.update_entity(entity, mode=UpdateMode.REPLACE, etag=current.metadata["etag"],
+                                        match_condition=MatchConditions.IfNotModified)
+                    return allowed
+                except ResourceModifiedError:
+                    continue
+            except AzureError as exc:
+                raise _store_error("breaker update", exc) from exc
+        raise StoreError("breaker update kept conflicting; retry later")
+
+    def is_open(self, policy_id: str, subscription_id: str) -> bool:
+        pk, rk = self._keys(policy_id, subscription_id)
+        try:
+            return bool(self._t.table(self._t.breakers_name).get_entity(pk, rk).get("open"))
+        except ResourceNotFoundError:
+            return False
+        except AzureError as exc:
+            raise _store_error("breaker read", exc) from exc
+
+    def reset(self, policy_id: str, subscription_id: str) -> bool:
+        """Close the breaker and forget its window. Returns whether there was state to reset."""
+        pk, rk = self._keys(policy_id, subscription_id)
+        try:
+            self._t.table(self._t.breakers_name).delete_entity(pk, rk)
+        except ResourceNotFoundError:
+            return False
+        except AzureError as exc:
+            raise _store_error("breaker reset", exc) from exc
+        return True
+
+
+# ---------------------------------------------------------------------------------------
+class TablePendingFixes:
+    """Fixes whose long-running operation was still running when the delivery's budget ran
+    out (verdict ``requested``): confirmed when the guardrail's own write event arrives."""
+
+    def __init__(self, tables: Tables) -> None:
+        self._t = tables
+
+    def add(self, resource_id: str, event_id: str, record: dict[str, Any]) -> None:
+        try:
+            self._t.table(self._t.pending_name).upsert_entity({
+                "PartitionKey": resource_partition(resource_id), "RowKey": _sha(event_id)[:32],
+                "resource_id": resource_id[:4000], "event_id": event_id[:256],
+                "record": json.dumps(record, sort_keys=True, default=str)[:_MAX_STRING]})
+        except AzureError as exc:
+            raise _store_error("pending fix write", exc) from exc
+
+    def list(self, resource_id: str) -> list[tuple[str, dict[str, Any]]]:
+        try:
+            rows = list(self._t.table(self._t.pending_name).query_entities(
+                "PartitionKey eq @pk", parameters={"pk": resource_partition(resource_id)}))
+        except ResourceNotFoundError:
+            return []
+        except AzureError as exc:
+            raise _store_error("pending fix read", exc) from exc
+        return [(r["RowKey"], json.loads(r["record"])) for r in rows]
+
+    def remove(self, resource_id: str, key: str) -> None:
+        try:
+            self._t.table(self._t.pending_name).delete_entity(resource_partition(resource_id), key)
+        except ResourceNotFoundError:
+            pass
+        except AzureError as exc:
+            raise _store_error("pending fix delete", exc) from exc

@@ -81,6 +81,18 @@ class Rule:
 
 
 @dataclass(frozen=True)
+class Breaker:
+    """Circuit breaker: at most ``max_actions`` remediations per subscription in any
+    ``window_seconds``; the next one is not taken and the policy drops to audit there."""
+
+    max_actions: int = 50
+    window_seconds: int = 600
+
+
+DEFAULT_BREAKER = Breaker()
+
+
+@dataclass(frozen=True)
 class Policy:
     id: str
     version: int
@@ -90,6 +102,7 @@ class Policy:
     rules: tuple[Rule, ...]
     exemptions: tuple[Exemption, ...] = ()
     notify_tag: str = DEFAULT_NOTIFY_TAG
+    breaker: Breaker = DEFAULT_BREAKER
     source: str = field(default="", compare=False)   # file path or table row it came from
 
     @property
@@ -127,6 +140,7 @@ class Policy:
                 for e in self.exemptions
             ]
         doc["notify_tag"] = self.notify_tag
+        doc["breaker"] = {"max_actions": self.breaker.max_actions, "window_seconds": self.breaker.window_seconds}
         return doc
 
     @classmethod

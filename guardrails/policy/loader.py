@@ -26,7 +26,9 @@ import yaml
 from jsonschema.exceptions import ValidationError, best_match
 
 from guardrails.errors import MetadataValidationError
-from guardrails.model.policy import DEFAULT_NOTIFY_TAG, Exemption, Policy, Rule, Selector, freeze
+from guardrails.model.policy import (
+    DEFAULT_BREAKER, DEFAULT_NOTIFY_TAG, Breaker, Exemption, Policy, Rule, Selector, freeze,
+)
 from guardrails.model.resource import CATALOG, lookup_type
 from guardrails.policy import schema as schema_mod
 from guardrails.remediation.actions import actions
@@ -250,6 +252,7 @@ def _semantics(source: str, doc: dict[str, Any]) -> tuple[Policy | None, list[st
         rules=tuple(rules),
         exemptions=tuple(exemptions),
         notify_tag=doc.get("notify_tag", DEFAULT_NOTIFY_TAG),
+        breaker=Breaker(**doc["breaker"]) if "breaker" in doc else DEFAULT_BREAKER,
         source=source,
     )
     return policy, []

@@ -20,7 +20,7 @@ from guardrails.remediation.actions import ActionRegistry, actions
 ID_PATTERN = r"^[a-z0-9][a-z0-9-]{1,62}$"
 RULE_ID_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}$"
 PROPERTY_PATTERN = r"^[A-Za-z0-9_$@-]+(\.[A-Za-z0-9_$@-]+)*$"
-TOP_LEVEL_KEYS = ("id", "version", "description", "mode", "selector", "rules", "exemptions", "notify_tag")
+TOP_LEVEL_KEYS = ("id", "version", "description", "mode", "selector", "rules", "exemptions", "notify_tag", "breaker")
 REQUIRED_KEYS = ("id", "version", "description", "mode", "selector", "rules")
 
 _TEXT = {"type": "string", "minLength": 1}
@@ -81,6 +81,15 @@ def build_schema(registry: ActionRegistry = actions) -> dict[str, Any]:
                 },
             },
             "notify_tag": _TEXT,
+            "breaker": {
+                "type": "object",
+                "additionalProperties": False,
+                "required": ["max_actions", "window_seconds"],
+                "properties": {
+                    "max_actions": {"type": "integer", "minimum": 1, "maximum": 100000},
+                    "window_seconds": {"type": "integer", "minimum": 1, "maximum": 86400},
+                },
+            },
         },
     }
 

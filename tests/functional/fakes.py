@@ -112,3 +112,42 @@ class MemoryPolicyRepo:
     def replace_all(self, documents):
         self.documents = list(documents)
         return {"added": len(self.documents), "updated": 0, "unchanged": 0, "removed": 0}
+
+
+class MemoryBreakers:
+    def __init__(self) -> None:
+        self.times: dict[tuple[str, str], list[float]] = {}
+        self.open: set[tuple[str, str]] = set()
+        self.now = 0.0
+
+    def try_acquire(self, policy_id, subscription_id, *, max_actions, window_seconds) -> bool:
+        key = (policy_id, subscription_id.lower())
+        if key in self.open:
+            return False
+        times = [t for t in self.times.get(key, []) if t > self.now - window_seconds]
+        if len(times) >= max_actions:
+            self.open.add(key)
+            return False
+        self.times[key] = times + [self.now]
+        return True
+
+    def reset(self, policy_id, subscription_id) -> bool:
+        key = (policy_id, subscription_id.lower())
+        had = key in self.open or key in self.times
+        self.open.discard(key)
+        self.times.pop(key, None)
+        return had
+
+
+class MemoryPending:
+    def __init__(self) -> None:
+        self.items: dict[str, dict[str, dict]] = {}
+
+    def add(self, resource_id, event_id, record) -> None:
+        self.items.setdefault(resource_id.lower(), {})[event_id] = copy.deepcopy(record)
+
+    def list(self, resource_id):
+        return list(self.items.get(resource_id.lower(), {}).items())
+
+    def remove(self, resource_id, key) -> None:
+        self.items.get(resource_id.lower(), {}).pop(key, None)

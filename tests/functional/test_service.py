@@ -11,14 +11,17 @@ from guardrails.service import DeliveryFailed, GuardrailsService
 from guardrails.settings import Settings
 from guardrails.sync import metadata_dirs
 from tests import builders as b
-from tests.functional.fakes import FakeArm, MemoryAudit, MemoryIdempotency, MemoryPolicyRepo
+from tests.functional.fakes import (
+    FakeArm, MemoryAudit, MemoryBreakers, MemoryIdempotency, MemoryPending, MemoryPolicyRepo,
+)
 
 
 def make(resources=(), **settings):
     repo = MemoryPolicyRepo([(p.source, p.to_document()) for p in load_directory(*metadata_dirs())])
     arm, idem, audit = FakeArm(resources), MemoryIdempotency(), MemoryAudit()
     svc = GuardrailsService(Settings(own_principal_ids=frozenset({b.GUARDRAIL_OID.replace("-", "")}), **settings),
-                            policies=PolicyCache(repo, ttl_seconds=60), arm=arm, idempotency=idem, audit=audit)
+                            policies=PolicyCache(repo, ttl_seconds=60), arm=arm, idempotency=idem, audit=audit,
+                            breakers=MemoryBreakers(), pending=MemoryPending())
     return svc, arm, idem, audit
 
 
