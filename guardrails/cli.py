@@ -3,6 +3,7 @@
     metadata validate [--metadata DIR ...]     three-pass validation of policy files
     metadata sync [--metadata DIR ...]         validate, then make the policy table hold exactly them
     simulate --world W --events E [--metadata DIR] --out R
+    breaker reset|status POLICY SUBSCRIPTION   close (or show) a policy's circuit breaker
     demo                                       the main job on an embedded default, printed
 
 Exit codes: 0 ok, 1 a delivery failed (simulate) / invalid metadata, 2 usage or input error.
@@ -33,6 +34,12 @@ def _parser() -> argparse.ArgumentParser:
     sim.add_argument("--events", required=True)
     sim.add_argument("--metadata", action="append", default=[], metavar="DIR")
     sim.add_argument("--out", required=True)
+    br = sub.add_parser("breaker", help="circuit breaker of a policy in a subscription")
+    brsub = br.add_subparsers(dest="action", required=True)
+    for name in ("reset", "status"):
+        a = brsub.add_parser(name)
+        a.add_argument("policy")
+        a.add_argument("subscription")
     demo = sub.add_parser("demo", help="the product's main job on the embedded sample world")
     demo.add_argument("--out", default="out/demo-result.json")
     return p
@@ -53,6 +60,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "simulate":
             from .simulate import main as simulate_main
             return simulate_main(args)
+        if args.command == "breaker":
+            return _breaker(args)
         if args.command == "demo":
             from .demo import main as demo_main
             return demo_main(args)
@@ -89,4 +98,26 @@ def _metadata(args) -> int:
     tables.ensure()
     counts = sync_metadata(TablePolicyRepository(tables), dirs)
     print(json.dumps({"synced": True, "table": tables.policies_name, **counts}))
+    return 0
+
+
+def _breaker(args) -> int:
+    from .adapters.tables import TableBreakerStore, Tables
+    from .model.arm_id import parse_scope
+    from .settings import Settings
+    from .simulate import UsageError
+    from .errors import InvalidArmId
+    try:
+        sub = parse_scope(f"/subscriptions/{args.subscription}").subscription_id
+    except InvalidArmId:
+        raise UsageError(f"{args.subscription[:60]!r} is not a subscription id") from None
+    settings = Settings.from_env()
+    tables = Tables.from_settings(settings)
+    tables.ensure()
+    store = TableBreakerStore(tables)
+    if args.action == "status":
+        print(json.dumps({"policy": args.policy, "subscription": sub, "open": store.is_open(args.policy, sub)}))
+        return 0
+    had = store.reset(args.policy, sub)
+    print(json.dumps({"policy": args.policy, "subscription": sub, "reset": True, "had_state": had}))
     return 0

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -58,8 +59,10 @@ def _listening(port: int) -> bool:
 class Azurite:
     """``with Azurite() as az: az.connection_string``. In-memory; gone when stopped."""
 
-    def __init__(self, port: int | None = None) -> None:
+    def __init__(self, port: int | None = None, *, location: str | None = None) -> None:
+        """``location``: persist tables on disk there (survives a restart); default in memory."""
         self._requested_port = port
+        self._location = location
         self.port: int | None = None
         self._proc: subprocess.Popen | None = None
         self._workdir: str | None = None
@@ -76,8 +79,9 @@ class Azurite:
         for _attempt in range(3):
             port = self._requested_port or _free_port()
             self._workdir = tempfile.mkdtemp(prefix="azurite-")
+            storage = ["--location", self._location] if self._location else ["--inMemoryPersistence"]
             self._proc = subprocess.Popen(
-                [binary, "--tableHost", "127.0.0.1", "--tablePort", str(port), "--inMemoryPersistence",
+                [binary, "--tableHost", "127.0.0.1", "--tablePort", str(port), *storage,
                  "--silent", "--disableTelemetry", "--skipApiVersionCheck"],
                 cwd=self._workdir,
                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
@@ -89,6 +93,7 @@ class Azurite:
                     break
                 if _listening(port):
                     self.port = port
+                    self._requested_port = port   # a restart comes back on the same port
                     return self
                 time.sleep(0.05)
             self.stop()
@@ -97,12 +102,17 @@ class Azurite:
     def stop(self) -> None:
         proc, self._proc = self._proc, None
         if proc is not None and proc.poll() is None:
-            proc.terminate()
+            # SIGINT is Azurite's graceful shutdown (it saves on-disk tables); SIGTERM is not
+            proc.send_signal(signal.SIGINT)
             try:
-                proc.wait(timeout=5)
+                proc.wait(timeout=3)
             except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=5)
+                proc.terminate()
+                try:
+                    proc.wait(timeout=3)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait(timeout=5)
         if proc is not None and proc.stderr:
             proc.stderr.close()
         if self._workdir:

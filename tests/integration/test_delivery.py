@@ -1,0 +1,236 @@
+"""Delivery semantics under at-least-once, concurrent, faulty delivery. Faults are injected
+through the emulator; every test asserts the final world and the audit rows."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from guardrails.errors import IdempotencyError, StoreError
+from guardrails.service import DeliveryFailed
+from guardrails.simulate import to_function_event
+from guardrails.triggers.resource_events import resource_events
+from tests import builders as b
+
+pytestmark = pytest.mark.integration
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _deliver_raw(event):
+    """Deliver as the Functions host does; return the exception the function raised, if any."""
+    try:
+        resource_events(to_function_event(event))
+    except Exception as exc:  # noqa: BLE001 - the test inspects what the host would see
+        return exc
+    return None
+
+
+# ---- concurrent duplicates -------------------------------------------------------------------
+def test_two_threads_delivering_one_event_act_once(harness):
+    res = b.storage()
+    h = harness([res])
+    h.emu.add_fault(method="GET", path_regex="stmlprod", delay_ms=600, times=1)   # first worker is slow
+    event = b.write_event(res["id"])
+    errors = [None, None]
+
+    def run(i):
+        errors[i] = _deliver_raw(event)
+
+    t1 = threading.Thread(target=run, args=(0,))
+    t1.start()
+    time.sleep(0.25)                        # the first holds the idempotency record now
+    t2 = threading.Thread(target=run, args=(1,))
+    t2.start()
+    t1.join(10)
+    t2.join(10)
+    assert errors[0] is None
+    assert isinstance(errors[1], IdempotencyError)      # raised: Event Grid redelivers later
+    assert [r.verdict for r in h.recorder.rows] == ["remediated"]   # never audited as done
+    # Event Grid's retry of the second delivery
+    assert _deliver_raw(event) is None
+    assert [r.verdict for r in h.recorder.rows] == ["remediated", "duplicate"]
+    assert len(h.writes()) == 1
+    assert h.resource(res["id"])["properties"]["publicNetworkAccess"] == "Disabled"
+
+
+def _worker(h, event_path: Path) -> subprocess.Popen:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GUARDRAILS_")}
+    env.update(h.env)
+    return subprocess.Popen([sys.executable, "-m", "tests.integration.deliver_worker", str(event_path)],
+                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def test_two_processes_delivering_one_event_act_once(harness, tmp_path):
+    res = b.workspace()
+    h = harness([res])
+    h.emu.add_fault(method="GET", path_regex="mlw-prod", delay_ms=400, times=2)
+    event = b.write_event(res["id"])
+    path = tmp_path / "event.json"
+    path.write_text(json.dumps(event))
+    procs = [_worker(h, path) for _ in range(2)]
+    outs = [p.communicate(timeout=60) for p in procs]
+    codes = sorted(p.returncode for p in procs)
+    assert codes in ([0, 0], [0, 3]), outs          # one acted; the other saw it done or in progress
+    assert len(h.writes()) == 1
+    stored = h.stored_rows()
+    assert sorted(r.verdict for r in stored) in (["duplicate", "remediated"], ["remediated"])
+    if codes == [0, 3]:                              # the redelivery of the one told to retry
+        assert _deliver_raw(event) is None
+        assert sorted(r.verdict for r in h.stored_rows()) == ["duplicate", "remediated"]
+    assert len(h.writes()) == 1
+    assert h.resource(res["id"])["properties"]["publicNetworkAccess"] == "Disabled"
+
+
+def test_worker_killed_mid_delivery_expires_and_a_retry_completes(harness, tmp_path):
+    res = b.storage()
+    h = harness([res], env={"GUARDRAILS_DEDUP_IN_PROGRESS_SECONDS": "2"})
+    h.emu.add_fault(method="GET", path_regex="stmlprod", delay_ms=20_000, times=1)   # hangs on its read
+    event = b.write_event(res["id"])
+    path = tmp_path / "event.json"
+    path.write_text(json.dumps(event))
+    proc = _worker(h, path)
+    deadline = time.monotonic() + 30
+    while not any(q["method"] == "GET" for q in h.emu.requests) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.kill()                                      # the worker dies holding the record
+    proc.communicate(timeout=10)
+    assert isinstance(_deliver_raw(event), IdempotencyError)     # still held: retry later
+    time.sleep(2.2)                                  # in-progress expiry passes
+    assert _deliver_raw(event) is None               # exactly one taker completes it
+    assert [r.verdict for r in h.recorder.rows] == ["remediated"]
+    assert h.resource(res["id"])["properties"]["publicNetworkAccess"] == "Disabled"
+    assert _deliver_raw(event) is None
+    assert [r.verdict for r in h.recorder.rows] == ["remediated", "duplicate"]
+
+
+# ---- throttling, transient faults, the time budget ------------------------------------------
+def test_429_with_short_retry_after_is_retried_within_the_budget(harness):
+    res = b.container_registry()
+    h = harness([res], env={"GUARDRAILS_TIME_BUDGET_SECONDS": "5"})
+    h.emu.add_fault(method="PATCH", path_regex="acrmlprod", status=429, retry_after=1, times=1)
+    row = h.deliver(b.write_event(res["id"]))
+    assert row.verdict == "remediated"
+    assert [q["status"] for q in h.arm_requests("PATCH")] == [429, 200]
+    assert h.resource(res["id"])["properties"]["adminUserEnabled"] is False
+
+
+def test_429_whose_retry_after_overruns_the_budget_fails_fast_and_raises(harness):
+    res = b.container_registry()
+    h = harness([res], env={"GUARDRAILS_TIME_BUDGET_SECONDS": "5"})
+    h.emu.add_fault(method="PATCH", path_regex="acrmlprod", status=429, retry_after=60, times=1)
+    event = b.write_event(res["id"])
+    started = time.monotonic()
+    err = _deliver_raw(event)
+    assert time.monotonic() - started < 5
+    assert isinstance(err, DeliveryFailed)
+    (row,) = h.recorder.rows
+    assert (row.verdict, row.reason) == ("failed", "throttled")
+    assert h.resource(res["id"])["properties"]["adminUserEnabled"] is True
+    # Event Grid redelivers later; the record was released so the retry acts
+    assert _deliver_raw(event) is None
+    assert h.recorder.rows[-1].verdict == "remediated"
+
+
+def test_persistent_500_fails_and_raises(harness):
+    res = b.workspace()
+    h = harness([res], env={"GUARDRAILS_TIME_BUDGET_SECONDS": "2"})
+    h.emu.add_fault(method="GET", path_regex="mlw-prod", status=500)
+    err = _deliver_raw(b.write_event(res["id"]))
+    assert isinstance(err, DeliveryFailed)
+    (row,) = h.recorder.rows
+    assert (row.verdict, row.reason) == ("failed", "transient")
+    assert len(h.arm_requests("GET")) >= 2              # retried with backoff while the budget allowed
+    assert h.resource(res["id"])["properties"]["publicNetworkAccess"] == "Enabled"
+
+
+def test_long_running_fix_past_the_budget_is_requested_then_confirmed_by_its_write_event(harness):
+    res = b.workspace()
+    h = harness([res], env={"GUARDRAILS_TIME_BUDGET_SECONDS": "1.5"}, lro_seconds=2.5)
+    row = h.deliver(b.write_event(res["id"]))
+    assert row.verdict == "requested" and row.violations[0].outcome == "requested"
+    assert h.resource(res["id"])["properties"]["publicNetworkAccess"] == "Enabled"   # still running
+    time.sleep(1.5)
+    (confirm,) = h.deliver_emitted()             # the LRO finished: its own write event arrives
+    assert confirm.verdict == "remediated"
+    assert confirm.violations[0].outcome == "remediated" and "confirmed" in confirm.violations[0].message
+    assert h.resource(res["id"])["properties"]["publicNetworkAccess"] == "Disabled"
+    # a later own write for the same resource is plain own_write again, with zero ARM calls
+    h.emu.clear_requests()
+    h.emu.put({**h.resource(res["id"])})
+    again = h.deliver(b.write_event(res["id"], actor=b.claims(oid=b.GUARDRAIL_OID, upn=None, app_id=None)))
+    assert (again.verdict, again.reason) == ("ignored", "own_write") and h.emu.requests == []
+
+
+# ---- circuit breaker -------------------------------------------------------------------------
+def test_breaker_trips_at_n_plus_one_under_concurrency_and_resets_by_command(harness, tmp_path):
+    d = tmp_path / "extra"
+    d.mkdir()
+    (d / "storage-private.yaml").write_text("""
+id: storage-private
+version: 5
+description: storage private, at most 2 fixes an hour per subscription
+mode: enforce
+selector: {resource_types: [Microsoft.Storage/storageAccounts]}
+breaker: {max_actions: 2, window_seconds: 3600}
+rules:
+  - id: public-network-access-disabled
+    property: properties.publicNetworkAccess
+    expect: {equals: Disabled}
+    action: {type: set-property, value: Disabled}
+""")
+    accounts = [b.storage(name=f"stacct{i}", blob=False) for i in range(4)]
+    h = harness(accounts, extra_metadata=[d])
+    threads = [threading.Thread(target=_deliver_raw, args=(b.write_event(a["id"]),)) for a in accounts[:3]]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    verdicts = sorted(r.verdict for r in h.recorder.rows)
+    assert verdicts == ["dry_run", "remediated", "remediated"]
+    tripped = next(r for r in h.recorder.rows if r.verdict == "dry_run")
+    assert tripped.reason == "circuit_open"
+    fixed = [a for a in accounts[:3] if h.resource(a["id"])["properties"]["publicNetworkAccess"] == "Disabled"]
+    assert len(fixed) == 2 and len(h.arm_requests("PATCH")) == 2
+    # open until reset: the fourth account is only reported
+    assert h.deliver(b.write_event(accounts[3]["id"])).reason == "circuit_open"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GUARDRAILS_")}
+    env.update(h.env)
+    p = subprocess.run([sys.executable, "-m", "guardrails", "breaker", "reset", "storage-private", b.SUB],
+                       cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    assert json.loads(p.stdout)["had_state"] is True
+    row = h.deliver(b.write_event(accounts[3]["id"]))
+    assert row.verdict == "remediated"
+    assert h.resource(accounts[3]["id"])["properties"]["publicNetworkAccess"] == "Disabled"
+
+
+# ---- Table Storage trouble -------------------------------------------------------------------
+def test_table_storage_down_raises_nothing_is_lost_and_a_replay_completes(tmp_path):
+    from guardrails.local.azurite import Azurite
+    from tests.integration.conftest import Harness
+
+    az = Azurite(location=str(tmp_path / "azurite")).start()
+    res = b.storage()
+    h = Harness(az, [res])
+    try:
+        first = b.write_event(res["id"])
+        assert _deliver_raw(first) is None
+        az.stop()                                     # Table Storage goes away mid-run
+        second_res_event = b.write_event(res["id"])
+        err = _deliver_raw(second_res_event)
+        assert isinstance(err, StoreError)            # raised: Event Grid keeps the delivery
+        az.start()                                    # back, with its data
+        assert _deliver_raw(second_res_event) is None  # the replay completes
+        stored = h.stored_rows()
+        assert [r.event_id for r in stored] == [first["id"], second_res_event["id"]]
+        assert [r.verdict for r in stored] == ["remediated", "compliant"]
+    finally:
+        h.close()
+        az.stop()
