@@ -78,6 +78,7 @@ class GuardrailsService:
                                        wall_clock=wall_clock)
         self._clock = clock
         self._wall = wall_clock
+        self._locks = tuple(threading.Lock() for _ in range(64))   # striped per-resource locks
 
     # ---------------------------------------------------------------------------------
     def handle_event(self, raw: Any) -> AuditRow:
@@ -129,7 +130,10 @@ class GuardrailsService:
             return self._finish(ctx, row, "duplicate", "duplicate",
                                 f"event already handled (verdict {claim.verdict or 'unknown'}); nothing done")
         try:
-            self._decide_and_fix(ctx, row, event, rtype, compiled, candidates)
+            # deliveries for one resource in this worker take turns: the second decides on the
+            # state the first left (diff before write), never sending a fix twice
+            with self._resource_lock(str(event.resource_id)):
+                self._decide_and_fix(ctx, row, event, rtype, compiled, candidates)
             self._finish(ctx, row, row.verdict, row.reason, row.message)
         except BaseException:
             self.idempotency.release(key, claim)
@@ -272,6 +276,9 @@ class GuardrailsService:
             else:
                 rec.outcome, rec.message = "failed", f"read-back shows {_short(value)}"
                 row.reason = "not_confirmed"
+
+    def _resource_lock(self, resource_id: str) -> threading.Lock:
+        return self._locks[hash(resource_id.lower()) % len(self._locks)]
 
     def _breaker_permits(self, row: AuditRow, rid, to_apply):
         """One permit per policy per event; a policy whose breaker is open drops to audit."""

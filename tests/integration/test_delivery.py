@@ -234,3 +234,49 @@ def test_table_storage_down_raises_nothing_is_lost_and_a_replay_completes(tmp_pa
     finally:
         h.close()
         az.stop()
+
+
+# ---- bursts for one resource -----------------------------------------------------------------
+def _at(event, seconds_ago: float):
+    from datetime import datetime, timedelta, timezone
+    t = datetime.now(timezone.utc) - timedelta(seconds=seconds_ago)
+    event["eventTime"] = t.strftime("%Y-%m-%dT%H:%M:%S.%f") + "0Z"
+    return event
+
+
+def test_a_queued_burst_for_one_resource_costs_one_fix_and_no_repeated_reads(harness):
+    # GIVEN a deployment touched the account three times; the events queued for a few seconds
+    res = b.storage()
+    h = harness([res])
+    burst = [_at(b.write_event(res["id"]), 6 - i) for i in range(3)]
+    rows = [h.deliver(e) for e in burst]
+    # THEN the first fixes it; the others are decided on the state read after that fix
+    assert [r.verdict for r in rows] == ["remediated", "compliant", "compliant"]
+    assert [q["method"] for q in h.arm_requests()] == ["GET", "PATCH", "GET"]
+
+
+def test_an_event_newer_than_the_last_read_is_decided_on_a_fresh_read(harness):
+    res = b.storage()
+    h = harness([res])
+    assert h.deliver(b.write_event(res["id"])).verdict == "remediated"
+    # someone flips it again after our confirming read; its event is newer than that read
+    live = h.resource(res["id"])
+    h.emu.put({**live, "properties": {**live["properties"], "publicNetworkAccess": "Enabled"}})
+    time.sleep(1.2)
+    row = h.deliver(b.write_event(res["id"]))
+    assert row.verdict == "remediated"
+    assert h.resource(res["id"])["properties"]["publicNetworkAccess"] == "Disabled"
+    assert len(h.arm_requests("PATCH")) == 2
+
+
+def test_concurrent_burst_in_one_worker_sends_one_fix(harness):
+    res = b.key_vault()
+    h = harness([res])
+    events = [b.write_event(res["id"]) for _ in range(4)]
+    threads = [threading.Thread(target=_deliver_raw, args=(e,)) for e in events]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert sorted(r.verdict for r in h.recorder.rows) == ["compliant"] * 3 + ["remediated"]
+    assert len(h.arm_requests("PATCH")) == 1
