@@ -6,25 +6,19 @@ TypeSpec-style SDK sends dicts verbatim, so snake_case would be silently ignored
 
 from __future__ import annotations
 
-import random
 import time
 from typing import Any, Callable, Mapping, TypeVar
 from urllib.parse import quote
 
-from azure.core.exceptions import (
-    HttpResponseError,
-    ResourceNotFoundError,
-    ServiceRequestError,
-    ServiceResponseError,
-)
+from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 
 from ..errors import ArmError, ArmThrottled, ArmTransient, ResourceNotFound
 from ..model.resource import ResourceSnapshot
 from ..ports import WriteResult
+from .retry import BudgetedCaller, describe
 
 T = TypeVar("T")
 _PLACEHOLDER_SUBSCRIPTION = "00000000-0000-0000-0000-000000000000"  # by-id calls do not use it
-_MAX_BACKOFF = 8.0
 
 
 def build_credential(settings):
@@ -42,25 +36,6 @@ def encode_id(resource_id: str) -> str:
     return quote(resource_id.lstrip("/"), safe="/()")
 
 
-def _retry_after(exc: HttpResponseError) -> float | None:
-    resp = getattr(exc, "response", None)
-    if resp is None:
-        return None
-    raw = resp.headers.get("Retry-After") or resp.headers.get("retry-after")
-    if raw is None:
-        return None
-    try:
-        return max(0.0, float(raw))
-    except ValueError:
-        return None
-
-
-def _message(exc: HttpResponseError) -> str:
-    code = getattr(getattr(exc, "error", None), "code", None)
-    status = getattr(exc, "status_code", None)
-    return f"ARM answered {status}{' ' + code if code else ''}"
-
-
 class ArmGateway:
     """Implements ``ports.ResourceGateway``."""
 
@@ -73,44 +48,18 @@ class ArmGateway:
         if ca_bundle:
             kwargs["connection_verify"] = ca_bundle
         self._client = ResourceManagementClient(credential, _PLACEHOLDER_SUBSCRIPTION, base_url=endpoint, **kwargs)
-        self._timeout = timeout
-        self._sleep = sleep
+        self._caller = BudgetedCaller(timeout=timeout, sleep=sleep, clock=clock)
         self._clock = clock
-        self.calls = 0  # ARM requests sent by this gateway (for benchmarks and tests)
 
-    # -- retry policy bounded by the delivery's deadline ----------------------------------
+    @property
+    def calls(self) -> int:
+        return self._caller.calls
+
     def _call(self, fn: Callable[[], T], *, deadline: float | None, what: str) -> T:
-        attempt = 0
-        while True:
-            attempt += 1
-            self.calls += 1
-            try:
-                return fn()
-            except ResourceNotFoundError as exc:
-                raise ResourceNotFound(f"{what}: resource not found", status=404) from exc
-            except HttpResponseError as exc:
-                status = exc.status_code or 0
-                if status == 429 or status >= 500:
-                    wait = _retry_after(exc)
-                    if wait is None:
-                        wait = min(_MAX_BACKOFF, 0.25 * (2 ** (attempt - 1))) * (0.5 + random.random() / 2)
-                    kind = ArmThrottled if status == 429 else ArmTransient
-                    if deadline is None or self._clock() + wait >= deadline:
-                        raise kind(f"{what}: {_message(exc)}; retry budget exhausted after {attempt} attempt(s)",
-                                   status=status) from exc
-                    self._sleep(wait)
-                    continue
-                raise ArmError(f"{what}: {_message(exc)}", status=status) from exc
-            except (ServiceRequestError, ServiceResponseError) as exc:
-                wait = min(_MAX_BACKOFF, 0.25 * (2 ** (attempt - 1)))
-                if deadline is None or self._clock() + wait >= deadline:
-                    raise ArmTransient(f"{what}: connection failed ({type(exc).__name__})") from exc
-                self._sleep(wait)
+        return self._caller.call(fn, deadline=deadline, what=what)
 
     def _timeout_for(self, deadline: float | None) -> float:
-        if deadline is None:
-            return self._timeout
-        return max(0.5, min(self._timeout, deadline - self._clock()))
+        return self._caller.timeout_for(deadline)
 
     # -- ResourceGateway ----------------------------------------------------------------
     def get_resource(self, resource_id: str, *, api_version: str, deadline: float | None = None) -> ResourceSnapshot:
@@ -139,7 +88,7 @@ class ArmGateway:
             except HttpResponseError as exc:
                 status = exc.status_code or 0
                 kind = ArmThrottled if status == 429 else ArmTransient if status >= 500 else ArmError
-                raise kind(f"{what}: {_message(exc)}", status=status) from exc
+                raise kind(f"{what}: {describe(exc)}", status=status) from exc
         if not poller.done():
             return WriteResult("requested")
         return WriteResult("done")

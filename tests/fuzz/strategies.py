@@ -441,3 +441,22 @@ def depth(value: Any, limit: int = 60) -> int:
             stack.extend((x, d + 1) for x in v)
     return best
 
+
+
+_FIXABLE = tuple(r for r in SEED_RESOURCES if r["name"] in ("stmlprod", "mlw-prod", "mlreg-shared", "mlreg-etag",
+                                                             "kv-ml-prod", "acrmlprod"))
+
+
+@st.composite
+def own_write_pairs(draw: st.DrawFn) -> tuple[Any, Any]:
+    """A user's write of a fixable resource, then the guardrail's own write event for it
+    (possibly mutated): the own write may confirm a fix that was still running."""
+    res = draw(st.sampled_from(_FIXABLE))
+    first = _deterministic(b.write_event(res["id"]), 901)
+    make = draw(st.sampled_from((b.write_event, b.cloud_event)))
+    who = draw(st.sampled_from((b.claims(GUARDRAIL, upn=None), b.claims(app_id=GUARDRAIL))))
+    own: Any = _deterministic(make(draw(st.sampled_from((res["id"], res["id"].upper(), res["id"].lower()))),
+                                   actor=who), 902)
+    for _ in range(draw(st.sampled_from((0, 0, 1, 2)))):
+        own = draw(_mutate_once(own))
+    return first, own

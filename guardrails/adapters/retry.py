@@ -1,0 +1,85 @@
+"""Retries bounded by the delivery's time budget, shared by every Azure adapter.
+
+429 and 5xx are retried with backoff that honours ``Retry-After``, but only while the next wait
+still fits before the deadline; otherwise the caller gets ``ArmThrottled`` / ``ArmTransient``
+at once, the delivery is audited ``failed`` and Event Grid redelivers later. The SDK clients run
+with ``retry_total=0`` so this is the only retry loop.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from typing import Callable, TypeVar
+
+from azure.core.exceptions import HttpResponseError, ResourceNotFoundError, ServiceRequestError, ServiceResponseError
+
+from ..errors import ArmError, ArmThrottled, ArmTransient, ResourceNotFound
+
+T = TypeVar("T")
+MAX_BACKOFF = 8.0
+
+
+def retry_after(exc: HttpResponseError) -> float | None:
+    resp = getattr(exc, "response", None)
+    if resp is None:
+        return None
+    raw = resp.headers.get("Retry-After") or resp.headers.get("retry-after")
+    if raw is None:
+        return None
+    try:
+        return max(0.0, float(raw))
+    except ValueError:
+        return None
+
+
+def describe(exc: HttpResponseError) -> str:
+    code = getattr(getattr(exc, "error", None), "code", None)
+    return f"answered {exc.status_code or 0}{' ' + code if code else ''}"
+
+
+class BudgetedCaller:
+    def __init__(self, *, timeout: float = 10.0, sleep: Callable[[float], None] = time.sleep,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.timeout = timeout
+        self.sleep = sleep
+        self.clock = clock
+        self.calls = 0        # requests sent (for benchmarks and tests)
+
+    def timeout_for(self, deadline: float | None) -> float:
+        if deadline is None:
+            return self.timeout
+        return max(0.5, min(self.timeout, deadline - self.clock()))
+
+    def _backoff(self, attempt: int) -> float:
+        return min(MAX_BACKOFF, 0.25 * (2 ** (attempt - 1))) * (0.5 + random.random() / 2)
+
+    def call(self, fn: Callable[[], T], *, deadline: float | None, what: str) -> T:
+        attempt = 0
+        while True:
+            attempt += 1
+            self.calls += 1
+            try:
+                return fn()
+            except ResourceNotFoundError as exc:
+                raise ResourceNotFound(f"{what}: not found", status=404) from exc
+            except HttpResponseError as exc:
+                status = exc.status_code or 0
+                if status == 429 or status >= 500:
+                    wait = retry_after(exc)
+                    if wait is None:
+                        wait = self._backoff(attempt)
+                    kind = ArmThrottled if status == 429 else ArmTransient
+                    if deadline is None or self.clock() + wait >= deadline:
+                        raise kind(f"{what}: {describe(exc)}; retry budget exhausted after {attempt} attempt(s)",
+                                   status=status) from exc
+                    self.sleep(wait)
+                    continue
+                if status == 404:
+                    raise ResourceNotFound(f"{what}: not found", status=404) from exc
+                raise ArmError(f"{what}: {describe(exc)}", status=status) from exc
+            except (ServiceRequestError, ServiceResponseError) as exc:
+                wait = self._backoff(attempt)
+                if deadline is None or self.clock() + wait >= deadline:
+                    raise ArmTransient(f"{what}: connection failed ({type(exc).__name__})") from exc
+                self.sleep(wait)
