@@ -26,6 +26,15 @@ def build_service(settings: Settings):
     tables.ensure()
     arm = ArmGateway(credential, endpoint=settings.arm_endpoint, ca_bundle=settings.ca_bundle,
                      timeout=settings.arm_timeout_seconds)
+
+    def roles(service):
+        from .adapters.authorization import AuthorizationGateway, GraphGroupResolver
+        from .role_guardrail import RoleAssignmentGuardrail
+        authz = AuthorizationGateway(credential, endpoint=settings.arm_endpoint, ca_bundle=settings.ca_bundle,
+                                     timeout=settings.arm_timeout_seconds)
+        groups = GraphGroupResolver(credential, endpoint=settings.graph_endpoint, ca_bundle=settings.ca_bundle)
+        return RoleAssignmentGuardrail(service, authz, groups)
+
     return GuardrailsService(
         settings,
         policies=PolicyCache(TablePolicyRepository(tables), ttl_seconds=settings.policy_ttl_seconds),
@@ -36,6 +45,7 @@ def build_service(settings: Settings):
         audit=TableAuditSink(tables, shards=settings.audit_shards),
         breakers=TableBreakerStore(tables),
         pending=TablePendingFixes(tables),
+        roles=roles,
     )
 
 

@@ -34,6 +34,7 @@ from .settings import Settings
 log = logging.getLogger("guardrails")
 
 WRITE_SUCCESS = "Microsoft.Resources.ResourceWriteSuccess"
+ROLE_ASSIGNMENT_TYPE = "microsoft.authorization/roleassignments"
 # fields ARM computes; never sent back in a full PUT
 _READ_ONLY_TOP = ("id", "name", "type", "systemData", "etag")
 
@@ -64,7 +65,7 @@ class _Ctx:
 class GuardrailsService:
     def __init__(self, settings: Settings, *, policies: PolicyCache, arm: ResourceGateway,
                  idempotency: IdempotencyStore, audit: AuditSink, breakers: BreakerStore,
-                 pending: PendingFixStore,
+                 pending: PendingFixStore, roles=None,
                  clock: Callable[[], float] = time.monotonic,
                  wall_clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)) -> None:
         self.settings = settings
@@ -74,6 +75,7 @@ class GuardrailsService:
         self.audit = audit
         self.breakers = breakers
         self.pending = pending
+        self.roles = roles(self) if callable(roles) else roles   # RoleAssignmentGuardrail factory
         self.snapshots = SnapshotCache(max_age=settings.snapshot_reuse_seconds, skew=settings.clock_skew_seconds,
                                        wall_clock=wall_clock)
         self._clock = clock
@@ -112,9 +114,18 @@ class GuardrailsService:
             return self._finish(ctx, row, "ignored", "event_type_not_evaluated",
                                 f"{event.event_type} does not change a resource's configuration")
         rid = event.resource_id
-        rtype = lookup_type(rid.resource_type)
+        is_role = rid.resource_type.lower() == ROLE_ASSIGNMENT_TYPE
+        rtype = None if is_role else lookup_type(rid.resource_type)
         if self.settings.is_own_principal(event.actor.object_id, event.actor.app_id):
             return self._own_write(ctx, row, event, rtype)
+        if is_role:
+            if self.roles is None:
+                return self._finish(ctx, row, "ignored", "not_covered", "role-assignment guardrail not configured")
+            compiled = self.policies.get()
+            policies = [p for p in compiled.role_policies if p.mode != "off" and _selects_subscription(p, rid.subscription_id)]
+            if not policies:
+                return self._finish(ctx, row, "ignored", "no_policy", "no role-assignment policy in force here")
+            return self._once(ctx, row, str(rid), lambda: self.roles.decide(ctx, row, event, policies))
         if rtype is None:
             return self._finish(ctx, row, "ignored", "not_covered",
                                 f"resource type {rid.resource_type} is not covered by any guardrail")
@@ -123,7 +134,12 @@ class GuardrailsService:
         if not candidates:
             return self._finish(ctx, row, "ignored", "no_policy",
                                 f"no policy in force selects {rtype.name} at this scope")
+        return self._once(ctx, row, str(rid),
+                          lambda: self._decide_and_fix(ctx, row, event, rtype, compiled, candidates))
 
+    def _once(self, ctx: _Ctx, row: AuditRow, resource_id: str, decide: Callable[[], None]) -> AuditRow:
+        """Exactly-once effects on an at-least-once stream: claim the event id, decide and act,
+        audit, then mark it completed — or release it so Event Grid's retry can run."""
         key = f"event:{row.event_id}"
         claim = self.idempotency.acquire(key, holder=ctx.delivery_id)  # IdempotencyError propagates
         if claim.state == "completed":
@@ -132,8 +148,8 @@ class GuardrailsService:
         try:
             # deliveries for one resource in this worker take turns: the second decides on the
             # state the first left (diff before write), never sending a fix twice
-            with self._resource_lock(str(event.resource_id)):
-                self._decide_and_fix(ctx, row, event, rtype, compiled, candidates)
+            with self._resource_lock(resource_id):
+                decide()
             self._finish(ctx, row, row.verdict, row.reason, row.message)
         except BaseException:
             self.idempotency.release(key, claim)
@@ -397,6 +413,11 @@ class SnapshotCache:
 def _resource_event_types() -> frozenset[str]:
     from .model.events import RESOURCE_EVENT_TYPES
     return frozenset(RESOURCE_EVENT_TYPES)
+
+
+def _selects_subscription(policy, subscription_id: str | None) -> bool:
+    subs = getattr(getattr(policy, "selector", None), "subscriptions", ()) or ()
+    return not subs or (subscription_id or "").lower() in {s.lower() for s in subs}
 
 
 def _tags_match(policy, tags: Mapping[str, str]) -> bool:

@@ -19,6 +19,7 @@ TABLES_ENDPOINT = "GUARDRAILS_TABLES_ENDPOINT"          # https://<acct>.table.c
 FALLBACK_STORAGE = "AzureWebJobsStorage"                # used when neither of the above is set
 TABLE_PREFIX = "GUARDRAILS_TABLE_PREFIX"
 ARM_ENDPOINT = "GUARDRAILS_ARM_ENDPOINT"
+GRAPH_ENDPOINT = "GUARDRAILS_GRAPH_ENDPOINT"             # Microsoft Graph (group membership)
 CA_BUNDLE = "GUARDRAILS_CA_BUNDLE"                      # PEM path for TLS verification (emulator only)
 CREDENTIAL = "GUARDRAILS_CREDENTIAL"                    # "default" (DefaultAzureCredential) | "local"
 LOCAL_OBJECT_ID = "GUARDRAILS_LOCAL_OBJECT_ID"          # identity of the local credential
@@ -35,7 +36,7 @@ SNAPSHOT_REUSE_SECONDS = "GUARDRAILS_SNAPSHOT_REUSE_SECONDS"  # 0 disables re-us
 CLOCK_SKEW_SECONDS = "GUARDRAILS_CLOCK_SKEW_SECONDS"
 
 ALL_SETTINGS = (
-    TABLES_CONNECTION, TABLES_ENDPOINT, TABLE_PREFIX, ARM_ENDPOINT, CA_BUNDLE, CREDENTIAL,
+    TABLES_CONNECTION, TABLES_ENDPOINT, TABLE_PREFIX, ARM_ENDPOINT, GRAPH_ENDPOINT, CA_BUNDLE, CREDENTIAL,
     LOCAL_OBJECT_ID, LOCAL_APP_ID, OWN_PRINCIPAL_IDS, POLICY_TTL_SECONDS, DEDUP_COMPLETED_HOURS,
     DEDUP_IN_PROGRESS_SECONDS, TIME_BUDGET_SECONDS, ARM_TIMEOUT_SECONDS, AUDIT_SHARDS, LOG_LEVEL,
     SNAPSHOT_REUSE_SECONDS, CLOCK_SKEW_SECONDS,
@@ -74,6 +75,7 @@ class Settings:
     tables_endpoint: str | None = None
     table_prefix: str = "Guardrails"
     arm_endpoint: str = DEFAULT_ARM_ENDPOINT
+    graph_endpoint: str = "https://graph.microsoft.com"
     ca_bundle: str | None = None
     credential: str = "default"
     local_object_id: str = DEFAULT_LOCAL_OBJECT_ID
@@ -111,6 +113,7 @@ class Settings:
             tables_endpoint=endpoint,
             table_prefix=prefix,
             arm_endpoint=(env.get(ARM_ENDPOINT) or DEFAULT_ARM_ENDPOINT).rstrip("/"),
+            graph_endpoint=(env.get(GRAPH_ENDPOINT) or "https://graph.microsoft.com").rstrip("/"),
             ca_bundle=env.get(CA_BUNDLE) or None,
             credential=credential,
             local_object_id=env.get(LOCAL_OBJECT_ID) or DEFAULT_LOCAL_OBJECT_ID,

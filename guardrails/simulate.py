@@ -120,7 +120,8 @@ def run_simulation(world: dict, events: list, *, extra_metadata: Sequence[Path] 
         emu = emulator or stack.enter_context(AzureEmulator.from_world(world))
         local_id = base_env.get(S.LOCAL_OBJECT_ID) or S.DEFAULT_LOCAL_OBJECT_ID
         overrides.update({
-            S.ARM_ENDPOINT: emu.base_url, S.CA_BUNDLE: emu.ca_path, S.CREDENTIAL: "local",
+            S.ARM_ENDPOINT: emu.base_url, S.GRAPH_ENDPOINT: emu.base_url, S.CA_BUNDLE: emu.ca_path,
+            S.CREDENTIAL: "local",
             S.LOCAL_OBJECT_ID: local_id,
             S.OWN_PRINCIPAL_IDS: base_env.get(S.OWN_PRINCIPAL_IDS) or local_id,
         })

@@ -47,7 +47,8 @@ class Harness:
         self.env = {
             S.TABLES_CONNECTION: azurite.connection_string,
             S.TABLE_PREFIX: "T" + uuid.uuid4().hex[:12],
-            S.ARM_ENDPOINT: self.emu.base_url, S.CA_BUNDLE: self.emu.ca_path, S.CREDENTIAL: "local",
+            S.ARM_ENDPOINT: self.emu.base_url, S.GRAPH_ENDPOINT: self.emu.base_url,
+            S.CA_BUNDLE: self.emu.ca_path, S.CREDENTIAL: "local",
             S.LOCAL_OBJECT_ID: GUARDRAIL_OID, S.OWN_PRINCIPAL_IDS: GUARDRAIL_OID,
             S.ARM_TIMEOUT_SECONDS: "5", S.TIME_BUDGET_SECONDS: "10",
             **(env or {}),

@@ -1,0 +1,155 @@
+"""Role assignments and role definitions through ``azure-mgmt-authorization`` (api 2022-04-01),
+and Entra group membership through Microsoft Graph ``checkMemberGroups``.
+
+Built-in role definitions are resolved from the catalogue (``guardrails/model/roles.py``) with
+no call; custom ones are read once and cached, so a role event costs one ARM read (the
+assignment) in the steady state.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any, Callable
+from urllib.parse import quote
+
+from ..errors import ResourceNotFound
+from .retry import BudgetedCaller
+
+_PLACEHOLDER_SUBSCRIPTION = "00000000-0000-0000-0000-000000000000"
+
+
+def _raw(pipeline_response, _deserialized, _headers):
+    return pipeline_response.http_response.json()
+
+
+def _path(resource_id: str) -> str:
+    return quote(resource_id.lstrip("/"), safe="/()")
+
+
+class AuthorizationGateway:
+    def __init__(self, credential, *, endpoint: str, ca_bundle: str | None = None, timeout: float = 10.0,
+                 definition_ttl: float = 600.0, sleep: Callable[[float], None] = time.sleep,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        from azure.mgmt.authorization import AuthorizationManagementClient
+
+        kwargs: dict[str, Any] = {"retry_total": 0}
+        if ca_bundle:
+            kwargs["connection_verify"] = ca_bundle
+        self._client = AuthorizationManagementClient(credential, _PLACEHOLDER_SUBSCRIPTION, base_url=endpoint, **kwargs)
+        self._caller = BudgetedCaller(timeout=timeout, sleep=sleep, clock=clock)
+        self._clock = clock
+        self._definition_ttl = definition_ttl
+        self._definitions: dict[str, tuple[Any, float]] = {}
+        self._lock = threading.Lock()
+
+    @property
+    def calls(self) -> int:
+        return self._caller.calls
+
+    def get_assignment(self, assignment_id: str, *, deadline: float | None = None) -> dict:
+        body = self._caller.call(
+            lambda: self._client.role_assignments.get_by_id(
+                _path(assignment_id), cls=_raw, read_timeout=self._caller.timeout_for(deadline)),
+            deadline=deadline, what=f"GET {assignment_id}")
+        if not isinstance(body, dict):
+            raise ResourceNotFound(f"GET {assignment_id}: not a role assignment")
+        return body
+
+    def list_assignments_at_scope(self, scope: str, *, deadline: float | None = None) -> list[dict]:
+        """Assignments at or above ``scope`` (``$filter=atScope()``), REST-shaped."""
+        def go():
+            pages = self._client.role_assignments.list_for_scope(
+                _path(scope), filter="atScope()", read_timeout=self._caller.timeout_for(deadline))
+            return [m.serialize(keep_readonly=True) for m in pages]
+        return self._caller.call(go, deadline=deadline, what=f"LIST roleAssignments at {scope}")
+
+    def delete_assignment(self, assignment_id: str, *, deadline: float | None = None) -> bool:
+        """True when deleted now; False when it was already gone (idempotent success)."""
+        try:
+            result = self._caller.call(
+                lambda: self._client.role_assignments.delete_by_id(
+                    _path(assignment_id), cls=lambda resp, _d, _h: resp.http_response.status_code,
+                    read_timeout=self._caller.timeout_for(deadline)),
+                deadline=deadline, what=f"DELETE {assignment_id}")
+        except ResourceNotFound:
+            return False
+        return result != 204
+
+    def get_role_definition(self, role_definition_id: str, *, deadline: float | None = None):
+        """A ``RoleDefinition``: built-ins from the catalogue, custom ones read and cached."""
+        from ..model.roles import BUILTIN_ROLES, RoleDefinition, role_guid
+
+        guid = role_guid(role_definition_id)
+        builtin = BUILTIN_ROLES.get(guid)
+        if builtin is not None:
+            return builtin
+        now = self._clock()
+        with self._lock:
+            hit = self._definitions.get(guid)
+        if hit is not None and now - hit[1] < self._definition_ttl:
+            return hit[0]
+        body = self._caller.call(
+            lambda: self._client.role_definitions.get_by_id(
+                _path(role_definition_id), cls=_raw, read_timeout=self._caller.timeout_for(deadline)),
+            deadline=deadline, what=f"GET {role_definition_id}")
+        definition = RoleDefinition.from_arm(body)
+        with self._lock:
+            self._definitions[guid] = (definition, now)
+        return definition
+
+
+class GraphGroupResolver:
+    """``is_member(principal, group)`` through Graph ``POST /directoryObjects/{id}/checkMemberGroups``
+    (transitive membership), cached for ``ttl`` seconds. Needs the Graph permission
+    ``GroupMember.Read.All`` for the function's identity."""
+
+    def __init__(self, credential, *, endpoint: str = "https://graph.microsoft.com", ca_bundle: str | None = None,
+                 timeout: float = 5.0, ttl: float = 300.0, clock: Callable[[], float] = time.monotonic) -> None:
+        from azure.core import PipelineClient
+        from azure.core.pipeline import policies
+
+        self._endpoint = endpoint.rstrip("/")
+        self._timeout, self._ttl, self._clock = timeout, ttl, clock
+        pipeline_policies = [
+            policies.HeadersPolicy(), policies.UserAgentPolicy("guardrails"),
+            policies.BearerTokenCredentialPolicy(credential, "https://graph.microsoft.com/.default"),
+            policies.NetworkTraceLoggingPolicy(),
+        ]
+        kwargs: dict[str, Any] = {}
+        if ca_bundle:
+            kwargs["connection_verify"] = ca_bundle
+        self._client = PipelineClient(self._endpoint, policies=pipeline_policies, **kwargs)
+        self._cache: dict[tuple[str, str], tuple[bool, float]] = {}
+        self._lock = threading.Lock()
+        self.calls = 0
+
+    def is_member(self, principal_id: str, group_id: str) -> bool:
+        from azure.core.exceptions import AzureError
+        from azure.core.rest import HttpRequest
+
+        from ..errors import ArmError, ArmTransient
+
+        key = (principal_id.lower(), group_id.lower())
+        now = self._clock()
+        with self._lock:
+            hit = self._cache.get(key)
+        if hit is not None and now - hit[1] < self._ttl:
+            return hit[0]
+        request = HttpRequest("POST", f"{self._endpoint}/v1.0/directoryObjects/{quote(principal_id, safe='')}/checkMemberGroups",
+                              json={"groupIds": [group_id]})
+        self.calls += 1
+        try:
+            response = self._client.send_request(request, read_timeout=self._timeout)
+        except AzureError as exc:
+            raise ArmTransient(f"Graph checkMemberGroups failed ({type(exc).__name__})") from exc
+        if response.status_code == 404:
+            member = False
+        elif response.status_code >= 400:
+            kind = ArmTransient if response.status_code >= 500 or response.status_code == 429 else ArmError
+            raise kind(f"Graph checkMemberGroups answered {response.status_code}", status=response.status_code)
+        else:
+            member = group_id.lower() in {str(g).lower() for g in response.json().get("value", [])}
+        with self._lock:
+            self._cache[key] = (member, now)
+        return member

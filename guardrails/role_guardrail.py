@@ -1,0 +1,152 @@
+"""The role-assignment guardrail: one more policy kind on the same pipeline.
+
+    read the assignment (the event's ``authorization.evidence`` is the CALLER's permission, never
+    the assignment) ─▶ resolve its role (built-in catalogue, or the custom definition, cached)
+    ─▶ evaluate role policies (pure) ─▶ safety rails ─▶ delete (breaker permit) ─▶ confirm gone
+
+Safety rails, independent of policy: never delete an assignment of the guardrail's own identities
+or of a break-glass principal, and never the last Owner at a scope (kept and reported).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from .errors import ArmError, ResourceNotFound
+from .logs import emit
+from .model.decision import ViolationRecord, combine_verdict
+
+log = logging.getLogger("guardrails")
+
+ROLE_ASSIGNMENT_TYPE = "microsoft.authorization/roleassignments"
+OWNER_GUID = "8e3af657-a8ff-443c-a75c-2fe8c4bcb635"
+
+
+def _norm(guid: str | None) -> str:
+    return (guid or "").strip().lower().replace("-", "")
+
+
+class RoleAssignmentGuardrail:
+    def __init__(self, service, authz, groups) -> None:
+        self.svc = service
+        self.authz = authz
+        self.groups = groups
+
+    def decide(self, ctx, row, event, policies) -> None:
+        from .policy.roles import Assignment, evaluate_assignment
+
+        rid = str(event.resource_id)
+        try:
+            body = self.authz.get_assignment(rid, deadline=ctx.deadline)
+        except ResourceNotFound:
+            row.verdict, row.reason, row.message = "ignored", "resource_not_found", "the role assignment no longer exists"
+            return
+        except ArmError as exc:
+            row.verdict, row.reason, row.message = "failed", exc.reason, str(exc)
+            return
+        try:
+            assignment = Assignment.from_arm(body)
+        except ValueError as exc:
+            row.verdict, row.reason, row.message = "failed", "unexpected_shape", f"role assignment body: {exc}"[:300]
+            return
+        try:
+            role = self.authz.get_role_definition(assignment.role_definition_id, deadline=ctx.deadline)
+        except ArmError as exc:
+            row.verdict, row.reason, row.message = "failed", exc.reason, f"role definition: {exc}"
+            return
+        subject: dict[str, Any] = {
+            "role_name": role.role_name, "role_id": role.id, "principal_id": assignment.principal_id,
+            "principal_type": assignment.principal_type, "scope": assignment.scope,
+            "condition": assignment.condition,
+        }
+        row.policies = [p.ref for p in policies]
+        own = self.svc.settings.own_principal_ids
+        findings = evaluate_assignment(assignment, role, policies, groups=self.groups, now=ctx.now,
+                                       own_principal_ids=own)
+        described = (f"{role.role_name} for {assignment.principal_type} {assignment.principal_id} "
+                     f"at {assignment.scope}")
+        if not findings:
+            row.verdict, row.reason, row.message = "compliant", "", f"allowed: {described}"
+            return
+
+        records = []
+        act = []
+        for f in findings:
+            rec = ViolationRecord(policy=f.policy.ref, rule=f.rule, property="roleAssignment", before=dict(subject),
+                                  after=None, outcome="violation", message=f.message[:300])
+            records.append(rec)
+            if f.exemption is not None:
+                rec.outcome = "exempted"
+                rec.message = f"exempted by {f.exemption.owner}: {f.exemption.reason}"[:300]
+            elif f.policy.mode == "audit":
+                rec.outcome, rec.message = "dry_run", f"audit mode: would delete ({f.message})"[:300]
+            else:
+                act.append((f, rec))
+        if act:
+            self._remove(ctx, row, event, assignment, role, act)
+        row.violations = records
+        row.verdict = combine_verdict([r.outcome for r in records])
+        if row.verdict != "failed" and row.reason != "circuit_open":
+            row.reason = ""
+        row.notify = row.notify or any(r.outcome == "violation" for r in records)
+        row.message = (f"{described}: " + "; ".join(f"{r.policy}/{r.rule} ({r.outcome})" for r in records))[:2000]
+
+    # ---------------------------------------------------------------------------------
+    def _rail(self, ctx, assignment, role, act) -> str | None:
+        """A reason never to delete this assignment, whatever policy says."""
+        if self.svc.settings.is_own_principal(assignment.principal_id):
+            return "the guardrail's own identity is never removed"
+        for f, _rec in act:
+            if getattr(f, "break_glass", False):
+                return "break-glass principal is never removed"
+        if role.id.lower() == OWNER_GUID:
+            others = [a for a in self.authz.list_assignments_at_scope(assignment.scope, deadline=ctx.deadline)
+                      if _norm((a.get("properties") or {}).get("roleDefinitionId", "").rsplit("/", 1)[-1]) == _norm(OWNER_GUID)
+                      and (a.get("properties") or {}).get("scope", "").lower() == assignment.scope.lower()
+                      and (a.get("id") or "").lower() != assignment.id.lower()]
+            if not others:
+                return "last Owner at this scope: kept so nobody is locked out"
+        return None
+
+    def _remove(self, ctx, row, event, assignment, role, act) -> None:
+        try:
+            rail = self._rail(ctx, assignment, role, act)
+        except ArmError as exc:
+            for _f, rec in act:
+                rec.outcome, rec.message = "failed", f"could not check safety rails: {exc}"[:300]
+            row.reason = exc.reason
+            return
+        if rail:
+            for _f, rec in act:
+                rec.outcome, rec.message = "violation", rail
+            row.notify = True
+            emit(log, logging.WARNING, "guardrail_violation_notify", rules=[r.rule for _f, r in act],
+                 resource_id=assignment.id, rail=rail)
+            return
+        permitted = self.svc._breaker_permits(row, event.resource_id, act)
+        if not permitted:
+            return
+        try:
+            deleted_now = self.authz.delete_assignment(assignment.id, deadline=ctx.deadline)
+        except ArmError as exc:
+            for _f, rec in permitted:
+                rec.outcome, rec.message = "failed", str(exc)[:300]
+            row.reason = exc.reason
+            return
+        try:
+            self.authz.get_assignment(assignment.id, deadline=ctx.deadline)
+            for _f, rec in permitted:
+                rec.outcome, rec.message = "failed", "delete accepted but the assignment is still there"
+            row.reason = "not_confirmed"
+            return
+        except ResourceNotFound:
+            pass
+        except ArmError as exc:
+            for _f, rec in permitted:
+                rec.outcome, rec.message = "requested", f"deleted, read-back failed: {exc.reason}"
+            return
+        for _f, rec in permitted:
+            rec.outcome = "remediated"
+            rec.message = ("assignment deleted and confirmed gone" if deleted_now
+                           else "assignment was already gone (nothing to delete)")
