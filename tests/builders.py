@@ -149,3 +149,49 @@ def _type_of(resource_id: str) -> str:
     i = [p.lower() for p in parts].index("providers")
     ns, rest = parts[i + 1], parts[i + 2:]
     return "/".join([ns] + rest[0::2])
+
+
+# ---- role assignments ------------------------------------------------------------------------
+ROLE_IDS = {
+    "Owner": "8e3af657-a8ff-443c-a75c-2fe8c4bcb635",
+    "Contributor": "b24988ac-6180-42a0-ab88-20f7382dd24c",
+    "Reader": "acdd72a7-3385-48ef-bd42-f606fba81ae7",
+    "User Access Administrator": "18d7d88d-d35e-4fb5-a5c3-7773c20a72d9",
+    "Role Based Access Control Administrator": "f58310d9-a9f6-439a-9e8d-f62e7b41a168",
+    "Storage Blob Data Contributor": "ba92f5b4-2d11-453d-a403-e96b0029c9fe",
+    "AzureML Data Scientist": "f6c7c914-8db3-469d-8ca1-694a8f32e121",
+}
+BOB = "2b7e151e-1c2d-4e3f-8a9b-0c1d2e3f4a5b"
+BREAK_GLASS = "b1eaa000-0000-4000-8000-00000000b1ea"
+WORKSPACE_MI = "5d0c3b2a-1e4f-4a6b-9c8d-7e6f5a4b3c2d"
+DS_GROUP = "d5000000-0000-4000-8000-0000000000d5"
+
+
+def role_assignment(role: str, principal_id: str, *, scope: str | None = None, principal_type: str = "User",
+                    name: str | None = None, condition: str | None = None, role_id: str | None = None) -> dict:
+    scope = scope or f"/subscriptions/{SUB}"
+    name = name or str(uuid.uuid4())
+    guid = role_id or ROLE_IDS[role]
+    props = {"roleDefinitionId": f"/subscriptions/{SUB}/providers/Microsoft.Authorization/roleDefinitions/{guid}",
+             "principalId": principal_id, "principalType": principal_type, "scope": scope,
+             "createdOn": "2026-11-24T09:00:00.0000000Z", "updatedOn": "2026-11-24T09:00:00.0000000Z",
+             "createdBy": ALICE, "updatedBy": ALICE}
+    if condition:
+        props["condition"] = condition
+        props["conditionVersion"] = "2.0"
+    return {"id": f"{scope}/providers/Microsoft.Authorization/roleAssignments/{name}",
+            "name": name, "type": "Microsoft.Authorization/roleAssignments", "properties": props}
+
+
+def role_event(assignment: dict, **kw) -> dict:
+    return write_event(assignment["id"], "Microsoft.Authorization/roleAssignments", **kw)
+
+
+RBAC_ADMIN_CONDITION = (
+    "((!(ActionMatches{'Microsoft.Authorization/roleAssignments/write'})) OR "
+    "(@Request[Microsoft.Authorization/roleAssignments:RoleDefinitionId] ForAnyOfAnyValues:GuidEquals "
+    "{acdd72a7-3385-48ef-bd42-f606fba81ae7, ba92f5b4-2d11-453d-a403-e96b0029c9fe})) AND "
+    "((!(ActionMatches{'Microsoft.Authorization/roleAssignments/delete'})) OR "
+    "(@Resource[Microsoft.Authorization/roleAssignments:RoleDefinitionId] ForAnyOfAnyValues:GuidEquals "
+    "{acdd72a7-3385-48ef-bd42-f606fba81ae7, ba92f5b4-2d11-453d-a403-e96b0029c9fe}))"
+)

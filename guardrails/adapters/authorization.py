@@ -8,6 +8,7 @@ assignment) in the steady state.
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from typing import Any, Callable
@@ -20,7 +21,8 @@ _PLACEHOLDER_SUBSCRIPTION = "00000000-0000-0000-0000-000000000000"
 
 
 def _raw(pipeline_response, _deserialized, _headers):
-    return pipeline_response.http_response.json()
+    # the older msrest-style SDK's transport response has text(), not json()
+    return json.loads(pipeline_response.http_response.text())
 
 
 def _path(resource_id: str) -> str:

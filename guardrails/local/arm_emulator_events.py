@@ -13,6 +13,7 @@ from typing import Any, Literal
 WRITE_SUCCESS = "Microsoft.Resources.ResourceWriteSuccess"
 DELETE_SUCCESS = "Microsoft.Resources.ResourceDeleteSuccess"
 CONTRIBUTOR_ROLE_DEFINITION = "b24988ac61804f2093f6b1d1d24d9bc6"
+OWNER_ROLE_DEFINITION = "8e3af657a8ff443ca75c2fe8c4bcb635"
 _UPN_CLAIM = "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/upn"
 _OID_CLAIM = "http://schemas.microsoft.com/identity/claims/objectidentifier"
 _TID_CLAIM = "http://schemas.microsoft.com/identity/claims/tenantid"
@@ -33,15 +34,19 @@ def resource_event(
     claims: dict[str, Any] | None,
     correlation_id: str | None,
     tenant_id: str,
+    evidence_role: tuple[str, str] = ("Contributor", CONTRIBUTOR_ROLE_DEFINITION),
 ) -> dict[str, Any]:
+    """``evidence_role`` = (name, dashless GUID) of the caller's (fictional) role that allowed the
+    write: Contributor for resources, Owner for ``Microsoft.Authorization`` writes."""
     claims = claims or {}
+    role_name, role_def = evidence_role
     namespace = type_name.split("/", 1)[0]
     operation = f"{type_name}/{kind}"
     oid = claims.get("oid") or ""
     tid = claims.get("tid") or tenant_id
     sub_scope = f"/subscriptions/{subscription_id}"
     # the same caller keeps the same (fictional) role assignment
-    assignment = uuid.uuid5(uuid.NAMESPACE_URL, f"{sub_scope}|{oid}|Contributor").hex
+    assignment = uuid.uuid5(uuid.NAMESPACE_URL, f"{sub_scope}|{oid}|{role_name}").hex
     token_claims: dict[str, Any] = {
         "aud": "https://management.core.windows.net/",
         "iss": f"https://sts.windows.net/{tid}/",
@@ -68,10 +73,10 @@ def resource_event(
                 "Scope": resource_id,
                 "Action": operation,
                 "Evidence": {
-                    "Role": "Contributor",
+                    "Role": role_name,
                     "RoleAssignmentScope": sub_scope,
                     "RoleAssignmentId": assignment,
-                    "RoleDefinitionId": CONTRIBUTOR_ROLE_DEFINITION,
+                    "RoleDefinitionId": role_def,
                     "PrincipalId": oid.replace("-", ""),
                     "PrincipalType": "User" if claims.get("upn") else "ServicePrincipal",
                 },

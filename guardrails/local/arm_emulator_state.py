@@ -264,6 +264,11 @@ class ArmStore:
         op.end_time = _iso_now()
 
     # ---- events ----------------------------------------------------------------------
+    def emit(self, event: dict) -> None:
+        """Queue an event built elsewhere (role assignments, role definitions)."""
+        with self.lock:
+            self._events.append(event)
+
     def drain_events(self) -> list[dict]:
         with self.lock:
             self.complete_due()

@@ -7,8 +7,10 @@
 
 Pieces: ``arm_emulator_http`` (TLS server, request/response, ARM error shape),
 ``arm_emulator_routes`` (route families), ``arm_emulator_state`` (resources, LROs, events),
-``arm_emulator_events`` (Event Grid payloads). This module wires them together and owns the
-request log and fault injection.
+``arm_emulator_events`` (Event Grid payloads), ``arm_emulator_authz`` + ``arm_emulator_authz_routes``
+(role assignments and definitions, api-version 2022-04-01), ``graph_emulator`` (Microsoft Graph
+``/v1.0`` group membership, host ``graph`` in the request log). This module wires them together
+and owns the request log and fault injection.
 """
 
 from __future__ import annotations
@@ -29,9 +31,12 @@ import trustme
 from guardrails.local.arm_emulator_http import (
     ArmError, EmuRequest, EmuResponse, arm_error, make_server, status_code_name,
 )
+from guardrails.local.arm_emulator_authz import AuthzStore
+from guardrails.local.arm_emulator_authz_routes import RoleAssignmentRoute, RoleDefinitionRoute
 from guardrails.local.arm_emulator_routes import ArmOperationRoute, ArmResourceRoute
 from guardrails.local.arm_emulator_state import ArmStore
 from guardrails.local.credential import DEFAULT_TENANT_ID
+from guardrails.local.graph_emulator import Directory, GraphRoute
 
 __all__ = ["AzureEmulator"]
 
@@ -71,17 +76,29 @@ class AzureEmulator:
         faults: Iterable[dict] = (),
         lro_seconds: float = 0.0,
         tenant_id: str = DEFAULT_TENANT_ID,
+        role_assignments: Iterable[dict] = (),
+        role_definitions: Iterable[dict] = (),
+        directory: dict | None = None,
+        page_size: int = 100,
     ) -> None:
         self.tenant_id = tenant_id
         self.lro_seconds = float(lro_seconds)
+        self.page_size = page_size  # items per page of role-assignment / role-definition lists
         self.store = ArmStore(tenant_id)
         self._lock = self.store.lock  # one lock around all state
+        self.directory = Directory(directory)
+        self.authz = AuthzStore(self.store, self.directory)
         self._faults: list[_Fault] = []
         self._log: list[dict] = []
         # tried in order; the first that claims a request handles it
-        self.routes: list[Any] = [ArmOperationRoute(), ArmResourceRoute()]
+        self.routes: list[Any] = [GraphRoute(), ArmOperationRoute(), RoleAssignmentRoute(), RoleDefinitionRoute(),
+                                  ArmResourceRoute()]
         for resource in resources:
             self.put(resource)
+        for definition in role_definitions:
+            self.authz.seed_definition(definition)
+        for assignment in role_assignments:
+            self.put_role_assignment(assignment)
         for fault in faults:
             self.add_fault(**{k: fault[k] for k in
                               ("method", "path_regex", "status", "retry_after", "times", "delay_ms") if k in fault})
@@ -92,9 +109,15 @@ class AzureEmulator:
 
     @classmethod
     def from_world(cls, world: dict) -> "AzureEmulator":
-        """``{"resources": [...], "faults": [...], "lro_seconds": N}``; unknown keys are ignored."""
+        """``{"resources": [...], "roleAssignments": [...], "roleDefinitions": [...], "directory": {...},
+        "faults": [...], "lro_seconds": N}``; unknown keys are ignored. Role assignments and custom role
+        definitions are objects exactly as ARM GET returns them; ``directory`` is
+        ``{"groups": {"<group id>": ["<member id>", ...]}}`` (see ``graph_emulator``)."""
         return cls(world.get("resources") or (), faults=world.get("faults") or (),
-                   lro_seconds=world.get("lro_seconds") or 0.0)
+                   lro_seconds=world.get("lro_seconds") or 0.0,
+                   role_assignments=world.get("roleAssignments") or (),
+                   role_definitions=world.get("roleDefinitions") or (),
+                   directory=world.get("directory"))
 
     # ---- lifecycle -------------------------------------------------------------------
     def start(self) -> "AzureEmulator":
@@ -150,8 +173,10 @@ class AzureEmulator:
 
     # ---- state -----------------------------------------------------------------------
     def world(self) -> dict:
-        self.store.complete_due()
-        return {"resources": self.store.snapshot()}
+        with self._lock:
+            self.store.complete_due()
+            return {"resources": self.store.snapshot(), "roleAssignments": self.authz.assignments(),
+                    "roleDefinitions": self.authz.definitions(), "directory": self.directory.to_world()}
 
     def get(self, resource_id: str) -> dict | None:
         with self._lock:
@@ -162,6 +187,23 @@ class AzureEmulator:
     def put(self, resource: dict) -> None:
         """Seed or replace a resource as-is (an etag is assigned if absent). No event, no log."""
         self.store.seed(resource)
+
+    def role_assignments(self) -> list[dict]:
+        """Every role assignment, as ARM GET returns it, sorted by id."""
+        return self.authz.assignments()
+
+    def get_role_assignment(self, assignment_id: str) -> dict | None:
+        with self._lock:
+            found = self.authz.find_assignment(assignment_id)
+            return copy.deepcopy(found) if found is not None else None
+
+    def put_role_assignment(self, assignment: dict) -> None:
+        """Seed or replace a role assignment as-is (the ARM GET shape). No event, no log."""
+        self.authz.seed_assignment(assignment)
+
+    def put_role_definition(self, definition: dict) -> None:
+        """Seed or replace a custom role definition as-is (the ARM GET shape). No event, no log."""
+        self.authz.seed_definition(definition)
 
     def drain_events(self) -> list[dict]:
         return self.store.drain_events()

@@ -42,8 +42,9 @@ class Harness:
     """One guardrail deployment on local emulators, isolated by a table prefix."""
 
     def __init__(self, azurite: Azurite, resources: Iterable[dict], *, extra_metadata: Iterable[Path] = (),
-                 env: dict[str, str] | None = None, lro_seconds: float = 0.0) -> None:
-        self.emu = AzureEmulator(list(resources), lro_seconds=lro_seconds).start()
+                 env: dict[str, str] | None = None, lro_seconds: float = 0.0, world: dict | None = None) -> None:
+        self.emu = AzureEmulator.from_world({**(world or {}), "resources": list(resources),
+                                             "lro_seconds": lro_seconds}).start()
         self.env = {
             S.TABLES_CONNECTION: azurite.connection_string,
             S.TABLE_PREFIX: "T" + uuid.uuid4().hex[:12],
