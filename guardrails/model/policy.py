@@ -1,9 +1,13 @@
 """Policy value types: what is wanted of a resource, as loaded from ``metadata/``.
 
+Two kinds share one format and one loader: ``Policy`` (``kind: resource``, the default when
+``kind`` is absent) judges resource properties; ``RolePolicy`` (``kind: role-assignments``)
+judges role assignments.
+
 Instances are immutable (nested mappings are read-only, sequences are tuples) so one compiled
 policy set can be shared by every invocation of a warm Functions host. Build them through
-``guardrails.policy.loader`` (files) or ``Policy.from_document`` (Table Storage rows): both run
-the same three validation passes.
+``guardrails.policy.loader`` (files) or ``Policy.from_document`` (Table Storage rows; returns
+either kind): both run the same three validation passes.
 """
 
 from __future__ import annotations
@@ -11,10 +15,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import MappingProxyType
-from typing import Any, Literal, Mapping
+from typing import Any, ClassVar, Literal, Mapping, Union
 
 Mode = Literal["enforce", "audit", "off"]
 MODES: tuple[str, ...] = ("enforce", "audit", "off")
+RESOURCE_KIND = "resource"
+ROLE_KIND = "role-assignments"
+KINDS: tuple[str, ...] = (RESOURCE_KIND, ROLE_KIND)
 DEFAULT_NOTIFY_TAG = "owner"
 
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
@@ -94,6 +101,8 @@ DEFAULT_BREAKER = Breaker()
 
 @dataclass(frozen=True)
 class Policy:
+    kind: ClassVar[str] = RESOURCE_KIND
+
     id: str
     version: int
     description: str
@@ -134,22 +143,145 @@ class Policy:
             "rules": rules,
         }
         if self.exemptions:
-            doc["exemptions"] = [
-                {"scope": e.scope, "reason": e.reason, "owner": e.owner,
-                 **({"expires": e.expires.isoformat()} if e.expires else {})}
-                for e in self.exemptions
-            ]
+            doc["exemptions"] = _exemptions_doc(self.exemptions)
         doc["notify_tag"] = self.notify_tag
         doc["breaker"] = {"max_actions": self.breaker.max_actions, "window_seconds": self.breaker.window_seconds}
         return doc
 
     @classmethod
-    def from_document(cls, doc: Mapping[str, Any], *, source: str = "<document>") -> "Policy":
+    def from_document(cls, doc: Mapping[str, Any], *, source: str = "<document>") -> "AnyPolicy":
         """Re-validate (all three passes) and build; raises ``MetadataValidationError``.
 
-        A document read back from Table Storage is not trusted: a tampered row is rejected.
+        Returns the document's kind: a ``RolePolicy`` for ``kind: role-assignments``, else a
+        ``Policy``. A document read back from Table Storage is not trusted: a tampered row is
+        rejected.
         """
-        from guardrails.policy.loader import load_documents   # policy layer builds model values
+        return _from_document(doc, source)
 
-        (policy,) = load_documents([(source, doc)])
-        return policy
+
+def _from_document(doc: Mapping[str, Any], source: str) -> "AnyPolicy":
+    from guardrails.policy.loader import load_documents   # policy layer builds model values
+
+    (policy,) = load_documents([(source, doc)])
+    return policy
+
+
+def _exemptions_doc(exemptions: tuple[Exemption, ...]) -> list[dict[str, Any]]:
+    return [
+        {"scope": e.scope, "reason": e.reason, "owner": e.owner,
+         **({"expires": e.expires.isoformat()} if e.expires else {})}
+        for e in exemptions
+    ]
+
+
+# -- role-assignment policies ---------------------------------------------------------------
+PRINCIPAL_TYPES: tuple[str, ...] = ("User", "Group", "ServicePrincipal", "ForeignGroup", "Device")
+
+
+@dataclass(frozen=True)
+class RoleSelector:
+    """Which subscriptions a role policy covers; empty means all."""
+
+    subscriptions: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class PrivilegedRoles:
+    """What counts as privileged at subscription scope (or above).
+
+    ``roles`` / ``conditional_roles`` are kept as written (built-in names or GUIDs);
+    ``role_ids`` / ``conditional_role_ids`` are the same resolved to GUIDs by the loader.
+    """
+
+    roles: tuple[str, ...] = ()
+    custom_role_actions: tuple[str, ...] = ()
+    conditional_roles: tuple[str, ...] = ()
+    allowed_service_principals: tuple[str, ...] = ()   # object ids, lower-case dashed
+    role_ids: frozenset[str] = frozenset()
+    conditional_role_ids: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class RoleGrant:
+    """Who may hold ``role`` and where: an assignment of the role is excess unless its scope
+    lies in one of ``scopes`` and its principal is listed, in a listed group, or of a listed type."""
+
+    role: str                                  # as written: built-in name or GUID
+    role_id: str                               # resolved GUID
+    scopes: tuple[str, ...]
+    principals: tuple[str, ...] = ()           # object ids, lower-case dashed
+    groups: tuple[str, ...] = ()               # Entra group object ids, lower-case dashed
+    principal_types: tuple[str, ...] = ()
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class RolePolicy:
+    """A ``kind: role-assignments`` policy (see ``metadata/README.md``)."""
+
+    kind: ClassVar[str] = ROLE_KIND
+
+    id: str
+    version: int
+    description: str
+    mode: Mode
+    action: Mapping[str, Any] = field(hash=False)  # {"type": "delete-role-assignment", ...}
+    selector: RoleSelector = RoleSelector()
+    privileged: PrivilegedRoles = PrivilegedRoles()
+    break_glass: tuple[str, ...] = ()              # object ids, lower-case dashed
+    grants: tuple[RoleGrant, ...] = ()
+    strict_scopes: tuple[str, ...] = ()
+    exemptions: tuple[Exemption, ...] = ()
+    breaker: Breaker = DEFAULT_BREAKER
+    source: str = field(default="", compare=False)
+
+    @property
+    def ref(self) -> str:
+        return f"{self.id}@{self.version}"
+
+    @property
+    def action_type(self) -> str:
+        return str(self.action["type"])
+
+    def to_document(self) -> dict[str, Any]:
+        """The validated content as plain JSON-serialisable data (datetimes as ISO strings)."""
+        doc: dict[str, Any] = {
+            "id": self.id,
+            "version": self.version,
+            "kind": self.kind,
+            "description": self.description,
+            "mode": self.mode,
+        }
+        if self.selector.subscriptions:
+            doc["selector"] = {"subscriptions": list(self.selector.subscriptions)}
+        pr = self.privileged
+        doc["privileged"] = {
+            "roles": list(pr.roles),
+            "custom_role_actions": list(pr.custom_role_actions),
+            "conditional_roles": list(pr.conditional_roles),
+            "allowed_service_principals": list(pr.allowed_service_principals),
+        }
+        doc["break_glass"] = list(self.break_glass)
+        grants = []
+        for g in self.grants:
+            gd: dict[str, Any] = {"role": g.role}
+            if g.description:
+                gd["description"] = g.description
+            gd.update(scopes=list(g.scopes), principals=list(g.principals), groups=list(g.groups),
+                      principal_types=list(g.principal_types))
+            grants.append(gd)
+        doc["grants"] = grants
+        doc["strict_scopes"] = list(self.strict_scopes)
+        doc["action"] = thaw(self.action)
+        if self.exemptions:
+            doc["exemptions"] = _exemptions_doc(self.exemptions)
+        doc["breaker"] = {"max_actions": self.breaker.max_actions, "window_seconds": self.breaker.window_seconds}
+        return doc
+
+    @classmethod
+    def from_document(cls, doc: Mapping[str, Any], *, source: str = "<document>") -> "AnyPolicy":
+        """As ``Policy.from_document``: validates all three passes, returns the document's kind."""
+        return _from_document(doc, source)
+
+
+AnyPolicy = Union[Policy, RolePolicy]

@@ -8,6 +8,9 @@ exemption are worked out again on that slow path).
 
 Modes are not interpreted here beyond ``off`` (never selected): ``audit`` policies produce
 results like ``enforce`` ones; the service decides what to apply (``result.policy.mode``).
+
+The set may hold both policy kinds: resource evaluation only sees ``kind: resource`` policies;
+``role_policies`` are the compiled ``kind: role-assignments`` ones (``guardrails.policy.roles``).
 """
 
 from __future__ import annotations
@@ -18,9 +21,10 @@ from typing import Any, Callable, Mapping, Sequence
 
 from guardrails.errors import InvalidArmId
 from guardrails.model.decision import Change
-from guardrails.model.policy import Exemption, Policy, Rule
+from guardrails.model.policy import AnyPolicy, Exemption, Policy, Rule
 from guardrails.model.resource import ResourceSnapshot, get_path, lookup_type
 from guardrails.policy.operators import Predicate, compile_expect
+from guardrails.policy.roles import CompiledRolePolicy, compile_role_policies
 from guardrails.remediation.actions import Action, actions
 
 __all__ = ["RuleResult", "CompiledPolicySet", "compile_policies"]
@@ -181,8 +185,10 @@ _Entry = tuple[_CompiledPolicy, bool, tuple[tuple[Callable[[Mapping[str, Any]], 
 class CompiledPolicySet:
     """Policies compiled once; share one instance across invocations."""
 
-    def __init__(self, policies: Sequence[Policy]) -> None:
-        self.policies: tuple[Policy, ...] = tuple(policies)
+    def __init__(self, policies: Sequence[AnyPolicy]) -> None:
+        self.all_policies: tuple[AnyPolicy, ...] = tuple(policies)
+        self.policies: tuple[Policy, ...] = tuple(p for p in self.all_policies if isinstance(p, Policy))
+        self._role_policies = compile_role_policies(self.all_policies)
         by_type: dict[str, list[_Entry]] = {}
         for policy in self.policies:
             if policy.mode == "off":
@@ -202,6 +208,13 @@ class CompiledPolicySet:
             rt = lookup_type(key)
             if rt is not None:
                 self._by_type[rt.name] = entries
+
+    @property
+    def role_policies(self) -> tuple[CompiledRolePolicy, ...]:
+        """The ``kind: role-assignments`` policies, compiled, mode ``off`` excluded, in order.
+        Each has ``.policy``, ``.id``, ``.ref`` and ``.mode``; pass them to
+        ``guardrails.policy.roles.evaluate_assignment``."""
+        return self._role_policies
 
     def _entries(self, resource_type: str) -> tuple[_Entry, ...] | None:
         entries = self._by_type.get(resource_type)
@@ -269,5 +282,5 @@ def _compile_exemptions(exemptions: Sequence[Exemption]) -> list[tuple[Exemption
     return [(ex, parse_scope(ex.scope)) for ex in exemptions]
 
 
-def compile_policies(policies: Sequence[Policy]) -> CompiledPolicySet:
+def compile_policies(policies: Sequence[AnyPolicy]) -> CompiledPolicySet:
     return CompiledPolicySet(policies)

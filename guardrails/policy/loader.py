@@ -1,11 +1,15 @@
 """Load policy metadata and validate it in three passes, collecting every finding.
 
-1. structure — the file is YAML with exactly one mapping document, keys are strings and known
-   (walked from the schema, so nested typos like ``expct`` are caught with a suggestion), the
-   required top-level keys are present, an action ``type`` is registered;
-2. JSON Schema — draft 2020-12, the most specific error per problem, with its JSON path;
-3. semantics — catalogue types, one operator per ``expect``, action ``validate()``, GUIDs,
-   exemption scopes and timezone-aware expiry, unique rule ids, unique policy ids.
+1. structure — the file is YAML with exactly one mapping document, ``kind`` (absent means
+   ``resource``) is known, keys are strings and known (walked from that kind's schema, so nested
+   typos like ``expct`` are caught with a suggestion), the required top-level keys are present,
+   an action ``type`` is registered for the kind;
+2. JSON Schema — draft 2020-12, the kind's schema, the most specific error per problem, with its
+   JSON path;
+3. semantics — resource kind: catalogue types, one operator per ``expect``, action
+   ``validate()``, unique rule ids; role-assignments kind: role names in the built-in catalogue
+   (or GUIDs), principal/group object ids are GUIDs, grant and strict scopes are ARM scopes;
+   both: GUIDs, exemption scopes and timezone-aware expiry, unique policy ids.
 
 A file that fails a pass is not checked by the later ones (their findings would be noise), but
 every file is checked, and all findings are raised together as ``MetadataValidationError``.
@@ -27,9 +31,11 @@ from jsonschema.exceptions import ValidationError, best_match
 
 from guardrails.errors import MetadataValidationError
 from guardrails.model.policy import (
-    DEFAULT_BREAKER, DEFAULT_NOTIFY_TAG, Breaker, Exemption, Policy, Rule, Selector, freeze,
+    DEFAULT_BREAKER, DEFAULT_NOTIFY_TAG, KINDS, RESOURCE_KIND, ROLE_KIND, AnyPolicy, Breaker, Exemption,
+    Policy, PrivilegedRoles, RoleGrant, RolePolicy, RoleSelector, Rule, Selector, freeze,
 )
 from guardrails.model.resource import CATALOG, lookup_type
+from guardrails.model.roles import BUILTIN_ROLES, builtin_by_name, normalize_guid
 from guardrails.policy import schema as schema_mod
 from guardrails.remediation.actions import actions
 
@@ -132,15 +138,23 @@ def _walk_keys(inst: Any, sch: Mapping[str, Any], path: str, out: list[tuple[str
             _walk_keys(item, sch["items"], f"{path}[{i}]", out)
 
 
+def _kind(doc: Mapping[str, Any]) -> Any:
+    return doc.get("kind", RESOURCE_KIND)
+
+
 def _structure(source: str, doc: Any) -> list[str]:
     if not isinstance(doc, dict):
         kind = "empty document" if doc is None else f"a {type(doc).__name__}"
         return [_finding(source, None, "$", f"expected a mapping (one policy), found {kind}")]
+    kind = _kind(doc)
+    if not isinstance(kind, str) or kind not in KINDS:
+        return [_finding(source, doc, "$.kind", f"unknown policy kind {kind!r}{_hint(kind, KINDS)};"
+                         f" known: {', '.join(KINDS)}")]
     found: list[tuple[str, str]] = []
-    missing = [k for k in schema_mod.REQUIRED_KEYS if k not in doc]
+    missing = [k for k in schema_mod.required_keys(kind) if k not in doc]
     if missing:
         found.append(("$", "missing required key(s) " + ", ".join(f"'{k}'" for k in missing)))
-    _walk_keys(doc, schema_mod.policy_schema(), "$", found)
+    _walk_keys(doc, schema_mod.policy_schema(kind=kind), "$", found)
     return [_finding(source, doc, p, m) for p, m in found]
 
 
@@ -162,7 +176,7 @@ def _specific(err: ValidationError) -> ValidationError:
 
 def _schema_pass(source: str, doc: dict[str, Any]) -> list[str]:
     seen: dict[tuple[str, str], None] = {}
-    for err in schema_mod.validator().iter_errors(doc):
+    for err in schema_mod.validator(kind=_kind(doc)).iter_errors(doc):
         e = _specific(err)
         seen[(e.json_path, e.message)] = None
     return [_finding(source, doc, p, m) for p, m in sorted(seen)]
@@ -191,7 +205,31 @@ def _parse_expires(text: str) -> tuple[datetime | None, str | None]:
     return when, None
 
 
-def _semantics(source: str, doc: dict[str, Any]) -> tuple[Policy | None, list[str]]:
+def _exemptions(doc: Mapping[str, Any], found: list[tuple[str, str]]) -> tuple[Exemption, ...]:
+    exemptions: list[Exemption] = []
+    for i, ed in enumerate(doc.get("exemptions", ())):
+        path = f"$.exemptions[{i}]"
+        problem = _check_scope(ed["scope"])
+        if problem:
+            found.append((f"{path}.scope", problem))
+        expires = None
+        if "expires" in ed:
+            expires, problem = _parse_expires(ed["expires"])
+            if problem:
+                found.append((f"{path}.expires", problem))
+        exemptions.append(Exemption(ed["scope"], ed["reason"], ed["owner"], expires))
+    return tuple(exemptions)
+
+
+def _subscriptions(sel: Mapping[str, Any], found: list[tuple[str, str]]) -> None:
+    for i, sub in enumerate(sel.get("subscriptions", ())):
+        if not _GUID.match(sub):
+            found.append((f"$.selector.subscriptions[{i}]", f"'{sub}' is not a subscription GUID"))
+
+
+def _semantics(source: str, doc: dict[str, Any]) -> tuple[AnyPolicy | None, list[str]]:
+    if _kind(doc) == ROLE_KIND:
+        return _role_semantics(source, doc)
     found: list[tuple[str, str]] = []
     sel = doc["selector"]
     types = list(sel["resource_types"])
@@ -199,9 +237,7 @@ def _semantics(source: str, doc: dict[str, Any]) -> tuple[Policy | None, list[st
         if lookup_type(t) is None:
             found.append((f"$.selector.resource_types[{i}]", f"resource type '{t}' is not in the catalogue"
                           f"{_hint(t, [c.name for c in CATALOG.values()])}"))
-    for i, sub in enumerate(sel.get("subscriptions", ())):
-        if not _GUID.match(sub):
-            found.append((f"$.selector.subscriptions[{i}]", f"'{sub}' is not a subscription GUID"))
+    _subscriptions(sel, found)
     tag_keys: dict[str, str] = {}
     for k in sel.get("tags", {}):
         if k.lower() in tag_keys:
@@ -223,18 +259,7 @@ def _semantics(source: str, doc: dict[str, Any]) -> tuple[Policy | None, list[st
             continue
         found.extend((f"{path}.action", m) for m in actions.build(rd["action"]).validate(rule, types))
 
-    exemptions: list[Exemption] = []
-    for i, ed in enumerate(doc.get("exemptions", ())):
-        path = f"$.exemptions[{i}]"
-        problem = _check_scope(ed["scope"])
-        if problem:
-            found.append((f"{path}.scope", problem))
-        expires = None
-        if "expires" in ed:
-            expires, problem = _parse_expires(ed["expires"])
-            if problem:
-                found.append((f"{path}.expires", problem))
-        exemptions.append(Exemption(ed["scope"], ed["reason"], ed["owner"], expires))
+    exemptions = _exemptions(doc, found)
 
     if found:
         return None, [_finding(source, doc, p, m) for p, m in found]
@@ -250,8 +275,109 @@ def _semantics(source: str, doc: dict[str, Any]) -> tuple[Policy | None, list[st
             tags=freeze(sel.get("tags", {})),
         ),
         rules=tuple(rules),
-        exemptions=tuple(exemptions),
+        exemptions=exemptions,
         notify_tag=doc.get("notify_tag", DEFAULT_NOTIFY_TAG),
+        breaker=Breaker(**doc["breaker"]) if "breaker" in doc else DEFAULT_BREAKER,
+        source=source,
+    )
+    return policy, []
+
+
+def _role_id(text: str, path: str, found: list[tuple[str, str]]) -> str:
+    """A built-in role name (case-insensitive) or a role definition GUID, as a GUID."""
+    guid = normalize_guid(text)
+    if guid is not None:
+        return guid
+    builtin = builtin_by_name(text)
+    if builtin is not None:
+        return builtin.id
+    names = [r.role_name for r in BUILTIN_ROLES.values()]
+    found.append((path, f"role '{text}' is neither a built-in role of the catalogue nor a role definition"
+                  f" GUID{_hint(text, names)}"))
+    return ""
+
+
+def _object_ids(values: Iterable[str], path: str, what: str, found: list[tuple[str, str]]) -> tuple[str, ...]:
+    out: list[str] = []
+    for i, v in enumerate(values):
+        guid = normalize_guid(v)
+        if guid is None:
+            found.append((f"{path}[{i}]", f"'{v}' is not {what} (a GUID)"))
+        elif guid in out:
+            found.append((f"{path}[{i}]", f"'{v}' is listed twice"))
+        else:
+            out.append(guid)
+    return tuple(out)
+
+
+def _scopes(values: Iterable[str], path: str, found: list[tuple[str, str]]) -> tuple[str, ...]:
+    for i, scope in enumerate(values):
+        problem = _check_scope(scope)
+        if problem:
+            found.append((f"{path}[{i}]", problem))
+    return tuple(values)
+
+
+def _role_semantics(source: str, doc: dict[str, Any]) -> tuple[RolePolicy | None, list[str]]:
+    found: list[tuple[str, str]] = []
+    sel = doc.get("selector", {})
+    _subscriptions(sel, found)
+
+    pr = doc.get("privileged", {})
+    roles = tuple(pr.get("roles", ()))
+    role_ids = [_role_id(r, f"$.privileged.roles[{i}]", found) for i, r in enumerate(roles)]
+    conditional = tuple(pr.get("conditional_roles", ()))
+    conditional_ids = [_role_id(r, f"$.privileged.conditional_roles[{i}]", found)
+                       for i, r in enumerate(conditional)]
+    for i, gid in enumerate(conditional_ids):
+        if gid and gid in role_ids:
+            found.append((f"$.privileged.conditional_roles[{i}]", f"role '{conditional[i]}' is also in"
+                          " privileged.roles: list it in one of them"))
+    privileged = PrivilegedRoles(
+        roles=roles,
+        custom_role_actions=tuple(pr.get("custom_role_actions", ())),
+        conditional_roles=conditional,
+        allowed_service_principals=_object_ids(pr.get("allowed_service_principals", ()),
+                                               "$.privileged.allowed_service_principals",
+                                               "a service principal object id", found),
+        role_ids=frozenset(g for g in role_ids if g),
+        conditional_role_ids=frozenset(g for g in conditional_ids if g),
+    )
+    break_glass = _object_ids(doc.get("break_glass", ()), "$.break_glass", "a principal object id", found)
+
+    grants: list[RoleGrant] = []
+    for i, gd in enumerate(doc.get("grants", ())):
+        path = f"$.grants[{i}]"
+        grant = RoleGrant(
+            role=gd["role"],
+            role_id=_role_id(gd["role"], f"{path}.role", found),
+            scopes=_scopes(gd["scopes"], f"{path}.scopes", found),
+            principals=_object_ids(gd.get("principals", ()), f"{path}.principals", "a principal object id", found),
+            groups=_object_ids(gd.get("groups", ()), f"{path}.groups", "a group object id", found),
+            principal_types=tuple(gd.get("principal_types", ())),
+            description=gd.get("description", ""),
+        )
+        if not (gd.get("principals") or gd.get("groups") or gd.get("principal_types")):
+            found.append((path, f"grant of '{gd['role']}' names nobody (principals, groups or principal_types):"
+                          " every assignment of the role would be removed"))
+        grants.append(grant)
+    strict = _scopes(doc.get("strict_scopes", ()), "$.strict_scopes", found)
+    exemptions = _exemptions(doc, found)
+
+    if found:
+        return None, [_finding(source, doc, p, m) for p, m in found]
+    policy = RolePolicy(
+        id=doc["id"],
+        version=int(doc["version"]),
+        description=doc["description"],
+        mode=doc["mode"],
+        action=freeze(doc["action"]),
+        selector=RoleSelector(subscriptions=tuple(sel.get("subscriptions", ()))),
+        privileged=privileged,
+        break_glass=break_glass,
+        grants=tuple(grants),
+        strict_scopes=strict,
+        exemptions=exemptions,
         breaker=Breaker(**doc["breaker"]) if "breaker" in doc else DEFAULT_BREAKER,
         source=source,
     )
@@ -260,10 +386,10 @@ def _semantics(source: str, doc: dict[str, Any]) -> tuple[Policy | None, list[st
 
 # ---------------------------------------------------------------- the pipeline
 
-def _validate(items: Iterable[tuple[str, Any]]) -> tuple[list[Policy], list[str]]:
+def _validate(items: Iterable[tuple[str, Any]]) -> tuple[list[AnyPolicy], list[str]]:
     """Run the passes on ``(source, str-text | mapping)`` items; ids must be unique among them."""
     findings: list[str] = []
-    policies: list[Policy] = []
+    policies: list[AnyPolicy] = []
     first_source: dict[str, str] = {}
     for source, raw in items:
         if isinstance(raw, str):
@@ -291,7 +417,7 @@ def _validate(items: Iterable[tuple[str, Any]]) -> tuple[list[Policy], list[str]
     return policies, findings
 
 
-def load_documents(items: Iterable[tuple[str, Mapping[str, Any]]]) -> list[Policy]:
+def load_documents(items: Iterable[tuple[str, Mapping[str, Any]]]) -> list[AnyPolicy]:
     """Validate already-parsed documents (e.g. Table Storage rows), in the order given."""
     policies, findings = _validate(items)
     if findings:
@@ -307,14 +433,14 @@ def _policy_files(directory: Path) -> list[Path]:
     )
 
 
-def load_directory(*dirs: Path | str) -> list[Policy]:
+def load_directory(*dirs: Path | str) -> list[AnyPolicy]:
     """Every ``*.yaml``/``*.yml`` under each directory (recursive, sorted), sorted by policy id.
 
     A later directory's policy REPLACES an earlier one with the same id (an extra
     ``--metadata DIR`` overrides the shipped baseline); a duplicate within one directory is an error.
     """
     findings: list[str] = []
-    merged: dict[str, Policy] = {}
+    merged: dict[str, AnyPolicy] = {}
     for d in map(Path, dirs):
         if not d.is_dir():
             findings.append(f"{d}: policy ?: $: not a directory")

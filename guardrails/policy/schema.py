@@ -1,4 +1,8 @@
-"""The JSON Schema (draft 2020-12) of one policy document.
+"""The JSON Schemas (draft 2020-12) of one policy document, one per policy kind.
+
+``kind`` picks the schema: absent or ``resource`` → ``build_schema`` (resource properties),
+``role-assignments`` → ``build_role_schema`` (role assignments). The loader dispatches on it in
+every pass.
 
 Assembled from the parts that own them: operator fragments (``operators.OPERATORS``) and
 action fragments (``remediation.actions.actions``, as a ``oneOf``). The schema is inline (no
@@ -13,18 +17,52 @@ from typing import Any
 
 from jsonschema import Draft202012Validator
 
-from guardrails.model.policy import MODES
+from guardrails.model.policy import KINDS, MODES, PRINCIPAL_TYPES, RESOURCE_KIND, ROLE_KIND
 from guardrails.policy.operators import expect_schema
 from guardrails.remediation.actions import ActionRegistry, actions
 
 ID_PATTERN = r"^[a-z0-9][a-z0-9-]{1,62}$"
 RULE_ID_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}$"
 PROPERTY_PATTERN = r"^[A-Za-z0-9_$@-]+(\.[A-Za-z0-9_$@-]+)*$"
-TOP_LEVEL_KEYS = ("id", "version", "description", "mode", "selector", "rules", "exemptions", "notify_tag", "breaker")
+TOP_LEVEL_KEYS = ("id", "version", "kind", "description", "mode", "selector", "rules", "exemptions",
+                  "notify_tag", "breaker")
 REQUIRED_KEYS = ("id", "version", "description", "mode", "selector", "rules")
+ROLE_TOP_LEVEL_KEYS = ("id", "version", "kind", "description", "mode", "selector", "privileged", "break_glass",
+                       "grants", "strict_scopes", "action", "exemptions", "breaker")
+ROLE_REQUIRED_KEYS = ("id", "version", "kind", "description", "mode", "action")
+# an ARM action pattern: Namespace/type/…/verb with '*' wildcards; no spaces
+ACTION_PATTERN = r"^[A-Za-z0-9*][A-Za-z0-9._*/-]*$"
 
 _TEXT = {"type": "string", "minLength": 1}
 _STRINGS = {"type": "array", "items": _TEXT, "uniqueItems": True}
+
+_EXEMPTIONS = {
+    "type": "array",
+    "items": {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["scope", "reason", "owner"],
+        "properties": {
+            "scope": _TEXT,
+            "reason": _TEXT,
+            "owner": _TEXT,
+            "expires": _TEXT,
+        },
+    },
+}
+_BREAKER = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["max_actions", "window_seconds"],
+    "properties": {
+        "max_actions": {"type": "integer", "minimum": 1, "maximum": 100000},
+        "window_seconds": {"type": "integer", "minimum": 1, "maximum": 86400},
+    },
+}
+
+
+def required_keys(kind: str) -> tuple[str, ...]:
+    return ROLE_REQUIRED_KEYS if kind == ROLE_KIND else REQUIRED_KEYS
 
 
 def build_schema(registry: ActionRegistry = actions) -> dict[str, Any]:
@@ -37,6 +75,7 @@ def build_schema(registry: ActionRegistry = actions) -> dict[str, Any]:
         "properties": {
             "id": {"type": "string", "pattern": ID_PATTERN},
             "version": {"type": "integer", "minimum": 1},
+            "kind": {"const": RESOURCE_KIND},
             "description": _TEXT,
             "mode": {"enum": list(MODES)},
             "selector": {
@@ -62,55 +101,94 @@ def build_schema(registry: ActionRegistry = actions) -> dict[str, Any]:
                         "description": _TEXT,
                         "property": {"type": "string", "pattern": PROPERTY_PATTERN},
                         "expect": expect_schema(),
-                        "action": {"oneOf": registry.schemas()},
+                        "action": {"oneOf": registry.schemas(RESOURCE_KIND)},
                     },
                 },
             },
-            "exemptions": {
-                "type": "array",
-                "items": {
-                    "type": "object",
-                    "additionalProperties": False,
-                    "required": ["scope", "reason", "owner"],
-                    "properties": {
-                        "scope": _TEXT,
-                        "reason": _TEXT,
-                        "owner": _TEXT,
-                        "expires": _TEXT,
-                    },
-                },
-            },
+            "exemptions": _EXEMPTIONS,
             "notify_tag": _TEXT,
-            "breaker": {
-                "type": "object",
-                "additionalProperties": False,
-                "required": ["max_actions", "window_seconds"],
-                "properties": {
-                    "max_actions": {"type": "integer", "minimum": 1, "maximum": 100000},
-                    "window_seconds": {"type": "integer", "minimum": 1, "maximum": 86400},
-                },
-            },
+            "breaker": _BREAKER,
         },
     }
 
 
-_cache: dict[int, tuple[int, dict[str, Any], Draft202012Validator]] = {}
+def build_role_schema(registry: ActionRegistry = actions) -> dict[str, Any]:
+    """``kind: role-assignments``: who may hold which role where (``metadata/README.md``)."""
+    ids = {"type": "array", "items": _TEXT, "uniqueItems": True}
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "title": "guardrails role-assignment policy",
+        "type": "object",
+        "additionalProperties": False,
+        "required": list(ROLE_REQUIRED_KEYS),
+        "properties": {
+            "id": {"type": "string", "pattern": ID_PATTERN},
+            "version": {"type": "integer", "minimum": 1},
+            "kind": {"const": ROLE_KIND},
+            "description": _TEXT,
+            "mode": {"enum": list(MODES)},
+            "selector": {
+                "type": "object",
+                "additionalProperties": False,
+                "properties": {"subscriptions": _STRINGS},
+            },
+            "privileged": {
+                "type": "object",
+                "additionalProperties": False,
+                "properties": {
+                    "roles": _STRINGS,
+                    "custom_role_actions": {"type": "array", "uniqueItems": True,
+                                            "items": {"type": "string", "pattern": ACTION_PATTERN}},
+                    "conditional_roles": _STRINGS,
+                    "allowed_service_principals": ids,
+                },
+            },
+            "break_glass": ids,
+            "grants": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "required": ["role", "scopes"],
+                    "properties": {
+                        "role": _TEXT,
+                        "description": _TEXT,
+                        "scopes": {**_STRINGS, "minItems": 1},
+                        "principals": ids,
+                        "groups": ids,
+                        "principal_types": {"type": "array", "uniqueItems": True,
+                                            "items": {"enum": list(PRINCIPAL_TYPES)}},
+                    },
+                },
+            },
+            "strict_scopes": _STRINGS,
+            "action": {"oneOf": registry.schemas(ROLE_KIND)},
+            "exemptions": _EXEMPTIONS,
+            "breaker": _BREAKER,
+        },
+    }
 
 
-def _cached(registry: ActionRegistry) -> tuple[dict[str, Any], Draft202012Validator]:
-    hit = _cache.get(id(registry))
+_BUILDERS = {RESOURCE_KIND: build_schema, ROLE_KIND: build_role_schema}
+assert set(_BUILDERS) == set(KINDS)
+_cache: dict[tuple[int, str], tuple[int, dict[str, Any], Draft202012Validator]] = {}
+
+
+def _cached(registry: ActionRegistry, kind: str) -> tuple[dict[str, Any], Draft202012Validator]:
+    key = (id(registry), kind)
+    hit = _cache.get(key)
     if hit is None or hit[0] != registry.generation:
-        schema = build_schema(registry)
+        schema = _BUILDERS[kind](registry)
         Draft202012Validator.check_schema(schema)   # a bad action fragment fails loudly here
         hit = (registry.generation, schema, Draft202012Validator(schema))
-        _cache[id(registry)] = hit
+        _cache[key] = hit
     return hit[1], hit[2]
 
 
-def policy_schema(registry: ActionRegistry = actions) -> dict[str, Any]:
-    """The current schema (rebuilt when an action is registered)."""
-    return _cached(registry)[0]
+def policy_schema(registry: ActionRegistry = actions, kind: str = RESOURCE_KIND) -> dict[str, Any]:
+    """The current schema of ``kind`` (rebuilt when an action is registered)."""
+    return _cached(registry, kind)[0]
 
 
-def validator(registry: ActionRegistry = actions) -> Draft202012Validator:
-    return _cached(registry)[1]
+def validator(registry: ActionRegistry = actions, kind: str = RESOURCE_KIND) -> Draft202012Validator:
+    return _cached(registry, kind)[1]

@@ -44,6 +44,7 @@ class Action:
     type: ClassVar[str] = ""
     schema: ClassVar[dict[str, Any]] = {}
     notify: ClassVar[bool] = False     # True: the row says "notify the owner", nothing is changed
+    kinds: ClassVar[tuple[str, ...]] = ("resource",)   # policy kinds whose schema offers it
 
     def __init__(self, data: Mapping[str, Any]) -> None:
         self.data: dict[str, Any] = thaw(data)
@@ -86,8 +87,10 @@ class ActionRegistry:
     def names(self) -> list[str]:
         return sorted(self._classes)
 
-    def schemas(self) -> list[dict[str, Any]]:
-        return [self._classes[n].schema for n in self.names()]
+    def schemas(self, kind: str | None = None) -> list[dict[str, Any]]:
+        """Fragments of every action, or of those offered to policies of ``kind``."""
+        return [self._classes[n].schema for n in self.names()
+                if kind is None or kind in self._classes[n].kinds]
 
     def build(self, mapping: Mapping[str, Any]) -> Action:
         cls = self._classes.get(mapping.get("type"))  # type: ignore[arg-type]
@@ -163,3 +166,34 @@ class Notify(Action):
 
     schema = type_schema("notify")
     notify = True
+
+
+@actions.register("delete-role-assignment")
+class DeleteRoleAssignment(Action):
+    """Remove an excess role assignment (``kind: role-assignments`` policies only).
+
+    ```yaml
+    kind: role-assignments
+    action: {type: delete-role-assignment}
+    ```
+    Planning only: ``plan_assignment`` names the assignment to delete. The safety rails (own
+    identities, break-glass principals, the last Owner at a scope) and the circuit breaker are
+    applied by the service before anything is deleted; deleting one already gone is success.
+    """
+
+    schema = type_schema("delete-role-assignment")
+    kinds = ("role-assignments",)
+
+    def plan_assignment(self, assignment: Any) -> Change:
+        """``assignment`` is a ``guardrails.policy.roles.Assignment``: before = what it grants,
+        after = None (gone)."""
+        before = {
+            "id": assignment.id,
+            "scope": assignment.scope,
+            "role_definition_id": assignment.role_definition_id,
+            "principal_id": assignment.principal_id,
+            "principal_type": assignment.principal_type,
+        }
+        if assignment.condition:
+            before["condition"] = assignment.condition
+        return Change("roleAssignment", before=before, after=None)

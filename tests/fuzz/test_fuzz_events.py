@@ -146,8 +146,12 @@ class World:
     pending: MemoryPending
 
 
+_SEEDS_JSON = json.dumps({r["id"].lower(): r for r in s.SEED_RESOURCES})
+
+
 def make_world() -> World:
-    arm, audit, pending = FakeArm(s.SEED_RESOURCES), MemoryAudit(), MemoryPending()
+    arm, audit, pending = FakeArm(), MemoryAudit(), MemoryPending()
+    arm.resources = json.loads(_SEEDS_JSON)     # = FakeArm(s.SEED_RESOURCES), without deepcopy's cost
     svc = GuardrailsService(Settings(own_principal_ids=frozenset({GUARDRAIL_KEY})), policies=_policies(),
                             arm=arm, idempotency=MemoryIdempotency(), audit=audit, breakers=MemoryBreakers(),
                             pending=pending)

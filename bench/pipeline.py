@@ -1,0 +1,352 @@
+"""2. Pipeline throughput and latency, 3. calls per event — through simulate's code path.
+
+Real Azurite, the local HTTPS Azure emulator, the product's real SDK clients (``build_service``),
+and every event as a real ``azure.functions`` object (``simulate.to_function_event``) handed to the
+Event Grid trigger function (``resource_events``), exactly as ``run_simulation`` delivers them.
+
+Concurrency is the Python worker's: sync functions run on a ``ThreadPoolExecutor`` whose size is
+``PYTHON_THREADPOOL_THREAD_COUNT``; unset, the worker passes ``max_workers=None`` on Python >= 3.9
+(``min(32, cpu_count + 4)``). Each phase submits all its events to that pool at once; per-event
+latency is measured inside the worker thread (decode + function), throughput over the phase.
+
+Per repetition, alternating the order: the Azurite ceiling (single-entity upserts/s, serial and at
+the pool's concurrency), compliant events, events needing a fix, the guardrail's own-write events
+the emulator emitted for those fixes (ignored), and redeliveries of the compliant events
+(duplicates). The policy cache is loaded before each phase (TTL default 30 s, so it stays warm).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import time
+import uuid
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
+from typing import Any, Callable
+
+from bench import resources as R
+from bench.counting import TableCalls, counting_tables, describe, totals
+from bench.stats import percentile, summary
+
+THREADPOOL_ENV = "PYTHON_THREADPOOL_THREAD_COUNT"
+PHASES = ("compliant", "fix", "own_write", "duplicate")
+EXPECTED = {"compliant": {"compliant"}, "fix": {"remediated"}, "own_write": {"ignored"},
+            "duplicate": {"duplicate"}}
+
+
+def default_threads() -> int | None:
+    """``PYTHON_THREADPOOL_THREAD_COUNT`` if set, else None (the worker's default on 3.9+)."""
+    raw = os.environ.get(THREADPOOL_ENV, "").strip()
+    return int(raw) if raw else None
+
+
+def effective_threads(threads: int | None) -> int:
+    return ThreadPoolExecutor(max_workers=threads)._max_workers
+
+
+class _Recorder:
+    """Tee of the audit sink (as simulate's): rows still go to the real tables."""
+
+    def __init__(self, inner) -> None:
+        self.inner, self.rows = inner, []
+
+    def write(self, row) -> None:
+        self.inner.write(row)
+        self.rows.append(row)
+
+
+class Stack:
+    """Azurite + emulator + the product's service, wired like ``run_simulation``."""
+
+    def __init__(self, resources: list[dict], *, connection: str | None = None,
+                 emulator_in_process: bool = False) -> None:
+        from guardrails import bootstrap
+        from guardrails import settings as S
+        from guardrails.adapters.tables import TablePolicyRepository, Tables
+        from guardrails.local.azurite import Azurite
+        from guardrails.sync import metadata_dirs, sync_metadata
+        from bench.emulator_proc import EmulatorProcess, InProcessEmulator
+        from tests.builders import GUARDRAIL_OID
+
+        self._stack = ExitStack()
+        try:
+            if connection is None:
+                connection = self._stack.enter_context(Azurite()).connection_string
+            self.connection = connection
+            self.emu = InProcessEmulator(resources) if emulator_in_process else EmulatorProcess(resources)
+            self._stack.callback(self.emu.stop)
+            self.env = {
+                S.TABLES_CONNECTION: connection, S.TABLE_PREFIX: "B" + uuid.uuid4().hex[:12],
+                S.ARM_ENDPOINT: self.emu.base_url, S.CA_BUNDLE: self.emu.ca_path, S.CREDENTIAL: "local",
+                S.LOCAL_OBJECT_ID: GUARDRAIL_OID, S.OWN_PRINCIPAL_IDS: GUARDRAIL_OID,
+            }
+            self.settings = S.Settings.from_env(self.env)
+            sync_metadata(TablePolicyRepository(Tables.from_settings(self.settings)), metadata_dirs())
+            self.table_calls = TableCalls()
+            with counting_tables(self.table_calls):
+                self.service = bootstrap.build_service(self.settings)
+            self.recorder = _Recorder(self.service.audit)
+            self.service.audit = self.recorder
+            bootstrap._service = self.service        # the trigger's get_service() returns this one
+            self._stack.callback(bootstrap.reset_service)
+            self.table_calls.take()
+            self.emu.take_requests()
+        except BaseException:
+            self._stack.close()
+            raise
+
+    def deliver(self, raw: dict) -> float:
+        """One delivery through the trigger function; returns its latency in seconds."""
+        from guardrails.errors import GuardrailsError
+        from guardrails.simulate import to_function_event
+        from guardrails.triggers.resource_events import resource_events
+
+        t0 = time.perf_counter()
+        try:
+            resource_events(to_function_event(raw))
+        except GuardrailsError:        # DeliveryFailed / IdempotencyError: audited, counted by verdict
+            pass
+        return time.perf_counter() - t0
+
+    def warm_policies(self) -> int:
+        self.service.policies.invalidate()
+        self.service.policies.get()
+        return self.service.policies.loads
+
+    def close(self) -> None:
+        self._stack.close()
+
+
+# ---------------------------------------------------------------------------------------------
+def azurite_upserts(connection: str, *, threads: int, count: int) -> float:
+    """Single-entity upserts/s of audit-row-sized entities, through the same SDK and settings."""
+    from azure.data.tables import TableServiceClient
+
+    svc = TableServiceClient.from_connection_string(connection, retry_total=2, connection_timeout=5,
+                                                    read_timeout=10)
+    name = "BenchCeiling" + uuid.uuid4().hex[:10]
+    svc.create_table(name)
+    table = svc.get_table_client(name)
+    body = {"event_id": str(uuid.uuid4()), "event_type": "Microsoft.Resources.ResourceWriteSuccess",
+            "resource_id": "/subscriptions/3f2b6c1e-8a4d-4c7e-9b15-2d7e6f0a9c31/resourceGroups/rg-ml-prod/"
+                           "providers/Microsoft.Storage/storageAccounts/stmlprod",
+            "verdict": "compliant", "reason": "", "message": "compliant with storage-private@1",
+            "violations": "[]", "notify": False,
+            "actor": '{"app_id": null, "object_id": "9c1d2e3f-4a5b-4c6d-8e7f-0a1b2c3d4e5f", "upn": null}',
+            "correlation_id": str(uuid.uuid4()), "duration_ms": 12.5, "time": "2026-11-24T10:00:00.000000Z",
+            "policies": '["storage-private@1"]', "delivery_id": uuid.uuid4().hex}
+
+    def one(i: int) -> None:
+        table.upsert_entity({"PartitionKey": f"20261124-{i % 16:02d}", "RowKey": f"{i:08d}-{uuid.uuid4().hex}",
+                             **body})
+
+    for i in range(min(20, count)):           # connections up, JIT of Azurite's handlers warm
+        one(-1 - i)
+    t0 = time.perf_counter()
+    if threads <= 1:
+        for i in range(count):
+            one(i)
+    else:
+        with ThreadPoolExecutor(max_workers=threads) as pool:
+            list(pool.map(one, range(count)))
+    rate = count / (time.perf_counter() - t0)
+    svc.delete_table(name)
+    return rate
+
+
+# ---------------------------------------------------------------------------------------------
+def _events_for(resources: list[dict]) -> list[dict]:
+    from tests.builders import write_event
+
+    return [write_event(r["id"], r["type"]) for r in resources]
+
+
+def _pool(kind: Callable, n: int, rng: random.Random, start: int) -> list[dict]:
+    subs = ["3f2b6c1e-8a4d-4c7e-9b15-2d7e6f0a9c31", "0b7c2d4e-1f3a-4b5c-8d9e-6f7a8b9c0d1e"]
+    return [kind(R.TYPES[i % len(R.TYPES)], rng, start + i, subs[i % 2], f"rg-bench-{i % 7}") for i in range(n)]
+
+
+class Run:
+    """One benchmark session: resource pools seeded into the emulator, then phases."""
+
+    def __init__(self, *, events: int, reps: int, threads: int | None, connection: str | None = None,
+                 emulator_in_process: bool = False, seed: int = 7) -> None:
+        rng = random.Random(seed)
+        self.events, self.reps = events, reps
+        self.threads = threads
+        self.warm = {"compliant": _pool(R.compliant, 25, rng, 900_000), "fix": _pool(R.violating, 25, rng, 910_000)}
+        self.calls_pool = {"compliant": _pool(R.compliant, 5, rng, 920_000), "fix": _pool(R.violating, 5, rng, 930_000)}
+        self.pools = [{"compliant": _pool(R.compliant, events, rng, 1_000_000 * (k + 1)),
+                       "fix": _pool(R.violating, events, rng, 1_000_000 * (k + 1) + 500_000)} for k in range(reps)]
+        everything = [r for p in [self.warm, self.calls_pool, *self.pools] for v in p.values() for r in v]
+        self.stack = Stack(everything, connection=connection, emulator_in_process=emulator_in_process)
+        self.pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="worker")
+        self.max_workers = self.pool._max_workers
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True)
+        self.stack.close()
+
+    # -- one phase at the pool's concurrency ----------------------------------------------------
+    def phase(self, name: str, raws: list[dict]) -> dict:
+        st = self.stack
+        loads = st.warm_policies()
+        st.table_calls.take()
+        st.emu.take_requests()
+        before = len(st.recorder.rows)
+        t0 = time.perf_counter()
+        latencies = list(self.pool.map(st.deliver, raws))
+        wall = time.perf_counter() - t0
+        rows = st.recorder.rows[before:]
+        verdicts: dict[str, int] = {}
+        for row in rows:
+            verdicts[row.verdict] = verdicts.get(row.verdict, 0) + 1
+        unexpected = {v: n for v, n in verdicts.items() if v not in EXPECTED[name]}
+        if unexpected or len(rows) != len(raws):
+            raise SystemExit(f"pipeline phase {name}: {len(raws)} events gave {len(rows)} audit rows, "
+                             f"verdicts {verdicts}; first unexpected: "
+                             f"{next((r.to_dict() for r in rows if r.verdict not in EXPECTED[name]), None)}")
+        tc = st.table_calls.take()
+        arm = [q for q in st.emu.take_requests() if q["host"] == "management"]
+        return {"events": len(raws), "seconds": wall, "per_s": len(raws) / wall,
+                "p50_ms": percentile(latencies, 50) * 1000, "p99_ms": percentile(latencies, 99) * 1000,
+                "max_ms": max(latencies) * 1000, "table": totals(tc), "arm": len(arm),
+                "policy_reloads": st.service.policies.loads - loads, "verdicts": verdicts}
+
+    def warm_up(self) -> None:
+        st = self.stack
+        ev = _events_for(self.warm["compliant"])
+        for raw in ev[:5]:
+            st.deliver(raw)
+        list(self.pool.map(st.deliver, ev[5:]))
+        fixes = _events_for(self.warm["fix"])
+        list(self.pool.map(st.deliver, fixes))
+        list(self.pool.map(st.deliver, st.emu.drain_events()))
+        list(self.pool.map(st.deliver, ev))          # duplicates
+
+    def ceiling(self) -> dict:
+        count = max(100, self.events)
+        serial = azurite_upserts(self.stack.connection, threads=1, count=count)
+        concurrent = azurite_upserts(self.stack.connection, threads=self.max_workers, count=count)
+        return {"serial": serial, "concurrent": concurrent, "best": max(serial, concurrent)}
+
+    def repetition(self, k: int) -> dict:
+        pool = self.pools[k]
+        compliant = _events_for(pool["compliant"])
+        fixes = _events_for(pool["fix"])
+        out: dict[str, Any] = {}
+
+        def own_writes() -> None:
+            emitted = self.stack.emu.drain_events()
+            out["own_write"] = self.phase("own_write", emitted)
+
+        steps: list[tuple[str, Callable[[], None]]] = [
+            ("ceiling", lambda: out.__setitem__("ceiling", self.ceiling())),
+            ("compliant", lambda: out.__setitem__("compliant", self.phase("compliant", compliant))),
+            ("duplicate", lambda: out.__setitem__("duplicate", self.phase("duplicate", compliant))),
+            ("fix", lambda: out.__setitem__("fix", self.phase("fix", fixes))),
+            ("own_write", own_writes),
+        ]
+        if k % 2:
+            steps = [steps[3], steps[4], steps[1], steps[2], steps[0]]
+        for _name, step in steps:
+            step()
+        return out
+
+    # -- 3. calls per event, one event at a time --------------------------------------------------
+    def calls_per_event(self) -> dict:
+        from tests.builders import rid, with_data, write_event
+
+        st = self.stack
+        st.warm_policies()
+        compliant = _events_for(self.calls_pool["compliant"])
+        fixes = _events_for(self.calls_pool["fix"])
+        vnet = rid("Microsoft.Network", "virtualNetworks", "vnet-hub")
+        classes: list[tuple[str, Callable[[], list[dict]], set[str]]] = [
+            ("compliant", lambda: compliant, {"compliant"}),
+            ("fix", lambda: fixes, {"remediated"}),
+            ("own_write", lambda: st.emu.drain_events(), {"ignored"}),
+            ("duplicate", lambda: compliant, {"duplicate"}),
+            ("ignored: type not covered", lambda: [write_event(vnet, "Microsoft.Network/virtualNetworks")], {"ignored"}),
+            ("ignored: delete event", lambda: [write_event(self.calls_pool["compliant"][0]["id"],
+                                                           event_type="Microsoft.Resources.ResourceDeleteSuccess",
+                                                           op="delete")], {"ignored"}),
+            ("invalid", lambda: [with_data(write_event(self.calls_pool["compliant"][1]["id"]),
+                                           resourceUri="not-an-arm-id")], {"invalid"}),
+        ]
+        out = {}
+        for name, make, expect in classes:
+            raws = make()
+            arm_calls: list[int] = []
+            reads: list[int] = []
+            writes: list[int] = []
+            verdicts: set[str] = set()
+            tcalls: Counter = Counter()
+            for raw in raws:
+                st.table_calls.take()
+                st.emu.take_requests()
+                before = len(st.recorder.rows)
+                st.deliver(raw)
+                verdicts.update(r.verdict for r in st.recorder.rows[before:])
+                arm = [q for q in st.emu.take_requests() if q["host"] == "management"]
+                arm_calls.append(len(arm))
+                reads.append(sum(1 for q in arm if q["method"] == "GET"))
+                writes.append(sum(1 for q in arm if q["method"] in ("PUT", "PATCH", "DELETE", "POST")))
+                tcalls.update(st.table_calls.take())
+            if not verdicts <= expect:
+                raise SystemExit(f"calls per event, {name}: verdicts {verdicts}, expected {expect}")
+            n = len(raws)
+            t = totals(tcalls)
+            out[name] = {"events": n, "arm": summary(arm_calls), "arm_reads": summary(reads),
+                         "arm_writes": summary(writes),
+                         "table_writes": t["writes"] / n, "table_reads": t["reads"] / n,
+                         "table_detail": describe(tcalls, n)}
+        return out
+
+
+def run(*, events: int = 400, reps: int = 5, threads: int | None = None, connection: str | None = None,
+        emulator_in_process: bool = False, log=print) -> dict:
+    logging.getLogger().setLevel(logging.WARNING)     # as simulate's CLI configures it
+    r = Run(events=events, reps=reps, threads=threads, connection=connection,
+            emulator_in_process=emulator_in_process)
+    try:
+        r.warm_up()
+        per_rep = []
+        for k in range(reps):
+            rep = r.repetition(k)
+            per_rep.append(rep)
+            log(f"  pipeline run {k + 1}/{reps}: " + ", ".join(
+                f"{p} {rep[p]['per_s']:.0f}/s p99 {rep[p]['p99_ms']:.1f} ms" for p in PHASES)
+                + f"; Azurite {rep['ceiling']['best']:.0f} upserts/s")
+        calls = r.calls_per_event()
+        threads_used = r.max_workers
+    finally:
+        r.close()
+
+    out: dict[str, Any] = {"events_per_phase": events, "reps": reps, "threads": threads_used,
+                           "threads_setting": threads, "emulator": "in-process" if emulator_in_process else "process",
+                           "ceiling": {k: summary(rep["ceiling"][k] for rep in per_rep)
+                                       for k in ("serial", "concurrent", "best")},
+                           "phases": {}, "calls": calls}
+    for p in PHASES:
+        reps_p = [rep[p] for rep in per_rep]
+        writes = [x["table"]["writes"] / x["events"] for x in reps_p]
+        shares = [x["per_s"] / (rep["ceiling"]["best"] / (x["table"]["writes"] / x["events"]))
+                  for x, rep in zip(reps_p, per_rep)]
+        out["phases"][p] = {
+            "per_s": summary(x["per_s"] for x in reps_p),
+            "p50_ms": summary(x["p50_ms"] for x in reps_p),
+            "p99_ms": summary(x["p99_ms"] for x in reps_p),
+            "max_ms": summary(x["max_ms"] for x in reps_p),
+            "table_writes_per_event": summary(writes),
+            "table_reads_per_event": summary(x["table"]["reads"] / x["events"] for x in reps_p),
+            "arm_per_event": summary(x["arm"] / x["events"] for x in reps_p),
+            "ceiling_per_s": summary(rep["ceiling"]["best"] / w for rep, w in zip(per_rep, writes)),
+            "share_of_ceiling": summary(shares),
+            "policy_reloads": sum(x["policy_reloads"] for x in reps_p),
+            "events": reps_p[0]["events"],
+        }
+    return out
