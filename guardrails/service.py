@@ -105,7 +105,7 @@ class GuardrailsService:
                 return self._finish(ctx, row, "invalid", exc.reason, str(exc))
             row.resource_id = str(event.resource_id)
             row.actor = event.actor
-            row.correlation_id = event.correlation_id or ""
+            row.correlation_id = (event.correlation_id or "")[:128]
             with bound(resource_id=row.resource_id):
                 return self._handle_resource_event(ctx, row, event)
 

@@ -41,7 +41,7 @@ class PolicyCache:
         for source, doc in self._repo.list_documents():
             try:
                 policies.append(Policy.from_document(doc, source=source))
-            except PolicyError as exc:
+            except (PolicyError, ValueError, TypeError, RecursionError) as exc:
                 # a row that fails validation was not written by `metadata sync`: never trust it
                 emit(log, logging.ERROR, "policy_row_rejected", source=source, error=str(exc)[:500])
         compiled = compile_policies(policies)

@@ -63,8 +63,21 @@ def _hint(word: Any, choices: Iterable[str]) -> str:
 
 # ---------------------------------------------------------------- pass 1: structure
 
+MAX_FILE_CHARS = 256 * 1024     # a policy is a few KB
+MAX_DEPTH = 32                  # policies nest a handful of levels
+MAX_INT = 2 ** 53               # JSON-safe integers only
+
+
 class _YamlLoader(yaml.SafeLoader):
-    """Safe YAML; timestamps stay strings (validated in pass 3); duplicate keys are errors."""
+    """Safe YAML; timestamps stay strings (validated in pass 3); duplicate keys are errors;
+    anchors/aliases are refused (a policy never needs them; they enable billion-laughs)."""
+
+    def compose_node(self, parent, index):  # type: ignore[override]
+        if self.check_event(yaml.events.AliasEvent):
+            event = self.peek_event()
+            raise yaml.composer.ComposerError(None, None, "YAML aliases are not allowed in policy files",
+                                              event.start_mark)
+        return super().compose_node(parent, index)
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen: set[tuple[str, str]] = set()
@@ -86,6 +99,8 @@ _YamlLoader.yaml_implicit_resolvers = {
 
 
 def _parse_yaml(source: str, text: str) -> tuple[Any, list[str]]:
+    if len(text) > MAX_FILE_CHARS:
+        return None, [_finding(source, None, "$", f"file too large ({len(text)} > {MAX_FILE_CHARS} characters)")]
     try:
         docs = list(yaml.load_all(text, Loader=_YamlLoader))
     except yaml.YAMLError as exc:
@@ -93,10 +108,33 @@ def _parse_yaml(source: str, text: str) -> tuple[Any, list[str]]:
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
         problem = getattr(exc, "problem", None) or str(exc)
         return None, [_finding(source, None, "$", f"invalid YAML: {problem}{where}")]
+    except RecursionError:
+        return None, [_finding(source, None, "$", f"invalid YAML: nested deeper than {MAX_DEPTH} levels")]
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:
+        # PyYAML raises these for malformed explicitly tagged scalars (`!!int x`, huge ints)
+        return None, [_finding(source, None, "$", f"invalid YAML: malformed value ({type(exc).__name__})")]
     if len(docs) != 1:
         return None, [_finding(source, docs[0] if docs else None, "$",
                                f"expected exactly one YAML document, found {len(docs)}")]
     return docs[0], []
+
+
+def _shape_problem(doc: Any) -> tuple[str, str] | None:
+    """Depth and number bounds, checked iteratively before any recursive pass."""
+    stack: list[tuple[Any, str, int]] = [(doc, "$", 0)]
+    while stack:
+        value, path, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            return path, f"nested deeper than {MAX_DEPTH} levels"
+        if isinstance(value, Mapping):
+            stack.extend((v, f"{path}.{str(k)[:40]}", depth + 1) for k, v in value.items())
+        elif isinstance(value, (list, tuple)):
+            stack.extend((v, f"{path}[{i}]", depth + 1) for i, v in enumerate(value))
+        elif isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_INT:
+            return path, "integer out of range"
+        elif isinstance(value, float) and (value != value or value in (float("inf"), float("-inf"))):
+            return path, "number is not finite"
+    return None
 
 
 def _plain(value: Any) -> Any:
@@ -395,7 +433,14 @@ def _validate(items: Iterable[tuple[str, Any]]) -> tuple[list[AnyPolicy], list[s
         if isinstance(raw, str):
             doc, found = _parse_yaml(source, raw)
         else:
-            doc, found = _plain(raw), []
+            doc, found = raw, []
+        if not found:
+            problem = _shape_problem(doc)
+            if problem:
+                findings.append(_finding(source, doc if isinstance(doc, Mapping) else None, *problem))
+                continue
+            if not isinstance(raw, str):
+                doc = _plain(raw)
         found = found or _structure(source, doc)
         if isinstance(doc, dict) and isinstance(doc.get("id"), str):
             pid = doc["id"]

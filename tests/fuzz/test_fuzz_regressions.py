@@ -1,8 +1,7 @@
-"""Minimal reproducers of bugs the fuzzing found, pinned as strict xfails.
+"""Minimal reproducers of bugs the fuzzing found, now fixed and kept as regression tests.
 
-Each test states the contract and fails today. When the fix lands the test XPASSes, which
-fails the run (strict): remove its ``xfail`` marker then, and lift the matching limit or
-tolerance in ``test_fuzz_metadata.py``.
+Each test states the contract a fuzz run once broke (untyped exceptions from the YAML parser,
+unbounded recursion, alias fan-out, oversized audit properties).
 """
 
 from __future__ import annotations
@@ -44,9 +43,6 @@ def _nested(depth: int) -> list:
 
 
 # -- metadata: YAML files ------------------------------------------------------------------------
-@pytest.mark.xfail(strict=True, raises=(ValueError, AttributeError, KeyError, IndexError, TypeError),
-                   reason="loader._parse_yaml catches only yaml.YAMLError; PyYAML raises ValueError/AttributeError/"
-                   "KeyError/IndexError/TypeError for malformed explicitly-tagged scalars")
 @pytest.mark.parametrize("value", ["!!int x", "!!timestamp x", "!!bool x", "!!float x", "!!int ''", "!!set [1]",
                                    "!!map x"])
 def test_yaml_malformed_explicit_tag_is_a_finding(tmp_path: Path, value: str) -> None:
@@ -56,15 +52,11 @@ def test_yaml_malformed_explicit_tag_is_a_finding(tmp_path: Path, value: str) ->
     assert isinstance(result, MetadataValidationError) and str(tmp_path / "policy.yaml") in str(result)
 
 
-@pytest.mark.xfail(strict=True, raises=ValueError, reason="PyYAML's int() of a >4300-digit literal raises ValueError "
-                   "(sys.int_info.default_max_str_digits); loader._parse_yaml does not catch it")
 def test_yaml_huge_integer_is_a_finding(tmp_path: Path) -> None:
     result = _load_text(tmp_path, "id: x\nversion: " + "1" * 4301 + "\n")
     assert isinstance(result, MetadataValidationError)
 
 
-@pytest.mark.xfail(strict=True, raises=RecursionError, reason="PyYAML's composer recurses per nesting level: RecursionError "
-                   "escapes loader._parse_yaml from ~490 levels")
 def test_yaml_deep_nesting_is_a_finding(tmp_path: Path) -> None:
     result = _load_text(tmp_path, "id: x\nrules: " + "[" * 1000 + "]" * 1000 + "\n")
     assert isinstance(result, MetadataValidationError)
@@ -78,10 +70,6 @@ def _alias_fanout(levels: int) -> str:
     return "\n".join(lines)
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="YAML anchors/aliases share nodes; the schema pass's messages repr the expanded value: "
-                   "a 550-byte file yields 3.7 MB of findings, doubling per extra level (24 levels: 5 s and "
-                   "235 MB; 30 levels: ~15 GB) - a billion-laughs hang of load_directory / metadata sync")
 def test_yaml_alias_fanout_is_bounded(tmp_path: Path) -> None:
     text = _alias_fanout(18)
     result = _load_text(tmp_path, text)
@@ -90,17 +78,12 @@ def test_yaml_alias_fanout_is_bounded(tmp_path: Path) -> None:
 
 
 # -- metadata: documents (Table Storage rows, Python callers) -----------------------------------
-@pytest.mark.xfail(strict=True, raises=RecursionError, reason="loader._plain (and the passes after it) recurse per level: "
-                   "RecursionError from ~490 levels, below json.loads' own limit (~995)")
 def test_deep_document_is_a_finding() -> None:
     doc = json.loads(json.dumps({**STORAGE_POLICY, "description": _nested(600)}))   # a row JSON can hold
     with pytest.raises(MetadataValidationError):
         load_documents([("row", doc)])
 
 
-@pytest.mark.xfail(strict=True, raises=RecursionError, reason="a tampered policy row deeper than ~490 levels makes "
-                   "Policy.from_document raise RecursionError, which PolicyCache.get does not catch "
-                   "(it expects PolicyError): every delivery then fails untyped")
 def test_tampered_deep_policy_row_does_not_break_event_handling() -> None:
     # GIVEN the policy table holds the shipped storage policy and one tampered, deeply nested row
     row = json.loads(json.dumps({**STORAGE_POLICY, "id": "tampered", "description": _nested(600)}))
@@ -117,19 +100,12 @@ def test_tampered_deep_policy_row_does_not_break_event_handling() -> None:
     assert row_out.verdict == "remediated"
 
 
-@pytest.mark.xfail(strict=True, raises=ValueError, reason="jsonschema's messages and loader._hint repr() the value: a "
-                   ">4300-digit int raises ValueError instead of a finding (Python callers only: "
-                   "json.loads refuses such ints)")
 def test_document_with_huge_int_is_a_finding() -> None:
     with pytest.raises(MetadataValidationError):
         load_documents([("row", {**STORAGE_POLICY, "description": 10**5000})])
 
 
 # -- events ---------------------------------------------------------------------------------------
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason="data.correlationId is copied to the audit row unbounded "
-                   "(events._optional_str, service.handle_event); the Tables audit entity (_entity) does "
-                   "not cap it, so a valid 40,000-character correlationId exceeds Table Storage's 64 KiB "
-                   "property limit: the audit write fails (StoreError) on every redelivery")
 def test_audit_entity_of_a_huge_correlation_id_fits_table_storage() -> None:
     svc = GuardrailsService(Settings(), policies=PolicyCache(MemoryPolicyRepo(), ttl_seconds=60), arm=FakeArm(),
                             idempotency=MemoryIdempotency(), audit=MemoryAudit(), breakers=MemoryBreakers(),
