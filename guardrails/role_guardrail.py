@@ -79,7 +79,7 @@ class RoleAssignmentGuardrail:
             if f.exemption is not None:
                 rec.outcome = "exempted"
                 rec.message = f"exempted by {f.exemption.owner}: {f.exemption.reason}"[:300]
-            elif f.policy.mode == "audit":
+            elif f.policy.mode == "audit" or getattr(ctx, "dry_run", False):
                 rec.outcome, rec.message = "dry_run", f"audit mode: would delete ({f.message})"[:300]
             else:
                 act.append((f, rec))

@@ -60,6 +60,7 @@ class _Ctx:
     started: float
     deadline: float
     now: datetime
+    dry_run: bool = False      # on-demand check without ?remediate: decide, never act
 
 
 class GuardrailsService:
@@ -137,6 +138,44 @@ class GuardrailsService:
         return self._once(ctx, row, str(rid),
                           lambda: self._decide_and_fix(ctx, row, event, rtype, compiled, candidates))
 
+    def check_resource(self, resource_id: str, *, remediate: bool, actor: Actor | None = None,
+                       decision_id: str | None = None) -> AuditRow:
+        """On-demand check (HTTP / CLI): the decision the event path would make for this resource,
+        on its live state. Acts only when ``remediate``. Raises InvalidArmId for a bad id; nothing
+        but the id's own resource is ever read."""
+        from .model.arm_id import parse_arm_id
+
+        start = self._clock()
+        ctx = _Ctx(decision_id or uuid.uuid4().hex, start, start + self.settings.time_budget_seconds, self._wall(),
+                   dry_run=not remediate)
+        rid = parse_arm_id(resource_id)
+        row = AuditRow(event_id=ctx.delivery_id, event_type=CHECK_EVENT_TYPE, resource_id=str(rid), verdict="ignored",
+                       delivery_id=ctx.delivery_id, actor=actor or Actor())
+        event = _CheckTarget(rid)
+        with bound(delivery_id=ctx.delivery_id, resource_id=str(rid)):
+            if rid.resource_type.lower() == ROLE_ASSIGNMENT_TYPE:
+                if self.roles is None:
+                    return self._finish(ctx, row, "ignored", "not_covered", "role-assignment guardrail not configured")
+                policies = [p for p in self.policies.get().role_policies
+                            if p.mode != "off" and _selects_subscription(p, rid.subscription_id)]
+                if not policies:
+                    return self._finish(ctx, row, "ignored", "no_policy", "no role-assignment policy in force here")
+                with self._resource_lock(str(rid)):
+                    self.roles.decide(ctx, row, event, policies)
+                return self._finish(ctx, row, row.verdict, row.reason, row.message)
+            rtype = lookup_type(rid.resource_type)
+            if rtype is None:
+                return self._finish(ctx, row, "ignored", "not_covered",
+                                    f"resource type {rid.resource_type} is not covered by any guardrail")
+            compiled = self.policies.get()
+            candidates = compiled.candidates(rtype.name, rid.subscription_id, rid.resource_group)
+            if not candidates:
+                return self._finish(ctx, row, "ignored", "no_policy",
+                                    f"no policy in force selects {rtype.name} at this scope")
+            with self._resource_lock(str(rid)):
+                self._decide_and_fix(ctx, row, event, rtype, compiled, candidates)
+            return self._finish(ctx, row, row.verdict, row.reason, row.message)
+
     def _once(self, ctx: _Ctx, row: AuditRow, resource_id: str, decide: Callable[[], None]) -> AuditRow:
         """Exactly-once effects on an at-least-once stream: claim the event id, decide and act,
         audit, then mark it completed — or release it so Event Grid's retry can run."""
@@ -200,7 +239,7 @@ class GuardrailsService:
                 rec.outcome = "violation"
                 rec.message = "notify only"
                 row.notify = True
-            elif r.policy.mode == "audit":
+            elif r.policy.mode == "audit" or ctx.dry_run:
                 rec.outcome = "dry_run"
                 rec.message = "audit mode: would set the value"
             else:
@@ -364,6 +403,20 @@ class GuardrailsService:
         emit(log, level, "guardrail_decision", verdict=verdict, reason=reason, event_type=row.event_type,
              resource_id=row.resource_id, duration_ms=row.duration_ms)
         return row
+
+
+CHECK_EVENT_TYPE = "Guardrails.CheckResource"
+
+
+class _CheckTarget:
+    """What an on-demand check knows: the resource id, no event time (always read fresh)."""
+
+    class _Env:
+        time = None
+
+    def __init__(self, resource_id) -> None:
+        self.resource_id = resource_id
+        self.envelope = self._Env()
 
 
 class SnapshotCache:
