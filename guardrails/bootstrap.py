@@ -35,6 +35,16 @@ def build_service(settings: Settings):
         groups = GraphGroupResolver(credential, endpoint=settings.graph_endpoint, ca_bundle=settings.ca_bundle)
         return RoleAssignmentGuardrail(service, authz, groups)
 
+    def secrets(service):
+        from .adapters.keyvault import KeyVaultGateway, StorageKeysGateway
+        from .secret_guardrail import SecretGuardrail
+        store = KeyVaultGateway(credential, url_template=settings.keyvault_url_template,
+                                verify_challenge_resource=settings.keyvault_verify_challenge,
+                                ca_bundle=settings.ca_bundle, timeout=settings.arm_timeout_seconds)
+        keys = StorageKeysGateway(credential, endpoint=settings.arm_endpoint, ca_bundle=settings.ca_bundle,
+                                  timeout=settings.arm_timeout_seconds)
+        return SecretGuardrail(service, store, keys)
+
     return GuardrailsService(
         settings,
         policies=PolicyCache(TablePolicyRepository(tables), ttl_seconds=settings.policy_ttl_seconds),
@@ -46,6 +56,7 @@ def build_service(settings: Settings):
         breakers=TableBreakerStore(tables),
         pending=TablePendingFixes(tables),
         roles=roles,
+        secrets=secrets,
     )
 
 
@@ -57,6 +68,27 @@ def get_service():
             if _service is None:
                 _service = build_service(Settings.from_env())
     return _service
+
+
+_checks = None
+
+
+def get_checks():
+    """The on-demand check use cases over the process-wide service. They share its policy cache,
+    audit sink and Graph group resolver (the role guardrail's, so one membership cache)."""
+    global _checks
+    service = get_service()
+    checks = _checks
+    if checks is None or checks.service is not service:
+        from .checks.service import CheckService
+        groups = getattr(service.roles, "groups", None)
+        if groups is None:
+            from .adapters.arm import build_credential
+            from .adapters.authorization import GraphGroupResolver
+            groups = GraphGroupResolver(build_credential(service.settings), endpoint=service.settings.graph_endpoint,
+                                        ca_bundle=service.settings.ca_bundle)
+        checks = _checks = CheckService(service, groups=groups)
+    return checks
 
 
 def reset_service() -> None:

@@ -24,6 +24,7 @@ from .errors import ArmError, GuardrailsError, InvalidEvent, ResourceNotFound
 from .logs import bound, emit
 from .model.decision import Actor, AuditRow, ViolationRecord, combine_verdict
 from .model.events import parse_envelope, parse_resource_event
+from .model.keyvault_events import KEYVAULT_EVENT_TYPES, SECRET_EXPOSED, parse_keyvault_event
 from .model.resource import ResourceSnapshot, ResourceType, lookup_type
 from .policy.cache import PolicyCache
 from .policy.evaluate import RuleResult
@@ -66,7 +67,7 @@ class _Ctx:
 class GuardrailsService:
     def __init__(self, settings: Settings, *, policies: PolicyCache, arm: ResourceGateway,
                  idempotency: IdempotencyStore, audit: AuditSink, breakers: BreakerStore,
-                 pending: PendingFixStore, roles=None,
+                 pending: PendingFixStore, roles=None, secrets=None,
                  clock: Callable[[], float] = time.monotonic,
                  wall_clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)) -> None:
         self.settings = settings
@@ -77,6 +78,7 @@ class GuardrailsService:
         self.breakers = breakers
         self.pending = pending
         self.roles = roles(self) if callable(roles) else roles   # RoleAssignmentGuardrail factory
+        self.secrets = secrets(self) if callable(secrets) else secrets   # SecretGuardrail factory
         self.snapshots = SnapshotCache(max_age=settings.snapshot_reuse_seconds, skew=settings.clock_skew_seconds,
                                        wall_clock=wall_clock)
         self._clock = clock
@@ -98,9 +100,14 @@ class GuardrailsService:
             try:
                 env = parse_envelope(raw)
                 row.event_id, row.event_type = env.id, env.event_type
+                if env.event_type in KEYVAULT_EVENT_TYPES:
+                    kv_event = parse_keyvault_event(env)
+                    row.resource_id = kv_object_id(kv_event)
+                    with bound(resource_id=row.resource_id):
+                        return self._handle_keyvault_event(ctx, row, kv_event)
                 if env.event_type not in _resource_event_types():
                     return self._finish(ctx, row, "ignored", "unsupported_event_type",
-                                        f"event type {_short(env.event_type)} is not handled by the resource guardrail")
+                                        f"event type {_short(env.event_type)} is not handled by any guardrail")
                 event = parse_resource_event(env)
             except InvalidEvent as exc:
                 return self._finish(ctx, row, "invalid", exc.reason, str(exc))
@@ -109,6 +116,41 @@ class GuardrailsService:
             row.correlation_id = (event.correlation_id or "")[:128]
             with bound(resource_id=row.resource_id):
                 return self._handle_resource_event(ctx, row, event)
+
+    def _handle_keyvault_event(self, ctx: _Ctx, row: AuditRow, ev) -> AuditRow:
+        if ev.kind == "VaultAccessPolicyChanged":
+            # re-read the vault from ARM and evaluate the vault policies of the resource guardrail
+            if ev.vault_id is None:
+                return self._finish(ctx, row, "invalid", "invalid_value",
+                                    "VaultAccessPolicyChanged without the vault's ARM id as its topic/source")
+            row.resource_id = str(ev.vault_id)
+            rtype = lookup_type(ev.vault_id.resource_type)
+            compiled = self.policies.get()
+            candidates = compiled.candidates(rtype.name, ev.vault_id.subscription_id, ev.vault_id.resource_group)
+            if not candidates:
+                return self._finish(ctx, row, "ignored", "no_policy", "no policy in force selects this vault")
+            target = _CheckTarget(ev.vault_id)
+            return self._once(ctx, row, str(ev.vault_id),
+                              lambda: self._decide_and_fix(ctx, row, target, rtype, compiled, candidates))
+        if self.secrets is None:
+            return self._finish(ctx, row, "ignored", "not_covered", "secret guardrail not configured")
+        policies = [p for p in getattr(self.policies.get(), "secret_policies", ())
+                    if p.mode != "off" and p.governs(ev.vault_name)]
+        if not policies:
+            return self._finish(ctx, row, "ignored", "no_policy", f"no secrets policy governs vault {ev.vault_name}")
+        return self._once(ctx, row, row.resource_id, lambda: self.secrets.decide(ctx, row, ev, policies))
+
+    def report_exposure(self, *, vault: str, name: str, version: str | None, source: str,
+                        actor: Actor | None = None) -> AuditRow:
+        """An exposure reported over HTTP: the same path as a ``Guardrails.SecretExposed`` event."""
+        raw = {"specversion": "1.0", "id": f"exposure-{uuid.uuid4().hex}", "type": SECRET_EXPOSED,
+               "source": "guardrails/http/secrets/exposed", "subject": name,
+               "data": {"VaultName": vault, "ObjectName": name, "ObjectType": "Secret", "Version": version,
+                        "Source": source}}
+        row = self.handle_event(raw)
+        if actor is not None:
+            row.actor = actor
+        return row
 
     def _handle_resource_event(self, ctx: _Ctx, row: AuditRow, event) -> AuditRow:
         if event.event_type != WRITE_SUCCESS:
@@ -406,6 +448,14 @@ class GuardrailsService:
 
 
 CHECK_EVENT_TYPE = "Guardrails.CheckResource"
+
+
+def kv_object_id(ev) -> str:
+    """The audit's resource id for a Key Vault object: its data-plane URL, without version."""
+    if ev.object_name is None:
+        return str(ev.vault_id) if ev.vault_id is not None else f"https://{ev.vault_name.lower()}.vault.azure.net"
+    kind = {"Secret": "secrets", "Key": "keys", "Certificate": "certificates"}.get(ev.object_type or "Secret", "secrets")
+    return f"https://{ev.vault_name.lower()}.vault.azure.net/{kind}/{ev.object_name}"
 
 
 class _CheckTarget:

@@ -20,6 +20,8 @@ FALLBACK_STORAGE = "AzureWebJobsStorage"                # used when neither of t
 TABLE_PREFIX = "GUARDRAILS_TABLE_PREFIX"
 ARM_ENDPOINT = "GUARDRAILS_ARM_ENDPOINT"
 GRAPH_ENDPOINT = "GUARDRAILS_GRAPH_ENDPOINT"             # Microsoft Graph (group membership)
+KEYVAULT_URL_TEMPLATE = "GUARDRAILS_KEYVAULT_URL_TEMPLATE"   # "https://{vault}.vault.azure.net"
+KEYVAULT_VERIFY_CHALLENGE = "GUARDRAILS_KEYVAULT_VERIFY_CHALLENGE"  # "true" in Azure; "false" for the emulator
 CA_BUNDLE = "GUARDRAILS_CA_BUNDLE"                      # PEM path for TLS verification (emulator only)
 CREDENTIAL = "GUARDRAILS_CREDENTIAL"                    # "default" (DefaultAzureCredential) | "local"
 LOCAL_OBJECT_ID = "GUARDRAILS_LOCAL_OBJECT_ID"          # identity of the local credential
@@ -36,7 +38,8 @@ SNAPSHOT_REUSE_SECONDS = "GUARDRAILS_SNAPSHOT_REUSE_SECONDS"  # 0 disables re-us
 CLOCK_SKEW_SECONDS = "GUARDRAILS_CLOCK_SKEW_SECONDS"
 
 ALL_SETTINGS = (
-    TABLES_CONNECTION, TABLES_ENDPOINT, TABLE_PREFIX, ARM_ENDPOINT, GRAPH_ENDPOINT, CA_BUNDLE, CREDENTIAL,
+    TABLES_CONNECTION, TABLES_ENDPOINT, TABLE_PREFIX, ARM_ENDPOINT, GRAPH_ENDPOINT, KEYVAULT_URL_TEMPLATE,
+    KEYVAULT_VERIFY_CHALLENGE, CA_BUNDLE, CREDENTIAL,
     LOCAL_OBJECT_ID, LOCAL_APP_ID, OWN_PRINCIPAL_IDS, POLICY_TTL_SECONDS, DEDUP_COMPLETED_HOURS,
     DEDUP_IN_PROGRESS_SECONDS, TIME_BUDGET_SECONDS, ARM_TIMEOUT_SECONDS, AUDIT_SHARDS, LOG_LEVEL,
     SNAPSHOT_REUSE_SECONDS, CLOCK_SKEW_SECONDS,
@@ -69,6 +72,13 @@ def _guid_set(raw: str) -> frozenset[str]:
     return frozenset(out)
 
 
+def _vault_template(raw: str | None) -> str:
+    value = (raw or "https://{vault}.vault.azure.net").rstrip("/")
+    if "{vault}" not in value or not value.startswith("https://"):
+        raise ConfigError(f"setting {KEYVAULT_URL_TEMPLATE} must be an https URL containing {{vault}}")
+    return value
+
+
 @dataclass(frozen=True)
 class Settings:
     tables_connection: str | None = field(default=None, repr=False)   # secret-bearing: never repr'd
@@ -76,6 +86,8 @@ class Settings:
     table_prefix: str = "Guardrails"
     arm_endpoint: str = DEFAULT_ARM_ENDPOINT
     graph_endpoint: str = "https://graph.microsoft.com"
+    keyvault_url_template: str = "https://{vault}.vault.azure.net"
+    keyvault_verify_challenge: bool = True
     ca_bundle: str | None = None
     credential: str = "default"
     local_object_id: str = DEFAULT_LOCAL_OBJECT_ID
@@ -114,6 +126,8 @@ class Settings:
             table_prefix=prefix,
             arm_endpoint=(env.get(ARM_ENDPOINT) or DEFAULT_ARM_ENDPOINT).rstrip("/"),
             graph_endpoint=(env.get(GRAPH_ENDPOINT) or "https://graph.microsoft.com").rstrip("/"),
+            keyvault_url_template=_vault_template(env.get(KEYVAULT_URL_TEMPLATE)),
+            keyvault_verify_challenge=(env.get(KEYVAULT_VERIFY_CHALLENGE) or "true").strip().lower() not in ("false", "0", "no"),
             ca_bundle=env.get(CA_BUNDLE) or None,
             credential=credential,
             local_object_id=env.get(LOCAL_OBJECT_ID) or DEFAULT_LOCAL_OBJECT_ID,

@@ -1,0 +1,168 @@
+"""Key Vault data plane through ``azure-keyvault-secrets`` / ``azure-keyvault-keys``, and storage
+account keys through ARM (``listKeys`` / ``regenerateKey`` actions on the generic ARM client).
+
+Vault URLs come from a template setting (``https://{vault}.vault.azure.net`` in Azure; the local
+emulator's address in tests), so events naming ``https://<vault>.vault.azure.net/...`` reach the
+right endpoint. Secret values are wrapped in ``Redacted`` the moment the SDK hands them over.
+"""
+
+from __future__ import annotations
+
+import threading
+from datetime import datetime
+from typing import Any, Callable
+from urllib.parse import quote
+
+from ..secrets.values import KeyVersion, Redacted, SecretVersion
+from .retry import BudgetedCaller
+
+
+class KeyVaultGateway:
+    def __init__(self, credential, *, url_template: str, verify_challenge_resource: bool = True,
+                 ca_bundle: str | None = None, timeout: float = 10.0, caller: BudgetedCaller | None = None) -> None:
+        self._credential = credential
+        self._template = url_template
+        self._verify = verify_challenge_resource
+        self._ca = ca_bundle
+        self._caller = caller or BudgetedCaller(timeout=timeout)
+        self._secrets: dict[str, Any] = {}
+        self._keys: dict[str, Any] = {}
+        self._lock = threading.Lock()
+
+    @property
+    def calls(self) -> int:
+        return self._caller.calls
+
+    def vault_url(self, vault: str) -> str:
+        return self._template.format(vault=vault.lower())
+
+    def _kwargs(self) -> dict[str, Any]:
+        kw: dict[str, Any] = {"verify_challenge_resource": self._verify, "retry_total": 0}
+        if self._ca:
+            kw["connection_verify"] = self._ca
+        return kw
+
+    def _secret_client(self, vault: str):
+        with self._lock:
+            client = self._secrets.get(vault.lower())
+            if client is None:
+                from azure.keyvault.secrets import SecretClient
+                client = SecretClient(vault_url=self.vault_url(vault), credential=self._credential, **self._kwargs())
+                self._secrets[vault.lower()] = client
+            return client
+
+    def _key_client(self, vault: str):
+        with self._lock:
+            client = self._keys.get(vault.lower())
+            if client is None:
+                from azure.keyvault.keys import KeyClient
+                client = KeyClient(vault_url=self.vault_url(vault), credential=self._credential, **self._kwargs())
+                self._keys[vault.lower()] = client
+            return client
+
+    def _call(self, fn: Callable[[], Any], *, deadline: float | None, what: str) -> Any:
+        return self._caller.call(fn, deadline=deadline, what=what)
+
+    @staticmethod
+    def _version(vault: str, props, value: str | None = None) -> SecretVersion:
+        return SecretVersion(vault=vault, name=props.name, version=props.version, enabled=bool(props.enabled),
+                             expires_on=props.expires_on, not_before=props.not_before, created_on=props.created_on,
+                             tags=dict(props.tags or {}), content_type=props.content_type,
+                             value=Redacted(value) if value is not None else None)
+
+    # -- secrets -------------------------------------------------------------------------
+    def get_secret(self, vault: str, name: str, *, version: str | None = None, with_value: bool = False,
+                   deadline: float | None = None) -> SecretVersion:
+        client = self._secret_client(vault)
+        secret = self._call(lambda: client.get_secret(name, version, read_timeout=self._caller.timeout_for(deadline)),
+                            deadline=deadline, what=f"GET secret {vault}/{name}")
+        return self._version(vault, secret.properties, secret.value if with_value else None)
+
+    def set_secret(self, vault: str, name: str, value: Redacted, *, tags: dict[str, str],
+                   expires_on: datetime | None, content_type: str | None, deadline: float | None = None) -> SecretVersion:
+        client = self._secret_client(vault)
+        secret = self._call(lambda: client.set_secret(name, value.reveal(), tags=tags, expires_on=expires_on,
+                                                      content_type=content_type, enabled=True,
+                                                      read_timeout=self._caller.timeout_for(deadline)),
+                            deadline=deadline, what=f"SET secret {vault}/{name}")
+        return self._version(vault, secret.properties)
+
+    def list_versions(self, vault: str, name: str, *, deadline: float | None = None) -> list[SecretVersion]:
+        client = self._secret_client(vault)
+        props = self._call(lambda: list(client.list_properties_of_secret_versions(
+            name, read_timeout=self._caller.timeout_for(deadline))), deadline=deadline,
+            what=f"LIST versions {vault}/{name}")
+        return [self._version(vault, p) for p in props]
+
+    def update_version(self, vault: str, name: str, version: str, *, enabled: bool | None = None,
+                       expires_on: datetime | None = None, deadline: float | None = None) -> SecretVersion:
+        client = self._secret_client(vault)
+        kwargs: dict[str, Any] = {}
+        if enabled is not None:
+            kwargs["enabled"] = enabled
+        if expires_on is not None:
+            kwargs["expires_on"] = expires_on
+        props = self._call(lambda: client.update_secret_properties(
+            name, version, read_timeout=self._caller.timeout_for(deadline), **kwargs),
+            deadline=deadline, what=f"UPDATE secret {vault}/{name}/{version}")
+        return self._version(vault, props)
+
+    # -- keys ----------------------------------------------------------------------------
+    def get_key(self, vault: str, name: str, *, deadline: float | None = None) -> KeyVersion:
+        client = self._key_client(vault)
+        key = self._call(lambda: client.get_key(name, read_timeout=self._caller.timeout_for(deadline)),
+                         deadline=deadline, what=f"GET key {vault}/{name}")
+        p = key.properties
+        return KeyVersion(vault, p.name, p.version, bool(p.enabled), p.expires_on, p.created_on)
+
+    def rotate_key(self, vault: str, name: str, *, deadline: float | None = None) -> KeyVersion:
+        client = self._key_client(vault)
+        key = self._call(lambda: client.rotate_key(name, read_timeout=self._caller.timeout_for(deadline)),
+                         deadline=deadline, what=f"ROTATE key {vault}/{name}")
+        p = key.properties
+        return KeyVersion(vault, p.name, p.version, bool(p.enabled), p.expires_on, p.created_on)
+
+
+class StorageKeysGateway:
+    """``listKeys`` / ``regenerateKey`` on a storage account (ARM POST actions)."""
+
+    API_VERSION = "2025-06-01"
+
+    def __init__(self, credential, *, endpoint: str, ca_bundle: str | None = None, timeout: float = 10.0,
+                 caller: BudgetedCaller | None = None) -> None:
+        from azure.mgmt.resource.resources import ResourceManagementClient
+
+        kwargs: dict[str, Any] = {"retry_total": 0}
+        if ca_bundle:
+            kwargs["connection_verify"] = ca_bundle
+        self._endpoint = endpoint.rstrip("/")
+        self._client = ResourceManagementClient(credential, "00000000-0000-0000-0000-000000000000",
+                                                base_url=self._endpoint, **kwargs)
+        self._caller = caller or BudgetedCaller(timeout=timeout)
+
+    def _post(self, account_id: str, action: str, body: dict | None) -> dict[str, Redacted]:
+        from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
+        from azure.core.rest import HttpRequest
+
+        url = f"{self._endpoint}/{quote(account_id.lstrip('/'), safe='/()')}/{action}?api-version={self.API_VERSION}"
+
+        def go():
+            response = self._client.send_request(HttpRequest("POST", url, json=body))
+            if response.status_code == 404:
+                raise ResourceNotFoundError(response=response)
+            if response.status_code >= 400:
+                raise HttpResponseError(response=response)
+            return response.json()
+
+        payload = self._caller.call(go, deadline=None, what=f"POST {action} {account_id}")
+        keys = payload.get("keys") if isinstance(payload, dict) else None
+        if not isinstance(keys, list):
+            from ..errors import ArmError
+            raise ArmError(f"POST {action} {account_id}: unexpected answer shape")
+        return {str(k.get("keyName")): Redacted(str(k.get("value"))) for k in keys if isinstance(k, dict)}
+
+    def list_keys(self, account_id: str) -> dict[str, Redacted]:
+        return self._post(account_id, "listKeys", None)
+
+    def regenerate_key(self, account_id: str, key_name: str) -> dict[str, Redacted]:
+        return self._post(account_id, "regenerateKey", {"keyName": key_name})

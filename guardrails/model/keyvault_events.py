@@ -1,0 +1,161 @@
+"""Key Vault events (Key Vault system topic), after the envelope: a typed, read-only view.
+
+    Microsoft.KeyVault.SecretNearExpiry / SecretExpired / SecretNewVersionCreated
+    Microsoft.KeyVault.KeyNearExpiry / KeyExpired / KeyNewVersionCreated
+    Microsoft.KeyVault.CertificateNearExpiry / CertificateExpired / CertificateNewVersionCreated
+    Microsoft.KeyVault.VaultAccessPolicyChanged
+    Guardrails.SecretExposed     (custom topic: a scanner or responder reports a leak)
+
+Real deliveries vary: ``NBF``/``EXP`` are strings in the docs, numbers in real deliveries, or
+null; a published sample has keys and values with stray spaces (``"ObjectName "``); the subject
+is the bare object name; Key Vault events carry no caller identity. Every rejection is an
+``InvalidEvent`` with a stable reason, as for resource events.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+from guardrails.errors import InvalidEvent
+from guardrails.model.arm_id import ArmId, parse_arm_id
+from guardrails.model.events import MAX_DATA_BYTES, Envelope
+
+PREFIX = "Microsoft.KeyVault."
+SECRET_EXPOSED = "Guardrails.SecretExposed"
+KEYVAULT_EVENT_TYPES = frozenset({
+    f"{PREFIX}{kind}{what}"
+    for kind in ("Secret", "Key", "Certificate")
+    for what in ("NearExpiry", "Expired", "NewVersionCreated")
+} | {f"{PREFIX}VaultAccessPolicyChanged", SECRET_EXPOSED})
+
+# vault names: 3-24 alphanumerics and dashes, start with a letter, no consecutive dashes
+_VAULT = re.compile(r"^[A-Za-z](?!.*--)[A-Za-z0-9-]{1,22}[A-Za-z0-9]$")
+# object names: 1-127 alphanumerics and dashes
+_OBJECT = re.compile(r"^[A-Za-z0-9-]{1,127}$")
+_VERSION = re.compile(r"^[A-Za-z0-9]{1,64}$")
+_ID_URL = re.compile(r"^https://([A-Za-z0-9-]{3,24})\.vault\.(?:azure\.net|azure\.cn|usgovcloudapi\.net|microsoftazure\.de)"
+                     r"(?::443)?/(secrets|keys|certificates)/([A-Za-z0-9-]{1,127})(?:/([A-Za-z0-9]{0,64}))?/?$")
+_MAX_TEXT = 256
+
+
+@dataclass(frozen=True, repr=False)
+class KeyVaultEvent:
+    envelope: Envelope
+    event_id: str
+    event_type: str
+    vault_name: str
+    object_type: str | None          # "Secret" | "Key" | "Certificate" | None (vault events)
+    object_name: str | None
+    version: str | None
+    not_before: datetime | None
+    expires: datetime | None
+    vault_id: ArmId | None            # the vault's ARM id, from the topic/source, when given
+    exposure_source: str | None = None   # Guardrails.SecretExposed only: who reported it
+
+    @property
+    def kind(self) -> str:
+        """``NearExpiry`` / ``Expired`` / ``NewVersionCreated`` / ``VaultAccessPolicyChanged`` / ``Exposed``."""
+        if self.event_type == SECRET_EXPOSED:
+            return "Exposed"
+        tail = self.event_type[len(PREFIX):]
+        for t in ("Secret", "Key", "Certificate"):
+            if tail.startswith(t):
+                return tail[len(t):]
+        return tail
+
+    def __str__(self) -> str:
+        return (f"KeyVaultEvent({self.event_id!r}, {self.event_type!r}, vault={self.vault_name!r}, "
+                f"object={self.object_name!r}, version={self.version!r})")
+
+    __repr__ = __str__
+
+
+def _strip_keys(data: Mapping[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in data.items():
+        if isinstance(k, str):
+            out[k.strip().lower()] = v.strip() if isinstance(v, str) else v
+    return out
+
+
+def _text(d: Mapping[str, Any], key: str, *, required: bool = False) -> str | None:
+    v = d.get(key.lower())
+    if v is None or v == "":
+        if required:
+            raise InvalidEvent(f"data.{key} is missing", reason="missing_field")
+        return None
+    if not isinstance(v, str):
+        raise InvalidEvent(f"data.{key} must be a string, got {type(v).__name__}", reason="wrong_type")
+    if len(v) > _MAX_TEXT or any(ord(c) < 32 for c in v):
+        raise InvalidEvent(f"data.{key} is not a usable value", reason="invalid_value")
+    return v
+
+
+def _epoch(d: Mapping[str, Any], key: str) -> datetime | None:
+    v = d.get(key.lower())
+    if v is None or v == "":
+        return None
+    if isinstance(v, bool):
+        raise InvalidEvent(f"data.{key} must be epoch seconds", reason="wrong_type")
+    if isinstance(v, str):
+        try:
+            v = float(v)
+        except ValueError:
+            raise InvalidEvent(f"data.{key} must be epoch seconds", reason="invalid_value") from None
+    if not isinstance(v, (int, float)) or v != v or not (0 <= v < 253402300800):   # NaN, year 10000
+        raise InvalidEvent(f"data.{key} must be epoch seconds", reason="invalid_value")
+    return datetime.fromtimestamp(float(v), tz=timezone.utc)
+
+
+def parse_keyvault_event(env: Envelope) -> KeyVaultEvent:
+    if env.event_type not in KEYVAULT_EVENT_TYPES:
+        raise InvalidEvent(f"event type {env.event_type[:80]!r} is not a Key Vault event", reason="unsupported_event_type")
+    raw = env.data
+    if raw is None:
+        raise InvalidEvent("data is missing", reason="missing_data")
+    if not isinstance(raw, Mapping):
+        raise InvalidEvent(f"data must be an object, got {type(raw).__name__}", reason="wrong_type")
+    if len(repr(raw)) > MAX_DATA_BYTES:
+        raise InvalidEvent("data is too large for a Key Vault event", reason="oversized")
+    d = _strip_keys(raw)
+    vault = _text(d, "VaultName", required=True)
+    if not _VAULT.match(vault):
+        raise InvalidEvent(f"data.VaultName {vault[:40]!r} is not a vault name", reason="invalid_value")
+    vault_id = None
+    if env.source and env.source.lower().startswith("/subscriptions/"):
+        try:
+            vault_id = parse_arm_id(env.source)
+        except InvalidEvent:
+            vault_id = None
+        if vault_id is not None and (vault_id.resource_type.lower() != "microsoft.keyvault/vaults"
+                                     or (vault_id.name or "").lower() != vault.lower()):
+            vault_id = None
+    if env.event_type.endswith("VaultAccessPolicyChanged"):
+        return KeyVaultEvent(env, env.id, env.event_type, vault, None, None, None, None, None, vault_id)
+    object_type = _text(d, "ObjectType")
+    name = _text(d, "ObjectName", required=True)
+    if not _OBJECT.match(name):
+        raise InvalidEvent(f"data.ObjectName {name[:40]!r} is not a Key Vault object name", reason="invalid_value")
+    version = _text(d, "Version")
+    if version is not None and not _VERSION.match(version):
+        raise InvalidEvent("data.Version is not a Key Vault version", reason="invalid_value")
+    id_url = _text(d, "Id")
+    if id_url is not None:
+        m = _ID_URL.match(id_url)
+        if not m or m.group(1).lower() != vault.lower() or m.group(3).lower() != name.lower():
+            raise InvalidEvent("data.Id does not name the same vault and object", reason="invalid_value")
+        if version is None and m.group(4):
+            version = m.group(4)
+    tail = env.event_type[len(PREFIX):] if env.event_type.startswith(PREFIX) else "Secret"
+    expected = next(t for t in ("Secret", "Key", "Certificate") if tail.startswith(t))
+    if object_type is None:
+        object_type = expected
+    elif object_type.lower() != expected.lower():
+        raise InvalidEvent(f"data.ObjectType {object_type[:20]!r} does not match the event type", reason="invalid_value")
+    source = _text(d, "Source") if env.event_type == SECRET_EXPOSED else None
+    return KeyVaultEvent(env, env.id, env.event_type, vault, object_type.capitalize(), name, version,
+                         _epoch(d, "NBF"), _epoch(d, "EXP"), vault_id, source)

@@ -1,0 +1,248 @@
+"""The secret guardrail: Key Vault events and exposure reports on the same pipeline.
+
+    SecretNearExpiry / SecretExpired ─▶ reference in metadata? ─▶ still the current version?
+        ─▶ rotate with the reference's strategy (enforce) ─▶ new version, tagged as ours
+    Guardrails.SecretExposed (event or HTTP) ─▶ rotate at once ─▶ disable every older enabled version
+    SecretNewVersionCreated ─▶ ours? ignored : hygiene (expiry required / not too far) ─▶ set expiry
+    KeyNearExpiry / KeyExpired ─▶ key reference with rotate ─▶ Key Vault's own rotate_key
+    VaultAccessPolicyChanged ─▶ re-read the vault from ARM, evaluate the vault resource policies
+
+Secret values exist only inside ``Redacted`` between the SDK and the SDK.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+from .errors import ArmError, GuardrailsError, ResourceNotFound
+from .logs import emit
+from .model.decision import ViolationRecord, combine_verdict
+from .secrets.rotation import STRATEGIES, RotationError, expiry_for
+
+log = logging.getLogger("guardrails")
+
+
+def _vault_scope(vault: str) -> str:
+    return f"keyvault:{vault.lower()}"
+
+
+class SecretGuardrail:
+    def __init__(self, service, store, storage_keys=None) -> None:
+        self.svc = service
+        self.store = store              # adapters.keyvault.KeyVaultGateway
+        self.io = _RotationIO(store, storage_keys)
+
+    # ------------------------------------------------------------------------------------
+    def decide(self, ctx, row, ev, policies) -> None:
+        kind = ev.kind
+        if ev.object_type == "Certificate":
+            row.verdict, row.reason = "ignored", "recorded_only"
+            row.message = f"certificate event recorded ({kind}); certificates are not rotated by the guardrail"
+            return
+        if ev.object_type == "Key":
+            return self._key(ctx, row, ev, policies)
+        if kind == "NewVersionCreated":
+            return self._new_version(ctx, row, ev, policies)
+        if kind in ("NearExpiry", "Expired", "Exposed"):
+            return self._rotate(ctx, row, ev, policies, exposed=(kind == "Exposed"))
+        row.verdict, row.reason, row.message = "ignored", "event_type_not_evaluated", f"{ev.event_type} not evaluated"
+
+    def _record(self, policy, rule, before, after, outcome, message) -> ViolationRecord:
+        return ViolationRecord(policy=policy.ref, rule=rule, property="secret", before=before, after=after,
+                               outcome=outcome, message=message[:300])
+
+    def _close(self, row, records, message) -> None:
+        row.violations = records
+        row.verdict = combine_verdict([r.outcome for r in records])
+        if row.verdict != "failed" and row.reason != "circuit_open":
+            row.reason = ""
+        row.notify = row.notify or any(r.outcome == "violation" for r in records)
+        row.message = message[:2000]
+
+    # -- rotation ------------------------------------------------------------------------
+    def _rotate(self, ctx, row, ev, policies, *, exposed: bool) -> None:
+        hit = next(((p, p.secret(ev.vault_name, ev.object_name)) for p in policies
+                    if p.secret(ev.vault_name, ev.object_name)), None)
+        try:
+            current = self.store.get_secret(ev.vault_name, ev.object_name, with_value=True, deadline=ctx.deadline)
+        except ResourceNotFound:
+            row.verdict, row.reason = "ignored", "secret_not_found"
+            row.message = f"secret {ev.vault_name}/{ev.object_name} does not exist"
+            return
+        except ArmError as exc:
+            row.verdict, row.reason, row.message = "failed", exc.reason, f"read secret: {exc}"
+            return
+        before = current.describe()
+        if hit is None:
+            policy = policies[0]
+            rec = self._record(policy, "unreferenced-secret", before, None, "violation",
+                               "no secret reference in metadata: cannot rotate; owner must rotate by hand")
+            self._notify(row, ev, "unknown owner", rec)
+            return self._close(row, [rec], f"{ev.event_type}: {ev.vault_name}/{ev.object_name} has no secret reference")
+        policy, ref = hit
+        if not exposed and ev.version and ev.version != current.version:
+            row.verdict, row.reason = "compliant", ""
+            row.message = (f"version {ev.version} is no longer current ({current.version}): already rotated")
+            row.policies = [policy.ref]
+            return
+        row.policies = [policy.ref]
+        rule = "exposed-secret" if exposed else ("expired-secret" if ev.kind == "Expired" else "expiring-secret")
+        if ref.rotation.strategy == "notify-only":
+            rec = self._record(policy, rule, before, None, "violation", "notify-only: no rotation possible")
+            self._notify(row, ev, ref.owner, rec)
+            return self._close(row, [rec], f"{rule}: {ev.vault_name}/{ev.object_name} needs manual rotation")
+        if policy.mode == "audit" or getattr(ctx, "dry_run", False):
+            rec = self._record(policy, rule, before, {"strategy": ref.rotation.strategy}, "dry_run",
+                               f"audit mode: would rotate with {ref.rotation.strategy}")
+            return self._close(row, [rec], f"{rule}: would rotate")
+        if not self.svc.breakers.try_acquire(policy.id, _vault_scope(ev.vault_name),
+                                             max_actions=policy.breaker.max_actions,
+                                             window_seconds=policy.breaker.window_seconds):
+            row.reason = "circuit_open"
+            rec = self._record(policy, rule, before, None, "dry_run", "circuit open: rotation not taken until reset")
+            return self._close(row, [rec], f"{rule}: circuit open")
+        strategy = STRATEGIES[ref.rotation.strategy]
+        expires = expiry_for(ctx.now, policy.max_validity_days)
+        try:
+            rotated = strategy.rotate(ref, current, self.io, reason=rule, expires_on=expires)
+        except RotationError as exc:
+            row.reason = "rotation_failed"
+            rec = self._record(policy, rule, before, None, "failed", str(exc))
+            return self._close(row, [rec], f"{rule}: rotation failed: {exc}")
+        except GuardrailsError as exc:
+            row.reason = exc.reason
+            rec = self._record(policy, rule, before, None, "failed", f"rotation failed before any change: {exc}")
+            return self._close(row, [rec], f"{rule}: rotation failed")
+        records = [self._record(policy, rule, before, rotated.new.describe(), "remediated", rotated.detail)]
+        if exposed:
+            records.extend(self._disable_older(ctx, row, policy, ev, rotated.new.version))
+        self._close(row, records, f"{rule}: {ev.vault_name}/{ev.object_name} rotated to version "
+                                  f"{rotated.new.version} ({ref.rotation.strategy})")
+
+    def _disable_older(self, ctx, row, policy, ev, new_version: str) -> list[ViolationRecord]:
+        out = []
+        try:
+            versions = self.store.list_versions(ev.vault_name, ev.object_name, deadline=ctx.deadline)
+        except ArmError as exc:
+            row.reason = exc.reason
+            return [self._record(policy, "disable-exposed-versions", None, None, "failed",
+                                 f"new version set; listing old versions failed: {exc}")]
+        for v in versions:
+            if v.version == new_version or not v.enabled:
+                continue
+            try:
+                self.store.update_version(ev.vault_name, ev.object_name, v.version, enabled=False, deadline=ctx.deadline)
+                out.append(self._record(policy, "disable-exposed-versions", v.describe(), {"enabled": False},
+                                        "remediated", "older version disabled after exposure"))
+            except ArmError as exc:
+                row.reason = exc.reason
+                out.append(self._record(policy, "disable-exposed-versions", v.describe(), {"enabled": False},
+                                        "failed", f"could not disable: {exc}"))
+        return out
+
+    # -- new versions: ours, or hygiene --------------------------------------------------
+    def _new_version(self, ctx, row, ev, policies) -> None:
+        try:
+            version = self.store.get_secret(ev.vault_name, ev.object_name, version=ev.version, with_value=False,
+                                            deadline=ctx.deadline)
+        except ResourceNotFound:
+            row.verdict, row.reason, row.message = "ignored", "secret_not_found", "the version no longer exists"
+            return
+        except ArmError as exc:
+            row.verdict, row.reason, row.message = "failed", exc.reason, f"read secret: {exc}"
+            return
+        if version.written_by_guardrail:
+            row.verdict, row.reason, row.message = "ignored", "own_write", "version written by the guardrail itself"
+            return
+        row.policies = [p.ref for p in policies]
+        records = []
+        for p in policies:
+            limit = ctx.now + timedelta(days=p.max_validity_days) if p.max_validity_days else None
+            rule = None
+            if version.expires_on is None and p.require_expiry:
+                rule, msg = "expiry-required", "new version has no expiry date"
+            elif limit is not None and version.expires_on is not None and version.expires_on > limit + timedelta(minutes=5):
+                rule, msg = "expiry-too-far", f"expiry further out than {p.max_validity_days} days"
+            if rule is None:
+                continue
+            target = expiry_for(ctx.now, p.max_validity_days)
+            rec = self._record(p, rule, version.describe(), {"expires_on": target.isoformat()}, "violation", msg)
+            if p.mode == "audit" or getattr(ctx, "dry_run", False):
+                rec.outcome, rec.message = "dry_run", f"audit mode: would set the expiry ({msg})"
+            else:
+                try:
+                    self.store.update_version(ev.vault_name, ev.object_name, version.version, expires_on=target,
+                                              deadline=ctx.deadline)
+                    rec.outcome, rec.message = "remediated", f"{msg}: expiry set"
+                except ArmError as exc:
+                    row.reason = exc.reason
+                    rec.outcome, rec.message = "failed", f"{msg}: could not set the expiry: {exc}"
+            records.append(rec)
+            break   # one expiry write per version, from the first governing policy that demands it
+        if not records:
+            row.verdict, row.reason, row.message = "compliant", "", "new version meets the hygiene rules"
+            return
+        self._close(row, records, f"new version {version.version} of {ev.vault_name}/{ev.object_name}: "
+                                  + "; ".join(f"{r.rule} ({r.outcome})" for r in records))
+
+    # -- keys ----------------------------------------------------------------------------
+    def _key(self, ctx, row, ev, policies) -> None:
+        if ev.kind == "NewVersionCreated":
+            row.verdict, row.reason, row.message = "ignored", "event_type_not_evaluated", "new key versions are not checked"
+            return
+        hit = next(((p, p.key(ev.vault_name, ev.object_name)) for p in policies if p.key(ev.vault_name, ev.object_name)), None)
+        try:
+            current = self.store.get_key(ev.vault_name, ev.object_name, deadline=ctx.deadline)
+        except ResourceNotFound:
+            row.verdict, row.reason, row.message = "ignored", "secret_not_found", "the key does not exist"
+            return
+        except ArmError as exc:
+            row.verdict, row.reason, row.message = "failed", exc.reason, f"read key: {exc}"
+            return
+        before = {"vault": ev.vault_name, "name": ev.object_name, "version": current.version}
+        if hit is None or not hit[1].rotate:
+            policy = hit[0] if hit else policies[0]
+            rec = self._record(policy, "expiring-key", before, None, "violation",
+                               "no key reference with rotate: true; owner must rotate")
+            self._notify(row, ev, hit[1].owner if hit else "unknown owner", rec)
+            return self._close(row, [rec], f"{ev.event_type}: key {ev.vault_name}/{ev.object_name} not rotated")
+        policy, ref = hit
+        row.policies = [policy.ref]
+        if ev.version and ev.version != current.version:
+            row.verdict, row.reason, row.message = "compliant", "", f"key version {ev.version} already rotated"
+            return
+        if policy.mode == "audit" or getattr(ctx, "dry_run", False):
+            rec = self._record(policy, "expiring-key", before, None, "dry_run", "audit mode: would rotate the key")
+            return self._close(row, [rec], "would rotate the key")
+        try:
+            new = self.store.rotate_key(ev.vault_name, ev.object_name, deadline=ctx.deadline)
+        except ArmError as exc:
+            row.reason = exc.reason
+            rec = self._record(policy, "expiring-key", before, None, "failed", f"rotate_key failed: {exc}")
+            return self._close(row, [rec], "key rotation failed")
+        rec = self._record(policy, "expiring-key", before, {"version": new.version}, "remediated",
+                           "rotated with Key Vault's rotate_key")
+        self._close(row, [rec], f"key {ev.vault_name}/{ev.object_name} rotated to {new.version}")
+
+    def _notify(self, row, ev, owner, rec) -> None:
+        row.notify = True
+        emit(log, logging.WARNING, "guardrail_violation_notify", owner=owner, vault=ev.vault_name,
+             object=ev.object_name, rule=rec.rule)
+
+
+class _RotationIO:
+    """What the rotation strategies may touch, bound to the delivery's deadline by the gateway."""
+
+    def __init__(self, store, storage_keys) -> None:
+        self.store = store
+        self.storage_keys = storage_keys
+
+    def set_secret(self, vault, name, value, *, tags, expires_on, content_type):
+        return self.store.set_secret(vault, name, value, tags=tags, expires_on=expires_on, content_type=content_type)
+
+    def list_storage_keys(self, account_id):
+        return self.storage_keys.list_keys(account_id)
+
+    def regenerate_storage_key(self, account_id, key_name):
+        return self.storage_keys.regenerate_key(account_id, key_name)

@@ -1,0 +1,1 @@
+"""The secret guardrail: Key Vault events, secret references, rotation strategies."""

@@ -1,0 +1,53 @@
+"""Detect credentials pasted into metadata. Metadata holds Key Vault pointers, never values.
+
+``find_credentials(doc)`` walks every string in a policy document and returns
+``(json_path, label)`` for each that looks like a credential. The label names the kind
+(``storage account key``, ``SAS signature`` …); the value itself is never echoed.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any, Iterator
+
+_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
+    ("connection string with AccountKey", re.compile(r"AccountKey\s*=\s*[A-Za-z0-9+/=]{16,}", re.I)),
+    ("connection string with SharedAccessKey", re.compile(r"SharedAccessKey\s*=\s*[A-Za-z0-9+/=]{16,}", re.I)),
+    ("SAS signature", re.compile(r"(?:^|[?&;\s])sig=[A-Za-z0-9%+/=]{16,}", re.I)),
+    ("SharedAccessSignature", re.compile(r"SharedAccessSignature\s*[=\s]\s*\S{16,}", re.I)),
+    ("bearer token", re.compile(r"\bBearer\s+[A-Za-z0-9\-_=.~+/]{20,}", re.I)),
+    ("JSON web token", re.compile(r"\beyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}")),
+    ("private key", re.compile(r"-----BEGIN (?:[A-Z ]+ )?PRIVATE KEY-----")),
+    ("password in a connection string", re.compile(r"(?:^|;)\s*(?:Password|Pwd)\s*=\s*[^;\s]{4,}", re.I)),
+    ("GitHub token", re.compile(r"\bgh[pousr]_[A-Za-z0-9]{30,}")),
+    ("Databricks token", re.compile(r"\bdapi[0-9a-f]{32}\b")),
+    ("AWS access key", re.compile(r"\bAKIA[0-9A-Z]{16}\b")),
+)
+
+
+def classify(text: str) -> str | None:
+    """The kind of credential ``text`` looks like, or None."""
+    if len(text) < 12:
+        return None
+    for label, rx in _PATTERNS:
+        if rx.search(text):
+            return label
+    return None
+
+
+def find_credentials(doc: Any, path: str = "$") -> Iterator[tuple[str, str]]:
+    stack: list[tuple[Any, str]] = [(doc, path)]
+    while stack:
+        value, where = stack.pop()
+        if isinstance(value, str):
+            label = classify(value)
+            if label:
+                yield where, label
+        elif isinstance(value, Mapping):
+            for k, v in value.items():
+                stack.append((v, f"{where}.{k}"))
+                if isinstance(k, str) and classify(k):
+                    yield f"{where}.{k[:8]}…", "credential in a key name"
+        elif isinstance(value, (list, tuple)):
+            stack.extend((v, f"{where}[{i}]") for i, v in enumerate(value))

@@ -1,0 +1,116 @@
+"""Rotation strategies behind one small interface.
+
+    strategy.rotate(ref, current, io, reason) -> Rotated   (new version written, tagged as ours)
+
+``storage-account-key`` — the two-key pattern: regenerate the account key that is NOT live,
+store it as the new secret version, tag which key is live. Consumers keep working throughout:
+the old value stays valid until the next rotation regenerates it.
+``random`` — a new random value of the policy's length and alphabet.
+``notify-only`` — nothing can be rotated: the caller records and notifies the owner.
+"""
+
+from __future__ import annotations
+
+import secrets as _rng
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Callable, Protocol
+
+from ..errors import GuardrailsError
+from .policy import ALPHABETS, SecretReference
+from .values import LIVE_KEY_TAG, MARKER_TAG, REASON_TAG, Redacted, SecretVersion
+
+
+class RotationError(GuardrailsError):
+    reason = "rotation_failed"
+
+
+class RotationIO(Protocol):
+    def set_secret(self, vault: str, name: str, value: Redacted, *, tags: dict[str, str],
+                   expires_on: datetime | None, content_type: str | None) -> SecretVersion: ...
+
+    def list_storage_keys(self, account_id: str) -> dict[str, Redacted]: ...
+
+    def regenerate_storage_key(self, account_id: str, key_name: str) -> dict[str, Redacted]: ...
+
+
+@dataclass(frozen=True)
+class Rotated:
+    new: SecretVersion
+    detail: str           # audit-safe: what happened (never a value)
+
+
+def _tags(current: SecretVersion | None, reason: str, extra: dict[str, str] | None = None) -> dict[str, str]:
+    tags = {k: v for k, v in dict(current.tags if current else {}).items() if not k.startswith("guardrails-")}
+    tags.update({MARKER_TAG: "true", REASON_TAG: reason})
+    tags.update(extra or {})
+    return tags
+
+
+class RandomStrategy:
+    name = "random"
+
+    def __init__(self, choice: Callable[[str], str] = _rng.choice) -> None:
+        self._choice = choice
+
+    def rotate(self, ref: SecretReference, current: SecretVersion | None, io: RotationIO, *,
+               reason: str, expires_on: datetime | None) -> Rotated:
+        alphabet = ALPHABETS[ref.rotation.alphabet]
+        value = Redacted("".join(self._choice(alphabet) for _ in range(ref.rotation.length)))
+        new = io.set_secret(ref.vault, ref.name, value, tags=_tags(current, reason), expires_on=expires_on,
+                            content_type=current.content_type if current else None)
+        return Rotated(new, f"new random value ({ref.rotation.length} characters, {ref.rotation.alphabet})")
+
+
+def _account_key_of(value: str) -> str:
+    for part in value.split(";"):
+        k, _, v = part.partition("=")
+        if k.strip().lower() == "accountkey":
+            return v.strip()
+    return value.strip()
+
+
+class StorageAccountKeyStrategy:
+    name = "storage-account-key"
+
+    def rotate(self, ref: SecretReference, current: SecretVersion | None, io: RotationIO, *,
+               reason: str, expires_on: datetime | None) -> Rotated:
+        account = ref.rotation.account or ""
+        keys = io.list_storage_keys(account)
+        names = sorted(keys)
+        if len(names) < 2:
+            raise RotationError(f"storage account {account} does not expose two keys")
+        live = (current.tags or {}).get(LIVE_KEY_TAG) if current else None
+        if live not in keys and current is not None and current.value is not None:
+            held = _account_key_of(current.value.reveal())
+            live = next((n for n in names if keys[n].reveal() == held), None)
+        # regenerate the key consumers are NOT using; key2 when nothing is known
+        target = next((n for n in names if n != live), names[1]) if live else names[1]
+        fresh = io.regenerate_storage_key(account, target)[target]
+        if ref.rotation.format == "connection-string":
+            account_name = account.rstrip("/").rsplit("/", 1)[-1]
+            value = Redacted(f"DefaultEndpointsProtocol=https;AccountName={account_name};"
+                             f"AccountKey={fresh.reveal()};EndpointSuffix=core.windows.net")
+        else:
+            value = fresh
+        try:
+            new = io.set_secret(ref.vault, ref.name, value, tags=_tags(current, reason, {LIVE_KEY_TAG: target}),
+                                expires_on=expires_on, content_type=current.content_type if current else None)
+        except GuardrailsError as exc:
+            raise RotationError(
+                f"{target} of {account_name_of(account)} was regenerated but the secret was not updated "
+                f"({exc.reason}); the secret still holds {live or 'the other key'}, which stays valid: "
+                f"a retry regenerates {target} again and completes") from exc
+        return Rotated(new, f"regenerated {target} (not in use); {target} is now live, "
+                            f"{live or 'the other key'} stays valid until the next rotation")
+
+
+def account_name_of(account_id: str) -> str:
+    return account_id.rstrip("/").rsplit("/", 1)[-1]
+
+
+STRATEGIES = {"random": RandomStrategy(), "storage-account-key": StorageAccountKeyStrategy()}
+
+
+def expiry_for(now: datetime, max_validity_days: int | None, default_days: int = 90) -> datetime:
+    return now + timedelta(days=max_validity_days or default_days)

@@ -1,0 +1,73 @@
+"""Secret values and versions as the core sees them. A value is wrapped in ``Redacted`` from the
+moment it leaves the SDK until it goes back into it: ``str``/``repr``/format/JSON of it never
+show the value, so it cannot reach a log line, an audit row, an exception or an HTTP response."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Mapping
+
+MARKER_TAG = "guardrails-rotated"        # on every version the guardrail writes
+LIVE_KEY_TAG = "guardrails-live-key"     # storage-account-key: which account key the version holds
+REASON_TAG = "guardrails-reason"
+
+
+class Redacted:
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "<redacted>"
+
+    __str__ = __repr__
+
+    def __format__(self, spec: str) -> str:
+        return "<redacted>"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Redacted) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(("redacted", len(self._value)))
+
+    def __reduce__(self):  # never pickled/serialised with its value
+        raise TypeError("Redacted values are not serialisable")
+
+
+@dataclass(frozen=True)
+class SecretVersion:
+    vault: str
+    name: str
+    version: str
+    enabled: bool = True
+    expires_on: datetime | None = None
+    not_before: datetime | None = None
+    created_on: datetime | None = None
+    tags: Mapping[str, str] = field(default_factory=dict)
+    content_type: str | None = None
+    value: Redacted | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def written_by_guardrail(self) -> bool:
+        return (self.tags or {}).get(MARKER_TAG) == "true"
+
+    def describe(self) -> dict:
+        """Audit-safe description (no value)."""
+        return {"vault": self.vault, "name": self.name, "version": self.version, "enabled": self.enabled,
+                "expires_on": self.expires_on.isoformat() if self.expires_on else None}
+
+
+@dataclass(frozen=True)
+class KeyVersion:
+    vault: str
+    name: str
+    version: str
+    enabled: bool = True
+    expires_on: datetime | None = None
+    created_on: datetime | None = None
