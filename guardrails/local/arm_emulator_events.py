@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 WRITE_SUCCESS = "Microsoft.Resources.ResourceWriteSuccess"
 DELETE_SUCCESS = "Microsoft.Resources.ResourceDeleteSuccess"
+ACTION_SUCCESS = "Microsoft.Resources.ResourceActionSuccess"
 CONTRIBUTOR_ROLE_DEFINITION = "b24988ac61804f2093f6b1d1d24d9bc6"
 OWNER_ROLE_DEFINITION = "8e3af657a8ff443ca75c2fe8c4bcb635"
 _UPN_CLAIM = "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/upn"
@@ -26,7 +27,7 @@ def event_time(now: datetime | None = None) -> str:
 
 
 def resource_event(
-    kind: Literal["write", "delete"],
+    kind: Literal["write", "delete", "action"],
     *,
     resource_id: str,
     type_name: str,
@@ -35,13 +36,17 @@ def resource_event(
     correlation_id: str | None,
     tenant_id: str,
     evidence_role: tuple[str, str] = ("Contributor", CONTRIBUTOR_ROLE_DEFINITION),
+    action: str | None = None,
 ) -> dict[str, Any]:
     """``evidence_role`` = (name, dashless GUID) of the caller's (fictional) role that allowed the
-    write: Contributor for resources, Owner for ``Microsoft.Authorization`` writes."""
+    write: Contributor for resources, Owner for ``Microsoft.Authorization`` writes. ``kind="action"``
+    (a POST action such as ``regenerateKey``) needs ``action``: operation ``{type}/{action}/action``."""
     claims = claims or {}
     role_name, role_def = evidence_role
     namespace = type_name.split("/", 1)[0]
-    operation = f"{type_name}/{kind}"
+    if kind == "action" and not action:
+        raise ValueError("an action event needs the action name")
+    operation = f"{type_name}/{action}/action" if kind == "action" else f"{type_name}/{kind}"
     oid = claims.get("oid") or ""
     tid = claims.get("tid") or tenant_id
     sub_scope = f"/subscriptions/{subscription_id}"
@@ -64,7 +69,7 @@ def resource_event(
         "id": str(uuid.uuid4()),
         "topic": sub_scope,
         "subject": resource_id,
-        "eventType": WRITE_SUCCESS if kind == "write" else DELETE_SUCCESS,
+        "eventType": {"write": WRITE_SUCCESS, "delete": DELETE_SUCCESS, "action": ACTION_SUCCESS}[kind],
         "eventTime": event_time(),
         "dataVersion": "2",
         "metadataVersion": "1",

@@ -145,6 +145,14 @@ class ArmStore:
         with self.lock:
             self._resources[res["id"].lower()] = res
 
+    def find_by_type_and_name(self, type_name: str, name: str) -> dict | None:
+        """The first stored resource (in id order) of that type and name, both case-insensitive."""
+        t, n = type_name.lower(), name.lower()
+        with self.lock:
+            hits = [(rid, r) for rid, r in self._resources.items()
+                    if str(r.get("type", "")).lower() == t and str(r.get("name", "")).lower() == n]
+        return min(hits, key=lambda h: h[0])[1] if hits else None
+
     def snapshot(self) -> list[dict]:
         with self.lock:
             return [copy.deepcopy(r) for _, r in sorted(self._resources.items())]

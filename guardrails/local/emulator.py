@@ -9,8 +9,20 @@ Pieces: ``arm_emulator_http`` (TLS server, request/response, ARM error shape),
 ``arm_emulator_routes`` (route families), ``arm_emulator_state`` (resources, LROs, events),
 ``arm_emulator_events`` (Event Grid payloads), ``arm_emulator_authz`` + ``arm_emulator_authz_routes``
 (role assignments and definitions, api-version 2022-04-01), ``graph_emulator`` (Microsoft Graph
-``/v1.0`` group membership, host ``graph`` in the request log). This module wires them together
-and owns the request log and fault injection.
+``/v1.0`` group membership, host ``graph`` in the request log), ``keyvault_emulator`` +
+``keyvault_routes`` + ``keyvault_events`` (Key Vault data plane: secrets, keys, the bearer challenge,
+served per vault at ``emu.vault_url(vault)``, host = the vault name in the request log),
+``storage_keys_emulator`` (storage account ``listKeys`` / ``regenerateKey``). This module wires
+them together and owns the request log and fault injection.
+
+Key Vault clients of the emulator::
+
+    SecretClient(vault_url=emu.vault_url("kv1"), credential=LocalTokenCredential(object_id=...),
+                 connection_verify=emu.ca_path, verify_challenge_resource=False, retry_total=0)
+
+``verify_challenge_resource=False`` is needed because ``127.0.0.1`` is not under ``vault.azure.net``
+(a product setting, True in production). Ids in bundles and events keep the real vault form
+``https://<vault>.vault.azure.net/...``; ``emu.vault_url_template`` (``.../vaults/{vault}``) maps them here.
 """
 
 from __future__ import annotations
@@ -37,8 +49,14 @@ from guardrails.local.arm_emulator_routes import ArmOperationRoute, ArmResourceR
 from guardrails.local.arm_emulator_state import ArmStore
 from guardrails.local.credential import DEFAULT_TENANT_ID
 from guardrails.local.graph_emulator import Directory, GraphRoute
+from guardrails.local.keyvault_emulator import VaultStore
+from guardrails.local.keyvault_routes import KeyVaultRoute
+from guardrails.local.storage_keys_emulator import StorageKeys, StorageKeysRoute
 
-__all__ = ["AzureEmulator"]
+__all__ = ["AzureEmulator", "DEFAULT_KEYVAULT_SCOPE"]
+
+# where a vault not found among the ARM resources lives (the topic of its events)
+DEFAULT_KEYVAULT_SCOPE = "/subscriptions/00000000-0000-0000-0000-000000000001/resourceGroups/rg-keyvault"
 
 
 @dataclass
@@ -80,6 +98,10 @@ class AzureEmulator:
         role_definitions: Iterable[dict] = (),
         directory: dict | None = None,
         page_size: int = 100,
+        secrets: Iterable[dict] = (),
+        keys: Iterable[dict] = (),
+        storage_keys: dict[str, list[dict]] | None = None,
+        keyvault_scope: str = DEFAULT_KEYVAULT_SCOPE,
     ) -> None:
         self.tenant_id = tenant_id
         self.lro_seconds = float(lro_seconds)
@@ -88,17 +110,21 @@ class AzureEmulator:
         self._lock = self.store.lock  # one lock around all state
         self.directory = Directory(directory)
         self.authz = AuthzStore(self.store, self.directory)
+        self.vaults = VaultStore(self.store, keyvault_scope)
+        self.storage = StorageKeys(self.store, storage_keys)
         self._faults: list[_Fault] = []
         self._log: list[dict] = []
         # tried in order; the first that claims a request handles it
-        self.routes: list[Any] = [GraphRoute(), ArmOperationRoute(), RoleAssignmentRoute(), RoleDefinitionRoute(),
-                                  ArmResourceRoute()]
+        self.routes: list[Any] = [GraphRoute(), KeyVaultRoute(), ArmOperationRoute(), StorageKeysRoute(),
+                                  RoleAssignmentRoute(), RoleDefinitionRoute(), ArmResourceRoute()]
         for resource in resources:
             self.put(resource)
         for definition in role_definitions:
             self.authz.seed_definition(definition)
         for assignment in role_assignments:
             self.put_role_assignment(assignment)
+        self.vaults.seed("secrets", secrets)
+        self.vaults.seed("keys", keys)
         for fault in faults:
             self.add_fault(**{k: fault[k] for k in
                               ("method", "path_regex", "status", "retry_after", "times", "delay_ms") if k in fault})
@@ -110,14 +136,21 @@ class AzureEmulator:
     @classmethod
     def from_world(cls, world: dict) -> "AzureEmulator":
         """``{"resources": [...], "roleAssignments": [...], "roleDefinitions": [...], "directory": {...},
+        "secrets": [...], "keys": [...], "storageKeys": {...}, "keyVaultScope": "/subscriptions/<s>/resourceGroups/<rg>",
         "faults": [...], "lro_seconds": N}``; unknown keys are ignored. Role assignments and custom role
         definitions are objects exactly as ARM GET returns them; ``directory`` is
-        ``{"groups": {"<group id>": ["<member id>", ...]}}`` (see ``graph_emulator``)."""
+        ``{"groups": {"<group id>": ["<member id>", ...]}}`` (see ``graph_emulator``). ``secrets`` /
+        ``keys`` are bundles exactly as Key Vault GET returns them, one per version, the vault taken
+        from the id URL (key bundles may omit key material: generated when first read);
+        ``storageKeys`` is ``{"<storage account id>": [{"keyName", "value", "creationTime"}]}``."""
         return cls(world.get("resources") or (), faults=world.get("faults") or (),
                    lro_seconds=world.get("lro_seconds") or 0.0,
                    role_assignments=world.get("roleAssignments") or (),
                    role_definitions=world.get("roleDefinitions") or (),
-                   directory=world.get("directory"))
+                   directory=world.get("directory"),
+                   secrets=world.get("secrets") or (), keys=world.get("keys") or (),
+                   storage_keys=world.get("storageKeys") or None,
+                   keyvault_scope=world.get("keyVaultScope") or DEFAULT_KEYVAULT_SCOPE)
 
     # ---- lifecycle -------------------------------------------------------------------
     def start(self) -> "AzureEmulator":
@@ -165,6 +198,15 @@ class AzureEmulator:
     def base_url(self) -> str:
         return f"https://127.0.0.1:{self.port}"
 
+    def vault_url(self, vault: str) -> str:
+        """Where the emulator serves ``https://<vault>.vault.azure.net``: ``{base_url}/vaults/<vault>``."""
+        return f"{self.base_url}/vaults/{vault.lower()}"
+
+    @property
+    def vault_url_template(self) -> str:
+        """``https://127.0.0.1:PORT/vaults/{vault}``: the product's vault-URL mapping setting."""
+        return f"{self.base_url}/vaults/{{vault}}"
+
     @property
     def ca_path(self) -> str:
         if self._ca_path is None or self._server is None:
@@ -172,11 +214,16 @@ class AzureEmulator:
         return self._ca_path
 
     # ---- state -----------------------------------------------------------------------
-    def world(self) -> dict:
+    def world(self, include_values: bool = False) -> dict:
+        """The state as a world file. Secret and storage key values are ``"<redacted>"`` and key
+        material is dropped unless ``include_values``."""
         with self._lock:
             self.store.complete_due()
+            vaults = self.vaults.to_world(include_values)
             return {"resources": self.store.snapshot(), "roleAssignments": self.authz.assignments(),
-                    "roleDefinitions": self.authz.definitions(), "directory": self.directory.to_world()}
+                    "roleDefinitions": self.authz.definitions(), "directory": self.directory.to_world(),
+                    "secrets": vaults["secrets"], "keys": vaults["keys"],
+                    "storageKeys": self.storage.to_world(include_values)}
 
     def get(self, resource_id: str) -> dict | None:
         with self._lock:
@@ -205,7 +252,67 @@ class AzureEmulator:
         """Seed or replace a custom role definition as-is (the ARM GET shape). No event, no log."""
         self.authz.seed_definition(definition)
 
+    # ---- Key Vault and storage keys --------------------------------------------------
+    def put_secret(self, bundle: dict) -> None:
+        """Seed one secret version (a Key Vault GET bundle; the newest ``created`` is current). No event."""
+        self.vaults.seed("secrets", [bundle])
+
+    def put_key(self, bundle: dict) -> None:
+        """Seed one key version (a Key Vault GET key bundle, material optional). No event."""
+        self.vaults.seed("keys", [bundle])
+
+    def secret_versions(self, vault: str, name: str) -> list[dict]:
+        """Every version's bundle, values included, newest (current) last; [] if unknown."""
+        with self._lock:
+            obj = self.vaults.find("secrets", vault, name)
+            return copy.deepcopy(obj.versions) if obj else []
+
+    def get_secret(self, vault: str, name: str, version: str | None = None) -> dict | None:
+        """One version's bundle (the current one by default), value included; None if unknown."""
+        with self._lock:
+            obj = self.vaults.find("secrets", vault, name)
+            found = obj.find(version) if obj else None
+            return copy.deepcopy(found) if found is not None else None
+
+    def key_versions(self, vault: str, name: str) -> list[dict]:
+        with self._lock:
+            obj = self.vaults.find("keys", vault, name)
+            for bundle in obj.versions if obj else []:
+                self.vaults.ensure_material(bundle)
+            return copy.deepcopy(obj.versions) if obj else []
+
+    def get_key(self, vault: str, name: str, version: str | None = None) -> dict | None:
+        with self._lock:
+            obj = self.vaults.find("keys", vault, name)
+            found = obj.find(version) if obj else None
+            if found is not None:
+                self.vaults.ensure_material(found)
+            return copy.deepcopy(found) if found is not None else None
+
+    def storage_keys(self, account_id: str) -> list[dict]:
+        """The account's keys as listKeys answers them (generated at first use, like listKeys, when the
+        account exists); [] for an account with neither keys nor a resource."""
+        with self._lock:
+            return self.storage.keys(account_id, create=self.store.find(account_id) is not None)
+
+    def keyvault_event(self, event_type: str, vault: str, name: str | None = None, version: str | None = None,
+                       *, schema: str = "eventgrid") -> dict:
+        """A Key Vault event as the vault's system topic delivers it (``SecretNearExpiry``, ``SecretExpired``,
+        ``KeyNearExpiry``, ``KeyExpired``, ``VaultAccessPolicyChanged``, ``*NewVersionCreated``,
+        ``Certificate*``), for world files and tests; NOT queued. The object's current version unless
+        ``version``; ``NBF``/``EXP`` from its attributes. ``schema="cloudevents"`` for the CloudEvents form."""
+        from guardrails.local.keyvault_events import to_cloud_event
+
+        with self._lock:
+            event = self.vaults.event(event_type, vault, name, version)
+        if schema == "cloudevents":
+            return to_cloud_event(event)
+        if schema != "eventgrid":
+            raise ValueError("schema is 'eventgrid' or 'cloudevents'")
+        return event
+
     def drain_events(self) -> list[dict]:
+        """Every queued event (ARM, role assignment and Key Vault events, in emission order)."""
         return self.store.drain_events()
 
     @property
@@ -221,7 +328,8 @@ class AzureEmulator:
                   retry_after: int | None = None, times: int | None = None, delay_ms: int = 0) -> None:
         """The first matching fault with times left fires: sleep ``delay_ms``, then answer ``status``
         (ARM error shape, ``Retry-After`` if given) or, with no status, carry on. ``path_regex`` is
-        searched (case-insensitive) in the decoded path."""
+        searched (case-insensitive) in the decoded path as logged (Key Vault: ``/vaults/<vault>/secrets/...``).
+        Key Vault's unauthenticated challenge requests are never faulted, so ``times`` counts real calls."""
         with self._lock:
             self._faults.append(_Fault(method, path_regex, status, retry_after, times, int(delay_ms or 0)))
 
@@ -229,13 +337,14 @@ class AzureEmulator:
     def _dispatch(self, req: EmuRequest) -> EmuResponse:
         route = next((r for r in self.routes if r.claims(req)), None)
         if route is not None:
-            req.host = route.host
+            req.host = route.host_for(req) if hasattr(route, "host_for") else route.host
+        faultable = route is None or not hasattr(route, "faultable") or route.faultable(req)
         entry = {"method": req.method, "host": req.host, "path": req.path, "query": dict(req.query),
                  "status": None, "caller": req.caller,
                  "body": copy.deepcopy(req.body) if req.body_is_json else None}
         with self._lock:
             self._log.append(entry)
-            fault = next((f for f in self._faults if f.matches(req)), None)
+            fault = next((f for f in self._faults if f.matches(req)), None) if faultable else None
             if fault is not None and fault.times is not None:
                 fault.times -= 1
         try:
