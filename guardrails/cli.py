@@ -4,6 +4,7 @@
     metadata sync [--metadata DIR ...]         validate, then make the policy table hold exactly them
     simulate --world W --events E [--metadata DIR] --out R
     breaker reset|status POLICY SUBSCRIPTION   close (or show) a policy's circuit breaker
+    check job|resource|model-promotion ...     pre-flight checks (exit 0 allowed, 1 denied, 2 error)
     demo                                       the main job on an embedded default, printed
 
 Exit codes: 0 ok, 1 a delivery failed (simulate) / invalid metadata, 2 usage or input error.
@@ -34,12 +35,16 @@ def _parser() -> argparse.ArgumentParser:
     sim.add_argument("--events", required=True)
     sim.add_argument("--metadata", action="append", default=[], metavar="DIR")
     sim.add_argument("--out", required=True)
+    sim.add_argument("--include-secret-values", action="store_true",
+                     help="dump secret and storage-key values in the result's world (redacted by default)")
     br = sub.add_parser("breaker", help="circuit breaker of a policy in a subscription")
     brsub = br.add_subparsers(dest="action", required=True)
     for name in ("reset", "status"):
         a = brsub.add_parser(name)
         a.add_argument("policy")
         a.add_argument("subscription")
+    from .checks.cli import add_parser as add_check_parser
+    add_check_parser(sub)
     demo = sub.add_parser("demo", help="the product's main job on the embedded sample world")
     demo.add_argument("--out", default="out/demo-result.json")
     return p
@@ -62,6 +67,9 @@ def main(argv: list[str] | None = None) -> int:
             return simulate_main(args)
         if args.command == "breaker":
             return _breaker(args)
+        if args.command == "check":
+            from .checks.cli import main as check_main
+            return check_main(args)
         if args.command == "demo":
             from .demo import main as demo_main
             return demo_main(args)

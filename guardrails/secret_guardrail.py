@@ -31,7 +31,7 @@ class SecretGuardrail:
     def __init__(self, service, store, storage_keys=None) -> None:
         self.svc = service
         self.store = store              # adapters.keyvault.KeyVaultGateway
-        self.io = _RotationIO(store, storage_keys)
+        self.storage_keys = storage_keys
 
     # ------------------------------------------------------------------------------------
     def decide(self, ctx, row, ev, policies) -> None:
@@ -105,7 +105,8 @@ class SecretGuardrail:
         strategy = STRATEGIES[ref.rotation.strategy]
         expires = expiry_for(ctx.now, policy.max_validity_days)
         try:
-            rotated = strategy.rotate(ref, current, self.io, reason=rule, expires_on=expires)
+            io = _RotationIO(self.store, self.storage_keys, ctx.deadline)
+            rotated = strategy.rotate(ref, current, io, reason=rule, expires_on=expires)
         except RotationError as exc:
             row.reason = "rotation_failed"
             rec = self._record(policy, rule, before, None, "failed", str(exc))
@@ -234,15 +235,17 @@ class SecretGuardrail:
 class _RotationIO:
     """What the rotation strategies may touch, bound to the delivery's deadline by the gateway."""
 
-    def __init__(self, store, storage_keys) -> None:
+    def __init__(self, store, storage_keys, deadline: float) -> None:
         self.store = store
         self.storage_keys = storage_keys
+        self.deadline = deadline
 
     def set_secret(self, vault, name, value, *, tags, expires_on, content_type):
-        return self.store.set_secret(vault, name, value, tags=tags, expires_on=expires_on, content_type=content_type)
+        return self.store.set_secret(vault, name, value, tags=tags, expires_on=expires_on, content_type=content_type,
+                                     deadline=self.deadline)
 
     def list_storage_keys(self, account_id):
-        return self.storage_keys.list_keys(account_id)
+        return self.storage_keys.list_keys(account_id, deadline=self.deadline)
 
     def regenerate_storage_key(self, account_id, key_name):
-        return self.storage_keys.regenerate_key(account_id, key_name)
+        return self.storage_keys.regenerate_key(account_id, key_name, deadline=self.deadline)

@@ -101,7 +101,8 @@ def to_function_event(raw: Any):
 
 
 def run_simulation(world: dict, events: list, *, extra_metadata: Sequence[Path] = (),
-                   env: dict[str, str] | None = None, emulator=None, read_back_audit: bool = False) -> SimulationResult:
+                   env: dict[str, str] | None = None, emulator=None, read_back_audit: bool = False,
+                   include_secret_values: bool = False) -> SimulationResult:
     from .bootstrap import build_service, reset_service
     from . import bootstrap
     from .adapters.tables import Tables, TablePolicyRepository
@@ -121,7 +122,8 @@ def run_simulation(world: dict, events: list, *, extra_metadata: Sequence[Path] 
         local_id = base_env.get(S.LOCAL_OBJECT_ID) or S.DEFAULT_LOCAL_OBJECT_ID
         overrides.update({
             S.ARM_ENDPOINT: emu.base_url, S.GRAPH_ENDPOINT: emu.base_url, S.CA_BUNDLE: emu.ca_path,
-            S.CREDENTIAL: "local",
+            S.CREDENTIAL: "local", S.KEYVAULT_URL_TEMPLATE: emu.vault_url_template,
+            S.KEYVAULT_VERIFY_CHALLENGE: "false",
             S.LOCAL_OBJECT_ID: local_id,
             S.OWN_PRINCIPAL_IDS: base_env.get(S.OWN_PRINCIPAL_IDS) or local_id,
         })
@@ -160,7 +162,8 @@ def run_simulation(world: dict, events: list, *, extra_metadata: Sequence[Path] 
             for raw in emitted:
                 deliver(raw)
         result = SimulationResult(
-            decisions=[r.to_dict() for r in recorder.rows], world=emu.world(), requests=emu.requests,
+            decisions=[r.to_dict() for r in recorder.rows], world=emu.world(include_values=include_secret_values),
+            requests=emu.requests,
             failed_deliveries=failed, errors=errors)
         if read_back_audit:
             from datetime import datetime, timezone
@@ -176,7 +179,8 @@ def run_simulation(world: dict, events: list, *, extra_metadata: Sequence[Path] 
 def main(args) -> int:
     world, events = load_inputs(Path(args.world), Path(args.events))
     try:
-        result = run_simulation(world, events, extra_metadata=[Path(p) for p in (args.metadata or [])])
+        result = run_simulation(world, events, extra_metadata=[Path(p) for p in (args.metadata or [])],
+                                include_secret_values=bool(getattr(args, "include_secret_values", False)))
     except GuardrailsError as exc:
         # invalid metadata or a missing emulator: a usage/input problem, one line
         raise UsageError(str(exc).replace("\n", " | ")) from None

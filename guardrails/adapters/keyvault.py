@@ -140,7 +140,7 @@ class StorageKeysGateway:
                                                 base_url=self._endpoint, **kwargs)
         self._caller = caller or BudgetedCaller(timeout=timeout)
 
-    def _post(self, account_id: str, action: str, body: dict | None) -> dict[str, Redacted]:
+    def _post(self, account_id: str, action: str, body: dict | None, deadline: float | None) -> dict[str, Redacted]:
         from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
         from azure.core.rest import HttpRequest
 
@@ -154,15 +154,15 @@ class StorageKeysGateway:
                 raise HttpResponseError(response=response)
             return response.json()
 
-        payload = self._caller.call(go, deadline=None, what=f"POST {action} {account_id}")
+        payload = self._caller.call(go, deadline=deadline, what=f"POST {action} {account_id}")
         keys = payload.get("keys") if isinstance(payload, dict) else None
         if not isinstance(keys, list):
             from ..errors import ArmError
             raise ArmError(f"POST {action} {account_id}: unexpected answer shape")
         return {str(k.get("keyName")): Redacted(str(k.get("value"))) for k in keys if isinstance(k, dict)}
 
-    def list_keys(self, account_id: str) -> dict[str, Redacted]:
-        return self._post(account_id, "listKeys", None)
+    def list_keys(self, account_id: str, *, deadline: float | None = None) -> dict[str, Redacted]:
+        return self._post(account_id, "listKeys", None, deadline)
 
-    def regenerate_key(self, account_id: str, key_name: str) -> dict[str, Redacted]:
-        return self._post(account_id, "regenerateKey", {"keyName": key_name})
+    def regenerate_key(self, account_id: str, key_name: str, *, deadline: float | None = None) -> dict[str, Redacted]:
+        return self._post(account_id, "regenerateKey", {"keyName": key_name}, deadline)

@@ -167,13 +167,18 @@ class SecretPolicy:
         doc["hygiene"] = hyg
         doc["secrets"] = [{"vault": s.vault, "name": s.name, "owner": s.owner,
                            **({"description": s.description} if s.description else {}),
-                           "rotation": {k: v for k, v in (("strategy", s.rotation.strategy), ("account", s.rotation.account),
-                                                          ("format", s.rotation.format), ("length", s.rotation.length),
-                                                          ("alphabet", s.rotation.alphabet)) if v is not None}}
-                          for s in self.secrets]
+                           "rotation": _rotation_doc(s.rotation)} for s in self.secrets]
         doc["keys"] = [{"vault": k.vault, "name": k.name, "owner": k.owner, "rotate": k.rotate} for k in self.keys]
         doc["breaker"] = {"max_actions": self.breaker.max_actions, "window_seconds": self.breaker.window_seconds}
         return doc
+
+
+def _rotation_doc(r: Rotation) -> dict[str, Any]:
+    if r.strategy == "storage-account-key":
+        return {"strategy": r.strategy, "account": r.account, "format": r.format}
+    if r.strategy == "random":
+        return {"strategy": r.strategy, "length": r.length, "alphabet": r.alphabet}
+    return {"strategy": r.strategy}
 
 
 def semantics(doc: Mapping[str, Any]) -> tuple[SecretPolicy | None, list[tuple[str, str]]]:

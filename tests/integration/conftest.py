@@ -50,6 +50,7 @@ class Harness:
             S.TABLE_PREFIX: "T" + uuid.uuid4().hex[:12],
             S.ARM_ENDPOINT: self.emu.base_url, S.GRAPH_ENDPOINT: self.emu.base_url,
             S.CA_BUNDLE: self.emu.ca_path, S.CREDENTIAL: "local",
+            S.KEYVAULT_URL_TEMPLATE: self.emu.vault_url_template, S.KEYVAULT_VERIFY_CHALLENGE: "false",
             S.LOCAL_OBJECT_ID: GUARDRAIL_OID, S.OWN_PRINCIPAL_IDS: GUARDRAIL_OID,
             S.ARM_TIMEOUT_SECONDS: "5", S.TIME_BUDGET_SECONDS: "10",
             **(env or {}),

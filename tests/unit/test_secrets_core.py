@@ -218,3 +218,30 @@ def test_random_strategy_uses_the_policy_length_and_alphabet():
 def test_redacted_never_shows_its_value():
     r = Redacted("hunter2-very-secret")
     assert "hunter2" not in f"{r} {r!r} {r:>30} {[r]} {json.dumps(str(r))}"
+
+
+def test_metadata_sync_refuses_an_inline_credential_naming_file_and_field(tmp_path):
+    from guardrails.errors import MetadataValidationError
+    from guardrails.policy.loader import load_directory
+    leaked = "DefaultEndpointsProtocol=https;AccountName=st;" + _fake("AccountKey=", 60) + "==;"
+    (tmp_path / "ml-secrets.yaml").write_text(
+        "id: ml-secrets\nversion: 1\nkind: secrets\ndescription: d\nmode: enforce\nsecrets:\n"
+        "  - vault: kv-ml-prod\n    name: storage-connection\n    owner: o\n"
+        f"    description: '{leaked}'\n    rotation: {{strategy: notify-only}}\n")
+    with pytest.raises(MetadataValidationError) as err:
+        load_directory(tmp_path)
+    text = str(err.value)
+    assert "ml-secrets.yaml" in text and "$.secrets[0].description" in text and "credential" in text
+    assert leaked not in text and leaked[50:70] not in text
+
+
+def test_a_resource_policy_with_a_token_in_its_description_is_refused_too(tmp_path):
+    from guardrails.errors import MetadataValidationError
+    from guardrails.policy.loader import load_documents
+    doc = {"id": "x-policy", "version": 1, "description": "call with " + _fake("Bearer ", 50), "mode": "enforce",
+           "selector": {"resource_types": ["Microsoft.Storage/storageAccounts"]},
+           "rules": [{"id": "r", "property": "properties.publicNetworkAccess", "expect": {"equals": "Disabled"},
+                      "action": {"type": "set-property", "value": "Disabled"}}]}
+    with pytest.raises(MetadataValidationError) as err:
+        load_documents([("table", doc)])
+    assert "$.description" in str(err.value) and "bearer" in str(err.value)

@@ -1,0 +1,245 @@
+"""Secret guardrail end to end: Key Vault events and exposure reports through the real
+azure-keyvault-secrets/-keys clients against the emulator's vault, storage keys over ARM,
+decisions in the audit table. Credential-shaped values are generated at run time."""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets as rng
+import textwrap
+import time
+from datetime import datetime, timedelta, timezone
+
+import azure.functions as func
+import pytest
+
+from guardrails.secrets.values import LIVE_KEY_TAG, MARKER_TAG
+from tests import builders as b
+
+pytestmark = pytest.mark.integration
+
+VAULT = "kv-ml-prod"
+ACCOUNT = b.storage(pna="Disabled", blob=False)["id"]
+POLICY = f"""
+id: ml-secrets
+version: 1
+kind: secrets
+description: ML platform secrets and how each is rotated
+mode: {{mode}}
+selector: {{{{vaults: [{VAULT}]}}}}
+hygiene: {{{{require_expiry: true, max_validity_days: 90}}}}
+secrets:
+  - vault: {VAULT}
+    name: storage-connection
+    owner: ml-platform@contoso.com
+    rotation: {{{{strategy: storage-account-key, account: {ACCOUNT}, format: connection-string}}}}
+  - vault: {VAULT}
+    name: api-token
+    owner: ml-platform@contoso.com
+    rotation: {{{{strategy: random, length: 48, alphabet: urlsafe}}}}
+  - vault: {VAULT}
+    name: databricks-token
+    owner: data-eng@contoso.com
+    rotation: {{{{strategy: notify-only}}}}
+keys:
+  - {{{{vault: {VAULT}, name: cmk-storage, owner: secops@contoso.com, rotate: true}}}}
+"""
+
+
+def _val(n=40) -> str:
+    return "".join(rng.choice("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789") for _ in range(n))
+
+
+def _bundle(name: str, value: str, *, version: str | None = None, exp_days: float | None = 20, tags=None) -> dict:
+    version = version or rng.token_hex(16)
+    now = int(time.time())
+    attrs = {"enabled": True, "created": now - 86400, "updated": now - 86400, "recoveryLevel": "Recoverable+Purgeable"}
+    if exp_days is not None:
+        attrs["exp"] = now + int(exp_days * 86400)
+    return {"value": value, "id": f"https://{VAULT}.vault.azure.net/secrets/{name}/{version}", "attributes": attrs,
+            "tags": tags or {}}
+
+
+@pytest.fixture
+def planted():
+    """Known secret values: every test scans logs and audit rows for them."""
+    key1, key2 = _val(86) + "==", _val(86) + "=="
+    return {"key1": key1, "key2": key2, "api": _val(), "dbx": "dapi" + rng.token_hex(16),
+            "conn": f"DefaultEndpointsProtocol=https;AccountName=stmlprod;AccountKey={key1};EndpointSuffix=core.windows.net"}
+
+
+def _harness(harness, tmp_path, planted, *, mode="enforce", extra_secrets=()):
+    d = tmp_path / "secrets"
+    d.mkdir(exist_ok=True)
+    (d / "ml-secrets.yaml").write_text(textwrap.dedent(POLICY.format(mode=mode)))
+    world = {
+        "secrets": [_bundle("storage-connection", planted["conn"]), _bundle("api-token", planted["api"]),
+                    _bundle("databricks-token", planted["dbx"]), *extra_secrets],
+        "keys": [{"key": {"kid": f"https://{VAULT}.vault.azure.net/keys/cmk-storage/{'a' * 32}", "kty": "RSA",
+                          "key_ops": ["wrapKey", "unwrapKey"]},
+                  "attributes": {"enabled": True, "exp": int(time.time()) + 10 * 86400}}],
+        "storageKeys": {ACCOUNT: [{"keyName": "key1", "value": planted["key1"], "creationTime": "2026-01-01T00:00:00Z"},
+                                  {"keyName": "key2", "value": planted["key2"], "creationTime": "2026-01-01T00:00:00Z"}]},
+    }
+    resources = [b.storage(pna="Disabled", blob=False), b.key_vault(pna="Disabled", rbac=True)]
+    return harness(resources, world=world, extra_metadata=[d])
+
+
+def _event(h, event_type, name, version=None):
+    return h.emu.keyvault_event(f"Microsoft.KeyVault.{event_type}", VAULT, name, version)
+
+
+def _no_leak(h, planted, caplog, *extra_texts):
+    texts = [r.getMessage() for r in caplog.records] + [json.dumps(r.to_dict(), default=str) for r in h.recorder.rows]
+    texts += [json.dumps(r.to_dict(), default=str) for r in h.stored_rows()]
+    texts += list(extra_texts)
+    for name, value in planted.items():
+        assert all(value not in t for t in texts), f"{name} leaked"
+    for v in h.emu.secret_versions(VAULT, "storage-connection") + h.emu.secret_versions(VAULT, "api-token"):
+        assert all(v["value"] not in t for t in texts), "a rotated value leaked"
+
+
+def test_near_expiry_rotates_with_the_two_key_pattern(harness, tmp_path, planted, caplog):
+    caplog.set_level(logging.DEBUG)
+    h = _harness(harness, tmp_path, planted)
+    current = h.emu.secret_versions(VAULT, "storage-connection")[-1]
+    row = h.deliver(_event(h, "SecretNearExpiry", "storage-connection", current["id"].rsplit("/", 1)[-1]))
+    assert row.verdict == "remediated"
+    versions = h.emu.secret_versions(VAULT, "storage-connection")
+    assert len(versions) == 2
+    new = versions[-1]
+    keys = {k["keyName"]: k["value"] for k in h.emu.storage_keys(ACCOUNT)}
+    assert keys["key1"] == planted["key1"]                     # the live key was not touched
+    assert keys["key2"] != planted["key2"]                     # the other one was regenerated …
+    assert f"AccountKey={keys['key2']};" in new["value"]       # … and stored as the new version
+    assert new["tags"][LIVE_KEY_TAG] == "key2" and new["tags"][MARKER_TAG] == "true"
+    assert new["attributes"].get("exp")                        # the new version expires per policy
+    assert versions[0]["attributes"]["enabled"] is True        # plain expiry: the old one keeps working
+    _no_leak(h, planted, caplog)
+
+
+def test_near_expiry_rotates_a_random_secret_and_notify_only_is_reported(harness, tmp_path, planted, caplog):
+    caplog.set_level(logging.DEBUG)
+    h = _harness(harness, tmp_path, planted)
+    row = h.deliver(_event(h, "SecretNearExpiry", "api-token"))
+    assert row.verdict == "remediated"
+    new = h.emu.secret_versions(VAULT, "api-token")[-1]["value"]
+    assert new != planted["api"] and len(new) == 48
+    row = h.deliver(_event(h, "SecretExpired", "databricks-token"))
+    assert row.verdict == "violation" and row.notify
+    assert len(h.emu.secret_versions(VAULT, "databricks-token")) == 1
+    _no_leak(h, planted, caplog)
+
+
+def test_duplicate_near_expiry_makes_one_version(harness, tmp_path, planted):
+    h = _harness(harness, tmp_path, planted)
+    ev = _event(h, "SecretNearExpiry", "api-token")
+    assert [h.deliver(ev).verdict, h.deliver(ev).verdict] == ["remediated", "duplicate"]
+    assert len(h.emu.secret_versions(VAULT, "api-token")) == 2
+
+
+def test_near_expiry_of_a_version_already_rotated_is_compliant_without_a_write(harness, tmp_path, planted):
+    h = _harness(harness, tmp_path, planted)
+    old = h.emu.secret_versions(VAULT, "api-token")[-1]["id"].rsplit("/", 1)[-1]
+    h.deliver(_event(h, "SecretNearExpiry", "api-token", old))
+    row = h.deliver(_event(h, "SecretNearExpiry", "api-token", old))     # a second warning for the old version
+    assert row.verdict == "compliant"
+    assert len(h.emu.secret_versions(VAULT, "api-token")) == 2
+
+
+def test_the_guardrails_own_new_version_is_ignored(harness, tmp_path, planted):
+    h = _harness(harness, tmp_path, planted)
+    h.deliver(_event(h, "SecretNearExpiry", "api-token"))
+    emitted = [e for e in h.emu.drain_events() if e["eventType"].endswith("SecretNewVersionCreated")]
+    assert emitted
+    rows = [h.deliver(e) for e in emitted]
+    assert [(r.verdict, r.reason) for r in rows] == [("ignored", "own_write")]
+
+
+def test_a_new_version_without_expiry_gets_one(harness, tmp_path, planted):
+    h = _harness(harness, tmp_path, planted)
+    bundle = _bundle("api-token", _val(), exp_days=None)
+    h.emu.put_secret(bundle)
+    version = bundle["id"].rsplit("/", 1)[-1]
+    row = h.deliver(_event(h, "SecretNewVersionCreated", "api-token", version))
+    assert row.verdict == "remediated" and row.violations[0].rule == "expiry-required"
+    exp = h.emu.get_secret(VAULT, "api-token", version)["attributes"]["exp"]
+    assert abs(exp - (time.time() + 90 * 86400)) < 3600
+
+
+def test_exposure_reported_over_http_rotates_and_disables_the_exposed_version(harness, tmp_path, planted, caplog):
+    caplog.set_level(logging.DEBUG)
+    from guardrails.triggers.secrets_http import secrets_exposed
+    h = _harness(harness, tmp_path, planted)
+    exposed = h.emu.secret_versions(VAULT, "api-token")[-1]["id"].rsplit("/", 1)[-1]
+    req = func.HttpRequest("POST", "/api/secrets/exposed", body=json.dumps(
+        {"vault": VAULT, "name": "api-token", "version": exposed, "source": "github-secret-scanning"}).encode())
+    resp = secrets_exposed(req)
+    body = resp.get_body().decode()
+    assert resp.status_code == 200, body
+    assert json.loads(body)["verdict"] == "remediated"
+    versions = h.emu.secret_versions(VAULT, "api-token")
+    assert len(versions) == 2
+    assert versions[0]["attributes"]["enabled"] is False and versions[1]["attributes"]["enabled"] is True
+    _no_leak(h, planted, caplog, body)
+
+
+def test_exposure_event_from_the_custom_topic_is_handled_the_same(harness, tmp_path, planted):
+    h = _harness(harness, tmp_path, planted)
+    event = {"id": "exp-1", "topic": "/subscriptions/x/resourceGroups/rg/providers/Microsoft.EventGrid/topics/leaks",
+             "subject": "storage-connection", "eventType": "Guardrails.SecretExposed", "eventTime": "2026-11-24T10:00:00Z",
+             "dataVersion": "1", "data": {"VaultName": VAULT, "ObjectName": "storage-connection", "Source": "incident-42"}}
+    row = h.deliver(event)
+    assert row.verdict == "remediated"
+    versions = h.emu.secret_versions(VAULT, "storage-connection")
+    assert [v["attributes"]["enabled"] for v in versions] == [False, True]
+
+
+def test_unknown_secret_gets_a_clear_404_and_is_audited(harness, tmp_path, planted):
+    from guardrails.triggers.secrets_http import secrets_exposed
+    h = _harness(harness, tmp_path, planted)
+    req = func.HttpRequest("POST", "/api/secrets/exposed", body=json.dumps(
+        {"vault": VAULT, "name": "no-such-secret", "source": "scanner"}).encode())
+    resp = secrets_exposed(req)
+    assert resp.status_code == 404
+    assert json.loads(resp.get_body())["error"]["reason"] == "unknown_secret"
+    assert h.recorder.rows[-1].reason == "secret_not_found"
+
+
+@pytest.mark.parametrize("body, reason", [
+    (b"{not json", "malformed_json"), (b"[]", "wrong_type"), (b'{"vault": "kv-ml-prod"}', "missing_field"),
+    (b'{"vault": "kv-ml-prod", "name": "a", "value": "x"}', "unknown_field"),
+    (b'{"vault": "../x", "name": "a"}', "invalid_value"),
+])
+def test_bad_exposure_reports_are_400_with_a_reason(harness, tmp_path, planted, body, reason):
+    from guardrails.triggers.secrets_http import secrets_exposed
+    _harness(harness, tmp_path, planted)
+    resp = secrets_exposed(func.HttpRequest("POST", "/api/secrets/exposed", body=body))
+    assert resp.status_code == 400 and json.loads(resp.get_body())["error"]["reason"] == reason
+
+
+def test_key_near_expiry_rotates_the_key(harness, tmp_path, planted):
+    h = _harness(harness, tmp_path, planted)
+    row = h.deliver(_event(h, "KeyNearExpiry", "cmk-storage"))
+    assert row.verdict == "remediated"
+    assert len(h.emu.key_versions(VAULT, "cmk-storage")) == 2
+
+
+def test_vault_access_policy_changed_re_reads_the_vault_and_reports_rbac_off(harness, tmp_path, planted):
+    h = _harness(harness, tmp_path, planted)
+    vault = h.resource(b.key_vault()["id"])
+    h.emu.put({**vault, "properties": {**vault["properties"], "enableRbacAuthorization": False}})
+    row = h.deliver(h.emu.keyvault_event("Microsoft.KeyVault.VaultAccessPolicyChanged", VAULT))
+    assert row.verdict == "violation" and row.notify
+    assert row.resource_id.lower() == b.key_vault()["id"].lower()
+    assert h.resource(b.key_vault()["id"])["properties"]["enableRbacAuthorization"] is False   # notify only
+
+
+def test_key_vault_429_is_retried_and_500_fails(harness, tmp_path, planted):
+    h = _harness(harness, tmp_path, planted)
+    h.emu.add_fault(method="PUT", path_regex="/secrets/api-token", status=429, retry_after=0, times=1)
+    assert h.deliver(_event(h, "SecretNearExpiry", "api-token")).verdict == "remediated"
+    h.emu.add_fault(method="GET", path_regex="/secrets/databricks-token", status=500)
+    row = h.deliver(_event(h, "SecretExpired", "databricks-token"))
+    assert row.verdict == "failed" and row.reason == "transient"
