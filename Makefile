@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: setup demo test test-unit test-integration bench clean
+.PHONY: setup demo test test-unit test-integration bench fuzz clean
 
 setup: $(VENV)/.installed node_modules/.installed
 
@@ -27,6 +27,16 @@ test-unit: setup
 
 test-integration: setup
 	$(BIN)/python -m pytest tests/integration
+
+# nightly: 200,000 generated events (CI runs 20,000, derandomized, as part of `make test`),
+# fresh random seeds; a failure is saved in .hypothesis/ and replayed first on the next run
+fuzz: setup
+	GUARDRAILS_FUZZ_EXAMPLES=200000 GUARDRAILS_FUZZ_RANDOM=1 $(BIN)/python -m pytest tests/fuzz -s
+
+# benchmarks (bench/README.md): one table on stdout and in bench/results/latest.json; the first run
+# builds bench/.c7n-venv (Cloud Custodian); BENCH_ARGS="--quick" for a short run
+bench: setup
+	$(BIN)/python -m bench $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) node_modules out .pytest_cache

@@ -3,7 +3,13 @@ lives in a blueprint under guardrails/triggers, every rule in guardrails/."""
 
 import azure.functions as func
 
+from guardrails.triggers.http_checks import bp as http_checks
+from guardrails.triggers.keyvault_events import bp as keyvault_events
 from guardrails.triggers.resource_events import bp as resource_events
+from guardrails.triggers.secrets_http import bp as secrets_http
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 app.register_functions(resource_events)
+app.register_functions(http_checks)
+app.register_functions(keyvault_events)
+app.register_functions(secrets_http)

@@ -14,18 +14,18 @@ from contextlib import contextmanager
 from typing import Iterator
 from urllib.parse import unquote, urlsplit
 
-_ROLES = ("AuditByResource", "Idempotency", "Policies", "Audit")   # longest suffix first
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "MERGE", "DELETE"})
 
 
-def classify(method: str, url: str, headers) -> tuple[str, str]:
-    """(table role, operation) of one Tables REST call, e.g. ("Idempotency", "create")."""
+def classify(method: str, url: str, headers, prefix: str = "") -> tuple[str, str]:
+    """(table role, operation) of one Tables REST call, e.g. ("Idempotency", "create"): the role
+    is the table name without the deployment's ``prefix``."""
     path = unquote(urlsplit(url).path)
     last = path.rstrip("/").rsplit("/", 1)[-1]
     name, _, keys = last.partition("(")
     if name == "Tables":
         return "-", "create_table" if method == "POST" else f"{method.lower()}_table"
-    role = next((r for r in _ROLES if name.endswith(r)), name)
+    role = name[len(prefix):] if prefix and name.startswith(prefix) else name
     if method == "POST":
         op = "create"                                    # create_entity (insert)
     elif method in ("PUT", "PATCH", "MERGE"):
@@ -42,14 +42,15 @@ def classify(method: str, url: str, headers) -> tuple[str, str]:
 class TableCalls:
     """Thread-safe tally of (role, op, status) for every Tables response."""
 
-    def __init__(self) -> None:
+    def __init__(self, prefix: str = "") -> None:
+        self.prefix = prefix
         self._lock = threading.Lock()
-        self.calls: Counter[tuple[str, str, int]] = Counter()
+        self.calls: Counter[tuple[str, str, int, str]] = Counter()
 
     def hook(self, pipeline_response) -> None:
         req = pipeline_response.http_request
         status = pipeline_response.http_response.status_code
-        role, op = classify(req.method.upper(), req.url, req.headers)
+        role, op = classify(req.method.upper(), req.url, req.headers, self.prefix)
         with self._lock:
             self.calls[(role, op, status, req.method.upper())] += 1
 

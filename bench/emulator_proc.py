@@ -2,41 +2,64 @@
 own process, so that its TLS server does not share the benchmarked process's GIL: in production
 ARM is another machine. Same surface as the in-process emulator for what the benchmark uses:
 ``base_url``, ``ca_path``, ``take_requests()`` (the request log, then cleared), ``drain_events()``.
+By default its sockets get TCP_NODELAY (see ``nodelay``); ``tcp_nodelay=False`` runs it as shipped.
 """
 
 from __future__ import annotations
 
-import multiprocessing as mp
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
 from typing import Any
 
+REPO = Path(__file__).resolve().parents[1]
 
-def _serve(conn, resources: list[dict]) -> None:
+
+def nodelay(enabled: bool = True) -> bool:
+    """Make the emulator answer like a real front end: TCP_NODELAY on its accepted sockets.
+
+    As shipped, the emulator's ``BaseHTTPRequestHandler`` writes the status line and headers,
+    then the body, in two sends on a Nagle socket; the client's delayed ACK then holds the body
+    back ~40 ms, so every emulated ARM call costs ~44 ms instead of ~1 ms (measured by
+    ``arm_round_trip``). ``StreamRequestHandler.disable_nagle_algorithm`` is the standard switch;
+    set on the base class, it reaches the emulator's handler without touching its code.
+    Returns the previous value."""
+    import socketserver
+
+    previous = socketserver.StreamRequestHandler.disable_nagle_algorithm
+    socketserver.StreamRequestHandler.disable_nagle_algorithm = enabled
+    return previous
+
+
+def _serve(resources_path: str, tcp_nodelay: bool) -> None:
+    """Child: one JSON command per stdin line, one JSON answer per stdout line."""
     from guardrails.local.emulator import AzureEmulator
 
-    emu = AzureEmulator(resources).start()
-    conn.send(("ready", emu.base_url, emu.ca_path))
+    nodelay(tcp_nodelay)
+
+    emu = AzureEmulator(json.loads(Path(resources_path).read_text(encoding="utf-8"))).start()
+    out = sys.stdout
+    out.write(json.dumps({"base_url": emu.base_url, "ca_path": emu.ca_path}) + "\n")
+    out.flush()
     try:
-        while True:
-            try:
-                cmd, arg = conn.recv()
-            except EOFError:
-                return
+        for line in sys.stdin:
+            cmd, arg = json.loads(line)
             if cmd == "stop":
                 return
             if cmd == "take_requests":
-                reqs = emu.requests
+                ans: Any = emu.requests
                 emu.clear_requests()
-                conn.send(reqs)
             elif cmd == "drain_events":
-                conn.send(emu.drain_events())
-            elif cmd == "put":
-                for r in arg:
-                    emu.put(r)
-                conn.send(len(arg))
+                ans = emu.drain_events()
             elif cmd == "get":
-                conn.send(emu.get(arg))
+                ans = emu.get(arg)
             else:
-                conn.send(ValueError(f"unknown command {cmd!r}"))
+                ans = {"error": f"unknown command {cmd!r}"}
+            out.write(json.dumps(ans, default=str) + "\n")
+            out.flush()
     finally:
         emu.stop()
 
@@ -44,9 +67,10 @@ def _serve(conn, resources: list[dict]) -> None:
 class InProcessEmulator:
     """The emulator as ``simulate`` runs it (same thread-served process)."""
 
-    def __init__(self, resources: list[dict]) -> None:
+    def __init__(self, resources: list[dict], *, tcp_nodelay: bool = True) -> None:
         from guardrails.local.emulator import AzureEmulator
 
+        self._previous = nodelay(tcp_nodelay)
         self._emu = AzureEmulator(resources).start()
         self.base_url, self.ca_path = self._emu.base_url, self._emu.ca_path
 
@@ -63,25 +87,35 @@ class InProcessEmulator:
 
     def stop(self) -> None:
         self._emu.stop()
+        nodelay(self._previous)
 
 
 class EmulatorProcess:
-    def __init__(self, resources: list[dict]) -> None:
-        ctx = mp.get_context("spawn")
-        self._conn, child = ctx.Pipe()
-        self._proc = ctx.Process(target=_serve, args=(child, resources), name="bench-azure-emulator", daemon=True)
-        self._proc.start()
-        child.close()
-        if not self._conn.poll(60):
+    def __init__(self, resources: list[dict], *, tcp_nodelay: bool = True) -> None:
+        fd, self._resources_path = tempfile.mkstemp(prefix="bench-world-", suffix=".json")
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(resources, f)
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+        self._proc = subprocess.Popen([sys.executable, "-m", "bench.emulator_proc", self._resources_path,
+                                       "nodelay" if tcp_nodelay else "as-shipped"],
+                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1,
+                                      cwd=str(REPO), env=env)
+        line = self._proc.stdout.readline()
+        if not line:
             self.stop()
             raise RuntimeError("emulator process did not start")
-        _tag, self.base_url, self.ca_path = self._conn.recv()
+        hello = json.loads(line)
+        self.base_url, self.ca_path = hello["base_url"], hello["ca_path"]
 
     def _ask(self, cmd: str, arg: Any = None) -> Any:
-        self._conn.send((cmd, arg))
-        ans = self._conn.recv()
-        if isinstance(ans, Exception):
-            raise ans
+        self._proc.stdin.write(json.dumps([cmd, arg]) + "\n")
+        self._proc.stdin.flush()
+        line = self._proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"emulator process exited ({self._proc.poll()})")
+        ans = json.loads(line)
+        if isinstance(ans, dict) and set(ans) == {"error"}:
+            raise RuntimeError(ans["error"])
         return ans
 
     def take_requests(self) -> list[dict]:
@@ -94,13 +128,25 @@ class EmulatorProcess:
         return self._ask("get", rid)
 
     def stop(self) -> None:
-        if self._proc.is_alive():
+        if self._proc.poll() is None:
             try:
-                self._conn.send(("stop", None))
+                self._proc.stdin.write(json.dumps(["stop", None]) + "\n")
+                self._proc.stdin.flush()
             except OSError:
                 pass
-            self._proc.join(timeout=10)
-            if self._proc.is_alive():
-                self._proc.terminate()
-                self._proc.join(timeout=5)
-        self._conn.close()
+            try:
+                self._proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait(timeout=5)
+        for stream in (self._proc.stdin, self._proc.stdout):
+            if stream:
+                stream.close()
+        try:
+            os.unlink(self._resources_path)
+        except OSError:
+            pass
+
+
+if __name__ == "__main__":
+    _serve(sys.argv[1], sys.argv[2] == "nodelay")

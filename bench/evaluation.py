@@ -77,12 +77,13 @@ def c7n_filters(prop: str, expect: dict, default: Any) -> list[dict]:
 
 def c7n_policies(policies) -> list[dict]:
     """One c7n policy per (covered type, rule) of every baseline policy in force."""
+    from guardrails.model.policy import Policy
     from guardrails.model.resource import lookup_type
 
     out = []
     for p in policies:
-        if p.mode == "off":
-            continue
+        if not isinstance(p, Policy) or p.mode == "off":
+            continue                  # role-assignment policies judge no resource properties
         for type_name in p.selector.resource_types:
             rt = lookup_type(type_name)
             if rt is None or rt.name not in C7N_RESOURCE:
@@ -107,13 +108,15 @@ def product_evaluator(policies) -> Callable[[list[dict]], list[tuple[str, str]]]
 
     compiled = compile_policies(policies)
     evaluate = compiled.evaluate
+    # "<policy>/<rule>" precomputed, as the c7n side's keys are: formatting is not the product's work
+    keys = {(id(p), id(rule)): f"{p.id}/{rule.id}" for p in compiled.policies for rule in p.rules}
 
     def run(resources: list[dict]) -> list[tuple[str, str]]:
         out = []
         for r in resources:
             rid = r["id"]
             for res in evaluate(ResourceSnapshot(rid, r["type"], r), now=NOW):
-                out.append((rid, f"{res.policy.id}/{res.rule.id}"))
+                out.append((rid, keys[id(res.policy), id(res.rule)]))
         return out
 
     return run
@@ -130,7 +133,8 @@ class C7nWorker:
         spec_path = Path(self._dir) / "spec.json"
         spec_path.write_text(json.dumps(spec))
         worker = Path(__file__).resolve().parent / "c7n_worker.py"
-        self.proc = subprocess.Popen([str(python), str(worker), str(spec_path)], stdin=subprocess.PIPE,
+        # absolute, not resolved: a venv's python is a symlink that must stay inside the venv
+        self.proc = subprocess.Popen([os.path.abspath(python), str(worker), str(spec_path)], stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, text=True, bufsize=1, cwd=self._dir)
         hello = self._read()
         if not hello.get("ready"):

@@ -13,6 +13,11 @@ Per repetition, alternating the order: the Azurite ceiling (single-entity upsert
 the pool's concurrency), compliant events, events needing a fix, the guardrail's own-write events
 the emulator emitted for those fixes (ignored), and redeliveries of the compliant events
 (duplicates). The policy cache is loaded before each phase (TTL default 30 s, so it stays warm).
+Each phase also records its CPU per event in this process (the product), Azurite and the emulator.
+
+The emulator runs in its own process (ARM is another machine in production, and its TLS server
+must not take the GIL from the product) with TCP_NODELAY (``bench.emulator_proc.nodelay``: as
+shipped it adds ~40 ms to every ARM call); ``arm_round_trip`` measures both, every run.
 """
 
 from __future__ import annotations
@@ -25,14 +30,18 @@ import uuid
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
+from datetime import datetime, timezone
 from typing import Any, Callable
 
-from bench import resources as R
+from bench import cpu, resources as R
 from bench.counting import TableCalls, counting_tables, describe, totals
 from bench.stats import percentile, summary
 
 THREADPOOL_ENV = "PYTHON_THREADPOOL_THREAD_COUNT"
 PHASES = ("compliant", "fix", "own_write", "duplicate")
+# fixes spread over this many subscriptions: the default circuit breaker allows 50 fixes per
+# (policy, subscription) in 600 s, and the benchmark must measure fixes, not an open breaker
+SUBSCRIPTIONS = 48
 EXPECTED = {"compliant": {"compliant"}, "fix": {"remediated"}, "own_write": {"ignored"},
             "duplicate": {"duplicate"}}
 
@@ -41,10 +50,6 @@ def default_threads() -> int | None:
     """``PYTHON_THREADPOOL_THREAD_COUNT`` if set, else None (the worker's default on 3.9+)."""
     raw = os.environ.get(THREADPOOL_ENV, "").strip()
     return int(raw) if raw else None
-
-
-def effective_threads(threads: int | None) -> int:
-    return ThreadPoolExecutor(max_workers=threads)._max_workers
 
 
 class _Recorder:
@@ -62,7 +67,7 @@ class Stack:
     """Azurite + emulator + the product's service, wired like ``run_simulation``."""
 
     def __init__(self, resources: list[dict], *, connection: str | None = None,
-                 emulator_in_process: bool = False) -> None:
+                 emulator_in_process: bool = False, tcp_nodelay: bool = True) -> None:
         from guardrails import bootstrap
         from guardrails import settings as S
         from guardrails.adapters.tables import TablePolicyRepository, Tables
@@ -76,7 +81,8 @@ class Stack:
             if connection is None:
                 connection = self._stack.enter_context(Azurite()).connection_string
             self.connection = connection
-            self.emu = InProcessEmulator(resources) if emulator_in_process else EmulatorProcess(resources)
+            kind = InProcessEmulator if emulator_in_process else EmulatorProcess
+            self.emu = kind(resources, tcp_nodelay=tcp_nodelay)
             self._stack.callback(self.emu.stop)
             self.env = {
                 S.TABLES_CONNECTION: connection, S.TABLE_PREFIX: "B" + uuid.uuid4().hex[:12],
@@ -84,10 +90,10 @@ class Stack:
                 S.LOCAL_OBJECT_ID: GUARDRAIL_OID, S.OWN_PRINCIPAL_IDS: GUARDRAIL_OID,
             }
             self.settings = S.Settings.from_env(self.env)
-            sync_metadata(TablePolicyRepository(Tables.from_settings(self.settings)), metadata_dirs())
-            self.table_calls = TableCalls()
+            self.table_calls = TableCalls(self.settings.table_prefix)
             with counting_tables(self.table_calls):
-                self.service = bootstrap.build_service(self.settings)
+                self.service = bootstrap.build_service(self.settings)      # creates the tables
+            sync_metadata(TablePolicyRepository(Tables.from_settings(self.settings)), metadata_dirs())
             self.recorder = _Recorder(self.service.audit)
             self.service.audit = self.recorder
             bootstrap._service = self.service        # the trigger's get_service() returns this one
@@ -158,31 +164,52 @@ def azurite_upserts(connection: str, *, threads: int, count: int) -> float:
 
 
 # ---------------------------------------------------------------------------------------------
-def _events_for(resources: list[dict]) -> list[dict]:
+def _event(resource: dict) -> dict:
+    """A ResourceWriteSuccess delivery as captured (tests.builders), happening now, from the
+    resource's own subscription."""
     from tests.builders import write_event
 
-    return [write_event(r["id"], r["type"]) for r in resources]
+    raw = write_event(resource["id"], resource["type"])
+    sub = resource["id"].split("/")[2]
+    raw["topic"] = f"/subscriptions/{sub}"
+    raw["data"]["subscriptionId"] = sub
+    raw["eventTime"] = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f0Z")
+    return raw
 
 
-def _pool(kind: Callable, n: int, rng: random.Random, start: int) -> list[dict]:
-    subs = ["3f2b6c1e-8a4d-4c7e-9b15-2d7e6f0a9c31", "0b7c2d4e-1f3a-4b5c-8d9e-6f7a8b9c0d1e"]
-    return [kind(R.TYPES[i % len(R.TYPES)], rng, start + i, subs[i % 2], f"rg-bench-{i % 7}") for i in range(n)]
+def _events_for(resources: list[dict]) -> list[dict]:
+    return [_event(r) for r in resources]
+
+
+def _pool(kind: Callable, n: int, rng: random.Random, start: int, subs: list[str]) -> list[dict]:
+    """``n`` resources cycling through the five types, spread over ``subs``: a fix burst across
+    many subscriptions stays under each (policy, subscription) circuit breaker's limit."""
+    return [kind(R.TYPES[i % len(R.TYPES)], rng, start + i, subs[(i // len(R.TYPES)) % len(subs)],
+                 f"rg-bench-{i % 7}") for i in range(n)]
 
 
 class Run:
     """One benchmark session: resource pools seeded into the emulator, then phases."""
 
     def __init__(self, *, events: int, reps: int, threads: int | None, connection: str | None = None,
-                 emulator_in_process: bool = False, seed: int = 7) -> None:
+                 emulator_in_process: bool = False, tcp_nodelay: bool = True, seed: int = 7) -> None:
         rng = random.Random(seed)
         self.events, self.reps = events, reps
         self.threads = threads
-        self.warm = {"compliant": _pool(R.compliant, 25, rng, 900_000), "fix": _pool(R.violating, 25, rng, 910_000)}
-        self.calls_pool = {"compliant": _pool(R.compliant, 5, rng, 920_000), "fix": _pool(R.violating, 5, rng, 930_000)}
-        self.pools = [{"compliant": _pool(R.compliant, events, rng, 1_000_000 * (k + 1)),
-                       "fix": _pool(R.violating, events, rng, 1_000_000 * (k + 1) + 500_000)} for k in range(reps)]
+        # at most ~25 fixes per (policy, subscription) over the whole run
+        n_subs = max(SUBSCRIPTIONS, -(-events * reps // (len(R.TYPES) * 25)))
+        subs = [str(uuid.UUID(int=rng.getrandbits(128), version=4)) for _ in range(n_subs + 2)]
+        main, warm, calls = subs[:n_subs], subs[-2:-1], subs[-1:]
+        self.warm = {"compliant": _pool(R.compliant, 25, rng, 900_000, warm),
+                     "fix": _pool(R.violating, 25, rng, 910_000, warm)}
+        self.calls_pool = {"compliant": _pool(R.compliant, 5, rng, 920_000, calls),
+                           "fix": _pool(R.violating, 5, rng, 930_000, calls)}
+        self.pools = [{"compliant": _pool(R.compliant, events, rng, 1_000_000 * (k + 1), main),
+                       "fix": _pool(R.violating, events, rng, 1_000_000 * (k + 1) + 500_000, main)}
+                      for k in range(reps)]
         everything = [r for p in [self.warm, self.calls_pool, *self.pools] for v in p.values() for r in v]
-        self.stack = Stack(everything, connection=connection, emulator_in_process=emulator_in_process)
+        self.stack = Stack(everything, connection=connection, emulator_in_process=emulator_in_process,
+                           tcp_nodelay=tcp_nodelay)
         self.pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="worker")
         self.max_workers = self.pool._max_workers
 
@@ -197,9 +224,11 @@ class Run:
         st.table_calls.take()
         st.emu.take_requests()
         before = len(st.recorder.rows)
+        cpu0 = cpu.snapshot()
         t0 = time.perf_counter()
         latencies = list(self.pool.map(st.deliver, raws))
         wall = time.perf_counter() - t0
+        used = cpu.delta(cpu0, cpu.snapshot())
         rows = st.recorder.rows[before:]
         verdicts: dict[str, int] = {}
         for row in rows:
@@ -214,7 +243,8 @@ class Run:
         return {"events": len(raws), "seconds": wall, "per_s": len(raws) / wall,
                 "p50_ms": percentile(latencies, 50) * 1000, "p99_ms": percentile(latencies, 99) * 1000,
                 "max_ms": max(latencies) * 1000, "table": totals(tc), "arm": len(arm),
-                "policy_reloads": st.service.policies.loads - loads, "verdicts": verdicts}
+                "policy_reloads": st.service.policies.loads - loads, "verdicts": verdicts,
+                "cpu_ms": {k: v * 1000 / len(raws) for k, v in used.items()}}
 
     def warm_up(self) -> None:
         st = self.stack
@@ -307,11 +337,63 @@ class Run:
         return out
 
 
+def arm_round_trip(*, count: int = 40) -> dict:
+    """One ARM GET through the product's ``ArmGateway``, against the emulator as shipped and
+    with TCP_NODELAY, alternating (the ~40 ms difference is the emulator's, not the product's)."""
+    from guardrails.adapters.arm import ArmGateway
+    from guardrails.local.credential import LocalTokenCredential
+    from bench.emulator_proc import EmulatorProcess
+
+    rng = random.Random(3)
+    res = R.compliant(R.STORAGE, rng, 1, "3f2b6c1e-8a4d-4c7e-9b15-2d7e6f0a9c31", "rg-bench")
+    api = "2025-06-01"
+    emus = {"as_shipped": EmulatorProcess([res], tcp_nodelay=False), "nodelay": EmulatorProcess([res])}
+    try:
+        cred = LocalTokenCredential(object_id="6a1f5c3e-0d7b-4a8e-9c2f-51e0d1a9b7c4")
+        gws = {k: ArmGateway(cred, endpoint=e.base_url, ca_bundle=e.ca_path) for k, e in emus.items()}
+        times: dict[str, list[float]] = {k: [] for k in emus}
+        for k, gw in gws.items():
+            gw.get_resource(res["id"], api_version=api)       # connection up
+        for _ in range(count):
+            for k, gw in gws.items():
+                t0 = time.perf_counter()
+                gw.get_resource(res["id"], api_version=api)
+                times[k].append((time.perf_counter() - t0) * 1000)
+    finally:
+        for e in emus.values():
+            e.stop()
+    return {k: summary(v) for k, v in times.items()}
+
+
 def run(*, events: int = 400, reps: int = 5, threads: int | None = None, connection: str | None = None,
-        emulator_in_process: bool = False, log=print) -> dict:
-    logging.getLogger().setLevel(logging.WARNING)     # as simulate's CLI configures it
+        emulator_in_process: bool = False, tcp_nodelay: bool = True, round_trip: int = 40, log=print) -> dict:
+    """Pipeline figures; ``round_trip`` ARM GETs against the emulator as shipped vs TCP_NODELAY."""
+    root = logging.getLogger()
+    saved = root.level, root.handlers[:]
+    sink = _FormattingSink()
+    root.setLevel(logging.WARNING)                    # the level simulate's CLI sets
+    root.handlers[:] = [sink]                         # formatted (as the worker does), not printed
+    try:
+        return _run(events=events, reps=reps, threads=threads, connection=connection,
+                    emulator_in_process=emulator_in_process, tcp_nodelay=tcp_nodelay,
+                    round_trip=round_trip, log=log)
+    finally:
+        root.setLevel(saved[0])
+        root.handlers[:] = saved[1]
+
+
+class _FormattingSink(logging.Handler):
+    def emit(self, record: logging.LogRecord) -> None:
+        self.format(record)
+
+
+def _run(*, events: int, reps: int, threads: int | None, connection: str | None, emulator_in_process: bool,
+         tcp_nodelay: bool, round_trip: int, log) -> dict:
+    round_trip = arm_round_trip(count=round_trip)
+    log(f"  ARM GET through the emulator: as shipped {round_trip['as_shipped']['median']:.1f} ms, "
+        f"with TCP_NODELAY {round_trip['nodelay']['median']:.1f} ms")
     r = Run(events=events, reps=reps, threads=threads, connection=connection,
-            emulator_in_process=emulator_in_process)
+            emulator_in_process=emulator_in_process, tcp_nodelay=tcp_nodelay)
     try:
         r.warm_up()
         per_rep = []
@@ -328,6 +410,7 @@ def run(*, events: int = 400, reps: int = 5, threads: int | None = None, connect
 
     out: dict[str, Any] = {"events_per_phase": events, "reps": reps, "threads": threads_used,
                            "threads_setting": threads, "emulator": "in-process" if emulator_in_process else "process",
+                           "tcp_nodelay": tcp_nodelay, "arm_round_trip_ms": round_trip,
                            "ceiling": {k: summary(rep["ceiling"][k] for rep in per_rep)
                                        for k in ("serial", "concurrent", "best")},
                            "phases": {}, "calls": calls}
@@ -347,6 +430,8 @@ def run(*, events: int = 400, reps: int = 5, threads: int | None = None, connect
             "ceiling_per_s": summary(rep["ceiling"]["best"] / w for rep, w in zip(per_rep, writes)),
             "share_of_ceiling": summary(shares),
             "policy_reloads": sum(x["policy_reloads"] for x in reps_p),
+            "cpu_ms_per_event": {k: summary(x["cpu_ms"].get(k, 0.0) for x in reps_p)
+                                 for k in sorted({k for x in reps_p for k in x["cpu_ms"]})},
             "events": reps_p[0]["events"],
         }
     return out

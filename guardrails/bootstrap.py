@@ -87,7 +87,10 @@ def get_checks():
             from .adapters.authorization import GraphGroupResolver
             groups = GraphGroupResolver(build_credential(service.settings), endpoint=service.settings.graph_endpoint,
                                         ca_bundle=service.settings.ca_bundle)
-        checks = _checks = CheckService(service, groups=groups)
+        import os
+
+        from .checks.principal import platform_auth_enabled
+        checks = _checks = CheckService(service, groups=groups, trust_principal_header=platform_auth_enabled(os.environ))
     return checks
 
 

@@ -2,7 +2,8 @@
 
 Two kinds share one format and one loader: ``Policy`` (``kind: resource``, the default when
 ``kind`` is absent) judges resource properties; ``RolePolicy`` (``kind: role-assignments``)
-judges role assignments.
+judges role assignments. The on-demand check kinds (``job``, ``model-registry``,
+``check-access``) use the same loader; their value types live in ``guardrails/checks/policies.py``.
 
 Instances are immutable (nested mappings are read-only, sequences are tuples) so one compiled
 policy set can be shared by every invocation of a warm Functions host. Build them through
@@ -21,7 +22,12 @@ Mode = Literal["enforce", "audit", "off"]
 MODES: tuple[str, ...] = ("enforce", "audit", "off")
 RESOURCE_KIND = "resource"
 ROLE_KIND = "role-assignments"
-KINDS: tuple[str, ...] = (RESOURCE_KIND, ROLE_KIND)
+# on-demand check kinds (value types in guardrails/checks/policies.py)
+JOB_KIND = "job"
+MODEL_REGISTRY_KIND = "model-registry"
+CHECK_ACCESS_KIND = "check-access"
+SECRETS_KIND = "secrets"        # value types in guardrails/secrets/policy.py
+KINDS: tuple[str, ...] = (RESOURCE_KIND, ROLE_KIND, JOB_KIND, MODEL_REGISTRY_KIND, CHECK_ACCESS_KIND, SECRETS_KIND)
 DEFAULT_NOTIFY_TAG = "owner"
 
 _EMPTY: Mapping[str, Any] = MappingProxyType({})

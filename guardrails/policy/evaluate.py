@@ -10,7 +10,8 @@ Modes are not interpreted here beyond ``off`` (never selected): ``audit`` polici
 results like ``enforce`` ones; the service decides what to apply (``result.policy.mode``).
 
 The set may hold both policy kinds: resource evaluation only sees ``kind: resource`` policies;
-``role_policies`` are the compiled ``kind: role-assignments`` ones (``guardrails.policy.roles``).
+``role_policies`` are the compiled ``kind: role-assignments`` ones (``guardrails.policy.roles``);
+``job_policies``, ``model_registry_policies`` and ``check_access_policies`` the check kinds.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Callable, Mapping, Sequence
 
+from guardrails.checks.policies import CheckAccessPolicy, CheckPolicies, JobPolicy, ModelRegistryPolicy
 from guardrails.errors import InvalidArmId
 from guardrails.model.decision import Change
 from guardrails.model.policy import AnyPolicy, Exemption, Policy, Rule
@@ -189,6 +191,7 @@ class CompiledPolicySet:
         self.all_policies: tuple[AnyPolicy, ...] = tuple(policies)
         self.policies: tuple[Policy, ...] = tuple(p for p in self.all_policies if isinstance(p, Policy))
         self._role_policies = compile_role_policies(self.all_policies)
+        self.checks = CheckPolicies(self.all_policies)      # job, model-registry, check-access kinds
         by_type: dict[str, list[_Entry]] = {}
         for policy in self.policies:
             if policy.mode == "off":
@@ -215,6 +218,26 @@ class CompiledPolicySet:
         Each has ``.policy``, ``.id``, ``.ref`` and ``.mode``; pass them to
         ``guardrails.policy.roles.evaluate_assignment``."""
         return self._role_policies
+
+    @property
+    def secret_policies(self) -> tuple:
+        """``kind: secrets`` policies in force (mode ``off`` dropped)."""
+        return tuple(p for p in self.all_policies if getattr(p, "kind", "") == "secrets" and p.mode != "off")
+
+    @property
+    def job_policies(self) -> dict[str, tuple[JobPolicy, ...]]:
+        """``kind: job`` policies in force, by job id (trimmed, lower-case); see ``checks.job(id)``."""
+        return self.checks.jobs
+
+    @property
+    def model_registry_policies(self) -> tuple[ModelRegistryPolicy, ...]:
+        """``kind: model-registry`` policies in force (``.rules`` is a ``ModelRegistryRules``)."""
+        return self.checks.model_registry
+
+    @property
+    def check_access_policies(self) -> tuple[CheckAccessPolicy, ...]:
+        """``kind: check-access`` policies in force."""
+        return self.checks.access
 
     def _entries(self, resource_type: str) -> tuple[_Entry, ...] | None:
         entries = self._by_type.get(resource_type)

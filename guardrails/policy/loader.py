@@ -9,7 +9,8 @@
 3. semantics — resource kind: catalogue types, one operator per ``expect``, action
    ``validate()``, unique rule ids; role-assignments kind: role names in the built-in catalogue
    (or GUIDs), principal/group object ids are GUIDs, grant and strict scopes are ARM scopes;
-   both: GUIDs, exemption scopes and timezone-aware expiry, unique policy ids.
+   both: GUIDs, exemption scopes and timezone-aware expiry, unique policy ids; the check kinds
+   (job, model-registry, check-access): ``guardrails/checks/policy_schema.py``, one policy per job_id.
 
 A file that fails a pass is not checked by the later ones (their findings would be noise), but
 every file is checked, and all findings are raised together as ``MetadataValidationError``.
@@ -36,6 +37,8 @@ from guardrails.model.policy import (
 )
 from guardrails.model.resource import CATALOG, lookup_type
 from guardrails.model.roles import BUILTIN_ROLES, builtin_by_name, normalize_guid
+from guardrails.checks import policy_schema as check_schema
+from guardrails.secrets.credentials import find_credentials
 from guardrails.policy import schema as schema_mod
 from guardrails.remediation.actions import actions
 
@@ -268,6 +271,16 @@ def _subscriptions(sel: Mapping[str, Any], found: list[tuple[str, str]]) -> None
 def _semantics(source: str, doc: dict[str, Any]) -> tuple[AnyPolicy | None, list[str]]:
     if _kind(doc) == ROLE_KIND:
         return _role_semantics(source, doc)
+    if _kind(doc) == "secrets":
+        from guardrails.secrets.policy import semantics as secret_semantics
+        policy, found = secret_semantics(doc)
+        if policy is not None:
+            from dataclasses import replace
+            policy = replace(policy, source=source)
+        return policy, [_finding(source, doc, p, m) for p, m in found]
+    if _kind(doc) in check_schema.REQUIRED_KEYS:       # job, model-registry, check-access
+        policy, found = check_schema.semantics(_kind(doc), doc, source)
+        return policy, [_finding(source, doc, p, m) for p, m in found]
     found: list[tuple[str, str]] = []
     sel = doc["selector"]
     types = list(sel["resource_types"])
@@ -441,6 +454,14 @@ def _validate(items: Iterable[tuple[str, Any]]) -> tuple[list[AnyPolicy], list[s
                 continue
             if not isinstance(raw, str):
                 doc = _plain(raw)
+            leaks = list(find_credentials(doc))
+            if leaks:
+                # metadata holds Key Vault pointers, never values: name the field, never echo it
+                findings.extend(_finding(source, doc if isinstance(doc, Mapping) else None, path,
+                                         f"looks like a credential ({label}); keep secrets in Key Vault and "
+                                         f"reference them (vault + name); the value is not shown")
+                                for path, label in leaks)
+                continue
         found = found or _structure(source, doc)
         if isinstance(doc, dict) and isinstance(doc.get("id"), str):
             pid = doc["id"]
@@ -459,6 +480,8 @@ def _validate(items: Iterable[tuple[str, Any]]) -> tuple[list[AnyPolicy], list[s
         findings.extend(found)
         if policy is not None:
             policies.append(policy)
+    from guardrails.checks.policies import duplicate_job_findings
+    findings.extend(f"{src}: policy '{pid}': $.job_id: {msg}" for src, pid, msg in duplicate_job_findings(policies))
     return policies, findings
 
 

@@ -1,8 +1,9 @@
 """The JSON Schemas (draft 2020-12) of one policy document, one per policy kind.
 
 ``kind`` picks the schema: absent or ``resource`` → ``build_schema`` (resource properties),
-``role-assignments`` → ``build_role_schema`` (role assignments). The loader dispatches on it in
-every pass.
+``role-assignments`` → ``build_role_schema`` (role assignments); ``job``, ``model-registry`` and
+``check-access`` → ``guardrails/checks/policy_schema.py``. The loader dispatches on it in every
+pass.
 
 Assembled from the parts that own them: operator fragments (``operators.OPERATORS``) and
 action fragments (``remediation.actions.actions``, as a ``oneOf``). The schema is inline (no
@@ -17,6 +18,7 @@ from typing import Any
 
 from jsonschema import Draft202012Validator
 
+from guardrails.checks import policy_schema as check_schema   # kinds job, model-registry, check-access
 from guardrails.model.policy import KINDS, MODES, PRINCIPAL_TYPES, RESOURCE_KIND, ROLE_KIND
 from guardrails.policy.operators import expect_schema
 from guardrails.remediation.actions import ActionRegistry, actions
@@ -62,6 +64,11 @@ _BREAKER = {
 
 
 def required_keys(kind: str) -> tuple[str, ...]:
+    if kind in check_schema.REQUIRED_KEYS:
+        return check_schema.REQUIRED_KEYS[kind]
+    if kind == "secrets":
+        from guardrails.secrets.policy import REQUIRED_KEYS as SECRET_REQUIRED
+        return SECRET_REQUIRED
     return ROLE_REQUIRED_KEYS if kind == ROLE_KIND else REQUIRED_KEYS
 
 
@@ -169,7 +176,13 @@ def build_role_schema(registry: ActionRegistry = actions) -> dict[str, Any]:
     }
 
 
-_BUILDERS = {RESOURCE_KIND: build_schema, ROLE_KIND: build_role_schema}
+def _secrets_schema(_registry: ActionRegistry = actions) -> dict[str, Any]:
+    from guardrails.secrets.policy import SCHEMA
+    return SCHEMA
+
+
+_BUILDERS = {RESOURCE_KIND: build_schema, ROLE_KIND: build_role_schema, **check_schema.BUILDERS,
+             "secrets": _secrets_schema}
 assert set(_BUILDERS) == set(KINDS)
 _cache: dict[tuple[int, str], tuple[int, dict[str, Any], Draft202012Validator]] = {}
 

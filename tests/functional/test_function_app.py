@@ -10,12 +10,32 @@ def _functions():
     return {f.get_function_name(): f for f in function_app.app.get_functions()}
 
 
+# name -> (trigger, route, methods, auth level); Event Grid triggers have no route/methods/auth level
+EXPECTED = {
+    "resource_events": ("eventGridTrigger", None, None, None),
+    "keyvault_events": ("eventGridTrigger", None, None, None),
+    "secrets_exposed": ("httpTrigger", "secrets/exposed", ["POST"], "FUNCTION"),
+    "check_job": ("httpTrigger", "checks/job", ["POST"], "FUNCTION"),
+    "check_resource": ("httpTrigger", "checks/resource", ["POST"], "FUNCTION"),
+    "check_model_promotion": ("httpTrigger", "checks/model-promotion", ["POST"], "FUNCTION"),
+    "openapi": ("httpTrigger", "openapi.json", ["GET"], "FUNCTION"),
+    "health": ("httpTrigger", "health", ["GET"], "ANONYMOUS"),     # liveness only: no secrets
+}
+
+
 def test_app_lists_its_functions_with_triggers_and_auth_levels():
     fns = _functions()
-    assert set(fns) == {"resource_events"}
-    bindings = json.loads(fns["resource_events"].get_function_json())["bindings"]
-    assert bindings == [{"direction": "IN", "type": "eventGridTrigger", "name": "event"}] or (
-        len(bindings) == 1 and bindings[0]["type"] == "eventGridTrigger" and bindings[0]["name"] == "event")
+    assert set(fns) == set(EXPECTED)
+    for name, (trigger, route, methods, auth) in EXPECTED.items():
+        bindings = json.loads(fns[name].get_function_json())["bindings"]
+        t = bindings[0]
+        assert (t["type"], t.get("route"), t.get("methods"), t.get("authLevel")) == (trigger, route, methods, auth), name
+        if trigger == "eventGridTrigger":
+            assert len(bindings) == 1 and t["name"] == "event"
+        else:
+            assert bindings[1] == {"direction": "OUT", "type": "http", "name": "$return"}
+    # nothing anonymous but liveness
+    assert [n for n, e in EXPECTED.items() if e[3] == "ANONYMOUS"] == ["health"]
 
 
 def test_event_objects_become_the_envelope_the_service_parses():

@@ -1,13 +1,14 @@
 """Strategies for fuzzing deliveries: mostly near-valid events, some arbitrary JSON.
 
 Every near-valid event starts from a real-shaped delivery (the shared fixtures in
-``tests/events/`` and the ``tests/builders`` events for the resources seeded in the fake ARM)
-and gets zero or more mutations: fields dropped, replaced or retyped (numbers, NaN/inf, huge
-ints, lists, objects where strings go), keys re-cased (PascalCase/camelCase/snake_case), the
-schema mixed (Event Grid <-> CloudEvents, both type keys, odd ``specversion``), resource ids
-swapped, re-cased or injected (traversal, query, fragment, percent-encoding, confusable
-slashes, controls, bidi overrides), claims naming the guardrail in every spelling, huge
-strings, deep nesting, and whole-delivery wrapping (a batch list, a JSON string).
+``tests/events/``, the ``tests/builders`` events for the resources seeded in the fake ARM, and
+Key Vault system-topic events for a seeded vault) and gets zero or more mutations: fields
+dropped, replaced or retyped (numbers, NaN/inf, huge ints, lists, objects where strings go), keys
+re-cased (PascalCase/camelCase/snake_case), the schema mixed (Event Grid <-> CloudEvents, both
+type keys, odd ``specversion``), resource ids swapped, re-cased or injected (traversal, query,
+fragment, percent-encoding, confusable slashes, controls, bidi overrides), topic/source and
+``VaultName`` swapped, claims naming the guardrail in every spelling, huge strings, deep
+nesting, and whole-delivery wrapping (a batch list, a JSON string).
 
 Everything here is deterministic given Hypothesis' choices (no uuid4, no clock), so a
 derandomized CI run always tests the same events.
@@ -124,6 +125,8 @@ TIMES = (
     "2018-07-19T18:38:04+14:00", "2018-07-19T18:38:04-23:59", "9999-12-31T23:59:59.999999+14:00",
     "0001-01-01T00:00:00-05:00", "2018-13-40T25:61:61Z", "20180719T183804Z", "2018-W29-4",
     "yesterday", "", "1" * 64, "1" * 65, "2018-07-19T18:38:04Z\x00", "2018-07-19T18:38:04.Z",
+    "0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-14:00",       # out of range once made UTC
+    "2099-01-01T00:00:00Z", "2026-11-24T10:00:00.1234567Z",          # future; near the seeds' times
 )
 
 GUARDRAIL_SPELLINGS = (
@@ -134,7 +137,8 @@ GUARDRAIL_SPELLINGS = (
 
 EVENT_TYPES = tuple(sorted(RESOURCE_EVENT_TYPES)) + (
     "Microsoft.Storage.BlobCreated", "Microsoft.EventGrid.SubscriptionValidationEvent",
-    "Microsoft.KeyVault.SecretNewVersionCreated", "Microsoft.MachineLearningServices.RunCompleted",
+    "Microsoft.KeyVault.SecretNewVersionCreated", "Microsoft.KeyVault.VaultAccessPolicyChanged",
+    "Microsoft.KeyVault.KeyNearExpiry", "Guardrails.SecretExposed", "Microsoft.MachineLearningServices.RunCompleted",
 )
 
 
@@ -162,13 +166,45 @@ def _base_events() -> tuple[dict, ...]:
                   "Microsoft.Resources.ResourceWriteFailure"):
         n += 1
         out.append(_deterministic(b.write_event(b.storage()["id"], event_type=etype), n))
+    for vault in (b.key_vault(), _wrong_type()):
+        for kind in ("VaultAccessPolicyChanged", "SecretNewVersionCreated", "SecretNearExpiry", "KeyExpired"):
+            for schema in ("eventgrid", "cloudevents"):
+                n += 1
+                out.append(_deterministic(keyvault_event(vault["id"], kind, schema), n))
+    n += 1
+    out.append(_deterministic(keyvault_event(b.key_vault()["id"], "Exposed", "cloudevents"), n))
     return tuple(out)
 
 
+def keyvault_event(vault_id: str, kind: str, schema: str) -> dict:
+    """A Key Vault system-topic delivery (or the product's own ``Guardrails.SecretExposed``)."""
+    vault = vault_id.rsplit("/", 1)[-1]
+    if kind == "VaultAccessPolicyChanged":
+        data = {"Id": f"https://{vault}.vault.azure.net/", "VaultName": vault, "ObjectType": "Vault",
+                "ObjectName": vault, "Version": None, "NBF": None, "EXP": None}
+        subject = vault
+    else:
+        obj = "Key" if kind.startswith("Key") else "Secret"
+        data = {"Id": f"https://{vault}.vault.azure.net/{obj.lower()}s/db-password/0123456789abcdef0123456789abcdef",
+                "VaultName": vault, "ObjectType": obj, "ObjectName": "db-password",
+                "Version": "0123456789abcdef0123456789abcdef", "NBF": 1559081980, "EXP": "1559082102"}
+        subject = "db-password"
+    etype = "Guardrails.SecretExposed" if kind == "Exposed" else f"Microsoft.KeyVault.{kind}"
+    if kind == "Exposed":
+        data = {"VaultName": vault, "ObjectName": "db-password", "ObjectType": "Secret", "Version": None,
+                "Source": "scanner/github"}
+    if schema == "cloudevents":
+        return {"specversion": "1.0", "id": "x", "source": vault_id, "subject": subject, "type": etype,
+                "time": "2026-11-24T10:00:00Z", "data": data}
+    return {"id": "x", "topic": vault_id, "subject": subject, "eventType": etype, "eventTime": "2026-11-24T10:00:00Z",
+            "data": data, "dataVersion": "1", "metadataVersion": "1"}
+
+
 BASE_EVENTS = _base_events()
-# valid covered writes are most of the pool (the ARM path is where the damage would be)
+# deliveries that may reach ARM are most of the pool (that path is where the damage would be)
+VAULT_POLICY_CHANGED = "Microsoft.KeyVault.VaultAccessPolicyChanged"
 _WRITE_BASES = tuple(e for e in BASE_EVENTS
-                     if e.get("eventType", e.get("type")) == WRITE_SUCCESS)
+                     if e.get("eventType", e.get("type")) in (WRITE_SUCCESS, VAULT_POLICY_CHANGED))
 
 
 # -- values ----------------------------------------------------------------------------------
@@ -303,7 +339,7 @@ def _pick(draw: st.DrawFn, options: tuple | list) -> Any:
 
 
 _OPS = ("drop", "replace", "replace", "retype", "recase", "resource_uri", "resource_uri", "resource_uri",
-        "event_type", "schema", "claims", "claims", "time", "add", "huge", "deep")
+        "event_type", "schema", "claims", "claims", "time", "add", "huge", "deep", "source", "vault_name")
 _URI_HOW = ("swap", "swap", "inject", "inject", "recase", "segment", "grammar")
 _GRAMMAR_TYPES = COVERED_TYPES + ("Microsoft.Storage/storageAccounts/blobServices", "Microsoft.Storage/storageaccount")
 _GRAMMAR_NAMES = ("x", "stmlprod", "mlw-prod", "a.b", "\u00fc", "kv-ml-prod")
@@ -311,6 +347,9 @@ _GRAMMAR_RGS = (b.RG, "RG-ML-PROD", "rg.(x)", "r" * 91, "rg-\u00fc", fx.RESOURCE
 _GRAMMAR_SUBS = (b.SUB, b.SUB.upper(), fx.SUBSCRIPTION_ID, "not-a-guid")
 _SEGMENTS = st.one_of(st.sampled_from(INJECTIONS), st.sampled_from(TEXT_POOL), _hyp_text, st.just(""))
 _EVENT_TYPE_VALUES = st.one_of(st.sampled_from(EVENT_TYPES), st.sampled_from(WEIRD_STRINGS), json_values)
+_VAULT_NAMES = ("kv-ml-prod", "KV-ML-PROD", " kv-ml-prod ", "kv-wrong-type", "stmlprod", "kv--x", "k", "kv-ml-prod\n",
+                "kv-ml-prod\u200b", "a" * 25, "", None, 7, ["kv-ml-prod"])
+_VAULT_NAME_KEYS = ("VaultName", "vaultname", "VaultName ", "VAULTNAME", "Vault_Name")
 _SPEC_VALUES = st.one_of(st.sampled_from(("1.0", "1", "1.0 ", "0.3", "", "2.0")), st.just(1.0), json_values)
 _TIME_VALUES = st.one_of(st.sampled_from(TIMES), st.datetimes().map(lambda d: d.isoformat()), json_values)
 _CLAIM_KEYS = (OID, "oid", "appid", "azp", UPN, "upn", NAME, "OID", "AppId")
@@ -355,6 +394,28 @@ def mutate(draw: st.DrawFn, event: Any) -> Any:
     if op == "event_type":
         key = "type" if ("specversion" in event or "specVersion" in event) else "eventType"
         event[key] = draw(_EVENT_TYPE_VALUES)
+        return event
+
+    if op == "source":     # the topic (Event Grid) / source (CloudEvents): the vault's ARM id for Key Vault
+        key = "source" if ("specversion" in event or "specVersion" in event) else "topic"
+        cur = event.get(key)
+        how = _pick(draw, ("swap", "swap", "inject", "recase", "drop", "replace"))
+        if how == "swap" or not isinstance(cur, str):
+            event[key] = _pick(draw, IDS)
+        elif how == "inject":
+            event[key] = cur + _pick(draw, INJECTIONS)
+        elif how == "recase":
+            event[key] = _pick(draw, (cur.upper(), cur.lower()))
+        elif how == "drop":
+            event.pop(key, None)
+        else:
+            event[key] = draw(replacement_values)
+        return event
+
+    if op == "vault_name" and data is not None:
+        for k in [k for k in data if isinstance(k, str) and k.strip().lower() == "vaultname"]:
+            del data[k]
+        data[_pick(draw, _VAULT_NAME_KEYS)] = _pick(draw, _VAULT_NAMES)
         return event
 
     if op == "schema":
@@ -506,7 +567,6 @@ def depth(value: Any, limit: int = 60) -> int:
     return best
 
 
-
 _FIXABLE = tuple(r for r in SEED_RESOURCES if r["name"] in ("stmlprod", "mlw-prod", "mlreg-shared", "mlreg-etag",
                                                              "kv-ml-prod", "acrmlprod"))
 
@@ -524,3 +584,23 @@ def own_write_pairs(draw: st.DrawFn) -> tuple[Any, Any]:
     for _ in range(_pick(draw, (0, 0, 1, 2))):
         own = mutate(draw, own)
     return first, own
+
+
+class Shown:
+    """A generated value with a bounded ``repr``: Hypothesis prints the falsifying example, and a
+    3,000-level or 300 KB delivery would not print (RecursionError) or would flood the log."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+    def __repr__(self) -> str:
+        import reprlib
+
+        r = reprlib.Repr()
+        r.maxlevel, r.maxdict, r.maxlist, r.maxstring, r.maxother, r.maxlong = 12, 30, 12, 300, 300, 60
+        return f"Shown({r.repr(self.value)}, depth={depth(self.value, 10_000)})"
+
+
+shown_deliveries: st.SearchStrategy[Shown] = deliveries.map(Shown)

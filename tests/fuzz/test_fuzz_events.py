@@ -6,9 +6,16 @@ Properties, for every generated delivery (see ``strategies.deliveries``):
   (``DeliveryFailed`` after a ``failed`` row); nothing else escapes;
 * exactly one audit row is written per delivery, and it is JSON-serialisable;
 * the fake ARM is called ONLY for a ``ResourceWriteSuccess`` whose ``data.resourceUri`` parses to
-  a catalogue type and whose caller is not the guardrail, and every call names that resource;
+  a catalogue type and whose caller is not the guardrail, or for a Key Vault
+  ``VaultAccessPolicyChanged`` whose topic/source is that vault's id; every call names that
+  resource; the guardrail's own write may only read the resource back, and only while one of its
+  fixes for that resource is still running (``pending``);
 * a redelivery of a handled event writes nothing more;
 * each delivery is handled in bounded time (a hang guard, not a benchmark).
+
+The service runs over the functional-test fakes without the role-assignment and secret
+guardrails (``roles=None``, ``secrets=None``): those deliveries end ``ignored``/``not_covered``
+here, after the envelope and payload have been parsed.
 
 The oracle below restates the documented contract from the raw delivery; it does not call the
 product's parsers (only ``parse_arm_id``, which has its own tests).
@@ -76,32 +83,53 @@ def _is_guardrail(claims: Mapping[str, Any]) -> bool:
     return any(i is not None and i.lower().replace("-", "") == GUARDRAIL_KEY for i in ids)
 
 
-def covered_write(raw: Any) -> tuple[ArmId, bool] | None:
-    """``(resource, written by the guardrail)`` for a ``ResourceWriteSuccess`` (type read per
-    schema: CloudEvents when a specversion key is present or ``type`` comes without
-    ``eventType``) whose ``data.resourceUri`` parses to a catalogue type; else None."""
-    if not isinstance(raw, Mapping):
-        return None
+def _envelope_fields(raw: Mapping[str, Any]) -> tuple[Any, Any]:
+    """(type, topic/source) read per schema: CloudEvents when a specversion key is present or
+    ``type`` comes without ``eventType``; else Event Grid."""
     cloudevents = "specversion" in raw or "specVersion" in raw or ("type" in raw and "eventType" not in raw)
-    if raw.get("type" if cloudevents else "eventType") != WRITE_SUCCESS:
-        return None
-    data = raw.get("data")
-    if not isinstance(data, Mapping) or not isinstance(data.get("resourceUri"), str):
-        return None
+    return (raw.get("type"), raw.get("source")) if cloudevents else (raw.get("eventType"), raw.get("topic"))
+
+
+def _parse(text: Any) -> ArmId | None:
     try:
-        rid = parse_arm_id(data["resourceUri"])
+        return parse_arm_id(text) if isinstance(text, str) else None
     except InvalidArmId:
         return None
-    if rid.resource_type.lower() not in CATALOG:
+
+
+def arm_target(raw: Any) -> tuple[ArmId, str] | None:
+    """The one resource ARM may be called for, and why; None when no call is allowed.
+
+    ``write``         a ``ResourceWriteSuccess`` whose ``data.resourceUri`` parses to a catalogue
+                      type, by someone other than the guardrail;
+    ``own_write``     the same, written by the guardrail (only a read-back, only with a fix pending);
+    ``vault_policy``  a ``VaultAccessPolicyChanged`` whose topic/source parses to a Key Vault id
+                      naming the vault in ``data.VaultName`` (key and value trimmed, any case).
+    """
+    if not isinstance(raw, Mapping) or not isinstance(raw.get("data"), Mapping):
         return None
-    claims = data.get("claims")
-    return rid, isinstance(claims, Mapping) and _is_guardrail(claims)
+    etype, source = _envelope_fields(raw)
+    data = raw["data"]
+    if etype == WRITE_SUCCESS:
+        rid = _parse(data.get("resourceUri"))
+        if rid is None or rid.resource_type.lower() not in CATALOG:
+            return None
+        claims = data.get("claims")
+        return rid, "own_write" if isinstance(claims, Mapping) and _is_guardrail(claims) else "write"
+    if etype == s.VAULT_POLICY_CHANGED:
+        rid = _parse(source)
+        if rid is None or rid.resource_type.lower() != "microsoft.keyvault/vaults":
+            return None
+        names = [v.strip().lower() for k, v in data.items()
+                 if isinstance(k, str) and k.strip().lower() == "vaultname" and isinstance(v, str)]
+        return (rid, "vault_policy") if (rid.name or "").lower() in names else None
+    return None
 
 
 def may_reach_arm(raw: Any) -> ArmId | None:
-    """The resource ARM may be called for: a covered write by someone other than the guardrail."""
-    target = covered_write(raw)
-    return target[0] if target is not None and not target[1] else None
+    """The resource ARM may be called for, ignoring the own-write read-back."""
+    target = arm_target(raw)
+    return target[0] if target is not None and target[1] != "own_write" else None
 
 
 # -- the service over the fakes --------------------------------------------------------------
@@ -158,6 +186,38 @@ def make_world() -> World:
     return World(svc, arm, audit, pending)
 
 
+class KnownBug(Exception):
+    """An escape already pinned by a strict xfail in test_fuzz_regressions.py."""
+
+
+# (exception type, product file it is raised in, the xfail pinning it). Delete an entry when its
+# xfail starts passing: the fuzz then checks that path strictly again.
+KNOWN_BUGS = (
+    (RecursionError, "guardrails/model/keyvault_events.py",
+     "test_keyvault_event_with_deeply_nested_data_is_invalid_not_a_crash"),
+)
+
+
+def _known_bug(exc: BaseException) -> str | None:
+    tb, files = exc.__traceback__, []
+    while tb is not None:
+        files.append(tb.tb_frame.f_code.co_filename.replace("\\", "/"))
+        tb = tb.tb_next
+    for kind, where, test in KNOWN_BUGS:
+        if isinstance(exc, kind) and any(f.endswith(where) for f in files):
+            return test
+    return None
+
+
+def _retimed(raw: Any) -> float:
+    started = time.perf_counter()
+    try:
+        make_world().svc.handle_event(raw)
+    except Exception:      # the first delivery's outcome is what is checked
+        pass
+    return time.perf_counter() - started
+
+
 def deliver(world: World, raw: Any) -> tuple[AuditRow, GuardrailsError | None]:
     """One delivery with the hang guard; only GuardrailsError may escape; one audit row."""
     rows_before = len(world.audit.rows)
@@ -166,14 +226,22 @@ def deliver(world: World, raw: Any) -> tuple[AuditRow, GuardrailsError | None]:
         row, error = world.svc.handle_event(raw), None
     except GuardrailsError as exc:      # typed: Event Grid redelivers
         row, error = None, exc
+    except Exception as exc:
+        known = _known_bug(exc)
+        if known is None:
+            raise
+        raise KnownBug(known) from None
     elapsed = time.perf_counter() - started
-    assert elapsed < cfg.MAX_SECONDS, f"one delivery took {elapsed:.2f} s"
+    if elapsed >= cfg.MAX_SECONDS:
+        # a hang reproduces; a GC pause or a busy CI neighbour does not: time it once more
+        elapsed = _retimed(raw)
+    assert elapsed < cfg.MAX_SECONDS, f"one delivery took {elapsed:.2f} s (twice)"
     written = world.audit.rows[rows_before:]
     assert len(written) == 1, f"expected one audit row per delivery, got {len(written)} ({error!r})"
-    if error is not None:
+    if error is not None:       # with healthy fakes the only typed escape is DeliveryFailed
         assert isinstance(error, DeliveryFailed) and written[0].verdict == "failed", repr(error)
     else:
-        assert isinstance(row, AuditRow) and row.to_dict() == written[0].to_dict()
+        assert isinstance(row, AuditRow) and row == written[0]      # the row returned is the row audited
     out = written[0]
     assert out.verdict in VERDICTS
     json.dumps(out.to_dict(), allow_nan=False)      # Table Storage gets JSON
@@ -184,7 +252,7 @@ def deliver(world: World, raw: Any) -> tuple[AuditRow, GuardrailsError | None]:
 
 def check_delivery(world: World, raw: Any, seen: Counter) -> tuple[AuditRow, GuardrailsError | None]:
     """Deliver ``raw`` and check which ARM calls it caused."""
-    target = covered_write(raw)
+    target = arm_target(raw)
     pending_before = world.pending.list(str(target[0])) if target is not None else []
     calls_before = len(world.arm.calls)
     row, error = deliver(world, raw)
@@ -194,12 +262,14 @@ def check_delivery(world: World, raw: Any, seen: Counter) -> tuple[AuditRow, Gua
     if not calls:
         return row, error
     seen["arm_called"] += 1
-    assert target is not None, f"ARM called for a delivery that is not a covered write: {calls}"
-    rid, own = target
+    assert target is not None, f"ARM called for a delivery that may not reach ARM: {calls}"
+    rid, why = target
     for _method, called in calls:
         assert parse_arm_id(called).segments() == rid.segments(), (called, str(rid))
-    assert row.event_type == WRITE_SUCCESS and row.resource_id == str(rid) and row.verdict != "invalid"
-    if own:
+    assert row.resource_id == str(rid) and row.verdict != "invalid", (row.resource_id, row.verdict)
+    assert row.event_type == (s.VAULT_POLICY_CHANGED if why == "vault_policy" else WRITE_SUCCESS)
+    seen[f"arm_called_{why}"] += 1
+    if why == "own_write":
         # the guardrail's own write: only a read-back, and only to confirm a fix still running
         assert pending_before and all(m == "GET" for m, _ in calls), (calls, pending_before)
         seen["own_write_confirmed"] += 1
@@ -209,20 +279,21 @@ def check_delivery(world: World, raw: Any, seen: Counter) -> tuple[AuditRow, Gua
 
 
 @st.composite
-def scenarios(draw: st.DrawFn) -> list[tuple[Any, str]]:
+def scenarios(draw: st.DrawFn) -> list[tuple[s.Shown, str]]:
     """1-3 deliveries to one service, each with the fake ARM's behaviour for it: mostly one
     fuzzed delivery; sometimes a redelivery; sometimes a fix left running then the guardrail's
     own write event for that resource (the only case an own write may read ARM)."""
     kind = draw(st.sampled_from(("one",) * 6 + ("redeliver", "redeliver", "sequence", "own_write")))
     if kind == "one":
-        return [(draw(s.deliveries), draw(st.sampled_from(ARM_MODES)))]
+        return [(draw(s.shown_deliveries), draw(st.sampled_from(ARM_MODES)))]
     if kind == "redeliver":
-        raw, mode = draw(s.deliveries), draw(st.sampled_from(ARM_MODES))
+        raw, mode = draw(s.shown_deliveries), draw(st.sampled_from(ARM_MODES))
         return [(raw, mode), (raw, draw(st.sampled_from((mode, "ok"))))]
     if kind == "sequence":
-        return draw(st.lists(st.tuples(s.deliveries, st.sampled_from(ARM_MODES)), min_size=2, max_size=3))
+        return draw(st.lists(st.tuples(s.shown_deliveries, st.sampled_from(ARM_MODES)), min_size=2, max_size=3))
     first, own = draw(s.own_write_pairs())
-    return [(first, "requested"), (own, draw(st.sampled_from(("ok", "ok", "transient_get", "missing_get"))))]
+    return [(s.Shown(first), "requested"),
+            (s.Shown(own), draw(st.sampled_from(("ok", "ok", "transient_get", "missing_get"))))]
 
 
 def test_fuzz_handle_event() -> None:
@@ -230,15 +301,21 @@ def test_fuzz_handle_event() -> None:
 
     @cfg.fuzz_settings(SERVICE_EXAMPLES)
     @given(steps=scenarios())
-    def run(steps: list[tuple[Any, str]]) -> None:
+    def run(steps: list[tuple[s.Shown, str]]) -> None:
         seen["examples"] += 1
         world = make_world()
         handled: dict[int, tuple[AuditRow, GuardrailsError | None]] = {}
-        for raw, mode in steps:
+        for shown, mode in steps:
+            raw = shown.value
             set_arm_mode(world.arm, mode)
             seen["deliveries"] += 1
             writes_before = len(world.arm.writes())
-            row, error = check_delivery(world, raw, seen)
+            try:
+                row, error = check_delivery(world, raw, seen)
+            except KnownBug as bug:
+                seen[f"known_bug:{bug}"] += 1
+                event(f"known bug (xfail {bug})")
+                return
             previous = handled.get(id(raw))
             if previous is not None and previous[1] is None:
                 # a redelivery of a handled (not failed) event changes nothing
@@ -253,9 +330,10 @@ def test_fuzz_handle_event() -> None:
     print(f"fuzz handle_event: {dict(seen)}")
     assert seen["examples"] >= SERVICE_EXAMPLES
     assert seen["arm_called"] >= 0.10 * n and seen["arm_write"] >= 0.03 * n, seen
-    for key in ("invalid", "ignored", "remediated", "compliant", "violation", "failed", "requested",
-                "duplicate", "redelivered", "own_write_confirmed"):
-        assert seen[key] > 0, (key, seen)
+    if seen["examples"] >= 2000:      # rarer outcomes (~0.5% of deliveries) need a real-sized run
+        for key in ("invalid", "ignored", "remediated", "compliant", "violation", "failed", "requested",
+                    "duplicate", "redelivered", "own_write_confirmed", "arm_called_vault_policy"):
+            assert seen[key] > 0, (key, seen)
     assert seen["invalid"] >= 0.15 * n and seen["ignored"] >= 0.10 * n, seen
 
 
@@ -273,12 +351,11 @@ def test_fuzz_parse() -> None:
     seen: Counter = Counter()
 
     @cfg.fuzz_settings(PARSE_EXAMPLES)
-    @given(raw=s.deliveries)
-    def run(raw: Any) -> None:
-        try:
-            before = copy.deepcopy(raw)
-        except RecursionError:
-            before = None
+    @given(shown=s.shown_deliveries)
+    def run(shown: s.Shown) -> None:
+        raw = shown.value
+        # deep values are for the parser; keep this test's own copy/compare shallow
+        before = copy.deepcopy(raw) if s.depth(raw, 100) < 100 else None
         started = time.perf_counter()
         try:
             parsed = parse_resource_event(parse_envelope(raw))
@@ -308,7 +385,14 @@ def test_fuzz_parse() -> None:
             assert "claims" not in repr(parsed) and "claims" not in repr(parsed.envelope)
             if parsed.envelope.time is not None:
                 assert parsed.envelope.time.tzinfo is not None
-        assert elapsed < cfg.MAX_SECONDS, f"parsing took {elapsed:.2f} s"
+        if elapsed >= cfg.MAX_SECONDS:        # re-time once: a hang reproduces, a GC pause does not
+            started = time.perf_counter()
+            try:
+                parse_resource_event(parse_envelope(raw))
+            except InvalidEvent:
+                pass
+            elapsed = time.perf_counter() - started
+        assert elapsed < cfg.MAX_SECONDS, f"parsing took {elapsed:.2f} s (twice)"
         if before is not None:
             assert _same(raw, before), "the parser mutated its input"
 
@@ -328,3 +412,10 @@ def test_oracle_allows_the_plain_covered_write_and_nothing_else() -> None:
     assert may_reach_arm(b.write_event(sa, event_type="Microsoft.Resources.ResourceDeleteSuccess")) is None
     assert may_reach_arm(b.write_event(b.rid("Microsoft.Web", "sites", "x"))) is None
     assert may_reach_arm(b.with_data(b.write_event(sa), resourceUri=sa + "?x=1")) is None
+    kv = b.key_vault()["id"]
+    assert may_reach_arm(s.keyvault_event(kv, "VaultAccessPolicyChanged", "eventgrid")) == parse_arm_id(kv)
+    assert may_reach_arm(s.keyvault_event(kv, "VaultAccessPolicyChanged", "cloudevents")) == parse_arm_id(kv)
+    assert may_reach_arm(s.keyvault_event(kv, "SecretNewVersionCreated", "eventgrid")) is None
+    other = s.keyvault_event(kv, "VaultAccessPolicyChanged", "eventgrid")
+    other["data"]["VaultName"] = "kv-other"
+    assert may_reach_arm(other) is None

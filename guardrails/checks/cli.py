@@ -1,0 +1,91 @@
+"""``python -m guardrails check job|resource|model-promotion`` — the HTTP checks for a pipeline
+without HTTP access. Same models, same policies (the policy table), same audit rows.
+
+The CLI runs with the deployment's own credentials (it reads the policy table and writes the
+audit table directly), so it is a trusted caller: it names the identity a job check is about and
+may remediate. Prints the ``CheckResponse`` JSON. Exit 0 allowed, 1 denied, 2 error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import uuid
+
+from pydantic import ValidationError
+
+
+def add_parser(sub) -> None:
+    ck = sub.add_parser("check", help="pre-flight checks, as POST /api/checks/... (exit 0 allowed, 1 denied, 2 error)")
+    cksub = ck.add_subparsers(dest="action", required=True)
+    j = cksub.add_parser("job", help="may this job start?")
+    j.add_argument("--job-id", required=True)
+    j.add_argument("--identity", required=True, metavar="OBJECT_ID", help="object id of the identity that will run it")
+    j.add_argument("--zone", required=True, help="network zone it runs from")
+    j.add_argument("--permission", action="append", required=True, help="a permission it uses (repeat)")
+    j.add_argument("--secret", action="append", default=[], metavar="VAULT/SECRET", help="a Key Vault reference (repeat)")
+    j.add_argument("--role")
+    r = cksub.add_parser("resource", help="the guardrail's decision on the live resource")
+    r.add_argument("resource_id")
+    r.add_argument("--remediate", action="store_true", help="apply the fixes")
+    m = cksub.add_parser("model-promotion", help="may this model version move to the stage?")
+    m.add_argument("--model", required=True)
+    m.add_argument("--version", required=True)
+    m.add_argument("--from-stage")
+    m.add_argument("--to-stage", required=True)
+    m.add_argument("--tag", action="append", default=[], metavar="KEY=VALUE", help="a tag of the version (repeat)")
+
+
+def _secret(text: str) -> dict[str, str]:
+    vault, sep, secret = text.partition("/")
+    if not sep:
+        raise ValueError(f"--secret {text[:60]!r}: expected VAULT/SECRET")
+    return {"vault": vault, "secret": secret}
+
+
+def _tag(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep:
+        raise ValueError(f"--tag {text[:60]!r}: expected KEY=VALUE")
+    return key, value
+
+
+def main(args: argparse.Namespace) -> int:
+    from guardrails.bootstrap import get_checks
+    from guardrails.checks.models import JobCheckRequest, ModelPromotionRequest
+    from guardrails.checks.service import Caller, CheckUnavailable
+    from guardrails.errors import GuardrailsError
+
+    caller = Caller(trusted=True, correlation_id="cli")
+    decision_id = uuid.uuid4().hex
+    try:
+        if args.action == "job":
+            req = JobCheckRequest.model_validate({
+                "job_id": args.job_id, "identity": {"object_id": args.identity}, "network_zone": args.zone,
+                "permissions": args.permission, "secret_references": [_secret(s) for s in args.secret],
+                **({"role": args.role} if args.role else {})})
+            outcome = get_checks().check_job(req, caller, decision_id)
+        elif args.action == "model-promotion":
+            req = ModelPromotionRequest.model_validate({
+                "model": args.model, "version": args.version, "to_stage": args.to_stage,
+                "tags": dict(_tag(t) for t in args.tag),
+                **({"from_stage": args.from_stage} if args.from_stage else {})})
+            outcome = get_checks().check_model_promotion(req, caller, decision_id)
+        else:
+            outcome = get_checks().check_resource(args.resource_id, remediate=args.remediate, caller=caller,
+                                                  decision_id=decision_id)
+    except (ValidationError, ValueError) as exc:
+        errors = exc.errors(include_url=False, include_input=False) if isinstance(exc, ValidationError) else None
+        detail = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in errors) if errors else str(exc)
+        print(f"error: invalid check request: {detail[:500]}", file=sys.stderr)
+        return 2
+    except CheckUnavailable as exc:
+        print(f"error: a dependency did not answer ({exc.reason}); decision {exc.decision_id} audited as failed",
+              file=sys.stderr)
+        return 2
+    except GuardrailsError as exc:            # bad ARM id, Table Storage / ARM / Graph unavailable
+        print(f"error: {str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__}", file=sys.stderr)
+        return 2
+    print(json.dumps(outcome.response.model_dump(), indent=2))
+    return 0 if outcome.response.allowed else 1

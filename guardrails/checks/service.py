@@ -1,0 +1,222 @@
+"""The check use cases: decide, write one audit row, answer. Shared by HTTP and the CLI.
+
+    request (validated model) + caller ─▶ policies (table, TTL cache) ─▶ identity to check
+      ─▶ evaluate (pure: job.py / model_rules.py; the resource check is the event path's decision)
+      ─▶ audit row (always; decision_id names it) ─▶ CheckResponse
+
+Zero trust: no policy in force for what is asked means denied, with a reason saying so. Audit
+rows: event types ``Guardrails.CheckJob``, ``Guardrails.CheckModelPromotion``,
+``Guardrails.CheckResource``; allowed → ``compliant``, denied → ``violation``, a policy in
+``audit`` mode that would deny → ``dry_run`` (and allowed), bad input → ``invalid``, an internal
+failure → ``failed``. Each broken condition is one ``violations`` entry (rule, message).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, Callable
+
+from guardrails.checks import access
+from guardrails.checks.job import GroupResolver, JobFinding, JobRequest, evaluate_job
+from guardrails.checks.models import CheckResponse, JobCheckRequest, ModelPromotionRequest, Reason
+from guardrails.checks.policies import SecretReference
+from guardrails.checks.principal import Principal
+from guardrails.model.arm_id import parse_arm_id
+from guardrails.model.decision import Actor, AuditRow, ViolationRecord
+from guardrails.policy.model_rules import evaluate_promotion
+
+EVENT_TYPES = {"job": "Guardrails.CheckJob", "model-promotion": "Guardrails.CheckModelPromotion",
+               "resource": "Guardrails.CheckResource"}
+# resource-check failures that mean "ARM could not be asked", not "the resource is wrong"
+UNAVAILABLE_REASONS = frozenset({"throttled", "transient", "arm_error"})
+_FIELDS = {"identity": "identity", "allowed-identity": "identity", "access-group": "identity", "role": "role",
+           "permissions": "permissions", "secret-references": "secret_references", "network-zone": "network_zone",
+           "job-policy": "job_id"}
+
+
+class CheckUnavailable(Exception):
+    """The check was audited ``failed`` because a dependency could not answer: HTTP 503."""
+
+    def __init__(self, reason: str, decision_id: str) -> None:
+        super().__init__(reason)
+        self.reason, self.decision_id = reason, decision_id
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who asks. ``principal`` is App Service authentication's verified identity (None when the
+    platform gave none). ``trusted`` (the CLI, run with the deployment's own credentials) may
+    name any identity and remediate."""
+
+    principal: Principal | None = None
+    trusted: bool = False
+    correlation_id: str = ""
+
+    @property
+    def object_id(self) -> str | None:
+        return self.principal.object_id if self.principal else None
+
+    @property
+    def actor(self) -> Actor:
+        p = self.principal
+        return Actor(object_id=p.object_id, app_id=p.app_id, upn=p.upn) if p else Actor()
+
+    def describe(self) -> str:
+        return str(self.principal) if self.principal else ("cli" if self.trusted else "caller without a verified identity")
+
+
+@dataclass
+class Outcome:
+    response: CheckResponse
+    status: int = 200
+
+
+class CheckService:
+    def __init__(self, service, *, groups: GroupResolver, trust_principal_header: bool = False,
+                 clock: Callable[[], float] = time.perf_counter,
+                 wall_clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)) -> None:
+        self.service = service            # GuardrailsService: policies (cached), audit sink, check_resource
+        self.groups = groups
+        # App Service authentication runs in front of the app (see principal.platform_auth_enabled)
+        self.trust_principal_header = trust_principal_header
+        self._clock, self._wall = clock, wall_clock
+
+    # ---------------------------------------------------------------- jobs
+    def check_job(self, req: JobCheckRequest, caller: Caller, decision_id: str) -> Outcome:
+        start = self._clock()
+        compiled = self.service.policies.get()
+        job_id = str(req.job_id).strip()
+        subject = f"job:{job_id}"
+        policies = compiled.checks.job(job_id)
+        if len(policies) != 1:
+            why = (f"no job policy in force for job {job_id}: nothing is allowed by default" if not policies else
+                   f"job {job_id} has {len(policies)} policies in force ({', '.join(p.ref for p in policies)}): ambiguous")
+            return self._answer("job", subject, decision_id, caller, start, [p.ref for p in policies],
+                                [JobFinding("job-policy", why)], mode="enforce")
+        policy = policies[0]
+        named = req.identity.object_id.lower() if req.identity else None
+        identity, problem, grant = self._identity(compiled, caller, named, "job")
+        request = JobRequest(job_id=job_id, network_zone=req.network_zone, permissions=tuple(req.permissions),
+                             secret_references=tuple(SecretReference(s.vault, s.secret) for s in req.secret_references),
+                             role=req.role)
+        findings = ([problem] if problem else []) + evaluate_job(policy, request, identity=identity, groups=self.groups)
+        refs = [policy.ref] + ([grant] if grant else [])
+        ok = f"job {job_id} may run as {identity} from {req.network_zone}"
+        return self._answer("job", subject, decision_id, caller, start, refs, findings, mode=policy.mode,
+                            allowed_message=ok)
+
+    def _identity(self, compiled, caller: Caller, named: str | None, check: str):
+        """(identity to check, finding when there is none, on-behalf grant ref)."""
+        own = caller.object_id
+        if named is None or named == own:
+            if own is None:
+                why = ("no identity named" if caller.trusted else "no verified caller identity (App Service"
+                       " authentication sent no X-MS-CLIENT-PRINCIPAL) and no identity named")
+                return None, JobFinding("identity", why), None
+            return own, None, None
+        if caller.trusted:
+            return named, None, None
+        grant = access.on_behalf_grant(compiled.check_access_policies, own, check, self.groups)
+        if grant is None:
+            return None, JobFinding("identity", f"{caller.describe()} may not check on behalf of {named}"
+                                    " (no check-access on_behalf grant covers this caller)"), None
+        return named, None, grant.ref
+
+    # ---------------------------------------------------------------- model promotion
+    def check_model_promotion(self, req: ModelPromotionRequest, caller: Caller, decision_id: str) -> Outcome:
+        start = self._clock()
+        policies = self.service.policies.get().model_registry_policies
+        subject = f"model:{req.model}/versions/{req.version}"
+        if not policies:
+            return self._answer("model-promotion", subject, decision_id, caller, start, [], [JobFinding(
+                "model-registry-policy", "no model-registry policy in force: nothing is allowed by default")],
+                mode="enforce")
+        findings: list[JobFinding] = []
+        enforce = False
+        for p in policies:
+            found = evaluate_promotion(p.rules, version=req.version, from_stage=req.from_stage,
+                                       to_stage=req.to_stage, tags=req.tags)
+            findings.extend(JobFinding(f.rule, f.message) for f in found)
+            enforce = enforce or (bool(found) and p.mode == "enforce")
+        ok = f"{req.model} version {req.version} may move to {req.to_stage}"
+        return self._answer("model-promotion", subject, decision_id, caller, start, [p.ref for p in policies],
+                            findings, mode="enforce" if enforce or not findings else "audit", allowed_message=ok)
+
+    # ---------------------------------------------------------------- resources
+    def check_resource(self, resource_id: str, *, remediate: bool, caller: Caller, decision_id: str) -> Outcome:
+        """Raises ``InvalidArmId`` for a bad id (before anything is read or written)."""
+        start = self._clock()
+        rid = parse_arm_id(resource_id)
+        if remediate and not caller.trusted:
+            compiled = self.service.policies.get()
+            grant = access.remediate_grant(compiled.check_access_policies, caller.object_id, rid, self.groups)
+            if grant is None:
+                finding = JobFinding("remediate-not-permitted", f"{caller.describe()} may not ask for remediation of"
+                                     " this resource (no check-access remediate grant covers caller and scope)")
+                out = self._answer("resource", str(rid), decision_id, caller, start, [], [finding], mode="enforce")
+                out.status = 403
+                return out
+        row = self.service.check_resource(str(rid), remediate=remediate, actor=caller.actor, decision_id=decision_id)
+        if row.verdict == "failed" and row.reason in UNAVAILABLE_REASONS:
+            raise CheckUnavailable(row.reason, decision_id)
+        reasons = [Reason(rule=f"{v.policy.split('@')[0]}/{v.rule}", message=_describe(v, remediate))
+                   for v in row.violations]
+        if not reasons and row.verdict not in ("compliant", "remediated"):
+            reasons = [Reason(rule=row.reason or row.verdict, message=row.message or row.verdict)]
+        return Outcome(CheckResponse(allowed=row.verdict in ("compliant", "remediated"), reasons=reasons,
+                                     policy_version=", ".join(row.policies) or None, decision_id=decision_id,
+                                     verdict=row.verdict, subject=str(rid)))
+
+    # ---------------------------------------------------------------- audit
+    def _answer(self, check: str, subject: str, decision_id: str, caller: Caller, start: float, refs: list[str],
+                findings: list[JobFinding], *, mode: str, allowed_message: str = "") -> Outcome:
+        if not findings:
+            verdict, allowed = "compliant", True
+        elif mode == "audit":
+            verdict, allowed = "dry_run", True
+        else:
+            verdict, allowed = "violation", False
+        outcome = "dry_run" if verdict == "dry_run" else "violation"
+        row = AuditRow(event_id=decision_id, event_type=EVENT_TYPES[check], resource_id=subject, verdict=verdict,
+                       delivery_id=decision_id, actor=caller.actor, correlation_id=caller.correlation_id[:128],
+                       policies=refs,
+                       violations=[ViolationRecord(policy=refs[0] if refs else "", rule=f.rule,
+                                                   property=_FIELDS.get(f.rule, f.rule), before=None, after=None,
+                                                   outcome=outcome, message=f.message[:300]) for f in findings])
+        row.reason = findings[0].rule if findings else ""
+        row.message = ("; ".join(f.message for f in findings) if findings else allowed_message) + f" [{caller.describe()}]"
+        self._write(row, start)
+        return Outcome(CheckResponse(allowed=allowed, reasons=[Reason(rule=f.rule, message=f.message) for f in findings],
+                                     policy_version=", ".join(refs) or None, decision_id=decision_id, verdict=verdict,
+                                     subject=subject))
+
+    def record(self, check: str, decision_id: str, caller: Caller, *, verdict: str, reason: str, message: str,
+               subject: str = "") -> None:
+        """The audit row of an answer that is not a decision: bad input (``invalid``) or an
+        internal failure (``failed``). Raises ``StoreError`` when the audit table is down."""
+        row = AuditRow(event_id=decision_id, event_type=EVENT_TYPES.get(check, "Guardrails.Check"),
+                       resource_id=subject[:2048], verdict=verdict, reason=reason, delivery_id=decision_id,
+                       actor=caller.actor, correlation_id=caller.correlation_id[:128])
+        row.message = f"{message} [{caller.describe()}]"[:2000]
+        self._write(row, self._clock())
+
+    def _write(self, row: AuditRow, start: float) -> None:
+        row.time = self._wall().astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        row.duration_ms = round((self._clock() - start) * 1000.0, 3)
+        self.service.audit.write(row)
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _describe(v: ViolationRecord, remediate: bool) -> str:
+    head = f"{v.property} is {_short(v.before)}"
+    if v.after is not None:
+        head += f", policy wants {_short(v.after)}"
+    if v.outcome == "dry_run" and not remediate:
+        return f"{head} (not fixed: checked without remediate)"
+    return f"{head}: {v.message or v.outcome} ({v.outcome})"[:600]

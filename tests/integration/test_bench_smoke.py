@@ -1,0 +1,85 @@
+"""The benchmark code paths on tiny inputs, so they cannot rot. Product side only: the Cloud
+Custodian half needs bench/.c7n-venv, which CI does not build. Asserts shapes and invariants
+(identical work, calls per event), never timings: figures come from ``make bench``."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from bench import coldstart, evaluation, pipeline, report
+from bench import resources as R
+from bench.counting import classify
+
+pytestmark = pytest.mark.integration
+
+
+def _quiet(_msg: str) -> None:
+    pass
+
+
+def test_generated_resources_are_seeded_arm_shaped_and_mixed():
+    a, b = R.generate(60, seed=5), R.generate(60, seed=5)
+    assert a == b
+    assert {r["type"] for r in a} <= set(R.TYPES)
+    assert all(r["id"].startswith("/subscriptions/") and r["id"].endswith("/" + r["name"]) for r in a)
+    ev = evaluation.product_evaluator(evaluation.baseline_policies())
+    violating = {rid for rid, _ in ev(a)}
+    assert 0 < len(violating) < len(a)
+
+
+def test_c7n_translation_covers_every_resource_rule_of_the_five_types():
+    pols = evaluation.c7n_policies(evaluation.baseline_policies())
+    assert {p["type"] for p in pols} == set(R.TYPES)
+    keys = {p["key"] for p in pols}
+    assert "storage-private/blob-public-access-off" in keys
+    assert "keyvault-private/rbac-authorization-enabled" in keys
+    assert all(p["c7n"]["filters"] for p in pols)
+    # absent publicNetworkAccess is public: a lone `ne` filter, no `present` guard
+    pna = next(p for p in pols if p["key"] == "storage-private/public-network-access-disabled")
+    assert pna["c7n"]["filters"] == [{"type": "value", "key": "properties.publicNetworkAccess", "op": "ne",
+                                      "value": "disabled", "value_type": "normalize"}]
+
+
+def test_evaluation_runs_product_side():
+    out = evaluation.run(n=150, reps=1, c7n_python=None, log=_quiet)
+    assert out["product"]["per_s"]["n"] == 1 and out["violations"] > 0
+    assert "c7n" not in out
+
+
+def test_table_call_classification():
+    assert classify("POST", "http://127.0.0.1:1/devstoreaccount1/BxIdempotency", {}, "Bx") == ("Idempotency", "create")
+    assert classify("PUT", "http://h/a/BxIdempotency(PartitionKey='a',RowKey='b')", {"If-Match": 'W/"1"'},
+                    "Bx") == ("Idempotency", "update")
+    assert classify("PATCH", "http://h/a/BxAudit(PartitionKey='a',RowKey='b')", {}, "Bx") == ("Audit", "upsert")
+    assert classify("GET", "http://h/a/BxPendingFixes()", {}, "Bx") == ("PendingFixes", "query")
+
+
+def test_pipeline_and_calls_per_event_on_tiny_inputs(azurite):
+    out = pipeline.run(events=6, reps=1, threads=2, connection=azurite.connection_string, round_trip=1,
+                       log=_quiet)
+    assert set(out["phases"]) == set(pipeline.PHASES)
+    for name, ph in out["phases"].items():
+        assert ph["events"] == 6 and ph["per_s"]["median"] > 0, name
+        assert ph["share_of_ceiling"]["median"] > 0, name
+    calls = out["calls"]
+    assert calls["compliant"]["arm"]["max"] == 1 and calls["compliant"]["arm_reads"]["max"] == 1
+    assert calls["fix"]["arm_writes"]["min"] == 1
+    for name in ("own_write", "duplicate", "ignored: type not covered", "ignored: delete event", "invalid"):
+        assert calls[name]["arm"]["max"] == 0, name
+    assert calls["compliant"]["table_writes"] >= 3
+
+
+def test_coldstart_and_report(tmp_path):
+    cs = coldstart.run(reps=1, c7n_python=None, log=_quiet)
+    assert 0 < cs["product"]["import_s"]["median"] < 30
+    results = {"started": report.started(), "quick": True, "machine": report.machine(), "seconds": 1.0,
+               "versions": report.versions(None), "coldstart": cs,
+               "evaluation": evaluation.run(n=50, reps=1, c7n_python=None, log=_quiet)}
+    text = report.render(results)
+    assert "import function_app" in text and "product, resources/s" in text
+    path = tmp_path / "latest.json"
+    report.write_json(results, path)
+    doc = json.loads(path.read_text())
+    assert doc["table"] and doc["versions"]["azure-core"]
