@@ -22,7 +22,7 @@ from typing import Any
 
 from guardrails.errors import InvalidEvent
 from guardrails.model.arm_id import ArmId, parse_arm_id
-from guardrails.model.events import MAX_DATA_BYTES, Envelope
+from guardrails.model.events import MAX_DATA_BYTES, Envelope, _data_size
 
 PREFIX = "Microsoft.KeyVault."
 SECRET_EXPOSED = "Guardrails.SecretExposed"
@@ -119,7 +119,7 @@ def parse_keyvault_event(env: Envelope) -> KeyVaultEvent:
         raise InvalidEvent("data is missing", reason="missing_data")
     if not isinstance(raw, Mapping):
         raise InvalidEvent(f"data must be an object, got {type(raw).__name__}", reason="wrong_type")
-    if len(repr(raw)) > MAX_DATA_BYTES:
+    if _data_size(raw) > MAX_DATA_BYTES:
         raise InvalidEvent("data is too large for a Key Vault event", reason="oversized")
     d = _strip_keys(raw)
     vault = _text(d, "VaultName", required=True)

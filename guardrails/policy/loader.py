@@ -130,7 +130,13 @@ def _shape_problem(doc: Any) -> tuple[str, str] | None:
         if depth > MAX_DEPTH:
             return path, f"nested deeper than {MAX_DEPTH} levels"
         if isinstance(value, Mapping):
-            stack.extend((v, f"{path}.{str(k)[:40]}", depth + 1) for k, v in value.items())
+            bad = next((k for k in value if not isinstance(k, str)), None)
+            if bad is not None:
+                shown = repr(bad) if isinstance(bad, (bool, float)) or (isinstance(bad, int) and abs(bad) < 10 ** 20) \
+                    else f"of type {type(bad).__name__}"
+                return path, f"key {shown} must be a string"
+            stack.extend((v, f"{path}.{k[:40] if isinstance(k, str) else type(k).__name__}", depth + 1)
+                         for k, v in value.items())
         elif isinstance(value, (list, tuple)):
             stack.extend((v, f"{path}[{i}]", depth + 1) for i, v in enumerate(value))
         elif isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_INT:

@@ -46,7 +46,7 @@ def find_credentials(doc: Any, path: str = "$") -> Iterator[tuple[str, str]]:
                 yield where, label
         elif isinstance(value, Mapping):
             for k, v in value.items():
-                stack.append((v, f"{where}.{k}"))
+                stack.append((v, f"{where}.{k if isinstance(k, str) else type(k).__name__}"))
                 if isinstance(k, str) and classify(k):
                     yield f"{where}.{k[:8]}…", "credential in a key name"
         elif isinstance(value, (list, tuple)):

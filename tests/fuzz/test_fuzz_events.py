@@ -192,10 +192,7 @@ class KnownBug(Exception):
 
 # (exception type, product file it is raised in, the xfail pinning it). Delete an entry when its
 # xfail starts passing: the fuzz then checks that path strictly again.
-KNOWN_BUGS = (
-    (RecursionError, "guardrails/model/keyvault_events.py",
-     "test_keyvault_event_with_deeply_nested_data_is_invalid_not_a_crash"),
-)
+KNOWN_BUGS: tuple = ()
 
 
 def _known_bug(exc: BaseException) -> str | None:

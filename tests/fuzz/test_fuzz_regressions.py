@@ -120,20 +120,11 @@ def test_audit_entity_of_a_huge_correlation_id_fits_table_storage() -> None:
             assert len(value.encode("utf-16-le")) <= 64 * 1024, (key, len(value))
 
 
-@pytest.mark.xfail(strict=True, raises=ValueError,
-                   reason="loader._shape_problem builds each node's path with str(key): a mapping key that is "
-                   "an int of more than 4300 digits raises ValueError (Python callers only: YAML and JSON "
-                   "cannot produce such a key)")
 def test_document_with_huge_int_key_is_a_finding() -> None:
     with pytest.raises(MetadataValidationError):
         load_documents([("row", {**STORAGE_POLICY, 10**5000: "x"})])
 
 
-@pytest.mark.xfail(strict=True, raises=RecursionError,
-                   reason="keyvault_events.parse_keyvault_event sizes data with len(repr(raw)), which recurses "
-                   "per level and is not guarded (events._data_size catches RecursionError for resource events): "
-                   "deeply nested data escapes handle_event as RecursionError (Python callers; Event Grid JSON "
-                   "decoded at the worker's stack depth stays below the limit)")
 def test_keyvault_event_with_deeply_nested_data_is_invalid_not_a_crash() -> None:
     from tests.fuzz.strategies import _nest, keyvault_event
 
