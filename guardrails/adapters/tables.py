@@ -17,6 +17,7 @@ stays under Table Storage's per-partition limit with room to spare.
 from __future__ import annotations
 
 import hashlib
+import threading
 import json
 from datetime import date, datetime, timedelta, timezone
 from typing import Any, Sequence
@@ -156,22 +157,37 @@ class TableIdempotencyStore:
     """Conditional create (IN_PROGRESS) -> etag-conditioned update (COMPLETED) -> delete on
     failure. Expiry is computed on read: Table Storage has no TTL."""
 
+    LOCAL_COMPLETED_MAX = 10_000
+
     def __init__(self, tables: Tables, *, completed_ttl: timedelta, in_progress_ttl: timedelta,
                  clock=lambda: datetime.now(timezone.utc)) -> None:
         self._t = tables
         self._completed_ttl = completed_ttl
         self._in_progress_ttl = in_progress_ttl
         self._clock = clock
+        self._completed: dict[str, tuple[str, datetime]] = {}   # this worker's completed claims
+        self._lock = threading.Lock()
 
     @staticmethod
     def _keys(key: str) -> tuple[str, str]:
         h = _sha(key)
         return h[:2], h
 
+    def _remember(self, key: str, verdict: str, expires: datetime) -> None:
+        with self._lock:
+            if len(self._completed) >= self.LOCAL_COMPLETED_MAX:
+                self._completed.pop(next(iter(self._completed)))
+            self._completed[key] = (verdict, expires)
+
     def acquire(self, key: str, *, holder: str) -> Claim:
+        now = self._clock()
+        with self._lock:
+            local = self._completed.get(key)
+        if local is not None and local[1] > now:
+            # COMPLETED is terminal until it expires: a redelivery to this worker needs no table call
+            return Claim("completed", verdict=local[0] or None)
         table = self._t.table(self._t.idempotency_name)
         pk, rk = self._keys(key)
-        now = self._clock()
         entity = {"PartitionKey": pk, "RowKey": rk, "status": "IN_PROGRESS", "holder": holder,
                   "expires_at": now + self._in_progress_ttl, "verdict": ""}
         try:
@@ -191,6 +207,7 @@ class TableIdempotencyStore:
         expires = current.get("expires_at")
         live = isinstance(expires, datetime) and expires > now
         if current.get("status") == "COMPLETED" and live:
+            self._remember(key, current.get("verdict") or "", expires)
             return Claim("completed", verdict=current.get("verdict") or None)
         if current.get("status") == "IN_PROGRESS" and live:
             raise IdempotencyError("event is being handled by another delivery; retry later")
@@ -207,11 +224,13 @@ class TableIdempotencyStore:
     def complete(self, key: str, claim: Claim, *, verdict: str) -> None:
         table = self._t.table(self._t.idempotency_name)
         pk, rk = self._keys(key)
+        expires = self._clock() + self._completed_ttl
         entity = {"PartitionKey": pk, "RowKey": rk, "status": "COMPLETED", "holder": "",
-                  "expires_at": self._clock() + self._completed_ttl, "verdict": verdict}
+                  "expires_at": expires, "verdict": verdict}
         try:
             table.update_entity(entity, mode=UpdateMode.REPLACE, etag=claim.token,
                                 match_condition=MatchConditions.IfNotModified)
+            self._remember(key, verdict, expires)
         except ResourceModifiedError:
             raise IdempotencyError("idempotency record was taken over before completion") from None
         except AzureError as exc:
@@ -320,14 +339,50 @@ class TableBreakerStore:
     def __init__(self, tables: Tables, *, clock=lambda: datetime.now(timezone.utc)) -> None:
         self._t = tables
         self._clock = clock
+        self._known: dict[str, tuple[list[float], str | None]] = {}   # pk -> (times, etag) last written here
+        self._lock = threading.Lock()
 
     @staticmethod
     def _keys(policy_id: str, subscription_id: str) -> tuple[str, str]:
         return _sha(f"{policy_id}|{subscription_id.lower()}")[:32], "breaker"
 
+    def _entity(self, pk, rk, policy_id, subscription_id, times, is_open, now) -> dict[str, Any]:
+        return {"PartitionKey": pk, "RowKey": rk, "policy": policy_id, "subscription": subscription_id,
+                "times": json.dumps(times), "open": is_open, "opened_at": now.isoformat() if is_open else ""}
+
+    def _fast_path(self, table, pk, rk, policy_id, subscription_id, max_actions, window_seconds) -> bool | None:
+        """Update from this worker's last known state with its etag: one call instead of two.
+        None when there is no usable cached state or another worker changed it meanwhile."""
+        with self._lock:
+            cached = self._known.get(pk)
+        if cached is None:
+            return None
+        times, etag = cached
+        now = self._clock()
+        times = [t for t in times if t > now.timestamp() - window_seconds]
+        if len(times) >= max_actions:
+            return None          # about to trip: decide on a fresh read
+        times.append(now.timestamp())
+        try:
+            meta = table.update_entity(self._entity(pk, rk, policy_id, subscription_id, times, False, now),
+                                       mode=UpdateMode.REPLACE, etag=etag, match_condition=MatchConditions.IfNotModified)
+        except (ResourceModifiedError, ResourceNotFoundError):
+            with self._lock:
+                self._known.pop(pk, None)
+            return None
+        with self._lock:
+            self._known[pk] = (times, meta.get("etag"))
+        return True
+
     def try_acquire(self, policy_id: str, subscription_id: str, *, max_actions: int, window_seconds: int) -> bool:
         table = self._t.table(self._t.breakers_name)
         pk, rk = self._keys(policy_id, subscription_id)
+        try:
+            fast = self._fast_path(table, pk, rk, policy_id, subscription_id, max_actions, window_seconds)
+        except AzureError as exc:
+            raise _store_error("breaker update", exc) from exc
+        if fast is not None:
+            return fast
         for _attempt in range(self.MAX_ATTEMPTS):
             now = self._clock()
             try:
@@ -339,7 +394,10 @@ class TableBreakerStore:
                     entity = {"PartitionKey": pk, "RowKey": rk, "policy": policy_id, "subscription": subscription_id,
                               "times": json.dumps([now.timestamp()]), "open": max_actions < 1, "opened_at": ""}
                     try:
-                        table.create_entity(entity)
+                        meta = table.create_entity(entity)
+                        if not entity["open"]:
+                            with self._lock:
+                                self._known[pk] = ([now.timestamp()], meta.get("etag"))
                         return True
                     except ResourceExistsError:
                         continue
@@ -352,8 +410,13 @@ class TableBreakerStore:
                           "times": json.dumps(times + [now.timestamp()] if allowed else times),
                           "open": not allowed, "opened_at": "" if allowed else now.isoformat()}
                 try:
-                    table.update_entity(entity, mode=UpdateMode.REPLACE, etag=current.metadata["etag"],
-                                        match_condition=MatchConditions.IfNotModified)
+                    meta = table.update_entity(entity, mode=UpdateMode.REPLACE, etag=current.metadata["etag"],
+                                               match_condition=MatchConditions.IfNotModified)
+                    with self._lock:
+                        if allowed:
+                            self._known[pk] = (json.loads(entity["times"]), meta.get("etag"))
+                        else:
+                            self._known.pop(pk, None)
                     return allowed
                 except ResourceModifiedError:
                     continue
@@ -373,6 +436,8 @@ class TableBreakerStore:
     def reset(self, policy_id: str, subscription_id: str) -> bool:
         """Close the breaker and forget its window. Returns whether there was state to reset."""
         pk, rk = self._keys(policy_id, subscription_id)
+        with self._lock:
+            self._known.pop(pk, None)
         try:
             self._t.table(self._t.breakers_name).delete_entity(pk, rk)
         except ResourceNotFoundError:

@@ -128,6 +128,7 @@ class _TLSServer(ThreadingHTTPServer):
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True     # headers and body go out separately: no delayed-ACK stall
     server_version = "AzureEmulator/1.0"
     sys_version = ""
     timeout = 60
