@@ -22,6 +22,8 @@ def _short_id(rid: str) -> str:
 
 
 def _fmt(v) -> str:
+    if isinstance(v, dict) and "role_name" in v:
+        return f"{v['role_name']} for {v['principal_type']} {str(v['principal_id'])[:8]}… at {_short_id(v['scope'])}"
     return json.dumps(v) if not isinstance(v, str) else v
 
 
@@ -32,7 +34,9 @@ def render(result) -> str:
     for i, d in enumerate(result.decisions, 1):
         what = d["message"]
         if d["violations"]:
-            what = "; ".join(f"{v['rule']}: {_fmt(v['before'])}" + (f" -> {_fmt(v['after'])}" if v["after"] is not None else "")
+            what = "; ".join(f"{v['rule']}: {_fmt(v['before'])}" + (f" -> {_fmt(v['after'])}" if v["after"] is not None
+                                                                  else " -> deleted" if v["property"] == "roleAssignment"
+                                                                  and v["outcome"] == "remediated" else "")
                              + f" [{v['outcome']}]" for v in d["violations"])
         lines.append(f"{i:>2}  {d['verdict']:<10} {d['reason'] or '-':<22} {_short_id(d['resource_id'])[:34]:<34} "
                      f"{d['duration_ms']:>7.1f}  {what[:140]}")
@@ -63,6 +67,12 @@ def main(args) -> int:
             a, b = get_path(old, path, None), get_path(r, path, None)
             if a != b:
                 print(f"  {_short_id(r['id']):<40} {path:<36} {_fmt(a)} -> {_fmt(b)}")
+    kept = {a["id"].lower() for a in result.world.get("roleAssignments", [])}
+    for a in world.get("roleAssignments", []):
+        if a["id"].lower() not in kept:
+            p = a["properties"]
+            print(f"  {_short_id(a['id']):<40} role assignment removed: {p['principalType']} {p['principalId']} "
+                  f"at {p['scope']}")
     arm = [q for q in result.requests if q["host"] == "management"]
     print(f"\nARM requests: {len(arm)} ({sum(q['method'] == 'GET' for q in arm)} GET, "
           f"{sum(q['method'] in ('PATCH', 'PUT') for q in arm)} writes)")
