@@ -243,3 +243,36 @@ def test_key_vault_429_is_retried_and_500_fails(harness, tmp_path, planted):
     h.emu.add_fault(method="GET", path_regex="/secrets/databricks-token", status=500)
     row = h.deliver(_event(h, "SecretExpired", "databricks-token"))
     assert row.verdict == "failed" and row.reason == "transient"
+
+
+def test_cloudevents_schema_key_vault_event_is_handled(harness, tmp_path, planted):
+    h = _harness(harness, tmp_path, planted)
+    ev = h.emu.keyvault_event("Microsoft.KeyVault.SecretNearExpiry", VAULT, "api-token", schema="cloudevents")
+    assert ev.get("specversion") == "1.0"
+    assert h.deliver(ev).verdict == "remediated"
+    assert len(h.emu.secret_versions(VAULT, "api-token")) == 2
+
+
+def test_vault_moved_off_rbac_is_put_back_when_a_policy_opts_in(harness, tmp_path, planted):
+    d = tmp_path / "optin"
+    d.mkdir()
+    (d / "keyvault-private.yaml").write_text(textwrap.dedent("""
+        id: keyvault-private
+        version: 2
+        description: vaults stay private and on RBAC; this platform opted in to enforce RBAC
+        mode: enforce
+        selector: {resource_types: [Microsoft.KeyVault/vaults]}
+        rules:
+          - id: rbac-authorization-enabled
+            property: properties.enableRbacAuthorization
+            expect: {equals: true}
+            action: {type: set-property, value: true}
+        """))
+    h = _harness(harness, tmp_path, planted)
+    from guardrails.sync import metadata_dirs, sync_metadata
+    sync_metadata(h.repo, metadata_dirs([tmp_path / "secrets", d]))
+    vault = h.resource(b.key_vault()["id"])
+    h.emu.put({**vault, "properties": {**vault["properties"], "enableRbacAuthorization": False}})
+    row = h.deliver(h.emu.keyvault_event("Microsoft.KeyVault.VaultAccessPolicyChanged", VAULT))
+    assert row.verdict == "remediated"
+    assert h.resource(b.key_vault()["id"])["properties"]["enableRbacAuthorization"] is True
