@@ -34,13 +34,18 @@ def nodelay(enabled: bool = True) -> bool:
     return previous
 
 
+def _make(cls, world):
+    """A list is the resources; a dict is a whole world (role assignments, directory, …)."""
+    return cls.from_world(world) if isinstance(world, dict) else cls(world)
+
+
 def _serve(resources_path: str, tcp_nodelay: bool) -> None:
     """Child: one JSON command per stdin line, one JSON answer per stdout line."""
     from guardrails.local.emulator import AzureEmulator
 
     nodelay(tcp_nodelay)
 
-    emu = AzureEmulator(json.loads(Path(resources_path).read_text(encoding="utf-8"))).start()
+    emu = _make(AzureEmulator, json.loads(Path(resources_path).read_text(encoding="utf-8"))).start()
     out = sys.stdout
     out.write(json.dumps({"base_url": emu.base_url, "ca_path": emu.ca_path}) + "\n")
     out.flush()
@@ -71,7 +76,7 @@ class InProcessEmulator:
         from guardrails.local.emulator import AzureEmulator
 
         self._previous = nodelay(tcp_nodelay)
-        self._emu = AzureEmulator(resources).start()
+        self._emu = _make(AzureEmulator, resources).start()
         self.base_url, self.ca_path = self._emu.base_url, self._emu.ca_path
 
     def take_requests(self) -> list[dict]:

@@ -4,7 +4,9 @@ Unit of work on both sides: from N ARM resources (bench.resources.generate), the
 (resource id, "<policy>/<rule>") pairs that violate the baseline (``load_directory(*metadata_dirs())``).
 
 * product: ``compile_policies`` once (untimed, like c7n's policy load); timed: for every resource
-  ``CompiledPolicySet.evaluate(ResourceSnapshot(...))``, exactly what the service does after its GET;
+  ``CompiledPolicySet.violations(body, type)``, the filter-only entry point running the same
+  compiled predicates as ``evaluate`` (which the service calls after its GET, and which also plans
+  the fixes);
 * Cloud Custodian 0.9.53 / c7n_azure: one c7n policy per (type, rule), value filters expressing the
   same condition (``c7n_policies``), run by ``bench/c7n_worker.py`` inside ``bench/.c7n-venv``,
   which times only the filtering (``resource_manager.filter_resources``), not its import.
@@ -103,20 +105,23 @@ def c7n_policies(policies) -> list[dict]:
 
 
 def product_evaluator(policies) -> Callable[[list[dict]], list[tuple[str, str]]]:
-    from guardrails.model.resource import ResourceSnapshot
     from guardrails.policy.evaluate import compile_policies
 
     compiled = compile_policies(policies)
-    evaluate = compiled.evaluate
+    # the filter-only entry point: the same compiled predicates as ``evaluate`` (one compile,
+    # tests/unit/test_evaluate_fast.py checks they agree), without planning the fixes
+    violations = compiled.violations
     # "<policy>/<rule>" precomputed, as the c7n side's keys are: formatting is not the product's work
-    keys = {(id(p), id(rule)): f"{p.id}/{rule.id}" for p in compiled.policies for rule in p.rules}
+    keys = {(p.ref, rule.id): f"{p.id}/{rule.id}" for p in compiled.policies for rule in p.rules}
 
     def run(resources: list[dict]) -> list[tuple[str, str]]:
         out = []
         for r in resources:
-            rid = r["id"]
-            for res in evaluate(ResourceSnapshot(rid, r["type"], r), now=NOW):
-                out.append((rid, keys[id(res.policy), id(res.rule)]))
+            found = violations(r, r["type"])
+            if found:
+                rid = r["id"]
+                for key in found:
+                    out.append((rid, keys[key]))
         return out
 
     return run

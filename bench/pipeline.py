@@ -38,12 +38,12 @@ from bench.counting import TableCalls, counting_tables, describe, totals
 from bench.stats import percentile, summary
 
 THREADPOOL_ENV = "PYTHON_THREADPOOL_THREAD_COUNT"
-PHASES = ("compliant", "fix", "own_write", "duplicate")
+PHASES = ("compliant", "fix", "own_write", "duplicate", "role")
 # fixes spread over this many subscriptions: the default circuit breaker allows 50 fixes per
 # (policy, subscription) in 600 s, and the benchmark must measure fixes, not an open breaker
 SUBSCRIPTIONS = 48
 EXPECTED = {"compliant": {"compliant"}, "fix": {"remediated"}, "own_write": {"ignored"},
-            "duplicate": {"duplicate"}}
+            "duplicate": {"duplicate"}, "role": {"compliant"}}
 
 
 def default_threads() -> int | None:
@@ -177,6 +177,22 @@ def _event(resource: dict) -> dict:
     return raw
 
 
+def _role_pool(n: int, rng: random.Random, subs: list[str]) -> list[dict]:
+    from tests.builders import role_assignment
+
+    roles = ("Reader", "Storage Blob Data Contributor", "AzureML Data Scientist")
+    out = []
+    for i in range(n):
+        sub = subs[i % len(subs)]
+        scope = f"/subscriptions/{sub}/resourceGroups/rg-ml-{i % 7}"
+        a = role_assignment(roles[i % 3], str(uuid.UUID(int=rng.getrandbits(128), version=4)), scope=scope,
+                            name=str(uuid.UUID(int=rng.getrandbits(128), version=4)))
+        a["properties"]["roleDefinitionId"] = a["properties"]["roleDefinitionId"].replace(
+            a["properties"]["roleDefinitionId"].split("/")[2], sub)
+        out.append(a)
+    return out
+
+
 def _events_for(resources: list[dict]) -> list[dict]:
     return [_event(r) for r in resources]
 
@@ -208,7 +224,13 @@ class Run:
                        "fix": _pool(R.violating, events, rng, 1_000_000 * (k + 1) + 500_000, main)}
                       for k in range(reps)]
         everything = [r for p in [self.warm, self.calls_pool, *self.pools] for v in p.values() for r in v]
-        self.stack = Stack(everything, connection=connection, emulator_in_process=emulator_in_process,
+        # role-assignment events: least-privilege grants below subscription scope (compliant, one read;
+        # built-in role definitions from the catalogue, policies from the warm cache)
+        self.roles = [_role_pool(events, rng, main) for _ in range(reps)]
+        self.calls_roles = _role_pool(5, rng, calls)
+        world = {"resources": everything, "directory": {"groups": {}},
+                 "roleAssignments": [a for pool in [*self.roles, self.calls_roles] for a in pool]}
+        self.stack = Stack(world, connection=connection, emulator_in_process=emulator_in_process,
                            tcp_nodelay=tcp_nodelay)
         self.pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="worker")
         self.max_workers = self.pool._max_workers
@@ -279,9 +301,10 @@ class Run:
             ("duplicate", lambda: out.__setitem__("duplicate", self.phase("duplicate", compliant))),
             ("fix", lambda: out.__setitem__("fix", self.phase("fix", fixes))),
             ("own_write", own_writes),
+            ("role", lambda: out.__setitem__("role", self.phase("role", _events_for(self.roles[k])))),
         ]
         if k % 2:
-            steps = [steps[3], steps[4], steps[1], steps[2], steps[0]]
+            steps = [steps[3], steps[4], steps[5], steps[1], steps[2], steps[0]]
         for _name, step in steps:
             step()
         return out
@@ -297,6 +320,7 @@ class Run:
         vnet = rid("Microsoft.Network", "virtualNetworks", "vnet-hub")
         classes: list[tuple[str, Callable[[], list[dict]], set[str]]] = [
             ("compliant", lambda: compliant, {"compliant"}),
+            ("role assignment", lambda: _events_for(self.calls_roles), {"compliant"}),
             ("fix", lambda: fixes, {"remediated"}),
             ("own_write", lambda: st.emu.drain_events(), {"ignored"}),
             ("duplicate", lambda: compliant, {"duplicate"}),

@@ -25,7 +25,7 @@ from guardrails.errors import InvalidArmId
 from guardrails.model.decision import Change
 from guardrails.model.policy import AnyPolicy, Exemption, Policy, Rule
 from guardrails.model.resource import ResourceSnapshot, get_path, lookup_type
-from guardrails.policy.operators import Predicate, compile_expect
+from guardrails.policy.operators import _NOMATCH, Predicate, canon, compile_expect, split_expect
 from guardrails.policy.roles import CompiledRolePolicy, compile_role_policies
 from guardrails.remediation.actions import Action, actions
 
@@ -46,68 +46,166 @@ class RuleResult:
 
 
 def _reader(path: str) -> Callable[[Mapping[str, Any]], Any]:
-    """``body -> value or None`` (absent/null). Exact keys first, then ``get_path``'s
-    case-insensitive lookup (ARM echoes some keys in other cases)."""
-    segs = tuple(path.split("."))
+    """``body -> value or None`` (absent/null): exactly ``get_path(body, path, None)``, faster.
+
+    Exact keys first; an explicit null is absent at once; the case-insensitive lookup (ARM
+    echoes some keys in other cases) goes to ``get_path`` only when some key of that level does
+    match the segment's (precomputed) lower-case spelling, which is checked in C."""
+    segs = tuple((seg, seg.lower()) for seg in path.split("."))
+    lower = str.lower
 
     def read(body: Mapping[str, Any]) -> Any:
         cur: Any = body
-        for seg in segs:
+        for seg, low in segs:
             if type(cur) is not dict:
-                break
-            cur = cur.get(seg)
-            if cur is None:
-                break
-        else:
-            return cur
-        return get_path(body, path, None)
+                return get_path(body, path, None)       # other Mappings, scalars, arrays
+            v = cur.get(seg)
+            if v is None:
+                if seg in cur:
+                    return None                         # explicit null: absent, no scan
+                try:
+                    if low not in map(lower, cur):
+                        return None                     # no key matches case-insensitively
+                except TypeError:                       # a non-string key: the general path
+                    pass
+                return get_path(body, path, None)
+            cur = v
+        return cur
 
     return read
 
 
-def _check(path: str, default: Any, ok: Predicate) -> Callable[[Mapping[str, Any]], bool]:
-    """``body -> rule passes``: read, default and predicate fused into one call, with the
-    exact-key lookups unrolled for the usual path depths (the hot path of ``evaluate``)."""
+def _nocase(low: str, obj: dict) -> bool:
+    """No key of ``obj`` is ``low`` in any case (False when unsure: a non-string key)."""
+    try:
+        return low not in map(_lower, obj)
+    except TypeError:
+        return False
+
+
+_lower = str.lower
+
+
+def _slow_check(path: str, default: Any, ok: Predicate) -> Callable[[Mapping[str, Any]], bool]:
+    """``body -> rule passes`` through the full reader, with ``ok(default)`` worked out once:
+    the path of absent, null, differently-cased or oddly-shaped properties."""
     read = _reader(path)
+    ok_default = bool(ok(default))
 
     def slow(body: Mapping[str, Any]) -> bool:
         v = read(body)
-        return ok(default if v is None else v)
+        return ok_default if v is None else bool(ok(v))
 
-    segs = path.split(".")
-    if len(segs) == 2:
-        a, b = segs
-
-        def check(body: Mapping[str, Any]) -> bool:
-            p = body.get(a)
-            if type(p) is dict:
-                v = p.get(b)
-                if v is not None:
-                    return ok(v)
-            return slow(body)
-        return check
-    if len(segs) == 3:
-        a, b, c = segs
-
-        def check3(body: Mapping[str, Any]) -> bool:
-            p = body.get(a)
-            if type(p) is dict:
-                p = p.get(b)
-                if type(p) is dict:
-                    v = p.get(c)
-                    if v is not None:
-                        return ok(v)
-            return slow(body)
-        return check3
     return slow
 
 
-class _CompiledRule:
-    __slots__ = ("rule", "read", "default", "action", "notify")
+def _inline_test(expect: Mapping[str, Any], ok_name: str) -> str:
+    """Python source of ``passes`` for a non-None value ``v``, the same as ``compile_expect``'s
+    predicate: equality with a string or boolean operand is inlined, the rest calls it."""
+    name, operand = split_expect(expect)
+    if name in ("equals", "not_equals"):
+        key = canon(operand)
+        expr = None
+        if key is not None and key is not _NOMATCH and key[0] == "s":
+            expr = f"(v == {operand!r} or (type(v) is str and v.lower() == {key[1]!r}))"
+        elif key is not None and key is not _NOMATCH and key[0] == "b":
+            expr = f"(v is {key[1]!r} or (type(v) is str and v.lower() == {'true' if key[1] else 'false'!r}))"
+        if expr is not None:
+            return expr if name == "equals" else f"(not {expr})"
+    return f"{ok_name}(v)"
 
-    def __init__(self, rule: Rule, default: Any, action: Action) -> None:
+
+_MASK_RULES = 8     # up to this many rules per type, every set of violated rules is precomputed
+
+
+def _generate(type_name: str, entries: Sequence[tuple["_CompiledPolicy", bool, Sequence["_CompiledRule"]]]
+              ) -> Callable[..., Any]:
+    """One function per resource type, generated once at compile time:
+    ``fn(body, sub, rg, resource_id, K)`` -> what ``K`` holds for the violated rules.
+
+    With at most ``_MASK_RULES`` rules, ``K`` has one precomputed tuple per set of violated
+    rules (``K[bitmask]``, ``K[0]`` empty), so nothing is allocated at all; with more, ``K`` has
+    one item per rule and the result is a new list of them, or ``None``.
+
+    Shared path prefixes are read once (exact keys); a non-null value is tested inline (the
+    operator's predicate, inlined for string and boolean equality); an explicit null takes the
+    default's verdict, precomputed; anything else (absent, other case, not an object) takes the
+    rule's ``_slow_check``. ``K`` decides what is reported, so ``evaluate`` and ``violations``
+    run the very same code."""
+    ns: dict[str, Any] = {"_nocase": _nocase}
+    rules = [cr for _, _, crs in entries for cr in crs]
+    mask = len(rules) <= _MASK_RULES
+    lines = ["def check(body, sub, rg, rid, K):", "    m = 0" if mask else "    out = None"]
+    nodes: dict[tuple[str, ...], str] = {(): "body"}
+    for cr in rules:                                   # the intermediate objects, read once
+        segs = tuple(cr.rule.property.split("."))
+        for depth in range(1, len(segs)):
+            prefix = segs[:depth]
+            if prefix in nodes:
+                continue
+            var = f"n{len(nodes)}"
+            parent = nodes[prefix[:-1]]
+            get = f"{parent}.get({prefix[-1]!r})"
+            lines.append(f"    {var} = {get}" if parent == "body" else f"    {var} = {get} if {parent} is not None else None")
+            lines.append(f"    if type({var}) is not dict: {var} = None")
+            nodes[prefix] = var
+    i = 0
+    for j, (cp, filtered, crs) in enumerate(entries):
+        indent = "    "
+        if filtered:
+            ns[f"SEL{j}"] = cp.selects_body
+            lines.append(f"    if SEL{j}(body, sub, rg, rid):")
+            indent = "        "
+        if not crs:
+            lines.append(indent + "pass")
+        for cr in crs:
+            segs = tuple(cr.rule.property.split("."))
+            parent, last = nodes[segs[:-1]], segs[-1]
+            ns[f"S{i}"] = _slow_check(cr.rule.property, cr.default, cr.ok)
+            ns[f"OK{i}"] = cr.ok
+            ok_default = bool(cr.ok(cr.default))
+            hit = [f"m |= {1 << i}"] if mask else [f"if out is None: out = [K[{i}]]", f"else: out.append(K[{i}])"]
+            w = indent
+            lines.append(w + (f"v = {parent}.get({last!r})" if parent == "body"
+                              else f"v = {parent}.get({last!r}) if {parent} is not None else None"))
+            lines.append(w + "if v is not None:")
+            lines.append(w + f"    if not {_inline_test(cr.rule.expect, f'OK{i}')}:")
+            lines += [w + "        " + h for h in hit]
+            cond = f"{last!r} in {parent}" if parent == "body" else f"{parent} is not None and {last!r} in {parent}"
+            lines.append(w + f"elif {cond}:")              # explicit null: the default's verdict
+            lines += [w + "    " + h for h in hit] if not ok_default else [w + "    pass"]
+            if parent != "body":                           # absent: no key of any case, checked in C
+                lines.append(w + f"elif {parent} is not None and _nocase({last.lower()!r}, {parent}):")
+                lines += [w + "    " + h for h in hit] if not ok_default else [w + "    pass"]
+            lines.append(w + f"elif not S{i}(body):")
+            lines += [w + "    " + h for h in hit]
+            i += 1
+    lines.append("    return K[m]" if mask else "    return out")
+    source = "\n".join(lines) + "\n"
+    exec(compile(source, f"<guardrails policies for {type_name}>", "exec"), ns)
+    fn = ns["check"]
+    fn.source = source                                # for debugging: the generated code
+    fn.mask = mask
+    return fn
+
+
+def _reports(check: Any, items: Sequence[Any]) -> tuple:
+    """The ``K`` of a generated ``check`` for reporting ``items`` (one per rule)."""
+    if not check.mask:
+        return tuple(items)
+    n = len(items)
+    return tuple(tuple(items[i] for i in range(n) if m >> i & 1) for m in range(1 << n))
+
+
+class _CompiledRule:
+    __slots__ = ("rule", "read", "default", "ok", "action", "notify", "cp", "key")
+
+    def __init__(self, rule: Rule, default: Any, action: Action, cp: "_CompiledPolicy") -> None:
         self.rule, self.read, self.default = rule, _reader(rule.property), default
+        self.ok = compile_expect(rule.expect)
         self.action, self.notify = action, action.notify
+        self.cp = cp
+        self.key: tuple[str, str] = (cp.policy.ref, rule.id)
 
 
 class _CompiledPolicy:
@@ -127,14 +225,22 @@ class _CompiledPolicy:
 
     def selects(self, snapshot: ResourceSnapshot, sub: str | None, rg: str | None) -> bool:
         """Selector check on the live resource: scope (from the id when not given) and tags."""
+        return self.selects_body(snapshot.body, sub, rg, snapshot.resource_id)
+
+    def selects_body(self, body: Mapping[str, Any], sub: str | None, rg: str | None,
+                     resource_id: str | None) -> bool:
+        """``selects`` on a body; ``resource_id`` None: the body's ``id``."""
         if self.subs is not None or self.rgs is not None:
             if sub is None or rg is None:
-                id_sub, id_rg = _id_scope(snapshot.resource_id)
+                if resource_id is None:
+                    resource_id = body.get("id")
+                id_sub, id_rg = _id_scope(resource_id) if isinstance(resource_id, str) else (None, None)
                 sub, rg = sub or id_sub, rg or id_rg
             if not self.scope_ok(sub, rg, False):
                 return False
         if self.tags is not None:
-            tags = _lower_tags(snapshot.tags)
+            tags = body.get("tags") or {}
+            tags = _lower_tags(tags) if isinstance(tags, Mapping) else {}
             if any(tags.get(k, _ABSENT) != v for k, v in self.tags):
                 return False
         return True
@@ -181,7 +287,21 @@ def _lower_tags(tags: Mapping[str, Any]) -> dict[str, Any]:
     return {k.lower(): v for k, v in tags.items() if isinstance(k, str)}
 
 
-_Entry = tuple[_CompiledPolicy, bool, tuple[tuple[Callable[[Mapping[str, Any]], bool], _CompiledRule], ...]]
+_Entry = tuple[_CompiledPolicy, bool, tuple[_CompiledRule, ...]]
+
+
+class _TypeProgram:
+    """The compiled policies of one resource type: the generated ``check`` and what it reports
+    per rule (``keys`` for ``violations``, ``rules`` for ``evaluate``)."""
+
+    __slots__ = ("entries", "check", "keys", "rules")
+
+    def __init__(self, type_name: str, entries: tuple[_Entry, ...]) -> None:
+        self.entries = entries
+        rules = tuple(cr for _, _, crs in entries for cr in crs)
+        self.check = _generate(type_name, entries)
+        self.keys: tuple = _reports(self.check, [cr.key for cr in rules])
+        self.rules: tuple = _reports(self.check, rules)
 
 
 class CompiledPolicySet:
@@ -200,17 +320,16 @@ class CompiledPolicySet:
             for type_name in dict.fromkeys(t.lower() for t in policy.selector.resource_types):
                 rt = lookup_type(type_name)
                 defaults = {k.lower(): v for k, v in (rt.defaults if rt else {}).items()}
-                pairs = []
-                for r in policy.rules:
-                    default = defaults.get(r.property.lower())
-                    cr = _CompiledRule(r, default, actions.build(r.action))
-                    pairs.append((_check(r.property, default, compile_expect(r.expect)), cr))
-                by_type.setdefault(type_name, []).append((cp, cp.filtered, tuple(pairs)))
+                crs = tuple(_CompiledRule(r, defaults.get(r.property.lower()), actions.build(r.action), cp)
+                            for r in policy.rules)
+                by_type.setdefault(type_name, []).append((cp, cp.filtered, crs))
         self._by_type: dict[str, tuple[_Entry, ...]] = {k: tuple(v) for k, v in by_type.items()}
-        for key, entries in list(self._by_type.items()):    # also index the catalogue spelling
+        self._programs: dict[str, _TypeProgram] = {k: _TypeProgram(k, v) for k, v in self._by_type.items()}
+        for key in list(self._by_type):                     # also index the catalogue spelling
             rt = lookup_type(key)
             if rt is not None:
-                self._by_type[rt.name] = entries
+                self._by_type[rt.name] = self._by_type[key]
+                self._programs[rt.name] = self._programs[key]
 
     @property
     def role_policies(self) -> tuple[CompiledRolePolicy, ...]:
@@ -245,6 +364,12 @@ class CompiledPolicySet:
             entries = self._by_type.get(resource_type.lower())
         return entries
 
+    def _program(self, resource_type: str) -> _TypeProgram | None:
+        prog = self._programs.get(resource_type)
+        if prog is None:
+            prog = self._programs.get(resource_type.lower())
+        return prog
+
     def candidates(self, resource_type: str, subscription_id: str | None = None,
                    resource_group: str | None = None) -> list[Policy]:
         """Policies that may apply before the resource is read (no tag check; mode off
@@ -255,6 +380,23 @@ class CompiledPolicySet:
             return []
         return [cp.policy for cp, _, _ in entries if cp.scope_ok(subscription_id, resource_group, True)]
 
+    def violations(self, body: Mapping[str, Any], resource_type: str, subscription_id: str | None = None,
+                   resource_group: str | None = None, resource_id: str | None = None
+                   ) -> Sequence[tuple[str, str]]:
+        """Filter only: the ``(policy ref "id@version", rule id)`` of every violated rule, in
+        policy then rule order — the same rules, same predicates and same selection as
+        ``evaluate`` (exempted rules included, as there), without planning anything.
+
+        ``resource_id`` (for a subscription/resource-group selector, when those are not given)
+        defaults to ``body["id"]``. Allocates nothing: the result is a precomputed tuple (empty
+        when compliant), or a new list for a type with more than ``_MASK_RULES`` rules."""
+        prog = self._programs.get(resource_type)
+        if prog is None:
+            prog = self._programs.get(resource_type.lower())
+            if prog is None:
+                return _NONE  # type: ignore[return-value]
+        return prog.check(body, subscription_id, resource_group, resource_id, prog.keys) or _NONE
+
     def evaluate(self, snapshot: ResourceSnapshot, *, now: datetime,
                  subscription_id: str | None = None, resource_group: str | None = None) -> list[RuleResult]:
         """The VIOLATED rules of every matching policy, in policy then rule order.
@@ -262,26 +404,23 @@ class CompiledPolicySet:
         Subscription and resource group default to those in ``snapshot.resource_id``; the tag
         selector is checked on the live tags. Compliant rules produce nothing.
         """
-        entries = self._entries(snapshot.type)
-        if not entries:
+        prog = self._program(snapshot.type)
+        if prog is None:
             return []
-        body = snapshot.body
-        out: list[RuleResult] | None = None
-        for cp, filtered, pairs in entries:
-            if filtered and not cp.selects(snapshot, subscription_id, resource_group):
-                continue
-            violated = None
-            for check, cr in pairs:
-                if not check(body):
-                    if violated is None:
-                        violated = [cr]
-                    else:
-                        violated.append(cr)
-            if violated is not None:
-                if out is None:
-                    out = []
-                _results(cp, violated, snapshot, now, out)
-        return out if out is not None else []
+        found = prog.check(snapshot.body, subscription_id, resource_group, snapshot.resource_id, prog.rules)
+        if not found:
+            return []
+        out: list[RuleResult] = []
+        start = 0
+        n = len(found)
+        while start < n:                    # one run of rules per policy (generated in order)
+            cp = found[start].cp
+            end = start + 1
+            while end < n and found[end].cp is cp:
+                end += 1
+            _results(cp, found[start:end], snapshot, now, out)
+            start = end
+        return out
 
 
 def _results(cp: _CompiledPolicy, violated: list[_CompiledRule], snapshot: ResourceSnapshot,
@@ -295,6 +434,7 @@ def _results(cp: _CompiledPolicy, violated: list[_CompiledRule], snapshot: Resou
 
 
 _ABSENT = object()
+_NONE: tuple = ()
 
 
 def _compile_exemptions(exemptions: Sequence[Exemption]) -> list[tuple[Exemption, Any]]:
