@@ -397,6 +397,26 @@ class CompiledPolicySet:
                 return _NONE  # type: ignore[return-value]
         return prog.check(body, subscription_id, resource_group, resource_id, prog.keys) or _NONE
 
+    def violations_many(self, bodies: Sequence[Mapping[str, Any]]) -> list[tuple[Mapping[str, Any], Sequence[tuple[str, str]]]]:
+        """``violations`` over many REST-shaped resources (each with its ``type`` and ``id``), for a
+        sweep: ``(resource, violated (policy ref, rule id) pairs)`` for the violating ones only."""
+        programs = self._programs
+        out: list[tuple[Mapping[str, Any], Sequence[tuple[str, str]]]] = []
+        append = out.append
+        for body in bodies:
+            rtype = body.get("type")
+            prog = programs.get(rtype)
+            if prog is None:
+                if not isinstance(rtype, str):
+                    continue
+                prog = programs.get(rtype.lower())
+                if prog is None:
+                    continue
+            found = prog.check(body, None, None, None, prog.keys)
+            if found:
+                append((body, found))
+        return out
+
     def evaluate(self, snapshot: ResourceSnapshot, *, now: datetime,
                  subscription_id: str | None = None, resource_group: str | None = None) -> list[RuleResult]:
         """The VIOLATED rules of every matching policy, in policy then rule order.

@@ -145,3 +145,16 @@ def test_explicit_null_and_other_case_keys():
         assert got == want, props
         snap = ResourceSnapshot(body["id"], st, body)
         assert {r.rule.id for r in compiled.evaluate(snap, now=NOW)} == want
+
+
+def test_violations_many_agrees_with_violations_one_by_one():
+    from guardrails.policy.evaluate import compile_policies
+    from guardrails.policy.loader import load_directory
+    from guardrails.sync import metadata_dirs
+    from bench.resources import generate
+
+    compiled = compile_policies(load_directory(*metadata_dirs()))
+    resources = generate(2000, seed=11)
+    one = [(r["id"], tuple(compiled.violations(r, r["type"]))) for r in resources]
+    many = {r["id"]: tuple(found) for r, found in compiled.violations_many(resources)}
+    assert many == {rid: found for rid, found in one if found}
