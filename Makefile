@@ -35,8 +35,10 @@ fuzz: setup
 
 # benchmarks (bench/README.md): one table on stdout and in bench/results/latest.json; the first run
 # builds bench/.c7n-venv (Cloud Custodian); BENCH_ARGS="--quick" for a short run
+# the worker's thread pool as the app settings set it (local.settings.sample.json): one per core
+PYTHON_THREADPOOL_THREAD_COUNT ?= 2
 bench: setup
-	$(BIN)/python -m bench $(BENCH_ARGS)
+	PYTHON_THREADPOOL_THREAD_COUNT=$(PYTHON_THREADPOOL_THREAD_COUNT) $(BIN)/python -m bench $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) node_modules out .pytest_cache

@@ -158,7 +158,9 @@ class GuardrailsService:
                                 f"{event.event_type} does not change a resource's configuration")
         rid = event.resource_id
         is_role = rid.resource_type.lower() == ROLE_ASSIGNMENT_TYPE
-        rtype = None if is_role else lookup_type(rid.resource_type)
+        # covered types live in a resource group; a tenant-level or extension id of the same type
+        # name is not one of them (ARM would answer 404 anyway): no read for those
+        rtype = None if is_role or not rid.resource_group or rid.scope is not None else lookup_type(rid.resource_type)
         if self.settings.is_own_principal(event.actor.object_id, event.actor.app_id):
             return self._own_write(ctx, row, event, rtype)
         if is_role:
