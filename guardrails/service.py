@@ -157,30 +157,37 @@ class GuardrailsService:
             return self._finish(ctx, row, "ignored", "event_type_not_evaluated",
                                 f"{event.event_type} does not change a resource's configuration")
         rid = event.resource_id
-        is_role = rid.resource_type.lower() == ROLE_ASSIGNMENT_TYPE
+        if self.settings.is_own_principal(event.actor.object_id, event.actor.app_id):
+            covered = rid.resource_group and rid.scope is None and rid.resource_type.lower() != ROLE_ASSIGNMENT_TYPE
+            return self._own_write(ctx, row, event, lookup_type(rid.resource_type) if covered else None)
+        decide, done = self._route(ctx, row, rid, event)
+        if done is not None:
+            return done
+        return self._once(ctx, row, str(rid), decide)
+
+    def _route(self, ctx: _Ctx, row: AuditRow, rid, target) -> tuple[Callable[[], None] | None, AuditRow | None]:
+        """Which guardrail decides this id, on which policies: ``(decide, None)``, or
+        ``(None, row)`` when it is finished already (not covered / no policy in force)."""
+        if rid.resource_type.lower() == ROLE_ASSIGNMENT_TYPE:
+            if self.roles is None:
+                return None, self._finish(ctx, row, "ignored", "not_covered", "role-assignment guardrail not configured")
+            policies = [p for p in self.policies.get().role_policies
+                        if p.mode != "off" and _selects_subscription(p, rid.subscription_id)]
+            if not policies:
+                return None, self._finish(ctx, row, "ignored", "no_policy", "no role-assignment policy in force here")
+            return (lambda: self.roles.decide(ctx, row, target, policies)), None
         # covered types live in a resource group; a tenant-level or extension id of the same type
         # name is not one of them (ARM would answer 404 anyway): no read for those
-        rtype = None if is_role or not rid.resource_group or rid.scope is not None else lookup_type(rid.resource_type)
-        if self.settings.is_own_principal(event.actor.object_id, event.actor.app_id):
-            return self._own_write(ctx, row, event, rtype)
-        if is_role:
-            if self.roles is None:
-                return self._finish(ctx, row, "ignored", "not_covered", "role-assignment guardrail not configured")
-            compiled = self.policies.get()
-            policies = [p for p in compiled.role_policies if p.mode != "off" and _selects_subscription(p, rid.subscription_id)]
-            if not policies:
-                return self._finish(ctx, row, "ignored", "no_policy", "no role-assignment policy in force here")
-            return self._once(ctx, row, str(rid), lambda: self.roles.decide(ctx, row, event, policies))
+        rtype = lookup_type(rid.resource_type) if rid.resource_group and rid.scope is None else None
         if rtype is None:
-            return self._finish(ctx, row, "ignored", "not_covered",
-                                f"resource type {rid.resource_type} is not covered by any guardrail")
+            return None, self._finish(ctx, row, "ignored", "not_covered",
+                                      f"resource type {rid.resource_type} is not covered by any guardrail")
         compiled = self.policies.get()
         candidates = compiled.candidates(rtype.name, rid.subscription_id, rid.resource_group)
         if not candidates:
-            return self._finish(ctx, row, "ignored", "no_policy",
-                                f"no policy in force selects {rtype.name} at this scope")
-        return self._once(ctx, row, str(rid),
-                          lambda: self._decide_and_fix(ctx, row, event, rtype, compiled, candidates))
+            return None, self._finish(ctx, row, "ignored", "no_policy",
+                                      f"no policy in force selects {rtype.name} at this scope")
+        return (lambda: self._decide_and_fix(ctx, row, target, rtype, compiled, candidates)), None
 
     def check_resource(self, resource_id: str, *, remediate: bool, actor: Actor | None = None,
                        decision_id: str | None = None) -> AuditRow:
@@ -195,29 +202,12 @@ class GuardrailsService:
         rid = parse_arm_id(resource_id)
         row = AuditRow(event_id=ctx.delivery_id, event_type=CHECK_EVENT_TYPE, resource_id=str(rid), verdict="ignored",
                        delivery_id=ctx.delivery_id, actor=actor or Actor())
-        event = _CheckTarget(rid)
         with bound(delivery_id=ctx.delivery_id, resource_id=str(rid)):
-            if rid.resource_type.lower() == ROLE_ASSIGNMENT_TYPE:
-                if self.roles is None:
-                    return self._finish(ctx, row, "ignored", "not_covered", "role-assignment guardrail not configured")
-                policies = [p for p in self.policies.get().role_policies
-                            if p.mode != "off" and _selects_subscription(p, rid.subscription_id)]
-                if not policies:
-                    return self._finish(ctx, row, "ignored", "no_policy", "no role-assignment policy in force here")
-                with self._resource_lock(str(rid)):
-                    self.roles.decide(ctx, row, event, policies)
-                return self._finish(ctx, row, row.verdict, row.reason, row.message)
-            rtype = lookup_type(rid.resource_type)
-            if rtype is None:
-                return self._finish(ctx, row, "ignored", "not_covered",
-                                    f"resource type {rid.resource_type} is not covered by any guardrail")
-            compiled = self.policies.get()
-            candidates = compiled.candidates(rtype.name, rid.subscription_id, rid.resource_group)
-            if not candidates:
-                return self._finish(ctx, row, "ignored", "no_policy",
-                                    f"no policy in force selects {rtype.name} at this scope")
+            decide, done = self._route(ctx, row, rid, _CheckTarget(rid))
+            if done is not None:
+                return done
             with self._resource_lock(str(rid)):
-                self._decide_and_fix(ctx, row, event, rtype, compiled, candidates)
+                decide()
             return self._finish(ctx, row, row.verdict, row.reason, row.message)
 
     def _once(self, ctx: _Ctx, row: AuditRow, resource_id: str, decide: Callable[[], None]) -> AuditRow:
