@@ -129,7 +129,7 @@ BUILDERS: dict[str, Callable[..., dict[str, Any]]] = {
 Found = list[tuple[str, str]]
 
 
-def _guids(values: Iterable[str], path: str, what: str, found: Found) -> tuple[str, ...]:
+def guid_list(values: Iterable[str], path: str, what: str, found: Found) -> tuple[str, ...]:
     out: list[str] = []
     for i, v in enumerate(values):
         guid = normalize_guid(v)
@@ -164,8 +164,8 @@ def _job(doc: dict[str, Any], source: str, found: Found):
                       f" object id (a GUID): Graph resolves membership by id ('{ap['entra_group']}' is its name)"))
     ids = doc.get("allowed_identities", {})
     allowed = IdentitySet(
-        principals=_guids(ids.get("principals", ()), "$.allowed_identities.principals", "a principal object id", found),
-        groups=_guids(ids.get("groups", ()), "$.allowed_identities.groups", "a group object id", found))
+        principals=guid_list(ids.get("principals", ()), "$.allowed_identities.principals", "a principal object id", found),
+        groups=guid_list(ids.get("groups", ()), "$.allowed_identities.groups", "a group object id", found))
     secrets = tuple(SecretReference(s["vault"], s["secret"]) for s in doc.get("secret_references", ()))
     _unique_folded([str(s) for s in secrets], "$.secret_references", found)
     rules = tuple(NetworkRule(r["service"], r["private_endpoint"]) for r in doc.get("network_rules", ()))
@@ -215,8 +215,8 @@ def _grants(entries: Iterable[dict[str, Any]], path: str, found: Found):
     out = []
     for i, g in enumerate(entries):
         where = f"{path}[{i}]"
-        principals = _guids(g.get("principals", ()), f"{where}.principals", "a principal object id", found)
-        groups = _guids(g.get("groups", ()), f"{where}.groups", "a group object id", found)
+        principals = guid_list(g.get("principals", ()), f"{where}.principals", "a principal object id", found)
+        groups = guid_list(g.get("groups", ()), f"{where}.groups", "a group object id", found)
         if not g.get("principals") and not g.get("groups"):
             found.append((where, "names nobody (principals or groups)"))
         for j, scope in enumerate(g.get("scopes", ())):

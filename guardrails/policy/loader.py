@@ -355,16 +355,7 @@ def _role_id(text: str, path: str, found: list[tuple[str, str]]) -> str:
 
 
 def _object_ids(values: Iterable[str], path: str, what: str, found: list[tuple[str, str]]) -> tuple[str, ...]:
-    out: list[str] = []
-    for i, v in enumerate(values):
-        guid = normalize_guid(v)
-        if guid is None:
-            found.append((f"{path}[{i}]", f"'{v}' is not {what} (a GUID)"))
-        elif guid in out:
-            found.append((f"{path}[{i}]", f"'{v}' is listed twice"))
-        else:
-            out.append(guid)
-    return tuple(out)
+    return check_schema.guid_list(values, path, what, found)     # one GUID-list check for every kind
 
 
 def _scopes(values: Iterable[str], path: str, found: list[tuple[str, str]]) -> tuple[str, ...]:
