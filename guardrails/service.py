@@ -67,7 +67,7 @@ class _Ctx:
 class GuardrailsService:
     def __init__(self, settings: Settings, *, policies: PolicyCache, arm: ResourceGateway,
                  idempotency: IdempotencyStore, audit: AuditSink, breakers: BreakerStore,
-                 pending: PendingFixStore, roles=None, secrets=None,
+                 pending: PendingFixStore, roles=None, secrets=None, ml=None, publisher=None, escalations=None,
                  clock: Callable[[], float] = time.monotonic,
                  wall_clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)) -> None:
         self.settings = settings
@@ -79,6 +79,9 @@ class GuardrailsService:
         self.pending = pending
         self.roles = roles(self) if callable(roles) else roles   # RoleAssignmentGuardrail factory
         self.secrets = secrets(self) if callable(secrets) else secrets   # SecretGuardrail factory
+        self.ml = ml(self) if callable(ml) else ml   # MlLifecycleGuardrail factory (models, deployments, endpoints)
+        self.publisher = publisher                   # decision events (Event Grid custom topic), or None
+        self.escalations = escalations               # flip-flop escalation store, or None
         self.snapshots = SnapshotCache(max_age=settings.snapshot_reuse_seconds, skew=settings.clock_skew_seconds,
                                        wall_clock=wall_clock)
         self._clock = clock

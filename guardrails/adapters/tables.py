@@ -126,7 +126,8 @@ class TablePolicyRepository:
                 "PartitionKey eq @pk", parameters={"pk": self.PARTITION})}
             wanted: dict[str, tuple[str, dict]] = {}
             for source, doc in documents:
-                wanted[doc["id"]] = (source, doc)
+                # a ``mode: shadow`` version has its own row beside the enforced one
+                wanted[doc["id"] + ("@shadow" if doc.get("mode") == "shadow" else "")] = (source, doc)
             for pid, (source, doc) in wanted.items():
                 body = json.dumps(doc, sort_keys=True, separators=(",", ":"))
                 if len(body) > _MAX_STRING:

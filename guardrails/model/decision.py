@@ -1,9 +1,13 @@
 """Decisions and the audit row: the format other teams test against. Keep it stable.
 
 Verdicts (never rename; later issues may add):
-    compliant, remediated, requested, violation, dry_run, failed, ignored, invalid, duplicate
+    compliant, remediated, requested, violation, dry_run, failed, ignored, invalid, duplicate,
+    escalated (a resource reverted too often: reverting stopped, owner notified),
+    shadow (a row of a ``mode: shadow`` policy version: what it would have done; its ``reason``
+    is the verdict it would have reached)
 Per-rule outcomes in ``violations``: remediated, requested, violation, dry_run, failed, exempted,
-skipped (a fix planned but not applied because another rule of the same write failed).
+skipped (a fix planned but not applied because another rule of the same write failed),
+escalated (not reverted: flip-flop escalation holds the resource), shadow (shadow rows only).
 """
 
 from __future__ import annotations
@@ -13,20 +17,21 @@ from typing import Any, Literal
 
 Verdict = Literal[
     "compliant", "remediated", "requested", "violation", "dry_run",
-    "failed", "ignored", "invalid", "duplicate",
+    "failed", "ignored", "invalid", "duplicate", "escalated", "shadow",
 ]
 VERDICTS: tuple[str, ...] = (
     "compliant", "remediated", "requested", "violation", "dry_run",
-    "failed", "ignored", "invalid", "duplicate",
+    "failed", "ignored", "invalid", "duplicate", "escalated", "shadow",
 )
 
 # most serious first: the verdict of an event whose rules ended differently
-SEVERITY: tuple[str, ...] = ("failed", "violation", "requested", "remediated", "dry_run", "compliant")
+SEVERITY: tuple[str, ...] = ("failed", "escalated", "violation", "requested", "remediated", "dry_run", "compliant")
 _RANK = {v: i for i, v in enumerate(SEVERITY)}
 # per-rule outcome -> the verdict it pushes the event towards
 _OUTCOME_VERDICT = {
     "failed": "failed", "skipped": "failed", "violation": "violation", "requested": "requested",
     "remediated": "remediated", "dry_run": "dry_run", "exempted": "compliant", "compliant": "compliant",
+    "escalated": "escalated", "shadow": "dry_run",
 }
 
 

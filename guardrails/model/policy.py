@@ -18,8 +18,11 @@ from datetime import datetime
 from types import MappingProxyType
 from typing import Any, ClassVar, Literal, Mapping, Union
 
-Mode = Literal["enforce", "audit", "off"]
+Mode = Literal["enforce", "audit", "off", "shadow"]
 MODES: tuple[str, ...] = ("enforce", "audit", "off")
+# ``kind: resource`` only: a ``shadow`` version runs beside the enforced version of the same id on
+# the live stream and records what it would have done (``shadow`` rows) without acting
+RESOURCE_MODES: tuple[str, ...] = MODES + ("shadow",)
 RESOURCE_KIND = "resource"
 ROLE_KIND = "role-assignments"
 # on-demand check kinds (value types in guardrails/checks/policies.py)
@@ -76,12 +79,23 @@ class Exemption:
 
 
 @dataclass(frozen=True)
+class PrivateEndpointFirst:
+    """Disable public access only once private connectivity works: the resource needs at least
+    one ``Approved`` private endpoint connection (``properties.privateEndpointConnections``).
+    Without one, ``when_missing`` decides: ``notify`` (violation + notify, no change) or
+    ``enforce`` (fix anyway; the record says the endpoint was missing)."""
+
+    when_missing: Literal["notify", "enforce"] = "notify"
+
+
+@dataclass(frozen=True)
 class Rule:
     id: str
     property: str                                  # dotted REST path
     expect: Mapping[str, Any] = field(hash=False)  # exactly one operator -> operand
     action: Mapping[str, Any] = field(hash=False)  # {"type": <registered action>, ...}
     description: str = ""
+    private_endpoint: PrivateEndpointFirst | None = None
 
     @property
     def operator(self) -> tuple[str, Any]:
@@ -106,6 +120,21 @@ DEFAULT_BREAKER = Breaker()
 
 
 @dataclass(frozen=True)
+class FlipFlop:
+    """Flip-flop escalation: when one resource has been reverted ``max_reverts`` times within
+    ``window_minutes`` (a pipeline or IaC run fighting the guardrail), the next revert is not
+    made: the decision is ``escalated`` and the owner is told. It holds until ``guardrails
+    escalation reset`` (or ``hold_minutes`` without a new attempt, when set)."""
+
+    max_reverts: int = 3
+    window_minutes: int = 60
+    hold_minutes: int | None = None
+
+
+DEFAULT_FLIP_FLOP = FlipFlop()
+
+
+@dataclass(frozen=True)
 class Policy:
     kind: ClassVar[str] = RESOURCE_KIND
 
@@ -118,11 +147,17 @@ class Policy:
     exemptions: tuple[Exemption, ...] = ()
     notify_tag: str = DEFAULT_NOTIFY_TAG
     breaker: Breaker = DEFAULT_BREAKER
+    flip_flop: FlipFlop = DEFAULT_FLIP_FLOP
     source: str = field(default="", compare=False)   # file path or table row it came from
 
     @property
     def ref(self) -> str:
         return f"{self.id}@{self.version}"
+
+    @property
+    def row_key(self) -> str:
+        """Key of its Table Storage row: a shadow version lives beside the enforced one."""
+        return f"{self.id}@shadow" if self.mode == "shadow" else self.id
 
     def to_document(self) -> dict[str, Any]:
         """The validated content as plain JSON-serialisable data (datetimes as ISO strings)."""
@@ -139,6 +174,8 @@ class Policy:
             if r.description:
                 rd["description"] = r.description
             rd.update(property=r.property, expect=thaw(r.expect), action=thaw(r.action))
+            if r.private_endpoint is not None:
+                rd["private_endpoint"] = {"required": True, "when_missing": r.private_endpoint.when_missing}
             rules.append(rd)
         doc: dict[str, Any] = {
             "id": self.id,
@@ -152,6 +189,12 @@ class Policy:
             doc["exemptions"] = _exemptions_doc(self.exemptions)
         doc["notify_tag"] = self.notify_tag
         doc["breaker"] = {"max_actions": self.breaker.max_actions, "window_seconds": self.breaker.window_seconds}
+        if self.flip_flop != DEFAULT_FLIP_FLOP:
+            ff: dict[str, Any] = {"max_reverts": self.flip_flop.max_reverts,
+                                  "window_minutes": self.flip_flop.window_minutes}
+            if self.flip_flop.hold_minutes is not None:
+                ff["hold_minutes"] = self.flip_flop.hold_minutes
+            doc["flip_flop"] = ff
         return doc
 
     @classmethod

@@ -307,9 +307,15 @@ class _TypeProgram:
 class CompiledPolicySet:
     """Policies compiled once; share one instance across invocations."""
 
-    def __init__(self, policies: Sequence[AnyPolicy]) -> None:
+    def __init__(self, policies: Sequence[AnyPolicy], *, shadow: bool = False) -> None:
         self.all_policies: tuple[AnyPolicy, ...] = tuple(policies)
-        self.policies: tuple[Policy, ...] = tuple(p for p in self.all_policies if isinstance(p, Policy))
+        self.is_shadow = shadow
+        if shadow:      # the shadow set: only ``mode: shadow`` resource policies, judged as if enforced
+            self.policies: tuple[Policy, ...] = tuple(p for p in self.all_policies
+                                                      if isinstance(p, Policy) and p.mode == "shadow")
+        else:
+            self.policies = tuple(p for p in self.all_policies if isinstance(p, Policy) and p.mode != "shadow")
+        self._shadow: CompiledPolicySet | None = None
         self._role_policies = compile_role_policies(self.all_policies)
         self.checks = CheckPolicies(self.all_policies)      # job, model-registry, check-access kinds
         by_type: dict[str, list[_Entry]] = {}
@@ -330,6 +336,18 @@ class CompiledPolicySet:
             if rt is not None:
                 self._by_type[rt.name] = self._by_type[key]
                 self._programs[rt.name] = self._programs[key]
+
+    @property
+    def shadow(self) -> "CompiledPolicySet | None":
+        """The ``mode: shadow`` resource policies compiled on their own (same engine), or None when
+        there are none. Their results are recorded as ``shadow`` rows, never acted on."""
+        if self.is_shadow:
+            return None
+        if self._shadow is None:
+            if not any(isinstance(p, Policy) and p.mode == "shadow" for p in self.all_policies):
+                return None
+            self._shadow = CompiledPolicySet(self.all_policies, shadow=True)
+        return self._shadow
 
     @property
     def role_policies(self) -> tuple[CompiledRolePolicy, ...]:

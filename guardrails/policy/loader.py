@@ -32,8 +32,8 @@ from jsonschema.exceptions import ValidationError, best_match
 
 from guardrails.errors import MetadataValidationError
 from guardrails.model.policy import (
-    DEFAULT_BREAKER, DEFAULT_NOTIFY_TAG, KINDS, RESOURCE_KIND, ROLE_KIND, AnyPolicy, Breaker, Exemption,
-    Policy, PrivilegedRoles, RoleGrant, RolePolicy, RoleSelector, Rule, Selector, freeze,
+    DEFAULT_BREAKER, DEFAULT_FLIP_FLOP, DEFAULT_NOTIFY_TAG, KINDS, RESOURCE_KIND, ROLE_KIND, AnyPolicy, Breaker,
+    Exemption, FlipFlop, Policy, PrivateEndpointFirst, PrivilegedRoles, RoleGrant, RolePolicy, RoleSelector, Rule, Selector, freeze,
 )
 from guardrails.model.resource import CATALOG, lookup_type
 from guardrails.model.roles import BUILTIN_ROLES, builtin_by_name, normalize_guid
@@ -308,7 +308,9 @@ def _semantics(source: str, doc: dict[str, Any]) -> tuple[AnyPolicy | None, list
         if rd["id"] in rule_ids:
             found.append((f"{path}.id", f"duplicate rule id '{rd['id']}' (also $.rules[{rule_ids[rd['id']]}])"))
         rule_ids.setdefault(rd["id"], i)
-        rule = Rule(rd["id"], rd["property"], freeze(rd["expect"]), freeze(rd["action"]), rd.get("description", ""))
+        pe = rd.get("private_endpoint")
+        rule = Rule(rd["id"], rd["property"], freeze(rd["expect"]), freeze(rd["action"]), rd.get("description", ""),
+                    PrivateEndpointFirst(pe.get("when_missing", "notify")) if pe and pe["required"] else None)
         rules.append(rule)
         if len(rd["expect"]) != 1:
             found.append((f"{path}.expect", "exactly one operator expected, found "
@@ -335,6 +337,7 @@ def _semantics(source: str, doc: dict[str, Any]) -> tuple[AnyPolicy | None, list
         exemptions=exemptions,
         notify_tag=doc.get("notify_tag", DEFAULT_NOTIFY_TAG),
         breaker=Breaker(**doc["breaker"]) if "breaker" in doc else DEFAULT_BREAKER,
+        flip_flop=FlipFlop(**doc["flip_flop"]) if "flip_flop" in doc else DEFAULT_FLIP_FLOP,
         source=source,
     )
     return policy, []
@@ -461,7 +464,8 @@ def _validate(items: Iterable[tuple[str, Any]]) -> tuple[list[AnyPolicy], list[s
                 continue
         found = found or _structure(source, doc)
         if isinstance(doc, dict) and isinstance(doc.get("id"), str):
-            pid = doc["id"]
+            # one id, one document — except a ``mode: shadow`` version beside the enforced one
+            pid = doc["id"] + ("@shadow" if doc.get("mode") == "shadow" else "")
             if pid in first_source:
                 found.append(_finding(source, doc, "$.id",
                                       f"duplicate policy id '{pid}': also defined in {first_source[pid]}"))

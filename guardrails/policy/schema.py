@@ -19,7 +19,7 @@ from typing import Any
 from jsonschema import Draft202012Validator
 
 from guardrails.checks import policy_schema as check_schema   # kinds job, model-registry, check-access
-from guardrails.model.policy import KINDS, MODES, PRINCIPAL_TYPES, RESOURCE_KIND, ROLE_KIND
+from guardrails.model.policy import KINDS, MODES, PRINCIPAL_TYPES, RESOURCE_KIND, RESOURCE_MODES, ROLE_KIND
 from guardrails.policy.operators import expect_schema
 from guardrails.remediation.actions import ActionRegistry, actions
 
@@ -27,7 +27,7 @@ ID_PATTERN = r"^[a-z0-9][a-z0-9-]{1,62}$"
 RULE_ID_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}$"
 PROPERTY_PATTERN = r"^[A-Za-z0-9_$@-]+(\.[A-Za-z0-9_$@-]+)*$"
 TOP_LEVEL_KEYS = ("id", "version", "kind", "description", "mode", "selector", "rules", "exemptions",
-                  "notify_tag", "breaker")
+                  "notify_tag", "breaker", "flip_flop")
 REQUIRED_KEYS = ("id", "version", "description", "mode", "selector", "rules")
 ROLE_TOP_LEVEL_KEYS = ("id", "version", "kind", "description", "mode", "selector", "privileged", "break_glass",
                        "grants", "strict_scopes", "action", "exemptions", "breaker")
@@ -63,6 +63,27 @@ _BREAKER = {
 }
 
 
+_FLIP_FLOP = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["max_reverts", "window_minutes"],
+    "properties": {
+        "max_reverts": {"type": "integer", "minimum": 1, "maximum": 1000},
+        "window_minutes": {"type": "integer", "minimum": 1, "maximum": 10080},
+        "hold_minutes": {"type": "integer", "minimum": 1, "maximum": 525600},
+    },
+}
+_PRIVATE_ENDPOINT = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["required"],
+    "properties": {
+        "required": {"type": "boolean"},
+        "when_missing": {"enum": ["notify", "enforce"]},
+    },
+}
+
+
 def required_keys(kind: str) -> tuple[str, ...]:
     if kind in check_schema.REQUIRED_KEYS:
         return check_schema.REQUIRED_KEYS[kind]
@@ -84,7 +105,7 @@ def build_schema(registry: ActionRegistry = actions) -> dict[str, Any]:
             "version": {"type": "integer", "minimum": 1},
             "kind": {"const": RESOURCE_KIND},
             "description": _TEXT,
-            "mode": {"enum": list(MODES)},
+            "mode": {"enum": list(RESOURCE_MODES)},
             "selector": {
                 "type": "object",
                 "additionalProperties": False,
@@ -109,12 +130,14 @@ def build_schema(registry: ActionRegistry = actions) -> dict[str, Any]:
                         "property": {"type": "string", "pattern": PROPERTY_PATTERN},
                         "expect": expect_schema(),
                         "action": {"oneOf": registry.schemas(RESOURCE_KIND)},
+                        "private_endpoint": _PRIVATE_ENDPOINT,
                     },
                 },
             },
             "exemptions": _EXEMPTIONS,
             "notify_tag": _TEXT,
             "breaker": _BREAKER,
+            "flip_flop": _FLIP_FLOP,
         },
     }
 

@@ -164,7 +164,7 @@ def test_wrong_type_is_reported_at_its_path():
 
 
 def test_bad_mode_is_reported():
-    assert "policy 'storage-bad-mode': $.mode: 'block' is not one of ['enforce', 'audit', 'off']" in only_finding("bad_mode")
+    assert "policy 'storage-bad-mode': $.mode: 'block' is not one of ['enforce', 'audit', 'off', 'shadow']" in only_finding("bad_mode")
 
 
 def test_schema_errors_are_all_collected_and_action_errors_are_specific():
