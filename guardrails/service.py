@@ -103,6 +103,8 @@ class GuardrailsService:
             try:
                 env = parse_envelope(raw)
                 row.event_id, row.event_type = env.id, env.event_type
+                if env.time is not None:
+                    row.event_time = _now_iso(env.time)
                 if env.event_type in KEYVAULT_EVENT_TYPES:
                     kv_event = parse_keyvault_event(env)
                     row.resource_id = kv_object_id(kv_event)
@@ -240,7 +242,8 @@ class GuardrailsService:
     def _decide_and_fix(self, ctx: _Ctx, row: AuditRow, event, rtype: ResourceType, compiled, candidates) -> None:
         rid = event.resource_id
         try:
-            snapshot = self.snapshots.get(str(rid), event.envelope.time)
+            # a target may carry the live state already (a sweep's list page): no second read
+            snapshot = getattr(event, "snapshot", None) or self.snapshots.get(str(rid), event.envelope.time)
             if snapshot is None:
                 snapshot = self.arm.get_resource(str(rid), api_version=rtype.api_version, deadline=ctx.deadline)
                 self.snapshots.put(snapshot)

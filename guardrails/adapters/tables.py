@@ -273,7 +273,7 @@ def _entity(row: AuditRow) -> dict[str, Any]:
         d[f] = json.dumps(d[f], sort_keys=True, default=str)[:_MAX_STRING]
     d["message"] = d["message"][:2000]
     d["resource_id"] = d["resource_id"][:4000]
-    for f in ("event_id", "event_type", "correlation_id", "reason", "time", "delivery_id"):
+    for f in ("event_id", "event_type", "correlation_id", "reason", "time", "delivery_id", "event_time"):
         d[f] = str(d[f])[:512]
     return d
 

@@ -96,6 +96,7 @@ class AuditRow:
     time: str = ""
     policies: list[str] = field(default_factory=list)   # every "id@version" that applied
     delivery_id: str = ""                                # unique per delivery (row key suffix)
+    event_time: str = ""     # when the change happened (the event's time, ISO 8601 UTC); "" when unknown
 
     def __post_init__(self) -> None:
         if self.verdict not in VERDICTS:
@@ -117,6 +118,7 @@ class AuditRow:
             "time": self.time,
             "policies": list(self.policies),
             "delivery_id": self.delivery_id,
+            "event_time": self.event_time,
         }
 
     @classmethod
@@ -136,4 +138,5 @@ class AuditRow:
             time=d.get("time", ""),
             policies=list(d.get("policies", [])),
             delivery_id=d.get("delivery_id", ""),
+            event_time=d.get("event_time", "") or "",
         )
