@@ -55,9 +55,15 @@ def build_service(settings: Settings):
         audit=TableAuditSink(tables, shards=settings.audit_shards),
         breakers=TableBreakerStore(tables),
         pending=TablePendingFixes(tables),
+        escalations=_escalations(tables),
         roles=roles,
         secrets=secrets,
     )
+
+
+def _escalations(tables):
+    from .adapters.escalations import TableEscalationStore
+    return TableEscalationStore(tables)
 
 
 def get_service():

@@ -4,6 +4,7 @@
     metadata sync [--metadata DIR ...]         validate, then make the policy table hold exactly them
     simulate --world W --events E [--metadata DIR] --out R
     breaker reset|status POLICY SUBSCRIPTION   close (or show) a policy's circuit breaker
+    escalation reset|status RESOURCE_ID        end (or show) a resource's flip-flop escalation
     check job|resource|model-promotion ...     pre-flight checks (exit 0 allowed, 1 denied, 2 error)
     demo                                       the main job on an embedded default, printed
 
@@ -43,6 +44,10 @@ def _parser() -> argparse.ArgumentParser:
         a = brsub.add_parser(name)
         a.add_argument("policy")
         a.add_argument("subscription")
+    esc = sub.add_parser("escalation", help="flip-flop escalation of one resource")
+    escsub = esc.add_subparsers(dest="action", required=True)
+    for name in ("reset", "status"):
+        escsub.add_parser(name).add_argument("resource_id")
     from .checks.cli import add_parser as add_check_parser
     add_check_parser(sub)
     demo = sub.add_parser("demo", help="the product's main job on the embedded sample world")
@@ -67,6 +72,8 @@ def main(argv: list[str] | None = None) -> int:
             return simulate_main(args)
         if args.command == "breaker":
             return _breaker(args)
+        if args.command == "escalation":
+            return _escalation(args)
         if args.command == "check":
             from .checks.cli import main as check_main
             return check_main(args)
@@ -106,6 +113,28 @@ def _metadata(args) -> int:
     tables.ensure()
     counts = sync_metadata(TablePolicyRepository(tables), dirs)
     print(json.dumps({"synced": True, "table": tables.policies_name, **counts}))
+    return 0
+
+
+def _escalation(args) -> int:
+    from .adapters.escalations import TableEscalationStore
+    from .adapters.tables import Tables
+    from .errors import InvalidArmId
+    from .model.arm_id import parse_arm_id
+    from .settings import Settings
+    from .simulate import UsageError
+    try:
+        rid = str(parse_arm_id(args.resource_id))
+    except InvalidArmId as exc:
+        raise UsageError(f"not a resource id: {exc}") from None
+    tables = Tables.from_settings(Settings.from_env())
+    tables.ensure()
+    store = TableEscalationStore(tables)
+    if args.action == "status":
+        state = store.status(rid)
+        print(json.dumps({"resource_id": rid, "escalated": bool(state and state["escalated"]), "state": state}))
+        return 0
+    print(json.dumps({"resource_id": rid, "reset": True, "had_state": store.reset(rid)}))
     return 0
 
 

@@ -28,6 +28,7 @@ from .model.keyvault_events import KEYVAULT_EVENT_TYPES, SECRET_EXPOSED, parse_k
 from .model.resource import ResourceSnapshot, ResourceType, lookup_type
 from .policy.cache import PolicyCache
 from .policy.evaluate import RuleResult
+from .policy.flipflop import describe_actors, strictest
 from .policy.operators import values_equal
 from .ports import AuditSink, BreakerStore, IdempotencyStore, PendingFixStore, ResourceGateway
 from .settings import Settings
@@ -48,6 +49,16 @@ class DeliveryFailed(GuardrailsError):
 
 def _now_iso(now: datetime) -> str:
     return now.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _event_time(when: datetime | None) -> str:
+    """The event's time for the audit, in UTC; "" when absent or beyond what UTC can express."""
+    if when is None:
+        return ""
+    try:
+        return _now_iso(when)
+    except (OverflowError, ValueError):     # e.g. 0001-01-01T00:00:00+01:00 has no UTC equivalent
+        return ""
 
 
 def _short(value: Any) -> str:
@@ -103,8 +114,7 @@ class GuardrailsService:
             try:
                 env = parse_envelope(raw)
                 row.event_id, row.event_type = env.id, env.event_type
-                if env.time is not None:
-                    row.event_time = _now_iso(env.time)
+                row.event_time = _event_time(env.time)
                 if env.event_type in KEYVAULT_EVENT_TYPES:
                     kv_event = parse_keyvault_event(env)
                     row.resource_id = kv_object_id(kv_event)
@@ -189,7 +199,8 @@ class GuardrailsService:
                                       f"resource type {rid.resource_type} is not covered by any guardrail")
         compiled = self.policies.get()
         candidates = compiled.candidates(rtype.name, rid.subscription_id, rid.resource_group)
-        if not candidates:
+        if not candidates and not (compiled.shadow is not None and not ctx.dry_run
+                                   and compiled.shadow.candidates(rtype.name, rid.subscription_id, rid.resource_group)):
             return None, self._finish(ctx, row, "ignored", "no_policy",
                                       f"no policy in force selects {rtype.name} at this scope")
         return (lambda: self._decide_and_fix(ctx, row, target, rtype, compiled, candidates)), None
@@ -258,7 +269,14 @@ class GuardrailsService:
             row.verdict, row.reason = "failed", "unexpected_type"
             row.message = f"ARM returned type {_short(snapshot.type)} for a {rtype.name} id"
             return
+        shadow = compiled.shadow
+        if shadow is not None and not ctx.dry_run:
+            self._shadow(ctx, row, snapshot, shadow, rid)
         row.policies = [p.ref for p in candidates if _tags_match(p, snapshot.tags)]
+        if not candidates:
+            row.verdict, row.reason = "ignored", "no_policy"
+            row.message = "only shadow policy versions select this resource (see the shadow row)"
+            return
         results = compiled.evaluate(snapshot, now=ctx.now, subscription_id=rid.subscription_id,
                                     resource_group=rid.resource_group)
         if not results:
@@ -268,9 +286,14 @@ class GuardrailsService:
 
         records: list[tuple[RuleResult, ViolationRecord]] = []
         to_apply: list[tuple[RuleResult, ViolationRecord]] = []
+        approved_pe: int | None = None          # approved private endpoint connections (read once)
+        pe_waived: list[ViolationRecord] = []   # enforced although no private endpoint is approved
         for r in results:
             rec = ViolationRecord(policy=r.policy.ref, rule=r.rule.id, property=r.rule.property,
                                   before=r.before, after=r.change.after if r.change else None, outcome="violation")
+            pe_rule = r.rule.private_endpoint
+            if pe_rule is not None and r.exemption is None and r.change is not None and approved_pe is None:
+                approved_pe = approved_private_endpoints(snapshot)
             if r.exemption is not None:
                 rec.outcome = "exempted"
                 exp = r.exemption.expires.isoformat() if r.exemption.expires else "no expiry"
@@ -279,14 +302,27 @@ class GuardrailsService:
                 rec.outcome = "violation"
                 rec.message = "notify only"
                 row.notify = True
+            elif pe_rule is not None and not approved_pe and pe_rule.when_missing == "notify":
+                # disabling public access now would cut off every client: no private path exists yet
+                rec.outcome = "violation"
+                rec.message = ("not reverted: no approved private endpoint connection; public access stays until "
+                               "one is approved (the policy asks for private connectivity first)")
+                row.notify = True
             elif r.policy.mode == "audit" or ctx.dry_run:
                 rec.outcome = "dry_run"
                 rec.message = "audit mode: would set the value"
             else:
                 to_apply.append((r, rec))
+                if pe_rule is not None and not approved_pe:
+                    pe_waived.append(rec)
             records.append((r, rec))
+        reasons: list[str] = []
+        if to_apply and self.escalations is not None:
+            to_apply = self._flip_flop(row, rid, to_apply, reasons)
         if to_apply:
             to_apply = self._breaker_permits(row, rid, to_apply)
+            if row.reason == "circuit_open":
+                reasons.append("circuit_open")
         if to_apply:
             self._apply(ctx, row, snapshot, rtype, to_apply)
             if any(rec.outcome == "requested" for _r, rec in to_apply):
@@ -295,19 +331,74 @@ class GuardrailsService:
                     "changes": [{"policy": rec.policy, "rule": rec.rule, "property": rec.property,
                                  "before": rec.before, "after": rec.after}
                                 for _r, rec in to_apply if rec.outcome == "requested"]})
+        for rec in pe_waived:
+            rec.message = (rec.message + "; enforced without an approved private endpoint connection "
+                           "(policy: when_missing enforce)")[:300]
         row.violations = [rec for _r, rec in records]
         row.verdict = combine_verdict([rec.outcome for rec in row.violations])
-        if row.verdict != "failed" and row.reason != "circuit_open":
-            row.reason = ""
+        if row.verdict != "failed":
+            row.reason = reasons[0] if reasons else ""
         row.message = "; ".join(
             f"{v.policy}/{v.rule}: {v.property} {_short(v.before)}"
             + (f" -> {_short(v.after)}" if v.after is not None else "") + f" ({v.outcome})"
             for v in row.violations)[:2000]
         if row.notify:
-            owner_tag = next((r.policy.notify_tag for r, rec in records if rec.outcome == "violation"), "owner")
-            emit(log, logging.WARNING, "guardrail_violation_notify", owner_tag=owner_tag,
-                 owner=snapshot.tags.get(owner_tag) or "unknown",
-                 rules=[f"{v.policy}/{v.rule}" for v in row.violations if v.outcome == "violation"])
+            told = [r for r, rec in records if rec.outcome in ("violation", "escalated")]
+            owner, via = _owner(snapshot, told)
+            emit(log, logging.WARNING, "guardrail_violation_notify", owner_tag=via, owner=owner,
+                 rules=[f"{v.policy}/{v.rule}" for v in row.violations if v.outcome in ("violation", "escalated")])
+
+    def _shadow(self, ctx: _Ctx, row: AuditRow, snapshot: ResourceSnapshot, shadow, rid) -> None:
+        """Judge the same live state with the ``mode: shadow`` policy versions and record, in a
+        row of its own (verdict ``shadow``), what they would have done. Nothing is changed."""
+        candidates = shadow.candidates(snapshot.type, rid.subscription_id, rid.resource_group)
+        policies = [p.ref for p in candidates if _tags_match(p, snapshot.tags)]
+        if not policies:
+            return
+        results = shadow.evaluate(snapshot, now=ctx.now, subscription_id=rid.subscription_id,
+                                  resource_group=rid.resource_group)
+        srow = AuditRow(event_id=row.event_id, event_type=row.event_type, resource_id=row.resource_id,
+                        verdict="shadow", actor=row.actor, correlation_id=row.correlation_id,
+                        delivery_id=f"{ctx.delivery_id}-shadow", event_time=row.event_time, policies=policies)
+        would: list[str] = []
+        for r in results:
+            if r.exemption is not None:
+                outcome, text = "exempted", f"would leave it: exempted by {r.exemption.owner}"
+            elif r.notify or r.change is None:
+                outcome, text = "violation", "would notify"
+            elif r.rule.private_endpoint is not None and r.rule.private_endpoint.when_missing == "notify" \
+                    and not approved_private_endpoints(snapshot):
+                outcome, text = "violation", "would notify: no approved private endpoint connection"
+            else:
+                outcome, text = "remediated", f"would set {_short(r.change.after)}"
+            would.append(outcome)
+            srow.violations.append(ViolationRecord(policy=r.policy.ref, rule=r.rule.id, property=r.rule.property,
+                                                   before=r.before, after=r.change.after if r.change else None,
+                                                   outcome="shadow", message=text[:300]))
+        verdict = combine_verdict(would)
+        message = "; ".join(f"{v.policy}/{v.rule}: {v.message}" for v in srow.violations) or \
+            f"compliant with {', '.join(policies)}"
+        self._finish(ctx, srow, "shadow", verdict, f"shadow ({verdict}): {message}")
+
+    def _flip_flop(self, row: AuditRow, rid, to_apply, reasons: list[str]):
+        """Count this revert against the resource's flip-flop budget; past it, revert nothing,
+        record ``escalated`` with the actors whose changes were reverted, and tell the owner."""
+        rule = strictest(r.policy.flip_flop for r, _rec in to_apply)
+        decision = self.escalations.attempt(str(rid), row.actor.to_dict(), rule=rule)
+        if decision.allowed:
+            return to_apply
+        who = describe_actors(decision.actors)
+        first = "escalated now" if decision.escalated_now else "still escalated"
+        for _r, rec in to_apply:
+            rec.outcome = "escalated"
+            rec.message = (f"not reverted ({first}): reverted {decision.reverts} times in "
+                           f"{rule.window_minutes} min, changes by {who}; held until "
+                           f"`guardrails escalation reset`")[:300]
+        row.notify = True
+        reasons.append("flip_flop")
+        emit(log, logging.WARNING, "guardrail_escalated", resource_id=str(rid), reverts=decision.reverts,
+             window_minutes=rule.window_minutes, actors=who, escalated_now=decision.escalated_now)
+        return []
 
     def _apply(self, ctx: _Ctx, row: AuditRow, snapshot: ResourceSnapshot, rtype: ResourceType,
                to_apply: list[tuple[RuleResult, ViolationRecord]]) -> None:
@@ -527,6 +618,33 @@ def _tags_match(policy, tags: Mapping[str, str]) -> bool:
         return True
     lowered = {str(k).lower(): v for k, v in tags.items()}
     return all(lowered.get(str(k).lower()) == v for k, v in wanted.items())
+
+
+def approved_private_endpoints(snapshot: ResourceSnapshot) -> int:
+    """Private endpoint connections in ``Approved`` state (and not failed or being deleted)."""
+    conns, _present = snapshot.value("properties.privateEndpointConnections")
+    count = 0
+    for c in conns if isinstance(conns, list) else ():
+        props = c.get("properties") if isinstance(c, Mapping) else None
+        if not isinstance(props, Mapping):
+            continue
+        state = props.get("privateLinkServiceConnectionState") or {}
+        status = state.get("status") if isinstance(state, Mapping) else None
+        prov = str(props.get("provisioningState") or "Succeeded").lower()
+        if isinstance(status, str) and status.lower() == "approved" and prov not in ("failed", "deleting"):
+            count += 1
+    return count
+
+
+def _owner(snapshot: ResourceSnapshot, results) -> tuple[str, str]:
+    """Who to tell: the value of the policy's owner tag on the resource, else the policy's
+    contact, else "unknown". Returns ``(owner, where it came from)``."""
+    tag = next((r.policy.notify_tag for r in results), "owner")
+    lowered = {str(k).lower(): v for k, v in snapshot.tags.items()}
+    if lowered.get(tag.lower()):
+        return str(lowered[tag.lower()]), tag
+    contact = next((r.policy.contact for r in results if getattr(r.policy, "contact", "")), "")
+    return (contact, "policy contact") if contact else ("unknown", tag)
 
 
 def _set_path(body: dict, path: str, value: Any) -> None:

@@ -8,6 +8,7 @@ Table layout (keys may not contain ``/ \\ # ?``; every key here is a hash or a d
   <prefix>AuditByResource   PK sha256(resource)[:32] RK "<time>-<delivery>" same row, per resource
   <prefix>Breakers          PK sha(policy|sub)[:32] RK "breaker"        action times in window, open flag
   <prefix>PendingFixes      PK sha256(resource)[:32] RK sha(event id)   fixes still running (requested)
+  <prefix>Escalations       PK sha256(resource)[:32] RK "flipflop"      revert times in window, actors, escalated
 
 One day's audit is ``audit_shards`` partition queries (no table scan); a resource's history is
 one partition query; writes spread over ``audit_shards`` partitions per day, so 2,000 rows/s
@@ -59,6 +60,7 @@ class Tables:
         self.audit_index_name = f"{prefix}AuditByResource"
         self.breakers_name = f"{prefix}Breakers"
         self.pending_name = f"{prefix}PendingFixes"
+        self.escalations_name = f"{prefix}Escalations"
         self._clients: dict[str, TableClient] = {}
 
     @classmethod
@@ -88,7 +90,7 @@ class Tables:
     def ensure(self) -> None:
         try:
             for name in (self.policies_name, self.idempotency_name, self.audit_name, self.audit_index_name,
-                         self.breakers_name, self.pending_name):
+                         self.breakers_name, self.pending_name, self.escalations_name):
                 self.service.create_table_if_not_exists(name)
         except AzureError as exc:
             raise _store_error("create tables", exc) from exc

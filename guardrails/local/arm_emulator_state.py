@@ -167,6 +167,12 @@ class ArmStore:
         props = res.get("properties")
         if props is None:
             props = res["properties"] = {}
+        if existing is not None and isinstance(props, dict):
+            # read-only on the parent, as in ARM: connections change through their own child resource
+            kept = (existing.get("properties") or {}).get("privateEndpointConnections")
+            props.pop("privateEndpointConnections", None)
+            if kept is not None:
+                props["privateEndpointConnections"] = copy.deepcopy(kept)
         if isinstance(props, dict):
             props["provisioningState"] = "Succeeded"
         claims = claims or {}

@@ -46,6 +46,7 @@ from guardrails.local.arm_emulator_http import (
 from guardrails.local.arm_emulator_authz import AuthzStore
 from guardrails.local.arm_emulator_authz_routes import RoleAssignmentRoute, RoleDefinitionRoute
 from guardrails.local.arm_emulator_routes import ArmOperationRoute, ArmResourceRoute
+from guardrails.local.arm_emulator_pec import PrivateEndpointConnectionRoute
 from guardrails.local.arm_emulator_state import ArmStore
 from guardrails.local.credential import DEFAULT_TENANT_ID
 from guardrails.local.graph_emulator import Directory, GraphRoute
@@ -116,7 +117,8 @@ class AzureEmulator:
         self._log: list[dict] = []
         # tried in order; the first that claims a request handles it
         self.routes: list[Any] = [GraphRoute(), KeyVaultRoute(), ArmOperationRoute(), StorageKeysRoute(),
-                                  RoleAssignmentRoute(), RoleDefinitionRoute(), ArmResourceRoute()]
+                                  RoleAssignmentRoute(), RoleDefinitionRoute(), PrivateEndpointConnectionRoute(),
+                                  ArmResourceRoute()]
         for resource in resources:
             self.put(resource)
         for definition in role_definitions:

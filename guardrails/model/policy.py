@@ -148,6 +148,7 @@ class Policy:
     notify_tag: str = DEFAULT_NOTIFY_TAG
     breaker: Breaker = DEFAULT_BREAKER
     flip_flop: FlipFlop = DEFAULT_FLIP_FLOP
+    contact: str = ""              # who to tell when the resource has no owner tag (mail, team, group)
     source: str = field(default="", compare=False)   # file path or table row it came from
 
     @property
@@ -189,6 +190,8 @@ class Policy:
             doc["exemptions"] = _exemptions_doc(self.exemptions)
         doc["notify_tag"] = self.notify_tag
         doc["breaker"] = {"max_actions": self.breaker.max_actions, "window_seconds": self.breaker.window_seconds}
+        if self.contact:
+            doc["contact"] = self.contact
         if self.flip_flop != DEFAULT_FLIP_FLOP:
             ff: dict[str, Any] = {"max_reverts": self.flip_flop.max_reverts,
                                   "window_minutes": self.flip_flop.window_minutes}

@@ -95,8 +95,12 @@ class _YamlLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
+_BOOL = "tag:yaml.org,2002:bool"
+# YAML 1.2 booleans: only true/false. YAML 1.1 also reads yes/no/on/off as booleans, which turns
+# ``mode: off`` into ``mode: false`` (and "NO" the country code into false): here they stay words.
+_BOOL_12 = re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$")
 _YamlLoader.yaml_implicit_resolvers = {
-    ch: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    ch: [(tag, _BOOL_12 if tag == _BOOL else rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:timestamp"]
     for ch, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
 }
 
@@ -338,6 +342,7 @@ def _semantics(source: str, doc: dict[str, Any]) -> tuple[AnyPolicy | None, list
         notify_tag=doc.get("notify_tag", DEFAULT_NOTIFY_TAG),
         breaker=Breaker(**doc["breaker"]) if "breaker" in doc else DEFAULT_BREAKER,
         flip_flop=FlipFlop(**doc["flip_flop"]) if "flip_flop" in doc else DEFAULT_FLIP_FLOP,
+        contact=doc.get("contact", ""),
         source=source,
     )
     return policy, []
@@ -467,8 +472,9 @@ def _validate(items: Iterable[tuple[str, Any]]) -> tuple[list[AnyPolicy], list[s
             # one id, one document — except a ``mode: shadow`` version beside the enforced one
             pid = doc["id"] + ("@shadow" if doc.get("mode") == "shadow" else "")
             if pid in first_source:
+                what = "a second shadow version of" if pid.endswith("@shadow") else "duplicate policy id"
                 found.append(_finding(source, doc, "$.id",
-                                      f"duplicate policy id '{pid}': also defined in {first_source[pid]}"))
+                                      f"{what} '{doc['id']}': also defined in {first_source[pid]}"))
             first_source.setdefault(pid, source)
         if found:
             findings.extend(found)
@@ -507,6 +513,8 @@ def load_directory(*dirs: Path | str) -> list[AnyPolicy]:
 
     A later directory's policy REPLACES an earlier one with the same id (an extra
     ``--metadata DIR`` overrides the shipped baseline); a duplicate within one directory is an error.
+    A ``mode: shadow`` version has a slot of its own: it is added beside the enforced version of
+    its id (and replaces only an earlier shadow version).
     """
     findings: list[str] = []
     merged: dict[str, AnyPolicy] = {}
@@ -522,7 +530,7 @@ def load_directory(*dirs: Path | str) -> list[AnyPolicy]:
                 findings.append(f"{path}: policy ?: $: cannot read: {exc}")
         policies, found = _validate(items)
         findings.extend(found)
-        merged.update((p.id, p) for p in policies)
+        merged.update((getattr(p, "row_key", p.id), p) for p in policies)   # a shadow version: its own slot
     if findings:
         raise MetadataValidationError(findings)
-    return sorted(merged.values(), key=lambda p: p.id)
+    return sorted(merged.values(), key=lambda p: (p.id, getattr(p, "mode", "") == "shadow"))

@@ -27,7 +27,7 @@ ID_PATTERN = r"^[a-z0-9][a-z0-9-]{1,62}$"
 RULE_ID_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}$"
 PROPERTY_PATTERN = r"^[A-Za-z0-9_$@-]+(\.[A-Za-z0-9_$@-]+)*$"
 TOP_LEVEL_KEYS = ("id", "version", "kind", "description", "mode", "selector", "rules", "exemptions",
-                  "notify_tag", "breaker", "flip_flop")
+                  "notify_tag", "contact", "breaker", "flip_flop")
 REQUIRED_KEYS = ("id", "version", "description", "mode", "selector", "rules")
 ROLE_TOP_LEVEL_KEYS = ("id", "version", "kind", "description", "mode", "selector", "privileged", "break_glass",
                        "grants", "strict_scopes", "action", "exemptions", "breaker")
@@ -138,6 +138,7 @@ def build_schema(registry: ActionRegistry = actions) -> dict[str, Any]:
             "notify_tag": _TEXT,
             "breaker": _BREAKER,
             "flip_flop": _FLIP_FLOP,
+            "contact": _TEXT,
         },
     }
 

@@ -149,8 +149,8 @@ def test_duplicate_yaml_keys_are_rejected(tmp_path):
 
 
 def test_non_string_keys_are_flagged(tmp_path):
-    # GIVEN a YAML 1.1 boolean used as a key (``yes:`` is True, not "yes")
-    text = (FIXTURES / "bad_mode" / "policy.yaml").read_text().replace("mode: block", "mode: audit\nyes: 1")
+    # GIVEN a boolean used as a key (``true:`` is True, not "true")
+    text = (FIXTURES / "bad_mode" / "policy.yaml").read_text().replace("mode: block", "mode: audit\ntrue: 1")
     (tmp_path / "p.yaml").write_text(text)
     with pytest.raises(MetadataValidationError, match=r"policy 'storage-bad-mode': \$: key True must be a string"):
         load_directory(tmp_path)
@@ -323,3 +323,12 @@ def test_policy_values_are_immutable():
     with pytest.raises(AttributeError):
         policy.mode = "off"                            # type: ignore[misc]
     assert hash(policy) == hash(Policy.from_document(policy.to_document()))
+
+
+def test_yaml_words_yes_no_on_off_stay_words(tmp_path):
+    # YAML 1.1 would read `mode: off` as the boolean false and reject the policy; YAML 1.2 does not
+    text = (ROOT / "metadata/policies/storage-private.yaml").read_text().replace("mode: enforce", "mode: off")
+    (tmp_path / "p.yaml").write_text(text + "notify_tag: NO\n")
+    (policy,) = load_directory(tmp_path)
+    assert policy.mode == "off" and policy.notify_tag == "NO"
+    assert policy.rules[1].expect == {"equals": False}       # true/false are still booleans

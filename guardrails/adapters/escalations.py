@@ -1,0 +1,123 @@
+"""Table-backed flip-flop escalation state, one entity per resource, shared by every worker.
+
+``<prefix>Escalations``: PK sha256(resource id)[:32], RK ``flipflop``; the revert times inside the
+window, the actors whose changes were reverted, the escalated flag. Every change is conditional
+(create, or update with the etag read) so two workers can never both make the revert that should
+have escalated. The state this worker wrote last is kept with its etag: the common case (a
+resource reverted for the first time, or again by the same worker) is one conditional write, no
+read.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from dataclasses import asdict
+from datetime import datetime, timezone
+from typing import Any, Mapping
+
+from azure.core import MatchConditions
+from azure.core.exceptions import AzureError, ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
+from azure.data.tables import UpdateMode
+
+from ..errors import StoreError
+from ..model.policy import FlipFlop
+from ..policy.flipflop import FlipFlopDecision, FlipFlopState, step
+from .tables import Tables, _store_error, resource_partition
+
+_RK = "flipflop"
+
+
+def _to_entity(resource_id: str, state: FlipFlopState) -> dict[str, Any]:
+    return {"PartitionKey": resource_partition(resource_id), "RowKey": _RK, "resource_id": resource_id[:4000],
+            "times": json.dumps(list(state.times)), "actors": json.dumps([dict(a) for a in state.actors])[:30000],
+            "escalated": state.escalated,
+            "escalated_at": state.escalated_at if state.escalated_at is not None else -1.0,
+            "last_attempt": state.last_attempt if state.last_attempt is not None else -1.0}
+
+
+def _from_entity(e: Mapping[str, Any]) -> FlipFlopState:
+    def opt(v):
+        return None if v is None or float(v) < 0 else float(v)
+    return FlipFlopState(times=tuple(float(t) for t in json.loads(e.get("times") or "[]")),
+                         actors=tuple(json.loads(e.get("actors") or "[]")),
+                         escalated=bool(e.get("escalated")), escalated_at=opt(e.get("escalated_at")),
+                         last_attempt=opt(e.get("last_attempt")))
+
+
+class TableEscalationStore:
+    MAX_ATTEMPTS = 20
+
+    def __init__(self, tables: Tables, *, clock=lambda: datetime.now(timezone.utc)) -> None:
+        self._t = tables
+        self._clock = clock
+        self._known: dict[str, tuple[FlipFlopState, str]] = {}   # pk -> (state, etag) written here
+        self._lock = threading.Lock()
+
+    def _table(self):
+        return self._t.table(self._t.escalations_name)
+
+    def attempt(self, resource_id: str, actor: Mapping[str, Any] | None, *, rule: FlipFlop) -> FlipFlopDecision:
+        """Account one revert the guardrail is about to make (``allowed``) or must not make."""
+        table = self._table()
+        pk = resource_partition(resource_id)
+        fresh = True        # first try of a resource this worker knows nothing of: assume no history
+        try:
+            for _attempt in range(self.MAX_ATTEMPTS):
+                now = self._clock().timestamp()
+                with self._lock:
+                    cached = self._known.pop(pk, None)
+                if cached is not None:
+                    state, etag = cached
+                elif fresh:
+                    state, etag = None, None     # a conditional create: one call when that is true
+                else:
+                    try:
+                        current = table.get_entity(pk, _RK)
+                        state, etag = _from_entity(current), current.metadata["etag"]
+                    except ResourceNotFoundError:
+                        state, etag = None, None
+                new, decision = step(state, now=now, actor=actor, rule=rule)
+                entity = _to_entity(resource_id, new)
+                try:
+                    if etag is None:
+                        meta = table.create_entity(entity)
+                    else:
+                        meta = table.update_entity(entity, mode=UpdateMode.REPLACE, etag=etag,
+                                                   match_condition=MatchConditions.IfNotModified)
+                except (ResourceExistsError, ResourceModifiedError, ResourceNotFoundError):
+                    fresh = False                # it has history (or another worker moved it): read it
+                    continue
+                with self._lock:
+                    self._known[pk] = (new, meta.get("etag"))
+                return decision
+        except AzureError as exc:
+            raise _store_error("escalation update", exc) from exc
+        raise StoreError("escalation update kept conflicting; retry later")
+
+    def status(self, resource_id: str) -> dict[str, Any] | None:
+        try:
+            e = self._table().get_entity(resource_partition(resource_id), _RK)
+        except ResourceNotFoundError:
+            return None
+        except AzureError as exc:
+            raise _store_error("escalation read", exc) from exc
+        state = _from_entity(e)
+        return {"resource_id": e.get("resource_id", resource_id), **asdict(state),
+                "actors": [dict(a) for a in state.actors], "times": list(state.times)}
+
+    def reset(self, resource_id: str) -> bool:
+        """Forget the resource's history (an operator settled the fight). Whether there was any."""
+        pk = resource_partition(resource_id)
+        with self._lock:
+            self._known.pop(pk, None)
+        try:
+            self._table().delete_entity(pk, _RK)
+        except ResourceNotFoundError:
+            return False
+        except AzureError as exc:
+            raise _store_error("escalation reset", exc) from exc
+        return True
+
+
+__all__ = ["TableEscalationStore"]
