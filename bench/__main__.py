@@ -16,7 +16,7 @@ from pathlib import Path
 from bench import report
 
 RESULTS = Path(__file__).resolve().parent / "results" / "latest.json"
-PARTS = ("evaluation", "pipeline", "coldstart")
+PARTS = ("evaluation", "pipeline", "coldstart", "sweep")
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
@@ -74,6 +74,11 @@ def main(argv: list[str] | None = None) -> int:
         from bench import coldstart
         log("4. cold start")
         results["coldstart"] = coldstart.run(reps=args.cold_reps or (7 if q else 9), c7n_python=c7n_python, log=log)
+
+    if "sweep" in parts:
+        from bench import sweep_bench
+        log("5. reconciling sweep (ARM reads at 50 ms, 25/s read budget)")
+        results["sweep"] = sweep_bench.run(n=500 if q else 2000, log=log)
 
     results["machine"]["loadavg_end"] = os.getloadavg() if hasattr(os, "getloadavg") else None
     results["seconds"] = time.perf_counter() - t0

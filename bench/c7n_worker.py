@@ -64,6 +64,7 @@ def main() -> int:
             break
         if cmd != "run":
             continue
+        resources = violations = by_type = matched = None   # the last copy gone first, as on the product side
         resources = json.loads(resources_text)          # fresh, unannotated copy (untimed)
         gc.collect()                                    # same on both sides: no collection of the
         gc.disable()                                    # previous run's garbage inside the timing

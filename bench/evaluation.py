@@ -105,21 +105,19 @@ def c7n_policies(policies) -> list[dict]:
     return out
 
 
-def product_evaluator(policies) -> Callable[[list[dict]], list[tuple[str, str]]]:
+def product_evaluator(policies) -> tuple[Callable[[list[dict]], list[tuple[str, tuple[str, str]]]], dict]:
+    """The product's unit of work and the key each of its violations carries for each c7n key.
+
+    ``violation_pairs``: the filter-only entry point, the same compiled predicates as ``evaluate``
+    (one compile; tests/unit/test_evaluate_fast.py checks they agree) without planning the fixes,
+    giving ``(resource id, (policy ref, rule id))`` per violation. Each side reports the rule by
+    a key precomputed at policy load (c7n its ``"<policy>/<rule>"`` spec key, the product its
+    ``(ref, rule id)``); the c7n keys are mapped onto the product's after the timing."""
     from guardrails.policy.evaluate import compile_policies
 
     compiled = compile_policies(policies)
-    # the filter-only entry point: the same compiled predicates as ``evaluate`` (one compile,
-    # tests/unit/test_evaluate_fast.py checks they agree), without planning the fixes
-    # "<policy>/<rule>" precomputed, as the c7n side's keys are: formatting is not the product's work
-    keys = {(p.ref, rule.id): f"{p.id}/{rule.id}" for p in compiled.policies for rule in p.rules}
-
-    many = compiled.violations_many
-
-    def run(resources: list[dict]) -> list[tuple[str, str]]:
-        return [(r["id"], keys[key]) for r, found in many(resources) for key in found]
-
-    return run
+    c7n_keys = {f"{p.id}/{rule.id}": (p.ref, rule.id) for p in compiled.policies for rule in p.rules}
+    return compiled.violation_pairs, c7n_keys
 
 
 class C7nWorker:
@@ -185,7 +183,7 @@ def run(*, n: int = 10_000, reps: int = 7, c7n_python: Path | None = None, seed:
     resources = R.generate(n, seed=seed)
     text = json.dumps(resources)
     policies = baseline_policies()
-    evaluate = product_evaluator(policies)
+    evaluate, c7n_keys = product_evaluator(policies)
     pols = c7n_policies(policies)
     by_type: dict[str, int] = {}
     for r in resources:
@@ -207,18 +205,24 @@ def run(*, n: int = 10_000, reps: int = 7, c7n_python: Path | None = None, seed:
             got: dict[str, set] = {}
             for side in order:
                 if side == "product":
-                    fresh = json.loads(text)        # same fresh copy the c7n side gets (untimed)
-                    gc.collect()                    # as in the c7n worker: no collection of the
-                    gc.disable()                    # previous run's garbage inside the timing
+                    # as in the c7n worker: the previous copy and its results are gone before a
+                    # fresh copy is parsed (untimed), so every run starts from the same heap (a
+                    # copy parsed around survivors of the last one is scattered, and slower to
+                    # walk); no collection of the previous run's garbage inside the timing
+                    fresh = json.loads(text)
+                    gc.collect()
+                    gc.disable()
                     t0 = time.perf_counter()
                     pairs = evaluate(fresh)
                     product_s.append(time.perf_counter() - t0)
                     gc.enable()
-                    got["product"] = set(pairs)
+                    # results leave through JSON, as the worker's do: nothing pins the copy
+                    got["product"] = {(rid, tuple(key)) for rid, key in json.loads(json.dumps(pairs))}
+                    fresh = pairs = None
                 elif worker is not None:
                     seconds, pairs = worker.run()
                     c7n_s.append(seconds)
-                    got["c7n"] = set(pairs)
+                    got["c7n"] = {(rid, c7n_keys[key]) for rid, key in pairs}
             if "c7n" in got:
                 _check_identical(got["product"], got["c7n"], i + 1)
             if expected is None:

@@ -176,6 +176,9 @@ def rows(results: dict) -> tuple[list[dict], list[str]]:
         notes.append(f"4: {cs['reps']} fresh processes per side, alternating; product .pyc cache present: "
                      f"{'yes' if cs['pyc'] else 'no'} (PYTHONDONTWRITEBYTECODE "
                      f"{'set' if cs['dont_write_bytecode'] else 'unset'})")
+    if results.get("sweep"):
+        from bench.sweep_bench import table_rows
+        table_rows(results["sweep"], _row, out, notes)
     return out, notes
 
 

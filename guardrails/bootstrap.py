@@ -45,6 +45,10 @@ def build_service(settings: Settings):
                                   timeout=settings.arm_timeout_seconds)
         return SecretGuardrail(service, store, keys)
 
+    def ml(service):
+        from .ml_guardrail import MlLifecycleGuardrail
+        return MlLifecycleGuardrail(service)   # through the service's ArmGateway (generic by-id calls)
+
     return GuardrailsService(
         settings,
         policies=PolicyCache(TablePolicyRepository(tables), ttl_seconds=settings.policy_ttl_seconds),
@@ -56,9 +60,24 @@ def build_service(settings: Settings):
         breakers=TableBreakerStore(tables),
         pending=TablePendingFixes(tables),
         escalations=_escalations(tables),
+        publisher=decision_publisher(settings, tables, credential),
         roles=roles,
         secrets=secrets,
+        ml=ml,
     )
+
+
+def decision_publisher(settings: Settings, tables, credential):
+    """Decision events to the Event Grid custom topic, when one is configured (else None)."""
+    if not settings.decision_topic_endpoint:
+        return None
+    from .adapters.eventgrid import EventGridTopic
+    from .adapters.tables import TableOutbox
+    from .outbox import DecisionPublisher
+    topic = EventGridTopic(settings.decision_topic_endpoint, key=settings.decision_topic_key,
+                           credential=None if settings.decision_topic_key else credential,
+                           ca_bundle=settings.ca_bundle, timeout=settings.decision_topic_timeout_seconds)
+    return DecisionPublisher(topic, TableOutbox(tables), source=f"/guardrails/{settings.site_name}")
 
 
 def _escalations(tables):
@@ -98,6 +117,50 @@ def get_checks():
         from .checks.principal import platform_auth_enabled
         checks = _checks = CheckService(service, groups=groups, trust_principal_header=platform_auth_enabled(os.environ))
     return checks
+
+
+def build_sweeper(settings: Settings, *, clock=None, sleep=None, service=None):
+    """The timers' ``Sweeper`` (reconciling sweep; ``expiry.ExpiryReEnforcer`` runs on it): its own
+    service instance whose ARM and authorization gateways are paced by ARM-sized token buckets per
+    subscription (``GUARDRAILS_ARM_READS_PER_SECOND`` / ``_READ_BURST``; writes 10/s, 200), so the
+    event path's gateways never wait on a sweep. ``clock``/``sleep`` pace the buckets (tests: a fake
+    clock)."""
+    import time
+
+    from .adapters.arm import build_credential
+    from .adapters.listing import ArmLister
+    from .adapters.sweep_tables import TableSweepStore, TableTimerState
+    from .adapters.tables import Tables
+    from .ratelimit import ARM_WRITE_BURST, ARM_WRITES_PER_SECOND, RateLimiter, ThrottledArm, ThrottledAuthorization
+    from .sweep import Sweeper
+
+    clock, sleep = clock or time.monotonic, sleep or time.sleep
+    service = service or build_service(settings)
+    reads = RateLimiter(settings.arm_reads_per_second, settings.arm_read_burst, clock=clock, sleep=sleep)
+    writes = RateLimiter(ARM_WRITES_PER_SECOND, ARM_WRITE_BURST, clock=clock, sleep=sleep)
+    service.arm = ThrottledArm(service.arm, reads, writes)
+    if service.roles is not None:
+        service.roles.authz = ThrottledAuthorization(service.roles.authz, reads, writes)
+    credential = build_credential(settings)
+    tables = Tables.from_settings(settings, credential=credential)
+    lister = ArmLister(credential, endpoint=settings.arm_endpoint, reads=reads, ca_bundle=settings.ca_bundle,
+                       timeout=settings.arm_timeout_seconds, clock=clock, sleep=sleep)
+    return Sweeper(service, lister, TableSweepStore(tables), TableTimerState(tables), reads=reads,
+                   concurrency=settings.sweep_concurrency, max_seconds=settings.sweep_max_seconds,
+                   subscriptions=settings.sweep_subscriptions, management_groups=settings.sweep_management_groups)
+
+
+_sweeper = None
+
+
+def get_sweeper():
+    """The process-wide sweeper (timer functions), rebuilt when the settings changed."""
+    global _sweeper
+    settings = Settings.from_env()
+    with _lock:
+        if _sweeper is None or _sweeper.service.settings != settings:
+            _sweeper = build_sweeper(settings)
+        return _sweeper
 
 
 def reset_service() -> None:

@@ -5,7 +5,10 @@
     simulate --world W --events E [--metadata DIR] --out R
     breaker reset|status POLICY SUBSCRIPTION   close (or show) a policy's circuit breaker
     escalation reset|status RESOURCE_ID        end (or show) a resource's flip-flop escalation
+    sweep [--subscription ID] [--management-group MG] [--dry-run] [--expiry]   reconciling sweep (or expiry run)
     check job|resource|model-promotion ...     pre-flight checks (exit 0 allowed, 1 denied, 2 error)
+    report [--days N | --since D [--until D]] [--json] [--html FILE]   compliance KPIs from the audit table
+    permissions [--json | --bicep]             Azure permissions the code declares (least-privilege role)
     demo                                       the main job on an embedded default, printed
 
 Exit codes: 0 ok, 1 a delivery failed (simulate) / invalid metadata, 2 usage or input error.
@@ -48,8 +51,20 @@ def _parser() -> argparse.ArgumentParser:
     escsub = esc.add_subparsers(dest="action", required=True)
     for name in ("reset", "status"):
         escsub.add_parser(name).add_argument("resource_id")
+    from .sweep import add_parser as add_sweep_parser
+    add_sweep_parser(sub)
     from .checks.cli import add_parser as add_check_parser
     add_check_parser(sub)
+    perms = sub.add_parser("permissions", help="the Azure permissions the code declares (infra/ grants exactly these)")
+    perms.add_argument("--format", dest="format", choices=("text", "json", "bicep"), default="text")
+    perms.add_argument("--json", dest="format", action="store_const", const="json")
+    perms.add_argument("--bicep", dest="format", action="store_const", const="bicep")
+    rep = sub.add_parser("report", help="compliance KPIs from the audit table (terminal, --json, --html)")
+    rep.add_argument("--days", type=int, default=7, help="the last N days up to now (default 7)")
+    rep.add_argument("--since", help="start, YYYY-MM-DD or ISO 8601 UTC (instead of --days)")
+    rep.add_argument("--until", help="end, exclusive; a date means the end of that day (default now)")
+    rep.add_argument("--json", action="store_true", help="print the report as JSON")
+    rep.add_argument("--html", metavar="FILE", help="also write a self-contained HTML page")
     demo = sub.add_parser("demo", help="the product's main job on the embedded sample world")
     demo.add_argument("--out", default="out/demo-result.json")
     return p
@@ -77,9 +92,18 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "check":
             from .checks.cli import main as check_main
             return check_main(args)
+        if args.command == "sweep":
+            from .sweep import cli_main as sweep_main
+            return sweep_main(args)
+        if args.command == "permissions":
+            from .permissions import render, required
+            print(render(required(), args.format))
+            return 0
         if args.command == "demo":
             from .demo import main as demo_main
             return demo_main(args)
+        if args.command == "report":
+            return _report(args)
     except UsageError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -109,10 +133,60 @@ def _metadata(args) -> int:
     from .adapters.tables import TablePolicyRepository, Tables
     from .settings import Settings
     settings = Settings.from_env()
-    tables = Tables.from_settings(settings)
+    credential = None
+    if not settings.tables_connection:      # identity-based (a deployment's post-provision hook)
+        from .adapters.arm import build_credential
+        credential = build_credential(settings)
+    tables = Tables.from_settings(settings, credential=credential)
     tables.ensure()
     counts = sync_metadata(TablePolicyRepository(tables), dirs)
     print(json.dumps({"synced": True, "table": tables.policies_name, **counts}))
+    return 0
+
+
+def _report_bound(value: str, *, end: bool):
+    from datetime import datetime, timedelta, timezone
+
+    from .simulate import UsageError
+    try:
+        t = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise UsageError(f"{value[:40]!r} is not a date (YYYY-MM-DD) or an ISO 8601 time") from None
+    if end and len(value.strip()) == 10:      # a bare date: through the end of that day
+        t += timedelta(days=1)
+    return t if t.tzinfo else t.replace(tzinfo=timezone.utc)
+
+
+def _report(args) -> int:
+    from datetime import datetime, timedelta, timezone
+
+    from .adapters.tables import TableAuditSink, Tables
+    from .report import build_report, render_html, render_text
+    from .settings import Settings
+    from .simulate import UsageError
+    until = _report_bound(args.until, end=True) if args.until else datetime.now(timezone.utc)
+    if args.since:
+        since = _report_bound(args.since, end=False)
+    elif args.days < 1 or args.days > 366:
+        raise UsageError("--days must be between 1 and 366")
+    else:
+        since = until - timedelta(days=args.days)
+    if since >= until or (until - since).days > 366:
+        raise UsageError("the period must be non-empty and at most 366 days")
+    settings = Settings.from_env()
+    sink = TableAuditSink(Tables.from_settings(settings), shards=settings.audit_shards)
+    day, last, rows = since.astimezone(timezone.utc).date(), until.astimezone(timezone.utc).date(), []
+    while day <= last:
+        rows.extend(sink.read_day(day))
+        day += timedelta(days=1)
+    report = build_report(rows, since=since, until=until)
+    if args.html:
+        Path(args.html).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.html).write_text(render_html(report), encoding="utf-8")
+    if args.json:
+        print(json.dumps(report.to_dict(), indent=2))
+    else:
+        print(render_text(report), end="")
     return 0
 
 

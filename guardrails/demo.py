@@ -63,7 +63,8 @@ def main(args) -> int:
         old = before.get(r["id"])
         if old is None:
             continue
-        for path in ("properties.publicNetworkAccess", "properties.allowBlobPublicAccess", "properties.adminUserEnabled"):
+        for path in ("properties.publicNetworkAccess", "properties.allowBlobPublicAccess", "properties.adminUserEnabled",
+                     "properties.isArchived", "properties.traffic", "properties.authMode"):
             a, b = get_path(old, path, None), get_path(r, path, None)
             if a != b:
                 print(f"  {_short_id(r['id']):<40} {path:<36} {_fmt(a)} -> {_fmt(b)}")

@@ -120,6 +120,14 @@ class GuardrailsService:
                     row.resource_id = kv_object_id(kv_event)
                     with bound(resource_id=row.resource_id):
                         return self._handle_keyvault_event(ctx, row, kv_event)
+                from .model.ml_events import ML_EVENT_TYPES, parse_ml_event   # pure; lazy like the other kinds
+                if env.event_type in ML_EVENT_TYPES:
+                    ml_event = parse_ml_event(env)
+                    row.resource_id = ml_event.subject_id
+                    if self.ml is None:
+                        return self._finish(ctx, row, "ignored", "not_covered", "ML lifecycle guardrail not configured")
+                    with bound(resource_id=row.resource_id):
+                        return self.ml.on_event(ctx, row, ml_event)
                 if env.event_type not in _resource_event_types():
                     return self._finish(ctx, row, "ignored", "unsupported_event_type",
                                         f"event type {_short(env.event_type)} is not handled by any guardrail")
@@ -191,6 +199,11 @@ class GuardrailsService:
             if not policies:
                 return None, self._finish(ctx, row, "ignored", "no_policy", "no role-assignment policy in force here")
             return (lambda: self.roles.decide(ctx, row, target, policies)), None
+        if self.ml is not None and self.ml.covers(rid):      # model versions, online endpoints, deployments
+            policies = self.ml.policies()
+            if not policies:
+                return None, self._finish(ctx, row, "ignored", "no_policy", "no model-registry policy in force")
+            return (lambda: self.ml.decide(ctx, row, target, policies)), None
         # covered types live in a resource group; a tenant-level or extension id of the same type
         # name is not one of them (ARM would answer 404 anyway): no read for those
         rtype = lookup_type(rid.resource_type) if rid.resource_group and rid.scope is None else None
@@ -220,6 +233,30 @@ class GuardrailsService:
                        delivery_id=ctx.delivery_id, actor=actor or Actor())
         with bound(delivery_id=ctx.delivery_id, resource_id=str(rid)):
             decide, done = self._route(ctx, row, rid, _CheckTarget(rid))
+            if done is not None:
+                return done
+            with self._resource_lock(str(rid)):
+                decide()
+            return self._finish(ctx, row, row.verdict, row.reason, row.message)
+
+    def reconcile(self, resource_id: str, snapshot: ResourceSnapshot | None, *, sweep_id: str,
+                  remediate: bool = True, event_type: str = "Guardrails.Sweep") -> AuditRow:
+        """A timer's decision (reconciling sweep, exemption expiry): the event path's decision for
+        this resource on ``snapshot`` (a listed body: no second read) or, when None, on a fresh
+        read. Acts unless ``remediate`` is False. One audit row, ``correlation_id`` = the run id;
+        no idempotency claim (a timer run is not redelivered; the fix itself diffs first)."""
+        from .model.arm_id import parse_arm_id
+
+        start = self._clock()
+        ctx = _Ctx(uuid.uuid4().hex, start, start + self.settings.time_budget_seconds, self._wall(),
+                   dry_run=not remediate)
+        rid = parse_arm_id(resource_id)
+        row = AuditRow(event_id=f"{sweep_id}:{ctx.delivery_id}"[:256], event_type=event_type, resource_id=str(rid),
+                       verdict="ignored", delivery_id=ctx.delivery_id, correlation_id=sweep_id[:128])
+        with bound(delivery_id=ctx.delivery_id, resource_id=str(rid)):
+            target = _CheckTarget(rid)
+            target.snapshot = snapshot        # _decide_and_fix decides on it instead of reading
+            decide, done = self._route(ctx, row, rid, target)
             if done is not None:
                 return done
             with self._resource_lock(str(rid)):
@@ -530,7 +567,9 @@ class GuardrailsService:
         row.time = _now_iso(self._wall())
         row.duration_ms = round((self._clock() - ctx.started) * 1000.0, 3)
         self.audit.write(row)   # StoreError propagates: nothing is acknowledged unaudited
-        level = logging.WARNING if verdict in ("failed", "invalid", "violation") else logging.INFO
+        if self.publisher is not None:   # after the row is safe; never raises (outbox on failure)
+            self.publisher.publish(row)
+        level = logging.WARNING if verdict in ("failed", "invalid", "violation", "escalated") else logging.INFO
         emit(log, level, "guardrail_decision", verdict=verdict, reason=reason, event_type=row.event_type,
              resource_id=row.resource_id, duration_ms=row.duration_ms)
         return row

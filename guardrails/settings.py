@@ -36,6 +36,22 @@ AUDIT_SHARDS = "GUARDRAILS_AUDIT_SHARDS"
 LOG_LEVEL = "GUARDRAILS_LOG_LEVEL"
 SNAPSHOT_REUSE_SECONDS = "GUARDRAILS_SNAPSHOT_REUSE_SECONDS"  # 0 disables re-using a read within a burst
 CLOCK_SKEW_SECONDS = "GUARDRAILS_CLOCK_SKEW_SECONDS"
+# timers (guardrails/triggers/timers.py): schedules are read by the Functions host (%NAME%)
+SWEEP_SCHEDULE = "GUARDRAILS_SWEEP_SCHEDULE"                # NCRONTAB, e.g. "0 0 */6 * * *"
+EXPIRY_SCHEDULE = "GUARDRAILS_EXPIRY_SCHEDULE"              # NCRONTAB, e.g. "0 */5 * * * *"
+SWEEP_SUBSCRIPTIONS = "GUARDRAILS_SWEEP_SUBSCRIPTIONS"      # comma-separated; empty: every visible one
+SWEEP_MANAGEMENT_GROUPS = "GUARDRAILS_SWEEP_MANAGEMENT_GROUPS"  # comma-separated ids: role assignments there
+SWEEP_CONCURRENCY = "GUARDRAILS_SWEEP_CONCURRENCY"          # lists read at once
+SWEEP_MAX_SECONDS = "GUARDRAILS_SWEEP_MAX_SECONDS"          # stop (truncated) before the host timeout
+ARM_READS_PER_SECOND = "GUARDRAILS_ARM_READS_PER_SECOND"    # timers' read budget per subscription
+ARM_READ_BURST = "GUARDRAILS_ARM_READ_BURST"
+EXPIRY_LOOKBACK_MINUTES = "GUARDRAILS_EXPIRY_LOOKBACK_MINUTES"  # first expiry run looks this far back
+# decision events (guardrails/outbox.py): an Event Grid custom topic; empty endpoint: not published
+DECISION_TOPIC_ENDPOINT = "GUARDRAILS_DECISION_TOPIC_ENDPOINT"  # https://<topic>.<region>-1.eventgrid.azure.net/api/events
+DECISION_TOPIC_KEY = "GUARDRAILS_DECISION_TOPIC_KEY"   # access key (secret: a Key Vault reference); empty: Entra token
+DECISION_TOPIC_TIMEOUT_SECONDS = "GUARDRAILS_DECISION_TOPIC_TIMEOUT_SECONDS"  # per publish, in the delivery's path
+DECISION_OUTBOX_SCHEDULE = "GUARDRAILS_DECISION_OUTBOX_SCHEDULE"  # NCRONTAB of the outbox timer, e.g. "0 */5 * * * *"
+SITE_NAME = "WEBSITE_SITE_NAME"                        # set by App Service: the decision events' source
 
 ALL_SETTINGS = (
     TABLES_CONNECTION, TABLES_ENDPOINT, TABLE_PREFIX, ARM_ENDPOINT, GRAPH_ENDPOINT, KEYVAULT_URL_TEMPLATE,
@@ -43,6 +59,9 @@ ALL_SETTINGS = (
     LOCAL_OBJECT_ID, LOCAL_APP_ID, OWN_PRINCIPAL_IDS, POLICY_TTL_SECONDS, DEDUP_COMPLETED_HOURS,
     DEDUP_IN_PROGRESS_SECONDS, TIME_BUDGET_SECONDS, ARM_TIMEOUT_SECONDS, AUDIT_SHARDS, LOG_LEVEL,
     SNAPSHOT_REUSE_SECONDS, CLOCK_SKEW_SECONDS,
+    SWEEP_SCHEDULE, EXPIRY_SCHEDULE, SWEEP_SUBSCRIPTIONS, SWEEP_MANAGEMENT_GROUPS, SWEEP_CONCURRENCY,
+    SWEEP_MAX_SECONDS, ARM_READS_PER_SECOND, ARM_READ_BURST, EXPIRY_LOOKBACK_MINUTES,
+    DECISION_TOPIC_ENDPOINT, DECISION_TOPIC_KEY, DECISION_TOPIC_TIMEOUT_SECONDS, DECISION_OUTBOX_SCHEDULE,
 )
 
 DEFAULT_ARM_ENDPOINT = "https://management.azure.com"
@@ -70,6 +89,19 @@ def _guid_set(raw: str) -> frozenset[str]:
         if p:
             out.add(p)
     return frozenset(out)
+
+
+def _list(raw: str) -> tuple[str, ...]:
+    return tuple(p.strip() for p in raw.split(",") if p.strip())
+
+
+def _topic_endpoint(raw: str | None) -> str | None:
+    value = (raw or "").strip()
+    if not value:
+        return None
+    if not value.startswith("https://"):
+        raise ConfigError(f"setting {DECISION_TOPIC_ENDPOINT} must be an https URL (the topic's /api/events endpoint)")
+    return value
 
 
 def _vault_template(raw: str | None) -> str:
@@ -102,6 +134,17 @@ class Settings:
     log_level: str = "INFO"
     snapshot_reuse_seconds: float = 10.0
     clock_skew_seconds: float = 1.0
+    sweep_subscriptions: tuple[str, ...] = ()
+    sweep_management_groups: tuple[str, ...] = ()
+    sweep_concurrency: int = 4
+    sweep_max_seconds: float = 540.0
+    arm_reads_per_second: float = 20.0     # of ARM's 25/s: the rest stays for the event path
+    arm_read_burst: float = 100.0          # of ARM's 250
+    expiry_lookback_minutes: float = 60.0
+    decision_topic_endpoint: str | None = None
+    decision_topic_key: str | None = field(default=None, repr=False)   # secret: never repr'd, never logged
+    decision_topic_timeout_seconds: float = 2.0
+    site_name: str = "local"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides) -> "Settings":
@@ -142,6 +185,17 @@ class Settings:
             log_level=(env.get(LOG_LEVEL) or "INFO").upper(),
             snapshot_reuse_seconds=_float(env, SNAPSHOT_REUSE_SECONDS, 10.0),
             clock_skew_seconds=_float(env, CLOCK_SKEW_SECONDS, 1.0),
+            sweep_subscriptions=_list(env.get(SWEEP_SUBSCRIPTIONS, "")),
+            sweep_management_groups=_list(env.get(SWEEP_MANAGEMENT_GROUPS, "")),
+            sweep_concurrency=int(_float(env, SWEEP_CONCURRENCY, 4, minimum=1)),
+            sweep_max_seconds=_float(env, SWEEP_MAX_SECONDS, 540.0, minimum=1.0),
+            arm_reads_per_second=_float(env, ARM_READS_PER_SECOND, 20.0, minimum=0.1),
+            arm_read_burst=_float(env, ARM_READ_BURST, 100.0, minimum=1.0),
+            expiry_lookback_minutes=_float(env, EXPIRY_LOOKBACK_MINUTES, 60.0, minimum=1.0),
+            decision_topic_endpoint=_topic_endpoint(env.get(DECISION_TOPIC_ENDPOINT)),
+            decision_topic_key=(env.get(DECISION_TOPIC_KEY) or "").strip() or None,
+            decision_topic_timeout_seconds=_float(env, DECISION_TOPIC_TIMEOUT_SECONDS, 2.0, minimum=0.1),
+            site_name=(env.get(SITE_NAME) or "").strip() or "local",
         )
         values.update(overrides)
         return cls(**values)

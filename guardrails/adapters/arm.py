@@ -39,6 +39,12 @@ def encode_id(resource_id: str) -> str:
 class ArmGateway:
     """Implements ``ports.ResourceGateway``."""
 
+    @staticmethod
+    def permissions() -> tuple[str, ...]:
+        """GET / PATCH / PUT by id of every catalogue type (``guardrails.permissions``)."""
+        from ..model.resource import CATALOG
+        return tuple(f"{t.name}/{verb}" for t in CATALOG.values() for verb in ("read", "write"))
+
     def __init__(self, credential, *, endpoint: str, ca_bundle: str | None = None,
                  timeout: float = 10.0, sleep: Callable[[float], None] = time.sleep,
                  clock: Callable[[], float] = time.monotonic) -> None:

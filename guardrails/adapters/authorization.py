@@ -30,6 +30,9 @@ def _path(resource_id: str) -> str:
 
 
 class AuthorizationGateway:
+    permissions = ("Microsoft.Authorization/roleAssignments/read", "Microsoft.Authorization/roleAssignments/delete",
+                   "Microsoft.Authorization/roleDefinitions/read")   # guardrails.permissions
+
     def __init__(self, credential, *, endpoint: str, ca_bundle: str | None = None, timeout: float = 10.0,
                  definition_ttl: float = 600.0, sleep: Callable[[float], None] = time.sleep,
                  clock: Callable[[], float] = time.monotonic) -> None:
@@ -105,6 +108,8 @@ class GraphGroupResolver:
     """``is_member(principal, group)`` through Graph ``POST /directoryObjects/{id}/checkMemberGroups``
     (transitive membership), cached for ``ttl`` seconds. Needs the Graph permission
     ``GroupMember.Read.All`` for the function's identity."""
+
+    graph_permissions = ("GroupMember.Read.All",)   # Graph application permission (admin consent)
 
     def __init__(self, credential, *, endpoint: str = "https://graph.microsoft.com", ca_bundle: str | None = None,
                  timeout: float = 5.0, ttl: float = 300.0, clock: Callable[[], float] = time.monotonic) -> None:

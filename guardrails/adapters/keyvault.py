@@ -18,6 +18,11 @@ from .retry import BudgetedCaller
 
 
 class KeyVaultGateway:
+    data_permissions = (   # guardrails.permissions: on each governed vault (RBAC authorization)
+        "Microsoft.KeyVault/vaults/secrets/getSecret/action", "Microsoft.KeyVault/vaults/secrets/setSecret/action",
+        "Microsoft.KeyVault/vaults/secrets/readMetadata/action", "Microsoft.KeyVault/vaults/secrets/update/action",
+        "Microsoft.KeyVault/vaults/keys/read", "Microsoft.KeyVault/vaults/keys/rotate/action")
+
     def __init__(self, credential, *, url_template: str, verify_challenge_resource: bool = True,
                  ca_bundle: str | None = None, timeout: float = 10.0, caller: BudgetedCaller | None = None) -> None:
         self._credential = credential
@@ -125,6 +130,9 @@ class KeyVaultGateway:
 
 class StorageKeysGateway:
     """``listKeys`` / ``regenerateKey`` on a storage account (ARM POST actions)."""
+
+    permissions = ("Microsoft.Storage/storageAccounts/listKeys/action",
+                   "Microsoft.Storage/storageAccounts/regenerateKey/action")   # guardrails.permissions
 
     API_VERSION = "2025-06-01"
 

@@ -51,6 +51,10 @@ def _store_error(what: str, exc: Exception) -> StoreError:
 class Tables:
     """Owns the TableServiceClient and the product's table names."""
 
+    # guardrails.permissions: on the deployment's own storage account (Storage Table Data Contributor)
+    own_permissions = tuple(f"Microsoft.Storage/storageAccounts/tableServices/tables/{a}" for a in (
+        "write", "entities/read", "entities/write", "entities/add/action", "entities/update/action", "entities/delete"))
+
     def __init__(self, service: TableServiceClient, prefix: str = "Guardrails") -> None:
         self.service = service
         self.prefix = prefix
@@ -288,19 +292,45 @@ def _from_entity(e: dict[str, Any]) -> AuditRow:
 
 
 class TableAuditSink:
+    """Each row twice: the day shard (``read_day``) and the resource's partition (``read_resource``).
+
+    The two upserts go to different tables, so they cannot share a batch; they are independent,
+    so they run at the same time (the index row on a small shared pool), and a delivery waits one
+    round trip for its audit instead of two. ``write`` returns once both are stored and raises
+    if either failed (the delivery is then retried, as when one of two sequential writes failed)."""
+
+    _pool = None                        # shared by every sink: threads for the index row
+    _pool_lock = threading.Lock()
+    POOL_THREADS = 8
+
     def __init__(self, tables: Tables, *, shards: int = 16) -> None:
         self._t = tables
         self._shards = shards
 
+    @classmethod
+    def _executor(cls):
+        if cls._pool is None:
+            with cls._pool_lock:
+                if cls._pool is None:
+                    from concurrent.futures import ThreadPoolExecutor
+                    cls._pool = ThreadPoolExecutor(max_workers=cls.POOL_THREADS, thread_name_prefix="audit-index")
+        return cls._pool
+
     def write(self, row: AuditRow) -> None:
         entity = _entity(row)
         rk = _row_key(row)
+        index = None
+        if row.resource_id:
+            index = self._executor().submit(self._t.table(self._t.audit_index_name).upsert_entity,
+                                            {"PartitionKey": resource_partition(row.resource_id), "RowKey": rk, **entity})
         try:
-            self._t.table(self._t.audit_name).upsert_entity(
-                {"PartitionKey": audit_partition(row.time, row.delivery_id, self._shards), "RowKey": rk, **entity})
-            if row.resource_id:
-                self._t.table(self._t.audit_index_name).upsert_entity(
-                    {"PartitionKey": resource_partition(row.resource_id), "RowKey": rk, **entity})
+            try:
+                self._t.table(self._t.audit_name).upsert_entity(
+                    {"PartitionKey": audit_partition(row.time, row.delivery_id, self._shards), "RowKey": rk, **entity})
+            finally:                    # never return (or fail) with the index row still in flight
+                failed = index.exception() if index is not None else None
+            if failed is not None:
+                raise failed
         except AzureError as exc:
             raise _store_error("audit write", exc) from exc
 
@@ -484,3 +514,72 @@ class TablePendingFixes:
             pass
         except AzureError as exc:
             raise _store_error("pending fix delete", exc) from exc
+
+
+# ---------------------------------------------------------------------------------------
+class TableOutbox:
+    """Decision events the topic did not take (``outbox.OutboxStore``), kept until the outbox
+    timer delivers them. ``<prefix>Outbox``: PK ``decision``, RK sha256(event id)[:40] (adding
+    the same event twice keeps one); the event's JSON in ``event_0..n`` (strings <= 30,000 chars),
+    ``attempts``, ``last_error`` (a reason code only). The table is created on first use: it is
+    only written while the topic is failing."""
+
+    PARTITION = "decision"
+
+    def __init__(self, tables: Tables) -> None:
+        self._t = tables
+        self.name = f"{tables.prefix}Outbox"
+        self._created = False
+
+    def _table(self, create: bool = False) -> TableClient:
+        if create and not self._created:
+            try:
+                self._t.service.create_table_if_not_exists(self.name)
+            except AzureError as exc:
+                raise _store_error("create outbox table", exc) from exc
+            self._created = True
+        return self._t.table(self.name)
+
+    def add(self, event: dict[str, Any], *, error: str) -> None:
+        body = json.dumps(event, sort_keys=True, default=str)
+        parts = {f"event_{i}": body[o:o + _MAX_STRING] for i, o in enumerate(range(0, len(body), _MAX_STRING))}
+        entity = {"PartitionKey": self.PARTITION, "RowKey": _sha(str(event["id"]))[:40], "parts": len(parts),
+                  **parts, "event_id": str(event["id"])[:512], "attempts": 0, "last_error": error[:200],
+                  "queued_at": datetime.now(timezone.utc)}
+        try:
+            self._table(create=True).upsert_entity(entity, mode=UpdateMode.REPLACE)
+        except AzureError as exc:
+            raise _store_error("outbox write", exc) from exc
+
+    def list(self, limit: int):
+        from ..outbox import OutboxItem
+        try:
+            rows = list(self._table().query_entities("PartitionKey eq @pk", parameters={"pk": self.PARTITION}))
+        except ResourceNotFoundError:
+            return []
+        except AzureError as exc:
+            raise _store_error("outbox read", exc) from exc
+        rows.sort(key=lambda e: (e.get("queued_at") or datetime.min.replace(tzinfo=timezone.utc), e["RowKey"]))
+        out = []
+        for e in rows[:limit]:
+            body = "".join(e.get(f"event_{i}", "") for i in range(int(e.get("parts") or 0)))
+            out.append(OutboxItem(key=e["RowKey"], event=json.loads(body), attempts=int(e.get("attempts") or 0)))
+        return out
+
+    def remove(self, key: str) -> None:
+        try:
+            self._table().delete_entity(self.PARTITION, key)
+        except ResourceNotFoundError:
+            pass
+        except AzureError as exc:
+            raise _store_error("outbox delete", exc) from exc
+
+    def failed(self, item, *, error: str) -> None:
+        try:
+            self._table().update_entity({"PartitionKey": self.PARTITION, "RowKey": item.key,
+                                         "attempts": item.attempts + 1, "last_error": error[:200]},
+                                        mode=UpdateMode.MERGE)
+        except ResourceNotFoundError:
+            pass
+        except AzureError as exc:
+            raise _store_error("outbox update", exc) from exc

@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Iterable, Mapping
 
-from guardrails.model.policy import CHECK_ACCESS_KIND, JOB_KIND, MODEL_REGISTRY_KIND, Mode
+from guardrails.model.policy import CHECK_ACCESS_KIND, DEFAULT_BREAKER, JOB_KIND, MODEL_REGISTRY_KIND, Breaker, Mode
 from guardrails.policy.model_rules import ModelRegistryRules
 
 CHECK_KINDS: tuple[str, ...] = (JOB_KIND, MODEL_REGISTRY_KIND, CHECK_ACCESS_KIND)
@@ -144,6 +144,7 @@ class ModelRegistryPolicy(_Versioned):
     description: str
     mode: Mode
     rules: ModelRegistryRules = ModelRegistryRules()
+    breaker: Breaker = DEFAULT_BREAKER          # the ML lifecycle guardrail's fixes (archive, traffic)
     source: str = field(default="", compare=False)
 
     def to_document(self) -> dict[str, Any]:
@@ -151,8 +152,25 @@ class ModelRegistryPolicy(_Versioned):
         doc = _head(self)
         doc.update(stages=list(r.stages), required_tags=list(r.required_tags),
                    explicit_version_stages=list(r.explicit_version_stages),
-                   floating_versions=list(r.floating_versions))
+                   floating_versions=list(r.floating_versions),
+                   production_endpoints=_selector_doc(r.production_endpoints),
+                   production_stages=list(r.production_stages),
+                   sensitive_endpoints=_selector_doc(r.sensitive_endpoints),
+                   endpoint_auth_modes=list(r.endpoint_auth_modes), endpoint_action=r.endpoint_action,
+                   drift_monitors=[{"monitor": m.name, "threshold": m.threshold, **({"owner": m.owner} if m.owner else {})}
+                                   for m in r.drift_monitors],
+                   run_metrics=[{"metric": m.name, "minimum": m.minimum} for m in r.run_metrics],
+                   notify_tag=r.notify_tag,
+                   breaker={"max_actions": self.breaker.max_actions, "window_seconds": self.breaker.window_seconds})
+        if r.drift_default_threshold is not None:
+            doc["drift_default_threshold"] = r.drift_default_threshold
+        if r.candidate_tag is not None:
+            doc["candidate_tag"] = {"key": r.candidate_tag[0], "value": r.candidate_tag[1]}
         return doc
+
+
+def _selector_doc(sel) -> dict[str, Any]:
+    return {"tags": dict(sel.tags), "names": list(sel.names)}
 
 
 @dataclass(frozen=True)

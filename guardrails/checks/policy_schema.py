@@ -91,6 +91,15 @@ def build_job_schema(_registry: Any = None) -> dict[str, Any]:
     )
 
 
+AUTH_MODES = ("AADToken", "AMLToken", "Key")      # Azure ML online endpoint authMode values
+_UNIT = {"type": "number", "minimum": 0}
+_ENDPOINTS = _closed((), tags={"type": "object", "maxProperties": 32,
+                               "propertyNames": {"pattern": TAG_KEY_PATTERN},
+                               "additionalProperties": {"type": "string", "minLength": 1, "maxLength": 256}},
+                     names={"type": "array", "uniqueItems": True, "maxItems": 256,
+                            "items": {"type": "string", "pattern": r"^[A-Za-z][A-Za-z0-9-]{0,31}$"}})
+
+
 def build_model_registry_schema(_registry: Any = None) -> dict[str, Any]:
     """``kind: model-registry`` — the rule table of ``guardrails.policy.model_rules``."""
     return _document(
@@ -100,6 +109,26 @@ def build_model_registry_schema(_registry: Any = None) -> dict[str, Any]:
         explicit_version_stages=_names(STAGE_PATTERN),
         floating_versions={"type": "array", "uniqueItems": True, "maxItems": 32,
                            "items": {**_TEXT, "maxLength": 64}},
+        # the ML lifecycle guardrail's part of the table (all optional; defaults: DEFAULT_RULES)
+        production_endpoints=_ENDPOINTS,
+        production_stages=_names(STAGE_PATTERN, minItems=1, maxItems=16),
+        sensitive_endpoints=_ENDPOINTS,
+        endpoint_auth_modes={"type": "array", "uniqueItems": True, "minItems": 1,
+                             "items": {"enum": list(AUTH_MODES)}},
+        endpoint_action={"enum": ["notify", "enforce"]},
+        drift_monitors={"type": "array", "maxItems": 256, "items": _closed(
+            ("monitor", "threshold"), monitor={**_TEXT, "maxLength": 255},
+            threshold=_UNIT, owner={**_TEXT, "maxLength": 256})},
+        drift_default_threshold=_UNIT,
+        candidate_tag=_closed(("key", "value"), key={"type": "string", "pattern": TAG_KEY_PATTERN},
+                              value={**_TEXT, "maxLength": 256}),
+        run_metrics={"type": "array", "maxItems": 64, "items": _closed(
+            ("metric", "minimum"), metric={"type": "string", "pattern": TAG_KEY_PATTERN},
+            minimum={"type": "number"})},
+        notify_tag={"type": "string", "pattern": TAG_KEY_PATTERN},
+        breaker=_closed(("max_actions", "window_seconds"),
+                        max_actions={"type": "integer", "minimum": 1, "maximum": 100000},
+                        window_seconds={"type": "integer", "minimum": 1, "maximum": 86400}),
     )
 
 
@@ -189,7 +218,8 @@ def _job(doc: dict[str, Any], source: str, found: Found):
 
 def _model_registry(doc: dict[str, Any], source: str, found: Found):
     from guardrails.checks.policies import ModelRegistryPolicy
-    from guardrails.policy.model_rules import DEFAULT_RULES, ModelRegistryRules
+    from guardrails.model.policy import DEFAULT_BREAKER, Breaker
+    from guardrails.policy.model_rules import DEFAULT_RULES, DriftMonitor, MetricThreshold, ModelRegistryRules
 
     stages = tuple(doc["stages"])
     _unique_folded(stages, "$.stages", found)
@@ -199,12 +229,47 @@ def _model_registry(doc: dict[str, Any], source: str, found: Found):
         if s.lower() not in known:
             found.append((f"$.explicit_version_stages[{i}]", f"'{s}' is not one of the stages ({', '.join(stages)})"))
     floating = tuple(doc.get("floating_versions", DEFAULT_RULES.floating_versions))
+    production = tuple(doc.get("production_stages", DEFAULT_RULES.production_stages))
+    for i, s in enumerate(production):
+        if s.lower() not in known:
+            found.append((f"$.production_stages[{i}]", f"'{s}' is not one of the stages ({', '.join(stages)})"))
+    monitors = tuple(DriftMonitor(m["monitor"], float(m["threshold"]), m.get("owner", ""))
+                     for m in doc.get("drift_monitors", ()))
+    _unique_folded([m.name for m in monitors], "$.drift_monitors", found)
+    metrics = tuple(MetricThreshold(m["metric"], float(m["minimum"])) for m in doc.get("run_metrics", ()))
+    _unique_folded([m.name for m in metrics], "$.run_metrics", found)
+    for key in ("production_endpoints", "sensitive_endpoints"):
+        _unique_folded(list(doc.get(key, {}).get("tags", {})), f"$.{key}.tags", found)
     if found:
         return None
-    rules = ModelRegistryRules(stages=stages, required_tags=tuple(doc["required_tags"]),
-                               explicit_version_stages=explicit, floating_versions=floating)
+    candidate = doc.get("candidate_tag")
+    default_threshold = doc.get("drift_default_threshold", DEFAULT_RULES.drift_default_threshold)
+    rules = ModelRegistryRules(
+        stages=stages, required_tags=tuple(doc["required_tags"]), explicit_version_stages=explicit,
+        floating_versions=floating,
+        production_endpoints=_selector(doc, "production_endpoints", DEFAULT_RULES.production_endpoints),
+        production_stages=production,
+        sensitive_endpoints=_selector(doc, "sensitive_endpoints", DEFAULT_RULES.sensitive_endpoints),
+        endpoint_auth_modes=tuple(doc.get("endpoint_auth_modes", DEFAULT_RULES.endpoint_auth_modes)),
+        endpoint_action=doc.get("endpoint_action", DEFAULT_RULES.endpoint_action),
+        drift_monitors=monitors,
+        drift_default_threshold=None if default_threshold is None else float(default_threshold),
+        candidate_tag=(candidate["key"], candidate["value"]) if candidate else DEFAULT_RULES.candidate_tag,
+        run_metrics=metrics if "run_metrics" in doc else DEFAULT_RULES.run_metrics,
+        notify_tag=doc.get("notify_tag", DEFAULT_RULES.notify_tag))
+    b = doc.get("breaker")
+    breaker = Breaker(int(b["max_actions"]), int(b["window_seconds"])) if b else DEFAULT_BREAKER
     return ModelRegistryPolicy(id=doc["id"], version=int(doc["version"]), description=doc["description"],
-                               mode=doc["mode"], rules=rules, source=source)
+                               mode=doc["mode"], rules=rules, breaker=breaker, source=source)
+
+
+def _selector(doc: dict[str, Any], key: str, default):
+    from guardrails.policy.model_rules import EndpointSelector
+
+    if key not in doc:
+        return default
+    sel = doc[key]
+    return EndpointSelector(tags=tuple(sel.get("tags", {}).items()), names=tuple(sel.get("names", ())))
 
 
 def _grants(entries: Iterable[dict[str, Any]], path: str, found: Found):

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import copy
 from typing import TYPE_CHECKING
 from urllib.parse import quote, urlencode
 
@@ -31,7 +32,9 @@ def _query(req: EmuRequest, name: str) -> str | None:
     return next((v for k, v in req.query.items() if k.lower() == name.lower()), None)
 
 
-def _page(emu: "AzureEmulator", req: EmuRequest, items: list[dict]) -> EmuResponse:
+def page(emu: "AzureEmulator", req: EmuRequest, items: list[dict]) -> EmuResponse:
+    """One page of ``items`` (``emu.page_size``, copied) with a ``nextLink`` carrying ``$skiptoken``
+    while more follow; shared by every emulated list operation."""
     token = _query(req, "$skiptoken")
     start = 0
     if token:
@@ -40,7 +43,7 @@ def _page(emu: "AzureEmulator", req: EmuRequest, items: list[dict]) -> EmuRespon
         except (binascii.Error, ValueError, UnicodeDecodeError):
             raise ArmError(400, "InvalidSkipToken", f"The skip token '{token}' is not valid.") from None
     size = max(1, int(emu.page_size))
-    body: dict = {"value": items[start:start + size]}
+    body: dict = {"value": copy.deepcopy(items[start:start + size])}
     if start + size < len(items):
         nxt = base64.urlsafe_b64encode(f"o{start + size}".encode()).decode("ascii").rstrip("=")
         q = {k: v for k, v in req.query.items() if k.lower() not in ("$skiptoken", "api-version")}
@@ -84,7 +87,7 @@ class _AuthzRoute:
             if name is None:
                 if req.method != "GET":
                     raise ArmError(405, "MethodNotAllowed", f"The HTTP method '{req.method}' is not supported.")
-                return _page(emu, req, self.list(emu, scope, _query(req, "$filter")))
+                return page(emu, req, self.list(emu, scope, _query(req, "$filter")))
             method = {"GET": self.get, "PUT": self.put, "DELETE": self.delete}.get(req.method)
             if method is None:
                 raise ArmError(405, "MethodNotAllowed", f"The HTTP method '{req.method}' is not supported.")

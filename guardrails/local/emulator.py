@@ -12,7 +12,8 @@ Pieces: ``arm_emulator_http`` (TLS server, request/response, ARM error shape),
 ``/v1.0`` group membership, host ``graph`` in the request log), ``keyvault_emulator`` +
 ``keyvault_routes`` + ``keyvault_events`` (Key Vault data plane: secrets, keys, the bearer challenge,
 served per vault at ``emu.vault_url(vault)``, host = the vault name in the request log),
-``storage_keys_emulator`` (storage account ``listKeys`` / ``regenerateKey``). This module wires
+``storage_keys_emulator`` (storage account ``listKeys`` / ``regenerateKey``), ``ml_emulator`` (Azure ML
+model versions, online endpoints and deployments, and the workspace events their writes emit). This module wires
 them together and owns the request log and fault injection.
 
 Key Vault clients of the emulator::
@@ -45,13 +46,16 @@ from guardrails.local.arm_emulator_http import (
 )
 from guardrails.local.arm_emulator_authz import AuthzStore
 from guardrails.local.arm_emulator_authz_routes import RoleAssignmentRoute, RoleDefinitionRoute
+from guardrails.local.arm_emulator_list import ArmListRoute
 from guardrails.local.arm_emulator_routes import ArmOperationRoute, ArmResourceRoute
 from guardrails.local.arm_emulator_pec import PrivateEndpointConnectionRoute
 from guardrails.local.arm_emulator_state import ArmStore
 from guardrails.local.credential import DEFAULT_TENANT_ID
+from guardrails.local.eventgrid_emulator import EventGridTopicRoute, TopicStore
 from guardrails.local.graph_emulator import Directory, GraphRoute
 from guardrails.local.keyvault_emulator import VaultStore
 from guardrails.local.keyvault_routes import KeyVaultRoute
+from guardrails.local.ml_emulator import MlResourceRoute
 from guardrails.local.storage_keys_emulator import StorageKeys, StorageKeysRoute
 
 __all__ = ["AzureEmulator", "DEFAULT_KEYVAULT_SCOPE"]
@@ -106,7 +110,7 @@ class AzureEmulator:
     ) -> None:
         self.tenant_id = tenant_id
         self.lro_seconds = float(lro_seconds)
-        self.page_size = page_size  # items per page of role-assignment / role-definition lists
+        self.page_size = page_size  # items per page of every list (resources, role assignments / definitions)
         self.store = ArmStore(tenant_id)
         self._lock = self.store.lock  # one lock around all state
         self.directory = Directory(directory)
@@ -116,9 +120,12 @@ class AzureEmulator:
         self._faults: list[_Fault] = []
         self._log: list[dict] = []
         # tried in order; the first that claims a request handles it
-        self.routes: list[Any] = [GraphRoute(), KeyVaultRoute(), ArmOperationRoute(), StorageKeysRoute(),
+        self.topics = TopicStore()  # Event Grid custom topics (eventgrid_emulator)
+        self.routes: list[Any] = [GraphRoute(), KeyVaultRoute(), EventGridTopicRoute(), ArmOperationRoute(),
+                                  StorageKeysRoute(),
                                   RoleAssignmentRoute(), RoleDefinitionRoute(), PrivateEndpointConnectionRoute(),
-                                  ArmResourceRoute()]
+                                  MlResourceRoute(), ArmListRoute(), ArmResourceRoute()]
+        self.read_throttle: Any = None   # arm_emulator_list.ReadThrottle: ARM's read bucket, 429 past it
         for resource in resources:
             self.put(resource)
         for definition in role_definitions:
@@ -313,6 +320,23 @@ class AzureEmulator:
             raise ValueError("schema is 'eventgrid' or 'cloudevents'")
         return event
 
+    # ---- Event Grid custom topics -----------------------------------------------------
+    def add_topic(self, name: str, *, keys: Iterable[str] | None = None,
+                  senders: Iterable[str] | None = None) -> tuple[str, ...]:
+        """Create a custom topic; its access keys (two, generated unless given). ``senders``: the
+        object/app ids a bearer token may carry (None: any local token)."""
+        with self._lock:
+            return self.topics.add(name, keys=keys, senders=senders).keys
+
+    def topic_endpoint(self, name: str) -> str:
+        """Where the emulator serves ``https://<topic>.<region>-1.eventgrid.azure.net/api/events``."""
+        return f"{self.base_url}/topics/{name.lower()}/api/events"
+
+    def published_events(self, name: str) -> list[dict]:
+        """Every event the topic accepted, as sent, in arrival order."""
+        with self._lock:
+            return self.topics.events(name)
+
     def drain_events(self) -> list[dict]:
         """Every queued event (ARM, role assignment and Key Vault events, in emission order)."""
         return self.store.drain_events()
@@ -365,6 +389,8 @@ class AzureEmulator:
                 time.sleep(fault.delay_ms / 1000.0)
             if fault.status is not None:
                 return fault.response()
+        if self.read_throttle is not None:
+            self.read_throttle.check(req)
         self.store.complete_due()
         if route is None:
             return arm_error(404, "NotFound", f"No route for '{req.method} {req.path}'.")

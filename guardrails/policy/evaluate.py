@@ -83,6 +83,21 @@ def _nocase(low: str, obj: dict) -> bool:
         return False
 
 
+def _nocase_ascii(low: str, obj: dict) -> bool:
+    """``_nocase`` for an ASCII ``low``, skipping keys of another length unlowered: ``str.lower``
+    keeps the length of every character but U+0130, whose lower case is not ASCII (U+212A, the
+    one non-ASCII character lowering to ASCII, keeps it), so only keys of ``low``'s length can
+    match."""
+    n = len(low)
+    try:
+        for key in obj:
+            if len(key) == n and key.lower() == low:
+                return False
+    except (TypeError, AttributeError):
+        return False
+    return True
+
+
 _lower = str.lower
 
 
@@ -107,7 +122,9 @@ def _inline_test(expect: Mapping[str, Any], ok_name: str) -> str:
         key = canon(operand)
         expr = None
         if key is not None and key is not _NOMATCH and key[0] == "s":
-            expr = f"(v == {operand!r} or (type(v) is str and v.lower() == {key[1]!r}))"
+            # another length cannot lower to an ASCII operand (see ``_nocase_ascii``): no lower()
+            size = f" and len(v) == {len(key[1])}" if key[1].isascii() else ""
+            expr = f"(v == {operand!r} or (type(v) is str{size} and v.lower() == {key[1]!r}))"
         elif key is not None and key is not _NOMATCH and key[0] == "b":
             expr = f"(v is {key[1]!r} or (type(v) is str and v.lower() == {'true' if key[1] else 'false'!r}))"
         if expr is not None:
@@ -118,6 +135,103 @@ def _inline_test(expect: Mapping[str, Any], ok_name: str) -> str:
 _MASK_RULES = 8     # up to this many rules per type, every set of violated rules is precomputed
 
 
+def _rule_lines(entries: Sequence[tuple["_CompiledPolicy", bool, Sequence["_CompiledRule"]]],
+                ns: dict[str, Any], tag: str, indent: str) -> list[str]:
+    """The generated statements that judge one resource ``body`` of one type: they leave in
+    ``m`` the bitmask of its violated rules (bit ``i`` for the ``i``-th rule, policy then rule
+    order). Names they need go into ``ns``, suffixed with ``tag`` (one namespace may hold several
+    types); they read ``sub``, ``rg`` and ``rid`` for selectors.
+
+    The rules are laid out on the tree of their property paths: each intermediate object is read
+    once (exact key) and, when it is an object, its rules run on it: a non-null value is tested
+    inline (the operator's predicate, inlined for string and boolean equality); an explicit null
+    or a key absent in every case takes the default's verdict, precomputed; anything else (the
+    key in another case) takes the rule's ``_slow_check``, as do all rules under an intermediate
+    that is absent or not an object. A selector is only asked when one of its policy's rules was
+    violated."""
+    rules = [cr for _, _, crs in entries for cr in crs]
+    bit = {id(cr): 1 << i for i, cr in enumerate(rules)}
+    for i, cr in enumerate(rules):
+        ns[f"S{tag}_{i}"] = _slow_check(cr.rule.property, cr.default, cr.ok)
+        ns[f"OK{tag}_{i}"] = cr.ok
+    index = {id(cr): i for i, cr in enumerate(rules)}
+    paths = {id(cr): tuple(cr.rule.property.split(".")) for cr in rules}
+    lines = [indent + "m = 0"]
+    counter = [0]
+
+    def slow(cr: _CompiledRule, w: str) -> None:
+        lines.append(w + f"if not S{tag}_{index[id(cr)]}(body): m |= {bit[id(cr)]}")
+
+    def fast(cr: _CompiledRule, var: str, w: str) -> None:
+        i, last = index[id(cr)], paths[id(cr)][-1]
+        hit, ok_default = f"m |= {bit[id(cr)]}", bool(cr.ok(cr.default))
+        lines.append(w + f"v = {var}.get({last!r})")
+        lines.append(w + "if v is not None:")
+        lines.append(w + f"    if not {_inline_test(cr.rule.expect, f'OK{tag}_{i}')}: {hit}")
+        if var == "body":                   # the resource itself may be any Mapping: no key scan
+            lines.append(w + f"elif {last!r} in body:")
+            lines.append(w + ("    pass" if ok_default else f"    {hit}"))
+        else:                               # explicit null, or absent in every case: the default
+            absent = "_nocase_ascii" if last.lower().isascii() else "_nocase"
+            lines.append(w + f"elif {last!r} in {var} or {absent}({last.lower()!r}, {var}):")
+            lines.append(w + ("    pass" if ok_default else f"    {hit}"))
+        lines.append(w + "else:")
+        lines.append(w + "    " + f"if not S{tag}_{i}(body): {hit}")
+
+    def node(var: str, prefix: tuple[str, ...], under: list[_CompiledRule], w: str) -> None:
+        children: dict[str, list[_CompiledRule]] = {}
+        for cr in under:
+            path = paths[id(cr)]
+            if len(path) == len(prefix) + 1:
+                fast(cr, var, w)
+            else:
+                children.setdefault(path[len(prefix)], []).append(cr)
+        for seg, crs in children.items():
+            counter[0] += 1
+            child = f"n{counter[0]}"
+            lines.append(w + f"try: {child} = {var}[{seg!r}]")      # zero-cost when present
+            lines.append(w + f"except KeyError: {child} = None")
+            lines.append(w + f"if type({child}) is dict:")
+            node(child, prefix + (seg,), crs, w + "    ")
+            lines.append(w + "else:")
+            for cr in crs:
+                slow(cr, w + "    ")
+
+    node("body", (), rules, indent)
+    for j, (cp, filtered, crs) in enumerate(entries):
+        if filtered and crs:
+            ns[f"SEL{tag}_{j}"] = cp.selects_body
+            bits = sum(bit[id(cr)] for cr in crs)
+            lines.append(indent + f"if m & {bits} and not SEL{tag}_{j}(body, sub, rg, rid): m &= ~{bits}")
+    return lines
+
+
+def _decode(items: Sequence[Any], m: int) -> list[Any]:
+    """The items of the set bits of ``m`` (a type with more than ``_MASK_RULES`` rules)."""
+    return [items[i] for i in range(m.bit_length()) if m >> i & 1]
+
+
+def _namespace() -> dict[str, Any]:
+    return {"_nocase": _nocase, "_nocase_ascii": _nocase_ascii, "_decode": _decode}
+
+
+def _uses_mask(entries: Sequence[tuple[Any, bool, Sequence[Any]]]) -> bool:
+    return sum(len(crs) for _, _, crs in entries) <= _MASK_RULES
+
+
+def _result(mask: bool, table: str) -> str:
+    """The expression of what is reported for ``m``: one precomputed tuple per bitmask, or a
+    new list of the rules' items (``None`` when nothing is violated)."""
+    return f"{table}[m]" if mask else f"(_decode({table}, m) if m else None)"
+
+
+def _run(source: str, name: str, ns: dict[str, Any], fn: str) -> Callable[..., Any]:
+    exec(compile(source, f"<guardrails policies: {name}>", "exec"), ns)
+    out = ns[fn]
+    out.source = source                               # for debugging: the generated code
+    return out
+
+
 def _generate(type_name: str, entries: Sequence[tuple["_CompiledPolicy", bool, Sequence["_CompiledRule"]]]
               ) -> Callable[..., Any]:
     """One function per resource type, generated once at compile time:
@@ -125,68 +239,40 @@ def _generate(type_name: str, entries: Sequence[tuple["_CompiledPolicy", bool, S
 
     With at most ``_MASK_RULES`` rules, ``K`` has one precomputed tuple per set of violated
     rules (``K[bitmask]``, ``K[0]`` empty), so nothing is allocated at all; with more, ``K`` has
-    one item per rule and the result is a new list of them, or ``None``.
-
-    Shared path prefixes are read once (exact keys); a non-null value is tested inline (the
-    operator's predicate, inlined for string and boolean equality); an explicit null takes the
-    default's verdict, precomputed; anything else (absent, other case, not an object) takes the
-    rule's ``_slow_check``. ``K`` decides what is reported, so ``evaluate`` and ``violations``
-    run the very same code."""
-    ns: dict[str, Any] = {"_nocase": _nocase}
-    rules = [cr for _, _, crs in entries for cr in crs]
-    mask = len(rules) <= _MASK_RULES
-    lines = ["def check(body, sub, rg, rid, K):", "    m = 0" if mask else "    out = None"]
-    nodes: dict[tuple[str, ...], str] = {(): "body"}
-    for cr in rules:                                   # the intermediate objects, read once
-        segs = tuple(cr.rule.property.split("."))
-        for depth in range(1, len(segs)):
-            prefix = segs[:depth]
-            if prefix in nodes:
-                continue
-            var = f"n{len(nodes)}"
-            parent = nodes[prefix[:-1]]
-            get = f"{parent}.get({prefix[-1]!r})"
-            lines.append(f"    {var} = {get}" if parent == "body" else f"    {var} = {get} if {parent} is not None else None")
-            lines.append(f"    if type({var}) is not dict: {var} = None")
-            nodes[prefix] = var
-    i = 0
-    for j, (cp, filtered, crs) in enumerate(entries):
-        indent = "    "
-        if filtered:
-            ns[f"SEL{j}"] = cp.selects_body
-            lines.append(f"    if SEL{j}(body, sub, rg, rid):")
-            indent = "        "
-        if not crs:
-            lines.append(indent + "pass")
-        for cr in crs:
-            segs = tuple(cr.rule.property.split("."))
-            parent, last = nodes[segs[:-1]], segs[-1]
-            ns[f"S{i}"] = _slow_check(cr.rule.property, cr.default, cr.ok)
-            ns[f"OK{i}"] = cr.ok
-            ok_default = bool(cr.ok(cr.default))
-            hit = [f"m |= {1 << i}"] if mask else [f"if out is None: out = [K[{i}]]", f"else: out.append(K[{i}])"]
-            w = indent
-            lines.append(w + (f"v = {parent}.get({last!r})" if parent == "body"
-                              else f"v = {parent}.get({last!r}) if {parent} is not None else None"))
-            lines.append(w + "if v is not None:")
-            lines.append(w + f"    if not {_inline_test(cr.rule.expect, f'OK{i}')}:")
-            lines += [w + "        " + h for h in hit]
-            cond = f"{last!r} in {parent}" if parent == "body" else f"{parent} is not None and {last!r} in {parent}"
-            lines.append(w + f"elif {cond}:")              # explicit null: the default's verdict
-            lines += [w + "    " + h for h in hit] if not ok_default else [w + "    pass"]
-            if parent != "body":                           # absent: no key of any case, checked in C
-                lines.append(w + f"elif {parent} is not None and _nocase({last.lower()!r}, {parent}):")
-                lines += [w + "    " + h for h in hit] if not ok_default else [w + "    pass"]
-            lines.append(w + f"elif not S{i}(body):")
-            lines += [w + "    " + h for h in hit]
-            i += 1
-    lines.append("    return K[m]" if mask else "    return out")
-    source = "\n".join(lines) + "\n"
-    exec(compile(source, f"<guardrails policies for {type_name}>", "exec"), ns)
-    fn = ns["check"]
-    fn.source = source                                # for debugging: the generated code
+    one item per rule and the result is a new list of them, or ``None``. ``K`` decides what is
+    reported, so ``evaluate`` and ``violations`` run the very same code."""
+    ns = _namespace()
+    mask = _uses_mask(entries)
+    lines = ["def check(body, sub, rg, rid, K):", *_rule_lines(entries, ns, "", "    "),
+             f"    return {_result(mask, 'K')}"]
+    fn = _run("\n".join(lines) + "\n", type_name, ns, "check")
     fn.mask = mask
     return fn
+
+
+def _generate_many(programs: Mapping[str, "_TypeProgram"], names: Sequence[str], pairs: bool) -> Callable[..., Any]:
+    """The sweep loop, generated once: ``many(bodies, other)`` -> ``[(body, keys)]`` for the
+    violating bodies, or with ``pairs`` ``[(body["id"], key)]`` for every violated rule. Each of
+    ``names`` (the exact type spellings, as ARM sends them) gets its rules inlined in one branch
+    of an equality chain on ``body["type"]`` (no hashing of the type string, no call per
+    resource, nothing allocated for a compliant one); any other type goes to
+    ``other(body, type) -> keys``."""
+    ns = _namespace()
+    lines = ["def many(bodies, other):", "    out = []", "    append = out.append",
+             "    sub = rg = rid = None", "    for body in bodies:",
+             "        try: t = body['type']", "        except KeyError: t = None"]
+    for t, name in enumerate(names):
+        prog = programs[name]
+        ns[f"K{t}"] = prog.keys
+        lines.append(f"        {'if' if t == 0 else 'elif'} t == {name!r}:")
+        lines += _rule_lines(prog.entries, ns, str(t), " " * 12)
+        lines.append(f"            found = {_result(prog.check.mask, f'K{t}')}")
+    lines += ["        else:" if names else "        if True:", "            found = other(body, t)",
+              "        if found:"]
+    lines += (["            ident = body.get('id')", "            for key in found: append((ident, key))"] if pairs
+              else ["            append((body, found))"])
+    lines.append("    return out")
+    return _run("\n".join(lines) + "\n", "sweep", ns, "many")
 
 
 def _reports(check: Any, items: Sequence[Any]) -> tuple:
@@ -331,6 +417,7 @@ class CompiledPolicySet:
                 by_type.setdefault(type_name, []).append((cp, cp.filtered, crs))
         self._by_type: dict[str, tuple[_Entry, ...]] = {k: tuple(v) for k, v in by_type.items()}
         self._programs: dict[str, _TypeProgram] = {k: _TypeProgram(k, v) for k, v in self._by_type.items()}
+        self._many: list[Callable[..., Any] | None] = [None, None]     # generated loops, on first use
         for key in list(self._by_type):                     # also index the catalogue spelling
             rt = lookup_type(key)
             if rt is not None:
@@ -417,23 +504,42 @@ class CompiledPolicySet:
 
     def violations_many(self, bodies: Sequence[Mapping[str, Any]]) -> list[tuple[Mapping[str, Any], Sequence[tuple[str, str]]]]:
         """``violations`` over many REST-shaped resources (each with its ``type`` and ``id``), for a
-        sweep: ``(resource, violated (policy ref, rule id) pairs)`` for the violating ones only."""
-        programs = self._programs
-        out: list[tuple[Mapping[str, Any], Sequence[tuple[str, str]]]] = []
-        append = out.append
-        for body in bodies:
-            rtype = body.get("type")
-            prog = programs.get(rtype)
+        sweep: ``(resource, violated (policy ref, rule id) pairs)`` for the violating ones only.
+
+        One generated loop (``_generate_many``, built on first use: the event path never needs
+        it) with every type's rules inlined; the results are the same tuples ``violations``
+        returns, type by type."""
+        return self._loop(False)(bodies, self._other)
+
+    def violation_pairs(self, bodies: Sequence[Mapping[str, Any]]) -> list[tuple[Any, tuple[str, str]]]:
+        """``violations_many`` flattened: ``(resource id, (policy ref, rule id))`` for every
+        violated rule of every resource, in input then policy then rule order — the set of
+        violations of a list of resources, allocating one pair per violation and nothing else."""
+        return self._loop(True)(bodies, self._other)
+
+    def _loop(self, pairs: bool) -> Callable[..., Any]:
+        many = self._many[pairs]
+        if many is None:
+            names: dict[int, str] = {}
+            for name, prog in self._programs.items():        # the catalogue spelling first
+                rt = lookup_type(name)
+                if rt is not None and rt.name == name:
+                    names[id(prog)] = name
+            for name, prog in self._programs.items():        # types outside the catalogue: as written
+                names.setdefault(id(prog), name)
+            many = self._many[pairs] = _generate_many(self._programs, list(names.values()), pairs)
+        return many
+
+    def _other(self, body: Mapping[str, Any], rtype: Any) -> Sequence[tuple[str, str]] | None:
+        """``violations_many`` for a type spelled other than in the catalogue (or not a string)."""
+        if not isinstance(rtype, str):
+            return None
+        prog = self._programs.get(rtype)
+        if prog is None:
+            prog = self._programs.get(rtype.lower())
             if prog is None:
-                if not isinstance(rtype, str):
-                    continue
-                prog = programs.get(rtype.lower())
-                if prog is None:
-                    continue
-            found = prog.check(body, None, None, None, prog.keys)
-            if found:
-                append((body, found))
-        return out
+                return None
+        return prog.check(body, None, None, None, prog.keys)
 
     def evaluate(self, snapshot: ResourceSnapshot, *, now: datetime,
                  subscription_id: str | None = None, resource_group: str | None = None) -> list[RuleResult]:

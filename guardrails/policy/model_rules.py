@@ -10,13 +10,26 @@ The table (``ModelRegistryRules``) comes from a ``kind: model-registry`` policy
   (a new version enters at the first stage);
 - a version promoted or deployed to ``production`` is named explicitly, never ``latest``.
 
-API (reused by the model-registry event guardrail):
+The same table drives the ML lifecycle guardrail (``guardrails.ml_guardrail``): which online
+endpoints are production (``production_endpoints``) and which hold sensitive data
+(``sensitive_endpoints``), the stages a version serving production may be in
+(``production_stages``), the endpoint auth modes allowed and whether endpoint rules are enforced
+or reported (``endpoint_action``), drift thresholds per monitor, and the run metrics a promotion
+candidate must reach. Two entry points (``POST /api/checks/model-promotion`` and the event
+guardrail), one table, the same functions.
+
+API:
 
     missing_tags(rules, tags)                       -> tuple of missing/empty required tag names
     is_explicit_version(rules, version)             -> bool
     evaluate_promotion(rules, version=, from_stage=, to_stage=, tags=) -> list[ModelFinding]
     evaluate_registration(rules, tags=)             -> list[ModelFinding]
     evaluate_deployment(rules, version=, stage=)    -> list[ModelFinding]
+    evaluate_serving(rules, version=, stage=, tags=, archived=)  -> findings of a version serving production
+    evaluate_endpoint(rules, auth_mode=, public_network_access=, sensitive=) -> list[ModelFinding]
+    evaluate_drift(rules, monitor=, coefficient=)   -> (findings, threshold or None)
+    evaluate_run(rules, tags=, properties=)         -> None (not a candidate) or findings
+    rebalance_traffic(traffic, zero)                -> new traffic map (pure plan)
 
 Each ``ModelFinding`` has a stable ``rule`` (one of ``RULES``) and a message naming the broken
 condition. Names compare case-insensitively for stages and aliases, exactly for tag keys (Azure
@@ -26,18 +39,63 @@ ML tag keys are case-sensitive).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Mapping
+from typing import Iterable, Mapping
 
 __all__ = [
     "ModelRegistryRules", "ModelFinding", "DEFAULT_RULES", "RULES", "missing_tags", "is_explicit_version",
-    "evaluate_promotion", "evaluate_registration", "evaluate_deployment",
+    "evaluate_promotion", "evaluate_registration", "evaluate_deployment", "EndpointSelector", "DriftMonitor",
+    "MetricThreshold", "evaluate_serving", "evaluate_endpoint", "evaluate_drift", "evaluate_run",
+    "rebalance_traffic", "parse_metric",
 ]
 
 RULE_UNKNOWN_STAGE = "known-stage"
 RULE_STAGE_ORDER = "stage-order"
 RULE_REQUIRED_TAGS = "required-tags"
 RULE_EXPLICIT_VERSION = "explicit-version"
-RULES = (RULE_UNKNOWN_STAGE, RULE_STAGE_ORDER, RULE_REQUIRED_TAGS, RULE_EXPLICIT_VERSION)
+RULE_PRODUCTION_STAGE = "production-stage"         # a version serving production is in an allowed stage
+RULE_NOT_ARCHIVED = "not-archived"                 # ... and not archived
+RULE_VERSION_READABLE = "version-readable"         # ... and can be read (exists, resolvable reference)
+RULE_ENDPOINT_AUTH = "endpoint-auth-mode"          # Entra tokens, never shared keys
+RULE_ENDPOINT_PUBLIC = "endpoint-public-access"    # sensitive data: no public network access
+RULE_DRIFT = "drift-threshold"
+RULE_RUN_METRIC = "run-metric"
+RULES = (RULE_UNKNOWN_STAGE, RULE_STAGE_ORDER, RULE_REQUIRED_TAGS, RULE_EXPLICIT_VERSION, RULE_PRODUCTION_STAGE,
+         RULE_NOT_ARCHIVED, RULE_VERSION_READABLE, RULE_ENDPOINT_AUTH, RULE_ENDPOINT_PUBLIC, RULE_DRIFT,
+         RULE_RUN_METRIC)
+
+
+@dataclass(frozen=True)
+class EndpointSelector:
+    """Endpoints selected by name (case-insensitive) or by any one of the tags (key
+    case-insensitive, value exact but trimmed and case-insensitive). Empty selects nothing."""
+
+    tags: tuple[tuple[str, str], ...] = ()
+    names: tuple[str, ...] = ()
+
+    def matches(self, name: str | None, tags: Mapping[str, object] | None) -> bool:
+        if name and name.lower() in {n.lower() for n in self.names}:
+            return True
+        lowered = {str(k).lower(): v for k, v in (tags or {}).items()}
+        return any(isinstance(lowered.get(k.lower()), str) and lowered[k.lower()].strip().lower() == v.lower()
+                   for k, v in self.tags)
+
+
+@dataclass(frozen=True)
+class DriftMonitor:
+    """A dataset drift monitor (its ``DataDriftName``), the coefficient above which it alerts, and
+    who to tell (else the policy's notify tag cannot help: drift events carry no tags)."""
+
+    name: str
+    threshold: float
+    owner: str = ""
+
+
+@dataclass(frozen=True)
+class MetricThreshold:
+    """A run metric (run tag or property ``name``) a promotion candidate must reach."""
+
+    name: str
+    minimum: float
 
 
 @dataclass(frozen=True)
@@ -49,6 +107,22 @@ class ModelRegistryRules:
     required_tags: tuple[str, ...] = ("data_version", "git_sha", "metric_summary", "owner")
     explicit_version_stages: tuple[str, ...] = ("production",)
     floating_versions: tuple[str, ...] = ("latest",)
+    # ---- the event guardrail's part of the table (guardrails.ml_guardrail) ----
+    production_endpoints: EndpointSelector = EndpointSelector(tags=(("environment", "prod"),))
+    production_stages: tuple[str, ...] = ("production",)
+    sensitive_endpoints: EndpointSelector = EndpointSelector(tags=(("data_classification", "sensitive"),))
+    endpoint_auth_modes: tuple[str, ...] = ("AADToken",)
+    endpoint_action: str = "notify"                       # notify | enforce (endpoint auth / public access)
+    drift_monitors: tuple[DriftMonitor, ...] = ()
+    drift_default_threshold: float | None = None
+    candidate_tag: tuple[str, str] | None = ("promotion_candidate", "true")
+    run_metrics: tuple[MetricThreshold, ...] = (MetricThreshold("accuracy", 0.85),)
+    notify_tag: str = "owner"
+
+    @property
+    def production_stage(self) -> str:
+        """The stage a production endpoint serves: the last of the promotion order."""
+        return self.stages[-1]
 
     def stage_index(self, stage: str | None) -> int | None:
         """Position of ``stage`` in the promotion order, or None when it is not a stage."""
@@ -135,3 +209,127 @@ def evaluate_promotion(rules: ModelRegistryRules, *, version: str | int | None, 
     found.extend(evaluate_registration(rules, tags=tags))
     found.extend(evaluate_deployment(rules, version=version, stage=to_stage))
     return found
+
+
+# ---------------------------------------------------------------- serving, endpoints, drift, runs
+def evaluate_serving(rules: ModelRegistryRules, *, version: str | int | None, stage: str | None,
+                     tags: Mapping[str, str] | None, archived: bool) -> list[ModelFinding]:
+    """A model version serving a production endpoint: explicit (the deployment rule of the
+    production stage), in one of ``production_stages``, not archived, carrying the required tags."""
+    found = evaluate_deployment(rules, version=version, stage=rules.production_stage)
+    allowed = {s.lower() for s in rules.production_stages}
+    if not (isinstance(stage, str) and stage.strip().lower() in allowed):
+        shown = "no stage" if not stage else f"stage {str(stage)[:40]!r}"
+        found.append(ModelFinding(RULE_PRODUCTION_STAGE, f"a production endpoint serves only versions in "
+                                  f"{' or '.join(rules.production_stages)}; this one has {shown}"))
+    if archived:
+        found.append(ModelFinding(RULE_NOT_ARCHIVED, "the version is archived (not to be deployed)"))
+    found.extend(evaluate_registration(rules, tags=tags))
+    return found
+
+
+def evaluate_endpoint(rules: ModelRegistryRules, *, auth_mode: str | None, public_network_access: str | None,
+                      sensitive: bool) -> list[ModelFinding]:
+    """An online endpoint: Entra token auth (``AADToken``; keys are shared secrets) and, where it
+    holds sensitive data, no public network access (absent means ``Enabled``, the platform default)."""
+    found = []
+    if not (isinstance(auth_mode, str) and auth_mode.lower() in {m.lower() for m in rules.endpoint_auth_modes}):
+        found.append(ModelFinding(RULE_ENDPOINT_AUTH, f"authMode {str(auth_mode)[:40]!r} is not "
+                                  f"{' or '.join(rules.endpoint_auth_modes)} (keys are shared secrets)"))
+    pna = public_network_access if isinstance(public_network_access, str) else "Enabled"
+    if sensitive and pna.lower() != "disabled":
+        found.append(ModelFinding(RULE_ENDPOINT_PUBLIC, f"publicNetworkAccess is {pna[:40]!r}; an endpoint "
+                                  "serving sensitive data must be Disabled (private endpoints only)"))
+    return found
+
+
+def drift_threshold(rules: ModelRegistryRules, monitor: str | None) -> tuple[float | None, str]:
+    """(threshold, owner) for a monitor: its own entry, else the default threshold (no owner)."""
+    for m in rules.drift_monitors:
+        if monitor and m.name.lower() == monitor.lower():
+            return m.threshold, m.owner
+    return rules.drift_default_threshold, ""
+
+
+def evaluate_drift(rules: ModelRegistryRules, *, monitor: str | None,
+                   coefficient: float) -> tuple[list[ModelFinding], float | None]:
+    """Drift above the monitor's threshold is a finding; no threshold set means nothing to judge."""
+    threshold, _owner = drift_threshold(rules, monitor)
+    if threshold is None:
+        return [], None
+    if coefficient > threshold:
+        return [ModelFinding(RULE_DRIFT, f"drift coefficient {coefficient:.4g} of monitor {str(monitor)[:64]!r} "
+                             f"is above its threshold {threshold:g}")], threshold
+    return [], threshold
+
+
+def parse_metric(value: object) -> float | None:
+    """A metric as runs record it: a number, or a string (``"0.83"``, ``"83%"``); else None."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        out = float(value)
+    elif isinstance(value, str) and value.strip():
+        text = value.strip()
+        try:
+            out = float(text[:-1]) / 100.0 if text.endswith("%") else float(text)
+        except ValueError:
+            return None
+    else:
+        return None
+    return out if out == out and out not in (float("inf"), float("-inf")) else None
+
+
+def _get_folded(mapping: Mapping[str, object] | None, key: str) -> object:
+    for k, v in (mapping or {}).items():
+        if isinstance(k, str) and k.lower() == key.lower():
+            return v
+    return None
+
+
+def evaluate_run(rules: ModelRegistryRules, *, tags: Mapping[str, object] | None,
+                 properties: Mapping[str, object] | None) -> list[ModelFinding] | None:
+    """A finished run tagged as a promotion candidate (``candidate_tag``): every metric of
+    ``run_metrics`` (run tag first, then property) present and at least its minimum. None when
+    the run is not a candidate."""
+    if rules.candidate_tag is None:
+        return None
+    key, wanted = rules.candidate_tag
+    mark = _get_folded(tags, key)
+    if not (isinstance(mark, str) and mark.strip().lower() == wanted.lower()):
+        return None
+    found = []
+    for m in rules.run_metrics:
+        raw = _get_folded(tags, m.name)
+        if raw is None:
+            raw = _get_folded(properties, m.name)
+        value = parse_metric(raw)
+        if value is None:
+            found.append(ModelFinding(RULE_RUN_METRIC, f"metric {m.name!r} is missing or not a number: "
+                                      f"a candidate cannot be judged (minimum {m.minimum:g})"))
+        elif value < m.minimum:
+            found.append(ModelFinding(RULE_RUN_METRIC, f"metric {m.name!r} is {value:g}, below the "
+                                      f"minimum {m.minimum:g} for promotion"))
+    return found
+
+
+def rebalance_traffic(traffic: Mapping[str, int], zero: Iterable[str]) -> dict[str, int]:
+    """The endpoint's traffic with the deployments in ``zero`` set to 0 and their share given to
+    the others in proportion to theirs, as integers (largest remainder; ties by name) summing to
+    the old total. When no other deployment had traffic, the total is lost: all 0 — the endpoint
+    stops serving the non-compliant model, which is the point. Deployment names compare
+    case-insensitively (as Azure ML's do); keys keep their spelling."""
+    drop = {z.lower() for z in zero}
+    total = sum(max(0, int(v)) for v in traffic.values())
+    keep = {k: max(0, int(v)) for k, v in traffic.items() if k.lower() not in drop}
+    base = sum(keep.values())
+    out = {k: 0 for k in traffic}
+    if base == 0:
+        return out
+    shares = {k: v * total / base for k, v in keep.items()}
+    floors = {k: int(s) for k, s in shares.items()}
+    left = total - sum(floors.values())
+    for k in sorted(shares, key=lambda k: (-(shares[k] - floors[k]), k))[:left]:
+        floors[k] += 1
+    out.update(floors)
+    return out

@@ -126,6 +126,11 @@ class SetProperty(Action):
 
     schema = type_schema("set-property", required=["value"], value=_JSON_VALUE)
 
+    @staticmethod
+    def permissions() -> tuple[str, ...]:   # guardrails.permissions: a write of any catalogue type
+        from guardrails.model.resource import CATALOG
+        return tuple(f"{t.name}/write" for t in CATALOG.values())
+
     @property
     def value(self) -> Any:
         return self.data["value"]
@@ -166,6 +171,7 @@ class Notify(Action):
 
     schema = type_schema("notify")
     notify = True
+    permissions = ()   # changes nothing
 
 
 @actions.register("delete-role-assignment")
@@ -183,6 +189,7 @@ class DeleteRoleAssignment(Action):
 
     schema = type_schema("delete-role-assignment")
     kinds = ("role-assignments",)
+    permissions = ("Microsoft.Authorization/roleAssignments/delete",)
 
     def plan_assignment(self, assignment: Any) -> Change:
         """``assignment`` is a ``guardrails.policy.roles.Assignment``: before = what it grants,

@@ -20,6 +20,9 @@ EXPECTED = {
     "check_model_promotion": ("httpTrigger", "checks/model-promotion", ["POST"], "FUNCTION"),
     "openapi": ("httpTrigger", "openapi.json", ["GET"], "FUNCTION"),
     "health": ("httpTrigger", "health", ["GET"], "ANONYMOUS"),     # liveness only: no secrets
+    "reconciling_sweep": ("timerTrigger", None, None, None),
+    "exemption_expiry": ("timerTrigger", None, None, None),
+    "decision_outbox": ("timerTrigger", None, None, None),
 }
 
 
@@ -32,6 +35,8 @@ def test_app_lists_its_functions_with_triggers_and_auth_levels():
         assert (t["type"], t.get("route"), t.get("methods"), t.get("authLevel")) == (trigger, route, methods, auth), name
         if trigger == "eventGridTrigger":
             assert len(bindings) == 1 and t["name"] == "event"
+        elif trigger == "timerTrigger":     # schedule from an app setting, resolved by the host
+            assert len(bindings) == 1 and t["schedule"].startswith("%GUARDRAILS_") and t["runOnStartup"] is False
         else:
             assert bindings[1] == {"direction": "OUT", "type": "http", "name": "$return"}
     # nothing anonymous but liveness

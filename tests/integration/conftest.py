@@ -42,9 +42,14 @@ class Harness:
     """One guardrail deployment on local emulators, isolated by a table prefix."""
 
     def __init__(self, azurite: Azurite, resources: Iterable[dict], *, extra_metadata: Iterable[Path] = (),
-                 env: dict[str, str] | None = None, lro_seconds: float = 0.0, world: dict | None = None) -> None:
+                 env: dict[str, str] | None = None, lro_seconds: float = 0.0, world: dict | None = None,
+                 decision_topic: bool = False) -> None:
         self.emu = AzureEmulator.from_world({**(world or {}), "resources": list(resources),
                                              "lro_seconds": lro_seconds}).start()
+        # decision events: an emulated custom topic "decisions", published to with its first key
+        self.topic_keys = self.emu.add_topic("decisions") if decision_topic else ()
+        topic_env = {S.DECISION_TOPIC_ENDPOINT: self.emu.topic_endpoint("decisions"),
+                     S.DECISION_TOPIC_KEY: self.topic_keys[0]} if decision_topic else {}
         self.env = {
             S.TABLES_CONNECTION: azurite.connection_string,
             S.TABLE_PREFIX: "T" + uuid.uuid4().hex[:12],
@@ -53,7 +58,7 @@ class Harness:
             S.KEYVAULT_URL_TEMPLATE: self.emu.vault_url_template, S.KEYVAULT_VERIFY_CHALLENGE: "false",
             S.LOCAL_OBJECT_ID: GUARDRAIL_OID, S.OWN_PRINCIPAL_IDS: GUARDRAIL_OID,
             S.ARM_TIMEOUT_SECONDS: "5", S.TIME_BUDGET_SECONDS: "10",
-            **(env or {}),
+            **topic_env, **(env or {}),
         }
         self.settings = S.Settings.from_env(self.env)
         self.service = bootstrap.build_service(self.settings)

@@ -24,9 +24,13 @@ def test_generated_resources_are_seeded_arm_shaped_and_mixed():
     assert a == b
     assert {r["type"] for r in a} <= set(R.TYPES)
     assert all(r["id"].startswith("/subscriptions/") and r["id"].endswith("/" + r["name"]) for r in a)
-    ev = evaluation.product_evaluator(evaluation.baseline_policies())
-    violating = {rid for rid, _ in ev(a)}
+    ev, c7n_keys = evaluation.product_evaluator(evaluation.baseline_policies())
+    pairs = ev(a)
+    violating = {rid for rid, _ in pairs}
     assert 0 < len(violating) < len(a)
+    # every product key is the image of one c7n spec key: the two sets are comparable
+    assert {key for _, key in pairs} <= set(c7n_keys.values())
+    assert len(set(c7n_keys.values())) == len(c7n_keys)
 
 
 def test_c7n_translation_covers_every_resource_rule_of_the_five_types():

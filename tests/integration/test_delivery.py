@@ -280,3 +280,28 @@ def test_concurrent_burst_in_one_worker_sends_one_fix(harness):
         t.join(30)
     assert sorted(r.verdict for r in h.recorder.rows) == ["compliant"] * 3 + ["remediated"]
     assert len(h.arm_requests("PATCH")) == 1
+
+
+# ---- the audit's two rows ----------------------------------------------------------------------
+def test_an_audit_index_row_that_cannot_be_stored_fails_the_delivery_and_the_retry_records_it(harness):
+    """The day-shard row and the per-resource row are written at the same time: when either
+    fails, the delivery raises (nothing is acknowledged half-audited) and its claim is released,
+    so Event Grid's retry decides again and both rows of the retry are stored."""
+    from guardrails.adapters.tables import TableAuditSink
+
+    res = b.storage()
+    h = harness([res])
+    h.tables.service.delete_table(h.tables.audit_index_name)     # the index table is gone
+    event = b.write_event(res["id"])
+    err = _deliver_raw(event)
+    assert isinstance(err, StoreError)
+    assert len(h.writes()) == 1                                  # the fix itself went out
+    h.tables.service.create_table(h.tables.audit_index_name)
+    assert _deliver_raw(event) is None                           # the retry: not a duplicate
+    assert [r.verdict for r in h.recorder.rows][-1] == "compliant"
+    assert len(h.writes()) == 1
+    sink = TableAuditSink(h.tables, shards=h.settings.audit_shards)
+    history = sink.read_resource(res["id"])
+    assert [(r.event_id, r.verdict) for r in history] == [(event["id"], "compliant")]
+    day = [r for r in h.stored_rows() if r.delivery_id == history[0].delivery_id]
+    assert len(day) == 1 and day[0].to_dict() == history[0].to_dict()

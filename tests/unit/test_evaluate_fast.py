@@ -158,3 +158,66 @@ def test_violations_many_agrees_with_violations_one_by_one():
     one = [(r["id"], tuple(compiled.violations(r, r["type"]))) for r in resources]
     many = {r["id"]: tuple(found) for r, found in compiled.violations_many(resources)}
     assert many == {rid: found for rid, found in one if found}
+
+
+def test_violation_pairs_and_violations_many_agree_with_violations_on_the_corpus():
+    """The generated sweep loop (every type inlined in one function) reports exactly what
+    ``violations`` reports type by type: odd spellings of the type, unknown, missing and
+    non-string types, nulls, other key cases, non-object intermediates, a scoped policy."""
+    compiled = _compiled()
+    corpus = _corpus()
+    corpus += [{"id": "no-type", "properties": {}}, {"id": "int-type", "type": 7},
+               {"id": "lower", "type": R.STORAGE.lower(), "properties": {"publicNetworkAccess": "Enabled"}}]
+    one = [(body, tuple(compiled.violations(body, body["type"]) if isinstance(body.get("type"), str) else ()))
+           for body in corpus]
+    assert [(b["id"], f) for b, f in compiled.violations_many(corpus)] == [(b["id"], f) for b, f in one if f]
+    assert compiled.violation_pairs(corpus) == [(b["id"], key) for b, f in one for key in f]
+    assert any(key[1] == "pna-in" for _id, key in compiled.violation_pairs(corpus))   # the scoped policy
+
+
+def _many_rules_policy(n: int) -> dict:
+    props = ["publicNetworkAccess", "allowBlobPublicAccess", "minimumTlsVersion", "supportsHttpsTrafficOnly",
+             "isHnsEnabled", "allowSharedKeyAccess", "accessTier", "dnsEndpointType", "defaultToOAuthAuthentication",
+             "allowCrossTenantReplication", "largeFileSharesState"]
+    return {"id": "many", "version": 1, "description": "d", "mode": "audit",
+            "selector": {"resource_types": [R.STORAGE], "tags": {"environment": "prod"}},
+            "rules": [{"id": f"r{i}", "property": f"properties.{props[i % len(props)]}",
+                       "expect": {"equals": ["Disabled", False, "TLS1_2", True][i % 4]},
+                       "action": {"type": "notify"}} for i in range(n)]}
+
+
+def test_more_rules_than_the_precomputed_tables_take_the_list_path_in_order():
+    """Past ``_MASK_RULES`` rules for one type the result is a list built in policy then rule
+    order; a tag selector still drops the policy's rules when the tags do not match."""
+    from guardrails.policy.evaluate import _MASK_RULES
+
+    policies = list(load_directory(BASELINE)) + load_documents([("many", _many_rules_policy(_MASK_RULES + 3))])
+    compiled = compile_policies(policies)
+    corpus = _corpus(1500)
+    for body in corpus:
+        snap = ResourceSnapshot(body["id"], body["type"], body)
+        full = [(r.policy.ref, r.rule.id) for r in compiled.evaluate(snap, now=NOW)]
+        assert list(compiled.violations(body, body["type"])) == full, body
+    one = [(b["id"], k) for b in corpus for k in compiled.violations(b, b["type"])]
+    assert compiled.violation_pairs(corpus) == one
+    prod = [b for b in corpus if b["type"] == R.STORAGE and isinstance(b.get("tags"), dict)
+            and b["tags"].get("environment") == "prod"]
+    assert prod and any(k[0] == "many@1" for b in prod for k in compiled.violations(b, b["type"]))
+    other = [b for b in corpus if b["type"] == R.STORAGE and isinstance(b.get("tags"), dict)
+             and b["tags"].get("environment") not in ("prod", None)]
+    assert other and not any(k[0] == "many@1" for b in other for k in compiled.violations(b, b["type"]))
+
+
+def test_the_length_filtered_absent_key_check_is_the_full_scan():
+    """``_nocase_ascii`` skips keys of another length unlowered; it answers as ``_nocase``
+    (a key in any case, the Kelvin sign lowering to ``k``, U+0130, non-string keys)."""
+    from guardrails.policy.evaluate import _nocase, _nocase_ascii
+
+    keys = ["publicNetworkAccess", "PUBLICNETWORKACCESS", "publicNetworkAcce\u212a\u212a".replace("\u212a\u212a", "ss"),
+            "publicnetwor\u212aaccess", "publ\u0130cnetworkaccess", "other", "", "publicNetworkAccessX"]
+    for low in ("publicnetworkaccess", "k", "other", "x"):
+        for picked in range(1 << len(keys)):
+            obj = {k: 1 for i, k in enumerate(keys) if picked >> i & 1}
+            assert _nocase_ascii(low, obj) == _nocase(low, obj), (low, obj)
+    assert _nocase_ascii("k", {"\u212a": 1}) is False and _nocase("k", {"\u212a": 1}) is False
+    assert _nocase_ascii("ab", {("a", "b"): 1, 3: 2}) is False        # unsure: the general path

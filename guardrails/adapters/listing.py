@@ -1,0 +1,138 @@
+"""ARM list operations for timers (reconciling sweep, exemption expiry): paged, paced, retried.
+
+Why the types' own list operations and not ``resources.list(filter="resourceType eq …")``: the
+generic ``/resources`` list answers ``GenericResourceExpanded`` items (id, name, type, location,
+tags, sku, kind, …) WITHOUT ``properties`` — evaluating them would need one GET per resource.
+``GET /subscriptions/{sub}/providers/{Namespace}/{type}`` (storage accounts, Key Vault
+``listBySubscription``, registries, workspaces) answers full bodies as GET does, so a page of
+resources costs one read. Child types have no subscription-wide list: ``workspaces/computes``
+are listed per parent workspace. Azure Resource Graph would be cheaper still for very large
+estates; it is not used (its properties lag ARM by up to minutes and it needs its own client).
+
+Every page goes through the SDK pipeline (``ResourceManagementClient.send_request``: the same
+credential policy, transport and TLS settings as every other ARM call), takes a read token from
+the subscription's bucket (each attempt does, retries included), follows ``nextLink`` until it
+is absent, and is retried on 429/5xx honouring ``Retry-After`` within ``page_budget`` seconds.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Callable, Iterator
+from urllib.parse import quote
+
+from ..errors import ArmError
+from ..model.resource import ResourceType, lookup_type
+from ..ratelimit import RateLimiter, TENANT_KEY, limit_key
+from .arm import _PLACEHOLDER_SUBSCRIPTION, encode_id
+from .retry import BudgetedCaller
+
+AUTHZ_API_VERSION = "2022-04-01"
+SUBSCRIPTIONS_API_VERSION = "2022-12-01"
+
+
+def parent_type(rtype: ResourceType) -> ResourceType | None:
+    """The catalogue type of a child type's parent (``…/workspaces`` for ``…/workspaces/computes``)."""
+    return lookup_type(rtype.name.rsplit("/", 1)[0]) if rtype.name.count("/") > 1 else None
+
+
+class ArmLister:
+    @staticmethod
+    def permissions() -> tuple[str, ...]:
+        """List each catalogue type, role assignments, subscriptions (``guardrails.permissions``)."""
+        from ..model.resource import CATALOG
+        return (*(f"{t.name}/read" for t in CATALOG.values()), "Microsoft.Authorization/roleAssignments/read",
+                "Microsoft.Resources/subscriptions/read")
+
+    def __init__(self, credential, *, endpoint: str, reads: RateLimiter, ca_bundle: str | None = None,
+                 timeout: float = 10.0, page_budget: float = 60.0, sleep: Callable[[float], None] = time.sleep,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        from azure.mgmt.resource.resources import ResourceManagementClient
+
+        kwargs: dict[str, Any] = {"retry_total": 0}
+        if ca_bundle:
+            kwargs["connection_verify"] = ca_bundle
+        self._client = ResourceManagementClient(credential, _PLACEHOLDER_SUBSCRIPTION, base_url=endpoint, **kwargs)
+        self._endpoint = endpoint.rstrip("/")
+        self._caller = BudgetedCaller(timeout=timeout, sleep=sleep, clock=clock)
+        self._clock = clock
+        self.reads = reads
+        self.page_budget = page_budget
+        self.pages = 0               # list pages fetched (for the summary and the benchmark)
+
+    @property
+    def calls(self) -> int:
+        return self._caller.calls
+
+    # ---------------------------------------------------------------------------------
+    def _get_page(self, url: str, key: str) -> dict:
+        from azure.core.rest import HttpRequest
+
+        deadline = self._clock() + self.page_budget
+
+        def go() -> dict:
+            self.reads.acquire(key)
+            resp = self._client.send_request(HttpRequest("GET", url), stream=False,
+                                             read_timeout=self._caller.timeout_for(deadline))
+            resp.raise_for_status()
+            return resp.json()
+
+        body = self._caller.call(go, deadline=deadline, what=f"LIST {url.split('?', 1)[0][-200:]}")
+        if not isinstance(body, dict) or not isinstance(body.get("value", []), list):
+            raise ArmError(f"LIST {url[:200]}: ARM answered a body without a 'value' list")
+        self.pages += 1
+        return body
+
+    def _items(self, path: str, query: str, key: str) -> Iterator[dict]:
+        """Every item of a list operation, page after page (``nextLink`` as given by ARM)."""
+        url: str | None = f"{self._endpoint}/{path.lstrip('/')}?{query}"
+        while url:
+            body = self._get_page(url, key)
+            for item in body.get("value") or ():
+                if isinstance(item, dict):
+                    yield item
+            nxt = body.get("nextLink")
+            url = nxt if isinstance(nxt, str) and nxt else None
+
+    # ---------------------------------------------------------------------------------
+    def list_type(self, subscription_id: str, rtype: ResourceType, *,
+                  resource_group: str | None = None) -> Iterator[dict]:
+        """Every resource of ``rtype`` in the subscription (or one of its resource groups), full
+        bodies. A child type is listed under each parent."""
+        ns, *types = rtype.name.split("/")
+        scope = f"/subscriptions/{subscription_id}"
+        if resource_group:
+            scope += f"/resourceGroups/{resource_group}"
+        key = limit_key(scope)
+        query = f"api-version={rtype.api_version}"
+        if len(types) == 1:
+            yield from self._items(encode_id(f"{scope}/providers/{ns}/{types[0]}"), query, key)
+            return
+        parent = parent_type(rtype)
+        if parent is None:
+            raise ArmError(f"no catalogue entry for the parent type of {rtype.name}")
+        for p in self.list_type(subscription_id, parent, resource_group=resource_group):
+            if isinstance(p.get("id"), str):
+                yield from self.list_children(p["id"], rtype)
+
+    def list_children(self, parent_id: str, rtype: ResourceType) -> Iterator[dict]:
+        """Every ``rtype`` child of one parent (``{parent id}/{last type segment}``)."""
+        yield from self._items(encode_id(f"{parent_id}/{rtype.name.rsplit('/', 1)[-1]}"),
+                               f"api-version={rtype.api_version}", limit_key(parent_id))
+
+    def list_role_assignments(self, scope: str, *, at_scope: bool = True) -> Iterator[dict]:
+        """Role assignments at ``scope`` (``atScope()``: at it and above) or, with ``at_scope``
+        False, at, above and below it; REST-shaped. Management-group scopes are read here: no
+        subscription system topic delivers their events."""
+        query = f"api-version={AUTHZ_API_VERSION}"
+        if at_scope:
+            query += "&$filter=" + quote("atScope()", safe="()")
+        path = encode_id(f"{scope.rstrip('/')}/providers/Microsoft.Authorization/roleAssignments")
+        yield from self._items(path, query, limit_key(scope) if scope.lower().startswith("/subscriptions/")
+                               else TENANT_KEY)
+
+    def list_subscriptions(self) -> list[str]:
+        """The subscription ids the identity can see (``GET /subscriptions``)."""
+        return [str(s.get("subscriptionId")) for s in
+                self._items("subscriptions", f"api-version={SUBSCRIPTIONS_API_VERSION}", TENANT_KEY)
+                if s.get("subscriptionId") and str(s.get("state", "Enabled")).lower() == "enabled"]

@@ -1,0 +1,86 @@
+"""Table Storage for the timers: one summary row per run, and each timer's last run.
+
+  <prefix>Sweeps      PK "YYYYMM" (month started)  RK "<started ISO>-<run id>"   one summary per run
+  <prefix>TimerState  PK "timer"                   RK timer name                last_run (ISO, UTC)
+
+A sweep's per-resource decisions are ordinary audit rows (``correlation_id`` = the run id); the
+summary row counts them, and the compliant resources that got no row of their own.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from typing import Any
+
+from azure.core.exceptions import AzureError, ResourceNotFoundError
+
+from .tables import Tables, _store_error
+
+
+def _iso(dt: datetime) -> str:
+    return dt.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _ensure(tables: Tables, name: str) -> None:
+    try:
+        tables.service.create_table_if_not_exists(name)
+    except AzureError as exc:
+        raise _store_error(f"create table {name}", exc) from exc
+
+
+class TableSweepStore:
+    def __init__(self, tables: Tables) -> None:
+        self._t = tables
+        self.name = f"{tables.prefix}Sweeps"
+        _ensure(tables, self.name)
+
+    def write(self, summary: dict[str, Any]) -> None:
+        started = str(summary["started"])
+        entity: dict[str, Any] = {"PartitionKey": started[:4] + started[5:7], "RowKey": f"{started}-{summary['sweep_id']}"}
+        for k, v in summary.items():
+            entity[k] = json.dumps(v, sort_keys=True)[:30000] if isinstance(v, (list, dict)) else v
+        try:
+            self._t.table(self.name).upsert_entity(entity)
+        except AzureError as exc:
+            raise _store_error("write sweep summary", exc) from exc
+
+    def read_month(self, year: int, month: int) -> list[dict[str, Any]]:
+        try:
+            rows = list(self._t.table(self.name).query_entities(
+                "PartitionKey eq @pk", parameters={"pk": f"{year:04d}{month:02d}"}))
+        except AzureError as exc:
+            raise _store_error("read sweep summaries", exc) from exc
+        out = []
+        for r in sorted(rows, key=lambda e: e["RowKey"]):
+            d = {k: v for k, v in r.items() if k not in ("PartitionKey", "RowKey")}
+            for k in ("subscriptions", "management_groups", "verdicts", "errors"):
+                if isinstance(d.get(k), str):
+                    d[k] = json.loads(d[k])
+            out.append(d)
+        return out
+
+
+class TableTimerState:
+    PARTITION = "timer"
+
+    def __init__(self, tables: Tables) -> None:
+        self._t = tables
+        self.name = f"{tables.prefix}TimerState"
+        _ensure(tables, self.name)
+
+    def last_run(self, timer: str) -> datetime | None:
+        try:
+            e = self._t.table(self.name).get_entity(self.PARTITION, timer)
+        except ResourceNotFoundError:
+            return None
+        except AzureError as exc:
+            raise _store_error("read timer state", exc) from exc
+        return datetime.fromisoformat(str(e["last_run"]).replace("Z", "+00:00"))
+
+    def set_last_run(self, timer: str, when: datetime) -> None:
+        try:
+            self._t.table(self.name).upsert_entity(
+                {"PartitionKey": self.PARTITION, "RowKey": timer, "last_run": _iso(when)})
+        except AzureError as exc:
+            raise _store_error("write timer state", exc) from exc

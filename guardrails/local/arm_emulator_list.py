@@ -1,0 +1,127 @@
+"""List operations of the emulated ARM control plane, with paging, and ARM's read throttling.
+
+    GET /subscriptions                                                        subscriptions seen
+    GET /subscriptions/{sub}/providers/{ns}/{type}                            list by subscription
+    GET /subscriptions/{sub}/resourceGroups/{rg}/providers/{ns}/{type}        list by resource group
+    GET /subscriptions/{sub}/resourceGroups/{rg}/providers/{ns}/{type}/{name}/{childType}
+                                                                              children of one parent
+
+Each answers ``{"value": [full resources as GET returns them], "nextLink": ...}`` in pages of
+``emu.page_size`` (as the types' own list operations do: ``Microsoft.Storage/storageAccounts``,
+``Microsoft.KeyVault/vaults`` listBySubscription, ``workspaces/{ws}/computes`` …), ``nextLink``
+carrying ``$skiptoken``. Only catalogue types are known; the type's api-version is required.
+
+``ReadThrottle`` makes the emulator answer GETs like ARM's read bucket (per subscription and
+caller; 250 burst, 25/s refill by default): past it, 429 ``TooManyRequests`` with ``Retry-After``.
+Install it with ``emu.read_throttle = ReadThrottle(...)``; give it the client's fake clock in
+tests so a limit is proven without waiting.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from typing import TYPE_CHECKING, Callable
+
+from guardrails.local.arm_emulator_authz_routes import page
+from guardrails.local.arm_emulator_http import ArmError, EmuRequest, EmuResponse
+from guardrails.local.arm_emulator_routes import authenticate
+from guardrails.model.resource import lookup_type
+from guardrails.ratelimit import TokenBucket, limit_key
+
+if TYPE_CHECKING:
+    from guardrails.local.emulator import AzureEmulator
+
+SUBSCRIPTIONS_API_VERSIONS = ("2022-12-01", "2021-01-01", "2020-01-01")
+
+
+def _list_shape(segments: list[str]) -> tuple[str, str] | None:
+    """(lower-cased id prefix every listed resource starts with, type name as spelled) of a list
+    path, else None."""
+    s = [x.lower() for x in segments]
+    n = len(s)
+    if n == 5 and s[0] == "subscriptions" and s[2] == "providers":
+        return f"/subscriptions/{s[1]}/", "/".join(segments[3:5])
+    if n >= 7 and n % 2 == 1 and s[0] == "subscriptions" and s[2] == "resourcegroups" and s[4] == "providers":
+        if n == 7:
+            return f"/subscriptions/{s[1]}/resourcegroups/{s[3]}/", "/".join(segments[5:7])
+        rest = segments[6:]          # type, name, [type, name ...], childType
+        parent = "/" + "/".join(s[:n - 1]) + "/"
+        return parent, "/".join([segments[5], *rest[0::2]])
+    return None
+
+
+class ArmListRoute:
+    host = "management"
+
+    def claims(self, req: EmuRequest) -> bool:
+        if req.method != "GET":
+            return False
+        s = req.segments
+        return (len(s) == 1 and s[0].lower() == "subscriptions") or _list_shape(s) is not None
+
+    def handle(self, emu: "AzureEmulator", req: EmuRequest) -> EmuResponse:
+        authenticate(req, emu.tenant_id)
+        version = req.query.get("api-version")
+        if len(req.segments) == 1:
+            if version not in SUBSCRIPTIONS_API_VERSIONS:
+                raise ArmError(400, "InvalidApiVersionParameter", f"The api-version '{version}' is invalid. "
+                               f"Supported: {', '.join(SUBSCRIPTIONS_API_VERSIONS)}.")
+            return page(emu, req, self._subscriptions(emu))
+        prefix, type_name = _list_shape(req.segments)  # type: ignore[misc]
+        rtype = lookup_type(type_name)
+        if rtype is None:
+            raise ArmError(400, "InvalidResourceType", f"The resource type '{type_name}' could not be found "
+                           f"in the namespace '{type_name.split('/')[0]}'.")
+        if version != rtype.api_version:
+            raise ArmError(400, "NoRegisteredProviderFound", f"No registered resource provider found for API "
+                           f"version '{version}' and type '{rtype.name}'. The supported api-versions are "
+                           f"'{rtype.api_version}'.")
+        key = rtype.key
+        with emu.store.lock:
+            emu.store.complete_due()
+            items = [r for rid, r in sorted(_resources(emu).items())
+                     if rid.startswith(prefix) and str(r.get("type", "")).lower() == key]
+            return page(emu, req, items)
+
+    @staticmethod
+    def _subscriptions(emu: "AzureEmulator") -> list[dict]:
+        with emu.store.lock:
+            subs = sorted({limit_key(rid) for rid in _resources(emu)} - {"tenant"})
+        return [{"id": f"/subscriptions/{s}", "subscriptionId": s, "tenantId": emu.tenant_id,
+                 "displayName": f"subscription {s[:8]}", "state": "Enabled"} for s in subs]
+
+
+def _resources(emu: "AzureEmulator") -> dict[str, dict]:
+    """The store's resources by lower-cased id (read under ``store.lock``; never mutated here)."""
+    return emu.store._resources   # noqa: SLF001 - the list view of the same store, no copy of 5,000 bodies
+
+
+class ReadThrottle:
+    """ARM's read bucket per (subscription, caller): GETs on the management host take a token;
+    without one the answer is 429 with ``Retry-After`` (whole seconds, rounded up, as ARM sends)."""
+
+    def __init__(self, rate: float = 25.0, burst: float = 250.0, *,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.rate, self.burst, self.clock = rate, burst, clock
+        self._buckets: dict[str, TokenBucket] = {}
+        self._lock = threading.Lock()
+        self.throttled = 0
+
+    def check(self, req: EmuRequest) -> None:
+        if req.method != "GET" or req.host != "management":
+            return
+        key = f"{limit_key(req.path)}|{req.caller or ''}"
+        with self._lock:
+            bucket = self._buckets.get(key)
+            if bucket is None:
+                bucket = self._buckets[key] = TokenBucket(self.rate, self.burst, clock=self.clock)
+        wait = bucket.try_take()
+        if wait > 0.0:
+            with self._lock:
+                self.throttled += 1
+            raise ArmError(429, "TooManyRequests", "Number of 'read' requests for subscription actor exceeded. "
+                           "Please try again after some time.",
+                           {"Retry-After": str(max(1, math.ceil(wait))),
+                            "x-ms-ratelimit-remaining-subscription-reads": "0"})

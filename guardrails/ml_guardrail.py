@@ -1,0 +1,455 @@
+"""The ML lifecycle guardrail: model versions, online deployments and endpoints, drift and runs,
+held to the ``kind: model-registry`` rule table (``guardrails.policy.model_rules``) — the same
+table ``POST /api/checks/model-promotion`` answers from.
+
+    ARM write of …/models/versions or ModelRegistered ─▶ GET the version ─▶ required tags?
+        ─▶ enforce: PUT the whole body read just before, If-Match, ``isArchived: true`` ─▶ read back
+    ARM write of …/onlineEndpoints/deployments ─▶ GET deployment + endpoint ─▶ production endpoint?
+        ─▶ model reference explicit, version readable, in a production stage, compliant
+        ─▶ enforce: PUT the endpoint with this deployment's traffic 0 (its share to the others)
+    ARM write of …/onlineEndpoints or ModelDeployed ─▶ GET endpoint ─▶ auth mode, public access
+        ─▶ production: every deployment with traffic checked as above ─▶ one PUT of the endpoint
+    DatasetDriftDetected / RunCompleted / RunStatusChanged ─▶ thresholds ─▶ record and notify
+
+Acting once when a registration arrives twice (``ModelRegistered`` and the ARM write, any order):
+both decide on live state under the same per-resource lock, and an archived version is already
+safe, so the second finds nothing to do. Neither model versions nor endpoints take a PATCH of
+their properties: every write is a PUT of the body read just before, with its etag, confirmed by
+a read-back; nothing is ever deleted. Enforce actions take a breaker permit like every guardrail.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import re
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping
+
+from .errors import ArmError, InvalidArmId, ResourceNotFound
+from .logs import emit
+from .model.arm_id import ArmId, parse_arm_id
+from .model.decision import ViolationRecord, combine_verdict
+from .model.ml_events import DriftDetected, MlEvent, ModelDeployed, ModelRegistered, RunEvent
+from .policy import model_rules as mr
+
+log = logging.getLogger("guardrails")
+
+API_VERSION = "2025-09-01"      # Azure ML control plane (workspaces, registries and their children)
+_NS = "microsoft.machinelearningservices/"
+MODEL_VERSION_TYPES = frozenset({_NS + "workspaces/models/versions", _NS + "registries/models/versions"})
+ENDPOINT_TYPE = _NS + "workspaces/onlineendpoints"
+DEPLOYMENT_TYPE = _NS + "workspaces/onlineendpoints/deployments"
+ML_TYPES = MODEL_VERSION_TYPES | {ENDPOINT_TYPE, DEPLOYMENT_TYPE}
+# the same types as ARM spells them (role actions, Event Grid operationName filter)
+ML_TYPE_NAMES = ("Microsoft.MachineLearningServices/registries/models/versions",
+                 "Microsoft.MachineLearningServices/workspaces/models/versions",
+                 "Microsoft.MachineLearningServices/workspaces/onlineEndpoints",
+                 "Microsoft.MachineLearningServices/workspaces/onlineEndpoints/deployments")
+_READ_ONLY_TOP = ("id", "name", "type", "systemData", "etag")
+_ASSET = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,254}$")     # Azure ML asset names and versions
+
+
+# ---------------------------------------------------------------- model references (pure)
+@dataclass(frozen=True)
+class ModelReference:
+    """What a deployment's ``properties.model`` names: ``version`` as written (None when absent,
+    ``name@label`` for a label), and the version's ARM id when it can be read."""
+
+    text: str
+    version: str | None
+    version_id: str | None
+
+
+def parse_model_reference(ref: Any, workspace_id: str) -> ModelReference:
+    """``azureml:name:version``, ``azureml:name@label``, ``azureml:name``, an ARM id of a workspace
+    or registry model version, or ``azureml://registries/r/models/n/versions/v`` (explicit, but
+    its resource group is unknown: not readable)."""
+    text = ref.strip() if isinstance(ref, str) else ""
+    if text.lower().startswith("/subscriptions/"):
+        try:
+            rid = parse_arm_id(text)
+        except InvalidArmId:
+            return ModelReference(text, None, None)
+        if rid.resource_type.lower() in MODEL_VERSION_TYPES:
+            return ModelReference(text, rid.name, str(rid))
+        return ModelReference(text, None, None)
+    if text.lower().startswith("azureml://"):
+        parts = text[len("azureml://"):].split("/")
+        low = [p.lower() for p in parts]
+        if "versions" in low[:-1]:
+            return ModelReference(text, parts[low.index("versions") + 1], None)
+        if "labels" in low[:-1]:
+            return ModelReference(text, "@" + parts[low.index("labels") + 1], None)
+        return ModelReference(text, None, None)
+    body = text[len("azureml:"):] if text.lower().startswith("azureml:") else text
+    if "@" in body:
+        return ModelReference(text, "@" + body.split("@", 1)[1], None)
+    name, sep, version = body.rpartition(":")
+    if not sep or not name or not version:
+        return ModelReference(text, None, None)
+    if not (_ASSET.match(name) and _ASSET.match(version)):     # never let a reference shape an ARM path
+        return ModelReference(text, version, None)
+    return ModelReference(text, version, f"{workspace_id}/models/{name}/versions/{version}")
+
+
+def _traffic(endpoint: Mapping[str, Any]) -> dict[str, int]:
+    raw = (endpoint.get("properties") or {}).get("traffic") or {}
+    if not isinstance(raw, Mapping):
+        return {}
+    return {str(k): int(v) for k, v in raw.items()
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)}
+
+
+def _share(traffic: Mapping[str, int], name: str) -> int:
+    return next((v for k, v in traffic.items() if k.lower() == name.lower()), 0)
+
+
+@dataclass
+class _Found:
+    """One broken rule of one policy, and the record the audit row keeps of it."""
+
+    policy: Any
+    rec: ViolationRecord
+
+
+class MlLifecycleGuardrail:
+    # reads every ML type it judges; writes model versions (archive) and endpoints (traffic,
+    # authMode, publicNetworkAccess); deployments are only read (never changed or deleted)
+    permissions = tuple(f"{t}/read" for t in ML_TYPE_NAMES) + (
+        "Microsoft.MachineLearningServices/registries/models/versions/write",
+        "Microsoft.MachineLearningServices/workspaces/models/versions/write",
+        "Microsoft.MachineLearningServices/workspaces/onlineEndpoints/write")
+
+    def __init__(self, service) -> None:
+        self.svc = service
+
+    @staticmethod
+    def covers(rid: ArmId) -> bool:
+        return bool(rid.resource_group) and rid.scope is None and rid.resource_type.lower() in ML_TYPES
+
+    def policies(self) -> list:
+        return list(self.svc.policies.get().model_registry_policies)
+
+    # ---------------------------------------------------------------- entry points
+    def decide(self, ctx, row, target, policies) -> None:
+        """An ARM write (or an on-demand check) of a model version, deployment or endpoint."""
+        rid = target.resource_id
+        row.policies = [p.ref for p in policies]
+        kind = rid.resource_type.lower()
+        if kind in MODEL_VERSION_TYPES:
+            self._model_version(ctx, row, str(rid), policies)
+        elif kind == DEPLOYMENT_TYPE:
+            self._deployment(ctx, row, rid, policies)
+        else:
+            self._endpoint(ctx, row, str(rid), policies)
+
+    def on_event(self, ctx, row, ev: MlEvent):
+        """A workspace event: decided once per event id (``_once``), like every delivery."""
+        policies = self.policies()
+        if not policies:
+            return self.svc._finish(ctx, row, "ignored", "no_policy", "no model-registry policy in force")
+        if isinstance(ev, RunEvent) and not ev.completed:
+            return self.svc._finish(ctx, row, "ignored", "run_not_completed",
+                                    f"run status {str(ev.status)[:40]!r}: judged when it completes")
+        return self.svc._once(ctx, row, row.resource_id, lambda: self._decide_event(ctx, row, ev, policies))
+
+    def _decide_event(self, ctx, row, ev: MlEvent, policies) -> None:
+        row.policies = [p.ref for p in policies]
+        if isinstance(ev, ModelRegistered):
+            self._model_version(ctx, row, ev.subject_id, policies)
+        elif isinstance(ev, ModelDeployed):
+            self._model_deployed(ctx, row, ev, policies)
+        elif isinstance(ev, DriftDetected):
+            self._drift(row, ev, policies)
+        else:
+            self._run(row, ev, policies)
+
+    # ---------------------------------------------------------------- model versions
+    def _model_version(self, ctx, row, vid: str, policies) -> None:
+        snap = self._read(ctx, row, vid)
+        if snap is None:
+            return
+        props = snap.body.get("properties") or {}
+        tags = props.get("tags") if isinstance(props.get("tags"), Mapping) else {}
+        archived = props.get("isArchived") is True
+        found = [_Found(p, ViolationRecord(policy=p.ref, rule=f.rule, property="properties.isArchived",
+                                           before=archived, after=True, outcome="violation", message=f.message))
+                 for p in policies for f in mr.evaluate_registration(p.rules, tags=tags)]
+        if not found:
+            row.verdict, row.reason, row.message = "compliant", "", "model version carries every required tag"
+            return
+        if archived:   # already safe: archived by us (a second event of the same registration) or its owner
+            missing = sorted({t for p in policies for t in mr.missing_tags(p.rules, tags)})
+            row.verdict, row.reason = "compliant", "already_archived"
+            row.message = (f"archived, so it cannot be deployed; to use it, restore the tags "
+                           f"({', '.join(missing)}) and un-archive it")
+            return
+        self._act(ctx, row, snap, found, lambda body: _set(body, "isArchived", True),
+                  lambda after: (after.get("properties") or {}).get("isArchived") is True,
+                  done="archived (isArchived true) and confirmed by read-back",
+                  owner=_tag(tags, policies))
+
+    # ---------------------------------------------------------------- deployments and endpoints
+    def _deployment(self, ctx, row, rid: ArmId, policies) -> None:
+        dep = self._read(ctx, row, str(rid))
+        endpoint = dep and self._read(ctx, row, str(rid.parent))
+        if endpoint is None:
+            return
+        prod = [p for p in policies if p.rules.production_endpoints.matches(rid.parent.name, endpoint.tags)]
+        if not prod:
+            row.verdict, row.reason, row.message = "compliant", "", f"endpoint {rid.parent.name} is not production"
+            return
+        found = self._serving_findings(ctx, row, dep.body, rid.parent.parent, rid.name, prod)
+        if found is None:
+            return
+        if not found:
+            row.verdict, row.reason = "compliant", ""
+            row.message = f"deployment {rid.name} serves a compliant, explicit production version"
+            return
+        traffic = _traffic(endpoint.body)
+        if _share(traffic, rid.name) == 0:
+            for f in found:
+                f.rec.outcome = "violation"
+                f.rec.message = (f.rec.message + "; it receives no traffic: none will be routed to it")[:300]
+            self._report(row, found, _tag(endpoint.tags, policies))
+            return
+        self._act(ctx, row, endpoint, found, lambda body: _set(body, "traffic", mr.rebalance_traffic(traffic, [rid.name])),
+                  lambda after: _share(_traffic(after), rid.name) == 0,
+                  done=f"traffic to {rid.name} set to 0 (its share to the others), confirmed by read-back",
+                  owner=_tag(endpoint.tags, policies))
+
+    def _endpoint(self, ctx, row, eid: str, policies, endpoint=None) -> None:
+        endpoint = endpoint or self._read(ctx, row, eid)
+        if endpoint is None:
+            return
+        props = endpoint.body.get("properties") or {}
+        name, rid = eid.rsplit("/", 1)[-1], parse_arm_id(eid)
+        found: list[_Found] = []
+        changes: dict[str, Any] = {}
+        for p in policies:
+            sensitive = p.rules.sensitive_endpoints.matches(name, endpoint.tags)
+            for f in mr.evaluate_endpoint(p.rules, auth_mode=props.get("authMode"),
+                                          public_network_access=props.get("publicNetworkAccess"), sensitive=sensitive):
+                path, want = (("authMode", p.rules.endpoint_auth_modes[0]) if f.rule == mr.RULE_ENDPOINT_AUTH
+                              else ("publicNetworkAccess", "Disabled"))
+                rec = ViolationRecord(policy=p.ref, rule=f.rule, property=f"properties.{path}", before=props.get(path),
+                                      after=want if p.rules.endpoint_action == "enforce" else None,
+                                      outcome="violation", message=f.message[:300])
+                found.append(_Found(p, rec))
+                if p.rules.endpoint_action == "enforce":
+                    changes.setdefault(path, want)
+        traffic = _traffic(endpoint.body)
+        bad: list[str] = []
+        prod = [p for p in policies if p.rules.production_endpoints.matches(name, endpoint.tags)]
+        for dep_name in sorted(k for k, v in traffic.items() if v > 0) if prod else ():
+            dep = self._read(ctx, row, f"{eid}/deployments/{dep_name}")
+            serving = dep and self._serving_findings(ctx, row, dep.body, rid.parent, dep_name, prod)
+            if serving is None:
+                return
+            bad += [dep_name] if serving else []
+            found += serving
+        if not found:
+            row.verdict, row.reason, row.message = "compliant", "", f"endpoint {name} is compliant"
+            return
+        if bad:
+            changes["traffic"] = mr.rebalance_traffic(traffic, bad)
+        notify_only = [f for f in found if f.rec.after is None and f.rec.rule in (mr.RULE_ENDPOINT_AUTH,
+                                                                                  mr.RULE_ENDPOINT_PUBLIC)]
+        acting = [f for f in found if f not in notify_only]
+        for f in notify_only:
+            f.rec.message = (f.rec.message + " (reported: endpoint_action notify)")[:300]
+        owner = _tag(endpoint.tags, policies)
+        if not acting:
+            self._report(row, found, owner)
+            return
+
+        def apply(body: dict) -> None:
+            for path, value in changes.items():
+                _set(body, path, value)
+
+        def holds(after: Mapping[str, Any]) -> bool:
+            p = after.get("properties") or {}
+            return all((_share(_traffic(after), d) == 0 for d in bad)) and all(
+                str(p.get(k)).lower() == str(v).lower() for k, v in changes.items() if k != "traffic")
+
+        self._act(ctx, row, endpoint, acting, apply, holds, owner=owner, also=notify_only,
+                  done="; ".join(f"{k} -> {v}" for k, v in changes.items()) + ", confirmed by read-back")
+
+    def _serving_findings(self, ctx, row, dep_body, workspace: ArmId, dep_name: str, policies) -> list[_Found] | None:
+        """Findings of the model a production deployment serves (None: a read failed, row set)."""
+        ref = parse_model_reference((dep_body.get("properties") or {}).get("model"), str(workspace))
+        version = None
+        if ref.version_id is not None and any(mr.is_explicit_version(p.rules, ref.version) for p in policies):
+            version, ok = self._get(ctx, row, ref.version_id)
+            if not ok:
+                return None
+        found = []
+        for p in policies:
+            if not mr.is_explicit_version(p.rules, ref.version) or (version is None and ref.version_id is None):
+                findings = mr.evaluate_deployment(p.rules, version=ref.version, stage=p.rules.production_stage) or [
+                    mr.ModelFinding(mr.RULE_VERSION_READABLE, "the version is in a registry named without its "
+                                    "resource group: it cannot be read, so it cannot be shown compliant")]
+            elif version is None:
+                findings = [mr.ModelFinding(mr.RULE_VERSION_READABLE, "the referenced model version does not exist")]
+            else:
+                vp = version.body.get("properties") or {}
+                findings = mr.evaluate_serving(p.rules, version=ref.version, stage=vp.get("stage"),
+                                               tags=vp.get("tags") or {}, archived=vp.get("isArchived") is True)
+            found += [_Found(p, ViolationRecord(
+                policy=p.ref, rule=f.rule, property=f"properties.traffic.{dep_name}", before=ref.text[:200], after=0,
+                outcome="violation", message=f"deployment {dep_name}: {f.message}"[:300])) for f in findings]
+        return found
+
+    def _model_deployed(self, ctx, row, ev: ModelDeployed, policies) -> None:
+        """A service deployed: an online endpoint of that name is judged as an endpoint write; a
+        legacy (ACI/AKS) service can only be reported."""
+        endpoint, ok = self._get(ctx, row, ev.subject_id)
+        if not ok:
+            return
+        if endpoint is not None:
+            self._endpoint(ctx, row, ev.subject_id, policies, endpoint=endpoint)
+            return
+        prod = [p for p in policies if p.rules.production_endpoints.matches(ev.service_name, ev.tags)]
+        found: list[_Found] = []
+        for name, version in ev.model_ids if prod else ():
+            body = {"properties": {"model": f"azureml:{name}:{version}"}}
+            serving = self._serving_findings(ctx, row, body, ev.workspace_id, ev.service_name, prod)
+            if serving is None:
+                return
+            found += serving
+        if not found:
+            row.verdict, row.reason, row.message = "compliant", "", f"service {ev.service_name}: nothing to report"
+            return
+        self._report(row, found, _tag(ev.tags, policies))
+
+    # ---------------------------------------------------------------- drift and runs (no ARM calls)
+    def _drift(self, row, ev: DriftDetected, policies) -> None:
+        found, judged, owner = [], False, ""
+        for p in policies:
+            findings, threshold = mr.evaluate_drift(p.rules, monitor=ev.monitor_name, coefficient=ev.coefficient)
+            judged = judged or threshold is not None
+            owner = owner or mr.drift_threshold(p.rules, ev.monitor_name)[1]
+            found += [_Found(p, ViolationRecord(policy=p.ref, rule=f.rule, property="DriftCoefficient",
+                                                before=ev.coefficient, after=threshold, outcome="violation",
+                                                message=f.message[:300])) for f in findings]
+        if not judged:
+            row.verdict, row.reason = "ignored", "no_threshold"
+            row.message = f"no drift threshold set for monitor {ev.monitor_name[:64]!r}"
+        elif not found:
+            row.verdict, row.reason, row.message = "compliant", "", f"drift {ev.coefficient:.4g} within threshold"
+        else:
+            self._report(row, found, (owner, "drift monitor owner") if owner else (_policy_contact(policies)))
+
+    def _run(self, row, ev: RunEvent, policies) -> None:
+        found, candidate = [], False
+        for p in policies:
+            findings = mr.evaluate_run(p.rules, tags=ev.tags, properties=ev.properties)
+            candidate = candidate or findings is not None
+            found += [_Found(p, ViolationRecord(policy=p.ref, rule=f.rule, property="runTags", before=None, after=None,
+                                                outcome="violation", message=f.message[:300])) for f in findings or ()]
+        if not candidate:
+            row.verdict, row.reason, row.message = "ignored", "not_a_candidate", "run not tagged as a promotion candidate"
+        elif not found:
+            row.verdict, row.reason, row.message = "compliant", "", f"candidate run {ev.run_id[:80]} meets every metric"
+        else:
+            self._report(row, found, _tag(ev.tags, policies))
+
+    # ---------------------------------------------------------------- reading, acting, reporting
+    def _get(self, ctx, row, rid: str):
+        """``(live resource or None when it does not exist, True)``; ``(None, False)`` with the
+        row ``failed`` when ARM cannot answer (the delivery is retried)."""
+        try:
+            return self.svc.arm.get_resource(rid, api_version=API_VERSION, deadline=ctx.deadline), True
+        except ResourceNotFound:
+            return None, True
+        except ArmError as exc:
+            row.verdict, row.reason, row.message = "failed", exc.reason, str(exc)
+            return None, False
+
+    def _read(self, ctx, row, rid: str):
+        """The live resource, or None with the row set (gone: ignored; ARM failing: failed)."""
+        snap, ok = self._get(ctx, row, rid)
+        if ok and snap is None:
+            row.verdict, row.reason, row.message = "ignored", "resource_not_found", f"{rid.rsplit('/', 1)[-1]} no longer exists"
+        return snap
+
+    def _act(self, ctx, row, snap, found: list[_Found], apply: Callable[[dict], None],
+             holds: Callable[[Mapping[str, Any]], bool], *, done: str, owner: tuple[str, str],
+             also: list[_Found] = ()) -> None:
+        """Audit mode / dry run: ``dry_run``. Enforce: breaker permit, PUT of the body read just
+        before with its etag, read back. Every broken rule is recorded; the owner is told."""
+        enforce = [f for f in found if f.policy.mode == "enforce" and not getattr(ctx, "dry_run", False)]
+        for f in found:
+            if f not in enforce:
+                f.rec.outcome, f.rec.message = "dry_run", f"{f.rec.message}; audit mode: would fix"[:300]
+        rid = parse_arm_id(snap.resource_id)
+        permitted = self.svc._breaker_permits(row, rid, [(_Permit(f.policy), f.rec) for f in enforce]) if enforce else []
+        if permitted:
+            self._write(ctx, row, snap, [rec for _p, rec in permitted], apply, holds, done)
+        self._report(row, list(also) + found, owner)
+
+    def _write(self, ctx, row, snap, recs, apply, holds, done: str) -> None:
+        body = copy.deepcopy(dict(snap.body))
+        for key in _READ_ONLY_TOP:
+            body.pop(key, None)
+        apply(body)
+        try:
+            result = self.svc.arm.put_resource(snap.resource_id, body, api_version=API_VERSION, etag=snap.etag,
+                                               deadline=ctx.deadline)
+            if result.state == "requested":
+                return _outcome(recs, "requested", "fix accepted, still running")
+            after = self.svc.arm.get_resource(snap.resource_id, api_version=API_VERSION, deadline=ctx.deadline)
+        except ArmError as exc:
+            row.reason = exc.reason
+            return _outcome(recs, "failed", str(exc))
+        if holds(after.body):
+            return _outcome(recs, "remediated", done)
+        row.reason = "not_confirmed"
+        _outcome(recs, "failed", "read-back does not show the fix")
+
+    def _report(self, row, found: list[_Found], owner: tuple[str, str]) -> None:
+        row.violations = [f.rec for f in found]
+        row.verdict = combine_verdict([r.outcome for r in row.violations])
+        if row.verdict != "failed" and row.reason != "circuit_open":
+            row.reason = ""
+        row.message = "; ".join(f"{r.policy}/{r.rule}: {r.message} ({r.outcome})" for r in row.violations)[:2000]
+        row.notify = True       # every broken rule is the owner's to know, fixed or not
+        who, via = owner
+        emit(log, logging.WARNING, "guardrail_violation_notify", owner_tag=via, owner=who,
+             rules=[f"{r.policy}/{r.rule}" for r in row.violations], outcomes=sorted({r.outcome for r in row.violations}))
+
+
+@dataclass(frozen=True)
+class _Permit:
+    """What ``GuardrailsService._breaker_permits`` reads of a rule result: its policy."""
+
+    policy: Any
+
+
+def _outcome(recs, outcome: str, message: str) -> None:
+    for rec in recs:
+        rec.outcome, rec.message = outcome, f"{rec.message}; {message}"[:300]
+
+
+def _set(body: dict, key: str, value: Any) -> None:
+    props = body.get("properties")
+    if not isinstance(props, dict):
+        props = body["properties"] = {}
+    props[key] = value
+
+
+def _tag(tags: Any, policies) -> tuple[str, str]:
+    """(owner, where from): the policy's notify tag on the object, else the policy contact."""
+    name = next((p.rules.notify_tag for p in policies), "owner")
+    lowered = {str(k).lower(): v for k, v in (tags or {}).items()} if isinstance(tags, Mapping) else {}
+    value = lowered.get(name.lower())
+    if isinstance(value, str) and value.strip():
+        return value.strip(), name
+    return _policy_contact(policies, name)
+
+
+def _policy_contact(policies, via: str = "owner") -> tuple[str, str]:
+    contact = next((getattr(p, "contact", "") for p in policies if getattr(p, "contact", "")), "")
+    return (contact, "policy contact") if contact else ("unknown", via)

@@ -1,0 +1,184 @@
+"""Decision events: every non-compliant decision, also published to an Event Grid custom topic
+(CloudEvents 1.0) so Sentinel, Logic Apps, Teams or a ticketing system can subscribe.
+
+What is published — one event per audit row, decided by the row's verdict:
+
+    remediated, requested, violation, dry_run, escalated    always
+    failed                                                  when the row carries violations (a fix
+                                                            that failed); a failed *read* is no
+                                                            finding about the resource
+    compliant, ignored, duplicate, invalid, shadow          never
+
+The event: ``id`` = the row's ``delivery_id`` (receivers dedupe on it), ``source`` =
+``/guardrails/<function app>``, ``type`` = ``Guardrails.Decision.<Verdict>`` (PascalCase: ``DryRun``),
+``subject`` = the resource id, ``time`` = the row's time, ``data`` = ``AuditRow.to_dict()``,
+``datacontenttype`` ``application/json``.
+
+Publishing failure never loses the audit row: the service writes the row first and only then
+hands it here. One attempt, short timeout, no retry in the delivery's path; on failure the event
+goes to the outbox table and the outbox timer delivers it later with the same id (at-least-once,
+exactly as audited). After a failure direct publishing pauses for ``pause_seconds`` — events go
+straight to the outbox — so a topic outage does not add a timeout to every delivery.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Protocol
+
+from .errors import GuardrailsError, StoreError
+from .logs import emit
+from .model.decision import AuditRow
+
+log = logging.getLogger("guardrails")
+
+ALWAYS_PUBLISHED = frozenset({"remediated", "requested", "violation", "dry_run", "escalated"})
+EVENT_TYPE_PREFIX = "Guardrails.Decision."
+# Event Grid basic topics: an event and a batch are at most 1 MB
+MAX_BATCH_BYTES = 1_000_000
+MAX_BATCH_EVENTS = 100
+
+
+class PublishError(GuardrailsError):
+    """The topic did not accept the events. ``reason``: unauthorized, rejected, throttled,
+    unavailable. The message names the status, never the credential."""
+
+    reason = "publish_failed"
+
+
+class TopicSender(Protocol):
+    def send(self, events: list[dict[str, Any]]) -> None:
+        """Publish CloudEvents (dicts in the CloudEvents JSON form) in one request. Raises PublishError."""
+
+
+@dataclass(frozen=True)
+class OutboxItem:
+    key: str
+    event: dict[str, Any]
+    attempts: int
+
+
+class OutboxStore(Protocol):
+    def add(self, event: dict[str, Any], *, error: str) -> None:
+        """Keep an event that could not be published (idempotent per event id). Raises StoreError."""
+
+    def list(self, limit: int) -> list[OutboxItem]:
+        """Waiting events, oldest first."""
+
+    def remove(self, key: str) -> None: ...
+
+    def failed(self, item: OutboxItem, *, error: str) -> None:
+        """Record one more failed attempt."""
+
+
+def should_publish(row: AuditRow) -> bool:
+    return row.verdict in ALWAYS_PUBLISHED or (row.verdict == "failed" and bool(row.violations))
+
+
+def event_type(verdict: str) -> str:
+    """``dry_run`` -> ``Guardrails.Decision.DryRun``."""
+    return EVENT_TYPE_PREFIX + "".join(part.capitalize() for part in verdict.split("_"))
+
+
+def to_event(row: AuditRow, *, source: str) -> dict[str, Any]:
+    """The CloudEvent (JSON form) for one audit row."""
+    return {"specversion": "1.0", "id": row.delivery_id, "source": source, "type": event_type(row.verdict),
+            "subject": row.resource_id, "time": row.time, "datacontenttype": "application/json",
+            "data": row.to_dict()}
+
+
+def batches(events: list[dict[str, Any]], *, size_of: Callable[[dict[str, Any]], int]) -> list[list[dict[str, Any]]]:
+    """Split into requests of at most MAX_BATCH_EVENTS events and MAX_BATCH_BYTES bytes."""
+    out: list[list[dict[str, Any]]] = []
+    current: list[dict[str, Any]] = []
+    used = 2
+    for e in events:
+        n = size_of(e) + 1
+        if current and (len(current) >= MAX_BATCH_EVENTS or used + n > MAX_BATCH_BYTES):
+            out.append(current)
+            current, used = [], 2
+        current.append(e)
+        used += n
+    if current:
+        out.append(current)
+    return out
+
+
+@dataclass
+class DrainResult:
+    delivered: int = 0
+    failed: int = 0
+    remaining: int = 0       # of the events read, still in the outbox after this run
+    truncated: bool = False  # the run read ``limit`` events: more may wait
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"delivered": self.delivered, "failed": self.failed, "remaining": self.remaining,
+                "truncated": self.truncated}
+
+
+class DecisionPublisher:
+    """Publish a decision now, or keep it in the outbox; deliver the outbox later."""
+
+    def __init__(self, topic: TopicSender, outbox: OutboxStore, *, source: str, pause_seconds: float = 30.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.topic = topic
+        self.outbox = outbox
+        self.source = source
+        self.pause_seconds = pause_seconds
+        self._clock = clock
+        self._paused_until = float("-inf")
+
+    def publish(self, row: AuditRow) -> str:
+        """``skipped`` (not a published verdict), ``published``, ``outboxed`` or ``lost`` (the
+        outbox itself failed: logged at ERROR). Never raises: the row is already audited."""
+        if not should_publish(row):
+            return "skipped"
+        event = to_event(row, source=self.source)
+        if self._clock() < self._paused_until:
+            return self._keep(event, "paused")
+        try:
+            self.topic.send([event])
+        except PublishError as exc:
+            self._paused_until = self._clock() + self.pause_seconds
+            return self._keep(event, exc.reason, str(exc))
+        return "published"
+
+    def _keep(self, event: dict[str, Any], reason: str, detail: str = "") -> str:
+        try:
+            self.outbox.add(event, error=reason)
+        except StoreError as exc:
+            emit(log, logging.ERROR, "decision_event_lost", delivery_id=event["id"], reason=reason, error=str(exc))
+            return "lost"
+        # the failure itself is a WARNING; events kept while paused after it are INFO (no flood)
+        emit(log, logging.INFO if reason == "paused" else logging.WARNING, "decision_event_outboxed",
+             delivery_id=event["id"], reason=reason, detail=detail or None)
+        return "outboxed"
+
+    def drain(self, *, limit: int = 1000) -> DrainResult:
+        """Deliver waiting events, oldest first, in batches; stop at the first batch the topic
+        refuses (it is still down: the rest waits for the next run). Raises StoreError."""
+        items = self.outbox.list(limit)
+        result = DrainResult()
+        by_id = {i.event["id"]: i for i in items}
+        for batch in batches([i.event for i in items], size_of=lambda e: len(json.dumps(e, default=str))):
+            chunk = [by_id[e["id"]] for e in batch]
+            try:
+                self.topic.send(batch)
+            except PublishError as exc:
+                for item in chunk:
+                    self.outbox.failed(item, error=exc.reason)
+                result.failed += len(chunk)
+                emit(log, logging.WARNING, "decision_outbox_send_failed", reason=exc.reason, events=len(chunk),
+                     detail=str(exc))
+                break
+            for item in chunk:
+                self.outbox.remove(item.key)
+            result.delivered += len(chunk)
+        if result.delivered and not result.failed:
+            self._paused_until = float("-inf")
+        result.remaining = len(items) - result.delivered
+        result.truncated = len(items) >= limit
+        return result

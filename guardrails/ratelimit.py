@@ -1,0 +1,176 @@
+"""Token buckets for ARM's request limits, with an injectable clock and sleep.
+
+ARM throttles per subscription, per principal (and region) with token buckets: reads refill at
+25/s with a bucket of 250, writes and deletes at 10/s with 200 (AZURE-FACTS.md). A sweep reads a
+whole estate, so it must pace itself below that, or every event the guardrail handles in the same
+subscription meanwhile would meet 429s. ``RateLimiter`` keeps one bucket per key (subscription id,
+or ``"tenant"`` for management-group and tenant scopes) and blocks until a token is there.
+
+Clock and sleep are injected: tests and the emulator share a fake clock that only moves when
+somebody sleeps, so a 5,000-resource sweep "takes" minutes of simulated time and no real waiting.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Callable
+
+TENANT_KEY = "tenant"
+# ARM's documented buckets per subscription per principal (AZURE-FACTS.md)
+ARM_READS_PER_SECOND, ARM_READ_BURST = 25.0, 250.0
+ARM_WRITES_PER_SECOND, ARM_WRITE_BURST = 10.0, 200.0
+
+
+class TokenBucket:
+    """``capacity`` tokens, refilled continuously at ``rate`` per second; starts full."""
+
+    def __init__(self, rate: float, capacity: float, *, clock: Callable[[], float] = time.monotonic) -> None:
+        if rate <= 0 or capacity < 1:
+            raise ValueError("a token bucket needs rate > 0 and capacity >= 1")
+        self.rate, self.capacity = float(rate), float(capacity)
+        self._clock = clock
+        self._tokens = float(capacity)
+        self._at = clock()
+        self._lock = threading.Lock()
+
+    def _refill(self) -> None:
+        now = self._clock()
+        if now > self._at:
+            self._tokens = min(self.capacity, self._tokens + (now - self._at) * self.rate)
+            self._at = now
+
+    def try_take(self, n: float = 1.0) -> float:
+        """Take ``n`` tokens now and return 0.0, or take nothing and return the seconds until
+        ``n`` tokens will be there."""
+        with self._lock:
+            self._refill()
+            if self._tokens >= n - 1e-9:
+                self._tokens -= n
+                return 0.0
+            return (n - self._tokens) / self.rate
+
+    @property
+    def tokens(self) -> float:
+        with self._lock:
+            self._refill()
+            return self._tokens
+
+
+class RateLimiter:
+    """One bucket per key; ``acquire(key)`` blocks (through ``sleep``) until a token is taken.
+
+    ``waited`` (seconds slept) and ``taken`` (tokens granted) are kept for the sweep summary and
+    the benchmark."""
+
+    def __init__(self, rate: float, capacity: float, *, clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        TokenBucket(rate, capacity, clock=clock)     # validate once, early
+        self.rate, self.capacity = rate, capacity
+        self.clock, self._sleep = clock, sleep
+        self._buckets: dict[str, TokenBucket] = {}
+        self._lock = threading.Lock()
+        self.taken = 0
+        self.waited = 0.0
+
+    def bucket(self, key: str) -> TokenBucket:
+        key = (key or TENANT_KEY).lower()
+        with self._lock:
+            found = self._buckets.get(key)
+            if found is None:
+                found = self._buckets[key] = TokenBucket(self.rate, self.capacity, clock=self.clock)
+            return found
+
+    def acquire(self, key: str) -> None:
+        bucket = self.bucket(key)
+        while True:
+            wait = bucket.try_take()
+            if wait <= 0.0:
+                with self._lock:
+                    self.taken += 1
+                return
+            with self._lock:
+                self.waited += wait
+            self._sleep(wait)
+
+
+def limit_key(resource_id: str) -> str:
+    """The bucket of an ARM id or scope: its subscription, else the tenant."""
+    parts = [p for p in resource_id.split("/") if p]
+    if len(parts) >= 2 and parts[0].lower() == "subscriptions":
+        return parts[1].lower()
+    return TENANT_KEY
+
+
+class FakeClock:
+    """A monotonic clock that moves only when ``sleep`` is called (thread-safe). For tests and
+    the emulator's throttle in tests: rate limits are proven without waiting."""
+
+    def __init__(self, start: float = 1000.0) -> None:
+        self._now = start
+        self._lock = threading.Lock()
+
+    def __call__(self) -> float:
+        with self._lock:
+            return self._now
+
+    def sleep(self, seconds: float) -> None:
+        with self._lock:
+            self._now += max(0.0, seconds)
+
+
+class ThrottledArm:
+    """A ``ResourceGateway`` whose reads take a read token and writes a write token of the
+    resource's subscription first. Used by the sweep's own service instance only: the event path
+    keeps its time budget and is never held up by a sweep's pacing."""
+
+    def __init__(self, inner, reads: RateLimiter, writes: RateLimiter | None = None) -> None:
+        self.inner, self.reads, self.writes = inner, reads, writes
+
+    @property
+    def calls(self) -> int:
+        return getattr(self.inner, "calls", 0)
+
+    def get_resource(self, resource_id: str, **kw):
+        self.reads.acquire(limit_key(resource_id))
+        return self.inner.get_resource(resource_id, **kw)
+
+    def patch_resource(self, resource_id: str, body, **kw):
+        if self.writes is not None:
+            self.writes.acquire(limit_key(resource_id))
+        return self.inner.patch_resource(resource_id, body, **kw)
+
+    def put_resource(self, resource_id: str, body, **kw):
+        if self.writes is not None:
+            self.writes.acquire(limit_key(resource_id))
+        return self.inner.put_resource(resource_id, body, **kw)
+
+
+class ThrottledAuthorization:
+    """The role guardrail's ``AuthorizationGateway`` with the same pacing (reads: assignment,
+    list at scope, custom role definition; delete: a write token)."""
+
+    def __init__(self, inner, reads: RateLimiter, writes: RateLimiter | None = None) -> None:
+        self.inner, self.reads, self.writes = inner, reads, writes
+
+    def __getattr__(self, name: str):         # anything else (calls, caches) as the inner has it
+        return getattr(self.inner, name)
+
+    def get_assignment(self, assignment_id: str, **kw):
+        self.reads.acquire(limit_key(assignment_id))
+        return self.inner.get_assignment(assignment_id, **kw)
+
+    def list_assignments_at_scope(self, scope: str, **kw):
+        self.reads.acquire(limit_key(scope))
+        return self.inner.list_assignments_at_scope(scope, **kw)
+
+    def get_role_definition(self, role_definition_id: str, **kw):
+        from .model.roles import BUILTIN_ROLES, role_guid
+        if role_guid(role_definition_id) not in BUILTIN_ROLES:   # built-ins cost no call
+            self.reads.acquire(limit_key(role_definition_id))
+        return self.inner.get_role_definition(role_definition_id, **kw)
+
+    def delete_assignment(self, assignment_id: str, **kw):
+        if self.writes is not None:
+            self.writes.acquire(limit_key(assignment_id))
+        return self.inner.delete_assignment(assignment_id, **kw)

@@ -1,0 +1,327 @@
+"""The compliance report: the seed's KPIs computed from audit rows. Pure: rows in, a ``Report``
+out, plus renderers (terminal table, JSON, a self-contained HTML page); the CLI does the I/O.
+
+Definitions (rows whose ``time`` is in ``[since, until)``):
+
+- **evaluated row**: any verdict but ``ignored``, ``invalid``, ``duplicate`` and ``shadow``, about
+  a resource (an ARM id or a Key Vault object URL; ``job:``/``model:`` pre-flight check rows are
+  requests, not resources, and are left out).
+- **covered resource**: one with at least one evaluated row. Its state is its latest evaluated
+  row (by ``time``, then ``delivery_id``): ``compliant`` or ``remediated`` -> compliant;
+  ``violation``, ``dry_run``, ``failed``, ``escalated`` -> open violation; ``requested`` -> fix
+  in flight. Compliance = compliant / covered.
+- **time to remediate**: ``time - event_time`` of every ``remediated`` row with an
+  ``event_time`` (rows without one — sweeps, checks — are counted as skipped); mean, median and
+  p90 (nearest rank).
+- **remediations per policy**: violations with outcome ``remediated`` in any row, by policy id
+  (the ``@version`` dropped); **per day**: ``remediated`` rows by the day of their ``time``.
+- **escalations**: ``escalated`` rows, and the resources they concern.
+- **shadow vs enforced**: every ``shadow`` row against the enforced row of the same
+  ``event_id``; its ``reason`` is what the shadow version would have decided. Decisions are
+  ranked by how far the policy goes: 0 nothing to do (``compliant``, or the enforced side
+  ``ignored`` because only the shadow version selects the resource), 1 found and reported
+  (``violation``, ``dry_run``), 2 found and fixed (``remediated``, ``requested``,
+  ``escalated``). Same rank: agree; shadow higher: stricter; lower: looser. An enforced
+  ``failed``/``duplicate``/``invalid`` row, or none, is not comparable.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+from dataclasses import asdict, dataclass, field
+from datetime import date, datetime, timedelta, timezone
+from statistics import mean, median
+from typing import Any, Iterable
+
+from .model.decision import AuditRow
+
+NOT_EVALUATED = frozenset({"ignored", "invalid", "duplicate", "shadow"})
+COMPLIANT = frozenset({"compliant", "remediated"})
+OPEN = frozenset({"violation", "dry_run", "failed", "escalated"})
+_RANK = {"compliant": 0, "violation": 1, "dry_run": 1, "remediated": 2, "requested": 2, "escalated": 2}
+MAX_EXAMPLES = 5
+
+
+def parse_time(value: str) -> datetime | None:
+    """An audit timestamp (ISO 8601, ``Z``) as an aware UTC datetime; None when empty or malformed."""
+    if not value:
+        return None
+    try:
+        t = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return t if t.tzinfo else t.replace(tzinfo=timezone.utc)
+
+
+def _is_resource(resource_id: str) -> bool:
+    return resource_id.startswith("/") or resource_id.startswith("https://")
+
+
+@dataclass(frozen=True)
+class Remediation:
+    count: int
+    skipped_without_event_time: int
+    mean_seconds: float | None
+    median_seconds: float | None
+    p90_seconds: float | None
+
+
+@dataclass(frozen=True)
+class OpenViolation:
+    resource_id: str
+    verdict: str
+    reason: str
+    time: str
+
+
+@dataclass(frozen=True)
+class ShadowComparison:
+    compared: int
+    agree: int
+    stricter: int
+    looser: int
+    not_comparable: int
+    examples: list[dict[str, str]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Report:
+    since: str
+    until: str
+    rows: int
+    verdicts: dict[str, int]
+    covered: int
+    compliant: int
+    requested: int
+    compliance: float | None            # compliant / covered, None when nothing was covered
+    time_to_remediate: Remediation
+    open_violations: list[OpenViolation]
+    remediations_per_policy: dict[str, int]
+    remediations_per_day: list[tuple[str, int]]
+    escalations: int
+    escalated_resources: list[str]
+    shadow: ShadowComparison
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["remediations_per_day"] = [{"day": day, "count": n} for day, n in self.remediations_per_day]
+        return d
+
+
+def build_report(rows: Iterable[AuditRow], *, since: datetime, until: datetime) -> Report:
+    inside = []
+    for r in rows:
+        t = parse_time(r.time)
+        if t is not None and since <= t < until:
+            inside.append((t, r))
+    inside.sort(key=lambda tr: (tr[0], tr[1].delivery_id))
+
+    verdicts: dict[str, int] = {}
+    latest: dict[str, AuditRow] = {}
+    durations: list[float] = []
+    skipped = 0
+    per_policy: dict[str, int] = {}
+    per_day: dict[str, int] = {}
+    escalated_rows: list[AuditRow] = []
+    for t, r in inside:
+        verdicts[r.verdict] = verdicts.get(r.verdict, 0) + 1
+        if r.verdict not in NOT_EVALUATED and _is_resource(r.resource_id):
+            latest[r.resource_id.lower()] = r
+        if r.verdict == "remediated":
+            per_day[t.date().isoformat()] = per_day.get(t.date().isoformat(), 0) + 1
+            started = parse_time(r.event_time)
+            if started is None:
+                skipped += 1
+            else:
+                durations.append(max(0.0, (t - started).total_seconds()))
+        if r.verdict != "shadow":
+            for v in r.violations:
+                if v.outcome == "remediated":
+                    pid = v.policy.split("@", 1)[0]
+                    per_policy[pid] = per_policy.get(pid, 0) + 1
+        if r.verdict == "escalated":
+            escalated_rows.append(r)
+
+    compliant = sum(1 for r in latest.values() if r.verdict in COMPLIANT)
+    open_rows = sorted((r for r in latest.values() if r.verdict in OPEN), key=lambda r: (r.time, r.resource_id))
+    days = _days(since, until)
+    return Report(
+        since=_iso(since), until=_iso(until), rows=len(inside), verdicts=dict(sorted(verdicts.items())),
+        covered=len(latest), compliant=compliant,
+        requested=sum(1 for r in latest.values() if r.verdict == "requested"),
+        compliance=compliant / len(latest) if latest else None,
+        time_to_remediate=_remediation(durations, skipped),
+        open_violations=[OpenViolation(r.resource_id, r.verdict, r.reason, r.time) for r in open_rows],
+        remediations_per_policy=dict(sorted(per_policy.items(), key=lambda kv: (-kv[1], kv[0]))),
+        remediations_per_day=[(d, per_day.get(d, 0)) for d in days],
+        escalations=len(escalated_rows),
+        escalated_resources=sorted({r.resource_id for r in escalated_rows}),
+        shadow=_shadow([r for _t, r in inside]),
+    )
+
+
+def _iso(t: datetime) -> str:
+    return t.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _days(since: datetime, until: datetime) -> list[str]:
+    first: date = since.astimezone(timezone.utc).date()
+    last: date = (until.astimezone(timezone.utc) - timedelta(microseconds=1)).date()
+    return [(first + timedelta(days=i)).isoformat() for i in range((last - first).days + 1)] if last >= first else []
+
+
+def _remediation(durations: list[float], skipped: int) -> Remediation:
+    if not durations:
+        return Remediation(0, skipped, None, None, None)
+    ordered = sorted(durations)
+    p90 = ordered[max(0, math.ceil(0.9 * len(ordered)) - 1)]
+    return Remediation(len(ordered), skipped, round(mean(ordered), 3), round(median(ordered), 3), round(p90, 3))
+
+
+def _shadow(rows: list[AuditRow]) -> ShadowComparison:
+    enforced: dict[str, AuditRow] = {}
+    for r in rows:
+        if r.verdict != "shadow":
+            enforced[r.event_id] = r          # rows are in time order: the latest wins
+    agree = stricter = looser = not_comparable = 0
+    examples: list[dict[str, str]] = []
+    for s in (r for r in rows if r.verdict == "shadow"):
+        e = enforced.get(s.event_id)
+        would = s.reason
+        have = "compliant" if e is not None and e.verdict == "ignored" and e.reason == "no_policy" else \
+            (e.verdict if e is not None else "")
+        if have not in _RANK or would not in _RANK:
+            not_comparable += 1
+            continue
+        if _RANK[would] == _RANK[have]:
+            agree += 1
+            continue
+        kind = "stricter" if _RANK[would] > _RANK[have] else "looser"
+        if kind == "stricter":
+            stricter += 1
+        else:
+            looser += 1
+        if len(examples) < MAX_EXAMPLES:
+            examples.append({"kind": kind, "event_id": s.event_id, "resource_id": s.resource_id,
+                             "enforced": have, "shadow": would, "shadow_policies": ", ".join(s.policies)})
+    return ShadowComparison(agree + stricter + looser, agree, stricter, looser, not_comparable, examples)
+
+
+# ---- rendering -----------------------------------------------------------------------------------
+def _pct(x: float | None) -> str:
+    return "n/a" if x is None else f"{100 * x:.1f}%"
+
+
+def _secs(x: float | None) -> str:
+    if x is None:
+        return "n/a"
+    return f"{x:.1f} s" if x < 120 else f"{x / 60:.1f} min"
+
+
+def _summary_lines(r: Report) -> list[tuple[str, str]]:
+    ttr = r.time_to_remediate
+    return [
+        ("period", f"{r.since} .. {r.until}"),
+        ("audit rows", str(r.rows)),
+        ("covered resources", str(r.covered)),
+        ("compliant", f"{r.compliant} of {r.covered} ({_pct(r.compliance)})"),
+        ("open violations", str(len(r.open_violations))),
+        ("fixes in flight (requested)", str(r.requested)),
+        ("time to remediate: mean", _secs(ttr.mean_seconds)),
+        ("time to remediate: median", _secs(ttr.median_seconds)),
+        ("time to remediate: p90", _secs(ttr.p90_seconds)),
+        ("remediations timed / without event time", f"{ttr.count} / {ttr.skipped_without_event_time}"),
+        ("escalations", f"{r.escalations} ({len(r.escalated_resources)} resources)"),
+        ("shadow vs enforced", f"{r.shadow.compared} compared: {r.shadow.agree} agree, {r.shadow.stricter} stricter, "
+                               f"{r.shadow.looser} looser ({r.shadow.not_comparable} not comparable)"),
+    ]
+
+
+def _table(headers: tuple[str, ...], rows: list[tuple[str, ...]]) -> list[str]:
+    widths = [max(len(str(x)) for x in col) for col in zip(headers, *rows)]
+    fmt = "  ".join(f"{{:<{w}}}" for w in widths)
+    return [fmt.format(*headers), fmt.format(*("-" * w for w in widths))] + [fmt.format(*row) for row in rows]
+
+
+def render_text(r: Report) -> str:
+    out = ["guardrails compliance report", ""]
+    out += _table(("measure", "value"), _summary_lines(r))
+    if r.remediations_per_policy:
+        out += ["", "remediations per policy"]
+        out += _table(("policy", "remediations"), [(p, str(n)) for p, n in r.remediations_per_policy.items()])
+    if r.open_violations:
+        out += ["", "open violations (latest decision)"]
+        out += _table(("resource", "verdict", "reason", "decided"),
+                      [(v.resource_id, v.verdict, v.reason, v.time) for v in r.open_violations])
+    if r.shadow.examples:
+        out += ["", "shadow disagreements (examples)"]
+        out += _table(("kind", "resource", "enforced", "shadow", "shadow policies"),
+                      [(e["kind"], e["resource_id"], e["enforced"], e["shadow"], e["shadow_policies"])
+                       for e in r.shadow.examples])
+    out += ["", "remediations per day"]
+    out += _table(("day", "remediations"), [(d, str(n)) for d, n in r.remediations_per_day])
+    return "\n".join(out) + "\n"
+
+
+def _svg_chart(per_day: list[tuple[str, int]]) -> str:
+    """Bars of remediations per day, inline SVG (no script, no external reference)."""
+    width, height, pad = 640, 200, 30
+    n = max(1, len(per_day))
+    top = max([c for _d, c in per_day] + [1])
+    bar = (width - 2 * pad) / n
+    parts = [f'<svg role="img" aria-label="remediations per day" '
+             f'width="{width}" height="{height + 40}" viewBox="0 0 {width} {height + 40}">',
+             f'<line x1="{pad}" y1="{height}" x2="{width - pad}" y2="{height}" stroke="#888"/>']
+    for i, (day, count) in enumerate(per_day):
+        h = (height - pad) * count / top
+        x = pad + i * bar
+        parts.append(f'<rect x="{x + bar * 0.1:.1f}" y="{height - h:.1f}" width="{bar * 0.8:.1f}" height="{h:.1f}" '
+                     f'fill="#2b6cb0"><title>{html.escape(day)}: {count}</title></rect>')
+        parts.append(f'<text x="{x + bar / 2:.1f}" y="{height - h - 4:.1f}" font-size="11" text-anchor="middle">'
+                     f'{count}</text>')
+        if n <= 14 or i % math.ceil(n / 14) == 0:
+            parts.append(f'<text x="{x + bar / 2:.1f}" y="{height + 16}" font-size="10" text-anchor="middle">'
+                         f'{html.escape(day[5:])}</text>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def _html_table(headers: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>" for row in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+_CSS = """body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;margin:2rem;color:#1a202c}
+h1{font-size:1.4rem}h2{font-size:1.1rem;margin-top:2rem}table{border-collapse:collapse;margin:.5rem 0}
+th,td{border:1px solid #cbd5e0;padding:.3rem .6rem;text-align:left;font-size:.9rem}th{background:#edf2f7}
+.kpi{display:inline-block;margin:0 1.5rem 1rem 0}.kpi b{display:block;font-size:1.6rem}"""
+
+
+def render_html(r: Report) -> str:
+    """One self-contained page: inline CSS and SVG, no script, no external reference."""
+    ttr = r.time_to_remediate
+    kpis = [("compliant", _pct(r.compliance)), ("covered resources", str(r.covered)),
+            ("open violations", str(len(r.open_violations))), ("mean time to remediate", _secs(ttr.mean_seconds)),
+            ("escalations", str(r.escalations))]
+    sections = [
+        "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
+        f"<title>guardrails compliance report {html.escape(r.since)} .. {html.escape(r.until)}</title>",
+        f"<style>{_CSS}</style></head><body>",
+        f"<h1>guardrails compliance report</h1><p>{html.escape(r.since)} .. {html.escape(r.until)}</p>",
+        "".join(f'<div class="kpi"><b>{html.escape(v)}</b>{html.escape(k)}</div>' for k, v in kpis),
+        "<h2>Summary</h2>", _html_table(("measure", "value"), _summary_lines(r)),
+        "<h2>Remediations per day</h2>", _svg_chart(r.remediations_per_day),
+        "<h2>Remediations per policy</h2>",
+        _html_table(("policy", "remediations"), [(p, str(n)) for p, n in r.remediations_per_policy.items()]),
+        "<h2>Open violations</h2>",
+        _html_table(("resource", "verdict", "reason", "decided"),
+                    [(v.resource_id, v.verdict, v.reason, v.time) for v in r.open_violations]),
+        "<h2>Shadow vs enforced</h2>",
+        _html_table(("kind", "resource", "enforced", "shadow", "shadow policies"),
+                    [(e["kind"], e["resource_id"], e["enforced"], e["shadow"], e["shadow_policies"])
+                     for e in r.shadow.examples]),
+        "</body></html>",
+    ]
+    return "\n".join(sections) + "\n"

@@ -1,0 +1,317 @@
+"""Reconciling sweep: what Event Grid dropped or dead-lettered is found and fixed on a timer.
+
+    for each subscription × covered type (a few at a time):
+        list (full bodies, paged by nextLink, each page a read token of the subscription's bucket)
+          ─▶ pure filter (``compiled.violations``: the same predicates as the event path)
+          ─▶ violating ones only: ``service.reconcile`` (the event path's decision and fix on the
+             listed body: no second read; writes and confirm reads paced too)
+    role assignments at each configured management group (no subscription topic delivers them):
+        list ``atScope()`` ─▶ each assignment AT the group through the role guardrail
+    ─▶ one summary row in ``<prefix>Sweeps``
+
+Audit: every non-compliant decision gets its own audit row (``event_type`` ``Guardrails.Sweep``,
+``correlation_id`` = the sweep id), so a fix made by a sweep reads like one made on an event.
+Compliant resources are only counted in the summary row (a 5,000-resource estate would otherwise
+write 5,000 rows a run saying nothing happened); role assignments always go through the role
+guardrail (it has no cheap filter), so each of those gets a row.
+
+Pacing: ARM reads 250 burst / 25 per s per subscription per principal. The sweep has its own
+service instance whose ARM and authorization gateways take tokens from ``RateLimiter`` buckets;
+the event path keeps its own gateways and is never held up by a sweep.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Callable, Iterable
+
+from .errors import ArmError, InvalidArmId
+from .logs import emit
+from .model.resource import CATALOG, ResourceSnapshot, ResourceType
+
+log = logging.getLogger("guardrails")
+
+SWEEP_EVENT_TYPE = "Guardrails.Sweep"
+EXPIRY_EVENT_TYPE = "Guardrails.ExemptionExpired"
+# verdict of a decision -> summary counter
+_COUNTER = {"compliant": "compliant", "remediated": "remediated", "requested": "remediated",
+            "failed": "failed", "violation": "open", "dry_run": "open", "escalated": "open",
+            "ignored": "skipped", "invalid": "skipped", "duplicate": "skipped"}
+
+
+def _iso(dt: datetime) -> str:
+    return dt.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+@dataclass
+class SweepSummary:
+    """One run, as written to ``<prefix>Sweeps``. ``open``: non-compliant and left so (notify-only,
+    audit mode / dry run, escalated); ``skipped``: gone or no longer covered when decided;
+    ``reads``: ARM read tokens taken; ``throttled_wait_s``: time spent waiting for them."""
+
+    sweep_id: str
+    kind: str
+    started: str
+    dry_run: bool = False
+    finished: str = ""
+    subscriptions: list[str] = field(default_factory=list)
+    management_groups: list[str] = field(default_factory=list)
+    seen: int = 0
+    compliant: int = 0
+    remediated: int = 0
+    open: int = 0
+    failed: int = 0
+    skipped: int = 0
+    reads: int = 0
+    pages: int = 0
+    throttled_wait_s: float = 0.0
+    duration_s: float = 0.0
+    truncated: bool = False
+    verdicts: dict[str, int] = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class _Tally:
+    """Thread-safe counting into a summary."""
+
+    def __init__(self, summary: SweepSummary) -> None:
+        self.s = summary
+        self._lock = threading.Lock()
+
+    def seen(self, n: int = 1, compliant: int = 0) -> None:
+        with self._lock:
+            self.s.seen += n
+            self.s.compliant += compliant
+
+    def decided(self, verdict: str) -> None:
+        with self._lock:
+            counter = _COUNTER.get(verdict, "skipped")
+            setattr(self.s, counter, getattr(self.s, counter) + 1)
+            self.s.verdicts[verdict] = self.s.verdicts.get(verdict, 0) + 1
+
+    def truncate(self) -> None:
+        with self._lock:
+            self.s.truncated = True
+
+    def error(self, text: str) -> None:
+        with self._lock:
+            self.s.errors.append(text[:300])
+            self.s.failed += 1
+
+
+class Sweeper:
+    """The sweep over one deployment. Built by ``bootstrap.build_sweeper``: ``service`` is a
+    GuardrailsService whose gateways are paced by ``reads`` (and a write limiter)."""
+
+    def __init__(self, service, lister, store, state, *, reads, concurrency: int = 4,
+                 max_seconds: float = 540.0, subscriptions: Iterable[str] = (),
+                 management_groups: Iterable[str] = (), clock: Callable[[], float] = time.monotonic,
+                 wall_clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)) -> None:
+        self.service, self.lister, self.store, self.state, self.reads = service, lister, store, state, reads
+        self.concurrency = max(1, int(concurrency))
+        self.max_seconds = max_seconds
+        self.subscriptions = tuple(subscriptions)
+        self.management_groups = tuple(management_groups)
+        self._clock, self._wall = clock, wall_clock
+
+    # ---------------------------------------------------------------------------------
+    def run(self, *, subscriptions: Iterable[str] = (), management_groups: Iterable[str] | None = None,
+            dry_run: bool = False) -> SweepSummary:
+        start, started = self._clock(), self._wall()
+        summary = SweepSummary(sweep_id=f"sweep-{started:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}", kind="sweep",
+                               started=_iso(started), dry_run=dry_run)
+        tally = _Tally(summary)
+        reads0, wait0, pages0 = self.reads.taken, self.reads.waited, self.lister.pages
+        subs = list(subscriptions) or list(self.subscriptions)
+        if not subs:
+            try:
+                subs = self.lister.list_subscriptions()
+            except ArmError as exc:
+                tally.error(f"list subscriptions: {exc}")
+        summary.subscriptions = subs
+        mgs = list(self.management_groups if management_groups is None else management_groups)
+        summary.management_groups = mgs
+        compiled = self.service.policies.get()
+        plan = list_plan(covered_types(compiled))
+        deadline = start + self.max_seconds
+        with ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="sweep") as pool:
+            for fut in [pool.submit(self._sweep_type, tally, compiled, sub, rt, decide, children, summary.sweep_id,
+                                    dry_run, deadline)
+                        for sub in subs for rt, decide, children in plan]:
+                fut.result()
+        for mg in mgs:
+            self._sweep_management_group(tally, mg, summary.sweep_id, dry_run, deadline)
+        summary.reads = self.reads.taken - reads0
+        summary.throttled_wait_s = round(self.reads.waited - wait0, 3)
+        summary.pages = self.lister.pages - pages0
+        return self._finish(summary, start)
+
+    def _finish(self, summary: SweepSummary, start: float) -> SweepSummary:
+        summary.finished = _iso(self._wall())
+        summary.duration_s = round(self._clock() - start, 3)
+        self.store.write(summary.to_dict())
+        emit(log, logging.WARNING if summary.failed else logging.INFO, "guardrail_sweep_finished",
+             **{k: v for k, v in summary.to_dict().items() if k not in ("verdicts", "errors")})
+        return summary
+
+    def _sweep_type(self, tally: _Tally, compiled, sub: str, rtype: ResourceType, decide: bool,
+                    children: tuple[ResourceType, ...], sweep_id: str, dry_run: bool, deadline: float) -> None:
+        """List one top-level type in one subscription, decide the violating ones (when a policy
+        covers the type), and list the covered child types of each (ARM lists them per parent)."""
+        kids = ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="sweep-child") if children else None
+        futures = []
+        try:
+            for body in self.lister.list_type(sub, rtype):
+                if self._clock() > deadline:
+                    tally.truncate()
+                    break
+                if decide:
+                    self.decide_listed(tally, compiled, rtype, body, sweep_id, dry_run)
+                if kids is not None and isinstance(body.get("id"), str):
+                    for child in children:       # one list per parent: in parallel, or latency would bound it
+                        futures.append(kids.submit(self._sweep_children, tally, compiled, sub, body["id"], child,
+                                                   sweep_id, dry_run))
+        except ArmError as exc:    # one type or subscription unreadable: the rest of the sweep goes on
+            self._list_failed(tally, sub, rtype.name, exc)
+        finally:
+            if kids is not None:
+                kids.shutdown(wait=True)
+        for fut in futures:
+            fut.result()          # anything but an ArmError (Table Storage down …) ends the sweep
+
+    def _sweep_children(self, tally: _Tally, compiled, sub: str, parent_id: str, child: ResourceType, sweep_id: str,
+                        dry_run: bool) -> None:
+        try:
+            for item in self.lister.list_children(parent_id, child):
+                self.decide_listed(tally, compiled, child, item, sweep_id, dry_run)
+        except ArmError as exc:
+            self._list_failed(tally, sub, f"{child.name} of {parent_id}", exc)
+
+    @staticmethod
+    def _list_failed(tally: _Tally, sub: str, what: str, exc: ArmError) -> None:
+        tally.error(f"list {what} in {sub}: {exc}")
+        emit(log, logging.ERROR, "guardrail_sweep_list_failed", subscription_id=sub, resource_type=what,
+             reason=exc.reason)
+
+    def decide_listed(self, tally: _Tally, compiled, rtype: ResourceType, body: dict, run_id: str, dry_run: bool,
+                      event_type: str = SWEEP_EVENT_TYPE) -> None:
+        rid = body.get("id")
+        if not isinstance(rid, str):
+            return
+        found = compiled.violations(body, rtype.name, None, None, rid)
+        shadow = compiled.shadow
+        if not found and not (shadow is not None and not dry_run and shadow.violations(body, rtype.name, None, None, rid)):
+            tally.seen(compliant=1)
+            return
+        tally.seen()
+        snapshot = ResourceSnapshot(resource_id=rid, type=str(body.get("type") or rtype.name), body=body,
+                                    etag=body.get("etag") if isinstance(body.get("etag"), str) else None)
+        self._decide(tally, rid, snapshot, run_id, dry_run, event_type)
+
+    def _decide(self, tally: _Tally, rid: str, snapshot: ResourceSnapshot | None, run_id: str, dry_run: bool,
+                event_type: str) -> None:
+        try:
+            row = self.service.reconcile(rid, snapshot, sweep_id=run_id, remediate=not dry_run, event_type=event_type)
+        except InvalidArmId as exc:
+            tally.decided("invalid")
+            emit(log, logging.WARNING, "guardrail_sweep_bad_id", reason=exc.reason)
+            return
+        tally.decided(row.verdict)
+
+    def _sweep_management_group(self, tally: _Tally, mg: str, sweep_id: str, dry_run: bool, deadline: float) -> None:
+        scope = management_group_scope(mg)
+        try:
+            listed = [a for a in self.lister.list_role_assignments(scope)
+                      if str((a.get("properties") or {}).get("scope", "")).rstrip("/").lower() == scope.lower()]
+        except ArmError as exc:
+            tally.error(f"list role assignments at {scope}: {exc}")
+            return
+        for a in listed:
+            if self._clock() > deadline:
+                tally.truncate()
+                return
+            if isinstance(a.get("id"), str):
+                tally.seen()
+                self._decide(tally, a["id"], None, sweep_id, dry_run, SWEEP_EVENT_TYPE)
+
+
+def covered_types(compiled) -> list[ResourceType]:
+    """Catalogue types some policy in force (or in shadow) selects, parents before children."""
+    shadow = compiled.shadow
+    types = [rt for rt in CATALOG.values()
+             if compiled.candidates(rt.name) or (shadow is not None and shadow.candidates(rt.name))]
+    return sorted(types, key=lambda rt: (rt.name.count("/"), rt.name))
+
+
+def list_plan(types: list[ResourceType]) -> list[tuple[ResourceType, bool, tuple[ResourceType, ...]]]:
+    """``(top-level type, decide it?, covered child types)``: a child type is listed under each
+    parent while the parent is listed anyway (a parent no policy covers is listed, not decided)."""
+    from .adapters.listing import parent_type
+
+    covered = {rt.key for rt in types}
+    plan: dict[str, tuple[ResourceType, bool, list[ResourceType]]] = {}
+    for rt in types:
+        parent = parent_type(rt)
+        top = parent or rt
+        entry = plan.setdefault(top.key, (top, top.key in covered, []))
+        if parent is not None:
+            entry[2].append(rt)
+    return [(top, decide, tuple(children)) for top, decide, children in plan.values()]
+
+
+def management_group_scope(mg: str) -> str:
+    """``mg-corp`` or its full id -> ``/providers/Microsoft.Management/managementGroups/mg-corp``."""
+    from .model.arm_id import parse_scope
+
+    text = mg.strip()
+    if not text.startswith("/"):
+        text = f"/providers/Microsoft.Management/managementGroups/{text}"
+    scope = parse_scope(text)        # InvalidArmId for anything else
+    if scope.subscription_id is not None or not str(scope).lower().startswith(
+            "/providers/microsoft.management/managementgroups/"):
+        raise InvalidArmId(f"{mg[:80]!r} is not a management group")
+    return str(scope)
+
+
+# ---- CLI: python -m guardrails sweep ---------------------------------------------------------
+def add_parser(sub) -> None:
+    p = sub.add_parser("sweep", help="reconciling sweep: list covered resources, fix drift, write a summary")
+    p.add_argument("--subscription", action="append", default=[], metavar="ID",
+                   help="subscription to sweep (repeatable; default GUARDRAILS_SWEEP_SUBSCRIPTIONS, else all visible)")
+    p.add_argument("--management-group", action="append", default=None, metavar="MG",
+                   help="management group whose role assignments to check (repeatable; default "
+                        "GUARDRAILS_SWEEP_MANAGEMENT_GROUPS)")
+    p.add_argument("--dry-run", action="store_true", help="decide and audit, change nothing")
+    p.add_argument("--expiry", action="store_true", help="run the exemption-expiry re-enforcement instead")
+
+
+def cli_main(args) -> int:
+    import json
+
+    from .bootstrap import build_sweeper
+    from .settings import Settings
+
+    try:
+        sweeper = build_sweeper(Settings.from_env())
+        if args.expiry:
+            from .expiry import ExpiryReEnforcer
+            summary = ExpiryReEnforcer(sweeper).run()
+        else:
+            for mg in args.management_group or ():
+                management_group_scope(mg)
+            summary = sweeper.run(subscriptions=args.subscription, management_groups=args.management_group,
+                                  dry_run=args.dry_run)
+    except InvalidArmId as exc:
+        from .simulate import UsageError
+        raise UsageError(str(exc)) from None
+    print(json.dumps(summary.to_dict()))
+    return 1 if summary.failed else 0

@@ -1,0 +1,38 @@
+"""Timer triggers: the reconciling sweep and the exemption-expiry re-enforcement.
+
+Schedules are app settings (``%GUARDRAILS_SWEEP_SCHEDULE%``, ``%GUARDRAILS_EXPIRY_SCHEDULE%``,
+NCRONTAB with seconds), resolved by the Functions host. ``use_monitor`` keeps the schedule
+status in storage so a run missed while the app was down happens once at start (``past_due``);
+never ``run_on_startup`` (every scale-out instance would sweep). A run that fails raises: the
+host logs it and the next occurrence tries again (the expiry window is kept until a run succeeds).
+"""
+
+from __future__ import annotations
+
+import logging
+
+import azure.functions as func
+
+from ..bootstrap import get_sweeper
+from ..logs import emit
+
+bp = func.Blueprint()
+log = logging.getLogger("guardrails")
+
+
+@bp.function_name("reconciling_sweep")
+@bp.timer_trigger(arg_name="timer", schedule="%GUARDRAILS_SWEEP_SCHEDULE%", run_on_startup=False, use_monitor=True)
+def reconciling_sweep(timer: func.TimerRequest) -> None:
+    if timer.past_due:
+        emit(log, logging.WARNING, "guardrail_timer_past_due", timer="reconciling_sweep")
+    get_sweeper().run()
+
+
+@bp.function_name("exemption_expiry")
+@bp.timer_trigger(arg_name="timer", schedule="%GUARDRAILS_EXPIRY_SCHEDULE%", run_on_startup=False, use_monitor=True)
+def exemption_expiry(timer: func.TimerRequest) -> None:
+    from ..expiry import ExpiryReEnforcer
+
+    if timer.past_due:
+        emit(log, logging.WARNING, "guardrail_timer_past_due", timer="exemption_expiry")
+    ExpiryReEnforcer(get_sweeper()).run()

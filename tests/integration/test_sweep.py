@@ -1,0 +1,197 @@
+"""Reconciling sweep over Azurite + the HTTPS emulator with the real SDK clients: list operations
+paged by nextLink, ARM's read bucket enforced by the emulator (429 past it), the guardrail's
+pacing on a fake clock shared with the emulator (no waiting), fixes asserted on the emulator's
+resulting state."""
+
+from __future__ import annotations
+
+import math
+
+import azure.functions as func
+import pytest
+
+from guardrails import bootstrap
+from guardrails.adapters.sweep_tables import TableSweepStore
+from guardrails.local.arm_emulator_list import ReadThrottle
+from guardrails.ratelimit import FakeClock
+from tests import builders as b
+
+pytestmark = pytest.mark.integration
+
+MG = "/providers/Microsoft.Management/managementGroups/mg-corp"
+
+
+def _estate(n: int, drift_every: int) -> tuple[list[dict], set[str]]:
+    """``n`` compliant resources of the five top-level types, round robin; one in ``drift_every``
+    of each type has drifted to public network access (what a dropped Event Grid event leaves
+    behind). 20 per policy: under the circuit breaker's default 50 fixes per 10 minutes."""
+    makers = (lambda i, pna: b.storage(f"st{i:05d}", pna=pna, blob=False),
+              lambda i, pna: b.key_vault(f"kv{i:05d}", pna=pna, rbac=True),
+              lambda i, pna: b.container_registry(f"acr{i:05d}", pna=pna, admin=False),
+              lambda i, pna: b.workspace(f"mlw{i:05d}", pna=pna),
+              lambda i, pna: b.ml_registry(f"mlreg{i:05d}", pna=pna))
+    resources, drifted = [], set()
+    for i in range(n):
+        pna = "Enabled" if (i // len(makers)) % drift_every == drift_every - 1 else "Disabled"
+        r = makers[i % len(makers)](i, pna)
+        r["id"] = r["id"].replace("/rg-ml-prod/", f"/rg-{i % 7}/")
+        resources.append(r)
+        if pna == "Enabled":
+            drifted.add(r["id"])
+    return resources, drifted
+
+
+def _sweeper(h, clock: FakeClock, **env):
+    from guardrails import settings as S
+    return bootstrap.build_sweeper(S.Settings.from_env({**h.env, **env}), clock=clock, sleep=clock.sleep)
+
+
+def _sweep_rows(h, sweep_id: str):
+    return [r for r in h.stored_rows() if r.correlation_id == sweep_id]
+
+
+def test_sweep_of_5000_resources_fixes_exactly_the_drifted_ones_within_the_read_limit_with_paging(harness):
+    resources, drifted = _estate(5000, 50)              # 2% drift: 100 resources
+    assert len(drifted) == 100
+    h = harness(resources)
+    before = {r["id"].lower(): r for r in h.emu.world()["resources"]}
+    clock = FakeClock()
+    # ARM's read bucket as the emulator enforces it, on the same (fake) clock; a small burst so
+    # that pacing, not the burst, carries the sweep
+    throttle = h.emu.read_throttle = ReadThrottle(rate=25, burst=25, clock=clock)
+    sweeper = _sweeper(h, clock, GUARDRAILS_ARM_READ_BURST="25")
+    t0 = clock()
+
+    summary = sweeper.run()
+
+    # the emulator's state: every drifted resource fixed, every other one untouched (same etag)
+    after = {r["id"].lower(): r for r in h.emu.world()["resources"]}
+    changed = {rid for rid, r in after.items() if r["etag"] != before[rid]["etag"]}
+    assert changed == {d.lower() for d in drifted}
+    assert all(after[d.lower()]["properties"]["publicNetworkAccess"] == "Disabled" for d in drifted)
+    # within the read limit: not one 429, every read took a token, and simulated time covers them
+    log = h.arm_requests()
+    assert [q for q in log if q["status"] == 429] == [] and throttle.throttled == 0
+    reads = [q for q in log if q["method"] == "GET"]
+    assert summary.reads == len(reads)
+    in_sub = [q for q in reads if q["path"] != "/subscriptions"]        # one bucket: the subscription's
+    assert clock() - t0 >= (len(in_sub) - 25) / 25 - 1e-6 and summary.throttled_wait_s > 0
+    # paging: each type listed by subscription, page after page through nextLink ($skiptoken)
+    lists = [q for q in reads if q["path"].count("/") == 5]
+    per_type = {q["path"].rsplit("/", 2)[-2] + "/" + q["path"].rsplit("/", 1)[-1] for q in lists}
+    assert len(per_type) == 5
+    assert len(lists) == 5 * math.ceil(1000 / h.emu.page_size)
+    assert sum(1 for q in lists if "$skiptoken" in q["query"]) == 5 * (math.ceil(1000 / h.emu.page_size) - 1)
+    # workspaces/computes have no subscription-wide list: one list per workspace (1,000)
+    computes = [q for q in reads if q["path"].endswith("/computes")]
+    assert len(computes) == 1000
+    assert summary.pages == len(lists) + len(computes) + 1                 # + the subscriptions list
+    # one write per drifted resource, one confirm read each; no resource read on its own otherwise
+    assert len(h.writes()) == 100 and len(in_sub) - len(lists) - len(computes) == 100
+    # audit: one row per non-compliant decision; compliant ones only counted
+    rows = _sweep_rows(h, summary.sweep_id)
+    assert {r.resource_id for r in rows} == drifted and {r.verdict for r in rows} == {"remediated"}
+    assert {r.event_type for r in rows} == {"Guardrails.Sweep"}
+    assert (summary.seen, summary.compliant, summary.remediated, summary.failed) == (5000, 4900, 100, 0)
+    stored = TableSweepStore(h.tables).read_month(int(summary.started[:4]), int(summary.started[5:7]))
+    row = next(s for s in stored if s["sweep_id"] == summary.sweep_id)
+    assert (row["seen"], row["compliant"], row["remediated"], row["reads"]) == (5000, 4900, 100, len(reads))
+    # the guardrail's own writes come back as events and are ignored (no second fix, no ARM call)
+    h.emu.clear_requests()
+    own = h.deliver_emitted()
+    assert len(own) == 100 and {r.reason for r in own} == {"own_write"} and h.arm_requests() == []
+
+
+def test_sweep_honours_retry_after_and_dry_run_changes_nothing(harness):
+    ok, bad = b.storage("stok", pna="Disabled", blob=False), b.storage("stbad", pna="Enabled", blob=True)
+    h = harness([ok, bad])
+    h.emu.add_fault(method="GET", path_regex=r"/providers/Microsoft\.Storage/storageAccounts$", status=429,
+                    retry_after=3, times=1)
+    clock = FakeClock()
+    dry = _sweeper(h, clock).run(dry_run=True)
+    assert [q["status"] for q in h.arm_requests("GET") if q["path"].endswith("storageAccounts")] == [429, 200]
+    assert clock() >= 1000.0 + 3          # waited Retry-After (on the injected clock)
+    assert h.writes() == [] and h.resource(bad["id"])["properties"]["publicNetworkAccess"] == "Enabled"
+    rows = _sweep_rows(h, dry.sweep_id)
+    assert [(r.resource_id, r.verdict) for r in rows] == [(bad["id"], "dry_run")] and dry.open == 1
+
+    real = _sweeper(h, clock).run()
+    assert real.remediated == 1 and real.compliant == 1
+    props = h.resource(bad["id"])["properties"]
+    assert (props["publicNetworkAccess"], props["allowBlobPublicAccess"]) == ("Disabled", False)
+
+
+def test_list_failure_of_one_type_is_reported_and_the_rest_is_swept(harness):
+    bad_st, bad_kv = b.storage("stbad", pna="Enabled", blob=False), b.key_vault("kvbad", pna="Enabled")
+    h = harness([bad_st, bad_kv])
+    h.emu.add_fault(method="GET", path_regex=r"/providers/Microsoft\.KeyVault/vaults$", status=403)
+    summary = _sweeper(h, FakeClock()).run()
+    assert summary.failed == 1 and "Microsoft.KeyVault/vaults" in summary.errors[0]
+    assert h.resource(bad_st["id"])["properties"]["publicNetworkAccess"] == "Disabled"
+    assert h.resource(bad_kv["id"])["properties"]["publicNetworkAccess"] == "Enabled"
+
+
+def test_sweep_removes_a_privileged_assignment_at_management_group_scope(harness):
+    contributor = b.role_assignment("Contributor", b.ALICE, scope=MG)
+    reader = b.role_assignment("Reader", b.ALICE, scope=MG)
+    above = b.role_assignment("Contributor", b.ALICE, scope="/")             # tenant root: not this group's
+    below = b.role_assignment("Contributor", b.ALICE)                        # subscription: its own topic
+    h = harness([], world={"roleAssignments": [contributor, reader, above, below]})
+    h.emu.page_size = 1                                                       # the list pages too
+    summary = _sweeper(h, FakeClock(), GUARDRAILS_SWEEP_MANAGEMENT_GROUPS="mg-corp").run()
+    remaining = {a["id"] for a in h.emu.role_assignments()}
+    assert contributor["id"] not in remaining
+    assert {reader["id"], above["id"], below["id"]} <= remaining
+    rows = {r.resource_id: r.verdict for r in _sweep_rows(h, summary.sweep_id)}
+    assert rows == {contributor["id"]: "remediated", reader["id"]: "compliant"}
+    listed = [q for q in h.arm_requests("GET") if q["path"].endswith("/roleAssignments")]
+    assert listed[0]["query"]["$filter"] == "atScope()" and any("$skiptoken" in q["query"] for q in listed)
+
+
+def test_timer_function_runs_the_sweep_as_the_host_calls_it(harness, monkeypatch):
+    from guardrails.triggers.timers import reconciling_sweep
+
+    bad = b.container_registry("acrbad", pna="Enabled", admin=False)
+    h = harness([bad, b.container_registry("acrok", pna="Disabled", admin=False)])
+    for k, v in h.env.items():
+        monkeypatch.setenv(k, v)
+    monkeypatch.setattr(bootstrap, "_sweeper", None)
+    reconciling_sweep(host_timer(past_due=True))
+    assert h.resource(bad["id"])["properties"]["publicNetworkAccess"] == "Disabled"
+    stored = TableSweepStore(h.tables).read_month(*_this_month())
+    assert [(s["kind"], s["seen"], s["remediated"]) for s in stored] == [("sweep", 2, 1)]
+
+
+def test_cli_sweep_prints_the_summary(harness, monkeypatch, capsys):
+    import json
+
+    from guardrails.cli import main
+
+    bad = b.workspace("mlwbad", pna="Enabled")
+    h = harness([bad])
+    for k, v in h.env.items():
+        monkeypatch.setenv(k, v)
+    assert main(["sweep", "--dry-run", "--subscription", b.SUB]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert (out["seen"], out["open"], out["dry_run"], out["subscriptions"]) == (1, 1, True, [b.SUB])
+    assert h.writes() == []
+    assert main(["sweep", "--management-group", "/subscriptions/x"]) == 2
+
+
+def host_timer(*, past_due: bool = False) -> func.TimerRequest:
+    """The TimerRequest the Python worker builds from the host's timer payload."""
+    import json
+
+    from azure.functions import meta
+    from azure.functions.timer import TimerRequestConverter
+
+    payload = {"Schedule": {"AdjustForDST": True}, "IsPastDue": past_due,
+               "ScheduleStatus": {"Last": "2026-11-24T00:00:00+00:00", "Next": "2026-11-24T06:00:00+00:00",
+                                  "LastUpdated": "2026-11-24T00:00:00+00:00"}}
+    return TimerRequestConverter.decode(meta.Datum(json.dumps(payload), "json"), trigger_metadata={})
+
+
+def _this_month() -> tuple[int, int]:
+    from datetime import datetime, timezone
+    now = datetime.now(timezone.utc)
+    return now.year, now.month
