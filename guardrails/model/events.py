@@ -253,11 +253,11 @@ def _data_size(data: Mapping[str, Any]) -> int:
     return len(text.encode("utf-8", "surrogatepass"))
 
 
-def parse_resource_event(env: Envelope) -> ResourceEvent:
-    """Validate the data of an ARM resource event and wrap it in a ``ResourceEvent``."""
-    if env.event_type not in RESOURCE_EVENT_TYPES:
-        raise InvalidEvent(f"event type {_show(env.event_type)} is not an ARM resource event",
-                           reason="unsupported_event_type")
+def data_object(env: Envelope, types: Any, family: str) -> Mapping[str, Any]:
+    """The checks every event family starts with: a type of ``types``, then ``data`` present, an
+    object, at most ``MAX_DATA_BYTES`` serialised. Returns the data."""
+    if env.event_type not in types:
+        raise InvalidEvent(f"event type {_show(env.event_type)} is not {family}", reason="unsupported_event_type")
     data = env.data
     if data is None:
         raise InvalidEvent("event has no data", reason="missing_data")
@@ -266,6 +266,12 @@ def parse_resource_event(env: Envelope) -> ResourceEvent:
     size = _data_size(data)
     if size > MAX_DATA_BYTES:
         raise InvalidEvent(f"data is {size} bytes, more than {MAX_DATA_BYTES}", reason="oversized")
+    return data
+
+
+def parse_resource_event(env: Envelope) -> ResourceEvent:
+    """Validate the data of an ARM resource event and wrap it in a ``ResourceEvent``."""
+    data = data_object(env, RESOURCE_EVENT_TYPES, "an ARM resource event")
 
     uri = data.get("resourceUri")
     if uri is None:

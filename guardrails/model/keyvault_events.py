@@ -22,7 +22,7 @@ from typing import Any
 
 from guardrails.errors import InvalidEvent
 from guardrails.model.arm_id import ArmId, parse_arm_id
-from guardrails.model.events import MAX_DATA_BYTES, Envelope, _data_size
+from guardrails.model.events import Envelope, data_object
 
 PREFIX = "Microsoft.KeyVault."
 SECRET_EXPOSED = "Guardrails.SecretExposed"
@@ -112,15 +112,7 @@ def _epoch(d: Mapping[str, Any], key: str) -> datetime | None:
 
 
 def parse_keyvault_event(env: Envelope) -> KeyVaultEvent:
-    if env.event_type not in KEYVAULT_EVENT_TYPES:
-        raise InvalidEvent(f"event type {env.event_type[:80]!r} is not a Key Vault event", reason="unsupported_event_type")
-    raw = env.data
-    if raw is None:
-        raise InvalidEvent("data is missing", reason="missing_data")
-    if not isinstance(raw, Mapping):
-        raise InvalidEvent(f"data must be an object, got {type(raw).__name__}", reason="wrong_type")
-    if _data_size(raw) > MAX_DATA_BYTES:
-        raise InvalidEvent("data is too large for a Key Vault event", reason="oversized")
+    raw = data_object(env, KEYVAULT_EVENT_TYPES, "a Key Vault event")
     d = _strip_keys(raw)
     vault = _text(d, "VaultName", required=True)
     if not _VAULT.match(vault):

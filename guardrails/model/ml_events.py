@@ -29,7 +29,7 @@ from typing import Any
 
 from guardrails.errors import InvalidArmId, InvalidEvent
 from guardrails.model.arm_id import ArmId, parse_arm_id
-from guardrails.model.events import MAX_DATA_BYTES, Envelope, _data_size, _get_ci
+from guardrails.model.events import Envelope, _get_ci, data_object
 
 PREFIX = "Microsoft.MachineLearningServices."
 MODEL_REGISTERED = PREFIX + "ModelRegistered"
@@ -169,15 +169,7 @@ def _model_ids(text: str) -> tuple[tuple[str, str], ...]:
 
 def parse_ml_event(env: Envelope) -> MlEvent:
     """Validate the data of an Azure ML workspace event and wrap it in its typed view."""
-    if env.event_type not in ML_EVENT_TYPES:
-        raise InvalidEvent(f"event type {env.event_type[:80]!r} is not an Azure ML event", reason="unsupported_event_type")
-    data = env.data
-    if data is None:
-        raise InvalidEvent("event has no data", reason="missing_data")
-    if not isinstance(data, Mapping):
-        raise InvalidEvent(f"data must be an object, got {type(data).__name__}", reason="wrong_type")
-    if _data_size(data) > MAX_DATA_BYTES:
-        raise InvalidEvent(f"data is more than {MAX_DATA_BYTES} bytes", reason="oversized")
+    data = data_object(env, ML_EVENT_TYPES, "an Azure ML event")
     ws = _workspace(env)
     head = (env, env.id, env.event_type, ws)
     if env.event_type == MODEL_REGISTERED:
