@@ -133,8 +133,13 @@ def table_rows(sw: dict, add_row: Callable, rows: list, notes: list) -> None:
         return {"median": v, "min": v, "max": v, "n": 1}
 
     add_row(rows, sec, f"resources/s, {sw['latency_ms']} ms ARM reads", one(sw["resources_per_s"]), lambda v: f"{v:,.0f}")
-    add_row(rows, sec, f"reads/s achieved (budget {sw['read_budget_per_s']:g}/s)", one(sw["reads_per_s"]),
-            lambda v: f"{v:.1f}", f"<= {sw['read_budget_per_s']:g}", sw["reads_per_s"] <= sw["read_budget_per_s"] * 1.05)
+    add_row(rows, sec, f"reads/s achieved (refill {sw['read_budget_per_s']:g}/s, burst {sw['burst']:g})",
+            one(sw["reads_per_s"]), lambda v: f"{v:.1f}")
+    # a token bucket allows ``burst + rate x wall`` reads in ``wall`` seconds: over a short run the
+    # average may sit above the refill rate and still be inside ARM's limit
+    allowed = sw["burst"] + sw["read_budget_per_s"] * sw["wall_s"]
+    add_row(rows, sec, "reads / what the bucket allows (burst + rate x wall)", one(sw["reads"] / allowed),
+            lambda v: f"{v:.2f}", "<= 1", sw["reads"] <= allowed)
     add_row(rows, sec, "wall / time the read budget needs", one(sw["wall_over_budget"]), lambda v: f"{v:.2f}x",
             "~1x (budget-bound)", 0.8 <= sw["wall_over_budget"] <= 1.3)
     add_row(rows, sec, "CPU share of wall (whole process)", one(sw["cpu_share"]), lambda v: f"{v * 100:.0f}%",

@@ -27,10 +27,12 @@ class ResourceGateway(Protocol):
         """Raises ResourceNotFound, ArmThrottled, ArmTransient, ArmError."""
 
     def patch_resource(self, resource_id: str, body: Mapping[str, Any], *, api_version: str,
-                       deadline: float) -> WriteResult: ...
+                       deadline: float, correlation_id: str | None = None) -> WriteResult: ...
 
     def put_resource(self, resource_id: str, body: Mapping[str, Any], *, api_version: str,
-                     etag: str | None, deadline: float) -> WriteResult: ...
+                     etag: str | None, deadline: float, correlation_id: str | None = None) -> WriteResult:
+        """``correlation_id`` is sent as ``x-ms-correlation-request-id``: ARM's correlation id of
+        the write, which its ResourceWriteSuccess event carries as ``data.correlationId``."""
 
 
 class PolicyRepository(Protocol):

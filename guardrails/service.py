@@ -98,6 +98,7 @@ class GuardrailsService:
         self._clock = clock
         self._wall = wall_clock
         self._locks = tuple(threading.Lock() for _ in range(64))   # striped per-resource locks
+        self.settled = SettledWrites()   # correlation ids of our writes that finished (no pending record)
 
     # ---------------------------------------------------------------------------------
     def handle_event(self, raw: Any) -> AuditRow:
@@ -455,6 +456,9 @@ class GuardrailsService:
         if not ok:
             return
         rid = snapshot.resource_id
+        # our write's own event carries this id (data.correlationId); unless the fix is left
+        # ``requested`` (a pending record), that event needs no lookup at all
+        correlation = str(uuid.uuid4())
         try:
             if rtype.write_method == "put":
                 body = copy.deepcopy(dict(snapshot.body))
@@ -462,13 +466,14 @@ class GuardrailsService:
                     body.pop(key, None)
                 for r, _rec in ok:
                     _set_path(body, r.change.property, r.change.after)
-                result = self.arm.put_resource(rid, body, api_version=rtype.api_version,
-                                               etag=snapshot.etag, deadline=ctx.deadline)
+                result = self.arm.put_resource(rid, body, api_version=rtype.api_version, etag=snapshot.etag,
+                                               deadline=ctx.deadline, correlation_id=correlation)
             else:
                 body = {}
                 for r, _rec in ok:
                     _set_path(body, r.change.property, r.change.after)
-                result = self.arm.patch_resource(rid, body, api_version=rtype.api_version, deadline=ctx.deadline)
+                result = self.arm.patch_resource(rid, body, api_version=rtype.api_version, deadline=ctx.deadline,
+                                                 correlation_id=correlation)
         except ResourceNotFound:
             for _r, rec in ok:
                 rec.outcome, rec.message = "failed", "resource disappeared before the fix"
@@ -483,6 +488,7 @@ class GuardrailsService:
             for _r, rec in ok:
                 rec.outcome, rec.message = "requested", "long-running fix accepted, still running"
             return
+        self.settled.add(correlation)
         # confirm: read back and check every property really holds the value we set
         self.snapshots.forget(rid)
         try:
@@ -529,7 +535,10 @@ class GuardrailsService:
     def _own_write(self, ctx: _Ctx, row: AuditRow, event, rtype: ResourceType | None) -> AuditRow:
         """Our own write came back. Ignored with zero ARM calls, unless it completes a fix that
         was still running when its delivery ended (``requested``): then read back and confirm."""
-        pending = self.pending.list(str(event.resource_id)) if rtype is not None else []
+        if rtype is None or self.settled.holds(event.correlation_id):
+            # no pending record can exist for a write this worker saw finish: zero table reads
+            return self._finish(ctx, row, "ignored", "own_write", "write made by the guardrail itself")
+        pending = self.pending.list(str(event.resource_id))
         if not pending:
             return self._finish(ctx, row, "ignored", "own_write", "write made by the guardrail itself")
         rid = str(event.resource_id)
@@ -595,6 +604,31 @@ class _CheckTarget:
     def __init__(self, resource_id) -> None:
         self.resource_id = resource_id
         self.envelope = self._Env()
+
+
+class SettledWrites:
+    """Correlation ids of this worker's fixes that finished within their delivery.
+
+    A pending-fix record exists only for a write left ``requested``; a write this worker saw
+    finish never has one. So its own write event (``data.correlationId`` = the id sent as
+    ``x-ms-correlation-request-id``) is ignored without looking records up. The fact never goes
+    stale, whatever other instances do; an event this worker cannot vouch for (another instance's
+    write, an id evicted from the bounded memory) is looked up as before.
+    """
+
+    def __init__(self, size: int = 8192) -> None:
+        self._size = size
+        self._ids: dict[str, None] = {}
+        self._lock = threading.Lock()
+
+    def add(self, correlation_id: str) -> None:
+        with self._lock:
+            if len(self._ids) >= self._size:
+                self._ids.pop(next(iter(self._ids)))
+            self._ids[correlation_id.lower()] = None
+
+    def holds(self, correlation_id: str | None) -> bool:
+        return bool(correlation_id) and correlation_id.lower() in self._ids
 
 
 class SnapshotCache:

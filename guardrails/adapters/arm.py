@@ -100,16 +100,20 @@ class ArmGateway:
         return WriteResult("done")
 
     def patch_resource(self, resource_id: str, body: Mapping[str, Any], *, api_version: str,
-                       deadline: float) -> WriteResult:
+                       deadline: float, correlation_id: str | None = None) -> WriteResult:
+        headers = {"x-ms-correlation-request-id": correlation_id} if correlation_id else {}
+
         def begin():
             return self._client.resources.begin_update_by_id(
-                encode_id(resource_id), dict(body), api_version=api_version,
+                encode_id(resource_id), dict(body), api_version=api_version, headers=headers,
                 polling_interval=0.2, read_timeout=self._timeout_for(deadline))
         return self._write(begin, deadline=deadline, what=f"PATCH {resource_id}")
 
     def put_resource(self, resource_id: str, body: Mapping[str, Any], *, api_version: str,
-                     etag: str | None, deadline: float) -> WriteResult:
+                     etag: str | None, deadline: float, correlation_id: str | None = None) -> WriteResult:
         headers = {"If-Match": etag} if etag else {}
+        if correlation_id:
+            headers["x-ms-correlation-request-id"] = correlation_id
 
         def begin():
             return self._client.resources.begin_create_or_update_by_id(

@@ -367,6 +367,7 @@ class AzureEmulator:
         faultable = route is None or not hasattr(route, "faultable") or route.faultable(req)
         entry = {"method": req.method, "host": req.host, "path": req.path, "query": dict(req.query),
                  "status": None, "caller": req.caller,
+                 "correlation_id": req.header("x-ms-correlation-request-id"),
                  "body": copy.deepcopy(req.body) if req.body_is_json else None}
         with self._lock:
             self._log.append(entry)

@@ -1,10 +1,13 @@
 """Selection and evaluation: snapshot + policies -> the violated rules. Pure and fast.
 
-``compile_policies`` turns each policy once into per-resource-type entries; each rule becomes
-one fused check ``body -> passes`` (exact-key path lookups unrolled, the catalogue default of
-the property for that type, the compiled operator predicate). ``evaluate`` then costs one dict
-lookup per resource and one call per rule, and allocates only for violations (value, change,
-exemption are worked out again on that slow path).
+``compile_policies`` turns the policies of each resource type once into one generated Python
+function (``_generate``): the rules laid out on the tree of their property paths (each object
+read once, exact keys), the operator inlined for string and boolean equality, the catalogue
+default of an absent or null property decided at compile time, and the result a precomputed
+tuple per set of violated rules. ``evaluate`` and ``violations`` then cost one dict lookup and
+one call per resource and allocate only for violations (value, change, exemption are worked out
+again on that slow path). ``violations_many`` / ``violation_pairs`` (a sweep, the benchmark) run
+one generated loop with every type inlined: no call at all per resource.
 
 Modes are not interpreted here beyond ``off`` (never selected): ``audit`` policies produce
 results like ``enforce`` ones; the service decides what to apply (``result.policy.mode``).

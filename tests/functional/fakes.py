@@ -39,14 +39,14 @@ class FakeArm:
             else:
                 dst[k] = copy.deepcopy(v)
 
-    def patch_resource(self, resource_id, body, *, api_version, deadline) -> WriteResult:
+    def patch_resource(self, resource_id, body, *, api_version, deadline, correlation_id=None) -> WriteResult:
         self.calls.append(("PATCH", resource_id))
         self._maybe_fail("PATCH")
         if not self.ignore_writes and self.write_state == "done":
             self._merge(self.resources[resource_id.lower()], body)
         return WriteResult(self.write_state)
 
-    def put_resource(self, resource_id, body, *, api_version, etag, deadline) -> WriteResult:
+    def put_resource(self, resource_id, body, *, api_version, etag, deadline, correlation_id=None) -> WriteResult:
         self.calls.append(("PUT", resource_id))
         self._maybe_fail("PUT")
         cur = self.resources[resource_id.lower()]

@@ -168,6 +168,42 @@ def test_long_running_fix_past_the_budget_is_requested_then_confirmed_by_its_wri
     assert (again.verdict, again.reason) == ("ignored", "own_write") and h.emu.requests == []
 
 
+class _CountingPending:
+    """Counts pending-fix lookups (the table read an own-write event may cost)."""
+
+    def __init__(self, inner) -> None:
+        self.inner, self.lookups = inner, 0
+
+    def list(self, resource_id):
+        self.lookups += 1
+        return self.inner.list(resource_id)
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+
+def test_own_write_of_a_finished_fix_costs_no_lookup_but_another_worker_still_checks(harness):
+    from guardrails import bootstrap
+
+    res = b.storage()
+    h = harness([res])
+    h.service.pending = counting = _CountingPending(h.service.pending)
+    assert h.deliver(b.write_event(res["id"])).verdict == "remediated"
+    (patch,) = [q for q in h.emu.requests if q["method"] == "PATCH"]
+    (own_event,) = h.emu.drain_events()
+    # the fix's own event carries the correlation id the guardrail sent with its write
+    assert own_event["data"]["correlationId"] == patch["correlation_id"]
+    h.emu.clear_requests()
+    own = h.deliver(own_event)
+    assert (own.verdict, own.reason) == ("ignored", "own_write")
+    assert counting.lookups == 0 and h.emu.requests == []
+    # another worker cannot vouch for that write: it looks the pending fixes up (none) and ignores it
+    other = bootstrap.build_service(h.settings)
+    other.pending = other_counting = _CountingPending(other.pending)
+    row = other.handle_event(own_event)
+    assert (row.verdict, row.reason) == ("ignored", "own_write") and other_counting.lookups == 1
+
+
 # ---- circuit breaker -------------------------------------------------------------------------
 def test_breaker_trips_at_n_plus_one_under_concurrency_and_resets_by_command(harness, tmp_path):
     d = tmp_path / "extra"

@@ -374,9 +374,9 @@ def test_request_log_entries(emu, client):
     client.resources.begin_update_by_id(ST, {"tags": {"k": "v"}}, api_version=V_ST).result()
     first, second = emu.requests
     assert first == {"method": "GET", "host": "management", "path": ST, "query": {"api-version": V_ST},
-                     "status": 401, "caller": None, "body": None}
+                     "status": 401, "caller": None, "correlation_id": None, "body": None}
     assert second == {"method": "PATCH", "host": "management", "path": ST, "query": {"api-version": V_ST},
-                      "status": 200, "caller": OID, "body": {"tags": {"k": "v"}}}
+                      "status": 200, "caller": OID, "correlation_id": None, "body": {"tags": {"k": "v"}}}
     assert raw(emu, "GET", ST + f"?api-version={V_ST}", headers=bearer(app_id=APPID))[0] == 200
     assert emu.requests[-1]["caller"] == OID                            # oid wins over appid
     emu.clear_requests()
