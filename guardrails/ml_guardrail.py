@@ -24,6 +24,7 @@ import copy
 import logging
 import math
 import re
+import uuid
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
@@ -31,6 +32,7 @@ from .errors import ArmError, InvalidArmId, ResourceNotFound
 from .logs import emit
 from .model.arm_id import ArmId, parse_arm_id
 from .model.decision import ViolationRecord, combine_verdict
+from .model.resource import ResourceType
 from .model.ml_events import DriftDetected, MlEvent, ModelDeployed, ModelRegistered, RunEvent
 from .policy import model_rules as mr
 
@@ -124,6 +126,11 @@ class MlLifecycleGuardrail:
 
     def __init__(self, service) -> None:
         self.svc = service
+
+    @staticmethod
+    def resource_type(rid: ArmId) -> ResourceType:
+        """How the service reads one of these back (a pending long-running fix's own write)."""
+        return ResourceType(rid.resource_type, API_VERSION, "put")
 
     @staticmethod
     def covers(rid: ArmId) -> bool:
@@ -385,21 +392,35 @@ class MlLifecycleGuardrail:
             if f not in enforce:
                 f.rec.outcome, f.rec.message = "dry_run", f"{f.rec.message}; audit mode: would fix"[:300]
         rid = parse_arm_id(snap.resource_id)
-        permitted = self.svc._breaker_permits(row, rid, [(_Permit(f.policy), f.rec) for f in enforce]) if enforce else []
+        permitted = [(_Permit(f.policy), f.rec) for f in enforce]
+        reasons: list[str] = []
+        if permitted and self.svc.escalations is not None:     # a pipeline fighting the guardrail
+            permitted = self.svc._flip_flop(row, rid, permitted, reasons)
+        if permitted:
+            permitted = self.svc._breaker_permits(row, rid, permitted)
         if permitted:
             self._write(ctx, row, snap, [rec for _p, rec in permitted], apply, holds, done)
         self._report(row, list(also) + found, owner)
+        if reasons and row.verdict != "failed":
+            row.reason = reasons[0]
 
     def _write(self, ctx, row, snap, recs, apply, holds, done: str) -> None:
         body = copy.deepcopy(dict(snap.body))
         for key in _READ_ONLY_TOP:
             body.pop(key, None)
         apply(body)
+        correlation = str(uuid.uuid4())      # its own write event carries it (see service.SettledWrites)
         try:
             result = self.svc.arm.put_resource(snap.resource_id, body, api_version=API_VERSION, etag=snap.etag,
-                                               deadline=ctx.deadline)
+                                               deadline=ctx.deadline, correlation_id=correlation)
             if result.state == "requested":
+                # confirmed when its own write event arrives, like every long-running fix
+                self.svc.pending.add(snap.resource_id, row.event_id, {
+                    "event_id": row.event_id, "api_version": API_VERSION,
+                    "changes": [{"policy": r.policy, "rule": r.rule, "property": r.property, "before": r.before,
+                                 "after": r.after} for r in recs]})
                 return _outcome(recs, "requested", "fix accepted, still running")
+            self.svc.settled.add(correlation)
             after = self.svc.arm.get_resource(snap.resource_id, api_version=API_VERSION, deadline=ctx.deadline)
         except ArmError as exc:
             row.reason = exc.reason

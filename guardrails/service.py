@@ -28,6 +28,7 @@ from .model.keyvault_events import KEYVAULT_EVENT_TYPES, SECRET_EXPOSED, parse_k
 from .model.resource import ResourceSnapshot, ResourceType, lookup_type
 from .policy.cache import PolicyCache
 from .policy.evaluate import RuleResult
+from .model.policy import DEFAULT_FLIP_FLOP
 from .policy.flipflop import describe_actors, strictest
 from .policy.operators import values_equal
 from .ports import AuditSink, BreakerStore, IdempotencyStore, PendingFixStore, ResourceGateway
@@ -183,7 +184,10 @@ class GuardrailsService:
         rid = event.resource_id
         if self.settings.is_own_principal(event.actor.object_id, event.actor.app_id):
             covered = rid.resource_group and rid.scope is None and rid.resource_type.lower() != ROLE_ASSIGNMENT_TYPE
-            return self._own_write(ctx, row, event, lookup_type(rid.resource_type) if covered else None)
+            rtype = lookup_type(rid.resource_type) if covered else None
+            if rtype is None and self.ml is not None and self.ml.covers(rid):
+                rtype = self.ml.resource_type(rid)       # its long-running fixes are pending fixes too
+            return self._own_write(ctx, row, event, rtype)
         decide, done = self._route(ctx, row, rid, event)
         if done is not None:
             return done
@@ -421,7 +425,7 @@ class GuardrailsService:
     def _flip_flop(self, row: AuditRow, rid, to_apply, reasons: list[str]):
         """Count this revert against the resource's flip-flop budget; past it, revert nothing,
         record ``escalated`` with the actors whose changes were reverted, and tell the owner."""
-        rule = strictest(r.policy.flip_flop for r, _rec in to_apply)
+        rule = strictest(getattr(r.policy, "flip_flop", DEFAULT_FLIP_FLOP) for r, _rec in to_apply)
         decision = self.escalations.attempt(str(rid), row.actor.to_dict(), rule=rule)
         if decision.allowed:
             return to_apply

@@ -365,3 +365,36 @@ def test_an_on_demand_check_of_an_ml_resource_decides_without_acting(harness):
     row = bootstrap.get_service().check_resource(green["id"], remediate=False)
     assert row.verdict == "dry_run" and [v.rule for v in row.violations] == [RULE_EXPLICIT_VERSION]
     assert h.writes() == [] and h.resource(EP)["properties"]["traffic"] == {"blue": 80, "green": 20}
+
+
+# ---------------------------------------------------------------- safety rails and delivery
+def test_a_pipeline_fighting_the_traffic_fix_is_escalated_after_three_reverts(harness):
+    # GIVEN a deployment pipeline that keeps routing traffic back to the `latest` deployment
+    world, _green = endpoint_world("azureml:fraud-clf:latest", traffic={"blue": 100, "green": 0})
+    h = harness(world)
+    verdicts = []
+    for _ in range(4):
+        with user_client(h) as c:
+            body = h.resource(EP)
+            body["properties"]["traffic"] = {"blue": 50, "green": 50}
+            c.resources.begin_create_or_update_by_id(EP.lstrip("/"), {k: body[k] for k in (
+                "location", "tags", "identity", "kind", "properties")}, api_version=API).result()
+        rows = [r for r in h.deliver_emitted() if r.reason != "own_write"]
+        verdicts += [r.verdict for r in rows]
+    # THEN the default flip-flop budget (3 reverts in 60 min) holds: the 4th change stays, escalated
+    assert verdicts == ["remediated", "remediated", "remediated", "escalated"]
+    assert h.resource(EP)["properties"]["traffic"] == {"blue": 50, "green": 50}
+    last = next(r for r in reversed(h.recorder.rows) if r.verdict == "escalated")
+    assert last.reason == "flip_flop" and "alice@contoso.com" in last.violations[0].message
+
+
+def test_a_long_running_archive_is_confirmed_by_its_own_write_event(harness):
+    import time
+    v = model_version(WS, "fraud-clf", 11, tags={"owner": "ds_team@contoso.com"})
+    h = harness([v], env={"GUARDRAILS_TIME_BUDGET_SECONDS": "1.5"}, lro_seconds=2.5)
+    row = h.deliver(b.write_event(v["id"]))
+    assert row.verdict == "requested" and h.resource(v["id"])["properties"].get("isArchived") is not True
+    time.sleep(1.5)
+    (confirm,) = h.deliver_emitted()            # the PUT finished: its own write event confirms it
+    assert confirm.verdict == "remediated" and "confirmed" in confirm.violations[0].message
+    assert h.resource(v["id"])["properties"]["isArchived"] is True
