@@ -131,8 +131,11 @@ def azurite_upserts(connection: str, *, threads: int, count: int) -> float:
     """Single-entity upserts/s of audit-row-sized entities, through the same SDK and settings."""
     from azure.data.tables import TableServiceClient
 
-    svc = TableServiceClient.from_connection_string(connection, retry_total=2, connection_timeout=5,
-                                                    read_timeout=10)
+    from guardrails.adapters.transport import client_options
+
+    # the product's client options exactly (no per-call environment lookup): a fair ceiling
+    svc = TableServiceClient.from_connection_string(
+        connection, **client_options(retry_total=2, connection_timeout=5, read_timeout=10))
     name = "BenchCeiling" + uuid.uuid4().hex[:10]
     svc.create_table(name)
     table = svc.get_table_client(name)

@@ -19,6 +19,7 @@ TABLES_ENDPOINT = "GUARDRAILS_TABLES_ENDPOINT"          # https://<acct>.table.c
 FALLBACK_STORAGE = "AzureWebJobsStorage"                # used when neither of the above is set
 TABLE_PREFIX = "GUARDRAILS_TABLE_PREFIX"
 ARM_ENDPOINT = "GUARDRAILS_ARM_ENDPOINT"
+HTTPS_PROXY = "GUARDRAILS_HTTPS_PROXY"                   # egress proxy for every Azure client (optional)
 GRAPH_ENDPOINT = "GUARDRAILS_GRAPH_ENDPOINT"             # Microsoft Graph (group membership)
 KEYVAULT_URL_TEMPLATE = "GUARDRAILS_KEYVAULT_URL_TEMPLATE"   # "https://{vault}.vault.azure.net"
 KEYVAULT_VERIFY_CHALLENGE = "GUARDRAILS_KEYVAULT_VERIFY_CHALLENGE"  # "true" in Azure; "false" for the emulator

@@ -16,6 +16,7 @@ from ..errors import ArmError, ArmThrottled, ArmTransient, ResourceNotFound
 from ..model.resource import ResourceSnapshot
 from ..ports import WriteResult
 from .retry import BudgetedCaller, describe
+from .transport import client_options
 
 T = TypeVar("T")
 _PLACEHOLDER_SUBSCRIPTION = "00000000-0000-0000-0000-000000000000"  # by-id calls do not use it
@@ -50,9 +51,7 @@ class ArmGateway:
                  clock: Callable[[], float] = time.monotonic) -> None:
         from azure.mgmt.resource.resources import ResourceManagementClient
 
-        kwargs: dict[str, Any] = {"retry_total": 0, "polling_interval": 1}
-        if ca_bundle:
-            kwargs["connection_verify"] = ca_bundle
+        kwargs = client_options(ca_bundle, retry_total=0, polling_interval=1)
         self._client = ResourceManagementClient(credential, _PLACEHOLDER_SUBSCRIPTION, base_url=endpoint, **kwargs)
         self._caller = BudgetedCaller(timeout=timeout, sleep=sleep, clock=clock)
         self._clock = clock

@@ -16,6 +16,7 @@ from urllib.parse import quote
 
 from ..errors import ResourceNotFound
 from .retry import BudgetedCaller
+from .transport import client_options
 
 _PLACEHOLDER_SUBSCRIPTION = "00000000-0000-0000-0000-000000000000"
 
@@ -38,9 +39,7 @@ class AuthorizationGateway:
                  clock: Callable[[], float] = time.monotonic) -> None:
         from azure.mgmt.authorization import AuthorizationManagementClient
 
-        kwargs: dict[str, Any] = {"retry_total": 0}
-        if ca_bundle:
-            kwargs["connection_verify"] = ca_bundle
+        kwargs = client_options(ca_bundle, retry_total=0)
         self._client = AuthorizationManagementClient(credential, _PLACEHOLDER_SUBSCRIPTION, base_url=endpoint, **kwargs)
         self._caller = BudgetedCaller(timeout=timeout, sleep=sleep, clock=clock)
         self._clock = clock
@@ -118,14 +117,13 @@ class GraphGroupResolver:
 
         self._endpoint = endpoint.rstrip("/")
         self._timeout, self._ttl, self._clock = timeout, ttl, clock
+        kwargs = client_options(ca_bundle)
         pipeline_policies = [
             policies.HeadersPolicy(), policies.UserAgentPolicy("guardrails"),
+            policies.ProxyPolicy(proxies=kwargs.pop("proxies", None)),
             policies.BearerTokenCredentialPolicy(credential, "https://graph.microsoft.com/.default"),
             policies.NetworkTraceLoggingPolicy(),
         ]
-        kwargs: dict[str, Any] = {}
-        if ca_bundle:
-            kwargs["connection_verify"] = ca_bundle
         self._client = PipelineClient(self._endpoint, policies=pipeline_policies, **kwargs)
         self._cache: dict[tuple[str, str], tuple[bool, float]] = {}
         self._lock = threading.Lock()

@@ -19,6 +19,7 @@ from datetime import datetime
 from typing import Any
 
 from ..outbox import PublishError
+from .transport import client_options
 
 _TOPIC_SCOPE = "https://eventgrid.azure.net/.default"
 
@@ -58,10 +59,8 @@ class EventGridTopic:
             from azure.eventgrid._legacy import EventGridPublisherClient
 
             credential = AzureKeyCredential(self._key) if self._key else self._credential
-            kwargs: dict[str, Any] = {"retry_total": 0, "connection_timeout": self._timeout,
-                                      "read_timeout": self._timeout}
-            if self._ca_bundle:
-                kwargs["connection_verify"] = self._ca_bundle
+            kwargs = client_options(self._ca_bundle, retry_total=0, connection_timeout=self._timeout,
+                                    read_timeout=self._timeout)
             self._client = EventGridPublisherClient(self.endpoint, credential, **kwargs)
         return self._client
 

@@ -15,6 +15,7 @@ from urllib.parse import quote
 
 from ..secrets.values import KeyVersion, Redacted, SecretVersion
 from .retry import BudgetedCaller
+from .transport import client_options
 
 
 class KeyVaultGateway:
@@ -42,10 +43,7 @@ class KeyVaultGateway:
         return self._template.format(vault=vault.lower())
 
     def _kwargs(self) -> dict[str, Any]:
-        kw: dict[str, Any] = {"verify_challenge_resource": self._verify, "retry_total": 0}
-        if self._ca:
-            kw["connection_verify"] = self._ca
-        return kw
+        return client_options(self._ca, verify_challenge_resource=self._verify, retry_total=0)
 
     def _secret_client(self, vault: str):
         with self._lock:
@@ -140,9 +138,7 @@ class StorageKeysGateway:
                  caller: BudgetedCaller | None = None) -> None:
         from azure.mgmt.resource.resources import ResourceManagementClient
 
-        kwargs: dict[str, Any] = {"retry_total": 0}
-        if ca_bundle:
-            kwargs["connection_verify"] = ca_bundle
+        kwargs = client_options(ca_bundle, retry_total=0)
         self._endpoint = endpoint.rstrip("/")
         self._client = ResourceManagementClient(credential, "00000000-0000-0000-0000-000000000000",
                                                 base_url=self._endpoint, **kwargs)

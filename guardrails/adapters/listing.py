@@ -26,6 +26,7 @@ from ..model.resource import ResourceType, lookup_type
 from ..ratelimit import RateLimiter, TENANT_KEY, limit_key
 from .arm import _PLACEHOLDER_SUBSCRIPTION, encode_id
 from .retry import BudgetedCaller
+from .transport import client_options
 
 AUTHZ_API_VERSION = "2022-04-01"
 SUBSCRIPTIONS_API_VERSION = "2022-12-01"
@@ -49,9 +50,7 @@ class ArmLister:
                  clock: Callable[[], float] = time.monotonic) -> None:
         from azure.mgmt.resource.resources import ResourceManagementClient
 
-        kwargs: dict[str, Any] = {"retry_total": 0}
-        if ca_bundle:
-            kwargs["connection_verify"] = ca_bundle
+        kwargs = client_options(ca_bundle, retry_total=0)
         self._client = ResourceManagementClient(credential, _PLACEHOLDER_SUBSCRIPTION, base_url=endpoint, **kwargs)
         self._endpoint = endpoint.rstrip("/")
         self._caller = BudgetedCaller(timeout=timeout, sleep=sleep, clock=clock)

@@ -69,7 +69,8 @@ class Tables:
 
     @classmethod
     def from_settings(cls, settings, credential=None) -> "Tables":
-        kwargs: dict[str, Any] = {"retry_total": 2, "connection_timeout": 5, "read_timeout": 10}
+        from .transport import client_options
+        kwargs = client_options(retry_total=2, connection_timeout=5, read_timeout=10)
         if settings.tables_connection:
             conn = settings.tables_connection
             if conn.replace(" ", "").lower() == "usedevelopmentstorage=true":
