@@ -128,6 +128,12 @@ class MlLifecycleGuardrail:
         self.svc = service
 
     @staticmethod
+    def sweep_types() -> tuple[ResourceType, ...]:
+        """What the reconciling sweep lists for this guardrail (per workspace): online endpoints;
+        deciding one checks its settings and every deployment that receives traffic."""
+        return (ResourceType("Microsoft.MachineLearningServices/workspaces/onlineEndpoints", API_VERSION, "put"),)
+
+    @staticmethod
     def resource_type(rid: ArmId) -> ResourceType:
         """How the service reads one of these back (a pending long-running fix's own write)."""
         return ResourceType(rid.resource_type, API_VERSION, "put")

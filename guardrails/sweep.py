@@ -5,6 +5,8 @@
           ─▶ pure filter (``compiled.violations``: the same predicates as the event path)
           ─▶ violating ones only: ``service.reconcile`` (the event path's decision and fix on the
              listed body: no second read; writes and confirm reads paced too)
+    Azure ML online endpoints per workspace (when a model-registry policy is in force): each
+        decided by the ML lifecycle guardrail on live state (no cheap filter for them)
     role assignments at each configured management group (no subscription topic delivers them):
         list ``atScope()`` ─▶ each assignment AT the group through the role guardrail
     ─▶ one summary row in ``<prefix>Sweeps``
@@ -142,6 +144,9 @@ class Sweeper:
         summary.management_groups = mgs
         compiled = self.service.policies.get()
         plan = list_plan(covered_types(compiled))
+        ml_children = self._ml_children(compiled)
+        if ml_children:                      # Azure ML online endpoints, listed per workspace
+            plan = _with_children(plan, ml_children)
         deadline = start + self.max_seconds
         with ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="sweep") as pool:
             for fut in [pool.submit(self._sweep_type, tally, compiled, sub, rt, decide, children, summary.sweep_id,
@@ -188,10 +193,24 @@ class Sweeper:
         for fut in futures:
             fut.result()          # anything but an ArmError (Table Storage down …) ends the sweep
 
+    def _ml_children(self, compiled) -> tuple[ResourceType, ...]:
+        """The ML lifecycle guardrail's listable types when it runs and a model-registry policy is
+        in force: online endpoints (each decided with its deployments and their model versions)."""
+        ml = getattr(self.service, "ml", None)
+        if ml is None or not [p for p in compiled.model_registry_policies if p.mode != "off"]:
+            return ()
+        return ml.sweep_types()
+
     def _sweep_children(self, tally: _Tally, compiled, sub: str, parent_id: str, child: ResourceType, sweep_id: str,
                         dry_run: bool) -> None:
+        ml = child.key not in CATALOG       # no cheap filter: the ML guardrail decides each one on live state
         try:
             for item in self.lister.list_children(parent_id, child):
+                if ml:
+                    if isinstance(item.get("id"), str):
+                        tally.seen()
+                        self._decide(tally, item["id"], None, sweep_id, dry_run, SWEEP_EVENT_TYPE)
+                    continue
                 self.decide_listed(tally, compiled, child, item, sweep_id, dry_run)
         except ArmError as exc:
             self._list_failed(tally, sub, f"{child.name} of {parent_id}", exc)
@@ -266,6 +285,25 @@ def list_plan(types: list[ResourceType]) -> list[tuple[ResourceType, bool, tuple
         if parent is not None:
             entry[2].append(rt)
     return [(top, decide, tuple(children)) for top, decide, children in plan.values()]
+
+
+def _with_children(plan, extra: tuple[ResourceType, ...]):
+    """``plan`` with ``extra`` child types listed under their parent (the parent listed, not
+    decided, when no policy covers it)."""
+    from .adapters.listing import parent_type
+
+    out = [(top, decide, tuple(children)) for top, decide, children in plan]
+    for child in extra:
+        parent = parent_type(child)
+        if parent is None:
+            continue
+        for i, (top, decide, children) in enumerate(out):
+            if top.key == parent.key:
+                out[i] = (top, decide, children + (child,))
+                break
+        else:
+            out.append((parent, False, (child,)))
+    return out
 
 
 def management_group_scope(mg: str) -> str:

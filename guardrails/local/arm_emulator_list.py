@@ -72,6 +72,9 @@ class ArmListRoute:
         prefix, type_name = _list_shape(req.segments)  # type: ignore[misc]
         rtype = lookup_type(type_name)
         if rtype is None:
+            from guardrails.local.ml_emulator import TYPES as ML_TYPES   # Azure ML children list too
+            rtype = ML_TYPES.get(type_name.lower())
+        if rtype is None:
             raise ArmError(400, "InvalidResourceType", f"The resource type '{type_name}' could not be found "
                            f"in the namespace '{type_name.split('/')[0]}'.")
         if version != rtype.api_version:

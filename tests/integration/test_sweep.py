@@ -85,9 +85,12 @@ def test_sweep_of_5000_resources_fixes_exactly_the_drifted_ones_within_the_read_
     # workspaces/computes have no subscription-wide list: one list per workspace (1,000)
     computes = [q for q in reads if q["path"].endswith("/computes")]
     assert len(computes) == 1000
-    assert summary.pages == len(lists) + len(computes) + 1                 # + the subscriptions list
+    # the ML lifecycle guardrail's online endpoints: one list per workspace too (none here)
+    endpoints = [q for q in reads if q["path"].endswith("/onlineEndpoints")]
+    assert len(endpoints) == 1000
+    assert summary.pages == len(lists) + len(computes) + len(endpoints) + 1   # + the subscriptions list
     # one write per drifted resource, one confirm read each; no resource read on its own otherwise
-    assert len(h.writes()) == 100 and len(in_sub) - len(lists) - len(computes) == 100
+    assert len(h.writes()) == 100 and len(in_sub) - len(lists) - len(computes) - len(endpoints) == 100
     # audit: one row per non-compliant decision; compliant ones only counted
     rows = _sweep_rows(h, summary.sweep_id)
     assert {r.resource_id for r in rows} == drifted and {r.verdict for r in rows} == {"remediated"}
@@ -195,3 +198,24 @@ def _this_month() -> tuple[int, int]:
     from datetime import datetime, timezone
     now = datetime.now(timezone.utc)
     return now.year, now.month
+
+
+def test_sweep_takes_a_bad_deployment_out_of_production_traffic_that_no_event_reported(harness):
+    # GIVEN a production endpoint whose traffic reached a `latest` deployment while events were lost
+    from guardrails.local.ml_emulator import model_version, online_deployment, online_endpoint
+    ws = b.workspace(pna="Disabled")
+    ep_id = f"{ws['id']}/onlineEndpoints/fraud-scoring"
+    tags = {"data_version": "d1", "git_sha": "abc", "metric_summary": "auc=0.9", "owner": "ds@contoso.com"}
+    world = [ws, model_version(ws["id"], "fraud-clf", 7, tags=tags, stage="production"),
+             online_endpoint(ws["id"], "fraud-scoring", traffic={"blue": 60, "green": 40},
+                             tags={"environment": "prod", "owner": "ml-platform@contoso.com"}),
+             online_deployment(ep_id, "blue", model="azureml:fraud-clf:7"),
+             online_deployment(ep_id, "green", model="azureml:fraud-clf:latest")]
+    h = harness(world)
+    clock = FakeClock()
+    summary = _sweeper(h, clock).run(subscriptions=[b.SUB])
+    # THEN the sweep listed the workspace's endpoints and the ML guardrail fixed the traffic
+    assert h.resource(ep_id)["properties"]["traffic"] == {"blue": 100, "green": 0}
+    (row,) = [r for r in _sweep_rows(h, summary.sweep_id) if r.resource_id.lower() == ep_id.lower()]
+    assert row.verdict == "remediated" and row.event_type == "Guardrails.Sweep"
+    assert any(q["path"].endswith("/onlineEndpoints") for q in h.emu.requests)
