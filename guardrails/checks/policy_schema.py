@@ -51,19 +51,8 @@ def _closed(required: Iterable[str], **props: Any) -> dict[str, Any]:
 
 
 def _document(kind: str, title: str, modes: Iterable[str], **props: Any) -> dict[str, Any]:
-    from guardrails.policy.schema import ID_PATTERN
-
-    return {
-        "$schema": "https://json-schema.org/draft/2020-12/schema",
-        "title": title,
-        **_closed(REQUIRED_KEYS[kind],
-                  id={"type": "string", "pattern": ID_PATTERN},
-                  version={"type": "integer", "minimum": 1},
-                  kind={"const": kind},
-                  description=_TEXT,
-                  mode={"enum": list(modes)},
-                  **props),
-    }
+    from guardrails.policy.fragments import document
+    return document(kind, title, REQUIRED_KEYS[kind], modes, _TEXT, **props)
 
 
 def build_job_schema(_registry: Any = None) -> dict[str, Any]:

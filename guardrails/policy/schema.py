@@ -23,7 +23,7 @@ from guardrails.model.policy import KINDS, MODES, PRINCIPAL_TYPES, RESOURCE_KIND
 from guardrails.policy.operators import expect_schema
 from guardrails.remediation.actions import ActionRegistry, actions
 
-ID_PATTERN = r"^[a-z0-9][a-z0-9-]{1,62}$"
+from guardrails.policy.fragments import ID_PATTERN, document   # the frame every kind shares
 RULE_ID_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}$"
 PROPERTY_PATTERN = r"^[A-Za-z0-9_$@-]+(\.[A-Za-z0-9_$@-]+)*$"
 TOP_LEVEL_KEYS = ("id", "version", "kind", "description", "mode", "selector", "rules", "exemptions",
@@ -94,18 +94,9 @@ def required_keys(kind: str) -> tuple[str, ...]:
 
 
 def build_schema(registry: ActionRegistry = actions) -> dict[str, Any]:
-    return {
-        "$schema": "https://json-schema.org/draft/2020-12/schema",
-        "title": "guardrails policy",
-        "type": "object",
-        "additionalProperties": False,
-        "required": list(REQUIRED_KEYS),
-        "properties": {
-            "id": {"type": "string", "pattern": ID_PATTERN},
-            "version": {"type": "integer", "minimum": 1},
-            "kind": {"const": RESOURCE_KIND},
-            "description": _TEXT,
-            "mode": {"enum": list(RESOURCE_MODES)},
+    return document(
+        RESOURCE_KIND, "guardrails policy", REQUIRED_KEYS, RESOURCE_MODES, _TEXT,
+        **{
             "selector": {
                 "type": "object",
                 "additionalProperties": False,
@@ -140,24 +131,15 @@ def build_schema(registry: ActionRegistry = actions) -> dict[str, Any]:
             "flip_flop": _FLIP_FLOP,
             "contact": _TEXT,
         },
-    }
+    )
 
 
 def build_role_schema(registry: ActionRegistry = actions) -> dict[str, Any]:
     """``kind: role-assignments``: who may hold which role where (``metadata/README.md``)."""
     ids = {"type": "array", "items": _TEXT, "uniqueItems": True}
-    return {
-        "$schema": "https://json-schema.org/draft/2020-12/schema",
-        "title": "guardrails role-assignment policy",
-        "type": "object",
-        "additionalProperties": False,
-        "required": list(ROLE_REQUIRED_KEYS),
-        "properties": {
-            "id": {"type": "string", "pattern": ID_PATTERN},
-            "version": {"type": "integer", "minimum": 1},
-            "kind": {"const": ROLE_KIND},
-            "description": _TEXT,
-            "mode": {"enum": list(MODES)},
+    return document(
+        ROLE_KIND, "guardrails role-assignment policy", ROLE_REQUIRED_KEYS, MODES, _TEXT,
+        **{
             "selector": {
                 "type": "object",
                 "additionalProperties": False,
@@ -197,7 +179,7 @@ def build_role_schema(registry: ActionRegistry = actions) -> dict[str, Any]:
             "exemptions": _EXEMPTIONS,
             "breaker": _BREAKER,
         },
-    }
+    )
 
 
 def _secrets_schema(_registry: ActionRegistry = actions) -> dict[str, Any]:

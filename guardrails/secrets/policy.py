@@ -34,6 +34,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Mapping
 
+from guardrails.policy.fragments import document
+
 SECRETS_KIND = "secrets"
 STRATEGIES = ("storage-account-key", "random", "notify-only")
 ALPHABETS = {
@@ -49,18 +51,10 @@ _TEXT = {"type": "string", "minLength": 1, "maxLength": 500}
 _VAULT_S = {"type": "string", "pattern": _VAULT.pattern}
 _OBJECT_S = {"type": "string", "pattern": _OBJECT.pattern}
 
-SCHEMA: dict[str, Any] = {
-    "$schema": "https://json-schema.org/draft/2020-12/schema",
-    "title": "guardrails secrets policy",
-    "type": "object",
-    "additionalProperties": False,
-    "required": ["id", "version", "kind", "description", "mode"],
-    "properties": {
-        "id": {"type": "string", "pattern": r"^[a-z0-9][a-z0-9-]{1,62}$"},
-        "version": {"type": "integer", "minimum": 1},
-        "kind": {"const": SECRETS_KIND},
-        "description": _TEXT,
-        "mode": {"enum": ["enforce", "audit", "off"]},
+SCHEMA: dict[str, Any] = document(
+    SECRETS_KIND, "guardrails secrets policy", ("id", "version", "kind", "description", "mode"),
+    ("enforce", "audit", "off"), _TEXT,
+    **{
         "selector": {"type": "object", "additionalProperties": False,
                      "properties": {"vaults": {"type": "array", "items": _VAULT_S, "uniqueItems": True}}},
         "hygiene": {"type": "object", "additionalProperties": False, "properties": {
@@ -85,7 +79,7 @@ SCHEMA: dict[str, Any] = {
                     "properties": {"max_actions": {"type": "integer", "minimum": 1, "maximum": 100000},
                                    "window_seconds": {"type": "integer", "minimum": 1, "maximum": 86400}}},
     },
-}
+)
 TOP_LEVEL_KEYS = tuple(SCHEMA["properties"])
 REQUIRED_KEYS = tuple(SCHEMA["required"])
 
