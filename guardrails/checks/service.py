@@ -206,6 +206,9 @@ class CheckService:
         row.time = self._wall().astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
         row.duration_ms = round((self._clock() - start) * 1000.0, 3)
         self.service.audit.write(row)
+        publisher = getattr(self.service, "publisher", None)
+        if publisher is not None:   # a denied pre-flight check is a decision too (never raises)
+            publisher.publish(row)
 
 
 def _short(value: Any) -> str:

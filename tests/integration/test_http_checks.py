@@ -132,3 +132,16 @@ def test_cli_checks_in_their_own_process(harness):
     assert bad.returncode == 2 and "error:" in bad.stderr
     stored = {r.delivery_id: r for r in h.stored_rows()}
     assert stored[decision["decision_id"]].event_type == "Guardrails.CheckJob"
+
+
+def test_a_denied_job_check_is_published_as_a_decision_event_and_an_allowed_one_is_not(harness):
+    from guardrails.triggers.http_checks import check_job
+
+    h = harness([], world=DIRECTORY, decision_topic=True)
+    _status, allowed = _call(check_job, "checks/job", SEED_JOB)
+    _status, denied = _call(check_job, "checks/job", SEED_JOB, principal=b.BOB)
+    assert allowed["allowed"] is True and denied["allowed"] is False
+    (event,) = h.emu.published_events("decisions")
+    assert event["id"] == denied["decision_id"] and event["type"] == "Guardrails.Decision.Violation"
+    assert [v["rule"] for v in event["data"]["violations"]] == ["access-group"]
+    assert event["data"]["event_type"] == "Guardrails.CheckJob"
