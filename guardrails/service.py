@@ -224,7 +224,7 @@ class GuardrailsService:
         return (lambda: self._decide_and_fix(ctx, row, target, rtype, compiled, candidates)), None
 
     def check_resource(self, resource_id: str, *, remediate: bool, actor: Actor | None = None,
-                       decision_id: str | None = None) -> AuditRow:
+                       decision_id: str | None = None, correlation_id: str = "") -> AuditRow:
         """On-demand check (HTTP / CLI): the decision the event path would make for this resource,
         on its live state. Acts only when ``remediate``. Raises InvalidArmId for a bad id; nothing
         but the id's own resource is ever read."""
@@ -235,7 +235,7 @@ class GuardrailsService:
                    dry_run=not remediate)
         rid = parse_arm_id(resource_id)
         row = AuditRow(event_id=ctx.delivery_id, event_type=CHECK_EVENT_TYPE, resource_id=str(rid), verdict="ignored",
-                       delivery_id=ctx.delivery_id, actor=actor or Actor())
+                       delivery_id=ctx.delivery_id, actor=actor or Actor(), correlation_id=correlation_id[:128])
         with bound(delivery_id=ctx.delivery_id, resource_id=str(rid)):
             decide, done = self._route(ctx, row, rid, _CheckTarget(rid))
             if done is not None:

@@ -158,7 +158,8 @@ class CheckService:
                 out = self._answer("resource", str(rid), decision_id, caller, start, [], [finding], mode="enforce")
                 out.status = 403
                 return out
-        row = self.service.check_resource(str(rid), remediate=remediate, actor=caller.actor, decision_id=decision_id)
+        row = self.service.check_resource(str(rid), remediate=remediate, actor=caller.actor, decision_id=decision_id,
+                                          correlation_id=caller.correlation_id)
         if row.verdict == "failed" and row.reason in UNAVAILABLE_REASONS:
             raise CheckUnavailable(row.reason, decision_id)
         reasons = [Reason(rule=f"{v.policy.split('@')[0]}/{v.rule}", message=_describe(v, remediate))

@@ -145,3 +145,15 @@ def test_a_denied_job_check_is_published_as_a_decision_event_and_an_allowed_one_
     assert event["id"] == denied["decision_id"] and event["type"] == "Guardrails.Decision.Violation"
     assert [v["rule"] for v in event["data"]["violations"]] == ["access-group"]
     assert event["data"]["event_type"] == "Guardrails.CheckJob"
+
+
+def test_a_resource_check_row_carries_the_callers_correlation_id(harness):
+    from guardrails.triggers.http_checks import check_resource
+
+    res = b.storage()
+    h = harness([res])
+    status, answer = _call(check_resource, "checks/resource", {"resource_id": res["id"]},
+                           headers={"x-correlation-id": "pipeline-run-4711"})
+    assert status == 200 and answer["verdict"] == "dry_run"
+    (row,) = [r for r in h.stored_rows() if r.delivery_id == answer["decision_id"]]
+    assert row.correlation_id == "pipeline-run-4711" and row.actor.object_id == b.ALICE
