@@ -6,6 +6,8 @@ TypeSpec-style SDK sends dicts verbatim, so snake_case would be silently ignored
 
 from __future__ import annotations
 
+import functools
+import json
 import time
 from typing import Any, Callable, Mapping, TypeVar
 from urllib.parse import quote
@@ -37,6 +39,20 @@ def encode_id(resource_id: str) -> str:
     return quote(resource_id.lstrip("/"), safe="/()")
 
 
+@functools.cache
+def _status_only_polling() -> type:
+    from azure.mgmt.core.polling.arm_polling import ARMPolling
+
+    class StatusOnlyPolling(ARMPolling):
+        """``ARMPolling`` whose result is None instead of a ``GenericResource`` built from the final
+        body (~0.1 ms of CPU per write the guardrail never looks at)."""
+
+        def resource(self):
+            return None
+
+    return StatusOnlyPolling
+
+
 class ArmGateway:
     """Implements ``ports.ResourceGateway``."""
 
@@ -55,6 +71,7 @@ class ArmGateway:
         self._client = ResourceManagementClient(credential, _PLACEHOLDER_SUBSCRIPTION, base_url=endpoint, **kwargs)
         self._caller = BudgetedCaller(timeout=timeout, sleep=sleep, clock=clock)
         self._clock = clock
+        self._endpoint = endpoint
 
     @property
     def calls(self) -> int:
@@ -69,18 +86,32 @@ class ArmGateway:
     # -- ResourceGateway ----------------------------------------------------------------
     def get_resource(self, resource_id: str, *, api_version: str, deadline: float | None = None) -> ResourceSnapshot:
         def go():
-            return self._client.resources.get_by_id(
-                encode_id(resource_id), api_version=api_version,
-                cls=lambda pipeline_response, _deserialized, headers: (pipeline_response.http_response, headers),
+            # stream=True: the SDK hands back the raw response instead of building a GenericResource
+            # model the guardrail would throw away (~0.15 ms of CPU per read); the body is read here,
+            # inside the budgeted call, so a connection dropped mid-body is retried like any other
+            resp = self._client.resources.get_by_id(
+                encode_id(resource_id), api_version=api_version, stream=True,
+                cls=lambda pipeline_response, _stream, _headers: pipeline_response.http_response,
                 read_timeout=self._timeout_for(deadline))
+            resp.read()
+            return resp
 
-        resp, headers = self._call(go, deadline=deadline, what=f"GET {resource_id}")
-        body = resp.json()
+        resp = self._call(go, deadline=deadline, what=f"GET {resource_id}")
+        try:
+            body = json.loads(resp.content)
+        except ValueError:
+            raise ArmError(f"GET {resource_id}: ARM returned a body that is not JSON") from None
         if not isinstance(body, dict):
             raise ArmError(f"GET {resource_id}: ARM returned a non-object body")
-        etag = (headers or {}).get("ETag") or resp.headers.get("ETag") or body.get("etag")
+        etag = resp.headers.get("ETag") or body.get("etag")
         return ResourceSnapshot(resource_id=body.get("id") or resource_id, type=body.get("type") or "",
                                 body=body, etag=etag)
+
+    def _polling(self, read_timeout: float):
+        """ARM's long-running-operation algorithms (Azure-AsyncOperation, Location, body status)
+        polling every 0.2 s, without turning the final body into a model: nothing reads it, the
+        guardrail confirms a write by its own GET."""
+        return _status_only_polling()(0.2, path_format_arguments={"endpoint": self._endpoint}, read_timeout=read_timeout)
 
     def _write(self, begin: Callable[[], Any], *, deadline: float, what: str) -> WriteResult:
         poller = self._call(begin, deadline=deadline, what=what)
@@ -103,9 +134,10 @@ class ArmGateway:
         headers = {"x-ms-correlation-request-id": correlation_id} if correlation_id else {}
 
         def begin():
+            timeout = self._timeout_for(deadline)
             return self._client.resources.begin_update_by_id(
                 encode_id(resource_id), dict(body), api_version=api_version, headers=headers,
-                polling_interval=0.2, read_timeout=self._timeout_for(deadline))
+                polling=self._polling(timeout), read_timeout=timeout)
         return self._write(begin, deadline=deadline, what=f"PATCH {resource_id}")
 
     def put_resource(self, resource_id: str, body: Mapping[str, Any], *, api_version: str,
@@ -115,7 +147,8 @@ class ArmGateway:
             headers["x-ms-correlation-request-id"] = correlation_id
 
         def begin():
+            timeout = self._timeout_for(deadline)
             return self._client.resources.begin_create_or_update_by_id(
                 encode_id(resource_id), dict(body), api_version=api_version, headers=headers,
-                polling_interval=0.2, read_timeout=self._timeout_for(deadline))
+                polling=self._polling(timeout), read_timeout=timeout)
         return self._write(begin, deadline=deadline, what=f"PUT {resource_id}")

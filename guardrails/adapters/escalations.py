@@ -23,7 +23,7 @@ from azure.data.tables import UpdateMode
 from ..errors import StoreError
 from ..model.policy import FlipFlop
 from ..policy.flipflop import FlipFlopDecision, FlipFlopState, step
-from .tables import Tables, _store_error, resource_partition
+from .tables import NO_CONTENT, Tables, _store_error, resource_partition
 
 _RK = "flipflop"
 
@@ -81,7 +81,7 @@ class TableEscalationStore:
                 entity = _to_entity(resource_id, new)
                 try:
                     if etag is None:
-                        meta = table.create_entity(entity)
+                        meta = table.create_entity(entity, **NO_CONTENT)
                     else:
                         meta = table.update_entity(entity, mode=UpdateMode.REPLACE, etag=etag,
                                                    match_condition=MatchConditions.IfNotModified)

@@ -36,6 +36,9 @@ from ..errors import IdempotencyError, StoreError
 from ..model.decision import AuditRow
 from ..ports import Claim
 
+# Insert Entity answers 201 with the whole entity unless asked not to; the guardrail needs only the
+# ETag header, so creates ask for 204 (less to send, nothing to parse)
+NO_CONTENT = {"response_preference": "return-no-content"}
 _MAX_STRING = 30_000  # Table Storage strings are <= 64 KiB (32K UTF-16 chars)
 
 
@@ -199,7 +202,7 @@ class TableIdempotencyStore:
         entity = {"PartitionKey": pk, "RowKey": rk, "status": "IN_PROGRESS", "holder": holder,
                   "expires_at": now + self._in_progress_ttl, "verdict": ""}
         try:
-            meta = table.create_entity(entity)
+            meta = table.create_entity(entity, **NO_CONTENT)
             return Claim("acquired", token=meta.get("etag"))
         except ResourceExistsError:
             pass
@@ -428,7 +431,7 @@ class TableBreakerStore:
                     entity = {"PartitionKey": pk, "RowKey": rk, "policy": policy_id, "subscription": subscription_id,
                               "times": json.dumps([now.timestamp()]), "open": max_actions < 1, "opened_at": ""}
                     try:
-                        meta = table.create_entity(entity)
+                        meta = table.create_entity(entity, **NO_CONTENT)
                         if not entity["open"]:
                             with self._lock:
                                 self._known[pk] = ([now.timestamp()], meta.get("etag"))
