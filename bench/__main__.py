@@ -30,7 +30,9 @@ def parse(argv: list[str]) -> argparse.Namespace:
                     help=f"worker threads for the pipeline (default: ${THREADPOOL_ENV}, else the Functions "
                          "Python worker's default on 3.9+: ThreadPoolExecutor(max_workers=None))")
     ap.add_argument("--resources", type=int, help="evaluation: number of resources (default 10000)")
-    ap.add_argument("--eval-reps", type=int, help="evaluation runs per side (default 7, quick 3)")
+    # one product pass takes ~8 ms, so one stray interrupt moves a sample by ~10 per cent: many
+    # alternating pairs keep the median of the ratio steady
+    ap.add_argument("--eval-reps", type=int, help="evaluation runs per side (default 15, quick 5)")
     ap.add_argument("--events", type=int, help="pipeline: events per phase per run (default 500, quick 100)")
     ap.add_argument("--pipeline-reps", type=int, help="pipeline runs (default 5, quick 2)")
     ap.add_argument("--cold-reps", type=int, help="cold start processes per side (default 9, quick 7)")
@@ -61,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     if "evaluation" in parts:
         from bench import evaluation
         log("1. evaluation vs Cloud Custodian")
-        results["evaluation"] = evaluation.run(n=args.resources or 10_000, reps=args.eval_reps or (3 if q else 7),
+        results["evaluation"] = evaluation.run(n=args.resources or 10_000, reps=args.eval_reps or (5 if q else 15),
                                                c7n_python=c7n_python, log=log)
     if "pipeline" in parts:
         from bench import pipeline

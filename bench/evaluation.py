@@ -177,7 +177,7 @@ def _check_identical(product: set, c7n: set, run: int) -> None:
                        f"{len(c7n - product)} only in c7n (e.g. {only_c})")
 
 
-def run(*, n: int = 10_000, reps: int = 7, c7n_python: Path | None = None, seed: int = 20261124,
+def run(*, n: int = 10_000, reps: int = 15, c7n_python: Path | None = None, seed: int = 20261124,
         log=print) -> dict:
     """Evaluation figures. ``c7n_python=None`` runs the product side only (smoke test)."""
     resources = R.generate(n, seed=seed)
