@@ -59,6 +59,14 @@ def no_models(monkeypatch):
     assert built == []
 
 
+def _put_private_registry(gateway, *, within: float):
+    """A full PUT of the registry with public access disabled, If-Match its current etag."""
+    snap = gateway.get_resource(MLREG, api_version=V_REG)
+    body = {k: v for k, v in snap.body.items() if k not in ("etag", "systemData")}
+    body["properties"] = {**body["properties"], "publicNetworkAccess": "Disabled"}
+    return gateway.put_resource(MLREG, body, api_version=V_REG, etag=snap.etag, deadline=time.monotonic() + within)
+
+
 def test_get_returns_the_rest_body_and_the_etag_header_without_a_model(emu, gateway, no_models):
     snap = gateway.get_resource(ST, api_version=V_ST)
     stored = emu.get(ST)
@@ -79,10 +87,7 @@ def test_patch_lands_and_returns_done_without_a_model(emu, gateway, no_models):
 
 def test_a_long_running_put_is_polled_to_completion_within_the_deadline(emu, gateway, no_models):
     emu.lro_seconds = 0.3
-    snap = gateway.get_resource(MLREG, api_version=V_REG)
-    body = {k: v for k, v in snap.body.items() if k not in ("etag", "systemData")}
-    body["properties"] = {**body["properties"], "publicNetworkAccess": "Disabled"}
-    result = gateway.put_resource(MLREG, body, api_version=V_REG, etag=snap.etag, deadline=time.monotonic() + 10)
+    result = _put_private_registry(gateway, within=10)
     assert result.state == "done"
     assert emu.get(MLREG)["properties"]["publicNetworkAccess"] == "Disabled"
     polls = [q for q in emu.requests if q["method"] == "GET" and "operation" in q["path"].lower()]
@@ -91,10 +96,7 @@ def test_a_long_running_put_is_polled_to_completion_within_the_deadline(emu, gat
 
 def test_a_long_running_put_past_the_deadline_is_reported_requested(emu, gateway):
     emu.lro_seconds = 5
-    snap = gateway.get_resource(MLREG, api_version=V_REG)
-    body = {k: v for k, v in snap.body.items() if k not in ("etag", "systemData")}
-    body["properties"] = {**body["properties"], "publicNetworkAccess": "Disabled"}
-    result = gateway.put_resource(MLREG, body, api_version=V_REG, etag=snap.etag, deadline=time.monotonic() + 0.5)
+    result = _put_private_registry(gateway, within=0.5)
     assert result.state == "requested"
 
 
