@@ -51,13 +51,33 @@ def _tag(text: str) -> tuple[str, str]:
     return key, value
 
 
+def _acting_as():
+    """The identity the CLI acts as (its credential's ARM token: an operator's ``az login``, a
+    pipeline's managed identity), so its audit rows name who ran the check. A check still runs
+    when no token can be had; its rows then name no one."""
+    from azure.core.exceptions import AzureError, ClientAuthenticationError
+
+    from guardrails.adapters.arm import build_credential
+    from guardrails.bootstrap import get_service
+    from guardrails.checks.principal import principal_from_token
+
+    settings = get_service().settings
+    try:
+        token = build_credential(settings).get_token(settings.arm_endpoint + "/.default").token
+    except (ClientAuthenticationError, AzureError, OSError, ValueError) as exc:
+        print(f"warning: no token from the credential ({type(exc).__name__}); the audit rows name no actor",
+              file=sys.stderr)
+        return None
+    return principal_from_token(token)
+
+
 def main(args: argparse.Namespace) -> int:
     from guardrails.bootstrap import get_checks
     from guardrails.checks.models import JobCheckRequest, ModelPromotionRequest
     from guardrails.checks.service import Caller, CheckUnavailable
     from guardrails.errors import GuardrailsError
 
-    caller = Caller(trusted=True, correlation_id="cli")
+    caller = Caller(principal=_acting_as(), trusted=True, correlation_id="cli")
     decision_id = uuid.uuid4().hex
     try:
         if args.action == "job":

@@ -128,6 +128,42 @@ def decode_principal(header: str | None, *, principal_id: str | None = None) -> 
         roles=tuple(v for t, v in claims if t.lower() == role_typ.lower()))
 
 
+def principal_from_token(token: str, *, auth_type: str = "credential") -> Principal | None:
+    """The identity a bearer token of this process's own credential names: its ``oid``, ``tid``,
+    ``appid``/``azp``, ``upn``/``preferred_username``/``unique_name`` and ``name`` claims. The
+    token is read, not verified: this records whom the process acts as (the CLI's audit rows),
+    never whom to trust. A JWT or the local emulator's token; None when it names no object id."""
+    if not isinstance(token, str):
+        return None
+    if token.startswith("local."):
+        from guardrails.local.credential import decode_local_token
+        claims = decode_local_token(token)
+    else:
+        parts = token.split(".")
+        claims = None
+        if len(parts) == 3 and len(parts[1]) <= MAX_HEADER_CHARS:
+            try:
+                claims = json.loads(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)).decode("utf-8"))
+            except (binascii.Error, ValueError, UnicodeDecodeError, RecursionError):
+                claims = None
+    if not isinstance(claims, dict):
+        return None
+
+    def text(*names: str) -> str | None:
+        for n in names:
+            v = claims.get(n)
+            if isinstance(v, str) and v.strip() and len(v) <= MAX_CLAIM_CHARS:
+                return v.strip()
+        return None
+
+    oid = normalize_guid(text("oid"))
+    if oid is None:
+        return None
+    return Principal(object_id=oid, auth_type=auth_type, tenant_id=normalize_guid(text("tid")),
+                     app_id=text("appid", "azp"), upn=text("upn", "preferred_username", "unique_name"),
+                     name=text("name"))
+
+
 def encode_principal(object_id: str, *, auth_type: str = "aad", tenant_id: str | None = None,
                      app_id: str | None = None, upn: str | None = None, roles: tuple[str, ...] = ()) -> str:
     """The header value App Service would send for such a caller (tests, local tools)."""

@@ -64,7 +64,9 @@ class Caller:
         return Actor(object_id=p.object_id, app_id=p.app_id, upn=p.upn) if p else Actor()
 
     def describe(self) -> str:
-        return str(self.principal) if self.principal else ("cli" if self.trusted else "caller without a verified identity")
+        if self.trusted:
+            return f"cli as {self.principal}" if self.principal else "cli"
+        return str(self.principal) if self.principal else "caller without a verified identity"
 
 
 @dataclass

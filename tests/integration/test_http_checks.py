@@ -131,7 +131,11 @@ def test_cli_checks_in_their_own_process(harness):
     bad = run("resource", "not-an-id")
     assert bad.returncode == 2 and "error:" in bad.stderr
     stored = {r.delivery_id: r for r in h.stored_rows()}
-    assert stored[decision["decision_id"]].event_type == "Guardrails.CheckJob"
+    row = stored[decision["decision_id"]]
+    assert row.event_type == "Guardrails.CheckJob"
+    # the row names who ran the CLI: the identity of its credential (here the local one)
+    assert row.actor.object_id == h.env["GUARDRAILS_LOCAL_OBJECT_ID"]
+    assert row.message.endswith("[cli as guardrails-local]")
 
 
 def test_a_denied_job_check_is_published_as_a_decision_event_and_an_allowed_one_is_not(harness):

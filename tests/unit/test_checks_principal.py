@@ -72,3 +72,45 @@ def test_the_id_header_must_agree_and_never_stands_alone():
         decode_principal(b64(AS_SENT), principal_id="2b7e151e-1c2d-4e3f-8a9b-0c1d2e3f4a5b")
     with pytest.raises(InvalidPrincipal):
         decode_principal(None, principal_id=OID)
+
+
+# ---- the identity a token of the process's own credential names (the CLI's actor) --------------
+def _jwt(claims) -> str:
+    def part(obj) -> str:
+        return base64.urlsafe_b64encode(json.dumps(obj).encode()).decode().rstrip("=")
+    return f"{part({'alg': 'RS256', 'typ': 'JWT'})}.{part(claims)}.c2lnbmF0dXJl"
+
+
+def test_a_user_token_names_the_user():
+    from guardrails.checks.principal import principal_from_token
+
+    p = principal_from_token(_jwt({"oid": OID.upper(), "tid": TID, "upn": "alice@contoso.com", "name": "Alice",
+                                   "appid": "04b07795-8ddb-461a-bbee-02f9e1bf7b46"}))
+    assert (p.object_id, p.tenant_id, p.upn, p.name, p.app_id) == (
+        OID, TID, "alice@contoso.com", "Alice", "04b07795-8ddb-461a-bbee-02f9e1bf7b46")
+    assert p.auth_type == "credential" and str(p) == "alice@contoso.com"
+
+
+def test_a_managed_identity_token_names_its_object_and_app():
+    from guardrails.checks.principal import principal_from_token
+
+    p = principal_from_token(_jwt({"oid": OID, "tid": TID, "azp": "5b4c2a1e-0000-4000-8000-00000000c0de"}))
+    assert p.object_id == OID and p.app_id == "5b4c2a1e-0000-4000-8000-00000000c0de" and p.upn is None
+
+
+def test_the_local_emulators_token_is_read_too():
+    from guardrails.checks.principal import principal_from_token
+    from guardrails.local.credential import LocalTokenCredential
+
+    token = LocalTokenCredential(object_id=OID, name="guardrails-local").get_token("https://x/.default").token
+    assert principal_from_token(token).object_id == OID
+
+
+@pytest.mark.parametrize("token", [
+    "", "not-a-token", "a.b", "a.!!!.c", _jwt(["oid"]), _jwt({"oid": "not-a-guid"}), _jwt({"upn": "alice@contoso.com"}),
+    _jwt({"oid": OID, "padding": "x" * MAX_HEADER_CHARS}), None, 42,
+])
+def test_a_token_naming_no_object_id_names_no_one(token):
+    from guardrails.checks.principal import principal_from_token
+
+    assert principal_from_token(token) is None
