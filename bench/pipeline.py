@@ -127,8 +127,26 @@ class Stack:
 
 
 # ---------------------------------------------------------------------------------------------
-def azurite_upserts(connection: str, *, threads: int, count: int) -> float:
-    """Single-entity upserts/s of audit-row-sized entities, through the same SDK and settings."""
+CEILING_BODY = {"event_type": "Microsoft.Resources.ResourceWriteSuccess",
+                "resource_id": "/subscriptions/3f2b6c1e-8a4d-4c7e-9b15-2d7e6f0a9c31/resourceGroups/rg-ml-prod/"
+                               "providers/Microsoft.Storage/storageAccounts/stmlprod",
+                "verdict": "compliant", "reason": "", "message": "compliant with storage-private@1",
+                "violations": "[]", "notify": False,
+                "actor": '{"app_id": null, "object_id": "9c1d2e3f-4a5b-4c6d-8e7f-0a1b2c3d4e5f", "upn": null}',
+                "duration_ms": 12.5, "time": "2026-11-24T10:00:00.000000Z", "policies": '["storage-private@1"]'}
+
+
+def _audit_sized(i: int, ids: dict) -> dict:
+    return {"PartitionKey": f"20261124-{i % 16:02d}", "RowKey": f"{i:08d}-{uuid.uuid4().hex}", **ids, **CEILING_BODY}
+
+
+def _ids() -> dict:
+    return {"event_id": str(uuid.uuid4()), "correlation_id": str(uuid.uuid4()), "delivery_id": uuid.uuid4().hex}
+
+
+def azurite_upserts(connection: str, *, threads: int, count: int, cpu_out: list | None = None) -> float:
+    """Single-entity upserts/s of audit-row-sized entities, through the same SDK and settings.
+    Serial (``threads <= 1``): the client's CPU per write is appended to ``cpu_out`` (ms)."""
     from azure.data.tables import TableServiceClient
 
     from guardrails.adapters.transport import client_options
@@ -139,25 +157,20 @@ def azurite_upserts(connection: str, *, threads: int, count: int) -> float:
     name = "BenchCeiling" + uuid.uuid4().hex[:10]
     svc.create_table(name)
     table = svc.get_table_client(name)
-    body = {"event_id": str(uuid.uuid4()), "event_type": "Microsoft.Resources.ResourceWriteSuccess",
-            "resource_id": "/subscriptions/3f2b6c1e-8a4d-4c7e-9b15-2d7e6f0a9c31/resourceGroups/rg-ml-prod/"
-                           "providers/Microsoft.Storage/storageAccounts/stmlprod",
-            "verdict": "compliant", "reason": "", "message": "compliant with storage-private@1",
-            "violations": "[]", "notify": False,
-            "actor": '{"app_id": null, "object_id": "9c1d2e3f-4a5b-4c6d-8e7f-0a1b2c3d4e5f", "upn": null}',
-            "correlation_id": str(uuid.uuid4()), "duration_ms": 12.5, "time": "2026-11-24T10:00:00.000000Z",
-            "policies": '["storage-private@1"]', "delivery_id": uuid.uuid4().hex}
+    ids = _ids()
 
     def one(i: int) -> None:
-        table.upsert_entity({"PartitionKey": f"20261124-{i % 16:02d}", "RowKey": f"{i:08d}-{uuid.uuid4().hex}",
-                             **body})
+        table.upsert_entity(_audit_sized(i, ids))
 
     for i in range(min(20, count)):           # connections up, JIT of Azurite's handlers warm
         one(-1 - i)
     t0 = time.perf_counter()
     if threads <= 1:
+        c0 = time.thread_time()
         for i in range(count):
             one(i)
+        if cpu_out is not None:
+            cpu_out.append((time.thread_time() - c0) * 1000 / count)
     else:
         with ThreadPoolExecutor(max_workers=threads) as pool:
             list(pool.map(one, range(count)))
@@ -284,9 +297,59 @@ class Run:
 
     def ceiling(self) -> dict:
         count = max(100, self.events)
-        serial = azurite_upserts(self.stack.connection, threads=1, count=count)
+        cpu_ms: list[float] = []
+        serial = azurite_upserts(self.stack.connection, threads=1, count=count, cpu_out=cpu_ms)
         concurrent = azurite_upserts(self.stack.connection, threads=self.max_workers, count=count)
-        return {"serial": serial, "concurrent": concurrent, "best": max(serial, concurrent)}
+        return {"serial": serial, "concurrent": concurrent, "best": max(serial, concurrent),
+                "client_cpu_ms_per_write": cpu_ms[0]}
+
+    # -- CPU per request of the product's own clients, one request at a time ------------------------
+    def request_costs(self, count: int = 200) -> dict:
+        """Thread CPU (ms) per request through the product's clients, serial, beside the ceiling
+        client's per write: what a phase's CPU per event is made of."""
+        from guardrails.adapters.tables import NO_CONTENT
+        from guardrails.model.resource import lookup_type
+
+        st = self.stack
+        svc = st.service
+        res = self.calls_pool["compliant"][0]
+        api = lookup_type(res["type"]).api_version
+        prop = {"publicNetworkAccess": res["properties"].get("publicNetworkAccess", "Disabled")}
+        tables = svc.breakers._t                     # the service's own Table clients
+        name = "BenchCost" + uuid.uuid4().hex[:10]
+        tables.service.create_table(name)
+        table = tables.table(name)
+        n = [0]
+        ids = _ids()
+
+        def create() -> None:
+            n[0] += 1
+            table.create_entity({"PartitionKey": "c", "RowKey": f"{n[0]:08d}", "status": "IN_PROGRESS",
+                                 "holder": uuid.uuid4().hex, "verdict": ""}, **NO_CONTENT)
+
+        def upsert() -> None:
+            n[0] += 1
+            table.upsert_entity(_audit_sized(n[0], ids))
+
+        ops = {"ARM GET (read, confirm)": lambda: svc.arm.get_resource(res["id"], api_version=api),
+               "ARM PATCH": lambda: svc.arm.patch_resource(res["id"], {"properties": prop}, api_version=api,
+                                                           deadline=time.monotonic() + 10),
+               "table create": create, "table upsert, audit-sized": upsert}
+        out: dict[str, float] = {}
+        try:
+            for label, op in ops.items():
+                for _ in range(10):
+                    op()
+                c0 = time.thread_time()
+                for _ in range(count):
+                    op()
+                out[label] = (time.thread_time() - c0) * 1000 / count
+        finally:
+            tables.service.delete_table(name)
+            st.emu.drain_events()              # the PATCHes' write events are not the phases'
+            st.emu.take_requests()
+            st.table_calls.take()
+        return out
 
     def repetition(self, k: int) -> dict:
         pool = self.pools[k]
@@ -393,7 +456,8 @@ def arm_round_trip(*, count: int = 40) -> dict:
 
 
 def run(*, events: int = 400, reps: int = 5, threads: int | None = None, connection: str | None = None,
-        emulator_in_process: bool = False, tcp_nodelay: bool = True, round_trip: int = 40, log=print) -> dict:
+        emulator_in_process: bool = False, tcp_nodelay: bool = True, round_trip: int = 40,
+        request_count: int = 200, log=print) -> dict:
     """Pipeline figures; ``round_trip`` ARM GETs against the emulator as shipped vs TCP_NODELAY."""
     root = logging.getLogger()
     saved = root.level, root.handlers[:]
@@ -403,7 +467,7 @@ def run(*, events: int = 400, reps: int = 5, threads: int | None = None, connect
     try:
         return _run(events=events, reps=reps, threads=threads, connection=connection,
                     emulator_in_process=emulator_in_process, tcp_nodelay=tcp_nodelay,
-                    round_trip=round_trip, log=log)
+                    round_trip=round_trip, request_count=request_count, log=log)
     finally:
         root.setLevel(saved[0])
         root.handlers[:] = saved[1]
@@ -415,7 +479,7 @@ class _FormattingSink(logging.Handler):
 
 
 def _run(*, events: int, reps: int, threads: int | None, connection: str | None, emulator_in_process: bool,
-         tcp_nodelay: bool, round_trip: int, log) -> dict:
+         tcp_nodelay: bool, round_trip: int, request_count: int, log) -> dict:
     round_trip = arm_round_trip(count=round_trip)
     log(f"  ARM GET through the emulator: as shipped {round_trip['as_shipped']['median']:.1f} ms, "
         f"with TCP_NODELAY {round_trip['nodelay']['median']:.1f} ms")
@@ -431,6 +495,7 @@ def _run(*, events: int, reps: int, threads: int | None, connection: str | None,
                 f"{p} {rep[p]['per_s']:.0f}/s p99 {rep[p]['p99_ms']:.1f} ms" for p in PHASES)
                 + f"; Azurite {rep['ceiling']['best']:.0f} upserts/s")
         calls = r.calls_per_event()
+        costs = [r.request_costs(request_count) for _ in range(3)]
         threads_used = r.max_workers
     finally:
         r.close()
@@ -439,7 +504,8 @@ def _run(*, events: int, reps: int, threads: int | None, connection: str | None,
                            "threads_setting": threads, "emulator": "in-process" if emulator_in_process else "process",
                            "tcp_nodelay": tcp_nodelay, "arm_round_trip_ms": round_trip,
                            "ceiling": {k: summary(rep["ceiling"][k] for rep in per_rep)
-                                       for k in ("serial", "concurrent", "best")},
+                                       for k in ("serial", "concurrent", "best", "client_cpu_ms_per_write")},
+                           "request_cpu_ms": {k: summary(c[k] for c in costs) for k in costs[0]},
                            "phases": {}, "calls": calls}
     for p in PHASES:
         reps_p = [rep[p] for rep in per_rep]
@@ -459,6 +525,8 @@ def _run(*, events: int, reps: int, threads: int | None, connection: str | None,
             "policy_reloads": sum(x["policy_reloads"] for x in reps_p),
             "cpu_ms_per_event": {k: summary(x["cpu_ms"].get(k, 0.0) for x in reps_p)
                                  for k in sorted({k for x in reps_p for k in x["cpu_ms"]})},
+            # share of one core the product process kept busy: 1.0 = bound by its CPU (the GIL)
+            "product_busy": summary(x["per_s"] * x["cpu_ms"].get("product", 0.0) / 1000 for x in reps_p),
             "events": reps_p[0]["events"],
         }
     return out

@@ -62,6 +62,14 @@ def _ms(v: float) -> str:
     return f"{v:.1f}"
 
 
+def _ms2(v: float) -> str:
+    return f"{v:.2f}"
+
+
+def _frac(v: float) -> str:
+    return f"{v:.2f}"
+
+
 def _x(v: float) -> str:
     return f"{v:.2f}x"
 
@@ -128,6 +136,12 @@ def rows(results: dict) -> tuple[list[dict], list[str]]:
                  f">= {T_SHARE * 100:g}%", ph["share_of_ceiling"]["median"] >= T_SHARE)
         _row(out, sec, "Azurite single upserts/s, serial", pl["ceiling"]["serial"], _num)
         _row(out, sec, f"Azurite single upserts/s, {pl['threads']} threads", pl["ceiling"]["concurrent"], _num)
+        _row(out, sec, "  ceiling client CPU per upsert, ms", pl["ceiling"].get("client_cpu_ms_per_write"), _ms2)
+        for label, stats in (pl.get("request_cpu_ms") or {}).items():
+            _row(out, sec, f"  product CPU per request, {label}, ms", stats, _ms2)
+        for p, label in PHASE_LABEL.items():
+            _row(out, sec, f"  product process busy, {label.split(' ', 1)[1]} (1.00 = one core)",
+                 pl["phases"][p].get("product_busy"), _frac)
         rt = pl.get("arm_round_trip_ms")
         if rt:
             _row(out, sec, "ARM GET via emulator as shipped, ms", rt["as_shipped"], _ms)

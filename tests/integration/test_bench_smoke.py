@@ -62,7 +62,7 @@ def test_table_call_classification():
 
 def test_pipeline_and_calls_per_event_on_tiny_inputs(azurite):
     out = pipeline.run(events=6, reps=1, threads=2, connection=azurite.connection_string, round_trip=1,
-                       log=_quiet)
+                       request_count=3, log=_quiet)
     assert set(out["phases"]) == set(pipeline.PHASES)
     for name, ph in out["phases"].items():
         assert ph["events"] == 6 and ph["per_s"]["median"] > 0, name
@@ -73,6 +73,11 @@ def test_pipeline_and_calls_per_event_on_tiny_inputs(azurite):
     for name in ("own_write", "duplicate", "ignored: type not covered", "ignored: delete event", "invalid"):
         assert calls[name]["arm"]["max"] == 0, name
     assert calls["compliant"]["table_writes"] >= 3
+    assert out["ceiling"]["client_cpu_ms_per_write"]["median"] > 0
+    assert set(out["request_cpu_ms"]) == {"ARM GET (read, confirm)", "ARM PATCH", "table create",
+                                          "table upsert, audit-sized"}
+    assert all(v["median"] > 0 for v in out["request_cpu_ms"].values())
+    assert all(0 < ph["product_busy"]["median"] <= 2 for ph in out["phases"].values())
 
 
 def test_coldstart_and_report(tmp_path):
