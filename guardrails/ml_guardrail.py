@@ -64,10 +64,12 @@ class ModelReference:
     version_id: str | None
 
 
-def parse_model_reference(ref: Any, workspace_id: str) -> ModelReference:
+def parse_model_reference(ref: Any, workspace_id: str,
+                          registry_id: Callable[[str], str | None] = lambda _name: None) -> ModelReference:
     """``azureml:name:version``, ``azureml:name@label``, ``azureml:name``, an ARM id of a workspace
-    or registry model version, or ``azureml://registries/r/models/n/versions/v`` (explicit, but
-    its resource group is unknown: not readable)."""
+    or registry model version, or ``azureml://registries/r/models/n/versions/v``: readable when
+    ``registry_id(r)`` knows the registry's ARM id (the policy's ``registries``), since the
+    reference itself names no subscription or resource group."""
     text = ref.strip() if isinstance(ref, str) else ""
     if text.lower().startswith("/subscriptions/"):
         try:
@@ -81,7 +83,13 @@ def parse_model_reference(ref: Any, workspace_id: str) -> ModelReference:
         parts = text[len("azureml://"):].split("/")
         low = [p.lower() for p in parts]
         if "versions" in low[:-1]:
-            return ModelReference(text, parts[low.index("versions") + 1], None)
+            version = parts[low.index("versions") + 1]
+            if (len(parts) == 6 and low[0] == "registries" and low[2] == "models" and low[4] == "versions"
+                    and all(_ASSET.match(x) for x in (parts[3], version))):
+                registry = registry_id(parts[1])
+                if registry is not None:
+                    return ModelReference(text, version, f"{registry}/models/{parts[3]}/versions/{version}")
+            return ModelReference(text, version, None)
         if "labels" in low[:-1]:
             return ModelReference(text, "@" + parts[low.index("labels") + 1], None)
         return ModelReference(text, None, None)
@@ -94,6 +102,15 @@ def parse_model_reference(ref: Any, workspace_id: str) -> ModelReference:
     if not (_ASSET.match(name) and _ASSET.match(version)):     # never let a reference shape an ARM path
         return ModelReference(text, version, None)
     return ModelReference(text, version, f"{workspace_id}/models/{name}/versions/{version}")
+
+
+def _unreadable(text: str) -> str:
+    """Why an explicit reference without an ARM id cannot be read."""
+    parts = text[len("azureml://"):].split("/") if text.lower().startswith("azureml://") else []
+    if len(parts) > 1 and parts[0].lower() == "registries":
+        return (f"the version is in registry '{parts[1][:64]}', which the model-registry policy does not list "
+                "under registries: it cannot be read, so it cannot be shown compliant")
+    return "the reference cannot be resolved to a model version: it cannot be read, so it cannot be shown compliant"
 
 
 def _traffic(endpoint: Mapping[str, Any]) -> dict[str, int]:
@@ -292,7 +309,10 @@ class MlLifecycleGuardrail:
 
     def _serving_findings(self, ctx, row, dep_body, workspace: ArmId, dep_name: str, policies) -> list[_Found] | None:
         """Findings of the model a production deployment serves (None: a read failed, row set)."""
-        ref = parse_model_reference((dep_body.get("properties") or {}).get("model"), str(workspace))
+        def registry_id(name: str) -> str | None:
+            return next((rid for p in policies if (rid := p.rules.registry_id(name)) is not None), None)
+
+        ref = parse_model_reference((dep_body.get("properties") or {}).get("model"), str(workspace), registry_id)
         version = None
         if ref.version_id is not None and any(mr.is_explicit_version(p.rules, ref.version) for p in policies):
             version, ok = self._get(ctx, row, ref.version_id)
@@ -302,8 +322,7 @@ class MlLifecycleGuardrail:
         for p in policies:
             if not mr.is_explicit_version(p.rules, ref.version) or (version is None and ref.version_id is None):
                 findings = mr.evaluate_deployment(p.rules, version=ref.version, stage=p.rules.production_stage) or [
-                    mr.ModelFinding(mr.RULE_VERSION_READABLE, "the version is in a registry named without its "
-                                    "resource group: it cannot be read, so it cannot be shown compliant")]
+                    mr.ModelFinding(mr.RULE_VERSION_READABLE, _unreadable(ref.text))]
             elif version is None:
                 findings = [mr.ModelFinding(mr.RULE_VERSION_READABLE, "the referenced model version does not exist")]
             else:

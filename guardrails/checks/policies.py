@@ -166,6 +166,8 @@ class ModelRegistryPolicy(_Versioned):
             doc["drift_default_threshold"] = r.drift_default_threshold
         if r.candidate_tag is not None:
             doc["candidate_tag"] = {"key": r.candidate_tag[0], "value": r.candidate_tag[1]}
+        if r.registries:
+            doc["registries"] = dict(r.registries)
         return doc
 
 

@@ -26,6 +26,8 @@ VAULT_PATTERN = r"^[A-Za-z][A-Za-z0-9-]{1,22}[A-Za-z0-9]$"     # Key Vault: 3-24
 SECRET_PATTERN = r"^[A-Za-z0-9-]{1,127}$"                     # Key Vault secret name
 STAGE_PATTERN = r"^[A-Za-z][A-Za-z0-9_-]{0,31}$"
 TAG_KEY_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.:/ -]{0,255}$"
+REGISTRY_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{2,32}$"      # Azure ML registry names
+REGISTRY_TYPE = "Microsoft.MachineLearningServices/registries"
 CHECK_NAMES = ("job", "resource", "model-promotion")
 
 REQUIRED_KEYS = {
@@ -115,6 +117,9 @@ def build_model_registry_schema(_registry: Any = None) -> dict[str, Any]:
             ("metric", "minimum"), metric={"type": "string", "pattern": TAG_KEY_PATTERN},
             minimum={"type": "number"})},
         notify_tag={"type": "string", "pattern": TAG_KEY_PATTERN},
+        registries={"type": "object", "maxProperties": 256,
+                    "propertyNames": {"pattern": REGISTRY_NAME_PATTERN},
+                    "additionalProperties": {"type": "string", "minLength": 1, "maxLength": 1024}},
         breaker=_closed(("max_actions", "window_seconds"),
                         max_actions={"type": "integer", "minimum": 1, "maximum": 100000},
                         window_seconds={"type": "integer", "minimum": 1, "maximum": 86400}),
@@ -229,6 +234,7 @@ def _model_registry(doc: dict[str, Any], source: str, found: Found):
     _unique_folded([m.name for m in metrics], "$.run_metrics", found)
     for key in ("production_endpoints", "sensitive_endpoints"):
         _unique_folded(list(doc.get(key, {}).get("tags", {})), f"$.{key}.tags", found)
+    registries = _registries(doc.get("registries", {}), found)
     if found:
         return None
     candidate = doc.get("candidate_tag")
@@ -245,11 +251,33 @@ def _model_registry(doc: dict[str, Any], source: str, found: Found):
         drift_default_threshold=None if default_threshold is None else float(default_threshold),
         candidate_tag=(candidate["key"], candidate["value"]) if candidate else DEFAULT_RULES.candidate_tag,
         run_metrics=metrics if "run_metrics" in doc else DEFAULT_RULES.run_metrics,
-        notify_tag=doc.get("notify_tag", DEFAULT_RULES.notify_tag))
+        notify_tag=doc.get("notify_tag", DEFAULT_RULES.notify_tag),
+        registries=registries)
     b = doc.get("breaker")
     breaker = Breaker(int(b["max_actions"]), int(b["window_seconds"])) if b else DEFAULT_BREAKER
     return ModelRegistryPolicy(id=doc["id"], version=int(doc["version"]), description=doc["description"],
                                mode=doc["mode"], rules=rules, breaker=breaker, source=source)
+
+
+def _registries(raw: dict[str, str], found: Found) -> tuple[tuple[str, str], ...]:
+    """``registries``: each value the ARM id of the Azure ML registry its key names."""
+    from guardrails.model.arm_id import InvalidArmId, parse_arm_id
+
+    _unique_folded(list(raw), "$.registries", found)
+    out = []
+    for name, value in raw.items():
+        where = f"$.registries.{name}"
+        try:
+            rid = parse_arm_id(value)
+        except InvalidArmId as exc:
+            found.append((where, f"not an ARM id: {exc}"))
+            continue
+        if rid.resource_type.lower() != REGISTRY_TYPE.lower() or rid.name.lower() != name.lower():
+            found.append((where, f"must be the id of the Azure ML registry '{name}' "
+                                 f"(.../providers/{REGISTRY_TYPE}/{name})"))
+            continue
+        out.append((name, str(rid)))
+    return tuple(out)
 
 
 def _selector(doc: dict[str, Any], key: str, default):

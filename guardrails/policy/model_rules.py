@@ -118,6 +118,14 @@ class ModelRegistryRules:
     candidate_tag: tuple[str, str] | None = ("promotion_candidate", "true")
     run_metrics: tuple[MetricThreshold, ...] = (MetricThreshold("accuracy", 0.85),)
     notify_tag: str = "owner"
+    # Azure ML registries production may serve from: name -> the registry's ARM id. A deployment's
+    # ``azureml://registries/<name>/...`` reference names no resource group; this says where it is
+    registries: tuple[tuple[str, str], ...] = ()
+
+    def registry_id(self, name: str | None) -> str | None:
+        """The ARM id of registry ``name`` (case-insensitive), or None when it is not listed."""
+        key = (name or "").strip().lower()
+        return next((rid for n, rid in self.registries if n.lower() == key), None) if key else None
 
     @property
     def production_stage(self) -> str:

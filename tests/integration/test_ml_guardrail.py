@@ -191,6 +191,30 @@ def test_an_untagged_or_missing_version_is_not_served_in_production(harness):
     assert [v.rule for v in h2.deliver(b.write_event(green["id"])).violations] == ["version-readable"]
 
 
+@pytest.mark.parametrize("tags, verdict", [(TAGS, "compliant"), ({"owner": "ds_team@contoso.com"}, "remediated")])
+def test_a_version_served_from_a_listed_registry_is_read_there_and_judged(harness, tmp_path, tags, verdict):
+    shared = model_version(REG, "fraud-clf", 3, tags=tags, stage="production")
+    world, green = endpoint_world("azureml://registries/mlreg-shared/models/fraud-clf/versions/3", extra=[shared])
+    h = harness(world, extra_metadata=[policy_dir(tmp_path, registries={"mlreg-shared": REG})])
+    row = h.deliver(b.write_event(green["id"]))
+    assert row.verdict == verdict
+    assert any(q["path"].lower().endswith("/registries/mlreg-shared/models/fraud-clf/versions/3")
+               for q in h.arm_requests("GET"))                       # read in the registry, not the workspace
+    assert h.resource(EP)["properties"]["traffic"]["green"] == (20 if verdict == "compliant" else 0)
+    if verdict == "remediated":
+        assert {v.rule for v in row.violations} == {RULE_REQUIRED_TAGS}
+
+
+def test_a_version_in_a_registry_the_policy_does_not_list_is_not_served(harness):
+    shared = model_version(REG, "fraud-clf", 3, tags=TAGS, stage="production")
+    world, green = endpoint_world("azureml://registries/mlreg-shared/models/fraud-clf/versions/3", extra=[shared])
+    h = harness(world)
+    row = h.deliver(b.write_event(green["id"]))
+    assert row.verdict == "remediated" and [v.rule for v in row.violations] == ["version-readable"]
+    assert "registry 'mlreg-shared'" in row.violations[0].message and "registries" in row.violations[0].message
+    assert h.resource(EP)["properties"]["traffic"]["green"] == 0
+
+
 def test_non_production_endpoints_are_left_alone(harness):
     world, green = endpoint_world("azureml:fraud-clf:latest", tags={"environment": "dev"})
     h = harness(world)

@@ -109,6 +109,24 @@ def test_model_registry_and_check_access_semantics():
     assert any("$.mode" in f for f in findings(ca))
 
 
+def test_model_registry_registries_are_ids_of_the_registries_they_name():
+    rid = "/subscriptions/00000000-0000-0000-0000-000000000002/resourceGroups/rg-shared/providers/" \
+          "Microsoft.MachineLearningServices/registries/mlreg-shared"
+    mr = shipped("model-registry")
+    mr["registries"] = {"mlreg-shared": rid}
+    (p,) = load_documents([("jobs/model-registry.yaml", mr)])
+    assert p.rules.registry_id("MLREG-shared") == rid and p.rules.registry_id("other") is None
+    assert Policy.from_document(p.to_document(), source="table") == p             # survives the table
+    mr["registries"] = {"mlreg-shared": rid.replace("mlreg-shared", "mlreg-other"), "notes": "not-an-id",
+                        "wsreg": rid.replace("registries/mlreg-shared", "workspaces/wsreg")}
+    fs = findings(mr)
+    assert any("$.registries.mlreg-shared: must be the id of the Azure ML registry 'mlreg-shared'" in f for f in fs)
+    assert any("$.registries.wsreg: must be the id of the Azure ML registry 'wsreg'" in f for f in fs)
+    assert any("$.registries.notes: not an ARM id" in f for f in fs)
+    mr["registries"] = {"x": rid}                                      # not a registry name
+    assert any("$.registries" in f for f in findings(mr))
+
+
 def test_the_compiled_set_exposes_check_kinds_in_force():
     everything = load_directory(ROOT / "metadata")
     compiled = compile_policies(everything)

@@ -94,6 +94,24 @@ def test_model_references(ref, version, readable):
     assert (r.version, r.version_id) == (version, readable)
 
 
+REGISTRY = "/subscriptions/00000000-0000-0000-0000-000000000002/resourceGroups/rg-shared/providers/" \
+           "Microsoft.MachineLearningServices/registries/mlreg-shared"
+
+
+@pytest.mark.parametrize("ref, readable", [
+    ("azureml://registries/mlreg-shared/models/fraud-clf/versions/3", f"{REGISTRY}/models/fraud-clf/versions/3"),
+    ("azureml://registries/MLREG-SHARED/models/fraud-clf/versions/3", f"{REGISTRY}/models/fraud-clf/versions/3"),
+    ("azureml://registries/other-reg/models/fraud-clf/versions/3", None),              # not listed
+    ("azureml://registries/mlreg-shared/models/fraud-clf/labels/latest", None),        # a label: not explicit
+    ("azureml://registries/mlreg-shared/models/../versions/3", None),                  # never shapes a path
+    ("azureml://registries/mlreg-shared/models/fraud-clf/versions/3/extra", None),
+    ("azureml://registries/mlreg-shared/datastores/fraud-clf/versions/3", None),
+])
+def test_registry_references_resolve_through_the_policys_registries(ref, readable):
+    rules = ModelRegistryRules(registries=(("mlreg-shared", REGISTRY),))
+    assert parse_model_reference(ref, WS, rules.registry_id).version_id == readable
+
+
 # ---------------------------------------------------------------- endpoints, drift, runs
 def test_endpoint_rules():
     assert evaluate_endpoint(DEFAULT_RULES, auth_mode="AADToken", public_network_access=None, sensitive=False) == []
