@@ -49,6 +49,14 @@ ML_TYPE_NAMES = ("Microsoft.MachineLearningServices/registries/models/versions",
                  "Microsoft.MachineLearningServices/workspaces/models/versions",
                  "Microsoft.MachineLearningServices/workspaces/onlineEndpoints",
                  "Microsoft.MachineLearningServices/workspaces/onlineEndpoints/deployments")
+# what the reconciling sweep lists (per workspace or registry): online endpoints, and the model
+# containers whose versions it then lists; containers are only listed, never judged
+_MS = "Microsoft.MachineLearningServices/"
+SWEEP_ENDPOINTS = ResourceType(_MS + "workspaces/onlineEndpoints", API_VERSION, "put")
+SWEEP_CONTAINERS = {ResourceType(_MS + f"{parent}/models", API_VERSION, "put").key:
+                    (ResourceType(_MS + f"{parent}/models", API_VERSION, "put"),
+                     ResourceType(_MS + f"{parent}/models/versions", API_VERSION, "put"))
+                    for parent in ("workspaces", "registries")}
 _READ_ONLY_TOP = ("id", "name", "type", "systemData", "etag")
 _ASSET = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,254}$")     # Azure ML asset names and versions
 
@@ -136,7 +144,8 @@ class _Found:
 class MlLifecycleGuardrail:
     # reads every ML type it judges; writes model versions (archive) and endpoints (traffic,
     # authMode, publicNetworkAccess); deployments are only read (never changed or deleted)
-    permissions = tuple(f"{t}/read" for t in ML_TYPE_NAMES) + (
+    permissions = tuple(f"{t}/read" for t in ML_TYPE_NAMES) + tuple(
+        f"{c.name}/read" for c, _versions in SWEEP_CONTAINERS.values()) + (
         "Microsoft.MachineLearningServices/registries/models/versions/write",
         "Microsoft.MachineLearningServices/workspaces/models/versions/write",
         "Microsoft.MachineLearningServices/workspaces/onlineEndpoints/write")
@@ -146,9 +155,30 @@ class MlLifecycleGuardrail:
 
     @staticmethod
     def sweep_types() -> tuple[ResourceType, ...]:
-        """What the reconciling sweep lists for this guardrail (per workspace): online endpoints;
-        deciding one checks its settings and every deployment that receives traffic."""
-        return (ResourceType("Microsoft.MachineLearningServices/workspaces/onlineEndpoints", API_VERSION, "put"),)
+        """What the reconciling sweep lists for this guardrail, per workspace or registry: online
+        endpoints (deciding one checks its settings and every deployment that receives traffic)
+        and model containers (each expanded into its versions: ``sweep_expand``)."""
+        return (SWEEP_ENDPOINTS, *(c for c, _versions in SWEEP_CONTAINERS.values()))
+
+    @staticmethod
+    def sweep_expand(rtype: ResourceType) -> ResourceType | None:
+        """The child type the sweep lists under each listed ``rtype`` instead of deciding it: a
+        model container's versions; None for what is decided itself."""
+        pair = SWEEP_CONTAINERS.get(rtype.key)
+        return pair[1] if pair else None
+
+    @staticmethod
+    def sweep_needs_decision(body: Mapping[str, Any], policies) -> bool:
+        """The sweep's cheap filter for a listed model version: only one that is not archived and
+        lacks a required tag of a policy in force is decided (on a fresh read, as an event would).
+        Endpoints are always decided: their deployments are not in the listed body."""
+        if not str(body.get("type", "")).lower().endswith("/models/versions"):
+            return True
+        props = body.get("properties") if isinstance(body.get("properties"), Mapping) else {}
+        if props.get("isArchived") is True:
+            return False
+        tags = props.get("tags") if isinstance(props.get("tags"), Mapping) else {}
+        return any(mr.missing_tags(p.rules, tags) for p in policies)
 
     @staticmethod
     def resource_type(rid: ArmId) -> ResourceType:

@@ -145,7 +145,7 @@ class Sweeper:
         compiled = self.service.policies.get()
         plan = list_plan(covered_types(compiled))
         ml_children = self._ml_children(compiled)
-        if ml_children:                      # Azure ML online endpoints, listed per workspace
+        if ml_children:                      # Azure ML endpoints and model versions, per workspace / registry
             plan = _with_children(plan, ml_children)
         deadline = start + self.max_seconds
         with ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="sweep") as pool:
@@ -203,15 +203,22 @@ class Sweeper:
 
     def _sweep_children(self, tally: _Tally, compiled, sub: str, parent_id: str, child: ResourceType, sweep_id: str,
                         dry_run: bool) -> None:
-        ml = child.key not in CATALOG       # no cheap filter: the ML guardrail decides each one on live state
+        ml = self.service.ml if child.key not in CATALOG else None    # the ML guardrail decides on live state
+        expand = ml.sweep_expand(child) if ml is not None else None   # a model container: list its versions
+        policies = [p for p in compiled.model_registry_policies if p.mode != "off"] if ml is not None else []
         try:
             for item in self.lister.list_children(parent_id, child):
-                if ml:
-                    if isinstance(item.get("id"), str):
-                        tally.seen()
-                        self._decide(tally, item["id"], None, sweep_id, dry_run, SWEEP_EVENT_TYPE)
+                if not isinstance(item.get("id"), str):
                     continue
-                self.decide_listed(tally, compiled, child, item, sweep_id, dry_run)
+                if expand is not None:
+                    self._sweep_children(tally, compiled, sub, item["id"], expand, sweep_id, dry_run)
+                elif ml is None:
+                    self.decide_listed(tally, compiled, child, item, sweep_id, dry_run)
+                elif ml.sweep_needs_decision(item, policies):
+                    tally.seen()
+                    self._decide(tally, item["id"], None, sweep_id, dry_run, SWEEP_EVENT_TYPE)
+                else:
+                    tally.seen(compliant=1)
         except ArmError as exc:
             self._list_failed(tally, sub, f"{child.name} of {parent_id}", exc)
 

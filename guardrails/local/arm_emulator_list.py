@@ -71,9 +71,12 @@ class ArmListRoute:
             return page(emu, req, self._subscriptions(emu))
         prefix, type_name = _list_shape(req.segments)  # type: ignore[misc]
         rtype = lookup_type(type_name)
+        container = None
         if rtype is None:
-            from guardrails.local.ml_emulator import TYPES as ML_TYPES   # Azure ML children list too
+            from guardrails.local.ml_emulator import CONTAINERS, TYPES as ML_TYPES   # Azure ML children list too
             rtype = ML_TYPES.get(type_name.lower())
+            if rtype is None and type_name.lower() in CONTAINERS:
+                rtype, container = CONTAINERS[type_name.lower()][1], CONTAINERS[type_name.lower()][0]
         if rtype is None:
             raise ArmError(400, "InvalidResourceType", f"The resource type '{type_name}' could not be found "
                            f"in the namespace '{type_name.split('/')[0]}'.")
@@ -86,6 +89,9 @@ class ArmListRoute:
             emu.store.complete_due()
             items = [r for rid, r in sorted(_resources(emu).items())
                      if rid.startswith(prefix) and str(r.get("type", "")).lower() == key]
+            if container is not None:
+                from guardrails.local.ml_emulator import model_containers
+                items = model_containers(items, container)
             return page(emu, req, items)
 
     @staticmethod

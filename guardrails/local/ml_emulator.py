@@ -44,6 +44,25 @@ REG_VERSION = ResourceType(f"{NS}/registries/models/versions", API_VERSION, "put
 ENDPOINT = ResourceType(f"{NS}/workspaces/onlineEndpoints", API_VERSION, "put")
 DEPLOYMENT = ResourceType(f"{NS}/workspaces/onlineEndpoints/deployments", API_VERSION, "put")
 TYPES = {t.key: t for t in (WS_VERSION, REG_VERSION, ENDPOINT, DEPLOYMENT)}
+# model containers (``…/models/{name}``): Azure ML makes one with a model's first version; here
+# they are listed from the versions present (never stored, read or written on their own)
+CONTAINERS = {c.key: (c, v) for c, v in (
+    (ResourceType(f"{NS}/workspaces/models", API_VERSION, "put"), WS_VERSION),
+    (ResourceType(f"{NS}/registries/models", API_VERSION, "put"), REG_VERSION))}
+
+
+def model_containers(versions: list[dict], container: ResourceType) -> list[dict]:
+    """The containers of ``versions`` (all under one workspace or registry), as ARM lists them."""
+    out: dict[str, dict] = {}
+    for v in versions:
+        cid = v["id"].rsplit("/versions/", 1)[0]
+        latest = out.get(cid.lower(), {}).get("properties", {}).get("latestVersion")
+        name = str(v.get("name", ""))
+        if latest is None or (name.isdigit() and (not latest.isdigit() or int(name) > int(latest))):
+            latest = name
+        out[cid.lower()] = {"id": cid, "name": cid.rsplit("/", 1)[-1], "type": container.name,
+                            "properties": {"latestVersion": latest, "isArchived": False}}
+    return [out[k] for k in sorted(out)]
 ENDPOINT_PATCH_KEYS = frozenset({"tags", "identity"})
 AUTH_MODES = ("AMLToken", "Key", "AADToken")
 EVENT_PREFIX = f"{NS}."

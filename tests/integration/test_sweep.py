@@ -88,9 +88,13 @@ def test_sweep_of_5000_resources_fixes_exactly_the_drifted_ones_within_the_read_
     # the ML lifecycle guardrail's online endpoints: one list per workspace too (none here)
     endpoints = [q for q in reads if q["path"].endswith("/onlineEndpoints")]
     assert len(endpoints) == 1000
-    assert summary.pages == len(lists) + len(computes) + len(endpoints) + 1   # + the subscriptions list
+    # ... and its model containers: one list per workspace and per registry (none here)
+    models = [q for q in reads if q["path"].endswith("/models")]
+    assert len(models) == 2000
+    assert summary.pages == len(lists) + len(computes) + len(endpoints) + len(models) + 1   # + the subscriptions list
     # one write per drifted resource, one confirm read each; no resource read on its own otherwise
-    assert len(h.writes()) == 100 and len(in_sub) - len(lists) - len(computes) - len(endpoints) == 100
+    assert len(h.writes()) == 100
+    assert len(in_sub) - len(lists) - len(computes) - len(endpoints) - len(models) == 100
     # audit: one row per non-compliant decision; compliant ones only counted
     rows = _sweep_rows(h, summary.sweep_id)
     assert {r.resource_id for r in rows} == drifted and {r.verdict for r in rows} == {"remediated"}
@@ -219,3 +223,31 @@ def test_sweep_takes_a_bad_deployment_out_of_production_traffic_that_no_event_re
     (row,) = [r for r in _sweep_rows(h, summary.sweep_id) if r.resource_id.lower() == ep_id.lower()]
     assert row.verdict == "remediated" and row.event_type == "Guardrails.Sweep"
     assert any(q["path"].endswith("/onlineEndpoints") for q in h.emu.requests)
+
+
+def test_sweep_archives_untagged_model_versions_no_event_reported_and_reads_only_those(harness):
+    # GIVEN versions registered before the guardrail ran (or whose events were lost), in a
+    # workspace and in a registry: tagged, untagged, and untagged but already archived
+    from guardrails.local.ml_emulator import model_version
+    ws, reg = b.workspace(pna="Disabled"), b.ml_registry(pna="Disabled")
+    tags = {"data_version": "d1", "git_sha": "abc", "metric_summary": "auc=0.9", "owner": "ds@contoso.com"}
+    good = [model_version(ws["id"], "fraud-clf", 7, tags=tags), model_version(reg["id"], "churn", 2, tags=tags)]
+    bad = [model_version(ws["id"], "fraud-clf", 8, tags={"owner": "ds@contoso.com"}),
+           model_version(ws["id"], "scorer", 1), model_version(reg["id"], "churn", 3)]
+    parked = model_version(ws["id"], "scorer", 2, archived=True)
+    h = harness([ws, reg, *good, *bad, parked])
+    before = {r["id"].lower(): r["etag"] for r in h.emu.world()["resources"]}
+    summary = _sweeper(h, FakeClock()).run(subscriptions=[b.SUB])
+    # THEN exactly the untagged, unarchived versions are archived, each read once before its PUT
+    after = {r["id"].lower(): r for r in h.emu.world()["resources"]}
+    assert {rid for rid, r in after.items() if r["etag"] != before[rid]} == {v["id"].lower() for v in bad}
+    assert all(after[v["id"].lower()]["properties"]["isArchived"] is True for v in bad)
+    gets = [q["path"].lower() for q in h.arm_requests("GET")]
+    for v in good + [parked]:
+        assert not any(p.endswith(v["id"].lower()) for p in gets), v["id"]     # listed, never read alone
+    assert sum(1 for p in gets if p.endswith("/models")) == 2                   # one container list each
+    assert sum(1 for p in gets if p.endswith("/versions")) == 3                 # fraud-clf, scorer, churn
+    rows = _sweep_rows(h, summary.sweep_id)
+    assert {r.resource_id.lower() for r in rows} == {v["id"].lower() for v in bad}
+    assert {r.verdict for r in rows} == {"remediated"} and {r.event_type for r in rows} == {"Guardrails.Sweep"}
+    assert summary.remediated == 3 and summary.failed == 0
