@@ -145,9 +145,15 @@ def build_sweeper(settings: Settings, *, clock=None, sleep=None, service=None):
     tables = Tables.from_settings(settings, credential=credential)
     lister = ArmLister(credential, endpoint=settings.arm_endpoint, reads=reads, ca_bundle=settings.ca_bundle,
                        timeout=settings.arm_timeout_seconds, clock=clock, sleep=sleep)
+    graph = None
+    if settings.sweep_lister == "graph":
+        from .adapters.graph import ResourceGraphLister
+        graph = ResourceGraphLister(credential, endpoint=settings.arm_endpoint, ca_bundle=settings.ca_bundle,
+                                    timeout=settings.arm_timeout_seconds, clock=clock, sleep=sleep)
     return Sweeper(service, lister, TableSweepStore(tables), TableTimerState(tables), reads=reads,
                    concurrency=settings.sweep_concurrency, max_seconds=settings.sweep_max_seconds,
-                   subscriptions=settings.sweep_subscriptions, management_groups=settings.sweep_management_groups)
+                   subscriptions=settings.sweep_subscriptions, management_groups=settings.sweep_management_groups,
+                   graph=graph)
 
 
 _sweeper = None

@@ -44,6 +44,7 @@ SWEEP_SUBSCRIPTIONS = "GUARDRAILS_SWEEP_SUBSCRIPTIONS"      # comma-separated; e
 SWEEP_MANAGEMENT_GROUPS = "GUARDRAILS_SWEEP_MANAGEMENT_GROUPS"  # comma-separated ids: role assignments there
 SWEEP_CONCURRENCY = "GUARDRAILS_SWEEP_CONCURRENCY"          # lists read at once
 SWEEP_MAX_SECONDS = "GUARDRAILS_SWEEP_MAX_SECONDS"          # stop (truncated) before the host timeout
+SWEEP_LISTER = "GUARDRAILS_SWEEP_LISTER"                    # arm (default) | graph: Azure Resource Graph
 ARM_READS_PER_SECOND = "GUARDRAILS_ARM_READS_PER_SECOND"    # timers' read budget per subscription
 ARM_READ_BURST = "GUARDRAILS_ARM_READ_BURST"
 EXPIRY_LOOKBACK_MINUTES = "GUARDRAILS_EXPIRY_LOOKBACK_MINUTES"  # first expiry run looks this far back
@@ -61,7 +62,7 @@ ALL_SETTINGS = (
     DEDUP_IN_PROGRESS_SECONDS, TIME_BUDGET_SECONDS, ARM_TIMEOUT_SECONDS, AUDIT_SHARDS, LOG_LEVEL,
     SNAPSHOT_REUSE_SECONDS, CLOCK_SKEW_SECONDS,
     SWEEP_SCHEDULE, EXPIRY_SCHEDULE, SWEEP_SUBSCRIPTIONS, SWEEP_MANAGEMENT_GROUPS, SWEEP_CONCURRENCY,
-    SWEEP_MAX_SECONDS, ARM_READS_PER_SECOND, ARM_READ_BURST, EXPIRY_LOOKBACK_MINUTES,
+    SWEEP_MAX_SECONDS, SWEEP_LISTER, ARM_READS_PER_SECOND, ARM_READ_BURST, EXPIRY_LOOKBACK_MINUTES,
     DECISION_TOPIC_ENDPOINT, DECISION_TOPIC_KEY, DECISION_TOPIC_TIMEOUT_SECONDS, DECISION_OUTBOX_SCHEDULE,
 )
 
@@ -139,6 +140,7 @@ class Settings:
     sweep_management_groups: tuple[str, ...] = ()
     sweep_concurrency: int = 4
     sweep_max_seconds: float = 540.0
+    sweep_lister: str = "arm"
     arm_reads_per_second: float = 20.0     # of ARM's 25/s: the rest stays for the event path
     arm_read_burst: float = 100.0          # of ARM's 250
     expiry_lookback_minutes: float = 60.0
@@ -160,6 +162,9 @@ class Settings:
         prefix = env.get(TABLE_PREFIX) or "Guardrails"
         if not prefix.isalnum() or not prefix[0].isalpha() or len(prefix) > 40:
             raise ConfigError(f"setting {TABLE_PREFIX} must be alphanumeric, start with a letter, <= 40 chars")
+        lister = (env.get(SWEEP_LISTER) or "arm").strip().lower()
+        if lister not in ("arm", "graph"):
+            raise ConfigError(f"setting {SWEEP_LISTER} must be 'arm' or 'graph', got {lister[:20]!r}")
         shards = int(_float(env, AUDIT_SHARDS, 16, minimum=1))
         budget = _float(env, TIME_BUDGET_SECONDS, 20.0, minimum=1.0)
         if budget >= 30.0:
@@ -190,6 +195,7 @@ class Settings:
             sweep_management_groups=_list(env.get(SWEEP_MANAGEMENT_GROUPS, "")),
             sweep_concurrency=int(_float(env, SWEEP_CONCURRENCY, 4, minimum=1)),
             sweep_max_seconds=_float(env, SWEEP_MAX_SECONDS, 540.0, minimum=1.0),
+            sweep_lister=lister,
             arm_reads_per_second=_float(env, ARM_READS_PER_SECOND, 20.0, minimum=0.1),
             arm_read_burst=_float(env, ARM_READ_BURST, 100.0, minimum=1.0),
             expiry_lookback_minutes=_float(env, EXPIRY_LOOKBACK_MINUTES, 60.0, minimum=1.0),

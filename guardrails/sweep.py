@@ -117,8 +117,9 @@ class Sweeper:
     def __init__(self, service, lister, store, state, *, reads, concurrency: int = 4,
                  max_seconds: float = 540.0, subscriptions: Iterable[str] = (),
                  management_groups: Iterable[str] = (), clock: Callable[[], float] = time.monotonic,
-                 wall_clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)) -> None:
+                 wall_clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc), graph=None) -> None:
         self.service, self.lister, self.store, self.state, self.reads = service, lister, store, state, reads
+        self.graph = graph          # adapters.graph.ResourceGraphLister (GUARDRAILS_SWEEP_LISTER=graph) or None
         self.concurrency = max(1, int(concurrency))
         self.max_seconds = max_seconds
         self.subscriptions = tuple(subscriptions)
@@ -148,6 +149,9 @@ class Sweeper:
         if ml_children:                      # Azure ML endpoints and model versions, per workspace / registry
             plan = _with_children(plan, ml_children)
         deadline = start + self.max_seconds
+        graph_pages0 = self.graph.pages if self.graph is not None else 0
+        if self.graph is not None and subs:
+            plan = self._sweep_graph(tally, compiled, subs, plan, summary.sweep_id, dry_run, deadline)
         with ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="sweep") as pool:
             for fut in [pool.submit(self._sweep_type, tally, compiled, sub, rt, decide, children, summary.sweep_id,
                                     dry_run, deadline)
@@ -157,7 +161,7 @@ class Sweeper:
             self._sweep_management_group(tally, mg, summary.sweep_id, dry_run, deadline)
         summary.reads = self.reads.taken - reads0
         summary.throttled_wait_s = round(self.reads.waited - wait0, 3)
-        summary.pages = self.lister.pages - pages0
+        summary.pages = self.lister.pages - pages0 + (self.graph.pages - graph_pages0 if self.graph is not None else 0)
         return self._finish(summary, start)
 
     def _finish(self, summary: SweepSummary, start: float) -> SweepSummary:
@@ -192,6 +196,43 @@ class Sweeper:
                 kids.shutdown(wait=True)
         for fut in futures:
             fut.result()          # anything but an ArmError (Table Storage down …) ends the sweep
+
+    def _sweep_graph(self, tally: _Tally, compiled, subs: list[str], plan, sweep_id: str, dry_run: bool,
+                     deadline: float) -> list:
+        """The top-level types of ``plan`` through Resource Graph, every subscription at once: a
+        row the pure filter finds violating is decided on a fresh ARM read (the index can lag ARM),
+        the child types of each row are listed through ARM under it. Returns what is still to be
+        listed through ARM: the whole plan when Resource Graph did not answer its first page
+        (not registered, not permitted, unavailable in this cloud), else nothing."""
+        by_type = {top.key: (top, decide, children) for top, decide, children in plan}
+        started = False
+        futures = []
+        with ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="sweep-child") as kids:
+            try:
+                for body in self.graph.list_types(subs, [top for top, _, _ in plan]):
+                    started = True
+                    if self._clock() > deadline:
+                        tally.truncate()
+                        break
+                    entry = by_type.get(str(body.get("type", "")).lower())
+                    rid = body.get("id")
+                    if entry is None or not isinstance(rid, str):
+                        continue
+                    top, decide, children = entry
+                    if decide:
+                        self.decide_listed(tally, compiled, top, body, sweep_id, dry_run, fresh=True)
+                    for child in children:
+                        futures.append(kids.submit(self._sweep_children, tally, compiled, rid.split("/")[2], rid,
+                                                   child, sweep_id, dry_run))
+            except ArmError as exc:
+                if not started:
+                    tally.error(f"Resource Graph did not answer ({exc}); listed through ARM instead")
+                    emit(log, logging.WARNING, "guardrail_sweep_graph_unavailable", reason=exc.reason)
+                    return plan
+                tally.error(f"Resource Graph query failed part way: {exc}")
+            for fut in futures:
+                fut.result()
+        return []
 
     def _ml_children(self, compiled) -> tuple[ResourceType, ...]:
         """The ML lifecycle guardrail's listable types when it runs and a model-registry policy is
@@ -229,7 +270,9 @@ class Sweeper:
              reason=exc.reason)
 
     def decide_listed(self, tally: _Tally, compiled, rtype: ResourceType, body: dict, run_id: str, dry_run: bool,
-                      event_type: str = SWEEP_EVENT_TYPE) -> None:
+                      event_type: str = SWEEP_EVENT_TYPE, *, fresh: bool = False) -> None:
+        """Decide a listed body when the pure filter finds it violating (else only count it): on
+        the body itself, or with ``fresh`` (an indexed copy that may lag ARM) on a new read."""
         rid = body.get("id")
         if not isinstance(rid, str):
             return
@@ -239,8 +282,9 @@ class Sweeper:
             tally.seen(compliant=1)
             return
         tally.seen()
-        snapshot = ResourceSnapshot(resource_id=rid, type=str(body.get("type") or rtype.name), body=body,
-                                    etag=body.get("etag") if isinstance(body.get("etag"), str) else None)
+        snapshot = None if fresh else ResourceSnapshot(
+            resource_id=rid, type=str(body.get("type") or rtype.name), body=body,
+            etag=body.get("etag") if isinstance(body.get("etag"), str) else None)
         self._decide(tally, rid, snapshot, run_id, dry_run, event_type)
 
     def _decide(self, tally: _Tally, rid: str, snapshot: ResourceSnapshot | None, run_id: str, dry_run: bool,

@@ -85,6 +85,7 @@ var guardrailActions = [
   'Microsoft.MachineLearningServices/workspaces/onlineEndpoints/write'
   'Microsoft.MachineLearningServices/workspaces/read'
   'Microsoft.MachineLearningServices/workspaces/write'
+  'Microsoft.ResourceGraph/resources/read'
   'Microsoft.Resources/subscriptions/read'
   'Microsoft.Storage/storageAccounts/listKeys/action'
   'Microsoft.Storage/storageAccounts/read'

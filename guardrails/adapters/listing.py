@@ -6,8 +6,9 @@ tags, sku, kind, …) WITHOUT ``properties`` — evaluating them would need one 
 ``GET /subscriptions/{sub}/providers/{Namespace}/{type}`` (storage accounts, Key Vault
 ``listBySubscription``, registries, workspaces) answers full bodies as GET does, so a page of
 resources costs one read. Child types have no subscription-wide list: ``workspaces/computes``
-are listed per parent workspace. Azure Resource Graph would be cheaper still for very large
-estates; it is not used (its properties lag ARM by up to minutes and it needs its own client).
+are listed per parent workspace. Azure Resource Graph is cheaper still for very large estates
+(``adapters.graph``, ``GUARDRAILS_SWEEP_LISTER=graph``); its index lags ARM by up to minutes, so
+what it finds violating is read again here before a decision.
 
 Every page goes through the SDK pipeline (``ResourceManagementClient.send_request``: the same
 credential policy, transport and TLS settings as every other ARM call), takes a read token from

@@ -47,6 +47,7 @@ from guardrails.local.arm_emulator_http import (
 from guardrails.local.arm_emulator_authz import AuthzStore
 from guardrails.local.arm_emulator_authz_routes import RoleAssignmentRoute, RoleDefinitionRoute
 from guardrails.local.arm_emulator_list import ArmListRoute
+from guardrails.local.resource_graph_emulator import ResourceGraphRoute
 from guardrails.local.arm_emulator_routes import ArmOperationRoute, ArmResourceRoute
 from guardrails.local.arm_emulator_pec import PrivateEndpointConnectionRoute
 from guardrails.local.arm_emulator_state import ArmStore
@@ -121,7 +122,7 @@ class AzureEmulator:
         self._log: list[dict] = []
         # tried in order; the first that claims a request handles it
         self.topics = TopicStore()  # Event Grid custom topics (eventgrid_emulator)
-        self.routes: list[Any] = [GraphRoute(), KeyVaultRoute(), EventGridTopicRoute(), ArmOperationRoute(),
+        self.routes: list[Any] = [GraphRoute(), ResourceGraphRoute(), KeyVaultRoute(), EventGridTopicRoute(), ArmOperationRoute(),
                                   StorageKeysRoute(),
                                   RoleAssignmentRoute(), RoleDefinitionRoute(), PrivateEndpointConnectionRoute(),
                                   MlResourceRoute(), ArmListRoute(), ArmResourceRoute()]

@@ -397,3 +397,21 @@ def test_real_sample_bodies_round_trip_through_put(emu, client):
         client.resources.begin_create_or_update_by_id(rid, body, api_version=version,
                                                       headers={"If-Match": body["etag"]}).result()
         assert emu.get(rid)["properties"]["provisioningState"] == "Succeeded"
+
+
+def test_resource_graph_answers_the_products_query_shape_and_refuses_any_other(emu):
+    path = "/providers/Microsoft.ResourceGraph/resources?api-version=2021-03-01"
+    query = ("Resources | where type in~ ('microsoft.storage/storageaccounts') "
+             "| project id, name, type, properties")
+    status, _h, body = raw(emu, "POST", path, {"subscriptions": [SUB], "query": query,
+                                               "options": {"$top": 1, "resultFormat": "objectArray"}}, bearer())
+    assert status == 200 and body["totalRecords"] == 1 and body["data"][0]["id"] == ST
+    assert set(body["data"][0]) == {"id", "name", "type", "properties"} and "$skipToken" not in body
+    other = {"subscriptions": [SUB], "query": "Resources | take 5"}
+    status, _h, body = raw(emu, "POST", path, other, bearer())
+    assert status == 400 and body["error"]["code"] == "BadRequest"
+    status, _h, body = raw(emu, "POST", path, {"subscriptions": ["00000000-0000-0000-0000-00000000beef"],
+                                               "query": query}, bearer())
+    assert status == 200 and body["data"] == []                    # another subscription's rows: none
+    status, _h, _b = raw(emu, "POST", path, {"subscriptions": [SUB], "query": query})
+    assert status == 401

@@ -251,3 +251,41 @@ def test_sweep_archives_untagged_model_versions_no_event_reported_and_reads_only
     assert {r.resource_id.lower() for r in rows} == {v["id"].lower() for v in bad}
     assert {r.verdict for r in rows} == {"remediated"} and {r.event_type for r in rows} == {"Guardrails.Sweep"}
     assert summary.remediated == 3 and summary.failed == 0
+
+
+def _graph_queries(h) -> list[dict]:
+    return [q for q in h.emu.requests if q["method"] == "POST" and q["path"].lower().endswith("/microsoft.resourcegraph/resources")]
+
+
+def test_sweep_through_resource_graph_lists_once_and_decides_violators_on_a_fresh_read(harness):
+    resources, drifted = _estate(1500, 50)               # 30 drifted, 6 per type
+    h = harness(resources)
+    before = {r["id"].lower(): r for r in h.emu.world()["resources"]}
+    summary = _sweeper(h, FakeClock(), GUARDRAILS_SWEEP_LISTER="graph").run(subscriptions=[b.SUB])
+    after = {r["id"].lower(): r for r in h.emu.world()["resources"]}
+    assert {rid for rid, r in after.items() if r["etag"] != before[rid]["etag"]} == {d.lower() for d in drifted}
+    # 1,500 rows in 1,000-row pages: two queries; no subscription-wide ARM list of any top-level type
+    queries = _graph_queries(h)
+    assert len(queries) == 2 and queries[0]["body"]["subscriptions"] == [b.SUB]
+    assert "where type in~" in queries[0]["body"]["query"]
+    gets = h.arm_requests("GET")
+    assert [q for q in gets if q["path"].count("/") == 5] == []
+    # each violator read fresh before its fix (the index may lag ARM), then confirmed: two GETs each
+    for d in drifted:
+        assert sum(1 for q in gets if q["path"].lower() == d.lower()) == 2, d
+    # children still listed through ARM under each workspace: computes, endpoints, models
+    assert sum(1 for q in gets if q["path"].endswith("/computes")) == 300
+    assert (summary.seen, summary.remediated, summary.failed) == (1500, 30, 0)
+    assert summary.pages == 2 + 300 * 3 + 300          # graph pages + workspace children + registry models
+
+
+def test_sweep_falls_back_to_arm_lists_when_resource_graph_does_not_answer(harness):
+    resources, drifted = _estate(100, 10)
+    h = harness(resources)
+    h.emu.add_fault(method="POST", path_regex="Microsoft.ResourceGraph", status=403)
+    summary = _sweeper(h, FakeClock(), GUARDRAILS_SWEEP_LISTER="graph").run(subscriptions=[b.SUB])
+    assert all(h.resource(d)["properties"]["publicNetworkAccess"] == "Disabled" for d in drifted)
+    assert summary.remediated == len(drifted) == 10
+    assert len(_graph_queries(h)) == 1                   # asked once, refused: no retry of a 403
+    assert any("Resource Graph did not answer" in e for e in summary.errors) and summary.failed == 1
+    assert any(q["path"].count("/") == 5 for q in h.arm_requests("GET"))   # listed through ARM instead
