@@ -72,12 +72,13 @@ def decision_publisher(settings: Settings, tables, credential):
     if not settings.decision_topic_endpoint:
         return None
     from .adapters.eventgrid import EventGridTopic
-    from .adapters.tables import TableOutbox
+    from .adapters.tables import TableAuditSink, TableOutbox
     from .outbox import DecisionPublisher
     topic = EventGridTopic(settings.decision_topic_endpoint, key=settings.decision_topic_key,
                            credential=None if settings.decision_topic_key else credential,
                            ca_bundle=settings.ca_bundle, timeout=settings.decision_topic_timeout_seconds)
-    return DecisionPublisher(topic, TableOutbox(tables), source=f"/guardrails/{settings.site_name}")
+    return DecisionPublisher(topic, TableOutbox(tables), source=f"/guardrails/{settings.site_name}",
+                             history=TableAuditSink(tables, shards=settings.audit_shards))
 
 
 def _escalations(tables):

@@ -49,6 +49,11 @@ class PublishError(GuardrailsError):
     reason = "publish_failed"
 
 
+class AuditHistory(Protocol):
+    def rows_of_delivery(self, resource_id: str, delivery_id: str) -> list[AuditRow]:
+        """The audit rows one delivery wrote for one resource. Raises StoreError."""
+
+
 class TopicSender(Protocol):
     def send(self, events: list[dict[str, Any]]) -> None:
         """Publish CloudEvents (dicts in the CloudEvents JSON form) in one request. Raises PublishError."""
@@ -123,9 +128,10 @@ class DecisionPublisher:
     """Publish a decision now, or keep it in the outbox; deliver the outbox later."""
 
     def __init__(self, topic: TopicSender, outbox: OutboxStore, *, source: str, pause_seconds: float = 30.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, history: AuditHistory | None = None) -> None:
         self.topic = topic
         self.outbox = outbox
+        self.history = history
         self.source = source
         self.pause_seconds = pause_seconds
         self._clock = clock
@@ -145,6 +151,25 @@ class DecisionPublisher:
             self._paused_until = self._clock() + self.pause_seconds
             return self._keep(event, exc.reason, str(exc))
         return "published"
+
+    def republish(self, resource_id: str, delivery_id: str) -> int:
+        """Publish again what a delivery that died after its audit write, and maybe before its
+        publish, decided: found when Event Grid's redelivery takes its event over. Same event ids,
+        so a consumer that already has one drops it (at least once, as Event Grid itself delivers).
+        Never raises: the redelivery decides anyway. Returns how many decisions went out again."""
+        if self.history is None:
+            return 0
+        try:
+            rows = self.history.rows_of_delivery(resource_id, delivery_id)
+        except StoreError as exc:
+            emit(log, logging.WARNING, "decision_event_republish_skipped", delivery_id=delivery_id, error=str(exc))
+            return 0
+        again = [row for row in rows if should_publish(row)]
+        for row in again:
+            self.publish(row)
+        if again:
+            emit(log, logging.INFO, "decision_event_republished", delivery_id=delivery_id, events=len(again))
+        return len(again)
 
     def _keep(self, event: dict[str, Any], reason: str, detail: str = "") -> str:
         try:

@@ -51,6 +51,7 @@ class Claim:
     state: Literal["acquired", "completed"]
     token: Any = None          # opaque handle for complete/release (etag)
     verdict: str | None = None
+    previous_holder: str | None = None   # acquired by taking over an attempt that died: its delivery id
 
 
 class IdempotencyStore(Protocol):

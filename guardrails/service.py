@@ -276,6 +276,10 @@ class GuardrailsService:
         if claim.state == "completed":
             return self._finish(ctx, row, "duplicate", "duplicate",
                                 f"event already handled (verdict {claim.verdict or 'unknown'}); nothing done")
+        if claim.previous_holder and self.publisher is not None:
+            # the attempt this one takes over died holding the event: it may have audited a decision
+            # and died before publishing it, and the state it left decides differently now
+            self.publisher.republish(row.resource_id, claim.previous_holder)
         try:
             # deliveries for one resource in this worker take turns: the second decides on the
             # state the first left (diff before write), never sending a fix twice

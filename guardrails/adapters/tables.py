@@ -226,7 +226,8 @@ class TableIdempotencyStore:
         try:
             meta = table.update_entity(entity, mode=UpdateMode.REPLACE,
                                        etag=current.metadata["etag"], match_condition=MatchConditions.IfNotModified)
-            return Claim("acquired", token=meta.get("etag"))
+            previous = current.get("holder") if current.get("status") == "IN_PROGRESS" else None
+            return Claim("acquired", token=meta.get("etag"), previous_holder=previous or None)
         except ResourceModifiedError:
             raise IdempotencyError("expired idempotency record taken over by another delivery") from None
         except AzureError as exc:
@@ -349,6 +350,16 @@ class TableAuditSink:
         except AzureError as exc:
             raise _store_error("audit read", exc) from exc
         return sorted(rows, key=lambda r: (r.time, r.delivery_id))
+
+    def rows_of_delivery(self, resource_id: str, delivery_id: str) -> list[AuditRow]:
+        """The rows one delivery wrote for ``resource_id`` (its partition of the resource index)."""
+        table = self._t.table(self._t.audit_index_name)
+        try:
+            return [_from_entity(e) for e in table.query_entities(
+                "PartitionKey eq @pk and delivery_id eq @d",
+                parameters={"pk": resource_partition(resource_id), "d": delivery_id})]
+        except AzureError as exc:
+            raise _store_error("audit read", exc) from exc
 
     def read_resource(self, resource_id: str) -> list[AuditRow]:
         table = self._t.table(self._t.audit_index_name)

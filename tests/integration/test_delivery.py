@@ -110,6 +110,34 @@ def test_worker_killed_mid_delivery_expires_and_a_retry_completes(harness, tmp_p
     assert [r.verdict for r in h.recorder.rows] == ["remediated", "duplicate"]
 
 
+def test_a_decision_audited_by_a_worker_that_died_before_publishing_it_is_published_by_the_retry(harness, tmp_path):
+    # GIVEN a worker that fixed a resource and audited it, then died while its decision event was in flight
+    res = b.storage()
+    h = harness([res], decision_topic=True,
+                env={"GUARDRAILS_DEDUP_IN_PROGRESS_SECONDS": "2", "GUARDRAILS_DECISION_TOPIC_TIMEOUT_SECONDS": "25"})
+    h.emu.add_fault(method="POST", path_regex="/topics/decisions/", delay_ms=15_000, status=503, times=1)
+    event = b.write_event(res["id"])
+    path = tmp_path / "event.json"
+    path.write_text(json.dumps(event))
+    proc = _worker(h, path)
+    deadline = time.monotonic() + 30
+    while not [r for r in h.stored_rows() if r.verdict == "remediated"] and time.monotonic() < deadline:
+        time.sleep(0.05)
+    (first,) = [r for r in h.stored_rows() if r.verdict == "remediated"]
+    proc.kill()                                      # dies inside the publish: nothing reached the topic
+    proc.communicate(timeout=10)
+    assert h.emu.published_events("decisions") == []
+    # WHEN Event Grid redelivers after the in-progress record expired
+    time.sleep(2.2)
+    assert _deliver_raw(event) is None
+    # THEN the retry, finding the resource already fixed, decides "compliant" and publishes nothing of
+    # its own, but the dead worker's decision goes out, under its own id
+    assert [r.verdict for r in h.recorder.rows] == ["compliant"]
+    (published,) = h.emu.published_events("decisions")
+    assert published["id"] == first.delivery_id and published["type"] == "Guardrails.Decision.Remediated"
+    assert published["data"]["resource_id"] == res["id"]
+
+
 # ---- throttling, transient faults, the time budget ------------------------------------------
 def test_429_with_short_retry_after_is_retried_within_the_budget(harness):
     res = b.container_registry()
