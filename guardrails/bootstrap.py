@@ -154,7 +154,7 @@ def build_sweeper(settings: Settings, *, clock=None, sleep=None, service=None):
     return Sweeper(service, lister, TableSweepStore(tables), TableTimerState(tables), reads=reads,
                    concurrency=settings.sweep_concurrency, max_seconds=settings.sweep_max_seconds,
                    subscriptions=settings.sweep_subscriptions, management_groups=settings.sweep_management_groups,
-                   graph=graph)
+                   graph=graph, clock=clock)          # one clock paces the reads and bounds the run
 
 
 _sweeper = None

@@ -188,7 +188,7 @@ class Sweeper:
                 if kids is not None and isinstance(body.get("id"), str):
                     for child in children:       # one list per parent: in parallel, or latency would bound it
                         futures.append(kids.submit(self._sweep_children, tally, compiled, sub, body["id"], child,
-                                                   sweep_id, dry_run))
+                                                   sweep_id, dry_run, deadline))
         except ArmError as exc:    # one type or subscription unreadable: the rest of the sweep goes on
             self._list_failed(tally, sub, rtype.name, exc)
         finally:
@@ -223,7 +223,7 @@ class Sweeper:
                         self.decide_listed(tally, compiled, top, body, sweep_id, dry_run, fresh=True)
                     for child in children:
                         futures.append(kids.submit(self._sweep_children, tally, compiled, rid.split("/")[2], rid,
-                                                   child, sweep_id, dry_run))
+                                                   child, sweep_id, dry_run, deadline))
             except ArmError as exc:
                 if not started:
                     tally.error(f"Resource Graph did not answer ({exc}); listed through ARM instead")
@@ -243,16 +243,19 @@ class Sweeper:
         return ml.sweep_types()
 
     def _sweep_children(self, tally: _Tally, compiled, sub: str, parent_id: str, child: ResourceType, sweep_id: str,
-                        dry_run: bool) -> None:
+                        dry_run: bool, deadline: float = float("inf")) -> None:
         ml = self.service.ml if child.key not in CATALOG else None    # the ML guardrail decides on live state
         expand = ml.sweep_expand(child) if ml is not None else None   # a model container: list its versions
         policies = [p for p in compiled.model_registry_policies if p.mode != "off"] if ml is not None else []
         try:
             for item in self.lister.list_children(parent_id, child):
+                if self._clock() > deadline:      # a parent with thousands of children ends in time too
+                    tally.truncate()
+                    return
                 if not isinstance(item.get("id"), str):
                     continue
                 if expand is not None:
-                    self._sweep_children(tally, compiled, sub, item["id"], expand, sweep_id, dry_run)
+                    self._sweep_children(tally, compiled, sub, item["id"], expand, sweep_id, dry_run, deadline)
                 elif ml is None:
                     self.decide_listed(tally, compiled, child, item, sweep_id, dry_run)
                 elif ml.sweep_needs_decision(item, policies):

@@ -289,3 +289,17 @@ def test_sweep_falls_back_to_arm_lists_when_resource_graph_does_not_answer(harne
     assert len(_graph_queries(h)) == 1                   # asked once, refused: no retry of a 403
     assert any("Resource Graph did not answer" in e for e in summary.errors) and summary.failed == 1
     assert any(q["path"].count("/") == 5 for q in h.arm_requests("GET"))   # listed through ARM instead
+
+
+def test_a_workspace_with_many_models_still_ends_the_sweep_at_its_time_limit(harness):
+    from guardrails.local.ml_emulator import model_version
+    ws = b.workspace(pna="Disabled")
+    h = harness([ws, *(model_version(ws["id"], f"m{i:03d}", 1) for i in range(40))])   # 40 untagged models (< breaker)
+    clock = FakeClock()
+    t0 = clock()
+    summary = _sweeper(h, clock, GUARDRAILS_ARM_READ_BURST="10", GUARDRAILS_ARM_READS_PER_SECOND="10",
+                       GUARDRAILS_SWEEP_MAX_SECONDS="2").run(subscriptions=[b.SUB])
+    assert summary.truncated
+    archived = [r for r in h.emu.world()["resources"] if (r.get("properties") or {}).get("isArchived") is True]
+    assert 0 < len(archived) < 40                                       # stopped part way, in time
+    assert clock() - t0 < 2 + 1                       # past the limit by at most the reads already under way
