@@ -54,40 +54,18 @@ def versions(c7n_python: Path | None) -> dict[str, str]:
 
 
 # ---------------------------------------------------------------------------------------------
-def _num(v: float) -> str:
-    return f"{v:,.0f}"
+def _fmt(spec: str, scale: float = 1.0, suffix: str = "") -> Callable[[float], str]:
+    """A cell formatter: ``format(v * scale, spec) + suffix``."""
+    return lambda v: f"{format(v * scale, spec)}{suffix}"
 
 
-def _ms(v: float) -> str:
-    return f"{v:.1f}"
-
-
-def _ms2(v: float) -> str:
-    return f"{v:.2f}"
-
-
-def _frac(v: float) -> str:
-    return f"{v:.2f}"
-
-
-def _x(v: float) -> str:
-    return f"{v:.2f}x"
-
-
-def _pct(v: float) -> str:
-    return f"{v * 100:.0f}%"
-
-
-def _s(v: float) -> str:
-    return f"{v:.3f}"
-
-
-def _mb(v: float) -> str:
-    return f"{v:.1f}"
-
-
-def _calls(v: float) -> str:
-    return f"{v:g}"
+_num = _fmt(",.0f")          # 1,173,888
+_ms = _mb = _fmt(".1f")      # 19.7
+_ms2 = _frac = _fmt(".2f")   # 0.58
+_x = _fmt(".2f", suffix="x")
+_pct = _fmt(".0f", 100.0, "%")
+_s = _fmt(".3f")
+_calls = _fmt("g")
 
 
 def _row(rows: list, section: str, measure: str, stats: dict | None, fmt: Callable[[float], str],
