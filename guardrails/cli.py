@@ -5,6 +5,7 @@
     simulate --world W --events E [--metadata DIR] --out R
     breaker reset|status POLICY SUBSCRIPTION   close (or show) a policy's circuit breaker
     escalation reset|status RESOURCE_ID        end (or show) a resource's flip-flop escalation
+                                               (or a re-granted role's: 'rolegrant:<scope>|<principal>|<role>')
     sweep [--subscription ID] [--management-group MG] [--dry-run] [--expiry]   reconciling sweep (or expiry run)
     check job|resource|model-promotion ...     pre-flight checks (exit 0 allowed, 1 denied, 2 error)
     report [--days N | --since D [--until D]] [--json] [--html FILE]   compliance KPIs from the audit table
@@ -47,7 +48,7 @@ def _parser() -> argparse.ArgumentParser:
         a = brsub.add_parser(name)
         a.add_argument("policy")
         a.add_argument("subscription")
-    esc = sub.add_parser("escalation", help="flip-flop escalation of one resource")
+    esc = sub.add_parser("escalation", help="flip-flop escalation of one resource (or role grant key)")
     escsub = esc.add_subparsers(dest="action", required=True)
     for name in ("reset", "status"):
         escsub.add_parser(name).add_argument("resource_id")
@@ -197,18 +198,25 @@ def _escalation(args) -> int:
     from .model.arm_id import parse_arm_id
     from .settings import Settings
     from .simulate import UsageError
-    try:
-        rid = str(parse_arm_id(args.resource_id))
-    except InvalidArmId as exc:
-        raise UsageError(f"not a resource id: {exc}") from None
+    from .policy.roles import GRANT_KEY_PREFIX, parse_grant_key
+    if args.resource_id.strip().lower().startswith(GRANT_KEY_PREFIX):      # a re-granted role (role guardrail)
+        try:
+            rid, field = parse_grant_key(args.resource_id), "grant"
+        except ValueError as exc:
+            raise UsageError(f"not a grant key: {exc}") from None
+    else:
+        try:
+            rid, field = str(parse_arm_id(args.resource_id)), "resource_id"
+        except InvalidArmId as exc:
+            raise UsageError(f"not a resource id: {exc}") from None
     tables = Tables.from_settings(Settings.from_env())
     tables.ensure()
     store = TableEscalationStore(tables)
     if args.action == "status":
         state = store.status(rid)
-        print(json.dumps({"resource_id": rid, "escalated": bool(state and state["escalated"]), "state": state}))
+        print(json.dumps({field: rid, "escalated": bool(state and state["escalated"]), "state": state}))
         return 0
-    print(json.dumps({"resource_id": rid, "reset": True, "had_state": store.reset(rid)}))
+    print(json.dumps({field: rid, "reset": True, "had_state": store.reset(rid)}))
     return 0
 
 

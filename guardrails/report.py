@@ -16,6 +16,9 @@ Definitions (rows whose ``time`` is in ``[since, until)``):
 - **remediations per policy**: violations with outcome ``remediated`` in any row, by policy id
   (the ``@version`` dropped); **per day**: ``remediated`` rows by the day of their ``time``.
 - **escalations**: ``escalated`` rows, and the resources they concern.
+- **re-grant escalations**: role-assignment rows ``remediated`` with reason ``flip_flop`` (a role
+  granted again past its policy's budget, removed all the same), and the grants they concern
+  (``rolegrant:<scope>|<principal>|<role GUID>``, from the row's recorded assignment).
 - **shadow vs enforced**: every ``shadow`` row against the enforced row of the same
   ``event_id``; its ``reason`` is what the shadow version would have decided. Decisions are
   ranked by how far the policy goes: 0 nothing to do (``compliant``, or the enforced side
@@ -101,6 +104,8 @@ class Report:
     remediations_per_day: list[tuple[str, int]]
     escalations: int
     escalated_resources: list[str]
+    regrant_escalations: int
+    escalated_grants: list[str]
     shadow: ShadowComparison
 
     def to_dict(self) -> dict[str, Any]:
@@ -124,6 +129,8 @@ def build_report(rows: Iterable[AuditRow], *, since: datetime, until: datetime) 
     per_policy: dict[str, int] = {}
     per_day: dict[str, int] = {}
     escalated_rows: list[AuditRow] = []
+    grants: list[str] = []
+    regrants = 0
     for t, r in inside:
         verdicts[r.verdict] = verdicts.get(r.verdict, 0) + 1
         if r.verdict not in NOT_EVALUATED and _is_resource(r.resource_id):
@@ -142,6 +149,9 @@ def build_report(rows: Iterable[AuditRow], *, since: datetime, until: datetime) 
                     per_policy[pid] = per_policy.get(pid, 0) + 1
         if r.verdict == "escalated":
             escalated_rows.append(r)
+        elif r.verdict == "remediated" and r.reason == "flip_flop":
+            regrants += 1
+            grants.extend(_grant(v.before) for v in r.violations if v.property == "roleAssignment")
 
     compliant = sum(1 for r in latest.values() if r.verdict in COMPLIANT)
     open_rows = sorted((r for r in latest.values() if r.verdict in OPEN), key=lambda r: (r.time, r.resource_id))
@@ -157,8 +167,19 @@ def build_report(rows: Iterable[AuditRow], *, since: datetime, until: datetime) 
         remediations_per_day=[(d, per_day.get(d, 0)) for d in days],
         escalations=len(escalated_rows),
         escalated_resources=sorted({r.resource_id for r in escalated_rows}),
+        regrant_escalations=regrants, escalated_grants=sorted(set(grants) - {""}),
         shadow=_shadow([r for _t, r in inside]),
     )
+
+
+def _grant(before: Any) -> str:
+    """The grant key of a role-assignment violation's recorded assignment ("" if it has none)."""
+    from .policy.roles import grant_key
+
+    try:
+        return grant_key(before["scope"], before["principal_id"], before["role_id"])
+    except (TypeError, KeyError, ValueError):
+        return ""
 
 
 def _iso(t: datetime) -> str:
@@ -233,6 +254,7 @@ def _summary_lines(r: Report) -> list[tuple[str, str]]:
         ("time to remediate: p90", _secs(ttr.p90_seconds)),
         ("remediations timed / without event time", f"{ttr.count} / {ttr.skipped_without_event_time}"),
         ("escalations", f"{r.escalations} ({len(r.escalated_resources)} resources)"),
+        ("re-grant escalations", f"{r.regrant_escalations} ({len(r.escalated_grants)} grants)"),
         ("shadow vs enforced", f"{r.shadow.compared} compared: {r.shadow.agree} agree, {r.shadow.stricter} stricter, "
                                f"{r.shadow.looser} looser ({r.shadow.not_comparable} not comparable)"),
     ]
@@ -304,7 +326,7 @@ def render_html(r: Report) -> str:
     ttr = r.time_to_remediate
     kpis = [("compliant", _pct(r.compliance)), ("covered resources", str(r.covered)),
             ("open violations", str(len(r.open_violations))), ("mean time to remediate", _secs(ttr.mean_seconds)),
-            ("escalations", str(r.escalations))]
+            ("escalations", str(r.escalations)), ("re-grant escalations", str(r.regrant_escalations))]
     sections = [
         "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
         f"<title>guardrails compliance report {html.escape(r.since)} .. {html.escape(r.until)}</title>",

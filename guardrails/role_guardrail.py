@@ -3,9 +3,19 @@
     read the assignment (the event's ``authorization.evidence`` is the CALLER's permission, never
     the assignment) ─▶ resolve its role (built-in catalogue, or the custom definition, cached)
     ─▶ evaluate role policies (pure) ─▶ safety rails ─▶ delete (breaker permit) ─▶ confirm gone
+    ─▶ count the re-grant
 
 Safety rails, independent of policy: never delete an assignment of the guardrail's own identities
 or of a break-glass principal, and never the last Owner at a scope (kept and reported).
+
+Re-grants: a pipeline (or an attacker) that grants again the role the guardrail just removed
+makes a new assignment, with a new id, every time. Confirmed removals are counted per *grant*
+(scope, principal, role: ``policy.roles.grant_key``) in the escalation table, against the
+policies' ``flip_flop`` budget. Unlike a resource, whose (N+1)th revert is not made, a removal
+is always made: a privileged grant is never left in place to end a fight. Past the budget the row
+carries reason ``flip_flop``, names who keeps granting, and the owner is told once, when the
+grant is escalated; it stays escalated until ``guardrails escalation reset <grant key>`` (or the
+policy's ``hold_minutes`` pass without a new grant).
 """
 
 from __future__ import annotations
@@ -13,9 +23,11 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from .errors import ArmError, ResourceNotFound
+from .errors import ArmError, ResourceNotFound, StoreError
 from .logs import emit
 from .model.decision import ViolationRecord, combine_verdict
+from .model.policy import DEFAULT_FLIP_FLOP
+from .policy.flipflop import describe_actors, strictest
 
 log = logging.getLogger("guardrails")
 
@@ -83,14 +95,14 @@ class RoleAssignmentGuardrail:
                 rec.outcome, rec.message = "dry_run", f"audit mode: would delete ({f.message})"[:300]
             else:
                 act.append((f, rec))
-        if act:
-            self._remove(ctx, row, event, assignment, role, act)
+        note = self._remove(ctx, row, event, assignment, role, act) if act else ""
         row.violations = records
         row.verdict = combine_verdict([r.outcome for r in records])
-        if row.verdict != "failed" and row.reason != "circuit_open":
+        if row.verdict != "failed" and row.reason not in ("circuit_open", "flip_flop"):
             row.reason = ""
         row.notify = row.notify or any(r.outcome == "violation" for r in records)
-        row.message = (f"{described}: " + "; ".join(f"{r.policy}/{r.rule} ({r.outcome})" for r in records))[:2000]
+        row.message = (f"{described}: " + "; ".join(f"{r.policy}/{r.rule} ({r.outcome})" for r in records)
+                       + note)[:2000]
 
     # ---------------------------------------------------------------------------------
     def _rail(self, ctx, assignment, role, act) -> str | None:
@@ -109,44 +121,79 @@ class RoleAssignmentGuardrail:
                 return "last Owner at this scope: kept so nobody is locked out"
         return None
 
-    def _remove(self, ctx, row, event, assignment, role, act) -> None:
+    def _remove(self, ctx, row, event, assignment, role, act) -> str:
+        """Delete (rails and breaker permitting) and confirm; returns a note for the row's
+        message ("" or the escalated grant's key)."""
         try:
             rail = self._rail(ctx, assignment, role, act)
         except ArmError as exc:
             for _f, rec in act:
                 rec.outcome, rec.message = "failed", f"could not check safety rails: {exc}"[:300]
             row.reason = exc.reason
-            return
+            return ""
         if rail:
             for _f, rec in act:
                 rec.outcome, rec.message = "violation", rail
             row.notify = True
             emit(log, logging.WARNING, "guardrail_violation_notify", rules=[r.rule for _f, r in act],
                  resource_id=assignment.id, rail=rail)
-            return
+            return ""
         permitted = self.svc._breaker_permits(row, event.resource_id, act)
         if not permitted:
-            return
+            return ""
         try:
             deleted_now = self.authz.delete_assignment(assignment.id, deadline=ctx.deadline)
         except ArmError as exc:
             for _f, rec in permitted:
                 rec.outcome, rec.message = "failed", str(exc)[:300]
             row.reason = exc.reason
-            return
+            return ""
         try:
             self.authz.get_assignment(assignment.id, deadline=ctx.deadline)
             for _f, rec in permitted:
                 rec.outcome, rec.message = "failed", "delete accepted but the assignment is still there"
             row.reason = "not_confirmed"
-            return
+            return ""
         except ResourceNotFound:
             pass
         except ArmError as exc:
             for _f, rec in permitted:
                 rec.outcome, rec.message = "requested", f"deleted, read-back failed: {exc.reason}"
-            return
+            return ""
         for _f, rec in permitted:
             rec.outcome = "remediated"
             rec.message = ("assignment deleted and confirmed gone" if deleted_now
                            else "assignment was already gone (nothing to delete)")
+        return self._count_regrant(row, assignment, permitted) if deleted_now else ""
+
+    # ---------------------------------------------------------------------------------
+    def _count_regrant(self, row, assignment, removed) -> str:
+        """Count this confirmed removal against the grant's flip-flop budget; past it, say so
+        (the returned note names the grant key). The removal stands whatever the count: counting
+        never blocks or undoes it, so a store failure here is logged and the decision kept."""
+        if self.svc.escalations is None:
+            return ""
+        rule = strictest(getattr(f.policy, "flip_flop", DEFAULT_FLIP_FLOP) for f, _rec in removed)
+        try:
+            key = assignment.grant_key
+            decision = self.svc.escalations.attempt(key, row.actor.to_dict(), rule=rule)
+        except (ValueError, StoreError) as exc:
+            emit(log, logging.WARNING, "guardrail_regrant_not_counted", resource_id=assignment.id,
+                 error=str(exc)[:300])
+            return ""
+        if decision.allowed:
+            return ""
+        state = "escalated now" if decision.escalated_now else "still escalated"
+        who = describe_actors(decision.actors)
+        for _f, rec in removed:
+            rec.message = (f"deleted and confirmed gone again: granted again after {decision.reverts} removals "
+                           f"in {rule.window_minutes} min, by {who} ({state})")[:300]
+        row.reason = "flip_flop"
+        row.notify = row.notify or decision.escalated_now      # told once; every removal still recorded
+        emit(log, logging.WARNING, "guardrail_escalated", resource_id=assignment.id, grant=key,
+             reverts=decision.reverts, window_minutes=rule.window_minutes, actors=who,
+             escalated_now=decision.escalated_now)
+        if decision.escalated_now:
+            emit(log, logging.WARNING, "guardrail_violation_notify", rules=[r.rule for _f, r in removed],
+                 resource_id=assignment.id, grant=key, actors=who)
+        return f" — grant {state}; see or end it: guardrails escalation status|reset '{key}'"

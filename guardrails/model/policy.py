@@ -134,6 +134,15 @@ class FlipFlop:
 DEFAULT_FLIP_FLOP = FlipFlop()
 
 
+def _put_flip_flop(doc: dict[str, Any], ff: FlipFlop) -> None:
+    """A policy document's ``flip_flop``: written only when it is not the default."""
+    if ff != DEFAULT_FLIP_FLOP:
+        out: dict[str, Any] = {"max_reverts": ff.max_reverts, "window_minutes": ff.window_minutes}
+        if ff.hold_minutes is not None:
+            out["hold_minutes"] = ff.hold_minutes
+        doc["flip_flop"] = out
+
+
 @dataclass(frozen=True)
 class Policy:
     kind: ClassVar[str] = RESOURCE_KIND
@@ -192,12 +201,7 @@ class Policy:
         doc["breaker"] = {"max_actions": self.breaker.max_actions, "window_seconds": self.breaker.window_seconds}
         if self.contact:
             doc["contact"] = self.contact
-        if self.flip_flop != DEFAULT_FLIP_FLOP:
-            ff: dict[str, Any] = {"max_reverts": self.flip_flop.max_reverts,
-                                  "window_minutes": self.flip_flop.window_minutes}
-            if self.flip_flop.hold_minutes is not None:
-                ff["hold_minutes"] = self.flip_flop.hold_minutes
-            doc["flip_flop"] = ff
+        _put_flip_flop(doc, self.flip_flop)
         return doc
 
     @classmethod
@@ -285,6 +289,9 @@ class RolePolicy:
     strict_scopes: tuple[str, ...] = ()
     exemptions: tuple[Exemption, ...] = ()
     breaker: Breaker = DEFAULT_BREAKER
+    # a principal re-granted the role it keeps losing: past this budget the removal still happens,
+    # and the grant is escalated (see ``guardrails.role_guardrail``)
+    flip_flop: FlipFlop = DEFAULT_FLIP_FLOP
     source: str = field(default="", compare=False)
 
     @property
@@ -328,6 +335,7 @@ class RolePolicy:
         if self.exemptions:
             doc["exemptions"] = _exemptions_doc(self.exemptions)
         doc["breaker"] = {"max_actions": self.breaker.max_actions, "window_seconds": self.breaker.window_seconds}
+        _put_flip_flop(doc, self.flip_flop)
         return doc
 
     @classmethod

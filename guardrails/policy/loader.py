@@ -435,6 +435,7 @@ def _role_semantics(source: str, doc: dict[str, Any]) -> tuple[RolePolicy | None
         strict_scopes=strict,
         exemptions=exemptions,
         breaker=Breaker(**doc["breaker"]) if "breaker" in doc else DEFAULT_BREAKER,
+        flip_flop=FlipFlop(**doc["flip_flop"]) if "flip_flop" in doc else DEFAULT_FLIP_FLOP,
         source=source,
     )
     return policy, []

@@ -35,6 +35,7 @@ from guardrails.model.roles import RoleDefinition, action_matches, grants_patter
 __all__ = [
     "Assignment", "GroupResolver", "RoleFinding", "CompiledRolePolicy", "compile_role_policies",
     "role_policies", "evaluate_assignment", "is_privileged", "condition_restricts_roles",
+    "GRANT_KEY_PREFIX", "grant_key", "parse_grant_key",
 ]
 
 RULES = ("privileged-at-subscription", "rbac-admin-without-condition", "not-granted", "strict-scope-no-grant")
@@ -44,6 +45,46 @@ ROLE_ASSIGNMENT_WRITE = "Microsoft.Authorization/roleAssignments/write"
 def _key(object_id: str | None) -> str:
     """Principal ids compare lower-case and dashless (captured deliveries drop the dashes)."""
     return (object_id or "").strip().lower().replace("-", "")
+
+
+# ---------------------------------------------------------------- the grant
+GRANT_KEY_PREFIX = "rolegrant:"
+
+
+def _guid(text: str, what: str) -> str:
+    """A GUID in its canonical form (lower-case, dashed); captured deliveries drop the dashes."""
+    import uuid
+
+    try:
+        return str(uuid.UUID(text.strip()))
+    except (ValueError, AttributeError):
+        raise ValueError(f"{what} is not a GUID: {str(text)[:60]!r}") from None
+
+
+def grant_key(scope: str, principal_id: str, role_definition_id: str) -> str:
+    """What an assignment grants, whatever its assignment id: ``rolegrant:<scope>|<principal
+    id>|<role definition GUID>``. A principal re-granted the role it just lost gets a new
+    assignment id every time; this key is the same (scope lower-case, GUIDs canonical, the role
+    by its GUID whether its definition id names a subscription or not). ``ValueError`` on a
+    scope or id that is not one."""
+    try:
+        bare = scope.strip().rstrip("/")
+        canonical = str(parse_scope(bare)).lower() if bare else "/"       # "/": the tenant root
+    except (InvalidArmId, AttributeError):
+        raise ValueError(f"not an assignment scope: {str(scope)[:120]!r}") from None
+    role = _guid(str(role_definition_id).rstrip("/").rsplit("/", 1)[-1], "role definition id")
+    return f"{GRANT_KEY_PREFIX}{canonical}|{_guid(principal_id, 'principal id')}|{role}"
+
+
+def parse_grant_key(text: str) -> str:
+    """A key as an operator types it (``guardrails escalation status|reset``) -> ``grant_key``'s
+    form, or ``ValueError`` naming what is wrong. The scope may itself contain ``|``."""
+    if not isinstance(text, str) or not text.strip().lower().startswith(GRANT_KEY_PREFIX):
+        raise ValueError(f"a grant key starts with {GRANT_KEY_PREFIX!r}")
+    parts = text.strip()[len(GRANT_KEY_PREFIX):].rsplit("|", 2)
+    if len(parts) != 3:
+        raise ValueError("a grant key is rolegrant:<scope>|<principal id>|<role definition GUID>")
+    return grant_key(*parts)
 
 
 # ---------------------------------------------------------------- the assignment
@@ -59,6 +100,11 @@ class Assignment:
     condition: str | None = None
     condition_version: str | None = None
     description: str | None = None
+
+    @property
+    def grant_key(self) -> str:
+        """``grant_key`` of this assignment (``ValueError`` when its scope or ids are not ones)."""
+        return grant_key(self.scope, self.principal_id, self.role_definition_id)
 
     @classmethod
     def from_arm(cls, body: Mapping[str, Any]) -> Assignment:

@@ -30,7 +30,7 @@ TOP_LEVEL_KEYS = ("id", "version", "kind", "description", "mode", "selector", "r
                   "notify_tag", "contact", "breaker", "flip_flop")
 REQUIRED_KEYS = ("id", "version", "description", "mode", "selector", "rules")
 ROLE_TOP_LEVEL_KEYS = ("id", "version", "kind", "description", "mode", "selector", "privileged", "break_glass",
-                       "grants", "strict_scopes", "action", "exemptions", "breaker")
+                       "grants", "strict_scopes", "action", "exemptions", "breaker", "flip_flop")
 ROLE_REQUIRED_KEYS = ("id", "version", "kind", "description", "mode", "action")
 # an ARM action pattern: Namespace/type/…/verb with '*' wildcards; no spaces
 ACTION_PATTERN = r"^[A-Za-z0-9*][A-Za-z0-9._*/-]*$"
@@ -178,6 +178,7 @@ def build_role_schema(registry: ActionRegistry = actions) -> dict[str, Any]:
             "action": {"oneOf": registry.schemas(ROLE_KIND)},
             "exemptions": _EXEMPTIONS,
             "breaker": _BREAKER,
+            "flip_flop": _FLIP_FLOP,
         },
     )
 

@@ -4,10 +4,14 @@ directory, decisions in the audit table. Asserts on the emulator's resulting sta
 
 from __future__ import annotations
 
+import json
 import textwrap
 
 import pytest
 
+from guardrails.adapters.escalations import TableEscalationStore
+from guardrails.cli import main as cli_main
+from guardrails.policy.roles import grant_key
 from tests import builders as b
 
 pytestmark = pytest.mark.integration
@@ -35,10 +39,10 @@ action: {{{{type: delete-role-assignment}}}}
 """
 
 
-def _policy_dir(tmp_path, mode="enforce"):
+def _policy_dir(tmp_path, mode="enforce", extra=""):
     d = tmp_path / "rbac"
     d.mkdir(exist_ok=True)
-    (d / "rbac-least-privilege.yaml").write_text(textwrap.dedent(POLICY.format(mode=mode)))
+    (d / "rbac-least-privilege.yaml").write_text(textwrap.dedent(POLICY.format(mode=mode)) + extra)
     return d
 
 
@@ -46,10 +50,10 @@ def _policy_dir(tmp_path, mode="enforce"):
 BREAK_GLASS_OWNER = b.role_assignment("Owner", b.BREAK_GLASS, name="00000000-0000-4000-8000-00000000b1ea")
 
 
-def _harness(harness, tmp_path, assignments, *, mode="enforce", definitions=(), groups=None):
+def _harness(harness, tmp_path, assignments, *, mode="enforce", definitions=(), groups=None, extra=""):
     world = {"roleAssignments": [BREAK_GLASS_OWNER, *assignments], "roleDefinitions": list(definitions),
              "directory": {"groups": groups or {b.DS_GROUP: [b.ALICE]}}}
-    return harness([], world=world, extra_metadata=[_policy_dir(tmp_path, mode)])
+    return harness([], world=world, extra_metadata=[_policy_dir(tmp_path, mode, extra)])
 
 
 def _exists(h, assignment) -> bool:
@@ -179,3 +183,70 @@ def test_the_guardrails_own_delete_event_is_ignored(harness, tmp_path):
     rows = h.deliver_emitted()
     assert rows and all(r.verdict == "ignored" for r in rows)
     assert h.emu.requests == []
+
+
+# ---- a role granted again and again ---------------------------------------------------------------
+PIPELINE_OID = "5b0c7d2e-9f41-4e3a-8c6d-2a1b0e9f8d7c"
+PIPELINE = b.claims(PIPELINE_OID, app_id="0f6e5d4c-3b2a-4190-8a7b-6c5d4e3f2a1b", upn=None)
+
+
+def test_a_role_granted_again_and_again_is_removed_every_time_and_escalated_past_the_budget(
+        harness, tmp_path, monkeypatch, capsys):
+    h = _harness(harness, tmp_path, [], extra="flip_flop: {max_reverts: 2, window_minutes: 30}\n")
+    key = grant_key(SUB_SCOPE, b.BOB, b.ROLE_IDS["Owner"])
+
+    def grant_again(principal=b.BOB, actor=PIPELINE):
+        g = b.role_assignment("Owner", principal)         # a new assignment id every time
+        h.emu.put_role_assignment(g)
+        return g, h.deliver(b.role_event(g, actor=actor))
+
+    # WHEN a pipeline grants Owner to Bob at subscription scope four times, each right after it was removed
+    made = [grant_again() for _ in range(4)]
+    # THEN every grant is removed: a privileged role is never left in place to end a fight
+    assert all(not _exists(h, g) for g, _row in made)
+    rows = [row for _g, row in made]
+    assert [r.verdict for r in rows] == ["remediated"] * 4
+    # the two removals within the policy's budget are plain; the third escalates the grant, once
+    assert [r.reason for r in rows] == ["", "", "flip_flop", "flip_flop"]
+    assert [r.notify for r in rows] == [False, False, True, False]
+    third, fourth = rows[2], rows[3]
+    assert "escalated now" in third.violations[0].message and PIPELINE_OID in third.violations[0].message
+    assert "after 2 removals in 30 min" in third.violations[0].message
+    assert "still escalated" in fourth.violations[0].message
+    assert key in third.message and third.violations[0].outcome == "remediated"
+    # the grant's history is in the escalation table under its grant key, not any assignment id
+    state = TableEscalationStore(h.tables).status(key)
+    assert state["escalated"] and len(state["times"]) == 2
+    assert {a["object_id"] for a in state["actors"]} == {PIPELINE_OID}
+    # another principal, or the same principal with another role, is another grant
+    _g, other = grant_again(principal=b.ALICE)
+    assert (other.verdict, other.reason) == ("remediated", "")
+    # an operator settles the fight (the CLI takes the key as the row prints it, in any case)
+    for k, val in h.env.items():
+        monkeypatch.setenv(k, val)
+    capsys.readouterr()
+    assert cli_main(["escalation", "status", key.upper().replace("ROLEGRANT:", "rolegrant:")]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["grant"] == key and shown["escalated"] is True
+    assert cli_main(["escalation", "reset", key]) == 0
+    assert json.loads(capsys.readouterr().out)["had_state"] is True
+    g, row = grant_again()
+    assert (row.verdict, row.reason, row.notify) == ("remediated", "", False) and not _exists(h, g)
+
+
+def test_a_grant_key_the_cli_cannot_read_is_a_usage_error(harness, tmp_path, monkeypatch, capsys):
+    h = _harness(harness, tmp_path, [])
+    for k, val in h.env.items():
+        monkeypatch.setenv(k, val)
+    assert cli_main(["escalation", "status", f"rolegrant:{SUB_SCOPE}|not-a-guid|{b.ROLE_IDS['Owner']}"]) == 2
+    assert "principal id is not a GUID" in capsys.readouterr().err
+
+
+def test_a_dry_run_removal_is_not_counted_as_a_re_grant(harness, tmp_path):
+    h = _harness(harness, tmp_path, [], mode="audit", extra="flip_flop: {max_reverts: 1, window_minutes: 30}\n")
+    for _ in range(3):
+        g = b.role_assignment("Owner", b.BOB)
+        h.emu.put_role_assignment(g)
+        row = h.deliver(b.role_event(g, actor=PIPELINE))
+        assert (row.verdict, row.reason) == ("dry_run", "") and _exists(h, g)
+    assert TableEscalationStore(h.tables).status(grant_key(SUB_SCOPE, b.BOB, b.ROLE_IDS["Owner"])) is None

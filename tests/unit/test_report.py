@@ -85,6 +85,7 @@ EXPECTED = {
     "remediations_per_day": [{"day": "2026-11-01", "count": 1}, {"day": "2026-11-02", "count": 1},
                              {"day": "2026-11-03", "count": 2}],
     "escalations": 1, "escalated_resources": [E],
+    "regrant_escalations": 0, "escalated_grants": [],
     "shadow": {"compared": 4, "agree": 1, "stricter": 2, "looser": 1, "not_comparable": 1, "examples": [
         {"kind": "stricter", "event_id": "ev-c", "resource_id": C, "enforced": "compliant", "shadow": "violation",
          "shadow_policies": "kv-strict@2"},
@@ -120,6 +121,24 @@ def test_remediations_without_event_time_are_counted_but_not_timed():
                                                                    event_time="garbage")]
     ttr = build_report(rows, since=SINCE, until=UNTIL).time_to_remediate
     assert (ttr.count, ttr.skipped_without_event_time, ttr.mean_seconds) == (0, 2, None)
+
+
+def test_a_role_granted_again_past_its_budget_is_a_re_grant_escalation_by_grant_not_assignment():
+    sub = "/subscriptions/3f2b6c1e-8a4d-4c7e-9b15-2d7e6f0a9c31"
+    bob, owner = "b0b00000-0000-4000-8000-000000000002", "8e3af657-a8ff-443c-a75c-2fe8c4bcb635"
+
+    def removal(n: int, reason: str) -> AuditRow:
+        assignment = f"{sub}/providers/Microsoft.Authorization/roleAssignments/0000000{n}-0000-4000-8000-000000000000"
+        before = {"role_name": "Owner", "role_id": owner, "principal_id": bob, "principal_type": "User",
+                  "scope": sub, "condition": None}
+        rec = ViolationRecord("rbac-least-privilege@1", "privileged-at-subscription", "roleAssignment", before,
+                              None, "remediated")
+        return row(n, f"2026-11-02T10:0{n}:00Z", assignment, "remediated", reason=reason, violations=[rec])
+
+    report = build_report([removal(1, ""), removal(2, "flip_flop"), removal(3, "flip_flop")], since=SINCE, until=UNTIL)
+    assert report.regrant_escalations == 2 and report.escalations == 0
+    assert report.escalated_grants == [f"rolegrant:{sub}|{bob}|{owner}"]
+    assert re.search(r"re-grant escalations +2 \(1 grants\)", render_text(report))
 
 
 def test_latest_decision_wins_and_resource_ids_are_case_insensitive():

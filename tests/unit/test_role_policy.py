@@ -15,8 +15,10 @@ from guardrails.model.policy import Policy, RolePolicy
 from guardrails.model.roles import RoleDefinition, builtin_by_name
 from guardrails.policy.evaluate import compile_policies
 from guardrails.policy.loader import load_directory, load_documents
+from guardrails.model.policy import DEFAULT_FLIP_FLOP, FlipFlop
 from guardrails.policy.roles import (
-    Assignment, RoleFinding, condition_restricts_roles, evaluate_assignment, is_privileged, role_policies,
+    Assignment, RoleFinding, condition_restricts_roles, evaluate_assignment, grant_key, is_privileged,
+    parse_grant_key, role_policies,
 )
 from guardrails.remediation.actions import DeleteRoleAssignment, actions
 
@@ -412,6 +414,41 @@ def test_baseline_role_policy_loads_alone_and_round_trips(tmp_path):
     assert p.privileged.conditional_role_ids == {RBAC_ADMIN.id}
     assert p.action_type == "delete-role-assignment"
     assert Policy.from_document(json.loads(json.dumps(p.to_document())), source="table") == p
+
+
+def test_a_role_policy_may_set_its_re_grant_budget_and_it_round_trips():
+    assert policy().flip_flop == DEFAULT_FLIP_FLOP and "flip_flop" not in policy().to_document()
+    p = policy(flip_flop={"max_reverts": 2, "window_minutes": 30, "hold_minutes": 240})
+    assert p.flip_flop == FlipFlop(max_reverts=2, window_minutes=30, hold_minutes=240)
+    assert Policy.from_document(json.loads(json.dumps(p.to_document())), source="table") == p
+    with pytest.raises(MetadataValidationError, match="max_reverts"):
+        policy(flip_flop={"max_reverts": 0, "window_minutes": 30})
+
+
+# ---------------------------------------------------------------- the grant an assignment makes
+
+def test_the_grant_key_is_the_same_for_every_re_grant_whatever_its_assignment_id_and_spelling():
+    first = assignment(OWNER, ALICE)
+    again = Assignment(id=f"{SUB_SCOPE}/providers/Microsoft.Authorization/roleAssignments/another",
+                       scope=SUB_SCOPE.upper() + "/", principal_id=ALICE.replace("-", "").upper(),
+                       role_definition_id=f"/providers/Microsoft.Authorization/roleDefinitions/{OWNER.id.upper()}",
+                       principal_type="User")
+    assert first.grant_key == again.grant_key == f"rolegrant:{SUB_SCOPE}|{ALICE}|{OWNER.id}"
+    assert assignment(OWNER, BOB).grant_key != first.grant_key                       # another principal
+    assert assignment(builtin_by_name("Contributor"), ALICE).grant_key != first.grant_key   # another role
+    assert assignment(OWNER, ALICE, scope=RG_ML).grant_key != first.grant_key          # another scope
+    assert grant_key("/", ALICE, OWNER.id) == f"rolegrant:/|{ALICE}|{OWNER.id}"        # the tenant root
+
+
+def test_a_grant_key_as_an_operator_types_it_is_read_back_or_rejected_with_the_reason():
+    key = grant_key(RG_ML, ALICE, OWNER.id)
+    assert parse_grant_key(key.upper().replace("ROLEGRANT:", "RoleGrant:")) == key
+    for bad, why in [("x", "starts with"), (f"rolegrant:{RG_ML}|{ALICE}", "rolegrant:<scope>"),
+                     (f"rolegrant:{RG_ML}|nope|{OWNER.id}", "principal id is not a GUID"),
+                     (f"rolegrant:{RG_ML}|{ALICE}|nope", "role definition id is not a GUID"),
+                     (f"rolegrant:/tenants/x|{ALICE}|{OWNER.id}", "not an assignment scope")]:
+        with pytest.raises(ValueError, match=why):
+            parse_grant_key(bad)
 
 
 def test_mixed_directory_loads_both_kinds(tmp_path):
