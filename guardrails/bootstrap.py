@@ -78,7 +78,8 @@ def decision_publisher(settings: Settings, tables, credential):
                            credential=None if settings.decision_topic_key else credential,
                            ca_bundle=settings.ca_bundle, timeout=settings.decision_topic_timeout_seconds)
     return DecisionPublisher(topic, TableOutbox(tables), source=f"/guardrails/{settings.site_name}",
-                             history=TableAuditSink(tables, shards=settings.audit_shards))
+                             history=TableAuditSink(tables, shards=settings.audit_shards),
+                             intent_hold_seconds=settings.decision_intent_hold_seconds)
 
 
 def _escalations(tables):

@@ -19,6 +19,18 @@ hands it here. One attempt, short timeout, no retry in the delivery's path; on f
 goes to the outbox table and the outbox timer delivers it later with the same id (at-least-once,
 exactly as audited). After a failure direct publishing pauses for ``pause_seconds`` — events go
 straight to the outbox — so a topic outage does not add a timeout to every delivery.
+
+A worker that dies between its audit write and its publish:
+
+- an Event Grid delivery is redelivered; the redelivery takes over the dead attempt's
+  idempotency record and publishes again what it audited (``republish``);
+- a timer's decision (sweep, exemption expiry) is never redelivered, so its event is first kept
+  in the outbox as an *intent*, held ``intent_hold_seconds`` (``intend``), then audited, then
+  published, and the intent dropped once the topic took it. An intent the outbox timer finds past
+  its hold belongs to a worker that died: the drain publishes the row that was audited under its
+  id, or, when none was (the worker died after the fix, before its audit write), audits the
+  intended row first. Two more outbox writes per published timer decision; nothing on the
+  event path.
 """
 
 from __future__ import annotations
@@ -53,6 +65,9 @@ class AuditHistory(Protocol):
     def rows_of_delivery(self, resource_id: str, delivery_id: str) -> list[AuditRow]:
         """The audit rows one delivery wrote for one resource. Raises StoreError."""
 
+    def write(self, row: AuditRow) -> None:
+        """Audit one row (a stale intent's, never audited). Raises StoreError."""
+
 
 class TopicSender(Protocol):
     def send(self, events: list[dict[str, Any]]) -> None:
@@ -64,16 +79,22 @@ class OutboxItem:
     key: str
     event: dict[str, Any]
     attempts: int
+    intent: bool = False      # kept before its decision was audited (``DecisionPublisher.intend``)
 
 
 class OutboxStore(Protocol):
-    def add(self, event: dict[str, Any], *, error: str) -> None:
-        """Keep an event that could not be published (idempotent per event id). Raises StoreError."""
+    def add(self, event: dict[str, Any], *, error: str, hold_seconds: float = 0.0, intent: bool = False) -> None:
+        """Keep an event that could not be published, or (``intent``) is about to be; not due
+        before ``hold_seconds`` from now. One item per event id: adding again replaces it.
+        Raises StoreError."""
 
     def list(self, limit: int) -> list[OutboxItem]:
-        """Waiting events, oldest first."""
+        """Waiting events that are due, oldest first."""
 
     def remove(self, key: str) -> None: ...
+
+    def discard(self, event_id: str) -> None:
+        """Remove the item of this event id, if there is one. Raises StoreError."""
 
     def failed(self, item: OutboxItem, *, error: str) -> None:
         """Record one more failed attempt."""
@@ -127,19 +148,41 @@ class DrainResult:
 class DecisionPublisher:
     """Publish a decision now, or keep it in the outbox; deliver the outbox later."""
 
+    # longer than any one decision takes from its intent to its publish (the time budget, seconds)
+    INTENT_HOLD_SECONDS = 900.0
+
     def __init__(self, topic: TopicSender, outbox: OutboxStore, *, source: str, pause_seconds: float = 30.0,
-                 clock: Callable[[], float] = time.monotonic, history: AuditHistory | None = None) -> None:
+                 clock: Callable[[], float] = time.monotonic, history: AuditHistory | None = None,
+                 intent_hold_seconds: float = INTENT_HOLD_SECONDS) -> None:
         self.topic = topic
         self.outbox = outbox
         self.history = history
         self.source = source
         self.pause_seconds = pause_seconds
+        self.intent_hold_seconds = intent_hold_seconds
         self._clock = clock
         self._paused_until = float("-inf")
 
-    def publish(self, row: AuditRow) -> str:
+    def intend(self, row: AuditRow) -> bool:
+        """Before a timer's decision is audited: keep its event in the outbox as an intent, held
+        ``intent_hold_seconds``, so a worker dying before it is published cannot lose it (module
+        doc). Returns whether one was kept: False for a verdict that is not published, or when
+        the outbox failed (logged; the decision goes on, as without an intent). Never raises."""
+        if not should_publish(row):
+            return False
+        try:
+            self.outbox.add(to_event(row, source=self.source), error="intent",
+                            hold_seconds=self.intent_hold_seconds, intent=True)
+        except StoreError as exc:
+            emit(log, logging.WARNING, "decision_event_intent_failed", delivery_id=row.delivery_id, error=str(exc))
+            return False
+        return True
+
+    def publish(self, row: AuditRow, *, intended: bool = False) -> str:
         """``skipped`` (not a published verdict), ``published``, ``outboxed`` or ``lost`` (the
-        outbox itself failed: logged at ERROR). Never raises: the row is already audited."""
+        outbox itself failed: logged at ERROR). Never raises: the row is already audited.
+        ``intended``: ``intend`` kept its event; it is dropped once the topic took it (kept, and
+        due now, when it did not)."""
         if not should_publish(row):
             return "skipped"
         event = to_event(row, source=self.source)
@@ -150,6 +193,11 @@ class DecisionPublisher:
         except PublishError as exc:
             self._paused_until = self._clock() + self.pause_seconds
             return self._keep(event, exc.reason, str(exc))
+        if intended:
+            try:
+                self.outbox.discard(row.delivery_id)
+            except StoreError as exc:      # the drain publishes it once more: same id, consumers dedupe
+                emit(log, logging.WARNING, "decision_event_intent_kept", delivery_id=row.delivery_id, error=str(exc))
         return "published"
 
     def republish(self, resource_id: str, delivery_id: str) -> int:
@@ -182,11 +230,39 @@ class DecisionPublisher:
              delivery_id=event["id"], reason=reason, detail=detail or None)
         return "outboxed"
 
+    def _recover(self, item: OutboxItem) -> OutboxItem:
+        """An intent past its hold: its worker died after deciding. The row audited under its id
+        is what is published; a decision never audited (the worker died after its fix, before the
+        audit write) is audited now, as intended. Raises StoreError (the drain stops; next run)."""
+        event = item.event
+        if self.history is None:
+            return item
+        rows = [r for r in self.history.rows_of_delivery(str(event.get("subject", "")), str(event["id"]))
+                if r.delivery_id == event["id"] and should_publish(r)]
+        if rows:
+            event = to_event(rows[0], source=self.source)
+        else:
+            self.history.write(AuditRow.from_dict(event["data"]))
+        emit(log, logging.WARNING, "decision_event_recovered", delivery_id=event["id"], audited_now=not rows)
+        return OutboxItem(item.key, event, item.attempts, intent=False)
+
     def drain(self, *, limit: int = 1000) -> DrainResult:
         """Deliver waiting events, oldest first, in batches; stop at the first batch the topic
-        refuses (it is still down: the rest waits for the next run). Raises StoreError."""
-        items = self.outbox.list(limit)
-        result = DrainResult()
+        refuses (it is still down: the rest waits for the next run). Stale intents are recovered
+        first (``_recover``; one that cannot be, for now, waits). Raises StoreError."""
+        items: list[OutboxItem] = []
+        unrecovered = 0
+        for item in self.outbox.list(limit):
+            if item.intent:
+                try:
+                    item = self._recover(item)
+                except StoreError as exc:        # this one waits for the next run; the rest goes out
+                    unrecovered += 1
+                    emit(log, logging.WARNING, "decision_event_recovery_failed", delivery_id=item.event.get("id"),
+                         error=str(exc))
+                    continue
+            items.append(item)
+        result = DrainResult(remaining=unrecovered)
         by_id = {i.event["id"]: i for i in items}
         for batch in batches([i.event for i in items], size_of=lambda e: len(json.dumps(e, default=str))):
             chunk = [by_id[e["id"]] for e in batch]
@@ -204,6 +280,6 @@ class DecisionPublisher:
             result.delivered += len(chunk)
         if result.delivered and not result.failed:
             self._paused_until = float("-inf")
-        result.remaining = len(items) - result.delivered
-        result.truncated = len(items) >= limit
+        result.remaining = unrecovered + len(items) - result.delivered
+        result.truncated = unrecovered + len(items) >= limit
         return result

@@ -249,7 +249,8 @@ class GuardrailsService:
         """A timer's decision (reconciling sweep, exemption expiry): the event path's decision for
         this resource on ``snapshot`` (a listed body: no second read) or, when None, on a fresh
         read. Acts unless ``remediate`` is False. One audit row, ``correlation_id`` = the run id;
-        no idempotency claim (a timer run is not redelivered; the fix itself diffs first)."""
+        no idempotency claim (a timer run is not redelivered; the fix itself diffs first), so a
+        published decision is kept as an outbox intent before it is audited."""
         from .model.arm_id import parse_arm_id
 
         start = self._clock()
@@ -266,7 +267,7 @@ class GuardrailsService:
                 return done
             with self._resource_lock(str(rid)):
                 decide()
-            return self._finish(ctx, row, row.verdict, row.reason, row.message)
+            return self._finish(ctx, row, row.verdict, row.reason, row.message, timer=True)
 
     def _once(self, ctx: _Ctx, row: AuditRow, resource_id: str, decide: Callable[[], None]) -> AuditRow:
         """Exactly-once effects on an at-least-once stream: claim the event id, decide and act,
@@ -579,13 +580,17 @@ class GuardrailsService:
         return row
 
     # ---------------------------------------------------------------------------------
-    def _finish(self, ctx: _Ctx, row: AuditRow, verdict: str, reason: str, message: str) -> AuditRow:
+    def _finish(self, ctx: _Ctx, row: AuditRow, verdict: str, reason: str, message: str, *,
+                timer: bool = False) -> AuditRow:
+        """Audit the decision, then publish it. ``timer``: no redelivery will come if this worker
+        dies, so the decision event is first kept as an outbox intent (``outbox`` module doc)."""
         row.verdict, row.reason, row.message = verdict, reason, message[:2000]
         row.time = _now_iso(self._wall())
         row.duration_ms = round((self._clock() - ctx.started) * 1000.0, 3)
+        intended = timer and self.publisher is not None and self.publisher.intend(row)
         self.audit.write(row)   # StoreError propagates: nothing is acknowledged unaudited
         if self.publisher is not None:   # after the row is safe; never raises (outbox on failure)
-            self.publisher.publish(row)
+            self.publisher.publish(row, intended=intended)
         level = logging.WARNING if verdict in ("failed", "invalid", "violation", "escalated") else logging.INFO
         emit(log, level, "guardrail_decision", verdict=verdict, reason=reason, event_type=row.event_type,
              resource_id=row.resource_id, duration_ms=row.duration_ms)

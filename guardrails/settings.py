@@ -53,6 +53,9 @@ DECISION_TOPIC_ENDPOINT = "GUARDRAILS_DECISION_TOPIC_ENDPOINT"  # https://<topic
 DECISION_TOPIC_KEY = "GUARDRAILS_DECISION_TOPIC_KEY"   # access key (secret: a Key Vault reference); empty: Entra token
 DECISION_TOPIC_TIMEOUT_SECONDS = "GUARDRAILS_DECISION_TOPIC_TIMEOUT_SECONDS"  # per publish, in the delivery's path
 DECISION_OUTBOX_SCHEDULE = "GUARDRAILS_DECISION_OUTBOX_SCHEDULE"  # NCRONTAB of the outbox timer, e.g. "0 */5 * * * *"
+# a timer decision's event waits this long in the outbox as an intent before the outbox timer
+# treats it as its worker's last words (longer than an audit write and a publish can take)
+DECISION_INTENT_HOLD_SECONDS = "GUARDRAILS_DECISION_INTENT_HOLD_SECONDS"
 SITE_NAME = "WEBSITE_SITE_NAME"                        # set by App Service: the decision events' source
 
 ALL_SETTINGS = (
@@ -64,6 +67,7 @@ ALL_SETTINGS = (
     SWEEP_SCHEDULE, EXPIRY_SCHEDULE, SWEEP_SUBSCRIPTIONS, SWEEP_MANAGEMENT_GROUPS, SWEEP_CONCURRENCY,
     SWEEP_MAX_SECONDS, SWEEP_LISTER, ARM_READS_PER_SECOND, ARM_READ_BURST, EXPIRY_LOOKBACK_MINUTES,
     DECISION_TOPIC_ENDPOINT, DECISION_TOPIC_KEY, DECISION_TOPIC_TIMEOUT_SECONDS, DECISION_OUTBOX_SCHEDULE,
+    DECISION_INTENT_HOLD_SECONDS,
 )
 
 DEFAULT_ARM_ENDPOINT = "https://management.azure.com"
@@ -147,6 +151,7 @@ class Settings:
     decision_topic_endpoint: str | None = None
     decision_topic_key: str | None = field(default=None, repr=False)   # secret: never repr'd, never logged
     decision_topic_timeout_seconds: float = 2.0
+    decision_intent_hold_seconds: float = 900.0
     site_name: str = "local"
 
     @classmethod
@@ -202,6 +207,7 @@ class Settings:
             decision_topic_endpoint=_topic_endpoint(env.get(DECISION_TOPIC_ENDPOINT)),
             decision_topic_key=(env.get(DECISION_TOPIC_KEY) or "").strip() or None,
             decision_topic_timeout_seconds=_float(env, DECISION_TOPIC_TIMEOUT_SECONDS, 2.0, minimum=0.1),
+            decision_intent_hold_seconds=_float(env, DECISION_INTENT_HOLD_SECONDS, 900.0, minimum=1.0),
             site_name=(env.get(SITE_NAME) or "").strip() or "local",
         )
         values.update(overrides)

@@ -534,10 +534,11 @@ class TablePendingFixes:
 # ---------------------------------------------------------------------------------------
 class TableOutbox:
     """Decision events the topic did not take (``outbox.OutboxStore``), kept until the outbox
-    timer delivers them. ``<prefix>Outbox``: PK ``decision``, RK sha256(event id)[:40] (adding
-    the same event twice keeps one); the event's JSON in ``event_0..n`` (strings <= 30,000 chars),
-    ``attempts``, ``last_error`` (a reason code only). The table is created on first use: it is
-    only written while the topic is failing."""
+    timer delivers them, and timer decisions' intents (``outbox.DecisionPublisher.intend``).
+    ``<prefix>Outbox``: PK ``decision``, RK sha256(event id)[:40] (adding the same event twice
+    keeps one); the event's JSON in ``event_0..n`` (strings <= 30,000 chars), ``attempts``,
+    ``last_error`` (a reason code only), ``due_at`` (not listed before), ``intent``. The table is
+    created on first use: it is written while the topic is failing, and by timer runs."""
 
     PARTITION = "decision"
 
@@ -555,12 +556,13 @@ class TableOutbox:
             self._created = True
         return self._t.table(self.name)
 
-    def add(self, event: dict[str, Any], *, error: str) -> None:
+    def add(self, event: dict[str, Any], *, error: str, hold_seconds: float = 0.0, intent: bool = False) -> None:
         body = json.dumps(event, sort_keys=True, default=str)
         parts = {f"event_{i}": body[o:o + _MAX_STRING] for i, o in enumerate(range(0, len(body), _MAX_STRING))}
-        entity = {"PartitionKey": self.PARTITION, "RowKey": _sha(str(event["id"]))[:40], "parts": len(parts),
+        now = datetime.now(timezone.utc)
+        entity = {"PartitionKey": self.PARTITION, "RowKey": self._key(str(event["id"])), "parts": len(parts),
                   **parts, "event_id": str(event["id"])[:512], "attempts": 0, "last_error": error[:200],
-                  "queued_at": datetime.now(timezone.utc)}
+                  "queued_at": now, "due_at": now + timedelta(seconds=max(0.0, hold_seconds)), "intent": intent}
         try:
             self._table(create=True).upsert_entity(entity, mode=UpdateMode.REPLACE)
         except AzureError as exc:
@@ -574,12 +576,22 @@ class TableOutbox:
             return []
         except AzureError as exc:
             raise _store_error("outbox read", exc) from exc
+        now = datetime.now(timezone.utc)
+        rows = [e for e in rows if (e.get("due_at") or now) <= now]      # rows from before due_at: due
         rows.sort(key=lambda e: (e.get("queued_at") or datetime.min.replace(tzinfo=timezone.utc), e["RowKey"]))
         out = []
         for e in rows[:limit]:
             body = "".join(e.get(f"event_{i}", "") for i in range(int(e.get("parts") or 0)))
-            out.append(OutboxItem(key=e["RowKey"], event=json.loads(body), attempts=int(e.get("attempts") or 0)))
+            out.append(OutboxItem(key=e["RowKey"], event=json.loads(body), attempts=int(e.get("attempts") or 0),
+                                  intent=bool(e.get("intent"))))
         return out
+
+    @staticmethod
+    def _key(event_id: str) -> str:
+        return _sha(event_id)[:40]
+
+    def discard(self, event_id: str) -> None:
+        self.remove(self._key(event_id))
 
     def remove(self, key: str) -> None:
         try:
@@ -592,8 +604,8 @@ class TableOutbox:
     def failed(self, item, *, error: str) -> None:
         try:
             self._table().update_entity({"PartitionKey": self.PARTITION, "RowKey": item.key,
-                                         "attempts": item.attempts + 1, "last_error": error[:200]},
-                                        mode=UpdateMode.MERGE)
+                                         "attempts": item.attempts + 1, "last_error": error[:200],
+                                         "intent": item.intent}, mode=UpdateMode.MERGE)
         except ResourceNotFoundError:
             pass
         except AzureError as exc:

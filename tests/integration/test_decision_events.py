@@ -7,8 +7,13 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import secrets as rng
+import subprocess
+import sys
+import time
 from datetime import datetime
+from pathlib import Path
 
 import azure.functions as func
 import pytest
@@ -144,6 +149,119 @@ def test_outbox_run_while_the_topic_is_still_down_keeps_the_events(harness):
     (item,) = _outbox(h)
     assert item.event["id"] == row.delivery_id and item.attempts == 1
     assert _published(h) == []
+
+
+# ---- timer decisions: kept as an intent until published -------------------------------------------
+ROOT = Path(__file__).resolve().parents[2]
+HOLD = "2"
+
+
+def _outbox_rows(h) -> list[dict]:
+    """Every row of the outbox table, due or not (``list`` shows only the due ones)."""
+    from azure.core.exceptions import ResourceNotFoundError
+    try:
+        return list(h.tables.table(TableOutbox(h.tables).name).list_entities())
+    except ResourceNotFoundError:
+        return []
+
+
+def _sweep_worker(h) -> subprocess.Popen:
+    """``python -m guardrails sweep`` in its own process, configured only by GUARDRAILS_* settings."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GUARDRAILS_")}
+    env.update(h.env)
+    return subprocess.Popen([sys.executable, "-m", "guardrails", "sweep", "--subscription", b.SUB], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def test_a_timer_decision_is_an_intent_until_the_topic_took_it_then_nothing_is_left(harness):
+    res = b.storage()
+    h = harness([res], decision_topic=True, env={S.DECISION_INTENT_HOLD_SECONDS: HOLD})
+    row = h.service.reconcile(res["id"], None, sweep_id="sweep-1")
+    assert row.verdict == "remediated" and h.resource(res["id"])["properties"]["publicNetworkAccess"] == "Disabled"
+    (event,) = _published(h)
+    _assert_event_is_row(event, row)
+    assert _outbox_rows(h) == []                 # the intent was dropped once the topic took the event
+    # a compliant timer decision is not published, so it keeps no intent either
+    assert h.service.reconcile(res["id"], None, sweep_id="sweep-2").verdict == "compliant"
+    assert _outbox_rows(h) == [] and len(_published(h)) == 1
+
+
+def test_a_timer_decision_made_while_the_topic_is_down_waits_in_the_outbox_due_now(harness):
+    res = b.storage()
+    h = harness([res], decision_topic=True, env={S.DECISION_INTENT_HOLD_SECONDS: "900"})
+    h.emu.add_fault(path_regex="/topics/decisions/", status=503, times=1)
+    row = h.service.reconcile(res["id"], None, sweep_id="sweep-1")
+    (kept,) = _outbox_rows(h)
+    assert kept["intent"] is False and kept["last_error"] == "unavailable"     # the intent became a failure
+    decision_outbox(_timer())                    # due now, not in 15 minutes
+    (event,) = _published(h)
+    _assert_event_is_row(event, row)
+    assert _outbox_rows(h) == []
+
+
+def test_a_sweep_that_died_publishing_its_decision_has_it_published_by_the_outbox_timer(harness):
+    # GIVEN a sweep worker that fixed a resource and audited it, then died while its event was in flight
+    res = b.storage()
+    h = harness([res], decision_topic=True, env={S.DECISION_INTENT_HOLD_SECONDS: HOLD,
+                                                 S.DECISION_TOPIC_TIMEOUT_SECONDS: "25"})
+    h.emu.add_fault(method="POST", path_regex="/topics/decisions/", delay_ms=15_000, status=503, times=1)
+    proc = _sweep_worker(h)
+    deadline = time.monotonic() + 60
+    while not [r for r in h.stored_rows() if r.verdict == "remediated"] and time.monotonic() < deadline:
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.05)
+    (audited,) = [r for r in h.stored_rows() if r.verdict == "remediated"]
+    proc.kill()                                  # dies inside the publish: nothing reached the topic
+    proc.communicate(timeout=10)
+    assert _published(h) == [] and h.resource(res["id"])["properties"]["publicNetworkAccess"] == "Disabled"
+    (intent,) = _outbox_rows(h)
+    assert intent["intent"] is True and intent["event_id"] == audited.delivery_id
+    # WHILE the intent is held it is not the outbox timer's: its worker may still publish it
+    decision_outbox(_timer())
+    assert _published(h) == []
+    # WHEN the hold has passed, the outbox timer publishes what was audited, under its own id
+    time.sleep(float(HOLD) + 0.2)
+    decision_outbox(_timer())
+    (event,) = _published(h)
+    _assert_event_is_row(event, audited)
+    assert _outbox_rows(h) == []
+    assert [r.delivery_id for r in h.stored_rows() if r.verdict == "remediated"] == [audited.delivery_id]
+
+
+class _Died(BaseException):
+    """The worker's process ending where it stands (not an error any code handles)."""
+
+
+class _DiesOnWrite:
+    def __init__(self, inner) -> None:
+        self.inner = inner
+
+    def write(self, row) -> None:
+        raise _Died()
+
+
+def test_a_timer_decision_whose_worker_died_before_its_audit_write_is_audited_then_published(harness):
+    # GIVEN an exemption-expiry run that re-enforced a resource and died before writing its audit row
+    res = b.storage()
+    h = harness([res], decision_topic=True, env={S.DECISION_INTENT_HOLD_SECONDS: HOLD})
+    real = h.service.audit
+    h.service.audit = _DiesOnWrite(real)
+    with pytest.raises(_Died):
+        h.service.reconcile(res["id"], None, sweep_id="expiry-1", event_type="Guardrails.ExemptionExpired")
+    h.service.audit = real
+    assert h.resource(res["id"])["properties"]["publicNetworkAccess"] == "Disabled"     # the fix was made
+    assert h.stored_rows() == [] and _published(h) == []                               # and nothing said so
+    # WHEN the outbox timer finds its intent past the hold
+    time.sleep(float(HOLD) + 0.2)
+    decision_outbox(_timer())
+    # THEN the decision is audited as it was made, and published under the same id
+    (row,) = h.stored_rows()
+    assert (row.verdict, row.event_type, row.correlation_id) == ("remediated", "Guardrails.ExemptionExpired", "expiry-1")
+    assert [v.outcome for v in row.violations] == ["remediated"] * len(row.violations) and row.violations
+    (event,) = _published(h)
+    _assert_event_is_row(event, row)
+    assert [r.delivery_id for r in real.inner.read_resource(res["id"])] == [row.delivery_id]   # the resource index too
+    assert _outbox_rows(h) == []
 
 
 # ---- auth ------------------------------------------------------------------------------------------
