@@ -148,7 +148,7 @@ class DrainResult:
 class DecisionPublisher:
     """Publish a decision now, or keep it in the outbox; deliver the outbox later."""
 
-    # longer than any one decision takes from its intent to its publish (the time budget, seconds)
+    # seconds; longer than an audit write plus a publish can take (both are bounded by their timeouts)
     INTENT_HOLD_SECONDS = 900.0
 
     def __init__(self, topic: TopicSender, outbox: OutboxStore, *, source: str, pause_seconds: float = 30.0,
@@ -233,7 +233,8 @@ class DecisionPublisher:
     def _recover(self, item: OutboxItem) -> OutboxItem:
         """An intent past its hold: its worker died after deciding. The row audited under its id
         is what is published; a decision never audited (the worker died after its fix, before the
-        audit write) is audited now, as intended. Raises StoreError (the drain stops; next run)."""
+        audit write) is audited now, as intended. Raises StoreError (it waits for the next run),
+        or KeyError/TypeError/ValueError for an intent that is not a decision event."""
         event = item.event
         if self.history is None:
             return item
@@ -256,7 +257,7 @@ class DecisionPublisher:
             if item.intent:
                 try:
                     item = self._recover(item)
-                except StoreError as exc:        # this one waits for the next run; the rest goes out
+                except (StoreError, KeyError, TypeError, ValueError) as exc:   # it waits; the rest goes out
                     unrecovered += 1
                     emit(log, logging.WARNING, "decision_event_recovery_failed", delivery_id=item.event.get("id"),
                          error=str(exc))

@@ -86,6 +86,25 @@ def _nocase(low: str, obj: dict) -> bool:
         return False
 
 
+_KNOWN_KEYS = 4096     # keys remembered per rule by ``_learn``; past it, every absent key is scanned
+
+
+def _learn(known: set, low: str, obj: dict) -> bool:
+    """``_nocase_ascii``, remembering the keys of an object proven to hold no spelling of ``low``.
+
+    A property absent in every case takes its default, which takes a scan of the object's keys.
+    ARM returns the same few dozen keys for a type, so after the first objects the generated
+    check asks ``known.issuperset(obj)`` instead: one C-level pass of hash lookups. Exact: a key
+    in ``known`` is a ``str`` (only exact ``str`` keys are kept) whose lower case is not ``low``,
+    and an equal string lowers the same; any other key still gets the scan. Thread-safe: set
+    updates and ``issuperset`` over ``str`` keys run no Python code, so they never interleave."""
+    if not _nocase_ascii(low, obj):
+        return False
+    if len(known) + len(obj) <= _KNOWN_KEYS:
+        known.update([k for k in obj if type(k) is str])
+    return True
+
+
 def _nocase_ascii(low: str, obj: dict) -> bool:
     """``_nocase`` for an ASCII ``low``, skipping keys of another length unlowered: ``str.lower``
     keeps the length of every character but U+0130, whose lower case is not ASCII (U+212A, the
@@ -174,9 +193,14 @@ def _rule_lines(entries: Sequence[tuple["_CompiledPolicy", bool, Sequence["_Comp
         if var == "body":                   # the resource itself may be any Mapping: no key scan
             lines.append(w + f"elif {last!r} in body:")
             lines.append(w + ("    pass" if ok_default else f"    {hit}"))
-        else:                               # explicit null, or absent in every case: the default
-            absent = "_nocase_ascii" if last.lower().isascii() else "_nocase"
-            lines.append(w + f"elif {last!r} in {var} or {absent}({last.lower()!r}, {var}):")
+        elif last.lower().isascii():        # explicit null, or absent in every case: the default
+            known = f"KN{tag}_{i}"          # keys proven not to spell it (``_learn``)
+            ns[known] = set()
+            lines.append(w + f"elif {last!r} in {var} or {known}.issuperset({var}) "
+                             f"or _learn({known}, {last.lower()!r}, {var}):")
+            lines.append(w + ("    pass" if ok_default else f"    {hit}"))
+        else:
+            lines.append(w + f"elif {last!r} in {var} or _nocase({last.lower()!r}, {var}):")
             lines.append(w + ("    pass" if ok_default else f"    {hit}"))
         lines.append(w + "else:")
         lines.append(w + "    " + f"if not S{tag}_{i}(body): {hit}")
@@ -215,7 +239,7 @@ def _decode(items: Sequence[Any], m: int) -> list[Any]:
 
 
 def _namespace() -> dict[str, Any]:
-    return {"_nocase": _nocase, "_nocase_ascii": _nocase_ascii, "_decode": _decode}
+    return {"_nocase": _nocase, "_learn": _learn, "_decode": _decode}
 
 
 def _uses_mask(entries: Sequence[tuple[Any, bool, Sequence[Any]]]) -> bool:

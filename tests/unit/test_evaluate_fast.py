@@ -221,3 +221,67 @@ def test_the_length_filtered_absent_key_check_is_the_full_scan():
             assert _nocase_ascii(low, obj) == _nocase(low, obj), (low, obj)
     assert _nocase_ascii("k", {"\u212a": 1}) is False and _nocase("k", {"\u212a": 1}) is False
     assert _nocase_ascii("ab", {("a", "b"): 1, 3: 2}) is False        # unsure: the general path
+
+
+def _reference(policies, body: dict) -> list[tuple[str, str]]:
+    """The documented semantics, read the slow way: the value at the rule's path (keys in any
+    case, ``get_path``), the catalogue default for an absent or null one, the operator's predicate."""
+    from guardrails.model.policy import Policy
+    from guardrails.model.resource import lookup_type
+    from guardrails.policy.operators import compile_expect
+
+    out = []
+    rtype = body.get("type")
+    for p in policies:
+        if not isinstance(p, Policy) or p.mode in ("off", "shadow") or not isinstance(rtype, str):
+            continue
+        if rtype.lower() not in {t.lower() for t in p.selector.resource_types}:
+            continue
+        rt = lookup_type(rtype)
+        defaults = {k.lower(): v for k, v in (rt.defaults if rt else {}).items()}
+        for rule in p.rules:
+            raw = get_path(body, rule.property, None)
+            value = defaults.get(rule.property.lower()) if raw is None else raw
+            if not compile_expect(rule.expect)(value):
+                out.append((p.ref, rule.id))
+    return out
+
+
+def test_the_generated_checks_are_the_documented_semantics_while_they_learn_absent_keys():
+    """The baseline (no selectors) on the mutated corpus, in order: the checks remember the keys
+    of objects proven not to hold a property in any case (``_learn``), and a later object with
+    the property in another case among known keys is still read, not defaulted."""
+    policies = list(load_directory(BASELINE))
+    compiled = compile_policies(policies)
+    corpus = _corpus(2000)
+    for body in corpus:
+        assert list(compiled.violations(body, body["type"])) == _reference(policies, body), body
+    assert compiled.violation_pairs(corpus) == [(b.get("id"), k) for b in corpus for k in _reference(policies, b)]
+    # the sets are full of this corpus's keys now; the same keys plus the property in another case
+    st, known = R.STORAGE, {"provisioningState": "Succeeded", "minimumTlsVersion": "TLS1_2", "accessTier": "Hot"}
+    for props in ({"PUBLICNETWORKACCESS": "Disabled", "AllowBlobPublicAccess": False},
+                  {"publicnetworkaccess": "Enabled", "ALLOWBLOBPUBLICACCESS": "true"}):
+        for _ in range(2):                      # the first pass learns `known`; the second is decided by it
+            body = {"id": "/subscriptions/s/resourceGroups/g/providers/p/t/n", "type": st,
+                    "properties": dict(known, **props)}
+            assert list(compiled.violations(body, st)) == _reference(policies, body)
+            assert compiled.violation_pairs([body]) == [(body["id"], k) for k in _reference(policies, body)]
+            compiled.violations({"id": "x", "type": st, "properties": dict(known)}, st)
+
+
+def test_what_the_checks_remember_is_bounded_and_only_exact_strings():
+    from guardrails.policy import evaluate as E
+
+    known: set = set()
+    assert E._learn(known, "publicnetworkaccess", {"a": 1, "b": 2, 3: 4}) is False and known == set()  # unsure
+    assert E._learn(known, "publicnetworkaccess", {"PublicNetworkAccess": 1, "x": 2}) is False and known == set()
+
+    class Str(str):
+        pass
+
+    assert E._learn(known, "publicnetworkaccess", {"a": 1, Str("b"): 2}) is True and known == {"a"}
+    too_many = {f"k{i}": i for i in range(E._KNOWN_KEYS)}
+    assert E._learn(known, "publicnetworkaccess", too_many) is True and known == {"a"}      # would not fit
+    fits = {f"k{i}": i for i in range(E._KNOWN_KEYS - 1)}
+    assert E._learn(known, "publicnetworkaccess", fits) is True and len(known) == E._KNOWN_KEYS   # full
+    assert E._learn(known, "publicnetworkaccess", {"fresh": 1}) is True and "fresh" not in known
