@@ -61,6 +61,9 @@ param zoneRedundant bool = false
 @description('Prefix of the product tables (GUARDRAILS_TABLE_PREFIX).')
 param tablePrefix string = 'Guardrails'
 
+@description('Management groups whose own role assignments the sweep checks (GUARDRAILS_SWEEP_MANAGEMENT_GROUPS); see infra/management-group.bicep.')
+param sweepManagementGroupIds array = []
+
 // ---- generated: `python -m guardrails permissions --bicep` (test_infra checks equality) -----------------
 var guardrailActions = [
   'Microsoft.Authorization/roleAssignments/delete'
@@ -196,6 +199,7 @@ module app 'modules/app.bicep' = {
     deployerPrincipalId: deployerPrincipalId
     deployerPrincipalType: deployerPrincipalType
     zoneRedundant: zoneRedundant
+    sweepManagementGroupIds: sweepManagementGroupIds
   }
 }
 
@@ -261,3 +265,8 @@ output GUARDRAILS_TABLE_PREFIX string = tablePrefix
 output GUARDRAILS_IDENTITY_PRINCIPAL_ID string = app.outputs.identityPrincipalId
 output GUARDRAILS_IDENTITY_CLIENT_ID string = app.outputs.identityClientId
 output GUARDRAILS_REMEDIATOR_ROLE_ID string = remediatorRole.id
+// what infra/management-group.bicep takes
+output GUARDRAILS_FUNCTION_APP_ID string = app.outputs.functionAppId
+output GUARDRAILS_EVENTGRID_IDENTITY_ID string = app.outputs.eventGridIdentityId
+output GUARDRAILS_STORAGE_ACCOUNT_ID string = app.outputs.storageAccountId
+output GUARDRAILS_DEAD_LETTER_CONTAINER string = app.outputs.deadLetterContainer

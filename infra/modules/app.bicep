@@ -11,6 +11,7 @@ param maximumInstanceCount int
 param deployerPrincipalId string
 param deployerPrincipalType string
 param zoneRedundant bool
+param sweepManagementGroupIds array
 
 // built-in roles (ids are the same in every tenant)
 var storageBlobDataOwner = 'b7e6dc6d-f1e8-4753-8033-0f276bb0955b'
@@ -380,6 +381,11 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
           // the guardrail's own writes come back as events: ignored with zero ARM calls
           name: 'GUARDRAILS_OWN_PRINCIPAL_IDS'
           value: '${identity.properties.principalId},${identity.properties.clientId}'
+        }
+        {
+          // role assignments made AT these groups (no topic delivers them): checked by the sweep
+          name: 'GUARDRAILS_SWEEP_MANAGEMENT_GROUPS'
+          value: join(sweepManagementGroupIds, ',')
         }
       ]
     }

@@ -13,8 +13,10 @@ param coveredOperations array
 param eventGridIdentityId string
 param storageAccountId string
 param deadLetterContainer string
+@description('Assign the remediator here. False when it is assigned once at a management group above (infra/management-group.bicep).')
+param assignRole bool = true
 
-resource remediator 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+resource remediator 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (assignRole) {
   name: guid(subscription().id, principalId, roleDefinitionGuid)
   properties: {
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roleDefinitionGuid)

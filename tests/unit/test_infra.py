@@ -84,8 +84,9 @@ def test_every_custom_role_grants_exactly_the_declared_permissions():
         "remediatorRole": [{"actions": list(req.actions), "notActions": [], "dataActions": [], "notDataActions": []}],
         "rotatorRole": [{"actions": [], "notActions": [], "dataActions": list(req.data_actions), "notDataActions": []}],
     }, "infra/main.bicep drifted from the code: paste `python -m guardrails permissions --bicep`"
-    # and no role is defined anywhere else
-    others = [f for f, d in all_docs().items() if f != "main.bicep" and resources(d, "Microsoft.Authorization/roleDefinitions")]
+    # and no role is defined anywhere else but the management-group template's remediator
+    others = [f for f, d in all_docs().items() if f not in ("main.bicep", "management-group.bicep")
+              and resources(d, "Microsoft.Authorization/roleDefinitions")]
     assert not others
 
 
@@ -127,6 +128,43 @@ def test_own_resources_are_covered_by_the_built_in_roles_assigned_to_the_identit
     own = set(permissions.required().own)
     grants = set().union(*(granted_by.get(r, set()) for r in assigned))
     assert own and own <= grants, f"not granted to the identity: {sorted(own - grants)}"
+
+
+def test_the_management_group_template_defines_and_assigns_the_same_remediator_at_the_group():
+    mg = doc("management-group.bicep")
+    assert mg["globals"]["scope"]["value"] == "managementGroup"
+    (name, role), = resources(mg, "Microsoft.Authorization/roleDefinitions")
+    assert resolve(mg, role["properties"]["permissions"]) == [
+        {"actions": list(permissions.required().actions), "notActions": [], "dataActions": [], "notDataActions": []}
+    ], "infra/management-group.bicep drifted from the code: paste `python -m guardrails permissions --bicep`"
+    (scope,) = role["properties"]["assignableScopes"]
+    assert scope["function"]["type"] == "management_group" and scope["function"]["property_name"] == "id"  # only it
+    assignment = one(mg, "Microsoft.Authorization/roleAssignments")
+    assert "scope" not in assignment                                   # the group itself
+    assert assignment["properties"]["principalId"] == "principalId"
+    assert assignment["properties"]["principalType"] == "ServicePrincipal"
+    assert assignment["properties"]["roleDefinitionId"]["operator"]["operands"] == {"operand_1": name, "operand_2": "id"}
+    # every listed subscription gets the subscription topic with the covered operations, no second assignment
+    env = module_env("management-group.bicep", "subscriptions")
+    assert env["assignRole"] is False and env["coveredOperations"] == permissions.covered_operations()
+    assert body(mg["modules"]["subscriptions"])["scope"]["function"]["type"] == "subscription"
+    assert module_env("main.bicep", "subscriptions").get("assignRole", True) is not False
+    sub = doc("modules/subscription.bicep")["resources"]["remediator"]["config"]
+    assert sub["condition"] == "assignRole"
+
+
+def test_main_outputs_what_the_management_group_template_takes_and_passes_the_groups_to_the_sweep():
+    main, mg = doc("main.bicep"), doc("management-group.bicep")
+    taken = {"principalId": "GUARDRAILS_IDENTITY_PRINCIPAL_ID", "functionAppId": "GUARDRAILS_FUNCTION_APP_ID",
+             "eventGridIdentityId": "GUARDRAILS_EVENTGRID_IDENTITY_ID",
+             "storageAccountId": "GUARDRAILS_STORAGE_ACCOUNT_ID",
+             "deadLetterContainer": "GUARDRAILS_DEAD_LETTER_CONTAINER"}
+    assert set(taken) <= set(mg["parameters"]) and set(taken.values()) <= set(main["outputs"])
+    settings = {e["name"]: e["value"] for e in one(doc("modules/app.bicep"), "Microsoft.Web/sites")["properties"][
+        "siteConfig"]["appSettings"]}
+    from guardrails import settings as S
+    assert S.SWEEP_MANAGEMENT_GROUPS in settings
+    assert module_env("main.bicep", "app")["sweepManagementGroupIds"] == "sweepManagementGroupIds"
 
 
 # ---- the function app ----------------------------------------------------------------------------
