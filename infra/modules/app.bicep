@@ -214,7 +214,7 @@ resource insightsRole 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
 
 // decision events (guardrails/adapters/eventgrid.py): Entra ID only, the identity may send and nothing else
 resource decisions 'Microsoft.EventGrid/topics@2022-06-15' = {
-  // checkov:skip=CKV_AZURE_193: publishing needs an Entra token with EventGrid Data Sender (local auth disabled); the topic has no private endpoint here, so the app publishes over its public endpoint
+  // checkov:skip=CKV_AZURE_193: public network access is Disabled with enablePrivateNetworking (the app publishes through a private endpoint); without a VNet it publishes over the public endpoint, with an Entra token only (local auth disabled)
   name: 'evgt-guardrails-decisions-${token}'
   location: location
   tags: tags
@@ -227,7 +227,7 @@ resource decisions 'Microsoft.EventGrid/topics@2022-06-15' = {
   properties: {
     inputSchema: 'CloudEventSchemaV1_0'
     disableLocalAuth: true
-    publicNetworkAccess: 'Enabled'
+    publicNetworkAccess: enablePrivateNetworking ? 'Disabled' : 'Enabled'
   }
 }
 
@@ -425,6 +425,20 @@ module siteEndpoint 'private-endpoint.bicep' = if (enablePrivateNetworking) {
     targetId: site.id
     groupId: 'sites'
     dnsZoneId: network.outputs.sitesZoneId
+  }
+}
+
+// the decision topic's publishing endpoint inside the VNet (delivery to its subscribers is Event Grid's, unaffected)
+module decisionsEndpoint 'private-endpoint.bicep' = if (enablePrivateNetworking) {
+  name: 'guardrails-pe-decisions'
+  params: {
+    location: location
+    tags: tags
+    name: 'pe-${decisions.name}'
+    subnetId: network.outputs.endpointSubnetId
+    targetId: decisions.id
+    groupId: 'topic'
+    dnsZoneId: network.outputs.topicZoneId
   }
 }
 

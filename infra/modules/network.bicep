@@ -1,6 +1,7 @@
 // Optional private network: the function app's outbound traffic through a VNet (Flex Consumption
 // integration, subnet delegated to Microsoft.App/environments) and private endpoints for the product's
-// storage (blob, table, queue) and the governed Key Vaults, whose public access the guardrails turn off.
+// storage (blob, table, queue), the decision topic and the governed Key Vaults, whose public access the
+// guardrails turn off.
 param location string
 param tags object
 param token string
@@ -14,6 +15,7 @@ var zones = {
   queue: 'privatelink.queue.${storageSuffix}'
   vault: 'privatelink.vaultcore.azure.net'
   sites: 'privatelink.azurewebsites.net'
+  topic: 'privatelink.eventgrid.azure.net'
 }
 var storageGroups = [
   'blob'
@@ -127,3 +129,4 @@ module vaultEndpoints 'private-endpoint.bicep' = [for id in governedVaultIds: {
 output appSubnetId string = vnet.properties.subnets[0].id
 output endpointSubnetId string = vnet.properties.subnets[1].id
 output sitesZoneId string = resourceId('Microsoft.Network/privateDnsZones', zones.sites)
+output topicZoneId string = resourceId('Microsoft.Network/privateDnsZones', zones.topic)

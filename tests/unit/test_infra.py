@@ -228,6 +228,22 @@ def test_function_names_in_the_bicep_are_functions_the_app_registers():
         "resourceId"] == "${functionAppId}/functions/${functionName}"
 
 
+def test_with_private_networking_the_decision_topic_is_published_to_through_a_private_endpoint_only():
+    app = doc("modules/app.bicep")
+    topic = body(app["resources"]["decisions"])["properties"]
+    access = topic["publicNetworkAccess"]["operator"]
+    assert access["type"] == "conditional" and access["operands"]["condition"] == "enablePrivateNetworking"
+    assert (access["operands"]["true_value"], access["operands"]["false_value"]) == ("Disabled", "Enabled")
+    assert topic["disableLocalAuth"] is True
+    endpoint = app["modules"]["decisionsEndpoint"]["config"]
+    assert endpoint["condition"] == "enablePrivateNetworking"
+    params = body(app["modules"]["decisionsEndpoint"])["params"]
+    assert params["groupId"] == "topic" and "decisions" in json.dumps(params["targetId"])
+    assert "topicZoneId" in json.dumps(params["dnsZoneId"])
+    zones = doc("modules/network.bicep")["variables"]["zones"]["value"]
+    assert zones["topic"] == "privatelink.eventgrid.azure.net"
+
+
 # ---- Event Grid ---------------------------------------------------------------------------------
 def test_subscription_topic_filters_exactly_the_covered_operations():
     main_env = module_env("main.bicep", "subscriptions")
