@@ -1,17 +1,24 @@
 """1. Evaluation vs Cloud Custodian, same work.
 
-Unit of work on both sides: from N ARM resources (bench.resources.generate), the set of
-(resource id, "<policy>/<rule>") pairs that violate the baseline (``load_directory(*metadata_dirs())``).
+Unit of work on both sides: from N ARM resources (bench.resources.generate), the violating
+resources with the violated rules of the baseline (``load_directory(*metadata_dirs())``), each in
+its engine's own output; both are then turned into (resource id, rule) pairs, untimed, and the
+two sets must be identical in every run.
 
-* product: ``compile_policies`` once (untimed, like c7n's policy load); timed: for every resource
-  ``CompiledPolicySet.violations(body, type)``, the filter-only entry point running the same
-  compiled predicates as ``evaluate`` (which the service calls after its GET, and which also plans
-  the fixes);
+* product: ``compile_policies`` once (untimed, like c7n's policy load); timed:
+  ``CompiledPolicySet.violations_many(resources)``, the reconciling sweep's entry point: one
+  generated loop running the same compiled predicates as ``violations``/``evaluate`` (which the
+  service calls after its GET, and which also plans the fixes), giving ``(resource, violated
+  (policy ref, rule id) pairs)`` for each violating resource;
 * Cloud Custodian 0.9.53 / c7n_azure: one c7n policy per (type, rule), value filters expressing the
   same condition (``c7n_policies``), run by ``bench/c7n_worker.py`` inside ``bench/.c7n-venv``,
-  which times only the filtering (``resource_manager.filter_resources``), not its import.
+  which times only the split by type and the filtering (``resource_manager.filter_resources``,
+  whose output is each rule's violating resources), not its import.
 
-Runs alternate (product, c7n, c7n, product, ...) and every run's two sets must be identical.
+Also reported (info, no target): both sides with the (resource id, rule) pairs built inside the
+timing: the product's ``violation_pairs`` on its own fresh copy, c7n's filtering plus its pairs.
+
+Runs alternate (product, c7n, c7n, product, ...).
 """
 
 from __future__ import annotations
@@ -105,19 +112,31 @@ def c7n_policies(policies) -> list[dict]:
     return out
 
 
-def product_evaluator(policies) -> tuple[Callable[[list[dict]], list[tuple[str, tuple[str, str]]]], dict]:
-    """The product's unit of work and the key each of its violations carries for each c7n key.
+def product_evaluator(policies) -> tuple[Callable[[list[dict]], list[tuple[dict, Any]]],
+                                         Callable[[list[dict]], list[tuple[str, tuple[str, str]]]], dict]:
+    """The product's unit of work, its pairs form, and the key each of its violations carries
+    for each c7n key.
 
-    ``violation_pairs``: the filter-only entry point, the same compiled predicates as ``evaluate``
-    (one compile; tests/unit/test_evaluate_fast.py checks they agree) without planning the fixes,
-    giving ``(resource id, (policy ref, rule id))`` per violation. Each side reports the rule by
-    a key precomputed at policy load (c7n its ``"<policy>/<rule>"`` spec key, the product its
-    ``(ref, rule id)``); the c7n keys are mapped onto the product's after the timing."""
+    ``violations_many``: the sweep's filter-only entry point, the same compiled predicates as
+    ``evaluate`` (one compile; tests/unit/test_evaluate_fast.py checks they agree) without
+    planning the fixes, giving ``(resource, ((policy ref, rule id), ...))`` per violating
+    resource; ``violation_pairs`` the same as ``(resource id, (policy ref, rule id))`` per
+    violation. Each side reports the rule by a key precomputed at policy load (c7n its
+    ``"<policy>/<rule>"`` spec key, the product its ``(ref, rule id)``); the c7n keys are mapped
+    onto the product's after the timing."""
     from guardrails.policy.evaluate import compile_policies
 
     compiled = compile_policies(policies)
     c7n_keys = {f"{p.id}/{rule.id}": (p.ref, rule.id) for p in compiled.policies for rule in p.rules}
-    return compiled.violation_pairs, c7n_keys
+    return compiled.violations_many, compiled.violation_pairs, c7n_keys
+
+
+def pairs_of(found: list[tuple[dict, Any]]) -> set[tuple[str, tuple[str, str]]]:
+    """``violations_many``'s output as the (resource id, (policy ref, rule id)) set both sides
+    are compared by (untimed). Through JSON, as the worker's results come: nothing of the
+    evaluated copy survives it to scatter the next copy's heap."""
+    flat = json.loads(json.dumps([(body["id"], key) for body, keys in found for key in keys]))
+    return {(rid, tuple(key)) for rid, key in flat}
 
 
 class C7nWorker:
@@ -147,11 +166,12 @@ class C7nWorker:
             raise SystemExit(f"c7n worker exited ({self.proc.wait()})")
         return json.loads(line)
 
-    def run(self) -> tuple[float, list[tuple[str, str]]]:
+    def run(self) -> tuple[float, float, list[tuple[str, str]]]:
+        """(filtering seconds, seconds to build the pairs after it, the pairs)."""
         self.proc.stdin.write("run\n")
         self.proc.stdin.flush()
         ans = self._read()
-        return ans["seconds"], [tuple(v) for v in ans["violations"]]
+        return ans["seconds"], ans["pairs_seconds"], [tuple(v) for v in ans["violations"]]
 
     def close(self) -> None:
         if self.proc.poll() is None:
@@ -183,7 +203,7 @@ def run(*, n: int = 10_000, reps: int = 15, c7n_python: Path | None = None, seed
     resources = R.generate(n, seed=seed)
     text = json.dumps(resources)
     policies = baseline_policies()
-    evaluate, c7n_keys = product_evaluator(policies)
+    evaluate, evaluate_pairs, c7n_keys = product_evaluator(policies)
     pols = c7n_policies(policies)
     by_type: dict[str, int] = {}
     for r in resources:
@@ -198,6 +218,23 @@ def run(*, n: int = 10_000, reps: int = 15, c7n_python: Path | None = None, seed
         worker = C7nWorker(c7n_python, Path(tmp.name), pols)
     product_s: list[float] = []
     c7n_s: list[float] = []
+    product_pairs_s: list[float] = []          # info: pairs built inside the timing, both sides
+    c7n_pairs_s: list[float] = []
+
+    def timed(fn: Callable[[list[dict]], Any]) -> tuple[float, Any]:
+        # as in the c7n worker: the previous copy and its results are gone before a fresh copy is
+        # parsed (untimed), so every run starts from the same heap (a copy parsed around survivors
+        # of the last one is scattered, and slower to walk); no collection of the previous run's
+        # garbage inside the timing
+        fresh = json.loads(text)
+        gc.collect()
+        gc.disable()
+        t0 = time.perf_counter()
+        found = fn(fresh)
+        seconds = time.perf_counter() - t0
+        gc.enable()
+        return seconds, found
+
     expected: set | None = None
     try:
         for i in range(reps):
@@ -205,23 +242,19 @@ def run(*, n: int = 10_000, reps: int = 15, c7n_python: Path | None = None, seed
             got: dict[str, set] = {}
             for side in order:
                 if side == "product":
-                    # as in the c7n worker: the previous copy and its results are gone before a
-                    # fresh copy is parsed (untimed), so every run starts from the same heap (a
-                    # copy parsed around survivors of the last one is scattered, and slower to
-                    # walk); no collection of the previous run's garbage inside the timing
-                    fresh = json.loads(text)
-                    gc.collect()
-                    gc.disable()
-                    t0 = time.perf_counter()
-                    pairs = evaluate(fresh)
-                    product_s.append(time.perf_counter() - t0)
-                    gc.enable()
-                    # results leave through JSON, as the worker's do: nothing pins the copy
-                    got["product"] = {(rid, tuple(key)) for rid, key in json.loads(json.dumps(pairs))}
-                    fresh = pairs = None
+                    seconds, found = timed(evaluate)
+                    product_s.append(seconds)
+                    got["product"] = pairs_of(found)
+                    found = None                 # nothing pins the copy
+                    seconds, pairs = timed(evaluate_pairs)
+                    product_pairs_s.append(seconds)
+                    if {(rid, tuple(key)) for rid, key in json.loads(json.dumps(pairs))} != got["product"]:
+                        raise Mismatch(f"evaluation run {i + 1}: violation_pairs and violations_many disagree")
+                    pairs = None
                 elif worker is not None:
-                    seconds, pairs = worker.run()
+                    seconds, pairs_seconds, pairs = worker.run()
                     c7n_s.append(seconds)
+                    c7n_pairs_s.append(seconds + pairs_seconds)
                     got["c7n"] = {(rid, c7n_keys[key]) for rid, key in pairs}
             if "c7n" in got:
                 _check_identical(got["product"], got["c7n"], i + 1)
@@ -243,12 +276,15 @@ def run(*, n: int = 10_000, reps: int = 15, c7n_python: Path | None = None, seed
         "resources": n, "seed": seed, "by_type": by_type, "rules": sorted({p["key"] for p in pols}),
         "violations": len(expected), "violating_resources": len(violating),
         "product": {"seconds": summary(product_s), "per_s": summary(n / s for s in product_s)},
+        "product_pairs": {"seconds": summary(product_pairs_s), "per_s": summary(n / s for s in product_pairs_s)},
         "identical": worker is not None,
         "c7n_policies": [p["c7n"] for p in pols],
     }
     if worker is not None:
         out["c7n"] = {"seconds": summary(c7n_s), "per_s": summary(n / s for s in c7n_s),
                       "versions": worker.versions, "worker_import_s": worker.import_s}
+        out["c7n_pairs"] = {"seconds": summary(c7n_pairs_s), "per_s": summary(n / s for s in c7n_pairs_s)}
         # ratio per alternating pair, then median/min/max of the pairs
         out["ratio"] = summary(c / p for p, c in zip(product_s, c7n_s))
+        out["ratio_pairs"] = summary(c / p for p, c in zip(product_pairs_s, c7n_pairs_s))
     return out

@@ -24,8 +24,9 @@ def test_generated_resources_are_seeded_arm_shaped_and_mixed():
     assert a == b
     assert {r["type"] for r in a} <= set(R.TYPES)
     assert all(r["id"].startswith("/subscriptions/") and r["id"].endswith("/" + r["name"]) for r in a)
-    ev, c7n_keys = evaluation.product_evaluator(evaluation.baseline_policies())
-    pairs = ev(a)
+    ev, ev_pairs, c7n_keys = evaluation.product_evaluator(evaluation.baseline_policies())
+    pairs = evaluation.pairs_of(ev(a))
+    assert pairs == {(rid, tuple(key)) for rid, key in ev_pairs(a)}      # the two output forms agree
     violating = {rid for rid, _ in pairs}
     assert 0 < len(violating) < len(a)
     # every product key is the image of one c7n spec key: the two sets are comparable
@@ -49,6 +50,7 @@ def test_c7n_translation_covers_every_resource_rule_of_the_five_types():
 def test_evaluation_runs_product_side():
     out = evaluation.run(n=150, reps=1, c7n_python=None, log=_quiet)
     assert out["product"]["per_s"]["n"] == 1 and out["violations"] > 0
+    assert out["product_pairs"]["per_s"]["n"] == 1
     assert "c7n" not in out
 
 
