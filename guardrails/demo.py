@@ -1,9 +1,10 @@
 """``make demo``: the product's main job on an embedded sample world, printed for a person.
 
 Starts Azurite and the local Azure emulator, syncs metadata/, delivers demo/events.json (every
-covered type flipped public, a compliant change, a duplicate, a CloudEvents delivery, an invalid
-event, a delete) plus the events the guardrail's own fixes emit, then prints the decisions, the
-audit rows as stored in Table Storage, and what changed in the world.
+covered type flipped public, Owner granted at subscription scope and then granted again by a
+pipeline until the grant is escalated, a compliant change, a duplicate, a CloudEvents delivery, an
+invalid event, a delete) plus the events the guardrail's own fixes emit, then prints the
+decisions, the audit rows as stored in Table Storage, and what changed in the world.
 """
 
 from __future__ import annotations

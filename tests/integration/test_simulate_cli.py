@@ -85,5 +85,5 @@ def test_simulate_missing_file_is_a_usage_error(tmp_path):
 def test_demo_runs_and_shows_decisions(tmp_path):
     p = _run("demo", "--out", str(tmp_path / "demo.json"))
     assert p.returncode == 0, p.stderr
-    for needle in ("remediated", "duplicate", "invalid", "own_write", "violation", "Audit rows as stored"):
+    for needle in ("remediated", "duplicate", "invalid", "own_write", "violation", "flip_flop", "Audit rows as stored"):
         assert needle in p.stdout
