@@ -250,3 +250,14 @@ def test_a_dry_run_removal_is_not_counted_as_a_re_grant(harness, tmp_path):
         row = h.deliver(b.role_event(g, actor=PIPELINE))
         assert (row.verdict, row.reason) == ("dry_run", "") and _exists(h, g)
     assert TableEscalationStore(h.tables).status(grant_key(SUB_SCOPE, b.BOB, b.ROLE_IDS["Owner"])) is None
+
+
+def test_a_re_grant_that_cannot_be_counted_is_still_removed_and_the_failure_logged(harness, tmp_path, caplog):
+    h = _harness(harness, tmp_path, [])
+    h.tables.service.delete_table(h.tables.escalations_name)      # the escalation table is gone (Azurite)
+    g = b.role_assignment("Owner", b.BOB)
+    h.emu.put_role_assignment(g)
+    with caplog.at_level("WARNING", logger="guardrails"):
+        row = h.deliver(b.role_event(g, actor=PIPELINE))
+    assert (row.verdict, row.reason) == ("remediated", "") and not _exists(h, g)
+    assert "guardrail_regrant_not_counted" in caplog.text
