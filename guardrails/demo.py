@@ -3,8 +3,11 @@
 Starts Azurite and the local Azure emulator, syncs metadata/, delivers demo/events.json (every
 covered type flipped public, Owner granted at subscription scope and then granted again by a
 pipeline until the grant is escalated, a compliant change, a duplicate, a CloudEvents delivery, an
-invalid event, a delete) plus the events the guardrail's own fixes emit, then prints the
-decisions, the audit rows as stored in Table Storage, and what changed in the world.
+invalid event, a delete) plus the events the guardrail's own fixes emit, then runs the reconciling
+sweep once. The main subscription is wired as ``infra/`` deploys it (its system topic delivers the
+covered writes to this app); a sandbox subscription added later is not, so its drifted storage
+account sent no event: the sweep fixes it and reports the subscription's event-coverage gap. Prints
+the decisions, the audit rows as stored in Table Storage, the sweep, and what changed in the world.
 """
 
 from __future__ import annotations
@@ -15,6 +18,10 @@ from pathlib import Path
 from .simulate import load_inputs, run_simulation
 
 DEMO_DIR = Path(__file__).resolve().parents[1] / "demo"
+DEMO_SUBSCRIPTION = "3f2b6c1e-8a4d-4c7e-9b15-2d7e6f0a9c31"
+# the deployment's function app (GUARDRAILS_FUNCTION_APP_ID): where the wired topic delivers
+DEMO_APP = (f"/subscriptions/{DEMO_SUBSCRIPTION}/resourceGroups/rg-guardrails/providers/Microsoft.Web/sites/"
+            "func-guardrails-demo")
 
 
 def _short_id(rid: str) -> str:
@@ -45,11 +52,18 @@ def render(result) -> str:
 
 
 def main(args) -> int:
+    import os
+
+    from .local.eventgrid_world import subscription_wiring
+    from .settings import FUNCTION_APP_ID
+
     world, events = load_inputs(DEMO_DIR / "world.json", DEMO_DIR / "events.json")
     before = {r["id"]: r for r in world["resources"]}
-    print(f"guardrails demo: {len(world['resources'])} resources, {len(events)} incoming events "
-          "(Azurite + local HTTPS Azure emulator, real SDK clients)\n")
-    result = run_simulation(world, events, read_back_audit=True)
+    world["resources"] += subscription_wiring(DEMO_SUBSCRIPTION, DEMO_APP)     # as infra/ deploys it
+    print(f"guardrails demo: {len(before)} resources, {len(events)} incoming events, then one reconciling "
+          "sweep (Azurite + local HTTPS Azure emulator, real SDK clients)\n")
+    result = run_simulation(world, events, read_back_audit=True, sweep=True,
+                            env={**os.environ, FUNCTION_APP_ID: DEMO_APP})
     print("Decisions (one audit row per delivery; the last rows are the guardrail's own writes coming back):")
     print(render(result))
     print("\nAudit rows as stored in Table Storage (GuardrailsAudit, read back by day partition):")
@@ -58,6 +72,14 @@ def main(args) -> int:
         compact["actor"] = row["actor"].get("upn") or row["actor"].get("object_id")
         compact["violations"] = [f"{v['policy']}/{v['rule']}:{v['outcome']}" for v in row["violations"]]
         print("  " + json.dumps(compact, ensure_ascii=False))
+    sw = result.sweep or {}
+    print(f"\nReconciling sweep {sw.get('sweep_id')}: {len(sw.get('subscriptions', []))} subscriptions, "
+          f"{sw.get('seen', 0)} resources seen, {sw.get('remediated', 0)} remediated, {sw.get('open', 0)} left open; "
+          f"{sw.get('reads', 0)} ARM reads")
+    for cov in sw.get("coverage", []):
+        gaps = "; ".join(f"{g['code']}: {g['detail']}" for g in cov.get("gaps", []))
+        print(f"  event coverage of subscription {cov['subscription_id']}: "
+              + ("resource writes reach the guardrails" if cov.get("covered") else f"GAP: {gaps}"))
     print("\nWorld changes made by the guardrail:")
     from .model.resource import get_path
     for r in result.world["resources"]:

@@ -19,6 +19,10 @@ Definitions (rows whose ``time`` is in ``[since, until)``):
 - **re-grant escalations**: role-assignment rows ``remediated`` with reason ``flip_flop`` (a role
   granted again past its policy's budget, removed all the same), and the grants they concern
   (``rolegrant:<scope>|<principal>|<role GUID>``, from the row's recorded assignment).
+- **subscriptions without event coverage**: subscriptions whose latest event-coverage row
+  (reason ``event_coverage``, written by the sweep: ``guardrails.coverage``) is a ``violation``:
+  their resource writes do not all reach the guardrails. Coverage rows are about the wiring, not
+  a resource's state, so they are kept out of every resource measure above.
 - **shadow vs enforced**: every ``shadow`` row against the enforced row of the same
   ``event_id``; its ``reason`` is what the shadow version would have decided. Decisions are
   ranked by how far the policy goes: 0 nothing to do (``compliant``, or the enforced side
@@ -37,6 +41,7 @@ from datetime import date, datetime, timedelta, timezone
 from statistics import mean, median
 from typing import Any, Iterable
 
+from .coverage import REASON as COVERAGE_REASON
 from .model.decision import AuditRow
 
 NOT_EVALUATED = frozenset({"ignored", "invalid", "duplicate", "shadow"})
@@ -107,6 +112,7 @@ class Report:
     regrant_escalations: int
     escalated_grants: list[str]
     shadow: ShadowComparison
+    uncovered_subscriptions: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -131,8 +137,12 @@ def build_report(rows: Iterable[AuditRow], *, since: datetime, until: datetime) 
     escalated_rows: list[AuditRow] = []
     grants: list[str] = []
     regrants = 0
+    coverage: dict[str, AuditRow] = {}
     for t, r in inside:
         verdicts[r.verdict] = verdicts.get(r.verdict, 0) + 1
+        if r.reason == COVERAGE_REASON and r.verdict in ("violation", "compliant"):
+            coverage[r.resource_id.lower()] = r
+            continue
         if r.verdict not in NOT_EVALUATED and _is_resource(r.resource_id):
             latest[r.resource_id.lower()] = r
         if r.verdict == "remediated":
@@ -169,6 +179,7 @@ def build_report(rows: Iterable[AuditRow], *, since: datetime, until: datetime) 
         escalated_resources=sorted({r.resource_id for r in escalated_rows}),
         regrant_escalations=regrants, escalated_grants=sorted(set(grants) - {""}),
         shadow=_shadow([r for _t, r in inside]),
+        uncovered_subscriptions=sorted(r.resource_id for r in coverage.values() if r.verdict == "violation"),
     )
 
 
@@ -255,6 +266,7 @@ def _summary_lines(r: Report) -> list[tuple[str, str]]:
         ("remediations timed / without event time", f"{ttr.count} / {ttr.skipped_without_event_time}"),
         ("escalations", f"{r.escalations} ({len(r.escalated_resources)} resources)"),
         ("re-grant escalations", f"{r.regrant_escalations} ({len(r.escalated_grants)} grants)"),
+        ("subscriptions without event coverage", str(len(r.uncovered_subscriptions))),
         ("shadow vs enforced", f"{r.shadow.compared} compared: {r.shadow.agree} agree, {r.shadow.stricter} stricter, "
                                f"{r.shadow.looser} looser ({r.shadow.not_comparable} not comparable)"),
     ]
@@ -276,6 +288,9 @@ def render_text(r: Report) -> str:
         out += ["", "open violations (latest decision)"]
         out += _table(("resource", "verdict", "reason", "decided"),
                       [(v.resource_id, v.verdict, v.reason, v.time) for v in r.open_violations])
+    if r.uncovered_subscriptions:
+        out += ["", "subscriptions without event coverage (found by the sweep only)"]
+        out += _table(("subscription",), [(x,) for x in r.uncovered_subscriptions])
     if r.shadow.examples:
         out += ["", "shadow disagreements (examples)"]
         out += _table(("kind", "resource", "enforced", "shadow", "shadow policies"),
@@ -326,7 +341,8 @@ def render_html(r: Report) -> str:
     ttr = r.time_to_remediate
     kpis = [("compliant", _pct(r.compliance)), ("covered resources", str(r.covered)),
             ("open violations", str(len(r.open_violations))), ("mean time to remediate", _secs(ttr.mean_seconds)),
-            ("escalations", str(r.escalations)), ("re-grant escalations", str(r.regrant_escalations))]
+            ("escalations", str(r.escalations)), ("re-grant escalations", str(r.regrant_escalations)),
+            ("subscriptions without event coverage", str(len(r.uncovered_subscriptions)))]
     sections = [
         "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
         f"<title>guardrails compliance report {html.escape(r.since)} .. {html.escape(r.until)}</title>",
@@ -340,6 +356,8 @@ def render_html(r: Report) -> str:
         "<h2>Open violations</h2>",
         _html_table(("resource", "verdict", "reason", "decided"),
                     [(v.resource_id, v.verdict, v.reason, v.time) for v in r.open_violations]),
+        "<h2>Subscriptions without event coverage</h2>",
+        _html_table(("subscription",), [(x,) for x in r.uncovered_subscriptions]),
         "<h2>Shadow vs enforced</h2>",
         _html_table(("kind", "resource", "enforced", "shadow", "shadow policies"),
                     [(e["kind"], e["resource_id"], e["enforced"], e["shadow"], e["shadow_policies"])

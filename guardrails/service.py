@@ -269,6 +269,22 @@ class GuardrailsService:
                 decide()
             return self._finish(ctx, row, row.verdict, row.reason, row.message, timer=True)
 
+    def record_coverage(self, coverage, *, sweep_id: str, verdict: str, notify: bool) -> AuditRow:
+        """A sweep's event-coverage decision for one subscription (``guardrails.coverage``): a
+        ``violation`` (reason ``event_coverage``, one violation record per gap) or the
+        ``compliant`` row that closes one. Audited and published like any timer decision."""
+        from .coverage import CHECK_ID, REASON
+
+        start = self._clock()
+        ctx = _Ctx(uuid.uuid4().hex, start, start + self.settings.time_budget_seconds, self._wall())
+        row = AuditRow(event_id=f"{sweep_id}:{ctx.delivery_id}"[:256], event_type="Guardrails.Sweep",
+                       resource_id=coverage.resource_id, verdict="ignored", delivery_id=ctx.delivery_id,
+                       correlation_id=sweep_id[:128], notify=notify, policies=[CHECK_ID])
+        row.violations = [ViolationRecord(policy=CHECK_ID, rule=g.code, property="eventSubscription",
+                                          before=g.detail, after=None, outcome="violation")
+                          for g in coverage.gaps]
+        return self._finish(ctx, row, verdict, REASON, coverage.message(), timer=True)
+
     def _once(self, ctx: _Ctx, row: AuditRow, resource_id: str, decide: Callable[[], None]) -> AuditRow:
         """Exactly-once effects on an at-least-once stream: claim the event id, decide and act,
         audit, then mark it completed — or release it so Event Grid's retry can run."""

@@ -48,6 +48,9 @@ SWEEP_LISTER = "GUARDRAILS_SWEEP_LISTER"                    # arm (default) | gr
 ARM_READS_PER_SECOND = "GUARDRAILS_ARM_READS_PER_SECOND"    # timers' read budget per subscription
 ARM_READ_BURST = "GUARDRAILS_ARM_READ_BURST"
 EXPIRY_LOOKBACK_MINUTES = "GUARDRAILS_EXPIRY_LOOKBACK_MINUTES"  # first expiry run looks this far back
+# this deployment's function app (ARM id of the Microsoft.Web/sites): the sweep checks that every
+# subscription's system topic delivers resource writes to its resource_events (guardrails/coverage.py)
+FUNCTION_APP_ID = "GUARDRAILS_FUNCTION_APP_ID"
 # decision events (guardrails/outbox.py): an Event Grid custom topic; empty endpoint: not published
 DECISION_TOPIC_ENDPOINT = "GUARDRAILS_DECISION_TOPIC_ENDPOINT"  # https://<topic>.<region>-1.eventgrid.azure.net/api/events
 DECISION_TOPIC_KEY = "GUARDRAILS_DECISION_TOPIC_KEY"   # access key (secret: a Key Vault reference); empty: Entra token
@@ -65,7 +68,7 @@ ALL_SETTINGS = (
     DEDUP_IN_PROGRESS_SECONDS, TIME_BUDGET_SECONDS, ARM_TIMEOUT_SECONDS, AUDIT_SHARDS, LOG_LEVEL,
     SNAPSHOT_REUSE_SECONDS, CLOCK_SKEW_SECONDS,
     SWEEP_SCHEDULE, EXPIRY_SCHEDULE, SWEEP_SUBSCRIPTIONS, SWEEP_MANAGEMENT_GROUPS, SWEEP_CONCURRENCY,
-    SWEEP_MAX_SECONDS, SWEEP_LISTER, ARM_READS_PER_SECOND, ARM_READ_BURST, EXPIRY_LOOKBACK_MINUTES,
+    SWEEP_MAX_SECONDS, SWEEP_LISTER, ARM_READS_PER_SECOND, ARM_READ_BURST, EXPIRY_LOOKBACK_MINUTES, FUNCTION_APP_ID,
     DECISION_TOPIC_ENDPOINT, DECISION_TOPIC_KEY, DECISION_TOPIC_TIMEOUT_SECONDS, DECISION_OUTBOX_SCHEDULE,
     DECISION_INTENT_HOLD_SECONDS,
 )
@@ -99,6 +102,20 @@ def _guid_set(raw: str) -> frozenset[str]:
 
 def _list(raw: str) -> tuple[str, ...]:
     return tuple(p.strip() for p in raw.split(",") if p.strip())
+
+
+def _function_app_id(raw: str | None) -> str | None:
+    """An ARM id of a function app (``…/providers/Microsoft.Web/sites/{name}``), as ARM spells it."""
+    text = (raw or "").strip().rstrip("/")
+    if not text:
+        return None
+    seg = text.split("/")
+    if (len(seg) != 9 or seg[0] or seg[1].lower() != "subscriptions" or seg[3].lower() != "resourcegroups"
+            or seg[5].lower() != "providers" or seg[6].lower() != "microsoft.web" or seg[7].lower() != "sites"
+            or not all(seg[2:])):
+        raise ConfigError(f"setting {FUNCTION_APP_ID} must be a function app's resource id "
+                          "(/subscriptions/…/resourceGroups/…/providers/Microsoft.Web/sites/NAME)")
+    return text
 
 
 def _topic_endpoint(raw: str | None) -> str | None:
@@ -148,6 +165,7 @@ class Settings:
     arm_reads_per_second: float = 20.0     # of ARM's 25/s: the rest stays for the event path
     arm_read_burst: float = 100.0          # of ARM's 250
     expiry_lookback_minutes: float = 60.0
+    function_app_id: str | None = None
     decision_topic_endpoint: str | None = None
     decision_topic_key: str | None = field(default=None, repr=False)   # secret: never repr'd, never logged
     decision_topic_timeout_seconds: float = 2.0
@@ -204,6 +222,7 @@ class Settings:
             arm_reads_per_second=_float(env, ARM_READS_PER_SECOND, 20.0, minimum=0.1),
             arm_read_burst=_float(env, ARM_READ_BURST, 100.0, minimum=1.0),
             expiry_lookback_minutes=_float(env, EXPIRY_LOOKBACK_MINUTES, 60.0, minimum=1.0),
+            function_app_id=_function_app_id(env.get(FUNCTION_APP_ID)),
             decision_topic_endpoint=_topic_endpoint(env.get(DECISION_TOPIC_ENDPOINT)),
             decision_topic_key=(env.get(DECISION_TOPIC_KEY) or "").strip() or None,
             decision_topic_timeout_seconds=_float(env, DECISION_TOPIC_TIMEOUT_SECONDS, 2.0, minimum=0.1),

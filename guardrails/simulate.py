@@ -37,6 +37,7 @@ class SimulationResult:
     failed_deliveries: int = 0
     errors: list[str] = field(default_factory=list)
     stored_audit: list[dict[str, Any]] = field(default_factory=list)
+    sweep: dict[str, Any] | None = None       # the reconciling sweep's summary, when one was run
 
     def to_json(self) -> dict[str, Any]:
         return {"decisions": self.decisions, "world": self.world, "requests": self.requests}
@@ -102,7 +103,7 @@ def to_function_event(raw: Any):
 
 def run_simulation(world: dict, events: list, *, extra_metadata: Sequence[Path] = (),
                    env: dict[str, str] | None = None, emulator=None, read_back_audit: bool = False,
-                   include_secret_values: bool = False) -> SimulationResult:
+                   include_secret_values: bool = False, sweep: bool = False) -> SimulationResult:
     from .bootstrap import build_service, reset_service
     from . import bootstrap
     from .adapters.tables import Tables, TablePolicyRepository
@@ -161,10 +162,16 @@ def run_simulation(world: dict, events: list, *, extra_metadata: Sequence[Path] 
                 break
             for raw in emitted:
                 deliver(raw)
+        summary = None
+        if sweep:     # then the reconciling sweep, as its timer would run it (its rows join the decisions)
+            from .bootstrap import build_sweeper
+            summary = build_sweeper(settings, service=service).run().to_dict()
+            for raw in emu.drain_events():       # the sweep's own fixes come back as events too
+                deliver(raw)
         result = SimulationResult(
             decisions=[r.to_dict() for r in recorder.rows], world=emu.world(include_values=include_secret_values),
             requests=emu.requests,
-            failed_deliveries=failed, errors=errors)
+            failed_deliveries=failed, errors=errors, sweep=summary)
         if read_back_audit:
             from datetime import datetime, timezone
             from .adapters.tables import TableAuditSink

@@ -9,6 +9,8 @@
         decided by the ML lifecycle guardrail on live state (no cheap filter for them)
     role assignments at each configured management group (no subscription topic delivers them):
         list ``atScope()`` ─▶ each assignment AT the group through the role guardrail
+    event coverage of each subscription (``GUARDRAILS_EVENT_DESTINATION_ID`` set): its system topic
+        and event subscriptions ─▶ ``coverage.assess`` ─▶ a row while writes do not reach us
     ─▶ one summary row in ``<prefix>Sweeps``
 
 Audit: every non-compliant decision gets its own audit row (``event_type`` ``Guardrails.Sweep``,
@@ -75,8 +77,10 @@ class SweepSummary:
     throttled_wait_s: float = 0.0
     duration_s: float = 0.0
     truncated: bool = False
+    uncovered: int = 0            # subscriptions whose resource writes do not all reach the guardrails
     verdicts: dict[str, int] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
+    coverage: list[dict[str, Any]] = field(default_factory=list)   # ``Coverage.to_dict`` per subscription
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -117,8 +121,12 @@ class Sweeper:
     def __init__(self, service, lister, store, state, *, reads, concurrency: int = 4,
                  max_seconds: float = 540.0, subscriptions: Iterable[str] = (),
                  management_groups: Iterable[str] = (), clock: Callable[[], float] = time.monotonic,
-                 wall_clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc), graph=None) -> None:
+                 wall_clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc), graph=None,
+                 coverage_destination: str | None = None) -> None:
         self.service, self.lister, self.store, self.state, self.reads = service, lister, store, state, reads
+        # the AzureFunction destination id of this deployment's resource_events (coverage.destination_for);
+        # None: event coverage is not checked
+        self.coverage_destination = coverage_destination
         self.graph = graph          # adapters.graph.ResourceGraphLister (GUARDRAILS_SWEEP_LISTER=graph) or None
         self.concurrency = max(1, int(concurrency))
         self.max_seconds = max_seconds
@@ -159,6 +167,8 @@ class Sweeper:
                 fut.result()
         for mg in mgs:
             self._sweep_management_group(tally, mg, summary.sweep_id, dry_run, deadline)
+        if self.coverage_destination:
+            self._check_coverage(tally, summary, subs, deadline)
         summary.reads = self.reads.taken - reads0
         summary.throttled_wait_s = round(self.reads.waited - wait0, 3)
         summary.pages = self.lister.pages - pages0 + (self.graph.pages - graph_pages0 if self.graph is not None else 0)
@@ -168,8 +178,8 @@ class Sweeper:
         summary.finished = _iso(self._wall())
         summary.duration_s = round(self._clock() - start, 3)
         self.store.write(summary.to_dict())
-        emit(log, logging.WARNING if summary.failed else logging.INFO, "guardrail_sweep_finished",
-             **{k: v for k, v in summary.to_dict().items() if k not in ("verdicts", "errors")})
+        emit(log, logging.WARNING if summary.failed or summary.uncovered else logging.INFO, "guardrail_sweep_finished",
+             **{k: v for k, v in summary.to_dict().items() if k not in ("verdicts", "errors", "coverage")})
         return summary
 
     def _sweep_type(self, tally: _Tally, compiled, sub: str, rtype: ResourceType, decide: bool,
@@ -299,6 +309,42 @@ class Sweeper:
             emit(log, logging.WARNING, "guardrail_sweep_bad_id", reason=exc.reason)
             return
         tally.decided(row.verdict)
+
+    def _check_coverage(self, tally: _Tally, summary: SweepSummary, subs: list[str], deadline: float) -> None:
+        """Each subscription's event coverage (``guardrails.coverage``): two list reads (its system
+        topics, the event subscriptions of its own topic), a pure verdict, a row on a gap or on its
+        closing. Unreadable (no permission, ARM down) is a sweep error, not a verdict: nothing was
+        seen. Store failures end the sweep (no row may be lost), as elsewhere."""
+        from .coverage import assess, subscription_topics, transition
+        from .permissions import covered_operations
+
+        operations = covered_operations()
+        for sub in subs:
+            if self._clock() > deadline:
+                tally.truncate()
+                return
+            try:
+                topics = list(self.lister.list_system_topics(sub))
+                listed = {str(t["id"]).lower(): list(self.lister.list_event_subscriptions(str(t["id"])))
+                          for t in subscription_topics(sub, topics)}
+            except ArmError as exc:
+                tally.error(f"event coverage of {sub}: {exc}")
+                summary.coverage.append({"subscription_id": sub, "covered": None,
+                                         "gaps": [{"code": "unreadable", "detail": str(exc)[:300]}]})
+                emit(log, logging.ERROR, "guardrail_coverage_unreadable", subscription_id=sub, reason=exc.reason)
+                continue
+            cov = assess(sub, topics, listed, destination=self.coverage_destination, operations=operations,
+                         now=self._wall())
+            with tally._lock:
+                summary.coverage.append(cov.to_dict())
+                summary.uncovered += 0 if cov.covered else 1
+            step = transition(self.state.coverage_state(sub), cov, _iso(self._wall()))
+            if step.write_row:
+                self.service.record_coverage(cov, sweep_id=summary.sweep_id, verdict=step.verdict, notify=step.notify)
+            self.state.set_coverage_state(sub, step.state)
+            if not cov.covered:
+                emit(log, logging.WARNING, "guardrail_coverage_gap", subscription_id=sub,
+                     gaps=",".join(g.code for g in cov.gaps), notify=step.notify)
 
     def _sweep_management_group(self, tally: _Tally, mg: str, sweep_id: str, dry_run: bool, deadline: float) -> None:
         scope = management_group_scope(mg)

@@ -71,6 +71,8 @@ var guardrailActions = [
   'Microsoft.Authorization/roleDefinitions/read'
   'Microsoft.ContainerRegistry/registries/read'
   'Microsoft.ContainerRegistry/registries/write'
+  'Microsoft.EventGrid/systemTopics/eventSubscriptions/read'
+  'Microsoft.EventGrid/systemTopics/read'
   'Microsoft.KeyVault/vaults/read'
   'Microsoft.KeyVault/vaults/write'
   'Microsoft.MachineLearningServices/registries/models/read'

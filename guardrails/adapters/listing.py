@@ -44,7 +44,9 @@ class ArmLister:
         """List each catalogue type, role assignments, subscriptions (``guardrails.permissions``)."""
         from ..model.resource import CATALOG
         return (*(f"{t.name}/read" for t in CATALOG.values()), "Microsoft.Authorization/roleAssignments/read",
-                "Microsoft.Resources/subscriptions/read")
+                "Microsoft.Resources/subscriptions/read",
+                # event coverage (``guardrails.coverage``): is each subscription still wired to us?
+                "Microsoft.EventGrid/systemTopics/read", "Microsoft.EventGrid/systemTopics/eventSubscriptions/read")
 
     def __init__(self, credential, *, endpoint: str, reads: RateLimiter, ca_bundle: str | None = None,
                  timeout: float = 10.0, page_budget: float = 60.0, sleep: Callable[[float], None] = time.sleep,
@@ -130,6 +132,21 @@ class ArmLister:
         path = encode_id(f"{scope.rstrip('/')}/providers/Microsoft.Authorization/roleAssignments")
         yield from self._items(path, query, limit_key(scope) if scope.lower().startswith("/subscriptions/")
                                else TENANT_KEY)
+
+    def list_system_topics(self, subscription_id: str) -> Iterator[dict]:
+        """Event Grid system topics in the subscription (``SystemTopics_ListBySubscription``)."""
+        from ..coverage import SYSTEM_TOPICS_API_VERSION
+
+        scope = f"/subscriptions/{subscription_id}"
+        yield from self._items(encode_id(f"{scope}/providers/Microsoft.EventGrid/systemTopics"),
+                               f"api-version={SYSTEM_TOPICS_API_VERSION}", limit_key(scope))
+
+    def list_event_subscriptions(self, topic_id: str) -> Iterator[dict]:
+        """The event subscriptions of one system topic (``SystemTopicEventSubscriptions_ListBySystemTopic``)."""
+        from ..coverage import SYSTEM_TOPICS_API_VERSION
+
+        yield from self._items(encode_id(f"{topic_id.rstrip('/')}/eventSubscriptions"),
+                               f"api-version={SYSTEM_TOPICS_API_VERSION}", limit_key(topic_id))
 
     def list_subscriptions(self) -> list[str]:
         """The subscription ids the identity can see (``GET /subscriptions``)."""

@@ -2,6 +2,7 @@
 
   <prefix>Sweeps      PK "YYYYMM" (month started)  RK "<started ISO>-<run id>"   one summary per run
   <prefix>TimerState  PK "timer"                   RK timer name                last_run (ISO, UTC)
+                      PK "coverage"                RK subscription id (lower)   covered, signature, since
 
 A sweep's per-resource decisions are ordinary audit rows (``correlation_id`` = the run id); the
 summary row counts them, and the compliant resources that got no row of their own.
@@ -54,7 +55,7 @@ class TableSweepStore:
         out = []
         for r in sorted(rows, key=lambda e: e["RowKey"]):
             d = {k: v for k, v in r.items() if k not in ("PartitionKey", "RowKey")}
-            for k in ("subscriptions", "management_groups", "verdicts", "errors"):
+            for k in ("subscriptions", "management_groups", "verdicts", "errors", "coverage"):
                 if isinstance(d.get(k), str):
                     d[k] = json.loads(d[k])
             out.append(d)
@@ -84,3 +85,24 @@ class TableTimerState:
                 {"PartitionKey": self.PARTITION, "RowKey": timer, "last_run": _iso(when)})
         except AzureError as exc:
             raise _store_error("write timer state", exc) from exc
+
+    # ---- event coverage per subscription (``guardrails.coverage.transition``) ----------------
+    COVERAGE = "coverage"
+
+    def coverage_state(self, subscription_id: str) -> dict[str, Any] | None:
+        try:
+            e = self._t.table(self.name).get_entity(self.COVERAGE, subscription_id.lower())
+        except ResourceNotFoundError:
+            return None
+        except AzureError as exc:
+            raise _store_error("read coverage state", exc) from exc
+        return {"covered": bool(e.get("covered")), "signature": str(e.get("signature") or ""),
+                "since": str(e.get("since") or "")}
+
+    def set_coverage_state(self, subscription_id: str, state: dict[str, Any]) -> None:
+        try:
+            self._t.table(self.name).upsert_entity(
+                {"PartitionKey": self.COVERAGE, "RowKey": subscription_id.lower(), "covered": bool(state["covered"]),
+                 "signature": str(state.get("signature", ""))[:4000], "since": str(state.get("since", ""))})
+        except AzureError as exc:
+            raise _store_error("write coverage state", exc) from exc

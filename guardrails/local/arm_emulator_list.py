@@ -6,6 +6,10 @@
     GET /subscriptions/{sub}/resourceGroups/{rg}/providers/{ns}/{type}/{name}/{childType}
                                                                               children of one parent
 
+Besides the catalogue and Azure ML types, Event Grid system topics and their event subscriptions
+are listed (``SystemTopics_ListBySubscription``, ``…_ListBySystemTopic``), for the sweep's
+event-coverage check; they are seeded into the world like any resource.
+
 Each answers ``{"value": [full resources as GET returns them], "nextLink": ...}`` in pages of
 ``emu.page_size`` (as the types' own list operations do: ``Microsoft.Storage/storageAccounts``,
 ``Microsoft.KeyVault/vaults`` listBySubscription, ``workspaces/{ws}/computes`` …), ``nextLink``
@@ -27,13 +31,16 @@ from typing import TYPE_CHECKING, Callable
 from guardrails.local.arm_emulator_authz_routes import page
 from guardrails.local.arm_emulator_http import ArmError, EmuRequest, EmuResponse
 from guardrails.local.arm_emulator_routes import authenticate
-from guardrails.model.resource import lookup_type
+from guardrails.model.resource import ResourceType, lookup_type
 from guardrails.ratelimit import TokenBucket, limit_key
 
 if TYPE_CHECKING:
     from guardrails.local.emulator import AzureEmulator
 
 SUBSCRIPTIONS_API_VERSIONS = ("2022-12-01", "2021-01-01", "2020-01-01")
+EVENTGRID_TYPES = {t.key: t for t in (ResourceType("Microsoft.EventGrid/systemTopics", "2022-06-15", "put"),
+                                      ResourceType("Microsoft.EventGrid/systemTopics/eventSubscriptions",
+                                                   "2022-06-15", "put"))}
 
 
 def _list_shape(segments: list[str]) -> tuple[str, str] | None:
@@ -70,7 +77,7 @@ class ArmListRoute:
                                f"Supported: {', '.join(SUBSCRIPTIONS_API_VERSIONS)}.")
             return page(emu, req, self._subscriptions(emu))
         prefix, type_name = _list_shape(req.segments)  # type: ignore[misc]
-        rtype = lookup_type(type_name)
+        rtype = lookup_type(type_name) or EVENTGRID_TYPES.get(type_name.lower())
         container = None
         if rtype is None:
             from guardrails.local.ml_emulator import CONTAINERS, TYPES as ML_TYPES   # Azure ML children list too

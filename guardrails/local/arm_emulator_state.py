@@ -145,6 +145,11 @@ class ArmStore:
         with self.lock:
             self._resources[res["id"].lower()] = res
 
+    def unseed(self, resource_id: str) -> bool:
+        """Drop a resource as if deleted out of band (no event, no operation): test and demo set-up."""
+        with self.lock:
+            return self._resources.pop(resource_id.lower(), None) is not None
+
     def find_by_type_and_name(self, type_name: str, name: str) -> dict | None:
         """The first stored resource (in id order) of that type and name, both case-insensitive."""
         t, n = type_name.lower(), name.lower()

@@ -387,6 +387,11 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
           name: 'GUARDRAILS_SWEEP_MANAGEMENT_GROUPS'
           value: join(sweepManagementGroupIds, ',')
         }
+        {
+          // the sweep checks that every subscription's system topic still delivers to this app
+          name: 'GUARDRAILS_FUNCTION_APP_ID'
+          value: resourceId('Microsoft.Web/sites', functionAppName)
+        }
       ]
     }
   }

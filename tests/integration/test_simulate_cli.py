@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -87,3 +88,7 @@ def test_demo_runs_and_shows_decisions(tmp_path):
     assert p.returncode == 0, p.stderr
     for needle in ("remediated", "duplicate", "invalid", "own_write", "violation", "flip_flop", "Audit rows as stored"):
         assert needle in p.stdout
+    # the sweep: the sandbox subscription's drift, which no event reported, fixed; its missing topic reported
+    assert re.search(r"storageAccounts/stmlsandbox +properties\.publicNetworkAccess +Enabled -> Disabled", p.stdout)
+    assert "event coverage of subscription 9d8c7b6a-5e4f-4a3b-8c2d-1e0f9a8b7c6d: GAP: no_system_topic" in p.stdout
+    assert "event coverage of subscription 3f2b6c1e-8a4d-4c7e-9b15-2d7e6f0a9c31: resource writes reach" in p.stdout

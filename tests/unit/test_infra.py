@@ -165,6 +165,11 @@ def test_main_outputs_what_the_management_group_template_takes_and_passes_the_gr
     from guardrails import settings as S
     assert S.SWEEP_MANAGEMENT_GROUPS in settings
     assert module_env("main.bicep", "app")["sweepManagementGroupIds"] == "sweepManagementGroupIds"
+    # the sweep's event-coverage check knows which function app the topics must deliver to: this site
+    site = one(doc("modules/app.bicep"), "Microsoft.Web/sites")
+    assert settings[S.FUNCTION_APP_ID]["function"]["parameters"] == {
+        "resource_type": "Microsoft.Web/sites", "resource_name_1": site["name"], "resource_name_2": None,
+        "resource_group_name": None, "subscription_id": None}
 
 
 # ---- the function app ----------------------------------------------------------------------------
