@@ -23,6 +23,29 @@ def _iso(dt: datetime) -> str:
     return dt.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+MAX_PROPERTY_CHARS = 30000      # a Table Storage string property holds 32K UTF-16 characters
+_JSON_FIELDS = ("subscriptions", "management_groups", "verdicts", "errors", "coverage")
+
+
+def bounded_json(value: Any, limit: int = MAX_PROPERTY_CHARS) -> str:
+    """``value`` as JSON of at most ``limit`` characters that still parses: a long list keeps
+    its first items and ends with ``"… N more"`` (a sweep over 1,000 subscriptions lists more
+    than a property holds); anything else too long becomes a JSON string saying so."""
+    text = json.dumps(value, sort_keys=True)
+    if len(text) <= limit:
+        return text
+    if isinstance(value, list):
+        lo, hi = 0, len(value)               # the longest prefix that fits with its marker
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            if len(json.dumps([*value[:mid], f"… {len(value) - mid} more"], sort_keys=True)) <= limit:
+                lo = mid
+            else:
+                hi = mid - 1
+        return json.dumps([*value[:lo], f"… {len(value) - lo} more"], sort_keys=True)
+    return json.dumps(f"… {len(text)} characters, too long to keep")
+
+
 def _ensure(tables: Tables, name: str) -> None:
     try:
         tables.service.create_table_if_not_exists(name)
@@ -40,7 +63,7 @@ class TableSweepStore:
         started = str(summary["started"])
         entity: dict[str, Any] = {"PartitionKey": started[:4] + started[5:7], "RowKey": f"{started}-{summary['sweep_id']}"}
         for k, v in summary.items():
-            entity[k] = json.dumps(v, sort_keys=True)[:30000] if isinstance(v, (list, dict)) else v
+            entity[k] = bounded_json(v) if isinstance(v, (list, dict)) else v
         try:
             self._t.table(self.name).upsert_entity(entity)
         except AzureError as exc:
@@ -55,9 +78,12 @@ class TableSweepStore:
         out = []
         for r in sorted(rows, key=lambda e: e["RowKey"]):
             d = {k: v for k, v in r.items() if k not in ("PartitionKey", "RowKey")}
-            for k in ("subscriptions", "management_groups", "verdicts", "errors", "coverage"):
+            for k in _JSON_FIELDS:
                 if isinstance(d.get(k), str):
-                    d[k] = json.loads(d[k])
+                    try:
+                        d[k] = json.loads(d[k])
+                    except ValueError:      # a row written before values were bounded: kept as text
+                        pass
             out.append(d)
         return out
 

@@ -134,3 +134,22 @@ def _month(h):
     from datetime import datetime, timezone
     now = datetime.now(timezone.utc)
     return TableSweepStore(h.tables).read_month(now.year, now.month)
+
+
+def test_a_summary_of_a_large_estate_is_stored_and_read_back_as_json(harness):
+    from guardrails.sweep import SweepSummary
+
+    h = harness([])
+    subs = [f"{i:08d}-0000-4000-8000-000000000000" for i in range(1500)]
+    summary = SweepSummary(sweep_id="sweep-big", kind="sweep", started=_now_iso(), subscriptions=subs,
+                           coverage=[{"subscription_id": s, "covered": False,
+                                      "gaps": [{"code": "no_system_topic", "detail": "x" * 120}]} for s in subs])
+    TableSweepStore(h.tables).write(summary.to_dict())       # each list past what a property holds
+    stored = [s for s in _month(h) if s["sweep_id"] == "sweep-big"][0]
+    assert stored["subscriptions"][:10] == subs[:10] and stored["subscriptions"][-1].endswith("more")
+    assert stored["coverage"][0]["subscription_id"] == subs[0] and stored["coverage"][-1].endswith("more")
+
+
+def _now_iso() -> str:
+    from datetime import datetime, timezone
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")

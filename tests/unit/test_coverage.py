@@ -226,3 +226,21 @@ def test_the_function_app_id_setting_takes_a_site_id_and_rejects_anything_else()
         with pytest.raises(ConfigError, match="GUARDRAILS_FUNCTION_APP_ID must be a function app's resource id"):
             S.Settings.from_env({S.FUNCTION_APP_ID: bad})
     assert destination_for(APP + "/") == APP + "/functions/resource_events"
+
+
+# ---- the sweep summary keeps valid JSON however large the estate ------------------------------
+def test_a_long_summary_list_is_cut_to_valid_json_that_says_how_much_was_left_out():
+    import json
+
+    from guardrails.adapters.sweep_tables import MAX_PROPERTY_CHARS, bounded_json
+
+    subs = [f"{i:08d}-0000-4000-8000-000000000000" for i in range(2000)]        # 2,000 subscriptions
+    text = bounded_json(subs)
+    kept = json.loads(text)
+    assert len(text) <= MAX_PROPERTY_CHARS and kept[:-1] == subs[:len(kept) - 1]
+    assert kept[-1] == f"… {2000 - (len(kept) - 1)} more" and len(kept) > 500
+    coverage = [Coverage(s, (Gap("no_system_topic", "x" * 200),)).to_dict() for s in subs]
+    assert json.loads(bounded_json(coverage, 5000))[-1].endswith("more")
+    assert bounded_json(subs[:3]) == json.dumps(subs[:3], sort_keys=True)
+    assert json.loads(bounded_json({"k": "v" * 100}, 50)).endswith("too long to keep")
+    assert json.loads(bounded_json(["y" * 100], 50)) == ["… 1 more"]
