@@ -7,6 +7,8 @@
     escalation reset|status RESOURCE_ID        end (or show) a resource's flip-flop escalation
                                                (or a re-granted role's: 'rolegrant:<scope>|<principal>|<role>')
     sweep [--subscription ID] [--management-group MG] [--dry-run] [--expiry]   reconciling sweep (or expiry run)
+    coverage [--subscription ID] [--json]      does each subscription's topic deliver every covered write here?
+                                               (exit 0 all covered, 1 a gap or an unreadable list)
     check job|resource|model-promotion ...     pre-flight checks (exit 0 allowed, 1 denied, 2 error)
     report [--days N | --since D [--until D]] [--json] [--html FILE]   compliance KPIs from the audit table
     permissions [--json | --bicep]             Azure permissions the code declares (least-privilege role)
@@ -52,8 +54,9 @@ def _parser() -> argparse.ArgumentParser:
     escsub = esc.add_subparsers(dest="action", required=True)
     for name in ("reset", "status"):
         escsub.add_parser(name).add_argument("resource_id")
-    from .sweep import add_parser as add_sweep_parser
+    from .sweep import add_coverage_parser, add_parser as add_sweep_parser
     add_sweep_parser(sub)
+    add_coverage_parser(sub)
     from .checks.cli import add_parser as add_check_parser
     add_check_parser(sub)
     perms = sub.add_parser("permissions", help="the Azure permissions the code declares (infra/ grants exactly these)")
@@ -96,6 +99,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "sweep":
             from .sweep import cli_main as sweep_main
             return sweep_main(args)
+        if args.command == "coverage":
+            from .sweep import coverage_cli_main
+            return coverage_cli_main(args)
         if args.command == "permissions":
             from .permissions import render, required
             print(render(required(), args.format))

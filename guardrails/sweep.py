@@ -315,7 +315,7 @@ class Sweeper:
         topics, the event subscriptions of its own topic), a pure verdict, a row on a gap or on its
         closing. Unreadable (no permission, ARM down) is a sweep error, not a verdict: nothing was
         seen. Store failures end the sweep (no row may be lost), as elsewhere."""
-        from .coverage import assess, subscription_topics, transition
+        from .coverage import transition
         from .permissions import covered_operations
 
         operations = covered_operations()
@@ -324,17 +324,12 @@ class Sweeper:
                 tally.truncate()
                 return
             try:
-                topics = list(self.lister.list_system_topics(sub))
-                listed = {str(t["id"]).lower(): list(self.lister.list_event_subscriptions(str(t["id"])))
-                          for t in subscription_topics(sub, topics)}
+                cov = read_coverage(self.lister, sub, self.coverage_destination, operations, self._wall())
             except ArmError as exc:
                 tally.error(f"event coverage of {sub}: {exc}")
-                summary.coverage.append({"subscription_id": sub, "covered": None,
-                                         "gaps": [{"code": "unreadable", "detail": str(exc)[:300]}]})
+                summary.coverage.append(unreadable(sub, exc))
                 emit(log, logging.ERROR, "guardrail_coverage_unreadable", subscription_id=sub, reason=exc.reason)
                 continue
-            cov = assess(sub, topics, listed, destination=self.coverage_destination, operations=operations,
-                         now=self._wall())
             with tally._lock:
                 summary.coverage.append(cov.to_dict())
                 summary.uncovered += 0 if cov.covered else 1
@@ -361,6 +356,23 @@ class Sweeper:
             if isinstance(a.get("id"), str):
                 tally.seen()
                 self._decide(tally, a["id"], None, sweep_id, dry_run, SWEEP_EVENT_TYPE)
+
+
+def read_coverage(lister, subscription_id: str, destination: str, operations, now: datetime):
+    """One subscription's event coverage from ARM: its system topics, then the event
+    subscriptions of its own topic(s). ``ArmError`` when a list cannot be read."""
+    from .coverage import assess, subscription_topics
+
+    topics = list(lister.list_system_topics(subscription_id))
+    listed = {str(t["id"]).lower(): list(lister.list_event_subscriptions(str(t["id"])))
+              for t in subscription_topics(subscription_id, topics)}
+    return assess(subscription_id, topics, listed, destination=destination, operations=operations, now=now)
+
+
+def unreadable(subscription_id: str, exc: ArmError) -> dict[str, Any]:
+    """A summary entry for a subscription whose coverage could not be read: no verdict."""
+    return {"subscription_id": subscription_id, "covered": None,
+            "gaps": [{"code": "unreadable", "detail": str(exc)[:300]}]}
 
 
 def covered_types(compiled) -> list[ResourceType]:
@@ -430,6 +442,58 @@ def add_parser(sub) -> None:
                         "GUARDRAILS_SWEEP_MANAGEMENT_GROUPS)")
     p.add_argument("--dry-run", action="store_true", help="decide and audit, change nothing")
     p.add_argument("--expiry", action="store_true", help="run the exemption-expiry re-enforcement instead")
+
+
+def add_coverage_parser(sub) -> None:
+    p = sub.add_parser("coverage", help="check that each subscription's Event Grid topic delivers every covered "
+                                        "write to this app (read-only: no rows, no state)")
+    p.add_argument("--subscription", action="append", default=[], metavar="ID",
+                   help="subscription to check (repeatable; default GUARDRAILS_SWEEP_SUBSCRIPTIONS, else all visible)")
+    p.add_argument("--json", action="store_true", help="print the verdicts as JSON")
+
+
+def coverage_cli_main(args) -> int:
+    """``python -m guardrails coverage``: the sweep's event-coverage check on demand, e.g. right
+    after a deployment. Exit 0 every subscription covered, 1 a gap or an unreadable list, 2 usage."""
+    import json
+    from datetime import datetime, timezone
+
+    from .adapters.arm import build_credential
+    from .adapters.listing import ArmLister
+    from .coverage import destination_for
+    from .permissions import covered_operations
+    from .ratelimit import RateLimiter
+    from .settings import FUNCTION_APP_ID, Settings
+    from .simulate import UsageError
+
+    settings = Settings.from_env()
+    if not settings.function_app_id:
+        raise UsageError(f"set {FUNCTION_APP_ID} to this deployment's function app resource id")
+    reads = RateLimiter(settings.arm_reads_per_second, settings.arm_read_burst)
+    lister = ArmLister(build_credential(settings), endpoint=settings.arm_endpoint, reads=reads,
+                       ca_bundle=settings.ca_bundle, timeout=settings.arm_timeout_seconds)
+    subs = list(args.subscription) or list(settings.sweep_subscriptions)
+    try:
+        subs = subs or lister.list_subscriptions()
+    except ArmError as exc:
+        raise UsageError(f"cannot list the subscriptions this identity sees: {exc}") from None
+    destination, operations = destination_for(settings.function_app_id), covered_operations()
+    results: list[dict[str, Any]] = []
+    for sub in subs:
+        try:
+            results.append(read_coverage(lister, sub, destination, operations, datetime.now(timezone.utc)).to_dict())
+        except ArmError as exc:
+            results.append(unreadable(sub, exc))
+    if args.json:
+        print(json.dumps({"destination": destination, "subscriptions": results}, indent=2))
+    else:
+        print(f"event coverage: resource writes delivered to {destination}")
+        for r in results:
+            state = {True: "covered", False: "GAP", None: "UNREADABLE"}[r["covered"]]
+            print(f"  {r['subscription_id']}  {state}")
+            for g in r["gaps"]:
+                print(f"      {g['code']}: {g['detail']}")
+    return 0 if all(r["covered"] is True for r in results) else 1
 
 
 def cli_main(args) -> int:

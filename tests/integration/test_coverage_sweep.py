@@ -153,3 +153,28 @@ def test_a_summary_of_a_large_estate_is_stored_and_read_back_as_json(harness):
 def _now_iso() -> str:
     from datetime import datetime, timezone
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def test_cli_coverage_checks_on_demand_and_changes_nothing(harness, monkeypatch, capsys):
+    import json
+
+    from guardrails.cli import main
+
+    h = harness(_estate())
+    for k, v in {**h.env, "GUARDRAILS_FUNCTION_APP_ID": APP}.items():
+        monkeypatch.setenv(k, v)
+    assert main(["coverage"]) == 1
+    text = capsys.readouterr().out
+    assert f"{b.SUB}  covered" in text and f"{SUB2}  GAP" in text and "no_system_topic" in text
+    assert "operations_filtered: data.operationName filters drop 1 covered operation(s)" in text
+    assert main(["coverage", "--subscription", b.SUB, "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["destination"] == f"{APP}/functions/resource_events"
+    assert [(s["subscription_id"], s["covered"]) for s in out["subscriptions"]] == [(b.SUB, True)]
+    assert h.stored_rows() == [] and TableTimerState(h.tables).coverage_state(SUB2) is None   # read-only
+    h.emu.add_fault(method="GET", path_regex=r"/providers/Microsoft\.EventGrid/systemTopics$", status=403)
+    assert main(["coverage", "--subscription", b.SUB]) == 1
+    assert "UNREADABLE" in capsys.readouterr().out
+    monkeypatch.setenv("GUARDRAILS_FUNCTION_APP_ID", "")
+    assert main(["coverage"]) == 2
+    assert "GUARDRAILS_FUNCTION_APP_ID" in capsys.readouterr().err
