@@ -152,12 +152,12 @@ def build_sweeper(settings: Settings, *, clock=None, sleep=None, service=None):
         from .adapters.graph import ResourceGraphLister
         graph = ResourceGraphLister(credential, endpoint=settings.arm_endpoint, ca_bundle=settings.ca_bundle,
                                     timeout=settings.arm_timeout_seconds, clock=clock, sleep=sleep)
-    from .coverage import destination_for
     return Sweeper(service, lister, TableSweepStore(tables), TableTimerState(tables), reads=reads,
                    concurrency=settings.sweep_concurrency, max_seconds=settings.sweep_max_seconds,
                    subscriptions=settings.sweep_subscriptions, management_groups=settings.sweep_management_groups,
                    graph=graph, clock=clock,
-                   coverage_destination=destination_for(settings.function_app_id) if settings.function_app_id else None)          # one clock paces the reads and bounds the run
+                   function_app_id=settings.function_app_id, governed_vaults=settings.governed_vaults,
+                   governed_workspaces=settings.governed_ml_workspaces)          # one clock paces the reads and bounds the run
 
 
 _sweeper = None

@@ -1,17 +1,25 @@
-"""Event coverage: does each governed subscription still deliver its resource writes to us?
+"""Event coverage: does each event source the guardrails govern still deliver its events to us?
 
-The guardrails act on what Event Grid delivers. A subscription whose system topic was never made
-(added to the estate after the deployment), whose event subscription someone deleted, narrowed
-(an event-type, subject or ``data.operationName`` filter that drops a covered write), let expire,
-or pointed elsewhere sends nothing, and nothing on the event path can notice silence. The
-reconciling sweep asks ARM for each swept subscription:
+The guardrails act on what Event Grid delivers. A source whose system topic was never made (a
+subscription added to the estate after the deployment), whose event subscription someone deleted,
+narrowed (an event-type, subject or ``data.operationName`` filter that drops a covered event), let
+expire, or pointed elsewhere sends nothing, and nothing on the event path can notice silence. Three
+kinds of source are wired by ``infra/`` and checked here (``Expectation``):
+
+    subscription   topic Microsoft.Resources.Subscriptions           -> resource_events
+                   ResourceWriteSuccess of every covered operation (``permissions.covered_operations``)
+    vault          topic Microsoft.KeyVault.vaults (governed vaults) -> keyvault_events
+                   every Key Vault event type the secret guardrail acts on
+    workspace      topic Microsoft.MachineLearningServices.Workspaces (governed workspaces) -> resource_events
+                   every Azure ML event type the ML lifecycle guardrail acts on
+
+The reconciling sweep asks ARM, once per subscription involved:
 
     GET /subscriptions/{sub}/providers/Microsoft.EventGrid/systemTopics              (list by subscription)
     GET {system topic id}/eventSubscriptions                                         (list by system topic)
 
-and this module decides, with no I/O, whether one event subscription on the subscription's
-``Microsoft.Resources.Subscriptions`` topic delivers every covered operation's
-``ResourceWriteSuccess`` to this deployment's ``resource_events`` function. Event Grid's filter
+and this module decides, with no I/O, whether one event subscription on the source's own topic
+delivers every expected event to this deployment's function. Event Grid's filter
 semantics are followed: ``includedEventTypes`` empty or absent means every type; subject and
 advanced filters are ANDed; string operators compare case-insensitively. A filter on a key this
 check cannot evaluate without the event (``data.resourceProvider``, ``subject`` …) counts as a
@@ -33,7 +41,10 @@ from typing import Any, Iterable, Mapping, Sequence
 
 WRITE_EVENT = "Microsoft.Resources.ResourceWriteSuccess"
 TOPIC_TYPE = "Microsoft.Resources.Subscriptions"
+VAULT_TOPIC_TYPE = "Microsoft.KeyVault.vaults"
+WORKSPACE_TOPIC_TYPE = "Microsoft.MachineLearningServices.Workspaces"
 FUNCTION_NAME = "resource_events"
+KEYVAULT_FUNCTION = "keyvault_events"
 SYSTEM_TOPICS_API_VERSION = "2022-06-15"
 REASON = "event_coverage"
 CHECK_ID = "event-coverage@1"       # the ``policy`` of the rows' violation records (a built-in check)
@@ -64,15 +75,54 @@ class Gap:
 
 
 @dataclass(frozen=True)
-class Coverage:
-    """One subscription's verdict. ``event_subscription_id``: the one judged (the closest to
-    covering when none covers); ``missing_operations``: covered operations its filters drop."""
+class Expectation:
+    """What one governed event source must deliver: its own system topic (``topic_type``, source
+    ``source``) with an event subscription to ``function`` of this app that lets every one of
+    ``event_types`` through and, for a subscription's topic, every one of ``operations``."""
 
-    subscription_id: str
+    kind: str                          # subscription | vault | workspace
+    source: str                        # ARM id of the topic's source (``/subscriptions/{id}`` …)
+    topic_type: str
+    function: str
+    event_types: tuple[str, ...]
+    operations: tuple[str, ...] = ()   # ``data.operationName`` values that must pass (subscription topics)
+
+    @property
+    def subscription_id(self) -> str:
+        return self.source.split("/")[2]
+
+    @property
+    def subject_prefix(self) -> str | None:
+        """What every subject of the source's events starts with (a subscription's events: its
+        resource ids); None when subjects name objects inside the source (a vault's secrets, a
+        workspace's models): any subject filter there may drop events."""
+        return f"{self.source.rstrip('/')}/".lower() if self.kind == "subscription" else None
+
+
+def subscription_expectation(subscription_id: str, operations: Sequence[str]) -> Expectation:
+    return Expectation("subscription", f"/subscriptions/{subscription_id}", TOPIC_TYPE, FUNCTION_NAME,
+                       (WRITE_EVENT,), tuple(operations))
+
+
+def vault_expectation(vault_id: str, event_types: Sequence[str]) -> Expectation:
+    return Expectation("vault", vault_id.rstrip("/"), VAULT_TOPIC_TYPE, KEYVAULT_FUNCTION, tuple(event_types))
+
+
+def workspace_expectation(workspace_id: str, event_types: Sequence[str]) -> Expectation:
+    return Expectation("workspace", workspace_id.rstrip("/"), WORKSPACE_TOPIC_TYPE, FUNCTION_NAME, tuple(event_types))
+
+
+@dataclass(frozen=True)
+class Coverage:
+    """One source's verdict. ``event_subscription_id``: the one judged (the closest to covering
+    when none covers); ``missing_operations`` / ``missing_event_types``: what its filters drop."""
+
+    expectation: Expectation
     gaps: tuple[Gap, ...] = ()
     topic_id: str | None = None
     event_subscription_id: str | None = None
     missing_operations: tuple[str, ...] = ()
+    missing_event_types: tuple[str, ...] = ()
 
     @property
     def covered(self) -> bool:
@@ -80,30 +130,38 @@ class Coverage:
 
     @property
     def resource_id(self) -> str:
-        return f"/subscriptions/{self.subscription_id}"
+        return self.expectation.source
+
+    @property
+    def subscription_id(self) -> str:
+        return self.expectation.subscription_id
 
     def signature(self) -> str:
-        """What changed means notify again: the gap codes and the dropped operations."""
-        return json.dumps([sorted({g.code for g in self.gaps}), sorted(o.lower() for o in self.missing_operations)])
+        """What changed means notify again: the gap codes and the dropped operations and types."""
+        return json.dumps([sorted({g.code for g in self.gaps}), sorted(o.lower() for o in self.missing_operations),
+                           sorted(t.lower() for t in self.missing_event_types)])
 
     def message(self) -> str:
+        what = {"subscription": f"resource writes of subscription {self.subscription_id}",
+                "vault": f"Key Vault events of {self.resource_id}",
+                "workspace": f"Azure ML events of {self.resource_id}"}.get(self.expectation.kind, self.resource_id)
         if self.covered:
-            return (f"resource writes of subscription {self.subscription_id} reach the guardrails again "
-                    f"(event subscription {self.event_subscription_id})")
+            return f"{what} reach the guardrails again (event subscription {self.event_subscription_id})"
         parts = "; ".join(f"{g.code}: {g.detail}" for g in self.gaps)
-        return (f"resource writes of subscription {self.subscription_id} do not all reach the guardrails, "
-                f"so drift there is only found by the sweep: {parts}")
+        found_by = "only found by the sweep" if self.expectation.kind == "subscription" else "not seen"
+        return f"{what} do not all reach the guardrails, so what happens there is {found_by}: {parts}"
 
     def to_dict(self) -> dict[str, Any]:
-        return {"subscription_id": self.subscription_id, "covered": self.covered,
-                "gaps": [g.to_dict() for g in self.gaps], "topic_id": self.topic_id,
+        return {"kind": self.expectation.kind, "source": self.resource_id, "subscription_id": self.subscription_id,
+                "covered": self.covered, "gaps": [g.to_dict() for g in self.gaps], "topic_id": self.topic_id,
                 "event_subscription_id": self.event_subscription_id,
-                "missing_operations": list(self.missing_operations)}
+                "missing_operations": list(self.missing_operations),
+                "missing_event_types": list(self.missing_event_types)}
 
 
-def destination_for(function_app_id: str) -> str:
+def destination_for(function_app_id: str, function: str = FUNCTION_NAME) -> str:
     """The AzureFunction destination id the deployment's event subscriptions point at."""
-    return f"{function_app_id.rstrip('/')}/functions/{FUNCTION_NAME}"
+    return f"{function_app_id.rstrip('/')}/functions/{function}"
 
 
 def _lower(x: Any) -> str:
@@ -115,12 +173,17 @@ def _props(item: Mapping[str, Any]) -> Mapping[str, Any]:
     return p if isinstance(p, Mapping) else {}
 
 
+def own_topics(expected: Expectation, topics: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """The listed system topics of the expected type whose source is the expected source."""
+    source = expected.source.lower().rstrip("/")
+    return [t for t in topics if isinstance(t, Mapping) and isinstance(t.get("id"), str)
+            and _lower(_props(t).get("topicType")) == expected.topic_type.lower()
+            and _lower(_props(t).get("source")).rstrip("/") == source]
+
+
 def subscription_topics(subscription_id: str, topics: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
     """The system topics whose source is the subscription itself (type ``Microsoft.Resources.Subscriptions``)."""
-    source = f"/subscriptions/{subscription_id}".lower()
-    return [t for t in topics if isinstance(t, Mapping) and isinstance(t.get("id"), str)
-            and _lower(_props(t).get("topicType")) == TOPIC_TYPE.lower()
-            and _lower(_props(t).get("source")).rstrip("/") == source]
+    return own_topics(subscription_expectation(subscription_id, ()), topics)
 
 
 def _destination(props: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -168,9 +231,17 @@ def _passes(value: str, f: Mapping[str, Any]) -> bool | None:
     return None
 
 
-def judge(subscription_id: str, topic_id: str, event_subscription: Mapping[str, Any], *,
-          operations: Sequence[str], now: datetime) -> Coverage:
-    """How one event subscription (known to deliver to us) covers the subscription's writes."""
+def _dropped(values: Sequence[str], f: Mapping[str, Any]) -> list[str] | None:
+    """The values one filter drops; None when it cannot be evaluated."""
+    results = [(v, _passes(v, f)) for v in values]
+    if any(r is None for _, r in results):
+        return None
+    return [v for v, r in results if r is False]
+
+
+def judge(expected: Expectation, topic_id: str, event_subscription: Mapping[str, Any], *,
+          now: datetime) -> Coverage:
+    """How one event subscription (known to deliver to us) covers the expected events."""
     props = _props(event_subscription)
     es_id = str(event_subscription.get("id") or "")
     gaps: list[Gap] = []
@@ -181,13 +252,14 @@ def judge(subscription_id: str, topic_id: str, event_subscription: Mapping[str, 
     if expires is not None and expires <= now:
         gaps.append(Gap("expired", f"expired {props.get('expirationTimeUtc')}"))
     filt = props.get("filter") if isinstance(props.get("filter"), Mapping) else {}
-    types = filt.get("includedEventTypes")
-    if isinstance(types, list) and types and WRITE_EVENT.lower() not in {_lower(t) for t in types}:
-        gaps.append(Gap("event_type_filtered", f"includedEventTypes {', '.join(str(t) for t in types)[:300]} "
-                                               f"leave out {WRITE_EVENT}"))
-    prefix = f"/subscriptions/{subscription_id}/".lower()
+    missing_types: list[str] = []
+    included = filt.get("includedEventTypes")
+    if isinstance(included, list) and included:
+        listed = {_lower(t) for t in included}
+        missing_types += [t for t in expected.event_types if t.lower() not in listed]
+    prefix = expected.subject_prefix
     begins, ends = _lower(filt.get("subjectBeginsWith")), _lower(filt.get("subjectEndsWith"))
-    if (begins and not prefix.startswith(begins)) or ends:
+    if (begins and not (prefix is not None and prefix.startswith(begins))) or ends:
         gaps.append(Gap("subject_filtered", f"subjectBeginsWith {filt.get('subjectBeginsWith')!r}, "
                                             f"subjectEndsWith {filt.get('subjectEndsWith')!r}"[:300]))
     missing: list[str] = []
@@ -198,39 +270,43 @@ def judge(subscription_id: str, topic_id: str, event_subscription: Mapping[str, 
             continue
         key = str(f.get("key") or "")
         if key.lower() == "eventtype":
-            verdict = _passes(WRITE_EVENT, f)
-            if verdict is False:
-                gaps.append(Gap("event_type_filtered", f"advanced filter {f.get('operatorType')} on eventType "
-                                                       f"drops {WRITE_EVENT}"))
+            dropped = _dropped(expected.event_types, f)
+            if dropped is not None:
+                missing_types += [t for t in dropped if t not in missing_types]
                 continue
-            if verdict is True:
-                continue
-        elif key.lower() == "data.operationname":
-            results = [(op, _passes(op, f)) for op in operations]
-            if all(r is not None for _, r in results):
-                missing.extend(op for op, r in results if r is False and op not in missing)
+        elif key.lower() == "data.operationname" and expected.operations:
+            dropped = _dropped(expected.operations, f)
+            if dropped is not None:
+                missing += [op for op in dropped if op not in missing]
                 continue
         unverified.append(f"{str(f.get('operatorType'))[:40]} on {key[:80] or '(no key)'}")
+    if missing_types:
+        gaps.append(Gap("event_type_filtered", f"filters drop {len(missing_types)} expected event type(s): "
+                                               f"{', '.join(missing_types)}"[:600]))
     if missing:
         gaps.append(Gap("operations_filtered", f"data.operationName filters drop {len(missing)} covered "
                                                f"operation(s): {', '.join(missing)}"[:600]))
     if unverified:
-        gaps.append(Gap("unverified_filter", "filters this check cannot evaluate may drop writes: "
+        gaps.append(Gap("unverified_filter", "filters this check cannot evaluate may drop events: "
                                              + "; ".join(unverified)[:400]))
-    return Coverage(subscription_id, tuple(gaps), topic_id, es_id or None, tuple(missing))
+    order = {c: i for i, c in enumerate(GAP_CODES)}
+    gaps.sort(key=lambda g: order.get(g.code, len(order)))
+    return Coverage(expected, tuple(gaps), topic_id, es_id or None, tuple(missing), tuple(missing_types))
 
 
-def assess(subscription_id: str, topics: Iterable[Mapping[str, Any]],
-           event_subscriptions: Mapping[str, Sequence[Mapping[str, Any]]], *, destination: str,
-           operations: Sequence[str], now: datetime | None = None) -> Coverage:
-    """The subscription's coverage from its listed system topics and, per topic id (lower-cased),
-    their listed event subscriptions. Covered when ANY event subscription to ``destination`` on
-    the subscription's own topic delivers every covered operation; else the closest one's gaps."""
+def assess(expected: Expectation, topics: Iterable[Mapping[str, Any]],
+           event_subscriptions: Mapping[str, Sequence[Mapping[str, Any]]], *, function_app_id: str,
+           now: datetime | None = None) -> Coverage:
+    """The source's coverage from the listed system topics of its subscription and, per topic id
+    (lower-cased), their listed event subscriptions. Covered when ANY event subscription to this
+    app's ``expected.function`` on the source's own topic lets every expected event through; else
+    the closest one's gaps."""
     now = now or datetime.now(timezone.utc)
-    own = subscription_topics(subscription_id, topics)
+    destination = destination_for(function_app_id, expected.function)
+    own = own_topics(expected, topics)
     if not own:
-        return Coverage(subscription_id, (Gap("no_system_topic", f"no {TOPIC_TYPE} system topic has source "
-                                                                 f"/subscriptions/{subscription_id}"),))
+        return Coverage(expected, (Gap("no_system_topic", f"no {expected.topic_type} system topic has source "
+                                                          f"{expected.source}"),))
     judged: list[Coverage] = []
     others = 0
     for t in own:
@@ -239,16 +315,14 @@ def assess(subscription_id: str, topics: Iterable[Mapping[str, Any]],
             if not isinstance(es, Mapping):
                 continue
             if delivers_to(es, destination):
-                judged.append(judge(subscription_id, tid, es, operations=operations, now=now))
+                judged.append(judge(expected, tid, es, now=now))
             else:
                 others += 1
     if not judged:
-        return Coverage(subscription_id, (Gap("no_event_subscription", f"no event subscription on "
-                                                                       f"{own[0]['id']} delivers to {destination} "
-                                                                       f"({others} deliver elsewhere)"),),
+        return Coverage(expected, (Gap("no_event_subscription", f"no event subscription on {own[0]['id']} delivers "
+                                                                f"to {destination} ({others} deliver elsewhere)"),),
                         topic_id=str(own[0]["id"]))
-    best = min(judged, key=lambda c: (len(c.gaps), len(c.missing_operations)))
-    return best
+    return min(judged, key=lambda c: (len(c.gaps), len(c.missing_operations) + len(c.missing_event_types)))
 
 
 @dataclass
@@ -276,6 +350,7 @@ def transition(previous: Mapping[str, Any] | None, cov: Coverage, now_iso: str) 
     return Transition(write_row=True, verdict="violation", notify=changed, state=state)
 
 
-__all__ = ["Coverage", "Gap", "Transition", "assess", "judge", "delivers_to", "destination_for",
-           "subscription_topics", "transition", "GAP_CODES", "REASON", "CHECK_ID", "WRITE_EVENT",
+__all__ = ["Coverage", "Expectation", "Gap", "Transition", "assess", "judge", "delivers_to", "destination_for",
+           "own_topics", "subscription_topics", "subscription_expectation", "vault_expectation",
+           "workspace_expectation", "transition", "GAP_CODES", "REASON", "CHECK_ID", "WRITE_EVENT",
            "TOPIC_TYPE", "SYSTEM_TOPICS_API_VERSION"]

@@ -4,9 +4,9 @@ Starts Azurite and the local Azure emulator, syncs metadata/, delivers demo/even
 covered type flipped public, Owner granted at subscription scope and then granted again by a
 pipeline until the grant is escalated, a compliant change, a duplicate, a CloudEvents delivery, an
 invalid event, a delete) plus the events the guardrail's own fixes emit, then runs the reconciling
-sweep once. The main subscription is wired as ``infra/`` deploys it (its system topic delivers the
-covered writes to this app); a sandbox subscription added later is not, so its drifted storage
-account sent no event: the sweep fixes it and reports the subscription's event-coverage gap. Prints
+sweep once. The main subscription, its Key Vault and its ML workspace are wired as ``infra/`` deploys
+them (their system topics deliver to this app); a sandbox subscription added later is not, so its
+drifted storage account sent no event: the sweep fixes it and reports the event-coverage gap. Prints
 the decisions, the audit rows as stored in Table Storage, the sweep, and what changed in the world.
 """
 
@@ -54,16 +54,20 @@ def render(result) -> str:
 def main(args) -> int:
     import os
 
-    from .local.eventgrid_world import subscription_wiring
-    from .settings import FUNCTION_APP_ID
+    from .local.eventgrid_world import subscription_wiring, vault_wiring, workspace_wiring
+    from .settings import FUNCTION_APP_ID, GOVERNED_ML_WORKSPACE_IDS, GOVERNED_VAULT_IDS
 
     world, events = load_inputs(DEMO_DIR / "world.json", DEMO_DIR / "events.json")
     before = {r["id"]: r for r in world["resources"]}
-    world["resources"] += subscription_wiring(DEMO_SUBSCRIPTION, DEMO_APP)     # as infra/ deploys it
+    vault, ws = (next(r["id"] for r in world["resources"] if r["type"] == t)
+                 for t in ("Microsoft.KeyVault/vaults", "Microsoft.MachineLearningServices/workspaces"))
+    world["resources"] += [*subscription_wiring(DEMO_SUBSCRIPTION, DEMO_APP), *vault_wiring(vault, DEMO_APP),
+                           *workspace_wiring(ws, DEMO_APP)]                  # as infra/ deploys them
     print(f"guardrails demo: {len(before)} resources, {len(events)} incoming events, then one reconciling "
           "sweep (Azurite + local HTTPS Azure emulator, real SDK clients)\n")
     result = run_simulation(world, events, read_back_audit=True, sweep=True,
-                            env={**os.environ, FUNCTION_APP_ID: DEMO_APP})
+                            env={**os.environ, FUNCTION_APP_ID: DEMO_APP, GOVERNED_VAULT_IDS: vault,
+                                 GOVERNED_ML_WORKSPACE_IDS: ws})
     print("Decisions (one audit row per delivery; the last rows are the guardrail's own writes coming back):")
     print(render(result))
     print("\nAudit rows as stored in Table Storage (GuardrailsAudit, read back by day partition):")
@@ -78,8 +82,8 @@ def main(args) -> int:
           f"{sw.get('reads', 0)} ARM reads")
     for cov in sw.get("coverage", []):
         gaps = "; ".join(f"{g['code']}: {g['detail']}" for g in cov.get("gaps", []))
-        print(f"  event coverage of subscription {cov['subscription_id']}: "
-              + ("resource writes reach the guardrails" if cov.get("covered") else f"GAP: {gaps}"))
+        print(f"  event coverage of {cov['kind']} {_short_id(cov['source']) if cov['kind'] != 'subscription' else cov['source']}: "
+              + ("its events reach the guardrails" if cov.get("covered") else f"GAP: {gaps}"))
     print("\nWorld changes made by the guardrail:")
     from .model.resource import get_path
     for r in result.world["resources"]:

@@ -19,9 +19,9 @@ Definitions (rows whose ``time`` is in ``[since, until)``):
 - **re-grant escalations**: role-assignment rows ``remediated`` with reason ``flip_flop`` (a role
   granted again past its policy's budget, removed all the same), and the grants they concern
   (``rolegrant:<scope>|<principal>|<role GUID>``, from the row's recorded assignment).
-- **subscriptions without event coverage**: subscriptions whose latest event-coverage row
-  (reason ``event_coverage``, written by the sweep: ``guardrails.coverage``) is a ``violation``:
-  their resource writes do not all reach the guardrails. Coverage rows are about the wiring, not
+- **event sources without coverage**: subscriptions, governed vaults and ML workspaces whose
+  latest event-coverage row (reason ``event_coverage``, written by the sweep:
+  ``guardrails.coverage``) is a ``violation``: their events do not all reach the guardrails. Coverage rows are about the wiring, not
   a resource's state, so they are kept out of every resource measure above.
 - **shadow vs enforced**: every ``shadow`` row against the enforced row of the same
   ``event_id``; its ``reason`` is what the shadow version would have decided. Decisions are
@@ -112,7 +112,7 @@ class Report:
     regrant_escalations: int
     escalated_grants: list[str]
     shadow: ShadowComparison
-    uncovered_subscriptions: list[str] = field(default_factory=list)
+    uncovered_sources: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -179,7 +179,7 @@ def build_report(rows: Iterable[AuditRow], *, since: datetime, until: datetime) 
         escalated_resources=sorted({r.resource_id for r in escalated_rows}),
         regrant_escalations=regrants, escalated_grants=sorted(set(grants) - {""}),
         shadow=_shadow([r for _t, r in inside]),
-        uncovered_subscriptions=sorted(r.resource_id for r in coverage.values() if r.verdict == "violation"),
+        uncovered_sources=sorted(r.resource_id for r in coverage.values() if r.verdict == "violation"),
     )
 
 
@@ -266,7 +266,7 @@ def _summary_lines(r: Report) -> list[tuple[str, str]]:
         ("remediations timed / without event time", f"{ttr.count} / {ttr.skipped_without_event_time}"),
         ("escalations", f"{r.escalations} ({len(r.escalated_resources)} resources)"),
         ("re-grant escalations", f"{r.regrant_escalations} ({len(r.escalated_grants)} grants)"),
-        ("subscriptions without event coverage", str(len(r.uncovered_subscriptions))),
+        ("event sources without coverage", str(len(r.uncovered_sources))),
         ("shadow vs enforced", f"{r.shadow.compared} compared: {r.shadow.agree} agree, {r.shadow.stricter} stricter, "
                                f"{r.shadow.looser} looser ({r.shadow.not_comparable} not comparable)"),
     ]
@@ -288,9 +288,9 @@ def render_text(r: Report) -> str:
         out += ["", "open violations (latest decision)"]
         out += _table(("resource", "verdict", "reason", "decided"),
                       [(v.resource_id, v.verdict, v.reason, v.time) for v in r.open_violations])
-    if r.uncovered_subscriptions:
-        out += ["", "subscriptions without event coverage (found by the sweep only)"]
-        out += _table(("subscription",), [(x,) for x in r.uncovered_subscriptions])
+    if r.uncovered_sources:
+        out += ["", "event sources without coverage (what happens there reaches the guardrails late or never)"]
+        out += _table(("event source",), [(x,) for x in r.uncovered_sources])
     if r.shadow.examples:
         out += ["", "shadow disagreements (examples)"]
         out += _table(("kind", "resource", "enforced", "shadow", "shadow policies"),
@@ -342,7 +342,7 @@ def render_html(r: Report) -> str:
     kpis = [("compliant", _pct(r.compliance)), ("covered resources", str(r.covered)),
             ("open violations", str(len(r.open_violations))), ("mean time to remediate", _secs(ttr.mean_seconds)),
             ("escalations", str(r.escalations)), ("re-grant escalations", str(r.regrant_escalations)),
-            ("subscriptions without event coverage", str(len(r.uncovered_subscriptions)))]
+            ("event sources without coverage", str(len(r.uncovered_sources)))]
     sections = [
         "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
         f"<title>guardrails compliance report {html.escape(r.since)} .. {html.escape(r.until)}</title>",
@@ -356,8 +356,8 @@ def render_html(r: Report) -> str:
         "<h2>Open violations</h2>",
         _html_table(("resource", "verdict", "reason", "decided"),
                     [(v.resource_id, v.verdict, v.reason, v.time) for v in r.open_violations]),
-        "<h2>Subscriptions without event coverage</h2>",
-        _html_table(("subscription",), [(x,) for x in r.uncovered_subscriptions]),
+        "<h2>Event sources without coverage</h2>",
+        _html_table(("event source",), [(x,) for x in r.uncovered_sources]),
         "<h2>Shadow vs enforced</h2>",
         _html_table(("kind", "resource", "enforced", "shadow", "shadow policies"),
                     [(e["kind"], e["resource_id"], e["enforced"], e["shadow"], e["shadow_policies"])

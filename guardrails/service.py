@@ -270,9 +270,10 @@ class GuardrailsService:
             return self._finish(ctx, row, row.verdict, row.reason, row.message, timer=True)
 
     def record_coverage(self, coverage, *, sweep_id: str, verdict: str, notify: bool) -> AuditRow:
-        """A sweep's event-coverage decision for one subscription (``guardrails.coverage``): a
-        ``violation`` (reason ``event_coverage``, one violation record per gap) or the
-        ``compliant`` row that closes one. Audited and published like any timer decision."""
+        """A sweep's event-coverage decision for one event source (a subscription, a governed vault
+        or ML workspace: ``guardrails.coverage``): a ``violation`` (reason ``event_coverage``, one
+        violation record per gap) or the ``compliant`` row that closes one. Audited and published
+        like any timer decision."""
         from .coverage import CHECK_ID, REASON
 
         start = self._clock()

@@ -51,6 +51,10 @@ EXPIRY_LOOKBACK_MINUTES = "GUARDRAILS_EXPIRY_LOOKBACK_MINUTES"  # first expiry r
 # this deployment's function app (ARM id of the Microsoft.Web/sites): the sweep checks that every
 # subscription's system topic delivers resource writes to its resource_events (guardrails/coverage.py)
 FUNCTION_APP_ID = "GUARDRAILS_FUNCTION_APP_ID"
+# comma-separated ARM ids of the vaults / ML workspaces infra/ wires to this app (their system topics
+# are checked too); infra/ sets them from governedVaultIds / governedMlWorkspaceIds
+GOVERNED_VAULT_IDS = "GUARDRAILS_GOVERNED_VAULT_IDS"
+GOVERNED_ML_WORKSPACE_IDS = "GUARDRAILS_GOVERNED_ML_WORKSPACE_IDS"
 # decision events (guardrails/outbox.py): an Event Grid custom topic; empty endpoint: not published
 DECISION_TOPIC_ENDPOINT = "GUARDRAILS_DECISION_TOPIC_ENDPOINT"  # https://<topic>.<region>-1.eventgrid.azure.net/api/events
 DECISION_TOPIC_KEY = "GUARDRAILS_DECISION_TOPIC_KEY"   # access key (secret: a Key Vault reference); empty: Entra token
@@ -69,6 +73,7 @@ ALL_SETTINGS = (
     SNAPSHOT_REUSE_SECONDS, CLOCK_SKEW_SECONDS,
     SWEEP_SCHEDULE, EXPIRY_SCHEDULE, SWEEP_SUBSCRIPTIONS, SWEEP_MANAGEMENT_GROUPS, SWEEP_CONCURRENCY,
     SWEEP_MAX_SECONDS, SWEEP_LISTER, ARM_READS_PER_SECOND, ARM_READ_BURST, EXPIRY_LOOKBACK_MINUTES, FUNCTION_APP_ID,
+    GOVERNED_VAULT_IDS, GOVERNED_ML_WORKSPACE_IDS,
     DECISION_TOPIC_ENDPOINT, DECISION_TOPIC_KEY, DECISION_TOPIC_TIMEOUT_SECONDS, DECISION_OUTBOX_SCHEDULE,
     DECISION_INTENT_HOLD_SECONDS,
 )
@@ -116,6 +121,21 @@ def _function_app_id(raw: str | None) -> str | None:
         raise ConfigError(f"setting {FUNCTION_APP_ID} must be a function app's resource id "
                           "(/subscriptions/…/resourceGroups/…/providers/Microsoft.Web/sites/NAME)")
     return text
+
+
+def _resource_ids(env: Mapping[str, str], name: str, rtype: str) -> tuple[str, ...]:
+    """A comma-separated list of top-level ARM ids of one type (``/subscriptions/…/resourceGroups/
+    …/providers/{rtype}/{name}``)."""
+    ns, kind = rtype.split("/")
+    out = []
+    for text in _list(env.get(name, "")):
+        seg = text.rstrip("/").split("/")
+        if (len(seg) != 9 or seg[0] or seg[1].lower() != "subscriptions" or seg[3].lower() != "resourcegroups"
+                or seg[5].lower() != "providers" or seg[6].lower() != ns.lower() or seg[7].lower() != kind.lower()
+                or not all(seg[2:])):
+            raise ConfigError(f"setting {name} must list {rtype} resource ids, got {text[:120]!r}")
+        out.append(text.rstrip("/"))
+    return tuple(out)
 
 
 def _topic_endpoint(raw: str | None) -> str | None:
@@ -166,6 +186,8 @@ class Settings:
     arm_read_burst: float = 100.0          # of ARM's 250
     expiry_lookback_minutes: float = 60.0
     function_app_id: str | None = None
+    governed_vaults: tuple[str, ...] = ()
+    governed_ml_workspaces: tuple[str, ...] = ()
     decision_topic_endpoint: str | None = None
     decision_topic_key: str | None = field(default=None, repr=False)   # secret: never repr'd, never logged
     decision_topic_timeout_seconds: float = 2.0
@@ -223,6 +245,9 @@ class Settings:
             arm_read_burst=_float(env, ARM_READ_BURST, 100.0, minimum=1.0),
             expiry_lookback_minutes=_float(env, EXPIRY_LOOKBACK_MINUTES, 60.0, minimum=1.0),
             function_app_id=_function_app_id(env.get(FUNCTION_APP_ID)),
+            governed_vaults=_resource_ids(env, GOVERNED_VAULT_IDS, "Microsoft.KeyVault/vaults"),
+            governed_ml_workspaces=_resource_ids(env, GOVERNED_ML_WORKSPACE_IDS,
+                                                 "Microsoft.MachineLearningServices/workspaces"),
             decision_topic_endpoint=_topic_endpoint(env.get(DECISION_TOPIC_ENDPOINT)),
             decision_topic_key=(env.get(DECISION_TOPIC_KEY) or "").strip() or None,
             decision_topic_timeout_seconds=_float(env, DECISION_TOPIC_TIMEOUT_SECONDS, 2.0, minimum=0.1),

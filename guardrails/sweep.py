@@ -9,8 +9,9 @@
         decided by the ML lifecycle guardrail on live state (no cheap filter for them)
     role assignments at each configured management group (no subscription topic delivers them):
         list ``atScope()`` ─▶ each assignment AT the group through the role guardrail
-    event coverage of each subscription (``GUARDRAILS_EVENT_DESTINATION_ID`` set): its system topic
-        and event subscriptions ─▶ ``coverage.assess`` ─▶ a row while writes do not reach us
+    event coverage (``GUARDRAILS_FUNCTION_APP_ID`` set) of each subscription, governed vault and
+        governed ML workspace: system topics and event subscriptions ─▶ ``coverage.assess`` ─▶ a row
+        while its events do not all reach us
     ─▶ one summary row in ``<prefix>Sweeps``
 
 Audit: every non-compliant decision gets its own audit row (``event_type`` ``Guardrails.Sweep``,
@@ -77,10 +78,10 @@ class SweepSummary:
     throttled_wait_s: float = 0.0
     duration_s: float = 0.0
     truncated: bool = False
-    uncovered: int = 0            # subscriptions whose resource writes do not all reach the guardrails
+    uncovered: int = 0            # event sources (subscriptions, vaults, workspaces) not all delivered to us
     verdicts: dict[str, int] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
-    coverage: list[dict[str, Any]] = field(default_factory=list)   # ``Coverage.to_dict`` per subscription
+    coverage: list[dict[str, Any]] = field(default_factory=list)   # ``Coverage.to_dict`` per event source
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -122,11 +123,13 @@ class Sweeper:
                  max_seconds: float = 540.0, subscriptions: Iterable[str] = (),
                  management_groups: Iterable[str] = (), clock: Callable[[], float] = time.monotonic,
                  wall_clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc), graph=None,
-                 coverage_destination: str | None = None) -> None:
+                 function_app_id: str | None = None, governed_vaults: Iterable[str] = (),
+                 governed_workspaces: Iterable[str] = ()) -> None:
         self.service, self.lister, self.store, self.state, self.reads = service, lister, store, state, reads
-        # the AzureFunction destination id of this deployment's resource_events (coverage.destination_for);
-        # None: event coverage is not checked
-        self.coverage_destination = coverage_destination
+        # this deployment's function app, where every governed source's topic must deliver
+        # (guardrails.coverage); None: event coverage is not checked
+        self.function_app_id = function_app_id
+        self.governed_vaults, self.governed_workspaces = tuple(governed_vaults), tuple(governed_workspaces)
         self.graph = graph          # adapters.graph.ResourceGraphLister (GUARDRAILS_SWEEP_LISTER=graph) or None
         self.concurrency = max(1, int(concurrency))
         self.max_seconds = max_seconds
@@ -167,7 +170,7 @@ class Sweeper:
                 fut.result()
         for mg in mgs:
             self._sweep_management_group(tally, mg, summary.sweep_id, dry_run, deadline)
-        if self.coverage_destination:
+        if self.function_app_id:
             self._check_coverage(tally, summary, subs, deadline)
         summary.reads = self.reads.taken - reads0
         summary.throttled_wait_s = round(self.reads.waited - wait0, 3)
@@ -311,34 +314,33 @@ class Sweeper:
         tally.decided(row.verdict)
 
     def _check_coverage(self, tally: _Tally, summary: SweepSummary, subs: list[str], deadline: float) -> None:
-        """Each subscription's event coverage (``guardrails.coverage``): two list reads (its system
-        topics, the event subscriptions of its own topic), a pure verdict, a row on a gap or on its
-        closing. Unreadable (no permission, ARM down) is a sweep error, not a verdict: nothing was
-        seen. Store failures end the sweep (no row may be lost), as elsewhere."""
+        """The event coverage (``guardrails.coverage``) of each swept subscription and each governed
+        vault and workspace: one system-topic list per subscription involved, one event-subscription
+        list per own topic, a pure verdict, a row on a gap or on its closing. Unreadable (no
+        permission, ARM down) is a sweep error, not a verdict: nothing was seen. Store failures end
+        the sweep (no row may be lost), as elsewhere."""
         from .coverage import transition
-        from .permissions import covered_operations
 
-        operations = covered_operations()
-        for sub in subs:
+        reader = CoverageReader(self.lister, self.function_app_id, self._wall())
+        for expected in expectations(subs, self.governed_vaults, self.governed_workspaces):
             if self._clock() > deadline:
                 tally.truncate()
                 return
             try:
-                cov = read_coverage(self.lister, sub, self.coverage_destination, operations, self._wall())
+                cov = reader.read(expected)
             except ArmError as exc:
-                tally.error(f"event coverage of {sub}: {exc}")
-                summary.coverage.append(unreadable(sub, exc))
-                emit(log, logging.ERROR, "guardrail_coverage_unreadable", subscription_id=sub, reason=exc.reason)
+                tally.error(f"event coverage of {expected.source}: {exc}")
+                summary.coverage.append(unreadable(expected, exc))
+                emit(log, logging.ERROR, "guardrail_coverage_unreadable", source=expected.source, reason=exc.reason)
                 continue
-            with tally._lock:
-                summary.coverage.append(cov.to_dict())
-                summary.uncovered += 0 if cov.covered else 1
-            step = transition(self.state.coverage_state(sub), cov, _iso(self._wall()))
+            summary.coverage.append(cov.to_dict())
+            summary.uncovered += 0 if cov.covered else 1
+            step = transition(self.state.coverage_state(expected.source), cov, _iso(self._wall()))
             if step.write_row:
                 self.service.record_coverage(cov, sweep_id=summary.sweep_id, verdict=step.verdict, notify=step.notify)
-            self.state.set_coverage_state(sub, step.state)
+            self.state.set_coverage_state(expected.source, step.state)
             if not cov.covered:
-                emit(log, logging.WARNING, "guardrail_coverage_gap", subscription_id=sub,
+                emit(log, logging.WARNING, "guardrail_coverage_gap", source=expected.source, kind=expected.kind,
                      gaps=",".join(g.code for g in cov.gaps), notify=step.notify)
 
     def _sweep_management_group(self, tally: _Tally, mg: str, sweep_id: str, dry_run: bool, deadline: float) -> None:
@@ -358,21 +360,46 @@ class Sweeper:
                 self._decide(tally, a["id"], None, sweep_id, dry_run, SWEEP_EVENT_TYPE)
 
 
-def read_coverage(lister, subscription_id: str, destination: str, operations, now: datetime):
-    """One subscription's event coverage from ARM: its system topics, then the event
-    subscriptions of its own topic(s). ``ArmError`` when a list cannot be read."""
-    from .coverage import assess, subscription_topics
+def expectations(subscriptions: Iterable[str], vaults: Iterable[str] = (), workspaces: Iterable[str] = ()):
+    """What each governed event source must deliver (``coverage.Expectation``): every subscription's
+    covered writes, every governed vault's Key Vault events, every governed workspace's ML events."""
+    from .coverage import subscription_expectation, vault_expectation, workspace_expectation
+    from .permissions import covered_operations, keyvault_event_types, ml_event_types
 
-    topics = list(lister.list_system_topics(subscription_id))
-    listed = {str(t["id"]).lower(): list(lister.list_event_subscriptions(str(t["id"])))
-              for t in subscription_topics(subscription_id, topics)}
-    return assess(subscription_id, topics, listed, destination=destination, operations=operations, now=now)
+    ops = covered_operations()
+    return ([subscription_expectation(s, ops) for s in subscriptions]
+            + [vault_expectation(v, keyvault_event_types()) for v in vaults]
+            + [workspace_expectation(w, ml_event_types()) for w in workspaces])
 
 
-def unreadable(subscription_id: str, exc: ArmError) -> dict[str, Any]:
-    """A summary entry for a subscription whose coverage could not be read: no verdict."""
-    return {"subscription_id": subscription_id, "covered": None,
-            "gaps": [{"code": "unreadable", "detail": str(exc)[:300]}]}
+class CoverageReader:
+    """Reads what ``coverage.assess`` judges, each list once per run: a subscription's system topics
+    (shared by the subscription, its vaults and its workspaces), then each own topic's event
+    subscriptions. ``ArmError`` when a list cannot be read."""
+
+    def __init__(self, lister, function_app_id: str, now: datetime) -> None:
+        self.lister, self.function_app_id, self.now = lister, function_app_id, now
+        self._topics: dict[str, list[dict]] = {}
+        self._subs: dict[str, list[dict]] = {}
+
+    def read(self, expected):
+        from .coverage import assess, own_topics
+
+        sub = expected.subscription_id.lower()
+        if sub not in self._topics:
+            self._topics[sub] = list(self.lister.list_system_topics(expected.subscription_id))
+        topics = self._topics[sub]
+        for t in own_topics(expected, topics):
+            tid = str(t["id"]).lower()
+            if tid not in self._subs:
+                self._subs[tid] = list(self.lister.list_event_subscriptions(str(t["id"])))
+        return assess(expected, topics, self._subs, function_app_id=self.function_app_id, now=self.now)
+
+
+def unreadable(expected, exc: ArmError) -> dict[str, Any]:
+    """A summary entry for a source whose coverage could not be read: no verdict."""
+    return {"kind": expected.kind, "source": expected.source, "subscription_id": expected.subscription_id,
+            "covered": None, "gaps": [{"code": "unreadable", "detail": str(exc)[:300]}]}
 
 
 def covered_types(compiled) -> list[ResourceType]:
@@ -445,8 +472,8 @@ def add_parser(sub) -> None:
 
 
 def add_coverage_parser(sub) -> None:
-    p = sub.add_parser("coverage", help="check that each subscription's Event Grid topic delivers every covered "
-                                        "write to this app (read-only: no rows, no state)")
+    p = sub.add_parser("coverage", help="check that every governed subscription, vault and ML workspace still "
+                                        "delivers its events to this app (read-only: no rows, no state)")
     p.add_argument("--subscription", action="append", default=[], metavar="ID",
                    help="subscription to check (repeatable; default GUARDRAILS_SWEEP_SUBSCRIPTIONS, else all visible)")
     p.add_argument("--json", action="store_true", help="print the verdicts as JSON")
@@ -454,14 +481,12 @@ def add_coverage_parser(sub) -> None:
 
 def coverage_cli_main(args) -> int:
     """``python -m guardrails coverage``: the sweep's event-coverage check on demand, e.g. right
-    after a deployment. Exit 0 every subscription covered, 1 a gap or an unreadable list, 2 usage."""
+    after a deployment. Exit 0 every source covered, 1 a gap or an unreadable list, 2 usage."""
     import json
     from datetime import datetime, timezone
 
     from .adapters.arm import build_credential
     from .adapters.listing import ArmLister
-    from .coverage import destination_for
-    from .permissions import covered_operations
     from .ratelimit import RateLimiter
     from .settings import FUNCTION_APP_ID, Settings
     from .simulate import UsageError
@@ -477,20 +502,20 @@ def coverage_cli_main(args) -> int:
         subs = subs or lister.list_subscriptions()
     except ArmError as exc:
         raise UsageError(f"cannot list the subscriptions this identity sees: {exc}") from None
-    destination, operations = destination_for(settings.function_app_id), covered_operations()
+    reader = CoverageReader(lister, settings.function_app_id, datetime.now(timezone.utc))
     results: list[dict[str, Any]] = []
-    for sub in subs:
+    for expected in expectations(subs, settings.governed_vaults, settings.governed_ml_workspaces):
         try:
-            results.append(read_coverage(lister, sub, destination, operations, datetime.now(timezone.utc)).to_dict())
+            results.append(reader.read(expected).to_dict())
         except ArmError as exc:
-            results.append(unreadable(sub, exc))
+            results.append(unreadable(expected, exc))
     if args.json:
-        print(json.dumps({"destination": destination, "subscriptions": results}, indent=2))
+        print(json.dumps({"function_app_id": settings.function_app_id, "sources": results}, indent=2))
     else:
-        print(f"event coverage: resource writes delivered to {destination}")
+        print(f"event coverage: events delivered to {settings.function_app_id}")
         for r in results:
             state = {True: "covered", False: "GAP", None: "UNREADABLE"}[r["covered"]]
-            print(f"  {r['subscription_id']}  {state}")
+            print(f"  {r['kind']:<12} {r['source']}  {state}")
             for g in r["gaps"]:
                 print(f"      {g['code']}: {g['detail']}")
     return 0 if all(r["covered"] is True for r in results) else 1

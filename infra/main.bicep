@@ -202,6 +202,7 @@ module app 'modules/app.bicep' = {
     deployerPrincipalType: deployerPrincipalType
     zoneRedundant: zoneRedundant
     sweepManagementGroupIds: sweepManagementGroupIds
+    governedMlWorkspaceIds: governedMlWorkspaceIds
   }
 }
 

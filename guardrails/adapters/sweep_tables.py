@@ -2,7 +2,7 @@
 
   <prefix>Sweeps      PK "YYYYMM" (month started)  RK "<started ISO>-<run id>"   one summary per run
   <prefix>TimerState  PK "timer"                   RK timer name                last_run (ISO, UTC)
-                      PK "coverage"                RK subscription id (lower)   covered, signature, since
+                      PK "coverage"                RK sha256(source, lower)     source, covered, signature, since
 
 A sweep's per-resource decisions are ordinary audit rows (``correlation_id`` = the run id); the
 summary row counts them, and the compliant resources that got no row of their own.
@@ -10,6 +10,7 @@ summary row counts them, and the compliant resources that got no row of their ow
 
 from __future__ import annotations
 
+import hashlib
 import json
 from datetime import datetime, timezone
 from typing import Any
@@ -115,9 +116,15 @@ class TableTimerState:
     # ---- event coverage per subscription (``guardrails.coverage.transition``) ----------------
     COVERAGE = "coverage"
 
-    def coverage_state(self, subscription_id: str) -> dict[str, Any] | None:
+    @staticmethod
+    def _coverage_key(source: str) -> str:
+        """Row key of an event source (``/subscriptions/{id}``, a vault's or workspace's ARM id):
+        hashed, since a row key may not hold ``/``."""
+        return hashlib.sha256(source.lower().rstrip("/").encode("utf-8")).hexdigest()[:40]
+
+    def coverage_state(self, source: str) -> dict[str, Any] | None:
         try:
-            e = self._t.table(self.name).get_entity(self.COVERAGE, subscription_id.lower())
+            e = self._t.table(self.name).get_entity(self.COVERAGE, self._coverage_key(source))
         except ResourceNotFoundError:
             return None
         except AzureError as exc:
@@ -125,10 +132,11 @@ class TableTimerState:
         return {"covered": bool(e.get("covered")), "signature": str(e.get("signature") or ""),
                 "since": str(e.get("since") or "")}
 
-    def set_coverage_state(self, subscription_id: str, state: dict[str, Any]) -> None:
+    def set_coverage_state(self, source: str, state: dict[str, Any]) -> None:
         try:
             self._t.table(self.name).upsert_entity(
-                {"PartitionKey": self.COVERAGE, "RowKey": subscription_id.lower(), "covered": bool(state["covered"]),
+                {"PartitionKey": self.COVERAGE, "RowKey": self._coverage_key(source), "source": source[:1024],
+                 "covered": bool(state["covered"]),
                  "signature": str(state.get("signature", ""))[:4000], "since": str(state.get("since", ""))})
         except AzureError as exc:
             raise _store_error("write coverage state", exc) from exc

@@ -2,31 +2,60 @@
 
 ``subscription_wiring`` gives the two resources ``infra/modules/subscription.bicep`` deploys in a
 governed subscription: the ``Microsoft.Resources.Subscriptions`` system topic and its event
-subscription delivering ``ResourceWriteSuccess`` of the covered operations to ``resource_events``
-(GET shapes of api-version 2022-06-15: ``SystemTopics_Get``, ``SystemTopicEventSubscriptions_Get``).
+subscription delivering ``ResourceWriteSuccess`` of the covered operations to ``resource_events``.
+``vault_wiring`` / ``workspace_wiring`` give what ``vault.bicep`` / ``ml-workspace.bicep`` deploy
+beside a governed vault or ML workspace (GET shapes of api-version 2022-06-15:
+``SystemTopics_Get``, ``SystemTopicEventSubscriptions_Get``).
 """
 
 from __future__ import annotations
 
 from typing import Any, Sequence
 
-from guardrails.coverage import TOPIC_TYPE, WRITE_EVENT, destination_for
+from guardrails.coverage import (FUNCTION_NAME, KEYVAULT_FUNCTION, TOPIC_TYPE, VAULT_TOPIC_TYPE, WORKSPACE_TOPIC_TYPE,
+                                 WRITE_EVENT, destination_for)
 
 EVENTS_RG = "rg-guardrails-events"
 
 
 def topic_id(subscription_id: str, *, rg: str = EVENTS_RG) -> str:
+    """The subscription topic's id (``evgt-guardrails-{subscription id}`` in ``rg``)."""
     return (f"/subscriptions/{subscription_id}/resourceGroups/{rg}/providers/Microsoft.EventGrid/"
             f"systemTopics/evgt-guardrails-{subscription_id}")
 
 
-def system_topic(subscription_id: str, *, rg: str = EVENTS_RG) -> dict[str, Any]:
-    tid = topic_id(subscription_id, rg=rg)
+def _source_topic_id(source: str, name: str) -> str:
+    """A vault's or workspace's topic: in the source's own resource group."""
+    seg = source.split("/")
+    return f"/subscriptions/{seg[2]}/resourceGroups/{seg[4]}/providers/Microsoft.EventGrid/systemTopics/{name}"
+
+
+def _topic(tid: str, source: str, topic_type: str) -> dict[str, Any]:
     return {"id": tid, "name": tid.rsplit("/", 1)[-1], "type": "Microsoft.EventGrid/systemTopics",
             "location": "global",
-            "properties": {"source": f"/subscriptions/{subscription_id}", "topicType": TOPIC_TYPE,
+            "properties": {"source": source, "topicType": topic_type,
                            "metricResourceId": "00000000-0000-0000-0000-000000000000",
                            "provisioningState": "Succeeded"}}
+
+
+def _event_subscription(tid: str, function_app_id: str, function: str, event_types: Sequence[str],
+                        advanced: list[dict[str, Any]], name: str, properties: dict[str, Any]) -> dict[str, Any]:
+    props: dict[str, Any] = {
+        "topic": tid, "provisioningState": "Succeeded", "eventDeliverySchema": "EventGridSchema",
+        "destination": {"endpointType": "AzureFunction",
+                        "properties": {"resourceId": destination_for(function_app_id, function), "maxEventsPerBatch": 1,
+                                       "preferredBatchSizeInKilobytes": 64}},
+        "filter": {"includedEventTypes": list(event_types), "enableAdvancedFilteringOnArrays": True,
+                   "advancedFilters": advanced},
+        "retryPolicy": {"maxDeliveryAttempts": 30, "eventTimeToLiveInMinutes": 1440},
+    }
+    props.update(properties)
+    return {"id": f"{tid}/eventSubscriptions/{name}", "name": name,
+            "type": "Microsoft.EventGrid/systemTopics/eventSubscriptions", "properties": props}
+
+
+def system_topic(subscription_id: str, *, rg: str = EVENTS_RG) -> dict[str, Any]:
+    return _topic(topic_id(subscription_id, rg=rg), f"/subscriptions/{subscription_id}", TOPIC_TYPE)
 
 
 def event_subscription(subscription_id: str, function_app_id: str, *, operations: Sequence[str] | None = None,
@@ -37,24 +66,39 @@ def event_subscription(subscription_id: str, function_app_id: str, *, operations
     if operations is None:
         from guardrails.permissions import covered_operations
         operations = covered_operations()
-    tid = topic_id(subscription_id, rg=rg)
-    props: dict[str, Any] = {
-        "topic": tid, "provisioningState": "Succeeded", "eventDeliverySchema": "EventGridSchema",
-        "destination": {"endpointType": "AzureFunction",
-                        "properties": {"resourceId": destination_for(function_app_id), "maxEventsPerBatch": 1,
-                                       "preferredBatchSizeInKilobytes": 64}},
-        "filter": {"includedEventTypes": [WRITE_EVENT], "enableAdvancedFilteringOnArrays": True,
-                   "advancedFilters": [{"operatorType": "StringIn", "key": "data.operationName",
-                                        "values": list(operations)}]},
-        "retryPolicy": {"maxDeliveryAttempts": 30, "eventTimeToLiveInMinutes": 1440},
-    }
-    props.update(properties)
-    return {"id": f"{tid}/eventSubscriptions/{name}", "name": name,
-            "type": "Microsoft.EventGrid/systemTopics/eventSubscriptions", "properties": props}
+    advanced = [{"operatorType": "StringIn", "key": "data.operationName", "values": list(operations)}]
+    return _event_subscription(topic_id(subscription_id, rg=rg), function_app_id, FUNCTION_NAME, [WRITE_EVENT],
+                               advanced, name, properties)
 
 
 def subscription_wiring(subscription_id: str, function_app_id: str, **kw: Any) -> list[dict[str, Any]]:
     return [system_topic(subscription_id), event_subscription(subscription_id, function_app_id, **kw)]
 
 
-__all__ = ["EVENTS_RG", "event_subscription", "subscription_wiring", "system_topic", "topic_id"]
+def vault_wiring(vault_id: str, function_app_id: str, *, event_types: Sequence[str] | None = None,
+                 **properties: Any) -> list[dict[str, Any]]:
+    """A governed vault's topic and its subscription to ``keyvault_events`` (``event_types`` None:
+    every Key Vault event type the secret guardrail acts on)."""
+    if event_types is None:
+        from guardrails.permissions import keyvault_event_types
+        event_types = keyvault_event_types()
+    tid = _source_topic_id(vault_id, f"evgt-guardrails-kv-{vault_id.rsplit('/', 1)[-1]}")
+    return [_topic(tid, vault_id, VAULT_TOPIC_TYPE),
+            _event_subscription(tid, function_app_id, KEYVAULT_FUNCTION, event_types, [],
+                                f"guardrails-{KEYVAULT_FUNCTION}", properties)]
+
+
+def workspace_wiring(workspace_id: str, function_app_id: str, *, event_types: Sequence[str] | None = None,
+                     **properties: Any) -> list[dict[str, Any]]:
+    """A governed ML workspace's topic and its subscription to ``resource_events``."""
+    if event_types is None:
+        from guardrails.permissions import ml_event_types
+        event_types = ml_event_types()
+    tid = _source_topic_id(workspace_id, f"evgt-guardrails-mlw-{workspace_id.rsplit('/', 1)[-1]}")
+    return [_topic(tid, workspace_id, WORKSPACE_TOPIC_TYPE),
+            _event_subscription(tid, function_app_id, FUNCTION_NAME, event_types, [],
+                                f"guardrails-{FUNCTION_NAME}", properties)]
+
+
+__all__ = ["EVENTS_RG", "event_subscription", "subscription_wiring", "system_topic", "topic_id", "vault_wiring",
+           "workspace_wiring"]

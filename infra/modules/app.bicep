@@ -12,6 +12,7 @@ param deployerPrincipalId string
 param deployerPrincipalType string
 param zoneRedundant bool
 param sweepManagementGroupIds array
+param governedMlWorkspaceIds array
 
 // built-in roles (ids are the same in every tenant)
 var storageBlobDataOwner = 'b7e6dc6d-f1e8-4753-8033-0f276bb0955b'
@@ -391,6 +392,15 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
           // the sweep checks that every subscription's system topic still delivers to this app
           name: 'GUARDRAILS_FUNCTION_APP_ID'
           value: resourceId('Microsoft.Web/sites', functionAppName)
+        }
+        {
+          // their system topics are checked by the sweep too
+          name: 'GUARDRAILS_GOVERNED_VAULT_IDS'
+          value: join(governedVaultIds, ',')
+        }
+        {
+          name: 'GUARDRAILS_GOVERNED_ML_WORKSPACE_IDS'
+          value: join(governedMlWorkspaceIds, ',')
         }
       ]
     }

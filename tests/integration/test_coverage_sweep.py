@@ -11,7 +11,8 @@ import pytest
 
 from guardrails import bootstrap
 from guardrails.adapters.sweep_tables import TableSweepStore, TableTimerState
-from guardrails.local.eventgrid_world import event_subscription, subscription_wiring, topic_id
+from guardrails.local.eventgrid_world import (event_subscription, subscription_wiring, topic_id, vault_wiring,
+                                              workspace_wiring)
 from guardrails.permissions import covered_operations
 from guardrails.ratelimit import FakeClock
 from tests import builders as b
@@ -93,13 +94,39 @@ def test_sweep_reports_unwired_subscriptions_until_they_are_wired(harness):
     assert {rid: (r.verdict, r.violations) for rid, r in closed.items()} == {
         f"/subscriptions/{SUB2}": ("compliant", []), f"/subscriptions/{SUB3}": ("compliant", [])}
     state = TableTimerState(h.tables)
-    assert state.coverage_state(SUB2)["covered"] is True
+    assert state.coverage_state(f"/subscriptions/{SUB2}")["covered"] is True
 
     # covered and staying so: no rows
     fourth = _sweeper(h).run()
     assert _coverage_rows(h, fourth.sweep_id) == {} and fourth.uncovered == 0
     stored = [s for s in _month(h) if s["sweep_id"] == first.sweep_id][0]
     assert stored["uncovered"] == 2 and {c["subscription_id"] for c in stored["coverage"]} == {b.SUB, SUB2, SUB3}
+
+
+def test_governed_vaults_and_workspaces_are_checked_with_one_topic_list_per_subscription(harness):
+    vault, ws = b.key_vault("kvgov", pna="Disabled"), b.workspace("mlwgov", pna="Disabled")
+    h = harness([vault, ws, *subscription_wiring(b.SUB, APP), *vault_wiring(vault["id"], APP)])
+    env = {"GUARDRAILS_GOVERNED_VAULT_IDS": vault["id"], "GUARDRAILS_GOVERNED_ML_WORKSPACE_IDS": ws["id"]}
+    summary = _sweeper(h, **env).run()
+    assert [(c["kind"], c["source"], c["covered"]) for c in summary.coverage] == [
+        ("subscription", f"/subscriptions/{b.SUB}", True), ("vault", vault["id"], True), ("workspace", ws["id"], False)]
+    assert summary.uncovered == 1
+    rows = _coverage_rows(h, summary.sweep_id)
+    assert list(rows) == [ws["id"]] and "Azure ML events of" in rows[ws["id"]].message
+    lists = [q["path"] for q in h.arm_requests("GET") if "Microsoft.EventGrid" in q["path"]]
+    assert sum(p.endswith("/systemTopics") for p in lists) == 1          # shared by the three sources
+    assert sum(p.endswith("/eventSubscriptions") for p in lists) == 2    # the subscription's and the vault's
+
+    # the vault's event subscription is narrowed to expiry events only: near-expiry ones stop coming
+    topic, es = vault_wiring(vault["id"], APP, event_types=["Microsoft.KeyVault.SecretExpired"])
+    h.emu.store.seed(es)
+    h.emu.store.seed(workspace_wiring(ws["id"], APP)[0])
+    h.emu.store.seed(workspace_wiring(ws["id"], APP)[1])
+    second = _sweeper(h, **env).run()
+    rows = _coverage_rows(h, second.sweep_id)
+    assert {rid: r.verdict for rid, r in rows.items()} == {vault["id"]: "violation", ws["id"]: "compliant"}
+    assert rows[vault["id"]].notify and [v.rule for v in rows[vault["id"]].violations] == ["event_type_filtered"]
+    assert "Microsoft.KeyVault.SecretNearExpiry" in rows[vault["id"]].message
 
 
 def test_a_deleted_event_subscription_is_found_on_the_next_sweep(harness):
@@ -117,10 +144,12 @@ def test_an_unreadable_topic_list_is_a_sweep_error_not_a_verdict(harness):
     h.emu.add_fault(method="GET", path_regex=r"/providers/Microsoft\.EventGrid/systemTopics$", status=403)
     summary = _sweeper(h).run()
     assert summary.failed == 1 and "event coverage" in summary.errors[0] and summary.uncovered == 0
-    assert summary.coverage == [{"subscription_id": b.SUB, "covered": None,
+    assert summary.coverage == [{"kind": "subscription", "source": f"/subscriptions/{b.SUB}", "subscription_id": b.SUB,
+                                 "covered": None,
                                  "gaps": [{"code": "unreadable", "detail": summary.coverage[0]["gaps"][0]["detail"]}]}]
+    assert "403" in summary.coverage[0]["gaps"][0]["detail"]
     assert _coverage_rows(h, summary.sweep_id) == {}
-    assert TableTimerState(h.tables).coverage_state(b.SUB) is None
+    assert TableTimerState(h.tables).coverage_state(f"/subscriptions/{b.SUB}") is None
 
 
 def test_without_the_function_app_id_coverage_is_not_checked(harness):
@@ -165,13 +194,14 @@ def test_cli_coverage_checks_on_demand_and_changes_nothing(harness, monkeypatch,
         monkeypatch.setenv(k, v)
     assert main(["coverage"]) == 1
     text = capsys.readouterr().out
-    assert f"{b.SUB}  covered" in text and f"{SUB2}  GAP" in text and "no_system_topic" in text
+    assert f"subscription /subscriptions/{b.SUB}  covered" in text and f"/subscriptions/{SUB2}  GAP" in text
+    assert "no_system_topic" in text
     assert "operations_filtered: data.operationName filters drop 1 covered operation(s)" in text
     assert main(["coverage", "--subscription", b.SUB, "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
-    assert out["destination"] == f"{APP}/functions/resource_events"
-    assert [(s["subscription_id"], s["covered"]) for s in out["subscriptions"]] == [(b.SUB, True)]
-    assert h.stored_rows() == [] and TableTimerState(h.tables).coverage_state(SUB2) is None   # read-only
+    assert out["function_app_id"] == APP
+    assert [(s["source"], s["covered"]) for s in out["sources"]] == [(f"/subscriptions/{b.SUB}", True)]
+    assert h.stored_rows() == [] and TableTimerState(h.tables).coverage_state(f"/subscriptions/{SUB2}") is None
     h.emu.add_fault(method="GET", path_regex=r"/providers/Microsoft\.EventGrid/systemTopics$", status=403)
     assert main(["coverage", "--subscription", b.SUB]) == 1
     assert "UNREADABLE" in capsys.readouterr().out

@@ -8,23 +8,24 @@ from datetime import datetime, timezone
 
 import pytest
 
-from guardrails.coverage import (Coverage, Gap, WRITE_EVENT, assess, destination_for, transition)
-from guardrails.local.eventgrid_world import event_subscription, system_topic
-from guardrails.permissions import covered_operations
-from tests.builders import SUB
+from guardrails.coverage import (Coverage, Gap, WRITE_EVENT, assess, destination_for, subscription_expectation,
+                                 transition, vault_expectation, workspace_expectation)
+from guardrails.local.eventgrid_world import event_subscription, system_topic, vault_wiring, workspace_wiring
+from guardrails.permissions import covered_operations, keyvault_event_types, ml_event_types
+from tests.builders import SUB, key_vault, workspace
 
 APP = f"/subscriptions/{SUB}/resourceGroups/rg-guardrails/providers/Microsoft.Web/sites/func-guardrails-x"
 DEST = destination_for(APP)
 OPS = covered_operations()
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=timezone.utc)
+EXPECT = subscription_expectation(SUB, OPS)
 
 
-def _assess(topics, subs_by_topic=None, **kw):
+def _assess(topics, subs_by_topic=None, expected=EXPECT):
     topics = list(topics)
     if subs_by_topic is None:
         subs_by_topic = {}
-    return assess(SUB, topics, {k.lower(): v for k, v in subs_by_topic.items()}, destination=DEST,
-                  operations=OPS, now=NOW, **kw)
+    return assess(expected, topics, {k.lower(): v for k, v in subs_by_topic.items()}, function_app_id=APP, now=NOW)
 
 
 def _wired(**props):
@@ -94,7 +95,8 @@ def test_not_provisioned_and_expired_are_gaps_a_future_expiry_is_not():
 
 
 def test_event_types_without_resource_write_success_are_a_gap_none_listed_means_all():
-    assert _codes(_with_filter(includedEventTypes=["Microsoft.Resources.ResourceDeleteSuccess"])) == ["event_type_filtered"]
+    cov = _with_filter(includedEventTypes=["Microsoft.Resources.ResourceDeleteSuccess"])
+    assert _codes(cov) == ["event_type_filtered"] and cov.missing_event_types == (WRITE_EVENT,)
     assert _with_filter(includedEventTypes=[]).covered
     assert _with_filter(includedEventTypes=None).covered
     assert _with_filter(includedEventTypes=[WRITE_EVENT.upper()]).covered
@@ -177,10 +179,56 @@ def test_garbage_in_the_listing_is_not_a_crash():
     assert _codes(_assess([t], {t["id"]: [es]})) == ["unverified_filter"]
 
 
+# ---- governed vaults and ML workspaces -----------------------------------------------------------
+VAULT = key_vault()["id"]
+WS = workspace()["id"]
+KV_EXPECT = vault_expectation(VAULT, keyvault_event_types())
+WS_EXPECT = workspace_expectation(WS, ml_event_types())
+
+
+def _source(expected, wiring):
+    topic, es = wiring
+    return _assess([system_topic(SUB), topic], {topic["id"]: [es]}, expected=expected)
+
+
+def test_a_governed_vault_is_covered_by_its_own_topic_to_keyvault_events():
+    cov = _source(KV_EXPECT, vault_wiring(VAULT, APP))
+    assert cov.covered and cov.resource_id == VAULT and cov.to_dict()["kind"] == "vault"
+    assert cov.to_dict()["subscription_id"] == SUB
+    # the subscription topic is no vault topic; resource_events is not where vault events go
+    assert _codes(_assess([system_topic(SUB)], {}, expected=KV_EXPECT)) == ["no_system_topic"]
+    topic, es = vault_wiring(VAULT, APP)
+    es["properties"]["destination"]["properties"]["resourceId"] = destination_for(APP)     # resource_events
+    assert _codes(_source(KV_EXPECT, (topic, es))) == ["no_event_subscription"]
+
+
+def test_a_vault_subscription_missing_an_event_type_names_it_and_any_subject_filter_is_a_gap():
+    types = keyvault_event_types()
+    cov = _source(KV_EXPECT, vault_wiring(VAULT, APP, event_types=[t for t in types if "NearExpiry" not in t]))
+    assert _codes(cov) == ["event_type_filtered"]
+    assert set(cov.missing_event_types) == {t for t in types if "NearExpiry" in t}
+    topic, es = vault_wiring(VAULT, APP)
+    es["properties"]["filter"]["subjectBeginsWith"] = "prod-"          # secret names: some would be dropped
+    assert _codes(_source(KV_EXPECT, (topic, es))) == ["subject_filtered"]
+    es["properties"]["filter"] = {"advancedFilters": [{"operatorType": "StringIn", "key": "data.operationName",
+                                                       "values": ["x"]}]}
+    assert _codes(_source(KV_EXPECT, (topic, es))) == ["unverified_filter"]
+
+
+def test_a_governed_workspace_is_covered_by_its_topic_and_a_narrowed_one_is_not():
+    assert _source(WS_EXPECT, workspace_wiring(WS, APP)).covered
+    topic, es = workspace_wiring(WS, APP)
+    es["properties"]["filter"]["advancedFilters"] = [{"operatorType": "StringNotIn", "key": "eventType",
+                                                      "values": ["Microsoft.MachineLearningServices.ModelRegistered"]}]
+    cov = _source(WS_EXPECT, (topic, es))
+    assert cov.missing_event_types == ("Microsoft.MachineLearningServices.ModelRegistered",)
+    assert "Azure ML events of" in cov.message()
+
+
 # ---- transitions over sweeps ---------------------------------------------------------------
-GAP = Coverage(SUB, (Gap("no_event_subscription", "…"),))
-OTHER_GAP = Coverage(SUB, (Gap("operations_filtered", "…"),), missing_operations=("Microsoft.Storage/storageAccounts/write",))
-OK = Coverage(SUB, (), event_subscription_id="es")
+GAP = Coverage(EXPECT, (Gap("no_event_subscription", "…"),))
+OTHER_GAP = Coverage(EXPECT, (Gap("operations_filtered", "…"),), missing_operations=("Microsoft.Storage/storageAccounts/write",))
+OK = Coverage(EXPECT, (), event_subscription_id="es")
 
 
 def test_a_new_gap_notifies_a_lasting_one_is_recorded_without_notifying_a_changed_one_notifies():
@@ -239,8 +287,20 @@ def test_a_long_summary_list_is_cut_to_valid_json_that_says_how_much_was_left_ou
     kept = json.loads(text)
     assert len(text) <= MAX_PROPERTY_CHARS and kept[:-1] == subs[:len(kept) - 1]
     assert kept[-1] == f"… {2000 - (len(kept) - 1)} more" and len(kept) > 500
-    coverage = [Coverage(s, (Gap("no_system_topic", "x" * 200),)).to_dict() for s in subs]
+    coverage = [Coverage(subscription_expectation(s, OPS), (Gap("no_system_topic", "x" * 200),)).to_dict() for s in subs]
     assert json.loads(bounded_json(coverage, 5000))[-1].endswith("more")
     assert bounded_json(subs[:3]) == json.dumps(subs[:3], sort_keys=True)
     assert json.loads(bounded_json({"k": "v" * 100}, 50)).endswith("too long to keep")
     assert json.loads(bounded_json(["y" * 100], 50)) == ["… 1 more"]
+
+
+def test_the_governed_source_settings_take_ids_of_their_type_only():
+    from guardrails import settings as S
+    from guardrails.errors import ConfigError
+
+    s = S.Settings.from_env({S.GOVERNED_VAULT_IDS: f"{VAULT}, {VAULT.upper()}/", S.GOVERNED_ML_WORKSPACE_IDS: WS})
+    assert s.governed_vaults == (VAULT, VAULT.upper()) and s.governed_ml_workspaces == (WS,)
+    with pytest.raises(ConfigError, match="GUARDRAILS_GOVERNED_VAULT_IDS must list Microsoft.KeyVault/vaults"):
+        S.Settings.from_env({S.GOVERNED_VAULT_IDS: WS})
+    with pytest.raises(ConfigError, match="GUARDRAILS_GOVERNED_ML_WORKSPACE_IDS must list"):
+        S.Settings.from_env({S.GOVERNED_ML_WORKSPACE_IDS: f"{WS}/computes/cpu"})

@@ -170,6 +170,9 @@ def test_main_outputs_what_the_management_group_template_takes_and_passes_the_gr
     assert settings[S.FUNCTION_APP_ID]["function"]["parameters"] == {
         "resource_type": "Microsoft.Web/sites", "resource_name_1": site["name"], "resource_name_2": None,
         "resource_group_name": None, "subscription_id": None}
+    for name, param in ((S.GOVERNED_VAULT_IDS, "governedVaultIds"), (S.GOVERNED_ML_WORKSPACE_IDS, "governedMlWorkspaceIds")):
+        assert param in json.dumps(settings[name]) and "join" in json.dumps(settings[name]), name
+        assert module_env("main.bicep", "app")[param] == param
 
 
 # ---- the function app ----------------------------------------------------------------------------

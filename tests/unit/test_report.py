@@ -94,7 +94,7 @@ EXPECTED = {
         {"kind": "stricter", "event_id": "ev-j", "resource_id": J, "enforced": "compliant", "shadow": "remediated",
          "shadow_policies": "storage-private@8"},
     ]},
-    "uncovered_subscriptions": [],
+    "uncovered_sources": [],
 }
 
 
@@ -142,7 +142,7 @@ def test_a_role_granted_again_past_its_budget_is_a_re_grant_escalation_by_grant_
     assert re.search(r"re-grant escalations +2 \(1 grants\)", render_text(report))
 
 
-def test_subscriptions_without_event_coverage_are_counted_apart_from_resources():
+def test_event_sources_without_coverage_are_counted_apart_from_resources():
     s1, s2 = "/subscriptions/5a6b7c8d-9e0f-4a1b-8c2d-3e4f5a6b7c8d", "/subscriptions/7e8f9a0b-1c2d-4e3f-9a4b-5c6d7e8f9a0b"
     gap = ViolationRecord("event-coverage@1", "no_system_topic", "eventSubscription", "…", None, "violation")
     rows = [row(1, "2026-11-01T10:00:00Z", s1, "violation", reason="event_coverage", violations=[gap]),
@@ -150,10 +150,10 @@ def test_subscriptions_without_event_coverage_are_counted_apart_from_resources()
             row(3, "2026-11-02T10:00:00Z", s2.upper(), "compliant", reason="event_coverage"),
             row(4, "2026-11-02T11:00:00Z", A, "compliant")]
     report = build_report(rows, since=SINCE, until=UNTIL)
-    assert report.uncovered_subscriptions == [s1]
+    assert report.uncovered_sources == [s1]
     assert (report.covered, report.compliant, report.open_violations) == (1, 1, [])   # the wiring is no resource
-    assert report.to_dict()["uncovered_subscriptions"] == [s1]
-    assert re.search(r"subscriptions without event coverage +1", render_text(report)) and s1 in render_text(report)
+    assert report.to_dict()["uncovered_sources"] == [s1]
+    assert re.search(r"event sources without coverage +1", render_text(report)) and s1 in render_text(report)
     assert s1 in render_html(report)
 
 
