@@ -75,29 +75,28 @@ def subscription_wiring(subscription_id: str, function_app_id: str, **kw: Any) -
     return [system_topic(subscription_id), event_subscription(subscription_id, function_app_id, **kw)]
 
 
+def _source_wiring(source: str, function_app_id: str, topic_type: str, function: str, tag: str,
+                   event_types: Sequence[str], properties: dict[str, Any]) -> list[dict[str, Any]]:
+    tid = _source_topic_id(source, f"evgt-guardrails-{tag}-{source.rsplit('/', 1)[-1]}")
+    return [_topic(tid, source, topic_type),
+            _event_subscription(tid, function_app_id, function, event_types, [], f"guardrails-{function}", properties)]
+
+
 def vault_wiring(vault_id: str, function_app_id: str, *, event_types: Sequence[str] | None = None,
                  **properties: Any) -> list[dict[str, Any]]:
     """A governed vault's topic and its subscription to ``keyvault_events`` (``event_types`` None:
     every Key Vault event type the secret guardrail acts on)."""
-    if event_types is None:
-        from guardrails.permissions import keyvault_event_types
-        event_types = keyvault_event_types()
-    tid = _source_topic_id(vault_id, f"evgt-guardrails-kv-{vault_id.rsplit('/', 1)[-1]}")
-    return [_topic(tid, vault_id, VAULT_TOPIC_TYPE),
-            _event_subscription(tid, function_app_id, KEYVAULT_FUNCTION, event_types, [],
-                                f"guardrails-{KEYVAULT_FUNCTION}", properties)]
+    from guardrails.permissions import keyvault_event_types
+    return _source_wiring(vault_id, function_app_id, VAULT_TOPIC_TYPE, KEYVAULT_FUNCTION, "kv",
+                          keyvault_event_types() if event_types is None else event_types, properties)
 
 
 def workspace_wiring(workspace_id: str, function_app_id: str, *, event_types: Sequence[str] | None = None,
                      **properties: Any) -> list[dict[str, Any]]:
     """A governed ML workspace's topic and its subscription to ``resource_events``."""
-    if event_types is None:
-        from guardrails.permissions import ml_event_types
-        event_types = ml_event_types()
-    tid = _source_topic_id(workspace_id, f"evgt-guardrails-mlw-{workspace_id.rsplit('/', 1)[-1]}")
-    return [_topic(tid, workspace_id, WORKSPACE_TOPIC_TYPE),
-            _event_subscription(tid, function_app_id, FUNCTION_NAME, event_types, [],
-                                f"guardrails-{FUNCTION_NAME}", properties)]
+    from guardrails.permissions import ml_event_types
+    return _source_wiring(workspace_id, function_app_id, WORKSPACE_TOPIC_TYPE, FUNCTION_NAME, "mlw",
+                          ml_event_types() if event_types is None else event_types, properties)
 
 
 __all__ = ["EVENTS_RG", "event_subscription", "subscription_wiring", "system_topic", "topic_id", "vault_wiring",
