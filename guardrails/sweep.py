@@ -181,8 +181,10 @@ class Sweeper:
         summary.finished = _iso(self._wall())
         summary.duration_s = round(self._clock() - start, 3)
         self.store.write(summary.to_dict())
+        fields = {k: v for k, v in summary.to_dict().items() if k not in ("verdicts", "errors", "coverage",
+                                                                         "subscriptions", "management_groups")}
         emit(log, logging.WARNING if summary.failed or summary.uncovered else logging.INFO, "guardrail_sweep_finished",
-             **{k: v for k, v in summary.to_dict().items() if k not in ("verdicts", "errors", "coverage")})
+             subscriptions=len(summary.subscriptions), management_groups=len(summary.management_groups), **fields)
         return summary
 
     def _sweep_type(self, tally: _Tally, compiled, sub: str, rtype: ResourceType, decide: bool,
@@ -315,30 +317,51 @@ class Sweeper:
 
     def _check_coverage(self, tally: _Tally, summary: SweepSummary, subs: list[str], deadline: float) -> None:
         """The event coverage (``guardrails.coverage``) of each swept subscription and each governed
-        vault and workspace: one system-topic list per subscription involved, one event-subscription
-        list per own topic, a pure verdict, a row on a gap or on its closing. Unreadable (no
-        permission, ARM down) is a sweep error, not a verdict: nothing was seen. Store failures end
-        the sweep (no row may be lost), as elsewhere."""
+        vault and workspace. Reads, a few subscriptions at a time: one system-topic list per
+        subscription, one event-subscription list per own topic. Then, in order: a pure verdict,
+        a row on a gap or on its closing, the state kept when it changed (all states read in one
+        query). Unreadable (no permission, ARM down) is a sweep error, not a verdict: nothing was
+        seen. Store failures end the sweep (no row may be lost), as elsewhere."""
         from .coverage import transition
 
-        reader = CoverageReader(self.lister, self.function_app_id, self._wall())
+        now = self._wall()
+        groups: dict[str, list] = {}
         for expected in expectations(subs, self.governed_vaults, self.governed_workspaces):
-            if self._clock() > deadline:
+            groups.setdefault(expected.subscription_id.lower(), []).append(expected)
+
+        def read(group: list) -> list:
+            reader = CoverageReader(self.lister, self.function_app_id, now)   # the group's topic list, once
+            out = []
+            for expected in group:
+                if self._clock() > deadline:
+                    out.append((expected, None, None))
+                    continue
+                try:
+                    out.append((expected, reader.read(expected), None))
+                except ArmError as exc:
+                    out.append((expected, None, exc))
+            return out
+
+        with ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="sweep-coverage") as pool:
+            results = [r for fut in [pool.submit(read, g) for g in groups.values()] for r in fut.result()]
+        states = self.state.coverage_states()
+        for expected, cov, exc in results:
+            if cov is None and exc is None:
                 tally.truncate()
-                return
-            try:
-                cov = reader.read(expected)
-            except ArmError as exc:
+                continue
+            if exc is not None:
                 tally.error(f"event coverage of {expected.source}: {exc}")
                 summary.coverage.append(unreadable(expected, exc))
                 emit(log, logging.ERROR, "guardrail_coverage_unreadable", source=expected.source, reason=exc.reason)
                 continue
             summary.coverage.append(cov.to_dict())
             summary.uncovered += 0 if cov.covered else 1
-            step = transition(self.state.coverage_state(expected.source), cov, _iso(self._wall()))
+            previous = states.get(expected.source.lower())
+            step = transition(previous, cov, _iso(self._wall()))
             if step.write_row:
                 self.service.record_coverage(cov, sweep_id=summary.sweep_id, verdict=step.verdict, notify=step.notify)
-            self.state.set_coverage_state(expected.source, step.state)
+            if step.state != previous:
+                self.state.set_coverage_state(expected.source, step.state)
             if not cov.covered:
                 emit(log, logging.WARNING, "guardrail_coverage_gap", source=expected.source, kind=expected.kind,
                      gaps=",".join(g.code for g in cov.gaps), notify=step.notify)

@@ -122,6 +122,20 @@ class TableTimerState:
         hashed, since a row key may not hold ``/``."""
         return hashlib.sha256(source.lower().rstrip("/").encode("utf-8")).hexdigest()[:40]
 
+    def coverage_states(self) -> dict[str, dict[str, Any]]:
+        """Every source's state, by source (lower-cased): one query per sweep."""
+        try:
+            rows = list(self._t.table(self.name).query_entities("PartitionKey eq @pk",
+                                                                 parameters={"pk": self.COVERAGE}))
+        except AzureError as exc:
+            raise _store_error("read coverage state", exc) from exc
+        return {str(e.get("source") or "").lower(): self._state(e) for e in rows if e.get("source")}
+
+    @staticmethod
+    def _state(e: dict[str, Any]) -> dict[str, Any]:
+        return {"covered": bool(e.get("covered")), "signature": str(e.get("signature") or ""),
+                "since": str(e.get("since") or "")}
+
     def coverage_state(self, source: str) -> dict[str, Any] | None:
         try:
             e = self._t.table(self.name).get_entity(self.COVERAGE, self._coverage_key(source))
@@ -129,8 +143,7 @@ class TableTimerState:
             return None
         except AzureError as exc:
             raise _store_error("read coverage state", exc) from exc
-        return {"covered": bool(e.get("covered")), "signature": str(e.get("signature") or ""),
-                "since": str(e.get("since") or "")}
+        return self._state(e)
 
     def set_coverage_state(self, source: str, state: dict[str, Any]) -> None:
         try:

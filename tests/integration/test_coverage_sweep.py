@@ -48,6 +48,11 @@ def _coverage_rows(h, sweep_id: str):
             if r.correlation_id == sweep_id and r.reason == "event_coverage"}
 
 
+def _state_stamps(h) -> dict[str, object]:
+    table = h.tables.table(TableTimerState(h.tables).name)
+    return {e["source"]: e.metadata["timestamp"] for e in table.query_entities("PartitionKey eq 'coverage'")}
+
+
 def _published(h) -> list[dict]:
     return h.emu.published_events("decisions")
 
@@ -80,10 +85,12 @@ def test_sweep_reports_unwired_subscriptions_until_they_are_wired(harness):
     assert sorted(e["subject"] for e in events) == sorted(rows) and {e["type"] for e in events} == {
         "Guardrails.Decision.Violation"}
 
-    # the gap lasts: a row each run, no second notification
+    # the gap lasts: a row each run, no second notification; unchanged states are not rewritten
+    stamps = _state_stamps(h)
     second = _sweeper(h).run()
     again = _coverage_rows(h, second.sweep_id)
     assert set(again) == set(rows) and {r.notify for r in again.values()} == {False}
+    assert _state_stamps(h) == stamps and len(stamps) == 3
 
     # someone deploys the topic in SUB2 and restores SUB3's filter
     for res in [*subscription_wiring(SUB2, APP), event_subscription(SUB3, APP)]:
