@@ -54,7 +54,8 @@ def _parser() -> argparse.ArgumentParser:
     escsub = esc.add_subparsers(dest="action", required=True)
     for name in ("reset", "status"):
         escsub.add_parser(name).add_argument("resource_id")
-    from .sweep import add_coverage_parser, add_parser as add_sweep_parser
+    from .coverage_check import add_parser as add_coverage_parser
+    from .sweep import add_parser as add_sweep_parser
     add_sweep_parser(sub)
     add_coverage_parser(sub)
     from .checks.cli import add_parser as add_check_parser
@@ -100,8 +101,8 @@ def main(argv: list[str] | None = None) -> int:
             from .sweep import cli_main as sweep_main
             return sweep_main(args)
         if args.command == "coverage":
-            from .sweep import coverage_cli_main
-            return coverage_cli_main(args)
+            from .coverage_check import cli_main as coverage_main
+            return coverage_main(args)
         if args.command == "permissions":
             from .permissions import render, required
             print(render(required(), args.format))

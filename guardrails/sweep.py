@@ -316,55 +316,8 @@ class Sweeper:
         tally.decided(row.verdict)
 
     def _check_coverage(self, tally: _Tally, summary: SweepSummary, subs: list[str], deadline: float) -> None:
-        """The event coverage (``guardrails.coverage``) of each swept subscription and each governed
-        vault and workspace. Reads, a few subscriptions at a time: one system-topic list per
-        subscription, one event-subscription list per own topic. Then, in order: a pure verdict,
-        a row on a gap or on its closing, the state kept when it changed (all states read in one
-        query). Unreadable (no permission, ARM down) is a sweep error, not a verdict: nothing was
-        seen. Store failures end the sweep (no row may be lost), as elsewhere."""
-        from .coverage import transition
-
-        now = self._wall()
-        groups: dict[str, list] = {}
-        for expected in expectations(subs, self.governed_vaults, self.governed_workspaces):
-            groups.setdefault(expected.subscription_id.lower(), []).append(expected)
-
-        def read(group: list) -> list:
-            reader = CoverageReader(self.lister, self.function_app_id, now)   # the group's topic list, once
-            out = []
-            for expected in group:
-                if self._clock() > deadline:
-                    out.append((expected, None, None))
-                    continue
-                try:
-                    out.append((expected, reader.read(expected), None))
-                except ArmError as exc:
-                    out.append((expected, None, exc))
-            return out
-
-        with ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="sweep-coverage") as pool:
-            results = [r for fut in [pool.submit(read, g) for g in groups.values()] for r in fut.result()]
-        states = self.state.coverage_states()
-        for expected, cov, exc in results:
-            if cov is None and exc is None:
-                tally.truncate()
-                continue
-            if exc is not None:
-                tally.error(f"event coverage of {expected.source}: {exc}")
-                summary.coverage.append(unreadable(expected, exc))
-                emit(log, logging.ERROR, "guardrail_coverage_unreadable", source=expected.source, reason=exc.reason)
-                continue
-            summary.coverage.append(cov.to_dict())
-            summary.uncovered += 0 if cov.covered else 1
-            previous = states.get(expected.source.lower())
-            step = transition(previous, cov, _iso(self._wall()))
-            if step.write_row:
-                self.service.record_coverage(cov, sweep_id=summary.sweep_id, verdict=step.verdict, notify=step.notify)
-            if step.state != previous:
-                self.state.set_coverage_state(expected.source, step.state)
-            if not cov.covered:
-                emit(log, logging.WARNING, "guardrail_coverage_gap", source=expected.source, kind=expected.kind,
-                     gaps=",".join(g.code for g in cov.gaps), notify=step.notify)
+        from .coverage_check import check_in_sweep
+        check_in_sweep(self, tally, summary, subs, deadline)
 
     def _sweep_management_group(self, tally: _Tally, mg: str, sweep_id: str, dry_run: bool, deadline: float) -> None:
         scope = management_group_scope(mg)
@@ -381,48 +334,6 @@ class Sweeper:
             if isinstance(a.get("id"), str):
                 tally.seen()
                 self._decide(tally, a["id"], None, sweep_id, dry_run, SWEEP_EVENT_TYPE)
-
-
-def expectations(subscriptions: Iterable[str], vaults: Iterable[str] = (), workspaces: Iterable[str] = ()):
-    """What each governed event source must deliver (``coverage.Expectation``): every subscription's
-    covered writes, every governed vault's Key Vault events, every governed workspace's ML events."""
-    from .coverage import subscription_expectation, vault_expectation, workspace_expectation
-    from .permissions import covered_operations, keyvault_event_types, ml_event_types
-
-    ops = covered_operations()
-    return ([subscription_expectation(s, ops) for s in subscriptions]
-            + [vault_expectation(v, keyvault_event_types()) for v in vaults]
-            + [workspace_expectation(w, ml_event_types()) for w in workspaces])
-
-
-class CoverageReader:
-    """Reads what ``coverage.assess`` judges, each list once per run: a subscription's system topics
-    (shared by the subscription, its vaults and its workspaces), then each own topic's event
-    subscriptions. ``ArmError`` when a list cannot be read."""
-
-    def __init__(self, lister, function_app_id: str, now: datetime) -> None:
-        self.lister, self.function_app_id, self.now = lister, function_app_id, now
-        self._topics: dict[str, list[dict]] = {}
-        self._subs: dict[str, list[dict]] = {}
-
-    def read(self, expected):
-        from .coverage import assess, own_topics
-
-        sub = expected.subscription_id.lower()
-        if sub not in self._topics:
-            self._topics[sub] = list(self.lister.list_system_topics(expected.subscription_id))
-        topics = self._topics[sub]
-        for t in own_topics(expected, topics):
-            tid = str(t["id"]).lower()
-            if tid not in self._subs:
-                self._subs[tid] = list(self.lister.list_event_subscriptions(str(t["id"])))
-        return assess(expected, topics, self._subs, function_app_id=self.function_app_id, now=self.now)
-
-
-def unreadable(expected, exc: ArmError) -> dict[str, Any]:
-    """A summary entry for a source whose coverage could not be read: no verdict."""
-    return {"kind": expected.kind, "source": expected.source, "subscription_id": expected.subscription_id,
-            "covered": None, "gaps": [{"code": "unreadable", "detail": str(exc)[:300]}]}
 
 
 def covered_types(compiled) -> list[ResourceType]:
@@ -492,56 +403,6 @@ def add_parser(sub) -> None:
                         "GUARDRAILS_SWEEP_MANAGEMENT_GROUPS)")
     p.add_argument("--dry-run", action="store_true", help="decide and audit, change nothing")
     p.add_argument("--expiry", action="store_true", help="run the exemption-expiry re-enforcement instead")
-
-
-def add_coverage_parser(sub) -> None:
-    p = sub.add_parser("coverage", help="check that every governed subscription, vault and ML workspace still "
-                                        "delivers its events to this app (read-only: no rows, no state)")
-    p.add_argument("--subscription", action="append", default=[], metavar="ID",
-                   help="subscription to check (repeatable; default GUARDRAILS_SWEEP_SUBSCRIPTIONS, else all visible)")
-    p.add_argument("--json", action="store_true", help="print the verdicts as JSON")
-
-
-def coverage_cli_main(args) -> int:
-    """``python -m guardrails coverage``: the sweep's event-coverage check on demand, e.g. right
-    after a deployment. Exit 0 every source covered, 1 a gap or an unreadable list, 2 usage."""
-    import json
-    from datetime import datetime, timezone
-
-    from .adapters.arm import build_credential
-    from .adapters.listing import ArmLister
-    from .ratelimit import RateLimiter
-    from .settings import FUNCTION_APP_ID, Settings
-    from .simulate import UsageError
-
-    settings = Settings.from_env()
-    if not settings.function_app_id:
-        raise UsageError(f"set {FUNCTION_APP_ID} to this deployment's function app resource id")
-    reads = RateLimiter(settings.arm_reads_per_second, settings.arm_read_burst)
-    lister = ArmLister(build_credential(settings), endpoint=settings.arm_endpoint, reads=reads,
-                       ca_bundle=settings.ca_bundle, timeout=settings.arm_timeout_seconds)
-    subs = list(args.subscription) or list(settings.sweep_subscriptions)
-    try:
-        subs = subs or lister.list_subscriptions()
-    except ArmError as exc:
-        raise UsageError(f"cannot list the subscriptions this identity sees: {exc}") from None
-    reader = CoverageReader(lister, settings.function_app_id, datetime.now(timezone.utc))
-    results: list[dict[str, Any]] = []
-    for expected in expectations(subs, settings.governed_vaults, settings.governed_ml_workspaces):
-        try:
-            results.append(reader.read(expected).to_dict())
-        except ArmError as exc:
-            results.append(unreadable(expected, exc))
-    if args.json:
-        print(json.dumps({"function_app_id": settings.function_app_id, "sources": results}, indent=2))
-    else:
-        print(f"event coverage: events delivered to {settings.function_app_id}")
-        for r in results:
-            state = {True: "covered", False: "GAP", None: "UNREADABLE"}[r["covered"]]
-            print(f"  {r['kind']:<12} {r['source']}  {state}")
-            for g in r["gaps"]:
-                print(f"      {g['code']}: {g['detail']}")
-    return 0 if all(r["covered"] is True for r in results) else 1
 
 
 def cli_main(args) -> int:
