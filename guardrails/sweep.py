@@ -7,6 +7,9 @@
              listed body: no second read; writes and confirm reads paced too)
     Azure ML online endpoints per workspace (when a model-registry policy is in force): each
         decided by the ML lifecycle guardrail on live state (no cheap filter for them)
+    role assignments made in each subscription (at it, its resource groups, its resources), when a
+        role policy is in force there: one list ─▶ the pure role evaluation on the listed body ─▶
+        only those with findings through the role guardrail (a fresh read, the decision, the removal)
     role assignments at each configured management group (no subscription topic delivers them):
         list ``atScope()`` ─▶ each assignment AT the group through the role guardrail
     event coverage (``GUARDRAILS_FUNCTION_APP_ID`` set) of each subscription, governed vault and
@@ -164,9 +167,12 @@ class Sweeper:
         if self.graph is not None and subs:
             plan = self._sweep_graph(tally, compiled, subs, plan, summary.sweep_id, dry_run, deadline)
         with ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="sweep") as pool:
-            for fut in [pool.submit(self._sweep_type, tally, compiled, sub, rt, decide, children, summary.sweep_id,
-                                    dry_run, deadline)
-                        for sub in subs for rt, decide, children in plan]:
+            futures = [pool.submit(self._sweep_type, tally, compiled, sub, rt, decide, children, summary.sweep_id,
+                                   dry_run, deadline)
+                       for sub in subs for rt, decide, children in plan]
+            futures += [pool.submit(self._sweep_roles, tally, compiled, sub, summary.sweep_id, dry_run, deadline)
+                        for sub in subs]
+            for fut in futures:
                 fut.result()
         for mg in mgs:
             self._sweep_management_group(tally, mg, summary.sweep_id, dry_run, deadline)
@@ -318,6 +324,48 @@ class Sweeper:
     def _check_coverage(self, tally: _Tally, summary: SweepSummary, subs: list[str], deadline: float) -> None:
         from .coverage_check import check_in_sweep
         check_in_sweep(self, tally, summary, subs, deadline)
+
+    def _sweep_roles(self, tally: _Tally, compiled, sub: str, sweep_id: str, dry_run: bool, deadline: float) -> None:
+        """Role assignments made in one subscription whose events were dropped or dead-lettered
+        (an Owner granted while the function was down stays otherwise). One list (``$filter``-less:
+        at, above and below the subscription); inherited ones (a management group's, the root's) are
+        left to the management-group sweep. The pure role evaluation runs on the listed body (role
+        definitions from the catalogue or the guardrail's cache); only an assignment with a finding
+        no exemption covers goes through the role guardrail, which reads it again, decides, removes
+        and audits, as on an event. One it cannot pre-judge (an odd body, an unreadable custom role)
+        goes through too."""
+        from .policy.roles import Assignment, evaluate_assignment
+        from .service import _selects_subscription
+
+        roles = getattr(self.service, "roles", None)
+        policies = [p for p in compiled.role_policies if p.mode != "off" and _selects_subscription(p, sub)]
+        if roles is None or not policies:
+            return
+        scope = f"/subscriptions/{sub}"
+        own = self.service.settings.own_principal_ids
+        try:
+            for body in self.lister.list_role_assignments(scope, at_scope=False):
+                if self._clock() > deadline:
+                    tally.truncate()
+                    return
+                at = str((body.get("properties") or {}).get("scope") or "").rstrip("/").lower()
+                if not isinstance(body.get("id"), str) or not (at == scope.lower() or at.startswith(scope.lower() + "/")):
+                    continue                                  # inherited from above the subscription
+                try:
+                    assignment = Assignment.from_arm(body)
+                    role = roles.authz.get_role_definition(assignment.role_definition_id, deadline=deadline)
+                    findings = [f for f in evaluate_assignment(assignment, role, policies, groups=roles.groups,
+                                                               now=self._wall(), own_principal_ids=own)
+                                if f.exemption is None]
+                except (ValueError, ArmError):
+                    findings = None                           # cannot pre-judge: the guardrail decides
+                if findings == []:
+                    tally.seen(compliant=1)
+                    continue
+                tally.seen()
+                self._decide(tally, body["id"], None, sweep_id, dry_run, SWEEP_EVENT_TYPE)
+        except ArmError as exc:
+            self._list_failed(tally, sub, "Microsoft.Authorization/roleAssignments", exc)
 
     def _sweep_management_group(self, tally: _Tally, mg: str, sweep_id: str, dry_run: bool, deadline: float) -> None:
         scope = management_group_scope(mg)

@@ -77,9 +77,12 @@ def test_sweep_of_5000_resources_fixes_exactly_the_drifted_ones_within_the_read_
     in_sub = [q for q in reads if q["path"] != "/subscriptions"]        # one bucket: the subscription's
     assert clock() - t0 >= (len(in_sub) - 25) / 25 - 1e-6 and summary.throttled_wait_s > 0
     # paging: each type listed by subscription, page after page through nextLink ($skiptoken)
-    lists = [q for q in reads if q["path"].count("/") == 5]
+    lists = [q for q in reads if q["path"].count("/") == 5 and not q["path"].endswith("/roleAssignments")]
     per_type = {q["path"].rsplit("/", 2)[-2] + "/" + q["path"].rsplit("/", 1)[-1] for q in lists}
     assert len(per_type) == 5
+    # the subscription's role assignments: one list (none in this estate)
+    role_lists = [q for q in reads if q["path"].endswith("/providers/Microsoft.Authorization/roleAssignments")]
+    assert len(role_lists) == 1 and "$filter" not in role_lists[0]["query"]
     assert len(lists) == 5 * math.ceil(1000 / h.emu.page_size)
     assert sum(1 for q in lists if "$skiptoken" in q["query"]) == 5 * (math.ceil(1000 / h.emu.page_size) - 1)
     # workspaces/computes have no subscription-wide list: one list per workspace (1,000)
@@ -91,10 +94,10 @@ def test_sweep_of_5000_resources_fixes_exactly_the_drifted_ones_within_the_read_
     # ... and its model containers: one list per workspace and per registry (none here)
     models = [q for q in reads if q["path"].endswith("/models")]
     assert len(models) == 2000
-    assert summary.pages == len(lists) + len(computes) + len(endpoints) + len(models) + 1   # + the subscriptions list
+    assert summary.pages == len(lists) + len(computes) + len(endpoints) + len(models) + 1 + 1   # + subscriptions, roles
     # one write per drifted resource, one confirm read each; no resource read on its own otherwise
     assert len(h.writes()) == 100
-    assert len(in_sub) - len(lists) - len(computes) - len(endpoints) - len(models) == 100
+    assert len(in_sub) - len(lists) - len(computes) - len(endpoints) - len(models) - len(role_lists) == 100
     # audit: one row per non-compliant decision; compliant ones only counted
     rows = _sweep_rows(h, summary.sweep_id)
     assert {r.resource_id for r in rows} == drifted and {r.verdict for r in rows} == {"remediated"}
@@ -269,14 +272,15 @@ def test_sweep_through_resource_graph_lists_once_and_decides_violators_on_a_fres
     assert len(queries) == 2 and queries[0]["body"]["subscriptions"] == [b.SUB]
     assert "where type in~" in queries[0]["body"]["query"]
     gets = h.arm_requests("GET")
-    assert [q for q in gets if q["path"].count("/") == 5] == []
+    assert [q["path"].rsplit("/", 1)[-1] for q in gets if q["path"].count("/") == 5] == ["roleAssignments"]
+    # (role assignments are listed through ARM's authorization API in either mode)
     # each violator read fresh before its fix (the index may lag ARM), then confirmed: two GETs each
     for d in drifted:
         assert sum(1 for q in gets if q["path"].lower() == d.lower()) == 2, d
     # children still listed through ARM under each workspace: computes, endpoints, models
     assert sum(1 for q in gets if q["path"].endswith("/computes")) == 300
     assert (summary.seen, summary.remediated, summary.failed) == (1500, 30, 0)
-    assert summary.pages == 2 + 300 * 3 + 300          # graph pages + workspace children + registry models
+    assert summary.pages == 2 + 300 * 3 + 300 + 1      # graph pages + workspace children + registry models + roles
 
 
 def test_sweep_falls_back_to_arm_lists_when_resource_graph_does_not_answer(harness):
@@ -303,3 +307,49 @@ def test_a_workspace_with_many_models_still_ends_the_sweep_at_its_time_limit(har
     archived = [r for r in h.emu.world()["resources"] if (r.get("properties") or {}).get("isArchived") is True]
     assert 0 < len(archived) < 40                                       # stopped part way, in time
     assert clock() - t0 < 2 + 1                       # past the limit by at most the reads already under way
+
+
+def test_sweep_removes_a_privileged_grant_made_in_the_subscription_whose_event_was_lost(harness, tmp_path):
+    """Owner granted at subscription scope while the function was down (the event dead-lettered):
+    the sweep finds it in the subscription's list, the pure role evaluation flags it, and the role
+    guardrail reads it again, removes it and audits. Compliant, break-glass, exempted and inherited
+    assignments are only counted."""
+    import textwrap
+    from pathlib import Path
+
+    rg = f"/subscriptions/{b.SUB}/resourceGroups/rg-ml-prod"
+    glass = b.role_assignment("Owner", b.BREAK_GLASS)                      # also keeps an Owner at the scope
+    lost = b.role_assignment("Owner", b.ALICE)                             # the grant whose event was lost
+    contributor = b.role_assignment("Contributor", b.BOB)                  # exempted below
+    reader = b.role_assignment("Reader", b.ALICE, scope=rg)                # allowed
+    inherited = b.role_assignment("Contributor", b.ALICE, scope=MG)        # the management group's sweep's
+    d = tmp_path / "extra"
+    d.mkdir()
+    text = (Path(__file__).resolve().parents[2] / "metadata/policies/rbac-least-privilege.yaml").read_text()
+    text = text.replace("version: 1", "version: 5", 1).replace("break_glass: []", f"break_glass: [{b.BREAK_GLASS}]")
+    text += textwrap.dedent(f"""
+        exemptions:
+          - scope: {contributor['id']}
+            reason: migration window
+            owner: bob@contoso.com
+            expires: 2099-01-01T00:00:00Z
+        """)
+    (d / "rbac-least-privilege.yaml").write_text(text)
+    h = harness([], extra_metadata=[d], world={"roleAssignments": [glass, lost, contributor, reader, inherited]})
+    summary = _sweeper(h, FakeClock()).run(subscriptions=[b.SUB])
+    remaining = {a["id"] for a in h.emu.role_assignments()}
+    assert lost["id"] not in remaining
+    assert {glass["id"], contributor["id"], reader["id"], inherited["id"]} <= remaining
+    rows = {r.resource_id: r for r in _sweep_rows(h, summary.sweep_id)}
+    assert list(rows) == [lost["id"]] and rows[lost["id"]].verdict == "remediated"
+    assert [v.rule for v in rows[lost["id"]].violations] == ["privileged-at-subscription"]
+    assert (summary.seen, summary.compliant, summary.remediated) == (4, 3, 1)   # the inherited one not seen here
+    # one list of the subscription's assignments (the role guardrail's last-Owner check lists the
+    # scope again, atScope()), then only the flagged one read again (and confirmed gone)
+    lists = [q for q in h.arm_requests("GET") if q["path"].endswith("/roleAssignments")]
+    assert len([q for q in lists if "$filter" not in q["query"]]) == 1
+    reads = {q["path"] for q in h.arm_requests("GET") if "/roleAssignments/" in q["path"]}
+    assert reads == {lost["id"]}
+    # the removal comes back as a delete event: ignored, no ARM call
+    h.emu.clear_requests()
+    assert {r.verdict for r in h.deliver_emitted()} == {"ignored"} and h.arm_requests() == []
