@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import textwrap
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 
 import pytest
 
@@ -14,7 +13,7 @@ from guardrails.adapters.sweep_tables import TableSweepStore, TableTimerState
 from guardrails.expiry import TIMER, ExpiryReEnforcer
 from guardrails.ratelimit import FakeClock
 from tests import builders as b
-from tests.integration.test_sweep import _this_month, host_timer
+from tests.integration.test_sweep import _this_month, host_timer, rbac_with_break_glass
 
 pytestmark = pytest.mark.integration
 
@@ -107,18 +106,7 @@ def test_active_or_long_expired_exemptions_cost_nothing(harness, tmp_path):
 def test_a_role_exemption_that_expired_removes_the_assignment(harness, tmp_path):
     owner_ok = b.role_assignment("Owner", b.BREAK_GLASS)        # keeps the scope from losing its last Owner
     grant = b.role_assignment("Contributor", b.ALICE)
-    d = tmp_path / "extra"
-    d.mkdir()
-    text = (Path(__file__).resolve().parents[2] / "metadata/policies/rbac-least-privilege.yaml").read_text()
-    text = text.replace("version: 1", "version: 5", 1).replace("break_glass: []", f"break_glass: [{b.BREAK_GLASS}]")
-    text += textwrap.dedent(f"""
-        exemptions:
-          - scope: {grant['id']}
-            reason: migration window
-            owner: alice@contoso.com
-            expires: {_iso(NOW - timedelta(minutes=5))}
-        """)
-    (d / "rbac-least-privilege.yaml").write_text(text)
+    d = rbac_with_break_glass(tmp_path, exemption=(grant["id"], _iso(NOW - timedelta(minutes=5))))
     h = harness([], extra_metadata=[d], world={"roleAssignments": [owner_ok, grant]})
     summary = _enforcer(h).run(NOW)
     remaining = {a["id"] for a in h.emu.role_assignments()}

@@ -41,6 +41,28 @@ def _estate(n: int, drift_every: int) -> tuple[list[dict], set[str]]:
     return resources, drifted
 
 
+def rbac_with_break_glass(tmp_path, *, exemption: tuple[str, str] | None = None):
+    """A metadata directory whose rbac-least-privilege (version 5) names ``b.BREAK_GLASS`` as
+    break-glass and, given ``(scope, expires)``, one exemption."""
+    import textwrap
+    from pathlib import Path
+
+    d = tmp_path / "extra"
+    d.mkdir()
+    text = (Path(__file__).resolve().parents[2] / "metadata/policies/rbac-least-privilege.yaml").read_text()
+    text = text.replace("version: 1", "version: 5", 1).replace("break_glass: []", f"break_glass: [{b.BREAK_GLASS}]")
+    if exemption is not None:
+        text += textwrap.dedent(f"""
+            exemptions:
+              - scope: {exemption[0]}
+                reason: migration window
+                owner: alice@contoso.com
+                expires: {exemption[1]}
+            """)
+    (d / "rbac-least-privilege.yaml").write_text(text)
+    return d
+
+
 def _sweeper(h, clock: FakeClock, **env):
     from guardrails import settings as S
     return bootstrap.build_sweeper(S.Settings.from_env({**h.env, **env}), clock=clock, sleep=clock.sleep)
@@ -314,27 +336,13 @@ def test_sweep_removes_a_privileged_grant_made_in_the_subscription_whose_event_w
     the sweep finds it in the subscription's list, the pure role evaluation flags it, and the role
     guardrail reads it again, removes it and audits. Compliant, break-glass, exempted and inherited
     assignments are only counted."""
-    import textwrap
-    from pathlib import Path
-
     rg = f"/subscriptions/{b.SUB}/resourceGroups/rg-ml-prod"
     glass = b.role_assignment("Owner", b.BREAK_GLASS)                      # also keeps an Owner at the scope
     lost = b.role_assignment("Owner", b.ALICE)                             # the grant whose event was lost
     contributor = b.role_assignment("Contributor", b.BOB)                  # exempted below
     reader = b.role_assignment("Reader", b.ALICE, scope=rg)                # allowed
     inherited = b.role_assignment("Contributor", b.ALICE, scope=MG)        # the management group's sweep's
-    d = tmp_path / "extra"
-    d.mkdir()
-    text = (Path(__file__).resolve().parents[2] / "metadata/policies/rbac-least-privilege.yaml").read_text()
-    text = text.replace("version: 1", "version: 5", 1).replace("break_glass: []", f"break_glass: [{b.BREAK_GLASS}]")
-    text += textwrap.dedent(f"""
-        exemptions:
-          - scope: {contributor['id']}
-            reason: migration window
-            owner: bob@contoso.com
-            expires: 2099-01-01T00:00:00Z
-        """)
-    (d / "rbac-least-privilege.yaml").write_text(text)
+    d = rbac_with_break_glass(tmp_path, exemption=(contributor["id"], "2099-01-01T00:00:00Z"))
     h = harness([], extra_metadata=[d], world={"roleAssignments": [glass, lost, contributor, reader, inherited]})
     summary = _sweeper(h, FakeClock()).run(subscriptions=[b.SUB])
     remaining = {a["id"] for a in h.emu.role_assignments()}
