@@ -269,6 +269,35 @@ class GuardrailsService:
                 decide()
             return self._finish(ctx, row, row.verdict, row.reason, row.message, timer=True)
 
+    def reconcile_secret(self, vault: str, name: str, version: str | None, *, expired: bool, sweep_id: str,
+                         remediate: bool = True) -> AuditRow:
+        """A timer's decision on a referenced secret found near (or past) its expiry with no event
+        acted on: the secret guardrail's ``SecretNearExpiry`` / ``SecretExpired`` path on the version
+        the sweep saw current (if it is no longer current, it was rotated meanwhile: compliant).
+        One audit row, ``correlation_id`` = the run id, kept as an outbox intent like ``reconcile``."""
+        from .model.events import parse_envelope
+        from .model.keyvault_events import parse_keyvault_event
+
+        start = self._clock()
+        ctx = _Ctx(uuid.uuid4().hex, start, start + self.settings.time_budget_seconds, self._wall(),
+                   dry_run=not remediate)
+        kind = "SecretExpired" if expired else "SecretNearExpiry"
+        raw = {"id": f"{sweep_id}:{ctx.delivery_id}"[:256], "eventType": f"Microsoft.KeyVault.{kind}", "subject": name,
+               "eventTime": _now_iso(ctx.now), "dataVersion": "1", "metadataVersion": "1",
+               "data": {"VaultName": vault, "ObjectType": "Secret", "ObjectName": name, "Version": version}}
+        ev = parse_keyvault_event(parse_envelope(raw))      # InvalidEvent for a name Key Vault would refuse
+        row = AuditRow(event_id=raw["id"], event_type="Guardrails.Sweep", resource_id=kv_object_id(ev),
+                       verdict="ignored", delivery_id=ctx.delivery_id, correlation_id=sweep_id[:128])
+        with bound(delivery_id=ctx.delivery_id, resource_id=row.resource_id):
+            policies = [p for p in getattr(self.policies.get(), "secret_policies", ())
+                        if p.mode != "off" and p.governs(vault)]
+            if self.secrets is None or not policies:
+                return self._finish(ctx, row, "ignored", "no_policy", f"no secrets policy governs vault {vault}",
+                                    timer=True)
+            with self._resource_lock(row.resource_id):
+                self.secrets.decide(ctx, row, ev, policies)
+            return self._finish(ctx, row, row.verdict, row.reason, row.message, timer=True)
+
     def record_coverage(self, coverage, *, sweep_id: str, verdict: str, notify: bool) -> AuditRow:
         """A sweep's event-coverage decision for one event source (a subscription, a governed vault
         or ML workspace: ``guardrails.coverage``): a ``violation`` (reason ``event_coverage``, one

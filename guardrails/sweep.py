@@ -12,6 +12,8 @@
         only those with findings through the role guardrail (a fresh read, the decision, the removal)
     role assignments at each configured management group (no subscription topic delivers them):
         list ``atScope()`` ─▶ each assignment AT the group through the role guardrail
+    secrets referenced by a secrets policy: one property list per vault (no values) ─▶ those within
+        Key Vault's 30-day near-expiry window (or past it) ─▶ the secret guardrail's rotation path
     event coverage (``GUARDRAILS_FUNCTION_APP_ID`` set) of each subscription, governed vault and
         governed ML workspace: system topics and event subscriptions ─▶ ``coverage.assess`` ─▶ a row
         while its events do not all reach us
@@ -36,7 +38,7 @@ import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any, Callable, Iterable
 
 from .errors import ArmError, InvalidArmId
@@ -46,6 +48,7 @@ from .model.resource import CATALOG, ResourceSnapshot, ResourceType
 log = logging.getLogger("guardrails")
 
 SWEEP_EVENT_TYPE = "Guardrails.Sweep"
+NEAR_EXPIRY = timedelta(days=30)       # when Key Vault sends SecretNearExpiry (not configurable)
 EXPIRY_EVENT_TYPE = "Guardrails.ExemptionExpired"
 # verdict of a decision -> summary counter
 _COUNTER = {"compliant": "compliant", "remediated": "remediated", "requested": "remediated",
@@ -176,6 +179,7 @@ class Sweeper:
                 fut.result()
         for mg in mgs:
             self._sweep_management_group(tally, mg, summary.sweep_id, dry_run, deadline)
+        self._sweep_secrets(tally, compiled, summary.sweep_id, dry_run, deadline)
         if self.function_app_id:
             self._check_coverage(tally, summary, subs, deadline)
         summary.reads = self.reads.taken - reads0
@@ -366,6 +370,51 @@ class Sweeper:
                 self._decide(tally, body["id"], None, sweep_id, dry_run, SWEEP_EVENT_TYPE)
         except ArmError as exc:
             self._list_failed(tally, sub, "Microsoft.Authorization/roleAssignments", exc)
+
+    def _sweep_secrets(self, tally: _Tally, compiled, sweep_id: str, dry_run: bool, deadline: float) -> None:
+        """Secrets a secrets policy references, whose ``SecretNearExpiry`` / ``SecretExpired`` event
+        was lost (Event Grid gives up after 24 h; the warning comes once, 30 days ahead): one list of
+        each vault's secret properties (no values); a referenced secret whose current version
+        expires within ``NEAR_EXPIRY`` (or has expired) is read for its version and goes through
+        the secret guardrail, which rotates it unless it is no longer the current version.
+        Others are counted compliant; a secret without expiry is the hygiene check's (on each new
+        version), not the sweep's."""
+        secrets = getattr(self.service, "secrets", None)
+        policies = [p for p in getattr(compiled, "secret_policies", ()) if p.mode != "off"]
+        if secrets is None or not policies:
+            return
+        by_vault: dict[str, dict[str, str]] = {}
+        for p in policies:
+            for ref in p.secrets:
+                if p.governs(ref.vault):
+                    by_vault.setdefault(ref.vault.lower(), {})[ref.name.lower()] = ref.name
+        now = self._wall()
+        for vault, names in sorted(by_vault.items()):
+            try:
+                listed = {str(v.name).lower(): v for v in secrets.store.list_secrets(vault, deadline=deadline)}
+            except ArmError as exc:
+                tally.error(f"list secrets of vault {vault}: {exc}")
+                emit(log, logging.ERROR, "guardrail_sweep_list_failed", vault=vault, reason=exc.reason)
+                continue
+            for key, name in sorted(names.items()):
+                if self._clock() > deadline:
+                    tally.truncate()
+                    return
+                props = listed.get(key)
+                if props is None or props.expires_on is None or not props.enabled:
+                    continue                 # absent, no expiry, or disabled: nothing a rotation would fix
+                if props.expires_on - now > NEAR_EXPIRY:
+                    tally.seen(compliant=1)
+                    continue
+                tally.seen()
+                try:
+                    version = secrets.store.get_secret(vault, name, deadline=deadline).version
+                    row = self.service.reconcile_secret(vault, name, version, expired=props.expires_on <= now,
+                                                        sweep_id=sweep_id, remediate=not dry_run)
+                except ArmError as exc:
+                    tally.error(f"secret {vault}/{name}: {exc}")
+                    continue
+                tally.decided(row.verdict)
 
     def _sweep_management_group(self, tally: _Tally, mg: str, sweep_id: str, dry_run: bool, deadline: float) -> None:
         scope = management_group_scope(mg)

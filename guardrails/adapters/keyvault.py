@@ -90,6 +90,13 @@ class KeyVaultGateway:
                             deadline=deadline, what=f"SET secret {vault}/{name}")
         return self._version(vault, secret.properties)
 
+    def list_secrets(self, vault: str, *, deadline: float | None = None) -> list[SecretVersion]:
+        """The vault's secrets as listed (current versions' properties: no value, no version id)."""
+        client = self._secret_client(vault)
+        props = self._call(lambda: list(client.list_properties_of_secrets(
+            read_timeout=self._caller.timeout_for(deadline))), deadline=deadline, what=f"LIST secrets {vault}")
+        return [self._version(vault, p) for p in props]
+
     def list_versions(self, vault: str, name: str, *, deadline: float | None = None) -> list[SecretVersion]:
         client = self._secret_client(vault)
         props = self._call(lambda: list(client.list_properties_of_secret_versions(

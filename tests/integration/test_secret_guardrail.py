@@ -276,3 +276,64 @@ def test_vault_moved_off_rbac_is_put_back_when_a_policy_opts_in(harness, tmp_pat
     row = h.deliver(h.emu.keyvault_event("Microsoft.KeyVault.VaultAccessPolicyChanged", VAULT))
     assert row.verdict == "remediated"
     assert h.resource(b.key_vault()["id"])["properties"]["enableRbacAuthorization"] is True
+
+
+def test_sweep_rotates_referenced_secrets_whose_expiry_warning_was_lost(harness, tmp_path, planted, caplog):
+    """No SecretNearExpiry event arrives (lost, or dead-lettered after Event Grid's 24 h): the
+    sweep lists the vault's secret properties (no values), finds the referenced secrets within 30
+    days of expiry and rotates them through the same path; a far expiry is left alone; the next
+    sweep finds nothing to do."""
+    from guardrails import bootstrap
+    from guardrails import settings as S
+    from guardrails.ratelimit import FakeClock
+
+    caplog.set_level(logging.DEBUG)
+    far = _bundle("far-token", _val(), exp_days=200)
+    h = _harness(harness, tmp_path, planted, extra_secrets=[far])
+    # a fourth reference, far from expiry
+    d = tmp_path / "secrets" / "ml-secrets.yaml"
+    d.write_text(d.read_text().replace("keys:\n", textwrap.dedent(f"""\
+          - vault: {VAULT}
+            name: far-token
+            owner: ml-platform@contoso.com
+            rotation: {{strategy: random, length: 32, alphabet: urlsafe}}
+        keys:
+        """), 1))
+    from guardrails.sync import metadata_dirs, sync_metadata
+    sync_metadata(h.repo, metadata_dirs([tmp_path / "secrets"]))
+    before = {n: h.emu.secret_versions(VAULT, n)[-1]["id"] for n in ("api-token", "storage-connection", "far-token")}
+
+    def sweep():
+        return bootstrap.build_sweeper(S.Settings.from_env(h.env), clock=FakeClock(), sleep=lambda s: None).run(
+            subscriptions=[b.SUB])
+
+    summary = sweep()
+    after = {n: h.emu.secret_versions(VAULT, n)[-1] for n in before}
+    assert after["api-token"]["id"] != before["api-token"] and after["storage-connection"]["id"] != before["storage-connection"]
+    assert after["far-token"]["id"] == before["far-token"]
+    rows = {r.resource_id.rsplit("/", 1)[-1]: r for r in h.stored_rows() if r.correlation_id == summary.sweep_id
+            and "vault.azure.net" in r.resource_id}
+    assert {n: r.verdict for n, r in rows.items()} == {"api-token": "remediated", "storage-connection": "remediated",
+                                                      "databricks-token": "violation"}
+    assert {r.event_type for r in rows.values()} == {"Guardrails.Sweep"}
+    assert [v.rule for v in rows["api-token"].violations] == ["expiring-secret"]
+    assert rows["databricks-token"].notify                      # notify-only: the owner rotates by hand
+    # the listing carries no values: one list of the vault, then a read of only the three near expiry
+    kv = [q for q in h.emu.requests if q["host"] == VAULT.lower() and q["method"] == "GET" and q["status"] == 200]
+    assert sum(1 for q in kv if q["path"].rstrip("/").endswith("/secrets")) == 1
+    assert not any(q["path"].rstrip("/").endswith("/far-token") for q in kv)
+    # the rotated versions expire in 90 days: the next sweep decides nothing but the notify-only one
+    second = sweep()
+    again = [r for r in h.stored_rows() if r.correlation_id == second.sweep_id and "vault.azure.net" in r.resource_id]
+    assert [(r.resource_id.rsplit("/", 1)[-1], r.verdict) for r in again] == [("databricks-token", "violation")]
+    _no_leak(h, planted, caplog)
+
+
+def test_a_sweep_decision_on_a_version_rotated_meanwhile_changes_nothing(harness, tmp_path, planted):
+    h = _harness(harness, tmp_path, planted)
+    old = h.emu.secret_versions(VAULT, "api-token")[-1]["id"].rsplit("/", 1)[-1]
+    h.deliver(_event(h, "SecretNearExpiry", "api-token", old))            # the event path rotated it
+    current = h.emu.secret_versions(VAULT, "api-token")[-1]["id"]
+    row = h.service.reconcile_secret(VAULT, "api-token", old, expired=False, sweep_id="sweep-x")
+    assert (row.verdict, row.event_type) == ("compliant", "Guardrails.Sweep") and "already rotated" in row.message
+    assert h.emu.secret_versions(VAULT, "api-token")[-1]["id"] == current
