@@ -12,8 +12,9 @@
         only those with findings through the role guardrail (a fresh read, the decision, the removal)
     role assignments at each configured management group (no subscription topic delivers them):
         list ``atScope()`` ─▶ each assignment AT the group through the role guardrail
-    secrets referenced by a secrets policy: one property list per vault (no values) ─▶ those within
-        Key Vault's 30-day near-expiry window (or past it) ─▶ the secret guardrail's rotation path
+    secrets referenced by a secrets policy: one property list per vault (no values); referenced keys:
+        one read each ─▶ those within Key Vault's 30-day near-expiry window (or past it) ─▶ the secret
+        guardrail's rotation path
     event coverage (``GUARDRAILS_FUNCTION_APP_ID`` set) of each subscription, governed vault and
         governed ML workspace: system topics and event subscriptions ─▶ ``coverage.assess`` ─▶ a row
         while its events do not all reach us
@@ -41,7 +42,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable, Iterable
 
-from .errors import ArmError, InvalidArmId
+from .errors import ArmError, InvalidArmId, ResourceNotFound
 from .logs import emit
 from .model.resource import CATALOG, ResourceSnapshot, ResourceType
 
@@ -372,22 +373,25 @@ class Sweeper:
             self._list_failed(tally, sub, "Microsoft.Authorization/roleAssignments", exc)
 
     def _sweep_secrets(self, tally: _Tally, compiled, sweep_id: str, dry_run: bool, deadline: float) -> None:
-        """Secrets a secrets policy references, whose ``SecretNearExpiry`` / ``SecretExpired`` event
+        """Secrets and keys a secrets policy references, whose ``…NearExpiry`` / ``…Expired`` event
         was lost (Event Grid gives up after 24 h; the warning comes once, 30 days ahead): one list of
-        each vault's secret properties (no values); a referenced secret whose current version
-        expires within ``NEAR_EXPIRY`` (or has expired) is read for its version and goes through
-        the secret guardrail, which rotates it unless it is no longer the current version.
-        Others are counted compliant; a secret without expiry is the hygiene check's (on each new
-        version), not the sweep's."""
+        each vault's secret properties (no values), one read of each referenced key; one whose
+        current version expires within ``NEAR_EXPIRY`` (or has expired) goes through the secret
+        guardrail, which rotates it unless it is no longer the current version. Others are counted
+        compliant; a secret without expiry is the hygiene check's (on each new version)."""
         secrets = getattr(self.service, "secrets", None)
         policies = [p for p in getattr(compiled, "secret_policies", ()) if p.mode != "off"]
         if secrets is None or not policies:
             return
         by_vault: dict[str, dict[str, str]] = {}
+        keys: dict[tuple[str, str], str] = {}
         for p in policies:
             for ref in p.secrets:
                 if p.governs(ref.vault):
                     by_vault.setdefault(ref.vault.lower(), {})[ref.name.lower()] = ref.name
+            for kref in p.keys:
+                if p.governs(kref.vault):
+                    keys[(kref.vault.lower(), kref.name.lower())] = kref.name
         now = self._wall()
         for vault, names in sorted(by_vault.items()):
             try:
@@ -397,24 +401,44 @@ class Sweeper:
                 emit(log, logging.ERROR, "guardrail_sweep_list_failed", vault=vault, reason=exc.reason)
                 continue
             for key, name in sorted(names.items()):
-                if self._clock() > deadline:
-                    tally.truncate()
-                    return
                 props = listed.get(key)
-                if props is None or props.expires_on is None or not props.enabled:
-                    continue                 # absent, no expiry, or disabled: nothing a rotation would fix
-                if props.expires_on - now > NEAR_EXPIRY:
-                    tally.seen(compliant=1)
-                    continue
-                tally.seen()
-                try:
-                    version = secrets.store.get_secret(vault, name, deadline=deadline).version
-                    row = self.service.reconcile_secret(vault, name, version, expired=props.expires_on <= now,
-                                                        sweep_id=sweep_id, remediate=not dry_run)
-                except ArmError as exc:
-                    tally.error(f"secret {vault}/{name}: {exc}")
-                    continue
-                tally.decided(row.verdict)
+                if props is not None:
+                    self._expiring(tally, vault, name, "Secret", props.expires_on, props.enabled, now, sweep_id,
+                                   dry_run, deadline)
+        for (vault, _), name in sorted(keys.items()):    # a key's properties carry no secret: read each
+            try:
+                k = secrets.store.get_key(vault, name, deadline=deadline)
+            except ResourceNotFound:
+                continue
+            except ArmError as exc:
+                tally.error(f"key {vault}/{name}: {exc}")
+                continue
+            self._expiring(tally, vault, name, "Key", k.expires_on, k.enabled, now, sweep_id, dry_run, deadline)
+
+    def _expiring(self, tally: _Tally, vault: str, name: str, object_type: str, expires_on, enabled: bool,
+                  now: datetime, sweep_id: str, dry_run: bool, deadline: float) -> None:
+        """One referenced secret or key: compliant while its expiry is further than ``NEAR_EXPIRY``
+        (absent, disabled or without expiry: nothing a rotation would fix); else decided by the
+        secret guardrail on the version current now."""
+        if expires_on is None or not enabled:
+            return
+        if self._clock() > deadline:
+            tally.truncate()
+            return
+        if expires_on - now > NEAR_EXPIRY:
+            tally.seen(compliant=1)
+            return
+        tally.seen()
+        store = self.service.secrets.store
+        try:
+            version = (store.get_secret(vault, name, deadline=deadline) if object_type == "Secret"
+                       else store.get_key(vault, name, deadline=deadline)).version
+            row = self.service.reconcile_secret(vault, name, version, expired=expires_on <= now, sweep_id=sweep_id,
+                                                remediate=not dry_run, object_type=object_type)
+        except ArmError as exc:
+            tally.error(f"{object_type.lower()} {vault}/{name}: {exc}")
+            return
+        tally.decided(row.verdict)
 
     def _sweep_management_group(self, tally: _Tally, mg: str, sweep_id: str, dry_run: bool, deadline: float) -> None:
         scope = management_group_scope(mg)

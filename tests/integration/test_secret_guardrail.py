@@ -279,10 +279,10 @@ def test_vault_moved_off_rbac_is_put_back_when_a_policy_opts_in(harness, tmp_pat
 
 
 def test_sweep_rotates_referenced_secrets_whose_expiry_warning_was_lost(harness, tmp_path, planted, caplog):
-    """No SecretNearExpiry event arrives (lost, or dead-lettered after Event Grid's 24 h): the
-    sweep lists the vault's secret properties (no values), finds the referenced secrets within 30
-    days of expiry and rotates them through the same path; a far expiry is left alone; the next
-    sweep finds nothing to do."""
+    """No SecretNearExpiry / KeyNearExpiry event arrives (lost, or dead-lettered after Event Grid's
+    24 h): the sweep lists the vault's secret properties (no values), reads the referenced key,
+    finds those within 30 days of expiry and rotates them through the same path; a far expiry is
+    left alone; the next sweep finds nothing to do."""
     from guardrails import bootstrap
     from guardrails import settings as S
     from guardrails.ratelimit import FakeClock
@@ -314,7 +314,8 @@ def test_sweep_rotates_referenced_secrets_whose_expiry_warning_was_lost(harness,
     rows = {r.resource_id.rsplit("/", 1)[-1]: r for r in h.stored_rows() if r.correlation_id == summary.sweep_id
             and "vault.azure.net" in r.resource_id}
     assert {n: r.verdict for n, r in rows.items()} == {"api-token": "remediated", "storage-connection": "remediated",
-                                                      "databricks-token": "violation"}
+                                                      "databricks-token": "violation", "cmk-storage": "remediated"}
+    assert len(h.emu.key_versions(VAULT, "cmk-storage")) == 2           # the key (10 days left) rotated too
     assert {r.event_type for r in rows.values()} == {"Guardrails.Sweep"}
     assert [v.rule for v in rows["api-token"].violations] == ["expiring-secret"]
     assert rows["databricks-token"].notify                      # notify-only: the owner rotates by hand
