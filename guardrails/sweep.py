@@ -39,17 +39,16 @@ import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from typing import Any, Callable, Iterable
 
-from .errors import ArmError, InvalidArmId, ResourceNotFound
+from .errors import ArmError, InvalidArmId
 from .logs import emit
 from .model.resource import CATALOG, ResourceSnapshot, ResourceType
 
 log = logging.getLogger("guardrails")
 
 SWEEP_EVENT_TYPE = "Guardrails.Sweep"
-NEAR_EXPIRY = timedelta(days=30)       # when Key Vault sends SecretNearExpiry (not configurable)
 EXPIRY_EVENT_TYPE = "Guardrails.ExemptionExpired"
 # verdict of a decision -> summary counter
 _COUNTER = {"compliant": "compliant", "remediated": "remediated", "requested": "remediated",
@@ -331,114 +330,12 @@ class Sweeper:
         check_in_sweep(self, tally, summary, subs, deadline)
 
     def _sweep_roles(self, tally: _Tally, compiled, sub: str, sweep_id: str, dry_run: bool, deadline: float) -> None:
-        """Role assignments made in one subscription whose events were dropped or dead-lettered
-        (an Owner granted while the function was down stays otherwise). One list (``$filter``-less:
-        at, above and below the subscription); inherited ones (a management group's, the root's) are
-        left to the management-group sweep. The pure role evaluation runs on the listed body (role
-        definitions from the catalogue or the guardrail's cache); only an assignment with a finding
-        no exemption covers goes through the role guardrail, which reads it again, decides, removes
-        and audits, as on an event. One it cannot pre-judge (an odd body, an unreadable custom role)
-        goes through too."""
-        from .policy.roles import Assignment, evaluate_assignment
-        from .service import _selects_subscription
-
-        roles = getattr(self.service, "roles", None)
-        policies = [p for p in compiled.role_policies if p.mode != "off" and _selects_subscription(p, sub)]
-        if roles is None or not policies:
-            return
-        scope = f"/subscriptions/{sub}"
-        own = self.service.settings.own_principal_ids
-        try:
-            for body in self.lister.list_role_assignments(scope, at_scope=False):
-                if self._clock() > deadline:
-                    tally.truncate()
-                    return
-                at = str((body.get("properties") or {}).get("scope") or "").rstrip("/").lower()
-                if not isinstance(body.get("id"), str) or not (at == scope.lower() or at.startswith(scope.lower() + "/")):
-                    continue                                  # inherited from above the subscription
-                try:
-                    assignment = Assignment.from_arm(body)
-                    role = roles.authz.get_role_definition(assignment.role_definition_id, deadline=deadline)
-                    findings = [f for f in evaluate_assignment(assignment, role, policies, groups=roles.groups,
-                                                               now=self._wall(), own_principal_ids=own)
-                                if f.exemption is None]
-                except (ValueError, ArmError):
-                    findings = None                           # cannot pre-judge: the guardrail decides
-                if findings == []:
-                    tally.seen(compliant=1)
-                    continue
-                tally.seen()
-                self._decide(tally, body["id"], None, sweep_id, dry_run, SWEEP_EVENT_TYPE)
-        except ArmError as exc:
-            self._list_failed(tally, sub, "Microsoft.Authorization/roleAssignments", exc)
+        from .sweep_roles import sweep_roles
+        sweep_roles(self, tally, compiled, sub, sweep_id, dry_run, deadline)
 
     def _sweep_secrets(self, tally: _Tally, compiled, sweep_id: str, dry_run: bool, deadline: float) -> None:
-        """Secrets and keys a secrets policy references, whose ``…NearExpiry`` / ``…Expired`` event
-        was lost (Event Grid gives up after 24 h; the warning comes once, 30 days ahead): one list of
-        each vault's secret properties (no values), one read of each referenced key; one whose
-        current version expires within ``NEAR_EXPIRY`` (or has expired) goes through the secret
-        guardrail, which rotates it unless it is no longer the current version. Others are counted
-        compliant; a secret without expiry is the hygiene check's (on each new version)."""
-        secrets = getattr(self.service, "secrets", None)
-        policies = [p for p in getattr(compiled, "secret_policies", ()) if p.mode != "off"]
-        if secrets is None or not policies:
-            return
-        by_vault: dict[str, dict[str, str]] = {}
-        keys: dict[tuple[str, str], str] = {}
-        for p in policies:
-            for ref in p.secrets:
-                if p.governs(ref.vault):
-                    by_vault.setdefault(ref.vault.lower(), {})[ref.name.lower()] = ref.name
-            for kref in p.keys:
-                if p.governs(kref.vault):
-                    keys[(kref.vault.lower(), kref.name.lower())] = kref.name
-        now = self._wall()
-        for vault, names in sorted(by_vault.items()):
-            try:
-                listed = {str(v.name).lower(): v for v in secrets.store.list_secrets(vault, deadline=deadline)}
-            except ArmError as exc:
-                tally.error(f"list secrets of vault {vault}: {exc}")
-                emit(log, logging.ERROR, "guardrail_sweep_list_failed", vault=vault, reason=exc.reason)
-                continue
-            for key, name in sorted(names.items()):
-                props = listed.get(key)
-                if props is not None:
-                    self._expiring(tally, vault, name, "Secret", props.expires_on, props.enabled, now, sweep_id,
-                                   dry_run, deadline)
-        for (vault, _), name in sorted(keys.items()):    # a key's properties carry no secret: read each
-            try:
-                k = secrets.store.get_key(vault, name, deadline=deadline)
-            except ResourceNotFound:
-                continue
-            except ArmError as exc:
-                tally.error(f"key {vault}/{name}: {exc}")
-                continue
-            self._expiring(tally, vault, name, "Key", k.expires_on, k.enabled, now, sweep_id, dry_run, deadline)
-
-    def _expiring(self, tally: _Tally, vault: str, name: str, object_type: str, expires_on, enabled: bool,
-                  now: datetime, sweep_id: str, dry_run: bool, deadline: float) -> None:
-        """One referenced secret or key: compliant while its expiry is further than ``NEAR_EXPIRY``
-        (absent, disabled or without expiry: nothing a rotation would fix); else decided by the
-        secret guardrail on the version current now."""
-        if expires_on is None or not enabled:
-            return
-        if self._clock() > deadline:
-            tally.truncate()
-            return
-        if expires_on - now > NEAR_EXPIRY:
-            tally.seen(compliant=1)
-            return
-        tally.seen()
-        store = self.service.secrets.store
-        try:
-            version = (store.get_secret(vault, name, deadline=deadline) if object_type == "Secret"
-                       else store.get_key(vault, name, deadline=deadline)).version
-            row = self.service.reconcile_secret(vault, name, version, expired=expires_on <= now, sweep_id=sweep_id,
-                                                remediate=not dry_run, object_type=object_type)
-        except ArmError as exc:
-            tally.error(f"{object_type.lower()} {vault}/{name}: {exc}")
-            return
-        tally.decided(row.verdict)
+        from .sweep_secrets import sweep_secrets
+        sweep_secrets(self, tally, compiled, sweep_id, dry_run, deadline)
 
     def _sweep_management_group(self, tally: _Tally, mg: str, sweep_id: str, dry_run: bool, deadline: float) -> None:
         scope = management_group_scope(mg)
