@@ -269,21 +269,23 @@ class GuardrailsService:
                 decide()
             return self._finish(ctx, row, row.verdict, row.reason, row.message, timer=True)
 
-    def reconcile_secret(self, vault: str, name: str, version: str | None, *, expired: bool, sweep_id: str,
+    def reconcile_secret(self, vault: str, name: str, version: str | None, *, kind: str, sweep_id: str,
                          remediate: bool = True, object_type: str = "Secret") -> AuditRow:
-        """A timer's decision on a referenced secret (or key: ``object_type="Key"``) found near (or
-        past) its expiry with no event acted on: the secret guardrail's ``…NearExpiry`` /
-        ``…Expired`` path on the version the sweep saw current (if it is no longer current, it was
-        rotated meanwhile: compliant). One audit row, ``correlation_id`` = the run id, kept as an
-        outbox intent like ``reconcile``."""
+        """A timer's decision on a secret (or key: ``object_type="Key"``) whose event was lost: the
+        secret guardrail's path for ``kind`` (``NearExpiry``, ``Expired``: rotation, on the version
+        the sweep saw current; if it is no longer current it was rotated meanwhile: compliant;
+        ``NewVersionCreated``: the expiry hygiene of that version). One audit row,
+        ``correlation_id`` = the run id, kept as an outbox intent like ``reconcile``."""
         from .model.events import parse_envelope
         from .model.keyvault_events import parse_keyvault_event
 
         start = self._clock()
         ctx = _Ctx(uuid.uuid4().hex, start, start + self.settings.time_budget_seconds, self._wall(),
                    dry_run=not remediate)
-        kind = f"{object_type}{'Expired' if expired else 'NearExpiry'}"
-        raw = {"id": f"{sweep_id}:{ctx.delivery_id}"[:256], "eventType": f"Microsoft.KeyVault.{kind}", "subject": name,
+        if kind not in ("NearExpiry", "Expired", "NewVersionCreated"):
+            raise ValueError(f"unknown Key Vault event kind {kind!r}")
+        raw = {"id": f"{sweep_id}:{ctx.delivery_id}"[:256], "eventType": f"Microsoft.KeyVault.{object_type}{kind}",
+               "subject": name,
                "eventTime": _now_iso(ctx.now), "dataVersion": "1", "metadataVersion": "1",
                "data": {"VaultName": vault, "ObjectType": object_type, "ObjectName": name, "Version": version}}
         ev = parse_keyvault_event(parse_envelope(raw))      # InvalidEvent for a name Key Vault would refuse

@@ -12,9 +12,9 @@
         only those with findings through the role guardrail (a fresh read, the decision, the removal)
     role assignments at each configured management group (no subscription topic delivers them):
         list ``atScope()`` ─▶ each assignment AT the group through the role guardrail
-    secrets referenced by a secrets policy: one property list per vault (no values); referenced keys:
-        one read each ─▶ those within Key Vault's 30-day near-expiry window (or past it) ─▶ the secret
-        guardrail's rotation path
+    secrets of the vaults secrets policies name: one property list per vault (no values); referenced
+        keys: one read each ─▶ within Key Vault's 30-day near-expiry window: rotation; breaking the
+        expiry hygiene: expiry set (``sweep_secrets``)
     event coverage (``GUARDRAILS_FUNCTION_APP_ID`` set) of each subscription, governed vault and
         governed ML workspace: system topics and event subscriptions ─▶ ``coverage.assess`` ─▶ a row
         while its events do not all reach us

@@ -1,5 +1,18 @@
-"""The sweep's secrets and keys referenced by a secrets policy (``Sweeper.run``): rotation must not
-hang on the one near-expiry event Key Vault sends."""
+"""The sweep's secrets and keys (``Sweeper.run``): rotation and expiry hygiene must not hang on
+single Key Vault events, which Event Grid gives up on after 24 h.
+
+    each vault a secrets policy names (its references' vaults, its selector's vaults):
+        one list of the secret properties (no values, no version ids)
+        ─▶ a referenced secret within ``NEAR_EXPIRY`` of its expiry (or past it): the rotation path
+           (Key Vault sends ``SecretNearExpiry`` once, 30 days ahead)
+        ─▶ any other secret breaking the hygiene rules (no expiry, or one further out than
+           ``max_validity_days``), not written by the guardrail: the ``SecretNewVersionCreated``
+           path, which sets the expiry
+    each referenced key: one read ─▶ within ``NEAR_EXPIRY``: ``rotate_key`` through the same path
+
+Every decision is the secret guardrail's own (``service.reconcile_secret``), on the version current
+when it runs: one rotated or fixed meanwhile comes out ``compliant``.
+"""
 
 from __future__ import annotations
 
@@ -11,41 +24,45 @@ from .logs import emit
 
 log = logging.getLogger("guardrails")
 NEAR_EXPIRY = timedelta(days=30)       # when Key Vault sends …NearExpiry (not configurable)
+_SLACK = timedelta(minutes=5)          # as the event path: an expiry set "max_validity_days from now" a moment ago
 
 
 def sweep_secrets(sw, tally, compiled, sweep_id: str, dry_run: bool, deadline: float) -> None:
-    """Secrets and keys a secrets policy references, whose ``…NearExpiry`` / ``…Expired`` event
-    was lost (Event Grid gives up after 24 h; the warning comes once, 30 days ahead): one list of
-    each vault's secret properties (no values), one read of each referenced key; one whose
-    current version expires within ``NEAR_EXPIRY`` (or has expired) goes through the secret
-    guardrail, which rotates it unless it is no longer the current version. Others are counted
-    compliant; a secret without expiry is the hygiene check's (on each new version)."""
     secrets = getattr(sw.service, "secrets", None)
     policies = [p for p in getattr(compiled, "secret_policies", ()) if p.mode != "off"]
     if secrets is None or not policies:
         return
-    by_vault: dict[str, dict[str, str]] = {}
+    vaults: dict[str, dict[str, str]] = {}           # vault -> referenced secret names (lower -> as written)
     keys: dict[tuple[str, str], str] = {}
     for p in policies:
+        for v in p.vaults:
+            vaults.setdefault(v.lower(), {})
         for ref in p.secrets:
             if p.governs(ref.vault):
-                by_vault.setdefault(ref.vault.lower(), {})[ref.name.lower()] = ref.name
+                vaults.setdefault(ref.vault.lower(), {})[ref.name.lower()] = ref.name
         for kref in p.keys:
             if p.governs(kref.vault):
                 keys[(kref.vault.lower(), kref.name.lower())] = kref.name
     now = sw._wall()
-    for vault, names in sorted(by_vault.items()):
+    for vault, referenced in sorted(vaults.items()):
         try:
-            listed = {str(v.name).lower(): v for v in secrets.store.list_secrets(vault, deadline=deadline)}
+            listed = secrets.store.list_secrets(vault, deadline=deadline)
         except ArmError as exc:
             tally.error(f"list secrets of vault {vault}: {exc}")
             emit(log, logging.ERROR, "guardrail_sweep_list_failed", vault=vault, reason=exc.reason)
             continue
-        for key, name in sorted(names.items()):
-            props = listed.get(key)
-            if props is not None:
-                expiring(sw, tally, vault, name, "Secret", props.expires_on, props.enabled, now, sweep_id,
-                               dry_run, deadline)
+        governing = [p for p in policies if p.governs(vault)]
+        for props in sorted(listed, key=lambda v: str(v.name)):
+            name = str(props.name)
+            if name.lower() in referenced and _near(props.expires_on, props.enabled, now):
+                _decide(sw, tally, vault, name, "Secret", props.expires_on <= now, sweep_id, dry_run, deadline)
+            elif props.enabled and not props.written_by_guardrail and _breaks_hygiene(props.expires_on, governing, now):
+                _decide(sw, tally, vault, name, "Secret", None, sweep_id, dry_run, deadline)
+            elif name.lower() in referenced or governing:
+                tally.seen(compliant=1)
+            if sw._clock() > deadline:
+                tally.truncate()
+                return
     for (vault, _), name in sorted(keys.items()):    # a key's properties carry no secret: read each
         try:
             k = secrets.store.get_key(vault, name, deadline=deadline)
@@ -54,28 +71,39 @@ def sweep_secrets(sw, tally, compiled, sweep_id: str, dry_run: bool, deadline: f
         except ArmError as exc:
             tally.error(f"key {vault}/{name}: {exc}")
             continue
-        expiring(sw, tally, vault, name, "Key", k.expires_on, k.enabled, now, sweep_id, dry_run, deadline)
+        if _near(k.expires_on, k.enabled, now):
+            _decide(sw, tally, vault, name, "Key", k.expires_on <= now, sweep_id, dry_run, deadline)
+        elif k.enabled:
+            tally.seen(compliant=1)
 
-def expiring(sw, tally, vault: str, name: str, object_type: str, expires_on, enabled: bool,
-              now: datetime, sweep_id: str, dry_run: bool, deadline: float) -> None:
-    """One referenced secret or key: compliant while its expiry is further than ``NEAR_EXPIRY``
-    (absent, disabled or without expiry: nothing a rotation would fix); else decided by the
-    secret guardrail on the version current now."""
-    if expires_on is None or not enabled:
-        return
-    if sw._clock() > deadline:
-        tally.truncate()
-        return
-    if expires_on - now > NEAR_EXPIRY:
-        tally.seen(compliant=1)
-        return
+
+def _near(expires_on: datetime | None, enabled: bool, now: datetime) -> bool:
+    return enabled and expires_on is not None and expires_on - now <= NEAR_EXPIRY
+
+
+def _breaks_hygiene(expires_on: datetime | None, policies, now: datetime) -> bool:
+    """As the ``SecretNewVersionCreated`` path judges a version: the first governing policy that
+    requires an expiry or bounds it."""
+    for p in policies:
+        if expires_on is None and p.require_expiry:
+            return True
+        if p.max_validity_days and expires_on is not None and expires_on > now + timedelta(days=p.max_validity_days) + _SLACK:
+            return True
+    return False
+
+
+def _decide(sw, tally, vault: str, name: str, object_type: str, expired: bool | None, sweep_id: str,
+            dry_run: bool, deadline: float) -> None:
+    """``expired`` True/False: the ``…Expired`` / ``…NearExpiry`` path on the version current now;
+    None: the hygiene (``SecretNewVersionCreated``) path on the current version."""
     tally.seen()
     store = sw.service.secrets.store
+    kind = "NewVersionCreated" if expired is None else "Expired" if expired else "NearExpiry"
     try:
         version = (store.get_secret(vault, name, deadline=deadline) if object_type == "Secret"
                    else store.get_key(vault, name, deadline=deadline)).version
-        row = sw.service.reconcile_secret(vault, name, version, expired=expires_on <= now, sweep_id=sweep_id,
-                                            remediate=not dry_run, object_type=object_type)
+        row = sw.service.reconcile_secret(vault, name, version, kind=kind, sweep_id=sweep_id, remediate=not dry_run,
+                                          object_type=object_type)
     except ArmError as exc:
         tally.error(f"{object_type.lower()} {vault}/{name}: {exc}")
         return

@@ -279,17 +279,20 @@ def test_vault_moved_off_rbac_is_put_back_when_a_policy_opts_in(harness, tmp_pat
 
 
 def test_sweep_rotates_referenced_secrets_whose_expiry_warning_was_lost(harness, tmp_path, planted, caplog):
-    """No SecretNearExpiry / KeyNearExpiry event arrives (lost, or dead-lettered after Event Grid's
-    24 h): the sweep lists the vault's secret properties (no values), reads the referenced key,
-    finds those within 30 days of expiry and rotates them through the same path; a far expiry is
-    left alone; the next sweep finds nothing to do."""
+    """No SecretNearExpiry / KeyNearExpiry / SecretNewVersionCreated event arrives (lost, or
+    dead-lettered after Event Grid's 24 h): the sweep lists the vault's secret properties (no
+    values), reads the referenced key, rotates those within 30 days of expiry and sets the expiry
+    of secrets breaking the hygiene rules, through the same paths; the rest is left alone; the
+    next sweep finds nothing to do."""
     from guardrails import bootstrap
     from guardrails import settings as S
     from guardrails.ratelimit import FakeClock
 
     caplog.set_level(logging.DEBUG)
-    far = _bundle("far-token", _val(), exp_days=200)
-    h = _harness(harness, tmp_path, planted, extra_secrets=[far])
+    far = _bundle("far-token", _val(), exp_days=60)                       # within max_validity_days (90)
+    legacy = _bundle("legacy-password", _val(), exp_days=None)            # unreferenced, no expiry
+    forever = _bundle("forever-key", _val(), exp_days=365)                # unreferenced, expiry too far out
+    h = _harness(harness, tmp_path, planted, extra_secrets=[far, legacy, forever])
     # a fourth reference, far from expiry
     d = tmp_path / "secrets" / "ml-secrets.yaml"
     d.write_text(d.read_text().replace("keys:\n", textwrap.dedent(f"""\
@@ -314,7 +317,14 @@ def test_sweep_rotates_referenced_secrets_whose_expiry_warning_was_lost(harness,
     rows = {r.resource_id.rsplit("/", 1)[-1]: r for r in h.stored_rows() if r.correlation_id == summary.sweep_id
             and "vault.azure.net" in r.resource_id}
     assert {n: r.verdict for n, r in rows.items()} == {"api-token": "remediated", "storage-connection": "remediated",
-                                                      "databricks-token": "violation", "cmk-storage": "remediated"}
+                                                      "databricks-token": "violation", "cmk-storage": "remediated",
+                                                      "legacy-password": "remediated", "forever-key": "remediated"}
+    # hygiene, as on SecretNewVersionCreated: the expiry set on the current version, no new version
+    assert [v.rule for v in rows["legacy-password"].violations] == ["expiry-required"]
+    assert [v.rule for v in rows["forever-key"].violations] == ["expiry-too-far"]
+    for n in ("legacy-password", "forever-key"):
+        versions = h.emu.secret_versions(VAULT, n)
+        assert len(versions) == 1 and 89 * 86400 < versions[0]["attributes"]["exp"] - time.time() <= 90 * 86400
     assert len(h.emu.key_versions(VAULT, "cmk-storage")) == 2           # the key (10 days left) rotated too
     assert {r.event_type for r in rows.values()} == {"Guardrails.Sweep"}
     assert [v.rule for v in rows["api-token"].violations] == ["expiring-secret"]
@@ -335,6 +345,6 @@ def test_a_sweep_decision_on_a_version_rotated_meanwhile_changes_nothing(harness
     old = h.emu.secret_versions(VAULT, "api-token")[-1]["id"].rsplit("/", 1)[-1]
     h.deliver(_event(h, "SecretNearExpiry", "api-token", old))            # the event path rotated it
     current = h.emu.secret_versions(VAULT, "api-token")[-1]["id"]
-    row = h.service.reconcile_secret(VAULT, "api-token", old, expired=False, sweep_id="sweep-x")
+    row = h.service.reconcile_secret(VAULT, "api-token", old, kind="NearExpiry", sweep_id="sweep-x")
     assert (row.verdict, row.event_type) == ("compliant", "Guardrails.Sweep") and "already rotated" in row.message
     assert h.emu.secret_versions(VAULT, "api-token")[-1]["id"] == current
