@@ -23,8 +23,9 @@
 Audit: every non-compliant decision gets its own audit row (``event_type`` ``Guardrails.Sweep``,
 ``correlation_id`` = the sweep id), so a fix made by a sweep reads like one made on an event.
 Compliant resources are only counted in the summary row (a 5,000-resource estate would otherwise
-write 5,000 rows a run saying nothing happened); role assignments always go through the role
-guardrail (it has no cheap filter), so each of those gets a row.
+write 5,000 rows a run saying nothing happened). A subscription's role assignments get the pure
+role evaluation first, so only those with a finding get a row; a management group's (few) always
+go through the role guardrail, so each of those gets a row.
 
 Pacing: ARM reads 250 burst / 25 per s per subscription per principal. The sweep has its own
 service instance whose ARM and authorization gateways take tokens from ``RateLimiter`` buckets;
