@@ -121,7 +121,6 @@ def check_in_sweep(sweeper, tally, summary, subs: list[str], deadline: float) ->
                  gaps=",".join(g.code for g in cov.gaps), notify=step.notify)
 
 
-
 def add_parser(sub) -> None:
     p = sub.add_parser("coverage", help="check that every governed subscription, vault and ML workspace still "
                                         "delivers its events to this app (read-only: no rows, no state)")
