@@ -181,11 +181,6 @@ def own_topics(expected: Expectation, topics: Iterable[Mapping[str, Any]]) -> li
             and _lower(_props(t).get("source")).rstrip("/") == source]
 
 
-def subscription_topics(subscription_id: str, topics: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
-    """The system topics whose source is the subscription itself (type ``Microsoft.Resources.Subscriptions``)."""
-    return own_topics(subscription_expectation(subscription_id, ()), topics)
-
-
 def _destination(props: Mapping[str, Any]) -> Mapping[str, Any]:
     dest = props.get("destination")
     if not isinstance(dest, Mapping):       # delivery with the topic's managed identity
@@ -351,6 +346,6 @@ def transition(previous: Mapping[str, Any] | None, cov: Coverage, now_iso: str) 
 
 
 __all__ = ["Coverage", "Expectation", "Gap", "Transition", "assess", "judge", "delivers_to", "destination_for",
-           "own_topics", "subscription_topics", "subscription_expectation", "vault_expectation",
+           "own_topics", "subscription_expectation", "vault_expectation",
            "workspace_expectation", "transition", "GAP_CODES", "REASON", "CHECK_ID", "WRITE_EVENT",
            "TOPIC_TYPE", "SYSTEM_TOPICS_API_VERSION"]
