@@ -120,9 +120,16 @@ def rows(results: dict) -> tuple[list[dict], list[str]]:
             w = ph["table_writes_per_event"]["median"]
             _row(out, sec, f"{label}: share of ceiling (upserts/s / {w:g} writes)", ph["share_of_ceiling"], _pct,
                  f">= {T_SHARE * 100:g}%", ph["share_of_ceiling"]["median"] >= T_SHARE)
+            _row(out, sec, "  (info) share of what Azurite takes from one asyncio client", ph.get("share_of_asyncio"),
+                 _pct)
         _row(out, sec, "Azurite single upserts/s, serial", pl["ceiling"]["serial"], _num)
         _row(out, sec, f"Azurite single upserts/s, {pl['threads']} threads", pl["ceiling"]["concurrent"], _num)
         _row(out, sec, "  ceiling client CPU per upsert, ms", pl["ceiling"].get("client_cpu_ms_per_write"), _ms2)
+        if "asyncio" in pl["ceiling"]:
+            _row(out, sec, f"Azurite single upserts/s, one asyncio client, {pl.get('asyncio_in_flight', 8)} in flight "
+                 "(info)", pl["ceiling"]["asyncio"], _num)
+            _row(out, sec, "  asyncio client process CPU per upsert, ms", pl["ceiling"]["asyncio_cpu_ms_per_write"],
+                 _ms2)
         for label, stats in (pl.get("request_cpu_ms") or {}).items():
             _row(out, sec, f"  product CPU per request, {label}, ms", stats, _ms2)
         for p, label in PHASE_LABEL.items():

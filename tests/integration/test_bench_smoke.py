@@ -76,6 +76,8 @@ def test_pipeline_and_calls_per_event_on_tiny_inputs(azurite):
         assert calls[name]["arm"]["max"] == 0, name
     assert calls["compliant"]["table_writes"] >= 3
     assert out["ceiling"]["client_cpu_ms_per_write"]["median"] > 0
+    assert out["ceiling"]["asyncio"]["median"] > 0 and out["ceiling"]["asyncio_cpu_ms_per_write"]["median"] > 0
+    assert all(ph["share_of_asyncio"]["median"] > 0 for ph in out["phases"].values())
     assert set(out["request_cpu_ms"]) == {"ARM GET (read, confirm)", "ARM PATCH", "table create",
                                           "table upsert, audit-sized"}
     assert all(v["median"] > 0 for v in out["request_cpu_ms"].values())
