@@ -12,7 +12,8 @@
         only those with findings through the role guardrail (a fresh read, the decision, the removal)
     role assignments at each configured management group (no subscription topic delivers them):
         list ``atScope()`` ─▶ each assignment AT the group through the role guardrail
-    secrets of the vaults secrets policies name: one property list per vault (no values); referenced
+    secrets of the vaults secrets policies name (every governed vault for a policy without a vault
+        selector): one property list per vault (no values); referenced
         keys: one read each ─▶ within Key Vault's 30-day near-expiry window: rotation; breaking the
         expiry hygiene: expiry set (``sweep_secrets``)
     event coverage (``GUARDRAILS_FUNCTION_APP_ID`` set) of each subscription, governed vault and

@@ -1,7 +1,10 @@
 """The sweep's secrets and keys (``Sweeper.run``): rotation and expiry hygiene must not hang on
 single Key Vault events, which Event Grid gives up on after 24 h.
 
-    each vault a secrets policy names (its references' vaults, its selector's vaults):
+    each vault a secrets policy names (its references' vaults, its selector's vaults), and, when a
+    policy has no vault selector (it governs every vault), each ``GUARDRAILS_GOVERNED_VAULT_IDS``
+    vault: the vaults whose events are wired and where the identity holds the data-plane role
+    (``infra/modules/vault.bicep``); a vault outside both is neither listed nor readable:
         one list of the secret properties (no values, no version ids)
         ─▶ a referenced secret within ``NEAR_EXPIRY`` of its expiry (or past it): the rotation path
            (Key Vault sends ``SecretNearExpiry`` once, 30 days ahead)
@@ -37,6 +40,9 @@ def sweep_secrets(sw, tally, compiled, sweep_id: str, dry_run: bool, deadline: f
     for p in policies:
         for v in p.vaults:
             vaults.setdefault(v.lower(), {})
+        if not p.vaults:                             # every vault: every one this deployment governs
+            for vault_id in sw.governed_vaults:
+                vaults.setdefault(vault_id.rstrip("/").rsplit("/", 1)[-1].lower(), {})
         for ref in p.secrets:
             if p.governs(ref.vault):
                 vaults.setdefault(ref.vault.lower(), {})[ref.name.lower()] = ref.name

@@ -51,13 +51,14 @@ def _val(n=40) -> str:
     return "".join(rng.choice("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789") for _ in range(n))
 
 
-def _bundle(name: str, value: str, *, version: str | None = None, exp_days: float | None = 20, tags=None) -> dict:
+def _bundle(name: str, value: str, *, version: str | None = None, exp_days: float | None = 20, tags=None,
+            vault: str = VAULT) -> dict:
     version = version or rng.token_hex(16)
     now = int(time.time())
     attrs = {"enabled": True, "created": now - 86400, "updated": now - 86400, "recoveryLevel": "Recoverable+Purgeable"}
     if exp_days is not None:
         attrs["exp"] = now + int(exp_days * 86400)
-    return {"value": value, "id": f"https://{VAULT}.vault.azure.net/secrets/{name}/{version}", "attributes": attrs,
+    return {"value": value, "id": f"https://{vault}.vault.azure.net/secrets/{name}/{version}", "attributes": attrs,
             "tags": tags or {}}
 
 
@@ -337,6 +338,55 @@ def test_sweep_rotates_referenced_secrets_whose_expiry_warning_was_lost(harness,
     second = sweep()
     again = [r for r in h.stored_rows() if r.correlation_id == second.sweep_id and "vault.azure.net" in r.resource_id]
     assert [(r.resource_id.rsplit("/", 1)[-1], r.verdict) for r in again] == [("databricks-token", "violation")]
+    _no_leak(h, planted, caplog)
+
+
+def test_sweep_holds_every_governed_vault_to_a_policy_without_a_vault_selector(harness, tmp_path, planted, caplog):
+    """A secrets policy with no vault selector governs every vault. Key Vault cannot be listed
+    for "every vault" with data-plane access, so the sweep covers every vault this deployment
+    governs (``GUARDRAILS_GOVERNED_VAULT_IDS``: events wired, the identity holds the data-plane
+    role there) beside the vaults policies name; a vault outside both is never read."""
+    from guardrails import bootstrap
+    from guardrails import settings as S
+    from guardrails.ratelimit import FakeClock
+
+    caplog.set_level(logging.DEBUG)
+    team, other = "kv-team-features", "kv-not-governed"
+    h = _harness(harness, tmp_path, planted, extra_secrets=[
+        _bundle("team-token", _val(), exp_days=None, vault=team),            # no expiry
+        _bundle("team-cert-pass", _val(), exp_days=400, vault=team),         # beyond max_validity_days
+        _bundle("team-fine", _val(), exp_days=30, vault=team),
+        _bundle("stray-token", _val(), exp_days=None, vault=other)])
+    d = tmp_path / "everywhere"
+    d.mkdir()
+    (d / "hygiene.yaml").write_text(textwrap.dedent("""
+        id: every-vault-hygiene
+        version: 1
+        kind: secrets
+        description: every secret in every vault expires within a year
+        mode: enforce
+        hygiene: {require_expiry: true, max_validity_days: 365}
+        """))
+    from guardrails.sync import metadata_dirs, sync_metadata
+    sync_metadata(h.repo, metadata_dirs([tmp_path / "secrets", d]))
+    ids = [f"/subscriptions/{b.SUB}/resourceGroups/rg-ml/providers/Microsoft.KeyVault/vaults/{v}" for v in (VAULT, team)]
+    sweeper = bootstrap.build_sweeper(S.Settings.from_env({**h.env, S.GOVERNED_VAULT_IDS: ",".join(ids)}),
+                                      clock=FakeClock(), sleep=lambda s: None)
+    summary = sweeper.run(subscriptions=[b.SUB])
+    rows = {r.resource_id.split("//", 1)[1].split(".", 1)[0] + "/" + r.resource_id.rsplit("/", 1)[-1]: r
+            for r in h.stored_rows() if r.correlation_id == summary.sweep_id and "vault.azure.net" in r.resource_id}
+    assert rows[f"{team}/team-token"].verdict == "remediated"
+    assert [v.rule for v in rows[f"{team}/team-token"].violations] == ["expiry-required"]
+    assert [v.rule for v in rows[f"{team}/team-cert-pass"].violations] == ["expiry-too-far"]
+    for name in ("team-token", "team-cert-pass"):
+        versions = h.emu.secret_versions(team, name)
+        assert len(versions) == 1 and 364 * 86400 < versions[0]["attributes"]["exp"] - time.time() <= 365 * 86400
+    assert f"{team}/team-fine" not in rows and "exp" in h.emu.secret_versions(team, "team-fine")[0]["attributes"]
+    # the vault no policy names and this deployment does not govern: not read, not changed
+    assert not [k for k in rows if k.startswith(other)]
+    assert "exp" not in h.emu.secret_versions(other, "stray-token")[0]["attributes"]
+    assert not [q for q in h.emu.requests if q["host"] == other]
+    assert summary.errors == []
     _no_leak(h, planted, caplog)
 
 
