@@ -13,6 +13,11 @@ param deployerPrincipalType string
 param zoneRedundant bool
 param sweepManagementGroupIds array
 param governedMlWorkspaceIds array
+// the timers' schedules (NCRONTAB with seconds): the host resolves %GUARDRAILS_*_SCHEDULE% from these
+// app settings, and cannot index a timer whose setting is missing
+param sweepSchedule string = '0 0 */6 * * *'
+param expirySchedule string = '0 */5 * * * *'
+param decisionOutboxSchedule string = '0 */5 * * * *'
 
 // built-in roles (ids are the same in every tenant)
 var storageBlobDataOwner = 'b7e6dc6d-f1e8-4753-8033-0f276bb0955b'
@@ -401,6 +406,18 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
         {
           name: 'GUARDRAILS_GOVERNED_ML_WORKSPACE_IDS'
           value: join(governedMlWorkspaceIds, ',')
+        }
+        {
+          name: 'GUARDRAILS_SWEEP_SCHEDULE'
+          value: sweepSchedule
+        }
+        {
+          name: 'GUARDRAILS_EXPIRY_SCHEDULE'
+          value: expirySchedule
+        }
+        {
+          name: 'GUARDRAILS_DECISION_OUTBOX_SCHEDULE'
+          value: decisionOutboxSchedule
         }
       ]
     }

@@ -236,6 +236,32 @@ def test_function_names_in_the_bicep_are_functions_the_app_registers():
         "resourceId"] == "${functionAppId}/functions/${functionName}"
 
 
+def test_every_app_setting_a_binding_names_is_set_in_azure_and_locally():
+    """A ``%NAME%`` in a binding (the timers' schedules) is resolved by the Functions host from the
+    app settings; unset, the host cannot index that function and it never runs."""
+    import re
+    import runpy
+
+    root = Path(__file__).resolve().parents[2]
+    app = runpy.run_path(str(root / "function_app.py"))["app"]
+    named = {m for f in app.get_functions() for m in re.findall(r"%([A-Za-z0-9_]+)%", f.get_function_json())}
+    assert {"GUARDRAILS_SWEEP_SCHEDULE", "GUARDRAILS_EXPIRY_SCHEDULE", "GUARDRAILS_DECISION_OUTBOX_SCHEDULE"} <= named
+    settings = {e["name"]: e["value"] for e in one(doc("modules/app.bicep"), "Microsoft.Web/sites")["properties"][
+        "siteConfig"]["appSettings"]}
+    local = json.loads((root / "local.settings.sample.json").read_text(encoding="utf-8"))["Values"]
+    from guardrails import settings as S
+    for name in sorted(named):
+        assert name in settings, f"{name} is not an app setting in infra/modules/app.bicep"
+        assert local.get(name), f"{name} has no value in local.settings.sample.json"
+        assert name in S.ALL_SETTINGS, name
+    # each schedule is a parameter with a default: six NCRONTAB fields
+    app_bicep = doc("modules/app.bicep")
+    for name in sorted(named):
+        value = settings[name]
+        assert value in app_bicep["parameters"], f"{name}: {value!r} is not a parameter"
+        assert len(str(app_bicep["parameters"][value]["default"]).split()) == 6, name
+
+
 def test_with_private_networking_the_decision_topic_is_published_to_through_a_private_endpoint_only():
     app = doc("modules/app.bicep")
     topic = body(app["resources"]["decisions"])["properties"]
