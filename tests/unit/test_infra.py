@@ -262,6 +262,23 @@ def test_every_app_setting_a_binding_names_is_set_in_azure_and_locally():
         assert len(str(app_bicep["parameters"][value]["default"]).split()) == 6, name
 
 
+def test_the_host_timeout_outlasts_the_sweep_and_event_handling():
+    """host.json's ``functionTimeout`` is one limit for every function of the app: the timers
+    included. The sweep stops itself (``GUARDRAILS_SWEEP_MAX_SECONDS``) before the host would
+    abandon it; an event delivery keeps its own budget under Event Grid's 30 s."""
+    from guardrails import settings as S
+
+    root = Path(__file__).resolve().parents[2]
+    host = json.loads((root / "host.json").read_text(encoding="utf-8"))
+    h, m, sec = (int(x) for x in host["functionTimeout"].split(":"))
+    timeout = h * 3600 + m * 60 + sec
+    local = json.loads((root / "local.settings.sample.json").read_text(encoding="utf-8"))["Values"]
+    for env in ({}, local):
+        cfg = S.Settings.from_env(env)
+        assert cfg.sweep_max_seconds + 30 <= timeout, (cfg.sweep_max_seconds, timeout)
+        assert cfg.time_budget_seconds < 30
+
+
 def test_with_private_networking_the_decision_topic_is_published_to_through_a_private_endpoint_only():
     app = doc("modules/app.bicep")
     topic = body(app["resources"]["decisions"])["properties"]
