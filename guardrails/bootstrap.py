@@ -173,6 +173,35 @@ def get_sweeper():
         return _sweeper
 
 
+def build_replayer(settings: Settings, *, sweeper=None, clock=None):
+    """The dead-letter replayer (``guardrails.replay``) on the sweeper's service (its ARM clients
+    paced by the timers' budget), or None when no dead-letter storage is configured."""
+    from .adapters.deadletters import DeadLetterContainer
+
+    if not (settings.dead_letter_connection or settings.dead_letter_endpoint):
+        return None
+    from .adapters.arm import build_credential
+    from .replay import DeadLetterReplayer
+
+    sweeper = sweeper or build_sweeper(settings, clock=clock)
+    container = DeadLetterContainer.from_settings(settings, credential=build_credential(settings))
+    return DeadLetterReplayer(sweeper.service, container, sweeper.state, sweeper.store,
+                              max_seconds=settings.sweep_max_seconds, clock=sweeper._clock)
+
+
+_replayer = None
+
+
+def get_replayer():
+    """The process-wide replayer (timer function), rebuilt with the sweeper; None when off."""
+    global _replayer
+    sweeper = get_sweeper()
+    with _lock:
+        if _replayer is None or _replayer.service is not sweeper.service:
+            _replayer = build_replayer(sweeper.service.settings, sweeper=sweeper) or False
+        return _replayer or None
+
+
 def reset_service() -> None:
     """Forget the cached service (after settings changed: tests, ``simulate``)."""
     global _service

@@ -9,6 +9,8 @@
     sweep [--subscription ID] [--management-group MG] [--dry-run] [--expiry]   reconciling sweep (or expiry run)
     coverage [--subscription ID] [--json]      does each subscription's topic deliver every covered write here?
                                                (exit 0 all covered, 1 a gap or an unreadable list)
+    deadletter list|replay [--limit N] [--dry-run] [--json]   events Event Grid gave up on: their state,
+                                               or replayed through the guardrails (exit 1 one failed / waits)
     check job|resource|model-promotion ...     pre-flight checks (exit 0 allowed, 1 denied, 2 error)
     report [--days N | --since D [--until D]] [--json] [--html FILE]   compliance KPIs from the audit table
     permissions [--json | --bicep]             Azure permissions the code declares (least-privilege role)
@@ -58,6 +60,8 @@ def _parser() -> argparse.ArgumentParser:
     from .sweep import add_parser as add_sweep_parser
     add_sweep_parser(sub)
     add_coverage_parser(sub)
+    from .replay import add_parser as add_replay_parser
+    add_replay_parser(sub)
     from .checks.cli import add_parser as add_check_parser
     add_check_parser(sub)
     perms = sub.add_parser("permissions", help="the Azure permissions the code declares (infra/ grants exactly these)")
@@ -103,6 +107,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "coverage":
             from .coverage_check import cli_main as coverage_main
             return coverage_main(args)
+        if args.command == "deadletter":
+            from .replay import cli_main as replay_main
+            return replay_main(args)
         if args.command == "permissions":
             from .permissions import render, required
             print(render(required(), args.format))

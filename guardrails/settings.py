@@ -8,6 +8,7 @@ the Table Storage connection string is the one secret-bearing value and is never
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from typing import Mapping
 
@@ -63,6 +64,12 @@ DECISION_OUTBOX_SCHEDULE = "GUARDRAILS_DECISION_OUTBOX_SCHEDULE"  # NCRONTAB of 
 # a timer decision's event waits this long in the outbox as an intent before the outbox timer
 # treats it as its worker's last words (longer than an audit write and a publish can take)
 DECISION_INTENT_HOLD_SECONDS = "GUARDRAILS_DECISION_INTENT_HOLD_SECONDS"
+# dead-letter replay (guardrails/replay.py): the container Event Grid writes undeliverable events to;
+# neither connection nor endpoint set: replay is off
+DEAD_LETTER_CONNECTION = "GUARDRAILS_DEAD_LETTER_CONNECTION"  # connection string (Azurite); secret-bearing
+DEAD_LETTER_ENDPOINT = "GUARDRAILS_DEAD_LETTER_ENDPOINT"      # https://<acct>.blob.core.windows.net (managed identity)
+DEAD_LETTER_CONTAINER = "GUARDRAILS_DEAD_LETTER_CONTAINER"    # default eventgrid-deadletter (infra/modules/app.bicep)
+DEAD_LETTER_SCHEDULE = "GUARDRAILS_DEAD_LETTER_SCHEDULE"      # NCRONTAB of the replay timer, e.g. "0 */15 * * * *"
 SITE_NAME = "WEBSITE_SITE_NAME"                        # set by App Service: the decision events' source
 
 ALL_SETTINGS = (
@@ -75,7 +82,8 @@ ALL_SETTINGS = (
     SWEEP_MAX_SECONDS, SWEEP_LISTER, ARM_READS_PER_SECOND, ARM_READ_BURST, EXPIRY_LOOKBACK_MINUTES, FUNCTION_APP_ID,
     GOVERNED_VAULT_IDS, GOVERNED_ML_WORKSPACE_IDS,
     DECISION_TOPIC_ENDPOINT, DECISION_TOPIC_KEY, DECISION_TOPIC_TIMEOUT_SECONDS, DECISION_OUTBOX_SCHEDULE,
-    DECISION_INTENT_HOLD_SECONDS,
+    DECISION_INTENT_HOLD_SECONDS, DEAD_LETTER_CONNECTION, DEAD_LETTER_ENDPOINT, DEAD_LETTER_CONTAINER,
+    DEAD_LETTER_SCHEDULE,
 )
 
 DEFAULT_ARM_ENDPOINT = "https://management.azure.com"
@@ -138,6 +146,27 @@ def _resource_ids(env: Mapping[str, str], name: str, rtype: str) -> tuple[str, .
     return tuple(out)
 
 
+_CONTAINER = re.compile(r"^(?=.{3,63}$)[a-z0-9](?:[a-z0-9]|-(?=[a-z0-9]))*$")
+
+
+def _dead_letter_endpoint(raw: str | None) -> str | None:
+    value = (raw or "").strip().rstrip("/")
+    if not value:
+        return None
+    if not value.startswith("https://") or "/" in value[len("https://"):]:
+        raise ConfigError(f"setting {DEAD_LETTER_ENDPOINT} must be a blob service endpoint "
+                          "(https://<account>.blob.core.windows.net), without a path")
+    return value
+
+
+def _container(raw: str | None) -> str:
+    value = (raw or "").strip() or "eventgrid-deadletter"
+    if not _CONTAINER.match(value):
+        raise ConfigError(f"setting {DEAD_LETTER_CONTAINER} must be a blob container name "
+                          f"(3-63 lowercase letters, digits and single hyphens), got {value[:70]!r}")
+    return value
+
+
 def _topic_endpoint(raw: str | None) -> str | None:
     value = (raw or "").strip()
     if not value:
@@ -193,6 +222,9 @@ class Settings:
     decision_topic_timeout_seconds: float = 2.0
     decision_intent_hold_seconds: float = 900.0
     site_name: str = "local"
+    dead_letter_connection: str | None = field(default=None, repr=False)   # secret-bearing: never repr'd
+    dead_letter_endpoint: str | None = None
+    dead_letter_container: str = "eventgrid-deadletter"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides) -> "Settings":
@@ -253,6 +285,9 @@ class Settings:
             decision_topic_timeout_seconds=_float(env, DECISION_TOPIC_TIMEOUT_SECONDS, 2.0, minimum=0.1),
             decision_intent_hold_seconds=_float(env, DECISION_INTENT_HOLD_SECONDS, 900.0, minimum=1.0),
             site_name=(env.get(SITE_NAME) or "").strip() or "local",
+            dead_letter_connection=(env.get(DEAD_LETTER_CONNECTION) or "").strip() or None,
+            dead_letter_endpoint=_dead_letter_endpoint(env.get(DEAD_LETTER_ENDPOINT)),
+            dead_letter_container=_container(env.get(DEAD_LETTER_CONTAINER)),
         )
         values.update(overrides)
         return cls(**values)

@@ -3,6 +3,8 @@
   <prefix>Sweeps      PK "YYYYMM" (month started)  RK "<started ISO>-<run id>"   one summary per run
   <prefix>TimerState  PK "timer"                   RK timer name                last_run (ISO, UTC)
                       PK "coverage"                RK sha256(source, lower)     source, covered, signature, since
+                      PK "deadletter"              RK sha256(blob name)         blob, outcome, attempts, at, detail,
+                                                                                events (JSON: id, type, verdict …)
 
 A sweep's per-resource decisions are ordinary audit rows (``correlation_id`` = the run id); the
 summary row counts them, and the compliant resources that got no row of their own.
@@ -153,3 +155,49 @@ class TableTimerState:
                  "signature": str(state.get("signature", ""))[:4000], "since": str(state.get("since", ""))})
         except AzureError as exc:
             raise _store_error("write coverage state", exc) from exc
+
+    # ---- dead-letter replay per blob (``guardrails.replay``) --------------------------------------
+    DEADLETTER = "deadletter"
+
+    @staticmethod
+    def _blob_key(blob: str) -> str:
+        """Row key of a blob name (case-sensitive, as blob names are)."""
+        return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:40]
+
+    def deadletter_states(self) -> dict[str, dict[str, Any]]:
+        """Every dead-letter blob's replay state, by blob name: one query per run."""
+        try:
+            rows = list(self._t.table(self.name).query_entities("PartitionKey eq @pk",
+                                                                 parameters={"pk": self.DEADLETTER}))
+        except AzureError as exc:
+            raise _store_error("read dead-letter state", exc) from exc
+        out = {}
+        for e in rows:
+            if not e.get("blob"):
+                continue
+            try:
+                events = json.loads(str(e.get("events") or "[]"))
+            except ValueError:
+                events = []
+            out[str(e["blob"])] = {"outcome": str(e.get("outcome") or ""), "attempts": int(e.get("attempts") or 0),
+                                   "at": str(e.get("at") or ""), "detail": str(e.get("detail") or ""),
+                                   "events": events if isinstance(events, list) else []}
+        return out
+
+    def set_deadletter_state(self, blob: str, state: dict[str, Any]) -> None:
+        try:
+            self._t.table(self.name).upsert_entity(
+                {"PartitionKey": self.DEADLETTER, "RowKey": self._blob_key(blob), "blob": blob[:1024],
+                 "outcome": str(state["outcome"]), "attempts": int(state.get("attempts", 0)),
+                 "at": str(state.get("at", "")), "detail": str(state.get("detail", ""))[:4000],
+                 "events": bounded_json(list(state.get("events", ())))})
+        except AzureError as exc:
+            raise _store_error("write dead-letter state", exc) from exc
+
+    def delete_deadletter_state(self, blob: str) -> None:
+        try:
+            self._t.table(self.name).delete_entity(self.DEADLETTER, self._blob_key(blob))
+        except ResourceNotFoundError:
+            pass
+        except AzureError as exc:
+            raise _store_error("delete dead-letter state", exc) from exc

@@ -1,5 +1,5 @@
-"""Start and stop Azurite's Table service on 127.0.0.1 (a random free port) for tests,
-``simulate`` and the demo. Azurite comes from the committed package.json/lockfile
+"""Start and stop Azurite's Table service (or its Blob service: the dead-letter container) on
+127.0.0.1 (a random free port) for tests, ``simulate`` and the demo. Azurite comes from the committed package.json/lockfile
 (``npm ci``); we start its installed binary directly, never through npx."""
 
 from __future__ import annotations
@@ -29,17 +29,25 @@ def connection_string(port: int, host: str = "127.0.0.1") -> str:
     )
 
 
-def find_binary() -> str:
-    explicit = os.environ.get(BIN_ENV)
+def blob_connection_string(port: int, host: str = "127.0.0.1") -> str:
+    return (
+        f"DefaultEndpointsProtocol=http;AccountName={DEV_ACCOUNT};AccountKey={DEV_KEY};"
+        f"BlobEndpoint=http://{host}:{port}/{DEV_ACCOUNT};"
+    )
+
+
+def find_binary(service: str = "table") -> str:
+    """``azurite-table`` (``GUARDRAILS_AZURITE_BIN`` overrides it) or ``azurite-blob``."""
+    explicit = os.environ.get(BIN_ENV) if service == "table" else None
     candidates = [explicit] if explicit else []
-    candidates.append(str(REPO_ROOT / "node_modules" / ".bin" / "azurite-table"))
+    candidates.append(str(REPO_ROOT / "node_modules" / ".bin" / f"azurite-{service}"))
     for c in candidates:
         if c and Path(c).exists():
             return c
-    found = shutil.which("azurite-table")
+    found = shutil.which(f"azurite-{service}")
     if found:
         return found
-    raise ConfigError("azurite-table not found: run `make setup` (npm ci) first")
+    raise ConfigError(f"azurite-{service} not found: run `make setup` (npm ci) first")
 
 
 def _free_port() -> int:
@@ -59,8 +67,12 @@ def _listening(port: int) -> bool:
 class Azurite:
     """``with Azurite() as az: az.connection_string``. In-memory; gone when stopped."""
 
-    def __init__(self, port: int | None = None, *, location: str | None = None) -> None:
-        """``location``: persist tables on disk there (survives a restart); default in memory."""
+    def __init__(self, port: int | None = None, *, location: str | None = None, service: str = "table") -> None:
+        """``location``: persist tables on disk there (survives a restart); default in memory.
+        ``service``: ``table`` (default) or ``blob``."""
+        if service not in ("table", "blob"):
+            raise ValueError(f"Azurite service {service!r}: 'table' or 'blob'")
+        self.service = service
         self._requested_port = port
         self._location = location
         self.port: int | None = None
@@ -71,17 +83,17 @@ class Azurite:
     def connection_string(self) -> str:
         if self.port is None:
             raise RuntimeError("Azurite is not running")
-        return connection_string(self.port)
+        return (connection_string if self.service == "table" else blob_connection_string)(self.port)
 
     def start(self, timeout: float = 20.0) -> "Azurite":
-        binary = find_binary()
+        binary = find_binary(self.service)
         last_err = ""
         for _attempt in range(3):
             port = self._requested_port or _free_port()
             self._workdir = tempfile.mkdtemp(prefix="azurite-")
             storage = ["--location", self._location] if self._location else ["--inMemoryPersistence"]
             self._proc = subprocess.Popen(
-                [binary, "--tableHost", "127.0.0.1", "--tablePort", str(port), *storage,
+                [binary, f"--{self.service}Host", "127.0.0.1", f"--{self.service}Port", str(port), *storage,
                  "--silent", "--disableTelemetry", "--skipApiVersionCheck"],
                 cwd=self._workdir,
                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,

@@ -1,7 +1,8 @@
-"""Timer triggers: the reconciling sweep and the exemption-expiry re-enforcement.
+"""Timer triggers: the reconciling sweep, the exemption-expiry re-enforcement and the dead-letter
+replay.
 
 Schedules are app settings (``%GUARDRAILS_SWEEP_SCHEDULE%``, ``%GUARDRAILS_EXPIRY_SCHEDULE%``,
-NCRONTAB with seconds), resolved by the Functions host. ``use_monitor`` keeps the schedule
+``%GUARDRAILS_DEAD_LETTER_SCHEDULE%``, NCRONTAB with seconds), resolved by the Functions host. ``use_monitor`` keeps the schedule
 status in storage so a run missed while the app was down happens once at start (``past_due``);
 never ``run_on_startup`` (every scale-out instance would sweep). A run that fails raises: the
 host logs it and the next occurrence tries again (the expiry window is kept until a run succeeds).
@@ -36,3 +37,19 @@ def exemption_expiry(timer: func.TimerRequest) -> None:
     if timer.past_due:
         emit(log, logging.WARNING, "guardrail_timer_past_due", timer="exemption_expiry")
     ExpiryReEnforcer(get_sweeper()).run()
+
+
+@bp.function_name("deadletter_replay")
+@bp.timer_trigger(arg_name="timer", schedule="%GUARDRAILS_DEAD_LETTER_SCHEDULE%", run_on_startup=False,
+                  use_monitor=True)
+def deadletter_replay(timer: func.TimerRequest) -> None:
+    from ..bootstrap import get_replayer
+
+    if timer.past_due:
+        emit(log, logging.WARNING, "guardrail_timer_past_due", timer="deadletter_replay")
+    replayer = get_replayer()
+    if replayer is None:
+        emit(log, logging.INFO, "guardrail_deadletter_replay_off",
+             reason="GUARDRAILS_DEAD_LETTER_ENDPOINT / _CONNECTION not set")
+        return
+    replayer.run()

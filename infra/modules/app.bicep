@@ -18,6 +18,7 @@ param governedMlWorkspaceIds array
 param sweepSchedule string = '0 0 */6 * * *'
 param expirySchedule string = '0 */5 * * * *'
 param decisionOutboxSchedule string = '0 */5 * * * *'
+param deadLetterSchedule string = '0 */15 * * * *'
 
 // built-in roles (ids are the same in every tenant)
 var storageBlobDataOwner = 'b7e6dc6d-f1e8-4753-8033-0f276bb0955b'
@@ -418,6 +419,19 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
         {
           name: 'GUARDRAILS_DECISION_OUTBOX_SCHEDULE'
           value: decisionOutboxSchedule
+        }
+        {
+          // dead-letter replay: Event Grid's undeliverable events, read with the identity's blob role
+          name: 'GUARDRAILS_DEAD_LETTER_ENDPOINT'
+          value: storage.properties.primaryEndpoints.blob
+        }
+        {
+          name: 'GUARDRAILS_DEAD_LETTER_CONTAINER'
+          value: deadLetterContainer
+        }
+        {
+          name: 'GUARDRAILS_DEAD_LETTER_SCHEDULE'
+          value: deadLetterSchedule
         }
       ]
     }

@@ -29,6 +29,13 @@ def azurite():
         yield az
 
 
+@pytest.fixture(scope="session")
+def azurite_blob():
+    """Azurite's Blob service: the dead-letter container."""
+    with Azurite(service="blob") as az:
+        yield az
+
+
 class Recorder:
     def __init__(self, inner) -> None:
         self.inner, self.rows = inner, []

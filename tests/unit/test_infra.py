@@ -111,14 +111,18 @@ def test_the_roles_are_assigned_where_the_issue_says():
 
 
 def test_own_resources_are_covered_by_the_built_in_roles_assigned_to_the_identity():
-    """Tables and the decision topic: the built-in roles assigned to the identity grant every
-    ``own_permissions`` declaration (their documented actions and data actions)."""
+    """Tables, the dead-letter container and the decision topic: the built-in roles assigned to the
+    identity grant every ``own_permissions`` declaration (their documented actions and data actions)."""
     granted_by = {   # built-in role id -> what it grants (Microsoft's built-in role reference)
         "0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3": {   # Storage Table Data Contributor
             *(f"Microsoft.Storage/storageAccounts/tableServices/tables/{a}" for a in (
                 "read", "write", "delete", "entities/read", "entities/write", "entities/delete",
                 "entities/add/action", "entities/update/action"))},
         "d5a91429-5739-47e2-a06b-3470a27159e7": {"Microsoft.EventGrid/events/send/action"},  # EventGrid Data Sender
+        "b7e6dc6d-f1e8-4753-8033-0f276bb0955b": {   # Storage Blob Data Owner (blobServices/containers/*)
+            *(f"Microsoft.Storage/storageAccounts/blobServices/containers/{a}" for a in (
+                "read", "write", "delete", "blobs/read", "blobs/write", "blobs/delete", "blobs/add/action",
+                "blobs/move/action"))},
     }
     app = doc("modules/app.bicep")
     assigned = set()

@@ -1,0 +1,166 @@
+"""Dead-letter replay end to end: blobs written to Azurite's Blob service exactly as Event Grid
+dead-letters them, read back through azure-storage-blob, every event handed to the guardrails with
+the sweep's paced SDK clients against the emulator; assertions on the emulator's resources, the audit
+table, the replay state and the run's summary row."""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+
+import pytest
+
+from guardrails import bootstrap
+from guardrails import settings as S
+from guardrails.adapters.sweep_tables import TableSweepStore, TableTimerState
+from guardrails.local.deadletters import container_client, write_dead_letters
+from guardrails.ratelimit import FakeClock
+from guardrails.replay import KIND, MAX_ATTEMPTS
+from tests import builders as b
+from tests.integration.test_sweep import _this_month, host_timer
+
+pytestmark = pytest.mark.integration
+MALLORY = "7e6d5c4b-3a29-4e18-8f07-a1b2c3d4e5f6"
+
+
+@pytest.fixture
+def dead(harness, azurite_blob):
+    """A harness whose deployment reads dead letters from its own container on Azurite."""
+    container = "deadletters-" + uuid.uuid4().hex[:12]
+
+    def make(resources, **kw):
+        h = harness(resources, env={S.DEAD_LETTER_CONNECTION: azurite_blob.connection_string,
+                                    S.DEAD_LETTER_CONTAINER: container, **kw.pop("env", {})}, **kw)
+        h.blobs = container_client(azurite_blob.connection_string, container)
+        return h
+    return make
+
+
+def _replayer(h, **env):
+    settings = S.Settings.from_env({**h.env, **env})
+    sweeper = bootstrap.build_sweeper(settings, clock=FakeClock(), sleep=lambda s: None)
+    return bootstrap.build_replayer(settings, sweeper=sweeper)
+
+
+def _states(h) -> dict:
+    return TableTimerState(h.tables).deadletter_states()
+
+
+def test_dead_lettered_events_are_decided_with_their_actor_and_never_twice(dead, caplog):
+    caplog.set_level(logging.DEBUG)
+    public, other = b.storage("stmlpublic", pna="Enabled"), b.storage("stmlshared", pna="Enabled")
+    h = dead([public, other, b.storage("stmlfine", pna="Disabled", blob=False)])
+    lost = b.write_event(public["id"], actor=b.claims(MALLORY, app_id=None, upn="mallory@contoso.com"))
+    handled = b.write_event(other["id"])
+    assert h.deliver(handled).verdict == "remediated"          # delivered once, then dead-lettered anyway
+    fine = b.write_event(b.storage("stmlfine")["id"])
+    as_cloudevent = {"specversion": "1.0", "id": str(uuid.uuid4()), "type": fine["eventType"],
+                     "source": fine["topic"], "subject": fine["subject"], "time": fine["eventTime"], "data": fine["data"]}
+    first = write_dead_letters(h.blobs, [lost, handled, "AccountKey=not-an-event"], last_status=503)
+    second = write_dead_letters(h.blobs, [as_cloudevent], reason="TimeToLiveExceeded", last_outcome="Probation")
+    before = {n: h.blobs.download_blob(n).readall() for n in (first, second)}
+    h.emu.clear_requests()
+
+    summary = _replayer(h).run()
+
+    # the lost write is fixed, and its row names who made it
+    assert h.resource(public["id"])["properties"]["publicNetworkAccess"] == "Disabled"
+    rows = {r.event_id: r for r in h.stored_rows()}
+    assert rows[lost["id"]].verdict == "remediated" and rows[lost["id"]].actor.object_id == MALLORY
+    assert rows[lost["id"]].actor.upn == "mallory@contoso.com"
+    # the one already handled is a duplicate: no second fix, no ARM call for it
+    replayed_rows = [r for r in h.stored_rows() if r.event_id == handled["id"]]
+    assert sorted(r.verdict for r in replayed_rows) == ["duplicate", "remediated"]
+    assert rows[as_cloudevent["id"]].verdict == "compliant"
+    invalid = [r for r in h.stored_rows() if r.verdict == "invalid"]
+    assert [r.reason for r in invalid] == ["not_an_object"]
+    # ARM: the lost event's read + fix + confirm, the CloudEvent's read; nothing for the duplicate
+    assert [q["method"] for q in h.arm_requests()].count("GET") == 3 and len(h.writes()) == 1
+    assert (summary.kind, summary.seen, summary.remediated, summary.compliant, summary.skipped, summary.failed) == (
+        KIND, 4, 1, 1, 2, 0)
+    states = _states(h)
+    assert {n: s["outcome"] for n, s in states.items()} == {first: "replayed", second: "replayed"}
+    assert [(e["event_id"], e["verdict"], e["dead_letter_reason"]) for e in states[first]["events"]][:2] == [
+        (lost["id"], "remediated", "MaxDeliveryAttemptsExceeded"), (handled["id"], "duplicate", "MaxDeliveryAttemptsExceeded")]
+    assert states[first]["detail"] == "item 2 is a JSON str, not an event object"
+    assert states[second]["events"][0]["dead_letter_reason"] == "TimeToLiveExceeded"
+    # Event Grid's record is left as it was written; the run has its summary row
+    assert {n: h.blobs.download_blob(n).readall() for n in (first, second)} == before
+    runs = [r for r in TableSweepStore(h.tables).read_month(*_this_month()) if r["sweep_id"] == summary.sweep_id]
+    assert runs and runs[0]["kind"] == KIND and runs[0]["verdicts"] == {"compliant": 1, "remediated": 1, "duplicate": 1,
+                                                                         "invalid": 1}
+    assert not any("not-an-event" in m.getMessage() for m in caplog.records)
+
+    # settled: the next run reads no blob and decides nothing
+    h.emu.clear_requests()
+    rows_before = len(h.stored_rows())
+    again = _replayer(h).run()
+    assert (again.seen, again.failed) == (0, 0) and h.arm_requests() == [] and len(h.stored_rows()) == rows_before
+
+
+def test_unreadable_blobs_are_reported_once_and_a_blob_that_keeps_failing_is_given_up(dead):
+    res = b.storage("stmlflaky", pna="Enabled")
+    h = dead([res], env={S.TIME_BUDGET_SECONDS: "1"})
+    junk = write_dead_letters(h.blobs, [], raw=b"AccountKey=leaked-" + b"x" * 20)
+    ev = b.write_event(res["id"])
+    flaky = write_dead_letters(h.blobs, [ev])
+    h.emu.add_fault(method="GET", path_regex="stmlflaky", status=503)
+
+    first = _replayer(h).run()
+    assert any(junk in e and "not JSON" in e for e in first.errors)
+    assert all("leaked" not in e for e in first.errors)
+    assert any(flaky in e and "retrying, attempt 1" in e for e in first.errors)
+    st = _states(h)
+    assert st[junk]["outcome"] == "unreadable" and (st[flaky]["outcome"], st[flaky]["attempts"]) == ("retrying", 1)
+    for attempt in range(2, MAX_ATTEMPTS + 1):
+        run = _replayer(h).run()
+        assert not any(junk in e for e in run.errors)                  # reported once
+        assert any(f"attempt {attempt}" in e for e in run.errors)
+    assert _states(h)[flaky]["outcome"] == "gave_up"
+    assert [r.verdict for r in h.stored_rows() if r.event_id == ev["id"]] == ["failed"] * MAX_ATTEMPTS
+    h.emu.clear_requests()
+    last = _replayer(h).run()
+    assert (last.seen, last.failed) == (0, 0) and h.arm_requests() == []
+    # the fault gone, the operator replays it by hand after clearing its state
+    TableTimerState(h.tables).delete_deadletter_state(flaky)
+    h.emu._faults.clear()
+    assert _replayer(h).run().remediated == 1
+    assert h.resource(res["id"])["properties"]["publicNetworkAccess"] == "Disabled"
+
+
+def test_a_blob_gone_from_the_container_takes_its_state_with_it_and_dry_run_changes_nothing(dead):
+    res = b.storage("stmldry", pna="Enabled")
+    h = dead([res])
+    name = write_dead_letters(h.blobs, [b.write_event(res["id"])])
+    dry = _replayer(h).run(dry_run=True)
+    assert (dry.seen, dry.dry_run) == (1, True) and _states(h) == {} and h.writes() == []
+    assert h.resource(res["id"])["properties"]["publicNetworkAccess"] == "Enabled"
+    assert _replayer(h).run().remediated == 1 and name in _states(h)
+    h.blobs.delete_blob(name)
+    _replayer(h).run()
+    assert _states(h) == {}
+
+
+def test_timer_and_cli(dead, monkeypatch, capsys):
+    from guardrails.cli import main
+    from guardrails.triggers.timers import deadletter_replay
+
+    res = b.storage("stmltimer", pna="Enabled")
+    h = dead([res])
+    for k, v in h.env.items():
+        monkeypatch.setenv(k, v)
+    name = write_dead_letters(h.blobs, [b.write_event(res["id"])])
+    assert main(["deadletter", "list", "--json"]) == 1                  # one waits
+    listed = json.loads(capsys.readouterr().out)
+    assert [(r["blob"], r["state"]) for r in listed["blobs"]] == [(name, "pending")]
+    bootstrap._sweeper = bootstrap._replayer = None
+    deadletter_replay(host_timer())                                     # the host's timer object
+    assert h.resource(res["id"])["properties"]["publicNetworkAccess"] == "Disabled"
+    assert main(["deadletter", "list"]) == 0
+    assert "replayed" in capsys.readouterr().out
+    assert main(["deadletter", "replay", "--json"]) == 0 and json.loads(capsys.readouterr().out)["seen"] == 0
+    monkeypatch.delenv(S.DEAD_LETTER_CONNECTION)
+    assert main(["deadletter", "list"]) == 2                            # not configured: usage
+    bootstrap._sweeper = bootstrap._replayer = None
+    deadletter_replay(host_timer())                                     # off: returns quietly
