@@ -4,7 +4,9 @@ Starts Azurite and the local Azure emulator, syncs metadata/, delivers demo/even
 covered type flipped public, Owner granted at subscription scope and then granted again by a
 pipeline until the grant is escalated, a compliant change, a duplicate, a CloudEvents delivery, an
 invalid event, a delete) plus the events the guardrail's own fixes emit, then runs the reconciling
-sweep once. The main subscription, its Key Vault and its ML workspace are wired as ``infra/`` deploys
+sweep once. Before the sweep the dead-letter replay runs on demo/dead-letters.json, a write Event
+Grid gave up on (written to Azurite's Blob service as Event Grid dead-letters it): decided late, with
+the actor its event names. The main subscription, its Key Vault and its ML workspace are wired as ``infra/`` deploys
 them (their system topics deliver to this app); a sandbox subscription added later is not, so its
 drifted storage account sent no event: the sweep fixes it and reports the event-coverage gap. Prints
 the decisions, the audit rows as stored in Table Storage, the sweep, and what changed in the world.
@@ -58,14 +60,15 @@ def main(args) -> int:
     from .settings import FUNCTION_APP_ID, GOVERNED_ML_WORKSPACE_IDS, GOVERNED_VAULT_IDS
 
     world, events = load_inputs(DEMO_DIR / "world.json", DEMO_DIR / "events.json")
+    dead_letters = json.loads((DEMO_DIR / "dead-letters.json").read_text(encoding="utf-8"))
     before = {r["id"]: r for r in world["resources"]}
     vault, ws = (next(r["id"] for r in world["resources"] if r["type"] == t)
                  for t in ("Microsoft.KeyVault/vaults", "Microsoft.MachineLearningServices/workspaces"))
     world["resources"] += [*subscription_wiring(DEMO_SUBSCRIPTION, DEMO_APP), *vault_wiring(vault, DEMO_APP),
                            *workspace_wiring(ws, DEMO_APP)]                  # as infra/ deploys them
-    print(f"guardrails demo: {len(before)} resources, {len(events)} incoming events, then one reconciling "
-          "sweep (Azurite + local HTTPS Azure emulator, real SDK clients)\n")
-    result = run_simulation(world, events, read_back_audit=True, sweep=True,
+    print(f"guardrails demo: {len(before)} resources, {len(events)} incoming events, {len(dead_letters)} dead-lettered "
+          "event, then one reconciling sweep (Azurite + local HTTPS Azure emulator, real SDK clients)\n")
+    result = run_simulation(world, events, read_back_audit=True, sweep=True, dead_letters=dead_letters,
                             env={**os.environ, FUNCTION_APP_ID: DEMO_APP, GOVERNED_VAULT_IDS: vault,
                                  GOVERNED_ML_WORKSPACE_IDS: ws})
     print("Decisions (one audit row per delivery; the last rows are the guardrail's own writes coming back):")
@@ -76,6 +79,15 @@ def main(args) -> int:
         compact["actor"] = row["actor"].get("upn") or row["actor"].get("object_id")
         compact["violations"] = [f"{v['policy']}/{v['rule']}:{v['outcome']}" for v in row["violations"]]
         print("  " + json.dumps(compact, ensure_ascii=False))
+    rp = result.replay or {}
+    lost = {e["id"] for e in dead_letters if isinstance(e, dict)}
+    print(f"\nDead-letter replay {rp.get('sweep_id')}: {rp.get('seen', 0)} event(s) Event Grid gave up "
+          f"on, handled now: {dict(sorted((rp.get('verdicts') or {}).items()))}")
+    for d in result.decisions:
+        if d["event_id"] in lost:
+            who = d["actor"].get("upn") or d["actor"].get("object_id") or "-"
+            print(f"  {d['event_id']}  {d['verdict']:<10} {_short_id(d['resource_id'])}  changed by {who} at "
+                  f"{d['event_time'] or '?'}")
     sw = result.sweep or {}
     print(f"\nReconciling sweep {sw.get('sweep_id')}: {len(sw.get('subscriptions', []))} subscriptions, "
           f"{sw.get('seen', 0)} resources seen, {sw.get('remediated', 0)} remediated, {sw.get('open', 0)} left open; "

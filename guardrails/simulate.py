@@ -38,6 +38,7 @@ class SimulationResult:
     errors: list[str] = field(default_factory=list)
     stored_audit: list[dict[str, Any]] = field(default_factory=list)
     sweep: dict[str, Any] | None = None       # the reconciling sweep's summary, when one was run
+    replay: dict[str, Any] | None = None      # the dead-letter replay's summary, when one was run
 
     def to_json(self) -> dict[str, Any]:
         return {"decisions": self.decisions, "world": self.world, "requests": self.requests}
@@ -103,7 +104,8 @@ def to_function_event(raw: Any):
 
 def run_simulation(world: dict, events: list, *, extra_metadata: Sequence[Path] = (),
                    env: dict[str, str] | None = None, emulator=None, read_back_audit: bool = False,
-                   include_secret_values: bool = False, sweep: bool = False) -> SimulationResult:
+                   include_secret_values: bool = False, sweep: bool = False,
+                   dead_letters: list | None = None) -> SimulationResult:
     from .bootstrap import build_service, reset_service
     from . import bootstrap
     from .adapters.tables import Tables, TablePolicyRepository
@@ -119,6 +121,12 @@ def run_simulation(world: dict, events: list, *, extra_metadata: Sequence[Path] 
         if not base_env.get(S.TABLES_CONNECTION):
             azurite = stack.enter_context(Azurite())
             overrides[S.TABLES_CONNECTION] = azurite.connection_string
+        if dead_letters is not None:     # Event Grid gave up on these: one blob in Azurite's Blob service
+            from .local.deadletters import container_client, write_dead_letters
+            blob = stack.enter_context(Azurite(service="blob"))
+            overrides[S.DEAD_LETTER_CONNECTION] = blob.connection_string
+            write_dead_letters(container_client(blob.connection_string, S.Settings().dead_letter_container),
+                               dead_letters, last_outcome="TimedOut")
         emu = emulator or stack.enter_context(AzureEmulator.from_world(world))
         local_id = base_env.get(S.LOCAL_OBJECT_ID) or S.DEFAULT_LOCAL_OBJECT_ID
         overrides.update({
@@ -162,16 +170,24 @@ def run_simulation(world: dict, events: list, *, extra_metadata: Sequence[Path] 
                 break
             for raw in emitted:
                 deliver(raw)
-        summary = None
-        if sweep:     # then the reconciling sweep, as its timer would run it (its rows join the decisions)
+        summary = replay = None
+        sweeper = None
+        if dead_letters is not None or sweep:
             from .bootstrap import build_sweeper
-            summary = build_sweeper(settings, service=service).run().to_dict()
+            sweeper = build_sweeper(settings, service=service)
+        if dead_letters is not None:     # the replay timer (every 15 min) before the sweep (every 6 h)
+            from .bootstrap import build_replayer
+            replay = build_replayer(settings, sweeper=sweeper).run().to_dict()
+            for raw in emu.drain_events():
+                deliver(raw)
+        if sweep:     # then the reconciling sweep, as its timer would run it (its rows join the decisions)
+            summary = sweeper.run().to_dict()
             for raw in emu.drain_events():       # the sweep's own fixes come back as events too
                 deliver(raw)
         result = SimulationResult(
             decisions=[r.to_dict() for r in recorder.rows], world=emu.world(include_values=include_secret_values),
             requests=emu.requests,
-            failed_deliveries=failed, errors=errors, sweep=summary)
+            failed_deliveries=failed, errors=errors, sweep=summary, replay=replay)
         if read_back_audit:
             from datetime import datetime, timezone
             from .adapters.tables import TableAuditSink

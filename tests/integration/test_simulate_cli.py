@@ -92,6 +92,10 @@ def test_demo_runs_and_shows_decisions(tmp_path):
     assert re.search(r"storageAccounts/stmlsandbox +properties\.publicNetworkAccess +Enabled -> Disabled", p.stdout)
     assert ("event coverage of subscription /subscriptions/9d8c7b6a-5e4f-4a3b-8c2d-1e0f9a8b7c6d: GAP: no_system_topic"
             in p.stdout)
+    # the dead-lettered write: decided late, with the actor its event names
+    assert re.search(r"0d6c1c3a-5b1e-4f7a-9c2d-0000000000d1 +remediated storageAccounts/stmltraining +changed by "
+                     r"bob@contoso\.com", p.stdout)
+    assert re.search(r"storageAccounts/stmltraining +properties\.publicNetworkAccess +Enabled -> Disabled", p.stdout)
     for covered in ("subscription /subscriptions/3f2b6c1e-8a4d-4c7e-9b15-2d7e6f0a9c31", "vault vaults/kv-ml-prod",
                     "workspace workspaces/mlw-prod"):
         assert f"event coverage of {covered}: its events reach the guardrails" in p.stdout
