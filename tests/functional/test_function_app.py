@@ -23,6 +23,7 @@ EXPECTED = {
     "reconciling_sweep": ("timerTrigger", None, None, None),
     "exemption_expiry": ("timerTrigger", None, None, None),
     "decision_outbox": ("timerTrigger", None, None, None),
+    "deadletter_replay": ("timerTrigger", None, None, None),
 }
 
 

@@ -266,6 +266,21 @@ def test_every_app_setting_a_binding_names_is_set_in_azure_and_locally():
         assert len(str(app_bicep["parameters"][value]["default"]).split()) == 6, name
 
 
+def test_the_replay_reads_the_container_event_grid_dead_letters_to():
+    """Every event subscription dead-letters into ``deadLetterContainer`` of the app's storage account;
+    the replay is pointed at exactly that container, with the identity (no connection string)."""
+    app = doc("modules/app.bicep")
+    settings = {e["name"]: e["value"] for e in one(app, "Microsoft.Web/sites")["properties"]["siteConfig"]["appSettings"]}
+    from guardrails import settings as S
+    assert settings[S.DEAD_LETTER_CONTAINER] == "deadLetterContainer"
+    assert resolve(app, "deadLetterContainer") == S.Settings().dead_letter_container
+    assert "storage" in json.dumps(settings[S.DEAD_LETTER_ENDPOINT]) and "blob" in json.dumps(settings[S.DEAD_LETTER_ENDPOINT])
+    assert S.DEAD_LETTER_CONNECTION not in settings
+    for rel, module in (("main.bicep", "subscriptions"), ("main.bicep", "vaults")):
+        assert module_env(rel, module)["deadLetterContainer"] == "app.outputs.deadLetterContainer" or \
+            "deadLetterContainer" in json.dumps(module_env(rel, module)["deadLetterContainer"]), (rel, module)
+
+
 def test_the_host_timeout_outlasts_the_sweep_and_event_handling():
     """host.json's ``functionTimeout`` is one limit for every function of the app: the timers
     included. The sweep stops itself (``GUARDRAILS_SWEEP_MAX_SECONDS``) before the host would
