@@ -193,13 +193,17 @@ _replayer = None
 
 
 def get_replayer():
-    """The process-wide replayer (timer function), rebuilt with the sweeper; None when off."""
+    """The process-wide replayer (timer function), rebuilt with the sweeper; None when off (no
+    sweeper is built then)."""
     global _replayer
+    settings = Settings.from_env()
+    if not (settings.dead_letter_connection or settings.dead_letter_endpoint):
+        return None
     sweeper = get_sweeper()
     with _lock:
         if _replayer is None or _replayer.service is not sweeper.service:
-            _replayer = build_replayer(sweeper.service.settings, sweeper=sweeper) or False
-        return _replayer or None
+            _replayer = build_replayer(sweeper.service.settings, sweeper=sweeper)
+        return _replayer
 
 
 def reset_service() -> None:

@@ -1,6 +1,6 @@
 """Dead-lettered Event Grid deliveries, as Event Grid writes them (pure: no I/O).
 
-Event Grid gives up on a delivery after 30 attempts or 24 h (at once on a 400 or 413) and, as
+Event Grid gives up on a delivery after 30 attempts or 24 h (at once on some 4xx, e.g. 400 or 413) and, as
 ``infra/`` configures every event subscription, writes it to the dead-letter container with its own
 identity: one blob per batch, named ``[<TOPIC>/]<EVENT SUBSCRIPTION>/<y>/<m>/<d>/<h>/<guid>.json``
 (upper-cased names, hour not zero-padded), holding a JSON array of the events, each with Event
@@ -20,13 +20,12 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Iterable
 
 DELIVERY_FIELDS = frozenset(f.lower() for f in (
     "deadLetterReason", "deliveryAttempts", "lastDeliveryOutcome", "publishTime", "lastDeliveryAttemptTime",
     "lastHttpStatusCode"))
 MAX_BLOB_BYTES = 16 * 1024 * 1024      # Event Grid events are <= 1 MB each; a blob is one delivery batch
-MAX_EVENTS_PER_BLOB = 5000
 _HOUR_PATH = re.compile(r"^(?:(?P<topic>[^/]+)/)?(?P<subscription>[^/]+)/(?P<y>\d{4})/(?P<m>\d{1,2})/(?P<d>\d{1,2})/"
                         r"(?P<h>\d{1,2})/[^/]+\.json$")
 
@@ -60,7 +59,6 @@ class ParsedBlob:
     blob: str
     events: list[DeadLetter] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)    # items that are not events, by position; no content
-    dropped: int = 0                                      # items beyond MAX_EVENTS_PER_BLOB: not replayed
     unreadable: str = ""                                  # the whole blob could not be used: why
 
     @property
@@ -75,8 +73,9 @@ def _int(value: Any) -> int | None:
         return None
     if isinstance(value, int):
         return value
-    if isinstance(value, str) and value.strip().isdigit():
-        return int(value.strip())
+    text = value.strip() if isinstance(value, str) else ""
+    if text.isascii() and text.isdecimal() and len(text) <= 18:     # "²" is a digit, not a number
+        return int(text)
     return None
 
 
@@ -110,17 +109,17 @@ def parse_blob(blob: str, data: bytes) -> ParsedBlob:
     except UnicodeDecodeError:
         out.unreadable = "not UTF-8 text"
         return out
-    except ValueError as exc:
+    except ValueError as exc:       # includes an integer literal longer than Python converts
         out.unreadable = f"not JSON (line {getattr(exc, 'lineno', '?')}, column {getattr(exc, 'colno', '?')})"
+        return out
+    except RecursionError:
+        out.unreadable = "JSON nested too deeply to read"
         return out
     if isinstance(doc, dict):
         doc = [doc]
     if not isinstance(doc, list):
         out.unreadable = f"a JSON {type(doc).__name__}, not an array of events"
         return out
-    if len(doc) > MAX_EVENTS_PER_BLOB:
-        out.dropped = len(doc) - MAX_EVENTS_PER_BLOB
-        doc = doc[:MAX_EVENTS_PER_BLOB]
     for i, item in enumerate(doc):
         if isinstance(item, dict):
             out.events.append(split_delivery(item, blob, i))
@@ -132,10 +131,37 @@ def parse_blob(blob: str, data: bytes) -> ParsedBlob:
     return out
 
 
+def to_ranges(indexes: Iterable[int]) -> str:
+    """``{0, 1, 2, 5, 7, 8}`` as ``"0-2,5,7-8"``: a blob's replay progress in one table property."""
+    out: list[str] = []
+    run: list[int] = []
+    for i in sorted(set(indexes)):
+        if run and i == run[-1] + 1:
+            run.append(i)
+            continue
+        if run:
+            out.append(f"{run[0]}-{run[-1]}" if len(run) > 1 else str(run[0]))
+        run = [i]
+    if run:
+        out.append(f"{run[0]}-{run[-1]}" if len(run) > 1 else str(run[0]))
+    return ",".join(out)
+
+
+def from_ranges(text: str) -> set[int]:
+    """The inverse of ``to_ranges``; anything it cannot read counts as no progress."""
+    out: set[int] = set()
+    for part in (text or "").split(","):
+        lo, _, hi = part.strip().partition("-")
+        if lo.isdecimal() and (not hi or hi.isdecimal()) and len(lo) < 10 and len(hi) < 10:
+            out.update(range(int(lo), int(hi or lo) + 1))
+    return out
+
+
 def blob_name(topic: str | None, subscription: str, year: int, month: int, day: int, hour: int, guid: str) -> str:
     """The name Event Grid gives a dead-letter blob (names upper-cased, date parts not padded)."""
     head = f"{topic.upper()}/" if topic else ""
     return f"{head}{subscription.upper()}/{year}/{month}/{day}/{hour}/{guid}.json"
 
 
-__all__ = ["DELIVERY_FIELDS", "DeadLetter", "ParsedBlob", "blob_name", "parse_blob", "split_delivery"]
+__all__ = ["DELIVERY_FIELDS", "MAX_BLOB_BYTES", "DeadLetter", "ParsedBlob", "blob_name", "from_ranges", "parse_blob",
+           "split_delivery", "to_ranges"]

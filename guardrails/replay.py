@@ -6,20 +6,26 @@ made the change (its claims), the ARM correlation id, the exact operation, and, 
 assignment, whom to count toward flip-flop. So each dead-lettered event goes through the very
 ``handle_event`` the trigger functions call, with the sweep's paced ARM clients:
 
-    list the container (names only) ─▶ drop the state of blobs that are gone
+    list the container (names and sizes) ─▶ drop the state of blobs that are gone
     each blob not yet settled, oldest first, within the time budget:
-        read it ─▶ ``deadletter.parse_blob`` ─▶ unreadable: state ``unreadable``, reported once
-        each event ─▶ ``service.handle_event`` (claims, dedup, decision, fix, audit row as ever)
-            raises (what would have made Event Grid redeliver): state ``retrying`` with the
-            attempt count; the next run tries the blob again, ``MAX_ATTEMPTS`` runs at most,
-            then ``gave_up``, reported
-        all handled ─▶ state ``replayed`` with each event's id, type, verdict, reason, delivery id
+        read it ─▶ ``deadletter.parse_blob`` ─▶ unreadable (not JSON, too large …): an ``invalid``
+            audit row under the blob's name, state ``unreadable``, reported once
+        each event not yet handled ─▶ ``service.handle_event`` (claims, dedup, decision, fix,
+            audit row as ever)
+            raises (what would have made Event Grid redeliver): that event is retried on the next
+            runs, the blob's other events go on; after ``GIVE_UP_AFTER`` of failing and at least
+            ``MIN_ATTEMPTS`` tries (Event Grid's own 24 h) the event is given up, reported
+            Table Storage down: the run stops (every decision needs it)
+        state ``replayed`` (every event handled), ``retrying`` (one still fails) or ``gave_up``
+        (handled but for given-up events), with each event's id, verdict, reason, delivery id
 
-At least once, like Event Grid: a blob whose run died half way is replayed again, and the events
-already handled come out ``duplicate``/``ignored`` from the idempotency table, zero ARM calls. The
-blobs are never changed or deleted (the container keeps Event Grid's record; its lifecycle is the
-storage account's); progress lives in ``<prefix>TimerState`` (partition ``deadletter``). One summary
-row per run in ``<prefix>Sweeps`` (``kind`` ``deadletter_replay``).
+Progress is per event (``done`` ranges of indexes in the state row), so a run that dies or hits
+its time budget half way through a blob carries on where it stopped, and an event handled before
+it was dead-lettered comes out ``duplicate`` while its idempotency record lasts
+(``GUARDRAILS_DEDUP_COMPLETED_HOURS``), else decided again on live state (nothing left to fix is
+``compliant``). The blobs are never changed or deleted (the container keeps Event Grid's record);
+progress lives in ``<prefix>TimerState`` (partition ``deadletter``). One summary row per run in
+``<prefix>Sweeps`` (``kind`` ``deadletter_replay``).
 """
 
 from __future__ import annotations
@@ -27,18 +33,30 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any, Callable
 
-from .deadletter import ParsedBlob, parse_blob
-from .errors import GuardrailsError, StoreError
+from .deadletter import MAX_BLOB_BYTES, ParsedBlob, from_ranges, parse_blob, to_ranges
+from .errors import GuardrailsError, IdempotencyError, StoreError
 from .logs import emit
 from .sweep import SweepSummary, _iso, _Tally
 
 log = logging.getLogger("guardrails")
-MAX_ATTEMPTS = 5
+GIVE_UP_AFTER = timedelta(hours=24)    # as Event Grid: a failing event is retried for a day …
+MIN_ATTEMPTS = 3                       # … and at least this many runs
 SETTLED = frozenset({"replayed", "unreadable", "gave_up"})
 KIND = "deadletter_replay"
+
+
+class _Stop(Exception):
+    """Table Storage failed: end the run (every decision and every state write needs it)."""
+
+
+def _parse_time(text: str) -> datetime | None:
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except (ValueError, AttributeError):
+        return None
 
 
 class DeadLetterReplayer:
@@ -68,91 +86,142 @@ class DeadLetterReplayer:
         summary = SweepSummary(sweep_id=f"replay-{started:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}", kind=KIND,
                                started=_iso(started), dry_run=dry_run)
         tally = _Tally(summary)
+        done = 0
         try:
             listed = self.container.list()
-        except StoreError as exc:
-            tally.error(str(exc))
-            emit(log, logging.ERROR, "guardrail_deadletter_list_failed", reason=str(exc))
-            return self._finish(summary, start, blobs=0)
-        states = self.state.deadletter_states()
-        names = {b.name for b in listed}
-        if not dry_run:
-            for gone in sorted(set(states) - names):     # deleted by the container's lifecycle
-                self.state.delete_deadletter_state(gone)
-        pending = [b for b in sorted(listed, key=lambda b: (b.last_modified, b.name))
-                   if (states.get(b.name) or {}).get("outcome") not in SETTLED]
-        if limit is not None:
-            pending = pending[:max(0, limit)]
-        deadline = start + self.max_seconds
-        done = 0
-        for blob in pending:
-            if self._clock() > deadline:
-                tally.truncate()
-                break
-            self._blob(blob.name, states.get(blob.name) or {}, tally, dry_run, deadline)
-            done += 1
+            states = self.state.deadletter_states()
+            names = {b.name for b in listed}
+            if not dry_run:
+                for gone in sorted(set(states) - names):     # deleted by the container's lifecycle rule
+                    self.state.delete_deadletter_state(gone)
+            pending = [b for b in sorted(listed, key=lambda b: (b.last_modified, b.name))
+                       if (states.get(b.name) or {}).get("outcome") not in SETTLED]
+            if limit is not None:
+                pending = pending[:max(0, limit)]
+            deadline = start + self.max_seconds
+            for blob in pending:
+                if self._clock() > deadline:
+                    tally.truncate()
+                    break
+                self._blob(blob, states.get(blob.name) or {}, tally, dry_run, deadline, summary.sweep_id)
+                done += 1
+        except (StoreError, _Stop) as exc:
+            if isinstance(exc, StoreError):
+                tally.error(str(exc))
+            emit(log, logging.ERROR, "guardrail_deadletter_run_stopped", reason=str(exc)[:300])
         return self._finish(summary, start, blobs=done)
 
     # ---------------------------------------------------------------------------------------------
-    def _blob(self, name: str, prev: dict[str, Any], tally: _Tally, dry_run: bool, deadline: float) -> None:
-        try:
-            data = self.container.read(name)
-        except StoreError as exc:                 # transient: the next run reads it again
-            tally.error(f"dead-letter blob {name}: {exc}")
-            emit(log, logging.ERROR, "guardrail_deadletter_read_failed", blob=name, reason=str(exc))
-            return
-        if data is None:
-            return                                # deleted since it was listed
-        parsed = parse_blob(name, data)
-        attempts = int(prev.get("attempts", 0)) + 1
+    def _blob(self, blob, prev: dict[str, Any], tally: _Tally, dry_run: bool, deadline: float, run_id: str) -> None:
+        name = blob.name
+        if blob.size > MAX_BLOB_BYTES:            # not even downloaded
+            parsed = ParsedBlob(blob=name, unreadable=f"{blob.size} bytes, more than the {MAX_BLOB_BYTES} "
+                                                      "a dead-letter blob can hold")
+        else:
+            try:
+                data = self.container.read(name)
+            except StoreError as exc:             # transient: the next run reads it again
+                tally.error(f"dead-letter blob {name}: {exc}")
+                emit(log, logging.ERROR, "guardrail_deadletter_read_failed", blob=name, reason=str(exc))
+                return
+            if data is None:
+                return                            # deleted since it was listed
+            try:
+                parsed = parse_blob(name, data)
+            except Exception as exc:              # noqa: BLE001 - the parser must not stop every later blob
+                parsed = ParsedBlob(blob=name, unreadable=f"the parser failed ({type(exc).__name__})")
         if parsed.unreadable:
             tally.error(f"dead-letter blob {name} is unreadable: {parsed.unreadable}")
             emit(log, logging.ERROR, "guardrail_deadletter_unreadable", blob=name, reason=parsed.unreadable)
             if not dry_run:
-                self._save(name, "unreadable", attempts, parsed.unreadable, [])
+                self._store(lambda: self.service.record_unreadable_dead_letter(
+                    self.container.name, name, parsed.unreadable, run_id=run_id))
+                tally.decided("invalid")
+                self._save(name, {"outcome": "unreadable", "attempts": int(prev.get("attempts", 0)) + 1,
+                                  "detail": parsed.unreadable})
             return
-        if parsed.dropped:
-            tally.error(f"dead-letter blob {name}: {parsed.dropped} item(s) beyond the first "
-                        f"{len(parsed.events)} not replayed")
         if dry_run:
+            handled = from_ranges(str(prev.get("done", "")))
             for dl in parsed.events:
-                tally.seen()
-                emit(log, logging.INFO, "guardrail_deadletter_pending", blob=name, event_id=dl.event_id[:256],
-                     event_type=dl.event_type[:256], dead_letter_reason=dl.reason, delivery_attempts=dl.attempts)
+                if dl.index not in handled:
+                    tally.seen()
+                    emit(log, logging.INFO, "guardrail_deadletter_pending", blob=name, event_id=dl.event_id[:256],
+                         event_type=dl.event_type[:256], dead_letter_reason=dl.reason, delivery_attempts=dl.attempts)
             return
-        self._replay(parsed, attempts, tally, deadline)
+        self._replay(parsed, prev, tally, deadline)
 
-    def _replay(self, parsed: ParsedBlob, attempts: int, tally: _Tally, deadline: float) -> None:
+    def _replay(self, parsed: ParsedBlob, prev: dict[str, Any], tally: _Tally, deadline: float) -> None:
         name = parsed.blob
-        results: list[dict[str, Any]] = []
+        handled = from_ranges(str(prev.get("done", "")))
+        abandoned = from_ranges(str(prev.get("abandoned", "")))
+        failing: dict[str, dict[str, Any]] = dict(prev.get("failing") or {})
+        record: list[dict[str, Any]] = list(prev.get("events") or [])
+        now = self._wall()
+
+        def save(outcome: str, detail: str = "") -> None:
+            self._save(name, {"outcome": outcome, "attempts": int(prev.get("attempts", 0)) + 1, "detail": detail,
+                              "events": record, "done": to_ranges(handled), "abandoned": to_ranges(abandoned),
+                              "failing": failing})
+
         for dl in parsed.events:
-            if self._clock() > deadline:          # the rest of this blob: the next run (dedup skips the done ones)
+            if dl.index in handled or dl.index in abandoned:
+                continue
+            if self._clock() > deadline:          # the rest: the next run, from here
                 tally.truncate()
-                self._save(name, "retrying", attempts - 1, f"time budget ended after event {dl.index}", results)
+                save("retrying", f"time budget ended at event {dl.index}")
                 return
             try:
                 row = self.service.handle_event(dl.envelope)
+            except StoreError as exc:
+                if not isinstance(exc, IdempotencyError):       # Table Storage itself: stop the run
+                    tally.error(f"dead-letter blob {name}, event {dl.index}: {exc}")
+                    self._store(lambda: save("retrying", f"event {dl.index}: {exc}"))
+                    raise _Stop(str(exc)) from None
+                self._failed(name, dl, exc, failing, abandoned, record, now, tally)
+                continue
             except Exception as exc:              # noqa: BLE001 - what made the trigger raise: Event Grid would redeliver
-                why = str(exc)[:200] if isinstance(exc, GuardrailsError) else type(exc).__name__
-                outcome = "gave_up" if attempts >= MAX_ATTEMPTS else "retrying"
-                tally.error(f"dead-letter blob {name}, event {dl.index}: {why} ({outcome}, attempt {attempts})")
-                emit(log, logging.ERROR, "guardrail_deadletter_replay_failed", blob=name, event_id=dl.event_id[:256],
-                     attempt=attempts, outcome=outcome, reason=why)
-                self._save(name, outcome, attempts, f"event {dl.index}: {why}", results)
-                return
+                self._failed(name, dl, exc, failing, abandoned, record, now, tally)
+                continue
+            handled.add(dl.index)
+            failing.pop(str(dl.index), None)
             tally.seen()
             tally.decided(row.verdict)
-            results.append({"event_id": row.event_id, "event_type": row.event_type, "verdict": row.verdict,
-                            "reason": row.reason, "delivery_id": row.delivery_id,
-                            "dead_letter_reason": dl.reason, "delivery_attempts": dl.attempts})
+            record.append({"index": dl.index, "event_id": row.event_id, "event_type": row.event_type,
+                           "verdict": row.verdict, "reason": row.reason, "delivery_id": row.delivery_id,
+                           "dead_letter_reason": dl.reason, "delivery_attempts": dl.attempts})
             emit(log, logging.INFO, "guardrail_deadletter_replayed", blob=name, event_id=row.event_id,
                  verdict=row.verdict, reason=row.reason, dead_letter_reason=dl.reason)
-        detail = "; ".join([*parsed.problems, *([f"{parsed.dropped} item(s) not replayed"] if parsed.dropped else [])])
-        self._save(name, "replayed", attempts, detail, results)
+        detail = "; ".join(parsed.problems)
+        save("retrying" if failing else "gave_up" if abandoned else "replayed", detail)
 
-    def _save(self, name: str, outcome: str, attempts: int, detail: str, events: list[dict[str, Any]]) -> None:
-        self.state.set_deadletter_state(name, {"outcome": outcome, "attempts": attempts, "at": _iso(self._wall()),
-                                               "detail": detail, "events": events})
+    def _failed(self, name: str, dl, exc: Exception, failing: dict, abandoned: set, record: list, now: datetime,
+                tally: _Tally) -> None:
+        why = str(exc)[:200] if isinstance(exc, GuardrailsError) else type(exc).__name__
+        f = failing.setdefault(str(dl.index), {"attempts": 0, "first": _iso(now)})
+        f["attempts"] = int(f.get("attempts", 0)) + 1
+        f["error"] = why
+        first = _parse_time(str(f.get("first", ""))) or now
+        if f["attempts"] >= MIN_ATTEMPTS and now - first >= GIVE_UP_AFTER:
+            failing.pop(str(dl.index), None)
+            abandoned.add(dl.index)
+            record.append({"index": dl.index, "event_id": dl.event_id[:256], "event_type": dl.event_type[:256],
+                           "verdict": "gave_up", "reason": why, "dead_letter_reason": dl.reason})
+            outcome = "gave up"
+        else:
+            outcome = "retrying"
+        tally.error(f"dead-letter blob {name}, event {dl.index}: {why} ({outcome}, attempt {f['attempts']})")
+        emit(log, logging.ERROR, "guardrail_deadletter_replay_failed", blob=name, event_id=dl.event_id[:256],
+             attempt=f["attempts"], outcome=outcome, reason=why)
+
+    @staticmethod
+    def _store(write: Callable[[], Any]) -> Any:
+        try:
+            return write()
+        except StoreError as exc:
+            raise _Stop(str(exc)) from None
+
+    def _save(self, name: str, state: dict[str, Any]) -> None:
+        self._store(lambda: self.state.set_deadletter_state(name, {**state, "at": _iso(self._wall())}))
 
     def _finish(self, summary: SweepSummary, start: float, *, blobs: int) -> SweepSummary:
         summary.finished = _iso(self._wall())
@@ -169,7 +238,10 @@ class DeadLetterReplayer:
 def add_parser(sub) -> None:
     p = sub.add_parser("deadletter", help="events Event Grid gave up on: list them, or replay them through the "
                                           "guardrails (the timer deadletter_replay does the same)")
-    p.add_argument("action", choices=("list", "replay"))
+    p.add_argument("action", choices=("list", "replay", "retry"),
+                   help="retry BLOB: forget a blob's replay state (after fixing why it was given up or unreadable); "
+                        "the next replay handles it again")
+    p.add_argument("blob", nargs="?", help="retry: the blob's name, as 'list' prints it")
     p.add_argument("--limit", type=int, metavar="N", help="replay: at most N blobs")
     p.add_argument("--dry-run", action="store_true", help="replay: read and parse only, decide nothing")
     p.add_argument("--json", action="store_true", help="print JSON")
@@ -187,6 +259,14 @@ def cli_main(args) -> int:
     replayer = build_replayer(Settings.from_env())
     if replayer is None:
         raise UsageError(f"set {DEAD_LETTER_ENDPOINT} (or {DEAD_LETTER_CONNECTION}) to the dead-letter storage")
+    if args.action == "retry":
+        if not args.blob:
+            raise UsageError("deadletter retry needs the blob's name (python -m guardrails deadletter list)")
+        if args.blob not in {b.name for b in replayer.container.list()}:
+            raise UsageError(f"no blob {args.blob!r} in {replayer.container.name}")
+        replayer.state.delete_deadletter_state(args.blob)
+        print(f"{args.blob}: state cleared, the next replay handles it again")
+        return 0
     if args.action == "list":
         rows = replayer.status()
         if args.json:
@@ -210,4 +290,4 @@ def cli_main(args) -> int:
     return 1 if summary.failed else 0
 
 
-__all__ = ["DeadLetterReplayer", "KIND", "MAX_ATTEMPTS", "add_parser", "cli_main"]
+__all__ = ["GIVE_UP_AFTER", "MIN_ATTEMPTS", "DeadLetterReplayer", "KIND", "add_parser", "cli_main"]

@@ -318,6 +318,19 @@ class GuardrailsService:
                           for g in coverage.gaps]
         return self._finish(ctx, row, verdict, REASON, coverage.message(), timer=True)
 
+    def record_unreadable_dead_letter(self, container: str, blob: str, why: str, *, run_id: str) -> AuditRow:
+        """A dead-letter blob with no event to hand to ``handle_event`` (not JSON, too large …):
+        audited ``invalid`` like any bad delivery, under the blob's name (``guardrails.replay``).
+        ``why`` names the problem, never the content."""
+        start = self._clock()
+        ctx = _Ctx(uuid.uuid4().hex, start, start + self.settings.time_budget_seconds, self._wall())
+        row = AuditRow(event_id=f"deadletter:{blob}"[:256], event_type=DEAD_LETTER_EVENT_TYPE,
+                       resource_id=f"/deadletter/{container}/{blob}"[:2048], verdict="ignored",
+                       delivery_id=ctx.delivery_id, correlation_id=run_id[:128])
+        with bound(delivery_id=ctx.delivery_id):
+            return self._finish(ctx, row, "invalid", "unreadable_dead_letter",
+                                f"dead-letter blob {blob} is unreadable: {why}", timer=True)
+
     def _once(self, ctx: _Ctx, row: AuditRow, resource_id: str, decide: Callable[[], None]) -> AuditRow:
         """Exactly-once effects on an at-least-once stream: claim the event id, decide and act,
         audit, then mark it completed — or release it so Event Grid's retry can run."""
@@ -647,6 +660,7 @@ class GuardrailsService:
 
 
 CHECK_EVENT_TYPE = "Guardrails.CheckResource"
+DEAD_LETTER_EVENT_TYPE = "Guardrails.DeadLetter"
 
 
 def kv_object_id(ev) -> str:

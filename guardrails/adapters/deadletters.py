@@ -74,8 +74,9 @@ class DeadLetterContainer:
         from azure.core.exceptions import AzureError, ResourceNotFoundError
         try:
             return [BlobInfo(str(b.name), int(b.size or 0), _iso(b.last_modified)) for b in self._c.list_blobs()]
-        except ResourceNotFoundError:
-            return []                          # no container yet: Event Grid has written nothing
+        except ResourceNotFoundError:      # infra/ creates it: a wrong name or account, not "nothing lost"
+            raise StoreError(f"dead-letter container {self.name!r} not found: check "
+                             "GUARDRAILS_DEAD_LETTER_CONTAINER / _ENDPOINT") from None
         except AzureError as exc:
             raise _error("list", exc) from exc
 

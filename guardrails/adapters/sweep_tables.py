@@ -179,9 +179,15 @@ class TableTimerState:
                 events = json.loads(str(e.get("events") or "[]"))
             except ValueError:
                 events = []
+            try:
+                failing = json.loads(str(e.get("failing") or "{}"))
+            except ValueError:
+                failing = {}
             out[str(e["blob"])] = {"outcome": str(e.get("outcome") or ""), "attempts": int(e.get("attempts") or 0),
                                    "at": str(e.get("at") or ""), "detail": str(e.get("detail") or ""),
-                                   "events": events if isinstance(events, list) else []}
+                                   "events": events if isinstance(events, list) else [],
+                                   "done": str(e.get("done") or ""), "abandoned": str(e.get("abandoned") or ""),
+                                   "failing": failing if isinstance(failing, dict) else {}}
         return out
 
     def set_deadletter_state(self, blob: str, state: dict[str, Any]) -> None:
@@ -190,7 +196,10 @@ class TableTimerState:
                 {"PartitionKey": self.DEADLETTER, "RowKey": self._blob_key(blob), "blob": blob[:1024],
                  "outcome": str(state["outcome"]), "attempts": int(state.get("attempts", 0)),
                  "at": str(state.get("at", "")), "detail": str(state.get("detail", ""))[:4000],
-                 "events": bounded_json(list(state.get("events", ())))})
+                 "events": bounded_json(list(state.get("events", ()))),
+                 "done": str(state.get("done", ""))[:MAX_PROPERTY_CHARS],
+                 "abandoned": str(state.get("abandoned", ""))[:MAX_PROPERTY_CHARS],
+                 "failing": bounded_json(dict(state.get("failing") or {}))})
         except AzureError as exc:
             raise _store_error("write dead-letter state", exc) from exc
 

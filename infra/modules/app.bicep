@@ -19,6 +19,9 @@ param sweepSchedule string = '0 0 */6 * * *'
 param expirySchedule string = '0 */5 * * * *'
 param decisionOutboxSchedule string = '0 */5 * * * *'
 param deadLetterSchedule string = '0 */15 * * * *'
+// dead letters are kept this long after Event Grid wrote them (the replay's decisions are audit rows)
+@minValue(7)
+param deadLetterRetentionDays int = 90
 
 // built-in roles (ids are the same in every tenant)
 var storageBlobDataOwner = 'b7e6dc6d-f1e8-4753-8033-0f276bb0955b'
@@ -129,6 +132,41 @@ resource deadLetters 'Microsoft.Storage/storageAccounts/blobServices/containers@
   name: deadLetterContainer
   properties: {
     publicAccess: 'None'
+  }
+}
+
+// the dead-letter container's lifecycle: blobs older than deadLetterRetentionDays are deleted (the
+// replay then drops their state rows); nothing else in the account is touched
+resource lifecycle 'Microsoft.Storage/storageAccounts/managementPolicies@2023-05-01' = {
+  parent: storage
+  name: 'default'
+  properties: {
+    policy: {
+      rules: [
+        {
+          name: 'dead-letter-retention'
+          enabled: true
+          type: 'Lifecycle'
+          definition: {
+            filters: {
+              blobTypes: [
+                'blockBlob'
+              ]
+              prefixMatch: [
+                '${deadLetterContainer}/'
+              ]
+            }
+            actions: {
+              baseBlob: {
+                delete: {
+                  daysAfterModificationGreaterThan: deadLetterRetentionDays
+                }
+              }
+            }
+          }
+        }
+      ]
+    }
   }
 }
 

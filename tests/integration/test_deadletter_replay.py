@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import uuid
+from datetime import datetime, timezone
 
 import pytest
 
@@ -16,7 +18,7 @@ from guardrails import settings as S
 from guardrails.adapters.sweep_tables import TableSweepStore, TableTimerState
 from guardrails.local.deadletters import container_client, write_dead_letters
 from guardrails.ratelimit import FakeClock
-from guardrails.replay import KIND, MAX_ATTEMPTS
+from guardrails.replay import GIVE_UP_AFTER, KIND, MIN_ATTEMPTS
 from tests import builders as b
 from tests.integration.test_sweep import _this_month, host_timer
 
@@ -37,10 +39,13 @@ def dead(harness, azurite_blob):
     return make
 
 
-def _replayer(h, **env):
+def _replayer(h, *, later=None, **env):
     settings = S.Settings.from_env({**h.env, **env})
     sweeper = bootstrap.build_sweeper(settings, clock=FakeClock(), sleep=lambda s: None)
-    return bootstrap.build_replayer(settings, sweeper=sweeper)
+    replayer = bootstrap.build_replayer(settings, sweeper=sweeper)
+    if later is not None:                       # the replay's wall clock that much later
+        replayer._wall = lambda: datetime.now(timezone.utc) + later
+    return replayer
 
 
 def _states(h) -> dict:
@@ -99,33 +104,48 @@ def test_dead_lettered_events_are_decided_with_their_actor_and_never_twice(dead,
     assert (again.seen, again.failed) == (0, 0) and h.arm_requests() == [] and len(h.stored_rows()) == rows_before
 
 
-def test_unreadable_blobs_are_reported_once_and_a_blob_that_keeps_failing_is_given_up(dead):
-    res = b.storage("stmlflaky", pna="Enabled")
-    h = dead([res], env={S.TIME_BUDGET_SECONDS: "1"})
+def test_unreadable_blobs_are_audited_once_and_an_event_that_keeps_failing_is_given_up_after_a_day(dead):
+    res, ok = b.storage("stmlflaky", pna="Enabled"), b.storage("stmlsteady", pna="Enabled")
+    h = dead([res, ok], env={S.TIME_BUDGET_SECONDS: "1"})
     junk = write_dead_letters(h.blobs, [], raw=b"AccountKey=leaked-" + b"x" * 20)
-    ev = b.write_event(res["id"])
-    flaky = write_dead_letters(h.blobs, [ev])
+    ev, steady = b.write_event(res["id"]), b.write_event(ok["id"])
+    flaky = write_dead_letters(h.blobs, [ev, steady])
     h.emu.add_fault(method="GET", path_regex="stmlflaky", status=503)
 
     first = _replayer(h).run()
     assert any(junk in e and "not JSON" in e for e in first.errors)
     assert all("leaked" not in e for e in first.errors)
-    assert any(flaky in e and "retrying, attempt 1" in e for e in first.errors)
+    assert any(flaky in e and "event 0" in e and "retrying, attempt 1" in e for e in first.errors)
+    # the unreadable blob is an audited rejection; the failing event does not hold back the next one
+    [bad] = [r for r in h.stored_rows() if r.event_type == "Guardrails.DeadLetter"]
+    assert (bad.verdict, bad.reason, bad.event_id) == ("invalid", "unreadable_dead_letter", f"deadletter:{junk}")
+    assert "leaked" not in json.dumps(bad.to_dict())
+    assert h.resource(ok["id"])["properties"]["publicNetworkAccess"] == "Disabled"
     st = _states(h)
-    assert st[junk]["outcome"] == "unreadable" and (st[flaky]["outcome"], st[flaky]["attempts"]) == ("retrying", 1)
-    for attempt in range(2, MAX_ATTEMPTS + 1):
-        run = _replayer(h).run()
+    assert st[junk]["outcome"] == "unreadable" and (st[flaky]["outcome"], st[flaky]["done"]) == ("retrying", "1")
+    for attempt in range(2, MIN_ATTEMPTS + 1):                       # a day later, the third try gives up
+        run = _replayer(h, later=GIVE_UP_AFTER).run()
         assert not any(junk in e for e in run.errors)                  # reported once
         assert any(f"attempt {attempt}" in e for e in run.errors)
-    assert _states(h)[flaky]["outcome"] == "gave_up"
-    assert [r.verdict for r in h.stored_rows() if r.event_id == ev["id"]] == ["failed"] * MAX_ATTEMPTS
+    assert _states(h)[flaky]["outcome"] == "gave_up" and _states(h)[flaky]["abandoned"] == "0"
+    assert [r.verdict for r in h.stored_rows() if r.event_id == ev["id"]] == ["failed"] * MIN_ATTEMPTS
+    assert [r.verdict for r in h.stored_rows() if r.event_id == steady["id"]] == ["remediated"]
     h.emu.clear_requests()
     last = _replayer(h).run()
     assert (last.seen, last.failed) == (0, 0) and h.arm_requests() == []
-    # the fault gone, the operator replays it by hand after clearing its state
-    TableTimerState(h.tables).delete_deadletter_state(flaky)
+    # the fault gone, the operator has it replayed again
+    from guardrails.cli import main
+    for k, v in h.env.items():
+        os.environ[k] = v
+    try:
+        assert main(["deadletter", "retry", flaky]) == 0
+        assert main(["deadletter", "retry", "NO/SUCH/blob.json"]) == 2
+    finally:
+        for k in h.env:
+            os.environ.pop(k, None)
     h.emu._faults.clear()
-    assert _replayer(h).run().remediated == 1
+    again = _replayer(h).run()
+    assert again.remediated == 1 and again.verdicts.get("duplicate") == 1
     assert h.resource(res["id"])["properties"]["publicNetworkAccess"] == "Disabled"
 
 
@@ -163,4 +183,6 @@ def test_timer_and_cli(dead, monkeypatch, capsys):
     monkeypatch.delenv(S.DEAD_LETTER_CONNECTION)
     assert main(["deadletter", "list"]) == 2                            # not configured: usage
     bootstrap._sweeper = bootstrap._replayer = None
-    deadletter_replay(host_timer())                                     # off: returns quietly
+    deadletter_replay(host_timer())                                     # off: returns quietly, every run
+    deadletter_replay(host_timer())
+    assert bootstrap._sweeper is None                                   # and builds nothing

@@ -9,7 +9,7 @@ from datetime import datetime, timezone
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from guardrails.deadletter import DELIVERY_FIELDS, MAX_EVENTS_PER_BLOB, blob_name, parse_blob
+from guardrails.deadletter import DELIVERY_FIELDS, blob_name, from_ranges, parse_blob, to_ranges
 from guardrails.local.deadletters import dead_letter_items
 from guardrails.model.events import parse_envelope
 from tests.builders import storage, write_event
@@ -23,7 +23,7 @@ def test_event_grid_schema_dead_letter_becomes_the_delivered_event_and_its_deliv
             "lastDeliveryOutcome": "Probation", "publishTime": "2026-11-05T07:00:01.1234567Z",
             "lastDeliveryAttemptTime": "2026-11-06T07:00:00.0000000Z", "lastHttpStatusCode": 503}
     parsed = parse_blob(NAME, json.dumps([item]).encode())
-    assert not parsed.unreadable and not parsed.problems and parsed.dropped == 0
+    assert not parsed.unreadable and not parsed.problems
     [dl] = parsed.events
     assert dl.envelope == ev                               # exactly what was delivered
     assert (dl.reason, dl.attempts, dl.last_outcome, dl.last_status) == ("MaxDeliveryAttemptsExceeded", 30,
@@ -70,10 +70,17 @@ def test_a_single_object_and_an_empty_array():
     assert not empty.events and empty.problems == ["an empty array: no event"] and not empty.unreadable
 
 
-def test_items_beyond_the_cap_are_counted_not_replayed():
-    ev = write_event(storage()["id"])
-    parsed = parse_blob(NAME, json.dumps([ev] * (MAX_EVENTS_PER_BLOB + 3)).encode())
-    assert len(parsed.events) == MAX_EVENTS_PER_BLOB and parsed.dropped == 3
+def test_what_json_can_hold_but_python_cannot_read_is_unreadable_not_a_crash():
+    assert parse_blob(NAME, b"[" * 100000 + b"]" * 100000).unreadable == "JSON nested too deeply to read"
+    assert parse_blob(NAME, b"[" + b"9" * 5000 + b"]").unreadable.startswith("not JSON")
+    odd = {"id": "e", "eventType": "t", "deliveryAttempts": "\u00b2", "lastHttpStatusCode": "9" * 5000}
+    [dl] = parse_blob(NAME, json.dumps([odd]).encode()).events
+    assert (dl.attempts, dl.last_status) == (None, None)
+
+
+@given(st.sets(st.integers(min_value=0, max_value=3000), max_size=200))
+def test_progress_ranges_round_trip(indexes):
+    assert from_ranges(to_ranges(indexes)) == indexes
 
 
 def test_blob_names_as_event_grid_writes_them():

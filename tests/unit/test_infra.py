@@ -276,6 +276,12 @@ def test_the_replay_reads_the_container_event_grid_dead_letters_to():
     assert resolve(app, "deadLetterContainer") == S.Settings().dead_letter_container
     assert "storage" in json.dumps(settings[S.DEAD_LETTER_ENDPOINT]) and "blob" in json.dumps(settings[S.DEAD_LETTER_ENDPOINT])
     assert S.DEAD_LETTER_CONNECTION not in settings
+    # the container's lifecycle deletes old dead letters, and only them
+    [rule] = one(app, "Microsoft.Storage/storageAccounts/managementPolicies")["properties"]["policy"]["rules"]
+    assert rule["definition"]["filters"]["prefixMatch"] == ["${deadLetterContainer}/"]
+    assert rule["definition"]["actions"]["baseBlob"]["delete"]["daysAfterModificationGreaterThan"] == \
+        "deadLetterRetentionDays"
+    assert app["parameters"]["deadLetterRetentionDays"]["default"] >= 30
     for rel, module in (("main.bicep", "subscriptions"), ("main.bicep", "vaults")):
         assert module_env(rel, module)["deadLetterContainer"] == "app.outputs.deadLetterContainer" or \
             "deadLetterContainer" in json.dumps(module_env(rel, module)["deadLetterContainer"]), (rel, module)
