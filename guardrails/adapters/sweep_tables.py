@@ -124,13 +124,15 @@ class TableTimerState:
         hashed, since a row key may not hold ``/``."""
         return hashlib.sha256(source.lower().rstrip("/").encode("utf-8")).hexdigest()[:40]
 
+    def _partition(self, pk: str, what: str) -> list[dict[str, Any]]:
+        try:
+            return list(self._t.table(self.name).query_entities("PartitionKey eq @pk", parameters={"pk": pk}))
+        except AzureError as exc:
+            raise _store_error(f"read {what} state", exc) from exc
+
     def coverage_states(self) -> dict[str, dict[str, Any]]:
         """Every source's state, by source (lower-cased): one query per sweep."""
-        try:
-            rows = list(self._t.table(self.name).query_entities("PartitionKey eq @pk",
-                                                                 parameters={"pk": self.COVERAGE}))
-        except AzureError as exc:
-            raise _store_error("read coverage state", exc) from exc
+        rows = self._partition(self.COVERAGE, "coverage")
         return {str(e.get("source") or "").lower(): self._state(e) for e in rows if e.get("source")}
 
     @staticmethod
@@ -166,13 +168,8 @@ class TableTimerState:
 
     def deadletter_states(self) -> dict[str, dict[str, Any]]:
         """Every dead-letter blob's replay state, by blob name: one query per run."""
-        try:
-            rows = list(self._t.table(self.name).query_entities("PartitionKey eq @pk",
-                                                                 parameters={"pk": self.DEADLETTER}))
-        except AzureError as exc:
-            raise _store_error("read dead-letter state", exc) from exc
         out = {}
-        for e in rows:
+        for e in self._partition(self.DEADLETTER, "dead-letter"):
             if not e.get("blob"):
                 continue
             try:
