@@ -178,7 +178,7 @@ def build_replayer(settings: Settings, *, sweeper=None, clock=None):
     paced by the timers' budget), or None when no dead-letter storage is configured."""
     from .adapters.deadletters import DeadLetterContainer
 
-    if not (settings.dead_letter_connection or settings.dead_letter_endpoint):
+    if not settings.dead_letter_replay:
         return None
     from .adapters.arm import build_credential
     from .replay import DeadLetterReplayer
@@ -197,7 +197,7 @@ def get_replayer():
     sweeper is built then)."""
     global _replayer
     settings = Settings.from_env()
-    if not (settings.dead_letter_connection or settings.dead_letter_endpoint):
+    if not settings.dead_letter_replay:
         return None
     sweeper = get_sweeper()
     with _lock:

@@ -292,6 +292,11 @@ class Settings:
         values.update(overrides)
         return cls(**values)
 
+    @property
+    def dead_letter_replay(self) -> bool:
+        """Dead-letter replay is configured (a connection string or a blob endpoint)."""
+        return bool(self.dead_letter_connection or self.dead_letter_endpoint)
+
     def is_own_principal(self, *ids: str | None) -> bool:
         for i in ids:
             if i and i.strip().lower().replace("-", "") in self.own_principal_ids:

@@ -48,7 +48,7 @@ class DeadLetterContainer:
     @classmethod
     def from_settings(cls, settings, credential=None) -> "DeadLetterContainer | None":
         """The configured container, or None when dead-letter replay is not configured."""
-        if not (settings.dead_letter_connection or settings.dead_letter_endpoint):
+        if not settings.dead_letter_replay:
             return None
         from azure.storage.blob import ContainerClient
 
@@ -89,9 +89,6 @@ class DeadLetterContainer:
             return None
         except AzureError as exc:
             raise _error("read", exc) from exc
-
-    def close(self) -> None:
-        self._c.close()
 
 
 __all__ = ["BlobInfo", "DeadLetterContainer"]
