@@ -541,6 +541,9 @@ def _run(*, events: int, reps: int, threads: int | None, connection: str | None,
                 + f"; Azurite {rep['ceiling']['best']:.0f} upserts/s")
         calls = r.calls_per_event()
         costs = [r.request_costs(request_count) for _ in range(3)]
+        from bench import skeleton
+        skel = [skeleton.measure(r.stack, r.calls_pool["compliant"][0], count=max(10, events // 2),
+                                 threads=r.max_workers, in_flight=ASYNC_IN_FLIGHT) for _ in range(3)]
         threads_used = r.max_workers
     finally:
         r.close()
@@ -553,6 +556,7 @@ def _run(*, events: int, reps: int, threads: int | None, connection: str | None,
                                                  "asyncio", "asyncio_cpu_ms_per_write")},
                            "asyncio_in_flight": ASYNC_IN_FLIGHT,
                            "request_cpu_ms": {k: summary(c[k] for c in costs) for k in costs[0]},
+                           "requests_alone": {k: summary(x[k] for x in skel) for k in skel[0]},
                            "phases": {}, "calls": calls}
     for p in PHASES:
         reps_p = [rep[p] for rep in per_rep]

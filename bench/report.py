@@ -122,6 +122,13 @@ def rows(results: dict) -> tuple[list[dict], list[str]]:
                  f">= {T_SHARE * 100:g}%", ph["share_of_ceiling"]["median"] >= T_SHARE)
             _row(out, sec, "  (info) share of what Azurite takes from one asyncio client", ph.get("share_of_asyncio"),
                  _pct)
+            alone = (pl.get("requests_alone") or {}) if p in ("compliant", "fix") else {}
+            if alone:
+                shape = "fix" if p == "fix" else "compliant"
+                _row(out, sec, f"  (info) its requests alone, no guardrail work, {pl['threads']} threads: share of "
+                     "ceiling", alone[f"{shape}_sync_share"], _pct)
+                _row(out, sec, "  (info) its requests alone, asyncio clients, CPU-bound: share of the asyncio "
+                     "ceiling", alone[f"{shape}_asyncio_bound"], _pct)
         _row(out, sec, "Azurite single upserts/s, serial", pl["ceiling"]["serial"], _num)
         _row(out, sec, f"Azurite single upserts/s, {pl['threads']} threads", pl["ceiling"]["concurrent"], _num)
         _row(out, sec, "  ceiling client CPU per upsert, ms", pl["ceiling"].get("client_cpu_ms_per_write"), _ms2)

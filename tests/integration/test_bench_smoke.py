@@ -82,6 +82,12 @@ def test_pipeline_and_calls_per_event_on_tiny_inputs(azurite):
                                           "table upsert, audit-sized"}
     assert all(v["median"] > 0 for v in out["request_cpu_ms"].values())
     assert all(0 < ph["product_busy"]["median"] <= 2 for ph in out["phases"].values())
+    alone = out["requests_alone"]
+    for shape in ("fix", "compliant"):
+        assert alone[f"{shape}_sync_per_s"]["median"] > 0 and alone[f"{shape}_sync_share"]["median"] > 0
+        assert 0 < alone[f"{shape}_asyncio_bound"]["median"] <= 1.5
+    # a fix makes more requests than a compliant event, whichever client makes them
+    assert alone["fix_asyncio_cpu_ms"]["median"] > alone["compliant_asyncio_cpu_ms"]["median"]
 
 
 def test_coldstart_and_report(tmp_path):
