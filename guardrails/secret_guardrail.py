@@ -2,10 +2,15 @@
 
     SecretNearExpiry / SecretExpired ─▶ reference in metadata? ─▶ still the current version?
         ─▶ rotate with the reference's strategy (enforce) ─▶ new version, tagged as ours
-    Guardrails.SecretExposed (event or HTTP) ─▶ rotate at once ─▶ disable every older enabled version
-    SecretNewVersionCreated ─▶ ours? ignored : hygiene (expiry required / not too far) ─▶ set expiry
+    Guardrails.SecretExposed (event or HTTP) ─▶ already rotated for it? ─▶ rotate at once (a storage
+        key: every key of the account regenerated) ─▶ disable every older enabled version
+    SecretNewVersionCreated ─▶ hygiene (expiry required / not too far) ─▶ set expiry; a compliant
+        version the guardrail wrote is ``ignored`` (its tag is never trusted to skip the check)
     KeyNearExpiry / KeyExpired ─▶ key reference with rotate ─▶ Key Vault's own rotate_key
     VaultAccessPolicyChanged ─▶ re-read the vault from ARM, evaluate the vault resource policies
+
+Policies are considered enforcing ones first: a policy in ``audit`` mode beside an enforcing one
+records what it would do and never stops the enforcing one from acting.
 
 Secret values exist only inside ``Redacted`` between the SDK and the SDK.
 """
@@ -18,7 +23,8 @@ from datetime import timedelta
 from .errors import ArmError, GuardrailsError, ResourceNotFound
 from .logs import emit
 from .model.decision import ViolationRecord, combine_verdict
-from .secrets.rotation import STRATEGIES, RotationError, expiry_for
+from .secrets.rotation import STRATEGIES, RotationError, expiry_for, rotation_lead
+from .secrets.values import REASON_TAG
 
 log = logging.getLogger("guardrails")
 
@@ -35,6 +41,7 @@ class SecretGuardrail:
 
     # ------------------------------------------------------------------------------------
     def decide(self, ctx, row, ev, policies) -> None:
+        policies = sorted(policies, key=lambda p: p.mode != "enforce")     # stable: file order otherwise
         kind = ev.kind
         if ev.object_type == "Certificate":
             row.verdict, row.reason = "ignored", "recorded_only"
@@ -87,6 +94,14 @@ class SecretGuardrail:
             row.policies = [policy.ref]
             return
         row.policies = [policy.ref]
+        lead = rotation_lead(policy.max_validity_days)
+        if ev.kind == "NearExpiry" and current.expires_on is not None and current.expires_on - ctx.now > lead:
+            row.verdict, row.reason = "compliant", ""
+            row.message = (f"version {current.version} expires {current.expires_on.isoformat()}: rotated "
+                           f"{lead.days} days before, not yet due")
+            return
+        if exposed and _rotated_for_exposure(ev, current):
+            return self._exposure_handled(ctx, row, policy, ev, current, before)
         rule = "exposed-secret" if exposed else ("expired-secret" if ev.kind == "Expired" else "expiring-secret")
         if ref.rotation.strategy == "notify-only":
             rec = self._record(policy, rule, before, None, "violation", "notify-only: no rotation possible")
@@ -100,13 +115,22 @@ class SecretGuardrail:
                                              max_actions=policy.breaker.max_actions,
                                              window_seconds=policy.breaker.window_seconds):
             row.reason = "circuit_open"
-            rec = self._record(policy, rule, before, None, "dry_run", "circuit open: rotation not taken until reset")
+            emit(log, logging.ERROR, "guardrail_circuit_open", policy=policy.id, vault=ev.vault_name,
+                 max_actions=policy.breaker.max_actions, window_seconds=policy.breaker.window_seconds)
+            if exposed:
+                # nothing revisits an exposure (the sweep looks at expiry dates): the owner must act
+                rec = self._record(policy, rule, before, None, "violation",
+                                   "circuit open: the exposed secret was NOT rotated; rotate it by hand or reset "
+                                   "the breaker and report it again")
+                self._notify(row, ev, ref.owner, rec)
+            else:
+                rec = self._record(policy, rule, before, None, "dry_run", "circuit open: rotation not taken until reset")
             return self._close(row, [rec], f"{rule}: circuit open")
         strategy = STRATEGIES[ref.rotation.strategy]
         expires = expiry_for(ctx.now, policy.max_validity_days)
         try:
             io = _RotationIO(self.store, self.storage_keys, ctx.deadline)
-            rotated = strategy.rotate(ref, current, io, reason=rule, expires_on=expires)
+            rotated = strategy.rotate(ref, current, io, reason=rule, expires_on=expires, revoke=exposed)
         except RotationError as exc:
             row.reason = "rotation_failed"
             rec = self._record(policy, rule, before, None, "failed", str(exc))
@@ -119,7 +143,20 @@ class SecretGuardrail:
         if exposed:
             records.extend(self._disable_older(ctx, row, policy, ev, rotated.new.version))
         self._close(row, records, f"{rule}: {ev.vault_name}/{ev.object_name} rotated to version "
-                                  f"{rotated.new.version} ({ref.rotation.strategy})")
+                                  f"{rotated.new.version} ({ref.rotation.strategy}){_reported_by(ev)}")
+
+    def _exposure_handled(self, ctx, row, policy, ev, current, before) -> None:
+        """The exposure was already answered by the current version (a redelivery after a partial
+        failure, a second report of the same version): no second rotation, which would also revoke
+        the value just handed out; only what is left of disabling the older versions."""
+        records = self._disable_older(ctx, row, policy, ev, current.version)
+        head = (f"exposure already answered by version {current.version}, which the guardrail wrote for an "
+                f"exposure{_reported_by(ev)}")
+        if not records:
+            row.verdict, row.reason = "compliant", ""
+            row.message = f"{head}; no older version is enabled"[:2000]
+            return
+        self._close(row, records, f"{head}; older versions disabled")
 
     def _disable_older(self, ctx, row, policy, ev, new_version: str) -> list[ViolationRecord]:
         out = []
@@ -153,9 +190,9 @@ class SecretGuardrail:
         except ArmError as exc:
             row.verdict, row.reason, row.message = "failed", exc.reason, f"read secret: {exc}"
             return
-        if version.written_by_guardrail:
-            row.verdict, row.reason, row.message = "ignored", "own_write", "version written by the guardrail itself"
-            return
+        # the guardrail's own versions meet the rules by construction (expiry = now + the policy's
+        # validity); the tag marking them is writable by anyone who can write the secret, so it only
+        # labels a compliant version, never skips the check
         row.policies = [p.ref for p in policies]
         records = []
         for p in policies:
@@ -171,17 +208,22 @@ class SecretGuardrail:
             rec = self._record(p, rule, version.describe(), {"expires_on": target.isoformat()}, "violation", msg)
             if p.mode == "audit" or getattr(ctx, "dry_run", False):
                 rec.outcome, rec.message = "dry_run", f"audit mode: would set the expiry ({msg})"
-            else:
-                try:
-                    self.store.update_version(ev.vault_name, ev.object_name, version.version, expires_on=target,
-                                              deadline=ctx.deadline)
-                    rec.outcome, rec.message = "remediated", f"{msg}: expiry set"
-                except ArmError as exc:
-                    row.reason = exc.reason
-                    rec.outcome, rec.message = "failed", f"{msg}: could not set the expiry: {exc}"
+                records.append(rec)
+                continue            # an enforcing policy after it still acts
+            try:
+                self.store.update_version(ev.vault_name, ev.object_name, version.version, expires_on=target,
+                                          deadline=ctx.deadline)
+                rec.outcome, rec.message = "remediated", f"{msg}: expiry set"
+            except ArmError as exc:
+                row.reason = exc.reason
+                rec.outcome, rec.message = "failed", f"{msg}: could not set the expiry: {exc}"
             records.append(rec)
             break   # one expiry write per version, from the first governing policy that demands it
         if not records:
+            if version.written_by_guardrail:
+                row.verdict, row.reason = "ignored", "own_write"
+                row.message = "version written by the guardrail itself (meets the hygiene rules)"
+                return
             row.verdict, row.reason, row.message = "compliant", "", "new version meets the hygiene rules"
             return
         self._close(row, records, f"new version {version.version} of {ev.vault_name}/{ev.object_name}: "
@@ -230,6 +272,23 @@ class SecretGuardrail:
         row.notify = True
         emit(log, logging.WARNING, "guardrail_violation_notify", owner=owner, vault=ev.vault_name,
              object=ev.object_name, rule=rec.rule)
+
+
+def _rotated_for_exposure(ev, current) -> bool:
+    """Whether the current version is the guardrail's answer to this exposure: written by it for an
+    exposure, and either the report names an older version, or the version was made after the
+    report (a redelivery; Event Grid keeps the event's time)."""
+    tags = current.tags or {}
+    if not current.written_by_guardrail or tags.get(REASON_TAG) != "exposed-secret":
+        return False
+    if ev.version:
+        return ev.version.lower() != current.version.lower()
+    reported = ev.envelope.time
+    return reported is not None and current.created_on is not None and current.created_on >= reported
+
+
+def _reported_by(ev) -> str:
+    return f" (reported by {ev.exposure_source})" if ev.exposure_source else ""
 
 
 class _RotationIO:

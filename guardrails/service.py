@@ -102,7 +102,8 @@ class GuardrailsService:
         self.settled = SettledWrites()   # correlation ids of our writes that finished (no pending record)
 
     # ---------------------------------------------------------------------------------
-    def handle_event(self, raw: Any) -> AuditRow:
+    def handle_event(self, raw: Any, *, actor: Actor | None = None) -> AuditRow:
+        """``actor``: the verified caller of a report that arrives over HTTP (an event names its own)."""
         start = self._clock()
         ctx = _Ctx(uuid.uuid4().hex, start, start + self.settings.time_budget_seconds, self._wall())
         event_id = raw.get("id") if isinstance(raw, Mapping) and isinstance(raw.get("id"), str) else ""
@@ -112,6 +113,8 @@ class GuardrailsService:
             event_type = t if isinstance(t, str) else ""
         row = AuditRow(event_id=event_id[:256], event_type=event_type[:256], resource_id="", verdict="invalid",
                        delivery_id=ctx.delivery_id)
+        if actor is not None:
+            row.actor = actor
         with bound(delivery_id=ctx.delivery_id, event_id=row.event_id or None):
             try:
                 env = parse_envelope(raw)
@@ -170,12 +173,10 @@ class GuardrailsService:
         """An exposure reported over HTTP: the same path as a ``Guardrails.SecretExposed`` event."""
         raw = {"specversion": "1.0", "id": f"exposure-{uuid.uuid4().hex}", "type": SECRET_EXPOSED,
                "source": "guardrails/http/secrets/exposed", "subject": name,
+               "time": self._wall().strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
                "data": {"VaultName": vault, "ObjectName": name, "ObjectType": "Secret", "Version": version,
                         "Source": source}}
-        row = self.handle_event(raw)
-        if actor is not None:
-            row.actor = actor
-        return row
+        return self.handle_event(raw, actor=actor)     # the caller is on the audit row as it is written
 
     def _handle_resource_event(self, ctx: _Ctx, row: AuditRow, event) -> AuditRow:
         if event.event_type != WRITE_SUCCESS:

@@ -6,11 +6,12 @@ single Key Vault events, which Event Grid gives up on after 24 h.
     vault: the vaults whose events are wired and where the identity holds the data-plane role
     (``infra/modules/vault.bicep``); a vault outside both is neither listed nor readable:
         one list of the secret properties (no values, no version ids)
-        ─▶ a referenced secret within ``NEAR_EXPIRY`` of its expiry (or past it): the rotation path
-           (Key Vault sends ``SecretNearExpiry`` once, 30 days ahead)
+        ─▶ a referenced secret within its rotation lead of its expiry (or past it): the rotation
+           path (Key Vault sends ``SecretNearExpiry`` once, 30 days ahead; the lead is those 30 days,
+           or half the policy's ``max_validity_days`` when shorter, ``rotation.rotation_lead``)
         ─▶ any other secret breaking the hygiene rules (no expiry, or one further out than
-           ``max_validity_days``), not written by the guardrail: the ``SecretNewVersionCreated``
-           path, which sets the expiry
+           ``max_validity_days``), whoever wrote it: the ``SecretNewVersionCreated`` path, which
+           sets the expiry
     each referenced key: one read ─▶ within ``NEAR_EXPIRY``: ``rotate_key`` through the same path
 
 Every decision is the secret guardrail's own (``service.reconcile_secret``), on the version current
@@ -24,18 +25,21 @@ from datetime import datetime, timedelta
 
 from .errors import ArmError, ResourceNotFound
 from .logs import emit
+from .secrets.rotation import NEAR_EXPIRY, rotation_lead
 
 log = logging.getLogger("guardrails")
-NEAR_EXPIRY = timedelta(days=30)       # when Key Vault sends …NearExpiry (not configurable)
 _SLACK = timedelta(minutes=5)          # as the event path: an expiry set "max_validity_days from now" a moment ago
 
 
 def sweep_secrets(sw, tally, compiled, sweep_id: str, dry_run: bool, deadline: float) -> None:
     secrets = getattr(sw.service, "secrets", None)
-    policies = [p for p in getattr(compiled, "secret_policies", ()) if p.mode != "off"]
+    # enforcing policies first, as the secret guardrail considers them (its rotation lead is theirs)
+    policies = sorted((p for p in getattr(compiled, "secret_policies", ()) if p.mode != "off"),
+                      key=lambda p: p.mode != "enforce")
     if secrets is None or not policies:
         return
-    vaults: dict[str, dict[str, str]] = {}           # vault -> referenced secret names (lower -> as written)
+    # vault -> referenced secret (lower) -> (name as written, how long before expiry it is rotated)
+    vaults: dict[str, dict[str, tuple[str, timedelta]]] = {}
     keys: dict[tuple[str, str], str] = {}
     for p in policies:
         for v in p.vaults:
@@ -45,7 +49,8 @@ def sweep_secrets(sw, tally, compiled, sweep_id: str, dry_run: bool, deadline: f
                 vaults.setdefault(vault_id.rstrip("/").rsplit("/", 1)[-1].lower(), {})
         for ref in p.secrets:
             if p.governs(ref.vault):
-                vaults.setdefault(ref.vault.lower(), {})[ref.name.lower()] = ref.name
+                vaults.setdefault(ref.vault.lower(), {}).setdefault(
+                    ref.name.lower(), (ref.name, rotation_lead(p.max_validity_days)))
         for kref in p.keys:
             if p.governs(kref.vault):
                 keys[(kref.vault.lower(), kref.name.lower())] = kref.name
@@ -60,9 +65,11 @@ def sweep_secrets(sw, tally, compiled, sweep_id: str, dry_run: bool, deadline: f
         governing = [p for p in policies if p.governs(vault)]
         for props in sorted(listed, key=lambda v: str(v.name)):
             name = str(props.name)
-            if name.lower() in referenced and _near(props.expires_on, props.enabled, now):
+            ref = referenced.get(name.lower())
+            if ref is not None and _near(props.expires_on, props.enabled, now, ref[1]):
                 _decide(sw, tally, vault, name, "Secret", props.expires_on <= now, sweep_id, dry_run, deadline)
-            elif props.enabled and not props.written_by_guardrail and _breaks_hygiene(props.expires_on, governing, now):
+            # the guardrail's tag is writable by anyone who can write the secret: never a reason to skip
+            elif props.enabled and _breaks_hygiene(props.expires_on, governing, now):
                 _decide(sw, tally, vault, name, "Secret", None, sweep_id, dry_run, deadline)
             elif name.lower() in referenced or governing:
                 tally.seen(compliant=1)
@@ -83,8 +90,8 @@ def sweep_secrets(sw, tally, compiled, sweep_id: str, dry_run: bool, deadline: f
             tally.seen(compliant=1)
 
 
-def _near(expires_on: datetime | None, enabled: bool, now: datetime) -> bool:
-    return enabled and expires_on is not None and expires_on - now <= NEAR_EXPIRY
+def _near(expires_on: datetime | None, enabled: bool, now: datetime, lead: timedelta = NEAR_EXPIRY) -> bool:
+    return enabled and expires_on is not None and expires_on - now <= lead
 
 
 def _breaks_hygiene(expires_on: datetime | None, policies, now: datetime) -> bool:

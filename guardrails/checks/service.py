@@ -168,9 +168,22 @@ class CheckService:
                    for v in row.violations]
         if not reasons and row.verdict not in ("compliant", "remediated"):
             reasons = [Reason(rule=row.reason or row.verdict, message=row.message or row.verdict)]
-        return Outcome(CheckResponse(allowed=row.verdict in ("compliant", "remediated"), reasons=reasons,
+        return Outcome(CheckResponse(allowed=self._resource_allowed(row), reasons=reasons,
                                      policy_version=", ".join(row.policies) or None, decision_id=decision_id,
                                      verdict=row.verdict, subject=str(rid)))
+
+    def _resource_allowed(self, row) -> bool:
+        """Compliant or put right; or ``dry_run`` only because the policies that would deny are in
+        ``audit`` mode (as the job and model-promotion checks answer, and the README says). A
+        ``dry_run`` of an enforcing policy (asked without ``remediate``, or held by an open circuit
+        breaker) still denies."""
+        if row.verdict in ("compliant", "remediated"):
+            return True
+        if row.verdict != "dry_run":
+            return False
+        modes = {getattr(p, "ref", ""): p.mode for p in self.service.policies.get().all_policies}
+        open_ = [v for v in row.violations if v.outcome not in ("exempted", "remediated", "shadow")]
+        return bool(open_) and all(v.outcome == "dry_run" and modes.get(v.policy) == "audit" for v in open_)
 
     # ---------------------------------------------------------------- audit
     def _answer(self, check: str, subject: str, decision_id: str, caller: Caller, start: float, refs: list[str],

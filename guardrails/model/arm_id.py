@@ -43,6 +43,16 @@ def _show(value: str, limit: int = 80) -> str:
     return repr(value[:limit] + "…") if len(value) > limit else repr(value)
 
 
+def fold(text: str) -> str:
+    """``text`` as ARM's case-insensitive comparison sees it (.NET ``OrdinalIgnoreCase``: each
+    character's simple upper-case mapping). Not ``str.casefold``/``lower``: those make "straße" equal
+    to "strasse" and the Kelvin sign equal to "k", names ARM keeps apart, so a scope would reach
+    a look-alike resource group."""
+    if text.isascii():
+        return text.upper()
+    return "".join(u if len(u := c.upper()) == 1 else c for c in text)
+
+
 @dataclass(frozen=True, repr=False)
 class ArmId:
     """A parsed ARM id. Equality is exact (input spelling); use ``segments()`` or ``contains``
@@ -111,8 +121,8 @@ class ArmId:
         return f"ArmId({str(self)!r})"
 
     def segments(self) -> tuple[str, ...]:
-        """Case-folded path segments, keywords included."""
-        return tuple(s.casefold() for s in str(self).split("/")[1:])
+        """Path segments folded as ARM compares names (keywords included): see ``fold``."""
+        return tuple(fold(s) for s in str(self).split("/")[1:])
 
     def contains(self, other: ArmId) -> bool:
         """True when ``other`` is this id or lies below it (segment-wise, case-insensitive)."""

@@ -4,7 +4,9 @@
 
 ``storage-account-key`` — the two-key pattern: regenerate the account key that is NOT live,
 store it as the new secret version, tag which key is live. Consumers keep working throughout:
-the old value stays valid until the next rotation regenerates it.
+the old value stays valid until the next rotation regenerates it. For an exposure (``revoke``)
+every key of the account is regenerated before the new value is stored: the leaked value is
+one of them, and leaving it valid would leave the leak open.
 ``random`` — a new random value of the policy's length and alphabet.
 ``notify-only`` — nothing can be rotated: the caller records and notifies the owner.
 """
@@ -54,7 +56,9 @@ class RandomStrategy:
         self._choice = choice
 
     def rotate(self, ref: SecretReference, current: SecretVersion | None, io: RotationIO, *,
-               reason: str, expires_on: datetime | None) -> Rotated:
+               reason: str, expires_on: datetime | None, revoke: bool = False) -> Rotated:
+        """``revoke`` changes nothing here: a random value is only valid where its consumer checks
+        it; disabling the exposed versions is the caller's part."""
         alphabet = ALPHABETS[ref.rotation.alphabet]
         value = Redacted("".join(self._choice(alphabet) for _ in range(ref.rotation.length)))
         new = io.set_secret(ref.vault, ref.name, value, tags=_tags(current, reason), expires_on=expires_on,
@@ -74,7 +78,7 @@ class StorageAccountKeyStrategy:
     name = "storage-account-key"
 
     def rotate(self, ref: SecretReference, current: SecretVersion | None, io: RotationIO, *,
-               reason: str, expires_on: datetime | None) -> Rotated:
+               reason: str, expires_on: datetime | None, revoke: bool = False) -> Rotated:
         account = ref.rotation.account or ""
         keys = io.list_storage_keys(account)
         names = sorted(keys)
@@ -86,6 +90,10 @@ class StorageAccountKeyStrategy:
             live = next((n for n in names if keys[n].reveal() == held), None)
         # regenerate the key consumers are NOT using; key2 when nothing is known
         target = next((n for n in names if n != live), names[1]) if live else names[1]
+        # an exposure: the other keys first (one of them may be the leaked one), then the new live key
+        revoked = [n for n in names if n != target] if revoke else []
+        for name in revoked:
+            io.regenerate_storage_key(account, name)
         fresh = io.regenerate_storage_key(account, target)[target]
         if ref.rotation.format == "connection-string":
             account_name = account.rstrip("/").rsplit("/", 1)[-1]
@@ -97,10 +105,18 @@ class StorageAccountKeyStrategy:
             new = io.set_secret(ref.vault, ref.name, value, tags=_tags(current, reason, {LIVE_KEY_TAG: target}),
                                 expires_on=expires_on, content_type=current.content_type if current else None)
         except GuardrailsError as exc:
+            if revoke:
+                raise RotationError(
+                    f"every key of {account_name_of(account)} was regenerated (the exposed value is revoked) but "
+                    f"the secret was not updated ({exc.reason}): its consumers fail until a retry, which "
+                    f"regenerates the keys again and stores one") from exc
             raise RotationError(
                 f"{target} of {account_name_of(account)} was regenerated but the secret was not updated "
                 f"({exc.reason}); the secret still holds {live or 'the other key'}, which stays valid: "
                 f"a retry regenerates {target} again and completes") from exc
+        if revoke:
+            return Rotated(new, f"exposure: regenerated {', '.join(revoked + [target])}, so no earlier value "
+                                f"of the account's keys works any more; {target} is now live")
         return Rotated(new, f"regenerated {target} (not in use); {target} is now live, "
                             f"{live or 'the other key'} stays valid until the next rotation")
 
@@ -114,3 +130,16 @@ STRATEGIES = {"random": RandomStrategy(), "storage-account-key": StorageAccountK
 
 def expiry_for(now: datetime, max_validity_days: int | None, default_days: int = 90) -> datetime:
     return now + timedelta(days=max_validity_days or default_days)
+
+
+NEAR_EXPIRY = timedelta(days=30)       # when Key Vault sends …NearExpiry (not configurable)
+
+
+def rotation_lead(max_validity_days: int | None) -> timedelta:
+    """How long before its expiry a version is rotated: Key Vault's 30-day warning, or half the
+    policy's validity when that is shorter. A version the guardrail writes lives
+    ``max_validity_days``, so with a validity of 30 days or less it would be "near expiry" the
+    moment it is written, and every sweep (and Key Vault's warning for it) would rotate it again."""
+    if max_validity_days and timedelta(days=max_validity_days) / 2 < NEAR_EXPIRY:
+        return timedelta(days=max_validity_days) / 2
+    return NEAR_EXPIRY

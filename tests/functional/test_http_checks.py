@@ -330,6 +330,20 @@ def test_resource_check_reports_without_writing(world):
     assert row.actor.object_id == b.ALICE
 
 
+def test_resource_check_answers_audit_mode_as_the_other_checks_do(world):
+    """``dry_run`` because the only policy that would deny is in audit mode: allowed (as the job
+    check answers); ``dry_run`` of an enforcing policy asked without remediate: denied."""
+    from guardrails.policy.loader import load_directory
+
+    shipped = {p.id: p for p in load_directory(*metadata_dirs())}
+    res = b.storage()
+    world([res], docs=[{**shipped["storage-private"].to_document(), "mode": "audit"}])
+    status, body, _ = request("checks/resource", {"resource_id": res["id"]})
+    assert status == 200 and body["verdict"] == "dry_run" and body["allowed"] is True
+    assert {r["rule"] for r in body["reasons"]} == {"storage-private/public-network-access-disabled",
+                                                   "storage-private/blob-public-access-off"}
+
+
 def test_resource_check_of_a_compliant_resource_is_allowed(world):
     res = b.storage(pna="Disabled", blob=False)
     world([res])

@@ -7,7 +7,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from guardrails.errors import InvalidArmId, InvalidEvent
-from guardrails.model.arm_id import ArmId, parse_arm_id, parse_scope, scope_contains
+from guardrails.model.arm_id import ArmId, fold, parse_arm_id, parse_scope, scope_contains
 
 SUB = "3f2b8c1d-6a4e-4b7f-9c0d-2e5a1b7c8d90"
 RG_ID = f"/subscriptions/{SUB}/resourceGroups/rg-a"
@@ -200,8 +200,8 @@ def test_scope_contains_is_false_for_illegal_input() -> None:
 
 
 def test_segments_are_case_folded() -> None:
-    assert parse_arm_id(SA_ID.replace("sa", "SA")).segments()[-1] == "sa"
-    assert parse_arm_id(RG_ID).segments() == ("subscriptions", SUB, "resourcegroups", "rg-a")
+    assert parse_arm_id(SA_ID.replace("sa", "SA")).segments() == parse_arm_id(SA_ID).segments()
+    assert parse_arm_id(RG_ID).segments() == ("SUBSCRIPTIONS", SUB.upper(), "RESOURCEGROUPS", "RG-A")
 
 
 # -- string forms -----------------------------------------------------------------------------
@@ -269,7 +269,7 @@ def test_property_str_reparses_to_equal_id(text: str) -> None:
     # THEN its canonical string re-parses to an equal id and is stable
     again = parse_arm_id(str(rid))
     assert again == rid and str(again) == str(rid)
-    assert rid.segments() == tuple(s.casefold() for s in text[1:].split("/"))
+    assert rid.segments() == tuple(fold(s) for s in text[1:].split("/"))
     assert rid.contains(again) and again.contains(rid)
 
 
@@ -286,3 +286,17 @@ def test_property_arbitrary_text_parses_or_raises_invalid_arm_id(text: str) -> N
     except InvalidArmId:
         return
     assert parse_arm_id(str(rid)) == rid
+
+
+def test_contains_folds_case_as_arm_does_not_as_unicode_casefold_does():
+    """ARM compares names with .NET OrdinalIgnoreCase (simple upper-case mapping per character):
+    "rg-straße" is not "rg-strasse", the Kelvin sign is not "k"; plain case differences match."""
+    from guardrails.model.arm_id import fold, parse_arm_id
+
+    sub = "/subscriptions/3f2b6c1e-8a4d-4c7e-9b15-2d7e6f0a9c31/resourceGroups/"
+    assert not parse_arm_id(sub + "rg-strasse").contains(parse_arm_id(sub + "rg-straße"))
+    assert not parse_arm_id(sub + "rg-keep").contains(parse_arm_id(sub + "rg-\u212aeep"))
+    assert parse_arm_id(sub + "RG-Keep").contains(parse_arm_id(sub.upper() + "rg-keep/providers/Microsoft.Storage/"
+                                                                           "storageAccounts/st1"))
+    assert parse_arm_id(sub + "rg-Ærø").contains(parse_arm_id(sub + "RG-æRØ"))
+    assert fold("ıd") == fold("ID")          # dotless i upper-cases to I in .NET as well

@@ -245,3 +245,17 @@ def test_a_resource_policy_with_a_token_in_its_description_is_refused_too(tmp_pa
     with pytest.raises(MetadataValidationError) as err:
         load_documents([("table", doc)])
     assert "$.description" in str(err.value) and "bearer" in str(err.value)
+
+
+def test_rotation_lead_is_key_vaults_warning_or_half_a_short_validity():
+    from datetime import timedelta
+
+    from guardrails.secrets.rotation import NEAR_EXPIRY, rotation_lead
+
+    assert rotation_lead(None) == NEAR_EXPIRY == timedelta(days=30)
+    assert rotation_lead(90) == rotation_lead(60) == NEAR_EXPIRY
+    assert rotation_lead(40) == timedelta(days=20)
+    assert rotation_lead(1) == timedelta(hours=12)
+    # a version the guardrail writes is never due the moment it is written
+    for days in (1, 7, 20, 30, 59, 60, 61, 90, 3650):
+        assert timedelta(days=days) > rotation_lead(days), days
