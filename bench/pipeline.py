@@ -15,6 +15,8 @@ which is how much more Azurite itself takes), compliant events, events needing a
 the emulator emitted for those fixes (ignored), and redeliveries of the compliant events
 (duplicates). The policy cache is loaded before each phase (TTL default 30 s, so it stays warm).
 Each phase also records its CPU per event in this process (the product), Azurite and the emulator.
+After the repetitions, ``bench.skeleton`` times the phases' requests alone (no guardrail work) through
+the product's clients and through asyncio clients, each beside its own ceiling (info rows).
 
 The emulator runs in its own process (ARM is another machine in production, and its TLS server
 must not take the GIL from the product) with TCP_NODELAY (``bench.emulator_proc.nodelay``: as
