@@ -6,7 +6,13 @@
     ─▶ count the re-grant
 
 Safety rails, independent of policy: never delete an assignment of the guardrail's own identities
-or of a break-glass principal, and never the last Owner at a scope (kept and reported).
+or of a break-glass principal, and never the last Owner at a scope (kept and reported): an Owner
+is removed only when another Owner stays over the scope — at it or inherited from above (a
+management group, the tenant root), and not itself one the policies would remove.
+
+A decision that cannot be made (ARM or Graph failing while the role, a condition's roles or a
+group's members are resolved; a role definition ARM returns malformed) is a ``failed`` row with
+the error's reason: audited, and redelivered like any failed delivery.
 
 Re-grants: a pipeline (or an attacker) that grants again the role the guardrail just removed
 makes a new assignment, with a new id, every time. Confirmed removals are counted per *grant*
@@ -39,6 +45,23 @@ def _norm(guid: str | None) -> str:
     return (guid or "").strip().lower().replace("-", "")
 
 
+def _scope_key(scope: str | None) -> str:
+    """A scope compared segment-wise: lower-case, no trailing ``/`` (the tenant root is "")."""
+    return "/" + "/".join(s for s in (scope or "").lower().split("/") if s) if (scope or "").strip("/") else ""
+
+
+def _definition_home(scope: str) -> str:
+    """Where a custom role a condition names is read: the assignment's subscription, else its
+    management group, else the tenant (``""``: ``/providers/…`` built-ins)."""
+    parts = [s for s in (scope or "").split("/") if s]
+    low = [s.lower() for s in parts]
+    if len(parts) >= 2 and low[0] == "subscriptions":
+        return f"/subscriptions/{parts[1]}"
+    if len(parts) >= 4 and low[:3] == ["providers", "microsoft.management", "managementgroups"]:
+        return "/" + "/".join(parts[:4])
+    return ""
+
+
 class RoleAssignmentGuardrail:
     def __init__(self, service, authz, groups) -> None:
         self.svc = service
@@ -65,7 +88,10 @@ class RoleAssignmentGuardrail:
         try:
             role = self.authz.get_role_definition(assignment.role_definition_id, deadline=ctx.deadline)
         except ArmError as exc:
-            row.verdict, row.reason, row.message = "failed", exc.reason, f"role definition: {exc}"
+            row.verdict, row.reason, row.message = "failed", exc.reason, f"role definition: {exc}"[:300]
+            return
+        except ValueError as exc:                       # a malformed definition (or definition id)
+            row.verdict, row.reason, row.message = "failed", "unexpected_shape", f"role definition: {exc}"[:300]
             return
         subject: dict[str, Any] = {
             "role_name": role.role_name, "role_id": role.id, "principal_id": assignment.principal_id,
@@ -74,8 +100,12 @@ class RoleAssignmentGuardrail:
         }
         row.policies = [p.ref for p in policies]
         own = self.svc.settings.own_principal_ids
-        findings = evaluate_assignment(assignment, role, policies, groups=self.groups, now=ctx.now,
-                                       own_principal_ids=own)
+        try:
+            findings = evaluate_assignment(assignment, role, policies, groups=self.groups, now=ctx.now,
+                                           own_principal_ids=own, definitions=self.definitions(ctx, assignment))
+        except ArmError as exc:                          # Graph (group membership) or ARM (a condition's roles)
+            row.verdict, row.reason, row.message = "failed", exc.reason, f"could not evaluate: {exc}"[:300]
+            return
         described = (f"{role.role_name} for {assignment.principal_type} {assignment.principal_id} "
                      f"at {assignment.scope}")
         if not findings:
@@ -95,7 +125,7 @@ class RoleAssignmentGuardrail:
                 rec.outcome, rec.message = "dry_run", f"audit mode: would delete ({f.message})"[:300]
             else:
                 act.append((f, rec))
-        note = self._remove(ctx, row, event, assignment, role, act) if act else ""
+        note = self._remove(ctx, row, event, assignment, role, act, policies) if act else ""
         row.violations = records
         row.verdict = combine_verdict([r.outcome for r in records])
         if row.verdict != "failed" and row.reason not in ("circuit_open", "flip_flop"):
@@ -105,27 +135,80 @@ class RoleAssignmentGuardrail:
                        + note)[:2000]
 
     # ---------------------------------------------------------------------------------
-    def _rail(self, ctx, assignment, role, act) -> str | None:
+    def definitions(self, ctx, assignment):
+        """The role resolver ``evaluate_assignment`` uses for the roles an ABAC condition names:
+        the catalogue or an ARM read (cached) under the assignment's subscription (or management
+        group); None for a role that does not exist. A malformed definition is an ``ArmError``
+        (reason ``unexpected_shape``), so every failure to decide takes one path."""
+        home = _definition_home(assignment.scope)
+
+        def resolve(guid: str):
+            try:
+                return self.authz.get_role_definition(
+                    f"{home}/providers/Microsoft.Authorization/roleDefinitions/{guid}", deadline=ctx.deadline)
+            except ResourceNotFound:
+                return None
+            except ValueError as exc:
+                raise ArmError(f"role definition {guid}: {exc}"[:300], reason="unexpected_shape") from None
+        return resolve
+
+    def _rail(self, ctx, assignment, role, act, policies) -> str | None:
         """A reason never to delete this assignment, whatever policy says."""
         if self.svc.settings.is_own_principal(assignment.principal_id):
             return "the guardrail's own identity is never removed"
         for f, _rec in act:
             if getattr(f, "break_glass", False):
                 return "break-glass principal is never removed"
-        if role.id.lower() == OWNER_GUID:
-            others = [a for a in self.authz.list_assignments_at_scope(assignment.scope, deadline=ctx.deadline)
-                      if _norm((a.get("properties") or {}).get("roleDefinitionId", "").rsplit("/", 1)[-1]) == _norm(OWNER_GUID)
-                      and (a.get("properties") or {}).get("scope", "").lower() == assignment.scope.lower()
-                      and (a.get("id") or "").lower() != assignment.id.lower()]
-            if not others:
-                return "last Owner at this scope: kept so nobody is locked out"
+        if role.id.lower() == OWNER_GUID and not self._another_owner_stays(ctx, assignment, policies):
+            return "last Owner at this scope: kept so nobody is locked out"
         return None
 
-    def _remove(self, ctx, row, event, assignment, role, act) -> str:
+    def _another_owner_stays(self, ctx, assignment, policies) -> bool:
+        """Whether another Owner keeps ``assignment.scope`` manageable once this one is gone:
+
+        - an Owner inherited from above (``atScope()`` lists those: a management group, the
+          tenant root ``/``). Above the scope some Owner always stays: the topmost ones either
+          comply or are themselves kept by this rail, since nothing stays above them;
+        - an Owner at this very scope that the policies would not remove (the guardrail's own,
+          break-glass, an allowed service principal, exempted, in audit mode). Another violating
+          Owner here (a second attacker grant) does not count, so two of them never vouch for
+          each other: both are kept and reported until a lawful Owner exists.
+
+        Raises ``ArmError`` (ARM, Graph)."""
+        from .model.roles import BUILTIN_ROLES
+        from .policy.roles import Assignment, evaluate_assignment
+
+        owner = BUILTIN_ROLES[OWNER_GUID]
+        target = _scope_key(assignment.scope)
+        own = self.svc.settings.own_principal_ids
+        same_scope = []
+        for body in self.authz.list_assignments_at_scope(assignment.scope, deadline=ctx.deadline):
+            try:
+                other = Assignment.from_arm(body)
+            except ValueError:
+                continue                                 # an odd body keeps nobody in
+            at = _scope_key(other.scope)
+            if (other.id.lower() == assignment.id.lower()
+                    or _norm(other.role_definition_id.rstrip("/").rsplit("/", 1)[-1]) != _norm(OWNER_GUID)
+                    or (at != target and (target == "" or at.startswith(target + "/")))):   # below: never listed
+                continue
+            if at != target:
+                return True                              # inherited from above
+            same_scope.append(other)
+        for other in same_scope:
+            if self.svc.settings.is_own_principal(other.principal_id):
+                return True
+            findings = evaluate_assignment(other, owner, policies, groups=self.groups, now=ctx.now,
+                                           own_principal_ids=own, definitions=self.definitions(ctx, other))
+            if not any(f.exemption is None and not f.break_glass and f.policy.mode == "enforce" for f in findings):
+                return True
+        return False
+
+    def _remove(self, ctx, row, event, assignment, role, act, policies) -> str:
         """Delete (rails and breaker permitting) and confirm; returns a note for the row's
         message ("" or the escalated grant's key)."""
         try:
-            rail = self._rail(ctx, assignment, role, act)
+            rail = self._rail(ctx, assignment, role, act, policies)
         except ArmError as exc:
             for _f, rec in act:
                 rec.outcome, rec.message = "failed", f"could not check safety rails: {exc}"[:300]

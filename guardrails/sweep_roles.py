@@ -3,20 +3,25 @@ dead-lettered role-assignment event left in place."""
 
 from __future__ import annotations
 
+import logging
+
 from .errors import ArmError
+from .logs import emit
 from .sweep import SWEEP_EVENT_TYPE
+
+log = logging.getLogger("guardrails")
 
 
 def sweep_roles(sw, tally, compiled, sub: str, sweep_id: str, dry_run: bool, deadline: float) -> None:
     """Role assignments made in one subscription whose events were dropped or dead-lettered
     (an Owner granted while the function was down stays otherwise). One list (``$filter``-less:
     at, above and below the subscription); inherited ones (a management group's, the root's) are
-    left to the management-group sweep. The pure role evaluation runs on the listed body (role
-    definitions from the catalogue or the guardrail's cache); only an assignment with a finding
-    no exemption covers goes through the role guardrail, which reads it again, decides, removes
-    and audits, as on an event. One it cannot pre-judge (an odd body, an unreadable custom role)
-    goes through too."""
-    from .policy.roles import Assignment, evaluate_assignment
+    left to the management-group sweep. The pure role evaluation runs on the listed
+    body (role definitions from the catalogue or the guardrail's cache); only an assignment with
+    a finding no exemption covers goes through the role guardrail, which reads it again, decides,
+    removes and audits, as on an event. One it cannot pre-judge (an odd body, an unreadable
+    custom role, Graph failing) goes through too; one whose decision fails is a ``failed`` row
+    and the rest are still judged."""
     from .service import _selects_subscription
 
     roles = getattr(sw.service, "roles", None)
@@ -24,7 +29,6 @@ def sweep_roles(sw, tally, compiled, sub: str, sweep_id: str, dry_run: bool, dea
     if roles is None or not policies:
         return
     scope = f"/subscriptions/{sub}"
-    own = sw.service.settings.own_principal_ids
     try:
         for body in sw.lister.list_role_assignments(scope, at_scope=False):
             if sw._clock() > deadline:
@@ -33,18 +37,43 @@ def sweep_roles(sw, tally, compiled, sub: str, sweep_id: str, dry_run: bool, dea
             at = str((body.get("properties") or {}).get("scope") or "").rstrip("/").lower()
             if not isinstance(body.get("id"), str) or not (at == scope.lower() or at.startswith(scope.lower() + "/")):
                 continue                                  # inherited from above the subscription
-            try:
-                assignment = Assignment.from_arm(body)
-                role = roles.authz.get_role_definition(assignment.role_definition_id, deadline=deadline)
-                findings = [f for f in evaluate_assignment(assignment, role, policies, groups=roles.groups,
-                                                           now=sw._wall(), own_principal_ids=own)
-                            if f.exemption is None]
-            except (ValueError, ArmError):
-                findings = None                           # cannot pre-judge: the guardrail decides
-            if findings == []:
-                tally.seen(compliant=1)
-                continue
-            tally.seen()
-            sw._decide(tally, body["id"], None, sweep_id, dry_run, SWEEP_EVENT_TYPE)
+            _judge(sw, tally, roles, policies, body, sweep_id, dry_run, deadline)
     except ArmError as exc:
         sw._list_failed(tally, sub, "Microsoft.Authorization/roleAssignments", exc)
+
+
+def _judge(sw, tally, roles, policies, body: dict, sweep_id: str, dry_run: bool, deadline: float) -> None:
+    """One listed assignment: counted when the pure evaluation finds nothing to act on, else
+    decided by the role guardrail. A failure here concerns this assignment only."""
+    from .policy.roles import Assignment, evaluate_assignment
+
+    own = sw.service.settings.own_principal_ids
+    try:
+        assignment = Assignment.from_arm(body)
+        role = roles.authz.get_role_definition(assignment.role_definition_id, deadline=deadline)
+        findings = [f for f in evaluate_assignment(assignment, role, policies, groups=roles.groups,
+                                                   now=sw._wall(), own_principal_ids=own,
+                                                   definitions=_definitions(roles, assignment, deadline))
+                    if f.exemption is None]
+    except (ValueError, ArmError):
+        findings = None                                   # cannot pre-judge: the guardrail decides
+    if findings == []:
+        tally.seen(compliant=1)
+        return
+    tally.seen()
+    try:
+        sw._decide(tally, body["id"], None, sweep_id, dry_run, SWEEP_EVENT_TYPE)
+    except ArmError as exc:                               # never the rest of the list's fault
+        tally.decided("failed")
+        emit(log, logging.ERROR, "guardrail_sweep_decide_failed", resource_id=str(body["id"])[:300],
+             reason=exc.reason)
+
+
+def _definitions(roles, assignment, deadline: float):
+    """The guardrail's role resolver (a condition's roles) with the sweep's deadline."""
+    resolver = getattr(roles, "definitions", None)
+    if resolver is None:
+        return None
+    from types import SimpleNamespace
+
+    return resolver(SimpleNamespace(deadline=deadline), assignment)

@@ -14,7 +14,7 @@ import time
 from typing import Any, Callable
 from urllib.parse import quote
 
-from ..errors import ResourceNotFound
+from ..errors import ArmError, ResourceNotFound
 from .retry import BudgetedCaller
 from .transport import client_options
 
@@ -81,7 +81,8 @@ class AuthorizationGateway:
         return result != 204
 
     def get_role_definition(self, role_definition_id: str, *, deadline: float | None = None):
-        """A ``RoleDefinition``: built-ins from the catalogue, custom ones read and cached."""
+        """A ``RoleDefinition``: built-ins from the catalogue, custom ones read and cached. A body
+        that is no role definition raises ``ArmError`` (reason ``unexpected_shape``)."""
         from ..model.roles import BUILTIN_ROLES, RoleDefinition, role_guid
 
         guid = role_guid(role_definition_id)
@@ -97,7 +98,11 @@ class AuthorizationGateway:
             lambda: self._client.role_definitions.get_by_id(
                 _path(role_definition_id), cls=_raw, read_timeout=self._caller.timeout_for(deadline)),
             deadline=deadline, what=f"GET {role_definition_id}")
-        definition = RoleDefinition.from_arm(body)
+        try:
+            definition = RoleDefinition.from_arm(body)
+        except ValueError as exc:         # ARM answered, but not with a role definition we can judge
+            raise ArmError(f"GET {role_definition_id}: malformed role definition: {exc}"[:300],
+                           reason="unexpected_shape") from None
         with self._lock:
             self._definitions[guid] = (definition, now)
         return definition

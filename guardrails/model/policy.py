@@ -251,6 +251,7 @@ class PrivilegedRoles:
 
     roles: tuple[str, ...] = ()
     custom_role_actions: tuple[str, ...] = ()
+    custom_role_data_actions: tuple[str, ...] = ()     # the same for dataActions (notDataActions honoured)
     conditional_roles: tuple[str, ...] = ()
     allowed_service_principals: tuple[str, ...] = ()   # object ids, lower-case dashed
     role_ids: frozenset[str] = frozenset()
@@ -317,6 +318,7 @@ class RolePolicy:
         doc["privileged"] = {
             "roles": list(pr.roles),
             "custom_role_actions": list(pr.custom_role_actions),
+            "custom_role_data_actions": list(pr.custom_role_data_actions),
             "conditional_roles": list(pr.conditional_roles),
             "allowed_service_principals": list(pr.allowed_service_principals),
         }

@@ -392,6 +392,7 @@ def _role_semantics(source: str, doc: dict[str, Any]) -> tuple[RolePolicy | None
     privileged = PrivilegedRoles(
         roles=roles,
         custom_role_actions=tuple(pr.get("custom_role_actions", ())),
+        custom_role_data_actions=tuple(pr.get("custom_role_data_actions", ())),
         conditional_roles=conditional,
         allowed_service_principals=_object_ids(pr.get("allowed_service_principals", ()),
                                                "$.privileged.allowed_service_principals",

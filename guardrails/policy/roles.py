@@ -4,13 +4,15 @@ Rules of a ``kind: role-assignments`` policy (``metadata/README.md``), for one a
 
 - ``privileged-at-subscription`` — at subscription scope or above (a management group, the
   tenant root ``/``), a privileged role (``privileged.roles``, or a custom role whose effective
-  actions overlap ``privileged.custom_role_actions``) is a finding unless the principal is a
-  ``ServicePrincipal`` on ``privileged.allowed_service_principals``.
+  actions reach ``privileged.custom_role_actions`` or whose effective data actions reach
+  ``privileged.custom_role_data_actions``: ``model.roles.grants_pattern``) is a finding unless
+  the principal is a ``ServicePrincipal`` on ``privileged.allowed_service_principals``.
 - ``rbac-admin-without-condition`` — the same for a ``privileged.conditional_roles`` role (Role
   Based Access Control Administrator) whose assignment has no ABAC condition restricting which
-  roles it may assign (``condition_restricts_roles``).
+  roles it may assign to roles that are not privileged themselves (``condition_allowed_roles``).
 - ``not-granted`` — a role with ``grants`` entries is excess unless one entry covers the scope
-  (segment-wise) and the principal (listed, member of a listed group, or of a listed type).
+  (segment-wise) and the principal (listed, a listed group itself, member of a listed group, or
+  of a listed type).
 - ``strict-scope-no-grant`` — a role without entries is excess within a ``strict_scopes`` scope.
 
 Never a finding: the guardrail's own principals (any policy), and a principal on the policy's
@@ -30,11 +32,11 @@ from typing import Any, Iterable, Mapping, Protocol, Sequence
 from guardrails.errors import InvalidArmId
 from guardrails.model.arm_id import ArmId, parse_arm_id, parse_scope
 from guardrails.model.policy import AnyPolicy, Exemption, RoleGrant, RolePolicy
-from guardrails.model.roles import RoleDefinition, action_matches, grants_pattern
+from guardrails.model.roles import BUILTIN_ROLES, RoleDefinition, action_matches, grants_pattern, normalize_guid
 
 __all__ = [
     "Assignment", "GroupResolver", "RoleFinding", "CompiledRolePolicy", "compile_role_policies",
-    "role_policies", "evaluate_assignment", "is_privileged", "condition_restricts_roles",
+    "role_policies", "evaluate_assignment", "is_privileged", "condition_restricts_roles", "condition_allowed_roles",
     "GRANT_KEY_PREFIX", "grant_key", "parse_grant_key",
 ]
 
@@ -143,6 +145,13 @@ class GroupResolver(Protocol):
     def is_member(self, principal_id: str, group_id: str) -> bool: ...
 
 
+class RoleResolver(Protocol):
+    """A role definition by GUID (lower-case, dashed), None when there is none; may raise
+    ``ArmError``. Used for roles an ABAC condition lets an RBAC administrator assign."""
+
+    def __call__(self, guid: str) -> RoleDefinition | None: ...
+
+
 @dataclass(frozen=True)
 class RoleFinding:
     policy: RolePolicy
@@ -192,6 +201,7 @@ class _Eval:
 
     def __init__(self, tokens: list[tuple[str, str]]) -> None:
         self.t, self.i = tokens, 0
+        self.allowed: list[str] = []       # every value an allow-list on the role attribute names
 
     def peek(self) -> str | None:
         return self.t[self.i][0] if self.i < len(self.t) else None
@@ -252,13 +262,15 @@ class _Eval:
         if kind != "attr":
             raise _Unparsable(f"unexpected {value!r}")
         (_, op) = self.take("word")
-        operand_kind, _ = self.take()
+        operand_kind, operand = self.take()
         if operand_kind not in ("set", "str", "word"):
             raise _Unparsable("missing operand")
         if value.lower().replace(" ", "") != _ROLE_ATTR:
             return _UNKNOWN
         base = op.lower().rsplit(":", 1)[-1]
         if base in _EQUALS:
+            literal = operand[1:-1] if operand_kind in ("set", "str") else operand
+            self.allowed.extend(v.strip().strip("'").strip() for v in literal.split(","))
             return False           # an allow-list: an unlisted role never equals it
         if base in _NOT_EQUALS:
             return True            # a deny-list: an unlisted role passes
@@ -274,12 +286,30 @@ def condition_restricts_roles(condition: str | None) -> bool:
     for a role it does not name with everything else unknown: only a definite "deny" counts, so
     a condition on principal types alone, a deny-list, or anything unparsable does not.
     """
+    return condition_allowed_roles(condition) is not None
+
+
+def condition_allowed_roles(condition: str | None) -> frozenset[str] | None:
+    """The role GUIDs (lower-case, dashed) a role-restricting ``condition`` lets the assignee
+    assign — every value of every allow-list on the role attribute, a superset when the
+    condition combines several — or None when it restricts nothing (``condition_restricts_roles``).
+    An allow-list value that is not a role GUID (or definition id ending in one) makes the whole
+    condition count as unrestricting: what it allows cannot be told."""
     if not condition or not condition.strip():
-        return False
+        return None
     try:
-        return _Eval(_tokens(condition)).run() is False
+        ev = _Eval(_tokens(condition))
+        if ev.run() is not False:
+            return None
     except _Unparsable:
-        return False
+        return None
+    out = set()
+    for value in ev.allowed:
+        guid = normalize_guid(value.rstrip("/").rsplit("/", 1)[-1])
+        if guid is None:
+            return None
+        out.add(guid)
+    return frozenset(out)
 
 
 # ---------------------------------------------------------------- compiled policies
@@ -293,7 +323,8 @@ def _scope(text: str) -> ArmId | None:
 class CompiledRolePolicy:
     """A ``RolePolicy`` with its scopes parsed and ids normalised once."""
 
-    __slots__ = ("policy", "subs", "privileged_ids", "conditional_ids", "custom_actions", "allowed_sps",
+    __slots__ = ("policy", "subs", "privileged_ids", "conditional_ids", "custom_actions", "custom_data_actions",
+                 "allowed_sps",
                  "break_glass", "grants", "strict", "exemptions")
 
     def __init__(self, policy: RolePolicy) -> None:
@@ -303,6 +334,7 @@ class CompiledRolePolicy:
         self.privileged_ids = frozenset(pr.role_ids)
         self.conditional_ids = frozenset(pr.conditional_role_ids)
         self.custom_actions = pr.custom_role_actions
+        self.custom_data_actions = pr.custom_role_data_actions
         self.allowed_sps = frozenset(_key(p) for p in pr.allowed_service_principals)
         self.break_glass = frozenset(_key(p) for p in policy.break_glass)
         grants: dict[str, list[tuple[RoleGrant, tuple[ArmId, ...], frozenset[str], frozenset[str]]]] = {}
@@ -350,18 +382,44 @@ def role_policies(policies: Iterable[AnyPolicy]) -> list[RolePolicy]:
 
 # ---------------------------------------------------------------- evaluation
 def is_privileged(role: RoleDefinition, policy: RolePolicy | CompiledRolePolicy, *,
-                  condition: str | None = None) -> bool:
+                  condition: str | None = None, definitions: RoleResolver | None = None) -> bool:
     """Privileged under ``policy``: listed in ``privileged.roles``; a custom role whose
-    effective actions overlap ``custom_role_actions``; or a ``conditional_roles`` role unless
-    ``condition`` restricts the roles it may assign."""
+    effective actions reach ``custom_role_actions`` or whose effective data actions reach
+    ``custom_role_data_actions``; or a ``conditional_roles`` role unless ``condition`` restricts
+    the roles it may assign to roles none of which is privileged (``_delegates_privilege``)."""
     cp = policy if isinstance(policy, CompiledRolePolicy) else CompiledRolePolicy(policy)
     rid = role.id.lower()
     if rid in cp.privileged_ids:
         return True
     if rid in cp.conditional_ids:
-        return not condition_restricts_roles(condition)
-    if not role.is_builtin:
-        return any(grants_pattern(role, pattern) for pattern in cp.custom_actions)
+        return _delegates_privilege(condition, cp, definitions)
+    return _custom_privileged(role, cp)
+
+
+def _custom_privileged(role: RoleDefinition, cp: CompiledRolePolicy) -> bool:
+    if role.is_builtin:
+        return False
+    return (any(grants_pattern(role, pattern) for pattern in cp.custom_actions)
+            or any(grants_pattern(role, pattern, data=True) for pattern in cp.custom_data_actions))
+
+
+def _delegates_privilege(condition: str | None, cp: CompiledRolePolicy, definitions: RoleResolver | None) -> bool:
+    """Whether an RBAC administrator under ``condition`` may assign a privileged role: no
+    role-restricting condition, or one whose allow-list names a privileged role (Owner, User
+    Access Administrator, a conditional role such as RBAC Administrator itself, a custom role
+    reaching the policy's actions). A GUID that is neither in the catalogue nor resolvable through
+    ``definitions`` counts as privileged: what it grants cannot be told."""
+    allowed = condition_allowed_roles(condition)
+    if allowed is None:
+        return True
+    for guid in sorted(allowed):
+        if guid in cp.privileged_ids or guid in cp.conditional_ids:
+            return True
+        defn = BUILTIN_ROLES.get(guid)
+        if defn is None and definitions is not None:
+            defn = definitions(guid)
+        if defn is None or _custom_privileged(defn, cp):
+            return True
     return False
 
 
@@ -387,6 +445,8 @@ def _grant_covers(entries, scope: ArmId | None, assignment: Assignment, groups: 
             continue
         if principal in principals or ptype in types:
             return True
+        if any(principal == _key(g) for g in grant.groups):
+            return True            # the listed group itself (Graph never calls a group its own member)
         pending.extend(grant.groups)
     return any(groups.is_member(assignment.principal_id, g) for g in dict.fromkeys(pending))
 
@@ -410,11 +470,14 @@ def _subscription_of(scope: ArmId | None) -> str | None:
 def evaluate_assignment(assignment: Assignment, role: RoleDefinition,
                         policies: Sequence[RolePolicy | CompiledRolePolicy | AnyPolicy], *,
                         groups: GroupResolver, now: datetime,
-                        own_principal_ids: frozenset[str] | Iterable[str] = frozenset()) -> list[RoleFinding]:
+                        own_principal_ids: frozenset[str] | Iterable[str] = frozenset(),
+                        definitions: RoleResolver | None = None) -> list[RoleFinding]:
     """Every finding of every role policy on ``assignment`` (policy order, then rule order).
 
-    ``role`` is the resolved definition of ``assignment.role_definition_id``. Resource policies
-    in ``policies`` are ignored, so a mixed list may be passed.
+    ``role`` is the resolved definition of ``assignment.role_definition_id``; ``definitions``
+    resolves the roles a conditional role's ABAC condition names (without it, one outside the
+    catalogue counts as privileged). Resource policies in ``policies`` are ignored, so a mixed
+    list may be passed. ``groups`` and ``definitions`` may raise ``ArmError`` (Graph, ARM).
     """
     principal = _key(assignment.principal_id)
     if principal in {_key(p) for p in own_principal_ids}:
@@ -433,12 +496,13 @@ def evaluate_assignment(assignment: Assignment, role: RoleDefinition,
         if principal in cp.break_glass:
             continue
         found: list[tuple[str, str]] = []
-        if top and is_privileged(role, cp, condition=assignment.condition):
+        if top and is_privileged(role, cp, condition=assignment.condition, definitions=definitions):
             allowed = assignment.principal_type.lower() == "serviceprincipal" and principal in cp.allowed_sps
             if not allowed:
                 if rid in cp.conditional_ids:
                     found.append(("rbac-admin-without-condition",
-                                  f"{described}: may assign any role (no ABAC condition restricting the roles)"))
+                                  f"{described}: may assign privileged roles (no ABAC condition restricting"
+                                  " the roles it may assign to unprivileged ones)"))
                 else:
                     found.append(("privileged-at-subscription",
                                   f"{described}: privileged role at subscription scope or above"))

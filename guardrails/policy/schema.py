@@ -152,6 +152,8 @@ def build_role_schema(registry: ActionRegistry = actions) -> dict[str, Any]:
                     "roles": _STRINGS,
                     "custom_role_actions": {"type": "array", "uniqueItems": True,
                                             "items": {"type": "string", "pattern": ACTION_PATTERN}},
+                    "custom_role_data_actions": {"type": "array", "uniqueItems": True,
+                                                 "items": {"type": "string", "pattern": ACTION_PATTERN}},
                     "conditional_roles": _STRINGS,
                     "allowed_service_principals": ids,
                 },

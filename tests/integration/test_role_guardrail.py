@@ -28,6 +28,7 @@ mode: {{mode}}
 privileged:
   roles: [Owner, Contributor, User Access Administrator, Key Vault Administrator, Key Vault Contributor]
   custom_role_actions: ["*", "Microsoft.Authorization/*/write", "Microsoft.KeyVault/vaults/accessPolicies/write"]
+  custom_role_data_actions: ["*", "Microsoft.KeyVault/vaults/*"]
   conditional_roles: [Role Based Access Control Administrator]
   allowed_service_principals: []
 break_glass: [{b.BREAK_GLASS}]

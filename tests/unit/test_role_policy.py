@@ -136,9 +136,14 @@ def assignment(role: RoleDefinition | str, principal: str, principal_type: str =
     return Assignment.from_arm(body)
 
 
+# built-in roles outside the guardrail's catalogue, as ARM returns them (an ABAC condition names them)
+OTHER_BUILTINS = {g: RoleDefinition(g, n, "BuiltInRole", actions=("Microsoft.RecoveryServices/*",))
+                  for g, n in ((BACKUP_CONTRIBUTOR, "Backup Contributor"), (BACKUP_READER, "Backup Reader"))}
+
+
 def evaluate(a: Assignment, role: RoleDefinition, *policies, groups=None, own=frozenset()) -> list[RoleFinding]:
     return evaluate_assignment(a, role, list(policies) or [policy()], groups=groups or FakeDirectory(),
-                               now=NOW, own_principal_ids=frozenset(own))
+                               now=NOW, own_principal_ids=frozenset(own), definitions=OTHER_BUILTINS.get)
 
 
 def rules(findings: list[RoleFinding]) -> list[str]:
