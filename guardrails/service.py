@@ -366,8 +366,9 @@ class GuardrailsService:
             # a target may carry the live state already (a sweep's list page): no second read
             snapshot = getattr(event, "snapshot", None) or self.snapshots.get(str(rid), event.envelope.time)
             if snapshot is None:
+                sent = self.snapshots.now()
                 snapshot = self.arm.get_resource(str(rid), api_version=rtype.api_version, deadline=ctx.deadline)
-                self.snapshots.put(snapshot)
+                self.snapshots.put(snapshot, requested_at=sent)
         except ResourceNotFound:
             self.snapshots.forget(str(rid))
             row.verdict, row.reason, row.message = "ignored", "resource_not_found", "the resource no longer exists"
@@ -494,7 +495,8 @@ class GuardrailsService:
         """Count this revert against the resource's flip-flop budget; past it, revert nothing,
         record ``escalated`` with the actors whose changes were reverted, and tell the owner."""
         rule = strictest(getattr(r.policy, "flip_flop", DEFAULT_FLIP_FLOP) for r, _rec in to_apply)
-        decision = self.escalations.attempt(str(rid), row.actor.to_dict(), rule=rule)
+        # keyed by the event: Event Grid's redeliveries of one change whose revert failed count once
+        decision = self.escalations.attempt(str(rid), row.actor.to_dict(), rule=rule, event=row.event_id or None)
         if decision.allowed:
             return to_apply
         who = describe_actors(decision.actors)
@@ -541,9 +543,7 @@ class GuardrailsService:
                 result = self.arm.put_resource(rid, body, api_version=rtype.api_version, etag=snapshot.etag,
                                                deadline=ctx.deadline, correlation_id=correlation)
             else:
-                body = {}
-                for r, _rec in ok:
-                    _set_path(body, r.change.property, r.change.after)
+                body = _patch_body(snapshot.body, [(r.change.property, r.change.after) for r, _rec in ok])
                 result = self.arm.patch_resource(rid, body, api_version=rtype.api_version, deadline=ctx.deadline,
                                                  correlation_id=correlation)
         except ResourceNotFound:
@@ -564,8 +564,9 @@ class GuardrailsService:
         # confirm: read back and check every property really holds the value we set
         self.snapshots.forget(rid)
         try:
+            sent = self.snapshots.now()
             after = self.arm.get_resource(rid, api_version=rtype.api_version, deadline=ctx.deadline)
-            self.snapshots.put(after)
+            self.snapshots.put(after, requested_at=sent)
         except ArmError as exc:
             for _r, rec in ok:
                 rec.outcome, rec.message = "requested", f"fix sent, read-back failed: {exc.reason}"
@@ -615,6 +616,7 @@ class GuardrailsService:
             return self._finish(ctx, row, "ignored", "own_write", "write made by the guardrail itself")
         rid = str(event.resource_id)
         self.snapshots.forget(rid)
+        sent = self.snapshots.now()
         try:
             after = self.arm.get_resource(rid, api_version=rtype.api_version, deadline=ctx.deadline)
         except ResourceNotFound:
@@ -624,7 +626,7 @@ class GuardrailsService:
         except ArmError as exc:
             self._finish(ctx, row, "failed", exc.reason, str(exc))
             raise DeliveryFailed(f"delivery failed: {exc.reason}") from None
-        self.snapshots.put(after)
+        self.snapshots.put(after, requested_at=sent)
         for _key, record in pending:
             for c in record.get("changes", []):
                 value, _present = after.value(c["property"])
@@ -739,13 +741,20 @@ class SnapshotCache:
         self.hits += 1
         return snapshot
 
-    def put(self, snapshot: ResourceSnapshot) -> None:
+    def now(self) -> datetime:
+        """Take this before sending the GET whose answer goes to ``put``."""
+        return self._wall()
+
+    def put(self, snapshot: ResourceSnapshot, *, requested_at: datetime) -> None:
+        """``requested_at``: when the GET was sent, not when its answer came. A change that lands
+        while the answer is on its way is not in the snapshot; stamped on arrival, that change's
+        event would look older than the snapshot and be decided on the state before it."""
         if self._max_age <= 0:
             return
         with self._lock:
             if len(self._items) >= self._size:
                 self._items.pop(next(iter(self._items)))
-            self._items[snapshot.resource_id.lower()] = (snapshot, self._wall())
+            self._items[snapshot.resource_id.lower()] = (snapshot, requested_at)
 
     def forget(self, resource_id: str) -> None:
         with self._lock:
@@ -797,16 +806,52 @@ def _owner(snapshot: ResourceSnapshot, results) -> tuple[str, str]:
     return (contact, "policy contact") if contact else ("unknown", tag)
 
 
+def _key_in(obj: dict, seg: str) -> str:
+    """The key of ``obj`` spelling ``seg`` (exact, else case-insensitive), else ``seg``: a change
+    never adds a second spelling of a property the body already has."""
+    if seg in obj:
+        return seg
+    low = seg.lower()
+    return next((k for k in obj if isinstance(k, str) and k.lower() == low), seg)
+
+
 def _set_path(body: dict, path: str, value: Any) -> None:
     parts = path.split(".")
     cur = body
     for seg in parts[:-1]:
-        nxt = cur.get(seg)
+        key = _key_in(cur, seg)
+        nxt = cur.get(key)
         if not isinstance(nxt, dict):
             nxt = {}
-            cur[seg] = nxt
+            cur[key] = nxt
         cur = nxt
-    cur[parts[-1]] = value
+    cur[_key_in(cur, parts[-1])] = value
+
+
+def _get_path(body: Any, parts: list[str]) -> Any:
+    cur = body
+    for seg in parts:
+        if not isinstance(cur, dict):
+            return None
+        cur = cur.get(_key_in(cur, seg))
+    return cur
+
+
+def _patch_body(current: Mapping[str, Any], changes: list[tuple[str, Any]]) -> dict:
+    """A PATCH body setting ``changes`` (dotted paths). A change below a member of ``properties``
+    (``properties.networkAcls.defaultAction``) sends that member whole, as read, with the change
+    made: resource providers replace such a member on PATCH rather than merge it (Storage drops the
+    ``ipRules``, ``virtualNetworkRules`` and ``bypass`` a bare ``{"defaultAction": "Deny"}`` leaves
+    out), and under a true merge patch the whole member is the same request."""
+    body: dict = {}
+    for path, value in changes:
+        parts = path.split(".")
+        if len(parts) > 2 and _get_path(body, parts[:2]) is None:
+            member = _get_path(current, parts[:2])
+            if isinstance(member, dict):
+                _set_path(body, ".".join(parts[:2]), copy.deepcopy(member))
+        _set_path(body, path, value)
+    return body
 
 
 __all__ = ["GuardrailsService", "DeliveryFailed", "Actor"]

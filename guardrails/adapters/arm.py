@@ -12,7 +12,7 @@ import time
 from typing import Any, Callable, Mapping, TypeVar
 from urllib.parse import quote
 
-from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
+from azure.core.exceptions import AzureError, HttpResponseError, ResourceNotFoundError
 
 from ..errors import ArmError, ArmThrottled, ArmTransient, ResourceNotFound
 from ..model.resource import ResourceSnapshot
@@ -125,6 +125,11 @@ class ArmGateway:
                 status = exc.status_code or 0
                 kind = ArmThrottled if status == 429 else ArmTransient if status >= 500 else ArmError
                 raise kind(f"{what}: {describe(exc)}", status=status) from exc
+            except AzureError:
+                # the write was accepted; only polling its status failed (a connection reset, a
+                # read timeout): its outcome is unknown, as when the budget runs out: ``requested``,
+                # confirmed by the write's own event (a pending record), never an unaudited error
+                return WriteResult("requested")
         if not poller.done():
             return WriteResult("requested")
         return WriteResult("done")

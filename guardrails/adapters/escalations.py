@@ -31,6 +31,7 @@ _RK = "flipflop"
 def _to_entity(resource_id: str, state: FlipFlopState) -> dict[str, Any]:
     return {"PartitionKey": resource_partition(resource_id), "RowKey": _RK, "resource_id": resource_id[:4000],
             "times": json.dumps(list(state.times)), "actors": json.dumps([dict(a) for a in state.actors])[:30000],
+            "events": json.dumps([[k[:300], t] for k, t in state.events])[:30000],
             "escalated": state.escalated,
             "escalated_at": state.escalated_at if state.escalated_at is not None else -1.0,
             "last_attempt": state.last_attempt if state.last_attempt is not None else -1.0}
@@ -41,6 +42,7 @@ def _from_entity(e: Mapping[str, Any]) -> FlipFlopState:
         return None if v is None or float(v) < 0 else float(v)
     return FlipFlopState(times=tuple(float(t) for t in json.loads(e.get("times") or "[]")),
                          actors=tuple(json.loads(e.get("actors") or "[]")),
+                         events=tuple((str(k), float(t)) for k, t in json.loads(e.get("events") or "[]")),
                          escalated=bool(e.get("escalated")), escalated_at=opt(e.get("escalated_at")),
                          last_attempt=opt(e.get("last_attempt")))
 
@@ -57,8 +59,10 @@ class TableEscalationStore:
     def _table(self):
         return self._t.table(self._t.escalations_name)
 
-    def attempt(self, resource_id: str, actor: Mapping[str, Any] | None, *, rule: FlipFlop) -> FlipFlopDecision:
-        """Account one revert the guardrail is about to make (``allowed``) or must not make."""
+    def attempt(self, resource_id: str, actor: Mapping[str, Any] | None, *, rule: FlipFlop,
+                event: str | None = None) -> FlipFlopDecision:
+        """Account one revert the guardrail is about to make (``allowed``) or must not make;
+        ``event`` names it, so a redelivery after a failed revert is not counted again."""
         table = self._table()
         pk = resource_partition(resource_id)
         fresh = True        # first try of a resource this worker knows nothing of: assume no history
@@ -77,7 +81,7 @@ class TableEscalationStore:
                         state, etag = _from_entity(current), current.metadata["etag"]
                     except ResourceNotFoundError:
                         state, etag = None, None
-                new, decision = step(state, now=now, actor=actor, rule=rule)
+                new, decision = step(state, now=now, actor=actor, rule=rule, event=event)
                 entity = _to_entity(resource_id, new)
                 try:
                     if etag is None:

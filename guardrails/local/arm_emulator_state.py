@@ -76,6 +76,12 @@ def resolve_target(segments: list[str]) -> ArmTarget:
     return ArmTarget(sub, rg, rtype, "/".join(parts), "/".join(segments[5:]), names[-1])
 
 
+# PATCH members a resource provider replaces whole instead of merging: Storage's ``networkAcls``
+# (setting only ``defaultAction`` drops the ``ipRules``, ``virtualNetworkRules`` and ``bypass``:
+# Azure/azure-cli#4825; Cloud Custodian's storage set-firewall re-sends them for that reason)
+PATCH_REPLACES = {"microsoft.storage/storageaccounts": frozenset({"networkacls"})}
+
+
 def merge_patch(target: Any, patch: Any) -> Any:
     """RFC 7386 JSON merge patch."""
     if not isinstance(patch, dict):
@@ -227,6 +233,12 @@ class ArmStore:
         if existing is None:
             raise not_found(target)
         candidate = merge_patch(existing, patch)
+        replaced = PATCH_REPLACES.get(target.rtype.key, frozenset())
+        props, sent = candidate.get("properties"), patch.get("properties")
+        if replaced and isinstance(props, dict) and isinstance(sent, dict):
+            for key, value in sent.items():
+                if isinstance(key, str) and key.lower() in replaced and value is not None:
+                    props[key] = copy.deepcopy(value)        # whole, as sent: siblings not sent are gone
         self._enforce_immutable(target.rtype, existing, candidate)
         return self._finish(candidate, target, existing, claims)
 

@@ -8,8 +8,13 @@ named, and the owner is told. While escalated, further changes are recorded, nev
 until an operator runs ``guardrails escalation reset RESOURCE_ID`` (or, when the policy sets
 ``hold_minutes``, until that long passes without a new attempt).
 
-``step(state, now=, actor=, rule=)`` returns the next state and the decision; the table adapter
-(``guardrails/adapters/escalations.py``) stores the state with optimistic concurrency.
+``step(state, now=, actor=, rule=, event=)`` returns the next state and the decision; the table
+adapter (``guardrails/adapters/escalations.py``) stores the state with optimistic concurrency.
+
+A revert is counted once per event: Event Grid redelivers an event whose revert failed (ARM
+throttling, a 5xx, a read-back that disagreed), and counting each attempt would escalate one
+change after three failed tries and leave it in place. ``event`` names the attempt; one already
+counted inside the window is allowed again without counting.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from typing import Any, Iterable, Mapping
 from guardrails.model.policy import FlipFlop
 
 MAX_ACTORS = 10   # actors kept per resource (most recent, distinct)
+MAX_EVENTS = 50   # event keys of counted reverts kept per resource (inside the window)
 
 
 @dataclass(frozen=True)
@@ -29,6 +35,7 @@ class FlipFlopState:
     escalated: bool = False
     escalated_at: float | None = None
     last_attempt: float | None = None
+    events: tuple[tuple[str, float], ...] = ()   # (event key, when counted) of the counted reverts
 
 
 @dataclass(frozen=True)
@@ -62,8 +69,9 @@ def _with_actor(actors: tuple[Mapping[str, Any], ...], actor: Mapping[str, Any] 
 
 
 def step(state: FlipFlopState | None, *, now: float, actor: Mapping[str, Any] | None,
-         rule: FlipFlop) -> tuple[FlipFlopState, FlipFlopDecision]:
-    """One attempted revert at ``now`` of a change made by ``actor``."""
+         rule: FlipFlop, event: str | None = None) -> tuple[FlipFlopState, FlipFlopDecision]:
+    """One attempted revert at ``now`` of a change made by ``actor``; ``event`` names the attempt
+    (a redelivery of an event already counted is allowed again, not counted twice)."""
     state = state or FlipFlopState()
     window = rule.window_minutes * 60.0
     if state.escalated and rule.hold_minutes is not None and state.last_attempt is not None \
@@ -71,15 +79,23 @@ def step(state: FlipFlopState | None, *, now: float, actor: Mapping[str, Any] | 
         state = FlipFlopState()                         # quiet for the hold: start afresh
     horizon = now - window
     times = tuple(t for t in state.times if t > horizon)
+    events = tuple((k, t) for k, t in state.events if t > horizon)
     actors = tuple(a for a in state.actors if float(a.get("at") or 0) > horizon or state.escalated)
     actors = _with_actor(actors, actor, now)
     if state.escalated:
-        new = replace(state, times=times, actors=actors, last_attempt=now)
+        new = replace(state, times=times, actors=actors, last_attempt=now, events=events)
         return new, FlipFlopDecision(False, False, len(times), actors)
+    if event is not None and any(k == event for k, _t in events):
+        # this event's revert was counted on an earlier delivery (that one failed): try it again
+        new = FlipFlopState(times=times, actors=actors, escalated=False, last_attempt=now, events=events)
+        return new, FlipFlopDecision(True, False, max(len(times) - 1, 0), actors)
     if len(times) >= rule.max_reverts:
-        new = FlipFlopState(times=times, actors=actors, escalated=True, escalated_at=now, last_attempt=now)
+        new = FlipFlopState(times=times, actors=actors, escalated=True, escalated_at=now, last_attempt=now,
+                            events=events)
         return new, FlipFlopDecision(False, True, len(times), actors)
-    new = FlipFlopState(times=times + (now,), actors=actors, escalated=False, last_attempt=now)
+    if event is not None:
+        events = (events + ((event, now),))[-MAX_EVENTS:]
+    new = FlipFlopState(times=times + (now,), actors=actors, escalated=False, last_attempt=now, events=events)
     return new, FlipFlopDecision(True, False, len(times), actors)
 
 
@@ -92,4 +108,4 @@ def describe_actors(actors: Iterable[Mapping[str, Any]]) -> str:
     return ", ".join(names) or "unknown actor"
 
 
-__all__ = ["FlipFlopState", "FlipFlopDecision", "step", "strictest", "describe_actors", "MAX_ACTORS"]
+__all__ = ["FlipFlopState", "FlipFlopDecision", "step", "strictest", "describe_actors", "MAX_ACTORS", "MAX_EVENTS"]

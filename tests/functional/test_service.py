@@ -102,3 +102,44 @@ def test_secret_looking_values_never_reach_the_audit_row():
     ev["data"]["httpRequest"] = {"clientRequestId": "x", "url": "https://x/?sig=SECRET-SAS-VALUE"}
     row = svc.handle_event(ev)
     assert "SECRET" not in repr(row.to_dict())
+
+
+def test_a_change_landing_while_a_read_is_in_flight_is_not_hidden_by_the_cached_snapshot():
+    """The cached read is stamped when the GET was sent: a change that lands while its answer is on
+    the way (its event time after the send) gets a read of its own and is reverted."""
+    from datetime import datetime, timedelta, timezone
+
+    from guardrails.policy.cache import PolicyCache as _Cache
+
+    now = [datetime(2026, 11, 25, 12, 0, 0, tzinfo=timezone.utc)]
+    res = b.storage(pna="Disabled", blob=False)
+    rid = res["id"]
+    arm = FakeArm([res])
+    changed_at: list[datetime] = []
+    plain_get = arm.get_resource
+
+    def slow_get(resource_id, **kw):
+        snap = plain_get(resource_id, **kw)            # ARM answered with the state of this moment …
+        if not changed_at:
+            now[0] += timedelta(seconds=0.2)            # … and Bob's write lands while it travels,
+            arm.resources[rid.lower()]["properties"]["publicNetworkAccess"] = "Enabled"
+            changed_at.append(now[0])
+            now[0] += timedelta(seconds=1.3)            # the answer arrives 1.5 s after it was served
+        return snap
+    arm.get_resource = slow_get
+    repo = MemoryPolicyRepo([(p.source, p.to_document()) for p in load_directory(*metadata_dirs())])
+    audit = MemoryAudit()
+    svc = GuardrailsService(Settings(own_principal_ids=frozenset({b.GUARDRAIL_OID.replace("-", "")})),
+                            policies=_Cache(repo, ttl_seconds=60), arm=arm, idempotency=MemoryIdempotency(),
+                            audit=audit, breakers=MemoryBreakers(), pending=MemoryPending(), wall_clock=lambda: now[0])
+
+    def event_at(t, who):
+        e = b.write_event(rid, actor=b.claims(upn=who))
+        e["eventTime"] = t.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        return e
+
+    assert svc.handle_event(event_at(now[0] - timedelta(seconds=1), "alice@contoso.com")).verdict == "compliant"
+    now[0] += timedelta(seconds=0.5)
+    row = svc.handle_event(event_at(changed_at[0], "bob@contoso.com"))
+    assert row.verdict == "remediated", row.message
+    assert arm.resources[rid.lower()]["properties"]["publicNetworkAccess"] == "Disabled"

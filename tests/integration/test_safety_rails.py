@@ -96,6 +96,26 @@ def test_flip_flop_is_escalated_on_the_revert_after_n_and_held_until_reset(harne
     assert h.resource(res["id"])["properties"]["publicNetworkAccess"] == "Disabled"
 
 
+def test_redeliveries_of_one_change_whose_revert_failed_count_once(harness, tmp_path):
+    """Event Grid redelivers an event whose revert failed; each attempt is the same revert, not a
+    new flip: with a budget of 2, three failed attempts then a healthy ARM still revert it."""
+    res = b.storage(blob=False)
+    h = harness([res], extra_metadata=[policy_dir(tmp_path, STORAGE_POLICY.format(pe=""))])
+    h.emu.add_fault(method="PATCH", path_regex="storageAccounts/", status=403, times=3)
+    event = b.write_event(res["id"], actor=PIPELINE)
+    for _ in range(3):
+        assert h.deliver(event).verdict == "failed"
+    row = h.deliver(event)
+    assert row.verdict == "remediated", row.message
+    assert h.resource(res["id"])["properties"]["publicNetworkAccess"] == "Disabled"
+    # the budget still counts distinct changes: two more flips are reverted, the third escalates
+    verdicts = []
+    for _ in range(2):
+        flip(h, res)
+        verdicts.append(h.deliver(b.write_event(res["id"], actor=PIPELINE)).verdict)
+    assert verdicts == ["remediated", "escalated"]
+
+
 def test_the_owner_is_the_policy_contact_when_the_resource_has_no_owner_tag(harness, tmp_path, caplog):
     res = b.storage(blob=False, tags={})
     h = harness([res], extra_metadata=[policy_dir(tmp_path, STORAGE_POLICY.format(pe=""))])

@@ -192,3 +192,30 @@ def test_approved_private_endpoint_connections_are_counted(conns, expected):
 
 def test_initial_state_is_empty():
     assert FlipFlopState() == FlipFlopState((), (), False, None, None)
+
+
+def test_a_redelivered_event_is_counted_once_and_distinct_events_still_escalate():
+    from guardrails.model.policy import FlipFlop as _FF
+    from guardrails.policy.flipflop import MAX_EVENTS, step as _step
+
+    rule = _FF(max_reverts=2, window_minutes=30)
+    state, d = _step(None, now=0.0, actor=None, rule=rule, event="e1")
+    assert d.allowed
+    for t in (10.0, 20.0, 30.0):                 # e1 again: its revert failed, Event Grid retries
+        state, d = _step(state, now=t, actor=None, rule=rule, event="e1")
+        assert d.allowed and not d.escalated_now and len(state.times) == 1
+    state, d = _step(state, now=40.0, actor=None, rule=rule, event="e2")
+    assert d.allowed and len(state.times) == 2
+    state, d = _step(state, now=50.0, actor=None, rule=rule, event="e3")
+    assert not d.allowed and d.escalated_now
+    state, d = _step(state, now=60.0, actor=None, rule=rule, event="e1")   # escalated: nothing passes
+    assert not d.allowed
+    # keys leave with the window, and at most MAX_EVENTS are kept
+    state, _ = _step(None, now=0.0, actor=None, rule=rule, event="old")
+    state, d = _step(state, now=31 * 60.0, actor=None, rule=rule, event="old")
+    assert d.allowed and len(state.times) == 1 and state.events == (("old", 31 * 60.0),)
+    big = _FF(max_reverts=1000, window_minutes=60)
+    state = None
+    for i in range(MAX_EVENTS + 5):
+        state, _ = _step(state, now=float(i), actor=None, rule=big, event=f"e{i}")
+    assert len(state.events) == MAX_EVENTS and len(state.times) == MAX_EVENTS + 5
