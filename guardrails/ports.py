@@ -52,6 +52,7 @@ class Claim:
     token: Any = None          # opaque handle for complete/release (etag)
     verdict: str | None = None
     previous_holder: str | None = None   # acquired by taking over an attempt that died: its delivery id
+    parked: dict | None = None   # the decision an earlier attempt acted on but could not audit (a row dict)
 
 
 class IdempotencyStore(Protocol):
@@ -61,6 +62,10 @@ class IdempotencyStore(Protocol):
     def complete(self, key: str, claim: Claim, *, verdict: str) -> None: ...
 
     def release(self, key: str, claim: Claim) -> None: ...
+
+    def park(self, key: str, claim: Claim, row: dict) -> None:
+        """Keep a decision that was acted on but could not be audited (status UNAUDITED) for
+        the next attempt, which audits it instead of deciding again. Raises StoreError."""
 
 
 class AuditSink(Protocol):

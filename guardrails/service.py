@@ -344,20 +344,61 @@ class GuardrailsService:
             # the attempt this one takes over died holding the event: it may have audited a decision
             # and died before publishing it, and the state it left decides differently now
             self.publisher.republish(row.resource_id, claim.previous_holder)
+        if claim.parked is not None:
+            return self._audit_parked(ctx, key, claim)
+        parked = False
         try:
             # deliveries for one resource in this worker take turns: the second decides on the
             # state the first left (diff before write), never sending a fix twice
             with self._resource_lock(resource_id):
                 decide()
-            self._finish(ctx, row, row.verdict, row.reason, row.message)
+            try:
+                self._finish(ctx, row, row.verdict, row.reason, row.message)
+            except BaseException:
+                parked = self._park(key, claim, row)
+                raise
         except BaseException:
-            self.idempotency.release(key, claim)
+            if not parked:
+                self.idempotency.release(key, claim)
             raise
         if row.verdict == "failed":
             self.idempotency.release(key, claim)   # let Event Grid's retry run it again
             raise DeliveryFailed(f"delivery failed: {row.reason}")
         self.idempotency.complete(key, claim, verdict=row.verdict)
         return row
+
+    def _park(self, key: str, claim, row: AuditRow) -> bool:
+        """The audit write failed after a decision that changed something (a fix, a removal): keep
+        the decision with the event's claim so the retry audits it instead of deciding again on
+        the state the fix left (``compliant``, and the change and its revert gone from the audit
+        table). The decision also goes to the log at ERROR. Never raises; True when parked."""
+        if not any(v.outcome in ("remediated", "requested") for v in row.violations):
+            return False
+        emit(log, logging.ERROR, "guardrail_decision_unaudited", resource_id=row.resource_id, verdict=row.verdict,
+             event_id=row.event_id, actions=[f"{v.policy}/{v.rule}:{v.outcome}" for v in row.violations][:20])
+        try:
+            self.idempotency.park(key, claim, row.to_dict())
+            return True
+        except Exception as exc:         # the store is what failed: the retry decides again
+            emit(log, logging.ERROR, "guardrail_decision_not_parked", event_id=row.event_id, error=type(exc).__name__)
+            return False
+
+    def _audit_parked(self, ctx: _Ctx, key: str, claim) -> AuditRow:
+        """An earlier delivery of this event acted and could not write its row: write that row
+        now (the decision as it was made, noted as audited late), nothing decided again."""
+        prior = AuditRow.from_dict(claim.parked)
+        note = f" [audited by a later delivery ({ctx.delivery_id}): the first audit write failed]"
+        try:
+            self._finish(ctx, prior, prior.verdict, prior.reason, prior.message[:2000 - len(note)] + note,
+                         keep_time=True)
+        except BaseException:
+            self._park(key, claim, prior)
+            raise
+        if prior.verdict == "failed":         # as on the first attempt: audited, then retried
+            self.idempotency.release(key, claim)
+            raise DeliveryFailed(f"delivery failed: {prior.reason}")
+        self.idempotency.complete(key, claim, verdict=prior.verdict)
+        return prior
 
     # ---------------------------------------------------------------------------------
     def _decide_and_fix(self, ctx: _Ctx, row: AuditRow, event, rtype: ResourceType, compiled, candidates) -> None:
@@ -646,12 +687,15 @@ class GuardrailsService:
 
     # ---------------------------------------------------------------------------------
     def _finish(self, ctx: _Ctx, row: AuditRow, verdict: str, reason: str, message: str, *,
-                timer: bool = False) -> AuditRow:
+                timer: bool = False, keep_time: bool = False) -> AuditRow:
         """Audit the decision, then publish it. ``timer``: no redelivery will come if this worker
-        dies, so the decision event is first kept as an outbox intent (``outbox`` module doc)."""
+        dies, so the decision event is first kept as an outbox intent (``outbox`` module doc).
+        ``keep_time``: a parked decision keeps the time (and so the row keys) of its first write,
+        which may have stored one of its two rows: written again, it replaces it."""
         row.verdict, row.reason, row.message = verdict, reason, message[:2000]
-        row.time = _now_iso(self._wall())
-        row.duration_ms = round((self._clock() - ctx.started) * 1000.0, 3)
+        if not (keep_time and row.time):
+            row.time = _now_iso(self._wall())
+            row.duration_ms = round((self._clock() - ctx.started) * 1000.0, 3)
         intended = timer and self.publisher is not None and self.publisher.intend(row)
         self.audit.write(row)   # StoreError propagates: nothing is acknowledged unaudited
         if self.publisher is not None:   # after the row is safe; never raises (outbox on failure)

@@ -163,10 +163,22 @@ class TablePolicyRepository:
         return counts
 
 
+def _parked_row(text: Any) -> dict | None:
+    if not isinstance(text, str) or not text:
+        return None
+    try:
+        row = json.loads(text)
+    except ValueError:
+        return None
+    return row if isinstance(row, dict) and isinstance(row.get("verdict"), str) else None
+
+
 # ---------------------------------------------------------------------------------------
 class TableIdempotencyStore:
     """Conditional create (IN_PROGRESS) -> etag-conditioned update (COMPLETED) -> delete on
-    failure. Expiry is computed on read: Table Storage has no TTL."""
+    failure. Expiry is computed on read: Table Storage has no TTL. A decision that was acted on
+    but whose audit row could not be written is parked (UNAUDITED, the row as JSON): the next
+    attempt takes the record over with it, and carries it until that row is written."""
 
     LOCAL_COMPLETED_MAX = 10_000
 
@@ -222,12 +234,15 @@ class TableIdempotencyStore:
             return Claim("completed", verdict=current.get("verdict") or None)
         if current.get("status") == "IN_PROGRESS" and live:
             raise IdempotencyError("event is being handled by another delivery; retry later")
-        # expired: take it over, exactly one taker wins the etag race
+        parked = _parked_row(current.get("row"))
+        if parked is not None:
+            entity["row"] = current.get("row")        # carried until it is audited
+        # expired (or parked): take it over, exactly one taker wins the etag race
         try:
             meta = table.update_entity(entity, mode=UpdateMode.REPLACE,
                                        etag=current.metadata["etag"], match_condition=MatchConditions.IfNotModified)
             previous = current.get("holder") if current.get("status") == "IN_PROGRESS" else None
-            return Claim("acquired", token=meta.get("etag"), previous_holder=previous or None)
+            return Claim("acquired", token=meta.get("etag"), previous_holder=previous or None, parked=parked)
         except ResourceModifiedError:
             raise IdempotencyError("expired idempotency record taken over by another delivery") from None
         except AzureError as exc:
@@ -247,6 +262,22 @@ class TableIdempotencyStore:
             raise IdempotencyError("idempotency record was taken over before completion") from None
         except AzureError as exc:
             raise _store_error("idempotency complete", exc) from exc
+
+    def park(self, key: str, claim: Claim, row: dict) -> None:
+        text = json.dumps(row, sort_keys=True, default=str)
+        if len(text) > _MAX_STRING:
+            raise StoreError(f"decision too large to park ({len(text)} characters)")
+        table = self._t.table(self._t.idempotency_name)
+        pk, rk = self._keys(key)
+        entity = {"PartitionKey": pk, "RowKey": rk, "status": "UNAUDITED", "holder": "",
+                  "expires_at": self._clock(), "verdict": str(row.get("verdict") or ""), "row": text}
+        try:
+            table.update_entity(entity, mode=UpdateMode.REPLACE, etag=claim.token,
+                                match_condition=MatchConditions.IfNotModified)
+        except ResourceModifiedError:
+            raise IdempotencyError("idempotency record was taken over before the decision was parked") from None
+        except AzureError as exc:
+            raise _store_error("idempotency park", exc) from exc
 
     def release(self, key: str, claim: Claim) -> None:
         table = self._t.table(self._t.idempotency_name)

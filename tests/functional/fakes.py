@@ -71,13 +71,22 @@ class MemoryIdempotency:
     def acquire(self, key: str, *, holder: str) -> Claim:
         now = self.clock()
         rec = self.records.get(key)
-        if rec is not None and rec["expires"] > now:
+        if rec is not None and rec["expires"] > now and rec["status"] != "UNAUDITED":
             if rec["status"] == "COMPLETED":
                 return Claim("completed", verdict=rec["verdict"])
             raise IdempotencyError("in progress elsewhere")
+        parked = rec.get("row") if rec is not None else None
         etag = next(self._etags)
-        self.records[key] = {"status": "IN_PROGRESS", "expires": now + self.in_progress, "etag": etag, "verdict": ""}
-        return Claim("acquired", token=etag)
+        self.records[key] = {"status": "IN_PROGRESS", "expires": now + self.in_progress, "etag": etag, "verdict": "",
+                             "row": parked}
+        return Claim("acquired", token=etag, parked=copy.deepcopy(parked))
+
+    def park(self, key: str, claim: Claim, row: dict) -> None:
+        rec = self.records.get(key)
+        if rec is None or rec["etag"] != claim.token:
+            raise IdempotencyError("taken over")
+        rec.update(status="UNAUDITED", expires=self.clock(), verdict=row.get("verdict", ""), row=copy.deepcopy(row),
+                   etag=next(self._etags))
 
     def complete(self, key: str, claim: Claim, *, verdict: str) -> None:
         rec = self.records.get(key)

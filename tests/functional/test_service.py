@@ -143,3 +143,38 @@ def test_a_change_landing_while_a_read_is_in_flight_is_not_hidden_by_the_cached_
     row = svc.handle_event(event_at(changed_at[0], "bob@contoso.com"))
     assert row.verdict == "remediated", row.message
     assert arm.resources[rid.lower()]["properties"]["publicNetworkAccess"] == "Disabled"
+
+
+def test_a_fix_whose_audit_write_failed_is_audited_by_the_retry_not_decided_again():
+    """The PATCH landed, then the audit write failed: the decision is parked with the event's claim
+    and the redelivery writes it (remediated, noted as audited late) with no ARM call, instead of
+    reading the fixed state and recording ``compliant``."""
+    res = b.storage(blob=False)
+    svc, arm, idem, audit = make([res])
+    event = b.write_event(res["id"])
+    audit.fail = True
+    with pytest.raises(StoreError):
+        svc.handle_event(event)
+    assert len(arm.writes()) == 1
+    (rec,) = idem.records.values()
+    assert rec["status"] == "UNAUDITED" and rec["row"]["verdict"] == "remediated"
+    audit.fail = False
+    calls = len(arm.calls)
+    row = svc.handle_event(event)                        # Event Grid's redelivery
+    assert row.verdict == "remediated" and "audited by a later delivery" in row.message
+    assert [v.outcome for v in row.violations] == ["remediated"]
+    assert len(arm.calls) == calls and len(arm.writes()) == 1
+    assert [r.verdict for r in audit.rows] == ["remediated"]
+    assert svc.handle_event(event).verdict == "duplicate"
+
+
+def test_a_parked_decision_survives_a_second_failed_audit_write():
+    res = b.storage(blob=False)
+    svc, arm, idem, audit = make([res])
+    event = b.write_event(res["id"])
+    audit.fail = True
+    for _ in range(2):
+        with pytest.raises(StoreError):
+            svc.handle_event(event)
+    audit.fail = False
+    assert svc.handle_event(event).verdict == "remediated" and len(arm.writes()) == 1

@@ -349,8 +349,11 @@ def test_concurrent_burst_in_one_worker_sends_one_fix(harness):
 # ---- the audit's two rows ----------------------------------------------------------------------
 def test_an_audit_index_row_that_cannot_be_stored_fails_the_delivery_and_the_retry_records_it(harness):
     """The day-shard row and the per-resource row are written at the same time: when either
-    fails, the delivery raises (nothing is acknowledged half-audited) and its claim is released,
-    so Event Grid's retry decides again and both rows of the retry are stored."""
+    fails, the delivery raises (nothing is acknowledged half-audited). The fix went out, so the
+    decision is parked with the event's claim (Table Storage, status UNAUDITED): Event Grid's
+    retry writes that decision — the change and its revert — instead of deciding again on the
+    fixed state, with no ARM call, and under the same row keys (the day-shard row the first
+    attempt did store is replaced, not doubled)."""
     from guardrails.adapters.tables import TableAuditSink
 
     res = b.storage()
@@ -361,11 +364,16 @@ def test_an_audit_index_row_that_cannot_be_stored_fails_the_delivery_and_the_ret
     assert isinstance(err, StoreError)
     assert len(h.writes()) == 1                                  # the fix itself went out
     h.tables.service.create_table(h.tables.audit_index_name)
+    h.emu.clear_requests()
     assert _deliver_raw(event) is None                           # the retry: not a duplicate
-    assert [r.verdict for r in h.recorder.rows][-1] == "compliant"
-    assert len(h.writes()) == 1
+    assert [r.verdict for r in h.recorder.rows][-1] == "remediated"
+    assert h.arm_requests() == []                                # nothing decided again, nothing sent
+    assert h.resource(res["id"])["properties"]["publicNetworkAccess"] == "Disabled"
     sink = TableAuditSink(h.tables, shards=h.settings.audit_shards)
     history = sink.read_resource(res["id"])
-    assert [(r.event_id, r.verdict) for r in history] == [(event["id"], "compliant")]
+    assert [(r.event_id, r.verdict) for r in history] == [(event["id"], "remediated")]
+    assert "audited by a later delivery" in history[0].message
+    assert {v.outcome for v in history[0].violations} == {"remediated"}
     day = [r for r in h.stored_rows() if r.delivery_id == history[0].delivery_id]
     assert len(day) == 1 and day[0].to_dict() == history[0].to_dict()
+    assert _deliver_raw(event) is None and h.recorder.rows[-1].verdict == "duplicate"
