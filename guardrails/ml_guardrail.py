@@ -135,10 +135,13 @@ def _share(traffic: Mapping[str, int], name: str) -> int:
 
 @dataclass
 class _Found:
-    """One broken rule of one policy, and the record the audit row keeps of it."""
+    """One broken rule of one policy, the record the audit row keeps of it, and what fixing it
+    writes on an endpoint: ``setting`` (``(property, value)``) or ``deployment`` (its traffic to 0)."""
 
     policy: Any
     rec: ViolationRecord
+    setting: tuple[str, Any] | None = None
+    deployment: str | None = None
 
 
 class MlLifecycleGuardrail:
@@ -246,10 +249,10 @@ class MlLifecycleGuardrail:
             row.message = (f"archived, so it cannot be deployed; to use it, restore the tags "
                            f"({', '.join(missing)}) and un-archive it")
             return
-        self._act(ctx, row, snap, found, lambda body: _set(body, "isArchived", True),
-                  lambda after: (after.get("properties") or {}).get("isArchived") is True,
-                  done="archived (isArchived true) and confirmed by read-back",
-                  owner=_tag(tags, policies))
+        self._act(ctx, row, snap, found, _always(
+            lambda body: _set(body, "isArchived", True),
+            lambda after: (after.get("properties") or {}).get("isArchived") is True,
+            "archived (isArchived true) and confirmed by read-back"), owner=_tag(tags, policies))
 
     # ---------------------------------------------------------------- deployments and endpoints
     def _deployment(self, ctx, row, rid: ArmId, policies) -> None:
@@ -275,10 +278,11 @@ class MlLifecycleGuardrail:
                 f.rec.message = (f.rec.message + "; it receives no traffic: none will be routed to it")[:300]
             self._report(row, found, _tag(endpoint.tags, policies))
             return
-        self._act(ctx, row, endpoint, found, lambda body: _set(body, "traffic", mr.rebalance_traffic(traffic, [rid.name])),
-                  lambda after: _share(_traffic(after), rid.name) == 0,
-                  done=f"traffic to {rid.name} set to 0 (its share to the others), confirmed by read-back",
-                  owner=_tag(endpoint.tags, policies))
+        self._act(ctx, row, endpoint, found, _always(
+            lambda body: _set(body, "traffic", mr.rebalance_traffic(traffic, [rid.name])),
+            lambda after: _share(_traffic(after), rid.name) == 0,
+            f"traffic to {rid.name} set to 0 (its share to the others), confirmed by read-back"),
+            owner=_tag(endpoint.tags, policies))
 
     def _endpoint(self, ctx, row, eid: str, policies, endpoint=None) -> None:
         endpoint = endpoint or self._read(ctx, row, eid)
@@ -287,34 +291,27 @@ class MlLifecycleGuardrail:
         props = endpoint.body.get("properties") or {}
         name, rid = eid.rsplit("/", 1)[-1], parse_arm_id(eid)
         found: list[_Found] = []
-        changes: dict[str, Any] = {}
         for p in policies:
             sensitive = p.rules.sensitive_endpoints.matches(name, endpoint.tags)
             for f in mr.evaluate_endpoint(p.rules, auth_mode=props.get("authMode"),
                                           public_network_access=props.get("publicNetworkAccess"), sensitive=sensitive):
                 path, want = (("authMode", p.rules.endpoint_auth_modes[0]) if f.rule == mr.RULE_ENDPOINT_AUTH
                               else ("publicNetworkAccess", "Disabled"))
+                enforced = p.rules.endpoint_action == "enforce"
                 rec = ViolationRecord(policy=p.ref, rule=f.rule, property=f"properties.{path}", before=props.get(path),
-                                      after=want if p.rules.endpoint_action == "enforce" else None,
-                                      outcome="violation", message=f.message[:300])
-                found.append(_Found(p, rec))
-                if p.rules.endpoint_action == "enforce":
-                    changes.setdefault(path, want)
+                                      after=want if enforced else None, outcome="violation", message=f.message[:300])
+                found.append(_Found(p, rec, setting=(path, want) if enforced else None))
         traffic = _traffic(endpoint.body)
-        bad: list[str] = []
         prod = [p for p in policies if p.rules.production_endpoints.matches(name, endpoint.tags)]
         for dep_name in sorted(k for k, v in traffic.items() if v > 0) if prod else ():
             dep = self._read(ctx, row, f"{eid}/deployments/{dep_name}")
             serving = dep and self._serving_findings(ctx, row, dep.body, rid.parent, dep_name, prod)
             if serving is None:
                 return
-            bad += [dep_name] if serving else []
             found += serving
         if not found:
             row.verdict, row.reason, row.message = "compliant", "", f"endpoint {name} is compliant"
             return
-        if bad:
-            changes["traffic"] = mr.rebalance_traffic(traffic, bad)
         notify_only = [f for f in found if f.rec.after is None and f.rec.rule in (mr.RULE_ENDPOINT_AUTH,
                                                                                   mr.RULE_ENDPOINT_PUBLIC)]
         acting = [f for f in found if f not in notify_only]
@@ -325,17 +322,8 @@ class MlLifecycleGuardrail:
             self._report(row, found, owner)
             return
 
-        def apply(body: dict) -> None:
-            for path, value in changes.items():
-                _set(body, path, value)
-
-        def holds(after: Mapping[str, Any]) -> bool:
-            p = after.get("properties") or {}
-            return all((_share(_traffic(after), d) == 0 for d in bad)) and all(
-                str(p.get(k)).lower() == str(v).lower() for k, v in changes.items() if k != "traffic")
-
-        self._act(ctx, row, endpoint, acting, apply, holds, owner=owner, also=notify_only,
-                  done="; ".join(f"{k} -> {v}" for k, v in changes.items()) + ", confirmed by read-back")
+        self._act(ctx, row, endpoint, acting, lambda permitted: _endpoint_plan(traffic, permitted),
+                  owner=owner, also=notify_only)
 
     def _serving_findings(self, ctx, row, dep_body, workspace: ArmId, dep_name: str, policies) -> list[_Found] | None:
         """Findings of the model a production deployment serves (None: a read failed, row set)."""
@@ -361,7 +349,8 @@ class MlLifecycleGuardrail:
                                                tags=vp.get("tags") or {}, archived=vp.get("isArchived") is True)
             found += [_Found(p, ViolationRecord(
                 policy=p.ref, rule=f.rule, property=f"properties.traffic.{dep_name}", before=ref.text[:200], after=0,
-                outcome="violation", message=f"deployment {dep_name}: {f.message}"[:300])) for f in findings]
+                outcome="violation", message=f"deployment {dep_name}: {f.message}"[:300]), deployment=dep_name)
+                for f in findings]
         return found
 
     def _model_deployed(self, ctx, row, ev: ModelDeployed, policies) -> None:
@@ -437,11 +426,12 @@ class MlLifecycleGuardrail:
             row.verdict, row.reason, row.message = "ignored", "resource_not_found", f"{rid.rsplit('/', 1)[-1]} no longer exists"
         return snap
 
-    def _act(self, ctx, row, snap, found: list[_Found], apply: Callable[[dict], None],
-             holds: Callable[[Mapping[str, Any]], bool], *, done: str, owner: tuple[str, str],
-             also: list[_Found] = ()) -> None:
-        """Audit mode / dry run: ``dry_run``. Enforce: breaker permit, PUT of the body read just
-        before with its etag, read back. Every broken rule is recorded; the owner is told."""
+    def _act(self, ctx, row, snap, found: list[_Found], plan: Callable[[list[_Found]], _Plan | None], *,
+             owner: tuple[str, str], also: list[_Found] = ()) -> None:
+        """Audit mode / dry run: ``dry_run``. Enforce: flip-flop and breaker permits, then
+        ``plan(permitted findings)`` — what to write is decided only from the findings allowed
+        to act, never from an audit-mode policy's or a refused one's — a PUT of the body read
+        just before with its etag, read back. Every broken rule is recorded; the owner is told."""
         enforce = [f for f in found if f.policy.mode == "enforce" and not getattr(ctx, "dry_run", False)]
         for f in found:
             if f not in enforce:
@@ -454,7 +444,10 @@ class MlLifecycleGuardrail:
         if permitted:
             permitted = self.svc._breaker_permits(row, rid, permitted)
         if permitted:
-            self._write(ctx, row, snap, [rec for _p, rec in permitted], apply, holds, done)
+            allowed = {id(rec) for _p, rec in permitted}
+            change = plan([f for f in enforce if id(f.rec) in allowed])
+            if change is not None:
+                self._write(ctx, row, snap, [rec for _p, rec in permitted], change.apply, change.holds, change.done)
         self._report(row, list(also) + found, owner)
         if reasons and row.verdict != "failed":
             row.reason = reasons[0]
@@ -495,6 +488,48 @@ class MlLifecycleGuardrail:
         who, via = owner
         emit(log, logging.WARNING, "guardrail_violation_notify", owner_tag=via, owner=who,
              rules=[f"{r.policy}/{r.rule}" for r in row.violations], outcomes=sorted({r.outcome for r in row.violations}))
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """What a permitted fix writes: ``apply`` edits the body to PUT, ``holds`` checks the
+    read-back, ``done`` is the message of a confirmed fix."""
+
+    apply: Callable[[dict], None]
+    holds: Callable[[Mapping[str, Any]], bool]
+    done: str
+
+
+def _always(apply: Callable[[dict], None], holds: Callable[[Mapping[str, Any]], bool], done: str):
+    """A plan that is the same whichever policy's finding was permitted (one property)."""
+    plan = _Plan(apply, holds, done)
+    return lambda _permitted: plan
+
+
+def _endpoint_plan(traffic: Mapping[str, int], permitted: list[_Found]) -> _Plan | None:
+    """The endpoint write made of the permitted findings only: their settings (first policy's
+    value per property) and traffic 0 for the deployments they found serving badly. Pure."""
+    settings: dict[str, Any] = {}
+    for f in permitted:
+        if f.setting is not None:
+            settings.setdefault(*f.setting)
+    bad = sorted({f.deployment for f in permitted if f.deployment is not None})
+    if not settings and not bad:
+        return None
+    changes = dict(settings)
+    if bad:
+        changes["traffic"] = mr.rebalance_traffic(traffic, bad)
+
+    def apply(body: dict) -> None:
+        for path, value in changes.items():
+            _set(body, path, value)
+
+    def holds(after: Mapping[str, Any]) -> bool:
+        p = after.get("properties") or {}
+        return all(_share(_traffic(after), d) == 0 for d in bad) and all(
+            str(p.get(k)).lower() == str(v).lower() for k, v in settings.items())
+
+    return _Plan(apply, holds, "; ".join(f"{k} -> {v}" for k, v in changes.items()) + ", confirmed by read-back")
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,9 @@ from .transport import client_options
 
 AUTHZ_API_VERSION = "2022-04-01"
 SUBSCRIPTIONS_API_VERSION = "2022-12-01"
+# subscription states (``SubscriptionState``) in which nothing can be fixed: resources are
+# deallocated and read-only (Disabled, Expired) or the subscription is gone (Deleted)
+INACTIVE_SUBSCRIPTION_STATES = frozenset({"disabled", "deleted", "expired"})
 
 
 def parent_type(rtype: ResourceType) -> ResourceType | None:
@@ -149,7 +152,10 @@ class ArmLister:
                                f"api-version={SYSTEM_TOPICS_API_VERSION}", limit_key(topic_id))
 
     def list_subscriptions(self) -> list[str]:
-        """The subscription ids the identity can see (``GET /subscriptions``)."""
+        """The subscription ids the identity can see (``GET /subscriptions``) that can still hold
+        drift: every state but ``INACTIVE_SUBSCRIPTION_STATES``. ``Warned`` and ``PastDue`` (billing
+        trouble) are still active: their resources run and take writes, so they are swept."""
         return [str(s.get("subscriptionId")) for s in
                 self._items("subscriptions", f"api-version={SUBSCRIPTIONS_API_VERSION}", TENANT_KEY)
-                if s.get("subscriptionId") and str(s.get("state", "Enabled")).lower() == "enabled"]
+                if s.get("subscriptionId")
+                and str(s.get("state") or "Enabled").lower() not in INACTIVE_SUBSCRIPTION_STATES]

@@ -1,7 +1,8 @@
 """Table Storage for the timers: one summary row per run, and each timer's last run.
 
   <prefix>Sweeps      PK "YYYYMM" (month started)  RK "<started ISO>-<run id>"   one summary per run
-  <prefix>TimerState  PK "timer"                   RK timer name                last_run (ISO, UTC)
+  <prefix>TimerState  PK "timer"                   RK timer name                last_run (ISO, UTC), retry (JSON:
+                                                                                [{id, attempts}], expiry timer)
                       PK "coverage"                RK sha256(source, lower)     source, covered, signature, since
                       PK "deadletter"              RK sha256(blob name)         blob, outcome, attempts, at, detail,
                                                                                 events (JSON: id, type, verdict …)
@@ -18,6 +19,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from azure.core.exceptions import AzureError, ResourceNotFoundError
+from azure.data.tables import UpdateMode
 
 from .tables import Tables, _store_error
 
@@ -106,12 +108,36 @@ class TableTimerState:
             return None
         except AzureError as exc:
             raise _store_error("read timer state", exc) from exc
+        if not e.get("last_run"):          # a row holding only ``retry``: no run has finished yet
+            return None
         return datetime.fromisoformat(str(e["last_run"]).replace("Z", "+00:00"))
 
     def set_last_run(self, timer: str, when: datetime) -> None:
-        try:
+        try:     # merge: the row's other properties (``retry``) are kept
             self._t.table(self.name).upsert_entity(
-                {"PartitionKey": self.PARTITION, "RowKey": timer, "last_run": _iso(when)})
+                {"PartitionKey": self.PARTITION, "RowKey": timer, "last_run": _iso(when)}, mode=UpdateMode.MERGE)
+        except AzureError as exc:
+            raise _store_error("write timer state", exc) from exc
+
+    def retry(self, timer: str) -> list[dict[str, Any]]:
+        """What a timer keeps to decide again next run (``expiry``: ``[{id, attempts}]``)."""
+        try:
+            e = self._t.table(self.name).get_entity(self.PARTITION, timer)
+        except ResourceNotFoundError:
+            return []
+        except AzureError as exc:
+            raise _store_error("read timer state", exc) from exc
+        try:
+            items = json.loads(str(e.get("retry") or "[]"))
+        except ValueError:
+            return []
+        return [i for i in items if isinstance(i, dict)] if isinstance(items, list) else []
+
+    def set_retry(self, timer: str, items: list[dict[str, Any]]) -> None:
+        try:     # merge: ``last_run`` is kept
+            self._t.table(self.name).upsert_entity(
+                {"PartitionKey": self.PARTITION, "RowKey": timer, "retry": bounded_json(list(items))},
+                mode=UpdateMode.MERGE)
         except AzureError as exc:
             raise _store_error("write timer state", exc) from exc
 
