@@ -36,6 +36,7 @@ EXTRA_MODULES: tuple[str, ...] = ("guardrails.ml_guardrail",)
 # the only resource event the guardrails act on (others are audited as ignored: don't pay for them)
 RESOURCE_EVENT_TYPES_DELIVERED = ("Microsoft.Resources.ResourceWriteSuccess",)
 ROLE_ASSIGNMENT_WRITE = "Microsoft.Authorization/roleAssignments/write"
+ROLE_DEFINITION_WRITE = "Microsoft.Authorization/roleDefinitions/write"
 
 
 @dataclass(frozen=True)
@@ -110,12 +111,14 @@ def required(classes: Iterable[type] | None = None) -> Required:
 
 
 def covered_operations() -> list[str]:
-    """``data.operationName`` values the resource guardrails act on: a write of a catalogue type
-    or a role assignment. The subscription's Event Grid filter delivers exactly these."""
+    """``data.operationName`` values the resource guardrails act on: a write of a catalogue type,
+    a role assignment, or a custom role definition (its assignments are re-judged). The
+    subscription's Event Grid filter delivers exactly these."""
     from guardrails.ml_guardrail import ML_TYPE_NAMES
     from guardrails.model.resource import CATALOG
 
-    ops = {f"{t.name}/write" for t in CATALOG.values()} | {f"{t}/write" for t in ML_TYPE_NAMES} | {ROLE_ASSIGNMENT_WRITE}
+    ops = ({f"{t.name}/write" for t in CATALOG.values()} | {f"{t}/write" for t in ML_TYPE_NAMES}
+           | {ROLE_ASSIGNMENT_WRITE, ROLE_DEFINITION_WRITE})
     return sorted(ops, key=str.lower)
 
 

@@ -38,6 +38,7 @@ log = logging.getLogger("guardrails")
 
 WRITE_SUCCESS = "Microsoft.Resources.ResourceWriteSuccess"
 ROLE_ASSIGNMENT_TYPE = "microsoft.authorization/roleassignments"
+ROLE_DEFINITION_TYPE = "microsoft.authorization/roledefinitions"
 # fields ARM computes; never sent back in a full PUT
 _READ_ONLY_TOP = ("id", "name", "type", "systemData", "etag")
 
@@ -98,7 +99,9 @@ class GuardrailsService:
                                        wall_clock=wall_clock)
         self._clock = clock
         self._wall = wall_clock
-        self._locks = tuple(threading.Lock() for _ in range(64))   # striped per-resource locks
+        # striped per-resource locks; re-entrant: a decision may decide others in its thread (a
+        # role definition's assignments) whose ids can share its stripe
+        self._locks = tuple(threading.RLock() for _ in range(64))
         self.settled = SettledWrites()   # correlation ids of our writes that finished (no pending record)
 
     # ---------------------------------------------------------------------------------
@@ -197,6 +200,14 @@ class GuardrailsService:
     def _route(self, ctx: _Ctx, row: AuditRow, rid, target) -> tuple[Callable[[], None] | None, AuditRow | None]:
         """Which guardrail decides this id, on which policies: ``(decide, None)``, or
         ``(None, row)`` when it is finished already (not covered / no policy in force)."""
+        if rid.resource_type.lower() == ROLE_DEFINITION_TYPE:
+            # a custom role changed: its assignments are re-judged (each under its own policies)
+            if self.roles is None:
+                return None, self._finish(ctx, row, "ignored", "not_covered", "role-assignment guardrail not configured")
+            policies = [p for p in self.policies.get().role_policies if p.mode != "off"]
+            if not policies:
+                return None, self._finish(ctx, row, "ignored", "no_policy", "no role-assignment policy in force")
+            return (lambda: self.roles.on_definition(ctx, row, target, policies)), None
         if rid.resource_type.lower() == ROLE_ASSIGNMENT_TYPE:
             if self.roles is None:
                 return None, self._finish(ctx, row, "ignored", "not_covered", "role-assignment guardrail not configured")
@@ -811,7 +822,10 @@ def _resource_event_types() -> frozenset[str]:
 
 
 def _selects_subscription(policy, subscription_id: str | None) -> bool:
-    subs = getattr(getattr(policy, "selector", None), "subscriptions", ()) or ()
+    """Whether the policy's selector takes in the subscription (None: a scope above every one,
+    which only a selector-less policy governs). A ``CompiledRolePolicy`` wraps its policy."""
+    selector = getattr(getattr(policy, "policy", policy), "selector", None)
+    subs = getattr(selector, "subscriptions", ()) or ()
     return not subs or (subscription_id or "").lower() in {s.lower() for s in subs}
 
 

@@ -12,6 +12,10 @@
         only those with findings through the role guardrail (a fresh read, the decision, the removal)
     role assignments at each configured management group (no subscription topic delivers them):
         list ``atScope()`` ─▶ each assignment AT the group through the role guardrail
+    role assignments at the tenant root ``/`` (no topic delivers them either), once per run, when
+        a role policy without a subscription selector is in force: list ``atScope()`` at ``/`` ─▶
+        each assignment AT ``/`` judged as a subscription's (``sweep_roles.sweep_root_roles``);
+        an identity that may not read there is a WARNING each run (``guardrail_sweep_root_unreadable``)
     secrets of the vaults secrets policies name (every governed vault for a policy without a vault
         selector): one property list per vault (no values); referenced
         keys: one read each ─▶ within Key Vault's 30-day near-expiry window: rotation; breaking the
@@ -24,9 +28,9 @@
 Audit: every non-compliant decision gets its own audit row (``event_type`` ``Guardrails.Sweep``,
 ``correlation_id`` = the sweep id), so a fix made by a sweep reads like one made on an event.
 Compliant resources are only counted in the summary row (a 5,000-resource estate would otherwise
-write 5,000 rows a run saying nothing happened). A subscription's role assignments get the pure
-role evaluation first, so only those with a finding get a row; a management group's (few) always
-go through the role guardrail, so each of those gets a row.
+write 5,000 rows a run saying nothing happened). A subscription's and the tenant root's role
+assignments get the pure role evaluation first, so only those with a finding get a row; a
+management group's (few) always go through the role guardrail, so each of those gets a row.
 
 Pacing: ARM reads 250 burst / 25 per s per subscription per principal. The sweep has its own
 service instance whose ARM and authorization gateways take tokens from ``RateLimiter`` buckets;
@@ -172,9 +176,11 @@ class Sweeper:
         if self.graph is not None and subs:
             plan = self._sweep_graph(tally, compiled, subs, plan, summary.sweep_id, dry_run, deadline)
         with ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="sweep") as pool:
-            futures = [pool.submit(self._sweep_type, tally, compiled, sub, rt, decide, children, summary.sweep_id,
-                                   dry_run, deadline)
-                       for sub in subs for rt, decide, children in plan]
+            # the tenant root's role assignments first (a few, tenant-wide reach): once per run
+            futures = [pool.submit(self._sweep_root_roles, tally, compiled, summary.sweep_id, dry_run, deadline)]
+            futures += [pool.submit(self._sweep_type, tally, compiled, sub, rt, decide, children, summary.sweep_id,
+                                    dry_run, deadline)
+                        for sub in subs for rt, decide, children in plan]
             futures += [pool.submit(self._sweep_roles, tally, compiled, sub, summary.sweep_id, dry_run, deadline)
                         for sub in subs]
             for fut in futures:
@@ -334,6 +340,10 @@ class Sweeper:
     def _sweep_roles(self, tally: _Tally, compiled, sub: str, sweep_id: str, dry_run: bool, deadline: float) -> None:
         from .sweep_roles import sweep_roles
         sweep_roles(self, tally, compiled, sub, sweep_id, dry_run, deadline)
+
+    def _sweep_root_roles(self, tally: _Tally, compiled, sweep_id: str, dry_run: bool, deadline: float) -> None:
+        from .sweep_roles import sweep_root_roles
+        sweep_root_roles(self, tally, compiled, sweep_id, dry_run, deadline)
 
     def _sweep_secrets(self, tally: _Tally, compiled, sweep_id: str, dry_run: bool, deadline: float) -> None:
         from .sweep_secrets import sweep_secrets

@@ -1,5 +1,6 @@
-"""The sweep's role assignments made in one subscription (``Sweeper.run``): what a lost or
-dead-lettered role-assignment event left in place."""
+"""The sweep's role assignments (``Sweeper.run``): those made in one subscription, what a lost or
+dead-lettered role-assignment event left in place (``sweep_roles``), and those at the tenant
+root ``/``, which no subscription topic ever delivers (``sweep_root_roles``, once per run)."""
 
 from __future__ import annotations
 
@@ -11,21 +12,29 @@ from .sweep import SWEEP_EVENT_TYPE
 
 log = logging.getLogger("guardrails")
 
+ROOT_SCOPE = "/"
+
+
+def _selects(policy, subscription_id: str | None) -> bool:
+    """``service._selects_subscription``: a ``CompiledRolePolicy``'s selector is its policy's;
+    None (a management group, the tenant root) is governed by selector-less policies only,
+    as ``policy.roles.evaluate_assignment`` decides."""
+    from .service import _selects_subscription
+    return _selects_subscription(policy, subscription_id)
+
 
 def sweep_roles(sw, tally, compiled, sub: str, sweep_id: str, dry_run: bool, deadline: float) -> None:
     """Role assignments made in one subscription whose events were dropped or dead-lettered
     (an Owner granted while the function was down stays otherwise). One list (``$filter``-less:
-    at, above and below the subscription); inherited ones (a management group's, the root's) are
-    left to the management-group sweep. The pure role evaluation runs on the listed
-    body (role definitions from the catalogue or the guardrail's cache); only an assignment with
-    a finding no exemption covers goes through the role guardrail, which reads it again, decides,
-    removes and audits, as on an event. One it cannot pre-judge (an odd body, an unreadable
-    custom role, Graph failing) goes through too; one whose decision fails is a ``failed`` row
-    and the rest are still judged."""
-    from .service import _selects_subscription
-
+    at, above and below the subscription); inherited ones are left to the management-group sweep
+    (a configured group's) and to ``sweep_root_roles`` (the root's). The pure role evaluation
+    runs on the listed body (role definitions from the catalogue or the guardrail's cache); only
+    an assignment with a finding no exemption covers goes through the role guardrail, which reads
+    it again, decides, removes and audits, as on an event. One it cannot pre-judge (an odd body,
+    an unreadable custom role, Graph failing) goes through too; one whose decision fails is a
+    ``failed`` row and the rest are still judged."""
     roles = getattr(sw.service, "roles", None)
-    policies = [p for p in compiled.role_policies if p.mode != "off" and _selects_subscription(p, sub)]
+    policies = [p for p in compiled.role_policies if p.mode != "off" and _selects(p, sub)]
     if roles is None or not policies:
         return
     scope = f"/subscriptions/{sub}"
@@ -40,6 +49,48 @@ def sweep_roles(sw, tally, compiled, sub: str, sweep_id: str, dry_run: bool, dea
             _judge(sw, tally, roles, policies, body, sweep_id, dry_run, deadline)
     except ArmError as exc:
         sw._list_failed(tally, sub, "Microsoft.Authorization/roleAssignments", exc)
+
+
+def sweep_root_roles(sw, tally, compiled, sweep_id: str, dry_run: bool, deadline: float) -> None:
+    """Role assignments AT the tenant root ``/``, once per run: no subscription system topic
+    delivers them, the subscriptions' lists skip them as inherited and a management group's keeps
+    its own scope only. User Access Administrator at ``/`` is what Entra's "elevate access" leaves
+    behind, and it reaches every subscription of the tenant.
+
+    Policies: role policies in force WITHOUT a subscription selector, as for a management group
+    (a selector names subscriptions, and ``/`` is none of them; ``policy.roles.evaluate_assignment``
+    never gives a selected policy's finding at ``/`` either). None of those: no list, no read. One list
+    ``atScope()`` at ``/`` (its pages take read tokens of the tenant bucket) ─▶ only those whose
+    ``properties.scope`` is exactly ``/`` ─▶ ``_judge``, as in a subscription (the role guardrail
+    removes with its safety rails: above ``/`` is nothing, so an Owner there goes only while
+    another Owner at ``/`` stays). A list that fails is one error in the summary, never the rest
+    of the sweep's; a 401/403 (the identity may not read ``/``, as the shipped deployment grants it
+    below) is a WARNING ``guardrail_sweep_root_unreadable`` every run, not an error."""
+    roles = getattr(sw.service, "roles", None)
+    policies = [p for p in compiled.role_policies if p.mode != "off" and _selects(p, None)]
+    if roles is None or not policies:
+        return
+    try:
+        for body in sw.lister.list_role_assignments(ROOT_SCOPE, at_scope=True):
+            if sw._clock() > deadline:
+                tally.truncate()
+                return
+            props = body.get("properties")
+            if not isinstance(body.get("id"), str) or not isinstance(props, dict) or props.get("scope") != ROOT_SCOPE:
+                continue                                  # atScope() at "/" lists "/" only; guard anyway
+            _judge(sw, tally, roles, policies, body, sweep_id, dry_run, deadline)
+    except ArmError as exc:
+        if exc.status in (401, 403):
+            # the shipped deployment grants the identity at subscription / management-group scope:
+            # not being allowed to read "/" is how most tenants run, so it is said (a WARNING every
+            # run), not counted as a failed sweep, which would make every run look broken
+            emit(log, logging.WARNING, "guardrail_sweep_root_unreadable", scope=ROOT_SCOPE, status=exc.status,
+                 detail="role assignments at the tenant root are not judged: grant the identity "
+                        "Microsoft.Authorization/roleAssignments/read (and delete) at '/' to have them judged")
+            return
+        tally.error(f"list role assignments at the tenant root '/': {exc}")
+        emit(log, logging.ERROR, "guardrail_sweep_list_failed", scope=ROOT_SCOPE,
+             resource_type="Microsoft.Authorization/roleAssignments", reason=exc.reason, status=exc.status)
 
 
 def _judge(sw, tally, roles, policies, body: dict, sweep_id: str, dry_run: bool, deadline: float) -> None:

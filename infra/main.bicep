@@ -107,6 +107,7 @@ var guardrailVaultDataActions = [
 ]
 var coveredOperations = [
   'Microsoft.Authorization/roleAssignments/write'
+  'Microsoft.Authorization/roleDefinitions/write'
   'Microsoft.ContainerRegistry/registries/write'
   'Microsoft.KeyVault/vaults/write'
   'Microsoft.MachineLearningServices/registries/models/versions/write'

@@ -77,6 +77,7 @@ var guardrailActions = [
 ]
 var coveredOperations = [
   'Microsoft.Authorization/roleAssignments/write'
+  'Microsoft.Authorization/roleDefinitions/write'
   'Microsoft.ContainerRegistry/registries/write'
   'Microsoft.KeyVault/vaults/write'
   'Microsoft.MachineLearningServices/registries/models/versions/write'

@@ -68,6 +68,19 @@ class AuthorizationGateway:
             return [m.serialize(keep_readonly=True) for m in pages]
         return self._caller.call(go, deadline=deadline, what=f"LIST roleAssignments at {scope}")
 
+    def list_assignments_in(self, scope: str, *, deadline: float | None = None) -> list[dict]:
+        """Every assignment at, above and below ``scope`` (no ``$filter``), REST-shaped."""
+        def go():
+            pages = self._client.role_assignments.list_for_scope(
+                _path(scope), read_timeout=self._caller.timeout_for(deadline))
+            return [m.serialize(keep_readonly=True) for m in pages]
+        return self._caller.call(go, deadline=deadline, what=f"LIST roleAssignments in {scope}")
+
+    def forget_definition(self, guid: str) -> None:
+        """Drop a cached custom role definition (it was written): the next read is ARM's."""
+        with self._lock:
+            self._definitions.pop(guid.lower(), None)
+
     def delete_assignment(self, assignment_id: str, *, deadline: float | None = None) -> bool:
         """True when deleted now; False when it was already gone (idempotent success)."""
         try:

@@ -6,6 +6,7 @@ resulting state."""
 from __future__ import annotations
 
 import math
+import uuid
 
 import azure.functions as func
 import pytest
@@ -63,6 +64,19 @@ def rbac_with_break_glass(tmp_path, *, exemption: tuple[str, str] | None = None)
     return d
 
 
+ROOT_ASSIGNMENTS = "/providers/Microsoft.Authorization/roleAssignments"
+
+
+def root_assignment(role: str, principal: str, *, principal_type: str = "User") -> dict:
+    """An assignment AT the tenant root ``/`` as ARM GET returns it (tenant-level id and role
+    definition id)."""
+    name = str(uuid.uuid4())
+    a = b.role_assignment(role, principal, scope="/", name=name, principal_type=principal_type)
+    a["id"] = f"{ROOT_ASSIGNMENTS}/{name}"
+    a["properties"]["roleDefinitionId"] = f"/providers/Microsoft.Authorization/roleDefinitions/{b.ROLE_IDS[role]}"
+    return a
+
+
 def _sweeper(h, clock: FakeClock, **env):
     from guardrails import settings as S
     return bootstrap.build_sweeper(S.Settings.from_env({**h.env, **env}), clock=clock, sleep=clock.sleep)
@@ -96,15 +110,20 @@ def test_sweep_of_5000_resources_fixes_exactly_the_drifted_ones_within_the_read_
     assert [q for q in log if q["status"] == 429] == [] and throttle.throttled == 0
     reads = [q for q in log if q["method"] == "GET"]
     assert summary.reads == len(reads)
-    in_sub = [q for q in reads if q["path"] != "/subscriptions"]        # one bucket: the subscription's
+    # the tenant's bucket: the subscription list and the tenant root's role assignments
+    tenant = [q for q in reads if q["path"] in ("/subscriptions", ROOT_ASSIGNMENTS)]
+    in_sub = [q for q in reads if q not in tenant]                      # one bucket: the subscription's
     assert clock() - t0 >= (len(in_sub) - 25) / 25 - 1e-6 and summary.throttled_wait_s > 0
     # paging: each type listed by subscription, page after page through nextLink ($skiptoken)
     lists = [q for q in reads if q["path"].count("/") == 5 and not q["path"].endswith("/roleAssignments")]
     per_type = {q["path"].rsplit("/", 2)[-2] + "/" + q["path"].rsplit("/", 1)[-1] for q in lists}
     assert len(per_type) == 5
-    # the subscription's role assignments: one list (none in this estate)
-    role_lists = [q for q in reads if q["path"].endswith("/providers/Microsoft.Authorization/roleAssignments")]
+    # the subscription's role assignments: one list (none in this estate); the tenant root's: one
+    # atScope() list for the whole run
+    role_lists = [q for q in in_sub if q["path"].endswith("/providers/Microsoft.Authorization/roleAssignments")]
     assert len(role_lists) == 1 and "$filter" not in role_lists[0]["query"]
+    root_lists = [q for q in tenant if q["path"] != "/subscriptions"]
+    assert len(root_lists) == 1 and root_lists[0]["query"]["$filter"] == "atScope()"
     assert len(lists) == 5 * math.ceil(1000 / h.emu.page_size)
     assert sum(1 for q in lists if "$skiptoken" in q["query"]) == 5 * (math.ceil(1000 / h.emu.page_size) - 1)
     # workspaces/computes have no subscription-wide list: one list per workspace (1,000)
@@ -116,7 +135,8 @@ def test_sweep_of_5000_resources_fixes_exactly_the_drifted_ones_within_the_read_
     # ... and its model containers: one list per workspace and per registry (none here)
     models = [q for q in reads if q["path"].endswith("/models")]
     assert len(models) == 2000
-    assert summary.pages == len(lists) + len(computes) + len(endpoints) + len(models) + 1 + 1   # + subscriptions, roles
+    # + subscriptions, the subscription's role assignments, the tenant root's
+    assert summary.pages == len(lists) + len(computes) + len(endpoints) + len(models) + 1 + 1 + 1
     # one write per drifted resource, one confirm read each; no resource read on its own otherwise
     assert len(h.writes()) == 100
     assert len(in_sub) - len(lists) - len(computes) - len(endpoints) - len(models) - len(role_lists) == 100
@@ -163,21 +183,26 @@ def test_list_failure_of_one_type_is_reported_and_the_rest_is_swept(harness):
     assert h.resource(bad_kv["id"])["properties"]["publicNetworkAccess"] == "Enabled"
 
 
-def test_sweep_removes_a_privileged_assignment_at_management_group_scope(harness):
+def test_sweep_removes_a_privileged_assignment_at_management_group_scope_and_at_the_tenant_root(harness):
     contributor = b.role_assignment("Contributor", b.ALICE, scope=MG)
     reader = b.role_assignment("Reader", b.ALICE, scope=MG)
-    above = b.role_assignment("Contributor", b.ALICE, scope="/")             # tenant root: not this group's
+    above = root_assignment("Contributor", b.ALICE)                          # tenant root: not this group's
     below = b.role_assignment("Contributor", b.ALICE)                        # subscription: its own topic
     h = harness([], world={"roleAssignments": [contributor, reader, above, below]})
-    h.emu.page_size = 1                                                       # the list pages too
+    h.emu.page_size = 1                                                       # the lists page too
     summary = _sweeper(h, FakeClock(), GUARDRAILS_SWEEP_MANAGEMENT_GROUPS="mg-corp").run()
     remaining = {a["id"] for a in h.emu.role_assignments()}
-    assert contributor["id"] not in remaining
-    assert {reader["id"], above["id"], below["id"]} <= remaining
+    # the group's Contributor goes (its sweep), and so does the root's (judged once per run by the
+    # root part, never by the group's: its list keeps the group's own scope only)
+    assert contributor["id"] not in remaining and above["id"] not in remaining
+    assert {reader["id"], below["id"]} <= remaining
     rows = {r.resource_id: r.verdict for r in _sweep_rows(h, summary.sweep_id)}
-    assert rows == {contributor["id"]: "remediated", reader["id"]: "compliant"}
-    listed = [q for q in h.arm_requests("GET") if q["path"].endswith("/roleAssignments")]
+    assert rows == {contributor["id"]: "remediated", reader["id"]: "compliant", above["id"]: "remediated"}
+    listed = [q for q in h.arm_requests("GET") if q["path"] == f"{MG}{ROOT_ASSIGNMENTS}"]
     assert listed[0]["query"]["$filter"] == "atScope()" and any("$skiptoken" in q["query"] for q in listed)
+    root = [q for q in h.arm_requests("GET") if q["path"] == ROOT_ASSIGNMENTS]
+    assert [q["query"]["$filter"] for q in root] == ["atScope()"]            # one assignment there: one page
+    assert [q["path"] for q in h.arm_requests("DELETE")].count(above["id"]) == 1
 
 
 def test_timer_function_runs_the_sweep_as_the_host_calls_it(harness, monkeypatch):
@@ -302,7 +327,8 @@ def test_sweep_through_resource_graph_lists_once_and_decides_violators_on_a_fres
     # children still listed through ARM under each workspace: computes, endpoints, models
     assert sum(1 for q in gets if q["path"].endswith("/computes")) == 300
     assert (summary.seen, summary.remediated, summary.failed) == (1500, 30, 0)
-    assert summary.pages == 2 + 300 * 3 + 300 + 1      # graph pages + workspace children + registry models + roles
+    # graph pages + workspace children + registry models + the subscription's and the root's roles
+    assert summary.pages == 2 + 300 * 3 + 300 + 1 + 1
 
 
 def test_sweep_falls_back_to_arm_lists_when_resource_graph_does_not_answer(harness):

@@ -121,7 +121,8 @@ def test_an_operation_filter_dropping_covered_writes_names_them():
 @pytest.mark.parametrize("flt, missing", [
     ({"operatorType": "StringNotIn", "values": ["microsoft.keyvault/vaults/write"]}, ["Microsoft.KeyVault/vaults/write"]),
     ({"operatorType": "StringBeginsWith", "values": ["Microsoft.Storage/"]}, [o for o in OPS if "Storage" not in o]),
-    ({"operatorType": "StringNotBeginsWith", "values": ["Microsoft.Authorization"]}, ["Microsoft.Authorization/roleAssignments/write"]),
+    ({"operatorType": "StringNotBeginsWith", "values": ["Microsoft.Authorization"]},
+     ["Microsoft.Authorization/roleAssignments/write", "Microsoft.Authorization/roleDefinitions/write"]),
     ({"operatorType": "StringEndsWith", "values": ["/write"]}, []),
     ({"operatorType": "StringNotEndsWith", "values": ["registries/write"]},
      [o for o in OPS if o.lower().endswith("registries/write")]),

@@ -143,7 +143,8 @@ def test_covered_operations_are_the_catalogue_ml_and_role_assignment_writes():
     ops = permissions.covered_operations()
     assert ops == sorted({f"{t.name}/write" for t in resource.CATALOG.values()}
                          | {f"{t}/write" for t in ML_TYPE_NAMES}
-                         | {"Microsoft.Authorization/roleAssignments/write"}, key=str.lower)
+                         | {"Microsoft.Authorization/roleAssignments/write",
+                            "Microsoft.Authorization/roleDefinitions/write"}, key=str.lower)
     assert {t.lower() for t in ML_TYPE_NAMES} == set(ML_TYPES)      # one list, two spellings
     # the ML guardrail reads every type it judges and writes what it fixes
     req = permissions.required()
