@@ -24,27 +24,32 @@ def _iso(dt: datetime) -> str:
     return dt.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _exempt(tmp_path, scope: str, expires: datetime):
+def exempt_many(tmp_path, *exemptions: tuple[str, datetime]):
+    """``storage-private`` with one time-boxed exemption per (scope, expires)."""
     d = tmp_path / "extra"
     d.mkdir(exist_ok=True)
-    (d / "storage-private.yaml").write_text(textwrap.dedent(f"""
-        id: storage-private
-        version: 7
-        description: storage private, with a time-boxed exemption
-        mode: enforce
-        selector: {{resource_types: [Microsoft.Storage/storageAccounts]}}
-        rules:
-          - id: public-network-access-disabled
-            property: properties.publicNetworkAccess
-            expect: {{equals: Disabled}}
-            action: {{type: set-property, value: Disabled}}
-        exemptions:
+    items = "".join(f"""
           - scope: {scope}
             reason: partner data drop until the private link is approved
             owner: alice@contoso.com
-            expires: {_iso(expires)}
-        """))
+            expires: {_iso(expires)}""" for scope, expires in exemptions)
+    (d / "storage-private.yaml").write_text(textwrap.dedent("""
+        id: storage-private
+        version: 7
+        description: storage private, with time-boxed exemptions
+        mode: enforce
+        selector: {resource_types: [Microsoft.Storage/storageAccounts]}
+        rules:
+          - id: public-network-access-disabled
+            property: properties.publicNetworkAccess
+            expect: {equals: Disabled}
+            action: {type: set-property, value: Disabled}
+        exemptions:""") + textwrap.indent(textwrap.dedent(items), "  ") + "\n")
     return d
+
+
+def _exempt(tmp_path, scope: str, expires: datetime):
+    return exempt_many(tmp_path, (scope, expires))
 
 
 def _enforcer(h) -> ExpiryReEnforcer:

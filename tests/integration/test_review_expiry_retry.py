@@ -4,7 +4,6 @@ retried for ever. Azurite (timer state) + the HTTPS emulator (the storage accoun
 
 from __future__ import annotations
 
-import textwrap
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -14,37 +13,11 @@ from guardrails.adapters.sweep_tables import TableTimerState
 from guardrails.expiry import TIMER
 from tests import builders as b
 from tests.integration.test_expiry import _enforcer
+from tests.integration.test_expiry import exempt_many as _exempt
 
 pytestmark = pytest.mark.integration
 
 NOW = datetime.now(timezone.utc).replace(microsecond=0)
-
-
-def _iso(dt: datetime) -> str:
-    return dt.strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _exempt(tmp_path, *exemptions: tuple[str, datetime]):
-    d = tmp_path / "extra"
-    d.mkdir(exist_ok=True)
-    items = "".join(f"""
-          - scope: {scope}
-            reason: partner data drop
-            owner: alice@contoso.com
-            expires: {_iso(expires)}""" for scope, expires in exemptions)
-    (d / "storage-private.yaml").write_text(textwrap.dedent(f"""
-        id: storage-private
-        version: 7
-        description: storage private, with time-boxed exemptions
-        mode: enforce
-        selector: {{resource_types: [Microsoft.Storage/storageAccounts]}}
-        rules:
-          - id: public-network-access-disabled
-            property: properties.publicNetworkAccess
-            expect: {{equals: Disabled}}
-            action: {{type: set-property, value: Disabled}}
-        exemptions:""") + textwrap.indent(textwrap.dedent(items), "  ") + "\n")
-    return d
 
 
 def _patches(h, name: str) -> list[dict]:
