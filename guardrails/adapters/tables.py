@@ -18,8 +18,9 @@ stays under Table Storage's per-partition limit with room to spare.
 from __future__ import annotations
 
 import hashlib
-import threading
 import json
+import logging
+import threading
 from datetime import date, datetime, timedelta, timezone
 from typing import Any, Sequence
 
@@ -33,12 +34,14 @@ from azure.core.exceptions import (
 from azure.data.tables import TableClient, TableServiceClient, UpdateMode
 
 from ..errors import IdempotencyError, StoreError
+from ..logs import emit
 from ..model.decision import AuditRow
 from ..ports import Claim
 
 # Insert Entity answers 201 with the whole entity unless asked not to; the guardrail needs only the
 # ETag header, so creates ask for 204 (less to send, nothing to parse)
 NO_CONTENT = {"response_preference": "return-no-content"}
+_log = logging.getLogger("guardrails")
 _MAX_STRING = 30_000  # Table Storage strings are <= 64 KiB (32K UTF-16 chars)
 
 
@@ -112,52 +115,74 @@ class TablePolicyRepository:
         self._t = tables
 
     def list_documents(self) -> list[tuple[str, dict]]:
+        """The synced documents. A missing table is an error, never "no policy" (every event would
+        be ``ignored`` with nothing said). A row whose ``document`` does not match its ``sha256``, or
+        whose RowKey is not its document's id, was not written by ``metadata sync``: it is not
+        trusted (ERROR ``policy_row_tampered``; the loader then rejects it)."""
         try:
             rows = list(self._t.table(self._t.policies_name).query_entities(
                 "PartitionKey eq @pk", parameters={"pk": self.PARTITION}))
         except ResourceNotFoundError:
-            return []
+            raise StoreError(f"policy table {self._t.policies_name} does not exist: run "
+                             "`python -m guardrails metadata sync` (check GUARDRAILS_TABLE_PREFIX)") from None
         except AzureError as exc:
             raise _store_error("read policies", exc) from exc
         out = []
         for r in sorted(rows, key=lambda e: e["RowKey"]):
+            source = f"table:{self._t.policies_name}/{r['RowKey']}"
             try:
                 doc = json.loads(r["document"])
-            except (KeyError, ValueError):
+            except (KeyError, TypeError, ValueError):
                 doc = {"id": r.get("RowKey"), "__corrupt__": True}
-            out.append((f"table:{self._t.policies_name}/{r['RowKey']}", doc))
+            else:
+                pid = doc.get("id") if isinstance(doc, dict) else None
+                key = f"{pid}@shadow" if isinstance(pid, str) and doc.get("mode") == "shadow" else pid
+                if r.get("sha256") != _sha(str(r["document"])) or key != r["RowKey"]:
+                    emit(_log, logging.ERROR, "policy_row_tampered", source=source,
+                         detail="document does not match its sha256 or its row key: not written by metadata sync")
+                    doc = {"id": r.get("RowKey"), "__corrupt__": True}
+            out.append((source, doc))
         return out
 
     def replace_all(self, documents: Sequence[tuple[str, dict]]) -> dict[str, int]:
+        """Make the table hold exactly ``documents``. Every row is built and size-checked before
+        anything is written; the writes then go as one entity-group transaction (one partition,
+        all or nothing) when they fit in one (100 operations), else in order. A row whose stored
+        document differs from the new one is rewritten even when its ``sha256`` column matches (a
+        row edited in place is put back)."""
         table = self._t.table(self._t.policies_name)
         counts = {"added": 0, "updated": 0, "unchanged": 0, "removed": 0}
+        wanted: dict[str, tuple[str, dict, str]] = {}
+        for source, doc in documents:
+            # a ``mode: shadow`` version has its own row beside the enforced one
+            pid = doc["id"] + ("@shadow" if doc.get("mode") == "shadow" else "")
+            body = json.dumps(doc, sort_keys=True, separators=(",", ":"))
+            if len(body) > _MAX_STRING:
+                raise StoreError(f"{source}: policy '{pid}' is too large for one table row "
+                                 f"({len(body)} > {_MAX_STRING} characters); nothing was written")
+            wanted[pid] = (source, doc, body)
         try:
             existing = {e["RowKey"]: e for e in table.query_entities(
                 "PartitionKey eq @pk", parameters={"pk": self.PARTITION})}
-            wanted: dict[str, tuple[str, dict]] = {}
-            for source, doc in documents:
-                # a ``mode: shadow`` version has its own row beside the enforced one
-                wanted[doc["id"] + ("@shadow" if doc.get("mode") == "shadow" else "")] = (source, doc)
-            for pid, (source, doc) in wanted.items():
-                body = json.dumps(doc, sort_keys=True, separators=(",", ":"))
-                if len(body) > _MAX_STRING:
-                    raise StoreError(f"{source}: policy '{pid}' is too large for one table row "
-                                     f"({len(body)} > {_MAX_STRING} characters)")
+            ops: list[tuple] = []
+            for pid, (source, doc, body) in wanted.items():
                 digest = _sha(body)
                 old = existing.get(pid)
-                if old is not None and old.get("sha256") == digest:
+                if old is not None and old.get("sha256") == digest and old.get("document") == body:
                     counts["unchanged"] += 1
                     continue
-                table.upsert_entity({
+                ops.append(("upsert", {
                     "PartitionKey": self.PARTITION, "RowKey": pid, "document": body, "sha256": digest,
                     "version": int(doc.get("version", 0)), "source": source[-500:],
                     "synced_at": datetime.now(timezone.utc),
-                }, mode=UpdateMode.REPLACE)
+                }, {"mode": UpdateMode.REPLACE}))
                 counts["updated" if old is not None else "added"] += 1
             for pid in existing:
                 if pid not in wanted:
-                    table.delete_entity(self.PARTITION, pid)
+                    ops.append(("delete", {"PartitionKey": self.PARTITION, "RowKey": pid}))
                     counts["removed"] += 1
+            for i in range(0, len(ops), 100):
+                table.submit_transaction(ops[i:i + 100])
         except AzureError as exc:
             raise _store_error("write policies", exc) from exc
         return counts

@@ -44,6 +44,10 @@ class PolicyCache:
             except (PolicyError, ValueError, TypeError, RecursionError) as exc:
                 # a row that fails validation was not written by `metadata sync`: never trust it
                 emit(log, logging.ERROR, "policy_row_rejected", source=source, error=str(exc)[:500])
+        if not policies:
+            # a wrong table prefix, a sync never run: every event would be ``ignored`` (no_policy)
+            emit(log, logging.WARNING, "policy_set_empty",
+                 detail="no policy in force: every event is ignored until `metadata sync` runs")
         compiled = compile_policies(policies)
         with self._lock:
             self._value, self._loaded_at = compiled, now

@@ -50,13 +50,28 @@ _SUFFIXES = (".yaml", ".yml")
 
 # ---------------------------------------------------------------- findings
 
+_SHOWN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
+_SHOWN_VALUE = 32        # a refused string longer than this is described, not quoted
+
+
 def _pid(doc: Any) -> str:
     pid = doc.get("id") if isinstance(doc, dict) else None
-    return f"'{pid}'" if isinstance(pid, str) and pid else "?"
+    if not isinstance(pid, str) or not pid:
+        return "?"
+    return f"'{pid}'" if _SHOWN_ID.match(pid) else f"<an id of {len(pid)} characters that is not one>"
 
 
 def _finding(source: str, doc: Any, path: str, message: str) -> str:
-    return f"{source}: policy {_pid(doc)}: {path}: {message}"
+    from guardrails.secrets.credentials import redact   # a refused value may be a pasted key
+    return f"{source}: policy {_pid(doc)}: {path}: {redact(message)}"
+
+
+def _unquoted(message: str, instance: Any) -> str:
+    """A validator's message without the refused value itself when that is a long string (a key
+    pasted where a name belongs would otherwise be printed, logged and kept in CI output)."""
+    if isinstance(instance, str) and len(instance) > _SHOWN_VALUE:
+        return message.replace(repr(instance), f"<a value of {len(instance)} characters>")
+    return message
 
 
 def _hint(word: Any, choices: Iterable[str]) -> str:
@@ -85,7 +100,12 @@ class _YamlLoader(yaml.SafeLoader):
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen: set[tuple[str, str]] = set()
         for key_node, _ in node.value:
-            if isinstance(key_node, yaml.ScalarNode) and key_node.tag != "tag:yaml.org,2002:merge":
+            if isinstance(key_node, yaml.ScalarNode) and key_node.tag == "tag:yaml.org,2002:merge":
+                # ``<<`` would flatten another mapping in and silently drop a key it repeats
+                raise yaml.constructor.ConstructorError(
+                    "while constructing a mapping", node.start_mark,
+                    "YAML merge keys (<<) are not allowed in policy files", key_node.start_mark)
+            if isinstance(key_node, yaml.ScalarNode):
                 ident = (key_node.tag, key_node.value)
                 if ident in seen:
                     raise yaml.constructor.ConstructorError(
@@ -229,7 +249,7 @@ def _schema_pass(source: str, doc: dict[str, Any]) -> list[str]:
     seen: dict[tuple[str, str], None] = {}
     for err in schema_mod.validator(kind=_kind(doc)).iter_errors(doc):
         e = _specific(err)
-        seen[(e.json_path, e.message)] = None
+        seen[(e.json_path, _unquoted(e.message, e.instance))] = None
     return [_finding(source, doc, p, m) for p, m in sorted(seen)]
 
 
@@ -494,6 +514,23 @@ def _validate(items: Iterable[tuple[str, Any]]) -> tuple[list[AnyPolicy], list[s
     return policies, findings
 
 
+MAX_ROW_CHARS = 30_000          # one policy is one Table Storage row (strings <= 32K UTF-16 chars)
+
+
+def _row_size_findings(policies: Iterable[AnyPolicy]) -> list[str]:
+    """A policy whose synced document would not fit one table row: found by ``validate``, before
+    ``sync`` writes anything."""
+    import json as _json
+
+    out = []
+    for p in policies:
+        size = len(_json.dumps(p.to_document(), sort_keys=True, separators=(",", ":")))
+        if size > MAX_ROW_CHARS:
+            out.append(f"{p.source}: policy '{p.id}': $: too large for one table row ({size} > {MAX_ROW_CHARS} "
+                       "characters as JSON): split it into several policies")
+    return out
+
+
 def load_documents(items: Iterable[tuple[str, Mapping[str, Any]]]) -> list[AnyPolicy]:
     """Validate already-parsed documents (e.g. Table Storage rows), in the order given."""
     policies, findings = _validate(items)
@@ -533,6 +570,13 @@ def load_directory(*dirs: Path | str) -> list[AnyPolicy]:
         policies, found = _validate(items)
         findings.extend(found)
         merged.update((getattr(p, "row_key", p.id), p) for p in policies)   # a shadow version: its own slot
+    if not findings:
+        # one job id, one policy, across the directories too (a site's job-201 beside the shipped one)
+        from guardrails.checks.policies import duplicate_job_findings
+        findings.extend(f"{src}: policy '{pid}': $.job_id: {msg}"
+                        for src, pid, msg in duplicate_job_findings(list(merged.values())))
+    if not findings:
+        findings.extend(_row_size_findings(merged.values()))
     if findings:
         raise MetadataValidationError(findings)
     return sorted(merged.values(), key=lambda p: (p.id, getattr(p, "mode", "") == "shadow"))

@@ -23,7 +23,46 @@ _PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("GitHub token", re.compile(r"\bgh[pousr]_[A-Za-z0-9]{30,}")),
     ("Databricks token", re.compile(r"\bdapi[0-9a-f]{32}\b")),
     ("AWS access key", re.compile(r"\bAKIA[0-9A-Z]{16}\b")),
+    # bare, without the connection string around them
+    ("storage account key", re.compile(r"(?<![A-Za-z0-9+/])[A-Za-z0-9+/]{86}==(?![A-Za-z0-9+/=])")),
+    ("Entra client secret", re.compile(r"(?<![A-Za-z0-9_~.-])[A-Za-z0-9_~.-]{3}\dQ~[A-Za-z0-9_~.-]{31,34}(?![A-Za-z0-9_~.-])")),
 )
+
+_TOKEN_SPLIT = re.compile(r"[^A-Za-z0-9+=_~]+")
+_HIDDEN = "<value not shown: it looks like a credential>"
+
+
+def _opaque(text: str) -> bool:
+    """A run of 40+ characters of mixed-case letters and digits with no separator (unlike an ARM
+    id, a property path or a GUID): what a key or a token looks like without a known prefix."""
+    for tok in _TOKEN_SPLIT.split(text):
+        if (len(tok) >= 40 and any(c.isdigit() for c in tok) and any(c.islower() for c in tok)
+                and any(c.isupper() for c in tok)):
+            return True
+    return False
+
+
+def redact(message: str) -> str:
+    """``message`` with every quoted value (``'…'``, ``"…"``; validation messages quote the value
+    they refuse) that looks like a credential, or like an opaque key, replaced: a key pasted where
+    a name belongs must not be printed. One pass over the message."""
+    out: list[str] = []
+    i = 0
+    while True:
+        starts = [k for k in (message.find("'", i), message.find('"', i)) if k != -1]
+        if not starts:
+            break
+        start = min(starts)
+        end = message.find(message[start], start + 1)
+        if end == -1:
+            break
+        inner = message[start + 1:end]
+        out.append(message[i:start + 1])
+        out.append(_HIDDEN if len(inner) >= 12 and (_opaque(inner) or classify(inner)) else inner)
+        out.append(message[end])
+        i = end + 1
+    out.append(message[i:])
+    return "".join(out)
 
 
 def classify(text: str) -> str | None:
@@ -40,6 +79,8 @@ def find_credentials(doc: Any, path: str = "$") -> Iterator[tuple[str, str]]:
     stack: list[tuple[Any, str]] = [(doc, path)]
     while stack:
         value, where = stack.pop()
+        if isinstance(value, (bytes, bytearray)):
+            value = bytes(value).decode("utf-8", "replace")
         if isinstance(value, str):
             label = classify(value)
             if label:

@@ -332,3 +332,63 @@ def test_yaml_words_yes_no_on_off_stay_words(tmp_path):
     (policy,) = load_directory(tmp_path)
     assert policy.mode == "off" and policy.notify_tag == "NO"
     assert policy.rules[1].expect == {"equals": False}       # true/false are still booleans
+
+
+# ---- review 2026-11-25: what validate must catch before sync writes anything --------------------
+REPO_METADATA = Path(__file__).resolve().parents[2] / "metadata"
+
+
+def test_a_yaml_merge_key_is_refused_not_flattened(tmp_path):
+    text = (REPO_METADATA / "policies" / "storage-private.yaml").read_text()
+    (tmp_path / "p.yaml").write_text(text + "\n<<: {mode: 'off'}\n")
+    with pytest.raises(MetadataValidationError, match="merge keys"):
+        load_directory(tmp_path)
+
+
+def test_one_job_id_in_two_directories_is_a_finding(tmp_path):
+    site = tmp_path / "site"
+    site.mkdir()
+    doc = (REPO_METADATA / "jobs" / "job-201.yaml").read_text().replace("id: job-201", "id: site-job-201")
+    (site / "site-job-201.yaml").write_text(doc)
+    with pytest.raises(MetadataValidationError, match="already covered by policy 'job-201'"):
+        load_directory(REPO_METADATA / "policies", REPO_METADATA / "jobs", site)
+
+
+def test_a_policy_too_large_for_one_table_row_is_a_validation_finding(tmp_path):
+    text = (REPO_METADATA / "policies" / "storage-private.yaml").read_text()
+    items = "".join(f"""
+  - scope: /subscriptions/3f2b6c1e-8a4d-4c7e-9b15-2d7e6f0a9c31/resourceGroups/rg-{i:04d}
+    reason: a long list of exemptions, each with its own reason text to make the row large
+    owner: alice@contoso.com
+    expires: "2030-01-01T00:00:00Z\"""" for i in range(250))
+    (tmp_path / "p.yaml").write_text(text + "\nexemptions:" + items + "\n")
+    with pytest.raises(MetadataValidationError, match="too large for one table row"):
+        load_directory(tmp_path)
+
+
+def test_bare_azure_keys_are_detected_and_never_echoed(tmp_path):
+    import base64
+    import os
+
+    from guardrails.secrets.credentials import classify
+
+    account_key = base64.b64encode(os.urandom(64)).decode()           # 88 characters, ends "=="
+    client_secret = "abc8Q~" + base64.b64encode(os.urandom(30)).decode().replace("+", "x").replace("/", "y")[:34]
+    assert classify(account_key) == "storage account key"
+    assert classify(client_secret) == "Entra client secret"
+    for i, value in enumerate((account_key, client_secret)):
+        d = tmp_path / f"d{i}"
+        d.mkdir()
+        text = (REPO_METADATA / "policies" / "storage-private.yaml").read_text()
+        (d / "p.yaml").write_text(text.replace("\nversion: 1\n", f'\nversion: 1\nhint: "see {value}"\n', 1))
+        with pytest.raises(MetadataValidationError) as err:
+            load_directory(d)
+        assert value not in str(err.value) and "credential" in str(err.value)
+    # pasted where a name belongs: the schema refuses it, and its message does not quote it
+    d = tmp_path / "name"
+    d.mkdir()
+    text = (REPO_METADATA / "policies" / "storage-private.yaml").read_text()
+    (d / "p.yaml").write_text(text.replace("id: storage-private", f"id: '{account_key[:60]}'", 1))
+    with pytest.raises(MetadataValidationError) as err:
+        load_directory(d)
+    assert account_key[:60] not in str(err.value)
