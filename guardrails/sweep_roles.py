@@ -15,14 +15,6 @@ log = logging.getLogger("guardrails")
 ROOT_SCOPE = "/"
 
 
-def _selects(policy, subscription_id: str | None) -> bool:
-    """``service._selects_subscription``: a ``CompiledRolePolicy``'s selector is its policy's;
-    None (a management group, the tenant root) is governed by selector-less policies only,
-    as ``policy.roles.evaluate_assignment`` decides."""
-    from .service import _selects_subscription
-    return _selects_subscription(policy, subscription_id)
-
-
 def sweep_roles(sw, tally, compiled, sub: str, sweep_id: str, dry_run: bool, deadline: float) -> None:
     """Role assignments made in one subscription whose events were dropped or dead-lettered
     (an Owner granted while the function was down stays otherwise). One list (``$filter``-less:
@@ -33,8 +25,10 @@ def sweep_roles(sw, tally, compiled, sub: str, sweep_id: str, dry_run: bool, dea
     it again, decides, removes and audits, as on an event. One it cannot pre-judge (an odd body,
     an unreadable custom role, Graph failing) goes through too; one whose decision fails is a
     ``failed`` row and the rest are still judged."""
+    from .service import _selects_subscription   # a CompiledRolePolicy's selector is its policy's
+
     roles = getattr(sw.service, "roles", None)
-    policies = [p for p in compiled.role_policies if p.mode != "off" and _selects(p, sub)]
+    policies = [p for p in compiled.role_policies if p.mode != "off" and _selects_subscription(p, sub)]
     if roles is None or not policies:
         return
     scope = f"/subscriptions/{sub}"
@@ -66,8 +60,10 @@ def sweep_root_roles(sw, tally, compiled, sweep_id: str, dry_run: bool, deadline
     another Owner at ``/`` stays). A list that fails is one error in the summary, never the rest
     of the sweep's; a 401/403 (the identity may not read ``/``, as the shipped deployment grants it
     below) is a WARNING ``guardrail_sweep_root_unreadable`` every run, not an error."""
+    from .service import _selects_subscription   # None: only selector-less policies govern "/"
+
     roles = getattr(sw.service, "roles", None)
-    policies = [p for p in compiled.role_policies if p.mode != "off" and _selects(p, None)]
+    policies = [p for p in compiled.role_policies if p.mode != "off" and _selects_subscription(p, None)]
     if roles is None or not policies:
         return
     try:
