@@ -50,15 +50,20 @@ _SUFFIXES = (".yaml", ".yml")
 
 # ---------------------------------------------------------------- findings
 
-_SHOWN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
+_SHOWN_ID = re.compile(r"^[a-z0-9][a-z0-9-]{1,62}$")          # the schema's id pattern
+_KEYLIKE_RUN = re.compile(r"(?=[a-z0-9]*[0-9])[a-z0-9]{24,}")   # a policy id is words, not a token
 _SHOWN_VALUE = 32        # a refused string longer than this is described, not quoted
 
 
 def _pid(doc: Any) -> str:
+    """The policy id for a finding: only a well-formed id that does not look like a key or a
+    token (a pasted secret in ``id`` would otherwise be printed with every finding)."""
     pid = doc.get("id") if isinstance(doc, dict) else None
     if not isinstance(pid, str) or not pid:
         return "?"
-    return f"'{pid}'" if _SHOWN_ID.match(pid) else f"<an id of {len(pid)} characters that is not one>"
+    if _SHOWN_ID.match(pid) and not _KEYLIKE_RUN.search(pid):
+        return f"'{pid}'"
+    return f"<an id of {len(pid)} characters, not shown>"
 
 
 def _finding(source: str, doc: Any, path: str, message: str) -> str:
