@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import copy
 import logging
-import math
 import re
 import uuid
 from dataclasses import dataclass
@@ -34,6 +33,8 @@ from .model.arm_id import ArmId, parse_arm_id
 from .model.decision import ViolationRecord, combine_verdict
 from .model.resource import ResourceType
 from .model.ml_events import DriftDetected, MlEvent, ModelDeployed, ModelRegistered, RunEvent
+from .ml_fixes import (Found, Permit, always, auth_mode_choice, conflict, endpoint_plan, owner_of, set_outcome,
+                       set_property, share_of, traffic_of)
 from .policy import model_rules as mr
 
 log = logging.getLogger("guardrails")
@@ -119,29 +120,6 @@ def _unreadable(text: str) -> str:
         return (f"the version is in registry '{parts[1][:64]}', which the model-registry policy does not list "
                 "under registries: it cannot be read, so it cannot be shown compliant")
     return "the reference cannot be resolved to a model version: it cannot be read, so it cannot be shown compliant"
-
-
-def _traffic(endpoint: Mapping[str, Any]) -> dict[str, int]:
-    raw = (endpoint.get("properties") or {}).get("traffic") or {}
-    if not isinstance(raw, Mapping):
-        return {}
-    return {str(k): int(v) for k, v in raw.items()
-            if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)}
-
-
-def _share(traffic: Mapping[str, int], name: str) -> int:
-    return next((v for k, v in traffic.items() if k.lower() == name.lower()), 0)
-
-
-@dataclass
-class _Found:
-    """One broken rule of one policy, the record the audit row keeps of it, and what fixing it
-    writes on an endpoint: ``setting`` (``(property, value)``) or ``deployment`` (its traffic to 0)."""
-
-    policy: Any
-    rec: ViolationRecord
-    setting: tuple[str, Any] | None = None
-    deployment: str | None = None
 
 
 class MlLifecycleGuardrail:
@@ -237,7 +215,7 @@ class MlLifecycleGuardrail:
         props = snap.body.get("properties") or {}
         tags = props.get("tags") if isinstance(props.get("tags"), Mapping) else {}
         archived = props.get("isArchived") is True
-        found = [_Found(p, ViolationRecord(policy=p.ref, rule=f.rule, property="properties.isArchived",
+        found = [Found(p, ViolationRecord(policy=p.ref, rule=f.rule, property="properties.isArchived",
                                            before=archived, after=True, outcome="violation", message=f.message))
                  for p in policies for f in mr.evaluate_registration(p.rules, tags=tags)]
         if not found:
@@ -249,10 +227,10 @@ class MlLifecycleGuardrail:
             row.message = (f"archived, so it cannot be deployed; to use it, restore the tags "
                            f"({', '.join(missing)}) and un-archive it")
             return
-        self._act(ctx, row, snap, found, _always(
-            lambda body: _set(body, "isArchived", True),
+        self._act(ctx, row, snap, found, always(
+            lambda body: set_property(body, "isArchived", True),
             lambda after: (after.get("properties") or {}).get("isArchived") is True,
-            "archived (isArchived true) and confirmed by read-back"), owner=_tag(tags, policies))
+            "archived (isArchived true) and confirmed by read-back"), owner=owner_of(tags, policies))
 
     # ---------------------------------------------------------------- deployments and endpoints
     def _deployment(self, ctx, row, rid: ArmId, policies) -> None:
@@ -271,18 +249,18 @@ class MlLifecycleGuardrail:
             row.verdict, row.reason = "compliant", ""
             row.message = f"deployment {rid.name} serves a compliant, explicit production version"
             return
-        traffic = _traffic(endpoint.body)
-        if _share(traffic, rid.name) == 0:
+        traffic = traffic_of(endpoint.body)
+        if share_of(traffic, rid.name) == 0:
             for f in found:
                 f.rec.outcome = "violation"
                 f.rec.message = (f.rec.message + "; it receives no traffic: none will be routed to it")[:300]
-            self._report(row, found, _tag(endpoint.tags, policies))
+            self._report(row, found, owner_of(endpoint.tags, policies))
             return
-        self._act(ctx, row, endpoint, found, _always(
-            lambda body: _set(body, "traffic", mr.rebalance_traffic(traffic, [rid.name])),
-            lambda after: _share(_traffic(after), rid.name) == 0,
+        self._act(ctx, row, endpoint, found, always(
+            lambda body: set_property(body, "traffic", mr.rebalance_traffic(traffic, [rid.name])),
+            lambda after: share_of(traffic_of(after), rid.name) == 0,
             f"traffic to {rid.name} set to 0 (its share to the others), confirmed by read-back"),
-            owner=_tag(endpoint.tags, policies))
+            owner=owner_of(endpoint.tags, policies))
 
     def _endpoint(self, ctx, row, eid: str, policies, endpoint=None) -> None:
         endpoint = endpoint or self._read(ctx, row, eid)
@@ -290,18 +268,24 @@ class MlLifecycleGuardrail:
             return
         props = endpoint.body.get("properties") or {}
         name, rid = eid.rsplit("/", 1)[-1], parse_arm_id(eid)
-        found: list[_Found] = []
+        found: list[Found] = []
+        conflicts: list[Found] = []        # an authMode fix no value of which every policy allows
+        auth_mode = auth_mode_choice(policies)
         for p in policies:
             sensitive = p.rules.sensitive_endpoints.matches(name, endpoint.tags)
             for f in mr.evaluate_endpoint(p.rules, auth_mode=props.get("authMode"),
                                           public_network_access=props.get("publicNetworkAccess"), sensitive=sensitive):
-                path, want = (("authMode", p.rules.endpoint_auth_modes[0]) if f.rule == mr.RULE_ENDPOINT_AUTH
+                path, want = (("authMode", auth_mode) if f.rule == mr.RULE_ENDPOINT_AUTH
                               else ("publicNetworkAccess", "Disabled"))
                 enforced = p.rules.endpoint_action == "enforce"
                 rec = ViolationRecord(policy=p.ref, rule=f.rule, property=f"properties.{path}", before=props.get(path),
                                       after=want if enforced else None, outcome="violation", message=f.message[:300])
-                found.append(_Found(p, rec, setting=(path, want) if enforced else None))
-        traffic = _traffic(endpoint.body)
+                if enforced and want is None:
+                    conflict(ctx, row, p, rec, policies)
+                    conflicts.append(Found(p, rec))
+                    continue
+                found.append(Found(p, rec, setting=(path, want) if enforced else None))
+        traffic = traffic_of(endpoint.body)
         prod = [p for p in policies if p.rules.production_endpoints.matches(name, endpoint.tags)]
         for dep_name in sorted(k for k, v in traffic.items() if v > 0) if prod else ():
             dep = self._read(ctx, row, f"{eid}/deployments/{dep_name}")
@@ -309,7 +293,7 @@ class MlLifecycleGuardrail:
             if serving is None:
                 return
             found += serving
-        if not found:
+        if not found and not conflicts:
             row.verdict, row.reason, row.message = "compliant", "", f"endpoint {name} is compliant"
             return
         notify_only = [f for f in found if f.rec.after is None and f.rec.rule in (mr.RULE_ENDPOINT_AUTH,
@@ -317,15 +301,15 @@ class MlLifecycleGuardrail:
         acting = [f for f in found if f not in notify_only]
         for f in notify_only:
             f.rec.message = (f.rec.message + " (reported: endpoint_action notify)")[:300]
-        owner = _tag(endpoint.tags, policies)
+        owner = owner_of(endpoint.tags, policies)
         if not acting:
-            self._report(row, found, owner)
+            self._report(row, conflicts + found, owner)
             return
 
-        self._act(ctx, row, endpoint, acting, lambda permitted: _endpoint_plan(traffic, permitted),
-                  owner=owner, also=notify_only)
+        self._act(ctx, row, endpoint, acting, lambda permitted: endpoint_plan(traffic, permitted),
+                  owner=owner, also=conflicts + notify_only)
 
-    def _serving_findings(self, ctx, row, dep_body, workspace: ArmId, dep_name: str, policies) -> list[_Found] | None:
+    def _serving_findings(self, ctx, row, dep_body, workspace: ArmId, dep_name: str, policies) -> list[Found] | None:
         """Findings of the model a production deployment serves (None: a read failed, row set)."""
         def registry_id(name: str) -> str | None:
             return next((rid for p in policies if (rid := p.rules.registry_id(name)) is not None), None)
@@ -347,7 +331,7 @@ class MlLifecycleGuardrail:
                 vp = version.body.get("properties") or {}
                 findings = mr.evaluate_serving(p.rules, version=ref.version, stage=vp.get("stage"),
                                                tags=vp.get("tags") or {}, archived=vp.get("isArchived") is True)
-            found += [_Found(p, ViolationRecord(
+            found += [Found(p, ViolationRecord(
                 policy=p.ref, rule=f.rule, property=f"properties.traffic.{dep_name}", before=ref.text[:200], after=0,
                 outcome="violation", message=f"deployment {dep_name}: {f.message}"[:300]), deployment=dep_name)
                 for f in findings]
@@ -363,7 +347,7 @@ class MlLifecycleGuardrail:
             self._endpoint(ctx, row, ev.subject_id, policies, endpoint=endpoint)
             return
         prod = [p for p in policies if p.rules.production_endpoints.matches(ev.service_name, ev.tags)]
-        found: list[_Found] = []
+        found: list[Found] = []
         for name, version in ev.model_ids if prod else ():
             body = {"properties": {"model": f"azureml:{name}:{version}"}}
             serving = self._serving_findings(ctx, row, body, ev.workspace_id, ev.service_name, prod)
@@ -373,7 +357,7 @@ class MlLifecycleGuardrail:
         if not found:
             row.verdict, row.reason, row.message = "compliant", "", f"service {ev.service_name}: nothing to report"
             return
-        self._report(row, found, _tag(ev.tags, policies))
+        self._report(row, found, owner_of(ev.tags, policies))
 
     # ---------------------------------------------------------------- drift and runs (no ARM calls)
     def _drift(self, row, ev: DriftDetected, policies) -> None:
@@ -382,7 +366,7 @@ class MlLifecycleGuardrail:
             findings, threshold = mr.evaluate_drift(p.rules, monitor=ev.monitor_name, coefficient=ev.coefficient)
             judged = judged or threshold is not None
             owner = owner or mr.drift_threshold(p.rules, ev.monitor_name)[1]
-            found += [_Found(p, ViolationRecord(policy=p.ref, rule=f.rule, property="DriftCoefficient",
+            found += [Found(p, ViolationRecord(policy=p.ref, rule=f.rule, property="DriftCoefficient",
                                                 before=ev.coefficient, after=threshold, outcome="violation",
                                                 message=f.message[:300])) for f in findings]
         if not judged:
@@ -391,21 +375,21 @@ class MlLifecycleGuardrail:
         elif not found:
             row.verdict, row.reason, row.message = "compliant", "", f"drift {ev.coefficient:.4g} within threshold"
         else:
-            self._report(row, found, (owner, "drift monitor owner") if owner else (_policy_contact(policies)))
+            self._report(row, found, (owner, "drift monitor owner") if owner else (policy_contact(policies)))
 
     def _run(self, row, ev: RunEvent, policies) -> None:
         found, candidate = [], False
         for p in policies:
             findings = mr.evaluate_run(p.rules, tags=ev.tags, properties=ev.properties)
             candidate = candidate or findings is not None
-            found += [_Found(p, ViolationRecord(policy=p.ref, rule=f.rule, property="runTags", before=None, after=None,
+            found += [Found(p, ViolationRecord(policy=p.ref, rule=f.rule, property="runTags", before=None, after=None,
                                                 outcome="violation", message=f.message[:300])) for f in findings or ()]
         if not candidate:
             row.verdict, row.reason, row.message = "ignored", "not_a_candidate", "run not tagged as a promotion candidate"
         elif not found:
             row.verdict, row.reason, row.message = "compliant", "", f"candidate run {ev.run_id[:80]} meets every metric"
         else:
-            self._report(row, found, _tag(ev.tags, policies))
+            self._report(row, found, owner_of(ev.tags, policies))
 
     # ---------------------------------------------------------------- reading, acting, reporting
     def _get(self, ctx, row, rid: str):
@@ -426,8 +410,8 @@ class MlLifecycleGuardrail:
             row.verdict, row.reason, row.message = "ignored", "resource_not_found", f"{rid.rsplit('/', 1)[-1]} no longer exists"
         return snap
 
-    def _act(self, ctx, row, snap, found: list[_Found], plan: Callable[[list[_Found]], _Plan | None], *,
-             owner: tuple[str, str], also: list[_Found] = ()) -> None:
+    def _act(self, ctx, row, snap, found: list[Found], plan: Callable[[list[Found]], Plan | None], *,
+             owner: tuple[str, str], also: list[Found] = ()) -> None:
         """Audit mode / dry run: ``dry_run``. Enforce: flip-flop and breaker permits, then
         ``plan(permitted findings)`` — what to write is decided only from the findings allowed
         to act, never from an audit-mode policy's or a refused one's — a PUT of the body read
@@ -437,7 +421,7 @@ class MlLifecycleGuardrail:
             if f not in enforce:
                 f.rec.outcome, f.rec.message = "dry_run", f"{f.rec.message}; audit mode: would fix"[:300]
         rid = parse_arm_id(snap.resource_id)
-        permitted = [(_Permit(f.policy), f.rec) for f in enforce]
+        permitted = [(Permit(f.policy), f.rec) for f in enforce]
         reasons: list[str] = []
         if permitted and self.svc.escalations is not None:     # a pipeline fighting the guardrail
             permitted = self.svc._flip_flop(row, rid, permitted, reasons)
@@ -467,18 +451,18 @@ class MlLifecycleGuardrail:
                     "event_id": row.event_id, "api_version": API_VERSION,
                     "changes": [{"policy": r.policy, "rule": r.rule, "property": r.property, "before": r.before,
                                  "after": r.after} for r in recs]})
-                return _outcome(recs, "requested", "fix accepted, still running")
+                return set_outcome(recs, "requested", "fix accepted, still running")
             self.svc.settled.add(correlation)
             after = self.svc.arm.get_resource(snap.resource_id, api_version=API_VERSION, deadline=ctx.deadline)
         except ArmError as exc:
             row.reason = exc.reason
-            return _outcome(recs, "failed", str(exc))
+            return set_outcome(recs, "failed", str(exc))
         if holds(after.body):
-            return _outcome(recs, "remediated", done)
+            return set_outcome(recs, "remediated", done)
         row.reason = "not_confirmed"
-        _outcome(recs, "failed", "read-back does not show the fix")
+        set_outcome(recs, "failed", "read-back does not show the fix")
 
-    def _report(self, row, found: list[_Found], owner: tuple[str, str]) -> None:
+    def _report(self, row, found: list[Found], owner: tuple[str, str]) -> None:
         row.violations = [f.rec for f in found]
         row.verdict = combine_verdict([r.outcome for r in row.violations])
         if row.verdict != "failed" and row.reason != "circuit_open":
@@ -488,79 +472,3 @@ class MlLifecycleGuardrail:
         who, via = owner
         emit(log, logging.WARNING, "guardrail_violation_notify", owner_tag=via, owner=who,
              rules=[f"{r.policy}/{r.rule}" for r in row.violations], outcomes=sorted({r.outcome for r in row.violations}))
-
-
-@dataclass(frozen=True)
-class _Plan:
-    """What a permitted fix writes: ``apply`` edits the body to PUT, ``holds`` checks the
-    read-back, ``done`` is the message of a confirmed fix."""
-
-    apply: Callable[[dict], None]
-    holds: Callable[[Mapping[str, Any]], bool]
-    done: str
-
-
-def _always(apply: Callable[[dict], None], holds: Callable[[Mapping[str, Any]], bool], done: str):
-    """A plan that is the same whichever policy's finding was permitted (one property)."""
-    plan = _Plan(apply, holds, done)
-    return lambda _permitted: plan
-
-
-def _endpoint_plan(traffic: Mapping[str, int], permitted: list[_Found]) -> _Plan | None:
-    """The endpoint write made of the permitted findings only: their settings (first policy's
-    value per property) and traffic 0 for the deployments they found serving badly. Pure."""
-    settings: dict[str, Any] = {}
-    for f in permitted:
-        if f.setting is not None:
-            settings.setdefault(*f.setting)
-    bad = sorted({f.deployment for f in permitted if f.deployment is not None})
-    if not settings and not bad:
-        return None
-    changes = dict(settings)
-    if bad:
-        changes["traffic"] = mr.rebalance_traffic(traffic, bad)
-
-    def apply(body: dict) -> None:
-        for path, value in changes.items():
-            _set(body, path, value)
-
-    def holds(after: Mapping[str, Any]) -> bool:
-        p = after.get("properties") or {}
-        return all(_share(_traffic(after), d) == 0 for d in bad) and all(
-            str(p.get(k)).lower() == str(v).lower() for k, v in settings.items())
-
-    return _Plan(apply, holds, "; ".join(f"{k} -> {v}" for k, v in changes.items()) + ", confirmed by read-back")
-
-
-@dataclass(frozen=True)
-class _Permit:
-    """What ``GuardrailsService._breaker_permits`` reads of a rule result: its policy."""
-
-    policy: Any
-
-
-def _outcome(recs, outcome: str, message: str) -> None:
-    for rec in recs:
-        rec.outcome, rec.message = outcome, f"{rec.message}; {message}"[:300]
-
-
-def _set(body: dict, key: str, value: Any) -> None:
-    props = body.get("properties")
-    if not isinstance(props, dict):
-        props = body["properties"] = {}
-    props[key] = value
-
-
-def _tag(tags: Any, policies) -> tuple[str, str]:
-    """(owner, where from): the policy's notify tag on the object, else the policy contact."""
-    name = next((p.rules.notify_tag for p in policies), "owner")
-    lowered = {str(k).lower(): v for k, v in (tags or {}).items()} if isinstance(tags, Mapping) else {}
-    value = lowered.get(name.lower())
-    if isinstance(value, str) and value.strip():
-        return value.strip(), name
-    return _policy_contact(policies, name)
-
-
-def _policy_contact(policies, via: str = "owner") -> tuple[str, str]:
-    contact = next((getattr(p, "contact", "") for p in policies if getattr(p, "contact", "")), "")
-    return (contact, "policy contact") if contact else ("unknown", via)

@@ -93,3 +93,46 @@ def test_the_permitted_policys_traffic_fix_is_still_written(harness, tmp_path):
     assert row.verdict == "remediated"
     assert h.resource(EP)["properties"]["traffic"] == {"blue": 100, "green": 0}
     assert outcomes(row) == {("model-registry-strict", "production-stage"): "remediated"}
+
+
+def auth_policies(tmp_path, first: list[str], second: list[str]):
+    """Two enforcing policies opted in to endpoint fixes, allowing ``first`` and ``second`` modes."""
+    return two_policies(tmp_path, {"endpoint_action": "enforce", "endpoint_auth_modes": first},
+                        {"endpoint_action": "enforce", "endpoint_auth_modes": second})
+
+
+def auth_records(row) -> dict[str, tuple[str, object]]:
+    return {v.policy.split("@")[0]: (v.outcome, v.after) for v in row.violations if v.rule == "endpoint-auth-mode"}
+
+
+@pytest.mark.parametrize("first, second", [(["AADToken"], ["AMLToken", "AADToken"]),
+                                           (["AMLToken", "AADToken"], ["AADToken"])])
+def test_two_enforcing_policies_write_an_auth_mode_both_allow_and_both_records_name_it(harness, tmp_path,
+                                                                                      first, second):
+    # GIVEN key auth, and two enforcing policies whose first choices differ but which share AADToken
+    h = harness(world(auth_mode="Key"), extra_metadata=[auth_policies(tmp_path, first, second)])
+    # WHEN the endpoint is written
+    row = h.deliver(b.write_event(EP))
+    # THEN the value written is one both policies allow, and each record names that value
+    assert h.resource(EP)["properties"]["authMode"] == "AADToken"
+    assert auth_records(row) == {"model-registry-strict": ("remediated", "AADToken"),
+                                 "model-registry": ("remediated", "AADToken")}
+    stored = next(r for r in h.stored_rows() if r.resource_id.lower() == EP.lower())
+    assert auth_records(stored) == auth_records(row)
+
+
+def test_two_enforcing_policies_with_no_common_auth_mode_write_nothing_and_say_so(harness, tmp_path):
+    # GIVEN key auth, one policy allowing only AADToken and another only AMLToken
+    h = harness(world(auth_mode="Key"), extra_metadata=[auth_policies(tmp_path, ["AADToken"], ["AMLToken"])])
+    # WHEN the endpoint is written
+    row = h.deliver(b.write_event(EP))
+    # THEN no authMode is written (either value would break the other policy), and the row says why
+    assert h.resource(EP)["properties"]["authMode"] == "Key"
+    assert all(w["body"]["properties"]["authMode"] == "Key" for w in h.writes())
+    # AND the strict policy's other finding (green serves a validated version) is still fixed
+    assert h.resource(EP)["properties"]["traffic"] == {"blue": 100, "green": 0}
+    assert outcomes(row)[("model-registry-strict", "production-stage")] == "remediated"
+    assert {p: o for p, (o, _a) in auth_records(row).items()} == {"model-registry-strict": "failed",
+                                                                  "model-registry": "failed"}
+    assert row.verdict == "failed" and row.reason == "conflicting_policies"
+    assert all("no common authMode" in v.message for v in row.violations if v.rule == "endpoint-auth-mode")

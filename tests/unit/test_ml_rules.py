@@ -196,3 +196,16 @@ def test_bad_ml_fields_are_refused_naming_the_path(change, path):
     with pytest.raises(MetadataValidationError) as err:
         load_documents([("bad.yaml", {**shipped(), **change})])
     assert path in str(err.value) and "model-registry" in str(err.value)
+
+
+def test_the_auth_mode_a_fix_writes_is_one_every_policy_allows():
+    from types import SimpleNamespace as NS
+
+    from guardrails.ml_fixes import auth_mode_choice
+
+    def pol(*modes):
+        return NS(rules=NS(endpoint_auth_modes=modes))
+    assert auth_mode_choice([pol("AADToken")]) == "AADToken"
+    assert auth_mode_choice([pol("AMLToken", "AADToken"), pol("aadtoken")]) == "AADToken"   # as the first writes it
+    assert auth_mode_choice([pol("Key", "AMLToken"), pol("AMLToken", "Key")]) == "Key"      # policy order decides
+    assert auth_mode_choice([pol("AADToken"), pol("AMLToken")]) is None

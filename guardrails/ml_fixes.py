@@ -1,0 +1,133 @@
+"""What the ML lifecycle guardrail writes on an online endpoint, decided from the findings
+allowed to act (``ml_guardrail``): the write plan, the ``authMode`` every policy allows, and the
+owner to tell. Pure: no I/O."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping
+
+from .model.decision import ViolationRecord
+from .policy import model_rules as mr
+
+
+def traffic_of(endpoint: Mapping[str, Any]) -> dict[str, int]:
+    raw = (endpoint.get("properties") or {}).get("traffic") or {}
+    if not isinstance(raw, Mapping):
+        return {}
+    return {str(k): int(v) for k, v in raw.items()
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)}
+
+
+def share_of(traffic: Mapping[str, int], name: str) -> int:
+    return next((v for k, v in traffic.items() if k.lower() == name.lower()), 0)
+
+
+@dataclass
+class Found:
+    """One broken rule of one policy, the record the audit row keeps of it, and what fixing it
+    writes on an endpoint: ``setting`` (``(property, value)``) or ``deployment`` (its traffic to 0)."""
+
+    policy: Any
+    rec: ViolationRecord
+    setting: tuple[str, Any] | None = None
+    deployment: str | None = None
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a permitted fix writes: ``apply`` edits the body to PUT, ``holds`` checks the
+    read-back, ``done`` is the message of a confirmed fix."""
+
+    apply: Callable[[dict], None]
+    holds: Callable[[Mapping[str, Any]], bool]
+    done: str
+
+
+def always(apply: Callable[[dict], None], holds: Callable[[Mapping[str, Any]], bool], done: str):
+    """A plan that is the same whichever policy's finding was permitted (one property)."""
+    plan = Plan(apply, holds, done)
+    return lambda _permitted: plan
+
+
+def auth_mode_choice(policies) -> str | None:
+    """The ``authMode`` an endpoint fix writes: the first of a policy's allowed modes (in policy
+    order) that every policy selecting the endpoint allows, so a fix for one never breaks another
+    and every record names the value really written; None when they share none. Pure."""
+    allowed = [{m.lower() for m in p.rules.endpoint_auth_modes} for p in policies]
+    return next((m for p in policies for m in p.rules.endpoint_auth_modes
+                 if all(m.lower() in a for a in allowed)), None)
+
+
+def conflict(ctx, row, policy, rec: ViolationRecord, policies) -> None:
+    """An enforced authMode finding no value fixes for every policy: nothing is written for it;
+    ``failed`` (``conflicting_policies``, as on a resource) when enforcing, else ``dry_run``."""
+    modes = "; ".join(f"{p.ref}: {'/'.join(p.rules.endpoint_auth_modes)}" for p in policies)
+    if policy.mode == "enforce" and not getattr(ctx, "dry_run", False):
+        rec.outcome = "failed"
+        row.reason = "conflicting_policies"
+        rec.message = f"{rec.message}; not fixed: the policies allow no common authMode ({modes})"[:300]
+    else:
+        rec.outcome = "dry_run"
+        rec.message = f"{rec.message}; audit mode: no authMode every policy allows ({modes})"[:300]
+
+
+def endpoint_plan(traffic: Mapping[str, int], permitted: list[Found]) -> Plan | None:
+    """The endpoint write made of the permitted findings only: their settings (one value per
+    property: ``authMode`` is ``auth_mode_choice``'s, allowed by every policy) and traffic 0 for the deployments they found serving badly. Pure."""
+    settings: dict[str, Any] = {}
+    for f in permitted:
+        if f.setting is not None:
+            settings.setdefault(*f.setting)
+    bad = sorted({f.deployment for f in permitted if f.deployment is not None})
+    if not settings and not bad:
+        return None
+    changes = dict(settings)
+    if bad:
+        changes["traffic"] = mr.rebalance_traffic(traffic, bad)
+
+    def apply(body: dict) -> None:
+        for path, value in changes.items():
+            set_property(body, path, value)
+
+    def holds(after: Mapping[str, Any]) -> bool:
+        p = after.get("properties") or {}
+        return all(share_of(traffic_of(after), d) == 0 for d in bad) and all(
+            str(p.get(k)).lower() == str(v).lower() for k, v in settings.items())
+
+    return Plan(apply, holds, "; ".join(f"{k} -> {v}" for k, v in changes.items()) + ", confirmed by read-back")
+
+
+@dataclass(frozen=True)
+class Permit:
+    """What ``GuardrailsService._breaker_permits`` reads of a rule result: its policy."""
+
+    policy: Any
+
+
+def set_outcome(recs, outcome: str, message: str) -> None:
+    for rec in recs:
+        rec.outcome, rec.message = outcome, f"{rec.message}; {message}"[:300]
+
+
+def set_property(body: dict, key: str, value: Any) -> None:
+    props = body.get("properties")
+    if not isinstance(props, dict):
+        props = body["properties"] = {}
+    props[key] = value
+
+
+def owner_of(tags: Any, policies) -> tuple[str, str]:
+    """(owner, where from): the policy's notify tag on the object, else the policy contact."""
+    name = next((p.rules.notify_tag for p in policies), "owner")
+    lowered = {str(k).lower(): v for k, v in (tags or {}).items()} if isinstance(tags, Mapping) else {}
+    value = lowered.get(name.lower())
+    if isinstance(value, str) and value.strip():
+        return value.strip(), name
+    return policy_contact(policies, name)
+
+
+def policy_contact(policies, via: str = "owner") -> tuple[str, str]:
+    contact = next((getattr(p, "contact", "") for p in policies if getattr(p, "contact", "")), "")
+    return (contact, "policy contact") if contact else ("unknown", via)
