@@ -65,6 +65,9 @@ class _Recorder:
         self.inner.write(row)
         self.rows.append(row)
 
+    def rows_of_delivery(self, resource_id: str, delivery_id: str):
+        return self.inner.rows_of_delivery(resource_id, delivery_id)
+
 
 class Stack:
     """Azurite + emulator + the product's service, wired like ``run_simulation``."""

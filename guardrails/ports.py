@@ -72,6 +72,9 @@ class AuditSink(Protocol):
     def write(self, row: AuditRow) -> None:
         """Persist one audit row (and its per-resource index). Raises StoreError."""
 
+    def rows_of_delivery(self, resource_id: str, delivery_id: str) -> list[AuditRow]:
+        """The rows one delivery wrote for one resource. Raises StoreError."""
+
 
 class BreakerStore(Protocol):
     def try_acquire(self, policy_id: str, subscription_id: str, *, max_actions: int, window_seconds: int) -> bool:

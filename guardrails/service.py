@@ -12,6 +12,7 @@ event, ``StoreError`` when Table Storage is unavailable (then nothing was acknow
 from __future__ import annotations
 
 import copy
+import json
 import logging
 import threading
 import time
@@ -20,7 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Callable, Mapping
 
-from .errors import ArmError, GuardrailsError, InvalidEvent, ResourceNotFound
+from .errors import ArmError, GuardrailsError, InvalidEvent, ResourceNotFound, StoreError
 from .logs import bound, emit
 from .model.decision import Actor, AuditRow, ViolationRecord, combine_verdict
 from .model.events import parse_envelope, parse_resource_event
@@ -75,6 +76,7 @@ class _Ctx:
     deadline: float
     now: datetime
     dry_run: bool = False      # on-demand check without ?remediate: decide, never act
+    takeover: str = ""         # the delivery id of an attempt at this event that died holding it
 
 
 class GuardrailsService:
@@ -357,6 +359,7 @@ class GuardrailsService:
             self.publisher.republish(row.resource_id, claim.previous_holder)
         if claim.parked is not None:
             return self._audit_parked(ctx, key, claim)
+        ctx.takeover = claim.previous_holder or ""
         parked = False
         try:
             # deliveries for one resource in this worker take turns: the second decides on the
@@ -445,6 +448,8 @@ class GuardrailsService:
         if not results:
             row.verdict, row.reason = "compliant", ""
             row.message = f"compliant with {', '.join(row.policies) or 'no policy'}"
+            if ctx.takeover and self.escalations is not None:
+                self._recover(ctx, row, snapshot)
             return
 
         records: list[tuple[RuleResult, ViolationRecord]] = []
@@ -543,12 +548,42 @@ class GuardrailsService:
             f"compliant with {', '.join(policies)}"
         self._finish(ctx, srow, "shadow", verdict, f"shadow ({verdict}): {message}")
 
+    def _recover(self, ctx: _Ctx, row: AuditRow, snapshot: ResourceSnapshot) -> None:
+        """This delivery took the event over from one that died holding it, and finds the resource
+        compliant. If that one counted a revert (its flip-flop intent) and the values it set out to
+        write hold now, it made the fix and died before its audit row: record the violation and
+        its revert (``remediated``), not a bare ``compliant``. Nothing when it did audit its
+        decision (it died after that row: ``republish`` sends it). Two table reads, on takeovers only."""
+        try:
+            if any(r.verdict != "shadow" for r in self.audit.rows_of_delivery(row.resource_id, ctx.takeover)):
+                return
+            changes = json.loads(self.escalations.intent(row.resource_id, row.event_id) or "[]")
+        except (StoreError, ValueError) as exc:
+            emit(log, logging.WARNING, "guardrail_takeover_intent_unread", error=type(exc).__name__)
+            return
+        held = [c for c in changes if isinstance(c, dict) and {"policy", "rule", "property", "after"} <= c.keys()
+                and values_equal(snapshot.value(c["property"])[0], c["after"])]
+        if not held:
+            return
+        note = (f"an earlier delivery of this event ({ctx.takeover[:64]}) set out to revert this and stopped "
+                "before its audit row; the value read now holds")
+        row.violations = [ViolationRecord(policy=str(c["policy"]), rule=str(c["rule"]), property=str(c["property"]),
+                                          before=c.get("before"), after=c["after"], outcome="remediated",
+                                          message=note[:300]) for c in held]
+        row.verdict = "remediated"
+        row.message = "; ".join(f"{v.policy}/{v.rule}: {v.property} {_short(v.before)} -> {_short(v.after)} "
+                                f"(remediated)" for v in row.violations)[:2000 - len(note) - 2] + "; " + note
+
     def _flip_flop(self, row: AuditRow, rid, to_apply, reasons: list[str]):
         """Count this revert against the resource's flip-flop budget; past it, revert nothing,
-        record ``escalated`` with the actors whose changes were reverted, and tell the owner."""
+        record ``escalated`` with the actors whose changes were reverted, and tell the owner.
+        The count keeps what the revert sets out to change (``_recover`` reads it)."""
         rule = strictest(getattr(r.policy, "flip_flop", DEFAULT_FLIP_FLOP) for r, _rec in to_apply)
+        intent = json.dumps([{"policy": rec.policy, "rule": rec.rule, "property": rec.property,
+                              "before": rec.before, "after": rec.after} for _r, rec in to_apply], default=str)
         # keyed by the event: Event Grid's redeliveries of one change whose revert failed count once
-        decision = self.escalations.attempt(str(rid), row.actor.to_dict(), rule=rule, event=row.event_id or None)
+        decision = self.escalations.attempt(str(rid), row.actor.to_dict(), rule=rule, event=row.event_id or None,
+                                            intent=intent)
         if decision.allowed:
             return to_apply
         who = describe_actors(decision.actors)

@@ -93,6 +93,9 @@ class _RecordingAudit:
         self.inner.write(row)
         self.rows.append(row)
 
+    def rows_of_delivery(self, resource_id: str, delivery_id: str) -> list[AuditRow]:
+        return self.inner.rows_of_delivery(resource_id, delivery_id)
+
 
 def to_function_event(raw: Any):
     """A real azure.functions event object, decoded exactly as the Python worker does."""

@@ -32,6 +32,7 @@ def _to_entity(resource_id: str, state: FlipFlopState) -> dict[str, Any]:
     return {"PartitionKey": resource_partition(resource_id), "RowKey": _RK, "resource_id": resource_id[:4000],
             "times": json.dumps(list(state.times)), "actors": json.dumps([dict(a) for a in state.actors])[:30000],
             "events": json.dumps([[k[:300], t] for k, t in state.events])[:30000],
+            "intents": json.dumps([[k[:300], i] for k, i in state.intents]),   # bounded by flipflop.MAX_INTENT*
             "escalated": state.escalated,
             "escalated_at": state.escalated_at if state.escalated_at is not None else -1.0,
             "last_attempt": state.last_attempt if state.last_attempt is not None else -1.0}
@@ -43,6 +44,7 @@ def _from_entity(e: Mapping[str, Any]) -> FlipFlopState:
     return FlipFlopState(times=tuple(float(t) for t in json.loads(e.get("times") or "[]")),
                          actors=tuple(json.loads(e.get("actors") or "[]")),
                          events=tuple((str(k), float(t)) for k, t in json.loads(e.get("events") or "[]")),
+                         intents=tuple((str(k), str(i)) for k, i in json.loads(e.get("intents") or "[]")),
                          escalated=bool(e.get("escalated")), escalated_at=opt(e.get("escalated_at")),
                          last_attempt=opt(e.get("last_attempt")))
 
@@ -60,9 +62,10 @@ class TableEscalationStore:
         return self._t.table(self._t.escalations_name)
 
     def attempt(self, resource_id: str, actor: Mapping[str, Any] | None, *, rule: FlipFlop,
-                event: str | None = None) -> FlipFlopDecision:
+                event: str | None = None, intent: str | None = None) -> FlipFlopDecision:
         """Account one revert the guardrail is about to make (``allowed``) or must not make;
-        ``event`` names it, so a redelivery after a failed revert is not counted again."""
+        ``event`` names it, so a redelivery after a failed revert is not counted again;
+        ``intent`` (JSON) is what it sets out to change, for ``intent()``."""
         table = self._table()
         pk = resource_partition(resource_id)
         fresh = True        # first try of a resource this worker knows nothing of: assume no history
@@ -81,7 +84,7 @@ class TableEscalationStore:
                         state, etag = _from_entity(current), current.metadata["etag"]
                     except ResourceNotFoundError:
                         state, etag = None, None
-                new, decision = step(state, now=now, actor=actor, rule=rule, event=event)
+                new, decision = step(state, now=now, actor=actor, rule=rule, event=event, intent=intent)
                 entity = _to_entity(resource_id, new)
                 try:
                     if etag is None:
@@ -98,6 +101,17 @@ class TableEscalationStore:
         except AzureError as exc:
             raise _store_error("escalation update", exc) from exc
         raise StoreError("escalation update kept conflicting; retry later")
+
+    def intent(self, resource_id: str, event: str) -> str | None:
+        """What the revert counted for ``event`` set out to change (its JSON), if still kept:
+        one read, made only when a delivery takes over an event another one died holding."""
+        try:
+            e = self._table().get_entity(resource_partition(resource_id), _RK)
+        except ResourceNotFoundError:
+            return None
+        except AzureError as exc:
+            raise _store_error("escalation read", exc) from exc
+        return next((i for k, i in _from_entity(e).intents if k == event), None)
 
     def status(self, resource_id: str) -> dict[str, Any] | None:
         try:

@@ -15,6 +15,12 @@ A revert is counted once per event: Event Grid redelivers an event whose revert 
 throttling, a 5xx, a read-back that disagreed), and counting each attempt would escalate one
 change after three failed tries and leave it in place. ``event`` names the attempt; one already
 counted inside the window is allowed again without counting.
+
+The counted write also keeps what the revert is about to change (``intent``: policy, rule,
+property, before, after), the last ``MAX_INTENTS`` inside the window. A worker that dies between
+its ARM write and its audit row leaves no other trace of the fix; the delivery that takes the
+event over finds the resource already compliant and, with the intent, still records the
+violation and its revert instead of a bare ``compliant`` (``GuardrailsService._recover``).
 """
 
 from __future__ import annotations
@@ -26,6 +32,8 @@ from guardrails.model.policy import FlipFlop
 
 MAX_ACTORS = 10   # actors kept per resource (most recent, distinct)
 MAX_EVENTS = 50   # event keys of counted reverts kept per resource (inside the window)
+MAX_INTENTS = 8   # what the latest counted reverts set out to change (event key, JSON), inside the window
+MAX_INTENT_CHARS = 2000   # a larger intent is not kept (its event is still counted)
 
 
 @dataclass(frozen=True)
@@ -36,6 +44,7 @@ class FlipFlopState:
     escalated_at: float | None = None
     last_attempt: float | None = None
     events: tuple[tuple[str, float], ...] = ()   # (event key, when counted) of the counted reverts
+    intents: tuple[tuple[str, str], ...] = ()    # (event key, JSON of the changes) of the latest reverts
 
 
 @dataclass(frozen=True)
@@ -68,10 +77,18 @@ def _with_actor(actors: tuple[Mapping[str, Any], ...], actor: Mapping[str, Any] 
     return tuple([a for a in actors if not same(a)] + [entry])[-MAX_ACTORS:]
 
 
-def step(state: FlipFlopState | None, *, now: float, actor: Mapping[str, Any] | None,
-         rule: FlipFlop, event: str | None = None) -> tuple[FlipFlopState, FlipFlopDecision]:
+def _with_intent(intents: tuple[tuple[str, str], ...], event: str | None,
+                 intent: str | None) -> tuple[tuple[str, str], ...]:
+    if event is None or intent is None or len(intent) > MAX_INTENT_CHARS:
+        return intents
+    return tuple([(k, i) for k, i in intents if k != event] + [(event, intent)])[-MAX_INTENTS:]
+
+
+def step(state: FlipFlopState | None, *, now: float, actor: Mapping[str, Any] | None, rule: FlipFlop,
+         event: str | None = None, intent: str | None = None) -> tuple[FlipFlopState, FlipFlopDecision]:
     """One attempted revert at ``now`` of a change made by ``actor``; ``event`` names the attempt
-    (a redelivery of an event already counted is allowed again, not counted twice)."""
+    (a redelivery of an event already counted is allowed again, not counted twice); ``intent``
+    is what an allowed revert sets out to change, kept with the event."""
     state = state or FlipFlopState()
     window = rule.window_minutes * 60.0
     if state.escalated and rule.hold_minutes is not None and state.last_attempt is not None \
@@ -80,22 +97,26 @@ def step(state: FlipFlopState | None, *, now: float, actor: Mapping[str, Any] | 
     horizon = now - window
     times = tuple(t for t in state.times if t > horizon)
     events = tuple((k, t) for k, t in state.events if t > horizon)
+    intents = tuple((k, i) for k, i in state.intents if any(k == e for e, _t in events))
     actors = tuple(a for a in state.actors if float(a.get("at") or 0) > horizon or state.escalated)
     actors = _with_actor(actors, actor, now)
     if state.escalated:
-        new = replace(state, times=times, actors=actors, last_attempt=now, events=events)
+        new = replace(state, times=times, actors=actors, last_attempt=now, events=events, intents=intents)
         return new, FlipFlopDecision(False, False, len(times), actors)
     if event is not None and any(k == event for k, _t in events):
         # this event's revert was counted on an earlier delivery (that one failed): try it again
-        new = FlipFlopState(times=times, actors=actors, escalated=False, last_attempt=now, events=events)
+        new = FlipFlopState(times=times, actors=actors, escalated=False, last_attempt=now, events=events,
+                            intents=_with_intent(intents, event, intent))
         return new, FlipFlopDecision(True, False, max(len(times) - 1, 0), actors)
     if len(times) >= rule.max_reverts:
         new = FlipFlopState(times=times, actors=actors, escalated=True, escalated_at=now, last_attempt=now,
-                            events=events)
+                            events=events, intents=intents)
         return new, FlipFlopDecision(False, True, len(times), actors)
     if event is not None:
         events = (events + ((event, now),))[-MAX_EVENTS:]
-    new = FlipFlopState(times=times + (now,), actors=actors, escalated=False, last_attempt=now, events=events)
+        intents = tuple((k, i) for k, i in intents if any(k == e for e, _t in events))
+    new = FlipFlopState(times=times + (now,), actors=actors, escalated=False, last_attempt=now, events=events,
+                        intents=_with_intent(intents, event, intent))
     return new, FlipFlopDecision(True, False, len(times), actors)
 
 
@@ -108,4 +129,4 @@ def describe_actors(actors: Iterable[Mapping[str, Any]]) -> str:
     return ", ".join(names) or "unknown actor"
 
 
-__all__ = ["FlipFlopState", "FlipFlopDecision", "step", "strictest", "describe_actors", "MAX_ACTORS", "MAX_EVENTS"]
+__all__ = ["FlipFlopState", "FlipFlopDecision", "step", "strictest", "describe_actors", "MAX_ACTORS", "MAX_EVENTS", "MAX_INTENTS"]

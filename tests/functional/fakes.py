@@ -110,6 +110,10 @@ class MemoryAudit:
             raise StoreError("table storage audit write failed (ServiceRequestError, status None)")
         self.rows.append(copy.deepcopy(row))
 
+    def rows_of_delivery(self, resource_id, delivery_id):
+        return [copy.deepcopy(r) for r in self.rows
+                if r.resource_id.lower() == resource_id.lower() and r.delivery_id == delivery_id]
+
 
 class MemoryPolicyRepo:
     def __init__(self, documents=()) -> None:

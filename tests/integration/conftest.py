@@ -44,6 +44,9 @@ class Recorder:
         self.inner.write(row)
         self.rows.append(row)
 
+    def rows_of_delivery(self, resource_id: str, delivery_id: str) -> list[AuditRow]:
+        return self.inner.rows_of_delivery(resource_id, delivery_id)
+
 
 class Harness:
     """One guardrail deployment on local emulators, isolated by a table prefix."""

@@ -138,6 +138,41 @@ def test_a_decision_audited_by_a_worker_that_died_before_publishing_it_is_publis
     assert published["data"]["resource_id"] == res["id"]
 
 
+def test_a_fix_whose_worker_died_before_its_audit_row_is_recorded_as_remediated_by_the_retry(harness, tmp_path):
+    # GIVEN a worker that reverted a public storage account, then hung on the read-back and was killed
+    res = b.storage()
+    h = harness([res], env={"GUARDRAILS_DEDUP_IN_PROGRESS_SECONDS": "2"})
+    h.emu.add_fault(method="GET", path_regex="stmlprod", times=1)                   # the first read: as is
+    h.emu.add_fault(method="GET", path_regex="stmlprod", delay_ms=15_000, times=1)  # the read-back hangs
+    event = b.write_event(res["id"])
+    path = tmp_path / "event.json"
+    path.write_text(json.dumps(event))
+    proc = _worker(h, path)
+    deadline = time.monotonic() + 30
+    while h.resource(res["id"])["properties"]["publicNetworkAccess"] != "Disabled" and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.kill()                                      # after the PATCH, before any audit row
+    proc.communicate(timeout=10)
+    assert [q["method"] for q in h.writes()] == ["PATCH"]
+    assert h.stored_rows() == []
+    # WHEN Event Grid redelivers after the in-progress record expired
+    time.sleep(2.2)
+    assert _deliver_raw(event) is None
+    # THEN the retry, finding the resource fixed, records the violation and its revert, not a bare
+    # "compliant": the public setting and the value it was reverted to are on the audit table
+    (row,) = h.stored_rows()
+    assert row.verdict == "remediated"
+    assert {v.property: (v.before, v.after, v.outcome) for v in row.violations} == {
+        "properties.publicNetworkAccess": ("Enabled", "Disabled", "remediated"),
+        "properties.allowBlobPublicAccess": (True, False, "remediated")}
+    assert all("earlier delivery" in v.message for v in row.violations)
+    assert row.actor.upn == "alice@contoso.com"      # who made the change that was reverted
+    assert len(h.writes()) == 1                      # nothing written again
+    # AND a later redelivery is a duplicate
+    assert _deliver_raw(event) is None
+    assert [r.verdict for r in h.recorder.rows] == ["remediated", "duplicate"]
+
+
 # ---- throttling, transient faults, the time budget ------------------------------------------
 def test_429_with_short_retry_after_is_retried_within_the_budget(harness):
     res = b.container_registry()

@@ -219,3 +219,29 @@ def test_a_redelivered_event_is_counted_once_and_distinct_events_still_escalate(
     for i in range(MAX_EVENTS + 5):
         state, _ = _step(state, now=float(i), actor=None, rule=big, event=f"e{i}")
     assert len(state.events) == MAX_EVENTS and len(state.times) == MAX_EVENTS + 5
+
+
+def test_a_counted_revert_keeps_what_it_set_out_to_change_bounded_and_only_inside_the_window():
+    from guardrails.policy.flipflop import MAX_INTENT_CHARS, MAX_INTENTS
+
+    rule = FlipFlop(max_reverts=100, window_minutes=10)
+    state, _ = step(None, now=0.0, actor=PIPE, rule=rule, event="e1", intent='[{"after": "Disabled"}]')
+    assert state.intents == (("e1", '[{"after": "Disabled"}]'),)
+    # a redelivery of e1 replaces its intent; no event, no intent kept
+    state, _ = step(state, now=1.0, actor=PIPE, rule=rule, event="e1", intent='[{"after": false}]')
+    state, _ = step(state, now=2.0, actor=PIPE, rule=rule, event=None, intent='[{"x": 1}]')
+    assert state.intents == (("e1", '[{"after": false}]'),)
+    # only the latest MAX_INTENTS, none larger than MAX_INTENT_CHARS (its event still counts)
+    for i in range(MAX_INTENTS + 3):
+        state, _ = step(state, now=3.0 + i, actor=PIPE, rule=rule, event=f"n{i}", intent=f'["{i}"]')
+    assert [k for k, _i in state.intents] == [f"n{i}" for i in range(3, MAX_INTENTS + 3)]
+    state, d = step(state, now=20.0, actor=PIPE, rule=rule, event="huge", intent="x" * (MAX_INTENT_CHARS + 1))
+    assert d.allowed and "huge" not in dict(state.intents) and "huge" in dict(state.events)
+    # an intent leaves with its event, when the window passes
+    state, _ = step(state, now=20.0 + 601, actor=PIPE, rule=rule, event="late", intent='["late"]')
+    assert state.intents == (("late", '["late"]'),)
+    # an escalated resource makes no revert: the blocked attempt keeps no intent
+    esc = FlipFlop(max_reverts=1, window_minutes=10)
+    state, _ = step(None, now=0.0, actor=PIPE, rule=esc, event="a", intent='["a"]')
+    state, d = step(state, now=1.0, actor=PIPE, rule=esc, event="b", intent='["b"]')
+    assert not d.allowed and dict(state.intents) == {"a": '["a"]'}
