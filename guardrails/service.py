@@ -476,6 +476,11 @@ class GuardrailsService:
                 rec.message = ("not reverted: no approved private endpoint connection; public access stays until "
                                "one is approved (the policy asks for private connectivity first)")
                 row.notify = True
+            elif (refused := rtype.write_refused(r.change.property, snapshot.body)) is not None:
+                # the platform would refuse the write (and with it every fix merged into it)
+                rec.outcome = "violation"
+                rec.message = f"not fixable here: {refused}"[:300]
+                row.notify = True
             elif r.policy.mode == "audit" or ctx.dry_run:
                 rec.outcome = "dry_run"
                 rec.message = "audit mode: would set the value"

@@ -74,7 +74,8 @@ def key_vault(name="kv-ml-prod", *, pna: str | None = "Enabled", rbac: bool | No
             "type": "Microsoft.KeyVault/vaults", "location": "eastus", "tags": dict(TAGS), "properties": props}
 
 
-def container_registry(name="acrmlprod", *, pna: str | None = "Enabled", admin: bool | None = True, rg=RG) -> dict:
+def container_registry(name="acrmlprod", *, pna: str | None = "Enabled", admin: bool | None = True, rg=RG,
+                       sku: str = "Premium") -> dict:
     props: dict[str, Any] = {"loginServer": f"{name}.azurecr.io", "provisioningState": "Succeeded"}
     if pna is not None:
         props["publicNetworkAccess"] = pna
@@ -82,7 +83,7 @@ def container_registry(name="acrmlprod", *, pna: str | None = "Enabled", admin: 
         props["adminUserEnabled"] = admin
     return {"id": rid("Microsoft.ContainerRegistry", "registries", name, rg=rg), "name": name,
             "type": "Microsoft.ContainerRegistry/registries", "location": "eastus", "tags": dict(TAGS),
-            "sku": {"name": "Premium", "tier": "Premium"}, "properties": props}
+            "sku": {"name": sku, "tier": sku}, "properties": props}
 
 
 def compute(name="cpu-cluster", *, workspace_name="mlw-prod", node_public_ip: bool | None = True, rg=RG) -> dict:

@@ -215,10 +215,25 @@ class ArmStore:
                                f"Changing property '{path}' is not allowed for an existing "
                                f"'{rtype.name}' resource (current {effective_old!r}, requested {new!r}).")
 
+    @staticmethod
+    def _enforce_requires(rtype: ResourceType, existing: dict | None, candidate: dict) -> None:
+        """A change the service refuses on this resource, as it does (a Basic/Standard registry
+        cannot disable public network access: 400 DisablingPublicNetworkAccessNotSupported)."""
+        for path in sorted(rtype.write_requires):
+            new = get_path(candidate, path, None)
+            if new is None or new == get_path(existing or {}, path, None):
+                continue
+            why = rtype.write_refused(path, candidate)
+            if why is not None:
+                code = ("DisablingPublicNetworkAccessNotSupported" if path.endswith("publicNetworkAccess")
+                        else "InvalidRequestContent")
+                raise ArmError(400, code, f"Setting '{path}' to {new!r} is not supported: {why}.")
+
     def prepare_put(self, target: ArmTarget, body: dict, claims: dict | None) -> tuple[dict, bool]:
         existing = self.find(target.url_id)
         candidate = copy.deepcopy(body)
         self._enforce_immutable(target.rtype, existing, candidate)
+        self._enforce_requires(target.rtype, existing, candidate)
         return self._finish(candidate, target, existing, claims), existing is None
 
     def prepare_patch(self, target: ArmTarget, patch: dict, claims: dict | None) -> dict:
@@ -240,6 +255,7 @@ class ArmStore:
                 if isinstance(key, str) and key.lower() in replaced and value is not None:
                     props[key] = copy.deepcopy(value)        # whole, as sent: siblings not sent are gone
         self._enforce_immutable(target.rtype, existing, candidate)
+        self._enforce_requires(target.rtype, existing, candidate)
         return self._finish(candidate, target, existing, claims)
 
     def commit(self, resource: dict, target: ArmTarget, claims: dict | None, correlation_id: str | None) -> dict:

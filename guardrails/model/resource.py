@@ -20,6 +20,18 @@ class ResourceType:
     write_method: Literal["patch", "put"]  # "put": read-modify-write of the full body with If-Match
     defaults: Mapping[str, Any] = field(default_factory=dict)  # dotted path -> documented default
     immutable: frozenset[str] = frozenset()  # dotted paths that cannot change after creation
+    # dotted path -> (path, accepted values lower-case, why): the platform refuses a write of
+    # the property unless the other one holds one of the values (e.g. a registry's SKU)
+    write_requires: Mapping[str, tuple[str, frozenset[str], str]] = field(default_factory=dict)
+
+    def write_refused(self, path: str, body: Mapping[str, Any]) -> str | None:
+        """Why the platform would refuse a write of ``path`` on this body, or None."""
+        need = next((v for k, v in self.write_requires.items() if k.lower() == path.lower()), None)
+        if need is None:
+            return None
+        other, accepted, why = need
+        have = get_path(body, other, None)
+        return None if isinstance(have, str) and have.lower() in accepted else f"{why} ({other} is {have!r})"
 
     @property
     def key(self) -> str:
@@ -47,17 +59,30 @@ CATALOG: dict[str, ResourceType] = {
         ),
         ResourceType(
             "Microsoft.Storage/storageAccounts", "2025-06-01", "patch",
-            # null publicNetworkAccess is treated as Enabled; allowBlobPublicAccess is
-            # documented as "default interpretation is false" since 2023-01-01
-            {"properties.publicNetworkAccess": "Enabled", "properties.allowBlobPublicAccess": False},
+            # null publicNetworkAccess is treated as Enabled. allowBlobPublicAccess: accounts made
+            # before late 2023 do not return it, and for them null permits anonymous access ("the
+            # account permits anonymous access when the value is null or true"; older API specs:
+            # "default interpretation is true"); newer accounts default to false. Absent counts as
+            # true, as Azure Policy's built-in audit does: a fix writes false, harmless on new ones.
+            # No networkAcls means the firewall is off: every network is allowed.
+            {"properties.publicNetworkAccess": "Enabled", "properties.allowBlobPublicAccess": True,
+             "properties.networkAcls.defaultAction": "Allow"},
         ),
         ResourceType(
             "Microsoft.KeyVault/vaults", "2025-05-01", "patch",
-            {"properties.publicNetworkAccess": "Enabled", "properties.enableRbacAuthorization": False},
+            # no networkAcls: the vault firewall is disabled and all networks can reach it
+            {"properties.publicNetworkAccess": "Enabled", "properties.enableRbacAuthorization": False,
+             "properties.networkAcls.defaultAction": "Allow"},
         ),
         ResourceType(
             "Microsoft.ContainerRegistry/registries", "2025-04-01", "patch",
-            {"properties.publicNetworkAccess": "Enabled", "properties.adminUserEnabled": False},
+            # network rules (and so their default action) exist on Premium only: absent is Allow
+            {"properties.publicNetworkAccess": "Enabled", "properties.adminUserEnabled": False,
+             "properties.networkRuleSet.defaultAction": "Allow"},
+            # Basic/Standard refuse it: 400 DisablingPublicNetworkAccessNotSupported
+            write_requires={"properties.publicNetworkAccess": (
+                "sku.name", frozenset({"premium"}),
+                "only a Premium registry can disable public network access (private endpoints need Premium)")},
         ),
     )
 }

@@ -271,6 +271,16 @@ def _check_scope(scope: str) -> str | None:
     return None
 
 
+def _resource_scope(scope: str) -> str | None:
+    """A resource policy's exemption must be able to contain a resource id: a resource id names
+    its subscription, never its management group, so a management-group scope would silently
+    exempt nothing."""
+    if not scope.strip().lower().startswith("/subscriptions/"):
+        return ("a management group scope never matches: resource ids do not name their management "
+                "group; exempt subscriptions, resource groups or resources instead")
+    return None
+
+
 def _parse_expires(text: str) -> tuple[datetime | None, str | None]:
     try:
         when = datetime.fromisoformat(text)
@@ -285,7 +295,7 @@ def _exemptions(doc: Mapping[str, Any], found: list[tuple[str, str]]) -> tuple[E
     exemptions: list[Exemption] = []
     for i, ed in enumerate(doc.get("exemptions", ())):
         path = f"$.exemptions[{i}]"
-        problem = _check_scope(ed["scope"])
+        problem = _check_scope(ed["scope"]) or _resource_scope(ed["scope"])
         if problem:
             found.append((f"{path}.scope", problem))
         expires = None

@@ -136,8 +136,11 @@ def test_absent_property_takes_the_catalogue_default_and_violates(baseline):
 
 
 def test_null_property_is_treated_as_absent(baseline):
-    (result,) = baseline.evaluate(snap(STORAGE, {"publicNetworkAccess": None, "allowBlobPublicAccess": None}), now=NOW)
-    assert (result.rule.id, result.before, result.present) == ("public-network-access-disabled", "Enabled", False)
+    results = baseline.evaluate(snap(STORAGE, {"publicNetworkAccess": None, "allowBlobPublicAccess": None}), now=NOW)
+    # a null allowBlobPublicAccess permits anonymous access on accounts made before late 2023: it
+    # counts as true (fail closed), and the fix writes false
+    assert [(r.rule.id, r.before, r.present) for r in results] == [
+        ("public-network-access-disabled", "Enabled", False), ("blob-public-access-off", True, False)]
 
 
 def test_absent_property_with_a_compliant_default_is_compliant(baseline):
@@ -159,7 +162,8 @@ def test_absent_property_without_default_is_none_for_the_operator():
 
 def test_enum_values_compare_case_insensitively(baseline):
     assert baseline.evaluate(snap(STORAGE, {"publicNetworkAccess": "disabled", "allowBlobPublicAccess": False}), now=NOW) == []
-    (result,) = baseline.evaluate(snap(STORAGE, {"publicNetworkAccess": "ENABLED"}), now=NOW)
+    (result,) = baseline.evaluate(snap(STORAGE, {"publicNetworkAccess": "ENABLED", "allowBlobPublicAccess": False}),
+                                  now=NOW)
     assert result.change == Change("properties.publicNetworkAccess", "ENABLED", "Disabled")
 
 
@@ -187,7 +191,7 @@ def test_type_matching_is_exact_not_prefix(baseline):
 
 def test_type_matching_ignores_case(baseline):
     assert [p.id for p in baseline.candidates(STORAGE.lower(), None, None)] == ["storage-private"]
-    assert len(baseline.evaluate(snap(STORAGE.upper(), {}), now=NOW)) == 1
+    assert len(baseline.evaluate(snap(STORAGE.upper(), {}), now=NOW)) == 2     # both rules, absent = open
 
 
 def test_mode_off_is_never_selected():
@@ -302,3 +306,16 @@ def test_booleans_are_not_numbers_and_absent_fails_in():
     assert operators.satisfies({"not_in": ["a"]}, None)
     assert not operators.satisfies({"equals": "a"}, ["a"])
     assert operators.values_equal({"a": 1}, {"a": 1}) and operators.values_equal("TRUE", True)
+
+
+@pytest.mark.parametrize("type_, path", [(VAULT, "properties.networkAcls.defaultAction"),
+                                         (STORAGE, "properties.networkAcls.defaultAction"),
+                                         (ACR, "properties.networkRuleSet.defaultAction")])
+def test_an_absent_firewall_counts_as_allowing_every_network(type_, path):
+    # GIVEN a policy that refuses an open firewall, and a resource with no firewall block at all
+    rule = {"id": "firewall-deny", "property": path, "expect": {"not_equals": "Allow"}, "action": {"type": "notify"}}
+    compiled = compile_policies([policy(types=(type_,), rules=[rule])])
+    # THEN no firewall means every network is allowed (Azure's default): a violation, as an explicit Allow is
+    (absent,) = compiled.evaluate(snap(type_, {}), now=NOW)
+    assert (absent.before, absent.present) == ("Allow", False)
+    assert compiled.evaluate(snap(type_, {path.split(".")[1]: {"defaultAction": "Deny"}}), now=NOW) == []

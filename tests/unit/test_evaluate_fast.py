@@ -133,11 +133,14 @@ def test_explicit_null_and_other_case_keys():
     st = "Microsoft.Storage/storageAccounts"
     base = {"id": "/subscriptions/s/resourceGroups/g/providers/p/t/n", "type": st}
     cases = [
-        ({"publicNetworkAccess": None, "allowBlobPublicAccess": None}, {"public-network-access-disabled"}),
+        ({"publicNetworkAccess": None, "allowBlobPublicAccess": None},
+         {"public-network-access-disabled", "blob-public-access-off"}),
         ({"PublicNetworkAccess": "disabled", "ALLOWBLOBPUBLICACCESS": "TRUE"}, {"blob-public-access-off"}),
-        ({"publicNetworkAccess": None, "PublicNetworkAccess": "Disabled"}, {"public-network-access-disabled"}),
-        ({"publicnetworkaccess": "Disabled"}, set()),
-        ({}, {"public-network-access-disabled"}),
+        ({"publicNetworkAccess": None, "PublicNetworkAccess": "Disabled", "allowBlobPublicAccess": False},
+         {"public-network-access-disabled"}),
+        ({"publicnetworkaccess": "Disabled", "allowblobpublicaccess": False}, set()),
+        ({"publicnetworkaccess": "Disabled"}, {"blob-public-access-off"}),
+        ({}, {"public-network-access-disabled", "blob-public-access-off"}),
     ]
     for props, want in cases:
         body = dict(base, properties=props)

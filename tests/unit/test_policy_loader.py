@@ -395,3 +395,14 @@ def test_bare_azure_keys_are_detected_and_never_echoed(tmp_path):
         with pytest.raises(MetadataValidationError) as err:
             load_directory(d)
         assert pasted not in str(err.value)
+
+
+@needs_arm_id
+def test_a_management_group_exemption_of_a_resource_policy_is_refused():
+    # a resource id names its subscription, never its management group: such an exemption would
+    # silently exempt nothing
+    doc = storage_doc(exemptions=[{"scope": "/providers/Microsoft.Management/managementGroups/mg-lab",
+                                   "reason": "lab", "owner": "alice@contoso.com"}])
+    with pytest.raises(MetadataValidationError) as err:
+        load_documents([("mg.yaml", doc)])
+    assert "$.exemptions[0].scope: a management group scope never matches" in str(err.value)
