@@ -4,7 +4,8 @@ Every class that talks to Azure declares, beside the calls, what they need:
 
     permissions        ARM control-plane actions at the governed scopes  -> the custom role's ``actions``
     data_permissions   data-plane actions on the governed Key Vaults     -> the vault role's ``dataActions``
-    graph_permissions  Microsoft Graph application permissions           -> admin consent (not an Azure role)
+    graph_permissions  Microsoft Graph application permissions           -> admin consent (not an Azure role;
+                       the README's "Microsoft Graph" recipe grants exactly these)
     own_permissions    data actions on the deployment's own resources    -> built-in roles in ``infra/``
                        (its storage account's tables, its Event Grid topic)
 

@@ -40,6 +40,7 @@ param deployerPrincipalId string = ''
   'User'
   'ServicePrincipal'
 ])
+@description('Kind of deployerPrincipalId (azd: AZURE_PRINCIPAL_TYPE; a pipeline signed in as a service principal: ServicePrincipal, or ARM rejects the assignment with UnmatchedPrincipalType).')
 param deployerPrincipalType string = 'User'
 
 @allowed([
@@ -60,6 +61,9 @@ param zoneRedundant bool = false
 
 @description('Prefix of the product tables (GUARDRAILS_TABLE_PREFIX).')
 param tablePrefix string = 'Guardrails'
+
+@description('Sources that already have an Event Grid system topic (Azure allows one per source, e.g. made by the portal\'s Events blade): source ARM id (\'/subscriptions/<id>\', a governed vault\'s or ML workspace\'s id) -> that topic\'s ARM id. Only the event subscription is added to it; it must carry the Event Grid identity (GUARDRAILS_EVENTGRID_IDENTITY_ID).')
+param existingSystemTopicIds object = {}
 
 @description('Management groups whose own role assignments the sweep checks (GUARDRAILS_SWEEP_MANAGEMENT_GROUPS); see infra/management-group.bicep.')
 param sweepManagementGroupIds array = []
@@ -141,7 +145,11 @@ var token = toLower(uniqueString(subscription().id, environmentName, location))
 var tags = {
   'azd-env-name': environmentName
 }
-var governedScopes = [for id in governedSubscriptionIds: '/subscriptions/${id}']
+var governedScopes = [for id in governedSubscriptionIds: '/subscriptions/${toLower(id)}']
+// the rotator is assigned on each governed vault: its subscription must be an assignable scope of the role,
+// whether or not that subscription is governed (a vault elsewhere, the management-group recipe's empty list);
+// lower case, so that union() keeps one scope per subscription
+var vaultSubscriptionScopes = [for id in governedVaultIds: '/subscriptions/${toLower(split(id, '/')[2])}']
 
 resource rg 'Microsoft.Resources/resourceGroups@2024-03-01' = {
   name: resourceGroupName
@@ -183,7 +191,7 @@ resource rotatorRole 'Microsoft.Authorization/roleDefinitions@2022-04-01' = {
         notDataActions: []
       }
     ]
-    assignableScopes: union([subscription().id], governedScopes)
+    assignableScopes: union([subscription().id], governedScopes, vaultSubscriptionScopes)
   }
 }
 
@@ -223,6 +231,7 @@ module subscriptions 'modules/subscription.bicep' = [for id in governedSubscript
     eventGridIdentityId: app.outputs.eventGridIdentityId
     storageAccountId: app.outputs.storageAccountId
     deadLetterContainer: app.outputs.deadLetterContainer
+    existingTopicId: contains(existingSystemTopicIds, '/subscriptions/${id}') ? existingSystemTopicIds['/subscriptions/${id}'] : ''
   }
 }]
 
@@ -241,6 +250,7 @@ module vaults 'modules/vault.bicep' = [for id in governedVaultIds: {
     eventGridIdentityId: app.outputs.eventGridIdentityId
     storageAccountId: app.outputs.storageAccountId
     deadLetterContainer: app.outputs.deadLetterContainer
+    existingTopicId: contains(existingSystemTopicIds, id) ? existingSystemTopicIds[id] : ''
   }
 }]
 
@@ -258,6 +268,7 @@ module mlWorkspaces 'modules/ml-workspace.bicep' = [for id in governedMlWorkspac
     eventGridIdentityId: app.outputs.eventGridIdentityId
     storageAccountId: app.outputs.storageAccountId
     deadLetterContainer: app.outputs.deadLetterContainer
+    existingTopicId: contains(existingSystemTopicIds, id) ? existingSystemTopicIds[id] : ''
   }
 }]
 

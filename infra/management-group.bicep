@@ -42,6 +42,9 @@ param eventSubscriptionIds array = []
 @description('Create the Event Grid subscriptions (the functions must be deployed first).')
 param deployEventSubscriptions bool = false
 
+@description('Subscriptions that already have a system topic (Azure allows one per source): \'/subscriptions/<id>\' -> that topic\'s ARM id; only the event subscription is added to it (it must carry eventGridIdentityId).')
+param existingSystemTopicIds object = {}
+
 // ---- generated: `python -m guardrails permissions --bicep` (test_infra checks equality) -----------------
 var guardrailActions = [
   'Microsoft.Authorization/roleAssignments/delete'
@@ -144,6 +147,7 @@ module subscriptions 'modules/subscription.bicep' = [for id in eventSubscription
     eventGridIdentityId: eventGridIdentityId
     storageAccountId: storageAccountId
     deadLetterContainer: deadLetterContainer
+    existingTopicId: contains(existingSystemTopicIds, '/subscriptions/${id}') ? existingSystemTopicIds['/subscriptions/${id}'] : ''
   }
 }]
 

@@ -123,10 +123,15 @@ class AuthorizationGateway:
 
 class GraphGroupResolver:
     """``is_member(principal, group)`` through Graph ``POST /directoryObjects/{id}/checkMemberGroups``
-    (transitive membership), cached for ``ttl`` seconds. Needs the Graph permission
-    ``GroupMember.Read.All`` for the function's identity."""
+    (transitive membership), cached for ``ttl`` seconds. The subject may be a user or a service
+    principal (or a group), so the identity needs what Graph documents for each kind of subject
+    (directoryobject-checkmembergroups, application permissions): a user ``User.Read.All`` and
+    ``GroupMember.Read.All``, a service principal ``Application.Read.All``, a group
+    ``GroupMember.Read.All``. Their union is narrower than the alternative ``Directory.Read.All``
+    (every directory object and property)."""
 
-    graph_permissions = ("GroupMember.Read.All",)   # Graph application permission (admin consent)
+    # Graph application permissions (admin consent), least privileged per subject kind
+    graph_permissions = ("Application.Read.All", "GroupMember.Read.All", "User.Read.All")
 
     def __init__(self, credential, *, endpoint: str = "https://graph.microsoft.com", ca_bundle: str | None = None,
                  timeout: float = 5.0, ttl: float = 300.0, clock: Callable[[], float] = time.monotonic) -> None:

@@ -18,6 +18,12 @@ from guardrails.coverage import (FUNCTION_NAME, KEYVAULT_FUNCTION, TOPIC_TYPE, V
 EVENTS_RG = "rg-guardrails-events"
 
 
+def event_subscription_name(function: str) -> str:
+    """``infra/modules/topic.bicep``'s name for the event subscription to ``function``: Event Grid
+    allows letters, digits and hyphens only, so ``resource_events`` -> ``guardrails-resource-events``."""
+    return f"guardrails-{function.replace('_', '-')}"
+
+
 def topic_id(subscription_id: str, *, rg: str = EVENTS_RG) -> str:
     """The subscription topic's id (``evgt-guardrails-{subscription id}`` in ``rg``)."""
     return (f"/subscriptions/{subscription_id}/resourceGroups/{rg}/providers/Microsoft.EventGrid/"
@@ -59,7 +65,7 @@ def system_topic(subscription_id: str, *, rg: str = EVENTS_RG) -> dict[str, Any]
 
 
 def event_subscription(subscription_id: str, function_app_id: str, *, operations: Sequence[str] | None = None,
-                       rg: str = EVENTS_RG, name: str = "guardrails-resource_events",
+                       rg: str = EVENTS_RG, name: str = event_subscription_name(FUNCTION_NAME),
                        **properties: Any) -> dict[str, Any]:
     """The deployed event subscription; ``operations`` None: every covered operation.
     ``properties`` override top-level properties (``provisioningState``, ``expirationTimeUtc`` …)."""
@@ -79,7 +85,8 @@ def _source_wiring(source: str, function_app_id: str, topic_type: str, function:
                    event_types: Sequence[str], properties: dict[str, Any]) -> list[dict[str, Any]]:
     tid = _source_topic_id(source, f"evgt-guardrails-{tag}-{source.rsplit('/', 1)[-1]}")
     return [_topic(tid, source, topic_type),
-            _event_subscription(tid, function_app_id, function, event_types, [], f"guardrails-{function}", properties)]
+            _event_subscription(tid, function_app_id, function, event_types, [], event_subscription_name(function),
+                                properties)]
 
 
 def vault_wiring(vault_id: str, function_app_id: str, *, event_types: Sequence[str] | None = None,
@@ -99,5 +106,5 @@ def workspace_wiring(workspace_id: str, function_app_id: str, *, event_types: Se
                           ml_event_types() if event_types is None else event_types, properties)
 
 
-__all__ = ["EVENTS_RG", "event_subscription", "subscription_wiring", "system_topic", "topic_id", "vault_wiring",
-           "workspace_wiring"]
+__all__ = ["EVENTS_RG", "event_subscription", "event_subscription_name", "subscription_wiring", "system_topic",
+           "topic_id", "vault_wiring", "workspace_wiring"]

@@ -10,6 +10,14 @@ param mlWorkspaceEventTypes array
 param eventGridIdentityId string
 param storageAccountId string
 param deadLetterContainer string
+@description('ARM id of the workspace\'s existing system topic (Azure allows one per source), whose event subscription is added to it; empty: create one beside the workspace. It must carry eventGridIdentityId.')
+param existingTopicId string = ''
+
+var reuseTopic = !empty(existingTopicId)
+// where the topic is: the existing one's resource group, or the workspace's own (a ternary inside resourceGroup():
+// Bicep resolves a module scope chosen by a ternary between two scopes at compile time, to the wrong one)
+var topicSubscriptionId = reuseTopic ? split(existingTopicId, '/')[2] : subscription().subscriptionId
+var topicResourceGroup = reuseTopic ? split(existingTopicId, '/')[4] : resourceGroup().name
 
 resource workspace 'Microsoft.MachineLearningServices/workspaces@2024-10-01' existing = {
   name: workspaceName
@@ -17,6 +25,7 @@ resource workspace 'Microsoft.MachineLearningServices/workspaces@2024-10-01' exi
 
 module topic 'topic.bicep' = {
   name: 'guardrails-mlw-topic-${workspaceName}'
+  scope: resourceGroup(topicSubscriptionId, topicResourceGroup)
   params: {
     name: 'evgt-guardrails-${workspaceName}'
     location: workspace.location
@@ -30,5 +39,6 @@ module topic 'topic.bicep' = {
     storageAccountId: storageAccountId
     deadLetterContainer: deadLetterContainer
     deployEventSubscription: deployEventSubscriptions
+    existingTopicName: reuseTopic ? last(split(existingTopicId, '/')) : ''
   }
 }

@@ -15,6 +15,11 @@ param storageAccountId string
 param deadLetterContainer string
 @description('Assign the remediator here. False when it is assigned once at a management group above (infra/management-group.bicep).')
 param assignRole bool = true
+@description('ARM id of the subscription\'s existing system topic (Azure allows one per source), whose event subscription is added to it; empty: create one in rg-<env>-events. It must carry eventGridIdentityId.')
+param existingTopicId string = ''
+
+var reuseTopic = !empty(existingTopicId)
+var eventsGroupName = 'rg-${environmentName}-events'
 
 resource remediator 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (assignRole) {
   name: guid(subscription().id, principalId, roleDefinitionGuid)
@@ -26,15 +31,19 @@ resource remediator 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (a
   }
 }
 
-resource events 'Microsoft.Resources/resourceGroups@2024-03-01' = {
-  name: 'rg-${environmentName}-events'
+resource events 'Microsoft.Resources/resourceGroups@2024-03-01' = if (!reuseTopic) {
+  name: eventsGroupName
   location: location
   tags: tags
 }
 
 module topic 'topic.bicep' = {
   name: 'guardrails-subscription-topic'
-  scope: events
+  // the existing topic's resource group (a subscription's topic lives in that subscription), or ours
+  scope: resourceGroup(reuseTopic ? split(existingTopicId, '/')[4] : eventsGroupName)
+  dependsOn: [
+    events
+  ]
   params: {
     name: 'evgt-guardrails-${subscription().subscriptionId}'
     location: 'global'
@@ -57,6 +66,7 @@ module topic 'topic.bicep' = {
     storageAccountId: storageAccountId
     deadLetterContainer: deadLetterContainer
     deployEventSubscription: deployEventSubscriptions
+    existingTopicName: reuseTopic ? last(split(existingTopicId, '/')) : ''
   }
 }
 

@@ -1,6 +1,11 @@
 // An Event Grid system topic and its subscription to one function: only the event types (and
 // operations) the guardrails act on are delivered, one event per call, undeliverable ones dead-lettered
 // to the product's storage with Event Grid's own user-assigned identity.
+// Azure allows one system topic per source: when the source has one already (made by the portal's
+// Events blade, another tool, an earlier deployment), pass its name in `existingTopicName` and deploy
+// this module into that topic's resource group: only the event subscription is created on it. That
+// topic must carry the user-assigned identity `eventGridIdentityId` (the dead letters are written
+// with it; README "Deploy to Azure", "A source that already has a system topic").
 param name string
 param location string
 param tags object
@@ -14,8 +19,14 @@ param eventGridIdentityId string
 param storageAccountId string
 param deadLetterContainer string
 param deployEventSubscription bool
+@description('Name of the source\'s existing system topic, in this module\'s resource group; empty: create `name`.')
+param existingTopicName string = ''
 
-resource topic 'Microsoft.EventGrid/systemTopics@2022-06-15' = {
+var reuseTopic = !empty(existingTopicName)
+// Event Grid event subscription names: 3-64 characters, alphanumerics and hyphens only (function names have `_`)
+var subscriptionName = 'guardrails-${replace(functionName, '_', '-')}'
+
+resource topic 'Microsoft.EventGrid/systemTopics@2022-06-15' = if (!reuseTopic) {
   name: name
   location: location
   tags: tags
@@ -31,9 +42,17 @@ resource topic 'Microsoft.EventGrid/systemTopics@2022-06-15' = {
   }
 }
 
+// the topic the subscription hangs off: the one created above, or the source's existing one
+resource sourceTopic 'Microsoft.EventGrid/systemTopics@2022-06-15' existing = {
+  name: reuseTopic ? existingTopicName : name
+}
+
 resource subscription 'Microsoft.EventGrid/systemTopics/eventSubscriptions@2022-06-15' = if (deployEventSubscription) {
-  parent: topic
-  name: 'guardrails-${functionName}'
+  parent: sourceTopic
+  name: subscriptionName
+  dependsOn: [
+    topic
+  ]
   properties: {
     eventDeliverySchema: 'EventGridSchema'
     destination: {
@@ -69,4 +88,5 @@ resource subscription 'Microsoft.EventGrid/systemTopics/eventSubscriptions@2022-
   }
 }
 
-output topicId string = topic.id
+output topicId string = sourceTopic.id
+output eventSubscriptionName string = subscriptionName

@@ -10,6 +10,14 @@ param keyVaultEventTypes array
 param eventGridIdentityId string
 param storageAccountId string
 param deadLetterContainer string
+@description('ARM id of the vault\'s existing system topic (Azure allows one per source), whose event subscription is added to it; empty: create one beside the vault. It must carry eventGridIdentityId.')
+param existingTopicId string = ''
+
+var reuseTopic = !empty(existingTopicId)
+// where the topic is: the existing one's resource group, or the vault's own (a ternary inside resourceGroup():
+// Bicep resolves a module scope chosen by a ternary between two scopes at compile time, to the wrong one)
+var topicSubscriptionId = reuseTopic ? split(existingTopicId, '/')[2] : subscription().subscriptionId
+var topicResourceGroup = reuseTopic ? split(existingTopicId, '/')[4] : resourceGroup().name
 
 resource vault 'Microsoft.KeyVault/vaults@2023-07-01' existing = {
   name: vaultName
@@ -28,6 +36,7 @@ resource rotator 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
 
 module topic 'topic.bicep' = {
   name: 'guardrails-kv-topic-${vaultName}'
+  scope: resourceGroup(topicSubscriptionId, topicResourceGroup)
   params: {
     name: 'evgt-guardrails-${vaultName}'
     location: vault.location
@@ -41,5 +50,6 @@ module topic 'topic.bicep' = {
     storageAccountId: storageAccountId
     deadLetterContainer: deadLetterContainer
     deployEventSubscription: deployEventSubscriptions
+    existingTopicName: reuseTopic ? last(split(existingTopicId, '/')) : ''
   }
 }

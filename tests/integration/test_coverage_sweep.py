@@ -139,7 +139,7 @@ def test_governed_vaults_and_workspaces_are_checked_with_one_topic_list_per_subs
 def test_a_deleted_event_subscription_is_found_on_the_next_sweep(harness):
     h = harness([b.storage("stok", pna="Disabled", blob=False), *subscription_wiring(b.SUB, APP)])
     assert _sweeper(h).run().uncovered == 0
-    assert h.emu.store.unseed(f"{topic_id(b.SUB)}/eventSubscriptions/guardrails-resource_events")
+    assert h.emu.store.unseed(f"{topic_id(b.SUB)}/eventSubscriptions/guardrails-resource-events")
     summary = _sweeper(h).run()
     rows = _coverage_rows(h, summary.sweep_id)
     row = rows[f"/subscriptions/{b.SUB}"]

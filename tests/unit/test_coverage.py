@@ -47,7 +47,7 @@ def _codes(cov: Coverage) -> list[str]:
 def test_the_deployed_wiring_covers_the_subscription():
     cov = _wired()
     assert cov.covered and cov.gaps == () and cov.missing_operations == ()
-    assert cov.event_subscription_id.endswith("/eventSubscriptions/guardrails-resource_events")
+    assert cov.event_subscription_id.endswith("/eventSubscriptions/guardrails-resource-events")
     assert cov.resource_id == f"/subscriptions/{SUB}"
 
 

@@ -49,7 +49,9 @@ def body(resource: dict) -> dict:
 
 
 def resources(d: dict, rtype: str) -> list[tuple[str, dict]]:
-    return [(n, body(r)) for n, r in d.get("resources", {}).items() if r["type"].lower() == rtype.lower()]
+    """The resources of ``rtype`` the template deploys (an ``existing`` reference deploys nothing)."""
+    return [(n, body(r)) for n, r in d.get("resources", {}).items()
+            if r["type"].lower() == rtype.lower() and not r.get("existing")]
 
 
 def one(d: dict, rtype: str) -> dict:
@@ -73,6 +75,103 @@ def principal_of(assignment: dict) -> str:
 
 def all_docs() -> dict[str, dict]:
     return {str(p.relative_to(INFRA)): doc(str(p.relative_to(INFRA))) for p in sorted(INFRA.rglob("*.bicep"))}
+
+
+# ---- a small evaluator: what an expression comes to for given parameter values ---------------------
+SUBSCRIPTION = "00000000-0000-4000-8000-00000000dep0"      # subscription() (env "__subscription" overrides)
+RESOURCE_GROUP = "rg-of-the-deployment"                     # resourceGroup() (env "__resource_group" overrides)
+
+
+def _expression(text: str) -> Any:
+    return pycep.BicepParser().parse(text=f"var v = {text}\n")["variables"]["v"]["value"]
+
+
+def _interpolate(d: dict, text: str, env: dict) -> str:
+    """A string literal with ``${...}`` holes, each hole parsed and evaluated."""
+    out, i = [], 0
+    while (start := text.find("${", i)) >= 0:
+        out.append(text[i:start])
+        j, depth, quoted = start + 2, 1, False
+        while depth:
+            c = text[j]
+            if c == "'":
+                quoted = not quoted
+            elif not quoted:
+                depth += {"{": 1, "}": -1}.get(c, 0)
+            j += 1
+        out.append(str(evaluate(d, _expression(text[start + 2:j - 1]), env)))
+        i = j
+    return "".join(out) + text[i:]
+
+
+def evaluate(d: dict, expr: Any, env: dict) -> Any:
+    """``expr`` of document ``d`` with the parameters (and loop variables) ``env``: a string is a
+    parameter, else a variable, else a literal; the functions and operators the templates use."""
+    if isinstance(expr, str):
+        if expr in env:
+            return env[expr]
+        if expr in d.get("variables", {}):
+            return evaluate(d, d["variables"][expr]["value"], env)
+        return _interpolate(d, expr, env)
+    if not isinstance(expr, (list, dict)):
+        return expr
+    if isinstance(expr, list):
+        return [evaluate(d, e, env) for e in expr]
+    if "loop_type" in expr:
+        loop = expr["loop_type"]["detail"]
+        return [evaluate(d, expr["config"], {**env, loop["item_name"]: item})
+                for item in evaluate(d, loop["array_name"], env)]
+    if "operator" in expr:
+        op, a = expr["operator"]["type"], expr["operator"]["operands"]
+        if op == "conditional":
+            return evaluate(d, a["true_value"] if evaluate(d, a["condition"], env) else a["false_value"], env)
+        if op == "not":
+            return not evaluate(d, a["bool_value"], env)
+        if op == "index_accessor":
+            container, key = evaluate(d, a["operand_1"], env), evaluate(d, a["operand_2"], env)
+            if isinstance(container, dict):     # ARM: object keys are case-insensitive
+                return next(v for k, v in container.items() if k.lower() == str(key).lower())
+            return container[key]
+        raise NotImplementedError(op)
+    if "function" in expr:
+        f = expr["function"]
+        p = {k: evaluate(d, v, env) for k, v in f["parameters"].items()}
+        kind = f["type"]
+        if kind == "subscription":
+            sid = p["subscription_id"] or env.get("__subscription", SUBSCRIPTION)
+            value: Any = {"id": f"/subscriptions/{sid}", "subscriptionId": sid}
+        elif kind == "resource_group":
+            value = {"subscriptionId": p["subscription_id"] or env.get("__subscription", SUBSCRIPTION),
+                     "name": p["resource_group_name"] or env.get("__resource_group", RESOURCE_GROUP)}
+        elif kind == "replace":
+            value = p["original_string"].replace(p["old_string"], p["new_string"])
+        elif kind == "split":
+            value = p["input_string"].split(p["delimiter"])
+        elif kind == "to_lower":
+            value = p["string_to_change"].lower()
+        elif kind == "last":
+            value = p["arg_1"][-1]
+        elif kind == "empty":
+            value = not p["item_to_test"]
+        elif kind == "contains":
+            container, item = p["container"], p["item_to_find"]
+            value = (item.lower() in (k.lower() for k in container)) if isinstance(container, dict) else item in container
+        elif kind == "union":
+            value = list(dict.fromkeys(x for arg in p.values() for x in arg))
+        else:
+            raise NotImplementedError(kind)
+        if "index" in f:
+            value = value[f["index"]]
+        if f.get("property_name"):
+            value = value[f["property_name"]]
+        return value
+    return {k: evaluate(d, v, env) for k, v in expr.items()}
+
+
+def module_arg(parent: str, module: str, param: str, env: dict) -> Any:
+    """The value ``parent`` passes to its module ``module`` as ``param``, for the parameters ``env``."""
+    d = doc(parent)
+    return evaluate(d, body(d["modules"][module])["params"][param], env)
 
 
 # ---- least privilege --------------------------------------------------------------------------
@@ -367,6 +466,152 @@ def test_event_subscription_dead_letters_with_identity_and_retries_explicitly():
     eg = [b for _, b in resources(app, "Microsoft.Authorization/roleAssignments")
           if principal_of(b) == "eventGridIdentity"]
     assert len(eg) == 1 and eg[0]["scope"] == "deadLetters"
+
+
+SUB_A = "11111111-1111-4111-8111-111111111111"
+SUB_B = "22222222-2222-4222-8222-222222222222"
+SUB_C = "33333333-3333-4333-8333-333333333333"
+
+
+def _vault(sub: str, name: str) -> str:
+    return f"/subscriptions/{sub}/resourceGroups/rg-{name}/providers/Microsoft.KeyVault/vaults/{name}"
+
+
+def _workspace(sub: str, name: str) -> str:
+    return f"/subscriptions/{sub}/resourceGroups/rg-{name}/providers/Microsoft.MachineLearningServices/workspaces/{name}"
+
+
+def _topic_id(sub: str, rg: str, name: str) -> str:
+    return f"/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.EventGrid/systemTopics/{name}"
+
+
+def _topic_callers() -> list[tuple[str, str]]:
+    """(template, module name) of every module that deploys modules/topic.bicep."""
+    return [(rel, name) for rel, d in all_docs().items() for name, m in d.get("modules", {}).items()
+            if (INFRA / rel).parent.joinpath(m["detail"]["path"]).resolve() == INFRA / "modules" / "topic.bicep"]
+
+
+def test_every_event_subscription_name_the_bicep_can_produce_is_valid_for_event_grid():
+    """Microsoft.EventGrid eventSubscriptions: 3-64 characters, alphanumerics and hyphens only; the
+    function names (``resource_events``) have underscores, so the name cannot be ``guardrails-{function}``."""
+    import re
+
+    from guardrails.local.eventgrid_world import event_subscription_name
+
+    valid = re.compile(r"^[A-Za-z0-9-]{3,64}$")
+    subs = [(rel, n) for rel, d in all_docs().items() for n, _ in resources(d, "Microsoft.EventGrid/systemTopics/eventSubscriptions")]
+    assert subs == [("modules/topic.bicep", "subscription")]       # named in one place only
+    topic = doc("modules/topic.bicep")
+    name_expr = body(topic["resources"]["subscription"])["name"]
+    callers = _topic_callers()
+    assert {rel for rel, _ in callers} == {"modules/subscription.bicep", "modules/vault.bicep", "modules/ml-workspace.bicep"}
+    produced = set()
+    for rel, module in callers:
+        function = module_env(rel, module)["functionName"]
+        name = evaluate(topic, name_expr, {"functionName": function})
+        assert valid.match(name), f"{rel} -> event subscription {name!r}: Event Grid rejects it"
+        assert name == event_subscription_name(function)               # the emulator's world names it alike
+        produced.add(name)
+    assert produced == {"guardrails-resource-events", "guardrails-keyvault-events"}
+
+
+def test_the_rotator_role_is_assignable_at_every_vault_it_is_assigned_at():
+    """The rotator is assigned on each governed vault (in the vault's own subscription): that
+    subscription must be one of the role's assignable scopes, governed or not."""
+    main = doc("main.bicep")
+    scopes_expr = body(main["resources"]["rotatorRole"])["properties"]["assignableScopes"]
+    cases = [
+        ([], [_vault(SUB_B, "kv1")]),                                           # the management-group recipe
+        ([SUB_A], [_vault(SUB_C, "kv2"), _vault(SUB_A, "kv3")]),                # a vault in an ungoverned subscription
+        ([SUB_A.upper()], [_vault(SUB_A, "kv4"), _vault(SUB_B.upper(), "kv5")]),  # case differs: one scope each
+    ]
+    for governed, vaults in cases:
+        env = {"governedSubscriptionIds": governed, "governedVaultIds": vaults}
+        scopes = evaluate(main, scopes_expr, env)
+        for vault in vaults:
+            # the module assigning it runs in the vault's subscription and resource group
+            scope = evaluate(main, body(main["modules"]["vaults"])["scope"], {**env, "id": vault})
+            assert f"/subscriptions/{scope['subscriptionId']}".lower() + "/" in vault.lower() + "/"
+            assert any(vault.lower().startswith(s.lower() + "/") for s in scopes), (vault, scopes)
+        assert f"/subscriptions/{SUBSCRIPTION}" in scopes
+        assert all(any(s.lower() == f"/subscriptions/{g}".lower() for s in scopes) for g in governed)
+        assert len(scopes) == len({s.lower() for s in scopes}), scopes
+
+
+def test_a_source_with_an_existing_system_topic_gets_only_the_event_subscription():
+    """Azure allows one system topic per source: a source mapped in ``existingSystemTopicIds`` keeps its
+    topic (referenced, never deployed) and gets the event subscription on it; others get a new topic."""
+    topic = doc("modules/topic.bicep")
+    # topic.bicep: the topic is created unless reused; the subscription hangs off whichever it is
+    created = topic["resources"]["topic"]
+    assert not created.get("existing") and created["config"]["condition"]
+    sub = body(topic["resources"]["subscription"])
+    parent = topic["resources"][sub["parent"]]
+    assert parent["existing"] and parent["type"] == "Microsoft.EventGrid/systemTopics"
+    assert "topic" in sub.get("dependsOn", [])                       # after the topic, when it is created
+    for existing, expect_created, expect_parent in (("", True, "evgt-new"), ("evgt-portal", False, "evgt-portal")):
+        env = {"name": "evgt-new", "existingTopicName": existing}
+        assert evaluate(topic, created["config"]["condition"], env) is expect_created
+        assert evaluate(topic, parent["config"]["name"], env) == expect_parent
+    assert topic["parameters"]["existingTopicName"]["default"] == ""
+    # each caller: deployed into the existing topic's resource group, naming it; or as before
+    cases = {
+        "modules/subscription.bicep": ({"environmentName": "prod", "__subscription": SUB_A},
+                                       _topic_id(SUB_A, "rg-portal", "sub-topic"), (SUB_A, "rg-prod-events")),
+        "modules/vault.bicep": ({"vaultName": "kv1", "__subscription": SUB_B, "__resource_group": "rg-kv1"},
+                                _topic_id(SUB_B, "rg-events-kv", "kv-topic"), (SUB_B, "rg-kv1")),
+        "modules/ml-workspace.bicep": ({"workspaceName": "mlw", "__subscription": SUB_C, "__resource_group": "rg-mlw"},
+                                       _topic_id(SUB_C, "rg-mlw-topics", "mlw-topic"), (SUB_C, "rg-mlw")),
+    }
+    for rel, (env, existing_id, own_group) in cases.items():
+        d = doc(rel)
+        module = body(d["modules"]["topic"])
+        assert d["parameters"]["existingTopicId"]["default"] == ""
+        for existing, group, name in (("", own_group, ""),
+                                      (existing_id, (existing_id.split("/")[2], existing_id.split("/")[4]),
+                                       existing_id.rsplit("/", 1)[-1])):
+            e = {**env, "existingTopicId": existing}
+            scope = evaluate(d, module["scope"], e)
+            assert (scope["subscriptionId"], scope["name"]) == group, (rel, existing, scope)
+            assert module_arg(rel, "topic", "existingTopicName", e) == name, rel
+        if rel == "modules/subscription.bicep":     # no empty rg-<env>-events beside a reused topic
+            events = d["resources"]["events"]["config"]["condition"]
+            assert evaluate(d, events, {**env, "existingTopicId": ""}) is True
+            assert evaluate(d, events, {**env, "existingTopicId": existing_id}) is False
+            assert "events" in module["dependsOn"]
+    # main.bicep and management-group.bicep look each source up in existingSystemTopicIds (keys: the
+    # source's id, case-insensitive as ARM compares object keys); unmapped sources create their topic
+    portal = {f"/subscriptions/{SUB_A}": _topic_id(SUB_A, "rg-portal", "t1"),
+              _vault(SUB_B, "kv1").upper(): _topic_id(SUB_B, "rg-kv1", "t2"),
+              _workspace(SUB_C, "mlw"): _topic_id(SUB_C, "rg-mlw", "t3")}
+    for parent, module, source_id, key in (
+            ("main.bicep", "subscriptions", SUB_A, f"/subscriptions/{SUB_A}"),
+            ("management-group.bicep", "subscriptions", SUB_A, f"/subscriptions/{SUB_A}"),
+            ("main.bicep", "vaults", _vault(SUB_B, "kv1"), _vault(SUB_B, "kv1").upper()),
+            ("main.bicep", "mlWorkspaces", _workspace(SUB_C, "mlw"), _workspace(SUB_C, "mlw"))):
+        assert doc(parent)["parameters"]["existingSystemTopicIds"]["default"] == {}
+        mapped = module_arg(parent, module, "existingTopicId", {"existingSystemTopicIds": portal, "id": source_id})
+        assert mapped == portal[key], (parent, module)
+        other = SUB_C if module == "subscriptions" else source_id.replace("kv1", "kv9").replace("mlw", "mlw9")
+        assert module_arg(parent, module, "existingTopicId", {"existingSystemTopicIds": portal, "id": other}) == ""
+    assert json.loads((INFRA / "main.parameters.json").read_text(encoding="utf-8"))["parameters"][
+        "existingSystemTopicIds"] == {"value": {}}
+
+
+def test_azd_passes_the_deployers_principal_type():
+    """azd signed in as a service principal: the deployer's role assignment must say ServicePrincipal
+    (ARM: UnmatchedPrincipalType otherwise); AZURE_PRINCIPAL_TYPE maps to it, default User."""
+    main = doc("main.bicep")
+    mapped = json.loads((INFRA / "main.parameters.json").read_text(encoding="utf-8"))["parameters"]
+    assert set(mapped) <= set(main["parameters"]), "main.parameters.json maps a parameter main.bicep lacks"
+    assert mapped["deployerPrincipalId"] == {"value": "${AZURE_PRINCIPAL_ID}"}
+    assert mapped["deployerPrincipalType"] == {"value": "${AZURE_PRINCIPAL_TYPE=User}"}
+    param = main["parameters"]["deployerPrincipalType"]
+    allowed = next(dec["argument"] for dec in param["decorators"] if dec["type"] == "allowed")
+    assert {"User", "ServicePrincipal"} <= set(allowed)
+    assert module_env("main.bicep", "app")["deployerPrincipalType"] == "deployerPrincipalType"
+    deployer = body(doc("modules/app.bicep")["resources"]["deployerTableRole"])
+    assert deployer["properties"]["principalType"] == "deployerPrincipalType"
 
 
 # ---- checkov suppressions -----------------------------------------------------------------------

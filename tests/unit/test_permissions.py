@@ -115,11 +115,47 @@ def test_the_union_holds_what_the_guardrails_call():
             "Microsoft.Storage/storageAccounts/regenerateKey/action"} <= set(req.actions)
     assert {"Microsoft.KeyVault/vaults/secrets/setSecret/action", "Microsoft.KeyVault/vaults/keys/rotate/action"} \
         <= set(req.data_actions)
-    assert req.graph == ("GroupMember.Read.All",)
+    assert req.graph == ("Application.Read.All", "GroupMember.Read.All", "User.Read.All")
     # data-plane and Graph needs never leak into the ARM role, and nothing is a wildcard
     assert not set(req.actions) & (set(req.data_actions) | set(req.graph))
     assert not any("*" in a for a in req.actions + req.data_actions)
     assert req.sources["Microsoft.Authorization/roleAssignments/delete"] == ("AuthorizationGateway", "DeleteRoleAssignment")
+
+
+# Graph ``POST /directoryObjects/{id}/checkMemberGroups``, application permissions, by the kind of
+# object ``{id}`` is (microsoft-graph-docs api-reference/v1.0/api/directoryobject-checkmembergroups.md):
+# any one of these sets suffices, least privileged first
+CHECK_MEMBER_GROUPS = {
+    "user": ({"User.Read.All", "GroupMember.Read.All"}, {"User.Read.All", "Group.Read.All"}, {"Directory.Read.All"}),
+    "servicePrincipal": ({"Application.Read.All"}, {"Directory.Read.All"}, {"Application.ReadWrite.All"},
+                         {"Directory.ReadWrite.All"}),
+    "group": ({"GroupMember.Read.All"}, {"Group.Read.All"}, {"Directory.Read.All"}, {"Group.ReadWrite.All"},
+              {"Directory.ReadWrite.All"}),
+}
+
+
+def test_graph_permissions_let_check_member_groups_answer_for_users_and_service_principals_least_privileged():
+    """The subjects whose Entra group membership is checked are users and service principals (managed
+    identities, pipelines; groups when nested): the declared permissions must satisfy Graph for each,
+    with the least privileged set (not Directory.Read.All, which reads every directory object)."""
+    from guardrails.adapters.authorization import GraphGroupResolver
+
+    declared = set(permissions.declared(GraphGroupResolver, "graph_permissions"))
+    for kind, sets in CHECK_MEMBER_GROUPS.items():
+        assert any(needed <= declared for needed in sets), f"Graph refuses checkMemberGroups for a {kind}"
+        assert sets[0] <= declared, f"{kind}: not the least privileged set {sorted(sets[0])}"
+    assert declared == set().union(*(sets[0] for sets in CHECK_MEMBER_GROUPS.values()))   # and nothing more
+    assert not any(p.startswith("Directory.") or ".ReadWrite." in p for p in declared)
+
+
+def test_the_readme_grants_exactly_the_declared_graph_permissions():
+    """The admin-consent recipe (README "Microsoft Graph") loops over the app roles to assign."""
+    import re
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    (granted,) = re.findall(r"^for PERM in ([A-Za-z. ]+); do$", readme, flags=re.M)
+    assert tuple(sorted(granted.split())) == permissions.required().graph
+    assert "appRoles[?value=='$PERM'].id" in readme
 
 
 def test_a_wildcard_declaration_is_refused():
