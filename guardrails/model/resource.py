@@ -23,6 +23,10 @@ class ResourceType:
     # dotted path -> (path, accepted values lower-case, why): the platform refuses a write of
     # the property unless the other one holds one of the values (e.g. a registry's SKU)
     write_requires: Mapping[str, tuple[str, frozenset[str], str]] = field(default_factory=dict)
+    # dotted path -> (path, values lower-case): the property exists only on resources whose other
+    # property holds one of the values (a compute's node public IP: clusters and instances only);
+    # on the others a rule about it does not apply, so its default never makes a violation
+    applies_when: Mapping[str, tuple[str, frozenset[str]]] = field(default_factory=dict)
 
     def write_refused(self, path: str, body: Mapping[str, Any]) -> str | None:
         """Why the platform would refuse a write of ``path`` on this body, or None."""
@@ -53,9 +57,12 @@ CATALOG: dict[str, ResourceType] = {
         ),
         ResourceType(
             "Microsoft.MachineLearningServices/workspaces/computes", "2025-09-01", "patch",
-            # AmlCompute/ComputeInstance provision node public IPs unless told not to
+            # AmlCompute/ComputeInstance provision node public IPs unless told not to; attached
+            # computes (Kubernetes, AKS, Databricks, VirtualMachine, SynapseSpark …) have no such setting
             {"properties.properties.enableNodePublicIp": True},
             frozenset({"properties.properties.enableNodePublicIp"}),
+            applies_when={"properties.properties.enableNodePublicIp": (
+                "properties.computeType", frozenset({"amlcompute", "computeinstance"}))},
         ),
         ResourceType(
             "Microsoft.Storage/storageAccounts", "2025-06-01", "patch",

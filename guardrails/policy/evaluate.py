@@ -225,6 +225,10 @@ def _rule_lines(entries: Sequence[tuple["_CompiledPolicy", bool, Sequence["_Comp
                 slow(cr, w + "    ")
 
     node("body", (), rules, indent)
+    for i, cr in enumerate(rules):         # a property this resource does not have: asked only if violated
+        if cr.applies is not None:
+            ns[f"AP{tag}_{i}"] = cr.applies
+            lines.append(indent + f"if m & {bit[id(cr)]} and not AP{tag}_{i}(body): m &= ~{bit[id(cr)]}")
     for j, (cp, filtered, crs) in enumerate(entries):
         if filtered and crs:
             ns[f"SEL{tag}_{j}"] = cp.selects_body
@@ -310,11 +314,25 @@ def _reports(check: Any, items: Sequence[Any]) -> tuple:
     return tuple(tuple(items[i] for i in range(n) if m >> i & 1) for m in range(1 << n))
 
 
-class _CompiledRule:
-    __slots__ = ("rule", "read", "default", "ok", "action", "notify", "cp", "key")
+def _applies(condition: tuple[str, frozenset[str]] | None) -> Callable[[Mapping[str, Any]], bool] | None:
+    """``body -> the rule applies`` for a catalogue ``applies_when`` condition (None: always)."""
+    if condition is None:
+        return None
+    read, values = _reader(condition[0]), condition[1]
 
-    def __init__(self, rule: Rule, default: Any, action: Action, cp: "_CompiledPolicy") -> None:
-        self.rule, self.read, self.default = rule, _reader(rule.property), default
+    def applies(body: Mapping[str, Any]) -> bool:
+        v = read(body)
+        return isinstance(v, str) and v.lower() in values
+
+    return applies
+
+
+class _CompiledRule:
+    __slots__ = ("rule", "read", "default", "ok", "action", "notify", "cp", "key", "applies")
+
+    def __init__(self, rule: Rule, default: Any, action: Action, cp: "_CompiledPolicy",
+                 applies: Callable[[Mapping[str, Any]], bool] | None = None) -> None:
+        self.rule, self.read, self.default, self.applies = rule, _reader(rule.property), default, applies
         self.ok = compile_expect(rule.expect)
         self.action, self.notify = action, action.notify
         self.cp = cp
@@ -439,7 +457,9 @@ class CompiledPolicySet:
             for type_name in dict.fromkeys(t.lower() for t in policy.selector.resource_types):
                 rt = lookup_type(type_name)
                 defaults = {k.lower(): v for k, v in (rt.defaults if rt else {}).items()}
-                crs = tuple(_CompiledRule(r, defaults.get(r.property.lower()), actions.build(r.action), cp)
+                when = {k.lower(): v for k, v in (rt.applies_when if rt else {}).items()}
+                crs = tuple(_CompiledRule(r, defaults.get(r.property.lower()), actions.build(r.action), cp,
+                                          _applies(when.get(r.property.lower())))
                             for r in policy.rules)
                 by_type.setdefault(type_name, []).append((cp, cp.filtered, crs))
         self._by_type: dict[str, tuple[_Entry, ...]] = {k: tuple(v) for k, v in by_type.items()}

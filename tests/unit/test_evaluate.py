@@ -85,7 +85,7 @@ COMPLIANT = {
     STORAGE: {"publicNetworkAccess": "Disabled", "allowBlobPublicAccess": False},
     VAULT: {"publicNetworkAccess": "Disabled", "enableRbacAuthorization": True},
     ACR: {"publicNetworkAccess": "Disabled", "adminUserEnabled": False},
-    COMPUTE: {"properties": {"enableNodePublicIp": False}},
+    COMPUTE: {"computeType": "AmlCompute", "properties": {"enableNodePublicIp": False}},
 }
 
 FLIPPED = [
@@ -104,7 +104,8 @@ FLIPPED = [
      Change("properties.publicNetworkAccess", "Enabled", "Disabled")),
     (ACR, {"adminUserEnabled": True}, "acr-private", "admin-user-disabled",
      Change("properties.adminUserEnabled", True, False)),
-    (COMPUTE, {"properties": {"enableNodePublicIp": True}}, "aml-compute-no-public-ip", "node-public-ip-disabled", None),
+    (COMPUTE, {"computeType": "AmlCompute", "properties": {"enableNodePublicIp": True}}, "aml-compute-no-public-ip",
+     "node-public-ip-disabled", None),
 ]
 
 
@@ -319,3 +320,20 @@ def test_an_absent_firewall_counts_as_allowing_every_network(type_, path):
     (absent,) = compiled.evaluate(snap(type_, {}), now=NOW)
     assert (absent.before, absent.present) == ("Allow", False)
     assert compiled.evaluate(snap(type_, {path.split(".")[1]: {"defaultAction": "Deny"}}), now=NOW) == []
+
+
+@pytest.mark.parametrize("compute_type, inner, violated", [
+    ("AmlCompute", {}, True),                                  # absent: public IPs are provisioned
+    ("ComputeInstance", {"enableNodePublicIp": True}, True),
+    ("amlcompute", {"enableNodePublicIp": False}, False),
+    ("Kubernetes", {}, False),                                 # attached computes have no node public IP
+    ("AKS", {}, False), ("Databricks", None, False), ("VirtualMachine", {}, False), ("SynapseSpark", {}, False),
+])
+def test_the_node_public_ip_rule_applies_to_clusters_and_instances_only(baseline, compute_type, inner, violated):
+    props = {"computeType": compute_type, **({} if inner is None else {"properties": inner})}
+    s = snap(COMPUTE, props)
+    got = [r.rule.id for r in baseline.evaluate(s, now=NOW)]
+    assert got == (["node-public-ip-disabled"] if violated else [])
+    # the filter and the sweep loop run the same generated code
+    assert bool(baseline.violations(s.body, COMPUTE)) is violated
+    assert bool(baseline.violations_many([s.body])) is violated

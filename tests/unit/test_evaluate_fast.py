@@ -228,7 +228,8 @@ def test_the_length_filtered_absent_key_check_is_the_full_scan():
 
 def _reference(policies, body: dict) -> list[tuple[str, str]]:
     """The documented semantics, read the slow way: the value at the rule's path (keys in any
-    case, ``get_path``), the catalogue default for an absent or null one, the operator's predicate."""
+    case, ``get_path``), the catalogue default for an absent or null one, the operator's predicate;
+    a rule on a property the catalogue says this resource does not have (``applies_when``) is skipped."""
     from guardrails.model.policy import Policy
     from guardrails.model.resource import lookup_type
     from guardrails.policy.operators import compile_expect
@@ -242,7 +243,11 @@ def _reference(policies, body: dict) -> list[tuple[str, str]]:
             continue
         rt = lookup_type(rtype)
         defaults = {k.lower(): v for k, v in (rt.defaults if rt else {}).items()}
+        when = {k.lower(): v for k, v in (rt.applies_when if rt else {}).items()}
         for rule in p.rules:
+            cond = when.get(rule.property.lower())
+            if cond is not None and str(get_path(body, cond[0], "")).lower() not in cond[1]:
+                continue
             raw = get_path(body, rule.property, None)
             value = defaults.get(rule.property.lower()) if raw is None else raw
             if not compile_expect(rule.expect)(value):
