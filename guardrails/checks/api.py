@@ -26,12 +26,14 @@ from pydantic import BaseModel, ValidationError
 
 from guardrails.checks.models import (
     ErrorBody, ErrorDetail, ErrorResponse, HealthResponse, JobCheckRequest, ModelPromotionRequest, ResourceCheckRequest,
+    credential_fields,
 )
 from guardrails.checks.openapi import MAX_BODY_BYTES, openapi_bytes
 from guardrails.checks.principal import HEADER, ID_HEADER, InvalidPrincipal, decode_principal
 from guardrails.checks.service import Caller, CheckService, CheckUnavailable, Outcome
 from guardrails.errors import ArmError, GuardrailsError, InvalidArmId, StoreError
 from guardrails.logs import bound, emit
+from guardrails.secrets.credentials import classify
 
 log = logging.getLogger("guardrails.checks")
 
@@ -79,7 +81,9 @@ def _error(status: int, code: str, message: str, correlation_id: str, details=()
 
 
 def _field(loc: tuple[Any, ...]) -> str:
-    parts = [str(p) for p in loc if str(p) not in _UNION_TAGS]
+    # a location names the field, or the key sent (an unknown field, a tag key): never print a key
+    # that looks like a credential
+    parts = ["<key not shown>" if classify(str(p)) else str(p) for p in loc if str(p) not in _UNION_TAGS]
     return ".".join(parts) or "$"
 
 
@@ -92,7 +96,9 @@ def validation_error(exc: ValidationError) -> BadRequest:
             return BadRequest("malformed_json", "the body is not valid JSON",
                               [ErrorDetail(field="$", code="malformed_json", message=str(err["msg"])[:200])])
         details.setdefault((where[:200], code), ErrorDetail(field=where[:200], code=code, message=str(err["msg"])[:200]))
-    listed = list(details.values())[:20]
+    # a union (``job_id``, ``version``): the branch whose type the input has says what is wrong
+    typed = {d.field for d in details.values() if d.code != "wrong_type"}
+    listed = [d for d in details.values() if d.code != "wrong_type" or d.field not in typed][:20]
     first = listed[0] if listed else ErrorDetail(field="$", code="invalid_value", message="invalid request")
     return BadRequest(first.code, f"{first.field}: {first.message}", listed)
 
@@ -192,9 +198,17 @@ def _body(req: HttpIn, model: type[BaseModel]) -> BaseModel:
     if ctype and ctype != JSON and not (ctype.startswith("application/") and ctype.endswith("+json")):
         raise BadRequest("unsupported_media_type", "send the body as application/json")
     try:
-        return model.model_validate_json(req.body)
+        body = model.model_validate_json(req.body)
     except ValidationError as exc:
         raise validation_error(exc) from None
+    leaked = credential_fields(body)
+    if leaked:       # a value where a name belongs: refused by path only, never decided on or audited
+        where = ", ".join(leaked[:5])[:200]
+        raise BadRequest("invalid_value", f"{where}: looks like a credential; send names (a Key Vault"
+                         " secret's, a permission's), never secret values", [
+                             ErrorDetail(field=f, code="invalid_value", message="looks like a credential (not shown)")
+                             for f in leaked[:20]])
+    return body
 
 
 def _flag(raw: str | None) -> bool:

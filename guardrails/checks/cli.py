@@ -71,11 +71,19 @@ def _acting_as():
     return principal_from_token(token)
 
 
+def _no_credentials(fields: list[str]) -> None:
+    """As the HTTP API: a credential where a name belongs is refused, named by its field only."""
+    if fields:
+        raise ValueError(f"{', '.join(fields[:5])}: looks like a credential; give the Key Vault secret's name,"
+                         " never its value")
+
+
 def main(args: argparse.Namespace) -> int:
     from guardrails.bootstrap import get_checks
-    from guardrails.checks.models import JobCheckRequest, ModelPromotionRequest
+    from guardrails.checks.models import JobCheckRequest, ModelPromotionRequest, credential_fields
     from guardrails.checks.service import Caller, CheckUnavailable
     from guardrails.errors import GuardrailsError
+    from guardrails.secrets.credentials import redact
 
     caller = Caller(principal=_acting_as(), trusted=True, correlation_id="cli")
     decision_id = uuid.uuid4().hex
@@ -85,12 +93,14 @@ def main(args: argparse.Namespace) -> int:
                 "job_id": args.job_id, "identity": {"object_id": args.identity}, "network_zone": args.zone,
                 "permissions": args.permission, "secret_references": [_secret(s) for s in args.secret],
                 **({"role": args.role} if args.role else {})})
+            _no_credentials(credential_fields(req))
             outcome = get_checks().check_job(req, caller, decision_id)
         elif args.action == "model-promotion":
             req = ModelPromotionRequest.model_validate({
                 "model": args.model, "version": args.version, "to_stage": args.to_stage,
                 "tags": dict(_tag(t) for t in args.tag),
                 **({"from_stage": args.from_stage} if args.from_stage else {})})
+            _no_credentials(credential_fields(req))
             outcome = get_checks().check_model_promotion(req, caller, decision_id)
         else:
             outcome = get_checks().check_resource(args.resource_id, remediate=args.remediate, caller=caller,
@@ -98,7 +108,7 @@ def main(args: argparse.Namespace) -> int:
     except (ValidationError, ValueError) as exc:
         errors = exc.errors(include_url=False, include_input=False) if isinstance(exc, ValidationError) else None
         detail = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in errors) if errors else str(exc)
-        print(f"error: invalid check request: {detail[:500]}", file=sys.stderr)
+        print(f"error: invalid check request: {redact(detail)[:500]}", file=sys.stderr)
         return 2
     except CheckUnavailable as exc:
         print(f"error: a dependency did not answer ({exc.reason}); decision {exc.decision_id} audited as failed",

@@ -1,6 +1,7 @@
 """Job pre-flight evaluation, pure: job policy + request + identity -> every broken condition.
 
-Rules (stable names, each finding names the condition and the values involved):
+Rules (stable names, each finding names the condition and the values involved, the request's
+values quoted, so ``guardrails.secrets.credentials.redact`` can hide one that looks like a key):
 
 - ``allowed-identity``   the policy lists allowed identities and the identity is neither listed
                          nor a member of a listed group
@@ -59,7 +60,7 @@ def evaluate_job(policy: JobPolicy, request: JobRequest, *, identity: str | None
     found: list[JobFinding] = []
     ap = policy.access_policy
     if request.role is not None and request.role.strip().lower() != ap.role.lower():
-        found.append(JobFinding("role", f"job {policy.job_id} runs as {ap.role}, not {request.role}"))
+        found.append(JobFinding("role", f"job {policy.job_id} runs as {ap.role}, not '{request.role}'"))
     granted = {p.lower() for p in ap.permissions}
     for p in request.permissions:
         if p.lower() not in granted:
@@ -68,7 +69,7 @@ def evaluate_job(policy: JobPolicy, request: JobRequest, *, identity: str | None
     known = {s.key for s in policy.secret_references}
     for s in request.secret_references:
         if s.key not in known:
-            found.append(JobFinding("secret-references", f"secret reference {s} is not one of job {policy.job_id}'s"
+            found.append(JobFinding("secret-references", f"secret reference '{s}' is not one of job {policy.job_id}'s"
                                     f" ({_listed(tuple(map(str, policy.secret_references)))})"))
     zones = policy.allowed_zones
     if request.network_zone.lower() not in {z.lower() for z in zones}:

@@ -3,21 +3,31 @@ them and ``guardrails.checks.openapi`` builds the OpenAPI document from them.
 
 Requests are strict: no type coercion (``"true"`` is not a boolean, ``1`` is not a string),
 unknown fields rejected, every string bounded and patterned with the same name grammar as the
-metadata (``guardrails.checks.policy_schema``). Secret references are pointers (vault + secret
-name); a ``value`` field is an unknown field, so a secret value cannot be sent by mistake.
+metadata (``guardrails.checks.policy_schema``); free text (tag values) holds no control or
+format characters. Secret references are pointers (vault + secret name); a ``value`` field is an
+unknown field, and ``credential_fields`` finds a credential sent where a name belongs (a token
+pasted as a secret name or a permission), so the API refuses it without echoing it.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, Union
+import unicodedata
+from collections.abc import Mapping
+from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from guardrails.checks import policy_schema as names
 from guardrails.model.decision import VERDICTS
+from guardrails.secrets.credentials import classify
 
 GUID_PATTERN = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
 MODEL_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,254}$"
+# Azure ML asset versions: the asset grammar of ``guardrails.ml_guardrail`` (``_ASSET``), at most 64
+MODEL_VERSION_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+# C0, DEL, C1, line and paragraph separators; ``_printable`` also refuses format characters (Cf)
+NO_CONTROL_PATTERN = r"^[^\x00-\x1f\x7f-\x9f\u2028\u2029]*$"
+_UNPRINTABLE = frozenset({"Cc", "Cf", "Zl", "Zp"})
 MAX_ITEMS = 64
 
 
@@ -80,9 +90,18 @@ class ResourceCheckRequest(_Request):
         Field(description="an ARM resource id (validated against the ARM id grammar)")
 
 
-ModelVersion = Union[Annotated[int, Field(ge=0, le=2 ** 53)], Annotated[str, Field(min_length=1, max_length=64)]]
+def _printable(value: str) -> str:
+    if any(unicodedata.category(c) in _UNPRINTABLE for c in value):
+        raise ValueError("must not contain control or format characters")
+    return value
+
+
+ModelVersion = Union[Annotated[int, Field(ge=0, le=2 ** 53)],
+                     Annotated[str, Field(pattern=MODEL_VERSION_PATTERN, description="Azure ML asset version")]]
 TagKey = Annotated[str, Field(pattern=names.TAG_KEY_PATTERN)]
-TagValue = Annotated[str, Field(max_length=1024)]
+TagValue = Annotated[str, Field(max_length=1024, pattern=NO_CONTROL_PATTERN,
+                                description="free text without control or format characters"),
+                     AfterValidator(_printable)]
 
 
 class ModelPromotionRequest(_Request):
@@ -141,6 +160,29 @@ class ErrorResponse(_Response):
 
 class HealthResponse(_Response):
     status: Literal["ok"]
+
+
+def credential_fields(request: BaseModel) -> list[str]:
+    """Where the request holds a string that looks like a credential (``guardrails.secrets.
+    credentials``): a value sent where a name belongs. Field paths as validation errors name them
+    (``secret_references.0.secret``), never the value; a mapping key that looks like one is
+    ``<key not shown>``."""
+    found: set[str] = set()
+    stack: list[tuple[Any, tuple[str, ...]]] = [(request.model_dump(), ())]
+    while stack:
+        value, loc = stack.pop()
+        if isinstance(value, str):
+            if classify(value):
+                found.add(".".join(loc) or "$")
+        elif isinstance(value, Mapping):
+            for k, v in value.items():
+                key = "<key not shown>" if classify(str(k)) else str(k)
+                if key != str(k):
+                    found.add(".".join((*loc, key)))
+                stack.append((v, (*loc, key)))
+        elif isinstance(value, (list, tuple)):
+            stack.extend((v, (*loc, str(i))) for i, v in enumerate(value))
+    return sorted(found)
 
 
 REQUEST_MODELS = (JobCheckRequest, ResourceCheckRequest, ModelPromotionRequest)

@@ -97,6 +97,11 @@ def decode_principal(header: str | None, *, principal_id: str | None = None) -> 
     auth_type = data.get("auth_typ")
     if not isinstance(auth_type, str) or not auth_type.strip() or len(auth_type) > 64:
         raise InvalidPrincipal("X-MS-CLIENT-PRINCIPAL has no auth_typ")
+    if auth_type.strip().lower() != "aad":
+        # grants name Entra object ids: a principal from another provider (GitHub, a custom
+        # OpenID Connect one) would name whatever "oid" its claims carry
+        raise InvalidPrincipal("X-MS-CLIENT-PRINCIPAL is not from Microsoft Entra ID (auth_typ 'aad'); "
+                               "only Entra principals are accepted")
     for key in ("name_typ", "role_typ"):
         if data.get(key) is not None and not isinstance(data.get(key), str):
             raise InvalidPrincipal(f"X-MS-CLIENT-PRINCIPAL {key} must be a string")

@@ -8,7 +8,14 @@ Zero trust: no policy in force for what is asked means denied, with a reason say
 rows: event types ``Guardrails.CheckJob``, ``Guardrails.CheckModelPromotion``,
 ``Guardrails.CheckResource``; allowed → ``compliant``, denied → ``violation``, a policy in
 ``audit`` mode that would deny → ``dry_run`` (and allowed), bad input → ``invalid``, an internal
-failure → ``failed``. Each broken condition is one ``violations`` entry (rule, message).
+failure → ``failed``. Each broken condition is one ``violations`` entry (rule, message), under the
+policy that found it and with that policy's outcome: with several model-registry policies, an
+``audit``-mode policy's finding is ``dry_run`` and never a reason for a denial. Messages go
+through ``redact``: a value that looks like a credential is never written or answered.
+
+The resource check does not take role-definition ids: a custom role is judged through its
+assignments, each at its own scope (the event path re-judges them all when a definition changes),
+so a remediate grant limited to a scope could otherwise act far beyond it.
 """
 
 from __future__ import annotations
@@ -23,9 +30,12 @@ from guardrails.checks.job import GroupResolver, JobFinding, JobRequest, evaluat
 from guardrails.checks.models import CheckResponse, JobCheckRequest, ModelPromotionRequest, Reason
 from guardrails.checks.policies import SecretReference
 from guardrails.checks.principal import Principal
+from guardrails.errors import InvalidArmId
 from guardrails.model.arm_id import parse_arm_id
 from guardrails.model.decision import Actor, AuditRow, ViolationRecord
+from guardrails.model.roles import ROLE_DEFINITION_TYPE
 from guardrails.policy.model_rules import evaluate_promotion
+from guardrails.secrets.credentials import redact
 
 EVENT_TYPES = {"job": "Guardrails.CheckJob", "model-promotion": "Guardrails.CheckModelPromotion",
                "resource": "Guardrails.CheckResource"}
@@ -34,6 +44,25 @@ UNAVAILABLE_REASONS = frozenset({"throttled", "transient", "arm_error"})
 _FIELDS = {"identity": "identity", "allowed-identity": "identity", "access-group": "identity", "role": "role",
            "permissions": "permissions", "secret-references": "secret_references", "network-zone": "network_zone",
            "job-policy": "job_id"}
+
+
+@dataclass(frozen=True)
+class Finding:
+    """A broken condition with the policy that found it (``ref``, "" when none) and that policy's
+    ``mode``: ``audit`` → ``dry_run``, allowed; anything else denies."""
+
+    rule: str
+    message: str
+    policy: str
+    mode: str
+
+    @property
+    def denies(self) -> bool:
+        return self.mode != "audit"
+
+
+def _attribute(findings: list[JobFinding], policy: str, mode: str) -> list[Finding]:
+    return [Finding(f.rule, f.message, policy, mode) for f in findings]
 
 
 class CheckUnavailable(Exception):
@@ -96,18 +125,20 @@ class CheckService:
             why = (f"no job policy in force for job {job_id}: nothing is allowed by default" if not policies else
                    f"job {job_id} has {len(policies)} policies in force ({', '.join(p.ref for p in policies)}): ambiguous")
             return self._answer("job", subject, decision_id, caller, start, [p.ref for p in policies],
-                                [JobFinding("job-policy", why)], mode="enforce")
+                                [Finding("job-policy", why, "", "enforce")])
         policy = policies[0]
         named = req.identity.object_id.lower() if req.identity else None
         identity, problem, grant = self._identity(compiled, caller, named, "job")
         request = JobRequest(job_id=job_id, network_zone=req.network_zone, permissions=tuple(req.permissions),
                              secret_references=tuple(SecretReference(s.vault, s.secret) for s in req.secret_references),
                              role=req.role)
-        findings = ([problem] if problem else []) + evaluate_job(policy, request, identity=identity, groups=self.groups)
+        # no verified identity (or an on-behalf request nobody granted) always denies: audit mode
+        # trials a policy's conditions, never who is asking
+        findings = (_attribute([problem], policy.ref, "enforce") if problem else []) + _attribute(
+            evaluate_job(policy, request, identity=identity, groups=self.groups), policy.ref, policy.mode)
         refs = [policy.ref] + ([grant] if grant else [])
         ok = f"job {job_id} may run as {identity} from {req.network_zone}"
-        return self._answer("job", subject, decision_id, caller, start, refs, findings, mode=policy.mode,
-                            allowed_message=ok)
+        return self._answer("job", subject, decision_id, caller, start, refs, findings, allowed_message=ok)
 
     def _identity(self, compiled, caller: Caller, named: str | None, check: str):
         """(identity to check, finding when there is none, on-behalf grant ref)."""
@@ -132,42 +163,46 @@ class CheckService:
         policies = self.service.policies.get().model_registry_policies
         subject = f"model:{req.model}/versions/{req.version}"
         if not policies:
-            return self._answer("model-promotion", subject, decision_id, caller, start, [], [JobFinding(
-                "model-registry-policy", "no model-registry policy in force: nothing is allowed by default")],
-                mode="enforce")
-        findings: list[JobFinding] = []
-        enforce = False
-        for p in policies:
+            return self._answer("model-promotion", subject, decision_id, caller, start, [], [Finding(
+                "model-registry-policy", "no model-registry policy in force: nothing is allowed by default",
+                "", "enforce")])
+        findings: list[Finding] = []
+        for p in policies:          # each finding stays with the policy (and mode) that found it
             found = evaluate_promotion(p.rules, version=req.version, from_stage=req.from_stage,
                                        to_stage=req.to_stage, tags=req.tags)
-            findings.extend(JobFinding(f.rule, f.message) for f in found)
-            enforce = enforce or (bool(found) and p.mode == "enforce")
+            findings.extend(Finding(f.rule, f.message, p.ref, p.mode) for f in found)
         ok = f"{req.model} version {req.version} may move to {req.to_stage}"
         return self._answer("model-promotion", subject, decision_id, caller, start, [p.ref for p in policies],
-                            findings, mode="enforce" if enforce or not findings else "audit", allowed_message=ok)
+                            findings, allowed_message=ok)
 
     # ---------------------------------------------------------------- resources
     def check_resource(self, resource_id: str, *, remediate: bool, caller: Caller, decision_id: str) -> Outcome:
-        """Raises ``InvalidArmId`` for a bad id (before anything is read or written)."""
+        """Raises ``InvalidArmId`` for a bad id and for a role definition's (before anything is
+        read or written)."""
         start = self._clock()
         rid = parse_arm_id(resource_id)
+        if rid.resource_type.lower() == ROLE_DEFINITION_TYPE.lower():
+            raise InvalidArmId("a role definition is not checked on demand: it is judged through its assignments,"
+                               " each at its own scope; check a role assignment id"
+                               " (.../providers/Microsoft.Authorization/roleAssignments/<id>)")
         if remediate and not caller.trusted:
             compiled = self.service.policies.get()
             grant = access.remediate_grant(compiled.check_access_policies, caller.object_id, rid, self.groups)
             if grant is None:
-                finding = JobFinding("remediate-not-permitted", f"{caller.describe()} may not ask for remediation of"
-                                     " this resource (no check-access remediate grant covers caller and scope)")
-                out = self._answer("resource", str(rid), decision_id, caller, start, [], [finding], mode="enforce")
+                finding = Finding("remediate-not-permitted", f"{caller.describe()} may not ask for remediation of"
+                                  " this resource (no check-access remediate grant covers caller and scope)",
+                                  policy="", mode="enforce")
+                out = self._answer("resource", str(rid), decision_id, caller, start, [], [finding])
                 out.status = 403
                 return out
         row = self.service.check_resource(str(rid), remediate=remediate, actor=caller.actor, decision_id=decision_id,
                                           correlation_id=caller.correlation_id)
         if row.verdict == "failed" and row.reason in UNAVAILABLE_REASONS:
             raise CheckUnavailable(row.reason, decision_id)
-        reasons = [Reason(rule=f"{v.policy.split('@')[0]}/{v.rule}", message=_describe(v, remediate))
+        reasons = [Reason(rule=f"{v.policy.split('@')[0]}/{v.rule}", message=redact(_describe(v, remediate)))
                    for v in row.violations]
         if not reasons and row.verdict not in ("compliant", "remediated"):
-            reasons = [Reason(rule=row.reason or row.verdict, message=row.message or row.verdict)]
+            reasons = [Reason(rule=row.reason or row.verdict, message=redact(row.message or row.verdict))]
         return Outcome(CheckResponse(allowed=self._resource_allowed(row), reasons=reasons,
                                      policy_version=", ".join(row.policies) or None, decision_id=decision_id,
                                      verdict=row.verdict, subject=str(rid)))
@@ -187,24 +222,29 @@ class CheckService:
 
     # ---------------------------------------------------------------- audit
     def _answer(self, check: str, subject: str, decision_id: str, caller: Caller, start: float, refs: list[str],
-                findings: list[JobFinding], *, mode: str, allowed_message: str = "") -> Outcome:
+                findings: list[Finding], *, allowed_message: str = "") -> Outcome:
+        """Denied when a finding's policy enforces; ``dry_run`` (allowed) when every finding is an
+        ``audit``-mode policy's. A denial's reasons are the enforcing findings only; the audit
+        row keeps every finding, each under its own policy and outcome."""
+        findings = [Finding(f.rule, redact(f.message), f.policy, f.mode) for f in findings]
+        denying = [f for f in findings if f.denies]
         if not findings:
-            verdict, allowed = "compliant", True
-        elif mode == "audit":
-            verdict, allowed = "dry_run", True
+            verdict, allowed, reasons = "compliant", True, []
+        elif not denying:
+            verdict, allowed, reasons = "dry_run", True, findings
         else:
-            verdict, allowed = "violation", False
-        outcome = "dry_run" if verdict == "dry_run" else "violation"
+            verdict, allowed, reasons = "violation", False, denying
         row = AuditRow(event_id=decision_id, event_type=EVENT_TYPES[check], resource_id=subject, verdict=verdict,
                        delivery_id=decision_id, actor=caller.actor, correlation_id=caller.correlation_id[:128],
                        policies=refs,
-                       violations=[ViolationRecord(policy=refs[0] if refs else "", rule=f.rule,
-                                                   property=_FIELDS.get(f.rule, f.rule), before=None, after=None,
-                                                   outcome=outcome, message=f.message[:300]) for f in findings])
-        row.reason = findings[0].rule if findings else ""
-        row.message = ("; ".join(f.message for f in findings) if findings else allowed_message) + f" [{caller.describe()}]"
+                       violations=[ViolationRecord(policy=f.policy, rule=f.rule, property=_FIELDS.get(f.rule, f.rule),
+                                                   before=None, after=None,
+                                                   outcome="violation" if f.denies else "dry_run",
+                                                   message=f.message[:300]) for f in findings])
+        row.reason = reasons[0].rule if reasons else ""
+        row.message = ("; ".join(f.message for f in reasons) if reasons else allowed_message) + f" [{caller.describe()}]"
         self._write(row, start)
-        return Outcome(CheckResponse(allowed=allowed, reasons=[Reason(rule=f.rule, message=f.message) for f in findings],
+        return Outcome(CheckResponse(allowed=allowed, reasons=[Reason(rule=f.rule, message=f.message) for f in reasons],
                                      policy_version=", ".join(refs) or None, decision_id=decision_id, verdict=verdict,
                                      subject=subject))
 

@@ -15,6 +15,7 @@ is the bare object name; Key Vault events carry no caller identity. Every reject
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -40,6 +41,14 @@ _VERSION = re.compile(r"^[A-Za-z0-9]{1,64}$")
 _ID_URL = re.compile(r"^https://([A-Za-z0-9-]{3,24})\.vault\.(?:azure\.net|azure\.cn|usgovcloudapi\.net|microsoftazure\.de)"
                      r"(?::443)?/(secrets|keys|certificates)/([A-Za-z0-9-]{1,127})(?:/([A-Za-z0-9]{0,64}))?/?$")
 _MAX_TEXT = 256
+# control (C0, DEL, C1), format (bidi overrides, zero-width) and line/paragraph separators: none
+# of them belongs in a name or in who reported a leak, and each can forge or hide audit text
+UNPRINTABLE_CATEGORIES = frozenset({"Cc", "Cf", "Zl", "Zp"})
+
+
+def has_unprintable(text: str) -> bool:
+    """True when ``text`` holds a character of ``UNPRINTABLE_CATEGORIES``."""
+    return any(unicodedata.category(c) in UNPRINTABLE_CATEGORIES for c in text)
 
 
 @dataclass(frozen=True, repr=False)
@@ -90,7 +99,7 @@ def _text(d: Mapping[str, Any], key: str, *, required: bool = False) -> str | No
         return None
     if not isinstance(v, str):
         raise InvalidEvent(f"data.{key} must be a string, got {type(v).__name__}", reason="wrong_type")
-    if len(v) > _MAX_TEXT or any(ord(c) < 32 for c in v):
+    if len(v) > _MAX_TEXT or has_unprintable(v):
         raise InvalidEvent(f"data.{key} is not a usable value", reason="invalid_value")
     return v
 

@@ -25,6 +25,7 @@ from ..bootstrap import get_service
 from ..errors import GuardrailsError, IdempotencyError, StoreError
 from ..logs import emit
 from ..model.decision import Actor
+from ..model.keyvault_events import has_unprintable
 
 bp = func.Blueprint()
 log = logging.getLogger("guardrails")
@@ -65,8 +66,9 @@ def parse_exposure(req: func.HttpRequest) -> dict | func.HttpResponse:
         if not rx.match(v):
             return _bad("invalid_value", f"'{key}' is not a valid Key Vault {key}")
     source = data.get("source", "unspecified")
-    if not isinstance(source, str) or not 1 <= len(source.strip()) <= 200 or any(ord(c) < 32 or c == "\x7f" for c in source):
-        return _bad("invalid_value", "'source' must be 1-200 printable characters (no control characters)")
+    if not isinstance(source, str) or not 1 <= len(source.strip()) <= 200 or has_unprintable(source):
+        return _bad("invalid_value", "'source' must be 1-200 printable characters (no control, format or"
+                    " line separator characters)")
     return {"vault": data["vault"], "name": data["name"], "version": data.get("version"), "source": source.strip()}
 
 
