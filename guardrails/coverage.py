@@ -21,7 +21,9 @@ The reconciling sweep asks ARM, once per subscription involved:
 and this module decides, with no I/O, whether one event subscription on the source's own topic
 delivers every expected event to this deployment's function. Event Grid's filter
 semantics are followed: ``includedEventTypes`` empty or absent means every type; subject and
-advanced filters are ANDed; string operators compare case-insensitively. A filter on a key this
+advanced filters are ANDed; string operators compare case-insensitively, and so do the subject
+filters unless ``isSubjectCaseSensitive`` is true (then ``subjectBeginsWith`` must match the
+lower-case ``/subscriptions/<id>/`` ARM puts in every subject, as written). A filter on a key this
 check cannot evaluate without the event (``data.resourceProvider``, ``subject`` …) counts as a
 gap: the security stance is that an unverified filter may drop writes.
 
@@ -253,8 +255,13 @@ def judge(expected: Expectation, topic_id: str, event_subscription: Mapping[str,
         listed = {_lower(t) for t in included}
         missing_types += [t for t in expected.event_types if t.lower() not in listed]
     prefix = expected.subject_prefix
-    begins, ends = _lower(filt.get("subjectBeginsWith")), _lower(filt.get("subjectEndsWith"))
-    if (begins and not (prefix is not None and prefix.startswith(begins))) or ends:
+    begins, ends = filt.get("subjectBeginsWith"), filt.get("subjectEndsWith")
+    begins = begins if isinstance(begins, str) else ""
+    if filt.get("isSubjectCaseSensitive") is not True:
+        begins = begins.lower()
+    # case-sensitive: compared as written with the subjects ARM sends (``/subscriptions/<id>/...``,
+    # lower case up to the id's slash); a filter longer than that prefix is a gap either way
+    if (begins and not (prefix is not None and prefix.startswith(begins))) or _lower(ends):
         gaps.append(Gap("subject_filtered", f"subjectBeginsWith {filt.get('subjectBeginsWith')!r}, "
                                             f"subjectEndsWith {filt.get('subjectEndsWith')!r}"[:300]))
     missing: list[str] = []

@@ -88,8 +88,9 @@ class OutboxStore(Protocol):
         before ``hold_seconds`` from now. One item per event id: adding again replaces it.
         Raises StoreError."""
 
-    def list(self, limit: int) -> list[OutboxItem]:
-        """Waiting events that are due, oldest first."""
+    def list(self, limit: int, *, after: str | None = None) -> list[OutboxItem]:
+        """At most ``limit`` waiting events that are due, in the store's key order; ``after``: only
+        keys after this one (a store that never returns ``limit`` events need not take it)."""
 
     def remove(self, key: str) -> None: ...
 
@@ -138,7 +139,7 @@ class DrainResult:
     delivered: int = 0
     failed: int = 0
     remaining: int = 0       # of the events read, still in the outbox after this run
-    truncated: bool = False  # the run read ``limit`` events: more may wait
+    truncated: bool = False  # the run stopped (time budget, topic refused) after a full read: more may wait
 
     def to_dict(self) -> dict[str, Any]:
         return {"delivered": self.delivered, "failed": self.failed, "remaining": self.remaining,
@@ -209,8 +210,9 @@ class DecisionPublisher:
             return 0
         try:
             rows = self.history.rows_of_delivery(resource_id, delivery_id)
-        except StoreError as exc:
-            emit(log, logging.WARNING, "decision_event_republish_skipped", delivery_id=delivery_id, error=str(exc))
+        except (StoreError, KeyError, TypeError, ValueError) as exc:   # down, or a row that does not read back
+            emit(log, logging.WARNING, "decision_event_republish_skipped", delivery_id=delivery_id,
+                 error=str(exc) if isinstance(exc, StoreError) else type(exc).__name__)
             return 0
         again = [row for row in rows if should_publish(row)]
         for row in again:
@@ -247,25 +249,49 @@ class DecisionPublisher:
         emit(log, logging.WARNING, "decision_event_recovered", delivery_id=event["id"], audited_now=not rows)
         return OutboxItem(item.key, event, item.attempts, intent=False)
 
-    def drain(self, *, limit: int = 1000) -> DrainResult:
-        """Deliver waiting events, oldest first, in batches; stop at the first batch the topic
-        refuses (it is still down: the rest waits for the next run). Stale intents are recovered
-        first (``_recover``; one that cannot be, for now, waits). Raises StoreError."""
+    def drain(self, *, limit: int = 1000, max_seconds: float | None = None) -> DrainResult:
+        """Deliver waiting events in batches, ``limit`` read at a time in the store's order (the
+        table's: by hashed event id, not by age), and go on to the next ``limit`` while the topic
+        takes them, until none are left or ``max_seconds`` ran out (checked between batches). Stop
+        at the first batch the topic refuses (it is still down: the rest waits for the next run).
+        Stale intents are recovered first (``_recover``; one that cannot be, for now, waits and
+        is passed over). Raises StoreError."""
+        deadline = None if max_seconds is None else self._clock() + max_seconds
+        result = DrainResult()
+        after: str | None = None
+        while True:
+            page = self.outbox.list(limit) if after is None else self.outbox.list(limit, after=after)
+            if page:
+                after = page[-1].key              # the next read goes on after this one's last row
+            go_on = self._drain_page(page, result, deadline)
+            if len(page) < limit:                 # the outbox had no more due events
+                break
+            if not go_on:
+                result.truncated = True           # time ran out or the topic refused: more may wait
+                break
+        if result.delivered and not result.failed:
+            self._paused_until = float("-inf")
+        return result
+
+    def _drain_page(self, page: list[OutboxItem], result: DrainResult, deadline: float | None) -> bool:
+        """Send one read of the outbox; whether to go on (every batch went out in time)."""
         items: list[OutboxItem] = []
-        unrecovered = 0
-        for item in self.outbox.list(limit):
+        for item in page:
             if item.intent:
                 try:
                     item = self._recover(item)
                 except (StoreError, KeyError, TypeError, ValueError) as exc:   # it waits; the rest goes out
-                    unrecovered += 1
+                    result.remaining += 1
                     emit(log, logging.WARNING, "decision_event_recovery_failed", delivery_id=item.event.get("id"),
                          error=str(exc))
                     continue
             items.append(item)
-        result = DrainResult(remaining=unrecovered)
         by_id = {i.event["id"]: i for i in items}
+        sent = 0
         for batch in batches([i.event for i in items], size_of=lambda e: len(json.dumps(e, default=str))):
+            if deadline is not None and self._clock() > deadline:
+                result.remaining += len(items) - sent
+                return False
             chunk = [by_id[e["id"]] for e in batch]
             try:
                 self.topic.send(batch)
@@ -273,14 +299,12 @@ class DecisionPublisher:
                 for item in chunk:
                     self.outbox.failed(item, error=exc.reason)
                 result.failed += len(chunk)
+                result.remaining += len(items) - sent
                 emit(log, logging.WARNING, "decision_outbox_send_failed", reason=exc.reason, events=len(chunk),
                      detail=str(exc))
-                break
+                return False
             for item in chunk:
                 self.outbox.remove(item.key)
             result.delivered += len(chunk)
-        if result.delivered and not result.failed:
-            self._paused_until = float("-inf")
-        result.remaining = unrecovered + len(items) - result.delivered
-        result.truncated = unrecovered + len(items) >= limit
-        return result
+            sent += len(chunk)
+        return True

@@ -14,7 +14,11 @@ assignment, whom to count toward flip-flop. So each dead-lettered event goes thr
             audit row as ever)
             raises (what would have made Event Grid redeliver): that event is retried on the next
             runs, the blob's other events go on; after ``GIVE_UP_AFTER`` of failing and at least
-            ``MIN_ATTEMPTS`` tries (Event Grid's own 24 h) the event is given up, reported
+            ``MIN_ATTEMPTS`` tries (Event Grid's own 24 h) the event is given up, reported. Each
+            failing event's clock (tries, first failure; no error text) is kept for up to
+            ``MAX_FAILING_TRACKED`` events (those that started failing last); an event beyond
+            that runs on the blob's own clock (``failing_since``, ``failing_runs``: since its
+            oldest failing event first failed), so a blob of any size is given up in the end
             Table Storage down: the run stops (every decision needs it)
         state ``replayed`` (every event handled), ``retrying`` (one still fails) or ``gave_up``
         (handled but for given-up events), with each event's id, verdict, reason, delivery id
@@ -44,6 +48,7 @@ from .sweep import SweepSummary, _iso, _Tally
 log = logging.getLogger("guardrails")
 GIVE_UP_AFTER = timedelta(hours=24)    # as Event Grid: a failing event is retried for a day …
 MIN_ATTEMPTS = 3                       # … and at least this many runs
+MAX_FAILING_TRACKED = 500              # failing events with a clock of their own, per blob (fits one property)
 SETTLED = frozenset({"replayed", "unreadable", "gave_up"})
 KIND = "deadletter_replay"
 
@@ -157,11 +162,21 @@ class DeadLetterReplayer:
         failing: dict[str, dict[str, Any]] = dict(prev.get("failing") or {})
         record: list[dict[str, Any]] = list(prev.get("events") or [])
         now = self._wall()
+        clock = {"since": str(prev.get("failing_since") or ""), "runs": int(prev.get("failing_runs") or 0),
+                 "untracked": bool(prev.get("failing_untracked")), "counted": False}
+        clock["prior_since"], clock["prior_runs"] = clock["since"], clock["runs"]
 
-        def save(outcome: str, detail: str = "") -> None:
+        def save(outcome: str, detail: str = "", *, complete: bool = False) -> None:
+            """``complete``: every event not handled or given up was tried this run, so an event
+            failing without its own clock is one this save drops (beyond ``MAX_FAILING_TRACKED``)."""
+            kept = dict(sorted(failing.items(), key=lambda kv: (str(kv[1].get("first", "")), kv[0].zfill(12)),
+                               reverse=True)[:MAX_FAILING_TRACKED])
+            untracked = len(kept) < len(failing) or (clock["untracked"] and not complete)
+            since, runs = (clock["since"], clock["runs"]) if kept or untracked else ("", 0)
             self._save(name, {"outcome": outcome, "attempts": int(prev.get("attempts", 0)) + 1, "detail": detail,
                               "events": record, "done": to_ranges(handled), "abandoned": to_ranges(abandoned),
-                              "failing": failing})
+                              "failing": kept, "failing_since": since, "failing_runs": runs,
+                              "failing_untracked": untracked})
 
         for dl in parsed.events:
             if dl.index in handled or dl.index in abandoned:
@@ -177,10 +192,10 @@ class DeadLetterReplayer:
                     tally.error(f"dead-letter blob {name}, event {dl.index}: {exc}")
                     self._store(lambda: save("retrying", f"event {dl.index}: {exc}"))
                     raise _Stop(str(exc)) from None
-                self._failed(name, dl, exc, failing, abandoned, record, now, tally)
+                self._failed(name, dl, exc, failing, abandoned, record, now, tally, clock)
                 continue
             except Exception as exc:              # noqa: BLE001 - what made the trigger raise: Event Grid would redeliver
-                self._failed(name, dl, exc, failing, abandoned, record, now, tally)
+                self._failed(name, dl, exc, failing, abandoned, record, now, tally, clock)
                 continue
             handled.add(dl.index)
             failing.pop(str(dl.index), None)
@@ -192,14 +207,22 @@ class DeadLetterReplayer:
             emit(log, logging.INFO, "guardrail_deadletter_replayed", blob=name, event_id=row.event_id,
                  verdict=row.verdict, reason=row.reason, dead_letter_reason=dl.reason)
         detail = "; ".join(parsed.problems)
-        save("retrying" if failing else "gave_up" if abandoned else "replayed", detail)
+        save("retrying" if failing else "gave_up" if abandoned else "replayed", detail, complete=True)
 
     def _failed(self, name: str, dl, exc: Exception, failing: dict, abandoned: set, record: list, now: datetime,
-                tally: _Tally) -> None:
+                tally: _Tally, clock: dict[str, Any]) -> None:
         why = str(exc)[:200] if isinstance(exc, GuardrailsError) else type(exc).__name__
-        f = failing.setdefault(str(dl.index), {"attempts": 0, "first": _iso(now)})
+        if not clock["counted"]:                  # the blob's clock: one more run in which an event failed
+            clock["counted"] = True
+            clock["runs"] += 1
+            clock["since"] = clock["since"] or _iso(now)
+        f = failing.get(str(dl.index))
+        if f is None:
+            # failing before, its own clock dropped (more failing events than a row keeps): the blob's clock
+            f = ({"attempts": clock["prior_runs"], "first": clock["prior_since"] or _iso(now)} if clock["untracked"]
+                 else {"attempts": 0, "first": _iso(now)})
+            failing[str(dl.index)] = f
         f["attempts"] = int(f.get("attempts", 0)) + 1
-        f["error"] = why
         first = _parse_time(str(f.get("first", ""))) or now
         if f["attempts"] >= MIN_ATTEMPTS and now - first >= GIVE_UP_AFTER:
             failing.pop(str(dl.index), None)

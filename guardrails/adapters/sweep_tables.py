@@ -5,7 +5,9 @@
                                                                                 [{id, attempts}], expiry timer)
                       PK "coverage"                RK sha256(source, lower)     source, covered, signature, since
                       PK "deadletter"              RK sha256(blob name)         blob, outcome, attempts, at, detail,
-                                                                                events (JSON: id, type, verdict …)
+                                                                                events (JSON: id, type, verdict …),
+                                                                                failing (JSON: {index: [tries, first]}),
+                                                                                failing_since, failing_runs, failing_untracked
 
 A sweep's per-resource decisions are ordinary audit rows (``correlation_id`` = the run id); the
 summary row counts them, and the compliant resources that got no row of their own.
@@ -56,6 +58,48 @@ def _ensure(tables: Tables, name: str) -> None:
         tables.service.create_table_if_not_exists(name)
     except AzureError as exc:
         raise _store_error(f"create table {name}", exc) from exc
+
+
+def _failing_columns(state: dict[str, Any]) -> dict[str, Any]:
+    """A blob's give-up clocks (``replay``): per failing event ``[tries, first failure]`` in one
+    property, never degraded to something that reads back empty; an event that does not fit is
+    dropped (those that started failing last are kept) and then runs on the blob's own clock
+    (``failing_since``, ``failing_runs``), which ``failing_untracked`` says."""
+    entries = sorted(((str(k), [int(v.get("attempts", 0)), str(v.get("first", ""))[:40]])
+                      for k, v in dict(state.get("failing") or {}).items() if isinstance(v, dict)),
+                     key=lambda kv: (kv[1][1], kv[0].zfill(12)), reverse=True)
+    untracked = bool(state.get("failing_untracked"))
+    text = json.dumps(dict(entries), sort_keys=True)
+    while len(text) > MAX_PROPERTY_CHARS:        # replay keeps at most 500 (~25,000 characters): never expected
+        entries = entries[:len(entries) * 3 // 4]
+        untracked = True
+        text = json.dumps(dict(entries), sort_keys=True)
+    return {"failing": text, "failing_since": str(state.get("failing_since") or "")[:40],
+            "failing_runs": int(state.get("failing_runs") or 0), "failing_untracked": untracked}
+
+
+def _failing_from(text: Any) -> tuple[dict[str, dict[str, Any]], bool]:
+    """The per-event clocks back (``[tries, first]``, or the older ``{attempts, first, error}``),
+    and whether some were lost (a row an older version stored degraded to a string)."""
+    try:
+        value = json.loads(str(text or "{}"))
+    except ValueError:
+        return {}, True
+    if not isinstance(value, dict):
+        return {}, True
+    out: dict[str, dict[str, Any]] = {}
+    lost = False
+    for k, v in value.items():
+        try:
+            if isinstance(v, list) and len(v) == 2:
+                out[str(k)] = {"attempts": int(v[0]), "first": str(v[1])}
+            elif isinstance(v, dict):
+                out[str(k)] = {"attempts": int(v.get("attempts", 0)), "first": str(v.get("first", ""))}
+            else:
+                lost = True
+        except (TypeError, ValueError):
+            lost = True
+    return out, lost
 
 
 class TableSweepStore:
@@ -202,15 +246,14 @@ class TableTimerState:
                 events = json.loads(str(e.get("events") or "[]"))
             except ValueError:
                 events = []
-            try:
-                failing = json.loads(str(e.get("failing") or "{}"))
-            except ValueError:
-                failing = {}
+            failing, lost = _failing_from(e.get("failing"))
             out[str(e["blob"])] = {"outcome": str(e.get("outcome") or ""), "attempts": int(e.get("attempts") or 0),
                                    "at": str(e.get("at") or ""), "detail": str(e.get("detail") or ""),
                                    "events": events if isinstance(events, list) else [],
                                    "done": str(e.get("done") or ""), "abandoned": str(e.get("abandoned") or ""),
-                                   "failing": failing if isinstance(failing, dict) else {}}
+                                   "failing": failing, "failing_since": str(e.get("failing_since") or ""),
+                                   "failing_runs": int(e.get("failing_runs") or 0),
+                                   "failing_untracked": bool(e.get("failing_untracked")) or lost}
         return out
 
     def set_deadletter_state(self, blob: str, state: dict[str, Any]) -> None:
@@ -222,7 +265,7 @@ class TableTimerState:
                  "events": bounded_json(list(state.get("events", ()))),
                  "done": str(state.get("done", ""))[:MAX_PROPERTY_CHARS],
                  "abandoned": str(state.get("abandoned", ""))[:MAX_PROPERTY_CHARS],
-                 "failing": bounded_json(dict(state.get("failing") or {}))})
+                 **_failing_columns(state)})
         except AzureError as exc:
             raise _store_error("write dead-letter state", exc) from exc
 

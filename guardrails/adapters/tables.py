@@ -18,6 +18,7 @@ stays under Table Storage's per-partition limit with room to spare.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import logging
 import threading
@@ -290,6 +291,11 @@ class TableIdempotencyStore:
 
     def park(self, key: str, claim: Claim, row: dict) -> None:
         text = json.dumps(row, sort_keys=True, default=str)
+        if len(text) > _MAX_STRING and isinstance(row.get("violations"), list):
+            # as the audit row will: the whole records that fit, then an ``omitted`` record
+            others = len(text) - len(json.dumps(row["violations"], sort_keys=True, default=str))
+            kept, _ = _fit_list(row["violations"], _omitted_record, limit=_MAX_STRING - others)
+            text = json.dumps({**row, "violations": json.loads(kept)}, sort_keys=True, default=str)
         if len(text) > _MAX_STRING:
             raise StoreError(f"decision too large to park ({len(text)} characters)")
         table = self._t.table(self._t.idempotency_name)
@@ -334,10 +340,66 @@ def resource_partition(resource_id: str) -> str:
     return _sha(resource_id.lower())[:32]
 
 
+# a ``violations`` record standing for the records an audit row could not hold, or could not read back
+OMITTED_POLICY = "guardrails"
+OMITTED_RULE = "violations-omitted"            # written: records left out so the row fits
+UNREADABLE_RULE = "stored-value-unreadable"    # read: a stored value that does not parse (cut by an older version)
+_MARKER_RESERVE = 1_000                        # room kept for the marker record (its message is <= 300 chars)
+
+
+def _fit_list(items: list[Any], marker, limit: int = _MAX_STRING) -> tuple[str, int]:
+    """``items`` as a JSON list of at most ``limit`` characters that always parses: whole items in
+    their order while they fit, then ``marker(left_out)`` (one more item) saying what was left
+    out. Returns the text and how many items were left out. The common case is one ``dumps``."""
+    text = json.dumps(items, sort_keys=True, default=str)
+    if len(text) <= limit:
+        return text, 0
+    kept: list[tuple[Any, str]] = []
+    left_out: list[Any] = []
+    used = 2
+    for item in items:
+        part = json.dumps(item, sort_keys=True, default=str)
+        n = len(part) + (2 if kept else 0)            # json.dumps separates list items with ", "
+        if used + n <= limit - _MARKER_RESERVE:
+            kept.append((item, part))
+            used += n
+        else:
+            left_out.append(item)
+    while True:
+        tail = json.dumps(marker(left_out, len(items)), sort_keys=True, default=str)
+        if used + len(tail) + 2 <= limit or not kept:  # the marker fits its reserve (always, as written)
+            return "[" + ", ".join([*(p for _i, p in kept), tail]) + "]", len(left_out)
+        item, part = kept.pop()
+        left_out.append(item)
+        used -= len(part) + (2 if kept else 0)
+
+
+def _omitted_record(left_out: list[dict[str, Any]], total: int) -> dict[str, Any]:
+    outcomes: dict[str, int] = {}
+    for v in left_out:
+        o = str(v.get("outcome", "?"))[:40] if isinstance(v, dict) else "?"
+        outcomes[o] = outcomes.get(o, 0) + 1
+    counts = ", ".join(f"{o} {n}" for o, n in sorted(outcomes.items()))
+    return {"policy": OMITTED_POLICY, "rule": OMITTED_RULE, "property": "violations", "before": total,
+            "after": total - len(left_out), "outcome": "omitted",
+            "message": (f"{len(left_out)} of {total} violation records did not fit in the audit row "
+                        f"({_MAX_STRING} characters) and are not stored (outcomes: {counts})")[:300]}
+
+
 def _entity(row: AuditRow) -> dict[str, Any]:
+    """The row as a table entity. Its JSON values always parse: ``violations`` too long for one
+    property keeps its whole records that fit and ends with an ``omitted`` record saying how many
+    were left out (also in the integer column ``violations_omitted``, present only then)."""
     d = row.to_dict()
-    for f in _JSON_FIELDS:
-        d[f] = json.dumps(d[f], sort_keys=True, default=str)[:_MAX_STRING]
+    d["violations"], omitted = _fit_list(d["violations"], _omitted_record)
+    if omitted:
+        d["violations_omitted"] = omitted
+    d["policies"], _ = _fit_list(d["policies"], lambda left, total: f"… {len(left)} more")
+    actor = json.dumps(d["actor"], sort_keys=True, default=str)
+    if len(actor) > _MAX_STRING:                     # three ids: never expected; still parses
+        actor = json.dumps({k: (str(v)[:1000] if v is not None else None) for k, v in d["actor"].items()},
+                           sort_keys=True)
+    d["actor"] = actor
     d["message"] = d["message"][:2000]
     d["resource_id"] = d["resource_id"][:4000]
     for f in ("event_id", "event_type", "correlation_id", "reason", "time", "delivery_id", "event_time"):
@@ -345,10 +407,70 @@ def _entity(row: AuditRow) -> dict[str, Any]:
     return d
 
 
+_RECORD_FIELDS = frozenset(("policy", "rule", "property", "before", "after", "outcome", "message"))
+_RECORD_REQUIRED = _RECORD_FIELDS - {"message"}
+_warned: set[tuple[str, str]] = set()          # (row key, field) already logged by this process
+_WARNED_MAX = 1_000
+
+
+def _salvage_list(text: str) -> list[Any]:
+    """The whole items at the start of a JSON list whose text was cut off."""
+    decoder = json.JSONDecoder()
+    out: list[Any] = []
+    i = text.find("[") + 1
+    if i <= 0:
+        return out
+    while True:
+        while i < len(text) and text[i] in " \t\r\n,":
+            i += 1
+        if i >= len(text) or text[i] == "]":
+            return out
+        try:
+            item, i = decoder.raw_decode(text, i)
+        except ValueError:
+            return out
+        out.append(item)
+
+
+def _unreadable(e: dict[str, Any], field: str, recovered: int) -> dict[str, Any]:
+    """Log (once per row and field in this process) and describe a stored value that does not parse."""
+    key = (str(e.get("RowKey", "")), field)
+    if key not in _warned:
+        if len(_warned) >= _WARNED_MAX:
+            _warned.clear()
+        _warned.add(key)
+        emit(_log, logging.WARNING, "audit_row_value_unreadable", partition=str(e.get("PartitionKey", "")),
+             row_key=key[0], field=field, recovered=recovered)
+    return {"policy": OMITTED_POLICY, "rule": UNREADABLE_RULE, "property": field, "before": None,
+            "after": recovered, "outcome": "omitted",
+            "message": f"the stored {field} could not all be read back (older versions cut long values at "
+                       f"{_MAX_STRING} characters): {recovered} whole item(s) recovered, the rest is lost"}
+
+
 def _from_entity(e: dict[str, Any]) -> AuditRow:
-    d = {k: v for k, v in e.items() if k not in ("PartitionKey", "RowKey")}
+    """A stored row back. Never raises on a JSON value that does not parse (a row an older version
+    cut at 30,000 characters): its whole leading items are kept, ``actor`` is left empty, and an
+    ``omitted`` record in ``violations`` says so (logged once per row)."""
+    d = {k: v for k, v in e.items() if k not in ("PartitionKey", "RowKey", "violations_omitted")}
+    flags: list[dict[str, Any]] = []
     for f in _JSON_FIELDS:
-        d[f] = json.loads(d.get(f) or ("{}" if f == "actor" else "[]"))
+        raw = d.get(f) or ("{}" if f == "actor" else "[]")
+        want = dict if f == "actor" else list
+        try:
+            value = json.loads(raw) if isinstance(raw, str) else None
+        except ValueError:
+            value = None
+        if not isinstance(value, want):
+            value = {} if want is dict else (_salvage_list(raw) if isinstance(raw, str) else [])
+            flags.append(_unreadable(e, f, len(value)))
+        d[f] = value
+    records = d["violations"]
+    good = [v for v in records if isinstance(v, dict) and _RECORD_REQUIRED <= v.keys() <= _RECORD_FIELDS]
+    if len(good) != len(records) and not any(x["property"] == "violations" for x in flags):
+        flags.append(_unreadable(e, "violations", len(good)))
+    d["violations"] = good + flags
+    d["actor"] = {k: v for k, v in d["actor"].items() if k in ("object_id", "app_id", "upn")}
+    d["policies"] = [str(p) for p in d["policies"]]
     return AuditRow.from_dict(d)
 
 
@@ -559,16 +681,30 @@ class TablePendingFixes:
     def __init__(self, tables: Tables) -> None:
         self._t = tables
 
+    MAX_PARTS = 15     # 15 x 30,000 characters: well inside an entity's 1 MiB (strings are UTF-16)
+
     def add(self, resource_id: str, event_id: str, record: dict[str, Any]) -> None:
+        """Keep ``record`` whole: its JSON in ``record`` when it fits one property, else in
+        ``record_0..n`` (``record_parts`` = n), never cut (a cut record would not parse)."""
+        body = json.dumps(record, sort_keys=True, default=str)
+        if len(body) <= _MAX_STRING:
+            parts: dict[str, Any] = {"record": body}
+        else:
+            chunks = [body[o:o + _MAX_STRING] for o in range(0, len(body), _MAX_STRING)]
+            if len(chunks) > self.MAX_PARTS:
+                raise StoreError(f"pending fix record too large for one table row ({len(body)} characters)")
+            parts = {"record": "", "record_parts": len(chunks), **{f"record_{i}": c for i, c in enumerate(chunks)}}
         try:
             self._t.table(self._t.pending_name).upsert_entity({
                 "PartitionKey": resource_partition(resource_id), "RowKey": _sha(event_id)[:32],
-                "resource_id": resource_id[:4000], "event_id": event_id[:256],
-                "record": json.dumps(record, sort_keys=True, default=str)[:_MAX_STRING]})
+                "resource_id": resource_id[:4000], "event_id": event_id[:256], **parts}, mode=UpdateMode.REPLACE)
         except AzureError as exc:
             raise _store_error("pending fix write", exc) from exc
 
     def list(self, resource_id: str) -> list[tuple[str, dict[str, Any]]]:
+        """Every pending fix of the resource. A record that does not parse (one an older version
+        cut at 30,000 characters) comes back with no ``changes`` (logged): its fix cannot be
+        confirmed, and the row is removed like any other once the resource's write event came."""
         try:
             rows = list(self._t.table(self._t.pending_name).query_entities(
                 "PartitionKey eq @pk", parameters={"pk": resource_partition(resource_id)}))
@@ -576,7 +712,20 @@ class TablePendingFixes:
             return []
         except AzureError as exc:
             raise _store_error("pending fix read", exc) from exc
-        return [(r["RowKey"], json.loads(r["record"])) for r in rows]
+        out = []
+        for r in rows:
+            n = int(r.get("record_parts") or 0)
+            body = "".join(str(r.get(f"record_{i}", "")) for i in range(n)) if n else str(r.get("record") or "")
+            try:
+                record = json.loads(body)
+            except ValueError:
+                record = None
+            if not isinstance(record, dict):
+                emit(_log, logging.WARNING, "pending_fix_unreadable", row_key=r["RowKey"],
+                     event_id=str(r.get("event_id", "")))
+                record = {"event_id": str(r.get("event_id", "")), "changes": []}
+            out.append((r["RowKey"], record))
+        return out
 
     def remove(self, resource_id: str, key: str) -> None:
         try:
@@ -593,7 +742,8 @@ class TableOutbox:
     timer delivers them, and timer decisions' intents (``outbox.DecisionPublisher.intend``).
     ``<prefix>Outbox``: PK ``decision``, RK sha256(event id)[:40] (adding the same event twice
     keeps one); the event's JSON in ``event_0..n`` (strings <= 30,000 chars), ``attempts``,
-    ``last_error`` (a reason code only), ``due_at`` (not listed before), ``intent``. The table is
+    ``last_error`` (a reason code only), ``due_at`` (not listed before: the query filters on it),
+    ``intent``. The table is
     created on first use: it is written while the topic is failing, and by timer runs."""
 
     PARTITION = "decision"
@@ -624,19 +774,31 @@ class TableOutbox:
         except AzureError as exc:
             raise _store_error("outbox write", exc) from exc
 
-    def list(self, limit: int):
+    PAGE = 1_000       # Table Storage's largest page
+
+    def list(self, limit: int, *, after: str | None = None):
+        """At most ``limit`` due events (``due_at`` <= now, filtered by the service), in row-key
+        order, i.e. the order of sha256(event id), not of time: ordering by time would need a
+        time-ordered row key, and the key is what makes adding one event twice keep one. ``after``:
+        a row key to go on from (``drain``'s cursor). Reads pages of ``limit`` (<= 1,000) rows and
+        stops at ``limit``: never the whole outbox."""
         from ..outbox import OutboxItem
+        if limit <= 0:
+            return []
+        query = "PartitionKey eq @pk and due_at le @now"
+        params: dict[str, Any] = {"pk": self.PARTITION, "now": datetime.now(timezone.utc)}
+        if after is not None:
+            query += " and RowKey gt @after"
+            params["after"] = after
         try:
-            rows = list(self._table().query_entities("PartitionKey eq @pk", parameters={"pk": self.PARTITION}))
+            rows = list(itertools.islice(self._table().query_entities(
+                query, parameters=params, results_per_page=min(limit, self.PAGE)), limit))
         except ResourceNotFoundError:
             return []
         except AzureError as exc:
             raise _store_error("outbox read", exc) from exc
-        now = datetime.now(timezone.utc)
-        rows = [e for e in rows if (e.get("due_at") or now) <= now]      # rows from before due_at: due
-        rows.sort(key=lambda e: (e.get("queued_at") or datetime.min.replace(tzinfo=timezone.utc), e["RowKey"]))
         out = []
-        for e in rows[:limit]:
+        for e in rows:
             body = "".join(e.get(f"event_{i}", "") for i in range(int(e.get("parts") or 0)))
             out.append(OutboxItem(key=e["RowKey"], event=json.loads(body), attempts=int(e.get("attempts") or 0),
                                   intent=bool(e.get("intent"))))
