@@ -28,11 +28,21 @@ from .tables import NO_CONTENT, Tables, _store_error, resource_partition
 _RK = "flipflop"
 
 
+def _bounded(items: list, limit: int = 30000) -> str:
+    """JSON of ``items``, oldest dropped until it fits one table property: never cut mid-value
+    (a cut string would not parse back)."""
+    while True:
+        text = json.dumps(items)
+        if len(text) <= limit or not items:
+            return text
+        items = items[1:]
+
+
 def _to_entity(resource_id: str, state: FlipFlopState) -> dict[str, Any]:
     return {"PartitionKey": resource_partition(resource_id), "RowKey": _RK, "resource_id": resource_id[:4000],
-            "times": json.dumps(list(state.times)), "actors": json.dumps([dict(a) for a in state.actors])[:30000],
-            "events": json.dumps([[k[:300], t] for k, t in state.events])[:30000],
-            "intents": json.dumps([[k[:300], i] for k, i in state.intents]),   # bounded by flipflop.MAX_INTENT*
+            "times": json.dumps(list(state.times)), "actors": _bounded([dict(a) for a in state.actors]),
+            "events": _bounded([[k[:300], t] for k, t in state.events]),
+            "intents": _bounded([[k[:300], i] for k, i in state.intents]),   # also bounded by flipflop.MAX_INTENT*
             "escalated": state.escalated,
             "escalated_at": state.escalated_at if state.escalated_at is not None else -1.0,
             "last_attempt": state.last_attempt if state.last_attempt is not None else -1.0}

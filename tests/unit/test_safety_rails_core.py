@@ -245,3 +245,13 @@ def test_a_counted_revert_keeps_what_it_set_out_to_change_bounded_and_only_insid
     state, _ = step(None, now=0.0, actor=PIPE, rule=esc, event="a", intent='["a"]')
     state, d = step(state, now=1.0, actor=PIPE, rule=esc, event="b", intent='["b"]')
     assert not d.allowed and dict(state.intents) == {"a": '["a"]'}
+
+
+def test_escalation_state_columns_always_parse_back_however_long():
+    from guardrails.adapters.escalations import _from_entity, _to_entity
+
+    long_actor = {"object_id": "o" * 5000, "upn": "u" * 5000, "app_id": None, "at": 1.0}
+    state = FlipFlopState(times=(1.0,), actors=(long_actor,) * 10, events=tuple((f"e{i}" * 40, 1.0) for i in range(50)))
+    back = _from_entity(_to_entity("/subscriptions/s/resourceGroups/g/providers/p/t/n", state))
+    assert 0 < len(back.actors) < 10 and back.actors[-1] == long_actor      # oldest dropped, none cut
+    assert back.events == state.events
