@@ -556,15 +556,18 @@ class CompiledPolicySet:
         One generated loop (``_generate_many``, built on first use: the event path never needs
         it) with every type's rules inlined; the results are the same tuples ``violations``
         returns, type by type."""
-        return self._loop(False)(bodies, self._other)
+        return self._loop(False, bodies)(bodies, self._other)
 
     def violation_pairs(self, bodies: Sequence[Mapping[str, Any]]) -> list[tuple[Any, tuple[str, str]]]:
         """``violations_many`` flattened: ``(resource id, (policy ref, rule id))`` for every
         violated rule of every resource, in input then policy then rule order — the set of
         violations of a list of resources, allocating one pair per violation and nothing else."""
-        return self._loop(True)(bodies, self._other)
+        return self._loop(True, bodies)(bodies, self._other)
 
-    def _loop(self, pairs: bool) -> Callable[..., Any]:
+    def _loop(self, pairs: bool, first: Sequence[Mapping[str, Any]] = ()) -> Callable[..., Any]:
+        """The generated loop, built on first use. Its branches are an equality chain on the
+        type, so they go in the order of how often the first call's resources (its first 2,000)
+        have each type: the common types are found after the fewest comparisons."""
         many = self._many[pairs]
         if many is None:
             names: dict[int, str] = {}
@@ -574,7 +577,12 @@ class CompiledPolicySet:
                     names[id(prog)] = name
             for name, prog in self._programs.items():        # types outside the catalogue: as written
                 names.setdefault(id(prog), name)
-            many = self._many[pairs] = _generate_many(self._programs, list(names.values()), pairs)
+            seen: dict[Any, int] = {}
+            for body in first[:2000]:
+                t = body.get("type") if isinstance(body, Mapping) else None
+                seen[t] = seen.get(t, 0) + 1
+            order = sorted(names.values(), key=lambda n: -seen.get(n, 0))      # stable: ties keep their order
+            many = self._many[pairs] = _generate_many(self._programs, order, pairs)
         return many
 
     def _other(self, body: Mapping[str, Any], rtype: Any) -> Sequence[tuple[str, str]] | None:

@@ -293,3 +293,14 @@ def test_what_the_checks_remember_is_bounded_and_only_exact_strings():
     fits = {f"k{i}": i for i in range(E._KNOWN_KEYS - 1)}
     assert E._learn(known, "publicnetworkaccess", fits) is True and len(known) == E._KNOWN_KEYS   # full
     assert E._learn(known, "publicnetworkaccess", {"fresh": 1}) is True and "fresh" not in known
+
+
+def test_the_sweep_loop_tests_the_most_common_type_first_and_answers_the_same():
+    policies = list(load_directory(BASELINE))
+    corpus = _corpus(600)
+    vaults = [b for b in corpus if b.get("type") == R.VAULTS] * 3
+    by_freq, by_default = compile_policies(policies), compile_policies(policies)
+    first = by_freq.violations_many(vaults + corpus)          # the first call orders the chain
+    assert by_freq._loop(False).source.split("\n")[7].strip() == f"if t == {R.VAULTS!r}:"
+    assert first == by_default.violations_many(vaults + corpus)
+    assert by_freq.violations_many(corpus) == by_default.violations_many(corpus)
