@@ -112,24 +112,24 @@ class TableEscalationStore:
             raise _store_error("escalation update", exc) from exc
         raise StoreError("escalation update kept conflicting; retry later")
 
+    def _read(self, resource_id: str) -> Mapping[str, Any] | None:
+        try:
+            return self._table().get_entity(resource_partition(resource_id), _RK)
+        except ResourceNotFoundError:
+            return None
+        except AzureError as exc:
+            raise _store_error("escalation read", exc) from exc
+
     def intent(self, resource_id: str, event: str) -> str | None:
         """What the revert counted for ``event`` set out to change (its JSON), if still kept:
         one read, made only when a delivery takes over an event another one died holding."""
-        try:
-            e = self._table().get_entity(resource_partition(resource_id), _RK)
-        except ResourceNotFoundError:
-            return None
-        except AzureError as exc:
-            raise _store_error("escalation read", exc) from exc
-        return next((i for k, i in _from_entity(e).intents if k == event), None)
+        e = self._read(resource_id)
+        return None if e is None else next((i for k, i in _from_entity(e).intents if k == event), None)
 
     def status(self, resource_id: str) -> dict[str, Any] | None:
-        try:
-            e = self._table().get_entity(resource_partition(resource_id), _RK)
-        except ResourceNotFoundError:
+        e = self._read(resource_id)
+        if e is None:
             return None
-        except AzureError as exc:
-            raise _store_error("escalation read", exc) from exc
         state = _from_entity(e)
         return {"resource_id": e.get("resource_id", resource_id), **asdict(state),
                 "actors": [dict(a) for a in state.actors], "times": list(state.times)}
