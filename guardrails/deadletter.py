@@ -120,14 +120,15 @@ def parse_blob(blob: str, data: bytes) -> ParsedBlob:
     if not isinstance(doc, list):
         out.unreadable = f"a JSON {type(doc).__name__}, not an array of events"
         return out
+    if not doc:                     # no usable content either: one audited rejection, never a silent pass
+        out.unreadable = "an empty array: no event"
+        return out
     for i, item in enumerate(doc):
         if isinstance(item, dict):
             out.events.append(split_delivery(item, blob, i))
         else:       # still handed to handle_event: audited ``invalid`` (not_an_object) like any bad delivery
             out.events.append(DeadLetter(blob=blob, index=i, envelope=item))
             out.problems.append(f"item {i} is a JSON {type(item).__name__}, not an event object")
-    if not out.events and not out.problems:
-        out.problems.append("an empty array: no event")
     return out
 
 

@@ -186,3 +186,12 @@ def test_timer_and_cli(dead, monkeypatch, capsys):
     deadletter_replay(host_timer())                                     # off: returns quietly, every run
     deadletter_replay(host_timer())
     assert bootstrap._sweeper is None                                   # and builds nothing
+
+
+def test_a_blob_holding_an_empty_array_is_one_audited_rejection_not_a_silent_pass(dead):
+    h = dead([])
+    empty = write_dead_letters(h.blobs, [], raw=b"[]")
+    _replayer(h).run()
+    [row] = [r for r in h.stored_rows() if r.event_type == "Guardrails.DeadLetter"]
+    assert (row.verdict, row.reason, row.event_id) == ("invalid", "unreadable_dead_letter", f"deadletter:{empty}")
+    assert _states(h)[empty]["outcome"] == "unreadable"
