@@ -9,14 +9,18 @@ assignment) in the steady state.
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 from typing import Any, Callable
 from urllib.parse import quote
 
 from ..errors import ArmError, ResourceNotFound
+from ..logs import emit
 from .retry import BudgetedCaller
 from .transport import client_options
+
+log = logging.getLogger("guardrails")
 
 _PLACEHOLDER_SUBSCRIPTION = "00000000-0000-0000-0000-000000000000"
 
@@ -173,6 +177,14 @@ class GraphGroupResolver:
             raise ArmTransient(f"Graph checkMemberGroups failed ({type(exc).__name__})") from exc
         if response.status_code == 404:
             member = False
+        elif response.status_code in (401, 403):
+            # not a passing fault: the deployment lacks a grant; say which, where operators look
+            why = (f"Graph checkMemberGroups answered {response.status_code}: grant the function's identity the "
+                   f"Microsoft Graph application permissions {', '.join(self.graph_permissions)} with admin consent "
+                   "(README, Deploy to Azure)")
+            emit(log, logging.ERROR, "graph_permission_missing", status=response.status_code,
+                 permissions=list(self.graph_permissions))
+            raise ArmError(why, status=response.status_code)
         elif response.status_code >= 400:
             kind = ArmTransient if response.status_code >= 500 or response.status_code == 429 else ArmError
             raise kind(f"Graph checkMemberGroups answered {response.status_code}", status=response.status_code)

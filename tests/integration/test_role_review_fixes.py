@@ -127,6 +127,17 @@ def test_graph_failing_is_a_failed_row_and_nothing_is_removed(harness, tmp_path)
     assert _exists(h, grant) and h.writes() == []
 
 
+def test_graph_refusing_for_want_of_a_grant_names_the_permissions_to_grant(harness, tmp_path, caplog):
+    grant = b.role_assignment("AzureML Data Scientist", b.BOB, scope=RG_SCOPE)
+    h = _world(harness, tmp_path, [BREAK_GLASS_OWNER, grant])
+    h.emu.add_fault(method="POST", path_regex="checkMemberGroups", status=403)
+    row = h.deliver(b.role_event(grant))
+    # a failed row, nothing removed, and the row and an ERROR log say what the deployment lacks
+    assert row.verdict == "failed" and _exists(h, grant) and h.writes() == []
+    assert "User.Read.All" in row.message and "Application.Read.All" in row.message
+    assert any("graph_permission_missing" in r.getMessage() and r.levelname == "ERROR" for r in caplog.records)
+
+
 def test_a_malformed_custom_role_definition_is_a_failed_row(harness, tmp_path):
     grant = b.role_assignment("Owner", b.BOB, role_id=CUSTOM)
     h = _world(harness, tmp_path, [BREAK_GLASS_OWNER, grant], definitions=[custom_role(actions=["*"])])
