@@ -85,7 +85,7 @@ CATALOG: dict[str, ResourceType] = {
             "Microsoft.ContainerRegistry/registries", "2025-04-01", "patch",
             # network rules (and so their default action) exist on Premium only: absent is Allow
             {"properties.publicNetworkAccess": "Enabled", "properties.adminUserEnabled": False,
-             "properties.networkRuleSet.defaultAction": "Allow"},
+             "properties.anonymousPullEnabled": False, "properties.networkRuleSet.defaultAction": "Allow"},
             # Basic/Standard refuse it: 400 DisablingPublicNetworkAccessNotSupported
             write_requires={"properties.publicNetworkAccess": (
                 "sku.name", frozenset({"premium"}),

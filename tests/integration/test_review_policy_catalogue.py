@@ -67,3 +67,14 @@ def test_a_storage_account_that_does_not_return_allow_blob_public_access_gets_it
     (v,) = row.violations
     assert (v.rule, v.before, v.after) == ("blob-public-access-off", True, False)
     assert h.resource(res["id"])["properties"]["allowBlobPublicAccess"] is False
+
+
+def test_anonymous_pull_on_a_private_registry_is_turned_off(harness):
+    acr = b.container_registry(pna="Disabled", admin=False)
+    acr["properties"]["anonymousPullEnabled"] = True
+    h = harness([acr])
+    row = h.deliver(b.write_event(acr["id"]))
+    assert row.verdict == "remediated" and [v.rule for v in row.violations] == ["anonymous-pull-disabled"]
+    (patch,) = h.writes()
+    assert patch["body"]["properties"] == {"anonymousPullEnabled": False}
+    assert h.resource(acr["id"])["properties"]["anonymousPullEnabled"] is False

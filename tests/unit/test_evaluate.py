@@ -104,6 +104,8 @@ FLIPPED = [
      Change("properties.publicNetworkAccess", "Enabled", "Disabled")),
     (ACR, {"adminUserEnabled": True}, "acr-private", "admin-user-disabled",
      Change("properties.adminUserEnabled", True, False)),
+    (ACR, {"anonymousPullEnabled": True}, "acr-private", "anonymous-pull-disabled",
+     Change("properties.anonymousPullEnabled", True, False)),
     (COMPUTE, {"computeType": "AmlCompute", "properties": {"enableNodePublicIp": True}}, "aml-compute-no-public-ip",
      "node-public-ip-disabled", None),
 ]

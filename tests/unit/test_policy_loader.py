@@ -99,6 +99,7 @@ def test_baseline_covers_the_catalogue_with_the_expected_rules():
         ("Microsoft.KeyVault/vaults", "properties.enableRbacAuthorization", ("equals", True), "notify"),
         ("Microsoft.ContainerRegistry/registries", "properties.publicNetworkAccess", ("equals", "Disabled"), "set-property"),
         ("Microsoft.ContainerRegistry/registries", "properties.adminUserEnabled", ("equals", False), "set-property"),
+        ("Microsoft.ContainerRegistry/registries", "properties.anonymousPullEnabled", ("equals", False), "set-property"),
         ("Microsoft.MachineLearningServices/workspaces/computes", "properties.properties.enableNodePublicIp", ("equals", False), "notify"),
     }
     assert [p.id for p in load_directory(BASELINE)] == sorted(policies)
