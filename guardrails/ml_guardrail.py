@@ -33,8 +33,8 @@ from .model.arm_id import ArmId, parse_arm_id
 from .model.decision import ViolationRecord, combine_verdict
 from .model.resource import ResourceType
 from .model.ml_events import DriftDetected, MlEvent, ModelDeployed, ModelRegistered, RunEvent
-from .ml_fixes import (Found, Permit, always, auth_mode_choice, conflict, endpoint_plan, owner_of, set_outcome,
-                       set_property, share_of, traffic_of)
+from .ml_fixes import (Found, Permit, Plan, always, auth_mode_choice, conflict, endpoint_plan, owner_of,
+                       policy_contact, set_outcome, set_property, share_of, traffic_of)
 from .policy import model_rules as mr
 
 log = logging.getLogger("guardrails")

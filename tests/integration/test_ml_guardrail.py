@@ -291,6 +291,17 @@ def test_drift_above_and_below_the_monitors_threshold(harness, tmp_path):
     assert h.emu.requests == []
 
 
+def test_drift_above_a_threshold_without_an_owner_tells_the_policy_contact(harness, tmp_path, caplog):
+    # a monitor entry need not name an owner: the policy's contact is told (this raised NameError)
+    monitors = [{"monitor": "fraud-features", "threshold": 0.3}]
+    h = harness([], extra_metadata=[policy_dir(tmp_path, drift_monitors=monitors)])
+    with caplog.at_level("WARNING", logger="guardrails"):
+        row = h.deliver(drift("fraud-features", 0.9))
+    assert (row.verdict, row.notify) == ("violation", True)
+    told = [r for r in caplog.records if "guardrail_violation_notify" in r.getMessage()]
+    assert told and "drift monitor owner" not in told[-1].getMessage()
+
+
 def run_event(kind: str, tags: dict, status: str | None = None) -> dict:
     data = {"experimentId": "0fa9", "experimentName": "fraud", "runId": f"run_{uuid.uuid4().hex[:6]}",
             "runType": None, "runTags": tags, "runProperties": {"model_name": "fraud-clf"}}
