@@ -38,7 +38,8 @@ import function_app
 t1 = time.perf_counter()
 rss_app = hwm_kb()
 import guardrails.bootstrap, guardrails.service, guardrails.policy.cache
-import guardrails.adapters.arm, guardrails.adapters.tables
+import guardrails.adapters.arm, guardrails.adapters.tables, guardrails.adapters.audit_tables
+import guardrails.adapters.idempotency_tables, guardrails.adapters.remediation_tables, guardrails.adapters.outbox_tables
 import azure.mgmt.resource.resources
 t2 = time.perf_counter()
 print(json.dumps({"import_s": t1 - t0, "maxrss_kb": rss_app, "lazy_s": t2 - t1,

@@ -15,9 +15,10 @@ _service = None
 
 def build_service(settings: Settings):
     from .adapters.arm import ArmGateway, build_credential
-    from .adapters.tables import (
-        TableAuditSink, TableBreakerStore, TableIdempotencyStore, TablePendingFixes, TablePolicyRepository, Tables,
-    )
+    from .adapters.audit_tables import TableAuditSink
+    from .adapters.idempotency_tables import TableIdempotencyStore
+    from .adapters.remediation_tables import TableBreakerStore, TablePendingFixes
+    from .adapters.tables import TablePolicyRepository, Tables
     from .policy.cache import PolicyCache
     from .service import GuardrailsService
 
@@ -72,7 +73,8 @@ def decision_publisher(settings: Settings, tables, credential):
     if not settings.decision_topic_endpoint:
         return None
     from .adapters.eventgrid import EventGridTopic
-    from .adapters.tables import TableAuditSink, TableOutbox
+    from .adapters.audit_tables import TableAuditSink
+    from .adapters.outbox_tables import TableOutbox
     from .outbox import DecisionPublisher
     topic = EventGridTopic(settings.decision_topic_endpoint, key=settings.decision_topic_key,
                            credential=None if settings.decision_topic_key else credential,

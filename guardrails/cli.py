@@ -175,7 +175,8 @@ def _report_bound(value: str, *, end: bool):
 def _report(args) -> int:
     from datetime import datetime, timedelta, timezone
 
-    from .adapters.tables import TableAuditSink, Tables
+    from .adapters.audit_tables import TableAuditSink
+    from .adapters.tables import Tables
     from .report import build_report, render_html, render_text
     from .settings import Settings
     from .simulate import UsageError
@@ -212,7 +213,7 @@ def _escalation(args) -> int:
     from .model.arm_id import parse_arm_id
     from .settings import Settings
     from .simulate import UsageError
-    from .policy.roles import GRANT_KEY_PREFIX, parse_grant_key
+    from .policy.grant_keys import GRANT_KEY_PREFIX, parse_grant_key
     if args.resource_id.strip().lower().startswith(GRANT_KEY_PREFIX):      # a re-granted role (role guardrail)
         try:
             rid, field = parse_grant_key(args.resource_id), "grant"
@@ -235,7 +236,8 @@ def _escalation(args) -> int:
 
 
 def _breaker(args) -> int:
-    from .adapters.tables import TableBreakerStore, Tables
+    from .adapters.remediation_tables import TableBreakerStore
+    from .adapters.tables import Tables
     from .model.arm_id import parse_scope
     from .settings import Settings
     from .simulate import UsageError

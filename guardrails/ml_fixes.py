@@ -101,7 +101,7 @@ def endpoint_plan(traffic: Mapping[str, int], permitted: list[Found]) -> Plan | 
 
 @dataclass(frozen=True)
 class Permit:
-    """What ``GuardrailsService._breaker_permits`` reads of a rule result: its policy."""
+    """What ``SafetyRails.breaker_permits`` reads of a rule result: its policy."""
 
     policy: Any
 

@@ -36,6 +36,7 @@ from .model.ml_events import DriftDetected, MlEvent, ModelDeployed, ModelRegiste
 from .ml_fixes import (Found, Permit, Plan, always, auth_mode_choice, conflict, endpoint_plan, owner_of,
                        policy_contact, set_outcome, set_property, share_of, traffic_of)
 from .policy import model_rules as mr
+from .resource_guardrail import READ_ONLY_TOP
 
 log = logging.getLogger("guardrails")
 
@@ -58,7 +59,6 @@ SWEEP_CONTAINERS = {ResourceType(_MS + f"{parent}/models", API_VERSION, "put").k
                     (ResourceType(_MS + f"{parent}/models", API_VERSION, "put"),
                      ResourceType(_MS + f"{parent}/models/versions", API_VERSION, "put"))
                     for parent in ("workspaces", "registries")}
-_READ_ONLY_TOP = ("id", "name", "type", "systemData", "etag")
 _ASSET = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,254}$")     # Azure ML asset names and versions
 
 
@@ -424,9 +424,9 @@ class MlLifecycleGuardrail:
         permitted = [(Permit(f.policy), f.rec) for f in enforce]
         reasons: list[str] = []
         if permitted and self.svc.escalations is not None:     # a pipeline fighting the guardrail
-            permitted = self.svc._flip_flop(row, rid, permitted, reasons)
+            permitted = self.svc.rails.flip_flop(row, rid, permitted, reasons)
         if permitted:
-            permitted = self.svc._breaker_permits(row, rid, permitted)
+            permitted = self.svc.rails.breaker_permits(row, rid, permitted)
         if permitted:
             allowed = {id(rec) for _p, rec in permitted}
             change = plan([f for f in enforce if id(f.rec) in allowed])
@@ -438,10 +438,10 @@ class MlLifecycleGuardrail:
 
     def _write(self, ctx, row, snap, recs, apply, holds, done: str) -> None:
         body = copy.deepcopy(dict(snap.body))
-        for key in _READ_ONLY_TOP:
+        for key in READ_ONLY_TOP:
             body.pop(key, None)
         apply(body)
-        correlation = str(uuid.uuid4())      # its own write event carries it (see service.SettledWrites)
+        correlation = str(uuid.uuid4())      # its own write event carries it (see caches.SettledWrites)
         try:
             result = self.svc.arm.put_resource(snap.resource_id, body, api_version=API_VERSION, etag=snap.etag,
                                                deadline=ctx.deadline, correlation_id=correlation)

@@ -185,7 +185,7 @@ def build_report(rows: Iterable[AuditRow], *, since: datetime, until: datetime) 
 
 def _grant(before: Any) -> str:
     """The grant key of a role-assignment violation's recorded assignment ("" if it has none)."""
-    from .policy.roles import grant_key
+    from .policy.grant_keys import grant_key
 
     try:
         return grant_key(before["scope"], before["principal_id"], before["role_id"])

@@ -16,7 +16,7 @@ the error's reason: audited, and redelivered like any failed delivery.
 
 Re-grants: a pipeline (or an attacker) that grants again the role the guardrail just removed
 makes a new assignment, with a new id, every time. Confirmed removals are counted per *grant*
-(scope, principal, role: ``policy.roles.grant_key``) in the escalation table, against the
+(scope, principal, role: ``policy.grant_keys.grant_key``) in the escalation table, against the
 policies' ``flip_flop`` budget. Unlike a resource, whose (N+1)th revert is not made, a removal
 is always made: a privileged grant is never left in place to end a fight. Past the budget the row
 carries reason ``flip_flop``, names who keeps granting, and the owner is told once, when the
@@ -313,7 +313,7 @@ class RoleAssignmentGuardrail:
             emit(log, logging.WARNING, "guardrail_violation_notify", rules=[r.rule for _f, r in act],
                  resource_id=assignment.id, rail=rail)
             return ""
-        permitted = self.svc._breaker_permits(row, event.resource_id, act)
+        permitted = self.svc.rails.breaker_permits(row, event.resource_id, act)
         if not permitted:
             return ""
         try:

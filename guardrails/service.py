@@ -4,6 +4,11 @@
       ─▶ idempotency claim ─▶ read live state ─▶ evaluate (pure) ─▶ plan (pure) ─▶ apply ─▶ confirm
       ─▶ audit row (always) ─▶ complete claim (or release it on failure so Event Grid retries)
 
+This module routes and owns the claim and the row; the decision itself is made by the guardrail
+for the id's kind (``resource_guardrail``, ``role_guardrail``, ``secret_guardrail``,
+``ml_guardrail``), each given the service for its gateways, stores and safety rails (flip-flop
+budget, circuit breaker).
+
 ``handle_event`` returns the audit row it wrote. It raises only when Event Grid must redeliver:
 ``DeliveryFailed`` after a ``failed`` row, ``IdempotencyError`` while another delivery holds the
 event, ``StoreError`` when Table Storage is unavailable (then nothing was acknowledged).
@@ -11,8 +16,6 @@ event, ``StoreError`` when Table Storage is unavailable (then nothing was acknow
 
 from __future__ import annotations
 
-import copy
-import json
 import logging
 import threading
 import time
@@ -21,18 +24,18 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Callable, Mapping
 
-from .errors import ArmError, GuardrailsError, InvalidEvent, ResourceNotFound, StoreError
+from .caches import SettledWrites, SnapshotCache
+from .errors import ArmError, GuardrailsError, InvalidEvent, ResourceNotFound
 from .logs import bound, emit
-from .model.decision import Actor, AuditRow, ViolationRecord, combine_verdict
+from .model.decision import Actor, AuditRow, ViolationRecord, combine_verdict, short_repr
 from .model.events import parse_envelope, parse_resource_event
 from .model.keyvault_events import KEYVAULT_EVENT_TYPES, SECRET_EXPOSED, parse_keyvault_event
 from .model.resource import ResourceSnapshot, ResourceType, lookup_type
 from .policy.cache import PolicyCache
-from .policy.evaluate import RuleResult
-from .model.policy import DEFAULT_FLIP_FLOP
-from .policy.flipflop import describe_actors, strictest
 from .policy.operators import values_equal
 from .ports import AuditSink, BreakerStore, IdempotencyStore, PendingFixStore, ResourceGateway
+from .resource_guardrail import ResourceGuardrail
+from .safety_rails import SafetyRails
 from .settings import Settings
 
 log = logging.getLogger("guardrails")
@@ -40,8 +43,6 @@ log = logging.getLogger("guardrails")
 WRITE_SUCCESS = "Microsoft.Resources.ResourceWriteSuccess"
 ROLE_ASSIGNMENT_TYPE = "microsoft.authorization/roleassignments"
 ROLE_DEFINITION_TYPE = "microsoft.authorization/roledefinitions"
-# fields ARM computes; never sent back in a full PUT
-_READ_ONLY_TOP = ("id", "name", "type", "systemData", "etag")
 
 
 class DeliveryFailed(GuardrailsError):
@@ -62,11 +63,6 @@ def _event_time(when: datetime | None) -> str:
         return _now_iso(when)
     except (OverflowError, ValueError):     # e.g. 0001-01-01T00:00:00+01:00 has no UTC equivalent
         return ""
-
-
-def _short(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 80 else text[:77] + "..."
 
 
 @dataclass
@@ -105,6 +101,8 @@ class GuardrailsService:
         # role definition's assignments) whose ids can share its stripe
         self._locks = tuple(threading.RLock() for _ in range(64))
         self.settled = SettledWrites()   # correlation ids of our writes that finished (no pending record)
+        self.rails = SafetyRails(self)              # flip-flop budget, circuit breaker
+        self.resources = ResourceGuardrail(self)    # the catalogue's resource types
 
     # ---------------------------------------------------------------------------------
     def handle_event(self, raw: Any, *, actor: Actor | None = None) -> AuditRow:
@@ -140,7 +138,7 @@ class GuardrailsService:
                         return self.ml.on_event(ctx, row, ml_event)
                 if env.event_type not in _resource_event_types():
                     return self._finish(ctx, row, "ignored", "unsupported_event_type",
-                                        f"event type {_short(env.event_type)} is not handled by any guardrail")
+                                        f"event type {short_repr(env.event_type)} is not handled by any guardrail")
                 event = parse_resource_event(env)
             except InvalidEvent as exc:
                 return self._finish(ctx, row, "invalid", exc.reason, str(exc))
@@ -164,7 +162,7 @@ class GuardrailsService:
                 return self._finish(ctx, row, "ignored", "no_policy", "no policy in force selects this vault")
             target = _CheckTarget(ev.vault_id)
             return self._once(ctx, row, str(ev.vault_id),
-                              lambda: self._decide_and_fix(ctx, row, target, rtype, compiled, candidates))
+                              lambda: self.resources.decide(ctx, row, target, rtype, compiled, candidates))
         if self.secrets is None:
             return self._finish(ctx, row, "ignored", "not_covered", "secret guardrail not configured")
         policies = [p for p in getattr(self.policies.get(), "secret_policies", ())
@@ -235,7 +233,7 @@ class GuardrailsService:
                                    and compiled.shadow.candidates(rtype.name, rid.subscription_id, rid.resource_group)):
             return None, self._finish(ctx, row, "ignored", "no_policy",
                                       f"no policy in force selects {rtype.name} at this scope")
-        return (lambda: self._decide_and_fix(ctx, row, target, rtype, compiled, candidates)), None
+        return (lambda: self.resources.decide(ctx, row, target, rtype, compiled, candidates)), None
 
     def check_resource(self, resource_id: str, *, remediate: bool, actor: Actor | None = None,
                        decision_id: str | None = None, correlation_id: str = "") -> AuditRow:
@@ -275,7 +273,7 @@ class GuardrailsService:
                        verdict="ignored", delivery_id=ctx.delivery_id, correlation_id=sweep_id[:128])
         with bound(delivery_id=ctx.delivery_id, resource_id=str(rid)):
             target = _CheckTarget(rid)
-            target.snapshot = snapshot        # _decide_and_fix decides on it instead of reading
+            target.snapshot = snapshot        # the resource guardrail decides on it instead of reading
             decide, done = self._route(ctx, row, rid, target)
             if done is not None:
                 return done
@@ -415,287 +413,8 @@ class GuardrailsService:
         return prior
 
     # ---------------------------------------------------------------------------------
-    def _decide_and_fix(self, ctx: _Ctx, row: AuditRow, event, rtype: ResourceType, compiled, candidates) -> None:
-        rid = event.resource_id
-        try:
-            # a target may carry the live state already (a sweep's list page): no second read
-            snapshot = getattr(event, "snapshot", None) or self.snapshots.get(str(rid), event.envelope.time)
-            if snapshot is None:
-                sent = self.snapshots.now()
-                snapshot = self.arm.get_resource(str(rid), api_version=rtype.api_version, deadline=ctx.deadline)
-                self.snapshots.put(snapshot, requested_at=sent)
-        except ResourceNotFound:
-            self.snapshots.forget(str(rid))
-            row.verdict, row.reason, row.message = "ignored", "resource_not_found", "the resource no longer exists"
-            return
-        except ArmError as exc:
-            row.verdict, row.reason, row.message = "failed", exc.reason, str(exc)
-            return
-        if snapshot.type and snapshot.type.lower() != rtype.key:
-            row.verdict, row.reason = "failed", "unexpected_type"
-            row.message = f"ARM returned type {_short(snapshot.type)} for a {rtype.name} id"
-            return
-        shadow = compiled.shadow
-        if shadow is not None and not ctx.dry_run:
-            self._shadow(ctx, row, snapshot, shadow, rid)
-        row.policies = [p.ref for p in candidates if _tags_match(p, snapshot.tags)]
-        if not candidates:
-            row.verdict, row.reason = "ignored", "no_policy"
-            row.message = "only shadow policy versions select this resource (see the shadow row)"
-            return
-        results = compiled.evaluate(snapshot, now=ctx.now, subscription_id=rid.subscription_id,
-                                    resource_group=rid.resource_group)
-        if not results:
-            row.verdict, row.reason = "compliant", ""
-            row.message = f"compliant with {', '.join(row.policies) or 'no policy'}"
-            if ctx.takeover and self.escalations is not None:
-                self._recover(ctx, row, snapshot)
-            return
-
-        records: list[tuple[RuleResult, ViolationRecord]] = []
-        to_apply: list[tuple[RuleResult, ViolationRecord]] = []
-        approved_pe: int | None = None          # approved private endpoint connections (read once)
-        pe_waived: list[ViolationRecord] = []   # enforced although no private endpoint is approved
-        for r in results:
-            rec = ViolationRecord(policy=r.policy.ref, rule=r.rule.id, property=r.rule.property,
-                                  before=r.before, after=r.change.after if r.change else None, outcome="violation")
-            pe_rule = r.rule.private_endpoint
-            if pe_rule is not None and r.exemption is None and r.change is not None and approved_pe is None:
-                approved_pe = approved_private_endpoints(snapshot)
-            if r.exemption is not None:
-                rec.outcome = "exempted"
-                exp = r.exemption.expires.isoformat() if r.exemption.expires else "no expiry"
-                rec.message = f"exempted by {r.exemption.owner} ({exp}): {r.exemption.reason}"[:300]
-            elif r.notify or r.change is None:
-                rec.outcome = "violation"
-                rec.message = "notify only"
-                row.notify = True
-            elif pe_rule is not None and not approved_pe and pe_rule.when_missing == "notify":
-                # disabling public access now would cut off every client: no private path exists yet
-                rec.outcome = "violation"
-                rec.message = ("not reverted: no approved private endpoint connection; public access stays until "
-                               "one is approved (the policy asks for private connectivity first)")
-                row.notify = True
-            elif (refused := rtype.write_refused(r.change.property, snapshot.body)) is not None:
-                # the platform would refuse the write (and with it every fix merged into it)
-                rec.outcome = "violation"
-                rec.message = f"not fixable here: {refused}"[:300]
-                row.notify = True
-            elif r.policy.mode == "audit" or ctx.dry_run:
-                rec.outcome = "dry_run"
-                rec.message = "audit mode: would set the value"
-            else:
-                to_apply.append((r, rec))
-                if pe_rule is not None and not approved_pe:
-                    pe_waived.append(rec)
-            records.append((r, rec))
-        reasons: list[str] = []
-        if to_apply and self.escalations is not None:
-            to_apply = self._flip_flop(row, rid, to_apply, reasons)
-        if to_apply:
-            to_apply = self._breaker_permits(row, rid, to_apply)
-            if row.reason == "circuit_open":
-                reasons.append("circuit_open")
-        if to_apply:
-            self._apply(ctx, row, snapshot, rtype, to_apply)
-            if any(rec.outcome == "requested" for _r, rec in to_apply):
-                self.pending.add(snapshot.resource_id, row.event_id, {
-                    "event_id": row.event_id, "api_version": rtype.api_version,
-                    "changes": [{"policy": rec.policy, "rule": rec.rule, "property": rec.property,
-                                 "before": rec.before, "after": rec.after}
-                                for _r, rec in to_apply if rec.outcome == "requested"]})
-        for rec in pe_waived:
-            rec.message = (rec.message + "; enforced without an approved private endpoint connection "
-                           "(policy: when_missing enforce)")[:300]
-        row.violations = [rec for _r, rec in records]
-        row.verdict = combine_verdict([rec.outcome for rec in row.violations])
-        if row.verdict != "failed":
-            row.reason = reasons[0] if reasons else ""
-        row.message = "; ".join(
-            f"{v.policy}/{v.rule}: {v.property} {_short(v.before)}"
-            + (f" -> {_short(v.after)}" if v.after is not None else "") + f" ({v.outcome})"
-            for v in row.violations)[:2000]
-        if row.notify:
-            told = [r for r, rec in records if rec.outcome in ("violation", "escalated")]
-            owner, via = _owner(snapshot, told)
-            emit(log, logging.WARNING, "guardrail_violation_notify", owner_tag=via, owner=owner,
-                 rules=[f"{v.policy}/{v.rule}" for v in row.violations if v.outcome in ("violation", "escalated")])
-
-    def _shadow(self, ctx: _Ctx, row: AuditRow, snapshot: ResourceSnapshot, shadow, rid) -> None:
-        """Judge the same live state with the ``mode: shadow`` policy versions and record, in a
-        row of its own (verdict ``shadow``), what they would have done. Nothing is changed."""
-        candidates = shadow.candidates(snapshot.type, rid.subscription_id, rid.resource_group)
-        policies = [p.ref for p in candidates if _tags_match(p, snapshot.tags)]
-        if not policies:
-            return
-        results = shadow.evaluate(snapshot, now=ctx.now, subscription_id=rid.subscription_id,
-                                  resource_group=rid.resource_group)
-        srow = AuditRow(event_id=row.event_id, event_type=row.event_type, resource_id=row.resource_id,
-                        verdict="shadow", actor=row.actor, correlation_id=row.correlation_id,
-                        delivery_id=f"{ctx.delivery_id}-shadow", event_time=row.event_time, policies=policies)
-        would: list[str] = []
-        for r in results:
-            if r.exemption is not None:
-                outcome, text = "exempted", f"would leave it: exempted by {r.exemption.owner}"
-            elif r.notify or r.change is None:
-                outcome, text = "violation", "would notify"
-            elif r.rule.private_endpoint is not None and r.rule.private_endpoint.when_missing == "notify" \
-                    and not approved_private_endpoints(snapshot):
-                outcome, text = "violation", "would notify: no approved private endpoint connection"
-            else:
-                outcome, text = "remediated", f"would set {_short(r.change.after)}"
-            would.append(outcome)
-            srow.violations.append(ViolationRecord(policy=r.policy.ref, rule=r.rule.id, property=r.rule.property,
-                                                   before=r.before, after=r.change.after if r.change else None,
-                                                   outcome="shadow", message=text[:300]))
-        verdict = combine_verdict(would)
-        message = "; ".join(f"{v.policy}/{v.rule}: {v.message}" for v in srow.violations) or \
-            f"compliant with {', '.join(policies)}"
-        self._finish(ctx, srow, "shadow", verdict, f"shadow ({verdict}): {message}")
-
-    def _recover(self, ctx: _Ctx, row: AuditRow, snapshot: ResourceSnapshot) -> None:
-        """This delivery took the event over from one that died holding it, and finds the resource
-        compliant. If that one counted a revert (its flip-flop intent) and the values it set out to
-        write hold now, it made the fix and died before its audit row: record the violation and
-        its revert (``remediated``), not a bare ``compliant``. Nothing when it did audit its
-        decision (it died after that row: ``republish`` sends it). Two table reads, on takeovers only."""
-        try:
-            if any(r.verdict != "shadow" for r in self.audit.rows_of_delivery(row.resource_id, ctx.takeover)):
-                return
-            changes = json.loads(self.escalations.intent(row.resource_id, row.event_id) or "[]")
-        except (StoreError, ValueError) as exc:
-            emit(log, logging.WARNING, "guardrail_takeover_intent_unread", error=type(exc).__name__)
-            return
-        held = [c for c in changes if isinstance(c, dict) and {"policy", "rule", "property", "after"} <= c.keys()
-                and values_equal(snapshot.value(c["property"])[0], c["after"])]
-        if not held:
-            return
-        note = (f"an earlier delivery of this event ({ctx.takeover[:64]}) set out to revert this and stopped "
-                "before its audit row; the value read now holds")
-        row.violations = [ViolationRecord(policy=str(c["policy"]), rule=str(c["rule"]), property=str(c["property"]),
-                                          before=c.get("before"), after=c["after"], outcome="remediated",
-                                          message=note[:300]) for c in held]
-        row.verdict = "remediated"
-        row.message = "; ".join(f"{v.policy}/{v.rule}: {v.property} {_short(v.before)} -> {_short(v.after)} "
-                                f"(remediated)" for v in row.violations)[:2000 - len(note) - 2] + "; " + note
-
-    def _flip_flop(self, row: AuditRow, rid, to_apply, reasons: list[str]):
-        """Count this revert against the resource's flip-flop budget; past it, revert nothing,
-        record ``escalated`` with the actors whose changes were reverted, and tell the owner.
-        The count keeps what the revert sets out to change (``_recover`` reads it)."""
-        rule = strictest(getattr(r.policy, "flip_flop", DEFAULT_FLIP_FLOP) for r, _rec in to_apply)
-        intent = json.dumps([{"policy": rec.policy, "rule": rec.rule, "property": rec.property,
-                              "before": rec.before, "after": rec.after} for _r, rec in to_apply], default=str)
-        # keyed by the event: Event Grid's redeliveries of one change whose revert failed count once
-        decision = self.escalations.attempt(str(rid), row.actor.to_dict(), rule=rule, event=row.event_id or None,
-                                            intent=intent)
-        if decision.allowed:
-            return to_apply
-        who = describe_actors(decision.actors)
-        first = "escalated now" if decision.escalated_now else "still escalated"
-        for _r, rec in to_apply:
-            rec.outcome = "escalated"
-            rec.message = (f"not reverted ({first}): reverted {decision.reverts} times in "
-                           f"{rule.window_minutes} min, changes by {who}; held until "
-                           f"`guardrails escalation reset`")[:300]
-        row.notify = True
-        reasons.append("flip_flop")
-        emit(log, logging.WARNING, "guardrail_escalated", resource_id=str(rid), reverts=decision.reverts,
-             window_minutes=rule.window_minutes, actors=who, escalated_now=decision.escalated_now)
-        return []
-
-    def _apply(self, ctx: _Ctx, row: AuditRow, snapshot: ResourceSnapshot, rtype: ResourceType,
-               to_apply: list[tuple[RuleResult, ViolationRecord]]) -> None:
-        # one write per resource: merge every change; conflicting targets fail loudly
-        desired: dict[str, Any] = {}
-        conflicts: set[str] = set()
-        for r, _rec in to_apply:
-            path = r.change.property
-            if path in desired and not values_equal(desired[path], r.change.after):
-                conflicts.add(path)
-            desired.setdefault(path, r.change.after)
-        ok = [(r, rec) for r, rec in to_apply if r.change.property not in conflicts]
-        for r, rec in to_apply:
-            if r.change.property in conflicts:
-                rec.outcome, rec.message = "failed", "policies demand different values for this property"
-                row.reason = "conflicting_policies"
-        if not ok:
-            return
-        rid = snapshot.resource_id
-        # our write's own event carries this id (data.correlationId); unless the fix is left
-        # ``requested`` (a pending record), that event needs no lookup at all
-        correlation = str(uuid.uuid4())
-        try:
-            if rtype.write_method == "put":
-                body = copy.deepcopy(dict(snapshot.body))
-                for key in _READ_ONLY_TOP:
-                    body.pop(key, None)
-                for r, _rec in ok:
-                    _set_path(body, r.change.property, r.change.after)
-                result = self.arm.put_resource(rid, body, api_version=rtype.api_version, etag=snapshot.etag,
-                                               deadline=ctx.deadline, correlation_id=correlation)
-            else:
-                body = _patch_body(snapshot.body, [(r.change.property, r.change.after) for r, _rec in ok])
-                result = self.arm.patch_resource(rid, body, api_version=rtype.api_version, deadline=ctx.deadline,
-                                                 correlation_id=correlation)
-        except ResourceNotFound:
-            for _r, rec in ok:
-                rec.outcome, rec.message = "failed", "resource disappeared before the fix"
-            row.reason = "resource_not_found"
-            return
-        except ArmError as exc:
-            for _r, rec in ok:
-                rec.outcome, rec.message = "failed", str(exc)[:300]
-            row.reason = exc.reason
-            return
-        if result.state == "requested":
-            for _r, rec in ok:
-                rec.outcome, rec.message = "requested", "long-running fix accepted, still running"
-            return
-        self.settled.add(correlation)
-        # confirm: read back and check every property really holds the value we set
-        self.snapshots.forget(rid)
-        try:
-            sent = self.snapshots.now()
-            after = self.arm.get_resource(rid, api_version=rtype.api_version, deadline=ctx.deadline)
-            self.snapshots.put(after, requested_at=sent)
-        except ArmError as exc:
-            for _r, rec in ok:
-                rec.outcome, rec.message = "requested", f"fix sent, read-back failed: {exc.reason}"
-            return
-        for r, rec in ok:
-            value, _present = after.value(r.change.property)
-            if values_equal(value, r.change.after):
-                rec.outcome, rec.message = "remediated", "fixed and confirmed by read-back"
-            else:
-                rec.outcome, rec.message = "failed", f"read-back shows {_short(value)}"
-                row.reason = "not_confirmed"
-
     def _resource_lock(self, resource_id: str) -> threading.Lock:
         return self._locks[hash(resource_id.lower()) % len(self._locks)]
-
-    def _breaker_permits(self, row: AuditRow, rid, to_apply):
-        """One permit per policy per event; a policy whose breaker is open drops to audit."""
-        allowed: dict[str, bool] = {}
-        kept = []
-        for r, rec in to_apply:
-            pol = r.policy
-            if pol.id not in allowed:
-                allowed[pol.id] = self.breakers.try_acquire(
-                    pol.id, rid.subscription_id or "", max_actions=pol.breaker.max_actions,
-                    window_seconds=pol.breaker.window_seconds)
-                if not allowed[pol.id]:
-                    emit(log, logging.ERROR, "guardrail_circuit_open", policy=pol.id,
-                         subscription_id=rid.subscription_id, max_actions=pol.breaker.max_actions,
-                         window_seconds=pol.breaker.window_seconds)
-            if allowed[pol.id]:
-                kept.append((r, rec))
-            else:
-                rec.outcome = "dry_run"
-                rec.message = (f"circuit open: more than {pol.breaker.max_actions} fixes in "
-                               f"{pol.breaker.window_seconds} s; policy in audit for this subscription until reset")
-                row.reason = "circuit_open"
-        return kept
 
     def _own_write(self, ctx: _Ctx, row: AuditRow, event, rtype: ResourceType | None) -> AuditRow:
         """Our own write came back. Ignored with zero ARM calls, unless it completes a fix that
@@ -727,10 +446,10 @@ class GuardrailsService:
                     policy=c["policy"], rule=c["rule"], property=c["property"], before=c["before"], after=c["after"],
                     outcome="remediated" if ok else "failed",
                     message=(f"long-running fix of event {record.get('event_id')} confirmed by its write event"
-                             if ok else f"long-running fix finished but read-back shows {_short(value)}")))
+                             if ok else f"long-running fix finished but read-back shows {short_repr(value)}")))
         row.verdict = combine_verdict([v.outcome for v in row.violations])
         reason = "" if row.verdict != "failed" else "not_confirmed"
-        message = "; ".join(f"{v.policy}/{v.rule}: {v.property} -> {_short(v.after)} ({v.outcome})" for v in row.violations)
+        message = "; ".join(f"{v.policy}/{v.rule}: {v.property} -> {short_repr(v.after)} ({v.outcome})" for v in row.violations)
         self._finish(ctx, row, row.verdict, reason, message)
         for key, _rec in pending:
             self.pending.remove(rid, key)
@@ -780,82 +499,6 @@ class _CheckTarget:
         self.envelope = self._Env()
 
 
-class SettledWrites:
-    """Correlation ids of this worker's fixes that finished within their delivery.
-
-    A pending-fix record exists only for a write left ``requested``; a write this worker saw
-    finish never has one. So its own write event (``data.correlationId`` = the id sent as
-    ``x-ms-correlation-request-id``) is ignored without looking records up. The fact never goes
-    stale, whatever other instances do; an event this worker cannot vouch for (another instance's
-    write, an id evicted from the bounded memory) is looked up as before.
-    """
-
-    def __init__(self, size: int = 8192) -> None:
-        self._size = size
-        self._ids: dict[str, None] = {}
-        self._lock = threading.Lock()
-
-    def add(self, correlation_id: str) -> None:
-        with self._lock:
-            if len(self._ids) >= self._size:
-                self._ids.pop(next(iter(self._ids)))
-            self._ids[correlation_id.lower()] = None
-
-    def holds(self, correlation_id: str | None) -> bool:
-        return bool(correlation_id) and correlation_id.lower() in self._ids
-
-
-class SnapshotCache:
-    """Re-use a resource read for events that happened before it.
-
-    A snapshot read at wall time R already reflects every change ARM reported before R. An event
-    whose ``eventTime`` is older than R minus the allowed clock skew is decided on that snapshot
-    instead of a new GET, as long as the snapshot is younger than ``max_age`` — so a burst of
-    events for one resource costs one read, and every decision is still on live state.
-    """
-
-    def __init__(self, *, max_age: float, skew: float, wall_clock: Callable[[], datetime], size: int = 1024) -> None:
-        self._max_age, self._skew, self._wall, self._size = max_age, skew, wall_clock, size
-        self._items: dict[str, tuple[ResourceSnapshot, datetime]] = {}
-        self._lock = threading.Lock()
-        self.hits = 0
-
-    def get(self, resource_id: str, event_time: datetime | None) -> ResourceSnapshot | None:
-        if self._max_age <= 0 or event_time is None:
-            return None
-        with self._lock:
-            item = self._items.get(resource_id.lower())
-        if item is None:
-            return None
-        snapshot, read_at = item
-        now = self._wall()
-        if (now - read_at).total_seconds() > self._max_age:
-            return None
-        if (read_at - event_time).total_seconds() <= self._skew:
-            return None
-        self.hits += 1
-        return snapshot
-
-    def now(self) -> datetime:
-        """Take this before sending the GET whose answer goes to ``put``."""
-        return self._wall()
-
-    def put(self, snapshot: ResourceSnapshot, *, requested_at: datetime) -> None:
-        """``requested_at``: when the GET was sent, not when its answer came. A change that lands
-        while the answer is on its way is not in the snapshot; stamped on arrival, that change's
-        event would look older than the snapshot and be decided on the state before it."""
-        if self._max_age <= 0:
-            return
-        with self._lock:
-            if len(self._items) >= self._size:
-                self._items.pop(next(iter(self._items)))
-            self._items[snapshot.resource_id.lower()] = (snapshot, requested_at)
-
-    def forget(self, resource_id: str) -> None:
-        with self._lock:
-            self._items.pop(resource_id.lower(), None)
-
-
 def _resource_event_types() -> frozenset[str]:
     from .model.events import RESOURCE_EVENT_TYPES
     return frozenset(RESOURCE_EVENT_TYPES)
@@ -867,89 +510,6 @@ def _selects_subscription(policy, subscription_id: str | None) -> bool:
     selector = getattr(getattr(policy, "policy", policy), "selector", None)
     subs = getattr(selector, "subscriptions", ()) or ()
     return not subs or (subscription_id or "").lower() in {s.lower() for s in subs}
-
-
-def _tags_match(policy, tags: Mapping[str, str]) -> bool:
-    wanted = policy.selector.tags or {}
-    if not wanted:
-        return True
-    lowered = {str(k).lower(): v for k, v in tags.items()}
-    return all(lowered.get(str(k).lower()) == v for k, v in wanted.items())
-
-
-def approved_private_endpoints(snapshot: ResourceSnapshot) -> int:
-    """Private endpoint connections in ``Approved`` state (and not failed or being deleted)."""
-    conns, _present = snapshot.value("properties.privateEndpointConnections")
-    count = 0
-    for c in conns if isinstance(conns, list) else ():
-        props = c.get("properties") if isinstance(c, Mapping) else None
-        if not isinstance(props, Mapping):
-            continue
-        state = props.get("privateLinkServiceConnectionState") or {}
-        status = state.get("status") if isinstance(state, Mapping) else None
-        prov = str(props.get("provisioningState") or "Succeeded").lower()
-        if isinstance(status, str) and status.lower() == "approved" and prov not in ("failed", "deleting"):
-            count += 1
-    return count
-
-
-def _owner(snapshot: ResourceSnapshot, results) -> tuple[str, str]:
-    """Who to tell: the value of the policy's owner tag on the resource, else the policy's
-    contact, else "unknown". Returns ``(owner, where it came from)``."""
-    tag = next((r.policy.notify_tag for r in results), "owner")
-    lowered = {str(k).lower(): v for k, v in snapshot.tags.items()}
-    if lowered.get(tag.lower()):
-        return str(lowered[tag.lower()]), tag
-    contact = next((r.policy.contact for r in results if getattr(r.policy, "contact", "")), "")
-    return (contact, "policy contact") if contact else ("unknown", tag)
-
-
-def _key_in(obj: dict, seg: str) -> str:
-    """The key of ``obj`` spelling ``seg`` (exact, else case-insensitive), else ``seg``: a change
-    never adds a second spelling of a property the body already has."""
-    if seg in obj:
-        return seg
-    low = seg.lower()
-    return next((k for k in obj if isinstance(k, str) and k.lower() == low), seg)
-
-
-def _set_path(body: dict, path: str, value: Any) -> None:
-    parts = path.split(".")
-    cur = body
-    for seg in parts[:-1]:
-        key = _key_in(cur, seg)
-        nxt = cur.get(key)
-        if not isinstance(nxt, dict):
-            nxt = {}
-            cur[key] = nxt
-        cur = nxt
-    cur[_key_in(cur, parts[-1])] = value
-
-
-def _get_path(body: Any, parts: list[str]) -> Any:
-    cur = body
-    for seg in parts:
-        if not isinstance(cur, dict):
-            return None
-        cur = cur.get(_key_in(cur, seg))
-    return cur
-
-
-def _patch_body(current: Mapping[str, Any], changes: list[tuple[str, Any]]) -> dict:
-    """A PATCH body setting ``changes`` (dotted paths). A change below a member of ``properties``
-    (``properties.networkAcls.defaultAction``) sends that member whole, as read, with the change
-    made: resource providers replace such a member on PATCH rather than merge it (Storage drops the
-    ``ipRules``, ``virtualNetworkRules`` and ``bypass`` a bare ``{"defaultAction": "Deny"}`` leaves
-    out), and under a true merge patch the whole member is the same request."""
-    body: dict = {}
-    for path, value in changes:
-        parts = path.split(".")
-        if len(parts) > 2 and _get_path(body, parts[:2]) is None:
-            member = _get_path(current, parts[:2])
-            if isinstance(member, dict):
-                _set_path(body, ".".join(parts[:2]), copy.deepcopy(member))
-        _set_path(body, path, value)
-    return body
 
 
 __all__ = ["GuardrailsService", "DeliveryFailed", "Actor"]

@@ -193,7 +193,7 @@ def run_simulation(world: dict, events: list, *, extra_metadata: Sequence[Path] 
             failed_deliveries=failed, errors=errors, sweep=summary, replay=replay)
         if read_back_audit:
             from datetime import datetime, timezone
-            from .adapters.tables import TableAuditSink
+            from .adapters.audit_tables import TableAuditSink
             sink = TableAuditSink(tables, shards=settings.audit_shards)
             days = sorted({r.time[:10] for r in recorder.rows})
             for d in days:

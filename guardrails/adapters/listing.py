@@ -19,7 +19,7 @@ is absent, and is retried on 429/5xx honouring ``Retry-After`` within ``page_bud
 from __future__ import annotations
 
 import time
-from typing import Any, Callable, Iterator
+from typing import Callable, Iterator
 from urllib.parse import quote
 
 from ..errors import ArmError

@@ -23,7 +23,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, Callable
+from typing import Callable
 
 from guardrails.checks import access
 from guardrails.checks.job import GroupResolver, JobFinding, JobRequest, evaluate_job
@@ -32,7 +32,7 @@ from guardrails.checks.policies import SecretReference
 from guardrails.checks.principal import Principal
 from guardrails.errors import InvalidArmId
 from guardrails.model.arm_id import parse_arm_id
-from guardrails.model.decision import Actor, AuditRow, ViolationRecord
+from guardrails.model.decision import Actor, AuditRow, ViolationRecord, short_repr
 from guardrails.model.roles import ROLE_DEFINITION_TYPE
 from guardrails.policy.model_rules import evaluate_promotion
 from guardrails.secrets.credentials import redact
@@ -267,15 +267,10 @@ class CheckService:
             publisher.publish(row)
 
 
-def _short(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 80 else text[:77] + "..."
-
-
 def _describe(v: ViolationRecord, remediate: bool) -> str:
-    head = f"{v.property} is {_short(v.before)}"
+    head = f"{v.property} is {short_repr(v.before)}"
     if v.after is not None:
-        head += f", policy wants {_short(v.after)}"
+        head += f", policy wants {short_repr(v.after)}"
     if v.outcome == "dry_run" and not remediate:
         return f"{head} (not fixed: checked without remediate)"
     return f"{head}: {v.message or v.outcome} ({v.outcome})"[:600]

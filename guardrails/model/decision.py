@@ -45,6 +45,12 @@ def combine_verdict(outcomes: list[str]) -> str:
     return best
 
 
+def short_repr(value: Any) -> str:
+    """A value as an audit message shows it: its ``repr``, cut to 80 characters."""
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
 @dataclass(frozen=True)
 class Change:
     """Set ``property`` (dotted REST path) from ``before`` to ``after``."""

@@ -20,11 +20,13 @@ own ``break_glass`` list. A principal that is break-glass in ANOTHER evaluated p
 that policy's findings, marked ``break_glass=True`` so the service reports and never deletes.
 Exemptions (scope containment, active at ``now``) are attached, not applied. Mode ``off`` is
 skipped; ``audit`` findings are returned like ``enforce`` ones (``finding.policy.mode``).
+
+The test of an ABAC condition is ``guardrails.policy.abac``; an assignment's ``grant_key`` is
+``guardrails.policy.grant_keys``.
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Iterable, Mapping, Protocol, Sequence
@@ -32,61 +34,21 @@ from typing import Any, Iterable, Mapping, Protocol, Sequence
 from guardrails.errors import InvalidArmId
 from guardrails.model.arm_id import ArmId, parse_arm_id, parse_scope
 from guardrails.model.policy import AnyPolicy, Exemption, RoleGrant, RolePolicy
-from guardrails.model.roles import BUILTIN_ROLES, RoleDefinition, action_matches, grants_pattern, normalize_guid
+from guardrails.model.roles import BUILTIN_ROLES, RoleDefinition, grants_pattern
+from guardrails.policy.abac import condition_allowed_roles
+from guardrails.policy.grant_keys import grant_key
 
 __all__ = [
     "Assignment", "GroupResolver", "RoleFinding", "CompiledRolePolicy", "compile_role_policies",
-    "role_policies", "evaluate_assignment", "is_privileged", "condition_restricts_roles", "condition_allowed_roles",
-    "GRANT_KEY_PREFIX", "grant_key", "parse_grant_key",
+    "role_policies", "evaluate_assignment", "is_privileged",
 ]
 
 RULES = ("privileged-at-subscription", "rbac-admin-without-condition", "not-granted", "strict-scope-no-grant")
-ROLE_ASSIGNMENT_WRITE = "Microsoft.Authorization/roleAssignments/write"
 
 
 def _key(object_id: str | None) -> str:
     """Principal ids compare lower-case and dashless (captured deliveries drop the dashes)."""
     return (object_id or "").strip().lower().replace("-", "")
-
-
-# ---------------------------------------------------------------- the grant
-GRANT_KEY_PREFIX = "rolegrant:"
-
-
-def _guid(text: str, what: str) -> str:
-    """A GUID in its canonical form (lower-case, dashed); captured deliveries drop the dashes."""
-    import uuid
-
-    try:
-        return str(uuid.UUID(text.strip()))
-    except (ValueError, AttributeError):
-        raise ValueError(f"{what} is not a GUID: {str(text)[:60]!r}") from None
-
-
-def grant_key(scope: str, principal_id: str, role_definition_id: str) -> str:
-    """What an assignment grants, whatever its assignment id: ``rolegrant:<scope>|<principal
-    id>|<role definition GUID>``. A principal re-granted the role it just lost gets a new
-    assignment id every time; this key is the same (scope lower-case, GUIDs canonical, the role
-    by its GUID whether its definition id names a subscription or not). ``ValueError`` on a
-    scope or id that is not one."""
-    try:
-        bare = scope.strip().rstrip("/")
-        canonical = str(parse_scope(bare)).lower() if bare else "/"       # "/": the tenant root
-    except (InvalidArmId, AttributeError):
-        raise ValueError(f"not an assignment scope: {str(scope)[:120]!r}") from None
-    role = _guid(str(role_definition_id).rstrip("/").rsplit("/", 1)[-1], "role definition id")
-    return f"{GRANT_KEY_PREFIX}{canonical}|{_guid(principal_id, 'principal id')}|{role}"
-
-
-def parse_grant_key(text: str) -> str:
-    """A key as an operator types it (``guardrails escalation status|reset``) -> ``grant_key``'s
-    form, or ``ValueError`` naming what is wrong. The scope may itself contain ``|``."""
-    if not isinstance(text, str) or not text.strip().lower().startswith(GRANT_KEY_PREFIX):
-        raise ValueError(f"a grant key starts with {GRANT_KEY_PREFIX!r}")
-    parts = text.strip()[len(GRANT_KEY_PREFIX):].rsplit("|", 2)
-    if len(parts) != 3:
-        raise ValueError("a grant key is rolegrant:<scope>|<principal id>|<role definition GUID>")
-    return grant_key(*parts)
 
 
 # ---------------------------------------------------------------- the assignment
@@ -159,157 +121,6 @@ class RoleFinding:
     message: str
     exemption: Exemption | None    # an active exemption covers the assignment: record, do not delete
     break_glass: bool              # the principal is break-glass in another policy: never delete
-
-
-# ---------------------------------------------------------------- ABAC conditions
-_TOKEN = re.compile(r"""\s*(?:
-    (?P<lp>\()|(?P<rp>\))|(?P<not>!)|(?P<and>&&)|(?P<or>\|\|)
-   |(?P<attr>@[A-Za-z]+\[[^\]]*\])
-   |(?P<set>\{[^}]*\})
-   |(?P<str>'[^']*')
-   |(?P<word>[A-Za-z0-9_.:\-]+)
-)""", re.VERBOSE)
-_ROLE_ATTR = "@request[microsoft.authorization/roleassignments:roledefinitionid]"
-_EQUALS = {"guidequals", "stringequals", "stringequalsignorecase"}
-_NOT_EQUALS = {"guidnotequals", "stringnotequals", "stringnotequalsignorecase"}
-_UNKNOWN = None            # three-valued logic: True / False / unknown
-
-
-class _Unparsable(ValueError):
-    pass
-
-
-def _tokens(text: str) -> list[tuple[str, str]]:
-    out, pos = [], 0
-    text = text.strip()
-    while pos < len(text):
-        m = _TOKEN.match(text, pos)
-        if m is None or m.end() == pos:
-            raise _Unparsable(f"unexpected text at {pos}")
-        kind = m.lastgroup or ""
-        value = m.group(kind)
-        if kind == "word" and value.upper() in ("AND", "OR", "NOT"):
-            kind = value.lower()
-        out.append((kind, value))
-        pos = m.end()
-    return out
-
-
-class _Eval:
-    """Evaluates a condition for ``roleAssignments/write`` of a role the condition never names,
-    every other attribute unknown (Kleene logic). False = such a write is always denied."""
-
-    def __init__(self, tokens: list[tuple[str, str]]) -> None:
-        self.t, self.i = tokens, 0
-        self.allowed: list[str] = []       # every value an allow-list on the role attribute names
-
-    def peek(self) -> str | None:
-        return self.t[self.i][0] if self.i < len(self.t) else None
-
-    def take(self, kind: str | None = None) -> tuple[str, str]:
-        if self.i >= len(self.t) or (kind is not None and self.t[self.i][0] != kind):
-            raise _Unparsable(f"expected {kind}")
-        self.i += 1
-        return self.t[self.i - 1]
-
-    def run(self) -> bool | None:
-        v = self.expr()
-        if self.i != len(self.t):
-            raise _Unparsable("trailing tokens")
-        return v
-
-    def expr(self) -> bool | None:
-        v = self.conj()
-        while self.peek() == "or":
-            self.take()
-            w = self.conj()
-            v = True if (v is True or w is True) else (False if (v is False and w is False) else _UNKNOWN)
-        return v
-
-    def conj(self) -> bool | None:
-        v = self.unary()
-        while self.peek() == "and":
-            self.take()
-            w = self.unary()
-            v = False if (v is False or w is False) else (True if (v is True and w is True) else _UNKNOWN)
-        return v
-
-    def unary(self) -> bool | None:
-        if self.peek() in ("not",):
-            self.take()
-            v = self.unary()
-            return _UNKNOWN if v is None else not v
-        if self.peek() == "lp":
-            self.take()
-            v = self.expr()
-            self.take("rp")
-            return v
-        return self.atom()
-
-    def atom(self) -> bool | None:
-        kind, value = self.take()
-        if kind == "word" and value.lower() in ("actionmatches", "suboperationmatches"):
-            (_, literal) = self.take("set")
-            patterns = [p.strip().strip("'") for p in literal[1:-1].split(",")]
-            if value.lower() == "suboperationmatches":
-                return _UNKNOWN
-            return any(action_matches(p, ROLE_ASSIGNMENT_WRITE) for p in patterns)
-        if kind == "word" and value.lower() in ("exists", "notexists"):
-            (_, attr) = self.take("attr")
-            if attr.lower().replace(" ", "") != _ROLE_ATTR:
-                return _UNKNOWN
-            return value.lower() == "exists"
-        if kind != "attr":
-            raise _Unparsable(f"unexpected {value!r}")
-        (_, op) = self.take("word")
-        operand_kind, operand = self.take()
-        if operand_kind not in ("set", "str", "word"):
-            raise _Unparsable("missing operand")
-        if value.lower().replace(" ", "") != _ROLE_ATTR:
-            return _UNKNOWN
-        base = op.lower().rsplit(":", 1)[-1]
-        if base in _EQUALS:
-            literal = operand[1:-1] if operand_kind in ("set", "str") else operand
-            self.allowed.extend(v.strip().strip("'").strip() for v in literal.split(","))
-            return False           # an allow-list: an unlisted role never equals it
-        if base in _NOT_EQUALS:
-            return True            # a deny-list: an unlisted role passes
-        return _UNKNOWN
-
-
-def condition_restricts_roles(condition: str | None) -> bool:
-    """True when the ABAC ``condition`` limits which roles the assignee may assign: for
-    ``Microsoft.Authorization/roleAssignments/write`` it requires
-    ``@Request[Microsoft.Authorization/roleAssignments:RoleDefinitionId]`` to be in an allow-list
-    (``ForAnyOfAnyValues:GuidEquals {…}``, ``StringEqualsIgnoreCase``, …), the pattern Microsoft
-    recommends for delegating role assignment management. Decided by evaluating the condition
-    for a role it does not name with everything else unknown: only a definite "deny" counts, so
-    a condition on principal types alone, a deny-list, or anything unparsable does not.
-    """
-    return condition_allowed_roles(condition) is not None
-
-
-def condition_allowed_roles(condition: str | None) -> frozenset[str] | None:
-    """The role GUIDs (lower-case, dashed) a role-restricting ``condition`` lets the assignee
-    assign — every value of every allow-list on the role attribute, a superset when the
-    condition combines several — or None when it restricts nothing (``condition_restricts_roles``).
-    An allow-list value that is not a role GUID (or definition id ending in one) makes the whole
-    condition count as unrestricting: what it allows cannot be told."""
-    if not condition or not condition.strip():
-        return None
-    try:
-        ev = _Eval(_tokens(condition))
-        if ev.run() is not False:
-            return None
-    except _Unparsable:
-        return None
-    out = set()
-    for value in ev.allowed:
-        guid = normalize_guid(value.rstrip("/").rsplit("/", 1)[-1])
-        if guid is None:
-            return None
-        out.add(guid)
-    return frozenset(out)
 
 
 # ---------------------------------------------------------------- compiled policies

@@ -23,7 +23,7 @@ from guardrails.model.policy import KINDS, MODES, PRINCIPAL_TYPES, RESOURCE_KIND
 from guardrails.policy.operators import expect_schema
 from guardrails.remediation.actions import ActionRegistry, actions
 
-from guardrails.policy.fragments import ID_PATTERN, document   # the frame every kind shares
+from guardrails.policy.fragments import document   # the frame every kind shares
 RULE_ID_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}$"
 PROPERTY_PATTERN = r"^[A-Za-z0-9_$@-]+(\.[A-Za-z0-9_$@-]+)*$"
 TOP_LEVEL_KEYS = ("id", "version", "kind", "description", "mode", "selector", "rules", "exemptions",

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from guardrails.adapters.tables import _entity
+from guardrails.adapters.audit_tables import _entity
 from guardrails.errors import GuardrailsError, MetadataValidationError
 from guardrails.policy.cache import PolicyCache
 from guardrails.policy.loader import load_directory, load_documents

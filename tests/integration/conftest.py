@@ -12,7 +12,8 @@ import pytest
 
 from guardrails import bootstrap
 from guardrails import settings as S
-from guardrails.adapters.tables import TableAuditSink, TablePolicyRepository, Tables
+from guardrails.adapters.audit_tables import TableAuditSink
+from guardrails.adapters.tables import TablePolicyRepository, Tables
 from guardrails.local.azurite import Azurite
 from guardrails.local.emulator import AzureEmulator
 from guardrails.model.decision import AuditRow

@@ -23,7 +23,7 @@ from azure.functions.timer import TimerRequest
 from guardrails import bootstrap
 from guardrails import settings as S
 from guardrails.adapters.eventgrid import EventGridTopic
-from guardrails.adapters.tables import TableOutbox
+from guardrails.adapters.outbox_tables import TableOutbox
 from guardrails.model.decision import AuditRow, ViolationRecord
 from guardrails.outbox import MAX_BATCH_EVENTS, PublishError, batches, event_type, should_publish
 from guardrails.triggers.decision_events import decision_outbox

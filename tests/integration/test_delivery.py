@@ -389,7 +389,7 @@ def test_an_audit_index_row_that_cannot_be_stored_fails_the_delivery_and_the_ret
     retry writes that decision — the change and its revert — instead of deciding again on the
     fixed state, with no ARM call, and under the same row keys (the day-shard row the first
     attempt did store is replaced, not doubled)."""
-    from guardrails.adapters.tables import TableAuditSink
+    from guardrails.adapters.audit_tables import TableAuditSink
 
     res = b.storage()
     h = harness([res])

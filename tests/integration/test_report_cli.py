@@ -11,7 +11,8 @@ import uuid
 import pytest
 
 from guardrails import settings as S
-from guardrails.adapters.tables import TableAuditSink, Tables
+from guardrails.adapters.audit_tables import TableAuditSink
+from guardrails.adapters.tables import Tables
 from guardrails.cli import main as cli_main
 from tests.unit.test_report import EXPECTED, FIXED_ROWS
 

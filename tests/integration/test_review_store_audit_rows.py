@@ -16,10 +16,10 @@ import pytest
 from azure.functions.timer import TimerRequest
 
 from guardrails import settings as S
-from guardrails.adapters.tables import (
-    OMITTED_RULE, UNREADABLE_RULE, TableAuditSink, TableIdempotencyStore, TablePendingFixes, Tables,
-    audit_partition, resource_partition,
-)
+from guardrails.adapters.audit_tables import OMITTED_RULE, UNREADABLE_RULE, TableAuditSink, audit_partition
+from guardrails.adapters.idempotency_tables import TableIdempotencyStore
+from guardrails.adapters.remediation_tables import TablePendingFixes
+from guardrails.adapters.tables import Tables, resource_partition
 from guardrails.model.decision import AuditRow, ViolationRecord
 from guardrails.triggers.decision_events import decision_outbox
 

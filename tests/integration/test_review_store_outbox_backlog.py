@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from azure.functions.timer import TimerRequest
 
-from guardrails.adapters.tables import TableOutbox
+from guardrails.adapters.outbox_tables import TableOutbox
 from guardrails.triggers.decision_events import decision_outbox
 
 pytestmark = pytest.mark.integration

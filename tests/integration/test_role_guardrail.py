@@ -11,7 +11,7 @@ import pytest
 
 from guardrails.adapters.escalations import TableEscalationStore
 from guardrails.cli import main as cli_main
-from guardrails.policy.roles import grant_key
+from guardrails.policy.grant_keys import grant_key
 from tests import builders as b
 
 pytestmark = pytest.mark.integration

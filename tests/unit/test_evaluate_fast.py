@@ -10,7 +10,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from guardrails.model.resource import ResourceSnapshot, get_path
-from guardrails.policy.evaluate import _reader, compile_policies
+from guardrails.policy.compiled import _reader
+from guardrails.policy.evaluate import compile_policies
 from guardrails.policy.loader import load_directory, load_documents
 
 from bench import resources as R
@@ -192,7 +193,7 @@ def _many_rules_policy(n: int) -> dict:
 def test_more_rules_than_the_precomputed_tables_take_the_list_path_in_order():
     """Past ``_MASK_RULES`` rules for one type the result is a list built in policy then rule
     order; a tag selector still drops the policy's rules when the tags do not match."""
-    from guardrails.policy.evaluate import _MASK_RULES
+    from guardrails.policy.codegen import _MASK_RULES
 
     policies = list(load_directory(BASELINE)) + load_documents([("many", _many_rules_policy(_MASK_RULES + 3))])
     compiled = compile_policies(policies)
@@ -214,7 +215,7 @@ def test_more_rules_than_the_precomputed_tables_take_the_list_path_in_order():
 def test_the_length_filtered_absent_key_check_is_the_full_scan():
     """``_nocase_ascii`` skips keys of another length unlowered; it answers as ``_nocase``
     (a key in any case, the Kelvin sign lowering to ``k``, U+0130, non-string keys)."""
-    from guardrails.policy.evaluate import _nocase, _nocase_ascii
+    from guardrails.policy.codegen import _nocase, _nocase_ascii
 
     keys = ["publicNetworkAccess", "PUBLICNETWORKACCESS", "publicNetworkAcce\u212a\u212a".replace("\u212a\u212a", "ss"),
             "publicnetwor\u212aaccess", "publ\u0130cnetworkaccess", "other", "", "publicNetworkAccessX"]
@@ -278,7 +279,7 @@ def test_the_generated_checks_are_the_documented_semantics_while_they_learn_abse
 
 
 def test_what_the_checks_remember_is_bounded_and_only_exact_strings():
-    from guardrails.policy import evaluate as E
+    from guardrails.policy import codegen as E
 
     known: set = set()
     assert E._learn(known, "publicnetworkaccess", {"a": 1, "b": 2, 3: 4}) is False and known == set()  # unsure

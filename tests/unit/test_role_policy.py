@@ -16,10 +16,9 @@ from guardrails.model.roles import RoleDefinition, builtin_by_name
 from guardrails.policy.evaluate import compile_policies
 from guardrails.policy.loader import load_directory, load_documents
 from guardrails.model.policy import DEFAULT_FLIP_FLOP, FlipFlop
-from guardrails.policy.roles import (
-    Assignment, RoleFinding, condition_restricts_roles, evaluate_assignment, grant_key, is_privileged,
-    parse_grant_key, role_policies,
-)
+from guardrails.policy.abac import condition_restricts_roles
+from guardrails.policy.grant_keys import grant_key, parse_grant_key
+from guardrails.policy.roles import Assignment, RoleFinding, evaluate_assignment, is_privileged, role_policies
 from guardrails.remediation.actions import DeleteRoleAssignment, actions
 
 ROOT = Path(__file__).resolve().parents[2]

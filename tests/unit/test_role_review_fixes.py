@@ -152,7 +152,7 @@ def test_a_condition_role_outside_the_catalogue_is_resolved_and_unknown_ones_cou
 
 
 def test_condition_allowed_roles_lists_the_guids():
-    from guardrails.policy.roles import condition_allowed_roles
+    from guardrails.policy.abac import condition_allowed_roles
 
     assert condition_allowed_roles(b.RBAC_ADMIN_CONDITION) == {b.ROLE_IDS["Reader"],
                                                                b.ROLE_IDS["Storage Blob Data Contributor"]}
@@ -217,9 +217,7 @@ class FakeAuthz:
 class FakeService:
     settings = NS(own_principal_ids=frozenset(), is_own_principal=lambda *ids: False)
     escalations = None
-
-    def _breaker_permits(self, row, rid, act):
-        return act
+    rails = NS(breaker_permits=lambda row, rid, act: act)
 
 
 def at(scope: str, role: str, principal: str, name: str | None = None) -> dict:

@@ -14,7 +14,7 @@ from guardrails.model.resource import ResourceSnapshot
 from guardrails.policy.evaluate import compile_policies
 from guardrails.policy.flipflop import FlipFlopState, describe_actors, step, strictest
 from guardrails.policy.loader import load_documents
-from guardrails.service import approved_private_endpoints
+from guardrails.resource_guardrail import approved_private_endpoints
 from tests.unit.test_policy_loader import storage_doc
 
 PIPE = {"object_id": "11111111-2222-3333-4444-555555555555", "app_id": "aaaa", "upn": None}

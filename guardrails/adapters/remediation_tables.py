@@ -1,0 +1,208 @@
+"""Table-backed remediation state, shared by every worker: the circuit breakers
+(``TableBreakerStore``, ``<prefix>Breakers``) and the fixes still running (``TablePendingFixes``,
+``<prefix>PendingFixes``)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from datetime import datetime, timezone
+from typing import Any
+
+from azure.core import MatchConditions
+from azure.core.exceptions import (
+    AzureError,
+    ResourceExistsError,
+    ResourceModifiedError,
+    ResourceNotFoundError,
+)
+from azure.data.tables import UpdateMode
+
+from ..errors import StoreError
+from ..logs import emit
+from .tables import NO_CONTENT, _MAX_STRING, Tables, _log, _sha, _store_error, resource_partition
+
+
+class TableBreakerStore:
+    """Sliding-window remediation counter per (policy, subscription), shared by every worker.
+
+    One entity per pair holds the action times inside the window; every change is an
+    etag-conditioned update (optimistic concurrency), so concurrent workers never both take
+    the last slot. Once tripped the breaker stays open until ``reset``.
+    """
+
+    MAX_ATTEMPTS = 20
+
+    def __init__(self, tables: Tables, *, clock=lambda: datetime.now(timezone.utc)) -> None:
+        self._t = tables
+        self._clock = clock
+        self._known: dict[str, tuple[list[float], str | None]] = {}   # pk -> (times, etag) last written here
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def _keys(policy_id: str, subscription_id: str) -> tuple[str, str]:
+        return _sha(f"{policy_id}|{subscription_id.lower()}")[:32], "breaker"
+
+    def _entity(self, pk, rk, policy_id, subscription_id, times, is_open, now) -> dict[str, Any]:
+        return {"PartitionKey": pk, "RowKey": rk, "policy": policy_id, "subscription": subscription_id,
+                "times": json.dumps(times), "open": is_open, "opened_at": now.isoformat() if is_open else ""}
+
+    def _fast_path(self, table, pk, rk, policy_id, subscription_id, max_actions, window_seconds) -> bool | None:
+        """Update from this worker's last known state with its etag: one call instead of two.
+        None when there is no usable cached state or another worker changed it meanwhile."""
+        with self._lock:
+            cached = self._known.get(pk)
+        if cached is None:
+            return None
+        times, etag = cached
+        now = self._clock()
+        times = [t for t in times if t > now.timestamp() - window_seconds]
+        if len(times) >= max_actions:
+            return None          # about to trip: decide on a fresh read
+        times.append(now.timestamp())
+        try:
+            meta = table.update_entity(self._entity(pk, rk, policy_id, subscription_id, times, False, now),
+                                       mode=UpdateMode.REPLACE, etag=etag, match_condition=MatchConditions.IfNotModified)
+        except (ResourceModifiedError, ResourceNotFoundError):
+            with self._lock:
+                self._known.pop(pk, None)
+            return None
+        with self._lock:
+            self._known[pk] = (times, meta.get("etag"))
+        return True
+
+    def try_acquire(self, policy_id: str, subscription_id: str, *, max_actions: int, window_seconds: int) -> bool:
+        table = self._t.table(self._t.breakers_name)
+        pk, rk = self._keys(policy_id, subscription_id)
+        try:
+            fast = self._fast_path(table, pk, rk, policy_id, subscription_id, max_actions, window_seconds)
+        except AzureError as exc:
+            raise _store_error("breaker update", exc) from exc
+        if fast is not None:
+            return fast
+        for _attempt in range(self.MAX_ATTEMPTS):
+            now = self._clock()
+            try:
+                try:
+                    current = table.get_entity(pk, rk)
+                except ResourceNotFoundError:
+                    current = None
+                if current is None:
+                    entity = {"PartitionKey": pk, "RowKey": rk, "policy": policy_id, "subscription": subscription_id,
+                              "times": json.dumps([now.timestamp()]), "open": max_actions < 1, "opened_at": ""}
+                    try:
+                        meta = table.create_entity(entity, **NO_CONTENT)
+                        if not entity["open"]:
+                            with self._lock:
+                                self._known[pk] = ([now.timestamp()], meta.get("etag"))
+                        return True
+                    except ResourceExistsError:
+                        continue
+                if current.get("open"):
+                    return False
+                horizon = now.timestamp() - window_seconds
+                times = [t for t in json.loads(current.get("times") or "[]") if t > horizon]
+                allowed = len(times) < max_actions
+                entity = {"PartitionKey": pk, "RowKey": rk, "policy": policy_id, "subscription": subscription_id,
+                          "times": json.dumps(times + [now.timestamp()] if allowed else times),
+                          "open": not allowed, "opened_at": "" if allowed else now.isoformat()}
+                try:
+                    meta = table.update_entity(entity, mode=UpdateMode.REPLACE, etag=current.metadata["etag"],
+                                               match_condition=MatchConditions.IfNotModified)
+                    with self._lock:
+                        if allowed:
+                            self._known[pk] = (json.loads(entity["times"]), meta.get("etag"))
+                        else:
+                            self._known.pop(pk, None)
+                    return allowed
+                except ResourceModifiedError:
+                    continue
+            except AzureError as exc:
+                raise _store_error("breaker update", exc) from exc
+        raise StoreError("breaker update kept conflicting; retry later")
+
+    def is_open(self, policy_id: str, subscription_id: str) -> bool:
+        pk, rk = self._keys(policy_id, subscription_id)
+        try:
+            return bool(self._t.table(self._t.breakers_name).get_entity(pk, rk).get("open"))
+        except ResourceNotFoundError:
+            return False
+        except AzureError as exc:
+            raise _store_error("breaker read", exc) from exc
+
+    def reset(self, policy_id: str, subscription_id: str) -> bool:
+        """Close the breaker and forget its window. Returns whether there was state to reset."""
+        pk, rk = self._keys(policy_id, subscription_id)
+        with self._lock:
+            self._known.pop(pk, None)
+        try:
+            self._t.table(self._t.breakers_name).delete_entity(pk, rk)
+        except ResourceNotFoundError:
+            return False
+        except AzureError as exc:
+            raise _store_error("breaker reset", exc) from exc
+        return True
+
+
+# ---------------------------------------------------------------------------------------
+class TablePendingFixes:
+    """Fixes whose long-running operation was still running when the delivery's budget ran
+    out (verdict ``requested``): confirmed when the guardrail's own write event arrives."""
+
+    def __init__(self, tables: Tables) -> None:
+        self._t = tables
+
+    MAX_PARTS = 15     # 15 x 30,000 characters: well inside an entity's 1 MiB (strings are UTF-16)
+
+    def add(self, resource_id: str, event_id: str, record: dict[str, Any]) -> None:
+        """Keep ``record`` whole: its JSON in ``record`` when it fits one property, else in
+        ``record_0..n`` (``record_parts`` = n), never cut (a cut record would not parse)."""
+        body = json.dumps(record, sort_keys=True, default=str)
+        if len(body) <= _MAX_STRING:
+            parts: dict[str, Any] = {"record": body}
+        else:
+            chunks = [body[o:o + _MAX_STRING] for o in range(0, len(body), _MAX_STRING)]
+            if len(chunks) > self.MAX_PARTS:
+                raise StoreError(f"pending fix record too large for one table row ({len(body)} characters)")
+            parts = {"record": "", "record_parts": len(chunks), **{f"record_{i}": c for i, c in enumerate(chunks)}}
+        try:
+            self._t.table(self._t.pending_name).upsert_entity({
+                "PartitionKey": resource_partition(resource_id), "RowKey": _sha(event_id)[:32],
+                "resource_id": resource_id[:4000], "event_id": event_id[:256], **parts}, mode=UpdateMode.REPLACE)
+        except AzureError as exc:
+            raise _store_error("pending fix write", exc) from exc
+
+    def list(self, resource_id: str) -> list[tuple[str, dict[str, Any]]]:
+        """Every pending fix of the resource. A record that does not parse (one an older version
+        cut at 30,000 characters) comes back with no ``changes`` (logged): its fix cannot be
+        confirmed, and the row is removed like any other once the resource's write event came."""
+        try:
+            rows = list(self._t.table(self._t.pending_name).query_entities(
+                "PartitionKey eq @pk", parameters={"pk": resource_partition(resource_id)}))
+        except ResourceNotFoundError:
+            return []
+        except AzureError as exc:
+            raise _store_error("pending fix read", exc) from exc
+        out = []
+        for r in rows:
+            n = int(r.get("record_parts") or 0)
+            body = "".join(str(r.get(f"record_{i}", "")) for i in range(n)) if n else str(r.get("record") or "")
+            try:
+                record = json.loads(body)
+            except ValueError:
+                record = None
+            if not isinstance(record, dict):
+                emit(_log, logging.WARNING, "pending_fix_unreadable", row_key=r["RowKey"],
+                     event_id=str(r.get("event_id", "")))
+                record = {"event_id": str(r.get("event_id", "")), "changes": []}
+            out.append((r["RowKey"], record))
+        return out
+
+    def remove(self, resource_id: str, key: str) -> None:
+        try:
+            self._t.table(self._t.pending_name).delete_entity(resource_partition(resource_id), key)
+        except ResourceNotFoundError:
+            pass
+        except AzureError as exc:
+            raise _store_error("pending fix delete", exc) from exc

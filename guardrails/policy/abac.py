@@ -1,0 +1,169 @@
+"""ABAC conditions of role assignments: does one restrict which roles its assignee may assign? Pure.
+
+A ``privileged.conditional_roles`` role of a ``kind: role-assignments`` policy (Role Based Access
+Control Administrator) is privileged unless its assignment's condition limits
+``Microsoft.Authorization/roleAssignments/write`` to an allow-list of roles none of which is
+privileged (``guardrails.policy.roles``). ``condition_allowed_roles`` evaluates a condition (a
+tokenizer and a recursive-descent parser, ``_Eval``, in Kleene three-valued logic) for a role it
+does not name, every other attribute unknown: only a definite "deny" restricts, and then the
+allow-list's role GUIDs are returned. ``condition_restricts_roles`` is whether it restricts.
+"""
+
+from __future__ import annotations
+
+import re
+
+from guardrails.model.roles import action_matches, normalize_guid
+
+__all__ = ["condition_restricts_roles", "condition_allowed_roles"]
+
+ROLE_ASSIGNMENT_WRITE = "Microsoft.Authorization/roleAssignments/write"
+
+_TOKEN = re.compile(r"""\s*(?:
+    (?P<lp>\()|(?P<rp>\))|(?P<not>!)|(?P<and>&&)|(?P<or>\|\|)
+   |(?P<attr>@[A-Za-z]+\[[^\]]*\])
+   |(?P<set>\{[^}]*\})
+   |(?P<str>'[^']*')
+   |(?P<word>[A-Za-z0-9_.:\-]+)
+)""", re.VERBOSE)
+_ROLE_ATTR = "@request[microsoft.authorization/roleassignments:roledefinitionid]"
+_EQUALS = {"guidequals", "stringequals", "stringequalsignorecase"}
+_NOT_EQUALS = {"guidnotequals", "stringnotequals", "stringnotequalsignorecase"}
+_UNKNOWN = None            # three-valued logic: True / False / unknown
+
+
+class _Unparsable(ValueError):
+    pass
+
+
+def _tokens(text: str) -> list[tuple[str, str]]:
+    out, pos = [], 0
+    text = text.strip()
+    while pos < len(text):
+        m = _TOKEN.match(text, pos)
+        if m is None or m.end() == pos:
+            raise _Unparsable(f"unexpected text at {pos}")
+        kind = m.lastgroup or ""
+        value = m.group(kind)
+        if kind == "word" and value.upper() in ("AND", "OR", "NOT"):
+            kind = value.lower()
+        out.append((kind, value))
+        pos = m.end()
+    return out
+
+
+class _Eval:
+    """Evaluates a condition for ``roleAssignments/write`` of a role the condition never names,
+    every other attribute unknown (Kleene logic). False = such a write is always denied."""
+
+    def __init__(self, tokens: list[tuple[str, str]]) -> None:
+        self.t, self.i = tokens, 0
+        self.allowed: list[str] = []       # every value an allow-list on the role attribute names
+
+    def peek(self) -> str | None:
+        return self.t[self.i][0] if self.i < len(self.t) else None
+
+    def take(self, kind: str | None = None) -> tuple[str, str]:
+        if self.i >= len(self.t) or (kind is not None and self.t[self.i][0] != kind):
+            raise _Unparsable(f"expected {kind}")
+        self.i += 1
+        return self.t[self.i - 1]
+
+    def run(self) -> bool | None:
+        v = self.expr()
+        if self.i != len(self.t):
+            raise _Unparsable("trailing tokens")
+        return v
+
+    def expr(self) -> bool | None:
+        v = self.conj()
+        while self.peek() == "or":
+            self.take()
+            w = self.conj()
+            v = True if (v is True or w is True) else (False if (v is False and w is False) else _UNKNOWN)
+        return v
+
+    def conj(self) -> bool | None:
+        v = self.unary()
+        while self.peek() == "and":
+            self.take()
+            w = self.unary()
+            v = False if (v is False or w is False) else (True if (v is True and w is True) else _UNKNOWN)
+        return v
+
+    def unary(self) -> bool | None:
+        if self.peek() in ("not",):
+            self.take()
+            v = self.unary()
+            return _UNKNOWN if v is None else not v
+        if self.peek() == "lp":
+            self.take()
+            v = self.expr()
+            self.take("rp")
+            return v
+        return self.atom()
+
+    def atom(self) -> bool | None:
+        kind, value = self.take()
+        if kind == "word" and value.lower() in ("actionmatches", "suboperationmatches"):
+            (_, literal) = self.take("set")
+            patterns = [p.strip().strip("'") for p in literal[1:-1].split(",")]
+            if value.lower() == "suboperationmatches":
+                return _UNKNOWN
+            return any(action_matches(p, ROLE_ASSIGNMENT_WRITE) for p in patterns)
+        if kind == "word" and value.lower() in ("exists", "notexists"):
+            (_, attr) = self.take("attr")
+            if attr.lower().replace(" ", "") != _ROLE_ATTR:
+                return _UNKNOWN
+            return value.lower() == "exists"
+        if kind != "attr":
+            raise _Unparsable(f"unexpected {value!r}")
+        (_, op) = self.take("word")
+        operand_kind, operand = self.take()
+        if operand_kind not in ("set", "str", "word"):
+            raise _Unparsable("missing operand")
+        if value.lower().replace(" ", "") != _ROLE_ATTR:
+            return _UNKNOWN
+        base = op.lower().rsplit(":", 1)[-1]
+        if base in _EQUALS:
+            literal = operand[1:-1] if operand_kind in ("set", "str") else operand
+            self.allowed.extend(v.strip().strip("'").strip() for v in literal.split(","))
+            return False           # an allow-list: an unlisted role never equals it
+        if base in _NOT_EQUALS:
+            return True            # a deny-list: an unlisted role passes
+        return _UNKNOWN
+
+
+def condition_restricts_roles(condition: str | None) -> bool:
+    """True when the ABAC ``condition`` limits which roles the assignee may assign: for
+    ``Microsoft.Authorization/roleAssignments/write`` it requires
+    ``@Request[Microsoft.Authorization/roleAssignments:RoleDefinitionId]`` to be in an allow-list
+    (``ForAnyOfAnyValues:GuidEquals {…}``, ``StringEqualsIgnoreCase``, …), the pattern Microsoft
+    recommends for delegating role assignment management. Decided by evaluating the condition
+    for a role it does not name with everything else unknown: only a definite "deny" counts, so
+    a condition on principal types alone, a deny-list, or anything unparsable does not.
+    """
+    return condition_allowed_roles(condition) is not None
+
+
+def condition_allowed_roles(condition: str | None) -> frozenset[str] | None:
+    """The role GUIDs (lower-case, dashed) a role-restricting ``condition`` lets the assignee
+    assign — every value of every allow-list on the role attribute, a superset when the
+    condition combines several — or None when it restricts nothing (``condition_restricts_roles``).
+    An allow-list value that is not a role GUID (or definition id ending in one) makes the whole
+    condition count as unrestricting: what it allows cannot be told."""
+    if not condition or not condition.strip():
+        return None
+    try:
+        ev = _Eval(_tokens(condition))
+        if ev.run() is not False:
+            return None
+    except _Unparsable:
+        return None
+    out = set()
+    for value in ev.allowed:
+        guid = normalize_guid(value.rstrip("/").rsplit("/", 1)[-1])
+        if guid is None:
+            return None
+        out.add(guid)
+    return frozenset(out)

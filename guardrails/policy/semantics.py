@@ -1,0 +1,247 @@
+"""Pass 3 of metadata validation (``guardrails.policy.loader``): semantics, then the model value.
+
+``_semantics`` checks one document by its kind and builds its policy (``Policy``, ``RolePolicy``,
+…) or returns its findings. Resource kind: catalogue types, one operator per ``expect``, action
+``validate()``, unique rule ids, tag keys unique in any case. Role-assignments kind
+(``_role_semantics``): role names in the built-in catalogue (or GUIDs), principal/group object
+ids are GUIDs, grant and strict scopes are ARM scopes, a grant names somebody. Both: subscription
+GUIDs, exemption scopes and timezone-aware expiry (``_exemptions``). The secrets kind:
+``guardrails/secrets/policy.py``; the check kinds (job, model-registry, check-access):
+``guardrails/checks/policy_schema.py``.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Any, Iterable, Mapping
+
+from guardrails.model.policy import (
+    DEFAULT_BREAKER, DEFAULT_FLIP_FLOP, DEFAULT_NOTIFY_TAG, ROLE_KIND, AnyPolicy, Breaker,
+    Exemption, FlipFlop, Policy, PrivateEndpointFirst, PrivilegedRoles, RoleGrant, RolePolicy, RoleSelector, Rule, Selector, freeze,
+)
+from guardrails.model.resource import CATALOG, lookup_type
+from guardrails.model.roles import BUILTIN_ROLES, builtin_by_name, normalize_guid
+from guardrails.checks import policy_schema as check_schema
+from guardrails.policy.findings import _finding, _hint
+from guardrails.policy.structure import _kind
+from guardrails.remediation.actions import actions
+
+_GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+
+
+def _check_scope(scope: str) -> str | None:
+    from guardrails.errors import InvalidArmId
+    from guardrails.model.arm_id import parse_scope   # lazy: the ARM id grammar lives there
+
+    try:
+        parse_scope(scope)
+    except InvalidArmId as exc:
+        return f"not a valid ARM scope {scope!r}: {exc}"
+    return None
+
+
+def _resource_scope(scope: str) -> str | None:
+    """A resource policy's exemption must be able to contain a resource id: a resource id names
+    its subscription, never its management group, so a management-group scope would silently
+    exempt nothing."""
+    if not scope.strip().lower().startswith("/subscriptions/"):
+        return ("a management group scope never matches: resource ids do not name their management "
+                "group; exempt subscriptions, resource groups or resources instead")
+    return None
+
+
+def _parse_expires(text: str) -> tuple[datetime | None, str | None]:
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        return None, f"'{text}' is not an ISO 8601 datetime (e.g. 2027-01-31T00:00:00Z)"
+    if when.tzinfo is None or when.utcoffset() is None:
+        return None, f"'{text}' has no timezone: write it with Z or an offset (e.g. 2027-01-31T00:00:00Z)"
+    return when, None
+
+
+def _exemptions(doc: Mapping[str, Any], found: list[tuple[str, str]]) -> tuple[Exemption, ...]:
+    exemptions: list[Exemption] = []
+    for i, ed in enumerate(doc.get("exemptions", ())):
+        path = f"$.exemptions[{i}]"
+        problem = _check_scope(ed["scope"]) or _resource_scope(ed["scope"])
+        if problem:
+            found.append((f"{path}.scope", problem))
+        expires = None
+        if "expires" in ed:
+            expires, problem = _parse_expires(ed["expires"])
+            if problem:
+                found.append((f"{path}.expires", problem))
+        exemptions.append(Exemption(ed["scope"], ed["reason"], ed["owner"], expires))
+    return tuple(exemptions)
+
+
+def _subscriptions(sel: Mapping[str, Any], found: list[tuple[str, str]]) -> None:
+    for i, sub in enumerate(sel.get("subscriptions", ())):
+        if not _GUID.match(sub):
+            found.append((f"$.selector.subscriptions[{i}]", f"'{sub}' is not a subscription GUID"))
+
+
+def _semantics(source: str, doc: dict[str, Any]) -> tuple[AnyPolicy | None, list[str]]:
+    if _kind(doc) == ROLE_KIND:
+        return _role_semantics(source, doc)
+    if _kind(doc) == "secrets":
+        from guardrails.secrets.policy import semantics as secret_semantics
+        policy, found = secret_semantics(doc)
+        if policy is not None:
+            from dataclasses import replace
+            policy = replace(policy, source=source)
+        return policy, [_finding(source, doc, p, m) for p, m in found]
+    if _kind(doc) in check_schema.REQUIRED_KEYS:       # job, model-registry, check-access
+        policy, found = check_schema.semantics(_kind(doc), doc, source)
+        return policy, [_finding(source, doc, p, m) for p, m in found]
+    found: list[tuple[str, str]] = []
+    sel = doc["selector"]
+    types = list(sel["resource_types"])
+    for i, t in enumerate(types):
+        if lookup_type(t) is None:
+            found.append((f"$.selector.resource_types[{i}]", f"resource type '{t}' is not in the catalogue"
+                          f"{_hint(t, [c.name for c in CATALOG.values()])}"))
+    _subscriptions(sel, found)
+    tag_keys: dict[str, str] = {}
+    for k in sel.get("tags", {}):
+        if k.lower() in tag_keys:
+            found.append(("$.selector.tags", f"tag keys '{tag_keys[k.lower()]}' and '{k}' differ only in case"))
+        tag_keys[k.lower()] = k
+
+    rules: list[Rule] = []
+    rule_ids: dict[str, int] = {}
+    for i, rd in enumerate(doc["rules"]):
+        path = f"$.rules[{i}]"
+        if rd["id"] in rule_ids:
+            found.append((f"{path}.id", f"duplicate rule id '{rd['id']}' (also $.rules[{rule_ids[rd['id']]}])"))
+        rule_ids.setdefault(rd["id"], i)
+        pe = rd.get("private_endpoint")
+        rule = Rule(rd["id"], rd["property"], freeze(rd["expect"]), freeze(rd["action"]), rd.get("description", ""),
+                    PrivateEndpointFirst(pe.get("when_missing", "notify")) if pe and pe["required"] else None)
+        rules.append(rule)
+        if len(rd["expect"]) != 1:
+            found.append((f"{path}.expect", "exactly one operator expected, found "
+                          + ", ".join(f"'{k}'" for k in rd["expect"])))
+            continue
+        found.extend((f"{path}.action", m) for m in actions.build(rd["action"]).validate(rule, types))
+
+    exemptions = _exemptions(doc, found)
+
+    if found:
+        return None, [_finding(source, doc, p, m) for p, m in found]
+    policy = Policy(
+        id=doc["id"],
+        version=int(doc["version"]),
+        description=doc["description"],
+        mode=doc["mode"],
+        selector=Selector(
+            resource_types=tuple(types),
+            subscriptions=tuple(sel.get("subscriptions", ())),
+            resource_groups=tuple(sel.get("resource_groups", ())),
+            tags=freeze(sel.get("tags", {})),
+        ),
+        rules=tuple(rules),
+        exemptions=exemptions,
+        notify_tag=doc.get("notify_tag", DEFAULT_NOTIFY_TAG),
+        breaker=Breaker(**doc["breaker"]) if "breaker" in doc else DEFAULT_BREAKER,
+        flip_flop=FlipFlop(**doc["flip_flop"]) if "flip_flop" in doc else DEFAULT_FLIP_FLOP,
+        contact=doc.get("contact", ""),
+        source=source,
+    )
+    return policy, []
+
+
+def _role_id(text: str, path: str, found: list[tuple[str, str]]) -> str:
+    """A built-in role name (case-insensitive) or a role definition GUID, as a GUID."""
+    guid = normalize_guid(text)
+    if guid is not None:
+        return guid
+    builtin = builtin_by_name(text)
+    if builtin is not None:
+        return builtin.id
+    names = [r.role_name for r in BUILTIN_ROLES.values()]
+    found.append((path, f"role '{text}' is neither a built-in role of the catalogue nor a role definition"
+                  f" GUID{_hint(text, names)}"))
+    return ""
+
+
+def _object_ids(values: Iterable[str], path: str, what: str, found: list[tuple[str, str]]) -> tuple[str, ...]:
+    return check_schema.guid_list(values, path, what, found)     # one GUID-list check for every kind
+
+
+def _scopes(values: Iterable[str], path: str, found: list[tuple[str, str]]) -> tuple[str, ...]:
+    for i, scope in enumerate(values):
+        problem = _check_scope(scope)
+        if problem:
+            found.append((f"{path}[{i}]", problem))
+    return tuple(values)
+
+
+def _role_semantics(source: str, doc: dict[str, Any]) -> tuple[RolePolicy | None, list[str]]:
+    found: list[tuple[str, str]] = []
+    sel = doc.get("selector", {})
+    _subscriptions(sel, found)
+
+    pr = doc.get("privileged", {})
+    roles = tuple(pr.get("roles", ()))
+    role_ids = [_role_id(r, f"$.privileged.roles[{i}]", found) for i, r in enumerate(roles)]
+    conditional = tuple(pr.get("conditional_roles", ()))
+    conditional_ids = [_role_id(r, f"$.privileged.conditional_roles[{i}]", found)
+                       for i, r in enumerate(conditional)]
+    for i, gid in enumerate(conditional_ids):
+        if gid and gid in role_ids:
+            found.append((f"$.privileged.conditional_roles[{i}]", f"role '{conditional[i]}' is also in"
+                          " privileged.roles: list it in one of them"))
+    privileged = PrivilegedRoles(
+        roles=roles,
+        custom_role_actions=tuple(pr.get("custom_role_actions", ())),
+        custom_role_data_actions=tuple(pr.get("custom_role_data_actions", ())),
+        conditional_roles=conditional,
+        allowed_service_principals=_object_ids(pr.get("allowed_service_principals", ()),
+                                               "$.privileged.allowed_service_principals",
+                                               "a service principal object id", found),
+        role_ids=frozenset(g for g in role_ids if g),
+        conditional_role_ids=frozenset(g for g in conditional_ids if g),
+    )
+    break_glass = _object_ids(doc.get("break_glass", ()), "$.break_glass", "a principal object id", found)
+
+    grants: list[RoleGrant] = []
+    for i, gd in enumerate(doc.get("grants", ())):
+        path = f"$.grants[{i}]"
+        grant = RoleGrant(
+            role=gd["role"],
+            role_id=_role_id(gd["role"], f"{path}.role", found),
+            scopes=_scopes(gd["scopes"], f"{path}.scopes", found),
+            principals=_object_ids(gd.get("principals", ()), f"{path}.principals", "a principal object id", found),
+            groups=_object_ids(gd.get("groups", ()), f"{path}.groups", "a group object id", found),
+            principal_types=tuple(gd.get("principal_types", ())),
+            description=gd.get("description", ""),
+        )
+        if not (gd.get("principals") or gd.get("groups") or gd.get("principal_types")):
+            found.append((path, f"grant of '{gd['role']}' names nobody (principals, groups or principal_types):"
+                          " every assignment of the role would be removed"))
+        grants.append(grant)
+    strict = _scopes(doc.get("strict_scopes", ()), "$.strict_scopes", found)
+    exemptions = _exemptions(doc, found)
+
+    if found:
+        return None, [_finding(source, doc, p, m) for p, m in found]
+    policy = RolePolicy(
+        id=doc["id"],
+        version=int(doc["version"]),
+        description=doc["description"],
+        mode=doc["mode"],
+        action=freeze(doc["action"]),
+        selector=RoleSelector(subscriptions=tuple(sel.get("subscriptions", ()))),
+        privileged=privileged,
+        break_glass=break_glass,
+        grants=tuple(grants),
+        strict_scopes=strict,
+        exemptions=exemptions,
+        breaker=Breaker(**doc["breaker"]) if "breaker" in doc else DEFAULT_BREAKER,
+        flip_flop=FlipFlop(**doc["flip_flop"]) if "flip_flop" in doc else DEFAULT_FLIP_FLOP,
+        source=source,
+    )
+    return policy, []

@@ -1,0 +1,356 @@
+"""The resource guardrail: decide on a covered resource's live state and put it right.
+
+    read live state (or reuse a snapshot) ─▶ evaluate (pure) ─▶ plan: exemptions, notify-only,
+      private endpoint first, writes the platform refuses, audit mode ─▶ flip-flop budget
+      ─▶ circuit breaker ─▶ one merged write (PATCH, or PUT where the type needs it) ─▶ confirm
+      by read-back ─▶ the row's violations, verdict and message
+
+``GuardrailsService`` routes a covered resource's event, on-demand check or sweep page here and
+owns the idempotency claim and the audit row around it; this module fills the row in. ``shadow``
+policy versions are judged on the same state in a row of their own.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import uuid
+from typing import Any, Mapping
+
+from .errors import ArmError, ResourceNotFound, StoreError
+from .logs import emit
+from .model.decision import AuditRow, ViolationRecord, combine_verdict, short_repr
+from .model.resource import ResourceSnapshot, ResourceType
+from .policy.evaluate import RuleResult
+from .policy.operators import values_equal
+
+log = logging.getLogger("guardrails")
+
+# fields ARM computes; never sent back in a full PUT
+READ_ONLY_TOP = ("id", "name", "type", "systemData", "etag")
+
+
+class ResourceGuardrail:
+    """Decides for the catalogue's resource types (``guardrails/model/resource.py``) on behalf
+    of ``svc`` (its ARM gateway, snapshot cache, safety rails and pending-fix store)."""
+
+    def __init__(self, svc) -> None:
+        self.svc = svc
+
+    def decide(self, ctx, row: AuditRow, event, rtype: ResourceType, compiled, candidates) -> None:
+        rid = event.resource_id
+        try:
+            # a target may carry the live state already (a sweep's list page): no second read
+            snapshot = getattr(event, "snapshot", None) or self.svc.snapshots.get(str(rid), event.envelope.time)
+            if snapshot is None:
+                sent = self.svc.snapshots.now()
+                snapshot = self.svc.arm.get_resource(str(rid), api_version=rtype.api_version, deadline=ctx.deadline)
+                self.svc.snapshots.put(snapshot, requested_at=sent)
+        except ResourceNotFound:
+            self.svc.snapshots.forget(str(rid))
+            row.verdict, row.reason, row.message = "ignored", "resource_not_found", "the resource no longer exists"
+            return
+        except ArmError as exc:
+            row.verdict, row.reason, row.message = "failed", exc.reason, str(exc)
+            return
+        if snapshot.type and snapshot.type.lower() != rtype.key:
+            row.verdict, row.reason = "failed", "unexpected_type"
+            row.message = f"ARM returned type {short_repr(snapshot.type)} for a {rtype.name} id"
+            return
+        shadow = compiled.shadow
+        if shadow is not None and not ctx.dry_run:
+            self._shadow(ctx, row, snapshot, shadow, rid)
+        row.policies = [p.ref for p in candidates if _tags_match(p, snapshot.tags)]
+        if not candidates:
+            row.verdict, row.reason = "ignored", "no_policy"
+            row.message = "only shadow policy versions select this resource (see the shadow row)"
+            return
+        results = compiled.evaluate(snapshot, now=ctx.now, subscription_id=rid.subscription_id,
+                                    resource_group=rid.resource_group)
+        if not results:
+            row.verdict, row.reason = "compliant", ""
+            row.message = f"compliant with {', '.join(row.policies) or 'no policy'}"
+            if ctx.takeover and self.svc.escalations is not None:
+                self._recover(ctx, row, snapshot)
+            return
+
+        records: list[tuple[RuleResult, ViolationRecord]] = []
+        to_apply: list[tuple[RuleResult, ViolationRecord]] = []
+        approved_pe: int | None = None          # approved private endpoint connections (read once)
+        pe_waived: list[ViolationRecord] = []   # enforced although no private endpoint is approved
+        for r in results:
+            rec = ViolationRecord(policy=r.policy.ref, rule=r.rule.id, property=r.rule.property,
+                                  before=r.before, after=r.change.after if r.change else None, outcome="violation")
+            pe_rule = r.rule.private_endpoint
+            if pe_rule is not None and r.exemption is None and r.change is not None and approved_pe is None:
+                approved_pe = approved_private_endpoints(snapshot)
+            if r.exemption is not None:
+                rec.outcome = "exempted"
+                exp = r.exemption.expires.isoformat() if r.exemption.expires else "no expiry"
+                rec.message = f"exempted by {r.exemption.owner} ({exp}): {r.exemption.reason}"[:300]
+            elif r.notify or r.change is None:
+                rec.outcome = "violation"
+                rec.message = "notify only"
+                row.notify = True
+            elif pe_rule is not None and not approved_pe and pe_rule.when_missing == "notify":
+                # disabling public access now would cut off every client: no private path exists yet
+                rec.outcome = "violation"
+                rec.message = ("not reverted: no approved private endpoint connection; public access stays until "
+                               "one is approved (the policy asks for private connectivity first)")
+                row.notify = True
+            elif (refused := rtype.write_refused(r.change.property, snapshot.body)) is not None:
+                # the platform would refuse the write (and with it every fix merged into it)
+                rec.outcome = "violation"
+                rec.message = f"not fixable here: {refused}"[:300]
+                row.notify = True
+            elif r.policy.mode == "audit" or ctx.dry_run:
+                rec.outcome = "dry_run"
+                rec.message = "audit mode: would set the value"
+            else:
+                to_apply.append((r, rec))
+                if pe_rule is not None and not approved_pe:
+                    pe_waived.append(rec)
+            records.append((r, rec))
+        reasons: list[str] = []
+        if to_apply and self.svc.escalations is not None:
+            to_apply = self.svc.rails.flip_flop(row, rid, to_apply, reasons)
+        if to_apply:
+            to_apply = self.svc.rails.breaker_permits(row, rid, to_apply)
+            if row.reason == "circuit_open":
+                reasons.append("circuit_open")
+        if to_apply:
+            self._apply(ctx, row, snapshot, rtype, to_apply)
+            if any(rec.outcome == "requested" for _r, rec in to_apply):
+                self.svc.pending.add(snapshot.resource_id, row.event_id, {
+                    "event_id": row.event_id, "api_version": rtype.api_version,
+                    "changes": [{"policy": rec.policy, "rule": rec.rule, "property": rec.property,
+                                 "before": rec.before, "after": rec.after}
+                                for _r, rec in to_apply if rec.outcome == "requested"]})
+        for rec in pe_waived:
+            rec.message = (rec.message + "; enforced without an approved private endpoint connection "
+                           "(policy: when_missing enforce)")[:300]
+        row.violations = [rec for _r, rec in records]
+        row.verdict = combine_verdict([rec.outcome for rec in row.violations])
+        if row.verdict != "failed":
+            row.reason = reasons[0] if reasons else ""
+        row.message = "; ".join(
+            f"{v.policy}/{v.rule}: {v.property} {short_repr(v.before)}"
+            + (f" -> {short_repr(v.after)}" if v.after is not None else "") + f" ({v.outcome})"
+            for v in row.violations)[:2000]
+        if row.notify:
+            told = [r for r, rec in records if rec.outcome in ("violation", "escalated")]
+            owner, via = _owner(snapshot, told)
+            emit(log, logging.WARNING, "guardrail_violation_notify", owner_tag=via, owner=owner,
+                 rules=[f"{v.policy}/{v.rule}" for v in row.violations if v.outcome in ("violation", "escalated")])
+
+    def _shadow(self, ctx, row: AuditRow, snapshot: ResourceSnapshot, shadow, rid) -> None:
+        """Judge the same live state with the ``mode: shadow`` policy versions and record, in a
+        row of its own (verdict ``shadow``), what they would have done. Nothing is changed."""
+        candidates = shadow.candidates(snapshot.type, rid.subscription_id, rid.resource_group)
+        policies = [p.ref for p in candidates if _tags_match(p, snapshot.tags)]
+        if not policies:
+            return
+        results = shadow.evaluate(snapshot, now=ctx.now, subscription_id=rid.subscription_id,
+                                  resource_group=rid.resource_group)
+        srow = AuditRow(event_id=row.event_id, event_type=row.event_type, resource_id=row.resource_id,
+                        verdict="shadow", actor=row.actor, correlation_id=row.correlation_id,
+                        delivery_id=f"{ctx.delivery_id}-shadow", event_time=row.event_time, policies=policies)
+        would: list[str] = []
+        for r in results:
+            if r.exemption is not None:
+                outcome, text = "exempted", f"would leave it: exempted by {r.exemption.owner}"
+            elif r.notify or r.change is None:
+                outcome, text = "violation", "would notify"
+            elif r.rule.private_endpoint is not None and r.rule.private_endpoint.when_missing == "notify" \
+                    and not approved_private_endpoints(snapshot):
+                outcome, text = "violation", "would notify: no approved private endpoint connection"
+            else:
+                outcome, text = "remediated", f"would set {short_repr(r.change.after)}"
+            would.append(outcome)
+            srow.violations.append(ViolationRecord(policy=r.policy.ref, rule=r.rule.id, property=r.rule.property,
+                                                   before=r.before, after=r.change.after if r.change else None,
+                                                   outcome="shadow", message=text[:300]))
+        verdict = combine_verdict(would)
+        message = "; ".join(f"{v.policy}/{v.rule}: {v.message}" for v in srow.violations) or \
+            f"compliant with {', '.join(policies)}"
+        self.svc._finish(ctx, srow, "shadow", verdict, f"shadow ({verdict}): {message}")
+
+    def _recover(self, ctx, row: AuditRow, snapshot: ResourceSnapshot) -> None:
+        """This delivery took the event over from one that died holding it, and finds the resource
+        compliant. If that one counted a revert (its flip-flop intent) and the values it set out to
+        write hold now, it made the fix and died before its audit row: record the violation and
+        its revert (``remediated``), not a bare ``compliant``. Nothing when it did audit its
+        decision (it died after that row: ``republish`` sends it). Two table reads, on takeovers only."""
+        try:
+            if any(r.verdict != "shadow" for r in self.svc.audit.rows_of_delivery(row.resource_id, ctx.takeover)):
+                return
+            changes = json.loads(self.svc.escalations.intent(row.resource_id, row.event_id) or "[]")
+        except (StoreError, ValueError) as exc:
+            emit(log, logging.WARNING, "guardrail_takeover_intent_unread", error=type(exc).__name__)
+            return
+        held = [c for c in changes if isinstance(c, dict) and {"policy", "rule", "property", "after"} <= c.keys()
+                and values_equal(snapshot.value(c["property"])[0], c["after"])]
+        if not held:
+            return
+        note = (f"an earlier delivery of this event ({ctx.takeover[:64]}) set out to revert this and stopped "
+                "before its audit row; the value read now holds")
+        row.violations = [ViolationRecord(policy=str(c["policy"]), rule=str(c["rule"]), property=str(c["property"]),
+                                          before=c.get("before"), after=c["after"], outcome="remediated",
+                                          message=note[:300]) for c in held]
+        row.verdict = "remediated"
+        row.message = "; ".join(f"{v.policy}/{v.rule}: {v.property} {short_repr(v.before)} -> {short_repr(v.after)} "
+                                f"(remediated)" for v in row.violations)[:2000 - len(note) - 2] + "; " + note
+
+    def _apply(self, ctx, row: AuditRow, snapshot: ResourceSnapshot, rtype: ResourceType,
+               to_apply: list[tuple[RuleResult, ViolationRecord]]) -> None:
+        # one write per resource: merge every change; conflicting targets fail loudly
+        desired: dict[str, Any] = {}
+        conflicts: set[str] = set()
+        for r, _rec in to_apply:
+            path = r.change.property
+            if path in desired and not values_equal(desired[path], r.change.after):
+                conflicts.add(path)
+            desired.setdefault(path, r.change.after)
+        ok = [(r, rec) for r, rec in to_apply if r.change.property not in conflicts]
+        for r, rec in to_apply:
+            if r.change.property in conflicts:
+                rec.outcome, rec.message = "failed", "policies demand different values for this property"
+                row.reason = "conflicting_policies"
+        if not ok:
+            return
+        rid = snapshot.resource_id
+        # our write's own event carries this id (data.correlationId); unless the fix is left
+        # ``requested`` (a pending record), that event needs no lookup at all
+        correlation = str(uuid.uuid4())
+        try:
+            if rtype.write_method == "put":
+                body = copy.deepcopy(dict(snapshot.body))
+                for key in READ_ONLY_TOP:
+                    body.pop(key, None)
+                for r, _rec in ok:
+                    _set_path(body, r.change.property, r.change.after)
+                result = self.svc.arm.put_resource(rid, body, api_version=rtype.api_version, etag=snapshot.etag,
+                                               deadline=ctx.deadline, correlation_id=correlation)
+            else:
+                body = _patch_body(snapshot.body, [(r.change.property, r.change.after) for r, _rec in ok])
+                result = self.svc.arm.patch_resource(rid, body, api_version=rtype.api_version, deadline=ctx.deadline,
+                                                 correlation_id=correlation)
+        except ResourceNotFound:
+            for _r, rec in ok:
+                rec.outcome, rec.message = "failed", "resource disappeared before the fix"
+            row.reason = "resource_not_found"
+            return
+        except ArmError as exc:
+            for _r, rec in ok:
+                rec.outcome, rec.message = "failed", str(exc)[:300]
+            row.reason = exc.reason
+            return
+        if result.state == "requested":
+            for _r, rec in ok:
+                rec.outcome, rec.message = "requested", "long-running fix accepted, still running"
+            return
+        self.svc.settled.add(correlation)
+        # confirm: read back and check every property really holds the value we set
+        self.svc.snapshots.forget(rid)
+        try:
+            sent = self.svc.snapshots.now()
+            after = self.svc.arm.get_resource(rid, api_version=rtype.api_version, deadline=ctx.deadline)
+            self.svc.snapshots.put(after, requested_at=sent)
+        except ArmError as exc:
+            for _r, rec in ok:
+                rec.outcome, rec.message = "requested", f"fix sent, read-back failed: {exc.reason}"
+            return
+        for r, rec in ok:
+            value, _present = after.value(r.change.property)
+            if values_equal(value, r.change.after):
+                rec.outcome, rec.message = "remediated", "fixed and confirmed by read-back"
+            else:
+                rec.outcome, rec.message = "failed", f"read-back shows {short_repr(value)}"
+                row.reason = "not_confirmed"
+
+
+def _tags_match(policy, tags: Mapping[str, str]) -> bool:
+    wanted = policy.selector.tags or {}
+    if not wanted:
+        return True
+    lowered = {str(k).lower(): v for k, v in tags.items()}
+    return all(lowered.get(str(k).lower()) == v for k, v in wanted.items())
+
+
+def approved_private_endpoints(snapshot: ResourceSnapshot) -> int:
+    """Private endpoint connections in ``Approved`` state (and not failed or being deleted)."""
+    conns, _present = snapshot.value("properties.privateEndpointConnections")
+    count = 0
+    for c in conns if isinstance(conns, list) else ():
+        props = c.get("properties") if isinstance(c, Mapping) else None
+        if not isinstance(props, Mapping):
+            continue
+        state = props.get("privateLinkServiceConnectionState") or {}
+        status = state.get("status") if isinstance(state, Mapping) else None
+        prov = str(props.get("provisioningState") or "Succeeded").lower()
+        if isinstance(status, str) and status.lower() == "approved" and prov not in ("failed", "deleting"):
+            count += 1
+    return count
+
+
+def _owner(snapshot: ResourceSnapshot, results) -> tuple[str, str]:
+    """Who to tell: the value of the policy's owner tag on the resource, else the policy's
+    contact, else "unknown". Returns ``(owner, where it came from)``."""
+    tag = next((r.policy.notify_tag for r in results), "owner")
+    lowered = {str(k).lower(): v for k, v in snapshot.tags.items()}
+    if lowered.get(tag.lower()):
+        return str(lowered[tag.lower()]), tag
+    contact = next((r.policy.contact for r in results if getattr(r.policy, "contact", "")), "")
+    return (contact, "policy contact") if contact else ("unknown", tag)
+
+
+def _key_in(obj: dict, seg: str) -> str:
+    """The key of ``obj`` spelling ``seg`` (exact, else case-insensitive), else ``seg``: a change
+    never adds a second spelling of a property the body already has."""
+    if seg in obj:
+        return seg
+    low = seg.lower()
+    return next((k for k in obj if isinstance(k, str) and k.lower() == low), seg)
+
+
+def _set_path(body: dict, path: str, value: Any) -> None:
+    parts = path.split(".")
+    cur = body
+    for seg in parts[:-1]:
+        key = _key_in(cur, seg)
+        nxt = cur.get(key)
+        if not isinstance(nxt, dict):
+            nxt = {}
+            cur[key] = nxt
+        cur = nxt
+    cur[_key_in(cur, parts[-1])] = value
+
+
+def _get_path(body: Any, parts: list[str]) -> Any:
+    cur = body
+    for seg in parts:
+        if not isinstance(cur, dict):
+            return None
+        cur = cur.get(_key_in(cur, seg))
+    return cur
+
+
+def _patch_body(current: Mapping[str, Any], changes: list[tuple[str, Any]]) -> dict:
+    """A PATCH body setting ``changes`` (dotted paths). A change below a member of ``properties``
+    (``properties.networkAcls.defaultAction``) sends that member whole, as read, with the change
+    made: resource providers replace such a member on PATCH rather than merge it (Storage drops the
+    ``ipRules``, ``virtualNetworkRules`` and ``bypass`` a bare ``{"defaultAction": "Deny"}`` leaves
+    out), and under a true merge patch the whole member is the same request."""
+    body: dict = {}
+    for path, value in changes:
+        parts = path.split(".")
+        if len(parts) > 2 and _get_path(body, parts[:2]) is None:
+            member = _get_path(current, parts[:2])
+            if isinstance(member, dict):
+                _set_path(body, ".".join(parts[:2]), copy.deepcopy(member))
+        _set_path(body, path, value)
+    return body
+
+
+__all__ = ["ResourceGuardrail", "approved_private_endpoints", "READ_ONLY_TOP"]
