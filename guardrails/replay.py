@@ -190,7 +190,8 @@ class DeadLetterReplayer:
             except StoreError as exc:
                 if not isinstance(exc, IdempotencyError):       # Table Storage itself: stop the run
                     tally.error(f"dead-letter blob {name}, event {dl.index}: {exc}")
-                    self._store(lambda: save("retrying", f"event {dl.index}: {exc}"))
+                    detail = f"event {dl.index}: {exc}"
+                    self._store(lambda: save("retrying", detail))
                     raise _Stop(str(exc)) from None
                 self._failed(name, dl, exc, failing, abandoned, record, now, tally, clock)
                 continue

@@ -9,7 +9,6 @@ import logging
 import secrets as rng
 import textwrap
 import time
-from datetime import datetime, timedelta, timezone
 
 import azure.functions as func
 import pytest

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from guardrails.coverage import assess, destination_for, subscription_expectation
+from guardrails.coverage import assess, subscription_expectation
 from guardrails.local.eventgrid_world import event_subscription, system_topic
 from guardrails.permissions import covered_operations
 from tests.builders import SUB
