@@ -53,6 +53,7 @@ class Claim:
     verdict: str | None = None
     previous_holder: str | None = None   # acquired by taking over an attempt that died: its delivery id
     parked: dict | None = None   # the decision an earlier attempt acted on but could not audit (a row dict)
+    intent: str | None = None    # taken over: what that attempt noted it set out to do before it acted (JSON)
 
 
 class IdempotencyStore(Protocol):
@@ -66,6 +67,11 @@ class IdempotencyStore(Protocol):
     def park(self, key: str, claim: Claim, row: dict) -> None:
         """Keep a decision that was acted on but could not be audited (status UNAUDITED) for
         the next attempt, which audits it instead of deciding again. Raises StoreError."""
+
+    def note(self, key: str, claim: Claim, intent: str) -> Claim:
+        """Keep, before an act that cannot be read back as a change (a deletion), what this
+        attempt sets out to do: an attempt that takes the record over gets it as ``intent``.
+        Returns the claim to use from now on. Raises IdempotencyError when taken over, StoreError."""
 
 
 class AuditSink(Protocol):

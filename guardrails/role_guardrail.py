@@ -26,6 +26,7 @@ policy's ``hold_minutes`` pass without a new grant).
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
@@ -168,6 +169,8 @@ class RoleAssignmentGuardrail:
             body = self.authz.get_assignment(rid, deadline=ctx.deadline)
         except ResourceNotFound:
             row.verdict, row.reason, row.message = "ignored", "resource_not_found", "the role assignment no longer exists"
+            if getattr(ctx, "taken_intent", ""):
+                self._recover(ctx, row)
             return
         except ArmError as exc:
             row.verdict, row.reason, row.message = "failed", exc.reason, str(exc)
@@ -316,6 +319,10 @@ class RoleAssignmentGuardrail:
         permitted = self.svc.rails.breaker_permits(row, event.resource_id, act)
         if not permitted:
             return ""
+        # a deletion leaves nothing to read back: should this worker die before its audit row, the
+        # attempt that takes the event over finds only a 404; the noted intent lets it record this
+        self.svc.note_intent(ctx, [{"policy": rec.policy, "rule": rec.rule, "property": rec.property,
+                                    "before": rec.before, "message": rec.message} for _f, rec in permitted])
         try:
             deleted_now = self.authz.delete_assignment(assignment.id, deadline=ctx.deadline)
         except ArmError as exc:
@@ -340,6 +347,32 @@ class RoleAssignmentGuardrail:
             rec.message = ("assignment deleted and confirmed gone" if deleted_now
                            else "assignment was already gone (nothing to delete)")
         return self._count_regrant(row, assignment, permitted) if deleted_now else ""
+
+    def _recover(self, ctx, row) -> None:
+        """This delivery took the event over from one that died holding it and finds the
+        assignment gone. If that one noted the deletion it set out to make and wrote no row, it
+        deleted and died before auditing: record the violation and its removal (``remediated``),
+        not a bare ``resource_not_found``. One table read, on takeovers only."""
+        try:
+            if any(r.verdict != "shadow" for r in self.svc.audit.rows_of_delivery(row.resource_id, ctx.takeover)):
+                return
+            noted = json.loads(ctx.taken_intent)
+        except (StoreError, ValueError) as exc:
+            emit(log, logging.WARNING, "guardrail_takeover_intent_unread", error=type(exc).__name__)
+            return
+        held = [n for n in noted if isinstance(n, dict) and {"policy", "rule", "before"} <= n.keys()] \
+            if isinstance(noted, list) else []
+        if not held:
+            return
+        note = (f"an earlier delivery of this event ({ctx.takeover[:64]}) deleted this assignment and stopped "
+                "before its audit row; it is gone now")
+        row.violations = [ViolationRecord(policy=str(n["policy"]), rule=str(n["rule"]), property="roleAssignment",
+                                          before=n["before"], after=None, outcome="remediated",
+                                          message=f"{str(n.get('message') or '')[:120]}; {note}"[:300])
+                          for n in held]
+        row.policies = sorted({v.policy for v in row.violations})
+        row.verdict, row.reason = "remediated", ""
+        row.message = ("; ".join(f"{v.policy}/{v.rule} (remediated)" for v in row.violations) + "; " + note)[:2000]
 
     # ---------------------------------------------------------------------------------
     def _count_regrant(self, row, assignment, removed) -> str:

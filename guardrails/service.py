@@ -16,6 +16,7 @@ event, ``StoreError`` when Table Storage is unavailable (then nothing was acknow
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -73,6 +74,8 @@ class _Ctx:
     now: datetime
     dry_run: bool = False      # on-demand check without ?remediate: decide, never act
     takeover: str = ""         # the delivery id of an attempt at this event that died holding it
+    taken_intent: str = ""     # what that attempt noted it set out to do (``note_intent``), JSON
+    claim: tuple | None = None  # (key, Claim) while the event's idempotency claim is held
 
 
 class GuardrailsService:
@@ -358,12 +361,18 @@ class GuardrailsService:
         if claim.parked is not None:
             return self._audit_parked(ctx, key, claim)
         ctx.takeover = claim.previous_holder or ""
+        ctx.taken_intent = (claim.intent or "") if ctx.takeover else ""
+        ctx.claim = (key, claim)
         parked = False
         try:
             # deliveries for one resource in this worker take turns: the second decides on the
             # state the first left (diff before write), never sending a fix twice
-            with self._resource_lock(resource_id):
-                decide()
+            try:
+                with self._resource_lock(resource_id):
+                    decide()
+            finally:
+                claim = ctx.claim[1]          # a noted intent changed the claim's token
+                ctx.claim = None
             try:
                 self._finish(ctx, row, row.verdict, row.reason, row.message)
             except BaseException:
@@ -378,6 +387,17 @@ class GuardrailsService:
             raise DeliveryFailed(f"delivery failed: {row.reason}")
         self.idempotency.complete(key, claim, verdict=row.verdict)
         return row
+
+    def note_intent(self, ctx: _Ctx, intent: list[dict[str, Any]]) -> None:
+        """Before an act whose effect cannot show what it was (a deletion): keep ``intent`` with
+        the event's claim, so an attempt that takes the event over from this one, should it die
+        before its audit row, can record what was done (``taken_intent``). One table write; none
+        outside a claim (checks, timers: no redelivery). Raises StoreError / IdempotencyError
+        (nothing has been done yet: the event is retried)."""
+        if ctx.claim is None:
+            return
+        key, claim = ctx.claim
+        ctx.claim = (key, self.idempotency.note(key, claim, json.dumps(intent, default=str, sort_keys=True)))
 
     def _park(self, key: str, claim, row: AuditRow) -> bool:
         """The audit write failed after a decision that changed something (a fix, a removal): keep

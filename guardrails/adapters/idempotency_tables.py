@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import threading
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -97,12 +98,18 @@ class TableIdempotencyStore:
         parked = _parked_row(current.get("row"))
         if parked is not None:
             entity["row"] = current.get("row")        # carried until it is audited
+        intent = current.get("intent") if current.get("status") == "IN_PROGRESS" else None
+        if isinstance(intent, str) and intent:
+            entity["intent"] = intent                 # carried until an attempt notes its own or finishes
+        else:
+            intent = None
         # expired (or parked): take it over, exactly one taker wins the etag race
         try:
             meta = table.update_entity(entity, mode=UpdateMode.REPLACE,
                                        etag=current.metadata["etag"], match_condition=MatchConditions.IfNotModified)
             previous = current.get("holder") if current.get("status") == "IN_PROGRESS" else None
-            return Claim("acquired", token=meta.get("etag"), previous_holder=previous or None, parked=parked)
+            return Claim("acquired", token=meta.get("etag"), previous_holder=previous or None, parked=parked,
+                         intent=intent)
         except ResourceModifiedError:
             raise IdempotencyError("expired idempotency record taken over by another delivery") from None
         except AzureError as exc:
@@ -143,6 +150,20 @@ class TableIdempotencyStore:
             raise IdempotencyError("idempotency record was taken over before the decision was parked") from None
         except AzureError as exc:
             raise _store_error("idempotency park", exc) from exc
+
+    def note(self, key: str, claim: Claim, intent: str) -> Claim:
+        if len(intent) > _MAX_STRING:
+            raise StoreError(f"intent too large to note ({len(intent)} characters)")
+        table = self._t.table(self._t.idempotency_name)
+        pk, rk = self._keys(key)
+        try:
+            meta = table.update_entity({"PartitionKey": pk, "RowKey": rk, "intent": intent}, mode=UpdateMode.MERGE,
+                                       etag=claim.token, match_condition=MatchConditions.IfNotModified)
+        except (ResourceModifiedError, ResourceNotFoundError):
+            raise IdempotencyError("idempotency record was taken over before the intent was noted") from None
+        except AzureError as exc:
+            raise _store_error("idempotency note", exc) from exc
+        return replace(claim, token=meta.get("etag"))
 
     def release(self, key: str, claim: Claim) -> None:
         table = self._t.table(self._t.idempotency_name)

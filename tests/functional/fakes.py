@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import itertools
 from datetime import datetime, timedelta, timezone
 from typing import Any, Mapping
@@ -76,10 +77,18 @@ class MemoryIdempotency:
                 return Claim("completed", verdict=rec["verdict"])
             raise IdempotencyError("in progress elsewhere")
         parked = rec.get("row") if rec is not None else None
+        intent = rec.get("intent") if rec is not None and rec["status"] == "IN_PROGRESS" else None
         etag = next(self._etags)
         self.records[key] = {"status": "IN_PROGRESS", "expires": now + self.in_progress, "etag": etag, "verdict": "",
-                             "row": parked}
-        return Claim("acquired", token=etag, parked=copy.deepcopy(parked))
+                             "row": parked, "intent": intent}
+        return Claim("acquired", token=etag, parked=copy.deepcopy(parked), intent=intent)
+
+    def note(self, key: str, claim: Claim, intent: str) -> Claim:
+        rec = self.records.get(key)
+        if rec is None or rec["etag"] != claim.token:
+            raise IdempotencyError("taken over")
+        rec.update(intent=intent, etag=next(self._etags))
+        return dataclasses.replace(claim, token=rec["etag"])
 
     def park(self, key: str, claim: Claim, row: dict) -> None:
         rec = self.records.get(key)

@@ -173,6 +173,75 @@ def test_a_fix_whose_worker_died_before_its_audit_row_is_recorded_as_remediated_
     assert [r.verdict for r in h.recorder.rows] == ["remediated", "duplicate"]
 
 
+def test_a_role_assignment_deleted_by_a_worker_that_died_before_its_audit_row_is_recorded_by_the_retry(
+        harness, tmp_path):
+    # GIVEN a worker that deleted an Owner grant at subscription scope, then hung on the read-back
+    # and was killed: the deletion leaves nothing to read back, only a 404
+    from tests.integration.test_role_guardrail import BREAK_GLASS_OWNER, _policy_dir
+
+    grant = b.role_assignment("Owner", b.BOB, name="0b0b0b0b-0000-4000-8000-00000000dead")
+    world = {"roleAssignments": [BREAK_GLASS_OWNER, grant], "roleDefinitions": [],
+             "directory": {"groups": {b.DS_GROUP: [b.ALICE]}}}
+    h = harness([], world=world, extra_metadata=[_policy_dir(tmp_path)],
+                env={"GUARDRAILS_DEDUP_IN_PROGRESS_SECONDS": "2"})
+    h.emu.add_fault(method="GET", path_regex="00000000dead", times=1)                   # the read: as is
+    h.emu.add_fault(method="GET", path_regex="00000000dead", delay_ms=15_000, times=1)  # the read-back hangs
+    event = b.role_event(grant)
+    path = tmp_path / "event.json"
+    path.write_text(json.dumps(event))
+    proc = _worker(h, path)
+    deadline = time.monotonic() + 30
+    while h.emu.get_role_assignment(grant["id"]) is not None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.kill()                                      # after the DELETE, before any audit row
+    proc.communicate(timeout=10)
+    assert h.emu.get_role_assignment(grant["id"]) is None
+    assert h.stored_rows() == []
+    # WHEN Event Grid redelivers after the in-progress record expired
+    time.sleep(2.2)
+    assert _deliver_raw(event) is None
+    # THEN the retry, finding the assignment gone, records the violation and its removal, not a bare
+    # "resource_not_found": who held which role where is on the audit table
+    (row,) = h.stored_rows()
+    assert (row.verdict, row.reason) == ("remediated", "")
+    (v,) = row.violations
+    assert (v.rule, v.outcome) == ("privileged-at-subscription", "remediated")
+    assert v.before["role_name"] == "Owner" and v.before["principal_id"] == b.BOB
+    assert "earlier delivery" in v.message and row.policies == ["rbac-least-privilege@2"]
+    assert row.actor.upn == "alice@contoso.com"      # who granted it
+    assert [q["method"] for q in h.arm_requests()].count("DELETE") == 1
+    # AND a later redelivery is a duplicate
+    assert _deliver_raw(event) is None
+    assert [r.verdict for r in h.recorder.rows] == ["remediated", "duplicate"]
+
+
+def test_a_role_assignment_gone_before_any_attempt_acted_stays_resource_not_found(harness, tmp_path):
+    # a takeover alone proves nothing: with no intent noted (the dead attempt never reached the
+    # deletion), an assignment someone else removed is "resource_not_found", as on a first delivery
+    from tests.integration.test_role_guardrail import BREAK_GLASS_OWNER, _policy_dir
+
+    grant = b.role_assignment("Owner", b.BOB, name="0b0b0b0b-0000-4000-8000-0000000000ff")
+    world = {"roleAssignments": [BREAK_GLASS_OWNER, grant], "roleDefinitions": [],
+             "directory": {"groups": {}}}
+    h = harness([], world=world, extra_metadata=[_policy_dir(tmp_path)],
+                env={"GUARDRAILS_DEDUP_IN_PROGRESS_SECONDS": "2"})
+    h.emu.add_fault(method="GET", path_regex="0000000000ff", delay_ms=15_000, times=1)   # hangs on its read
+    event = b.role_event(grant)
+    path = tmp_path / "event.json"
+    path.write_text(json.dumps(event))
+    proc = _worker(h, path)
+    deadline = time.monotonic() + 30
+    while not any(q["method"] == "GET" for q in h.arm_requests()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.kill()
+    proc.communicate(timeout=10)
+    h.emu.authz.delete_assignment(grant["id"], None, None)     # removed by someone else meanwhile
+    time.sleep(2.2)
+    assert _deliver_raw(event) is None
+    (row,) = h.stored_rows()
+    assert (row.verdict, row.reason, row.violations) == ("ignored", "resource_not_found", [])
+
+
 # ---- throttling, transient faults, the time budget ------------------------------------------
 def test_429_with_short_retry_after_is_retried_within_the_budget(harness):
     res = b.container_registry()

@@ -219,6 +219,9 @@ class FakeService:
     escalations = None
     rails = NS(breaker_permits=lambda row, rid, act: act)
 
+    def note_intent(self, ctx, intent):
+        pass
+
 
 def at(scope: str, role: str, principal: str, name: str | None = None) -> dict:
     a = b.role_assignment(role, principal, scope=scope, name=name)
