@@ -226,6 +226,8 @@ class MlLifecycleGuardrail:
             row.verdict, row.reason = "compliant", "already_archived"
             row.message = (f"archived, so it cannot be deployed; to use it, restore the tags "
                            f"({', '.join(missing)}) and un-archive it")
+            if getattr(ctx, "takeover", "") and self.svc.escalations is not None:
+                self.svc.resources.recover(ctx, row, snap)    # archived by an attempt that died before its row
             return
         self._act(ctx, row, snap, found, always(
             lambda body: set_property(body, "isArchived", True),
@@ -295,6 +297,8 @@ class MlLifecycleGuardrail:
             found += serving
         if not found and not conflicts:
             row.verdict, row.reason, row.message = "compliant", "", f"endpoint {name} is compliant"
+            if getattr(ctx, "takeover", "") and self.svc.escalations is not None:
+                self.svc.resources.recover(ctx, row, endpoint)    # a fix whose worker died before its row
             return
         notify_only = [f for f in found if f.rec.after is None and f.rec.rule in (mr.RULE_ENDPOINT_AUTH,
                                                                                   mr.RULE_ENDPOINT_PUBLIC)]

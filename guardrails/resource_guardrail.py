@@ -72,7 +72,7 @@ class ResourceGuardrail:
             row.verdict, row.reason = "compliant", ""
             row.message = f"compliant with {', '.join(row.policies) or 'no policy'}"
             if ctx.takeover and self.svc.escalations is not None:
-                self._recover(ctx, row, snapshot)
+                self.recover(ctx, row, snapshot)
             return
 
         records: list[tuple[RuleResult, ViolationRecord]] = []
@@ -176,12 +176,13 @@ class ResourceGuardrail:
             f"compliant with {', '.join(policies)}"
         self.svc._finish(ctx, srow, "shadow", verdict, f"shadow ({verdict}): {message}")
 
-    def _recover(self, ctx, row: AuditRow, snapshot: ResourceSnapshot) -> None:
+    def recover(self, ctx, row: AuditRow, snapshot: ResourceSnapshot) -> None:
         """This delivery took the event over from one that died holding it, and finds the resource
         compliant. If that one counted a revert (its flip-flop intent) and the values it set out to
         write hold now, it made the fix and died before its audit row: record the violation and
         its revert (``remediated``), not a bare ``compliant``. Nothing when it did audit its
-        decision (it died after that row: ``republish`` sends it). Two table reads, on takeovers only."""
+        decision (it died after that row: ``republish`` sends it). Two table reads, on takeovers only.
+        The ML guardrail's endpoint fixes keep the same intent and are recovered here too."""
         try:
             if any(r.verdict != "shadow" for r in self.svc.audit.rows_of_delivery(row.resource_id, ctx.takeover)):
                 return

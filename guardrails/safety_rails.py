@@ -32,7 +32,7 @@ class SafetyRails:
     def flip_flop(self, row: AuditRow, rid, to_apply, reasons: list[str]):
         """Count this revert against the resource's flip-flop budget; past it, revert nothing,
         record ``escalated`` with the actors whose changes were reverted, and tell the owner.
-        The count keeps what the revert sets out to change (``ResourceGuardrail._recover`` reads it)."""
+        The count keeps what the revert sets out to change (``ResourceGuardrail.recover`` reads it)."""
         rule = strictest(getattr(r.policy, "flip_flop", DEFAULT_FLIP_FLOP) for r, _rec in to_apply)
         intent = json.dumps([{"policy": rec.policy, "rule": rec.rule, "property": rec.property,
                               "before": rec.before, "after": rec.after} for _r, rec in to_apply], default=str)

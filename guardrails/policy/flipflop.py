@@ -20,7 +20,7 @@ The counted write also keeps what the revert is about to change (``intent``: pol
 property, before, after), the last ``MAX_INTENTS`` inside the window. A worker that dies between
 its ARM write and its audit row leaves no other trace of the fix; the delivery that takes the
 event over finds the resource already compliant and, with the intent, still records the
-violation and its revert instead of a bare ``compliant`` (``ResourceGuardrail._recover``).
+violation and its revert instead of a bare ``compliant`` (``ResourceGuardrail.recover``).
 """
 
 from __future__ import annotations

@@ -215,6 +215,69 @@ def test_a_role_assignment_deleted_by_a_worker_that_died_before_its_audit_row_is
     assert [r.verdict for r in h.recorder.rows] == ["remediated", "duplicate"]
 
 
+def test_an_ml_endpoint_fixed_by_a_worker_that_died_before_its_audit_row_is_recorded_by_the_retry(harness, tmp_path):
+    # GIVEN a worker that PUT a sensitive endpoint to Entra auth and no public access (enforce
+    # opted in), then hung on the read-back and was killed
+    from guardrails.local.ml_emulator import online_endpoint
+    from tests.integration.test_ml_guardrail import EP, WS, policy_dir
+
+    ep = online_endpoint(WS, "fraud-scoring", auth_mode="Key", public_network_access="Enabled",
+                         tags={"data_classification": "sensitive"})
+    h = harness([ep], extra_metadata=[policy_dir(tmp_path, endpoint_action="enforce")],
+                env={"GUARDRAILS_DEDUP_IN_PROGRESS_SECONDS": "2"})
+    h.emu.add_fault(method="GET", path_regex="onlineEndpoints/fraud-scoring$", times=1)                   # the read
+    h.emu.add_fault(method="GET", path_regex="onlineEndpoints/fraud-scoring$", delay_ms=15_000, times=1)  # read-back
+    event = b.write_event(ep["id"])
+    path = tmp_path / "event.json"
+    path.write_text(json.dumps(event))
+    proc = _worker(h, path)
+    deadline = time.monotonic() + 30
+    while h.resource(EP)["properties"]["authMode"] != "AADToken" and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.kill()                                      # after the PUT, before any audit row
+    proc.communicate(timeout=10)
+    assert [q["method"] for q in h.writes()] == ["PUT"] and h.stored_rows() == []
+    # WHEN Event Grid redelivers after the in-progress record expired
+    time.sleep(2.2)
+    assert _deliver_raw(event) is None
+    # THEN the retry records both rules and their fix, not a bare "compliant"
+    (row,) = h.stored_rows()
+    assert row.verdict == "remediated"
+    assert {v.rule: (v.before, v.after, v.outcome) for v in row.violations} == {
+        "endpoint-auth-mode": ("Key", "AADToken", "remediated"),
+        "endpoint-public-access": ("Enabled", "Disabled", "remediated")}
+    assert all("earlier delivery" in v.message for v in row.violations)
+    assert len(h.writes()) == 1
+
+
+def test_a_model_version_archived_by_a_worker_that_died_before_its_audit_row_is_recorded_by_the_retry(
+        harness, tmp_path):
+    from guardrails.local.ml_emulator import model_version
+    from tests.integration.test_ml_guardrail import WS
+
+    v = model_version(WS, "fraud-clf", 7, tags={"owner": "ds_team@contoso.com"})
+    h = harness([v], env={"GUARDRAILS_DEDUP_IN_PROGRESS_SECONDS": "2"})
+    h.emu.add_fault(method="GET", path_regex="fraud-clf/versions/7$", times=1)                   # the read
+    h.emu.add_fault(method="GET", path_regex="fraud-clf/versions/7$", delay_ms=15_000, times=1)  # read-back
+    event = b.write_event(v["id"])
+    path = tmp_path / "event.json"
+    path.write_text(json.dumps(event))
+    proc = _worker(h, path)
+    deadline = time.monotonic() + 30
+    while h.resource(v["id"])["properties"].get("isArchived") is not True and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.kill()
+    proc.communicate(timeout=10)
+    assert [q["method"] for q in h.writes()] == ["PUT"] and h.stored_rows() == []
+    time.sleep(2.2)
+    assert _deliver_raw(event) is None
+    (row,) = h.stored_rows()
+    assert row.verdict == "remediated" and len(row.violations) == 3
+    assert {(v.property, v.before, v.after, v.outcome) for v in row.violations} == {
+        ("properties.isArchived", False, True, "remediated")}
+    assert all("earlier delivery" in v.message for v in row.violations)
+
+
 def test_a_role_assignment_gone_before_any_attempt_acted_stays_resource_not_found(harness, tmp_path):
     # a takeover alone proves nothing: with no intent noted (the dead attempt never reached the
     # deletion), an assignment someone else removed is "resource_not_found", as on a first delivery
