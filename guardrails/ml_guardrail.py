@@ -226,8 +226,7 @@ class MlLifecycleGuardrail:
             row.verdict, row.reason = "compliant", "already_archived"
             row.message = (f"archived, so it cannot be deployed; to use it, restore the tags "
                            f"({', '.join(missing)}) and un-archive it")
-            if getattr(ctx, "takeover", "") and self.svc.escalations is not None:
-                self.svc.resources.recover(ctx, row, snap)    # archived by an attempt that died before its row
+            self._recover(ctx, row, snap, owner_of(tags, policies))    # archived by an attempt that died?
             return
         self._act(ctx, row, snap, found, always(
             lambda body: set_property(body, "isArchived", True),
@@ -297,8 +296,7 @@ class MlLifecycleGuardrail:
             found += serving
         if not found and not conflicts:
             row.verdict, row.reason, row.message = "compliant", "", f"endpoint {name} is compliant"
-            if getattr(ctx, "takeover", "") and self.svc.escalations is not None:
-                self.svc.resources.recover(ctx, row, endpoint)    # a fix whose worker died before its row
+            self._recover(ctx, row, endpoint, owner_of(endpoint.tags, policies))   # fixed by one that died?
             return
         notify_only = [f for f in found if f.rec.after is None and f.rec.rule in (mr.RULE_ENDPOINT_AUTH,
                                                                                   mr.RULE_ENDPOINT_PUBLIC)]
@@ -439,6 +437,16 @@ class MlLifecycleGuardrail:
         self._report(row, list(also) + found, owner)
         if reasons and row.verdict != "failed":
             row.reason = reasons[0]
+
+    def _recover(self, ctx, row, snap, owner: tuple[str, str]) -> None:
+        """On a takeover: a fix the dead attempt made before its audit row is recorded
+        (``ResourceGuardrail.recover``), and its owner told, as that attempt would have."""
+        if not getattr(ctx, "takeover", "") or self.svc.escalations is None:
+            return
+        if self.svc.resources.recover(ctx, row, snap):
+            row.notify = True
+            emit(log, logging.WARNING, "guardrail_violation_notify", owner_tag=owner[1], owner=owner[0],
+                 rules=[f"{v.policy}/{v.rule}" for v in row.violations])
 
     def _write(self, ctx, row, snap, recs, apply, holds, done: str) -> None:
         body = copy.deepcopy(dict(snap.body))

@@ -176,32 +176,38 @@ class ResourceGuardrail:
             f"compliant with {', '.join(policies)}"
         self.svc._finish(ctx, srow, "shadow", verdict, f"shadow ({verdict}): {message}")
 
-    def recover(self, ctx, row: AuditRow, snapshot: ResourceSnapshot) -> None:
+    def recover(self, ctx, row: AuditRow, snapshot: ResourceSnapshot) -> bool:
         """This delivery took the event over from one that died holding it, and finds the resource
-        compliant. If that one counted a revert (its flip-flop intent) and the values it set out to
-        write hold now, it made the fix and died before its audit row: record the violation and
-        its revert (``remediated``), not a bare ``compliant``. Nothing when it did audit its
-        decision (it died after that row: ``republish`` sends it). Two table reads, on takeovers only.
-        The ML guardrail's endpoint fixes keep the same intent and are recovered here too."""
+        compliant. If an attempt counted a revert (its flip-flop intent, naming that attempt) and
+        the values it set out to write hold now, it made the fix and died before its audit row:
+        record the violation and its revert (``remediated``), not a bare ``compliant``. Nothing
+        when that attempt, or the one taken over, did audit (``republish`` sends its decision).
+        Two table reads or three, on takeovers only. The ML guardrail's fixes keep the same intent
+        and are recovered here too. True when it recorded a recovered fix."""
         try:
-            if any(r.verdict != "shadow" for r in self.svc.audit.rows_of_delivery(row.resource_id, ctx.takeover)):
-                return
-            changes = json.loads(self.svc.escalations.intent(row.resource_id, row.event_id) or "[]")
+            noted = json.loads(self.svc.escalations.intent(row.resource_id, row.event_id) or "[]")
+            # {"by": delivery, "changes": [...]}; a bare list from before the attempt was named
+            by = str(noted.get("by") or "") if isinstance(noted, dict) else ""
+            changes = noted.get("changes") if isinstance(noted, dict) else noted
+            if any(r.verdict != "shadow" for d in {by or ctx.takeover, ctx.takeover}
+                   for r in self.svc.audit.rows_of_delivery(row.resource_id, d)):
+                return False
         except (StoreError, ValueError) as exc:
             emit(log, logging.WARNING, "guardrail_takeover_intent_unread", error=type(exc).__name__)
-            return
+            return False
         held = [c for c in changes if isinstance(c, dict) and {"policy", "rule", "property", "after"} <= c.keys()
-                and values_equal(snapshot.value(c["property"])[0], c["after"])]
+                and values_equal(snapshot.value(c["property"])[0], c["after"])] if isinstance(changes, list) else []
         if not held:
-            return
-        note = (f"an earlier delivery of this event ({ctx.takeover[:64]}) set out to revert this and stopped "
-                "before its audit row; the value read now holds")
+            return False
+        note = (f"an earlier delivery of this event ({(by or ctx.takeover)[:64]}) set out to revert this and "
+                "stopped before its audit row; the value read now holds")
         row.violations = [ViolationRecord(policy=str(c["policy"]), rule=str(c["rule"]), property=str(c["property"]),
                                           before=c.get("before"), after=c["after"], outcome="remediated",
                                           message=note[:300]) for c in held]
-        row.verdict = "remediated"
+        row.verdict, row.reason = "remediated", ""
         row.message = "; ".join(f"{v.policy}/{v.rule}: {v.property} {short_repr(v.before)} -> {short_repr(v.after)} "
                                 f"(remediated)" for v in row.violations)[:2000 - len(note) - 2] + "; " + note
+        return True
 
     def _apply(self, ctx, row: AuditRow, snapshot: ResourceSnapshot, rtype: ResourceType,
                to_apply: list[tuple[RuleResult, ViolationRecord]]) -> None:

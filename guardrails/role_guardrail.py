@@ -30,7 +30,7 @@ import json
 import logging
 from typing import Any
 
-from .errors import ArmError, ResourceNotFound, StoreError
+from .errors import ArmError, IdempotencyError, ResourceNotFound, StoreError
 from .logs import emit
 from .model.decision import ViolationRecord, combine_verdict
 from .model.policy import DEFAULT_FLIP_FLOP
@@ -42,6 +42,7 @@ ROLE_ASSIGNMENT_TYPE = "microsoft.authorization/roleassignments"
 ROLE_DEFINITION_TYPE = "microsoft.authorization/roledefinitions"
 OWNER_GUID = "8e3af657-a8ff-443c-a75c-2fe8c4bcb635"
 DEFINITION_CHANGE_EVENT_TYPE = "Guardrails.RoleDefinitionChange"
+MAX_NOTED_CONDITION = 1_000    # characters of an ABAC condition kept in a removal's noted intent
 MAX_REJUDGED = 100      # assignments re-judged in one definition event; the sweep takes the rest
 
 
@@ -319,10 +320,7 @@ class RoleAssignmentGuardrail:
         permitted = self.svc.rails.breaker_permits(row, event.resource_id, act)
         if not permitted:
             return ""
-        # a deletion leaves nothing to read back: should this worker die before its audit row, the
-        # attempt that takes the event over finds only a 404; the noted intent lets it record this
-        self.svc.note_intent(ctx, [{"policy": rec.policy, "rule": rec.rule, "property": rec.property,
-                                    "before": rec.before, "message": rec.message} for _f, rec in permitted])
+        self._note(ctx, assignment, permitted)
         try:
             deleted_now = self.authz.delete_assignment(assignment.id, deadline=ctx.deadline)
         except ArmError as exc:
@@ -348,27 +346,56 @@ class RoleAssignmentGuardrail:
                            else "assignment was already gone (nothing to delete)")
         return self._count_regrant(row, assignment, permitted) if deleted_now else ""
 
+    def _note(self, ctx, assignment, permitted) -> None:
+        """A deletion leaves nothing to read back: should this worker die before its audit row,
+        the attempt that takes the event over finds only a 404. Keep, with the event's claim, who
+        held which role where (a long ABAC condition cut to ``MAX_NOTED_CONDITION``) and which
+        rules it broke. A recovery aid only: a note the store refuses is logged and the removal
+        goes ahead; only a claim taken over by another delivery stops it."""
+        def compact(before: Any) -> Any:
+            if not isinstance(before, dict):
+                return before
+            cond = before.get("condition")
+            if isinstance(cond, str) and len(cond) > MAX_NOTED_CONDITION:
+                return {**before, "condition": cond[:MAX_NOTED_CONDITION] + " [cut]"}
+            return before
+
+        intent = {"by": getattr(ctx, "delivery_id", ""),
+                  "changes": [{"policy": rec.policy, "rule": rec.rule, "before": compact(rec.before)}
+                              for _f, rec in permitted]}
+        try:
+            self.svc.note_intent(ctx, intent)
+        except IdempotencyError:
+            raise                                   # another delivery holds the event now: it decides
+        except StoreError as exc:
+            emit(log, logging.WARNING, "guardrail_intent_not_noted", resource_id=assignment.id,
+                 error=str(exc)[:200])
+
     def _recover(self, ctx, row) -> None:
         """This delivery took the event over from one that died holding it and finds the
         assignment gone. If that one noted the deletion it set out to make and wrote no row, it
         deleted and died before auditing: record the violation and its removal (``remediated``),
         not a bare ``resource_not_found``. One table read, on takeovers only."""
         try:
-            if any(r.verdict != "shadow" for r in self.svc.audit.rows_of_delivery(row.resource_id, ctx.takeover)):
-                return
             noted = json.loads(ctx.taken_intent)
+            by = str(noted.get("by") or "") if isinstance(noted, dict) else ""
+            # the attempt that noted it, not only the one taken over: it may have audited and died
+            # after, and the one after it died again before writing anything
+            if any(r.verdict != "shadow" for d in {by or ctx.takeover, ctx.takeover}
+                   for r in self.svc.audit.rows_of_delivery(row.resource_id, d)):
+                return
         except (StoreError, ValueError) as exc:
             emit(log, logging.WARNING, "guardrail_takeover_intent_unread", error=type(exc).__name__)
             return
-        held = [n for n in noted if isinstance(n, dict) and {"policy", "rule", "before"} <= n.keys()] \
-            if isinstance(noted, list) else []
+        changes = noted.get("changes") if isinstance(noted, dict) else None
+        held = [n for n in changes if isinstance(n, dict) and {"policy", "rule", "before"} <= n.keys()] \
+            if isinstance(changes, list) else []
         if not held:
             return
-        note = (f"an earlier delivery of this event ({ctx.takeover[:64]}) deleted this assignment and stopped "
-                "before its audit row; it is gone now")
+        note = (f"an earlier delivery of this event ({(by or ctx.takeover)[:64]}) set out to delete this "
+                "assignment and stopped before its audit row; it was gone when retried")
         row.violations = [ViolationRecord(policy=str(n["policy"]), rule=str(n["rule"]), property="roleAssignment",
-                                          before=n["before"], after=None, outcome="remediated",
-                                          message=f"{str(n.get('message') or '')[:120]}; {note}"[:300])
+                                          before=n["before"], after=None, outcome="remediated", message=note[:300])
                           for n in held]
         row.policies = sorted({v.policy for v in row.violations})
         row.verdict, row.reason = "remediated", ""

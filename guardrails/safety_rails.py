@@ -34,8 +34,10 @@ class SafetyRails:
         record ``escalated`` with the actors whose changes were reverted, and tell the owner.
         The count keeps what the revert sets out to change (``ResourceGuardrail.recover`` reads it)."""
         rule = strictest(getattr(r.policy, "flip_flop", DEFAULT_FLIP_FLOP) for r, _rec in to_apply)
-        intent = json.dumps([{"policy": rec.policy, "rule": rec.rule, "property": rec.property,
-                              "before": rec.before, "after": rec.after} for _r, rec in to_apply], default=str)
+        # who sets out to make it: a takeover checks that delivery's rows, not only its predecessor's
+        intent = json.dumps({"by": row.delivery_id, "changes": [
+            {"policy": rec.policy, "rule": rec.rule, "property": rec.property, "before": rec.before,
+             "after": rec.after} for _r, rec in to_apply]}, default=str)
         # keyed by the event: Event Grid's redeliveries of one change whose revert failed count once
         decision = self.svc.escalations.attempt(str(rid), row.actor.to_dict(), rule=rule,
                                                 event=row.event_id or None, intent=intent)

@@ -388,7 +388,7 @@ class GuardrailsService:
         self.idempotency.complete(key, claim, verdict=row.verdict)
         return row
 
-    def note_intent(self, ctx: _Ctx, intent: list[dict[str, Any]]) -> None:
+    def note_intent(self, ctx: _Ctx, intent: Any) -> None:
         """Before an act whose effect cannot show what it was (a deletion): keep ``intent`` with
         the event's claim, so an attempt that takes the event over from this one, should it die
         before its audit row, can record what was done (``taken_intent``). One table write; none
@@ -397,7 +397,8 @@ class GuardrailsService:
         if ctx.claim is None:
             return
         key, claim = ctx.claim
-        ctx.claim = (key, self.idempotency.note(key, claim, json.dumps(intent, default=str, sort_keys=True)))
+        text = json.dumps(intent, default=str, sort_keys=True)
+        ctx.claim = (key, self.idempotency.note(key, claim, text))
 
     def _park(self, key: str, claim, row: AuditRow) -> bool:
         """The audit write failed after a decision that changed something (a fix, a removal): keep

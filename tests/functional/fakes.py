@@ -77,16 +77,20 @@ class MemoryIdempotency:
                 return Claim("completed", verdict=rec["verdict"])
             raise IdempotencyError("in progress elsewhere")
         parked = rec.get("row") if rec is not None else None
-        intent = rec.get("intent") if rec is not None and rec["status"] == "IN_PROGRESS" else None
+        taken = rec is not None and rec["status"] == "IN_PROGRESS"     # its holder died: taken over
+        intent = rec.get("intent") if taken else None
         etag = next(self._etags)
         self.records[key] = {"status": "IN_PROGRESS", "expires": now + self.in_progress, "etag": etag, "verdict": "",
-                             "row": parked, "intent": intent}
-        return Claim("acquired", token=etag, parked=copy.deepcopy(parked), intent=intent)
+                             "row": parked, "intent": intent, "holder": holder}
+        return Claim("acquired", token=etag, parked=copy.deepcopy(parked), intent=intent,
+                     previous_holder=(rec.get("holder") or None) if taken else None)
 
     def note(self, key: str, claim: Claim, intent: str) -> Claim:
         rec = self.records.get(key)
         if rec is None or rec["etag"] != claim.token:
             raise IdempotencyError("taken over")
+        if len(intent) > 30_000:         # as TableIdempotencyStore: one Table Storage string property
+            raise StoreError(f"intent too large to note ({len(intent)} characters)")
         rec.update(intent=intent, etag=next(self._etags))
         return dataclasses.replace(claim, token=rec["etag"])
 

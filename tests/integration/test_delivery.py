@@ -215,7 +215,8 @@ def test_a_role_assignment_deleted_by_a_worker_that_died_before_its_audit_row_is
     assert [r.verdict for r in h.recorder.rows] == ["remediated", "duplicate"]
 
 
-def test_an_ml_endpoint_fixed_by_a_worker_that_died_before_its_audit_row_is_recorded_by_the_retry(harness, tmp_path):
+def test_an_ml_endpoint_fixed_by_a_worker_that_died_before_its_audit_row_is_recorded_by_the_retry(
+        harness, tmp_path, caplog):
     # GIVEN a worker that PUT a sensitive endpoint to Entra auth and no public access (enforce
     # opted in), then hung on the read-back and was killed
     from guardrails.local.ml_emulator import online_endpoint
@@ -239,10 +240,13 @@ def test_an_ml_endpoint_fixed_by_a_worker_that_died_before_its_audit_row_is_reco
     assert [q["method"] for q in h.writes()] == ["PUT"] and h.stored_rows() == []
     # WHEN Event Grid redelivers after the in-progress record expired
     time.sleep(2.2)
-    assert _deliver_raw(event) is None
-    # THEN the retry records both rules and their fix, not a bare "compliant"
+    with caplog.at_level("WARNING", logger="guardrails"):
+        assert _deliver_raw(event) is None
+    # THEN the retry records both rules and their fix, not a bare "compliant", and tells the owner
+    # as the dead attempt would have (its clients now need Entra tokens and a private path)
     (row,) = h.stored_rows()
-    assert row.verdict == "remediated"
+    assert (row.verdict, row.notify) == ("remediated", True)
+    assert [r for r in caplog.records if "guardrail_violation_notify" in r.getMessage()]
     assert {v.rule: (v.before, v.after, v.outcome) for v in row.violations} == {
         "endpoint-auth-mode": ("Key", "AADToken", "remediated"),
         "endpoint-public-access": ("Enabled", "Disabled", "remediated")}
@@ -272,10 +276,26 @@ def test_a_model_version_archived_by_a_worker_that_died_before_its_audit_row_is_
     time.sleep(2.2)
     assert _deliver_raw(event) is None
     (row,) = h.stored_rows()
-    assert row.verdict == "remediated" and len(row.violations) == 3
+    assert (row.verdict, row.reason, row.notify) == ("remediated", "", True)     # not "already_archived"
+    assert len(row.violations) == 3
     assert {(v.property, v.before, v.after, v.outcome) for v in row.violations} == {
         ("properties.isArchived", False, True, "remediated")}
     assert all("earlier delivery" in v.message for v in row.violations)
+
+
+def test_an_owner_grant_with_a_long_non_ascii_condition_is_still_removed(harness, tmp_path):
+    # the intent noted before the DELETE is a recovery aid: a condition near ARM's ~8 KB (every
+    # non-ASCII character six as an escaped JSON string) must not stop the removal
+    from tests.integration.test_role_guardrail import BREAK_GLASS_OWNER, _policy_dir
+
+    condition = "@Resource[Microsoft.Storage/storageAccounts:name] StringEquals '" + "é" * 6000 + "'"
+    grant = b.role_assignment("Owner", b.BOB, condition=condition)
+    world = {"roleAssignments": [BREAK_GLASS_OWNER, grant], "roleDefinitions": [], "directory": {"groups": {}}}
+    h = harness([], world=world, extra_metadata=[_policy_dir(tmp_path)])
+    assert _deliver_raw(b.role_event(grant)) is None
+    assert h.emu.get_role_assignment(grant["id"]) is None
+    (row,) = h.stored_rows()
+    assert row.verdict == "remediated"
 
 
 def test_a_role_assignment_gone_before_any_attempt_acted_stays_resource_not_found(harness, tmp_path):
