@@ -10,6 +10,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Callable
 
 import pytest
 
@@ -67,6 +68,19 @@ def _worker(h, event_path: Path) -> subprocess.Popen:
                             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
+def _kill_when(h, event, tmp_path, reached: Callable[[], bool]) -> None:
+    """Deliver ``event`` in a worker process and kill it once ``reached()`` (at most 30 s): a
+    killed process releases nothing, as when the host dies."""
+    path = tmp_path / "event.json"
+    path.write_text(json.dumps(event))
+    proc = _worker(h, path)
+    deadline = time.monotonic() + 30
+    while not reached() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.kill()
+    proc.communicate(timeout=10)
+
+
 def test_two_processes_delivering_one_event_act_once(harness, tmp_path):
     res = b.workspace()
     h = harness([res])
@@ -93,14 +107,8 @@ def test_worker_killed_mid_delivery_expires_and_a_retry_completes(harness, tmp_p
     h = harness([res], env={"GUARDRAILS_DEDUP_IN_PROGRESS_SECONDS": "2"})
     h.emu.add_fault(method="GET", path_regex="stmlprod", delay_ms=20_000, times=1)   # hangs on its read
     event = b.write_event(res["id"])
-    path = tmp_path / "event.json"
-    path.write_text(json.dumps(event))
-    proc = _worker(h, path)
-    deadline = time.monotonic() + 30
-    while not any(q["method"] == "GET" for q in h.emu.requests) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    proc.kill()                                      # the worker dies holding the record
-    proc.communicate(timeout=10)
+    # the worker dies holding the record
+    _kill_when(h, event, tmp_path, lambda: any(q["method"] == "GET" for q in h.emu.requests))
     assert isinstance(_deliver_raw(event), IdempotencyError)     # still held: retry later
     time.sleep(2.2)                                  # in-progress expiry passes
     assert _deliver_raw(event) is None               # exactly one taker completes it
@@ -117,15 +125,9 @@ def test_a_decision_audited_by_a_worker_that_died_before_publishing_it_is_publis
                 env={"GUARDRAILS_DEDUP_IN_PROGRESS_SECONDS": "2", "GUARDRAILS_DECISION_TOPIC_TIMEOUT_SECONDS": "25"})
     h.emu.add_fault(method="POST", path_regex="/topics/decisions/", delay_ms=15_000, status=503, times=1)
     event = b.write_event(res["id"])
-    path = tmp_path / "event.json"
-    path.write_text(json.dumps(event))
-    proc = _worker(h, path)
-    deadline = time.monotonic() + 30
-    while not [r for r in h.stored_rows() if r.verdict == "remediated"] and time.monotonic() < deadline:
-        time.sleep(0.05)
+    # dies inside the publish: nothing reached the topic
+    _kill_when(h, event, tmp_path, lambda: [r for r in h.stored_rows() if r.verdict == "remediated"])
     (first,) = [r for r in h.stored_rows() if r.verdict == "remediated"]
-    proc.kill()                                      # dies inside the publish: nothing reached the topic
-    proc.communicate(timeout=10)
     assert h.emu.published_events("decisions") == []
     # WHEN Event Grid redelivers after the in-progress record expired
     time.sleep(2.2)
@@ -145,14 +147,8 @@ def test_a_fix_whose_worker_died_before_its_audit_row_is_recorded_as_remediated_
     h.emu.add_fault(method="GET", path_regex="stmlprod", times=1)                   # the first read: as is
     h.emu.add_fault(method="GET", path_regex="stmlprod", delay_ms=15_000, times=1)  # the read-back hangs
     event = b.write_event(res["id"])
-    path = tmp_path / "event.json"
-    path.write_text(json.dumps(event))
-    proc = _worker(h, path)
-    deadline = time.monotonic() + 30
-    while h.resource(res["id"])["properties"]["publicNetworkAccess"] != "Disabled" and time.monotonic() < deadline:
-        time.sleep(0.05)
-    proc.kill()                                      # after the PATCH, before any audit row
-    proc.communicate(timeout=10)
+    # after the PATCH, before any audit row
+    _kill_when(h, event, tmp_path, lambda: h.resource(res["id"])["properties"]["publicNetworkAccess"] == "Disabled")
     assert [q["method"] for q in h.writes()] == ["PATCH"]
     assert h.stored_rows() == []
     # WHEN Event Grid redelivers after the in-progress record expired
@@ -187,14 +183,8 @@ def test_a_role_assignment_deleted_by_a_worker_that_died_before_its_audit_row_is
     h.emu.add_fault(method="GET", path_regex="00000000dead", times=1)                   # the read: as is
     h.emu.add_fault(method="GET", path_regex="00000000dead", delay_ms=15_000, times=1)  # the read-back hangs
     event = b.role_event(grant)
-    path = tmp_path / "event.json"
-    path.write_text(json.dumps(event))
-    proc = _worker(h, path)
-    deadline = time.monotonic() + 30
-    while h.emu.get_role_assignment(grant["id"]) is not None and time.monotonic() < deadline:
-        time.sleep(0.05)
-    proc.kill()                                      # after the DELETE, before any audit row
-    proc.communicate(timeout=10)
+    # after the DELETE, before any audit row
+    _kill_when(h, event, tmp_path, lambda: h.emu.get_role_assignment(grant["id"]) is None)
     assert h.emu.get_role_assignment(grant["id"]) is None
     assert h.stored_rows() == []
     # WHEN Event Grid redelivers after the in-progress record expired
@@ -229,14 +219,8 @@ def test_an_ml_endpoint_fixed_by_a_worker_that_died_before_its_audit_row_is_reco
     h.emu.add_fault(method="GET", path_regex="onlineEndpoints/fraud-scoring$", times=1)                   # the read
     h.emu.add_fault(method="GET", path_regex="onlineEndpoints/fraud-scoring$", delay_ms=15_000, times=1)  # read-back
     event = b.write_event(ep["id"])
-    path = tmp_path / "event.json"
-    path.write_text(json.dumps(event))
-    proc = _worker(h, path)
-    deadline = time.monotonic() + 30
-    while h.resource(EP)["properties"]["authMode"] != "AADToken" and time.monotonic() < deadline:
-        time.sleep(0.05)
-    proc.kill()                                      # after the PUT, before any audit row
-    proc.communicate(timeout=10)
+    # after the PUT, before any audit row
+    _kill_when(h, event, tmp_path, lambda: h.resource(EP)["properties"]["authMode"] == "AADToken")
     assert [q["method"] for q in h.writes()] == ["PUT"] and h.stored_rows() == []
     # WHEN Event Grid redelivers after the in-progress record expired
     time.sleep(2.2)
@@ -264,14 +248,7 @@ def test_a_model_version_archived_by_a_worker_that_died_before_its_audit_row_is_
     h.emu.add_fault(method="GET", path_regex="fraud-clf/versions/7$", times=1)                   # the read
     h.emu.add_fault(method="GET", path_regex="fraud-clf/versions/7$", delay_ms=15_000, times=1)  # read-back
     event = b.write_event(v["id"])
-    path = tmp_path / "event.json"
-    path.write_text(json.dumps(event))
-    proc = _worker(h, path)
-    deadline = time.monotonic() + 30
-    while h.resource(v["id"])["properties"].get("isArchived") is not True and time.monotonic() < deadline:
-        time.sleep(0.05)
-    proc.kill()
-    proc.communicate(timeout=10)
+    _kill_when(h, event, tmp_path, lambda: h.resource(v["id"])["properties"].get("isArchived") is True)
     assert [q["method"] for q in h.writes()] == ["PUT"] and h.stored_rows() == []
     time.sleep(2.2)
     assert _deliver_raw(event) is None
@@ -310,14 +287,7 @@ def test_a_role_assignment_gone_before_any_attempt_acted_stays_resource_not_foun
                 env={"GUARDRAILS_DEDUP_IN_PROGRESS_SECONDS": "2"})
     h.emu.add_fault(method="GET", path_regex="0000000000ff", delay_ms=15_000, times=1)   # hangs on its read
     event = b.role_event(grant)
-    path = tmp_path / "event.json"
-    path.write_text(json.dumps(event))
-    proc = _worker(h, path)
-    deadline = time.monotonic() + 30
-    while not any(q["method"] == "GET" for q in h.arm_requests()) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    proc.kill()
-    proc.communicate(timeout=10)
+    _kill_when(h, event, tmp_path, lambda: any(q["method"] == "GET" for q in h.arm_requests()))
     h.emu.authz.delete_assignment(grant["id"], None, None)     # removed by someone else meanwhile
     time.sleep(2.2)
     assert _deliver_raw(event) is None
