@@ -96,6 +96,7 @@ class Rule:
     action: Mapping[str, Any] = field(hash=False)  # {"type": <registered action>, ...}
     description: str = ""
     private_endpoint: PrivateEndpointFirst | None = None
+    allow_unlisted_property: bool = False         # the path need not be in the type's property list
 
     @property
     def operator(self) -> tuple[str, Any]:
@@ -186,6 +187,8 @@ class Policy:
             rd.update(property=r.property, expect=thaw(r.expect), action=thaw(r.action))
             if r.private_endpoint is not None:
                 rd["private_endpoint"] = {"required": True, "when_missing": r.private_endpoint.when_missing}
+            if r.allow_unlisted_property:
+                rd["allow_unlisted_property"] = True
             rules.append(rd)
         doc: dict[str, Any] = {
             "id": self.id,

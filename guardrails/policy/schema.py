@@ -122,6 +122,9 @@ def build_schema(registry: ActionRegistry = actions) -> dict[str, Any]:
                         "expect": expect_schema(),
                         "action": {"oneOf": registry.schemas(RESOURCE_KIND)},
                         "private_endpoint": _PRIVATE_ENDPOINT,
+                        # a path the product's property list of a selected type lacks is refused
+                        # (a typo would judge every resource by the default); true accepts it
+                        "allow_unlisted_property": {"type": "boolean"},
                     },
                 },
             },

@@ -20,6 +20,7 @@ from guardrails.model.policy import (
     DEFAULT_BREAKER, DEFAULT_FLIP_FLOP, DEFAULT_NOTIFY_TAG, ROLE_KIND, AnyPolicy, Breaker,
     Exemption, FlipFlop, Policy, PrivateEndpointFirst, PrivilegedRoles, RoleGrant, RolePolicy, RoleSelector, Rule, Selector, freeze,
 )
+from guardrails.model.known_properties import unknown_path
 from guardrails.model.resource import CATALOG, lookup_type
 from guardrails.model.roles import BUILTIN_ROLES, builtin_by_name, normalize_guid
 from guardrails.checks import policy_schema as check_schema
@@ -119,8 +120,15 @@ def _semantics(source: str, doc: dict[str, Any]) -> tuple[AnyPolicy | None, list
         rule_ids.setdefault(rd["id"], i)
         pe = rd.get("private_endpoint")
         rule = Rule(rd["id"], rd["property"], freeze(rd["expect"]), freeze(rd["action"]), rd.get("description", ""),
-                    PrivateEndpointFirst(pe.get("when_missing", "notify")) if pe and pe["required"] else None)
+                    PrivateEndpointFirst(pe.get("when_missing", "notify")) if pe and pe["required"] else None,
+                    bool(rd.get("allow_unlisted_property")))
         rules.append(rule)
+        if not rule.allow_unlisted_property:
+            for t in types:
+                unknown = unknown_path(t, rd["property"])
+                if unknown:
+                    found.append((f"{path}.property", f"{unknown}: a rule on it would judge every resource "
+                                  "by the absent value; if ARM does return it, set allow_unlisted_property: true"))
         if len(rd["expect"]) != 1:
             found.append((f"{path}.expect", "exactly one operator expected, found "
                           + ", ".join(f"'{k}'" for k in rd["expect"])))

@@ -407,3 +407,57 @@ def test_a_management_group_exemption_of_a_resource_policy_is_refused():
     with pytest.raises(MetadataValidationError) as err:
         load_documents([("mg.yaml", doc)])
     assert "$.exemptions[0].scope: a management group scope never matches" in str(err.value)
+
+
+def _typo_rule(prop: str, **extra) -> dict:
+    return {"id": "pna", "property": prop, "expect": {"not_equals": "Enabled"}, "action": {"type": "notify"}, **extra}
+
+
+def test_a_misspelt_property_path_is_refused_with_the_nearest_known_one():
+    # a typo would judge every resource by the absent value: not_equals would pass them all
+    doc = storage_doc(rules=[_typo_rule("properties.publicNetworkAcess")])
+    with pytest.raises(MetadataValidationError) as err:
+        load_documents([("typo.yaml", doc)])
+    (finding,) = err.value.findings
+    assert finding.startswith("typo.yaml: policy 'storage-private': $.rules[0].property: "
+                              "'properties.publicNetworkAcess' is not a known property of "
+                              "Microsoft.Storage/storageAccounts (did you mean 'properties.publicNetworkAccess'?)")
+    assert "allow_unlisted_property: true" in finding
+
+
+def test_a_path_one_of_two_selected_types_lacks_is_refused_for_that_type():
+    # enableRbacAuthorization is a Key Vault property; a storage account never has it
+    doc = storage_doc(selector={"resource_types": ["Microsoft.KeyVault/vaults", "Microsoft.Storage/storageAccounts"]},
+                      rules=[_typo_rule("properties.enableRbacAuthorization")])
+    with pytest.raises(MetadataValidationError) as err:
+        load_documents([("two.yaml", doc)])
+    (finding,) = err.value.findings
+    assert "of Microsoft.Storage/storageAccounts" in finding and "KeyVault" not in finding
+
+
+def test_known_paths_in_any_case_and_under_maps_load():
+    rules = [_typo_rule("PROPERTIES.publicnetworkaccess"), dict(_typo_rule("tags.costCenter"), id="tag"),
+             dict(_typo_rule("properties.networkAcls.defaultAction"), id="acl")]
+    (policy,) = load_documents([("ok.yaml", storage_doc(rules=rules))])
+    assert [r.property for r in policy.rules] == ["PROPERTIES.publicnetworkaccess", "tags.costCenter",
+                                                  "properties.networkAcls.defaultAction"]
+
+
+def test_allow_unlisted_property_accepts_a_path_the_list_lacks_and_must_be_a_boolean():
+    (policy,) = load_documents([("ok.yaml", storage_doc(rules=[_typo_rule("properties.previewOnlyFlag",
+                                                                         allow_unlisted_property=True)]))])
+    assert policy.rules[0].property == "properties.previewOnlyFlag"
+    with pytest.raises(MetadataValidationError) as err:
+        load_documents([("bad.yaml", storage_doc(rules=[_typo_rule("properties.previewOnlyFlag",
+                                                                   allow_unlisted_property="yes")]))])
+    assert "$.rules[0].allow_unlisted_property" in str(err.value)
+
+
+def test_allow_unlisted_property_survives_the_table_round_trip():
+    (policy,) = load_documents([("ok.yaml", storage_doc(rules=[_typo_rule("properties.previewOnlyFlag",
+                                                                         allow_unlisted_property=True)]))])
+    doc = json.loads(json.dumps(policy.to_document()))
+    assert doc["rules"][0]["allow_unlisted_property"] is True
+    assert Policy.from_document(doc, source="table") == policy
+    (plain,) = load_documents([("ok.yaml", storage_doc())])
+    assert "allow_unlisted_property" not in json.dumps(plain.to_document())
