@@ -52,7 +52,6 @@ Pure data and a lookup: no I/O, standard library only.
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass
 
 MAX_DEPTH = 4
@@ -771,6 +770,8 @@ def unknown_path(type_name: str, path: str) -> str | None:
     if low in paths or low.startswith(prefixes):
         return None
     reason = f"'{path}' is not a known property of {type_name}"
+    import difflib                      # only for a refused path: keeps the first policy load lean
+
     by_lower = {p.lower(): p for p in props.paths}
     close = difflib.get_close_matches(low, list(by_lower), n=1, cutoff=0.8)
     if close:
