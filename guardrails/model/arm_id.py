@@ -33,6 +33,7 @@ _GUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}
 _NAMESPACE = re.compile(r"[A-Za-z][A-Za-z0-9]*(?:\.[A-Za-z][A-Za-z0-9]*)+")
 _TYPE = re.compile(r"[A-Za-z][A-Za-z0-9]*")
 _RG_EXTRA = frozenset("_-.()")
+_RG_WORD_EXTRA = frozenset({"Mn", "Pc"})   # in .NET's \w beyond what str.isalnum takes
 # unreserved + the sub-delims/pchar that can occur in a legal id; everything else is %-encoded
 _URL_SAFE = "-._~()!$,=@"
 _EXTENSION_NAMESPACES = frozenset({"microsoft.authorization"})
@@ -238,7 +239,10 @@ class _Parser:
     def check_rg(self, rg: str) -> None:
         if len(rg) > MAX_RG_LENGTH:
             raise self.fail(f"resource group name longer than {MAX_RG_LENGTH} characters")
-        bad = next((c for c in rg if not (c.isalnum() or c in _RG_EXTRA)), None)
+        # ARM's pattern ^[-\w\._\(\)]+$ with .NET's \w: letters, decimal digits, non-spacing marks
+        # (Thai vowels, a decomposed accent) and connector punctuation (U+203F) all pass
+        bad = next((c for c in rg if not (c.isalnum() or c in _RG_EXTRA
+                                          or unicodedata.category(c) in _RG_WORD_EXTRA)), None)
         if bad is not None:
             raise self.fail(f"resource group {_show(rg)} contains {bad!r}")
         if rg.endswith("."):

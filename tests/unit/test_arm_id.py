@@ -49,6 +49,22 @@ def test_non_ascii_rg_lowercase_provider_and_keyword() -> None:
     assert rid.url_path() == str(rid).replace("données-ü", "donn%C3%A9es-%C3%BC")
 
 
+@pytest.mark.parametrize("rg", ["rg-กลุ่มข้อมูล",  # Thai: vowel and tone marks are Mn
+                                "rg-cafe\u0301",                                # a decomposed accent (Mn)
+                                "rg-data\u203fprod"])                          # UNDERTIE (Pc)
+def test_rg_names_in_dotnet_word_class_are_accepted(rg) -> None:
+    # ARM's rg pattern is ^[-\w\._\(\)]+$ in .NET, whose \w takes non-spacing marks and
+    # connector punctuation: refusing them made a public resource in such a group unfixable
+    rid = parse_arm_id(f"/subscriptions/{SUB}/resourceGroups/{rg}/providers/Microsoft.Storage/storageAccounts/sa")
+    assert rid.resource_group == rg
+
+
+@pytest.mark.parametrize("rg", ["rg a", "rg/a", "rg\u2028a", "rg*"])
+def test_rg_names_outside_the_word_class_stay_refused(rg) -> None:
+    with pytest.raises(InvalidArmId):
+        parse_arm_id(f"/subscriptions/{SUB}/resourceGroups/{rg}/providers/Microsoft.Storage/storageAccounts/sa")
+
+
 def test_child_resource_has_exact_type_not_parent_type() -> None:
     # GIVEN a blob container under a storage account  WHEN parsed
     rid = parse_arm_id(CONTAINER_ID)
