@@ -76,6 +76,12 @@ class IdempotencyError(StoreError):
     reason = "in_progress"
 
 
+class PolicyUnreadable(StoreError):
+    """A policy row does not validate and this worker has no earlier good version of it: no
+    decision is made on a policy set missing a policy (the event fails and is redelivered)."""
+    reason = "policy_unreadable"
+
+
 class ArmError(GuardrailsError):
     reason = "arm_error"
 

@@ -16,6 +16,7 @@ import copy
 import json
 import logging
 import uuid
+from dataclasses import replace
 from typing import Any, Mapping
 
 from .errors import ArmError, ResourceNotFound, StoreError
@@ -54,7 +55,11 @@ class ResourceGuardrail:
         except ArmError as exc:
             row.verdict, row.reason, row.message = "failed", exc.reason, str(exc)
             return
-        if snapshot.type and snapshot.type.lower() != rtype.key:
+        if not snapshot.type:
+            # a body without its type: judged as the type its id names (evaluated by type, it
+            # would otherwise match no program and read as compliant)
+            snapshot = replace(snapshot, type=rtype.name)
+        elif snapshot.type.lower() != rtype.key:
             row.verdict, row.reason = "failed", "unexpected_type"
             row.message = f"ARM returned type {short_repr(snapshot.type)} for a {rtype.name} id"
             return

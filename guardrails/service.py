@@ -26,7 +26,7 @@ from datetime import datetime, timezone
 from typing import Any, Callable, Mapping
 
 from .caches import SettledWrites, SnapshotCache
-from .errors import ArmError, GuardrailsError, InvalidEvent, ResourceNotFound
+from .errors import ArmError, GuardrailsError, InvalidEvent, PolicyUnreadable, ResourceNotFound
 from .logs import bound, emit
 from .model.decision import Actor, AuditRow, ViolationRecord, combine_verdict, short_repr
 from .model.events import parse_envelope, parse_resource_event
@@ -123,33 +123,41 @@ class GuardrailsService:
             row.actor = actor
         with bound(delivery_id=ctx.delivery_id, event_id=row.event_id or None):
             try:
-                env = parse_envelope(raw)
-                row.event_id, row.event_type = env.id, env.event_type
-                row.event_time = _event_time(env.time)
-                if env.event_type in KEYVAULT_EVENT_TYPES:
-                    kv_event = parse_keyvault_event(env)
-                    row.resource_id = kv_object_id(kv_event)
-                    with bound(resource_id=row.resource_id):
-                        return self._handle_keyvault_event(ctx, row, kv_event)
-                from .model.ml_events import ML_EVENT_TYPES, parse_ml_event   # pure; lazy like the other kinds
-                if env.event_type in ML_EVENT_TYPES:
-                    ml_event = parse_ml_event(env)
-                    row.resource_id = ml_event.subject_id
-                    if self.ml is None:
-                        return self._finish(ctx, row, "ignored", "not_covered", "ML lifecycle guardrail not configured")
-                    with bound(resource_id=row.resource_id):
-                        return self.ml.on_event(ctx, row, ml_event)
-                if env.event_type not in _resource_event_types():
-                    return self._finish(ctx, row, "ignored", "unsupported_event_type",
-                                        f"event type {short_repr(env.event_type)} is not handled by any guardrail")
-                event = parse_resource_event(env)
-            except InvalidEvent as exc:
-                return self._finish(ctx, row, "invalid", exc.reason, str(exc))
-            row.resource_id = str(event.resource_id)
-            row.actor = event.actor
-            row.correlation_id = (event.correlation_id or "")[:128]
-            with bound(resource_id=row.resource_id):
-                return self._handle_resource_event(ctx, row, event)
+                return self._dispatch(ctx, row, raw)
+            except PolicyUnreadable as exc:
+                # a policy row is unreadable: a decision on the rest would be one without that policy
+                self._finish(ctx, row, "failed", exc.reason, str(exc))
+                raise DeliveryFailed(f"delivery failed: {exc.reason}") from None
+
+    def _dispatch(self, ctx: _Ctx, row: AuditRow, raw: Any) -> AuditRow:
+        try:
+            env = parse_envelope(raw)
+            row.event_id, row.event_type = env.id, env.event_type
+            row.event_time = _event_time(env.time)
+            if env.event_type in KEYVAULT_EVENT_TYPES:
+                kv_event = parse_keyvault_event(env)
+                row.resource_id = kv_object_id(kv_event)
+                with bound(resource_id=row.resource_id):
+                    return self._handle_keyvault_event(ctx, row, kv_event)
+            from .model.ml_events import ML_EVENT_TYPES, parse_ml_event   # pure; lazy like the other kinds
+            if env.event_type in ML_EVENT_TYPES:
+                ml_event = parse_ml_event(env)
+                row.resource_id = ml_event.subject_id
+                if self.ml is None:
+                    return self._finish(ctx, row, "ignored", "not_covered", "ML lifecycle guardrail not configured")
+                with bound(resource_id=row.resource_id):
+                    return self.ml.on_event(ctx, row, ml_event)
+            if env.event_type not in _resource_event_types():
+                return self._finish(ctx, row, "ignored", "unsupported_event_type",
+                                    f"event type {short_repr(env.event_type)} is not handled by any guardrail")
+            event = parse_resource_event(env)
+        except InvalidEvent as exc:
+            return self._finish(ctx, row, "invalid", exc.reason, str(exc))
+        row.resource_id = str(event.resource_id)
+        row.actor = event.actor
+        row.correlation_id = (event.correlation_id or "")[:128]
+        with bound(resource_id=row.resource_id):
+            return self._handle_resource_event(ctx, row, event)
 
     def _handle_keyvault_event(self, ctx: _Ctx, row: AuditRow, ev) -> AuditRow:
         if ev.kind == "VaultAccessPolicyChanged":
@@ -189,7 +197,10 @@ class GuardrailsService:
             return self._finish(ctx, row, "ignored", "event_type_not_evaluated",
                                 f"{event.event_type} does not change a resource's configuration")
         rid = event.resource_id
-        if self.settings.is_own_principal(event.actor.object_id, event.actor.app_id):
+        # the caller's object id decides when the token has one: a user signing in through a client
+        # with the guardrail's app id carries that app id too, and is not the guardrail
+        actor = event.actor
+        if self.settings.is_own_principal(actor.object_id if actor.object_id else actor.app_id):
             covered = rid.resource_group and rid.scope is None and rid.resource_type.lower() != ROLE_ASSIGNMENT_TYPE
             rtype = lookup_type(rid.resource_type) if covered else None
             if rtype is None and self.ml is not None and self.ml.covers(rid):

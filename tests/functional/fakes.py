@@ -31,7 +31,7 @@ class FakeArm:
         r = self.resources.get(resource_id.lower())
         if r is None:
             raise ResourceNotFound("not found", status=404)
-        return ResourceSnapshot(r["id"], r["type"], copy.deepcopy(r), r.get("etag"))
+        return ResourceSnapshot(r["id"], r.get("type") or "", copy.deepcopy(r), r.get("etag"))
 
     def _merge(self, dst: dict, src: Mapping) -> None:
         for k, v in src.items():

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from guardrails.errors import ArmThrottled, IdempotencyError, StoreError
+from guardrails.model.resource import get_path
 from guardrails.policy.cache import PolicyCache
 from guardrails.policy.loader import load_directory
 from guardrails.service import DeliveryFailed, GuardrailsService
@@ -87,11 +88,21 @@ def test_non_object_delivery_is_invalid_not_a_crash():
 def test_own_principal_matches_dashless_and_app_id():
     res = b.storage()
     svc, arm, idem, audit = make([res])
-    ev = b.write_event(res["id"], actor=b.claims(oid="11111111-2222-3333-4444-555555555555",
-                                                 app_id=b.GUARDRAIL_OID.replace("-", "").upper(), upn=None))
+    # a token without an object id: its app id decides (dashless, any case)
+    ev = b.write_event(res["id"], actor=b.claims(oid=None, app_id=b.GUARDRAIL_OID.replace("-", "").upper(), upn=None))
     row = svc.handle_event(ev)
     assert (row.verdict, row.reason) == ("ignored", "own_write")
     assert arm.calls == []
+
+
+def test_a_user_signing_in_through_the_guardrails_app_id_is_not_its_own_write():
+    # a delegated token carries the client's app id and the user's object id: the object id decides
+    res = b.storage()
+    svc, arm, idem, audit = make([res])
+    ev = b.write_event(res["id"], actor=b.claims(b.ALICE, app_id=b.GUARDRAIL_OID, upn="alice@contoso.com"))
+    row = svc.handle_event(ev)
+    assert row.verdict == "remediated"
+    assert get_path(arm.resources[res["id"].lower()], "properties.publicNetworkAccess") == "Disabled"
 
 
 def test_secret_looking_values_never_reach_the_audit_row():
@@ -178,3 +189,62 @@ def test_a_parked_decision_survives_a_second_failed_audit_write():
             svc.handle_event(event)
     audit.fail = False
     assert svc.handle_event(event).verdict == "remediated" and len(arm.writes()) == 1
+
+
+def test_a_body_arm_returns_without_its_type_is_judged_as_the_type_its_id_names():
+    # evaluated by the body's type, a body without one matched no policy program: "compliant"
+    res = b.storage()
+    svc, arm, idem, audit = make([res])
+    arm.resources[res["id"].lower()].pop("type")
+    row = svc.handle_event(b.write_event(res["id"]))
+    assert row.verdict == "remediated"
+    assert get_path(arm.resources[res["id"].lower()], "properties.publicNetworkAccess") == "Disabled"
+
+
+def _repo_docs():
+    return [(p.source, p.to_document()) for p in load_directory(*metadata_dirs())]
+
+
+def _service(repo, resources):
+    arm, idem, audit = FakeArm(resources), MemoryIdempotency(), MemoryAudit()
+    svc = GuardrailsService(Settings(own_principal_ids=frozenset({b.GUARDRAIL_OID.replace("-", "")})),
+                            policies=PolicyCache(repo, ttl_seconds=60), arm=arm, idempotency=idem, audit=audit,
+                            breakers=MemoryBreakers(), pending=MemoryPending())
+    return svc, arm, audit
+
+
+def _broken(docs, policy_id):
+    out = []
+    for src, doc in docs:
+        if doc["id"] == policy_id:
+            doc = {**doc, "rules": [{**doc["rules"][0], "expect": {"equalz": "Disabled"}}]}
+        out.append((src, doc))
+    return out
+
+
+def test_an_unreadable_policy_row_fails_the_event_instead_of_switching_the_policy_off():
+    # dropped, the row's policy would be off: a public account "ignored / no_policy", no fix
+    res = b.storage()
+    svc, arm, audit = _service(MemoryPolicyRepo(_broken(_repo_docs(), "storage-private")), [res])
+    with pytest.raises(DeliveryFailed):
+        svc.handle_event(b.write_event(res["id"]))
+    (row,) = audit.rows
+    assert (row.verdict, row.reason) == ("failed", "policy_unreadable")
+    assert "storage-private" in row.message and "metadata sync" in row.message
+
+
+def test_a_worker_keeps_the_last_good_version_of_a_policy_whose_row_turns_unreadable(caplog):
+    res = b.storage()
+    repo = MemoryPolicyRepo(_repo_docs())
+    svc, arm, audit = _service(repo, [res])
+    assert "storage-private" in [p.id for p in svc.policies.get().policies]
+    repo.documents = _broken(repo.documents, "storage-private")        # e.g. a hand edit
+    svc.policies.invalidate()
+    row = svc.handle_event(b.write_event(res["id"]))
+    assert row.verdict == "remediated" and any(p.startswith("storage-private@") for p in row.policies)
+    assert any("policy_row_rejected" in r.getMessage() and "storage-private@" in r.getMessage()
+               for r in caplog.records)
+    # a row deleted from the table is an admin's removal: no last good version is kept for it
+    repo.documents = [(s, d) for s, d in repo.documents if d["id"] != "storage-private"]
+    svc.policies.invalidate()
+    assert "storage-private" not in [p.id for p in svc.policies.get().policies]

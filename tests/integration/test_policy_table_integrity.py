@@ -36,9 +36,12 @@ def test_a_row_edited_in_place_is_not_trusted_and_the_next_sync_puts_it_back(har
     _tamper(h, "storage-private", mode="off")
     caplog.set_level(logging.ERROR, logger="guardrails")
     h.service.policies.invalidate()
-    ids = [p.id for p in h.service.policies.get().policies]
-    assert "storage-private" not in ids                                   # the edited row is not used …
+    # a worker that never loaded the row's good version decides nothing: the edited row is not
+    # used, and its policy is not dropped either (that would switch it off: "no_policy")
+    row = h.deliver(b.write_event(res["id"]))            # the trigger raised: Event Grid redelivers
+    assert (row.verdict, row.reason) == ("failed", "policy_unreadable") and "metadata sync" in row.message
     assert any("policy_row_tampered" in r.getMessage() for r in caplog.records)   # … and it is said
+    assert h.writes() == []
     counts = sync_metadata(h.repo, metadata_dirs())
     assert counts["updated"] == 1, counts                                 # the sync notices and repairs
     assert json.loads(_row(h, "storage-private")["document"])["mode"] == "enforce"
