@@ -42,6 +42,7 @@ from .settings import Settings
 log = logging.getLogger("guardrails")
 
 WRITE_SUCCESS = "Microsoft.Resources.ResourceWriteSuccess"
+_OWN_WRITE_ENDS = ("Microsoft.Resources.ResourceWriteFailure", "Microsoft.Resources.ResourceWriteCancel")
 ROLE_ASSIGNMENT_TYPE = "microsoft.authorization/roleassignments"
 ROLE_DEFINITION_TYPE = "microsoft.authorization/roledefinitions"
 
@@ -193,14 +194,17 @@ class GuardrailsService:
         return self.handle_event(raw, actor=actor)     # the caller is on the audit row as it is written
 
     def _handle_resource_event(self, ctx: _Ctx, row: AuditRow, event) -> AuditRow:
-        if event.event_type != WRITE_SUCCESS:
-            return self._finish(ctx, row, "ignored", "event_type_not_evaluated",
-                                f"{event.event_type} does not change a resource's configuration")
         rid = event.resource_id
         # the caller's object id decides when the token has one: a user signing in through a client
         # with the guardrail's app id carries that app id too, and is not the guardrail
         actor = event.actor
-        if self.settings.is_own_principal(actor.object_id if actor.object_id else actor.app_id):
+        own = self.settings.is_own_principal(actor.object_id if actor.object_id else actor.app_id)
+        # a long-running fix left ``requested`` that then fails or is cancelled comes back as our
+        # own ResourceWriteFailure/Cancel: its pending record is read back and audited like a success
+        if event.event_type != WRITE_SUCCESS and not (own and event.event_type in _OWN_WRITE_ENDS):
+            return self._finish(ctx, row, "ignored", "event_type_not_evaluated",
+                                f"{event.event_type} does not change a resource's configuration")
+        if own:
             covered = rid.resource_group and rid.scope is None and rid.resource_type.lower() != ROLE_ASSIGNMENT_TYPE
             rtype = lookup_type(rid.resource_type) if covered else None
             if rtype is None and self.ml is not None and self.ml.covers(rid):
@@ -481,6 +485,7 @@ class GuardrailsService:
                              if ok else f"long-running fix finished but read-back shows {short_repr(value)}")))
         row.verdict = combine_verdict([v.outcome for v in row.violations])
         reason = "" if row.verdict != "failed" else "not_confirmed"
+        row.notify = row.notify or row.verdict == "failed"      # the fix did not hold: its owner acts
         message = "; ".join(f"{v.policy}/{v.rule}: {v.property} -> {short_repr(v.after)} ({v.outcome})" for v in row.violations)
         self._finish(ctx, row, row.verdict, reason, message)
         for key, _rec in pending:

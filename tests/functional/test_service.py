@@ -248,3 +248,21 @@ def test_a_worker_keeps_the_last_good_version_of_a_policy_whose_row_turns_unread
     repo.documents = [(s, d) for s, d in repo.documents if d["id"] != "storage-private"]
     svc.policies.invalidate()
     assert "storage-private" not in [p.id for p in svc.policies.get().policies]
+
+
+@pytest.mark.parametrize("end", ["Microsoft.Resources.ResourceWriteFailure", "Microsoft.Resources.ResourceWriteCancel"])
+def test_a_long_running_fix_that_then_fails_is_audited_failed_from_its_own_failure_event(end):
+    res = b.storage()
+    svc, arm, idem, audit = make([res])
+    arm.write_state = "requested"              # ARM accepted the PATCH; still running when the budget ended
+    first = svc.handle_event(b.write_event(res["id"]))
+    assert first.verdict == "requested" and svc.pending.list(res["id"])
+    arm.resources[res["id"].lower()]["properties"]["publicNetworkAccess"] = "Enabled"   # the operation failed
+    own = b.claims(b.GUARDRAIL_OID, app_id=None, upn=None)
+    row = svc.handle_event(b.write_event(res["id"], event_type=end, actor=own))
+    assert (row.verdict, row.reason, row.notify) == ("failed", "not_confirmed", True)
+    assert [v.outcome for v in row.violations if v.rule == "public-network-access-disabled"] == ["failed"]
+    assert svc.pending.list(res["id"]) == []
+    # someone else's failed write changes nothing: not evaluated
+    other = svc.handle_event(b.write_event(res["id"], event_type=end))
+    assert (other.verdict, other.reason) == ("ignored", "event_type_not_evaluated")
