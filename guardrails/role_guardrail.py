@@ -67,6 +67,13 @@ def _definition_home(scope: str) -> str:
     return ""
 
 
+def _conditional_ids(policy) -> frozenset[str]:
+    """The ``conditional_roles`` GUIDs of a role policy (plain or compiled)."""
+    policy = getattr(policy, "policy", policy)
+    privileged = getattr(policy, "privileged", None)
+    return frozenset(g.lower() for g in getattr(privileged, "conditional_role_ids", ()) or ())
+
+
 class RoleAssignmentGuardrail:
     def __init__(self, service, authz, groups) -> None:
         self.svc = service
@@ -79,11 +86,15 @@ class RoleAssignmentGuardrail:
         widened to ``*`` afterwards would stand until the next sweep. So drop the cached
         definition, read it again, and when it is privileged under a policy now, re-judge every
         assignment of it in the event's subscription and the subscriptions among its assignable
-        scopes — each through the sweep's path (``service.reconcile``: its own audit row,
-        ``correlation_id`` ``roledefinition:<event id>``). The event's row counts what happened."""
+        scopes — and every assignment of a ``conditional_roles`` role (RBAC Administrator) there
+        whose ABAC condition lets it assign this role, which was judged on the role's old
+        permissions too — each through the sweep's path (``service.reconcile``: its own audit
+        row, ``correlation_id`` ``roledefinition:<event id>``). The event's row counts what
+        happened."""
         from collections import Counter
 
         from .model.roles import role_guid
+        from .policy.abac import condition_allowed_roles
         from .policy.roles import is_privileged
 
         rid = str(event.resource_id)
@@ -116,18 +127,26 @@ class RoleAssignmentGuardrail:
             parts = [x for x in scope.split("/") if x]
             if len(parts) >= 2 and parts[0].lower() == "subscriptions":
                 subs.add(parts[1].lower())
+        conditional = frozenset().union(*(_conditional_ids(p) for p in policies))
         ids: list[str] = []
         try:
             for sub in sorted(subs):
                 prefix = f"/subscriptions/{sub}".lower()
                 for body in self.authz.list_assignments_in(f"/subscriptions/{sub}", deadline=ctx.deadline):
                     props = body.get("properties") or {}
+                    if not isinstance(props, dict):
+                        continue
                     at = str(props.get("scope") or "").rstrip("/").lower()
                     try:
-                        same = role_guid(str(props.get("roleDefinitionId") or "")) == guid
+                        of = role_guid(str(props.get("roleDefinitionId") or ""))
                     except ValueError:
-                        same = False
-                    if same and isinstance(body.get("id"), str) and (at == prefix or at.startswith(prefix + "/")):
+                        of = ""
+                    cond = props.get("condition")
+                    # an RBAC administrator whose condition lets it assign this role
+                    delegates = (of in conditional and isinstance(cond, str)
+                                 and guid in (condition_allowed_roles(cond) or ()))
+                    if ((of == guid or delegates) and isinstance(body.get("id"), str)
+                            and (at == prefix or at.startswith(prefix + "/"))):
                         ids.append(body["id"])
         except ArmError as exc:
             row.verdict, row.reason = "failed", exc.reason

@@ -1,8 +1,9 @@
 """Role assignments and role definitions through ``azure-mgmt-authorization`` (api 2022-04-01),
 and Entra group membership through Microsoft Graph ``checkMemberGroups``.
 
-Built-in role definitions are resolved from the catalogue (``guardrails/model/roles.py``) with
-no call; custom ones are read once and cached, so a role event costs one ARM read (the
+Built-in role definitions in the catalogue (``guardrails/model/roles.py``) are resolved with no
+call; custom ones, and built-ins the catalogue does not hold (judged by their permissions like a
+custom role: ``policy.roles``), are read once and cached, so a role event costs one ARM read (the
 assignment) in the steady state.
 """
 
@@ -98,8 +99,9 @@ class AuthorizationGateway:
         return result != 204
 
     def get_role_definition(self, role_definition_id: str, *, deadline: float | None = None):
-        """A ``RoleDefinition``: built-ins from the catalogue, custom ones read and cached. A body
-        that is no role definition raises ``ArmError`` (reason ``unexpected_shape``)."""
+        """A ``RoleDefinition``: the catalogue's built-ins from it, any other (custom, or a
+        built-in outside the catalogue, with the permissions ARM publishes) read and cached. A
+        body that is no role definition raises ``ArmError`` (reason ``unexpected_shape``)."""
         from ..model.roles import BUILTIN_ROLES, RoleDefinition, role_guid
 
         guid = role_guid(role_definition_id)
@@ -189,7 +191,30 @@ class GraphGroupResolver:
             kind = ArmTransient if response.status_code >= 500 or response.status_code == 429 else ArmError
             raise kind(f"Graph checkMemberGroups answered {response.status_code}", status=response.status_code)
         else:
-            member = group_id.lower() in {str(g).lower() for g in response.json().get("value", [])}
+            member = group_id.lower() in self._member_groups(response)
         with self._lock:
             self._cache[key] = (member, now)
         return member
+
+    @staticmethod
+    def _member_groups(response) -> set[str]:
+        """The group ids of a checkMemberGroups answer (``{"value": ["<id>", …]}``), lower-case.
+        Anything else — another success status, a body that is no JSON, ``value`` missing or no
+        list of strings — is ``ArmError`` (reason ``unexpected_shape``): a decision that cannot
+        be made, audited as ``failed`` like any Graph fault (the body is never quoted)."""
+        from ..errors import ArmError
+
+        def odd(what: str) -> ArmError:
+            return ArmError(f"Graph checkMemberGroups answered {response.status_code} with {what}",
+                            reason="unexpected_shape", status=response.status_code)
+
+        if response.status_code != 200:
+            raise odd("no member groups")
+        try:
+            body = response.json()
+        except ValueError:                     # json.JSONDecodeError, or no body at all
+            raise odd("a body that is not JSON") from None
+        groups = body.get("value") if isinstance(body, dict) else None
+        if not isinstance(groups, list) or not all(isinstance(g, str) for g in groups):
+            raise odd("no list of group ids")
+        return {g.lower() for g in groups}

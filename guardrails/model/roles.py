@@ -155,6 +155,16 @@ def _globs_overlap(include: tuple[str, ...], exclude: tuple[str, ...]) -> bool:
     return False
 
 
+def provider_wildcard(pattern: str) -> bool:
+    """True when ``pattern`` leaves the resource provider open: a ``*`` before its first ``/``
+    (``*``, ``*/write``, ``Microsoft.*``, ``M*``), so it reaches providers it never names."""
+    return "*" in pattern.split("/", 1)[0]
+
+
+# every Azure operation ends in /read, /write, /delete or /action; these three change something
+_CHANGES = ("*/write", "*/delete", "*/action")
+
+
 def grants_pattern(defn: RoleDefinition, pattern: str, *, data: bool = False) -> bool:
     """True when the role's effective permissions (``actions`` minus ``notActions``; with
     ``data``, ``dataActions`` minus ``notDataActions``) reach ``pattern``.
@@ -163,16 +173,24 @@ def grants_pattern(defn: RoleDefinition, pattern: str, *, data: bool = False) ->
     action the role effectively grants matches it: exact glob overlap, so a role action
     ``Microsoft.Authorization/role*`` or ``Microsoft.Authorization/roleAssignments/*`` reaches it
     (witness ``…/roleAssignments/write``), unless ``notActions`` remove every such action
-    (Contributor's ``Microsoft.Authorization/*/Write``). A pattern starting with ``*`` (``*``,
-    ``*/write``) means "the role holds this wildcard itself": some role pattern covers it taken
-    literally and no ``notActions`` pattern does (``*`` = a role granting everything, as Owner
-    or a Contributor clone; ``*`` as an overlap would call every role privileged).
+    (Contributor's ``Microsoft.Authorization/*/Write``).
+
+    A pattern starting with ``*`` (``*``, ``*/write``) stands for "across every provider": it is
+    reached by a role action that leaves the provider open (``provider_wildcard``: ``*``,
+    ``Microsoft.*``, ``M*``, ``*/write``, ``*/action``…) when the two overlap on some action no
+    ``notActions`` pattern removes and that changes something (ends in ``/write``, ``/delete``
+    or ``/action``; any action when ``pattern`` itself names none of those). So ``*`` is reached
+    by Owner and by a Contributor clone however its ``*`` is spelled (``Microsoft.*``, ``M*``,
+    ``["*/read", "*/write", "*/delete", "*/action"]``), not by a Reader-like ``*/read`` nor by
+    a role confined to providers it names (``Microsoft.Compute/*``): as a plain overlap, ``*``
+    would call every role privileged.
     """
     allowed = defn.data_actions if data else defn.actions
     removed = defn.not_data_actions if data else defn.not_actions
     if pattern.startswith("*"):
-        return any(action_matches(a, pattern) for a in allowed) and not any(
-            action_matches(n, pattern) for n in removed)
+        verbs = [v for v in _CHANGES if globs_overlap((pattern, v))] or ["*"]
+        return any(provider_wildcard(a) and globs_overlap((a, pattern, v), removed)
+                   for a in allowed for v in verbs)
     return any(globs_overlap((a, pattern), removed) for a in allowed)
 
 

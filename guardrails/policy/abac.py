@@ -5,8 +5,12 @@ Control Administrator) is privileged unless its assignment's condition limits
 ``Microsoft.Authorization/roleAssignments/write`` to an allow-list of roles none of which is
 privileged (``guardrails.policy.roles``). ``condition_allowed_roles`` evaluates a condition (a
 tokenizer and a recursive-descent parser, ``_Eval``, in Kleene three-valued logic) for a role it
-does not name, every other attribute unknown: only a definite "deny" restricts, and then the
-allow-list's role GUIDs are returned. ``condition_restricts_roles`` is whether it restricts.
+does not name, every other attribute unknown: only a definite "deny" restricts, and then every
+role GUID the condition names on the role attribute is returned, whatever the operator or the
+negations around it (``GuidEquals`` allow-lists, and equally ``GuidNotEquals`` under a ``!``,
+which allows exactly the roles it names). A comparison on the role attribute the parser cannot
+judge (another operator or quantifier, an empty set) makes the condition count as unrestricting.
+``condition_restricts_roles`` is whether it restricts.
 """
 
 from __future__ import annotations
@@ -29,6 +33,9 @@ _TOKEN = re.compile(r"""\s*(?:
 _ROLE_ATTR = "@request[microsoft.authorization/roleassignments:roledefinitionid]"
 _EQUALS = {"guidequals", "stringequals", "stringequalsignorecase"}
 _NOT_EQUALS = {"guidnotequals", "stringnotequals", "stringnotequalsignorecase"}
+# the cross-product quantifiers: on the single-valued role attribute, with a non-empty set, each
+# gives an unnamed role the same answer as the bare operator (never equal, always not-equal)
+_QUANTIFIERS = {"foranyofanyvalues", "forallofanyvalues", "foranyofallvalues", "forallofallvalues"}
 _UNKNOWN = None            # three-valued logic: True / False / unknown
 
 
@@ -58,7 +65,7 @@ class _Eval:
 
     def __init__(self, tokens: list[tuple[str, str]]) -> None:
         self.t, self.i = tokens, 0
-        self.allowed: list[str] = []       # every value an allow-list on the role attribute names
+        self.allowed: list[str] = []       # every value any comparison on the role attribute names
 
     def peek(self) -> str | None:
         return self.t[self.i][0] if self.i < len(self.t) else None
@@ -124,14 +131,22 @@ class _Eval:
             raise _Unparsable("missing operand")
         if value.lower().replace(" ", "") != _ROLE_ATTR:
             return _UNKNOWN
-        base = op.lower().rsplit(":", 1)[-1]
-        if base in _EQUALS:
-            literal = operand[1:-1] if operand_kind in ("set", "str") else operand
-            self.allowed.extend(v.strip().strip("'").strip() for v in literal.split(","))
-            return False           # an allow-list: an unlisted role never equals it
-        if base in _NOT_EQUALS:
-            return True            # a deny-list: an unlisted role passes
-        return _UNKNOWN
+        parts = op.lower().split(":")
+        base = parts[-1]
+        if len(parts) > 2 or (len(parts) == 2 and parts[0] not in _QUANTIFIERS):
+            raise _Unparsable(f"quantifier {op!r} on the role attribute")
+        if base not in _EQUALS and base not in _NOT_EQUALS:
+            # StringLike, StringStartsWith, …: which roles pass cannot be told (fail closed)
+            raise _Unparsable(f"operator {op!r} on the role attribute")
+        literal = operand[1:-1] if operand_kind in ("set", "str") else operand
+        values = [v.strip().strip("'").strip() for v in literal.split(",")]
+        if not any(values):
+            raise _Unparsable("empty value set on the role attribute")
+        # Every role the comparison names may be one the condition allows, whichever way it is
+        # meant: "equals {A}" allows A, and so does "!(not-equals {A})" ("A and nothing else").
+        # A role it does not name never equals and always not-equals the set.
+        self.allowed.extend(values)
+        return base in _NOT_EQUALS
 
 
 def condition_restricts_roles(condition: str | None) -> bool:
@@ -141,17 +156,20 @@ def condition_restricts_roles(condition: str | None) -> bool:
     (``ForAnyOfAnyValues:GuidEquals {…}``, ``StringEqualsIgnoreCase``, …), the pattern Microsoft
     recommends for delegating role assignment management. Decided by evaluating the condition
     for a role it does not name with everything else unknown: only a definite "deny" counts, so
-    a condition on principal types alone, a deny-list, or anything unparsable does not.
+    a condition on principal types alone, a deny-list, or anything unparsable does not. A
+    negated deny-list (``!(… GuidNotEquals {Owner})``: Owner and nothing else) does restrict,
+    to the roles it names.
     """
     return condition_allowed_roles(condition) is not None
 
 
 def condition_allowed_roles(condition: str | None) -> frozenset[str] | None:
     """The role GUIDs (lower-case, dashed) a role-restricting ``condition`` lets the assignee
-    assign — every value of every allow-list on the role attribute, a superset when the
-    condition combines several — or None when it restricts nothing (``condition_restricts_roles``).
-    An allow-list value that is not a role GUID (or definition id ending in one) makes the whole
-    condition count as unrestricting: what it allows cannot be told."""
+    assign — every value of every comparison on the role attribute (``Equals`` or ``NotEquals``,
+    under any quantifier and any number of negations), a superset of what it allows — or None
+    when it restricts nothing (``condition_restricts_roles``). A value that is not a role GUID
+    (or definition id ending in one), or a comparison on the role attribute with another
+    operator, makes the whole condition count as unrestricting: what it allows cannot be told."""
     if not condition or not condition.strip():
         return None
     try:

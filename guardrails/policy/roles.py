@@ -3,7 +3,8 @@
 Rules of a ``kind: role-assignments`` policy (``metadata/README.md``), for one assignment:
 
 - ``privileged-at-subscription`` — at subscription scope or above (a management group, the
-  tenant root ``/``), a privileged role (``privileged.roles``, or a custom role whose effective
+  tenant root ``/``), a privileged role (``privileged.roles``, or a custom role — or a built-in
+  the catalogue does not hold, read from ARM like one — whose effective
   actions reach ``privileged.custom_role_actions`` or whose effective data actions reach
   ``privileged.custom_role_data_actions``: ``model.roles.grants_pattern``) is a finding unless
   the principal is a ``ServicePrincipal`` on ``privileged.allowed_service_principals``.
@@ -194,9 +195,9 @@ def role_policies(policies: Iterable[AnyPolicy]) -> list[RolePolicy]:
 # ---------------------------------------------------------------- evaluation
 def is_privileged(role: RoleDefinition, policy: RolePolicy | CompiledRolePolicy, *,
                   condition: str | None = None, definitions: RoleResolver | None = None) -> bool:
-    """Privileged under ``policy``: listed in ``privileged.roles``; a custom role whose
-    effective actions reach ``custom_role_actions`` or whose effective data actions reach
-    ``custom_role_data_actions``; or a ``conditional_roles`` role unless ``condition`` restricts
+    """Privileged under ``policy``: listed in ``privileged.roles``; a custom role (or a built-in
+    outside the catalogue) whose effective actions reach ``custom_role_actions`` or whose
+    effective data actions reach ``custom_role_data_actions``; or a ``conditional_roles`` role unless ``condition`` restricts
     the roles it may assign to roles none of which is privileged (``_delegates_privilege``)."""
     cp = policy if isinstance(policy, CompiledRolePolicy) else CompiledRolePolicy(policy)
     rid = role.id.lower()
@@ -208,7 +209,15 @@ def is_privileged(role: RoleDefinition, policy: RolePolicy | CompiledRolePolicy,
 
 
 def _custom_privileged(role: RoleDefinition, cp: CompiledRolePolicy) -> bool:
-    if role.is_builtin:
+    """Whether ``role``'s effective permissions reach the policy's ``custom_role_actions`` or
+    ``custom_role_data_actions``. Every role but the catalogue's built-ins is judged so: a custom
+    role, and a built-in the catalogue does not hold (Key Vault Data Access Administrator can
+    write role assignments), whose definition is read from ARM like a custom one. The
+    catalogue's built-ins are privileged only when the policy lists them (``privileged.roles``,
+    ``conditional_roles``): the list is the decision for the roles it can name by name. A
+    built-in whose permissions are unknown (a definition without any, as one made up without an
+    ARM read would be) reaches nothing here, as before: not privileged unless listed."""
+    if role.is_builtin and role.id.lower() in BUILTIN_ROLES:
         return False
     return (any(grants_pattern(role, pattern) for pattern in cp.custom_actions)
             or any(grants_pattern(role, pattern, data=True) for pattern in cp.custom_data_actions))

@@ -273,11 +273,16 @@ def test_custom_roles_are_judged_by_their_effective_actions(role, privileged):
     assert is_privileged(role, policy()) is privileged
 
 
-def test_builtins_outside_the_list_are_not_judged_by_actions():
-    # Reservations-like built-in with role assignment write, not listed: not privileged by actions
+def test_builtins_outside_the_catalogue_are_judged_by_actions_catalogue_ones_by_the_list():
+    # changed (review s20): a built-in the catalogue does not hold is read from ARM and judged by
+    # its actions like a custom role; one with role assignment write is privileged
     role = RoleDefinition("a8889054-8d42-49c9-bc1c-52486c10e7cd", "Reservations Administrator", "BuiltInRole",
                           actions=("Microsoft.Authorization/roleAssignments/write",))
-    assert not is_privileged(role, policy())
+    assert is_privileged(role, policy())
+    # a catalogue built-in the policy does not list stays unprivileged, whatever it can do
+    uaa = builtin_by_name("User Access Administrator")
+    unlisted = policy(privileged={"roles": ["Owner"], "custom_role_actions": ["*", "Microsoft.Authorization/*/write"]})
+    assert not is_privileged(uaa, unlisted)
 
 
 # ---------------------------------------------------------------- grants ("who may hold what")
