@@ -6,22 +6,41 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 from .model.decision import ViolationRecord
 from .policy import model_rules as mr
 
 
-def traffic_of(endpoint: Mapping[str, Any]) -> dict[str, int]:
-    raw = (endpoint.get("properties") or {}).get("traffic") or {}
+def traffic_of(endpoint: Mapping[str, Any], key: str = "traffic") -> dict[str, int]:
+    """An endpoint's live ``traffic`` shares (or, with ``key="mirrorTraffic"``, the shares of live
+    requests copied to a deployment as shadow traffic), by deployment name."""
+    raw = (endpoint.get("properties") or {}).get(key) or {}
     if not isinstance(raw, Mapping):
         return {}
     return {str(k): int(v) for k, v in raw.items()
             if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)}
 
 
+def mirror_of(endpoint: Mapping[str, Any]) -> dict[str, int]:
+    """``properties.mirrorTraffic``: production requests copied to a deployment (its answers are
+    dropped, but it receives them: it serves production data and is judged like live traffic)."""
+    return traffic_of(endpoint, "mirrorTraffic")
+
+
 def share_of(traffic: Mapping[str, int], name: str) -> int:
     return next((v for k, v in traffic.items() if k.lower() == name.lower()), 0)
+
+
+def serving(traffic: Mapping[str, int], mirror: Mapping[str, int]) -> list[str]:
+    """The deployments receiving production requests, live or mirrored, sorted; each name once
+    (the spelling of ``traffic`` first)."""
+    names: dict[str, str] = {}
+    for shares in (traffic, mirror):
+        for k, v in shares.items():
+            if v > 0:
+                names.setdefault(k.lower(), k)
+    return sorted(names.values())
 
 
 @dataclass
@@ -73,9 +92,13 @@ def conflict(ctx, row, policy, rec: ViolationRecord, policies) -> None:
         rec.message = f"{rec.message}; audit mode: no authMode every policy allows ({modes})"[:300]
 
 
-def endpoint_plan(traffic: Mapping[str, int], permitted: list[Found]) -> Plan | None:
+def endpoint_plan(traffic: Mapping[str, int], permitted: list[Found], mirror: Mapping[str, int] | None = None,
+                  unfit: Iterable[str] = ()) -> Plan | None:
     """The endpoint write made of the permitted findings only: their settings (one value per
-    property: ``authMode`` is ``auth_mode_choice``'s, allowed by every policy) and traffic 0 for the deployments they found serving badly. Pure."""
+    property: ``authMode`` is ``auth_mode_choice``'s, allowed by every policy) and traffic 0 —
+    live and mirrored — for the deployments they found serving badly. Their live share goes only
+    to deployments not in ``unfit`` (every deployment judged non-compliant, fixed here or not):
+    never onto another bad one (``rebalance_traffic``). Pure."""
     settings: dict[str, Any] = {}
     for f in permitted:
         if f.setting is not None:
@@ -84,8 +107,12 @@ def endpoint_plan(traffic: Mapping[str, int], permitted: list[Found]) -> Plan | 
     if not settings and not bad:
         return None
     changes = dict(settings)
+    mirror = dict(mirror or {})
     if bad:
-        changes["traffic"] = mr.rebalance_traffic(traffic, bad)
+        changes["traffic"] = mr.rebalance_traffic(traffic, bad, unfit)
+        if any(share_of(mirror, d) > 0 for d in bad):      # the shadow copies stop too (not moved)
+            drop = {d.lower() for d in bad}
+            changes["mirrorTraffic"] = {k: (0 if k.lower() in drop else v) for k, v in mirror.items()}
 
     def apply(body: dict) -> None:
         for path, value in changes.items():
@@ -93,7 +120,7 @@ def endpoint_plan(traffic: Mapping[str, int], permitted: list[Found]) -> Plan | 
 
     def holds(after: Mapping[str, Any]) -> bool:
         p = after.get("properties") or {}
-        return all(share_of(traffic_of(after), d) == 0 for d in bad) and all(
+        return all(share_of(traffic_of(after), d) == 0 and share_of(mirror_of(after), d) == 0 for d in bad) and all(
             str(p.get(k)).lower() == str(v).lower() for k, v in settings.items())
 
     return Plan(apply, holds, "; ".join(f"{k} -> {v}" for k, v in changes.items()) + ", confirmed by read-back")

@@ -6,9 +6,10 @@ table ``POST /api/checks/model-promotion`` answers from.
         ─▶ enforce: PUT the whole body read just before, If-Match, ``isArchived: true`` ─▶ read back
     ARM write of …/onlineEndpoints/deployments ─▶ GET deployment + endpoint ─▶ production endpoint?
         ─▶ model reference explicit, version readable, in a production stage, compliant
-        ─▶ enforce: PUT the endpoint with this deployment's traffic 0 (its share to the others)
+        ─▶ enforce: PUT the endpoint with this deployment's traffic 0 (live and mirrored); its
+           share only to the others judged fit (each one receiving requests is judged too)
     ARM write of …/onlineEndpoints or ModelDeployed ─▶ GET endpoint ─▶ auth mode, public access
-        ─▶ production: every deployment with traffic checked as above ─▶ one PUT of the endpoint
+        ─▶ production: every deployment with traffic (live or mirrored) checked as above ─▶ one PUT
     DatasetDriftDetected / RunCompleted / RunStatusChanged ─▶ thresholds ─▶ record and notify
 
 Acting once when a registration arrives twice (``ModelRegistered`` and the ARM write, any order):
@@ -34,7 +35,7 @@ from .model.decision import ViolationRecord, combine_verdict
 from .model.resource import ResourceType
 from .model.ml_events import DriftDetected, MlEvent, ModelDeployed, ModelRegistered, RunEvent
 from .ml_fixes import (Found, Permit, Plan, always, auth_mode_choice, conflict, endpoint_plan, owner_of,
-                       policy_contact, set_outcome, set_property, share_of, traffic_of)
+                       mirror_of, policy_contact, serving, set_outcome, set_property, share_of, traffic_of)
 from .policy import model_rules as mr
 from .resource_guardrail import READ_ONLY_TOP
 
@@ -78,16 +79,26 @@ def parse_model_reference(ref: Any, workspace_id: str,
     """``azureml:name:version``, ``azureml:name@label``, ``azureml:name``, an ARM id of a workspace
     or registry model version, or ``azureml://registries/r/models/n/versions/v``: readable when
     ``registry_id(r)`` knows the registry's ARM id (the policy's ``registries``), since the
-    reference itself names no subscription or resource group."""
+    reference itself names no subscription or resource group. An ARM id is held to the same
+    allow-list as the short forms: a registry version is readable only in a registry the policy
+    lists (under that very ARM id), a workspace version only in the deployment's own workspace
+    (``azureml:name:version`` can name no other) — else it cannot be shown compliant."""
     text = ref.strip() if isinstance(ref, str) else ""
     if text.lower().startswith("/subscriptions/"):
         try:
             rid = parse_arm_id(text)
         except InvalidArmId:
             return ModelReference(text, None, None)
-        if rid.resource_type.lower() in MODEL_VERSION_TYPES:
-            return ModelReference(text, rid.name, str(rid))
-        return ModelReference(text, None, None)
+        kind = rid.resource_type.lower()
+        if kind not in MODEL_VERSION_TYPES:
+            return ModelReference(text, None, None)
+        owner = str(rid.parent.parent).lower()          # the workspace or registry holding the version
+        if kind == _NS + "registries/models/versions":
+            listed = registry_id(rid.parent.parent.name)
+            allowed = listed is not None and _same_id(listed, owner)
+        else:
+            allowed = _same_id(workspace_id, owner)
+        return ModelReference(text, rid.name, str(rid) if allowed else None)
     if text.lower().startswith("azureml://"):
         parts = text[len("azureml://"):].split("/")
         low = [p.lower() for p in parts]
@@ -113,12 +124,32 @@ def parse_model_reference(ref: Any, workspace_id: str,
     return ModelReference(text, version, f"{workspace_id}/models/{name}/versions/{version}")
 
 
+def _same_id(a: str, b: str) -> bool:
+    """Two ARM ids name the same resource (case-insensitive; a malformed one names nothing)."""
+    try:
+        return str(parse_arm_id(a)).lower() == str(parse_arm_id(b)).lower()
+    except InvalidArmId:
+        return False
+
+
 def _unreadable(text: str) -> str:
     """Why an explicit reference without an ARM id cannot be read."""
+    unlisted = ("the version is in registry '{}', which the model-registry policy does not list "
+                "under registries: it cannot be read, so it cannot be shown compliant")
     parts = text[len("azureml://"):].split("/") if text.lower().startswith("azureml://") else []
     if len(parts) > 1 and parts[0].lower() == "registries":
-        return (f"the version is in registry '{parts[1][:64]}', which the model-registry policy does not list "
-                "under registries: it cannot be read, so it cannot be shown compliant")
+        return unlisted.format(parts[1][:64])
+    if text.lower().startswith("/subscriptions/"):
+        try:
+            rid = parse_arm_id(text)
+        except InvalidArmId:
+            rid = None
+        if rid is not None and rid.resource_type.lower() in MODEL_VERSION_TYPES:
+            if rid.resource_type.lower() == _NS + "registries/models/versions":
+                return unlisted.format(rid.parent.parent.name[:64]).replace(" under registries", " under registries "
+                                                                             "with this ARM id")
+            return (f"the version is in workspace '{rid.parent.parent.name[:64]}', not the deployment's own: "
+                    "it cannot be read, so it cannot be shown compliant")
     return "the reference cannot be resolved to a model version: it cannot be read, so it cannot be shown compliant"
 
 
@@ -243,25 +274,48 @@ class MlLifecycleGuardrail:
         if not prod:
             row.verdict, row.reason, row.message = "compliant", "", f"endpoint {rid.parent.name} is not production"
             return
-        found = self._serving_findings(ctx, row, dep.body, rid.parent.parent, rid.name, prod)
+        traffic, mirror = traffic_of(endpoint.body), mirror_of(endpoint.body)
+        via = "mirrorTraffic" if share_of(traffic, rid.name) == 0 and share_of(mirror, rid.name) > 0 else "traffic"
+        found = self._serving_findings(ctx, row, dep.body, rid.parent.parent, rid.name, prod, via=via)
         if found is None:
             return
         if not found:
             row.verdict, row.reason = "compliant", ""
             row.message = f"deployment {rid.name} serves a compliant, explicit production version"
             return
-        traffic = traffic_of(endpoint.body)
-        if share_of(traffic, rid.name) == 0:
+        if share_of(traffic, rid.name) == 0 and share_of(mirror, rid.name) == 0:
             for f in found:
                 f.rec.outcome = "violation"
-                f.rec.message = (f.rec.message + "; it receives no traffic: none will be routed to it")[:300]
+                f.rec.message = (f.rec.message + "; it receives no traffic (live or mirrored): none will be "
+                                 "routed to it")[:300]
             self._report(row, found, owner_of(endpoint.tags, policies))
             return
-        self._act(ctx, row, endpoint, found, always(
-            lambda body: set_property(body, "traffic", mr.rebalance_traffic(traffic, [rid.name])),
-            lambda after: share_of(traffic_of(after), rid.name) == 0,
-            f"traffic to {rid.name} set to 0 (its share to the others), confirmed by read-back"),
-            owner=owner_of(endpoint.tags, policies))
+        # its share goes only to deployments judged fit: every other one receiving production
+        # requests is judged here, as an endpoint write would, and one serving badly is taken out
+        # of traffic by the same write (the guardrail's own endpoint write is judged by nobody)
+        others = self._serving(ctx, row, endpoint, rid.parent.parent, prod, skip=rid.name)
+        if others is None:
+            return
+        found += others
+        unfit = {f.deployment for f in found if f.deployment is not None}
+        self._act(ctx, row, endpoint, found, lambda permitted: endpoint_plan(traffic, permitted, mirror, unfit),
+                  owner=owner_of(endpoint.tags, policies))
+
+    def _serving(self, ctx, row, endpoint, workspace: ArmId, policies, skip: str = "") -> list[Found] | None:
+        """Findings of every deployment receiving production requests, live or mirrored, but
+        ``skip`` (None: a read failed, row set)."""
+        traffic, mirror = traffic_of(endpoint.body), mirror_of(endpoint.body)
+        found: list[Found] = []
+        for dep_name in serving(traffic, mirror):
+            if dep_name.lower() == skip.lower():
+                continue
+            dep = self._read(ctx, row, f"{endpoint.resource_id}/deployments/{dep_name}")
+            via = "traffic" if share_of(traffic, dep_name) > 0 else "mirrorTraffic"
+            found_here = dep and self._serving_findings(ctx, row, dep.body, workspace, dep_name, policies, via=via)
+            if found_here is None:
+                return None
+            found += found_here
+        return found
 
     def _endpoint(self, ctx, row, eid: str, policies, endpoint=None) -> None:
         endpoint = endpoint or self._read(ctx, row, eid)
@@ -286,14 +340,14 @@ class MlLifecycleGuardrail:
                     conflicts.append(Found(p, rec))
                     continue
                 found.append(Found(p, rec, setting=(path, want) if enforced else None))
-        traffic = traffic_of(endpoint.body)
+        traffic, mirror = traffic_of(endpoint.body), mirror_of(endpoint.body)
         prod = [p for p in policies if p.rules.production_endpoints.matches(name, endpoint.tags)]
-        for dep_name in sorted(k for k, v in traffic.items() if v > 0) if prod else ():
-            dep = self._read(ctx, row, f"{eid}/deployments/{dep_name}")
-            serving = dep and self._serving_findings(ctx, row, dep.body, rid.parent, dep_name, prod)
-            if serving is None:
+        if prod:
+            served = self._serving(ctx, row, endpoint, rid.parent, prod)
+            if served is None:
                 return
-            found += serving
+            found += served
+        unfit = {f.deployment for f in found if f.deployment is not None}
         if not found and not conflicts:
             row.verdict, row.reason, row.message = "compliant", "", f"endpoint {name} is compliant"
             self._recover(ctx, row, endpoint, owner_of(endpoint.tags, policies))   # fixed by one that died?
@@ -308,11 +362,14 @@ class MlLifecycleGuardrail:
             self._report(row, conflicts + found, owner)
             return
 
-        self._act(ctx, row, endpoint, acting, lambda permitted: endpoint_plan(traffic, permitted),
+        self._act(ctx, row, endpoint, acting, lambda permitted: endpoint_plan(traffic, permitted, mirror, unfit),
                   owner=owner, also=conflicts + notify_only)
 
-    def _serving_findings(self, ctx, row, dep_body, workspace: ArmId, dep_name: str, policies) -> list[Found] | None:
-        """Findings of the model a production deployment serves (None: a read failed, row set)."""
+    def _serving_findings(self, ctx, row, dep_body, workspace: ArmId, dep_name: str, policies,
+                          via: str = "traffic") -> list[Found] | None:
+        """Findings of the model a production deployment serves (None: a read failed, row set);
+        ``via``: how it receives production requests (``traffic`` or ``mirrorTraffic``), the
+        property its fix sets to 0."""
         def registry_id(name: str) -> str | None:
             return next((rid for p in policies if (rid := p.rules.registry_id(name)) is not None), None)
 
@@ -334,7 +391,7 @@ class MlLifecycleGuardrail:
                 findings = mr.evaluate_serving(p.rules, version=ref.version, stage=vp.get("stage"),
                                                tags=vp.get("tags") or {}, archived=vp.get("isArchived") is True)
             found += [Found(p, ViolationRecord(
-                policy=p.ref, rule=f.rule, property=f"properties.traffic.{dep_name}", before=ref.text[:200], after=0,
+                policy=p.ref, rule=f.rule, property=f"properties.{via}.{dep_name}", before=ref.text[:200], after=0,
                 outcome="violation", message=f"deployment {dep_name}: {f.message}"[:300]), deployment=dep_name)
                 for f in findings]
         return found
@@ -351,7 +408,9 @@ class MlLifecycleGuardrail:
         prod = [p for p in policies if p.rules.production_endpoints.matches(ev.service_name, ev.tags)]
         found: list[Found] = []
         for name, version in ev.model_ids if prod else ():
-            body = {"properties": {"model": f"azureml:{name}:{version}"}}
+            model = (f"azureml:{name}" if version is None else f"azureml:{name}{version}" if version.startswith("@")
+                     else f"azureml:{name}:{version}")
+            body = {"properties": {"model": model}}
             serving = self._serving_findings(ctx, row, body, ev.workspace_id, ev.service_name, prod)
             if serving is None:
                 return
@@ -464,11 +523,17 @@ class MlLifecycleGuardrail:
                     "changes": [{"policy": r.policy, "rule": r.rule, "property": r.property, "before": r.before,
                                  "after": r.after} for r in recs]})
                 return set_outcome(recs, "requested", "fix accepted, still running")
-            self.svc.settled.add(correlation)
-            after = self.svc.arm.get_resource(snap.resource_id, api_version=API_VERSION, deadline=ctx.deadline)
-        except ArmError as exc:
+        except ArmError as exc:       # the write itself was refused or never answered: nothing made
             row.reason = exc.reason
             return set_outcome(recs, "failed", str(exc))
+        self.svc.settled.add(correlation)
+        try:
+            after = self.svc.arm.get_resource(snap.resource_id, api_version=API_VERSION, deadline=ctx.deadline)
+        except ArmError as exc:
+            # ARM accepted the write; only its confirmation failed. The fix is made, not failed: a
+            # `failed` row would release the claim and the retry would find it done and record it
+            # as someone else's (ResourceGuardrail._apply does the same)
+            return set_outcome(recs, "requested", f"fix sent, read-back failed: {exc.reason}")
         if holds(after.body):
             return set_outcome(recs, "remediated", done)
         row.reason = "not_confirmed"

@@ -2,7 +2,8 @@
 typed, read-only views.
 
     Microsoft.MachineLearningServices.ModelRegistered        PascalCase data: ModelName, ModelVersion, ModelTags
-    Microsoft.MachineLearningServices.ModelDeployed          ServiceName, ModelIds ("name:version,..."), ServiceTags
+    Microsoft.MachineLearningServices.ModelDeployed          ServiceName, ModelIds ("name:version,...": context;
+                                                             a label or unversioned entry is kept, not refused), ServiceTags
     Microsoft.MachineLearningServices.DatasetDriftDetected   DataDriftName, DriftCoefficient, RunId (older
                                                              dataset monitors only: newer workspaces never send it)
     Microsoft.MachineLearningServices.RunCompleted           camelCase data: runId, runTags, runProperties
@@ -15,7 +16,8 @@ rejection is an ``InvalidEvent`` with a stable reason (as for resource events):
 
     missing_data / wrong_type / oversized     data absent, not an object, too large
     missing_field                             a required field is absent (names it)
-    invalid_value                             a field has an unusable value (names it)
+    invalid_value                             a field has an unusable value (names it), e.g. a number
+                                              too large for a float or not finite
     invalid_resource_id                       the source is not a workspace id
 """
 
@@ -108,7 +110,7 @@ class ModelRegistered(MlEvent):
 @dataclass(frozen=True, repr=False)
 class ModelDeployed(MlEvent):
     service_name: str
-    model_ids: tuple[tuple[str, str], ...]     # (name, version) as the service names them
+    model_ids: tuple[tuple[str, str | None], ...]  # (name, version / "@label" / None) as the service names them
     tags: Mapping[str, Any]
 
     @property
@@ -157,13 +159,23 @@ def _workspace(env: Envelope) -> ArmId:
     return ws
 
 
-def _model_ids(text: str) -> tuple[tuple[str, str], ...]:
-    out = []
-    for part in text.split(","):
-        name, sep, version = part.strip().rpartition(":")
-        if not sep or not _NAME.match(name) or not _NAME.match(version):
-            raise InvalidEvent(f"data.ModelIds entry {part.strip()[:60]!r} is not 'name:version'", reason="invalid_value")
-        out.append((name, version))
+def _model_ids(text: str) -> tuple[tuple[str, str | None], ...]:
+    """``ModelIds`` as the service names them: ``name:version`` → ``(name, version)``; a label
+    (``name@label``) → ``(name, "@label")``; a bare name (unversioned, what a ``latest`` or
+    unpinned deployment announces) or anything else → ``(text, None)``. Context, never a reason
+    to refuse the event: the endpoint it announces is judged on live state, and a reference that
+    resolves to no version is a finding there, not a malformed event."""
+    out: list[tuple[str, str | None]] = []
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            continue
+        name, sep, version = part.rpartition(":")
+        if sep and _NAME.match(name) and _NAME.match(version):
+            out.append((name, version))
+        elif "@" in part and _NAME.match(part.split("@", 1)[0]):
+            out.append((part.split("@", 1)[0], "@" + part.split("@", 1)[1]))
+        else:
+            out.append((part, None))
     return tuple(out)
 
 
@@ -184,13 +196,12 @@ def parse_ml_event(env: Envelope) -> MlEvent:
         coefficient = _get_ci(data, "DriftCoefficient")
         if coefficient is None:
             raise InvalidEvent("data.DriftCoefficient is missing", reason="missing_field")
-        if isinstance(coefficient, str):
-            try:
-                coefficient = float(coefficient)
-            except ValueError:
-                raise InvalidEvent("data.DriftCoefficient is not a number", reason="invalid_value") from None
-        if isinstance(coefficient, bool) or not isinstance(coefficient, (int, float)):
+        if isinstance(coefficient, bool) or not isinstance(coefficient, (str, int, float)):
             raise InvalidEvent("data.DriftCoefficient must be a number", reason="wrong_type")
+        try:        # a JSON integer too large for a float (10**400) overflows; a string may not parse
+            coefficient = float(coefficient)
+        except (OverflowError, ValueError):
+            raise InvalidEvent("data.DriftCoefficient is not a usable number", reason="invalid_value") from None
         if not math.isfinite(coefficient) or coefficient < 0:
             raise InvalidEvent("data.DriftCoefficient must be a finite number >= 0", reason="invalid_value")
         return DriftDetected(*head, _text(data, "DataDriftName", required=True), _text(data, "DataDriftId"),

@@ -29,7 +29,7 @@ API:
     evaluate_endpoint(rules, auth_mode=, public_network_access=, sensitive=) -> list[ModelFinding]
     evaluate_drift(rules, monitor=, coefficient=)   -> (findings, threshold or None)
     evaluate_run(rules, tags=, properties=)         -> None (not a candidate) or findings
-    rebalance_traffic(traffic, zero)                -> new traffic map (pure plan)
+    rebalance_traffic(traffic, zero, unfit=())      -> new traffic map (pure plan)
 
 Each ``ModelFinding`` has a stable ``rule`` (one of ``RULES``) and a message naming the broken
 condition. Names compare case-insensitively for stages and aliases, exactly for tag keys (Azure
@@ -38,6 +38,7 @@ ML tag keys are case-sensitive).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Iterable, Mapping
 
@@ -275,17 +276,17 @@ def parse_metric(value: object) -> float | None:
     """A metric as runs record it: a number, or a string (``"0.83"``, ``"83%"``); else None."""
     if isinstance(value, bool):
         return None
-    if isinstance(value, (int, float)):
-        out = float(value)
-    elif isinstance(value, str) and value.strip():
-        text = value.strip()
-        try:
+    try:        # an integer too large for a float (10**400) overflows: unparseable, never an error
+        if isinstance(value, (int, float)):
+            out = float(value)
+        elif isinstance(value, str) and value.strip():
+            text = value.strip()
             out = float(text[:-1]) / 100.0 if text.endswith("%") else float(text)
-        except ValueError:
+        else:
             return None
-    else:
+    except (OverflowError, ValueError):
         return None
-    return out if out == out and out not in (float("inf"), float("-inf")) else None
+    return out if math.isfinite(out) else None
 
 
 def _get_folded(mapping: Mapping[str, object] | None, key: str) -> object:
@@ -321,19 +322,26 @@ def evaluate_run(rules: ModelRegistryRules, *, tags: Mapping[str, object] | None
     return found
 
 
-def rebalance_traffic(traffic: Mapping[str, int], zero: Iterable[str]) -> dict[str, int]:
+def rebalance_traffic(traffic: Mapping[str, int], zero: Iterable[str], unfit: Iterable[str] = ()) -> dict[str, int]:
     """The endpoint's traffic with the deployments in ``zero`` set to 0 and their share given to
     the others in proportion to theirs, as integers (largest remainder; ties by name) summing to
-    the old total. When no other deployment had traffic, the total is lost: all 0 — the endpoint
-    stops serving the non-compliant model, which is the point. Deployment names compare
-    case-insensitively (as Azure ML's do); keys keep their spelling."""
+    the old total. A deployment in ``unfit`` (judged non-compliant, though not set to 0 by this
+    fix) never receives a share: it keeps its own, and the others take the whole of what moves.
+    When no deployment may take the share (none other had traffic, or every one is unfit), the
+    total is lost: all 0, unfit ones included — the endpoint stops serving the non-compliant
+    models, which is the point (a share is never moved onto another non-compliant deployment).
+    Deployment names compare case-insensitively (as Azure ML's do); keys keep their spelling."""
     drop = {z.lower() for z in zero}
-    total = sum(max(0, int(v)) for v in traffic.values())
-    keep = {k: max(0, int(v)) for k, v in traffic.items() if k.lower() not in drop}
+    hold = {u.lower() for u in unfit} - drop
+    total = sum(max(0, int(v)) for k, v in traffic.items() if k.lower() not in hold)
+    keep = {k: max(0, int(v)) for k, v in traffic.items() if k.lower() not in drop and k.lower() not in hold}
     base = sum(keep.values())
+    if base == total:           # nothing moves (what is set to 0 had no share): the rest unchanged
+        return {k: (0 if k.lower() in drop else max(0, int(v))) for k, v in traffic.items()}
     out = {k: 0 for k in traffic}
     if base == 0:
         return out
+    out.update({k: max(0, int(v)) for k, v in traffic.items() if k.lower() in hold})
     shares = {k: v * total / base for k, v in keep.items()}
     floors = {k: int(s) for k, s in shares.items()}
     left = total - sum(floors.values())

@@ -79,7 +79,7 @@ def test_optional_fields_may_be_missing_or_null_and_versions_may_be_strings():
     ("ModelRegistered", {"ModelVersion": 1.5}, "wrong_type", "ModelVersion"),
     ("ModelRegistered", {"ModelVersion": True}, "wrong_type", "ModelVersion"),
     ("ModelRegistered", {"ModelTags": ["a"]}, "wrong_type", "ModelTags"),
-    ("ModelDeployed", {"ModelIds": "no-version"}, "invalid_value", "ModelIds"),
+    ("ModelDeployed", {"ModelIds": ["a:1"]}, "wrong_type", "ModelIds"),    # "no-version" is context now (s20)
     ("ModelDeployed", {"ServiceName": None}, "missing_field", "ServiceName"),
     ("DatasetDriftDetected", {"DriftCoefficient": None}, "missing_field", "DriftCoefficient"),
     ("DatasetDriftDetected", {"DriftCoefficient": "high"}, "invalid_value", "DriftCoefficient"),
