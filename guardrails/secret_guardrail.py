@@ -23,8 +23,9 @@ from datetime import timedelta
 from .errors import ArmError, GuardrailsError, ResourceNotFound
 from .logs import emit
 from .model.decision import ViolationRecord, combine_verdict
-from .secrets.rotation import STRATEGIES, RotationError, expiry_for, rotation_lead
-from .secrets.values import REASON_TAG
+from .secrets.credentials import looks_like_credential
+from .secrets.rotation import STRATEGIES, RotationError, expiry_for, finish_revoke, rotation_lead, strictest_validity
+from .secrets.values import EXPOSURE_TAG, REASON_TAG, REVOKE_PENDING_TAG, SECRET_DISABLED
 
 log = logging.getLogger("guardrails")
 
@@ -72,7 +73,7 @@ class SecretGuardrail:
         hit = next(((p, p.secret(ev.vault_name, ev.object_name)) for p in policies
                     if p.secret(ev.vault_name, ev.object_name)), None)
         try:
-            current = self.store.get_secret(ev.vault_name, ev.object_name, with_value=True, deadline=ctx.deadline)
+            current = self._current(ctx, ev)
         except ResourceNotFound:
             row.verdict, row.reason = "ignored", "secret_not_found"
             row.message = f"secret {ev.vault_name}/{ev.object_name} does not exist"
@@ -94,14 +95,24 @@ class SecretGuardrail:
             row.policies = [policy.ref]
             return
         row.policies = [policy.ref]
-        lead = rotation_lead(policy.max_validity_days)
+        if not exposed and not current.enabled:
+            # as the sweep: a disabled secret serves no consumer, and rotating it would bring back
+            # a value someone took out of service; permanent, so not a failure retried forever
+            row.verdict, row.reason = "ignored", SECRET_DISABLED
+            row.message = (f"version {current.version} of {ev.vault_name}/{ev.object_name} is disabled: not "
+                           f"rotated (enable it, or write a new version, to bring it back under rotation)")
+            return
+        # the strictest validity of every enforcing policy on the vault: a longer one would be cut
+        # by that policy's hygiene to inside the rotation lead, and rotated again on every sweep
+        validity = strictest_validity(policies, policy)
+        lead = rotation_lead(validity)
         if ev.kind == "NearExpiry" and current.expires_on is not None and current.expires_on - ctx.now > lead:
             row.verdict, row.reason = "compliant", ""
             row.message = (f"version {current.version} expires {current.expires_on.isoformat()}: rotated "
                            f"{lead.days} days before, not yet due")
             return
         if exposed and _rotated_for_exposure(ev, current):
-            return self._exposure_handled(ctx, row, policy, ev, current, before)
+            return self._exposure_handled(ctx, row, policy, ref, ev, current, before)
         rule = "exposed-secret" if exposed else ("expired-secret" if ev.kind == "Expired" else "expiring-secret")
         if ref.rotation.strategy == "notify-only":
             rec = self._record(policy, rule, before, None, "violation", "notify-only: no rotation possible")
@@ -127,14 +138,19 @@ class SecretGuardrail:
                 rec = self._record(policy, rule, before, None, "dry_run", "circuit open: rotation not taken until reset")
             return self._close(row, [rec], f"{rule}: circuit open")
         strategy = STRATEGIES[ref.rotation.strategy]
-        expires = expiry_for(ctx.now, policy.max_validity_days)
+        expires = expiry_for(ctx.now, validity)
         try:
             io = _RotationIO(self.store, self.storage_keys, ctx.deadline)
-            rotated = strategy.rotate(ref, current, io, reason=rule, expires_on=expires, revoke=exposed)
+            rotated = strategy.rotate(ref, current, io, reason=rule, expires_on=expires, revoke=exposed,
+                                      tags={EXPOSURE_TAG: ev.event_id[:256]} if exposed else None)
         except RotationError as exc:
             row.reason = "rotation_failed"
-            rec = self._record(policy, rule, before, None, "failed", str(exc))
-            return self._close(row, [rec], f"{rule}: rotation failed: {exc}")
+            rec = self._record(policy, rule, before, exc.new.describe() if exc.new else None, "failed", str(exc))
+            records = [rec]
+            if exposed and exc.new is not None:      # the secret holds a working new value: contain the rest
+                records.extend(self._disable_older(ctx, row, policy, ev, exc.new.version))
+                row.reason = "rotation_failed"
+            return self._close(row, records, f"{rule}: rotation {'partly done' if exc.new else 'failed'}: {exc}")
         except GuardrailsError as exc:
             row.reason = exc.reason
             rec = self._record(policy, rule, before, None, "failed", f"rotation failed before any change: {exc}")
@@ -145,11 +161,22 @@ class SecretGuardrail:
         self._close(row, records, f"{rule}: {ev.vault_name}/{ev.object_name} rotated to version "
                                   f"{rotated.new.version} ({ref.rotation.strategy}){_reported_by(ev)}")
 
-    def _exposure_handled(self, ctx, row, policy, ev, current, before) -> None:
+    def _exposure_handled(self, ctx, row, policy, ref, ev, current, before) -> None:
         """The exposure was already answered by the current version (a redelivery after a partial
         failure, a second report of the same version): no second rotation, which would also revoke
-        the value just handed out; only what is left of disabling the older versions."""
-        records = self._disable_older(ctx, row, policy, ev, current.version)
+        the value just handed out; only what is left: regenerating the storage keys the answer is
+        tagged as not yet revoked, and disabling the older versions."""
+        records = []
+        if (current.tags or {}).get(REVOKE_PENDING_TAG) and ref.rotation.strategy == "storage-account-key":
+            io = _RotationIO(self.store, self.storage_keys, ctx.deadline)
+            try:
+                _, detail = finish_revoke(ref, current, io)
+                records.append(self._record(policy, "exposed-secret", before, None, "remediated",
+                                            f"exposure: finished revoking: {detail}"))
+            except RotationError as exc:
+                row.reason = "rotation_failed"
+                records.append(self._record(policy, "exposed-secret", before, None, "failed", str(exc)))
+        records += self._disable_older(ctx, row, policy, ev, current.version)
         head = (f"exposure already answered by version {current.version}, which the guardrail wrote for an "
                 f"exposure{_reported_by(ev)}")
         if not records:
@@ -181,9 +208,9 @@ class SecretGuardrail:
 
     # -- new versions: ours, or hygiene --------------------------------------------------
     def _new_version(self, ctx, row, ev, policies) -> None:
-        try:
-            version = self.store.get_secret(ev.vault_name, ev.object_name, version=ev.version, with_value=False,
-                                            deadline=ctx.deadline)
+        try:   # properties only: a version created disabled has no readable value (403 SecretDisabled)
+            version = self.store.get_properties(ev.vault_name, ev.object_name, version=ev.version,
+                                                deadline=ctx.deadline)
         except ResourceNotFound:
             row.verdict, row.reason, row.message = "ignored", "secret_not_found", "the version no longer exists"
             return
@@ -195,6 +222,8 @@ class SecretGuardrail:
         # labels a compliant version, never skips the check
         row.policies = [p.ref for p in policies]
         records = []
+        # one expiry write per version, inside every enforcing policy's validity, whichever flags it
+        strictest = expiry_for(ctx.now, strictest_validity(policies))
         for p in policies:
             limit = ctx.now + timedelta(days=p.max_validity_days) if p.max_validity_days else None
             rule = None
@@ -204,7 +233,7 @@ class SecretGuardrail:
                 rule, msg = "expiry-too-far", f"expiry further out than {p.max_validity_days} days"
             if rule is None:
                 continue
-            target = expiry_for(ctx.now, p.max_validity_days)
+            target = strictest if p.mode == "enforce" else expiry_for(ctx.now, p.max_validity_days)
             rec = self._record(p, rule, version.describe(), {"expires_on": target.isoformat()}, "violation", msg)
             if p.mode == "audit" or getattr(ctx, "dry_run", False):
                 rec.outcome, rec.message = "dry_run", f"audit mode: would set the expiry ({msg})"
@@ -218,7 +247,7 @@ class SecretGuardrail:
                 row.reason = exc.reason
                 rec.outcome, rec.message = "failed", f"{msg}: could not set the expiry: {exc}"
             records.append(rec)
-            break   # one expiry write per version, from the first governing policy that demands it
+            break   # one expiry write per version: the strictest target satisfies every enforcing policy
         if not records:
             if version.written_by_guardrail:
                 row.verdict, row.reason = "ignored", "own_write"
@@ -258,6 +287,15 @@ class SecretGuardrail:
         if policy.mode == "audit" or getattr(ctx, "dry_run", False):
             rec = self._record(policy, "expiring-key", before, None, "dry_run", "audit mode: would rotate the key")
             return self._close(row, [rec], "would rotate the key")
+        if not self.svc.breakers.try_acquire(policy.id, _vault_scope(ev.vault_name),
+                                             max_actions=policy.breaker.max_actions,
+                                             window_seconds=policy.breaker.window_seconds):
+            row.reason = "circuit_open"
+            emit(log, logging.ERROR, "guardrail_circuit_open", policy=policy.id, vault=ev.vault_name,
+                 max_actions=policy.breaker.max_actions, window_seconds=policy.breaker.window_seconds)
+            rec = self._record(policy, "expiring-key", before, None, "dry_run",
+                               "circuit open: key rotation not taken until reset")
+            return self._close(row, [rec], "expiring-key: circuit open")
         try:
             new = self.store.rotate_key(ev.vault_name, ev.object_name, deadline=ctx.deadline)
         except ArmError as exc:
@@ -268,6 +306,16 @@ class SecretGuardrail:
                            "rotated with Key Vault's rotate_key")
         self._close(row, [rec], f"key {ev.vault_name}/{ev.object_name} rotated to {new.version}")
 
+    def _current(self, ctx, ev):
+        """The current version, with its value where it can be read; a disabled one (403
+        SecretDisabled on the value) by its properties, without a value."""
+        try:
+            return self.store.get_secret(ev.vault_name, ev.object_name, with_value=True, deadline=ctx.deadline)
+        except ArmError as exc:
+            if exc.reason != SECRET_DISABLED:
+                raise
+        return self.store.get_properties(ev.vault_name, ev.object_name, deadline=ctx.deadline)
+
     def _notify(self, row, ev, owner, rec) -> None:
         row.notify = True
         emit(log, logging.WARNING, "guardrail_violation_notify", owner=owner, vault=ev.vault_name,
@@ -276,19 +324,29 @@ class SecretGuardrail:
 
 def _rotated_for_exposure(ev, current) -> bool:
     """Whether the current version is the guardrail's answer to this exposure: written by it for an
-    exposure, and either the report names an older version, or the version was made after the
-    report (a redelivery; Event Grid keeps the event's time)."""
+    exposure, and either it is tagged with this event's id (a redelivery), the report names an older
+    version, or the version was made after the report (Event Grid keeps the event's time; Key Vault's
+    ``created`` is whole seconds, so the report's time is compared truncated to the second)."""
     tags = current.tags or {}
     if not current.written_by_guardrail or tags.get(REASON_TAG) != "exposed-secret":
         return False
+    if tags.get(EXPOSURE_TAG) == ev.event_id[:256]:
+        return True
     if ev.version:
         return ev.version.lower() != current.version.lower()
     reported = ev.envelope.time
-    return reported is not None and current.created_on is not None and current.created_on >= reported
+    return (reported is not None and current.created_on is not None
+            and current.created_on >= reported.replace(microsecond=0))
 
 
 def _reported_by(ev) -> str:
-    return f" (reported by {ev.exposure_source})" if ev.exposure_source else ""
+    """The report's ``source`` for the audit message; one that looks like a credential (a scanner's
+    finding pasted into it) is never written."""
+    if not ev.exposure_source:
+        return ""
+    if looks_like_credential(ev.exposure_source):
+        return " (reported by a source not shown: it looks like a credential)"
+    return f" (reported by {ev.exposure_source})"
 
 
 class _RotationIO:
@@ -308,3 +366,6 @@ class _RotationIO:
 
     def regenerate_storage_key(self, account_id, key_name):
         return self.storage_keys.regenerate_key(account_id, key_name, deadline=self.deadline)
+
+    def set_tags(self, vault, name, version, tags):
+        return self.store.update_version(vault, name, version, tags=tags, deadline=self.deadline)

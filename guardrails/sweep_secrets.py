@@ -8,7 +8,8 @@ single Key Vault events, which Event Grid gives up on after 24 h.
         one list of the secret properties (no values, no version ids)
         ─▶ a referenced secret within its rotation lead of its expiry (or past it): the rotation
            path (Key Vault sends ``SecretNearExpiry`` once, 30 days ahead; the lead is those 30 days,
-           or half the policy's ``max_validity_days`` when shorter, ``rotation.rotation_lead``)
+           or half the strictest ``max_validity_days`` of the enforcing policies on the vault when
+           shorter, ``rotation.rotation_lead`` / ``rotation.strictest_validity``)
         ─▶ any other secret breaking the hygiene rules (no expiry, or one further out than
            ``max_validity_days``), whoever wrote it: the ``SecretNewVersionCreated`` path, which
            sets the expiry
@@ -25,7 +26,7 @@ from datetime import datetime, timedelta
 
 from .errors import ArmError, ResourceNotFound
 from .logs import emit
-from .secrets.rotation import NEAR_EXPIRY, rotation_lead
+from .secrets.rotation import NEAR_EXPIRY, rotation_lead, strictest_validity
 
 log = logging.getLogger("guardrails")
 _SLACK = timedelta(minutes=5)          # as the event path: an expiry set "max_validity_days from now" a moment ago
@@ -49,8 +50,10 @@ def sweep_secrets(sw, tally, compiled, sweep_id: str, dry_run: bool, deadline: f
                 vaults.setdefault(vault_id.rstrip("/").rsplit("/", 1)[-1].lower(), {})
         for ref in p.secrets:
             if p.governs(ref.vault):
+                # as the secret guardrail: the strictest validity of every enforcing policy on the vault
+                validity = strictest_validity([q for q in policies if q.governs(ref.vault)], p)
                 vaults.setdefault(ref.vault.lower(), {}).setdefault(
-                    ref.name.lower(), (ref.name, rotation_lead(p.max_validity_days)))
+                    ref.name.lower(), (ref.name, rotation_lead(validity)))
         for kref in p.keys:
             if p.governs(kref.vault):
                 keys[(kref.vault.lower(), kref.name.lower())] = kref.name

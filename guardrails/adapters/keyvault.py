@@ -13,9 +13,23 @@ from datetime import datetime
 from typing import Any, Callable
 from urllib.parse import quote
 
-from ..secrets.values import KeyVersion, Redacted, SecretVersion
+from ..errors import ArmError
+from ..secrets.values import SECRET_DISABLED, KeyVersion, Redacted, SecretVersion
 from .retry import BudgetedCaller
 from .transport import client_options
+
+
+FORBIDDEN = "forbidden"                 # any other 403: the identity lacks the data-plane role
+
+
+def _disabled(cause: BaseException | None) -> bool:
+    """Whether Key Vault's 403 says the object is disabled (``innererror.code`` ``SecretDisabled`` /
+    ``KeyDisabled``), rather than that the caller may not do it."""
+    error = getattr(cause, "error", None)
+    inner = getattr(error, "innererror", None) or {}
+    codes = [str(inner.get("code") or "") if isinstance(inner, dict) else "", str(getattr(error, "code", "") or "")]
+    message = str(getattr(error, "message", "") or "")
+    return any(c.lower().endswith("disabled") for c in codes) or "disabled" in message.lower()
 
 
 class KeyVaultGateway:
@@ -64,7 +78,13 @@ class KeyVaultGateway:
             return client
 
     def _call(self, fn: Callable[[], Any], *, deadline: float | None, what: str) -> Any:
-        return self._caller.call(fn, deadline=deadline, what=what)
+        try:
+            return self._caller.call(fn, deadline=deadline, what=what)
+        except ArmError as exc:
+            if exc.status == 403 and exc.reason == ArmError.reason:
+                # not transient: a disabled version (its value cannot be read) or a missing role
+                exc.reason = SECRET_DISABLED if _disabled(exc.__cause__) else FORBIDDEN
+            raise
 
     @staticmethod
     def _version(vault: str, props, value: str | None = None) -> SecretVersion:
@@ -80,6 +100,22 @@ class KeyVaultGateway:
         secret = self._call(lambda: client.get_secret(name, version, read_timeout=self._caller.timeout_for(deadline)),
                             deadline=deadline, what=f"GET secret {vault}/{name}")
         return self._version(vault, secret.properties, secret.value if with_value else None)
+
+    def get_properties(self, vault: str, name: str, *, version: str | None = None,
+                       deadline: float | None = None) -> SecretVersion:
+        """A version's properties (enabled, expiry, created, tags; never the value) from the list of
+        versions, which Key Vault answers for a disabled version too (a GET of a disabled version is
+        403 SecretDisabled). ``version`` None: the current version, the newest one."""
+        versions = self.list_versions(vault, name, deadline=deadline)
+        if version is not None:
+            found = next((v for v in versions if v.version.lower() == version.lower()), None)
+        else:
+            ordered = sorted(enumerate(versions), key=lambda iv: (iv[1].created_on is not None, iv[1].created_on, iv[0]))
+            found = ordered[-1][1] if ordered else None
+        if found is None:
+            from ..errors import ResourceNotFound
+            raise ResourceNotFound(f"GET secret {vault}/{name}: not found", status=404)
+        return found
 
     def set_secret(self, vault: str, name: str, value: Redacted, *, tags: dict[str, str],
                    expires_on: datetime | None, content_type: str | None, deadline: float | None = None) -> SecretVersion:
@@ -105,9 +141,13 @@ class KeyVaultGateway:
         return [self._version(vault, p) for p in props]
 
     def update_version(self, vault: str, name: str, version: str, *, enabled: bool | None = None,
-                       expires_on: datetime | None = None, deadline: float | None = None) -> SecretVersion:
+                       expires_on: datetime | None = None, tags: dict[str, str] | None = None,
+                       deadline: float | None = None) -> SecretVersion:
+        """``tags``: the version's whole tag set (Key Vault replaces it)."""
         client = self._secret_client(vault)
         kwargs: dict[str, Any] = {}
+        if tags is not None:
+            kwargs["tags"] = dict(tags)
         if enabled is not None:
             kwargs["enabled"] = enabled
         if expires_on is not None:

@@ -75,6 +75,11 @@ def classify(text: str) -> str | None:
     return None
 
 
+def looks_like_credential(text: str) -> bool:
+    """``classify`` or an opaque key-like run (``redact``'s test): free text that must not be echoed."""
+    return len(text) >= 12 and (classify(text) is not None or _opaque(text))
+
+
 def find_credentials(doc: Any, path: str = "$") -> Iterator[tuple[str, str]]:
     stack: list[tuple[Any, str]] = [(doc, path)]
     while stack:

@@ -5,8 +5,11 @@
 ``storage-account-key`` — the two-key pattern: regenerate the account key that is NOT live,
 store it as the new secret version, tag which key is live. Consumers keep working throughout:
 the old value stays valid until the next rotation regenerates it. For an exposure (``revoke``)
-every key of the account is regenerated before the new value is stored: the leaked value is
-one of them, and leaving it valid would leave the leak open.
+every key of the account is regenerated: the leaked value is one of them, and leaving it valid
+would leave the leak open. The new live key first, stored in the secret (tagged with the keys
+still to regenerate, ``REVOKE_PENDING_TAG``), then the others, then the tag is cleared: a failure
+part way leaves a secret that works and a tag that says what is left (``finish_revoke``), never
+a secret holding a key that was already revoked.
 ``random`` — a new random value of the policy's length and alphabet.
 ``notify-only`` — nothing can be rotated: the caller records and notifies the owner.
 """
@@ -20,11 +23,17 @@ from typing import Callable, Protocol
 
 from ..errors import GuardrailsError
 from .policy import ALPHABETS, SecretReference
-from .values import LIVE_KEY_TAG, MARKER_TAG, REASON_TAG, Redacted, SecretVersion
+from .values import LIVE_KEY_TAG, MARKER_TAG, REASON_TAG, REVOKE_PENDING_TAG, Redacted, SecretVersion
 
 
 class RotationError(GuardrailsError):
+    """``new``: the version stored before the failure, when there is one (the rotation is partly done)."""
+
     reason = "rotation_failed"
+
+    def __init__(self, message: str, *, new: SecretVersion | None = None) -> None:
+        super().__init__(message)
+        self.new = new
 
 
 class RotationIO(Protocol):
@@ -34,6 +43,8 @@ class RotationIO(Protocol):
     def list_storage_keys(self, account_id: str) -> dict[str, Redacted]: ...
 
     def regenerate_storage_key(self, account_id: str, key_name: str) -> dict[str, Redacted]: ...
+
+    def set_tags(self, vault: str, name: str, version: str, tags: dict[str, str]) -> SecretVersion: ...
 
 
 @dataclass(frozen=True)
@@ -56,12 +67,13 @@ class RandomStrategy:
         self._choice = choice
 
     def rotate(self, ref: SecretReference, current: SecretVersion | None, io: RotationIO, *,
-               reason: str, expires_on: datetime | None, revoke: bool = False) -> Rotated:
+               reason: str, expires_on: datetime | None, revoke: bool = False,
+               tags: dict[str, str] | None = None) -> Rotated:
         """``revoke`` changes nothing here: a random value is only valid where its consumer checks
-        it; disabling the exposed versions is the caller's part."""
+        it; disabling the exposed versions is the caller's part. Needs no old value."""
         alphabet = ALPHABETS[ref.rotation.alphabet]
         value = Redacted("".join(self._choice(alphabet) for _ in range(ref.rotation.length)))
-        new = io.set_secret(ref.vault, ref.name, value, tags=_tags(current, reason), expires_on=expires_on,
+        new = io.set_secret(ref.vault, ref.name, value, tags=_tags(current, reason, tags), expires_on=expires_on,
                             content_type=current.content_type if current else None)
         return Rotated(new, f"new random value ({ref.rotation.length} characters, {ref.rotation.alphabet})")
 
@@ -78,7 +90,11 @@ class StorageAccountKeyStrategy:
     name = "storage-account-key"
 
     def rotate(self, ref: SecretReference, current: SecretVersion | None, io: RotationIO, *,
-               reason: str, expires_on: datetime | None, revoke: bool = False) -> Rotated:
+               reason: str, expires_on: datetime | None, revoke: bool = False,
+               tags: dict[str, str] | None = None) -> Rotated:
+        """The old value is read only to learn which key is live when the version has no
+        ``LIVE_KEY_TAG`` (a disabled version has no readable value: the live key is then unknown,
+        which only matters without ``revoke``, where key2 is regenerated)."""
         account = ref.rotation.account or ""
         keys = io.list_storage_keys(account)
         names = sorted(keys)
@@ -90,10 +106,9 @@ class StorageAccountKeyStrategy:
             live = next((n for n in names if keys[n].reveal() == held), None)
         # regenerate the key consumers are NOT using; key2 when nothing is known
         target = next((n for n in names if n != live), names[1]) if live else names[1]
-        # an exposure: the other keys first (one of them may be the leaked one), then the new live key
+        # an exposure: every other key as well (one of them may be the leaked one), AFTER the new
+        # live key is stored, so that a failure part way never leaves the secret holding a revoked key
         revoked = [n for n in names if n != target] if revoke else []
-        for name in revoked:
-            io.regenerate_storage_key(account, name)
         fresh = io.regenerate_storage_key(account, target)[target]
         if ref.rotation.format == "connection-string":
             account_name = account.rstrip("/").rsplit("/", 1)[-1]
@@ -101,24 +116,54 @@ class StorageAccountKeyStrategy:
                              f"AccountKey={fresh.reveal()};EndpointSuffix=core.windows.net")
         else:
             value = fresh
+        extra = {**(tags or {}), LIVE_KEY_TAG: target}
+        if revoked:
+            extra[REVOKE_PENDING_TAG] = ",".join(revoked)
         try:
-            new = io.set_secret(ref.vault, ref.name, value, tags=_tags(current, reason, {LIVE_KEY_TAG: target}),
+            new = io.set_secret(ref.vault, ref.name, value, tags=_tags(current, reason, extra),
                                 expires_on=expires_on, content_type=current.content_type if current else None)
         except GuardrailsError as exc:
             if revoke:
                 raise RotationError(
-                    f"every key of {account_name_of(account)} was regenerated (the exposed value is revoked) but "
-                    f"the secret was not updated ({exc.reason}): its consumers fail until a retry, which "
-                    f"regenerates the keys again and stores one") from exc
+                    f"{target} of {account_name_of(account)} was regenerated but the secret was not updated "
+                    f"({exc.reason}); {', '.join(revoked)} NOT regenerated yet: the exposed value still works; "
+                    f"the secret still holds {live or 'the other key'}: a retry completes") from exc
             raise RotationError(
                 f"{target} of {account_name_of(account)} was regenerated but the secret was not updated "
                 f"({exc.reason}); the secret still holds {live or 'the other key'}, which stays valid: "
                 f"a retry regenerates {target} again and completes") from exc
         if revoke:
-            return Rotated(new, f"exposure: regenerated {', '.join(revoked + [target])}, so no earlier value "
-                                f"of the account's keys works any more; {target} is now live")
+            new, detail = finish_revoke(ref, new, io)
+            return Rotated(new, f"exposure: regenerated {target} (stored, now live), then {detail}")
         return Rotated(new, f"regenerated {target} (not in use); {target} is now live, "
                             f"{live or 'the other key'} stays valid until the next rotation")
+
+
+def finish_revoke(ref: SecretReference, version: SecretVersion, io: RotationIO) -> tuple[SecretVersion, str]:
+    """Regenerate the keys ``version`` is tagged as still to revoke (``REVOKE_PENDING_TAG``), then
+    clear the tag. Each one regenerated is regenerated for good: nobody holds it (the secret holds
+    the live key). ``RotationError(new=version)`` names what was and was not done."""
+    account = ref.rotation.account or ""
+    pending = [n for n in (version.tags or {}).get(REVOKE_PENDING_TAG, "").split(",") if n]
+    done: list[str] = []
+    for key_name in pending:
+        try:
+            io.regenerate_storage_key(account, key_name)
+        except GuardrailsError as exc:
+            left = [n for n in pending if n not in done]
+            raise RotationError(
+                f"the secret holds a new key (version {version.version}, {(version.tags or {}).get(LIVE_KEY_TAG)} "
+                f"live); regenerated so far: {', '.join(done) or 'none of the others'}; NOT regenerated: "
+                f"{', '.join(left)} ({exc.reason}): the exposed value may still work at "
+                f"{account_name_of(account)}; a retry regenerates what is left", new=version) from exc
+        done.append(key_name)
+    tags = {k: v for k, v in dict(version.tags or {}).items() if k != REVOKE_PENDING_TAG}
+    try:
+        version = io.set_tags(ref.vault, ref.name, version.version, tags)
+    except GuardrailsError:
+        pass        # the tag only makes a retry regenerate keys nobody holds again: harmless
+    return version, (f"regenerated {', '.join(done)}, so no earlier value of the account's keys works any more"
+                     if done else "no other key to regenerate")
 
 
 def account_name_of(account_id: str) -> str:
@@ -133,6 +178,17 @@ def expiry_for(now: datetime, max_validity_days: int | None, default_days: int =
 
 
 NEAR_EXPIRY = timedelta(days=30)       # when Key Vault sends …NearExpiry (not configurable)
+
+
+def strictest_validity(policies, primary=None) -> int | None:
+    """The shortest ``max_validity_days`` among ``primary`` (the policy acting) and every enforcing
+    policy in ``policies`` (those governing the vault): what a version the guardrail writes may live,
+    and what its rotation lead is computed from. Anything longer is cut by the stricter policy's
+    hygiene to inside the lead, and the next sweep would rotate it again."""
+    days = [p.max_validity_days for p in policies if p.mode == "enforce" and p.max_validity_days]
+    if primary is not None and primary.max_validity_days:
+        days.append(primary.max_validity_days)
+    return min(days) if days else None
 
 
 def rotation_lead(max_validity_days: int | None) -> timedelta:

@@ -11,6 +11,9 @@ from typing import Mapping
 MARKER_TAG = "guardrails-rotated"        # on every version the guardrail writes
 LIVE_KEY_TAG = "guardrails-live-key"     # storage-account-key: which account key the version holds
 REASON_TAG = "guardrails-reason"
+EXPOSURE_TAG = "guardrails-exposure"     # an exposure's answer: the id of the event (report) it answers
+REVOKE_PENDING_TAG = "guardrails-revoke-pending"   # storage-account-key exposure: keys still to regenerate
+SECRET_DISABLED = "secret_disabled"      # reason: Key Vault's 403 SecretDisabled (a disabled version's value)
 
 
 class Redacted:

@@ -7,7 +7,8 @@ Answers: 200 with the decision, 400 with a reason for bad input, 404 for an unkn
 
 The caller is recorded on the audit row when App Service authentication vouches for it
 (``X-MS-CLIENT-PRINCIPAL``, trusted only with ``WEBSITE_AUTH_ENABLED``, as the check API does);
-``source`` is in the row's message. A report naming a version that is no longer current, after
+``source`` is in the row's message, unless it looks like a credential (a scanner's finding pasted
+into it): then it is replaced, and the report still acted on. A report naming a version that is no longer current, after
 the guardrail already rotated for an exposure, is answered ``compliant`` without a second rotation.
 """
 
@@ -26,6 +27,7 @@ from ..errors import GuardrailsError, IdempotencyError, StoreError
 from ..logs import emit
 from ..model.decision import Actor
 from ..model.keyvault_events import has_unprintable
+from ..secrets.credentials import looks_like_credential
 
 bp = func.Blueprint()
 log = logging.getLogger("guardrails")
@@ -34,6 +36,7 @@ _VAULT = re.compile(r"^[A-Za-z](?!.*--)[A-Za-z0-9-]{1,22}[A-Za-z0-9]$")
 _NAME = re.compile(r"^[A-Za-z0-9-]{1,127}$")
 _VERSION = re.compile(r"^[A-Za-z0-9]{1,64}$")
 _FIELDS = {"vault", "name", "version", "source"}
+SOURCE_HIDDEN = "<source not shown: it looks like a credential>"
 
 
 def _answer(status: int, body: dict) -> func.HttpResponse:
@@ -69,7 +72,12 @@ def parse_exposure(req: func.HttpRequest) -> dict | func.HttpResponse:
     if not isinstance(source, str) or not 1 <= len(source.strip()) <= 200 or has_unprintable(source):
         return _bad("invalid_value", "'source' must be 1-200 printable characters (no control, format or"
                     " line separator characters)")
-    return {"vault": data["vault"], "name": data["name"], "version": data.get("version"), "source": source.strip()}
+    source = source.strip()
+    if looks_like_credential(source):
+        # a scanner's finding pasted into ``source``: the report is still acted on (refusing it would
+        # leave the leak open), but the text is never recorded nor echoed
+        source = SOURCE_HIDDEN
+    return {"vault": data["vault"], "name": data["name"], "version": data.get("version"), "source": source}
 
 
 def caller_actor(req: func.HttpRequest) -> Actor | func.HttpResponse:

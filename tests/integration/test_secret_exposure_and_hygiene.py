@@ -85,7 +85,9 @@ def test_an_exposed_storage_account_key_no_longer_works_anywhere(harness, tmp_pa
 # -- one exposure, one rotation -------------------------------------------------------------------
 def test_a_redelivered_exposure_after_a_partial_failure_finishes_without_rotating_again(harness, tmp_path, planted):
     h = _harness(harness, tmp_path, planted)
-    h.emu.add_fault(method="PATCH", path_regex="/secrets/storage-connection/", status=403, times=2)
+    old = h.emu.secret_versions(VAULT, "storage-connection")[-1]["id"].rsplit("/", 1)[-1]
+    # disabling the exposed version fails (not the PATCH that clears the new version's revoke tag)
+    h.emu.add_fault(method="PATCH", path_regex=f"/secrets/storage-connection/{old}", status=403, times=2)
     event = _exposure("storage-connection", "exp-7")
     first = h.deliver(event)                               # rotated, but disabling the old version failed
     assert first.verdict == "failed"
