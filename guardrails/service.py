@@ -16,12 +16,13 @@ event, ``StoreError`` when Table Storage is unavailable (then nothing was acknow
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import threading
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from typing import Any, Callable, Mapping
 
@@ -133,6 +134,9 @@ class GuardrailsService:
     def _dispatch(self, ctx: _Ctx, row: AuditRow, raw: Any) -> AuditRow:
         try:
             env = parse_envelope(raw)
+            canonical = _canonical_event_types().get(env.event_type.lower())
+            if canonical is not None and canonical != env.event_type:
+                env = replace(env, event_type=canonical)     # Event Grid matches types case-insensitively
             row.event_id, row.event_type = env.id, env.event_type
             row.event_time = _event_time(env.time)
             if env.event_type in KEYVAULT_EVENT_TYPES:
@@ -539,6 +543,14 @@ class _CheckTarget:
 def _resource_event_types() -> frozenset[str]:
     from .model.events import RESOURCE_EVENT_TYPES
     return frozenset(RESOURCE_EVENT_TYPES)
+
+
+@functools.cache
+def _canonical_event_types() -> dict[str, str]:
+    """Every event type a guardrail handles, by its lower case: a type spelled in another case is
+    the same type (Event Grid's own filters compare types case-insensitively)."""
+    from .model.ml_events import ML_EVENT_TYPES
+    return {t.lower(): t for t in (*_resource_event_types(), *KEYVAULT_EVENT_TYPES, *ML_EVENT_TYPES)}
 
 
 def _selects_subscription(policy, subscription_id: str | None) -> bool:

@@ -266,3 +266,11 @@ def test_a_long_running_fix_that_then_fails_is_audited_failed_from_its_own_failu
     # someone else's failed write changes nothing: not evaluated
     other = svc.handle_event(b.write_event(res["id"], event_type=end))
     assert (other.verdict, other.reason) == ("ignored", "event_type_not_evaluated")
+
+
+@pytest.mark.parametrize("spelling", ["microsoft.resources.resourcewritesuccess", "MICROSOFT.RESOURCES.RESOURCEWRITESUCCESS"])
+def test_an_event_type_in_another_case_is_the_same_type(spelling):
+    res = b.storage()
+    svc, arm, idem, audit = make([res])
+    row = svc.handle_event(b.write_event(res["id"], event_type=spelling))
+    assert (row.verdict, row.event_type) == ("remediated", "Microsoft.Resources.ResourceWriteSuccess")

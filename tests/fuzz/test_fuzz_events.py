@@ -79,8 +79,10 @@ def _usable_claim(claims: Mapping[str, Any], keys: tuple[str, ...]) -> str | Non
 
 
 def _is_guardrail(claims: Mapping[str, Any]) -> bool:
-    ids = (_usable_claim(claims, OID_KEYS), _usable_claim(claims, APP_KEYS))
-    return any(i is not None and i.lower().replace("-", "") == GUARDRAIL_KEY for i in ids)
+    # the object id decides when the token has one (a user's token may carry the guardrail's app id)
+    oid = _usable_claim(claims, OID_KEYS)
+    i = oid if oid is not None else _usable_claim(claims, APP_KEYS)
+    return i is not None and i.lower().replace("-", "") == GUARDRAIL_KEY
 
 
 def _envelope_fields(raw: Mapping[str, Any]) -> tuple[Any, Any]:
@@ -109,14 +111,15 @@ def arm_target(raw: Any) -> tuple[ArmId, str] | None:
     if not isinstance(raw, Mapping) or not isinstance(raw.get("data"), Mapping):
         return None
     etype, source = _envelope_fields(raw)
+    etype = etype.lower() if isinstance(etype, str) else etype      # types match in any case
     data = raw["data"]
-    if etype == WRITE_SUCCESS:
+    if etype == WRITE_SUCCESS.lower():
         rid = _parse(data.get("resourceUri"))
         if rid is None or rid.resource_type.lower() not in CATALOG:
             return None
         claims = data.get("claims")
         return rid, "own_write" if isinstance(claims, Mapping) and _is_guardrail(claims) else "write"
-    if etype == s.VAULT_POLICY_CHANGED:
+    if etype == s.VAULT_POLICY_CHANGED.lower():
         rid = _parse(source)
         if rid is None or rid.resource_type.lower() != "microsoft.keyvault/vaults":
             return None
