@@ -34,8 +34,12 @@ KINDS = ("permissions", "data_permissions", "graph_permissions", "own_permission
 # modules outside guardrails/adapters that hold Azure-calling classes (issues may add gateways here)
 EXTRA_MODULES: tuple[str, ...] = ("guardrails.ml_guardrail",)
 
-# the only resource event the guardrails act on (others are audited as ignored: don't pay for them)
-RESOURCE_EVENT_TYPES_DELIVERED = ("Microsoft.Resources.ResourceWriteSuccess",)
+# the resource events the guardrails act on (others are audited as ignored: don't pay for them): a
+# write, and the failure or cancellation of one, which ends a long-running fix of the guardrail's
+# own left ``requested`` (anyone else's is audited ignored; the coverage check asks for the write only)
+RESOURCE_EVENT_TYPES_DELIVERED = ("Microsoft.Resources.ResourceWriteSuccess",
+                                  "Microsoft.Resources.ResourceWriteFailure",
+                                  "Microsoft.Resources.ResourceWriteCancel")
 ROLE_ASSIGNMENT_WRITE = "Microsoft.Authorization/roleAssignments/write"
 ROLE_DEFINITION_WRITE = "Microsoft.Authorization/roleDefinitions/write"
 

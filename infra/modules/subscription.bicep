@@ -52,8 +52,11 @@ module topic 'topic.bicep' = {
     source: subscription().id
     functionAppId: functionAppId
     functionName: 'resource_events'
+    // a write; the failure or cancellation of one ends a long-running fix left `requested`
     includedEventTypes: [
       'Microsoft.Resources.ResourceWriteSuccess'
+      'Microsoft.Resources.ResourceWriteFailure'
+      'Microsoft.Resources.ResourceWriteCancel'
     ]
     advancedFilters: [
       {
