@@ -307,8 +307,11 @@ class Sweeper:
 
     def decide_listed(self, tally: _Tally, compiled, rtype: ResourceType, body: dict, run_id: str, dry_run: bool,
                       event_type: str = SWEEP_EVENT_TYPE, *, fresh: bool = False) -> None:
-        """Decide a listed body when the pure filter finds it violating (else only count it): on
-        the body itself, or with ``fresh`` (an indexed copy that may lag ARM) on a new read."""
+        """Decide a listed body when the pure filter finds it violating (else only count it). A fix
+        is decided on a new read (the page may be minutes old: the event path may have fixed the
+        resource since, and a fix on the listed body would be sent and audited twice, taking a
+        second breaker permit and flip-flop count); a dry run on the body itself, unless ``fresh``
+        (an indexed copy that may lag ARM). One read per violating resource, within the budget."""
         rid = body.get("id")
         if not isinstance(rid, str):
             return
@@ -318,7 +321,7 @@ class Sweeper:
             tally.seen(compliant=1)
             return
         tally.seen()
-        snapshot = None if fresh else ResourceSnapshot(
+        snapshot = None if fresh or not dry_run else ResourceSnapshot(
             resource_id=rid, type=str(body.get("type") or rtype.name), body=body,
             etag=body.get("etag") if isinstance(body.get("etag"), str) else None)
         self._decide(tally, rid, snapshot, run_id, dry_run, event_type)

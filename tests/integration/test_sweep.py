@@ -137,9 +137,10 @@ def test_sweep_of_5000_resources_fixes_exactly_the_drifted_ones_within_the_read_
     assert len(models) == 2000
     # + subscriptions, the subscription's role assignments, the tenant root's
     assert summary.pages == len(lists) + len(computes) + len(endpoints) + len(models) + 1 + 1 + 1
-    # one write per drifted resource, one confirm read each; no resource read on its own otherwise
+    # one write per drifted resource, a fresh read before it (the page may be stale: the event path
+    # may have fixed it since) and one confirm read; no resource read on its own otherwise
     assert len(h.writes()) == 100
-    assert len(in_sub) - len(lists) - len(computes) - len(endpoints) - len(models) - len(role_lists) == 100
+    assert len(in_sub) - len(lists) - len(computes) - len(endpoints) - len(models) - len(role_lists) == 200
     # audit: one row per non-compliant decision; compliant ones only counted
     rows = _sweep_rows(h, summary.sweep_id)
     assert {r.resource_id for r in rows} == drifted and {r.verdict for r in rows} == {"remediated"}
@@ -365,10 +366,15 @@ def test_sweep_removes_a_privileged_grant_made_in_the_subscription_whose_event_w
     rg = f"/subscriptions/{b.SUB}/resourceGroups/rg-ml-prod"
     glass = b.role_assignment("Owner", b.BREAK_GLASS)                      # also keeps an Owner at the scope
     lost = b.role_assignment("Owner", b.ALICE)                             # the grant whose event was lost
-    contributor = b.role_assignment("Contributor", b.BOB)                  # exempted below
+    # exempted below: by its scope (a role assignment id is refused as an exemption scope), a strict
+    # resource group where it has no grant entry
+    rg_lab = f"/subscriptions/{b.SUB}/resourceGroups/rg-lab"
+    contributor = b.role_assignment("Contributor", b.BOB, scope=rg_lab)
     reader = b.role_assignment("Reader", b.ALICE, scope=rg)                # allowed
     inherited = b.role_assignment("Contributor", b.ALICE, scope=MG)        # the management group's sweep's
-    d = rbac_with_break_glass(tmp_path, exemption=(contributor["id"], "2099-01-01T00:00:00Z"))
+    d = rbac_with_break_glass(tmp_path, exemption=(rg_lab, "2099-01-01T00:00:00Z"))
+    f = d / "rbac-least-privilege.yaml"
+    f.write_text(f.read_text().replace("strict_scopes: []", f"strict_scopes: [{rg_lab}]", 1))
     h = harness([], extra_metadata=[d], world={"roleAssignments": [glass, lost, contributor, reader, inherited]})
     summary = _sweeper(h, FakeClock()).run(subscriptions=[b.SUB])
     remaining = {a["id"] for a in h.emu.role_assignments()}
@@ -387,3 +393,23 @@ def test_sweep_removes_a_privileged_grant_made_in_the_subscription_whose_event_w
     # the removal comes back as a delete event: ignored, no ARM call
     h.emu.clear_requests()
     assert {r.verdict for r in h.deliver_emitted()} == {"ignored"} and h.arm_requests() == []
+
+
+def test_a_listed_body_the_event_path_fixed_since_is_not_fixed_again(harness):
+    # the page is read, then the event path fixes the resource, then the sweep decides the page
+    from guardrails.model.resource import lookup_type
+    from guardrails.sweep import SweepSummary, _Tally
+
+    st = b.storage("stdrift", pna="Enabled", blob=False)
+    h = harness([st])
+    sw = _sweeper(h, FakeClock())
+    compiled = sw.service.policies.get()
+    rtype = lookup_type("Microsoft.Storage/storageAccounts")
+    (listed,) = list(sw.lister.list_type(b.SUB, rtype))
+    assert h.deliver(b.write_event(st["id"])).verdict == "remediated"
+    h.emu.clear_requests()
+    summary = SweepSummary(sweep_id="sweep-stale", kind="sweep", started="")
+    sw.decide_listed(_Tally(summary), compiled, rtype, listed, "sweep-stale", False)
+    assert h.writes() == []                                   # no second PATCH ...
+    assert [r.verdict for r in _sweep_rows(h, "sweep-stale")] in ([], ["compliant"])   # ... and no second fix row
+    assert summary.verdicts.get("remediated", 0) == 0
