@@ -125,6 +125,7 @@ class ResourceGuardrail:
             if row.reason == "circuit_open":
                 reasons.append("circuit_open")
         if to_apply:
+            row.violations = [rec for _r, rec in records]     # what a timer's intent keeps (below)
             self._apply(ctx, row, snapshot, rtype, to_apply)
             if any(rec.outcome == "requested" for _r, rec in to_apply):
                 self.svc.pending.add(snapshot.resource_id, row.event_id, {
@@ -214,6 +215,30 @@ class ResourceGuardrail:
                                 f"(remediated)" for v in row.violations)[:2000 - len(note) - 2] + "; " + note
         return True
 
+    def _intend_before_write(self, ctx, row: AuditRow, sending: list[ViolationRecord]) -> None:
+        """A timer's fix is never redelivered: should its worker die between the write and the
+        audit write, nothing would record the change (the next sweep finds the resource
+        compliant). Before the write, keep in the outbox, as the decision's intent, the row it
+        would leave then: these fixes ``requested`` (sent, outcome unknown). ``_finish`` replaces
+        it with the final row (same id); an intent the drain finds past its hold with no row
+        audited under its id is audited as it stands (``outbox``). One outbox write per timer
+        fix; nothing on the event path (a redelivery recovers there)."""
+        publisher = getattr(self.svc, "publisher", None)
+        if not getattr(ctx, "timer", False) or ctx.dry_run or publisher is None:
+            return
+        planned = AuditRow.from_dict(row.to_dict())
+        sent = {(v.policy, v.rule, v.property) for v in sending}
+        for v in planned.violations:
+            if (v.policy, v.rule, v.property) in sent:
+                v.outcome = "requested"
+                v.message = "fix sent; the worker stopped before confirming and auditing it"
+        planned.verdict = combine_verdict([v.outcome for v in planned.violations])
+        planned.reason = ""
+        planned.message = "; ".join(f"{v.policy}/{v.rule}: {v.property} -> {short_repr(v.after)} ({v.outcome})"
+                                    for v in planned.violations)[:2000]
+        planned.time = ctx.now.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        publisher.intend(planned)
+
     def _apply(self, ctx, row: AuditRow, snapshot: ResourceSnapshot, rtype: ResourceType,
                to_apply: list[tuple[RuleResult, ViolationRecord]]) -> None:
         # one write per resource: merge every change; conflicting targets fail loudly
@@ -235,6 +260,7 @@ class ResourceGuardrail:
         # our write's own event carries this id (data.correlationId); unless the fix is left
         # ``requested`` (a pending record), that event needs no lookup at all
         correlation = str(uuid.uuid4())
+        self._intend_before_write(ctx, row, [rec for _r, rec in ok])
         try:
             if rtype.write_method == "put":
                 body = copy.deepcopy(dict(snapshot.body))

@@ -78,6 +78,7 @@ class _Ctx:
     takeover: str = ""         # the delivery id of an attempt at this event that died holding it
     taken_intent: str = ""     # what that attempt noted it set out to do (``note_intent``), JSON
     claim: tuple | None = None  # (key, Claim) while the event's idempotency claim is held
+    timer: bool = False        # a timer's decision (sweep, exemption expiry): never redelivered
 
 
 class GuardrailsService:
@@ -289,7 +290,7 @@ class GuardrailsService:
 
         start = self._clock()
         ctx = _Ctx(uuid.uuid4().hex, start, start + self.settings.time_budget_seconds, self._wall(),
-                   dry_run=not remediate)
+                   dry_run=not remediate, timer=True)
         rid = parse_arm_id(resource_id)
         row = AuditRow(event_id=f"{sweep_id}:{ctx.delivery_id}"[:256], event_type=event_type, resource_id=str(rid),
                        verdict="ignored", delivery_id=ctx.delivery_id, correlation_id=sweep_id[:128])

@@ -381,3 +381,34 @@ def test_topic_adapter_maps_failures_to_reasons(harness):
     assert err.value.reason == "unavailable"
     topic.send([event])
     assert len(_published(h)) == 1
+
+
+def test_a_sweep_fix_whose_worker_died_before_confirming_it_is_audited_by_the_outbox_timer(harness):
+    # GIVEN a sweep whose PATCH went out and whose worker then died in the confirm read: no
+    # redelivery, and the next sweep would find the resource compliant and write nothing
+    res = b.storage()
+    h = harness([res], decision_topic=True, env={S.DECISION_INTENT_HOLD_SECONDS: HOLD})
+
+    def dies(*_a, **_k):
+        raise SystemExit("worker recycled in the confirm read")
+
+    reads = h.service.arm.get_resource
+    calls = []
+
+    def first_read_then_die(*a, **k):
+        calls.append(1)
+        return reads(*a, **k) if len(calls) == 1 else dies()
+
+    h.service.arm.get_resource = first_read_then_die
+    with pytest.raises(SystemExit):
+        h.service.reconcile(res["id"], None, sweep_id="sweep-died")
+    assert h.resource(res["id"])["properties"]["publicNetworkAccess"] == "Disabled"    # the fix went out
+    assert [r for r in h.stored_rows() if r.resource_id == res["id"]] == []             # ... unaudited
+    # WHEN the outbox timer runs after the intent's hold
+    time.sleep(float(HOLD) + 0.2)
+    decision_outbox(_timer())
+    # THEN the fix is audited as sent (outcome unknown) and published
+    (row,) = [r for r in h.stored_rows() if r.resource_id == res["id"]]
+    assert row.verdict == "requested" and row.correlation_id == "sweep-died"
+    assert {v.outcome for v in row.violations} == {"requested"}
+    assert [e["id"] for e in _published(h)] == [row.delivery_id]
