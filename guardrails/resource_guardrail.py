@@ -129,7 +129,7 @@ class ResourceGuardrail:
             self._apply(ctx, row, snapshot, rtype, to_apply)
             if any(rec.outcome == "requested" for _r, rec in to_apply):
                 self.svc.pending.add(snapshot.resource_id, row.event_id, {
-                    "event_id": row.event_id, "api_version": rtype.api_version,
+                    "event_id": row.event_id, "api_version": rtype.api_version, "event_time": row.event_time,
                     "changes": [{"policy": rec.policy, "rule": rec.rule, "property": rec.property,
                                  "before": rec.before, "after": rec.after}
                                 for _r, rec in to_apply if rec.outcome == "requested"]})

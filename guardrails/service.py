@@ -479,6 +479,11 @@ class GuardrailsService:
             self._finish(ctx, row, "failed", exc.reason, str(exc))
             raise DeliveryFailed(f"delivery failed: {exc.reason}") from None
         self.snapshots.put(after, requested_at=sent)
+        # the drift this fix answers happened when its first event says, not when our write ended:
+        # the confirm row carries that time, so time-to-remediate is measured from the drift
+        drift_times = [t for _key, rec in pending if isinstance(t := rec.get("event_time"), str) and t]
+        if drift_times:
+            row.event_time = min(drift_times)
         for _key, record in pending:
             for c in record.get("changes", []):
                 value, _present = after.value(c["property"])

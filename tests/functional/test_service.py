@@ -274,3 +274,20 @@ def test_an_event_type_in_another_case_is_the_same_type(spelling):
     svc, arm, idem, audit = make([res])
     row = svc.handle_event(b.write_event(res["id"], event_type=spelling))
     assert (row.verdict, row.event_type) == ("remediated", "Microsoft.Resources.ResourceWriteSuccess")
+
+
+def test_a_long_running_fix_confirmed_by_its_own_event_is_timed_from_the_drift():
+    # the confirm row's event_time is the drift's (the first event), not our own write's end
+    res = b.storage()
+    svc, arm, idem, audit = make([res])
+    arm.write_state = "requested"
+    drift = b.write_event(res["id"])
+    drift["eventTime"] = "2026-11-24T08:00:00.000000Z"
+    first = svc.handle_event(drift)
+    assert first.verdict == "requested"
+    arm.resources[res["id"].lower()]["properties"]["publicNetworkAccess"] = "Disabled"   # it finished
+    arm.resources[res["id"].lower()]["properties"]["allowBlobPublicAccess"] = False
+    own = b.claims(b.GUARDRAIL_OID, app_id=None, upn=None)
+    confirm = svc.handle_event(b.write_event(res["id"], actor=own))
+    assert confirm.verdict == "remediated"
+    assert confirm.event_time == first.event_time and confirm.event_time.startswith("2026-11-24T08:00:00")
