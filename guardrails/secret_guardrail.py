@@ -12,6 +12,13 @@
 Policies are considered enforcing ones first: a policy in ``audit`` mode beside an enforcing one
 records what it would do and never stops the enforcing one from acting.
 
+A rotation (of a secret or a key) is made under a lease shared by every worker and the sweep
+(``secrets.lease``): acquired before the current version is read, released after; held by another,
+the event is redelivered (``IdempotencyError``) and the sweep skips the secret. Each version the
+guardrail writes is tagged with the delivery and event that wrote it (``ORIGIN_TAG``): a later
+delivery of the same event that finds it, and no audit row of that delivery, audits the rotation
+the earlier one made and could not record (``_unaudited_rotation``).
+
 Secret values exist only inside ``Redacted`` between the SDK and the SDK.
 """
 
@@ -20,12 +27,13 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 
-from .errors import ArmError, GuardrailsError, ResourceNotFound
+from .errors import ArmError, GuardrailsError, ResourceNotFound, StoreError
 from .logs import emit
 from .model.decision import ViolationRecord, combine_verdict
 from .secrets.credentials import looks_like_credential
+from .secrets.lease import rotation_lease
 from .secrets.rotation import STRATEGIES, RotationError, expiry_for, finish_revoke, rotation_lead, strictest_validity
-from .secrets.values import EXPOSURE_TAG, REASON_TAG, REVOKE_PENDING_TAG, SECRET_DISABLED
+from .secrets.values import EXPOSURE_TAG, LIVE_KEY_TAG, ORIGIN_TAG, REASON_TAG, REVOKE_PENDING_TAG, SECRET_DISABLED
 
 log = logging.getLogger("guardrails")
 
@@ -72,6 +80,19 @@ class SecretGuardrail:
     def _rotate(self, ctx, row, ev, policies, *, exposed: bool) -> None:
         hit = next(((p, p.secret(ev.vault_name, ev.object_name)) for p in policies
                     if p.secret(ev.vault_name, ev.object_name)), None)
+        if hit is not None and hit[1].rotation.strategy != "notify-only" and self._acting(ctx, hit[0]):
+            # read-then-rotate under the lease every worker and the sweep share: the one that comes
+            # second reads the version the first wrote ("already rotated"), or is retried later
+            with rotation_lease(self.svc.idempotency, ev.vault_name, ev.object_name, holder=ctx.delivery_id):
+                return self._rotate_leased(ctx, row, ev, policies, hit, exposed=exposed)
+        return self._rotate_leased(ctx, row, ev, policies, hit, exposed=exposed)
+
+    @staticmethod
+    def _acting(ctx, policy) -> bool:
+        """Whether this decision may write (an enforcing policy, not a dry run)."""
+        return policy.mode == "enforce" and not getattr(ctx, "dry_run", False)
+
+    def _rotate_leased(self, ctx, row, ev, policies, hit, *, exposed: bool) -> None:
         try:
             current = self._current(ctx, ev)
         except ResourceNotFound:
@@ -89,6 +110,13 @@ class SecretGuardrail:
             self._notify(row, ev, "unknown owner", rec)
             return self._close(row, [rec], f"{ev.event_type}: {ev.vault_name}/{ev.object_name} has no secret reference")
         policy, ref = hit
+        if not exposed:
+            recovered = self._unaudited_rotation(ctx, row, policy, ev, current)
+            if recovered is not None:
+                row.policies = [policy.ref]
+                return self._close(row, [recovered], f"{recovered.rule}: {ev.vault_name}/{ev.object_name} rotated "
+                                                     f"to version {current.version} by an earlier delivery of this "
+                                                     f"event, audited late")
         if not exposed and ev.version and ev.version != current.version:
             row.verdict, row.reason = "compliant", ""
             row.message = (f"version {ev.version} is no longer current ({current.version}): already rotated")
@@ -141,8 +169,10 @@ class SecretGuardrail:
         expires = expiry_for(ctx.now, validity)
         try:
             io = _RotationIO(self.store, self.storage_keys, ctx.deadline)
-            rotated = strategy.rotate(ref, current, io, reason=rule, expires_on=expires, revoke=exposed,
-                                      tags={EXPOSURE_TAG: ev.event_id[:256]} if exposed else None)
+            tags = {ORIGIN_TAG: _origin(ctx.delivery_id, ev.event_id)}
+            if exposed:
+                tags[EXPOSURE_TAG] = ev.event_id[:256]
+            rotated = strategy.rotate(ref, current, io, reason=rule, expires_on=expires, revoke=exposed, tags=tags)
         except RotationError as exc:
             row.reason = "rotation_failed"
             rec = self._record(policy, rule, before, exc.new.describe() if exc.new else None, "failed", str(exc))
@@ -166,7 +196,8 @@ class SecretGuardrail:
         failure, a second report of the same version): no second rotation, which would also revoke
         the value just handed out; only what is left: regenerating the storage keys the answer is
         tagged as not yet revoked, and disabling the older versions."""
-        records = []
+        recovered = self._unaudited_rotation(ctx, row, policy, ev, current)
+        records = [recovered] if recovered is not None else []
         if (current.tags or {}).get(REVOKE_PENDING_TAG) and ref.rotation.strategy == "storage-account-key":
             io = _RotationIO(self.store, self.storage_keys, ctx.deadline)
             try:
@@ -184,6 +215,33 @@ class SecretGuardrail:
             row.message = f"{head}; no older version is enabled"[:2000]
             return
         self._close(row, records, f"{head}; older versions disabled")
+
+    def _unaudited_rotation(self, ctx, row, policy, ev, current) -> ViolationRecord | None:
+        """The current version is the guardrail's rotation for THIS event (``ORIGIN_TAG``) made by
+        another delivery of it, and that delivery wrote no audit row: it rotated and stopped before
+        its row (killed, or an error escaped after Key Vault stored the version; its event claim was
+        released or taken over). The rotation, as the version shows it, for this delivery's row;
+        None otherwise. One table read, only when the tag names another delivery of this event."""
+        tags = current.tags or {}
+        by, _, _ = str(tags.get(ORIGIN_TAG) or "").partition(" ")
+        if (not current.written_by_guardrail or not by or by == ctx.delivery_id
+                or tags.get(ORIGIN_TAG) != _origin(by, ev.event_id)):
+            return None
+        try:
+            if any(r.verdict != "shadow" for r in self.svc.audit.rows_of_delivery(row.resource_id, by)):
+                return None                 # it audited (and died before completing the event): done
+        except StoreError as exc:
+            emit(log, logging.WARNING, "guardrail_takeover_rows_unread", error=type(exc).__name__)
+            return None
+        rule = str(tags.get(REASON_TAG) or "") or ("expired-secret" if ev.kind == "Expired" else "expiring-secret")
+        live = tags.get(LIVE_KEY_TAG)
+        what = f"; {live} of the storage account was regenerated and is live in it" if live else ""
+        before = {"vault": ev.vault_name, "name": ev.object_name, "version": ev.version} if ev.version else None
+        emit(log, logging.WARNING, "guardrail_unaudited_rotation_recorded", vault=ev.vault_name,
+             object=ev.object_name, version=current.version, by=by[:64])
+        return self._record(policy, rule, before, current.describe(), "remediated",
+                            f"rotated to version {current.version} by an earlier delivery of this event "
+                            f"({by[:64]}), which stopped before its audit row{what}")
 
     def _disable_older(self, ctx, row, policy, ev, new_version: str) -> list[ViolationRecord]:
         out = []
@@ -264,6 +322,14 @@ class SecretGuardrail:
             row.verdict, row.reason, row.message = "ignored", "event_type_not_evaluated", "new key versions are not checked"
             return
         hit = next(((p, p.key(ev.vault_name, ev.object_name)) for p in policies if p.key(ev.vault_name, ev.object_name)), None)
+        if hit is not None and hit[1].rotate and self._acting(ctx, hit[0]):
+            # as a secret's rotation: one rotate_key for one version, whoever (event, sweep) comes first
+            with rotation_lease(self.svc.idempotency, ev.vault_name, ev.object_name, holder=ctx.delivery_id,
+                                kind="rotate-key"):
+                return self._key_leased(ctx, row, ev, policies, hit)
+        return self._key_leased(ctx, row, ev, policies, hit)
+
+    def _key_leased(self, ctx, row, ev, policies, hit) -> None:
         try:
             current = self.store.get_key(ev.vault_name, ev.object_name, deadline=ctx.deadline)
         except ResourceNotFound:
@@ -337,6 +403,12 @@ def _rotated_for_exposure(ev, current) -> bool:
     reported = ev.envelope.time
     return (reported is not None and current.created_on is not None
             and current.created_on >= reported.replace(microsecond=0))
+
+
+def _origin(delivery_id: str, event_id: str) -> str:
+    """``ORIGIN_TAG``'s value: which delivery of which event wrote the version (Key Vault: 256
+    characters a tag value)."""
+    return f"{delivery_id} {event_id}"[:256]
 
 
 def _reported_by(ev) -> str:

@@ -16,7 +16,9 @@ single Key Vault events, which Event Grid gives up on after 24 h.
     each referenced key: one read ─▶ within ``NEAR_EXPIRY``: ``rotate_key`` through the same path
 
 Every decision is the secret guardrail's own (``service.reconcile_secret``), on the version current
-when it runs: one rotated or fixed meanwhile comes out ``compliant``.
+when it runs: one rotated or fixed meanwhile comes out ``compliant``. A secret whose rotation lease
+another worker holds (an event's delivery rotating it now, ``secrets.lease``) is skipped this run
+(counted ``skipped``, verdict ``duplicate``; no audit row: the holder writes one).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from __future__ import annotations
 import logging
 from datetime import datetime, timedelta
 
-from .errors import ArmError, ResourceNotFound
+from .errors import ArmError, IdempotencyError, ResourceNotFound
 from .logs import emit
 from .secrets.rotation import NEAR_EXPIRY, rotation_lead, strictest_validity
 
@@ -120,6 +122,12 @@ def _decide(sw, tally, vault: str, name: str, object_type: str, expired: bool | 
                    else store.get_key(vault, name, deadline=deadline)).version
         row = sw.service.reconcile_secret(vault, name, version, kind=kind, sweep_id=sweep_id, remediate=not dry_run,
                                           object_type=object_type)
+    except IdempotencyError:
+        # another worker (an event's delivery) holds the secret's rotation lease: it decides on the
+        # version it reads under the lease; the next run sees what it left
+        emit(log, logging.INFO, "guardrail_sweep_secret_busy", vault=vault, object=name, object_type=object_type)
+        tally.decided("duplicate")
+        return
     except ArmError as exc:
         tally.error(f"{object_type.lower()} {vault}/{name}: {exc}")
         return

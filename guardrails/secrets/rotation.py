@@ -23,7 +23,8 @@ from typing import Callable, Protocol
 
 from ..errors import GuardrailsError
 from .policy import ALPHABETS, SecretReference
-from .values import LIVE_KEY_TAG, MARKER_TAG, REASON_TAG, REVOKE_PENDING_TAG, Redacted, SecretVersion
+from .values import (LIVE_KEY_TAG, MARKER_TAG, MAX_TAGS, ORIGIN_TAG, REASON_TAG, REVOKE_PENDING_TAG, Redacted,
+                     SecretVersion)
 
 
 class RotationError(GuardrailsError):
@@ -53,11 +54,36 @@ class Rotated:
     detail: str           # audit-safe: what happened (never a value)
 
 
-def _tags(current: SecretVersion | None, reason: str, extra: dict[str, str] | None = None) -> dict[str, str]:
-    tags = {k: v for k, v in dict(current.tags if current else {}).items() if not k.startswith("guardrails-")}
-    tags.update({MARKER_TAG: "true", REASON_TAG: reason})
-    tags.update(extra or {})
-    return tags
+_OPTIONAL_TAGS = (ORIGIN_TAG,)     # the guardrail's tags that give way first when the set is full
+
+
+def fit_tags(current: SecretVersion | None, reason: str,
+             extra: dict[str, str] | None = None) -> tuple[dict[str, str], int]:
+    """The new version's tags: the secret's own (user) tags, then the guardrail's, within Key Vault's
+    ``MAX_TAGS``; returns ``(tags, how many user tags were left out)``.
+
+    The guardrail's tags are what later decisions rely on (its own write, the live key, keys still
+    to revoke, the exposure answered) and the rotation must not fail on a full tag set: an exposure
+    would stay open, and a storage key regenerated before the write would be lost. So past the
+    limit the user tags that come last are left out (they stay on the previous version, whose tags
+    Key Vault keeps), after the one guardrail tag that is only an audit aid (``ORIGIN_TAG``)."""
+    user = {k: v for k, v in dict(current.tags if current else {}).items() if not k.startswith("guardrails-")}
+    ours = {MARKER_TAG: "true", REASON_TAG: reason, **(extra or {})}
+    optional = {k: ours.pop(k) for k in _OPTIONAL_TAGS if k in ours}
+    room = max(MAX_TAGS - len(ours), 0)
+    kept = dict(list(user.items())[:room])
+    room -= len(kept)
+    return {**kept, **ours, **dict(list(optional.items())[:room])}, len(user) - len(kept)
+
+
+def _tags_note(current: SecretVersion | None, dropped: int) -> str:
+    """For the audit: how many of the secret's own tags the new version does not carry (never
+    which values)."""
+    if not dropped:
+        return ""
+    where = f"version {current.version}" if current is not None else "the previous version"
+    return (f"; {dropped} of the secret's own tags not carried to the new version (Key Vault allows "
+            f"{MAX_TAGS} tags and the guardrail's take precedence): they remain on {where}")
 
 
 class RandomStrategy:
@@ -73,9 +99,11 @@ class RandomStrategy:
         it; disabling the exposed versions is the caller's part. Needs no old value."""
         alphabet = ALPHABETS[ref.rotation.alphabet]
         value = Redacted("".join(self._choice(alphabet) for _ in range(ref.rotation.length)))
-        new = io.set_secret(ref.vault, ref.name, value, tags=_tags(current, reason, tags), expires_on=expires_on,
+        fitted, dropped = fit_tags(current, reason, tags)
+        new = io.set_secret(ref.vault, ref.name, value, tags=fitted, expires_on=expires_on,
                             content_type=current.content_type if current else None)
-        return Rotated(new, f"new random value ({ref.rotation.length} characters, {ref.rotation.alphabet})")
+        return Rotated(new, f"new random value ({ref.rotation.length} characters, {ref.rotation.alphabet})"
+                            + _tags_note(current, dropped))
 
 
 def _account_key_of(value: str) -> str:
@@ -119,8 +147,9 @@ class StorageAccountKeyStrategy:
         extra = {**(tags or {}), LIVE_KEY_TAG: target}
         if revoked:
             extra[REVOKE_PENDING_TAG] = ",".join(revoked)
+        fitted, dropped = fit_tags(current, reason, extra)
         try:
-            new = io.set_secret(ref.vault, ref.name, value, tags=_tags(current, reason, extra),
+            new = io.set_secret(ref.vault, ref.name, value, tags=fitted,
                                 expires_on=expires_on, content_type=current.content_type if current else None)
         except GuardrailsError as exc:
             if revoke:
@@ -134,9 +163,11 @@ class StorageAccountKeyStrategy:
                 f"a retry regenerates {target} again and completes") from exc
         if revoke:
             new, detail = finish_revoke(ref, new, io)
-            return Rotated(new, f"exposure: regenerated {target} (stored, now live), then {detail}")
+            return Rotated(new, f"exposure: regenerated {target} (stored, now live), then {detail}"
+                                + _tags_note(current, dropped))
         return Rotated(new, f"regenerated {target} (not in use); {target} is now live, "
-                            f"{live or 'the other key'} stays valid until the next rotation")
+                            f"{live or 'the other key'} stays valid until the next rotation"
+                            + _tags_note(current, dropped))
 
 
 def finish_revoke(ref: SecretReference, version: SecretVersion, io: RotationIO) -> tuple[SecretVersion, str]:

@@ -13,6 +13,8 @@ LIVE_KEY_TAG = "guardrails-live-key"     # storage-account-key: which account ke
 REASON_TAG = "guardrails-reason"
 EXPOSURE_TAG = "guardrails-exposure"     # an exposure's answer: the id of the event (report) it answers
 REVOKE_PENDING_TAG = "guardrails-revoke-pending"   # storage-account-key exposure: keys still to regenerate
+ORIGIN_TAG = "guardrails-origin"         # "<delivery id> <event id>" of the decision that wrote the version
+MAX_TAGS = 15                            # Key Vault's limit on one version's tags (400 BadParameter beyond)
 SECRET_DISABLED = "secret_disabled"      # reason: Key Vault's 403 SecretDisabled (a disabled version's value)
 
 
