@@ -2,8 +2,10 @@
 
     read the assignment (the event's ``authorization.evidence`` is the CALLER's permission, never
     the assignment) ─▶ resolve its role (built-in catalogue, or the custom definition, cached)
-    ─▶ evaluate role policies (pure) ─▶ safety rails ─▶ delete (breaker permit) ─▶ confirm gone
-    ─▶ count the re-grant
+    ─▶ evaluate role policies (pure; an allowed verdict at subscription scope or above that rests
+    on a cached custom definition is given on the definition read again) ─▶ safety rails ─▶
+    delete (a breaker permit, unless the same grant was removed within the breaker window) ─▶
+    confirm gone ─▶ count the re-grant
 
 Safety rails, independent of policy: never delete an assignment of the guardrail's own identities
 or of a break-glass principal, and never the last Owner at a scope (kept and reported): an Owner
@@ -208,19 +210,30 @@ class RoleAssignmentGuardrail:
         except ValueError as exc:                       # a malformed definition (or definition id)
             row.verdict, row.reason, row.message = "failed", "unexpected_shape", f"role definition: {exc}"[:300]
             return
-        subject: dict[str, Any] = {
-            "role_name": role.role_name, "role_id": role.id, "principal_id": assignment.principal_id,
-            "principal_type": assignment.principal_type, "scope": assignment.scope,
-            "condition": assignment.condition,
-        }
         row.policies = [p.ref for p in policies]
         own = self.svc.settings.own_principal_ids
         try:
             findings = evaluate_assignment(assignment, role, policies, groups=self.groups, now=ctx.now,
                                            own_principal_ids=own, definitions=self.definitions(ctx, assignment))
+            acting = any(f.exemption is None and not getattr(f, "break_glass", False) and f.policy.mode == "enforce"
+                         for f in findings)
+            stale = [] if acting else self._cached_definitions(assignment, role, policies)
+            if stale:
+                # kept on definitions this instance cached: read them again before saying so
+                role = self._reread(ctx, assignment, role, stale)
+                findings = evaluate_assignment(assignment, role, policies, groups=self.groups, now=ctx.now,
+                                               own_principal_ids=own, definitions=self.definitions(ctx, assignment))
         except ArmError as exc:                          # Graph (group membership) or ARM (a condition's roles)
             row.verdict, row.reason, row.message = "failed", exc.reason, f"could not evaluate: {exc}"[:300]
             return
+        except ValueError as exc:                        # a malformed definition read again
+            row.verdict, row.reason, row.message = "failed", "unexpected_shape", f"role definition: {exc}"[:300]
+            return
+        subject: dict[str, Any] = {
+            "role_name": role.role_name, "role_id": role.id, "principal_id": assignment.principal_id,
+            "principal_type": assignment.principal_type, "scope": assignment.scope,
+            "condition": assignment.condition,
+        }
         described = (f"{role.role_name} for {assignment.principal_type} {assignment.principal_id} "
                      f"at {assignment.scope}")
         if not findings:
@@ -266,6 +279,44 @@ class RoleAssignmentGuardrail:
             except ValueError as exc:
                 raise ArmError(f"role definition {guid}: {exc}"[:300], reason="unexpected_shape") from None
         return resolve
+
+    def _cached_definitions(self, assignment, role, policies) -> list[str]:
+        """The GUIDs of role definitions a verdict keeping ``assignment`` (allowed, exempted,
+        audit mode) rests on that this instance may hold from its cache (``AuthorizationGateway``,
+        ``definition_ttl``) —
+        the assignment's role when it is not one of the catalogue's built-ins, and, for a
+        ``conditional_roles`` role, the non-catalogue roles its ABAC condition lets it assign —
+        when the assignment is at subscription scope or above, where a widened role is
+        privileged. Another instance may have handled the definition's widening
+        (``on_definition`` drops the cached copy only where it runs), so such a verdict is not
+        given on the cache. Empty (no re-read) for everything else: an assignment below a
+        subscription, a catalogue role, a gateway without a cache to drop (``forget_definition``).
+        (A verdict that removes the assignment is not re-read: a wider role changes nothing.)"""
+        from .model.roles import BUILTIN_ROLES
+        from .policy.abac import condition_allowed_roles
+        from .policy.roles import at_or_above_subscription
+
+        if getattr(self.authz, "forget_definition", None) is None or not at_or_above_subscription(assignment.scope):
+            return []
+        guids: list[str] = []
+        own = role.id.lower()
+        if own not in BUILTIN_ROLES and not role.is_builtin:
+            guids.append(own)
+        if own in frozenset().union(*(_conditional_ids(p) for p in policies)) and assignment.condition:
+            guids.extend(g for g in sorted(condition_allowed_roles(assignment.condition) or ())
+                         if g not in BUILTIN_ROLES)
+        return list(dict.fromkeys(guids))
+
+    def _reread(self, ctx, assignment, role, guids: list[str]):
+        """Drop ``guids`` from the definition cache and read the assignment's role again (a
+        condition's roles are read again by the resolver, on the next evaluation): one ARM GET
+        per definition, and only for an assignment about to be kept at
+        subscription scope or above on a definition that is not the catalogue's."""
+        for guid in guids:
+            self.authz.forget_definition(guid)
+        if role.id.lower() in guids:
+            role = self.authz.get_role_definition(assignment.role_definition_id, deadline=ctx.deadline)
+        return role
 
     def _rail(self, ctx, assignment, role, act, policies) -> str | None:
         """A reason never to delete this assignment, whatever policy says."""
@@ -336,7 +387,8 @@ class RoleAssignmentGuardrail:
             emit(log, logging.WARNING, "guardrail_violation_notify", rules=[r.rule for _f, r in act],
                  resource_id=assignment.id, rail=rail)
             return ""
-        permitted = self.svc.rails.breaker_permits(row, event.resource_id, act)
+        again, rest = self._removed_lately(ctx, assignment, act)
+        permitted = again + (self.svc.rails.breaker_permits(row, event.resource_id, rest) if rest else [])
         if not permitted:
             return ""
         self._note(ctx, assignment, permitted)
@@ -364,6 +416,35 @@ class RoleAssignmentGuardrail:
             rec.message = ("assignment deleted and confirmed gone" if deleted_now
                            else "assignment was already gone (nothing to delete)")
         return self._count_regrant(row, assignment, permitted) if deleted_now else ""
+
+    def _removed_lately(self, ctx, assignment, act) -> tuple[list, list]:
+        """Split ``act`` into the findings whose removal takes no breaker permit and the rest.
+
+        The breaker stops a runaway guardrail removing many assignments. A grant (scope,
+        principal, role: ``grant_key``) it already removed within a policy's breaker window and
+        that is granted again is the re-grant fight the flip-flop budget counts
+        (``_count_regrant``), not more of the guardrail's reach: its removal is always made and
+        takes no new permit — otherwise one grant repeated ``max_actions`` times would open the
+        breaker and leave the next (and every other) grant of the policy in place. "Removed
+        within the window": the grant's escalation entry counted a confirmed removal
+        (``last_attempt``) no longer than the policy's ``breaker.window_seconds`` ago. One table
+        read, for removals only; no store, an unreadable entry or a key that is none: every
+        finding takes its permit as before."""
+        if self.svc.escalations is None:
+            return [], list(act)
+        try:
+            state = self.svc.escalations.status(assignment.grant_key)
+        except (ValueError, StoreError) as exc:
+            emit(log, logging.WARNING, "guardrail_regrant_unread", resource_id=assignment.id, error=str(exc)[:300])
+            return [], list(act)
+        last = state.get("last_attempt") if isinstance(state, dict) else None
+        if not isinstance(last, (int, float)) or isinstance(last, bool):
+            return [], list(act)
+        ago = ctx.now.timestamp() - float(last)
+        again, rest = [], []
+        for f, rec in act:
+            (again if -60.0 <= ago <= f.policy.breaker.window_seconds else rest).append((f, rec))
+        return again, rest
 
     def _note(self, ctx, assignment, permitted) -> None:
         """A deletion leaves nothing to read back: should this worker die before its audit row,

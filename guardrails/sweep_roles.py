@@ -31,6 +31,7 @@ def sweep_roles(sw, tally, compiled, sub: str, sweep_id: str, dry_run: bool, dea
     policies = [p for p in compiled.role_policies if p.mode != "off" and _selects_subscription(p, sub)]
     if roles is None or not policies:
         return
+    _fresh_definitions(roles)
     scope = f"/subscriptions/{sub}"
     try:
         for body in sw.lister.list_role_assignments(scope, at_scope=False):
@@ -66,6 +67,7 @@ def sweep_root_roles(sw, tally, compiled, sweep_id: str, dry_run: bool, deadline
     policies = [p for p in compiled.role_policies if p.mode != "off" and _selects_subscription(p, None)]
     if roles is None or not policies:
         return
+    _fresh_definitions(roles)
     try:
         for body in sw.lister.list_role_assignments(ROOT_SCOPE, at_scope=True):
             if sw._clock() > deadline:
@@ -114,6 +116,16 @@ def _judge(sw, tally, roles, policies, body: dict, sweep_id: str, dry_run: bool,
         tally.decided("failed")
         emit(log, logging.ERROR, "guardrail_sweep_decide_failed", resource_id=str(body["id"])[:300],
              reason=exc.reason)
+
+
+def _fresh_definitions(roles) -> None:
+    """Before a scope's assignments are pre-judged: drop the worker's cached role definitions, so
+    a custom role widened while another worker handled its definition event is judged on what it
+    grants now (at most one read per custom role per scope swept, not one per assignment). The
+    catalogue's built-ins cost nothing either way."""
+    forget = getattr(getattr(roles, "authz", None), "forget_definitions", None)
+    if forget is not None:
+        forget()
 
 
 def _definitions(roles, assignment, deadline: float):

@@ -86,6 +86,13 @@ class AuthorizationGateway:
         with self._lock:
             self._definitions.pop(guid.lower(), None)
 
+    def forget_definitions(self) -> None:
+        """Drop every cached role definition: a sweep judges on definitions read in its own run,
+        whatever another worker saw change (the definition event drops the copy only where it
+        is handled)."""
+        with self._lock:
+            self._definitions.clear()
+
     def delete_assignment(self, assignment_id: str, *, deadline: float | None = None) -> bool:
         """True when deleted now; False when it was already gone (idempotent success)."""
         try:

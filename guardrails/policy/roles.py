@@ -33,7 +33,7 @@ from datetime import datetime
 from typing import Any, Iterable, Mapping, Protocol, Sequence
 
 from guardrails.errors import InvalidArmId
-from guardrails.model.arm_id import ArmId, parse_arm_id, parse_scope
+from guardrails.model.arm_id import ArmId, parse_scope
 from guardrails.model.policy import AnyPolicy, Exemption, RoleGrant, RolePolicy
 from guardrails.model.roles import BUILTIN_ROLES, RoleDefinition, grants_pattern
 from guardrails.policy.abac import condition_allowed_roles
@@ -41,7 +41,8 @@ from guardrails.policy.grant_keys import grant_key
 
 __all__ = [
     "Assignment", "GroupResolver", "RoleFinding", "CompiledRolePolicy", "compile_role_policies",
-    "role_policies", "evaluate_assignment", "is_privileged",
+    "role_policies", "evaluate_assignment", "is_privileged", "at_or_above_subscription",
+    "names_role_assignment",
 ]
 
 RULES = ("privileged-at-subscription", "rbac-admin-without-condition", "not-granted", "strict-scope-no-grant")
@@ -125,6 +126,16 @@ class RoleFinding:
 
 
 # ---------------------------------------------------------------- compiled policies
+def names_role_assignment(scope: str) -> bool:
+    """Whether ``scope`` is (or lies under) a role assignment id
+    (``…/providers/Microsoft.Authorization/roleAssignments/<name>``): never an exemption scope of
+    a role policy, since an assignment's name is a GUID its creator picks and may be reused by
+    anyone once that assignment is gone (``semantics`` refuses it; ``_exemption`` ignores it)."""
+    segs = [x.lower() for x in str(scope or "").split("/") if x]
+    return any(segs[i:i + 3] == ["providers", "microsoft.authorization", "roleassignments"]
+               for i in range(len(segs) - 2))
+
+
 def _scope(text: str) -> ArmId | None:
     try:
         return parse_scope(text)
@@ -156,7 +167,8 @@ class CompiledRolePolicy:
                 (g, scopes, frozenset(_key(p) for p in g.principals), frozenset(t.lower() for t in g.principal_types)))
         self.grants = grants
         self.strict = tuple(s for s in map(_scope, policy.strict_scopes) if s is not None)
-        self.exemptions = tuple((e, s) for e, s in ((e, _scope(e.scope)) for e in policy.exemptions) if s is not None)
+        self.exemptions = tuple((e, s) for e, s in ((e, _scope(e.scope)) for e in policy.exemptions)
+                                if s is not None and not names_role_assignment(e.scope))
 
     # passthrough so callers can treat compiled and plain policies alike
     @property
@@ -243,6 +255,12 @@ def _delegates_privilege(condition: str | None, cp: CompiledRolePolicy, definiti
     return False
 
 
+def at_or_above_subscription(scope: str) -> bool:
+    """Whether an assignment ``scope`` is a subscription, a management group (or below one) or
+    the tenant root ``/``: where ``privileged-at-subscription`` judges it."""
+    return _at_or_above_subscription(_scope(scope), scope)
+
+
 def _at_or_above_subscription(scope: ArmId | None, raw: str) -> bool:
     """Subscription scope exactly, or above it (management group, tenant root ``/``)."""
     if raw.strip() == "/":
@@ -271,16 +289,15 @@ def _grant_covers(entries, scope: ArmId | None, assignment: Assignment, groups: 
     return any(groups.is_member(assignment.principal_id, g) for g in dict.fromkeys(pending))
 
 
-def _exemption(cp: CompiledRolePolicy, scope: ArmId | None, assignment_id: str, now: datetime) -> Exemption | None:
-    active = [(e, s) for e, s in cp.exemptions if e.active(now)]
-    if not active:
+def _exemption(cp: CompiledRolePolicy, scope: ArmId | None, now: datetime) -> Exemption | None:
+    """The first active exemption whose scope contains the assignment's SCOPE. Never matched by
+    the assignment's own id: assignment names are GUIDs the caller picks, so once an exempted
+    assignment is gone anyone could create another one — another principal, another role —
+    under the same id (``semantics`` refuses such exemption scopes; this keeps one that got
+    into a policy anyway from exempting anything)."""
+    if scope is None:
         return None
-    targets = [scope] if scope is not None else []
-    try:
-        targets.append(parse_arm_id(assignment_id))
-    except InvalidArmId:
-        pass
-    return next((e for e, s in active if any(s.contains(t) for t in targets)), None)
+    return next((e for e, s in cp.exemptions if e.active(now) and s.contains(scope)), None)
 
 
 def _subscription_of(scope: ArmId | None) -> str | None:
@@ -334,6 +351,6 @@ def evaluate_assignment(assignment: Assignment, role: RoleDefinition,
             found.append(("strict-scope-no-grant", f"{described}: strict scope and the role has no grant entry"))
         if not found:
             continue
-        exemption = _exemption(cp, scope, assignment.id, now)
+        exemption = _exemption(cp, scope, now)
         out.extend(RoleFinding(cp.policy, rule, msg, exemption, glass_anywhere) for rule, msg in found)
     return out

@@ -233,6 +233,16 @@ def _role_semantics(source: str, doc: dict[str, Any]) -> tuple[RolePolicy | None
         grants.append(grant)
     strict = _scopes(doc.get("strict_scopes", ()), "$.strict_scopes", found)
     exemptions = _exemptions(doc, found)
+    from guardrails.policy.roles import names_role_assignment   # lazy, like the ARM id grammar
+
+    for i, ed in enumerate(doc.get("exemptions", ())):
+        if names_role_assignment(ed["scope"]):
+            # a role assignment's name is a GUID its creator picks: once the exempted one is gone,
+            # anyone may create an assignment (any principal, any role) under the same id
+            found.append((f"$.exemptions[{i}].scope", "a role assignment id is no exemption scope: its name "
+                          "can be reused by anyone once that assignment is gone; exempt the scope the "
+                          "assignment is made at (a subscription, resource group or resource), or list the "
+                          "principal in a grants entry (or break_glass) instead"))
 
     if found:
         return None, [_finding(source, doc, p, m) for p, m in found]

@@ -111,7 +111,9 @@ def test_active_or_long_expired_exemptions_cost_nothing(harness, tmp_path):
 def test_a_role_exemption_that_expired_removes_the_assignment(harness, tmp_path):
     owner_ok = b.role_assignment("Owner", b.BREAK_GLASS)        # keeps the scope from losing its last Owner
     grant = b.role_assignment("Contributor", b.ALICE)
-    d = rbac_with_break_glass(tmp_path, exemption=(grant["id"], _iso(NOW - timedelta(minutes=5))))
+    # exempted by the scope it is made at: a role assignment id is refused as an exemption scope
+    # (its name can be reused by anyone once it is gone; tests/unit/test_roles_s20b.py)
+    d = rbac_with_break_glass(tmp_path, exemption=(grant["properties"]["scope"], _iso(NOW - timedelta(minutes=5))))
     h = harness([], extra_metadata=[d], world={"roleAssignments": [owner_ok, grant]})
     summary = _enforcer(h).run(NOW)
     remaining = {a["id"] for a in h.emu.role_assignments()}
