@@ -159,6 +159,10 @@ def _metadata(args) -> int:
     return 0
 
 
+# the report reads whole UTC days around its period: keep a day of room at the calendar's ends
+_REPORT_RANGE = "the report's dates must be between 0001-01-02 and 9999-12-30 (UTC)"
+
+
 def _report_bound(value: str, *, end: bool):
     from datetime import datetime, timedelta, timezone
 
@@ -167,18 +171,18 @@ def _report_bound(value: str, *, end: bool):
         t = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
         raise UsageError(f"{value[:40]!r} is not a date (YYYY-MM-DD) or an ISO 8601 time") from None
-    if end and len(value.strip()) == 10:      # a bare date: through the end of that day
-        t += timedelta(days=1)
-    return t if t.tzinfo else t.replace(tzinfo=timezone.utc)
+    try:
+        if end and len(value.strip()) == 10:      # a bare date: through the end of that day
+            t += timedelta(days=1)
+        return (t if t.tzinfo else t.replace(tzinfo=timezone.utc)).astimezone(timezone.utc)
+    except OverflowError:
+        raise UsageError(f"{value[:40]!r} is out of range: {_REPORT_RANGE}") from None
 
 
-def _report(args) -> int:
+def _report_period(args):
+    """``(since, until)`` as aware UTC datetimes; UsageError for an empty, too long or out-of-range period."""
     from datetime import datetime, timedelta, timezone
 
-    from .adapters.audit_tables import TableAuditSink
-    from .adapters.tables import Tables
-    from .report import build_report, render_html, render_text
-    from .settings import Settings
     from .simulate import UsageError
     until = _report_bound(args.until, end=True) if args.until else datetime.now(timezone.utc)
     if args.since:
@@ -186,12 +190,31 @@ def _report(args) -> int:
     elif args.days < 1 or args.days > 366:
         raise UsageError("--days must be between 1 and 366")
     else:
-        since = until - timedelta(days=args.days)
+        try:
+            since = until - timedelta(days=args.days)
+        except OverflowError:
+            raise UsageError(f"--until {args.until[:40]!r} minus {args.days} days is out of range: "
+                             f"{_REPORT_RANGE}") from None
+    low, high = datetime(1, 1, 2, tzinfo=timezone.utc), datetime(9999, 12, 31, tzinfo=timezone.utc)
+    if since < low or until > high:       # ``until`` is exclusive: through 9999-12-30
+        raise UsageError(f"the period {since.date()} .. {until.date()} is out of range: {_REPORT_RANGE}")
     if since >= until or (until - since).days > 366:
         raise UsageError("the period must be non-empty and at most 366 days")
+    return since, until
+
+
+def _report(args) -> int:
+    from datetime import timedelta
+
+    from .adapters.audit_tables import TableAuditSink
+    from .adapters.tables import Tables
+    from .report import build_report, render_html, render_text
+    from .settings import Settings
+    since, until = _report_period(args)
     settings = Settings.from_env()
     sink = TableAuditSink(Tables.from_settings(settings), shards=settings.audit_shards)
-    day, last, rows = since.astimezone(timezone.utc).date(), until.astimezone(timezone.utc).date(), []
+    # the UTC days the period touches (``until`` is exclusive: a period ending at midnight stops the day before)
+    day, last, rows = since.date(), (until - timedelta(microseconds=1)).date(), []
     while day <= last:
         rows.extend(sink.read_day(day))
         day += timedelta(days=1)

@@ -37,19 +37,63 @@ def _fmt(v) -> str:
     return json.dumps(v) if not isinstance(v, str) else v
 
 
+def _property(path: str) -> str:
+    """``properties.properties.enableNodePublicIp`` -> ``enableNodePublicIp``: the setting's name."""
+    while path.startswith("properties."):
+        path = path[len("properties."):]
+    return path
+
+
+def _finding(v: dict) -> str:
+    """One finding: rule, the property it is about, before -> after, outcome."""
+    if v["property"] == "roleAssignment":           # the value names the assignment itself
+        what = _fmt(v["before"])
+        after = " -> deleted" if v["outcome"] == "remediated" and v["after"] is None else ""
+    else:
+        what = f"{_property(v['property'])} {_fmt(v['before'])}"
+        after = ""
+    if v["after"] is not None:
+        after = f" -> {_fmt(v['after'])}"
+    return f"{v['rule']}: {what}{after} [{v['outcome']}]"
+
+
+def _findings(violations: list[dict]) -> list[str]:
+    """The findings, one per line; the same one shown once with how many there were (a model
+    version archived for three missing tags is three ``required-tags`` findings of one change)."""
+    counts: dict[str, int] = {}
+    for v in violations:
+        text = _finding(v)
+        counts[text] = counts.get(text, 0) + 1
+    return [t + (f" ({n} findings)" if n > 1 else "") for t, n in counts.items()]
+
+
+def arm_summary(requests: list[dict]) -> str:
+    """ARM requests by method: reads, writes (PATCH, PUT, DELETE: a role assignment removed is a
+    write), and any other (POST actions)."""
+    arm = [q for q in requests if q["host"] == "management"]
+    by: dict[str, int] = {}
+    for q in arm:
+        by[q["method"]] = by.get(q["method"], 0) + 1
+    writes = [(m, by[m]) for m in ("PATCH", "PUT", "DELETE") if by.get(m)]
+    other = [(m, n) for m, n in sorted(by.items()) if m not in ("GET", "PATCH", "PUT", "DELETE")]
+    text = f"ARM requests: {len(arm)} ({by.get('GET', 0)} GET, {sum(n for _m, n in writes)} writes"
+    if writes:
+        text += ": " + ", ".join(f"{n} {m}" for m, n in writes)
+    if other:
+        text += "; " + ", ".join(f"{n} {m}" for m, n in other)
+    return text + ")"
+
+
 def render(result) -> str:
     lines = []
     lines.append(f"{'#':>2}  {'verdict':<10} {'reason':<22} {'resource':<34} {'ms':>7}  what happened")
     lines.append("-" * 120)
     for i, d in enumerate(result.decisions, 1):
-        what = d["message"]
-        if d["violations"]:
-            what = "; ".join(f"{v['rule']}: {_fmt(v['before'])}" + (f" -> {_fmt(v['after'])}" if v["after"] is not None
-                                                                  else " -> deleted" if v["property"] == "roleAssignment"
-                                                                  and v["outcome"] == "remediated" else "")
-                             + f" [{v['outcome']}]" for v in d["violations"])
-        lines.append(f"{i:>2}  {d['verdict']:<10} {d['reason'] or '-':<22} {_short_id(d['resource_id'])[:34]:<34} "
-                     f"{d['duration_ms']:>7.1f}  {what[:140]}")
+        what = _findings(d["violations"]) if d["violations"] else [d["message"]]
+        head = f"{i:>2}  {d['verdict']:<10} {d['reason'] or '-':<22} {_short_id(d['resource_id'])[:34]:<34} " \
+               f"{d['duration_ms']:>7.1f}  "
+        lines.append(head + what[0][:140])
+        lines += [" " * len(head) + w[:140] for w in what[1:]]        # one finding per line
     return "\n".join(lines)
 
 
@@ -113,9 +157,7 @@ def main(args) -> int:
             p = a["properties"]
             print(f"  {_short_id(a['id']):<40} role assignment removed: {p['principalType']} {p['principalId']} "
                   f"at {p['scope']}")
-    arm = [q for q in result.requests if q["host"] == "management"]
-    print(f"\nARM requests: {len(arm)} ({sum(q['method'] == 'GET' for q in arm)} GET, "
-          f"{sum(q['method'] in ('PATCH', 'PUT') for q in arm)} writes)")
+    print("\n" + arm_summary(result.requests))
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result.to_json(), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")

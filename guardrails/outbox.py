@@ -18,7 +18,14 @@ Publishing failure never loses the audit row: the service writes the row first a
 hands it here. One attempt, short timeout, no retry in the delivery's path; on failure the event
 goes to the outbox table and the outbox timer delivers it later with the same id (at-least-once,
 exactly as audited). After a failure direct publishing pauses for ``pause_seconds`` — events go
-straight to the outbox — so a topic outage does not add a timeout to every delivery.
+straight to the outbox — so a topic outage does not add a timeout to every delivery (not after
+``rejected``: the topic is up, it refused that one event).
+
+An event the topic rejects (400, 413: ``rejected``) must not hold back the others: the drain
+splits a rejected batch in halves, down to single events, and sends the rest. An event rejected
+on its own is counted (``rejections``) and waits for the next run; rejected alone ``park_after``
+times (5) it is *parked*: kept in the outbox, marked, no longer sent, logged at ERROR with its id
+(never its data) and counted in every drain result (``parked_total``) until someone looks at it.
 
 A worker that dies between its audit write and its publish:
 
@@ -80,6 +87,7 @@ class OutboxItem:
     event: dict[str, Any]
     attempts: int
     intent: bool = False      # kept before its decision was audited (``DecisionPublisher.intend``)
+    rejections: int = 0       # times the topic rejected this event sent on its own
 
 
 class OutboxStore(Protocol):
@@ -99,6 +107,14 @@ class OutboxStore(Protocol):
 
     def failed(self, item: OutboxItem, *, error: str) -> None:
         """Record one more failed attempt."""
+
+    def rejected(self, item: OutboxItem, *, park: bool) -> None:
+        """Record that the topic rejected this event sent on its own (one more attempt and
+        rejection); ``park``: keep it but never list it again (``parked_count`` counts it).
+        Raises StoreError."""
+
+    # optional: ``parked_count() -> int``, how many parked events the store keeps (StoreError);
+    # a store without it reports ``parked_total`` None
 
 
 def should_publish(row: AuditRow) -> bool:
@@ -137,13 +153,17 @@ def batches(events: list[dict[str, Any]], *, size_of: Callable[[dict[str, Any]],
 @dataclass
 class DrainResult:
     delivered: int = 0
-    failed: int = 0
+    failed: int = 0          # events whose send failed this run (rejected ones included)
     remaining: int = 0       # of the events read, still in the outbox after this run
     truncated: bool = False  # the run stopped (time budget, topic refused) after a full read: more may wait
+    rejected: int = 0        # of ``failed``: events the topic rejected on their own (kept, retried next run)
+    parked: int = 0          # of ``rejected``: parked by this run (rejected alone ``park_after`` times)
+    parked_total: int | None = None   # parked events the outbox keeps, never sent (None: the store cannot tell)
 
     def to_dict(self) -> dict[str, Any]:
         return {"delivered": self.delivered, "failed": self.failed, "remaining": self.remaining,
-                "truncated": self.truncated}
+                "truncated": self.truncated, "rejected": self.rejected, "parked": self.parked,
+                "parked_total": self.parked_total}
 
 
 class DecisionPublisher:
@@ -151,11 +171,14 @@ class DecisionPublisher:
 
     # seconds; longer than an audit write plus a publish can take (both are bounded by their timeouts)
     INTENT_HOLD_SECONDS = 900.0
+    # an event the topic rejected on its own this many times (one per drain run) is parked
+    PARK_AFTER = 5
 
     def __init__(self, topic: TopicSender, outbox: OutboxStore, *, source: str, pause_seconds: float = 30.0,
                  clock: Callable[[], float] = time.monotonic, history: AuditHistory | None = None,
-                 intent_hold_seconds: float = INTENT_HOLD_SECONDS) -> None:
+                 intent_hold_seconds: float = INTENT_HOLD_SECONDS, park_after: int = PARK_AFTER) -> None:
         self.topic = topic
+        self.park_after = max(1, park_after)
         self.outbox = outbox
         self.history = history
         self.source = source
@@ -192,7 +215,8 @@ class DecisionPublisher:
         try:
             self.topic.send([event])
         except PublishError as exc:
-            self._paused_until = self._clock() + self.pause_seconds
+            if exc.reason != "rejected":      # the topic is failing; a rejected event is this event's own
+                self._paused_until = self._clock() + self.pause_seconds
             return self._keep(event, exc.reason, str(exc))
         if intended:
             try:
@@ -247,14 +271,15 @@ class DecisionPublisher:
         else:
             self.history.write(AuditRow.from_dict(event["data"]))
         emit(log, logging.WARNING, "decision_event_recovered", delivery_id=event["id"], audited_now=not rows)
-        return OutboxItem(item.key, event, item.attempts, intent=False)
+        return OutboxItem(item.key, event, item.attempts, intent=False, rejections=item.rejections)
 
     def drain(self, *, limit: int = 1000, max_seconds: float | None = None) -> DrainResult:
         """Deliver waiting events in batches, ``limit`` read at a time in the store's order (the
         table's: by hashed event id, not by age), and go on to the next ``limit`` while the topic
         takes them, until none are left or ``max_seconds`` ran out (checked between batches). Stop
-        at the first batch the topic refuses (it is still down: the rest waits for the next run).
-        Stale intents are recovered first (``_recover``; one that cannot be, for now, waits and
+        at the first batch the topic refuses (it is still down: the rest waits for the next run),
+        but a batch it *rejects* is split down to the events it rejects, and the drain goes on
+        (module doc: rejected events are parked after ``park_after`` runs). Stale intents are recovered first (``_recover``; one that cannot be, for now, waits and
         is passed over). Raises StoreError."""
         deadline = None if max_seconds is None else self._clock() + max_seconds
         result = DrainResult()
@@ -269,8 +294,14 @@ class DecisionPublisher:
             if not go_on:
                 result.truncated = True           # time ran out or the topic refused: more may wait
                 break
-        if result.delivered and not result.failed:
+        if result.delivered and result.failed == result.rejected:
             self._paused_until = float("-inf")
+        count = getattr(self.outbox, "parked_count", None)      # optional (OutboxStore)
+        if count is not None:
+            try:
+                result.parked_total = count()
+            except StoreError as exc:
+                emit(log, logging.WARNING, "decision_outbox_parked_count_failed", error=str(exc))
         return result
 
     def _drain_page(self, page: list[OutboxItem], result: DrainResult, deadline: float | None) -> bool:
@@ -287,24 +318,62 @@ class DecisionPublisher:
                     continue
             items.append(item)
         by_id = {i.event["id"]: i for i in items}
-        sent = 0
+        done = 0
         for batch in batches([i.event for i in items], size_of=lambda e: len(json.dumps(e, default=str))):
             if deadline is not None and self._clock() > deadline:
-                result.remaining += len(items) - sent
+                result.remaining += len(items) - done
                 return False
             chunk = [by_id[e["id"]] for e in batch]
-            try:
-                self.topic.send(batch)
-            except PublishError as exc:
+            stop = self._deliver(chunk, result, deadline)
+            done += len(chunk)
+            if stop:
+                result.remaining += len(items) - done
+                return False
+        return True
+
+    def _deliver(self, chunk: list[OutboxItem], result: DrainResult, deadline: float | None) -> bool:
+        """Send one batch and account for each of its events; a batch the topic rejects is split in
+        halves, down to the events it rejects on their own (``_rejected``). Whether to stop the
+        drain: the topic refused for another reason (down, throttling, auth), or time ran out."""
+        try:
+            self.topic.send([i.event for i in chunk])
+        except PublishError as exc:
+            if exc.reason != "rejected":
                 for item in chunk:
                     self.outbox.failed(item, error=exc.reason)
                 result.failed += len(chunk)
-                result.remaining += len(items) - sent
+                result.remaining += len(chunk)
                 emit(log, logging.WARNING, "decision_outbox_send_failed", reason=exc.reason, events=len(chunk),
                      detail=str(exc))
+                return True
+            if len(chunk) == 1:
+                self._rejected(chunk[0], result, str(exc))
                 return False
-            for item in chunk:
-                self.outbox.remove(item.key)
-            result.delivered += len(chunk)
-            sent += len(chunk)
-        return True
+            emit(log, logging.WARNING, "decision_outbox_batch_rejected", events=len(chunk), detail=str(exc))
+            half = len(chunk) // 2
+            if self._deliver(chunk[:half], result, deadline):
+                result.remaining += len(chunk) - half
+                return True
+            if deadline is not None and self._clock() > deadline:
+                result.remaining += len(chunk) - half
+                return True
+            return self._deliver(chunk[half:], result, deadline)
+        for item in chunk:
+            self.outbox.remove(item.key)
+        result.delivered += len(chunk)
+        return False
+
+    def _rejected(self, item: OutboxItem, result: DrainResult, detail: str) -> None:
+        """The topic rejected this event on its own: it waits for the next run, or, rejected
+        ``park_after`` times, is parked (kept, never sent again). Logged with its id, never its data."""
+        times = item.rejections + 1
+        park = times >= self.park_after
+        self.outbox.rejected(item, park=park)
+        result.failed += 1
+        result.rejected += 1
+        result.remaining += 1
+        if park:
+            result.parked += 1
+        emit(log, logging.ERROR if park else logging.WARNING,
+             "decision_event_parked" if park else "decision_event_rejected", delivery_id=item.event.get("id"),
+             rejections=times, park_after=self.park_after, detail=detail)

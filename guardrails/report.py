@@ -13,8 +13,17 @@ Definitions (rows whose ``time`` is in ``[since, until)``):
 - **time to remediate**: ``time - event_time`` of every ``remediated`` row with an
   ``event_time`` (rows without one — sweeps, checks — are counted as skipped); mean, median and
   p90 (nearest rank).
-- **remediations per policy**: violations with outcome ``remediated`` in any row, by policy id
-  (the ``@version`` dropped); **per day**: ``remediated`` rows by the day of their ``time``.
+- **deleted resources**: a row about a resource that is gone — a ``ResourceDeleteSuccess`` event
+  (audited ``ignored``, reason ``event_type_not_evaluated``) or reason ``resource_not_found`` /
+  ``secret_not_found`` — ends the resource, and everything under its id (a resource group's
+  resources, a workspace's computes), as of that row: decided before it, it is no longer covered
+  and no longer an open violation (deleting it is the fix when the setting is immutable, e.g. a
+  compute's ``enableNodePublicIp``); decided again after it (re-created), it counts again.
+  ``deleted``: the covered resources so ended.
+- **remediations per policy**: fixes, by policy id (the ``@version`` dropped): one per rule per
+  row with outcome ``remediated`` — a rule with several findings fixed by one action (a model
+  version archived for three missing tags) is one remediation; **per day**: ``remediated`` rows
+  by the day of their ``time``.
 - **escalations**: ``escalated`` rows, and the resources they concern.
 - **re-grant escalations**: role-assignment rows ``remediated`` with reason ``flip_flop`` (a role
   granted again past its policy's budget, removed all the same), and the grants they concern
@@ -47,6 +56,9 @@ from .model.decision import AuditRow
 NOT_EVALUATED = frozenset({"ignored", "invalid", "duplicate", "shadow"})
 COMPLIANT = frozenset({"compliant", "remediated"})
 OPEN = frozenset({"violation", "dry_run", "failed", "escalated"})
+# a row saying its resource is gone (module doc: deleted resources)
+DELETE_EVENT_TYPES = frozenset({"microsoft.resources.resourcedeletesuccess"})
+GONE_REASONS = frozenset({"resource_not_found", "secret_not_found"})
 _RANK = {"compliant": 0, "violation": 1, "dry_run": 1, "remediated": 2, "requested": 2, "escalated": 2}
 MAX_EXAMPLES = 5
 
@@ -113,6 +125,7 @@ class Report:
     escalated_grants: list[str]
     shadow: ShadowComparison
     uncovered_sources: list[str] = field(default_factory=list)
+    deleted: int = 0                     # covered in the period, then deleted: left out of ``covered``
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -138,13 +151,18 @@ def build_report(rows: Iterable[AuditRow], *, since: datetime, until: datetime) 
     grants: list[str] = []
     regrants = 0
     coverage: dict[str, AuditRow] = {}
-    for t, r in inside:
+    decided_at: dict[str, int] = {}         # resource -> index of its latest evaluated row
+    gone_at: dict[str, int] = {}            # resource -> index of the latest row saying it is gone
+    for i, (t, r) in enumerate(inside):
         verdicts[r.verdict] = verdicts.get(r.verdict, 0) + 1
         if r.reason == COVERAGE_REASON and r.verdict in ("violation", "compliant"):
             coverage[r.resource_id.lower()] = r
             continue
-        if r.verdict not in NOT_EVALUATED and _is_resource(r.resource_id):
+        if _is_resource(r.resource_id) and _says_gone(r):
+            gone_at[r.resource_id.lower().rstrip("/")] = i
+        elif r.verdict not in NOT_EVALUATED and _is_resource(r.resource_id):
             latest[r.resource_id.lower()] = r
+            decided_at[r.resource_id.lower()] = i
         if r.verdict == "remediated":
             per_day[t.date().isoformat()] = per_day.get(t.date().isoformat(), 0) + 1
             started = parse_time(r.event_time)
@@ -152,17 +170,18 @@ def build_report(rows: Iterable[AuditRow], *, since: datetime, until: datetime) 
                 skipped += 1
             else:
                 durations.append(max(0.0, (t - started).total_seconds()))
-        if r.verdict != "shadow":
-            for v in r.violations:
-                if v.outcome == "remediated":
-                    pid = v.policy.split("@", 1)[0]
-                    per_policy[pid] = per_policy.get(pid, 0) + 1
+        if r.verdict != "shadow":          # one fix per rule per row, however many findings it closed
+            for pid, _rule in {(v.policy.split("@", 1)[0], v.rule) for v in r.violations if v.outcome == "remediated"}:
+                per_policy[pid] = per_policy.get(pid, 0) + 1
         if r.verdict == "escalated":
             escalated_rows.append(r)
         elif r.verdict == "remediated" and r.reason == "flip_flop":
             regrants += 1
             grants.extend(_grant(v.before) for v in r.violations if v.property == "roleAssignment")
 
+    deleted = [rid for rid in latest if _ended(rid, decided_at[rid], gone_at)] if gone_at else []
+    for rid in deleted:
+        del latest[rid]
     compliant = sum(1 for r in latest.values() if r.verdict in COMPLIANT)
     open_rows = sorted((r for r in latest.values() if r.verdict in OPEN), key=lambda r: (r.time, r.resource_id))
     days = _days(since, until)
@@ -180,7 +199,26 @@ def build_report(rows: Iterable[AuditRow], *, since: datetime, until: datetime) 
         regrant_escalations=regrants, escalated_grants=sorted(set(grants) - {""}),
         shadow=_shadow([r for _t, r in inside]),
         uncovered_sources=sorted(r.resource_id for r in coverage.values() if r.verdict == "violation"),
+        deleted=len(deleted),
     )
+
+
+def _says_gone(r: AuditRow) -> bool:
+    """The row tells that its resource no longer exists (module doc: deleted resources)."""
+    return r.event_type.lower() in DELETE_EVENT_TYPES or r.reason in GONE_REASONS
+
+
+def _ended(rid: str, decided: int, gone_at: dict[str, int]) -> bool:
+    """Whether the resource, or one of the resources it lives under, is gone after its latest decision."""
+    path = rid.rstrip("/")
+    while path:
+        if gone_at.get(path, -1) > decided:
+            return True
+        cut = path.rfind("/")
+        if cut <= 0 or path[:cut].endswith(("/", ":")):     # stop at "/" and at "https://host"
+            break
+        path = path[:cut]
+    return False
 
 
 def _grant(before: Any) -> str:
@@ -257,6 +295,7 @@ def _summary_lines(r: Report) -> list[tuple[str, str]]:
         ("period", f"{r.since} .. {r.until}"),
         ("audit rows", str(r.rows)),
         ("covered resources", str(r.covered)),
+        ("deleted since decided (not covered)", str(r.deleted)),
         ("compliant", f"{r.compliant} of {r.covered} ({_pct(r.compliance)})"),
         ("open violations", str(len(r.open_violations))),
         ("fixes in flight (requested)", str(r.requested)),
@@ -282,7 +321,7 @@ def render_text(r: Report) -> str:
     out = ["guardrails compliance report", ""]
     out += _table(("measure", "value"), _summary_lines(r))
     if r.remediations_per_policy:
-        out += ["", "remediations per policy"]
+        out += ["", "remediations per policy (one per rule fixed in a decision)"]
         out += _table(("policy", "remediations"), [(p, str(n)) for p, n in r.remediations_per_policy.items()])
     if r.open_violations:
         out += ["", "open violations (latest decision)"]
@@ -351,7 +390,7 @@ def render_html(r: Report) -> str:
         "".join(f'<div class="kpi"><b>{html.escape(v)}</b>{html.escape(k)}</div>' for k, v in kpis),
         "<h2>Summary</h2>", _html_table(("measure", "value"), _summary_lines(r)),
         "<h2>Remediations per day</h2>", _svg_chart(r.remediations_per_day),
-        "<h2>Remediations per policy</h2>",
+        "<h2>Remediations per policy</h2><p>One per rule fixed in a decision, however many findings it closed.</p>",
         _html_table(("policy", "remediations"), [(p, str(n)) for p, n in r.remediations_per_policy.items()]),
         "<h2>Open violations</h2>",
         _html_table(("resource", "verdict", "reason", "decided"),

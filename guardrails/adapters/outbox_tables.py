@@ -19,10 +19,13 @@ class TableOutbox:
     ``<prefix>Outbox``: PK ``decision``, RK sha256(event id)[:40] (adding the same event twice
     keeps one); the event's JSON in ``event_0..n`` (strings <= 30,000 chars), ``attempts``,
     ``last_error`` (a reason code only), ``due_at`` (not listed before: the query filters on it),
-    ``intent``. The table is
+    ``intent``, ``rejections`` (times the topic rejected the event sent on its own) and ``parked``
+    (``parked_at``): a parked event stays in the table with ``due_at`` at the end of time, so
+    ``list`` never returns it again; adding the same event id again starts it afresh. The table is
     created on first use: it is written while the topic is failing, and by timer runs."""
 
     PARTITION = "decision"
+    PARKED_DUE = datetime(9999, 12, 31, tzinfo=timezone.utc)     # never due: parked
 
     def __init__(self, tables: Tables) -> None:
         self._t = tables
@@ -44,7 +47,8 @@ class TableOutbox:
         now = datetime.now(timezone.utc)
         entity = {"PartitionKey": self.PARTITION, "RowKey": self._key(str(event["id"])), "parts": len(parts),
                   **parts, "event_id": str(event["id"])[:512], "attempts": 0, "last_error": error[:200],
-                  "queued_at": now, "due_at": now + timedelta(seconds=max(0.0, hold_seconds)), "intent": intent}
+                  "queued_at": now, "due_at": now + timedelta(seconds=max(0.0, hold_seconds)), "intent": intent,
+                  "rejections": 0, "parked": False}
         try:
             self._table(create=True).upsert_entity(entity, mode=UpdateMode.REPLACE)
         except AzureError as exc:
@@ -77,7 +81,7 @@ class TableOutbox:
         for e in rows:
             body = "".join(e.get(f"event_{i}", "") for i in range(int(e.get("parts") or 0)))
             out.append(OutboxItem(key=e["RowKey"], event=json.loads(body), attempts=int(e.get("attempts") or 0),
-                                  intent=bool(e.get("intent"))))
+                                  intent=bool(e.get("intent")), rejections=int(e.get("rejections") or 0)))
         return out
 
     @staticmethod
@@ -104,3 +108,25 @@ class TableOutbox:
             pass
         except AzureError as exc:
             raise _store_error("outbox update", exc) from exc
+
+    def rejected(self, item, *, park: bool) -> None:
+        entity: dict[str, Any] = {"PartitionKey": self.PARTITION, "RowKey": item.key, "attempts": item.attempts + 1,
+                                  "rejections": item.rejections + 1, "last_error": "rejected", "intent": item.intent}
+        if park:
+            entity.update(parked=True, parked_at=datetime.now(timezone.utc), due_at=self.PARKED_DUE)
+        try:
+            self._table().update_entity(entity, mode=UpdateMode.MERGE)
+        except ResourceNotFoundError:
+            pass
+        except AzureError as exc:
+            raise _store_error("outbox update", exc) from exc
+
+    def parked_count(self) -> int:
+        """Parked events kept in the table (their keys only are read)."""
+        try:
+            return sum(1 for _e in self._table().query_entities(
+                "PartitionKey eq @pk and parked eq true", parameters={"pk": self.PARTITION}, select=["RowKey"]))
+        except ResourceNotFoundError:
+            return 0
+        except AzureError as exc:
+            raise _store_error("outbox read", exc) from exc

@@ -81,7 +81,8 @@ EXPECTED = {
         {"resource_id": E, "verdict": "escalated", "reason": "flip_flop", "time": "2026-11-03T02:00:00.000000Z"},
         {"resource_id": F, "verdict": "failed", "reason": "throttled", "time": "2026-11-03T03:00:00.000000Z"},
     ],
-    "remediations_per_policy": {"storage-private": 3, "keyvault-private": 1, "registry-private": 1},
+    # one per rule fixed in a row: row 2's two findings of the same rule are one fix (A, then E)
+    "remediations_per_policy": {"storage-private": 2, "keyvault-private": 1, "registry-private": 1},
     "remediations_per_day": [{"day": "2026-11-01", "count": 1}, {"day": "2026-11-02", "count": 1},
                              {"day": "2026-11-03", "count": 2}],
     "escalations": 1, "escalated_resources": [E],
@@ -95,6 +96,7 @@ EXPECTED = {
          "shadow_policies": "storage-private@8"},
     ]},
     "uncovered_sources": [],
+    "deleted": 0,                                   # no row says a covered resource is gone
 }
 
 
