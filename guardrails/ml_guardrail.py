@@ -4,6 +4,8 @@ table ``POST /api/checks/model-promotion`` answers from.
 
     ARM write of …/models/versions or ModelRegistered ─▶ GET the version ─▶ required tags?
         ─▶ enforce: PUT the whole body read just before, If-Match, ``isArchived: true`` ─▶ read back
+        ─▶ (ARM write) no longer fit to serve production: the production endpoints of its
+           workspace serving it are decided again, each in its own row (``ml_serving``)
     ARM write of …/onlineEndpoints/deployments ─▶ GET deployment + endpoint ─▶ production endpoint?
         ─▶ model reference explicit, version readable, in a production stage, compliant
         ─▶ enforce: PUT the endpoint with this deployment's traffic 0 (live and mirrored); its
@@ -11,6 +13,10 @@ table ``POST /api/checks/model-promotion`` answers from.
     ARM write of …/onlineEndpoints or ModelDeployed ─▶ GET endpoint ─▶ auth mode, public access
         ─▶ production: every deployment with traffic (live or mirrored) checked as above ─▶ one PUT
     DatasetDriftDetected / RunCompleted / RunStatusChanged ─▶ thresholds ─▶ record and notify
+        (one run's completion once, whichever event announces it: ``ml_signals``)
+
+Model references (``azureml:name:version``, ARM ids, ``azureml://registries/…``) are parsed in
+``ml_refs``; the endpoint write plan in ``ml_fixes``.
 
 Acting once when a registration arrives twice (``ModelRegistered`` and the ARM write, any order):
 both decide on live state under the same per-resource lock, and an archived version is already
@@ -23,27 +29,28 @@ from __future__ import annotations
 
 import copy
 import logging
-import re
 import uuid
-from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
-from .errors import ArmError, InvalidArmId, ResourceNotFound
+from .errors import ArmError, ResourceNotFound
 from .logs import emit
 from .model.arm_id import ArmId, parse_arm_id
 from .model.decision import ViolationRecord, combine_verdict
 from .model.resource import ResourceType
 from .model.ml_events import DriftDetected, MlEvent, ModelDeployed, ModelRegistered, RunEvent
 from .ml_fixes import (Found, Permit, Plan, always, auth_mode_choice, conflict, endpoint_plan, owner_of,
-                       mirror_of, policy_contact, serving, set_outcome, set_property, share_of, traffic_of)
+                       mirror_of, serving, set_outcome, set_property, share_of, traffic_of)
+from .ml_refs import API_VERSION, NS as _NS, MODEL_VERSION_TYPES, ModelReference, parse_model_reference, registry_lookup, unreadable
+from .ml_serving import VERSION_CHANGE_EVENT_TYPE, rejudge_serving
+from .ml_signals import judge_drift, judge_run, settle_claim
 from .policy import model_rules as mr
 from .resource_guardrail import READ_ONLY_TOP
 
+__all__ = ["API_VERSION", "ML_TYPES", "ML_TYPE_NAMES", "MODEL_VERSION_TYPES", "MlLifecycleGuardrail", "ModelReference",
+           "VERSION_CHANGE_EVENT_TYPE", "parse_model_reference"]
+
 log = logging.getLogger("guardrails")
 
-API_VERSION = "2025-09-01"      # Azure ML control plane (workspaces, registries and their children)
-_NS = "microsoft.machinelearningservices/"
-MODEL_VERSION_TYPES = frozenset({_NS + "workspaces/models/versions", _NS + "registries/models/versions"})
 ENDPOINT_TYPE = _NS + "workspaces/onlineendpoints"
 DEPLOYMENT_TYPE = _NS + "workspaces/onlineendpoints/deployments"
 ML_TYPES = MODEL_VERSION_TYPES | {ENDPOINT_TYPE, DEPLOYMENT_TYPE}
@@ -60,97 +67,6 @@ SWEEP_CONTAINERS = {ResourceType(_MS + f"{parent}/models", API_VERSION, "put").k
                     (ResourceType(_MS + f"{parent}/models", API_VERSION, "put"),
                      ResourceType(_MS + f"{parent}/models/versions", API_VERSION, "put"))
                     for parent in ("workspaces", "registries")}
-_ASSET = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,254}$")     # Azure ML asset names and versions
-
-
-# ---------------------------------------------------------------- model references (pure)
-@dataclass(frozen=True)
-class ModelReference:
-    """What a deployment's ``properties.model`` names: ``version`` as written (None when absent,
-    ``name@label`` for a label), and the version's ARM id when it can be read."""
-
-    text: str
-    version: str | None
-    version_id: str | None
-
-
-def parse_model_reference(ref: Any, workspace_id: str,
-                          registry_id: Callable[[str], str | None] = lambda _name: None) -> ModelReference:
-    """``azureml:name:version``, ``azureml:name@label``, ``azureml:name``, an ARM id of a workspace
-    or registry model version, or ``azureml://registries/r/models/n/versions/v``: readable when
-    ``registry_id(r)`` knows the registry's ARM id (the policy's ``registries``), since the
-    reference itself names no subscription or resource group. An ARM id is held to the same
-    allow-list as the short forms: a registry version is readable only in a registry the policy
-    lists (under that very ARM id), a workspace version only in the deployment's own workspace
-    (``azureml:name:version`` can name no other) — else it cannot be shown compliant."""
-    text = ref.strip() if isinstance(ref, str) else ""
-    if text.lower().startswith("/subscriptions/"):
-        try:
-            rid = parse_arm_id(text)
-        except InvalidArmId:
-            return ModelReference(text, None, None)
-        kind = rid.resource_type.lower()
-        if kind not in MODEL_VERSION_TYPES:
-            return ModelReference(text, None, None)
-        owner = str(rid.parent.parent).lower()          # the workspace or registry holding the version
-        if kind == _NS + "registries/models/versions":
-            listed = registry_id(rid.parent.parent.name)
-            allowed = listed is not None and _same_id(listed, owner)
-        else:
-            allowed = _same_id(workspace_id, owner)
-        return ModelReference(text, rid.name, str(rid) if allowed else None)
-    if text.lower().startswith("azureml://"):
-        parts = text[len("azureml://"):].split("/")
-        low = [p.lower() for p in parts]
-        if "versions" in low[:-1]:
-            version = parts[low.index("versions") + 1]
-            if (len(parts) == 6 and low[0] == "registries" and low[2] == "models" and low[4] == "versions"
-                    and all(_ASSET.match(x) for x in (parts[3], version))):
-                registry = registry_id(parts[1])
-                if registry is not None:
-                    return ModelReference(text, version, f"{registry}/models/{parts[3]}/versions/{version}")
-            return ModelReference(text, version, None)
-        if "labels" in low[:-1]:
-            return ModelReference(text, "@" + parts[low.index("labels") + 1], None)
-        return ModelReference(text, None, None)
-    body = text[len("azureml:"):] if text.lower().startswith("azureml:") else text
-    if "@" in body:
-        return ModelReference(text, "@" + body.split("@", 1)[1], None)
-    name, sep, version = body.rpartition(":")
-    if not sep or not name or not version:
-        return ModelReference(text, None, None)
-    if not (_ASSET.match(name) and _ASSET.match(version)):     # never let a reference shape an ARM path
-        return ModelReference(text, version, None)
-    return ModelReference(text, version, f"{workspace_id}/models/{name}/versions/{version}")
-
-
-def _same_id(a: str, b: str) -> bool:
-    """Two ARM ids name the same resource (case-insensitive; a malformed one names nothing)."""
-    try:
-        return str(parse_arm_id(a)).lower() == str(parse_arm_id(b)).lower()
-    except InvalidArmId:
-        return False
-
-
-def _unreadable(text: str) -> str:
-    """Why an explicit reference without an ARM id cannot be read."""
-    unlisted = ("the version is in registry '{}', which the model-registry policy does not list "
-                "under registries: it cannot be read, so it cannot be shown compliant")
-    parts = text[len("azureml://"):].split("/") if text.lower().startswith("azureml://") else []
-    if len(parts) > 1 and parts[0].lower() == "registries":
-        return unlisted.format(parts[1][:64])
-    if text.lower().startswith("/subscriptions/"):
-        try:
-            rid = parse_arm_id(text)
-        except InvalidArmId:
-            rid = None
-        if rid is not None and rid.resource_type.lower() in MODEL_VERSION_TYPES:
-            if rid.resource_type.lower() == _NS + "registries/models/versions":
-                return unlisted.format(rid.parent.parent.name[:64]).replace(" under registries", " under registries "
-                                                                             "with this ARM id")
-            return (f"the version is in workspace '{rid.parent.parent.name[:64]}', not the deployment's own: "
-                    "it cannot be read, so it cannot be shown compliant")
-    return "the reference cannot be resolved to a model version: it cannot be read, so it cannot be shown compliant"
 
 
 class MlLifecycleGuardrail:
@@ -225,24 +141,41 @@ class MlLifecycleGuardrail:
         if isinstance(ev, RunEvent) and not ev.completed:
             return self.svc._finish(ctx, row, "ignored", "run_not_completed",
                                     f"run status {str(ev.status)[:40]!r}: judged when it completes")
-        return self.svc._once(ctx, row, row.resource_id, lambda: self._decide_event(ctx, row, ev, policies))
+        held: list = []         # a run completion's claim, taken while deciding (``ml_signals.judge_run``)
+        try:
+            out = self.svc._once(ctx, row, row.resource_id, lambda: self._decide_event(ctx, row, ev, policies, held))
+        except BaseException:
+            for key, claim in held:     # no row of this decision: the other announcement (or the retry) decides
+                settle_claim(self.svc.idempotency, key, claim, None)
+            raise
+        for key, claim in held:         # audited: the other announcement of this completion is a duplicate
+            settle_claim(self.svc.idempotency, key, claim, out.verdict)
+        return out
 
-    def _decide_event(self, ctx, row, ev: MlEvent, policies) -> None:
+    def _decide_event(self, ctx, row, ev: MlEvent, policies, held: list) -> None:
         row.policies = [p.ref for p in policies]
         if isinstance(ev, ModelRegistered):
-            self._model_version(ctx, row, ev.subject_id, policies)
+            # a creation, which its ARM write announces too: that write looks for serving endpoints
+            self._model_version(ctx, row, ev.subject_id, policies, served=False)
         elif isinstance(ev, ModelDeployed):
             self._model_deployed(ctx, row, ev, policies)
         elif isinstance(ev, DriftDetected):
-            self._drift(row, ev, policies)
+            judge_drift(self._report, row, ev, policies)
         else:
-            self._run(row, ev, policies)
+            judge_run(self.svc.idempotency, self._report, ctx, row, ev, policies, held)
 
     # ---------------------------------------------------------------- model versions
-    def _model_version(self, ctx, row, vid: str, policies) -> None:
+    def _model_version(self, ctx, row, vid: str, policies, *, served: bool = True) -> None:
+        """The version's own rule (required tags: archive); then, with ``served``, the production
+        endpoints of its workspace still serving it when it is no longer fit to (``ml_serving``)."""
         snap = self._read(ctx, row, vid)
         if snap is None:
             return
+        self._version_tags(ctx, row, snap, policies)
+        if served:
+            rejudge_serving(self, ctx, row, snap, policies)
+
+    def _version_tags(self, ctx, row, snap, policies) -> None:
         props = snap.body.get("properties") or {}
         tags = props.get("tags") if isinstance(props.get("tags"), Mapping) else {}
         archived = props.get("isArchived") is True
@@ -370,10 +303,8 @@ class MlLifecycleGuardrail:
         """Findings of the model a production deployment serves (None: a read failed, row set);
         ``via``: how it receives production requests (``traffic`` or ``mirrorTraffic``), the
         property its fix sets to 0."""
-        def registry_id(name: str) -> str | None:
-            return next((rid for p in policies if (rid := p.rules.registry_id(name)) is not None), None)
-
-        ref = parse_model_reference((dep_body.get("properties") or {}).get("model"), str(workspace), registry_id)
+        ref = parse_model_reference((dep_body.get("properties") or {}).get("model"), str(workspace),
+                                    registry_lookup(policies))
         version = None
         if ref.version_id is not None and any(mr.is_explicit_version(p.rules, ref.version) for p in policies):
             version, ok = self._get(ctx, row, ref.version_id)
@@ -383,7 +314,7 @@ class MlLifecycleGuardrail:
         for p in policies:
             if not mr.is_explicit_version(p.rules, ref.version) or (version is None and ref.version_id is None):
                 findings = mr.evaluate_deployment(p.rules, version=ref.version, stage=p.rules.production_stage) or [
-                    mr.ModelFinding(mr.RULE_VERSION_READABLE, _unreadable(ref.text))]
+                    mr.ModelFinding(mr.RULE_VERSION_READABLE, unreadable(ref.text))]
             elif version is None:
                 findings = [mr.ModelFinding(mr.RULE_VERSION_READABLE, "the referenced model version does not exist")]
             else:
@@ -419,38 +350,6 @@ class MlLifecycleGuardrail:
             row.verdict, row.reason, row.message = "compliant", "", f"service {ev.service_name}: nothing to report"
             return
         self._report(row, found, owner_of(ev.tags, policies))
-
-    # ---------------------------------------------------------------- drift and runs (no ARM calls)
-    def _drift(self, row, ev: DriftDetected, policies) -> None:
-        found, judged, owner = [], False, ""
-        for p in policies:
-            findings, threshold = mr.evaluate_drift(p.rules, monitor=ev.monitor_name, coefficient=ev.coefficient)
-            judged = judged or threshold is not None
-            owner = owner or mr.drift_threshold(p.rules, ev.monitor_name)[1]
-            found += [Found(p, ViolationRecord(policy=p.ref, rule=f.rule, property="DriftCoefficient",
-                                                before=ev.coefficient, after=threshold, outcome="violation",
-                                                message=f.message[:300])) for f in findings]
-        if not judged:
-            row.verdict, row.reason = "ignored", "no_threshold"
-            row.message = f"no drift threshold set for monitor {ev.monitor_name[:64]!r}"
-        elif not found:
-            row.verdict, row.reason, row.message = "compliant", "", f"drift {ev.coefficient:.4g} within threshold"
-        else:
-            self._report(row, found, (owner, "drift monitor owner") if owner else (policy_contact(policies)))
-
-    def _run(self, row, ev: RunEvent, policies) -> None:
-        found, candidate = [], False
-        for p in policies:
-            findings = mr.evaluate_run(p.rules, tags=ev.tags, properties=ev.properties)
-            candidate = candidate or findings is not None
-            found += [Found(p, ViolationRecord(policy=p.ref, rule=f.rule, property="runTags", before=None, after=None,
-                                                outcome="violation", message=f.message[:300])) for f in findings or ()]
-        if not candidate:
-            row.verdict, row.reason, row.message = "ignored", "not_a_candidate", "run not tagged as a promotion candidate"
-        elif not found:
-            row.verdict, row.reason, row.message = "compliant", "", f"candidate run {ev.run_id[:80]} meets every metric"
-        else:
-            self._report(row, found, owner_of(ev.tags, policies))
 
     # ---------------------------------------------------------------- reading, acting, reporting
     def _get(self, ctx, row, rid: str):

@@ -60,9 +60,12 @@ RULE_ENDPOINT_AUTH = "endpoint-auth-mode"          # Entra tokens, never shared 
 RULE_ENDPOINT_PUBLIC = "endpoint-public-access"    # sensitive data: no public network access
 RULE_DRIFT = "drift-threshold"
 RULE_RUN_METRIC = "run-metric"
+# a version no longer fit to serve production: the production endpoints serving it are decided
+# again (the guardrail's ``ml_serving``); the record says which could not be, or failed
+RULE_SERVING_ENDPOINTS = "serving-endpoints"
 RULES = (RULE_UNKNOWN_STAGE, RULE_STAGE_ORDER, RULE_REQUIRED_TAGS, RULE_EXPLICIT_VERSION, RULE_PRODUCTION_STAGE,
          RULE_NOT_ARCHIVED, RULE_VERSION_READABLE, RULE_ENDPOINT_AUTH, RULE_ENDPOINT_PUBLIC, RULE_DRIFT,
-         RULE_RUN_METRIC)
+         RULE_RUN_METRIC, RULE_SERVING_ENDPOINTS)
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,9 @@ from guardrails.checks.models import ModelPromotionRequest
 from guardrails.checks.service import Caller
 from guardrails.local.credential import LocalTokenCredential
 from guardrails.local.ml_emulator import model_version, online_deployment, online_endpoint
-from guardrails.policy.model_rules import RULE_REQUIRED_TAGS, RULE_EXPLICIT_VERSION
+from guardrails.policy.model_rules import RULE_REQUIRED_TAGS, RULE_EXPLICIT_VERSION, RULE_SERVING_ENDPOINTS
+from guardrails.simulate import to_function_event
+from guardrails.triggers.resource_events import resource_events
 from tests import builders as b
 
 WS = b.rid("Microsoft.MachineLearningServices", "workspaces", "mlw-prod")
@@ -350,7 +352,12 @@ def test_the_promotion_check_and_the_guardrail_agree_on_every_rule(harness, tmp_
         ModelPromotionRequest(model="fraud-clf", version=version, from_stage="validated", to_stage="production",
                               tags=tags), Caller(trusted=True), "d-" + uuid.uuid4().hex).response
     http = sorted((r.rule, r.message) for r in answer.reasons)
-    guard = list(h.deliver(b.write_event(v["id"])).violations)
+    # the version's own row (a served version made unfit also has its endpoint decided again, in
+    # that endpoint's row: ml_serving)
+    event = b.write_event(v["id"])
+    resource_events(to_function_event(event))
+    (own,) = [r for r in h.recorder.rows if r.event_id == event["id"]]
+    guard = list(own.violations)
     guard += [r for r in h.deliver(b.write_event(green["id"])).violations if r.rule == RULE_EXPLICIT_VERSION]
     assert sorted(r.rule for r in guard) == [rule for rule, _m in http]
     for rule, message in http:
@@ -428,7 +435,11 @@ def test_a_long_running_archive_is_confirmed_by_its_own_write_event(harness):
     v = model_version(WS, "fraud-clf", 11, tags={"owner": "ds_team@contoso.com"})
     h = harness([v], env={"GUARDRAILS_TIME_BUDGET_SECONDS": "1.5"}, lro_seconds=2.5)
     row = h.deliver(b.write_event(v["id"]))
-    assert row.verdict == "requested" and h.resource(v["id"])["properties"].get("isArchived") is not True
+    assert {r.outcome for r in row.violations if r.rule == RULE_REQUIRED_TAGS} == {"requested"}
+    assert h.resource(v["id"])["properties"].get("isArchived") is not True
+    # the budget went on the archive: the endpoints that may serve the version are left to the
+    # sweep, and the row says so (ml_serving)
+    assert [r.outcome for r in row.violations if r.rule == RULE_SERVING_ENDPOINTS] == ["violation"]
     time.sleep(1.5)
     (confirm,) = h.deliver_emitted()            # the PUT finished: its own write event confirms it
     assert confirm.verdict == "remediated" and "confirmed" in confirm.violations[0].message
