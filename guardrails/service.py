@@ -300,8 +300,17 @@ class GuardrailsService:
             decide, done = self._route(ctx, row, rid, target)
             if done is not None:
                 return done
-            with self._resource_lock(str(rid)):
+            # a re-decision nested in another (a role definition's assignments, a model version's
+            # endpoints) holds that resource's lock stripe already: two of them taking stripes in
+            # opposite order would wait for ever, so this wait is bounded by the time budget
+            lock = self._resource_lock(str(rid))
+            if not lock.acquire(timeout=max(0.05, ctx.deadline - self._clock())):
+                return self._finish(ctx, row, "failed", "busy",
+                                    "another decision held this resource for the whole time budget", timer=True)
+            try:
                 decide()
+            finally:
+                lock.release()
             return self._finish(ctx, row, row.verdict, row.reason, row.message, timer=True)
 
     def reconcile_secret(self, vault: str, name: str, version: str | None, *, kind: str, sweep_id: str,

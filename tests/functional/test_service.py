@@ -291,3 +291,28 @@ def test_a_long_running_fix_confirmed_by_its_own_event_is_timed_from_the_drift()
     confirm = svc.handle_event(b.write_event(res["id"], actor=own))
     assert confirm.verdict == "remediated"
     assert confirm.event_time == first.event_time and confirm.event_time.startswith("2026-11-24T08:00:00")
+
+
+def test_a_timer_decision_waits_for_a_resource_lock_only_within_its_time_budget():
+    # nested re-decisions take lock stripes inside others: in opposite order they would deadlock
+    import threading
+
+    res = b.storage()
+    svc, arm, idem, audit = make([res], time_budget_seconds=0.3)
+    holder_ready, release = threading.Event(), threading.Event()
+
+    def hold():
+        with svc._resource_lock(res["id"]):
+            holder_ready.set()
+            release.wait(5)
+
+    t = threading.Thread(target=hold)
+    t.start()
+    holder_ready.wait(5)
+    try:
+        row = svc.reconcile(res["id"], None, sweep_id="sweep-busy")
+    finally:
+        release.set()
+        t.join(5)
+    assert (row.verdict, row.reason) == ("failed", "busy")
+    assert [c for c in arm.calls if c[0] != "GET"] == []
