@@ -23,7 +23,7 @@ from guardrails.secrets.credentials import classify
 
 GUID_PATTERN = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
 MODEL_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,254}$"
-# Azure ML asset versions: the asset grammar of ``guardrails.ml_guardrail`` (``_ASSET``), at most 64
+# Azure ML asset versions: the asset grammar of ``guardrails.ml_refs`` (``_ASSET``), at most 64
 MODEL_VERSION_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 # C0, DEL, C1, line and paragraph separators; ``_printable`` also refuses format characters (Cf)
 NO_CONTROL_PATTERN = r"^[^\x00-\x1f\x7f-\x9f\u2028\u2029]*$"
