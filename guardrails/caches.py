@@ -37,6 +37,11 @@ class SettledWrites:
     def holds(self, correlation_id: str | None) -> bool:
         return bool(correlation_id) and correlation_id.lower() in self._ids
 
+    def discard(self, correlation_id: str) -> None:
+        """A write whose outcome this worker could not confirm after all: its event is looked up."""
+        with self._lock:
+            self._ids.pop(correlation_id.lower(), None)
+
 
 class SnapshotCache:
     """Re-use a resource read for events that happened before it.

@@ -243,6 +243,12 @@ class MlLifecycleGuardrail:
             if dep_name.lower() == skip.lower():
                 continue
             dep = self._read(ctx, row, f"{endpoint.resource_id}/deployments/{dep_name}")
+            if dep is None and row.reason == "resource_not_found":
+                # the endpoint routes to a deployment being deleted: not the endpoint gone, and not
+                # decidable yet; the retry judges it once the traffic is moved
+                row.verdict, row.reason = "failed", "deployment_not_found"
+                row.message = f"the endpoint routes requests to deployment {dep_name[:64]}, which no longer exists"
+                return None
             via = "traffic" if share_of(traffic, dep_name) > 0 else "mirrorTraffic"
             found_here = dep and self._serving_findings(ctx, row, dep.body, workspace, dep_name, policies, via=via)
             if found_here is None:

@@ -205,7 +205,9 @@ def build_report(rows: Iterable[AuditRow], *, since: datetime, until: datetime) 
 
 def _says_gone(r: AuditRow) -> bool:
     """The row tells that its resource no longer exists (module doc: deleted resources)."""
-    return r.event_type.lower() in DELETE_EVENT_TYPES or r.reason in GONE_REASONS
+    # a 404 on something else the decision needed (a role definition, a deployment) is a failed
+    # or other row with the same reason: only an ``ignored`` row says its own resource is gone
+    return r.event_type.lower() in DELETE_EVENT_TYPES or (r.verdict == "ignored" and r.reason in GONE_REASONS)
 
 
 def _ended(rid: str, decided: int, gone_at: dict[str, int]) -> bool:

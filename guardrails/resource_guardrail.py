@@ -126,10 +126,11 @@ class ResourceGuardrail:
                 reasons.append("circuit_open")
         if to_apply:
             row.violations = [rec for _r, rec in records]     # what a timer's intent keeps (below)
-            self._apply(ctx, row, snapshot, rtype, to_apply)
+            correlation = self._apply(ctx, row, snapshot, rtype, to_apply)
             if any(rec.outcome == "requested" for _r, rec in to_apply):
                 self.svc.pending.add(snapshot.resource_id, row.event_id, {
                     "event_id": row.event_id, "api_version": rtype.api_version, "event_time": row.event_time,
+                    "correlation_id": correlation or "",     # only its own failure event settles it
                     "changes": [{"policy": rec.policy, "rule": rec.rule, "property": rec.property,
                                  "before": rec.before, "after": rec.after}
                                 for _r, rec in to_apply if rec.outcome == "requested"]})
@@ -240,7 +241,8 @@ class ResourceGuardrail:
         publisher.intend(planned)
 
     def _apply(self, ctx, row: AuditRow, snapshot: ResourceSnapshot, rtype: ResourceType,
-               to_apply: list[tuple[RuleResult, ViolationRecord]]) -> None:
+               to_apply: list[tuple[RuleResult, ViolationRecord]]) -> str | None:
+        """Send the merged fix and confirm it; the write's correlation id (None: nothing sent)."""
         # one write per resource: merge every change; conflicting targets fail loudly
         desired: dict[str, Any] = {}
         conflicts: set[str] = set()
@@ -255,7 +257,7 @@ class ResourceGuardrail:
                 rec.outcome, rec.message = "failed", "policies demand different values for this property"
                 row.reason = "conflicting_policies"
         if not ok:
-            return
+            return None
         rid = snapshot.resource_id
         # our write's own event carries this id (data.correlationId); unless the fix is left
         # ``requested`` (a pending record), that event needs no lookup at all
@@ -278,16 +280,17 @@ class ResourceGuardrail:
             for _r, rec in ok:
                 rec.outcome, rec.message = "failed", "resource disappeared before the fix"
             row.reason = "resource_not_found"
-            return
+            return correlation
         except ArmError as exc:
+            self.svc.settled.add(correlation)         # audited here: its failure event needs no lookup
             for _r, rec in ok:
                 rec.outcome, rec.message = "failed", str(exc)[:300]
             row.reason = exc.reason
-            return
+            return correlation
         if result.state == "requested":
             for _r, rec in ok:
                 rec.outcome, rec.message = "requested", "long-running fix accepted, still running"
-            return
+            return correlation
         self.svc.settled.add(correlation)
         # confirm: read back and check every property really holds the value we set
         self.svc.snapshots.forget(rid)
@@ -296,9 +299,10 @@ class ResourceGuardrail:
             after = self.svc.arm.get_resource(rid, api_version=rtype.api_version, deadline=ctx.deadline)
             self.svc.snapshots.put(after, requested_at=sent)
         except ArmError as exc:
+            self.svc.settled.discard(correlation)     # pending: its own write event confirms it
             for _r, rec in ok:
                 rec.outcome, rec.message = "requested", f"fix sent, read-back failed: {exc.reason}"
-            return
+            return correlation
         for r, rec in ok:
             value, _present = after.value(r.change.property)
             if values_equal(value, r.change.after):
@@ -306,6 +310,7 @@ class ResourceGuardrail:
             else:
                 rec.outcome, rec.message = "failed", f"read-back shows {short_repr(value)}"
                 row.reason = "not_confirmed"
+        return correlation
 
 
 def _tags_match(policy, tags: Mapping[str, str]) -> bool:

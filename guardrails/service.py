@@ -473,6 +473,11 @@ class GuardrailsService:
             # no pending record can exist for a write this worker saw finish: zero table reads
             return self._finish(ctx, row, "ignored", "own_write", "write made by the guardrail itself")
         pending = self.pending.list(str(event.resource_id))
+        if event.event_type != WRITE_SUCCESS:
+            # a failed or cancelled write ends only the fix it was: another fix of this resource
+            # may still be running (and succeed), so only the record of this very write is settled
+            cid = (event.correlation_id or "").lower()
+            pending = [(k, rec) for k, rec in pending if cid and str(rec.get("correlation_id") or "").lower() == cid]
         if not pending:
             return self._finish(ctx, row, "ignored", "own_write", "write made by the guardrail itself")
         rid = str(event.resource_id)

@@ -28,8 +28,14 @@ def _disabled(cause: BaseException | None) -> bool:
     error = getattr(cause, "error", None)
     inner = getattr(error, "innererror", None) or {}
     codes = [str(inner.get("code") or "") if isinstance(inner, dict) else "", str(getattr(error, "code", "") or "")]
-    message = str(getattr(error, "message", "") or "")
-    return any(c.lower().endswith("disabled") for c in codes) or "disabled" in message.lower()
+    message = str(getattr(error, "message", "") or "").lower()
+    # exact codes, and Key Vault's own sentence: a firewall 403 ("Public network access is
+    # disabled …") or a name containing "disabled" is a missing permission, never a disabled object
+    return (any(c.lower() in _DISABLED_CODES for c in codes)
+            or any(f"on a disabled {kind}" in message for kind in ("secret", "key", "certificate")))
+
+
+_DISABLED_CODES = frozenset({"secretdisabled", "keydisabled", "certificatedisabled"})
 
 
 class KeyVaultGateway:

@@ -221,7 +221,7 @@ class Policy:
 def _from_document(doc: Mapping[str, Any], source: str) -> "AnyPolicy":
     from guardrails.policy.loader import load_documents   # policy layer builds model values
 
-    (policy,) = load_documents([(source, doc)])
+    (policy,) = load_documents([(source, doc)], check_paths=False)   # rows: checked by validate/sync
     return policy
 
 

@@ -70,7 +70,7 @@ def _schema_pass(source: str, doc: dict[str, Any]) -> list[str]:
 
 # ---------------------------------------------------------------- the pipeline
 
-def _validate(items: Iterable[tuple[str, Any]]) -> tuple[list[AnyPolicy], list[str]]:
+def _validate(items: Iterable[tuple[str, Any]], *, check_paths: bool = True) -> tuple[list[AnyPolicy], list[str]]:
     """Run the passes on ``(source, str-text | mapping)`` items; ids must be unique among them."""
     findings: list[str] = []
     policies: list[AnyPolicy] = []
@@ -111,7 +111,7 @@ def _validate(items: Iterable[tuple[str, Any]]) -> tuple[list[AnyPolicy], list[s
         if found:
             findings.extend(found)
             continue
-        policy, found = _semantics(source, doc)
+        policy, found = _semantics(source, doc, check_paths=check_paths)
         findings.extend(found)
         if policy is not None:
             policies.append(policy)
@@ -137,9 +137,13 @@ def _row_size_findings(policies: Iterable[AnyPolicy]) -> list[str]:
     return out
 
 
-def load_documents(items: Iterable[tuple[str, Mapping[str, Any]]]) -> list[AnyPolicy]:
-    """Validate already-parsed documents (e.g. Table Storage rows), in the order given."""
-    policies, findings = _validate(items)
+def load_documents(items: Iterable[tuple[str, Mapping[str, Any]]], *, check_paths: bool = True) -> list[AnyPolicy]:
+    """Validate already-parsed documents (e.g. Table Storage rows), in the order given.
+
+    ``check_paths`` False (a worker reading rows ``metadata sync`` wrote): property paths are not
+    held to this release's lists again — a row an earlier release accepted must not stop every
+    decision after an upgrade; ``validate`` and ``sync`` check them."""
+    policies, findings = _validate(items, check_paths=check_paths)
     if findings:
         raise MetadataValidationError(findings)
     return policies

@@ -84,7 +84,7 @@ def _subscriptions(sel: Mapping[str, Any], found: list[tuple[str, str]]) -> None
             found.append((f"$.selector.subscriptions[{i}]", f"'{sub}' is not a subscription GUID"))
 
 
-def _semantics(source: str, doc: dict[str, Any]) -> tuple[AnyPolicy | None, list[str]]:
+def _semantics(source: str, doc: dict[str, Any], *, check_paths: bool = True) -> tuple[AnyPolicy | None, list[str]]:
     if _kind(doc) == ROLE_KIND:
         return _role_semantics(source, doc)
     if _kind(doc) == "secrets":
@@ -123,7 +123,7 @@ def _semantics(source: str, doc: dict[str, Any]) -> tuple[AnyPolicy | None, list
                     PrivateEndpointFirst(pe.get("when_missing", "notify")) if pe and pe["required"] else None,
                     bool(rd.get("allow_unlisted_property")))
         rules.append(rule)
-        if not rule.allow_unlisted_property:
+        if check_paths and not rule.allow_unlisted_property:
             for t in types:
                 unknown = unknown_path(t, rd["property"])
                 if unknown:

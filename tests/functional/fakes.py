@@ -20,6 +20,7 @@ class FakeArm:
         self.errors: dict[str, Exception] = {}      # method -> error to raise
         self.write_state = "done"
         self.ignore_writes = False
+        self.correlations: list[str | None] = []     # x-ms-correlation-request-id of each PATCH
 
     def _maybe_fail(self, method: str) -> None:
         if method in self.errors:
@@ -42,6 +43,7 @@ class FakeArm:
 
     def patch_resource(self, resource_id, body, *, api_version, deadline, correlation_id=None) -> WriteResult:
         self.calls.append(("PATCH", resource_id))
+        self.correlations.append(correlation_id)
         self._maybe_fail("PATCH")
         if not self.ignore_writes and self.write_state == "done":
             self._merge(self.resources[resource_id.lower()], body)

@@ -259,7 +259,12 @@ def test_a_long_running_fix_that_then_fails_is_audited_failed_from_its_own_failu
     assert first.verdict == "requested" and svc.pending.list(res["id"])
     arm.resources[res["id"].lower()]["properties"]["publicNetworkAccess"] = "Enabled"   # the operation failed
     own = b.claims(b.GUARDRAIL_OID, app_id=None, upn=None)
-    row = svc.handle_event(b.write_event(res["id"], event_type=end, actor=own))
+    # a failure of another write of ours (say a second fix refused while this one runs) settles nothing
+    unrelated = svc.handle_event(b.write_event(res["id"], event_type=end, actor=own))
+    assert (unrelated.verdict, unrelated.reason) == ("ignored", "own_write") and svc.pending.list(res["id"])
+    failed = b.write_event(res["id"], event_type=end, actor=own)
+    failed["data"]["correlationId"] = arm.correlations[-1]          # this fix's own failure
+    row = svc.handle_event(failed)
     assert (row.verdict, row.reason, row.notify) == ("failed", "not_confirmed", True)
     assert [v.outcome for v in row.violations if v.rule == "public-network-access-disabled"] == ["failed"]
     assert svc.pending.list(res["id"]) == []
@@ -316,3 +321,25 @@ def test_a_timer_decision_waits_for_a_resource_lock_only_within_its_time_budget(
         t.join(5)
     assert (row.verdict, row.reason) == ("failed", "busy")
     assert [c for c in arm.calls if c[0] != "GET"] == []
+
+
+def test_a_fix_whose_read_back_failed_is_confirmed_by_its_own_write_event_on_the_same_worker():
+    from guardrails.errors import ArmTransient
+
+    res = b.storage()
+    svc, arm, idem, audit = make([res])
+    real_get, reads = arm.get_resource, []
+
+    def get(*a, **k):
+        reads.append(1)
+        if len(reads) == 2:                       # the confirm read
+            raise ArmTransient("GET: 503", status=503)
+        return real_get(*a, **k)
+
+    arm.get_resource = get
+    first = svc.handle_event(b.write_event(res["id"]))
+    assert first.verdict == "requested" and svc.pending.list(res["id"])
+    own = b.write_event(res["id"], actor=b.claims(b.GUARDRAIL_OID, app_id=None, upn=None))
+    own["data"]["correlationId"] = arm.correlations[-1]
+    confirm = svc.handle_event(own)               # the write finished: this worker must not skip it
+    assert confirm.verdict == "remediated" and svc.pending.list(res["id"]) == []

@@ -444,3 +444,12 @@ def test_a_long_running_archive_is_confirmed_by_its_own_write_event(harness):
     (confirm,) = h.deliver_emitted()            # the PUT finished: its own write event confirms it
     assert confirm.verdict == "remediated" and "confirmed" in confirm.violations[0].message
     assert h.resource(v["id"])["properties"]["isArchived"] is True
+
+
+def test_an_endpoint_routing_to_a_deployment_being_deleted_is_retried_not_taken_for_gone(harness):
+    # a 404 on a deployment the traffic names is not the endpoint gone: a retry judges it later
+    world, _green = endpoint_world("azureml:fraud-clf:7", traffic={"blue": 80, "green": 20})
+    h = harness([r for r in world if not r["id"].endswith("/deployments/green")])
+    row = h.deliver(b.write_event(EP))
+    assert (row.verdict, row.reason) == ("failed", "deployment_not_found") and "green" in row.message
+    assert h.writes() == []

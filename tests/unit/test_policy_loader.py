@@ -461,3 +461,13 @@ def test_allow_unlisted_property_survives_the_table_round_trip():
     assert Policy.from_document(doc, source="table") == policy
     (plain,) = load_documents([("ok.yaml", storage_doc())])
     assert "allow_unlisted_property" not in json.dumps(plain.to_document())
+
+
+def test_a_table_row_is_not_held_to_this_releases_property_lists_again():
+    # a row an earlier release synced must keep loading on the worker after an upgrade whose
+    # lists lack its path (else PolicyUnreadable stops every decision); validate and sync refuse it
+    doc = storage_doc(rules=[_typo_rule("properties.previewOnlyFlag")])
+    with pytest.raises(MetadataValidationError):
+        load_documents([("new.yaml", doc)])
+    policy = Policy.from_document(json.loads(json.dumps(doc)), source="table:Policies/storage-private")
+    assert policy.rules[0].property == "properties.previewOnlyFlag"

@@ -53,6 +53,15 @@ def test_a_resource_not_found_row_ends_the_resource_too():
     assert report.compliance is None
 
 
+def test_a_failed_row_for_a_404_on_something_else_does_not_end_the_resource():
+    # a role assignment whose custom definition read answered 404: failed, reason resource_not_found;
+    # the assignment itself still exists and stays covered and open
+    rows = [row(1, "2026-11-01T10:00:00Z", B, "violation", violations=[v("storage-private@7", "violation")]),
+            row(2, "2026-11-01T11:00:00Z", B, "failed", reason="resource_not_found")]
+    report = build_report(rows, since=SINCE, until=UNTIL)
+    assert report.deleted == 0 and report.covered == 1 and len(report.open_violations) == 1
+
+
 def test_deleting_a_parent_ends_what_lives_under_it():
     # the workspace (its computes with it) and the resource group (everything in it) are deleted
     other = f"{RG}-other/providers/Microsoft.Storage/storageAccounts/stx"

@@ -137,3 +137,20 @@ def test_the_sweep_skips_a_secret_whose_rotation_lease_another_worker_holds(capl
     _decide(sw, tally, "kv", "s", "Secret", False, "sweep-1", False, 0.0)
     assert tally.verdicts == ["duplicate"] and tally.errors == [] and tally.seen_n == 1
     assert "guardrail_sweep_secret_busy" in caplog.text
+
+
+def test_only_key_vaults_own_disabled_answer_reads_as_a_disabled_object():
+    from types import SimpleNamespace
+
+    from guardrails.adapters.keyvault import _disabled
+
+    def answer(code="Forbidden", inner=None, message=""):
+        return SimpleNamespace(error=SimpleNamespace(code=code, innererror=inner or {}, message=message))
+
+    assert _disabled(answer(inner={"code": "SecretDisabled"}))
+    assert _disabled(answer(message="Operation get is not allowed on a disabled secret."))
+    # a firewall or a name with "disabled" in it is a missing permission
+    assert not _disabled(answer(inner={"code": "ForbiddenByFirewall"},
+                                message="Public network access is disabled and request is not from a trusted service"))
+    assert not _disabled(answer(message="Caller is not authorized to get secret 'disabled-feature-flag'"))
+    assert not _disabled(answer(code="PublicNetworkAccessDisabled"))
