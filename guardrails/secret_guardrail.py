@@ -83,9 +83,18 @@ class SecretGuardrail:
         if hit is not None and hit[1].rotation.strategy != "notify-only" and self._acting(ctx, hit[0]):
             # read-then-rotate under the lease every worker and the sweep share: the one that comes
             # second reads the version the first wrote ("already rotated"), or is retried later
-            with rotation_lease(self.svc.idempotency, ev.vault_name, ev.object_name, holder=ctx.delivery_id):
+            with rotation_lease(self.svc.idempotency, ev.vault_name, ev.object_name, holder=ctx.delivery_id,
+                                wait_until=self._lease_wait(ctx)):
                 return self._rotate_leased(ctx, row, ev, policies, hit, exposed=exposed)
         return self._rotate_leased(ctx, row, ev, policies, hit, exposed=exposed)
+
+    def _lease_wait(self, ctx) -> float | None:
+        """How long a delivery waits for a rotation lease another holds: until half its time
+        budget is left (then it is redelivered); a timer's decision does not wait (the sweep
+        skips the secret this run)."""
+        if getattr(ctx, "claim", None) is None:           # the sweep, a check: no redelivery to wait for
+            return None
+        return ctx.deadline - self.svc.settings.time_budget_seconds / 2
 
     @staticmethod
     def _acting(ctx, policy) -> bool:

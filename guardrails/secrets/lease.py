@@ -14,10 +14,11 @@ sweep skips the secret this run); one whose holder died is taken over once it is
 from __future__ import annotations
 
 import logging
+import time
 from contextlib import contextmanager
-from typing import Iterator
+from typing import Callable, Iterator
 
-from ..errors import StoreError
+from ..errors import IdempotencyError, StoreError
 from ..logs import emit
 
 log = logging.getLogger("guardrails")
@@ -27,13 +28,28 @@ def lease_key(vault: str, name: str, kind: str = "rotate") -> str:
     return f"{kind}:{vault.lower()}/{name.lower()}"
 
 
+WAIT_STEP_SECONDS = 0.25
+
+
 @contextmanager
-def rotation_lease(idempotency, vault: str, name: str, *, holder: str, kind: str = "rotate") -> Iterator[None]:
+def rotation_lease(idempotency, vault: str, name: str, *, holder: str, kind: str = "rotate",
+                   wait_until: float | None = None, clock: Callable[[], float] = time.monotonic,
+                   sleep: Callable[[float], None] = time.sleep) -> Iterator[None]:
     """Hold the lease on ``vault``/``name`` for the body. Raises IdempotencyError (held by another)
     or StoreError (the store is unavailable) before the body runs; a release the store refuses is
-    logged, and the lease then lapses at its expiry."""
+    logged, and the lease then lapses at its expiry. ``wait_until`` (a ``clock`` time): while
+    another holds it, try again every ``WAIT_STEP_SECONDS`` until then (a rotation takes about a
+    second: an exposure reported during the sweep's routine rotation of the same secret waits for
+    it and answers, instead of a 503 nobody may retry)."""
     key = lease_key(vault, name, kind)
-    claim = idempotency.acquire(key, holder=holder)
+    while True:
+        try:
+            claim = idempotency.acquire(key, holder=holder)
+            break
+        except IdempotencyError:
+            if wait_until is None or clock() + WAIT_STEP_SECONDS > wait_until:
+                raise
+            sleep(WAIT_STEP_SECONDS)
     if claim.previous_holder:
         emit(log, logging.WARNING, "guardrail_rotation_lease_taken_over", vault=vault, object=name,
              previous_holder=claim.previous_holder[:64])

@@ -266,3 +266,21 @@ def test_a_secret_with_a_full_tag_set_is_still_rotated_and_the_row_says_how_many
     assert "tagvalue" not in text and "tagvalue" not in row.message
     assert _valid(new["value"], _keys(h)) and not _valid(versions[0]["value"], _keys(h))
     _no_leak(h, planted, caplog)
+
+
+def test_an_exposure_reported_during_another_rotation_waits_for_the_lease_and_answers(harness, tmp_path, planted):
+    # the sweep's routine rotation holds the lease for about a second: the exposure waits for it
+    # and rotates (revoking every key), instead of failing with nobody bound to retry
+    from guardrails.secrets.lease import lease_key
+
+    h = _harness(harness, tmp_path, planted)
+    store, key = h.service.idempotency, lease_key(VAULT, "storage-connection")
+    held = store.acquire(key, holder="sweep-routine-rotation")
+    releaser = threading.Timer(1.0, lambda: store.release(key, held))
+    releaser.start()
+    try:
+        row = h.deliver(_exposure("storage-connection", "exp-during-rotation"))
+    finally:
+        releaser.join(5)
+    assert row.verdict == "remediated", (row.verdict, row.reason, row.message)
+    assert _all_valid(h)[-1] is True
