@@ -116,7 +116,7 @@ def rejudge_serving(guard, ctx, row, snap, policies) -> None:
             continue
         try:
             decided = svc.reconcile(ep["id"], None, sweep_id=f"modelversion:{row.event_id}"[:128],
-                                    remediate=True, event_type=VERSION_CHANGE_EVENT_TYPE)
+                                    remediate=True, event_type=VERSION_CHANGE_EVENT_TYPE, deadline=ctx.deadline)
             verdicts[decided.verdict] += 1
             judged.append(f"{name} ({decided.verdict})")
         except (ArmError, StoreError) as exc:

@@ -280,7 +280,8 @@ class GuardrailsService:
             return self._finish(ctx, row, row.verdict, row.reason, row.message)
 
     def reconcile(self, resource_id: str, snapshot: ResourceSnapshot | None, *, sweep_id: str,
-                  remediate: bool = True, event_type: str = "Guardrails.Sweep") -> AuditRow:
+                  remediate: bool = True, event_type: str = "Guardrails.Sweep",
+                  deadline: float | None = None) -> AuditRow:
         """A timer's decision (reconciling sweep, exemption expiry): the event path's decision for
         this resource on ``snapshot`` (a listed body: no second read) or, when None, on a fresh
         read. Acts unless ``remediate`` is False. One audit row, ``correlation_id`` = the run id;
@@ -289,8 +290,10 @@ class GuardrailsService:
         from .model.arm_id import parse_arm_id
 
         start = self._clock()
-        ctx = _Ctx(uuid.uuid4().hex, start, start + self.settings.time_budget_seconds, self._wall(),
-                   dry_run=not remediate, timer=True)
+        # ``deadline``: a re-decision nested in an event's stays within that event's budget
+        budget_end = start + self.settings.time_budget_seconds
+        ctx = _Ctx(uuid.uuid4().hex, start, budget_end if deadline is None else min(budget_end, deadline),
+                   self._wall(), dry_run=not remediate, timer=True)
         rid = parse_arm_id(resource_id)
         row = AuditRow(event_id=f"{sweep_id}:{ctx.delivery_id}"[:256], event_type=event_type, resource_id=str(rid),
                        verdict="ignored", delivery_id=ctx.delivery_id, correlation_id=sweep_id[:128])

@@ -343,3 +343,21 @@ def test_a_fix_whose_read_back_failed_is_confirmed_by_its_own_write_event_on_the
     own["data"]["correlationId"] = arm.correlations[-1]
     confirm = svc.handle_event(own)               # the write finished: this worker must not skip it
     assert confirm.verdict == "remediated" and svc.pending.list(res["id"]) == []
+
+
+def test_a_nested_re_decision_stays_within_the_deadline_it_is_given():
+    # a role definition's assignments, a model version's endpoints: decided inside an event whose
+    # budget must hold (Event Grid waits 30 s)
+    res = b.storage()
+    svc, arm, idem, audit = make([res])
+    seen = []
+    real = arm.get_resource
+
+    def get(resource_id, *, api_version, deadline=None):
+        seen.append(deadline)
+        return real(resource_id, api_version=api_version, deadline=deadline)
+
+    arm.get_resource = get
+    outer = svc._clock() + 1.5
+    svc.reconcile(res["id"], None, sweep_id="nested", deadline=outer)
+    assert seen and all(d is not None and d <= outer for d in seen)
