@@ -96,6 +96,18 @@ class SecretGuardrail:
             return None
         return ctx.deadline - self.svc.settings.time_budget_seconds / 2
 
+    def _permit(self, row, policy, ev) -> bool:
+        """A circuit-breaker permit for one rotation in this vault; refused: the row's reason is
+        ``circuit_open`` and it is logged at ERROR (the caller records what was not done)."""
+        if self.svc.breakers.try_acquire(policy.id, _vault_scope(ev.vault_name),
+                                         max_actions=policy.breaker.max_actions,
+                                         window_seconds=policy.breaker.window_seconds):
+            return True
+        row.reason = "circuit_open"
+        emit(log, logging.ERROR, "guardrail_circuit_open", policy=policy.id, vault=ev.vault_name,
+             max_actions=policy.breaker.max_actions, window_seconds=policy.breaker.window_seconds)
+        return False
+
     @staticmethod
     def _acting(ctx, policy) -> bool:
         """Whether this decision may write (an enforcing policy, not a dry run)."""
@@ -159,12 +171,7 @@ class SecretGuardrail:
             rec = self._record(policy, rule, before, {"strategy": ref.rotation.strategy}, "dry_run",
                                f"audit mode: would rotate with {ref.rotation.strategy}")
             return self._close(row, [rec], f"{rule}: would rotate")
-        if not self.svc.breakers.try_acquire(policy.id, _vault_scope(ev.vault_name),
-                                             max_actions=policy.breaker.max_actions,
-                                             window_seconds=policy.breaker.window_seconds):
-            row.reason = "circuit_open"
-            emit(log, logging.ERROR, "guardrail_circuit_open", policy=policy.id, vault=ev.vault_name,
-                 max_actions=policy.breaker.max_actions, window_seconds=policy.breaker.window_seconds)
+        if not self._permit(row, policy, ev):
             if exposed:
                 # nothing revisits an exposure (the sweep looks at expiry dates): the owner must act
                 rec = self._record(policy, rule, before, None, "violation",
@@ -362,12 +369,7 @@ class SecretGuardrail:
         if policy.mode == "audit" or getattr(ctx, "dry_run", False):
             rec = self._record(policy, "expiring-key", before, None, "dry_run", "audit mode: would rotate the key")
             return self._close(row, [rec], "would rotate the key")
-        if not self.svc.breakers.try_acquire(policy.id, _vault_scope(ev.vault_name),
-                                             max_actions=policy.breaker.max_actions,
-                                             window_seconds=policy.breaker.window_seconds):
-            row.reason = "circuit_open"
-            emit(log, logging.ERROR, "guardrail_circuit_open", policy=policy.id, vault=ev.vault_name,
-                 max_actions=policy.breaker.max_actions, window_seconds=policy.breaker.window_seconds)
+        if not self._permit(row, policy, ev):
             rec = self._record(policy, "expiring-key", before, None, "dry_run",
                                "circuit open: key rotation not taken until reset")
             return self._close(row, [rec], "expiring-key: circuit open")
