@@ -359,3 +359,21 @@ def test_invalid_metadata_is_refused_and_the_table_is_unchanged(harness, tmp_pat
         sync_metadata(h.repo, metadata_dirs([bad]))
     assert "storage-private" in str(err.value)
     assert h.repo.list_documents() == before
+
+
+def test_a_user_token_carrying_the_guardrails_app_id_is_decided_on_azurite_and_the_emulator(harness):
+    # the object id decides: a delegated token with the guardrail's app id is a user's write
+    res = b.storage(pna="Enabled", blob=False)
+    h = harness([res])
+    ev = b.write_event(res["id"], actor=b.claims(b.ALICE, app_id=b.GUARDRAIL_OID, upn="alice@contoso.com"))
+    row = h.deliver(ev)
+    assert row.verdict == "remediated"
+    assert h.resource(res["id"])["properties"]["publicNetworkAccess"] == "Disabled"
+
+
+def test_an_event_type_in_another_case_is_decided_through_the_trigger(harness):
+    res = b.storage(pna="Enabled", blob=False)
+    h = harness([res])
+    row = h.deliver(b.write_event(res["id"], event_type="microsoft.resources.resourcewritesuccess"))
+    assert (row.verdict, row.event_type) == ("remediated", "Microsoft.Resources.ResourceWriteSuccess")
+    assert h.resource(res["id"])["properties"]["publicNetworkAccess"] == "Disabled"
