@@ -156,7 +156,7 @@ def build_sweeper(settings: Settings, *, clock=None, sleep=None, service=None):
                                     timeout=settings.arm_timeout_seconds, clock=clock, sleep=sleep)
     return Sweeper(service, lister, TableSweepStore(tables), TableTimerState(tables), reads=reads,
                    concurrency=settings.sweep_concurrency, max_seconds=settings.sweep_max_seconds,
-                   subscriptions=settings.sweep_subscriptions, management_groups=settings.sweep_management_groups,
+                   renotify_hours=settings.sweep_renotify_hours, subscriptions=settings.sweep_subscriptions, management_groups=settings.sweep_management_groups,
                    graph=graph, clock=clock,
                    function_app_id=settings.function_app_id, governed_vaults=settings.governed_vaults,
                    governed_workspaces=settings.governed_ml_workspaces)          # one clock paces the reads and bounds the run

@@ -33,7 +33,7 @@ import uuid
 from typing import Any, Callable, Mapping
 
 from .errors import ArmError, ResourceNotFound
-from .logs import emit
+from .logs import notify_owner
 from .model.arm_id import ArmId, parse_arm_id
 from .model.decision import ViolationRecord, combine_verdict
 from .model.resource import ResourceType
@@ -409,8 +409,8 @@ class MlLifecycleGuardrail:
             return
         if self.svc.resources.recover(ctx, row, snap):
             row.notify = True
-            emit(log, logging.WARNING, "guardrail_violation_notify", owner_tag=owner[1], owner=owner[0],
-                 rules=[f"{v.policy}/{v.rule}" for v in row.violations])
+            notify_owner(log, owner_tag=owner[1], owner=owner[0],
+                         rules=[f"{v.policy}/{v.rule}" for v in row.violations])
 
     def _write(self, ctx, row, snap, recs, apply, holds, done: str) -> None:
         body = copy.deepcopy(dict(snap.body))
@@ -452,5 +452,5 @@ class MlLifecycleGuardrail:
         row.message = "; ".join(f"{r.policy}/{r.rule}: {r.message} ({r.outcome})" for r in row.violations)[:2000]
         row.notify = True       # every broken rule is the owner's to know, fixed or not
         who, via = owner
-        emit(log, logging.WARNING, "guardrail_violation_notify", owner_tag=via, owner=who,
-             rules=[f"{r.policy}/{r.rule}" for r in row.violations], outcomes=sorted({r.outcome for r in row.violations}))
+        notify_owner(log, owner_tag=via, owner=who,
+                     rules=[f"{r.policy}/{r.rule}" for r in row.violations], outcomes=sorted({r.outcome for r in row.violations}))

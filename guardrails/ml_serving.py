@@ -34,7 +34,7 @@ from collections import Counter
 from typing import Any, Mapping
 
 from .errors import ArmError, StoreError
-from .logs import emit
+from .logs import emit, notify_owner
 from .ml_fixes import mirror_of, owner_of, serving, traffic_of
 from .ml_refs import API_VERSION, WORKSPACE_VERSION_TYPE, parse_model_reference, registry_lookup, same_id
 from .model.arm_id import parse_arm_id
@@ -161,5 +161,5 @@ def _add(row, unfit, owner: tuple[str, str], endpoints: list[str], outcome: str,
     row.message = f"{row.message}; {mr.RULE_SERVING_ENDPOINTS}: {message} ({', '.join(endpoints[:20])})"[:2000]
     row.notify = True
     who, via = owner
-    emit(log, logging.WARNING, "guardrail_violation_notify", owner_tag=via, owner=who,
-         rules=[f"{r.policy}/{r.rule}" for r in recs], outcomes=[outcome])
+    notify_owner(log, owner_tag=via, owner=who,
+                 rules=[f"{r.policy}/{r.rule}" for r in recs], outcomes=[outcome])

@@ -20,7 +20,7 @@ from dataclasses import replace
 from typing import Any, Mapping
 
 from .errors import ArmError, ResourceNotFound, StoreError
-from .logs import emit
+from .logs import emit, notify_owner
 from .model.decision import AuditRow, ViolationRecord, combine_verdict, short_repr
 from .model.resource import ResourceSnapshot, ResourceType
 from .policy.evaluate import RuleResult
@@ -148,8 +148,8 @@ class ResourceGuardrail:
         if row.notify:
             told = [r for r, rec in records if rec.outcome in ("violation", "escalated")]
             owner, via = _owner(snapshot, told)
-            emit(log, logging.WARNING, "guardrail_violation_notify", owner_tag=via, owner=owner,
-                 rules=[f"{v.policy}/{v.rule}" for v in row.violations if v.outcome in ("violation", "escalated")])
+            notify_owner(log, owner_tag=via, owner=owner,
+                         rules=[f"{v.policy}/{v.rule}" for v in row.violations if v.outcome in ("violation", "escalated")])
 
     def _shadow(self, ctx, row: AuditRow, snapshot: ResourceSnapshot, shadow, rid) -> None:
         """Judge the same live state with the ``mode: shadow`` policy versions and record, in a

@@ -33,7 +33,7 @@ import logging
 from typing import Any
 
 from .errors import ArmError, IdempotencyError, ResourceNotFound, StoreError
-from .logs import emit
+from .logs import emit, notify_owner
 from .model.decision import ViolationRecord, combine_verdict
 from .model.policy import DEFAULT_FLIP_FLOP
 from .policy.flipflop import describe_actors, strictest
@@ -385,8 +385,8 @@ class RoleAssignmentGuardrail:
             for _f, rec in act:
                 rec.outcome, rec.message = "violation", rail
             row.notify = True
-            emit(log, logging.WARNING, "guardrail_violation_notify", rules=[r.rule for _f, r in act],
-                 resource_id=assignment.id, rail=rail)
+            notify_owner(log, rules=[r.rule for _f, r in act],
+                         resource_id=assignment.id, rail=rail)
             return ""
         again, rest = self._removed_lately(ctx, assignment, act)
         permitted = again + (self.svc.rails.breaker_permits(row, event.resource_id, rest) if rest else [])
@@ -530,6 +530,6 @@ class RoleAssignmentGuardrail:
              reverts=decision.reverts, window_minutes=rule.window_minutes, actors=who,
              escalated_now=decision.escalated_now)
         if decision.escalated_now:
-            emit(log, logging.WARNING, "guardrail_violation_notify", rules=[r.rule for _f, r in removed],
-                 resource_id=assignment.id, grant=key, actors=who)
+            notify_owner(log, rules=[r.rule for _f, r in removed],
+                         resource_id=assignment.id, grant=key, actors=who)
         return f" — grant {state}; see or end it: guardrails escalation status|reset '{key}'"

@@ -28,7 +28,7 @@ import logging
 from datetime import timedelta
 
 from .errors import ArmError, GuardrailsError, ResourceNotFound, StoreError
-from .logs import emit
+from .logs import emit, notify_owner
 from .model.decision import ViolationRecord, combine_verdict
 from .secrets.credentials import looks_like_credential
 from .secrets.lease import rotation_lease
@@ -395,8 +395,8 @@ class SecretGuardrail:
 
     def _notify(self, row, ev, owner, rec) -> None:
         row.notify = True
-        emit(log, logging.WARNING, "guardrail_violation_notify", owner=owner, vault=ev.vault_name,
-             object=ev.object_name, rule=rec.rule)
+        notify_owner(log, owner=owner, vault=ev.vault_name,
+                     object=ev.object_name, rule=rec.rule)
 
 
 def _rotated_for_exposure(ev, current) -> bool:

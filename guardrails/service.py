@@ -28,7 +28,7 @@ from typing import Any, Callable, Mapping
 
 from .caches import SettledWrites, SnapshotCache
 from .errors import ArmError, GuardrailsError, InvalidEvent, PolicyUnreadable, ResourceNotFound
-from .logs import bound, emit
+from .logs import bound, emit, holding_notices
 from .model.decision import Actor, AuditRow, ViolationRecord, combine_verdict, short_repr
 from .model.events import parse_envelope, parse_resource_event
 from .model.keyvault_events import KEYVAULT_EVENT_TYPES, SECRET_EXPOSED, parse_keyvault_event
@@ -281,12 +281,16 @@ class GuardrailsService:
 
     def reconcile(self, resource_id: str, snapshot: ResourceSnapshot | None, *, sweep_id: str,
                   remediate: bool = True, event_type: str = "Guardrails.Sweep",
-                  deadline: float | None = None) -> AuditRow:
+                  deadline: float | None = None,
+                  notice_gate: Callable[[AuditRow], str | None] | None = None) -> AuditRow:
         """A timer's decision (reconciling sweep, exemption expiry): the event path's decision for
         this resource on ``snapshot`` (a listed body: no second read) or, when None, on a fresh
         read. Acts unless ``remediate`` is False. One audit row, ``correlation_id`` = the run id;
         no idempotency claim (a timer run is not redelivered; the fix itself diffs first), so a
-        published decision is kept as an outbox intent before it is audited."""
+        published decision is kept as an outbox intent before it is audited. ``notice_gate`` (the
+        sweep's ``sweep_notices.NoticeGate``): sees every decision; for one that would tell its
+        owner of findings they were already told of, returns why it is not news: the row is then
+        written with ``notify`` false and that note, and the held notice lines are dropped."""
         from .model.arm_id import parse_arm_id
 
         start = self._clock()
@@ -297,7 +301,7 @@ class GuardrailsService:
         rid = parse_arm_id(resource_id)
         row = AuditRow(event_id=f"{sweep_id}:{ctx.delivery_id}"[:256], event_type=event_type, resource_id=str(rid),
                        verdict="ignored", delivery_id=ctx.delivery_id, correlation_id=sweep_id[:128])
-        with bound(delivery_id=ctx.delivery_id, resource_id=str(rid)):
+        with bound(delivery_id=ctx.delivery_id, resource_id=str(rid)), holding_notices(notice_gate is not None) as held:
             target = _CheckTarget(rid)
             target.snapshot = snapshot        # the resource guardrail decides on it instead of reading
             decide, done = self._route(ctx, row, rid, target)
@@ -314,6 +318,12 @@ class GuardrailsService:
                 decide()
             finally:
                 lock.release()
+            if notice_gate is not None:
+                repeat = notice_gate(row)
+                if repeat:
+                    row.notify = False
+                    held.clear()
+                    row.message = (row.message + repeat)[:2000]
             return self._finish(ctx, row, row.verdict, row.reason, row.message, timer=True)
 
     def reconcile_secret(self, vault: str, name: str, version: str | None, *, kind: str, sweep_id: str,

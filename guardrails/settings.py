@@ -7,6 +7,7 @@ the Table Storage connection string is the one secret-bearing value and is never
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from dataclasses import dataclass, field
@@ -46,6 +47,7 @@ SWEEP_MANAGEMENT_GROUPS = "GUARDRAILS_SWEEP_MANAGEMENT_GROUPS"  # comma-separate
 SWEEP_CONCURRENCY = "GUARDRAILS_SWEEP_CONCURRENCY"          # lists read at once
 SWEEP_MAX_SECONDS = "GUARDRAILS_SWEEP_MAX_SECONDS"          # stop (truncated) before the host timeout
 SWEEP_LISTER = "GUARDRAILS_SWEEP_LISTER"                    # arm (default) | graph: Azure Resource Graph
+SWEEP_RENOTIFY_HOURS = "GUARDRAILS_SWEEP_RENOTIFY_HOURS"    # an unchanged open finding: told again after (0: every run)
 ARM_READS_PER_SECOND = "GUARDRAILS_ARM_READS_PER_SECOND"    # timers' read budget per subscription
 ARM_READ_BURST = "GUARDRAILS_ARM_READ_BURST"
 EXPIRY_LOOKBACK_MINUTES = "GUARDRAILS_EXPIRY_LOOKBACK_MINUTES"  # first expiry run looks this far back
@@ -79,7 +81,7 @@ ALL_SETTINGS = (
     DEDUP_IN_PROGRESS_SECONDS, TIME_BUDGET_SECONDS, ARM_TIMEOUT_SECONDS, AUDIT_SHARDS, LOG_LEVEL,
     SNAPSHOT_REUSE_SECONDS, CLOCK_SKEW_SECONDS,
     SWEEP_SCHEDULE, EXPIRY_SCHEDULE, SWEEP_SUBSCRIPTIONS, SWEEP_MANAGEMENT_GROUPS, SWEEP_CONCURRENCY,
-    SWEEP_MAX_SECONDS, SWEEP_LISTER, ARM_READS_PER_SECOND, ARM_READ_BURST, EXPIRY_LOOKBACK_MINUTES, FUNCTION_APP_ID,
+    SWEEP_MAX_SECONDS, SWEEP_LISTER, SWEEP_RENOTIFY_HOURS, ARM_READS_PER_SECOND, ARM_READ_BURST, EXPIRY_LOOKBACK_MINUTES, FUNCTION_APP_ID,
     GOVERNED_VAULT_IDS, GOVERNED_ML_WORKSPACE_IDS,
     DECISION_TOPIC_ENDPOINT, DECISION_TOPIC_KEY, DECISION_TOPIC_TIMEOUT_SECONDS, DECISION_OUTBOX_SCHEDULE,
     DECISION_INTENT_HOLD_SECONDS, DEAD_LETTER_CONNECTION, DEAD_LETTER_ENDPOINT, DEAD_LETTER_CONTAINER,
@@ -99,6 +101,8 @@ def _float(env: Mapping[str, str], name: str, default: float, *, minimum: float 
         value = float(raw)
     except ValueError:
         raise ConfigError(f"setting {name} must be a number, got {raw[:40]!r}") from None
+    if not math.isfinite(value):
+        raise ConfigError(f"setting {name} must be a finite number, got {raw[:40]!r}")
     if value < minimum:
         raise ConfigError(f"setting {name} must be >= {minimum}, got {value}")
     return value
@@ -210,6 +214,7 @@ class Settings:
     sweep_management_groups: tuple[str, ...] = ()
     sweep_concurrency: int = 4
     sweep_max_seconds: float = 540.0
+    sweep_renotify_hours: float = 24.0
     sweep_lister: str = "arm"
     arm_reads_per_second: float = 20.0     # of ARM's 25/s: the rest stays for the event path
     arm_read_burst: float = 100.0          # of ARM's 250
@@ -272,6 +277,7 @@ class Settings:
             sweep_management_groups=_list(env.get(SWEEP_MANAGEMENT_GROUPS, "")),
             sweep_concurrency=int(_float(env, SWEEP_CONCURRENCY, 4, minimum=1)),
             sweep_max_seconds=_float(env, SWEEP_MAX_SECONDS, 540.0, minimum=1.0),
+            sweep_renotify_hours=_float(env, SWEEP_RENOTIFY_HOURS, 24.0, minimum=0.0),
             sweep_lister=lister,
             arm_reads_per_second=_float(env, ARM_READS_PER_SECOND, 20.0, minimum=0.1),
             arm_read_burst=_float(env, ARM_READ_BURST, 100.0, minimum=1.0),

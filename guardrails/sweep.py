@@ -45,16 +45,17 @@ import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any, Callable, Iterable
 
-from .errors import ArmError, InvalidArmId
+from .errors import ArmError, InvalidArmId, StoreError
 from .logs import emit
 from .model.resource import CATALOG, ResourceSnapshot, ResourceType
 
 log = logging.getLogger("guardrails")
 
 SWEEP_EVENT_TYPE = "Guardrails.Sweep"
+SWEEP_TIMER = "reconciling_sweep"     # TimerState row: when the last non-dry run began
 EXPIRY_EVENT_TYPE = "Guardrails.ExemptionExpired"
 # verdict of a decision -> summary counter
 _COUNTER = {"compliant": "compliant", "remediated": "remediated", "requested": "remediated",
@@ -91,6 +92,7 @@ class SweepSummary:
     duration_s: float = 0.0
     truncated: bool = False
     uncovered: int = 0            # event sources (subscriptions, vaults, workspaces) not all delivered to us
+    repeats_not_notified: int = 0  # open findings unchanged since their owner was told (sweep_notices)
     verdicts: dict[str, int] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
     coverage: list[dict[str, Any]] = field(default_factory=list)   # ``Coverage.to_dict`` per event source
@@ -132,7 +134,7 @@ class Sweeper:
     GuardrailsService whose gateways are paced by ``reads`` (and a write limiter)."""
 
     def __init__(self, service, lister, store, state, *, reads, concurrency: int = 4,
-                 max_seconds: float = 540.0, subscriptions: Iterable[str] = (),
+                 max_seconds: float = 540.0, renotify_hours: float = 24.0, subscriptions: Iterable[str] = (),
                  management_groups: Iterable[str] = (), clock: Callable[[], float] = time.monotonic,
                  wall_clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc), graph=None,
                  function_app_id: str | None = None, governed_vaults: Iterable[str] = (),
@@ -145,6 +147,8 @@ class Sweeper:
         self.graph = graph          # adapters.graph.ResourceGraphLister (GUARDRAILS_SWEEP_LISTER=graph) or None
         self.concurrency = max(1, int(concurrency))
         self.max_seconds = max_seconds
+        self.remind_after = timedelta(hours=renotify_hours)
+        self._gate = None        # this run's sweep_notices.NoticeGate (not on dry runs)
         self.subscriptions = tuple(subscriptions)
         self.management_groups = tuple(management_groups)
         self._clock, self._wall = clock, wall_clock
@@ -166,6 +170,16 @@ class Sweeper:
         summary.subscriptions = subs
         mgs = list(self.management_groups if management_groups is None else management_groups)
         summary.management_groups = mgs
+        self._gate = None
+        if not dry_run:
+            from .sweep_notices import NoticeGate
+            try:
+                previous = self.state.last_run(SWEEP_TIMER)
+            except StoreError as exc:        # every finding is news this run: louder, never silent
+                previous = None
+                tally.error(f"read the previous sweep's start: {exc}")
+            self._gate = NoticeGate(self.state, previous_start=previous, remind_after=self.remind_after,
+                                    now=self._wall)
         compiled = self.service.policies.get()
         plan = list_plan(covered_types(compiled))
         ml_children = self._ml_children(compiled)
@@ -193,6 +207,12 @@ class Sweeper:
         summary.reads = self.reads.taken - reads0
         summary.throttled_wait_s = round(self.reads.waited - wait0, 3)
         summary.pages = self.lister.pages - pages0 + (self.graph.pages - graph_pages0 if self.graph is not None else 0)
+        if self._gate is not None:
+            summary.repeats_not_notified = self._gate.repeats
+            try:     # the next run's "seen on the previous run" starts here
+                self.state.set_last_run(SWEEP_TIMER, started)
+            except StoreError as exc:
+                tally.error(f"keep this sweep's start: {exc}")
         return self._finish(summary, start)
 
     def _finish(self, summary: SweepSummary, start: float) -> SweepSummary:
@@ -329,7 +349,9 @@ class Sweeper:
     def _decide(self, tally: _Tally, rid: str, snapshot: ResourceSnapshot | None, run_id: str, dry_run: bool,
                 event_type: str) -> None:
         try:
-            row = self.service.reconcile(rid, snapshot, sweep_id=run_id, remediate=not dry_run, event_type=event_type)
+            gate = self._gate if event_type == SWEEP_EVENT_TYPE and not dry_run else None
+            row = self.service.reconcile(rid, snapshot, sweep_id=run_id, remediate=not dry_run, event_type=event_type,
+                                         notice_gate=gate)
         except InvalidArmId as exc:
             tally.decided("invalid")
             emit(log, logging.WARNING, "guardrail_sweep_bad_id", reason=exc.reason)

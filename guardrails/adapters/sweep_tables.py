@@ -8,6 +8,8 @@
                                                                                 events (JSON: id, type, verdict …),
                                                                                 failing (JSON: {index: [tries, first]}),
                                                                                 failing_since, failing_runs, failing_untracked
+                      PK "finding"                 RK sha256(resource id, lower)  resource_id, signature, told, seen
+                                                                                (``guardrails.sweep_notices``)
 
 A sweep's per-resource decisions are ordinary audit rows (``correlation_id`` = the run id); the
 summary row counts them, and the compliant resources that got no row of their own.
@@ -276,3 +278,33 @@ class TableTimerState:
             pass
         except AzureError as exc:
             raise _store_error("delete dead-letter state", exc) from exc
+
+    # ---- findings the sweep told an owner of (``guardrails.sweep_notices``) ----------------------
+    FINDING = "finding"
+
+    def finding_state(self, resource_id: str) -> dict[str, Any] | None:
+        try:
+            e = self._t.table(self.name).get_entity(self.FINDING, self._coverage_key(resource_id))
+        except ResourceNotFoundError:
+            return None
+        except AzureError as exc:
+            raise _store_error("read finding state", exc) from exc
+        return {"signature": str(e.get("signature") or ""), "told": str(e.get("told") or ""),
+                "seen": str(e.get("seen") or "")}
+
+    def set_finding_state(self, resource_id: str, state: dict[str, Any]) -> None:
+        try:
+            self._t.table(self.name).upsert_entity(
+                {"PartitionKey": self.FINDING, "RowKey": self._coverage_key(resource_id),
+                 "resource_id": resource_id[:1024], "signature": str(state.get("signature", ""))[:100],
+                 "told": str(state.get("told", ""))[:40], "seen": str(state.get("seen", ""))[:40]})
+        except AzureError as exc:
+            raise _store_error("write finding state", exc) from exc
+
+    def delete_finding_state(self, resource_id: str) -> None:
+        try:
+            self._t.table(self.name).delete_entity(self.FINDING, self._coverage_key(resource_id))
+        except ResourceNotFoundError:
+            pass
+        except AzureError as exc:
+            raise _store_error("delete finding state", exc) from exc
