@@ -125,8 +125,12 @@ def test_a_decision_audited_by_a_worker_that_died_before_publishing_it_is_publis
                 env={"GUARDRAILS_DEDUP_IN_PROGRESS_SECONDS": "2", "GUARDRAILS_DECISION_TOPIC_TIMEOUT_SECONDS": "25"})
     h.emu.add_fault(method="POST", path_regex="/topics/decisions/", delay_ms=15_000, status=503, times=1)
     event = b.write_event(res["id"])
-    # dies inside the publish: nothing reached the topic
-    _kill_when(h, event, tmp_path, lambda: [r for r in h.stored_rows() if r.verdict == "remediated"])
+    # dies inside the publish: nothing reached the topic (killed once its POST is held by the
+    # topic, not merely once its row is stored: a loaded machine may not have sent it yet, and the
+    # retry's own publish would then meet the one fault)
+    _kill_when(h, event, tmp_path, lambda: any(q["method"] == "POST" and "/topics/decisions/" in q["path"]
+                                               for q in h.emu.requests)
+               and [r for r in h.stored_rows() if r.verdict == "remediated"])
     (first,) = [r for r in h.stored_rows() if r.verdict == "remediated"]
     assert h.emu.published_events("decisions") == []
     # WHEN Event Grid redelivers after the in-progress record expired
