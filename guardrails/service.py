@@ -22,23 +22,25 @@ import logging
 import threading
 import time
 import uuid
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import datetime, timezone
 from typing import Any, Callable, Mapping
 
 from .caches import SettledWrites, SnapshotCache
+from .decision_context import _CheckTarget, _Ctx, _event_time, _now_iso, kv_object_id
 from .errors import ArmError, GuardrailsError, InvalidEvent, PolicyUnreadable, ResourceNotFound
-from .logs import bound, emit, holding_notices
+from .logs import bound, emit
 from .model.decision import Actor, AuditRow, ViolationRecord, combine_verdict, short_repr
 from .model.events import parse_envelope, parse_resource_event
 from .model.keyvault_events import KEYVAULT_EVENT_TYPES, SECRET_EXPOSED, parse_keyvault_event
-from .model.resource import ResourceSnapshot, ResourceType, lookup_type
+from .model.resource import ResourceType, lookup_type
 from .policy.cache import PolicyCache
 from .policy.operators import values_equal
 from .ports import AuditSink, BreakerStore, IdempotencyStore, PendingFixStore, ResourceGateway
 from .resource_guardrail import ResourceGuardrail
 from .safety_rails import SafetyRails
 from .settings import Settings
+from .timer_decisions import TimerDecisions
 
 log = logging.getLogger("guardrails")
 
@@ -54,34 +56,7 @@ class DeliveryFailed(GuardrailsError):
     reason = "failed"
 
 
-def _now_iso(now: datetime) -> str:
-    return now.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def _event_time(when: datetime | None) -> str:
-    """The event's time for the audit, in UTC; "" when absent or beyond what UTC can express."""
-    if when is None:
-        return ""
-    try:
-        return _now_iso(when)
-    except (OverflowError, ValueError):     # e.g. 0001-01-01T00:00:00+01:00 has no UTC equivalent
-        return ""
-
-
-@dataclass
-class _Ctx:
-    delivery_id: str
-    started: float
-    deadline: float
-    now: datetime
-    dry_run: bool = False      # on-demand check without ?remediate: decide, never act
-    takeover: str = ""         # the delivery id of an attempt at this event that died holding it
-    taken_intent: str = ""     # what that attempt noted it set out to do (``note_intent``), JSON
-    claim: tuple | None = None  # (key, Claim) while the event's idempotency claim is held
-    timer: bool = False        # a timer's decision (sweep, exemption expiry): never redelivered
-
-
-class GuardrailsService:
+class GuardrailsService(TimerDecisions):
     def __init__(self, settings: Settings, *, policies: PolicyCache, arm: ResourceGateway,
                  idempotency: IdempotencyStore, audit: AuditSink, breakers: BreakerStore,
                  pending: PendingFixStore, roles=None, secrets=None, ml=None, publisher=None, escalations=None,
@@ -279,115 +254,6 @@ class GuardrailsService:
                 decide()
             return self._finish(ctx, row, row.verdict, row.reason, row.message)
 
-    def reconcile(self, resource_id: str, snapshot: ResourceSnapshot | None, *, sweep_id: str,
-                  remediate: bool = True, event_type: str = "Guardrails.Sweep",
-                  deadline: float | None = None,
-                  notice_gate: Callable[[AuditRow], str | None] | None = None) -> AuditRow:
-        """A timer's decision (reconciling sweep, exemption expiry): the event path's decision for
-        this resource on ``snapshot`` (a listed body: no second read) or, when None, on a fresh
-        read. Acts unless ``remediate`` is False. One audit row, ``correlation_id`` = the run id;
-        no idempotency claim (a timer run is not redelivered; the fix itself diffs first), so a
-        published decision is kept as an outbox intent before it is audited. ``notice_gate`` (the
-        sweep's ``sweep_notices.NoticeGate``): sees every decision; for one that would tell its
-        owner of findings they were already told of, returns why it is not news: the row is then
-        written with ``notify`` false and that note, and the held notice lines are dropped."""
-        from .model.arm_id import parse_arm_id
-
-        start = self._clock()
-        # ``deadline``: a re-decision nested in an event's stays within that event's budget
-        budget_end = start + self.settings.time_budget_seconds
-        ctx = _Ctx(uuid.uuid4().hex, start, budget_end if deadline is None else min(budget_end, deadline),
-                   self._wall(), dry_run=not remediate, timer=True)
-        rid = parse_arm_id(resource_id)
-        row = AuditRow(event_id=f"{sweep_id}:{ctx.delivery_id}"[:256], event_type=event_type, resource_id=str(rid),
-                       verdict="ignored", delivery_id=ctx.delivery_id, correlation_id=sweep_id[:128])
-        with bound(delivery_id=ctx.delivery_id, resource_id=str(rid)), holding_notices(notice_gate is not None) as held:
-            target = _CheckTarget(rid)
-            target.snapshot = snapshot        # the resource guardrail decides on it instead of reading
-            decide, done = self._route(ctx, row, rid, target)
-            if done is not None:
-                return done
-            # a re-decision nested in another (a role definition's assignments, a model version's
-            # endpoints) holds that resource's lock stripe already: two of them taking stripes in
-            # opposite order would wait for ever, so this wait is bounded by the time budget
-            lock = self._resource_lock(str(rid))
-            if not lock.acquire(timeout=max(0.05, ctx.deadline - self._clock())):
-                return self._finish(ctx, row, "failed", "busy",
-                                    "another decision held this resource for the whole time budget", timer=True)
-            try:
-                decide()
-            finally:
-                lock.release()
-            if notice_gate is not None:
-                repeat = notice_gate(row)
-                if repeat:
-                    row.notify = False
-                    held.clear()
-                    row.message = (row.message + repeat)[:2000]
-            return self._finish(ctx, row, row.verdict, row.reason, row.message, timer=True)
-
-    def reconcile_secret(self, vault: str, name: str, version: str | None, *, kind: str, sweep_id: str,
-                         remediate: bool = True, object_type: str = "Secret") -> AuditRow:
-        """A timer's decision on a secret (or key: ``object_type="Key"``) whose event was lost: the
-        secret guardrail's path for ``kind`` (``NearExpiry``, ``Expired``: rotation, on the version
-        the sweep saw current; if it is no longer current it was rotated meanwhile: compliant;
-        ``NewVersionCreated``: the expiry hygiene of that version). One audit row,
-        ``correlation_id`` = the run id, kept as an outbox intent like ``reconcile``."""
-        from .model.events import parse_envelope
-        from .model.keyvault_events import parse_keyvault_event
-
-        start = self._clock()
-        ctx = _Ctx(uuid.uuid4().hex, start, start + self.settings.time_budget_seconds, self._wall(),
-                   dry_run=not remediate)
-        if kind not in ("NearExpiry", "Expired", "NewVersionCreated"):
-            raise ValueError(f"unknown Key Vault event kind {kind!r}")
-        raw = {"id": f"{sweep_id}:{ctx.delivery_id}"[:256], "eventType": f"Microsoft.KeyVault.{object_type}{kind}",
-               "subject": name,
-               "eventTime": _now_iso(ctx.now), "dataVersion": "1", "metadataVersion": "1",
-               "data": {"VaultName": vault, "ObjectType": object_type, "ObjectName": name, "Version": version}}
-        ev = parse_keyvault_event(parse_envelope(raw))      # InvalidEvent for a name Key Vault would refuse
-        row = AuditRow(event_id=raw["id"], event_type="Guardrails.Sweep", resource_id=kv_object_id(ev),
-                       verdict="ignored", delivery_id=ctx.delivery_id, correlation_id=sweep_id[:128])
-        with bound(delivery_id=ctx.delivery_id, resource_id=row.resource_id):
-            policies = [p for p in getattr(self.policies.get(), "secret_policies", ())
-                        if p.mode != "off" and p.governs(vault)]
-            if self.secrets is None or not policies:
-                return self._finish(ctx, row, "ignored", "no_policy", f"no secrets policy governs vault {vault}",
-                                    timer=True)
-            with self._resource_lock(row.resource_id):
-                self.secrets.decide(ctx, row, ev, policies)
-            return self._finish(ctx, row, row.verdict, row.reason, row.message, timer=True)
-
-    def record_coverage(self, coverage, *, sweep_id: str, verdict: str, notify: bool) -> AuditRow:
-        """A sweep's event-coverage decision for one event source (a subscription, a governed vault
-        or ML workspace: ``guardrails.coverage``): a ``violation`` (reason ``event_coverage``, one
-        violation record per gap) or the ``compliant`` row that closes one. Audited and published
-        like any timer decision."""
-        from .coverage import CHECK_ID, REASON
-
-        start = self._clock()
-        ctx = _Ctx(uuid.uuid4().hex, start, start + self.settings.time_budget_seconds, self._wall())
-        row = AuditRow(event_id=f"{sweep_id}:{ctx.delivery_id}"[:256], event_type="Guardrails.Sweep",
-                       resource_id=coverage.resource_id, verdict="ignored", delivery_id=ctx.delivery_id,
-                       correlation_id=sweep_id[:128], notify=notify, policies=[CHECK_ID])
-        row.violations = [ViolationRecord(policy=CHECK_ID, rule=g.code, property="eventSubscription",
-                                          before=g.detail, after=None, outcome="violation")
-                          for g in coverage.gaps]
-        return self._finish(ctx, row, verdict, REASON, coverage.message(), timer=True)
-
-    def record_unreadable_dead_letter(self, container: str, blob: str, why: str, *, run_id: str) -> AuditRow:
-        """A dead-letter blob with no event to hand to ``handle_event`` (not JSON, too large …):
-        audited ``invalid`` like any bad delivery, under the blob's name (``guardrails.replay``).
-        ``why`` names the problem, never the content."""
-        start = self._clock()
-        ctx = _Ctx(uuid.uuid4().hex, start, start + self.settings.time_budget_seconds, self._wall())
-        row = AuditRow(event_id=f"deadletter:{blob}"[:256], event_type=DEAD_LETTER_EVENT_TYPE,
-                       resource_id=f"/deadletter/{container}/{blob}"[:2048], verdict="ignored",
-                       delivery_id=ctx.delivery_id, correlation_id=run_id[:128])
-        with bound(delivery_id=ctx.delivery_id):
-            return self._finish(ctx, row, "invalid", "unreadable_dead_letter",
-                                f"dead-letter blob {blob} is unreadable: {why}", timer=True)
-
     def _once(self, ctx: _Ctx, row: AuditRow, resource_id: str, decide: Callable[[], None]) -> AuditRow:
         """Exactly-once effects on an at-least-once stream: claim the event id, decide and act,
         audit, then mark it completed — or release it so Event Grid's retry can run."""
@@ -551,26 +417,6 @@ class GuardrailsService:
 
 
 CHECK_EVENT_TYPE = "Guardrails.CheckResource"
-DEAD_LETTER_EVENT_TYPE = "Guardrails.DeadLetter"
-
-
-def kv_object_id(ev) -> str:
-    """The audit's resource id for a Key Vault object: its data-plane URL, without version."""
-    if ev.object_name is None:
-        return str(ev.vault_id) if ev.vault_id is not None else f"https://{ev.vault_name.lower()}.vault.azure.net"
-    kind = {"Secret": "secrets", "Key": "keys", "Certificate": "certificates"}.get(ev.object_type or "Secret", "secrets")
-    return f"https://{ev.vault_name.lower()}.vault.azure.net/{kind}/{ev.object_name}"
-
-
-class _CheckTarget:
-    """What an on-demand check knows: the resource id, no event time (always read fresh)."""
-
-    class _Env:
-        time = None
-
-    def __init__(self, resource_id) -> None:
-        self.resource_id = resource_id
-        self.envelope = self._Env()
 
 
 def _resource_event_types() -> frozenset[str]:
