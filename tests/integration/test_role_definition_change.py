@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from guardrails.role_guardrail import DEFINITION_CHANGE_EVENT_TYPE
+from guardrails.role_definitions import DEFINITION_CHANGE_EVENT_TYPE
 from tests import builders as b
 from tests.integration.test_role_guardrail import SUB_SCOPE, _exists
 from tests.integration.test_role_review_fixes import CUSTOM, _world, custom_role
