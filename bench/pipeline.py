@@ -41,12 +41,12 @@ from bench.counting import TableCalls, counting_tables, describe, totals
 from bench.stats import percentile, summary
 
 THREADPOOL_ENV = "PYTHON_THREADPOOL_THREAD_COUNT"
-PHASES = ("compliant", "fix", "own_write", "duplicate", "role")
+PHASES = ("compliant", "fix", "own_write", "duplicate", "duplicate_other", "role")
 # fixes spread over this many subscriptions: the default circuit breaker allows 50 fixes per
 # (policy, subscription) in 600 s, and the benchmark must measure fixes, not an open breaker
 SUBSCRIPTIONS = 48
 EXPECTED = {"compliant": {"compliant"}, "fix": {"remediated"}, "own_write": {"ignored"},
-            "duplicate": {"duplicate"}, "role": {"compliant"}}
+            "duplicate": {"duplicate"}, "duplicate_other": {"duplicate"}, "role": {"compliant"}}
 
 
 def default_threads() -> int | None:
@@ -304,8 +304,12 @@ class Run:
         self.stack.close()
 
     # -- one phase at the pool's concurrency ----------------------------------------------------
-    def phase(self, name: str, raws: list[dict]) -> dict:
+    def phase(self, name: str, raws: list[dict], *, forget_completed: bool = False) -> dict:
+        """``forget_completed``: redeliveries as another instance meets them (its idempotency claim
+        answered by the table, not by this worker's memory of completed events)."""
         st = self.stack
+        if forget_completed:
+            st.service.idempotency.forget_completed()
         loads = st.warm_policies()
         st.table_calls.take()
         st.emu.take_requests()
@@ -325,8 +329,9 @@ class Run:
                              f"verdicts {verdicts}; first unexpected: "
                              f"{next((r.to_dict() for r in rows if r.verdict not in EXPECTED[name]), None)}")
         tc = st.table_calls.take()
-        arm = [q for q in st.emu.take_requests() if q["host"] == "management"]
-        return {"events": len(raws), "seconds": wall, "per_s": len(raws) / wall,
+        requests = st.emu.take_requests()
+        arm = [q for q in requests if q["host"] == "management"]
+        return {"events": len(raws), "seconds": wall, "per_s": len(raws) / wall, "other": len(requests) - len(arm),
                 "p50_ms": percentile(latencies, 50) * 1000, "p99_ms": percentile(latencies, 99) * 1000,
                 "max_ms": max(latencies) * 1000, "table": totals(tc), "arm": len(arm),
                 "policy_reloads": st.service.policies.loads - loads, "verdicts": verdicts,
@@ -415,12 +420,14 @@ class Run:
             ("ceiling", lambda: out.__setitem__("ceiling", self.ceiling())),
             ("compliant", lambda: out.__setitem__("compliant", self.phase("compliant", compliant))),
             ("duplicate", lambda: out.__setitem__("duplicate", self.phase("duplicate", compliant))),
+            ("duplicate_other", lambda: out.__setitem__("duplicate_other", self.phase(
+                "duplicate_other", compliant, forget_completed=True))),
             ("fix", lambda: out.__setitem__("fix", self.phase("fix", fixes))),
             ("own_write", own_writes),
             ("role", lambda: out.__setitem__("role", self.phase("role", _events_for(self.roles[k])))),
         ]
         if k % 2:
-            steps = [steps[3], steps[4], steps[5], steps[1], steps[2], steps[0]]
+            steps = [steps[4], steps[5], steps[6], steps[1], steps[2], steps[3], steps[0]]
         for _name, step in steps:
             step()
         return out
@@ -440,6 +447,8 @@ class Run:
             ("fix", lambda: fixes, {"remediated"}),
             ("own_write", lambda: st.emu.drain_events(), {"ignored"}),
             ("duplicate", lambda: compliant, {"duplicate"}),
+            ("duplicate, another instance", lambda: (st.service.idempotency.forget_completed(), compliant)[1],
+             {"duplicate"}),
             ("ignored: type not covered", lambda: [write_event(vnet, "Microsoft.Network/virtualNetworks")], {"ignored"}),
             ("ignored: delete event", lambda: [write_event(self.calls_pool["compliant"][0]["id"],
                                                            event_type="Microsoft.Resources.ResourceDeleteSuccess",
@@ -451,6 +460,7 @@ class Run:
         for name, make, expect in classes:
             raws = make()
             arm_calls: list[int] = []
+            other: list[int] = []         # Key Vault (host: the vault's name), Microsoft Graph, …
             reads: list[int] = []
             writes: list[int] = []
             verdicts: set[str] = set()
@@ -461,8 +471,10 @@ class Run:
                 before = len(st.recorder.rows)
                 st.deliver(raw)
                 verdicts.update(r.verdict for r in st.recorder.rows[before:])
-                arm = [q for q in st.emu.take_requests() if q["host"] == "management"]
+                requests = st.emu.take_requests()
+                arm = [q for q in requests if q["host"] == "management"]
                 arm_calls.append(len(arm))
+                other.append(len(requests) - len(arm))
                 reads.append(sum(1 for q in arm if q["method"] == "GET"))
                 writes.append(sum(1 for q in arm if q["method"] in ("PUT", "PATCH", "DELETE", "POST")))
                 tcalls.update(st.table_calls.take())
@@ -470,7 +482,7 @@ class Run:
                 raise SystemExit(f"calls per event, {name}: verdicts {verdicts}, expected {expect}")
             n = len(raws)
             t = totals(tcalls)
-            out[name] = {"events": n, "arm": summary(arm_calls), "arm_reads": summary(reads),
+            out[name] = {"events": n, "arm": summary(arm_calls), "other": summary(other), "arm_reads": summary(reads),
                          "arm_writes": summary(writes),
                          "table_writes": t["writes"] / n, "table_reads": t["reads"] / n,
                          "table_detail": describe(tcalls, n)}
@@ -563,6 +575,15 @@ def _run(*, events: int, reps: int, threads: int | None, connection: str | None,
                            "request_cpu_ms": {k: summary(c[k] for c in costs) for k in costs[0]},
                            "requests_alone": {k: summary(x[k] for x in skel) for k in skel[0]},
                            "phases": {}, "calls": calls}
+    # the requests-alone shapes (bench.skeleton) must be the requests the phases really make
+    for shape in skeleton.SHAPES:
+        made_writes = summary(x[shape]["table"]["writes"] / x[shape]["events"] for x in per_rep)["median"]
+        made_arm = summary(x[shape]["arm"] / x[shape]["events"] for x in per_rep)["median"]
+        arm_ops = sum(1 for op in skeleton.SHAPES[shape] if op in ("get", "patch"))
+        if round(made_writes) != skeleton.WRITES[shape] or round(made_arm) != arm_ops:
+            raise SystemExit(f"requests alone, {shape}: the shape makes {skeleton.WRITES[shape]} table writes and "
+                             f"{arm_ops} ARM calls, the phase made {made_writes:g} and {made_arm:g}: update "
+                             "bench/skeleton.py")
     for p in PHASES:
         reps_p = [rep[p] for rep in per_rep]
         writes = [x["table"]["writes"] / x["events"] for x in reps_p]
@@ -576,6 +597,7 @@ def _run(*, events: int, reps: int, threads: int | None, connection: str | None,
             "table_writes_per_event": summary(writes),
             "table_reads_per_event": summary(x["table"]["reads"] / x["events"] for x in reps_p),
             "arm_per_event": summary(x["arm"] / x["events"] for x in reps_p),
+            "other_calls_per_event": summary(x["other"] / x["events"] for x in reps_p),   # Key Vault, Graph
             "ceiling_per_s": summary(rep["ceiling"]["best"] / w for rep, w in zip(per_rep, writes)),
             "share_of_ceiling": summary(shares),
             # the same throughput against what Azurite takes from one asyncio client (info, not judged)

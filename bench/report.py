@@ -45,6 +45,17 @@ def versions(c7n_python: Path | None) -> dict[str, str]:
             out[pkg] = version(pkg)
         except PackageNotFoundError:
             out[pkg] = "absent"
+    root = Path(__file__).resolve().parents[1]
+    try:        # the ceiling is Azurite's: its version and Node's stand beside the figures
+        out["azurite"] = json.loads((root / "node_modules" / "azurite" / "package.json").read_text())["version"]
+    except (OSError, ValueError, KeyError):
+        out["azurite"] = "absent"
+    for key, cmd in (("node", ["node", "--version"]), ("commit", ["git", "-C", str(root), "rev-parse", "--short", "HEAD"])):
+        try:
+            done = subprocess.run(cmd, capture_output=True, text=True, check=False, timeout=10)
+            out[key] = done.stdout.strip() if done.returncode == 0 else "unknown"
+        except (OSError, subprocess.TimeoutExpired):
+            out[key] = "unknown"
     if c7n_python is not None and Path(c7n_python).exists():
         code = "import importlib.metadata as m; print(m.version('c7n'), m.version('c7n_azure'))"
         done = subprocess.run([str(c7n_python), "-c", code], capture_output=True, text=True, check=False)
@@ -78,7 +89,8 @@ def _row(rows: list, section: str, measure: str, stats: dict | None, fmt: Callab
 
 
 PHASE_LABEL = {"compliant": "(a) compliant", "fix": "(b) needs a fix", "own_write": "(c) ignored: own write",
-               "duplicate": "(c) duplicate", "role": "(d) role assignment, compliant"}
+               "duplicate": "(c) duplicate, same worker", "duplicate_other": "(c) duplicate, another instance",
+               "role": "(d) role assignment, compliant"}
 
 
 def rows(results: dict) -> tuple[list[dict], list[str]]:
@@ -118,8 +130,8 @@ def rows(results: dict) -> tuple[list[dict], list[str]]:
                  ph["p99_ms"]["median"] <= T_P99_MS if p in ("compliant", "role") else None)
             _row(out, sec, f"{label}: events/s", ph["per_s"], _num)
             w = ph["table_writes_per_event"]["median"]
-            _row(out, sec, f"{label}: share of ceiling (upserts/s / {w:g} writes)", ph["share_of_ceiling"], _pct,
-                 f">= {T_SHARE * 100:g}%", ph["share_of_ceiling"]["median"] >= T_SHARE)
+            _row(out, sec, f"{label}: share of ceiling (serial single upserts/s / {w:g} writes)",
+                 ph["share_of_ceiling"], _pct, f">= {T_SHARE * 100:g}%", ph["share_of_ceiling"]["median"] >= T_SHARE)
             _row(out, sec, "  (info) share of what Azurite takes from one asyncio client", ph.get("share_of_asyncio"),
                  _pct)
             alone = (pl.get("requests_alone") or {}) if p in ("compliant", "fix") else {}
@@ -168,7 +180,12 @@ def rows(results: dict) -> tuple[list[dict], list[str]]:
                 met = arm["max"] == 3 and c["arm_reads"]["min"] == 2 and c["arm_writes"]["min"] == 1
             else:
                 target, met = "0 ARM", arm["max"] == 0
+            other = c.get("other")
+            if other is not None:        # Key Vault and Graph: no resource event needs either
+                target, met = target + ", 0 other", met and other["max"] == 0
             _row(out, sec, f"{name}: ARM calls", arm, _calls, target, met)
+            if other is not None:
+                _row(out, sec, f"{name}: Key Vault + Graph calls", other, _calls)
             notes.append(f"3: {name}: ARM {c['arm']['median']:g} ({c['arm_reads']['median']:g} GET, "
                          f"{c['arm_writes']['median']:g} write); table {c['table_writes']:g} writes + "
                          f"{c['table_reads']:g} reads = {c['table_detail']}")

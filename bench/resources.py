@@ -3,8 +3,8 @@
 Property sets follow real GET responses (storage 2025-06-01, Key Vault 2025-05-01, ACR
 2025-04-01, AML 2025-09-01): provisioning state, endpoints, network rule sets, encryption,
 system data, identities. The guarded properties take the values seen in the wild: the enum in
-its usual and lower-case spelling, ``SecuredByPerimeter``, explicit ``null``, absent, and now
-and then a boolean sent as a string. About half of the resources violate at least one rule.
+its usual and lower-case spelling, ``SecuredByPerimeter``, explicit ``null`` (booleans too), absent,
+and now and then a boolean sent as a string. Every rule is broken by some resources and kept by others. About half of the resources violate at least one rule.
 
 Pure standard library: the Cloud Custodian worker (another virtual environment) never imports
 this; it reads the generated JSON.
@@ -30,8 +30,9 @@ _ABSENT = object()   # "leave the key out"
 # (value, weight) for each guarded property; _ABSENT drops the key, None sends JSON null
 PNA = (("Disabled", 48), ("disabled", 4), ("Enabled", 26), ("enabled", 2), (None, 5), (_ABSENT, 15))
 PNA_PERIMETER = (("Disabled", 46), ("disabled", 3), ("Enabled", 24), ("SecuredByPerimeter", 4), (None, 8), (_ABSENT, 15))
-BOOL_FALSE_WANTED = ((False, 55), (True, 22), (_ABSENT, 18), ("false", 3), ("True", 2))    # default false
-BOOL_TRUE_WANTED = ((True, 62), (False, 18), (_ABSENT, 15), ("true", 3), ("False", 2))     # default false
+BOOL_FALSE_WANTED = ((False, 53), (True, 22), (_ABSENT, 17), (None, 3), ("false", 3), ("True", 2))   # default false
+BOOL_TRUE_WANTED = ((True, 60), (False, 18), (_ABSENT, 15), (None, 2), ("true", 3), ("False", 2))    # default false
+ANON_PULL = ((False, 80), (True, 8), (_ABSENT, 8), (None, 2), ("true", 2))      # default false, rarely on
 
 
 def _pick(rng: random.Random, choices: tuple[tuple[Any, int], ...]) -> Any:
@@ -160,8 +161,9 @@ def container_registry(rng: random.Random, i: int, sub: str, rg: str) -> dict:
                      "exportPolicy": {"status": "enabled"}, "azureADAuthenticationAsArmPolicy": {"status": "enabled"}},
         "encryption": {"status": "disabled"}, "dataEndpointEnabled": False, "dataEndpointHostNames": [],
         "privateEndpointConnections": _private_endpoints(rng, r["id"]),
-        "networkRuleBypassOptions": "AzureServices", "zoneRedundancy": "Disabled", "anonymousPullEnabled": False,
+        "networkRuleBypassOptions": "AzureServices", "zoneRedundancy": "Disabled",
     }
+    _put(props, "anonymousPullEnabled", _pick(rng, ANON_PULL))
     _put(props, "adminUserEnabled", _pick(rng, BOOL_FALSE_WANTED))
     _put(props, "publicNetworkAccess", _pick(rng, PNA))
     r["properties"] = props

@@ -201,7 +201,9 @@ def measure(stack, resource: dict, *, count: int, threads: int, in_flight: int) 
     """One round: both shapes, both clients, beside the ceilings measured in the same round.
 
     ``<shape>_sync_share``: the requests alone at the worker's concurrency (``threads``), as a share
-    of the serial ceiling, exactly as a phase's share is computed. ``<shape>_asyncio_bound``: the
+    of the serial ceiling measured beside them (a phase's share uses the better of the serial and
+    the pool's rate, which has been the serial one in every recorded run; ``bench.pipeline`` checks
+    that these shapes make the writes and ARM calls the phases measured). ``<shape>_asyncio_bound``: the
     asyncio client's CPU per write times the event's writes over its CPU per event: the share of the
     asyncio ceiling (itself bound by that client's CPU) a worker doing only these requests would
     reach. Its rate is not used: 8 ARM calls at once queue in the emulator's one-process threaded

@@ -52,6 +52,12 @@ class TableIdempotencyStore:
         self._completed: dict[str, tuple[str, datetime]] = {}   # this worker's completed claims
         self._lock = threading.Lock()
 
+    def forget_completed(self) -> None:
+        """Drop this worker's memory of completed claims: what another instance knows of them
+        (nothing; the table answers). For the benchmark's cross-instance redeliveries."""
+        with self._lock:
+            self._completed.clear()
+
     @staticmethod
     def _keys(key: str) -> tuple[str, str]:
         h = _sha(key)

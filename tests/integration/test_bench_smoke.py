@@ -48,10 +48,32 @@ def test_c7n_translation_covers_every_resource_rule_of_the_five_types():
 
 
 def test_evaluation_runs_product_side():
-    out = evaluation.run(n=150, reps=1, c7n_python=None, log=_quiet)
+    out = evaluation.run(n=400, reps=1, c7n_python=None, log=_quiet)
     assert out["product"]["per_s"]["n"] == 1 and out["violations"] > 0
     assert out["product_pairs"]["per_s"]["n"] == 1
     assert "c7n" not in out
+
+
+def test_the_identical_set_check_refuses_a_difference():
+    same = {("/subscriptions/s/r/a", ("p", "r1"))}
+    evaluation._check_identical(same, set(same), 1)
+    with pytest.raises(evaluation.Mismatch, match="run 3"):
+        evaluation._check_identical(same, same | {("/subscriptions/s/r/b", ("p", "r1"))}, 3)
+
+
+def test_the_evaluation_refuses_data_that_leaves_a_rule_untested(monkeypatch):
+    real = R.generate
+
+    def without_public_acr(n, *, seed):
+        out = real(n, seed=seed)
+        for r in out:
+            if r["type"] == R.ACR:
+                r["properties"]["anonymousPullEnabled"] = False
+        return out
+
+    monkeypatch.setattr(R, "generate", without_public_acr)
+    with pytest.raises(evaluation.Mismatch, match="anonymous-pull"):
+        evaluation.run(n=300, reps=1, c7n_python=None, log=_quiet)
 
 
 def test_table_call_classification():
@@ -72,8 +94,21 @@ def test_pipeline_and_calls_per_event_on_tiny_inputs(azurite):
     calls = out["calls"]
     assert calls["compliant"]["arm"]["max"] == 1 and calls["compliant"]["arm_reads"]["max"] == 1
     assert calls["fix"]["arm_writes"]["min"] == 1
-    for name in ("own_write", "duplicate", "ignored: type not covered", "ignored: delete event", "invalid"):
+    for name in ("own_write", "duplicate", "duplicate, another instance", "ignored: type not covered",
+                 "ignored: delete event", "invalid"):
         assert calls[name]["arm"]["max"] == 0, name
+    # no resource event calls Key Vault or Graph (counted from every host the emulator serves)
+    assert all(c["other"]["max"] == 0 for c in calls.values())
+    # a redelivery another instance meets is answered by the table (create refused, then a read),
+    # the same worker's from its memory
+    assert calls["duplicate, another instance"]["table_reads"] >= 1 and calls["duplicate"]["table_reads"] == 0
+    assert out["phases"]["duplicate_other"]["table_reads_per_event"]["median"] >= 1
+    # the whole pipeline section renders, with a verdict on every judged row
+    text = report.render({"started": report.started(), "quick": True, "machine": report.machine(), "seconds": 1.0,
+                          "versions": report.versions(None), "pipeline": out})
+    for label in report.PHASE_LABEL.values():
+        assert f"{label}: share of ceiling (serial single upserts/s" in text, label
+    assert "duplicate, another instance: Key Vault + Graph calls" in text
     assert calls["compliant"]["table_writes"] >= 3
     assert out["ceiling"]["client_cpu_ms_per_write"]["median"] > 0
     assert out["ceiling"]["asyncio"]["median"] > 0 and out["ceiling"]["asyncio_cpu_ms_per_write"]["median"] > 0
@@ -95,10 +130,13 @@ def test_coldstart_and_report(tmp_path):
     assert 0 < cs["product"]["import_s"]["median"] < 30
     results = {"started": report.started(), "quick": True, "machine": report.machine(), "seconds": 1.0,
                "versions": report.versions(None), "coldstart": cs,
-               "evaluation": evaluation.run(n=50, reps=1, c7n_python=None, log=_quiet)}
+               "evaluation": evaluation.run(n=400, reps=1, c7n_python=None, log=_quiet)}
     text = report.render(results)
     assert "import function_app" in text and "product, resources/s" in text
     path = tmp_path / "latest.json"
     report.write_json(results, path)
     doc = json.loads(path.read_text())
     assert doc["table"] and doc["versions"]["azure-core"]
+    # what the figures depend on: Azurite (the ceiling), Node, the product's commit
+    assert doc["versions"]["azurite"] not in ("", "absent") and doc["versions"]["node"].startswith("v")
+    assert doc["versions"]["commit"]
