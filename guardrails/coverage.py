@@ -37,6 +37,7 @@ for the subscription while the gap lasts, notifies when the gap appears or chang
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Iterable, Mapping, Sequence
@@ -52,7 +53,7 @@ REASON = "event_coverage"
 CHECK_ID = "event-coverage@1"       # the ``policy`` of the rows' violation records (a built-in check)
 
 # gap codes, in the order a reader should fix them
-GAP_CODES = ("unreadable", "no_system_topic", "no_event_subscription", "not_provisioned", "expired",
+GAP_CODES = ("unreadable", "unchecked", "no_system_topic", "no_event_subscription", "not_provisioned", "expired",
              "event_type_filtered", "subject_filtered", "operations_filtered", "unverified_filter")
 
 _STRING_OPS = {
@@ -197,15 +198,28 @@ def delivers_to(event_subscription: Mapping[str, Any], destination: str) -> bool
     return _lower(dest.get("endpointType")) == "azurefunction" and _lower(rid) == destination.lower()
 
 
+# date and time, then an optional fraction and an optional offset: ARM writes up to 7 fractional
+# digits (``.1234567``) and ``Z`` or ``±hh:mm``; ``fromisoformat`` takes at most 6 and, before
+# Python 3.11, no ``Z``. Only the fraction's own digits are trimmed: the offset is kept whole.
+_TIME = re.compile(r"(?P<head>\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}(?::\d{2})?)(?:\.(?P<fraction>\d+))?"
+                   r"(?P<offset>[Zz]|[+-]\d{2}(?::?\d{2})?)?")
+
+
 def _parse_time(text: Any) -> datetime | None:
-    if not isinstance(text, str) or not text.strip():
+    """An ARM timestamp (``expirationTimeUtc``) as an aware datetime; no offset means UTC; None
+    when it is not one."""
+    if not isinstance(text, str):
         return None
-    t = text.strip().replace("Z", "+00:00")
-    if "." in t:                     # ARM writes up to 7 fractional digits; fromisoformat takes 6
-        head, _, rest = t.partition(".")
-        digits = "".join(c for c in rest if c.isdigit())
-        t = f"{head}.{digits[:6]}{rest[len(digits):]}"
-    try:
+    t = text.strip()
+    m = _TIME.fullmatch(t)
+    if m is not None:
+        fraction, offset = m.group("fraction"), m.group("offset") or ""
+        if offset.upper() == "Z":
+            offset = "+00:00"
+        elif offset and ":" not in offset:
+            offset = f"{offset[:3]}:{offset[3:] or '00'}"
+        t = m.group("head") + (f".{fraction[:6].ljust(6, '0')}" if fraction else "") + offset
+    try:                             # anything else ISO 8601 as ``fromisoformat`` reads it (a date)
         dt = datetime.fromisoformat(t)
     except ValueError:
         return None

@@ -7,6 +7,14 @@ run by the reconciling sweep (``Sweeper.run``) and on demand by ``python -m guar
     check_in_sweep(...)                                 reads a few subscriptions at a time, then in order:
                                                         summary entry, a row on a gap or its closing,
                                                         the state kept when it changed
+
+The check runs last in the sweep, and the sweep of a large estate can use its whole time budget:
+in exactly such an estate a subscription added without a system topic is likeliest. So the check
+has a budget of its own, ``coverage_reserve`` (10 % of ``GUARDRAILS_SWEEP_MAX_SECONDS``, at most
+60 s: 54 s of the default 540, inside the host's 10-minute ``functionTimeout``; some two reads
+per source), past the sweep's deadline. Sources it has not seen before and known gaps are read
+first; a source it could not read in time is a sweep error (``unchecked``, WARNING), never a
+silent pass.
 """
 
 from __future__ import annotations
@@ -68,26 +76,58 @@ def unreadable(expected, exc: ArmError) -> dict[str, Any]:
             "covered": None, "gaps": [{"code": "unreadable", "detail": str(exc)[:300]}]}
 
 
+def unchecked(expected) -> dict[str, Any]:
+    """A summary entry for a source the time budget left unread: no verdict."""
+    return {"kind": expected.kind, "source": expected.source, "subscription_id": expected.subscription_id,
+            "covered": None, "gaps": [{"code": "unchecked", "detail": "not read: the sweep's time budget and the "
+                                                                    "coverage check's reserve ran out"}]}
 
-def check_in_sweep(sweeper, tally, summary, subs: list[str], deadline: float) -> None:
+
+RESERVE_SHARE = 0.10      # of the sweep's time budget, given to the coverage check past the sweep's deadline
+RESERVE_MAX_SECONDS = 60.0
+
+
+def coverage_reserve(max_seconds: float) -> float:
+    """The coverage check's own budget past the sweep's deadline: 10 % of ``max_seconds``, at
+    most 60 s (540 s -> 54 s: the sweep plus the check end inside the host's 10 minutes). Pure."""
+    return min(RESERVE_MAX_SECONDS, max(0.0, float(max_seconds)) * RESERVE_SHARE)
+
+
+def reading_order(groups: dict[str, list], states: dict[str, dict]) -> list[list]:
+    """The subscription groups, those with a source never judged before first (a subscription added
+    to the estate: the likeliest gap), then those with a known gap, then the covered ones, each in
+    the given order: a budget that runs out leaves the covered ones unread. Pure."""
+    def rank(group: list) -> int:
+        seen = [states.get(e.source.lower()) for e in group]
+        if any(s is None for s in seen):
+            return 0
+        return 1 if any(s.get("covered") is False for s in seen) else 2
+    return sorted(groups.values(), key=rank)
+
+
+def check_in_sweep(sweeper, tally, summary, subs: list[str], deadline: float, *, reserve: float | None = None) -> None:
     """The event coverage (``guardrails.coverage``) of each swept subscription and each governed
     vault and workspace. Reads, a few subscriptions at a time: one system-topic list per
-    subscription, one event-subscription list per own topic. Then, in order: a pure verdict,
-    a row on a gap or on its closing, the state kept when it changed (all states read in one
-    query). Unreadable (no permission, ARM down) is a sweep error, not a verdict: nothing was
-    seen. Store failures end the sweep (no row may be lost), as elsewhere."""
+    subscription, one event-subscription list per own topic, until ``deadline`` plus ``reserve``
+    (default ``coverage_reserve(sweeper.max_seconds)``: the check runs even when the sweep used
+    its own budget). Then, in order: a pure verdict, a row on a gap or on its closing, the state
+    kept when it changed (all states read in one query, first: they order the reads). Unreadable
+    (no permission, ARM down) or left unread by the budget is a sweep error, not a verdict:
+    nothing was seen. Store failures end the sweep (no row may be lost), as elsewhere."""
     from .coverage import transition
 
     now = sweeper._wall()
+    end = deadline + (coverage_reserve(sweeper.max_seconds) if reserve is None else max(0.0, reserve))
     groups: dict[str, list] = {}
     for expected in expectations(subs, sweeper.governed_vaults, sweeper.governed_workspaces):
         groups.setdefault(expected.subscription_id.lower(), []).append(expected)
+    states = sweeper.state.coverage_states()
 
     def read(group: list) -> list:
         reader = CoverageReader(sweeper.lister, sweeper.function_app_id, now)   # the group's topic list, once
         out = []
         for expected in group:
-            if sweeper._clock() > deadline:
+            if sweeper._clock() > end:
                 out.append((expected, None, None))
                 continue
             try:
@@ -97,11 +137,16 @@ def check_in_sweep(sweeper, tally, summary, subs: list[str], deadline: float) ->
         return out
 
     with ThreadPoolExecutor(max_workers=sweeper.concurrency, thread_name_prefix="sweep-coverage") as pool:
-        results = [r for fut in [pool.submit(read, g) for g in groups.values()] for r in fut.result()]
-    states = sweeper.state.coverage_states()
+        read_out = {id(r[0]): r for fut in [pool.submit(read, g) for g in reading_order(groups, states)]
+                    for r in fut.result()}
+    results = [read_out[id(e)] for g in groups.values() for e in g]        # recorded in the usual order
+    left: list[str] = []
     for expected, cov, exc in results:
         if cov is None and exc is None:
             tally.truncate()
+            tally.error(f"event coverage of {expected.source}: not checked, the time budget ran out")
+            summary.coverage.append(unchecked(expected))
+            left.append(expected.source)
             continue
         if exc is not None:
             tally.error(f"event coverage of {expected.source}: {exc}")
@@ -119,6 +164,9 @@ def check_in_sweep(sweeper, tally, summary, subs: list[str], deadline: float) ->
         if not cov.covered:
             emit(log, logging.WARNING, "guardrail_coverage_gap", source=expected.source, kind=expected.kind,
                  gaps=",".join(g.code for g in cov.gaps), notify=step.notify)
+    if left:                     # one line, not one per source: a large estate may leave hundreds
+        emit(log, logging.WARNING, "guardrail_coverage_unchecked", count=len(left), sources=",".join(left[:20]),
+             reserve_s=round(end - deadline, 3))
 
 
 def add_parser(sub) -> None:

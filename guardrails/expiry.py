@@ -11,30 +11,44 @@ pipeline (``service.reconcile``, event type ``Guardrails.ExemptionExpired``):
   - management group / tenant root   → each type in every swept subscription
   - role-assignment policy           → the assignment, or every assignment at or below the scope
 
-The last-run time is stored only after the run finished. A run that could not find what an
-exemption covered (an unparsable scope, a list that failed: ``summary.errors``) keeps its window,
-so the next run repeats it. A resource whose decision came back ``failed`` (ARM refused or
-throttled the fix) does not hold the window back — one resource failing for good (a lock, a
-missing permission) would otherwise make every later run repeat an ever longer window — but is
-kept in the timer state (``retry``: its id and the attempts so far) and decided again, first, by
-each following run until its decision is no longer ``failed``. After ``MAX_ATTEMPTS`` runs it is
-dropped with an error log (``guardrail_expiry_retry_abandoned``): the reconciling sweep, which
-decides every covered resource, still finds it. At most ``MAX_RETRY`` ids are kept; a run that
-fails more (an outage) keeps its window as well, so the next run repeats it whole.
-Another exemption still covering a resource keeps it exempted (the pipeline decides, not this
-module). A summary row goes to ``<prefix>Sweeps`` (kind ``expiry``).
+Nothing one scope or one resource does holds the window back for good, or every later run would
+repeat an ever longer window, re-deciding (and re-notifying) every exemption expired since:
+
+  - a scope that is gone (ARM answers 404: the resource group, workspace or subscription was
+    deleted before its exemption ran out) leaves nothing to re-enforce: a WARNING
+    (``guardrail_expiry_scope_gone``), and it is done.
+  - a scope whose list fails otherwise (403, throttled, ARM down) is a summary error and is kept
+    in the timer state (row ``exemption-expiry.scopes``: kind, policy, scope, types, attempts)
+    and listed again, first, by each following run until its lists succeed.
+  - a resource whose decision came back ``failed`` (ARM refused or throttled the fix) is kept in
+    the timer state (``retry``: its id and the attempts so far) and decided again, first, by each
+    following run until its decision is no longer ``failed``.
+
+After ``MAX_ATTEMPTS`` runs an id or a scope is dropped with an error log
+(``guardrail_expiry_retry_abandoned`` / ``guardrail_expiry_scope_retry_abandoned``): the
+reconciling sweep, which decides every covered resource, still finds what it covered. At most
+``MAX_RETRY`` ids and ``MAX_RETRY`` scopes are kept; a run that fails more (an outage) keeps its
+window as well, so the next run repeats it whole. A scope that does not parse (the policy loader
+refuses them) is an error of the run; no later run could list it either.
+
+A run stops at the sweeper's time budget (``GUARDRAILS_SWEEP_MAX_SECONDS``, as the sweep and the
+dead-letter replay do: the host's ``functionTimeout`` would otherwise kill it before it saves
+anything). The summary says ``truncated``; the exemptions are handled in order of expiry, and the
+last-run time moves only up to the last expiry handled in full, so the next run goes on from
+there; retries not reached keep their attempts. The last-run time is stored only after the run
+finished. Another exemption still covering a resource keeps it exempted (the pipeline decides,
+not this module). A summary row goes to ``<prefix>Sweeps`` (kind ``expiry``).
 """
 
 from __future__ import annotations
 
 import logging
-import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Callable, Sequence
+from typing import Callable, Iterable, Iterator, Sequence
 
-from .errors import ArmError, InvalidArmId
+from .errors import ArmError, InvalidArmId, ResourceNotFound
 from .logs import emit
 from .model.arm_id import ArmId, parse_scope
 from .model.policy import Exemption
@@ -42,8 +56,9 @@ from .model.resource import ResourceType, lookup_type
 from .sweep import EXPIRY_EVENT_TYPE, Sweeper, SweepSummary, _iso, _Tally
 
 TIMER = "exemption-expiry"
+SCOPE_TIMER = f"{TIMER}.scopes"   # timer-state row of the scopes whose list failed (its ``retry``)
 MAX_ATTEMPTS = 12       # runs a failed re-enforcement is retried (every 5 min by default: one hour)
-MAX_RETRY = 50          # failed ids kept in the timer state (a Table Storage property holds 32K characters)
+MAX_RETRY = 50          # failed ids (and, apart, failed scopes) kept: a Table Storage property holds 32K characters
 
 log = logging.getLogger("guardrails")
 
@@ -55,9 +70,14 @@ class Expired:
     resource_types: tuple[str, ...]  # resource policies: the selector's types
     exemption: Exemption
 
+    @property
+    def key(self) -> str:
+        return _key(self.kind, self.policy, self.exemption.scope)
+
 
 def expired_between(compiled, since: datetime, until: datetime) -> list[Expired]:
-    """Exemptions of the policies in force whose expiry lies in ``(since, until]``. Pure."""
+    """Exemptions of the policies in force whose expiry lies in ``(since, until]``, earliest
+    first. Pure."""
     out: list[Expired] = []
     for p in compiled.policies:
         if p.mode in ("off", "shadow"):
@@ -69,17 +89,62 @@ def expired_between(compiled, since: datetime, until: datetime) -> list[Expired]
         for ex in cp.policy.exemptions:
             if ex.expires is not None and since < ex.expires <= until:
                 out.append(Expired("role", cp.ref, (), ex))
-    return out
+    return sorted(out, key=lambda e: e.exemption.expires)
+
+
+def _key(kind: str, policy: str, scope: str) -> str:
+    return f"{kind}|{policy}|{scope.rstrip('/')}".lower()
+
+
+def scope_entry(item: Expired, attempts: int, reason: str) -> dict:
+    """A failed scope as the timer state keeps it (what a later run needs to list it again)."""
+    return {"kind": item.kind, "policy": item.policy, "scope": item.exemption.scope,
+            "types": list(item.resource_types), "attempts": attempts, "reason": reason[:40]}
+
+
+def from_entry(entry) -> Expired | None:
+    """The ``Expired`` a kept scope entry stands for; None for anything malformed."""
+    if not isinstance(entry, dict) or entry.get("kind") not in ("resource", "role"):
+        return None
+    scope, policy, types = entry.get("scope"), entry.get("policy"), entry.get("types") or []
+    if not isinstance(scope, str) or not scope or not isinstance(policy, str) or not isinstance(types, list):
+        return None
+    return Expired(entry["kind"], policy, tuple(str(t) for t in types),
+                   Exemption(scope, "expired exemption, list retried", "guardrails"))
+
+
+def next_last_run(handled: Sequence[datetime], pending: Sequence[datetime], now: datetime) -> datetime | None:
+    """How far the window may move after a run: ``now`` when nothing of it is pending, else the
+    latest expiry handled in full that is earlier than every expiry still pending (None: not at
+    all; the next run repeats the window). Pure."""
+    if not pending:
+        return now
+    first = min(pending)
+    done = [t for t in handled if t < first]
+    return max(done) if done else None
+
+
+class _OutOfTime(Exception):
+    """The run reached its time budget (internal: unwinds to ``ExpiryReEnforcer.run``)."""
 
 
 @dataclass
 class _Run:
-    """One run: its tally, the ids decided so far (each once) and those whose decision failed."""
+    """One run: its tally, the ids decided so far (each once), those whose decision failed, and
+    its time budget."""
 
     tally: _Tally
     run_id: str
+    clock: Callable[[], float] = lambda: 0.0
+    deadline: float = float("inf")
     done: set[str] = field(default_factory=set)
+    attempted: set[str] = field(default_factory=set)          # lower-cased ids decided (or being decided)
     failed: dict[str, str] = field(default_factory=dict)     # lower-cased id -> id
+
+    def in_time(self) -> None:
+        if self.clock() > self.deadline:
+            self.tally.truncate()
+            raise _OutOfTime()
 
     def once(self, rid: str) -> bool:
         key = rid.lower()
@@ -89,10 +154,21 @@ class _Run:
         return True
 
     def decide(self, rid: str, decide: Callable[[], None]) -> None:
-        """Run one decision of ``rid`` and remember the id when its verdict was ``failed``
-        (the timer decides one resource at a time, so the tally's count says so)."""
+        """Run one decision of ``rid`` (within the time budget) and remember the id when its
+        verdict was ``failed`` (the timer decides one resource at a time, so the tally's count
+        says so). An ARM error the decision lets out is that resource's failure, never its
+        scope's: an error of the run, and the id is decided again next run."""
+        self.in_time()
+        self.attempted.add(rid.lower())
         before = self.tally.s.verdicts.get("failed", 0)
-        decide()
+        try:
+            decide()
+        except ArmError as exc:
+            self.tally.error(f"deciding {rid[:200]}: {exc}")
+            emit(log, logging.ERROR, "guardrail_expiry_decision_failed", resource_id=rid, reason=exc.reason,
+                 sweep_id=self.run_id)
+            self.failed[rid.lower()] = rid
+            return
         if self.tally.s.verdicts.get("failed", 0) > before:
             self.failed[rid.lower()] = rid
 
@@ -107,63 +183,134 @@ class ExpiryReEnforcer:
 
     def run(self, now: datetime | None = None) -> SweepSummary:
         sw = self.sw
-        start = time.monotonic()
+        start = sw._clock()
         now = now or sw._wall()
         since = sw.state.last_run(TIMER) or now - self.lookback
         summary = SweepSummary(sweep_id=f"expiry-{now:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}", kind="expiry",
                                started=_iso(now))
-        run = _Run(_Tally(summary), summary.sweep_id)
+        run = _Run(_Tally(summary), summary.sweep_id, clock=sw._clock, deadline=start + sw.max_seconds)
         tally = run.tally
         reads0 = sw.reads.taken
         compiled = sw.service.policies.get()
         retry = {str(r["id"]).lower(): r for r in sw.state.retry(TIMER) if isinstance(r, dict) and r.get("id")}
-        for entry in retry.values():         # failed before: decided again, first, on a fresh read
-            rid = str(entry["id"])
-            if run.once(rid):
-                tally.seen()
-                run.decide(rid, lambda rid=rid: sw._decide(tally, rid, None, run.run_id, False, EXPIRY_EVENT_TYPE))
-        for item in expired_between(compiled, since, now):
-            try:
-                scope = parse_scope(item.exemption.scope)
-            except InvalidArmId as exc:
-                tally.error(f"{item.policy}: exemption scope {item.exemption.scope[:80]!r}: {exc}")
-                continue
-            try:
-                if item.kind == "role":
-                    self._roles(run, scope)
-                else:
-                    self._resources(run, compiled, item, scope)
-            except ArmError as exc:
-                tally.error(f"{item.policy}: re-enforcing {scope}: {exc}")
+        scopes_before = {e.key: (e, r) for e, r in ((from_entry(r), r) for r in sw.state.retry(SCOPE_TIMER))
+                         if e is not None}
+        items = expired_between(compiled, since, now)
+        tried: set[str] = set()                 # scope keys listed this run (retries, then the window)
+        failed_scopes: dict[str, dict] = {}     # key -> the entry the next run lists again
+        handled: list[datetime] = []            # expiries of the window handled in full
+        try:
+            for key, entry in retry.items():     # failed before: decided again, first, on a fresh read
+                rid = str(entry["id"])
+                if run.once(rid):
+                    tally.seen()
+                    run.decide(rid, lambda rid=rid: sw._decide(tally, rid, None, run.run_id, False, EXPIRY_EVENT_TYPE))
+            for key, (item, entry) in scopes_before.items():     # lists that failed before, then the window
+                run.in_time()
+                tried.add(key)
+                self._scope(run, compiled, item, _attempts(entry), failed_scopes)
+            for item in items:
+                if item.key not in tried:
+                    run.in_time()
+                    tried.add(item.key)
+                    self._scope(run, compiled, item, 0, failed_scopes)
+                handled.append(item.exemption.expires)
+        except _OutOfTime:
+            emit(log, logging.WARNING, "guardrail_expiry_truncated", sweep_id=summary.sweep_id,
+                 max_seconds=sw.max_seconds, handled=len(handled), pending=len(items) - len(handled))
         summary.subscriptions = sorted({s for s in (_sub(r) for r in run.done) if s})
         summary.reads = sw.reads.taken - reads0
         result = sw._finish(summary, start)
-        kept = self._retry_next(retry, run.failed, summary.sweep_id)
+        kept = self._retry_next(retry, run, summary.sweep_id)
         if kept or retry:
             sw.state.set_retry(TIMER, kept[:MAX_RETRY])
-        if not summary.errors and len(kept) <= MAX_RETRY:     # else the next run repeats this window
-            sw.state.set_last_run(TIMER, now)
+        kept_scopes = self._scopes_next(scopes_before, tried, failed_scopes, summary.sweep_id)
+        if kept_scopes or scopes_before:
+            sw.state.set_retry(SCOPE_TIMER, kept_scopes[:MAX_RETRY])
+        if len(kept) <= MAX_RETRY and len(kept_scopes) <= MAX_RETRY:    # else the next run repeats this window
+            until = next_last_run(handled, [i.exemption.expires for i in items[len(handled):]], now)
+            if until is not None:
+                sw.state.set_last_run(TIMER, until)
         return result
 
     # ---------------------------------------------------------------------------------
+    def _scope(self, run: _Run, compiled, item: Expired, attempts: int, failed: dict[str, dict]) -> None:
+        """List and decide what one expired exemption covered. A scope that is gone is done; one
+        whose lists failed otherwise goes to ``failed`` with its attempts so far plus this one."""
+        try:
+            scope = parse_scope(item.exemption.scope)
+        except InvalidArmId as exc:        # never lists: nothing a later run could do better
+            run.tally.error(f"{item.policy}: exemption scope {item.exemption.scope[:80]!r}: {exc}")
+            return
+        try:
+            if item.kind == "role":
+                self._roles(run, scope)
+            else:
+                self._resources(run, compiled, item, scope)
+        except _OutOfTime:
+            if attempts:                   # a retried scope the budget cut short: that was one attempt
+                failed[item.key] = scope_entry(item, attempts + 1, "truncated")
+            raise
+        except ResourceNotFound as exc:
+            _gone(str(scope), item.policy, exc)
+        except ArmError as exc:
+            run.tally.error(f"{item.policy}: re-enforcing {scope}: {exc}")
+            failed[item.key] = scope_entry(item, attempts + 1, exc.reason)
+
+    def _listed(self, run: _Run, listing: Iterable[dict], what: str, failures: list[ArmError]) -> Iterator[dict]:
+        """The items of one list, each within the time budget. A list that is gone (404) ends
+        quietly for this scope (logged); any other failure ends this list and is remembered in
+        ``failures``: the rest of the scope goes on, then the scope is listed again next run."""
+        try:
+            for body in listing:
+                run.in_time()
+                if isinstance(body, dict) and isinstance(body.get("id"), str):
+                    yield body
+        except ResourceNotFound as exc:
+            _gone(what, None, exc)
+        except ArmError as exc:
+            failures.append(exc)
+
     @staticmethod
-    def _retry_next(before: dict[str, dict], failed: dict[str, str], run_id: str) -> list[dict]:
-        """The ids the next run decides first: those that failed in this run, with their attempts."""
+    def _retry_next(before: dict[str, dict], run: _Run, run_id: str) -> list[dict]:
+        """The ids the next run decides first: those that failed in this run, with their attempts,
+        then those the run did not reach (their attempts unchanged)."""
         kept: list[dict] = []
-        for key, rid in failed.items():
-            attempts = int((before.get(key) or {}).get("attempts") or 0) + 1
+        for key, rid in run.failed.items():
+            attempts = _attempts(before.get(key) or {}) + 1
             if attempts >= MAX_ATTEMPTS:
                 emit(log, logging.ERROR, "guardrail_expiry_retry_abandoned", resource_id=rid, attempts=attempts,
                      sweep_id=run_id)
                 continue
             kept.append({"id": rid, "attempts": attempts})
+        kept += [{"id": str(e["id"]), "attempts": _attempts(e)} for key, e in before.items()
+                 if key not in run.attempted]
         if kept:
             emit(log, logging.WARNING, "guardrail_expiry_retry", count=len(kept), kept=min(len(kept), MAX_RETRY),
                  sweep_id=run_id)
         return kept
 
+    @staticmethod
+    def _scopes_next(before: dict[str, tuple[Expired, dict]], tried: set[str], failed: dict[str, dict],
+                     run_id: str) -> list[dict]:
+        """The scopes the next run lists first: those whose lists failed (or a retry the budget cut
+        short), with their attempts, then the kept ones this run did not reach."""
+        kept: list[dict] = []
+        for entry in failed.values():
+            if entry["attempts"] >= MAX_ATTEMPTS:
+                emit(log, logging.ERROR, "guardrail_expiry_scope_retry_abandoned", scope=entry["scope"],
+                     policy=entry["policy"], attempts=entry["attempts"], reason=entry["reason"], sweep_id=run_id)
+                continue
+            kept.append(entry)
+        kept += [entry for key, (_, entry) in before.items() if key not in tried]
+        if kept:
+            emit(log, logging.WARNING, "guardrail_expiry_scope_retry", count=len(kept),
+                 kept=min(len(kept), MAX_RETRY), sweep_id=run_id)
+        return kept
+
     def _resources(self, run: _Run, compiled, item: Expired, scope: ArmId) -> None:
         types = [t for t in (lookup_type(n) for n in item.resource_types) if t is not None]
+        failures: list[ArmError] = []
         if scope.provider is not None and scope.subscription_id is not None:      # one resource
             rtype = lookup_type(scope.resource_type)
             if rtype in types and run.once(str(scope)):
@@ -172,35 +319,41 @@ class ExpiryReEnforcer:
                                                                EXPIRY_EVENT_TYPE))
             for child in types:     # a parent resource: the exemption also covered the policy's types below it
                 if child.name.lower().startswith(scope.resource_type.lower() + "/"):
-                    self._descendants(run, compiled, str(scope), scope.resource_type, child)
-            return
-        if scope.subscription_id is not None:
-            subs, rg = [scope.subscription_id], scope.resource_group
-        else:                                     # management group or tenant root: every swept subscription
-            subs, rg = list(self.sw.subscriptions) or self.sw.lister.list_subscriptions(), None
-        for sub in subs:
-            for rtype in types:
-                for body in self.sw.lister.list_type(sub, rtype, resource_group=rg):
-                    if isinstance(body.get("id"), str) and run.once(body["id"]):
-                        run.decide(body["id"], lambda body=body, rtype=rtype: self.sw.decide_listed(
-                            run.tally, compiled, rtype, body, run.run_id, False, EXPIRY_EVENT_TYPE))
+                    self._descendants(run, compiled, str(scope), scope.resource_type, child, failures)
+        else:
+            if scope.subscription_id is not None:
+                subs, rg = [scope.subscription_id], scope.resource_group
+            else:                                     # management group or tenant root: every swept subscription
+                subs, rg = list(self.sw.subscriptions) or self.sw.lister.list_subscriptions(), None
+            for sub in subs:
+                for rtype in types:
+                    where = f"/subscriptions/{sub}" + (f"/resourceGroups/{rg}" if rg else "")
+                    for body in self._listed(run, self.sw.lister.list_type(sub, rtype, resource_group=rg),
+                                             f"{rtype.name} in {where}", failures):
+                        if run.once(body["id"]):
+                            run.decide(body["id"], lambda body=body, rtype=rtype: self.sw.decide_listed(
+                                run.tally, compiled, rtype, body, run.run_id, False, EXPIRY_EVENT_TYPE))
+        if failures:
+            raise failures[0]
 
-    def _descendants(self, run: _Run, compiled, parent_id: str, parent_type: str, rtype: ResourceType) -> None:
+    def _descendants(self, run: _Run, compiled, parent_id: str, parent_type: str, rtype: ResourceType,
+                     failures: list[ArmError]) -> None:
         """Every ``rtype`` below one parent resource (``…/workspaces/computes`` of a workspace),
         each level listed per parent as the sweep does; a level missing from the catalogue ends it."""
         below = rtype.name.split("/")[parent_type.count("/") + 1:]
         if len(below) == 1:
-            for body in self.sw.lister.list_children(parent_id, rtype):
-                if isinstance(body.get("id"), str) and run.once(body["id"]):
+            for body in self._listed(run, self.sw.lister.list_children(parent_id, rtype),
+                                     f"{rtype.name} of {parent_id}", failures):
+                if run.once(body["id"]):
                     run.decide(body["id"], lambda body=body: self.sw.decide_listed(
                         run.tally, compiled, rtype, body, run.run_id, False, EXPIRY_EVENT_TYPE))
             return
         level = lookup_type(f"{parent_type}/{below[0]}")
         if level is None:
             return
-        for body in self.sw.lister.list_children(parent_id, level):
-            if isinstance(body.get("id"), str):
-                self._descendants(run, compiled, body["id"], level.name, rtype)
+        for body in self._listed(run, self.sw.lister.list_children(parent_id, level), f"{level.name} of {parent_id}",
+                                 failures):
+            self._descendants(run, compiled, body["id"], level.name, rtype, failures)
 
     def _roles(self, run: _Run, scope: ArmId) -> None:
         if scope.resource_type.lower() == "microsoft.authorization/roleassignments":
@@ -213,6 +366,18 @@ class ExpiryReEnforcer:
                 run.tally.seen()
                 run.decide(rid, lambda rid=rid: self.sw._decide(run.tally, rid, None, run.run_id, False,
                                                                 EXPIRY_EVENT_TYPE))
+
+
+def _gone(what: str, policy: str | None, exc: ArmError) -> None:
+    """A scope (or a list under it) ARM no longer has: nothing left there to re-enforce."""
+    emit(log, logging.WARNING, "guardrail_expiry_scope_gone", scope=what[:300], policy=policy, status=exc.status,
+         reason=exc.reason)
+
+
+def _attempts(entry: dict) -> int:
+    """The attempts a kept entry counts (0 for anything that is not a number)."""
+    n = entry.get("attempts")
+    return n if isinstance(n, int) and not isinstance(n, bool) and n > 0 else 0
 
 
 def _sub(resource_id: str) -> str | None:

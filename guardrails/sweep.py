@@ -185,7 +185,11 @@ class Sweeper:
         ml_children = self._ml_children(compiled)
         if ml_children:                      # Azure ML endpoints and model versions, per workspace / registry
             plan = _with_children(plan, ml_children)
-        deadline = start + self.max_seconds
+        reserve = 0.0
+        if self.function_app_id:      # the coverage check keeps its share of the budget
+            from .coverage_check import coverage_reserve
+            reserve = coverage_reserve(self.max_seconds)
+        deadline = start + self.max_seconds - reserve
         graph_pages0 = self.graph.pages if self.graph is not None else 0
         if self.graph is not None and subs:
             plan = self._sweep_graph(tally, compiled, subs, plan, summary.sweep_id, dry_run, deadline)
@@ -203,7 +207,7 @@ class Sweeper:
             self._sweep_management_group(tally, mg, summary.sweep_id, dry_run, deadline)
         self._sweep_secrets(tally, compiled, summary.sweep_id, dry_run, deadline)
         if self.function_app_id:
-            self._check_coverage(tally, summary, subs, deadline)
+            self._check_coverage(tally, summary, subs, deadline, reserve)
         summary.reads = self.reads.taken - reads0
         summary.throttled_wait_s = round(self.reads.waited - wait0, 3)
         summary.pages = self.lister.pages - pages0 + (self.graph.pages - graph_pages0 if self.graph is not None else 0)
@@ -358,9 +362,10 @@ class Sweeper:
             return
         tally.decided(row.verdict)
 
-    def _check_coverage(self, tally: _Tally, summary: SweepSummary, subs: list[str], deadline: float) -> None:
+    def _check_coverage(self, tally: _Tally, summary: SweepSummary, subs: list[str], deadline: float,
+                        reserve: float = 0.0) -> None:
         from .coverage_check import check_in_sweep
-        check_in_sweep(self, tally, summary, subs, deadline)
+        check_in_sweep(self, tally, summary, subs, deadline, reserve=reserve)
 
     def _sweep_roles(self, tally: _Tally, compiled, sub: str, sweep_id: str, dry_run: bool, deadline: float) -> None:
         from .sweep_roles import sweep_roles

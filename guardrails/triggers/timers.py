@@ -5,8 +5,9 @@ Schedules are app settings (``%GUARDRAILS_SWEEP_SCHEDULE%``, ``%GUARDRAILS_EXPIR
 ``%GUARDRAILS_DEAD_LETTER_SCHEDULE%``, NCRONTAB with seconds), resolved by the Functions host. ``use_monitor`` keeps the schedule
 status in storage so a run missed while the app was down happens once at start (``past_due``);
 never ``run_on_startup`` (every scale-out instance would sweep). A run that fails raises: the
-host logs it and the next occurrence tries again (the expiry window is kept until a run can list
-every scope; a resource whose re-enforcement failed is retried by the next run, ``expiry``).
+host logs it and the next occurrence tries again (expiry: a scope that could not be listed and a
+resource whose re-enforcement failed are retried first by the next runs, a scope that is gone is
+done, and the window moves up to the last exemption a run handled in full, ``expiry``).
 """
 
 from __future__ import annotations
