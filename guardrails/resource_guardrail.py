@@ -7,7 +7,9 @@
 
 ``GuardrailsService`` routes a covered resource's event, on-demand check or sweep page here and
 owns the idempotency claim and the audit row around it; this module fills the row in. ``shadow``
-policy versions are judged on the same state in a row of their own.
+policy versions are judged on the same state in a row of their own. An ``audit``-mode policy's
+findings are ``dry_run`` whatever the rule's action (a notify rule, private endpoint first, a write
+the platform refuses): audit mode observes and notifies nobody; the finding stays on the row.
 """
 
 from __future__ import annotations
@@ -95,20 +97,14 @@ class ResourceGuardrail:
                 exp = r.exemption.expires.isoformat() if r.exemption.expires else "no expiry"
                 rec.message = f"exempted by {r.exemption.owner} ({exp}): {r.exemption.reason}"[:300]
             elif r.notify or r.change is None:
-                rec.outcome = "violation"
-                rec.message = "notify only"
-                row.notify = True
+                _found(row, rec, r, "notify only")
             elif pe_rule is not None and not approved_pe and pe_rule.when_missing == "notify":
                 # disabling public access now would cut off every client: no private path exists yet
-                rec.outcome = "violation"
-                rec.message = ("not reverted: no approved private endpoint connection; public access stays until "
-                               "one is approved (the policy asks for private connectivity first)")
-                row.notify = True
+                _found(row, rec, r, "not reverted: no approved private endpoint connection; public access stays "
+                       "until one is approved (the policy asks for private connectivity first)")
             elif (refused := rtype.write_refused(r.change.property, snapshot.body)) is not None:
                 # the platform would refuse the write (and with it every fix merged into it)
-                rec.outcome = "violation"
-                rec.message = f"not fixable here: {refused}"[:300]
-                row.notify = True
+                _found(row, rec, r, f"not fixable here: {refused}")
             elif r.policy.mode == "audit" or ctx.dry_run:
                 rec.outcome = "dry_run"
                 rec.message = "audit mode: would set the value"
@@ -311,6 +307,19 @@ class ResourceGuardrail:
                 rec.outcome, rec.message = "failed", f"read-back shows {short_repr(value)}"
                 row.reason = "not_confirmed"
         return correlation
+
+
+def _found(row: AuditRow, rec: ViolationRecord, r: RuleResult, what: str) -> None:
+    """A finding the guardrail reports rather than fixes (a notify rule, no private endpoint yet, a
+    write the platform would refuse). An enforcing policy's is a ``violation`` and the owner is
+    told; an ``audit``-mode policy's is ``dry_run`` (the README: audit mode observes, "stop acting,
+    keep watching"), still on the row with what it would have done, and nobody is notified, as for
+    its fixes and the role guardrail's audit-mode findings."""
+    if r.policy.mode == "audit":
+        rec.outcome, rec.message = "dry_run", f"audit mode: would notify ({what})"[:300]
+        return
+    rec.outcome, rec.message = "violation", what[:300]
+    row.notify = True
 
 
 def _tags_match(policy, tags: Mapping[str, str]) -> bool:

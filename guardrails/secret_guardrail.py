@@ -9,6 +9,10 @@
     KeyNearExpiry / KeyExpired ─▶ key reference with rotate ─▶ Key Vault's own rotate_key
     VaultAccessPolicyChanged ─▶ re-read the vault from ARM, evaluate the vault resource policies
 
+An exposure naming a version other than the current one is checked against the secret's versions
+(properties only): one it never had is ``ignored`` / ``version_not_found`` and notifies (HTTP 404
+``unknown_version``), never "already answered".
+
 Policies are considered enforcing ones first: a policy in ``audit`` mode beside an enforcing one
 records what it would do and never stops the enforcing one from acting.
 
@@ -124,6 +128,26 @@ class SecretGuardrail:
             row.verdict, row.reason, row.message = "failed", exc.reason, f"read secret: {exc}"
             return
         before = current.describe()
+        if exposed and ev.version and ev.version.lower() != current.version.lower():
+            try:
+                named = self._named_version(ctx, ev, current)
+            except ArmError as exc:
+                row.verdict, row.reason, row.message = "failed", exc.reason, f"list secret versions: {exc}"
+                return
+            if named is None:
+                # a report naming a version the secret never had (a typo, another secret's version, a
+                # forged report) is neither proof the exposure was answered nor a leak to act on:
+                # refused, and the owner told (HTTP: 404 ``unknown_version``)
+                row.verdict, row.reason, row.notify = "ignored", "version_not_found", True
+                row.policies = [hit[0].ref] if hit else []
+                named_as = ("<not shown: it looks like a credential>" if looks_like_credential(ev.version)
+                            else ev.version)
+                row.message = (f"exposure report names version {named_as} of {ev.vault_name}/{ev.object_name}, "
+                               f"which does not exist (current: {current.version}): nothing rotated; report the "
+                               f"exposed version, or none for the current one{_reported_by(ev)}")[:2000]
+                notify_owner(log, owner=hit[1].owner if hit else "unknown owner", vault=ev.vault_name,
+                             object=ev.object_name, rule="exposed-secret")
+                return
         if hit is None:
             policy = policies[0]
             rec = self._record(policy, "unreferenced-secret", before, None, "violation",
@@ -231,6 +255,17 @@ class SecretGuardrail:
             row.message = f"{head}; no older version is enabled"[:2000]
             return
         self._close(row, records, f"{head}; older versions disabled")
+
+    def _named_version(self, ctx, ev, current):
+        """The version an exposure report names, when it is one of the secret's versions older than
+        the current one (listed: properties only, never a value); None otherwise."""
+        for v in self.store.list_versions(ev.vault_name, ev.object_name, deadline=ctx.deadline):
+            if v.version.lower() != ev.version.lower() or v.version.lower() == current.version.lower():
+                continue
+            if v.created_on is not None and current.created_on is not None and v.created_on > current.created_on:
+                return None
+            return v
+        return None
 
     def _unaudited_rotation(self, ctx, row, policy, ev, current) -> ViolationRecord | None:
         """The current version is the guardrail's rotation for THIS event (``ORIGIN_TAG``) made by

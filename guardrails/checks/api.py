@@ -10,13 +10,16 @@ errors, ``error.correlation_id``):
 - 400 — bad input, ``error.code`` machine-readable: ``malformed_json``, ``wrong_type``,
   ``unknown_field``, ``missing_field``, ``invalid_value``, ``body_too_large``,
   ``unsupported_media_type``, ``invalid_resource_id``, ``invalid_principal_header``,
-  ``invalid_query``; audited ``invalid``;
+  ``invalid_query``; audited ``invalid``. A key sent twice in one JSON object is ``malformed_json``
+  (naming it), never "last one wins". Every rejection's message and details go through
+  ``redact`` before they are answered or recorded: a credential-looking value is never echoed;
 - 503 — a dependency (Table Storage, ARM, Graph) could not answer, ``Retry-After`` set;
   500 — anything else. Both carry only a correlation id: no stack trace, no library versions.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import uuid
 from dataclasses import dataclass, field
@@ -33,7 +36,7 @@ from guardrails.checks.principal import HEADER, ID_HEADER, InvalidPrincipal, dec
 from guardrails.checks.service import Caller, CheckService, CheckUnavailable, Outcome
 from guardrails.errors import ArmError, GuardrailsError, InvalidArmId, StoreError
 from guardrails.logs import bound, emit
-from guardrails.secrets.credentials import classify
+from guardrails.secrets.credentials import looks_like_credential, redact
 
 log = logging.getLogger("guardrails.checks")
 
@@ -83,7 +86,7 @@ def _error(status: int, code: str, message: str, correlation_id: str, details=()
 def _field(loc: tuple[Any, ...]) -> str:
     # a location names the field, or the key sent (an unknown field, a tag key): never print a key
     # that looks like a credential
-    parts = ["<key not shown>" if classify(str(p)) else str(p) for p in loc if str(p) not in _UNION_TAGS]
+    parts = ["<key not shown>" if looks_like_credential(str(p)) else str(p) for p in loc if str(p) not in _UNION_TAGS]
     return ".".join(parts) or "$"
 
 
@@ -162,6 +165,7 @@ class CheckApi:
                 return _error(500, "internal_error", "internal error", decision_id)
 
     def _rejected(self, check: str, decision_id: str, caller: Caller, bad: BadRequest) -> HttpOut:
+        bad = _redacted(bad)      # what is answered and what is recorded: never a credential-looking value
         try:
             self._checks().record(check, decision_id, caller, verdict="invalid", reason=bad.code, message=bad.message)
         except GuardrailsError as exc:
@@ -176,6 +180,22 @@ class CheckApi:
                                   message="the check could not be answered")
         except Exception:        # the audit store may be what failed; the answer is already an error
             emit(log, logging.ERROR, "check_audit_failed", decision_id=decision_id, reason=reason)
+
+
+def _safe_text(text: str, fallback: str) -> str:
+    """``text`` with every quoted credential-looking value replaced (``redact``); ``fallback`` when
+    something credential-looking is left outside quotes."""
+    text = redact(text)
+    return fallback if looks_like_credential(text) else text
+
+
+def _redacted(bad: BadRequest) -> BadRequest:
+    """The rejection as it may be answered and audited: its message, its details' messages and
+    fields passed through ``redact`` (a bad ARM id, a validation message may quote what was sent)."""
+    hidden = "a value in the request looks like a credential (not shown)"
+    details = [ErrorDetail(field=_safe_text(d.field, "<field not shown>"), code=d.code,
+                           message=_safe_text(d.message, hidden)) for d in bad.details]
+    return BadRequest(bad.code, _safe_text(bad.message, f"{bad.code}: {hidden}"), details, bad.status)
 
 
 def _caller(req: HttpIn, anonymous: Caller, *, trusted: bool) -> Caller:
@@ -197,6 +217,7 @@ def _body(req: HttpIn, model: type[BaseModel]) -> BaseModel:
     ctype = req.headers.get("content-type", "").split(";")[0].strip().lower()
     if ctype and ctype != JSON and not (ctype.startswith("application/") and ctype.endswith("+json")):
         raise BadRequest("unsupported_media_type", "send the body as application/json")
+    _no_duplicate_keys(req.body)
     try:
         body = model.model_validate_json(req.body)
     except ValidationError as exc:
@@ -209,6 +230,43 @@ def _body(req: HttpIn, model: type[BaseModel]) -> BaseModel:
                              ErrorDetail(field=f, code="invalid_value", message="looks like a credential (not shown)")
                              for f in leaked[:20]])
     return body
+
+
+class DuplicateKey(ValueError):
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+
+def reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """``json.loads``' ``object_pairs_hook``: an object naming a key twice is refused (the JSON
+    parsers behind the API would keep the last one, so what is checked could differ from what a
+    reader of the body sees)."""
+    out: dict[str, Any] = {}
+    for k, v in pairs:
+        if k in out:
+            raise DuplicateKey(k)
+        out[k] = v
+    return out
+
+
+def shown_key(key: str) -> str:
+    """A key sent, as an answer or a row may name it: never one that looks like a credential or
+    holds characters that do not print."""
+    if looks_like_credential(key) or not key.isprintable():
+        return "<key not shown>"
+    return key[:64]
+
+
+def _no_duplicate_keys(raw: bytes) -> None:
+    try:
+        json.loads(raw, object_pairs_hook=reject_duplicates)
+    except DuplicateKey as dup:
+        key = shown_key(dup.key)
+        raise BadRequest("malformed_json", f"duplicate key '{key}' in the body: send each field once", [
+            ErrorDetail(field="$", code="malformed_json", message=f"duplicate key '{key}'")]) from None
+    except (ValueError, RecursionError):      # not JSON: the model's parser says how (one message)
+        return
 
 
 def _flag(raw: str | None) -> bool:

@@ -19,7 +19,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from guardrails.checks import policy_schema as names
 from guardrails.model.decision import VERDICTS
-from guardrails.secrets.credentials import classify
+from guardrails.secrets.credentials import looks_like_credential
 
 GUID_PATTERN = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
 MODEL_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,254}$"
@@ -164,19 +164,20 @@ class HealthResponse(_Response):
 
 def credential_fields(request: BaseModel) -> list[str]:
     """Where the request holds a string that looks like a credential (``guardrails.secrets.
-    credentials``): a value sent where a name belongs. Field paths as validation errors name them
-    (``secret_references.0.secret``), never the value; a mapping key that looks like one is
-    ``<key not shown>``."""
+    credentials.looks_like_credential``: a known token shape, or an opaque key-like run such as a
+    GitHub fine-grained PAT): a value sent where a name belongs. Field paths as validation errors
+    name them (``secret_references.0.secret``), never the value; a mapping key that looks like one
+    is ``<key not shown>``."""
     found: set[str] = set()
     stack: list[tuple[Any, tuple[str, ...]]] = [(request.model_dump(), ())]
     while stack:
         value, loc = stack.pop()
         if isinstance(value, str):
-            if classify(value):
+            if looks_like_credential(value):
                 found.add(".".join(loc) or "$")
         elif isinstance(value, Mapping):
             for k, v in value.items():
-                key = "<key not shown>" if classify(str(k)) else str(k)
+                key = "<key not shown>" if looks_like_credential(str(k)) else str(k)
                 if key != str(k):
                     found.add(".".join((*loc, key)))
                 stack.append((v, (*loc, key)))

@@ -11,7 +11,9 @@ rows: event types ``Guardrails.CheckJob``, ``Guardrails.CheckModelPromotion``,
 failure → ``failed``. Each broken condition is one ``violations`` entry (rule, message), under the
 policy that found it and with that policy's outcome: with several model-registry policies, an
 ``audit``-mode policy's finding is ``dry_run`` and never a reason for a denial. Messages go
-through ``redact``: a value that looks like a credential is never written or answered.
+through ``redact``: a value that looks like a credential is never written or answered. A job
+check's row also says what was asked about (the identity named, the zone, the secret references:
+pointers, never values), whatever the answer.
 
 The resource check does not take role-definition ids: a custom role is judged through its
 assignments, each at its own scope (the event path re-judges them all when a definition changes),
@@ -35,7 +37,7 @@ from guardrails.model.arm_id import parse_arm_id
 from guardrails.model.decision import Actor, AuditRow, ViolationRecord, short_repr
 from guardrails.model.roles import ROLE_DEFINITION_TYPE
 from guardrails.policy.model_rules import evaluate_promotion
-from guardrails.secrets.credentials import redact
+from guardrails.secrets.credentials import looks_like_credential, redact
 
 EVENT_TYPES = {"job": "Guardrails.CheckJob", "model-promotion": "Guardrails.CheckModelPromotion",
                "resource": "Guardrails.CheckResource"}
@@ -120,14 +122,15 @@ class CheckService:
         compiled = self.service.policies.get()
         job_id = str(req.job_id).strip()
         subject = f"job:{job_id}"
+        named = req.identity.object_id.lower() if req.identity else None
+        asked = _asked(req, named)
         policies = compiled.checks.job(job_id)
         if len(policies) != 1:
             why = (f"no job policy in force for job {job_id}: nothing is allowed by default" if not policies else
                    f"job {job_id} has {len(policies)} policies in force ({', '.join(p.ref for p in policies)}): ambiguous")
             return self._answer("job", subject, decision_id, caller, start, [p.ref for p in policies],
-                                [Finding("job-policy", why, "", "enforce")])
+                                [Finding("job-policy", why, "", "enforce")], asked=asked)
         policy = policies[0]
-        named = req.identity.object_id.lower() if req.identity else None
         identity, problem, grant = self._identity(compiled, caller, named, "job")
         request = JobRequest(job_id=job_id, network_zone=req.network_zone, permissions=tuple(req.permissions),
                              secret_references=tuple(SecretReference(s.vault, s.secret) for s in req.secret_references),
@@ -138,7 +141,8 @@ class CheckService:
             evaluate_job(policy, request, identity=identity, groups=self.groups), policy.ref, policy.mode)
         refs = [policy.ref] + ([grant] if grant else [])
         ok = f"job {job_id} may run as {identity} from {req.network_zone}"
-        return self._answer("job", subject, decision_id, caller, start, refs, findings, allowed_message=ok)
+        return self._answer("job", subject, decision_id, caller, start, refs, findings, allowed_message=ok,
+                            asked=asked)
 
     def _identity(self, compiled, caller: Caller, named: str | None, check: str):
         """(identity to check, finding when there is none, on-behalf grant ref)."""
@@ -222,10 +226,12 @@ class CheckService:
 
     # ---------------------------------------------------------------- audit
     def _answer(self, check: str, subject: str, decision_id: str, caller: Caller, start: float, refs: list[str],
-                findings: list[Finding], *, allowed_message: str = "") -> Outcome:
+                findings: list[Finding], *, allowed_message: str = "", asked: str = "") -> Outcome:
         """Denied when a finding's policy enforces; ``dry_run`` (allowed) when every finding is an
         ``audit``-mode policy's. A denial's reasons are the enforcing findings only; the audit
-        row keeps every finding, each under its own policy and outcome."""
+        row keeps every finding, each under its own policy and outcome. ``asked``: what the
+        request asked about (a job check: the identity, zone and secret references, never a
+        value), on the row's message whatever the answer."""
         findings = [Finding(f.rule, redact(f.message), f.policy, f.mode) for f in findings]
         denying = [f for f in findings if f.denies]
         if not findings:
@@ -242,7 +248,8 @@ class CheckService:
                                                    outcome="violation" if f.denies else "dry_run",
                                                    message=f.message[:300]) for f in findings])
         row.reason = reasons[0].rule if reasons else ""
-        row.message = ("; ".join(f.message for f in reasons) if reasons else allowed_message) + f" [{caller.describe()}]"
+        said = "; ".join(f.message for f in reasons) if reasons else allowed_message
+        row.message = said + (f" ({asked})" if asked else "") + f" [{caller.describe()}]"
         self._write(row, start)
         return Outcome(CheckResponse(allowed=allowed, reasons=[Reason(rule=f.rule, message=f.message) for f in reasons],
                                      policy_version=", ".join(refs) or None, decision_id=decision_id, verdict=verdict,
@@ -267,10 +274,24 @@ class CheckService:
             publisher.publish(row)
 
 
+def _asked(req: JobCheckRequest, named: str | None) -> str:
+    """What a job check asked about, for its audit row: the identity named in the body (else the
+    caller's own, which the row's actor holds), the zone and the secret references (pointers; a
+    request holding a credential-looking string was refused before it got here)."""
+    def shown(text: str) -> str:     # defence in depth, as ``redact`` for the findings
+        return "<not shown: it looks like a credential>" if looks_like_credential(text) else text
+
+    refs = ", ".join(f"{shown(s.vault)}/{shown(s.secret)}" for s in req.secret_references) or "none"
+    who = f"identity {named}" if named else "identity: the caller's own"
+    return f"asked: {who}; zone {shown(req.network_zone)}; secret references: {refs}"[:600]
+
+
 def _describe(v: ViolationRecord, remediate: bool) -> str:
     head = f"{v.property} is {short_repr(v.before)}"
     if v.after is not None:
         head += f", policy wants {short_repr(v.after)}"
+    if v.outcome == "dry_run" and (v.message or "").startswith("audit mode: would notify"):
+        return f"{head}: {v.message} (dry_run)"[:600]
     if v.outcome == "dry_run" and not remediate:
         return f"{head} (not fixed: checked without remediate)"
     return f"{head}: {v.message or v.outcome} ({v.outcome})"[:600]

@@ -2,8 +2,19 @@
 
 Body: ``{"vault": "<vault name>", "name": "<secret name>", "version": "<optional>", "source": "<who found it>"}``.
 The guardrail rotates at once and disables the exposed version (and every older enabled one).
-Answers: 200 with the decision, 400 with a reason for bad input, 404 for an unknown secret,
+Answers: 200 with the decision; 400 with a reason for bad input; 404 for an unknown secret
+(``unknown_secret``) or a version the secret does not have (``unknown_version``); 422
+``not_governed`` when no secrets policy governs the vault (nothing was rotated: rotate it by hand);
 503 with a correlation id when a dependency is down. Never echoes a secret value.
+
+Every answer is one audit row (event type ``Guardrails.SecretExposed``) named by ``decision_id``
+(and, for errors, ``error.correlation_id``): a refused report is an ``invalid`` row with its
+reason code and the caller when known, never the body's values; a report for a vault no policy
+governs is an ``ignored`` row with ``notify`` set, logged at ERROR.
+
+A credential-looking string (``looks_like_credential``) sent as ``vault``, ``name`` or
+``version``, or as a field's name, is refused (400 ``invalid_value``) naming the field, never the
+value, before anything else is looked at. A key sent twice is ``malformed_json``.
 
 The caller is recorded on the audit row when App Service authentication vouches for it
 (``X-MS-CLIENT-PRINCIPAL``, trusted only with ``WEBSITE_AUTH_ENABLED``, as the check API does);
@@ -18,15 +29,19 @@ import json
 import logging
 import os
 import re
+import time
 import uuid
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
 
 import azure.functions as func
 
 from ..bootstrap import get_service
 from ..errors import GuardrailsError, IdempotencyError, StoreError
 from ..logs import emit
-from ..model.decision import Actor
-from ..model.keyvault_events import has_unprintable
+from ..model.decision import Actor, AuditRow
+from ..model.keyvault_events import SECRET_EXPOSED, has_unprintable
 from ..secrets.credentials import looks_like_credential
 
 bp = func.Blueprint()
@@ -37,29 +52,73 @@ _NAME = re.compile(r"^[A-Za-z0-9-]{1,127}$")
 _VERSION = re.compile(r"^[A-Za-z0-9]{1,64}$")
 _FIELDS = {"vault", "name", "version", "source"}
 SOURCE_HIDDEN = "<source not shown: it looks like a credential>"
+KEY_HIDDEN = "<key not shown>"
+NOT_GOVERNED = ("no_policy", "not_covered")       # the row's reasons when nothing governs the vault
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """A report refused before it reaches the guardrail: ``status`` (400, 413), a stable ``reason``
+    code and a message that names fields, never their values."""
+
+    status: int
+    reason: str
+    message: str
+
+
+class _DuplicateKey(ValueError):
+    def __init__(self, key: str) -> None:
+        super().__init__("duplicate key")
+        self.key = key
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in pairs:
+        if k in out:           # json.loads would keep the last: what is acted on must be unambiguous
+            raise _DuplicateKey(k)
+        out[k] = v
+    return out
+
+
+def _shown(key: str) -> str:
+    """A key as an answer or a row may name it: never one that looks like a credential or that
+    holds characters that do not print."""
+    return KEY_HIDDEN if looks_like_credential(key) or has_unprintable(key) or not key.isprintable() else key[:30]
 
 
 def _answer(status: int, body: dict) -> func.HttpResponse:
     return func.HttpResponse(json.dumps(body), status_code=status, mimetype="application/json")
 
 
-def _bad(reason: str, message: str) -> func.HttpResponse:
-    return _answer(400, {"error": {"reason": reason, "message": message}})
+def _bad(reason: str, message: str) -> Rejection:
+    return Rejection(400, reason, message)
 
 
-def parse_exposure(req: func.HttpRequest) -> dict | func.HttpResponse:
+def _parse(req: func.HttpRequest) -> dict | Rejection:
     body = req.get_body() or b""
     if len(body) > MAX_BODY:
-        return _answer(413, {"error": {"reason": "body_too_large", "message": f"body over {MAX_BODY} bytes"}})
+        return Rejection(413, "body_too_large", f"body over {MAX_BODY} bytes")
     try:
-        data = json.loads(body)
+        data = json.loads(body, object_pairs_hook=_unique_keys)
+    except _DuplicateKey as dup:
+        return _bad("malformed_json", f"duplicate key {_shown(dup.key)!r}: send each field once")
     except (ValueError, RecursionError):
         return _bad("malformed_json", "body is not JSON (or nested too deeply)")
     if not isinstance(data, dict):
         return _bad("wrong_type", "body must be a JSON object")
+    # before anything else: a credential sent where a name belongs is refused by field, never echoed
+    if any(looks_like_credential(k) for k in data):
+        return _bad("invalid_value", "a field's name looks like a credential (not shown); send only vault, name,"
+                    " version and source, never a secret value")
+    for key in ("vault", "name", "version"):
+        v = data.get(key)
+        if isinstance(v, str) and looks_like_credential(v):
+            return _bad("invalid_value", f"'{key}' looks like a credential (not shown): send the secret's {key},"
+                        " never a secret value")
     unknown = sorted(set(data) - _FIELDS)
     if unknown:
-        return _bad("unknown_field", f"unknown field(s): {', '.join(k[:30] for k in unknown)}")
+        return _bad("unknown_field", f"unknown field(s): {', '.join(_shown(k) for k in unknown)}")
     for key, rx, required in (("vault", _VAULT, True), ("name", _NAME, True), ("version", _VERSION, False)):
         v = data.get(key)
         if v is None and not required:
@@ -69,7 +128,8 @@ def parse_exposure(req: func.HttpRequest) -> dict | func.HttpResponse:
         if not rx.match(v):
             return _bad("invalid_value", f"'{key}' is not a valid Key Vault {key}")
     source = data.get("source", "unspecified")
-    if not isinstance(source, str) or not 1 <= len(source.strip()) <= 200 or has_unprintable(source):
+    if (not isinstance(source, str) or not 1 <= len(source.strip()) <= 200 or has_unprintable(source)
+            or any("\ud800" <= c <= "\udfff" for c in source)):        # a lone surrogate cannot be stored
         return _bad("invalid_value", "'source' must be 1-200 printable characters (no control, format or"
                     " line separator characters)")
     source = source.strip()
@@ -80,10 +140,15 @@ def parse_exposure(req: func.HttpRequest) -> dict | func.HttpResponse:
     return {"vault": data["vault"], "name": data["name"], "version": data.get("version"), "source": source}
 
 
-def caller_actor(req: func.HttpRequest) -> Actor | func.HttpResponse:
-    """The verified caller, as the check API reads it: ``X-MS-CLIENT-PRINCIPAL`` only behind App
-    Service authentication; an empty ``Actor`` when there is none; 400 for a header that cannot be
-    trusted or read."""
+def parse_exposure(req: func.HttpRequest) -> dict | func.HttpResponse:
+    """The report's fields, or the answer refusing it (not audited: ``secrets_exposed`` audits)."""
+    parsed = _parse(req)
+    if isinstance(parsed, Rejection):
+        return _answer(parsed.status, {"error": {"reason": parsed.reason, "message": parsed.message}})
+    return parsed
+
+
+def _caller(req: func.HttpRequest) -> Actor | Rejection:
     from ..checks.principal import (HEADER, ID_HEADER, InvalidPrincipal, decode_principal,
                                     platform_auth_enabled)
 
@@ -102,18 +167,111 @@ def caller_actor(req: func.HttpRequest) -> Actor | func.HttpResponse:
     return Actor(object_id=principal.object_id, app_id=principal.app_id, upn=principal.upn)
 
 
+def caller_actor(req: func.HttpRequest) -> Actor | func.HttpResponse:
+    """The verified caller, as the check API reads it: ``X-MS-CLIENT-PRINCIPAL`` only behind App
+    Service authentication; an empty ``Actor`` when there is none; 400 for a header that cannot be
+    trusted or read."""
+    actor = _caller(req)
+    if isinstance(actor, Rejection):
+        return _answer(actor.status, {"error": {"reason": actor.reason, "message": actor.message}})
+    return actor
+
+
+def _object_id(vault: str, name: str) -> str:
+    """The audit's resource id of a secret, as the event path writes it (``service.kv_object_id``)."""
+    return f"https://{vault.lower()}.vault.azure.net/secrets/{name}"
+
+
+def _write(svc, row: AuditRow, started: float) -> None:
+    """Audit a row this function decided itself (a refusal, an ungoverned vault). Raises
+    ``GuardrailsError`` (``StoreError``) when the audit table cannot take it."""
+    row.time = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    row.duration_ms = round((time.perf_counter() - started) * 1000.0, 3)
+    svc.audit.write(row)
+    publisher = getattr(svc, "publisher", None)
+    if publisher is not None:          # never raises; ``invalid`` and ``ignored`` are not published
+        publisher.publish(row)
+
+
+def _unavailable(did: str, exc: GuardrailsError, event: str) -> func.HttpResponse:
+    emit(log, logging.ERROR, event, correlation_id=did, error=type(exc).__name__, reason=exc.reason)
+    return _answer(503, {"error": {"reason": "unavailable", "correlation_id": did}})
+
+
+def _refuse(did: str, started: float, actor: Actor, rej: Rejection) -> func.HttpResponse:
+    """One ``invalid`` row per refused report (no value of the body in it), then the answer."""
+    row = AuditRow(event_id=f"exposure-{did}", event_type=SECRET_EXPOSED, resource_id="", verdict="invalid",
+                   reason=rej.reason, message=f"exposure report refused: {rej.message}"[:2000], actor=actor,
+                   delivery_id=did)
+    try:
+        _write(get_service(), row, started)
+    except GuardrailsError as exc:
+        return _unavailable(did, exc, "exposure_report_audit_failed")
+    emit(log, logging.WARNING, "exposure_report_refused", correlation_id=did, reason=rej.reason)
+    return _answer(rej.status, {"error": {"reason": rej.reason, "message": rej.message, "correlation_id": did},
+                                "decision_id": did})
+
+
+def _ungoverned(svc, vault: str) -> tuple[str, str] | None:
+    """(reason, why) when nothing would act on an exposure in ``vault``, as the event path decides
+    it (``service._handle_keyvault_event``); None otherwise, or when the policies cannot be read
+    (the report then takes the event path, which audits that failure)."""
+    if getattr(svc, "secrets", None) is None:
+        return "not_covered", "secret guardrail not configured"
+    try:
+        policies = getattr(svc.policies.get(), "secret_policies", ())
+    except GuardrailsError:
+        return None
+    if any(p.mode != "off" and p.governs(vault) for p in policies):
+        return None
+    return "no_policy", f"no secrets policy governs vault {vault}"
+
+
+def _not_governed_answer(did: str, parsed: dict, why: str) -> func.HttpResponse:
+    message = (f"{why}: {parsed['vault']}/{parsed['name']} was NOT rotated; rotate it by hand (and add a secret "
+               f"reference for it to a secrets policy)")
+    return _answer(422, {"error": {"reason": "not_governed", "message": message, "correlation_id": did},
+                         "decision_id": did})
+
+
+def _not_governed(svc, did: str, started: float, actor: Actor, parsed: dict, reason: str,
+                  why: str) -> func.HttpResponse:
+    """An exposure nothing will act on: never a 2xx (a scanner would take it as handled); the row
+    notifies and the log line is an ERROR."""
+    reported = f" (reported by {parsed['source']})"
+    row = AuditRow(event_id=f"exposure-{did}", event_type=SECRET_EXPOSED,
+                   resource_id=_object_id(parsed["vault"], parsed["name"]), verdict="ignored", reason=reason,
+                   message=f"{why}: the exposed secret was NOT rotated; rotate it by hand{reported}"[:2000],
+                   notify=True, actor=actor, delivery_id=did)
+    try:
+        _write(svc, row, started)
+    except GuardrailsError as exc:
+        return _unavailable(did, exc, "exposure_report_audit_failed")
+    emit(log, logging.ERROR, "exposure_not_governed", correlation_id=did, reason=reason, vault=parsed["vault"],
+         object=parsed["name"])
+    return _not_governed_answer(did, parsed, why)
+
+
 @bp.function_name("secrets_exposed")
 @bp.route(route="secrets/exposed", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
 def secrets_exposed(req: func.HttpRequest) -> func.HttpResponse:
-    parsed = parse_exposure(req)
-    if isinstance(parsed, func.HttpResponse):
-        return parsed
-    actor = caller_actor(req)
-    if isinstance(actor, func.HttpResponse):
-        return actor
+    started = time.perf_counter()
     correlation = uuid.uuid4().hex
+    actor = _caller(req)
+    if isinstance(actor, Rejection):
+        return _refuse(correlation, started, Actor(), actor)
+    parsed = _parse(req)
+    if isinstance(parsed, Rejection):
+        return _refuse(correlation, started, actor, parsed)
     try:
-        row = get_service().report_exposure(**parsed, actor=actor)
+        svc = get_service()
+    except GuardrailsError as exc:
+        return _unavailable(correlation, exc, "exposure_report_unavailable")
+    ungoverned = _ungoverned(svc, parsed["vault"])
+    if ungoverned is not None:
+        return _not_governed(svc, correlation, started, actor, parsed, *ungoverned)
+    try:
+        row = svc.report_exposure(**parsed, actor=actor)
     except (StoreError, IdempotencyError) as exc:
         emit(log, logging.ERROR, "exposure_report_unavailable", correlation_id=correlation, error=type(exc).__name__)
         return _answer(503, {"error": {"reason": "unavailable", "correlation_id": correlation}})
@@ -121,13 +279,24 @@ def secrets_exposed(req: func.HttpRequest) -> func.HttpResponse:
         # DeliveryFailed: the row was audited as failed; the caller may retry
         emit(log, logging.ERROR, "exposure_report_failed", correlation_id=correlation, reason=exc.reason)
         return _answer(503, {"error": {"reason": exc.reason, "correlation_id": correlation}})
+    did = row.delivery_id
     if row.verdict == "invalid":       # the report passed the checks above but not the event's own: never a 200
-        return _answer(400, {"error": {"reason": row.reason or "invalid_value", "message": row.message},
-                             "decision_id": row.delivery_id})
+        return _answer(400, {"error": {"reason": row.reason or "invalid_value", "message": row.message,
+                                       "correlation_id": did}, "decision_id": did})
+    if row.verdict == "ignored" and row.reason in NOT_GOVERNED:
+        # the policies changed between the check above and the decision: still never a 2xx
+        emit(log, logging.ERROR, "exposure_not_governed", correlation_id=did, reason=row.reason,
+             vault=parsed["vault"], object=parsed["name"])
+        return _not_governed_answer(did, parsed, row.message)
     if row.reason == "secret_not_found":
         return _answer(404, {"error": {"reason": "unknown_secret", "message":
-                                       f"no secret {parsed['name']} in vault {parsed['vault']}"},
-                             "decision_id": row.delivery_id})
-    return _answer(200, {"verdict": row.verdict, "reason": row.reason, "decision_id": row.delivery_id,
+                                       f"no secret {parsed['name']} in vault {parsed['vault']}",
+                                       "correlation_id": did}, "decision_id": did})
+    if row.reason == "version_not_found":
+        return _answer(404, {"error": {"reason": "unknown_version", "message":
+                                       f"secret {parsed['name']} in vault {parsed['vault']} has no version "
+                                       f"{parsed['version']}: nothing rotated; report the exposed version, or none "
+                                       f"for the current one", "correlation_id": did}, "decision_id": did})
+    return _answer(200, {"verdict": row.verdict, "reason": row.reason, "decision_id": did,
                          "message": row.message,
                          "actions": [{"rule": v.rule, "outcome": v.outcome} for v in row.violations]})
