@@ -37,7 +37,11 @@ segments; an array-typed field is a leaf (a policy cannot index an array); a map
 (``dict[str, X]``, ``additionalProperties``) or a free-form object (``type: object`` without
 properties, ``Any``) is an open prefix; an object that still has members at depth 4 is a
 "depth-limited" prefix (its members are not listed, so nothing below it can be judged); a
-polymorphic (discriminated) model contributes the members of every subtype.
+polymorphic (discriminated) model contributes the members of every subtype. Every path is also
+classified: an array in every declaration is listed in ``arrays``, an object (a model, a map, a
+free-form ``type: object``) in every declaration in ``objects``; the loader refuses a comparison
+(``equals``, ``in`` ...) on either, since a scalar operand never equals a container. A Python
+``Any`` is neither (it may hold a scalar).
 """
 
 from __future__ import annotations
@@ -57,12 +61,24 @@ BEGIN, END = "# BEGIN GENERATED (tools/gen_known_properties.py)", "# END GENERAT
 
 
 class Found:
-    """Paths, open prefixes and depth-limited prefixes of one resource type."""
+    """Paths, open prefixes and depth-limited prefixes of one resource type, and which paths are
+    containers: ``objects`` (a model, a map or a free-form object in every declaration of the
+    path) and ``arrays`` (an array in every declaration). A path some declaration gives a scalar
+    type (or ``Any``) is in neither: a scalar comparison may match it."""
 
     def __init__(self) -> None:
         self.paths: set[str] = set()
         self.open: set[str] = set()
         self.deep: set[str] = set()
+        self.objects: set[str] = set()
+        self.arrays: set[str] = set()
+
+    def shape(self, path: str, kinds: list[str], containers: tuple[str, ...]) -> None:
+        """Record ``path`` as an array or an object when every declaration (``kinds``) is one."""
+        if kinds and all(k == "array" for k in kinds):
+            self.arrays.add(path)
+        elif kinds and all(k in containers for k in kinds):
+            self.objects.add(path)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -167,6 +183,7 @@ class SdkModels:
                 path = f"{prefix}{name}"
                 found.paths.add(path)
                 kinds = [self.kind(a) for a in anns]
+                found.shape(path, [k for k, _ in kinds], ("model", "map", "array"))   # Any may be a scalar
                 models = sorted({t for k, t in kinds if k == "model" and t is not None})
                 if any(k in ("map", "open") for k, _ in kinds) or any(not self.all_fields(t) for t in models):
                     found.open.add(path)  # a map, Any, or a model without declared fields
@@ -451,6 +468,7 @@ class Swagger:
                 path = f"{prefix}{name}"
                 found.paths.add(path)
                 kinds = [self.kind(sub, sdoc)[0] for sub, sdoc in subs]
+                found.shape(path, kinds, ("object", "map", "open", "array"))
                 objects = [s for s, k in zip(subs, kinds) if k == "object"]
                 if "map" in kinds or "open" in kinds:
                     found.open.add(path)
@@ -512,6 +530,8 @@ def render(found: dict[str, Found]) -> str:
         out += _frozenset_lines("paths", f.paths, "        ")
         out += _frozenset_lines("open_prefixes", f.open, "        ")
         out += _frozenset_lines("depth_limited", f.deep, "        ")
+        out += _frozenset_lines("objects", f.objects, "        ")
+        out += _frozenset_lines("arrays", f.arrays, "        ")
         out.append("    ),")
     out.append("}")
     out.append(END)
@@ -532,7 +552,8 @@ def main(argv: list[str] | None = None) -> int:
     for key, v in versions.items():
         print(f"{key}: {v}", file=sys.stderr)
     for key, f in found.items():
-        print(f"{key}: {len(f.paths)} paths, {len(f.open)} open, {len(f.deep)} depth-limited", file=sys.stderr)
+        print(f"{key}: {len(f.paths)} paths, {len(f.open)} open, {len(f.deep)} depth-limited, "
+              f"{len(f.objects)} objects, {len(f.arrays)} arrays", file=sys.stderr)
     if args.write or args.check:
         text = TARGET.read_text(encoding="utf-8")
         pat = re.compile(re.escape(BEGIN) + r".*?" + re.escape(END), re.S)

@@ -141,12 +141,19 @@ class TablePolicyRepository:
             out.append((source, doc))
         return out
 
+    MAX_OPERATIONS = 100        # one entity-group transaction (one partition): all or nothing
+    _INT32 = (-2**31, 2**31 - 1)   # the ``version`` column is an Edm.Int32
+
     def replace_all(self, documents: Sequence[tuple[str, dict]]) -> dict[str, int]:
-        """Make the table hold exactly ``documents``. Every row is built and size-checked before
-        anything is written; the writes then go as one entity-group transaction (one partition,
-        all or nothing) when they fit in one (100 operations), else in order. A row whose stored
-        document differs from the new one is rewritten even when its ``sha256`` column matches (a
-        row edited in place is put back)."""
+        """Make the table hold exactly ``documents``, all or nothing. Every row is built and checked
+        (size, an Int32 ``version``) before anything is written; the changes then go as ONE
+        entity-group transaction (one partition, at most 100 operations), which Table Storage
+        applies whole or not at all, and a reader's query sees the partition before or after it.
+        A sync that would change more rows is refused before any write (``StoreError`` saying how
+        to split it): batches in several transactions could leave a narrowed policy live without
+        its companion when a later batch fails. A row whose stored document differs from the new
+        one is rewritten even when its ``sha256`` column matches (a row edited in place is put
+        back)."""
         table = self._t.table(self._t.policies_name)
         counts = {"added": 0, "updated": 0, "unchanged": 0, "removed": 0}
         wanted: dict[str, tuple[str, dict, str]] = {}
@@ -157,29 +164,48 @@ class TablePolicyRepository:
             if len(body) > _MAX_STRING:
                 raise StoreError(f"{source}: policy '{pid}' is too large for one table row "
                                  f"({len(body)} > {_MAX_STRING} characters); nothing was written")
+            version = doc.get("version", 0)
+            if type(version) is not int or not self._INT32[0] <= version <= self._INT32[1]:
+                raise StoreError(f"{source}: policy '{pid}': version {str(version)[:40]} does not fit the table's "
+                                 f"version column (an integer up to {self._INT32[1]}); nothing was written")
             wanted[pid] = (source, doc, body)
         try:
             existing = {e["RowKey"]: e for e in table.query_entities(
                 "PartitionKey eq @pk", parameters={"pk": self.PARTITION})}
-            ops: list[tuple] = []
-            for pid, (source, doc, body) in wanted.items():
-                digest = _sha(body)
-                old = existing.get(pid)
-                if old is not None and old.get("sha256") == digest and old.get("document") == body:
-                    counts["unchanged"] += 1
-                    continue
-                ops.append(("upsert", {
-                    "PartitionKey": self.PARTITION, "RowKey": pid, "document": body, "sha256": digest,
-                    "version": int(doc.get("version", 0)), "source": source[-500:],
-                    "synced_at": datetime.now(timezone.utc),
-                }, {"mode": UpdateMode.REPLACE}))
-                counts["updated" if old is not None else "added"] += 1
-            for pid in existing:
-                if pid not in wanted:
-                    ops.append(("delete", {"PartitionKey": self.PARTITION, "RowKey": pid}))
-                    counts["removed"] += 1
-            for i in range(0, len(ops), 100):
-                table.submit_transaction(ops[i:i + 100])
         except AzureError as exc:
-            raise _store_error("write policies", exc) from exc
+            raise _store_error("read policies", exc) from exc
+        ops: list[tuple] = []
+        for pid, (source, doc, body) in wanted.items():
+            digest = _sha(body)
+            old = existing.get(pid)
+            if old is not None and old.get("sha256") == digest and old.get("document") == body:
+                counts["unchanged"] += 1
+                continue
+            ops.append(("upsert", {
+                "PartitionKey": self.PARTITION, "RowKey": pid, "document": body, "sha256": digest,
+                "version": doc.get("version", 0), "source": source[-500:],
+                "synced_at": datetime.now(timezone.utc),
+            }, {"mode": UpdateMode.REPLACE}))
+            counts["updated" if old is not None else "added"] += 1
+        for pid in existing:
+            if pid not in wanted:
+                ops.append(("delete", {"PartitionKey": self.PARTITION, "RowKey": pid}))
+                counts["removed"] += 1
+        if not ops:
+            return counts
+        if len(ops) > self.MAX_OPERATIONS:
+            raise StoreError(
+                f"this sync would change {len(ops)} policy rows ({counts['added']} added, {counts['updated']} "
+                f"updated, {counts['removed']} removed), more than the {self.MAX_OPERATIONS} one all-or-nothing "
+                "Table Storage transaction holds; nothing was written: sync in steps of at most "
+                f"{self.MAX_OPERATIONS} changed policies, each step a complete metadata set (e.g. first sync "
+                "with the new files added beside the old ones, then again with the old files removed)")
+        try:
+            table.submit_transaction(ops)
+        except AzureError as exc:      # TableTransactionError included: the transaction changed nothing
+            err = _store_error("write policies", exc)
+            raise StoreError(f"{err}; nothing was written (one transaction)") from exc
+        except (TypeError, ValueError) as exc:   # a value the SDK cannot encode, refused before sending
+            raise StoreError(f"table storage write policies failed: a row could not be encoded "
+                             f"({type(exc).__name__}: {str(exc)[:200]}); nothing was written") from exc
         return counts

@@ -10,6 +10,10 @@ contribute the members of every subtype: a compute's ``properties.properties`` h
 of AmlCompute, ComputeInstance, AKS, Kubernetes, VirtualMachine, HDInsight, Databricks,
 DataLakeAnalytics, SynapseSpark (DataFactory has none).
 
+``objects`` and ``arrays``: the paths that are objects (models, maps, free-form objects) or
+arrays in every declaration of the type; ``container_path`` says why a rule's single-value
+comparison on one (or inside an array) could never judge anything, and the loader refuses it.
+
 ``open_prefixes``: free-form maps (``tags``, ``identity.userAssignedIdentities``, any
 ``additionalProperties`` object, ``dict[str, X]`` in the SDKs) and free-form objects; any key
 below them is valid. ``depth_limited``: objects at the fourth segment that do have members, not
@@ -62,6 +66,8 @@ class TypeProperties:
     paths: frozenset[str]               # every known dotted path, camelCase
     open_prefixes: frozenset[str]       # any key below these is valid (maps, free-form objects)
     depth_limited: frozenset[str] = frozenset()  # objects at depth 4 whose members are not listed
+    objects: frozenset[str] = frozenset()        # paths that are objects (models, maps) in every declaration
+    arrays: frozenset[str] = frozenset()         # paths that are arrays in every declaration
 
 
 # BEGIN GENERATED (tools/gen_known_properties.py)
@@ -167,6 +173,34 @@ KNOWN: dict[str, TypeProperties] = {
             'tags',
         }),
         depth_limited=frozenset(),
+        objects=frozenset({
+            'identity',
+            'identity.userAssignedIdentities',
+            'properties',
+            'properties.encryption',
+            'properties.encryption.identity',
+            'properties.encryption.keyVaultProperties',
+            'properties.featureStoreSettings',
+            'properties.featureStoreSettings.computeRuntime',
+            'properties.managedNetwork',
+            'properties.managedNetwork.outboundRules',
+            'properties.managedNetwork.status',
+            'properties.notebookInfo',
+            'properties.notebookInfo.notebookPreparationError',
+            'properties.serverlessComputeSettings',
+            'properties.serviceManagedResourcesSettings',
+            'properties.serviceManagedResourcesSettings.cosmosDb',
+            'properties.workspaceHubConfig',
+            'sku',
+            'systemData',
+            'tags',
+        }),
+        arrays=frozenset({
+            'properties.associatedWorkspaces',
+            'properties.privateEndpointConnections',
+            'properties.sharedPrivateLinkResources',
+            'properties.workspaceHubConfig.additionalWorkspaceStorageAccounts',
+        }),
     ),
     # 35 paths
     'microsoft.machinelearningservices/registries': TypeProperties(
@@ -212,6 +246,21 @@ KNOWN: dict[str, TypeProperties] = {
             'tags',
         }),
         depth_limited=frozenset(),
+        objects=frozenset({
+            'identity',
+            'identity.userAssignedIdentities',
+            'properties',
+            'properties.managedResourceGroup',
+            'properties.managedResourceGroupSettings',
+            'sku',
+            'systemData',
+            'tags',
+        }),
+        arrays=frozenset({
+            'properties.managedResourceGroupSettings.assignedIdentities',
+            'properties.regionDetails',
+            'properties.registryPrivateEndpointConnections',
+        }),
     ),
     # 158 paths
     'microsoft.machinelearningservices/workspaces/computes': TypeProperties(
@@ -384,6 +433,49 @@ KNOWN: dict[str, TypeProperties] = {
         depth_limited=frozenset({
             'properties.properties.personalComputeInstanceSettings.assignedUser',
             'properties.properties.setupScripts.scripts',
+        }),
+        objects=frozenset({
+            'identity',
+            'identity.userAssignedIdentities',
+            'properties',
+            'properties.properties',
+            'properties.properties.administratorAccount',
+            'properties.properties.aksNetworkingConfiguration',
+            'properties.properties.autoPauseProperties',
+            'properties.properties.autoScaleProperties',
+            'properties.properties.connectivityEndpoints',
+            'properties.properties.createdBy',
+            'properties.properties.instanceTypes',
+            'properties.properties.lastOperation',
+            'properties.properties.nodeStateCounts',
+            'properties.properties.osImageMetadata',
+            'properties.properties.personalComputeInstanceSettings',
+            'properties.properties.personalComputeInstanceSettings.assignedUser',
+            'properties.properties.propertyBag',
+            'properties.properties.scaleSettings',
+            'properties.properties.schedules',
+            'properties.properties.setupScripts',
+            'properties.properties.setupScripts.scripts',
+            'properties.properties.sshSettings',
+            'properties.properties.sslConfiguration',
+            'properties.properties.subnet',
+            'properties.properties.userAccountCredentials',
+            'properties.properties.versions',
+            'properties.properties.virtualMachineImage',
+            'sku',
+            'systemData',
+            'tags',
+        }),
+        arrays=frozenset({
+            'properties.properties.applications',
+            'properties.properties.containers',
+            'properties.properties.customServices',
+            'properties.properties.dataDisks',
+            'properties.properties.dataMounts',
+            'properties.properties.errors',
+            'properties.properties.schedules.computeStartStop',
+            'properties.properties.systemServices',
+            'properties.provisioningErrors',
         }),
     ),
     # 214 paths
@@ -618,6 +710,69 @@ KNOWN: dict[str, TypeProperties] = {
             'properties.secondaryEndpoints.ipv6Endpoints.internetEndpoints',
             'properties.secondaryEndpoints.ipv6Endpoints.microsoftEndpoints',
         }),
+        objects=frozenset({
+            'extendedLocation',
+            'identity',
+            'identity.userAssignedIdentities',
+            'placement',
+            'properties',
+            'properties.allowSharedKeyAccessForServices',
+            'properties.allowSharedKeyAccessForServices.blob',
+            'properties.allowSharedKeyAccessForServices.file',
+            'properties.allowSharedKeyAccessForServices.queue',
+            'properties.allowSharedKeyAccessForServices.table',
+            'properties.azureFilesIdentityBasedAuthentication',
+            'properties.azureFilesIdentityBasedAuthentication.activeDirectoryProperties',
+            'properties.azureFilesIdentityBasedAuthentication.smbOAuthSettings',
+            'properties.blobRestoreStatus',
+            'properties.blobRestoreStatus.parameters',
+            'properties.customDomain',
+            'properties.dataCollaborationPolicyProperties',
+            'properties.dualStackEndpointPreference',
+            'properties.encryption',
+            'properties.encryption.identity',
+            'properties.encryption.keyvaultproperties',
+            'properties.encryption.services',
+            'properties.encryption.services.blob',
+            'properties.encryption.services.file',
+            'properties.encryption.services.queue',
+            'properties.encryption.services.table',
+            'properties.geoPriorityReplicationStatus',
+            'properties.geoReplicationStats',
+            'properties.immutableStorageWithVersioning',
+            'properties.immutableStorageWithVersioning.immutabilityPolicy',
+            'properties.keyCreationTime',
+            'properties.keyPolicy',
+            'properties.networkAcls',
+            'properties.primaryEndpoints',
+            'properties.primaryEndpoints.internetEndpoints',
+            'properties.primaryEndpoints.ipv6Endpoints',
+            'properties.primaryEndpoints.ipv6Endpoints.internetEndpoints',
+            'properties.primaryEndpoints.ipv6Endpoints.microsoftEndpoints',
+            'properties.primaryEndpoints.microsoftEndpoints',
+            'properties.routingPreference',
+            'properties.sasPolicy',
+            'properties.secondaryEndpoints',
+            'properties.secondaryEndpoints.internetEndpoints',
+            'properties.secondaryEndpoints.ipv6Endpoints',
+            'properties.secondaryEndpoints.ipv6Endpoints.internetEndpoints',
+            'properties.secondaryEndpoints.ipv6Endpoints.microsoftEndpoints',
+            'properties.secondaryEndpoints.microsoftEndpoints',
+            'properties.storageAccountSkuConversionStatus',
+            'properties.turboTier',
+            'sku',
+            'systemData',
+            'tags',
+        }),
+        arrays=frozenset({
+            'properties.blobRestoreStatus.parameters.blobRanges',
+            'properties.networkAcls.ipRules',
+            'properties.networkAcls.ipv6Rules',
+            'properties.networkAcls.resourceAccessRules',
+            'properties.networkAcls.virtualNetworkRules',
+            'properties.privateEndpointConnections',
+            'zones',
+        }),
     ),
     # 36 paths
     'microsoft.keyvault/vaults': TypeProperties(
@@ -663,6 +818,19 @@ KNOWN: dict[str, TypeProperties] = {
             'tags',
         }),
         depth_limited=frozenset(),
+        objects=frozenset({
+            'properties',
+            'properties.networkAcls',
+            'properties.sku',
+            'systemData',
+            'tags',
+        }),
+        arrays=frozenset({
+            'properties.accessPolicies',
+            'properties.networkAcls.ipRules',
+            'properties.networkAcls.virtualNetworkRules',
+            'properties.privateEndpointConnections',
+        }),
     ),
     # 63 paths
     'microsoft.containerregistry/registries': TypeProperties(
@@ -736,6 +904,29 @@ KNOWN: dict[str, TypeProperties] = {
             'tags',
         }),
         depth_limited=frozenset(),
+        objects=frozenset({
+            'identity',
+            'identity.userAssignedIdentities',
+            'properties',
+            'properties.encryption',
+            'properties.encryption.keyVaultProperties',
+            'properties.networkRuleSet',
+            'properties.policies',
+            'properties.policies.azureADAuthenticationAsArmPolicy',
+            'properties.policies.exportPolicy',
+            'properties.policies.quarantinePolicy',
+            'properties.policies.retentionPolicy',
+            'properties.policies.trustPolicy',
+            'properties.status',
+            'sku',
+            'systemData',
+            'tags',
+        }),
+        arrays=frozenset({
+            'properties.dataEndpointHostNames',
+            'properties.networkRuleSet.ipRules',
+            'properties.privateEndpointConnections',
+        }),
     ),
 }
 # END GENERATED
@@ -777,3 +968,45 @@ def unknown_path(type_name: str, path: str) -> str | None:
     if close:
         reason += f" (did you mean '{by_lower[close[0]]}'?)"
     return reason
+
+
+_CONTAINERS: dict[str, tuple[dict[str, str], dict[str, str]]] = {
+    k: ({p.lower(): p for p in v.objects}, {p.lower(): p for p in v.arrays}) for k, v in KNOWN.items()
+}
+
+
+def container_path(type_name: str, path: str) -> str | None:
+    """Why ``path`` cannot be compared with a single value on ``type_name``, or None.
+
+    A path that is an object (``properties.networkAcls``, ``tags``) or an array
+    (``properties.networkAcls.ipRules``) of the type, or lies inside an array (the reader does
+    not index into arrays, so it is always absent): ``equals``/``in`` would fail every resource
+    and ``not_equals``/``not_in`` pass every one. Case-insensitive; None when the type has no list.
+    """
+    shapes = _CONTAINERS.get(type_name.lower())
+    if shapes is None:
+        return None
+    objects, arrays = shapes
+    low = path.lower()
+    never = "equals/in would fail every resource and not_equals/not_in pass every one"
+    if low in arrays:
+        return (f"'{path}' is an array on {type_name}: a comparison with one value never matches a list "
+                f"(an entry such as '0.0.0.0/0' in it is never seen), so {never}; a rule cannot judge array items")
+    segs = low.split(".")
+    for i in range(1, len(segs)):
+        inside = ".".join(segs[:i])
+        if inside in arrays:
+            return (f"'{path}' lies inside the array '{arrays[inside]}' of {type_name}: a property path "
+                    f"cannot index into an array, so the value is always absent: {never}")
+    if low in objects:
+        props = KNOWN[type_name.lower()]
+        if low in {p.lower() for p in props.open_prefixes}:
+            hint = f"one of its keys instead (e.g. '{objects[low]}.<key>')"
+        else:
+            members = sorted(p for p in props.paths if p.lower().startswith(low + ".")
+                             and p.count(".") == low.count(".") + 1 and p.lower() not in objects
+                             and p.lower() not in arrays)
+            hint = "one of its properties instead" + (f" (e.g. '{members[0]}')" if members else "")
+        return (f"'{path}' is an object on {type_name}: a comparison with one value never matches an object, "
+                f"so {never}; name {hint}")
+    return None

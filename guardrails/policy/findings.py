@@ -14,7 +14,7 @@ import re
 from typing import Any, Iterable
 
 
-_SHOWN_ID = re.compile(r"^[a-z0-9][a-z0-9-]{1,62}$")          # the schema's id pattern
+_SHOWN_ID = re.compile(r"[a-z0-9][a-z0-9-]{1,62}")            # the schema's id pattern (fullmatch)
 _KEYLIKE_RUN = re.compile(r"(?=[a-z0-9]*[0-9])[a-z0-9]{24,}")   # a policy id is words, not a token
 _SHOWN_VALUE = 32        # a refused string longer than this is described, not quoted
 
@@ -25,7 +25,7 @@ def _pid(doc: Any) -> str:
     pid = doc.get("id") if isinstance(doc, dict) else None
     if not isinstance(pid, str) or not pid:
         return "?"
-    if _SHOWN_ID.match(pid) and not _KEYLIKE_RUN.search(pid):
+    if _SHOWN_ID.fullmatch(pid) and not _KEYLIKE_RUN.search(pid):
         return f"'{pid}'"
     return f"<an id of {len(pid)} characters, not shown>"
 

@@ -6,7 +6,11 @@ from __future__ import annotations
 
 from typing import Any, Iterable
 
-ID_PATTERN = r"^[a-z0-9][a-z0-9-]{1,62}$"
+# ``\Z``, not ``$``: jsonschema tests a pattern with ``re.search``, where ``$`` also matches before a
+# trailing line break, so ``"storage-private\n"`` (a YAML block scalar) would pass as an id
+ID_PATTERN = r"^[a-z0-9][a-z0-9-]{1,62}\Z"
+# a version is written to the policy table's ``version`` column, an Edm.Int32
+MAX_VERSION = 2**31 - 1
 SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 
 
@@ -22,7 +26,7 @@ def document(kind: str, title: str, required: Iterable[str], modes: Iterable[str
         "required": list(required),
         "properties": {
             "id": {"type": "string", "pattern": ID_PATTERN},
-            "version": {"type": "integer", "minimum": 1},
+            "version": {"type": "integer", "minimum": 1, "maximum": MAX_VERSION},
             "kind": {"const": kind},
             "description": text,
             "mode": {"enum": list(modes)},
@@ -31,4 +35,4 @@ def document(kind: str, title: str, required: Iterable[str], modes: Iterable[str
     }
 
 
-__all__ = ["ID_PATTERN", "SCHEMA_DIALECT", "document"]
+__all__ = ["ID_PATTERN", "MAX_VERSION", "SCHEMA_DIALECT", "document"]

@@ -64,7 +64,11 @@ def _schema_pass(source: str, doc: dict[str, Any]) -> list[str]:
     seen: dict[tuple[str, str], None] = {}
     for err in schema_mod.validator(kind=_kind(doc)).iter_errors(doc):
         e = _specific(err)
-        seen[(e.json_path, _unquoted(e.message, e.instance))] = None
+        message = _unquoted(e.message, e.instance)
+        if e.validator == "pattern" and isinstance(e.instance, str) and e.instance != e.instance.strip():
+            message += (" (it starts or ends with a space or a line break; a YAML block scalar '|' or '>' "
+                        "keeps the line break: write the value on one line)")
+        seen[(e.json_path, message)] = None
     return [_finding(source, doc, p, m) for p, m in sorted(seen)]
 
 
@@ -140,9 +144,10 @@ def _row_size_findings(policies: Iterable[AnyPolicy]) -> list[str]:
 def load_documents(items: Iterable[tuple[str, Mapping[str, Any]]], *, check_paths: bool = True) -> list[AnyPolicy]:
     """Validate already-parsed documents (e.g. Table Storage rows), in the order given.
 
-    ``check_paths`` False (a worker reading rows ``metadata sync`` wrote): property paths are not
-    held to this release's lists again — a row an earlier release accepted must not stop every
-    decision after an upgrade; ``validate`` and ``sync`` check them."""
+    ``check_paths`` False (a worker reading rows ``metadata sync`` wrote): property paths (known,
+    not an object or an array) and selector resource group names are not held to this release's
+    rules again — a row an earlier release accepted must not stop every decision after an
+    upgrade; ``validate`` and ``sync`` check them."""
     policies, findings = _validate(items, check_paths=check_paths)
     if findings:
         raise MetadataValidationError(findings)

@@ -24,8 +24,10 @@ from guardrails.policy.operators import expect_schema
 from guardrails.remediation.actions import ActionRegistry, actions
 
 from guardrails.policy.fragments import document   # the frame every kind shares
-RULE_ID_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}$"
-PROPERTY_PATTERN = r"^[A-Za-z0-9_$@-]+(\.[A-Za-z0-9_$@-]+)*$"
+# patterns end in ``\Z``, not ``$``: jsonschema uses ``re.search``, where ``$`` also matches before a
+# trailing line break ("r1\n" from a YAML block scalar would pass)
+RULE_ID_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}\Z"
+PROPERTY_PATTERN = r"^[A-Za-z0-9_$@-]+(\.[A-Za-z0-9_$@-]+)*\Z"
 TOP_LEVEL_KEYS = ("id", "version", "kind", "description", "mode", "selector", "rules", "exemptions",
                   "notify_tag", "contact", "breaker", "flip_flop")
 REQUIRED_KEYS = ("id", "version", "description", "mode", "selector", "rules")
@@ -33,7 +35,7 @@ ROLE_TOP_LEVEL_KEYS = ("id", "version", "kind", "description", "mode", "selector
                        "grants", "strict_scopes", "action", "exemptions", "breaker", "flip_flop")
 ROLE_REQUIRED_KEYS = ("id", "version", "kind", "description", "mode", "action")
 # an ARM action pattern: Namespace/type/…/verb with '*' wildcards; no spaces
-ACTION_PATTERN = r"^[A-Za-z0-9*][A-Za-z0-9._*/-]*$"
+ACTION_PATTERN = r"^[A-Za-z0-9*][A-Za-z0-9._*/-]*\Z"
 
 _TEXT = {"type": "string", "minLength": 1}
 _STRINGS = {"type": "array", "items": _TEXT, "uniqueItems": True}

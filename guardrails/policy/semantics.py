@@ -2,17 +2,17 @@
 
 ``_semantics`` checks one document by its kind and builds its policy (``Policy``, ``RolePolicy``,
 …) or returns its findings. Resource kind: catalogue types, one operator per ``expect``, action
-``validate()``, unique rule ids, tag keys unique in any case. Role-assignments kind
+``validate()``, unique rule ids, tag keys unique in any case, resource group names in ARM's
+grammar, no comparison on a path that is an object or an array. Role-assignments kind
 (``_role_semantics``): role names in the built-in catalogue (or GUIDs), principal/group object
 ids are GUIDs, grant and strict scopes are ARM scopes, a grant names somebody. Both: subscription
-GUIDs, exemption scopes and timezone-aware expiry (``_exemptions``). The secrets kind:
-``guardrails/secrets/policy.py``; the check kinds (job, model-registry, check-access):
-``guardrails/checks/policy_schema.py``.
+GUIDs (kept normalised: lower-case, dashed, trimmed), exemption scopes and timezone-aware expiry
+(``_exemptions``). The secrets kind: ``guardrails/secrets/policy.py``; the check kinds (job,
+model-registry, check-access): ``guardrails/checks/policy_schema.py``.
 """
 
 from __future__ import annotations
 
-import re
 from datetime import datetime
 from typing import Any, Iterable, Mapping
 
@@ -20,16 +20,13 @@ from guardrails.model.policy import (
     DEFAULT_BREAKER, DEFAULT_FLIP_FLOP, DEFAULT_NOTIFY_TAG, ROLE_KIND, AnyPolicy, Breaker,
     Exemption, FlipFlop, Policy, PrivateEndpointFirst, PrivilegedRoles, RoleGrant, RolePolicy, RoleSelector, Rule, Selector, freeze,
 )
-from guardrails.model.known_properties import unknown_path
+from guardrails.model.known_properties import container_path, unknown_path
 from guardrails.model.resource import CATALOG, lookup_type
 from guardrails.model.roles import BUILTIN_ROLES, builtin_by_name, normalize_guid
 from guardrails.checks import policy_schema as check_schema
 from guardrails.policy.findings import _finding, _hint
 from guardrails.policy.structure import _kind
 from guardrails.remediation.actions import actions
-
-_GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
-
 
 def _check_scope(scope: str) -> str | None:
     from guardrails.errors import InvalidArmId
@@ -78,10 +75,54 @@ def _exemptions(doc: Mapping[str, Any], found: list[tuple[str, str]]) -> tuple[E
     return tuple(exemptions)
 
 
-def _subscriptions(sel: Mapping[str, Any], found: list[tuple[str, str]]) -> None:
+def _subscriptions(sel: Mapping[str, Any], found: list[tuple[str, str]]) -> tuple[str, ...]:
+    """The selector's subscription ids, normalised (lower-case dashed GUIDs, surrounding
+    whitespace such as a YAML block scalar's line break dropped): the evaluators compare them with
+    the ids of events and listings as they are, so a raw ``"<guid>\n"`` would select nothing."""
+    out: list[str] = []
+    first: dict[str, int] = {}
     for i, sub in enumerate(sel.get("subscriptions", ())):
-        if not _GUID.match(sub):
-            found.append((f"$.selector.subscriptions[{i}]", f"'{sub}' is not a subscription GUID"))
+        path = f"$.selector.subscriptions[{i}]"
+        guid = normalize_guid(sub)
+        if guid is None:
+            found.append((path, f"{sub!r} is not a subscription GUID (e.g. 3f2b6c1e-8a4d-4c7e-9b15-2d7e6f0a9c31)"))
+            continue
+        if guid in first:
+            found.append((path, f"subscription {guid} is listed twice (also $.selector.subscriptions[{first[guid]}])"))
+            continue
+        first[guid] = i
+        out.append(guid)
+    return tuple(out)
+
+
+def _resource_groups(sel: Mapping[str, Any], found: list[tuple[str, str]]) -> tuple[str, ...]:
+    """The selector's resource group names, held to ARM's resource group grammar: a name the
+    selector compares with the one in a resource id, so an id, a wildcard or a name with a space
+    would select nothing."""
+    from guardrails.errors import InvalidArmId
+    from guardrails.model.arm_id import _Parser      # lazy, like the ARM id grammar above
+
+    first: dict[str, int] = {}
+    for i, rg in enumerate(sel.get("resource_groups", ())):
+        path = f"$.selector.resource_groups[{i}]"
+        if "/" in rg:
+            found.append((path, f"{rg!r} is not a resource group name: write the name alone (e.g. 'rg-ml-prod'); "
+                          "to cover one subscription's resources use selector.subscriptions"))
+            continue
+        if "*" in rg:
+            found.append((path, f"{rg!r}: wildcards are not supported; list every resource group name"))
+            continue
+        try:
+            _Parser(rg, "resource group name").check_rg(rg)
+        except InvalidArmId as exc:
+            found.append((path, f"not a valid resource group name: {exc}"))
+            continue
+        if rg.lower() in first:
+            found.append((path, f"resource group '{rg}' is listed twice (names are case-insensitive; also "
+                          f"$.selector.resource_groups[{first[rg.lower()]}])"))
+            continue
+        first[rg.lower()] = i
+    return tuple(sel.get("resource_groups", ()))
 
 
 def _semantics(source: str, doc: dict[str, Any], *, check_paths: bool = True) -> tuple[AnyPolicy | None, list[str]]:
@@ -104,7 +145,10 @@ def _semantics(source: str, doc: dict[str, Any], *, check_paths: bool = True) ->
         if lookup_type(t) is None:
             found.append((f"$.selector.resource_types[{i}]", f"resource type '{t}' is not in the catalogue"
                           f"{_hint(t, [c.name for c in CATALOG.values()])}"))
-    _subscriptions(sel, found)
+    subscriptions = _subscriptions(sel, found)
+    # like paths, resource group names are held to the grammar by ``validate``/``sync`` only: a row
+    # an earlier release wrote ("rg*") must not make a worker's whole policy set unreadable
+    resource_groups = _resource_groups(sel, found) if check_paths else tuple(sel.get("resource_groups", ()))
     tag_keys: dict[str, str] = {}
     for k in sel.get("tags", {}):
         if k.lower() in tag_keys:
@@ -129,6 +173,15 @@ def _semantics(source: str, doc: dict[str, Any], *, check_paths: bool = True) ->
                 if unknown:
                     found.append((f"{path}.property", f"{unknown}: a rule on it would judge every resource "
                                   "by the absent value; if ARM does return it, set allow_unlisted_property: true"))
+        if check_paths:
+            # every operator compares one value: an object or an array never equals it, so the rule
+            # would pass (not_equals, not_in) or fail (equals, in) every resource whatever it holds
+            # (allow_unlisted_property is about paths the list lacks; these it lists as containers)
+            for t in types:
+                container = container_path(t, rd["property"])
+                if container:
+                    found.append((f"{path}.property", container))
+                    break
         if len(rd["expect"]) != 1:
             found.append((f"{path}.expect", "exactly one operator expected, found "
                           + ", ".join(f"'{k}'" for k in rd["expect"])))
@@ -146,8 +199,8 @@ def _semantics(source: str, doc: dict[str, Any], *, check_paths: bool = True) ->
         mode=doc["mode"],
         selector=Selector(
             resource_types=tuple(types),
-            subscriptions=tuple(sel.get("subscriptions", ())),
-            resource_groups=tuple(sel.get("resource_groups", ())),
+            subscriptions=subscriptions,
+            resource_groups=resource_groups,
             tags=freeze(sel.get("tags", {})),
         ),
         rules=tuple(rules),
@@ -190,7 +243,7 @@ def _scopes(values: Iterable[str], path: str, found: list[tuple[str, str]]) -> t
 def _role_semantics(source: str, doc: dict[str, Any]) -> tuple[RolePolicy | None, list[str]]:
     found: list[tuple[str, str]] = []
     sel = doc.get("selector", {})
-    _subscriptions(sel, found)
+    subscriptions = _subscriptions(sel, found)
 
     pr = doc.get("privileged", {})
     roles = tuple(pr.get("roles", ()))
@@ -252,7 +305,7 @@ def _role_semantics(source: str, doc: dict[str, Any]) -> tuple[RolePolicy | None
         description=doc["description"],
         mode=doc["mode"],
         action=freeze(doc["action"]),
-        selector=RoleSelector(subscriptions=tuple(sel.get("subscriptions", ()))),
+        selector=RoleSelector(subscriptions=subscriptions),
         privileged=privileged,
         break_glass=break_glass,
         grants=tuple(grants),

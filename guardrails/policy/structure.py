@@ -1,7 +1,7 @@
 """Pass 1 of metadata validation (``guardrails.policy.loader``): structure.
 
 The file is YAML with exactly one mapping document (``_parse_yaml``: safe, YAML 1.2 booleans,
-timestamps kept as strings, duplicate keys, aliases and merge keys refused, size bounded); depth
+YAML 1.1-only number forms refused (``010``, ``1:30``), timestamps kept as strings, duplicate keys, aliases and merge keys refused, size bounded); depth
 and numbers are bounded (``_shape_problem``) before any recursive pass; ``kind`` (absent means
 ``resource``: ``_kind``) is known, keys are strings and known (walked from that kind's schema by
 ``_walk_keys``, so nested typos like ``expct`` are caught with a suggestion), the required
@@ -60,10 +60,40 @@ _BOOL = "tag:yaml.org,2002:bool"
 # YAML 1.2 booleans: only true/false. YAML 1.1 also reads yes/no/on/off as booleans, which turns
 # ``mode: off`` into ``mode: false`` (and "NO" the country code into false): here they stay words.
 _BOOL_12 = re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$")
+# YAML 1.2 numbers: decimal integers, unsigned hexadecimal, decimal fractions. YAML 1.1 (PyYAML)
+# also reads ``010`` as 8 (octal), ``1:30`` as 90 (base 60), ``0b11``, ``1_000`` and ``-0x1F`` as
+# numbers, which YAML 1.2 reads as other numbers or as text: such a plain scalar is refused
+# (``_YAML11_NUMBER``), naming both readings, so ``equals: 010`` never silently compares with 8.
+_INT, _FLOAT = "tag:yaml.org,2002:int", "tag:yaml.org,2002:float"
+_INT_12 = re.compile(r"^(?:[-+]?(?:0|[1-9][0-9]*)|0x[0-9a-fA-F]+)$")
+_FLOAT_12 = re.compile(r"^(?:[-+]?[0-9]+\.[0-9]*(?:[eE][-+][0-9]+)?|\.[0-9]+(?:[eE][-+][0-9]+)?"
+                       r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$")
+_YAML11_NUMBER = "tag:guardrails,2025:yaml-1.1-number"
 _YamlLoader.yaml_implicit_resolvers = {
-    ch: [(tag, _BOOL_12 if tag == _BOOL else rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    ch: [(tag, {_BOOL: _BOOL_12, _INT: _INT_12, _FLOAT: _FLOAT_12}.get(tag, rx))
+         for tag, rx in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    # last: what only YAML 1.1 reads as a number (the 1.2 forms above matched first)
+    + [(_YAML11_NUMBER, rx) for tag, rx in resolvers if tag in (_INT, _FLOAT)]
     for ch, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
 }
+
+
+def _yaml11_number(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> Any:
+    text = node.value
+    is_int = any(tag == _INT and rx.match(text) for tag, rx in yaml.SafeLoader.yaml_implicit_resolvers.get(text[:1], ()))
+    try:
+        as11 = (yaml.SafeLoader.construct_yaml_int if is_int else yaml.SafeLoader.construct_yaml_float)(loader, node)
+    except (ValueError, TypeError):
+        as11 = "a number"
+    form = ("a base-60 number" if ":" in text else "a binary number" if "0b" in text
+            else "a signed hexadecimal number" if "x" in text else "a number with '_' separators" if "_" in text
+            else "an octal number")
+    raise yaml.constructor.ConstructorError(
+        None, None, f"{text} is read as {as11!r} by YAML 1.1 ({form}) but not by YAML 1.2: quote it "
+        f"('{text}') for the text, or write the number in decimal", node.start_mark)
+
+
+_YamlLoader.add_constructor(_YAML11_NUMBER, _yaml11_number)
 
 
 def _parse_yaml(source: str, text: str) -> tuple[Any, list[str]]:
