@@ -155,12 +155,18 @@ class GuardrailsService(TimerDecisions):
             target = _CheckTarget(ev.vault_id)
             return self._once(ctx, row, str(ev.vault_id),
                               lambda: self.resources.decide(ctx, row, target, rtype, compiled, candidates))
-        if self.secrets is None:
-            return self._finish(ctx, row, "ignored", "not_covered", "secret guardrail not configured")
         policies = [p for p in getattr(self.policies.get(), "secret_policies", ())
-                    if p.mode != "off" and p.governs(ev.vault_name)]
+                    if p.mode != "off" and p.governs(ev.vault_name)] if self.secrets is not None else []
         if not policies:
-            return self._finish(ctx, row, "ignored", "no_policy", f"no secrets policy governs vault {ev.vault_name}")
+            reason, why = (("not_covered", "secret guardrail not configured") if self.secrets is None
+                           else ("no_policy", f"no secrets policy governs vault {ev.vault_name}"))
+            if ev.kind == "Exposed":
+                # a leaked credential nothing will rotate: never a quiet "ignored"; its owner acts
+                row.notify = True
+                emit(log, logging.ERROR, "exposure_not_governed", reason=reason, vault=ev.vault_name,
+                     object=ev.object_name)
+                why += ": rotate it by hand"
+            return self._finish(ctx, row, "ignored", reason, why)
         return self._once(ctx, row, row.resource_id, lambda: self.secrets.decide(ctx, row, ev, policies))
 
     def report_exposure(self, *, vault: str, name: str, version: str | None, source: str,
