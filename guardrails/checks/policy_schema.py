@@ -52,9 +52,22 @@ def _closed(required: Iterable[str], **props: Any) -> dict[str, Any]:
     return {"type": "object", "additionalProperties": False, "required": list(required), "properties": props}
 
 
+def _to_end_of_text(node: Any) -> Any:
+    """The schema with each ``pattern``'s final ``$`` made ``\\Z``: jsonschema matches with
+    Python's ``re.search``, where ``$`` also matches before a final line break, so ``"job-201\\n"``
+    (a YAML block scalar) would pass. The shared names keep ``$`` for the request models, whose
+    Rust regex has no ``\\Z`` and whose ``$`` is the end of the text already."""
+    if isinstance(node, dict):
+        return {k: (v[:-1] + r"\Z" if k == "pattern" and isinstance(v, str) and v.endswith("$")
+                    and not v.endswith(r"\$") else _to_end_of_text(v)) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_to_end_of_text(v) for v in node]
+    return node
+
+
 def _document(kind: str, title: str, modes: Iterable[str], **props: Any) -> dict[str, Any]:
     from guardrails.policy.fragments import document
-    return document(kind, title, REQUIRED_KEYS[kind], modes, _TEXT, **props)
+    return _to_end_of_text(document(kind, title, REQUIRED_KEYS[kind], modes, _TEXT, **props))
 
 
 def build_job_schema(_registry: Any = None) -> dict[str, Any]:

@@ -137,3 +137,21 @@ def test_the_compiled_set_exposes_check_kinds_in_force():
     off = [p if p.id != "job-201" else JobPolicy(**{**p.__dict__, "mode": "off"}) for p in everything]
     assert compile_policies(off).checks.job(201) == ()
     assert compiled.candidates("Microsoft.Storage/storageAccounts")          # resource kinds untouched
+
+
+@pytest.mark.parametrize("path, where", [
+    (("job_id",), "$.job_id"),
+    (("secret_references", 0, "vault"), "$.secret_references[0].vault"),
+    (("secret_references", 0, "secret"), "$.secret_references[0].secret"),
+    (("network_rules", 0, "private_endpoint"), "$.network_rules[0].private_endpoint"),
+])
+def test_a_name_ending_in_a_line_break_is_refused(path, where):
+    """A YAML block scalar (``|``) ends its value with a line break, which ``$`` lets through in
+    the JSON Schema pass (``re.search``): the job would then never match the request's name."""
+    doc = shipped("job-201")
+    target = doc
+    for key in path[:-1]:
+        target = target[key]
+    target[path[-1]] = f"{target[path[-1]]}\n"
+    fs = findings(doc)
+    assert any(f"policy 'job-201': {where}:" in f for f in fs), fs
