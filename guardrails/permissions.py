@@ -42,6 +42,8 @@ RESOURCE_EVENT_TYPES_DELIVERED = ("Microsoft.Resources.ResourceWriteSuccess",
                                   "Microsoft.Resources.ResourceWriteCancel")
 ROLE_ASSIGNMENT_WRITE = "Microsoft.Authorization/roleAssignments/write"
 ROLE_DEFINITION_WRITE = "Microsoft.Authorization/roleDefinitions/write"
+RESOURCE_GROUP_DELETE = "Microsoft.Resources/subscriptions/resourceGroups/delete"
+DELETE_EVENT_TYPE = "Microsoft.Resources.ResourceDeleteSuccess"
 
 
 @dataclass(frozen=True)
@@ -127,6 +129,16 @@ def covered_operations() -> list[str]:
     return sorted(ops, key=str.lower)
 
 
+def covered_delete_operations() -> list[str]:
+    """``data.operationName`` values of the deletions that end a covered resource's record: each
+    type whose writes are covered (not custom role definitions: their assignments end with
+    them), and resource groups (everything in one goes with it). A second event subscription of
+    the same topic delivers their ``ResourceDeleteSuccess``: audited ``ignored``, they take a
+    deleted resource out of the compliance report (``guardrails.report``) without a read."""
+    ops = {op.rsplit("/", 1)[0] + "/delete" for op in covered_operations() if op != ROLE_DEFINITION_WRITE}
+    return sorted(ops | {RESOURCE_GROUP_DELETE}, key=str.lower)
+
+
 def ml_event_types() -> list[str]:
     """Azure ML workspace system-topic event types the ML lifecycle guardrail acts on."""
     from guardrails.model.ml_events import ML_EVENT_TYPES
@@ -152,7 +164,8 @@ def render(req: Required, fmt: str = "text") -> str:
         return json.dumps(req.as_dict(), indent=2)
     if fmt == "bicep":
         parts = [("guardrailActions", req.actions), ("guardrailVaultDataActions", req.data_actions),
-                 ("coveredOperations", covered_operations()), ("keyVaultEventTypes", keyvault_event_types()),
+                 ("coveredOperations", covered_operations()), ("coveredDeleteOperations", covered_delete_operations()),
+                 ("keyVaultEventTypes", keyvault_event_types()),
                  ("mlWorkspaceEventTypes", ml_event_types())]
         return "\n".join(f"var {name} = {bicep_array(values)}" for name, values in parts)
     lines = []
@@ -164,4 +177,6 @@ def render(req: Required, fmt: str = "text") -> str:
         lines += [f"  {v:<70} {', '.join(req.sources.get(v, ()))}" for v in values] or ["  (none)"]
     lines.append("Event Grid operationName filter (covered operations):")
     lines += [f"  {op}" for op in covered_operations()]
+    lines.append("Event Grid operationName filter of the deletions subscription (ResourceDeleteSuccess):")
+    lines += [f"  {op}" for op in covered_delete_operations()]
     return "\n".join(lines)

@@ -123,6 +123,20 @@ var coveredOperations = [
   'Microsoft.MachineLearningServices/workspaces/write'
   'Microsoft.Storage/storageAccounts/write'
 ]
+var coveredDeleteOperations = [
+  'Microsoft.Authorization/roleAssignments/delete'
+  'Microsoft.ContainerRegistry/registries/delete'
+  'Microsoft.KeyVault/vaults/delete'
+  'Microsoft.MachineLearningServices/registries/delete'
+  'Microsoft.MachineLearningServices/registries/models/versions/delete'
+  'Microsoft.MachineLearningServices/workspaces/computes/delete'
+  'Microsoft.MachineLearningServices/workspaces/delete'
+  'Microsoft.MachineLearningServices/workspaces/models/versions/delete'
+  'Microsoft.MachineLearningServices/workspaces/onlineEndpoints/delete'
+  'Microsoft.MachineLearningServices/workspaces/onlineEndpoints/deployments/delete'
+  'Microsoft.Resources/subscriptions/resourceGroups/delete'
+  'Microsoft.Storage/storageAccounts/delete'
+]
 var keyVaultEventTypes = [
   'Microsoft.KeyVault.KeyExpired'
   'Microsoft.KeyVault.KeyNearExpiry'
@@ -228,6 +242,7 @@ module subscriptions 'modules/subscription.bicep' = [for id in governedSubscript
     deployEventSubscriptions: deployEventSubscriptions
     functionAppId: app.outputs.functionAppId
     coveredOperations: coveredOperations
+    coveredDeleteOperations: coveredDeleteOperations
     eventGridIdentityId: app.outputs.eventGridIdentityId
     storageAccountId: app.outputs.storageAccountId
     deadLetterContainer: app.outputs.deadLetterContainer

@@ -92,6 +92,20 @@ var coveredOperations = [
   'Microsoft.MachineLearningServices/workspaces/write'
   'Microsoft.Storage/storageAccounts/write'
 ]
+var coveredDeleteOperations = [
+  'Microsoft.Authorization/roleAssignments/delete'
+  'Microsoft.ContainerRegistry/registries/delete'
+  'Microsoft.KeyVault/vaults/delete'
+  'Microsoft.MachineLearningServices/registries/delete'
+  'Microsoft.MachineLearningServices/registries/models/versions/delete'
+  'Microsoft.MachineLearningServices/workspaces/computes/delete'
+  'Microsoft.MachineLearningServices/workspaces/delete'
+  'Microsoft.MachineLearningServices/workspaces/models/versions/delete'
+  'Microsoft.MachineLearningServices/workspaces/onlineEndpoints/delete'
+  'Microsoft.MachineLearningServices/workspaces/onlineEndpoints/deployments/delete'
+  'Microsoft.Resources/subscriptions/resourceGroups/delete'
+  'Microsoft.Storage/storageAccounts/delete'
+]
 // ---- end generated ------------------------------------------------------------------------------------
 
 var tags = {
@@ -144,6 +158,7 @@ module subscriptions 'modules/subscription.bicep' = [for id in eventSubscription
     deployEventSubscriptions: deployEventSubscriptions
     functionAppId: functionAppId
     coveredOperations: coveredOperations
+    coveredDeleteOperations: coveredDeleteOperations
     eventGridIdentityId: eventGridIdentityId
     storageAccountId: storageAccountId
     deadLetterContainer: deadLetterContainer

@@ -1,5 +1,6 @@
 // One governed subscription: the remediator role for the guardrail's identity, and a system topic on the
-// subscription delivering resource writes of the covered operations to `resource_events`.
+// subscription delivering resource writes of the covered operations to `resource_events` (and, by a second
+// event subscription, the deletions of covered resources, which end their record in the compliance report).
 targetScope = 'subscription'
 
 param environmentName string
@@ -10,6 +11,8 @@ param roleDefinitionGuid string
 param deployEventSubscriptions bool
 param functionAppId string
 param coveredOperations array
+@description('data.operationName values of the deletions delivered to resource_events by a second event subscription (ResourceDeleteSuccess: a deleted resource leaves the compliance report); empty: none.')
+param coveredDeleteOperations array = []
 param eventGridIdentityId string
 param storageAccountId string
 param deadLetterContainer string
@@ -65,6 +68,7 @@ module topic 'topic.bicep' = {
         values: coveredOperations
       }
     ]
+    deleteOperations: coveredDeleteOperations
     eventGridIdentityId: eventGridIdentityId
     storageAccountId: storageAccountId
     deadLetterContainer: deadLetterContainer

@@ -15,6 +15,8 @@ param functionAppId string
 param functionName string
 param includedEventTypes array
 param advancedFilters array = []
+@description('data.operationName values whose ResourceDeleteSuccess a second event subscription delivers to the same function (a subscription topic only); empty: no second subscription. Its own subscription keeps each under Event Grid\'s 25 filter values.')
+param deleteOperations array = []
 param eventGridIdentityId string
 param storageAccountId string
 param deadLetterContainer string
@@ -67,6 +69,55 @@ resource subscription 'Microsoft.EventGrid/systemTopics/eventSubscriptions@2022-
       includedEventTypes: includedEventTypes
       enableAdvancedFilteringOnArrays: true
       advancedFilters: advancedFilters
+    }
+    retryPolicy: {
+      maxDeliveryAttempts: 30
+      eventTimeToLiveInMinutes: 1440
+    }
+    deadLetterWithResourceIdentity: {
+      identity: {
+        type: 'UserAssigned'
+        userAssignedIdentity: eventGridIdentityId
+      }
+      deadLetterDestination: {
+        endpointType: 'StorageBlob'
+        properties: {
+          resourceId: storageAccountId
+          blobContainerName: deadLetterContainer
+        }
+      }
+    }
+  }
+}
+
+resource deletions 'Microsoft.EventGrid/systemTopics/eventSubscriptions@2022-06-15' = if (deployEventSubscription && !empty(deleteOperations)) {
+  parent: sourceTopic
+  name: '${subscriptionName}-deletes'
+  dependsOn: [
+    topic
+  ]
+  properties: {
+    eventDeliverySchema: 'EventGridSchema'
+    destination: {
+      endpointType: 'AzureFunction'
+      properties: {
+        resourceId: '${functionAppId}/functions/${functionName}'
+        maxEventsPerBatch: 1
+        preferredBatchSizeInKilobytes: 64
+      }
+    }
+    filter: {
+      includedEventTypes: [
+        'Microsoft.Resources.ResourceDeleteSuccess'
+      ]
+      enableAdvancedFilteringOnArrays: true
+      advancedFilters: [
+        {
+          operatorType: 'StringIn'
+          key: 'data.operationName'
+          values: deleteOperations
+        }
+      ]
     }
     retryPolicy: {
       maxDeliveryAttempts: 30

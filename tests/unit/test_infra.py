@@ -432,6 +432,35 @@ def test_subscription_topic_filters_exactly_the_covered_operations():
     assert len(permissions.covered_operations()) <= 25      # Event Grid: 25 filter values per subscription
 
 
+def test_subscription_topics_deliver_the_deletions_of_covered_resources_by_a_second_subscription():
+    """A deleted resource leaves the compliance report on its ResourceDeleteSuccess (audited
+    ``ignored``, no read): a second event subscription of the same topic, so that each stays under
+    Event Grid's 25 advanced-filter values."""
+    deletes = permissions.covered_delete_operations()
+    assert len(deletes) <= 25 and all(op.endswith("/delete") for op in deletes)
+    assert "Microsoft.Resources/subscriptions/resourceGroups/delete" in deletes
+    assert {op.rsplit("/", 1)[0] for op in deletes} - {"Microsoft.Resources/subscriptions/resourceGroups"} == {
+        op.rsplit("/", 1)[0] for op in permissions.covered_operations()} - {"Microsoft.Authorization/roleDefinitions"}
+    for template in ("main.bicep", "management-group.bicep"):
+        env = module_env(template, "subscriptions")
+        assert env["coveredDeleteOperations"] == deletes, \
+            f"paste `python -m guardrails permissions --bicep` (coveredDeleteOperations) into infra/{template}"
+        assert module_env("modules/subscription.bicep", "topic", env)["deleteOperations"] == deletes
+    topic = doc("modules/topic.bicep")
+    twin = topic["resources"]["deletions"]
+    props = body(twin)["properties"]
+    assert props["filter"]["includedEventTypes"] == ["Microsoft.Resources.ResourceDeleteSuccess"]
+    (flt,) = props["filter"]["advancedFilters"]
+    assert (flt["operatorType"], flt["key"]) == ("StringIn", "data.operationName")
+    main = body(topic["resources"]["subscription"])["properties"]
+    # delivered, retried and dead-lettered exactly like the writes
+    assert props["destination"] == main["destination"] and props["retryPolicy"] == main["retryPolicy"]
+    assert props["deadLetterWithResourceIdentity"] == main["deadLetterWithResourceIdentity"]
+    # vault and workspace topics have no deletions twin
+    for rel in ("modules/vault.bicep", "modules/ml-workspace.bicep"):
+        assert "deleteOperations" not in module_env(rel, "topic")
+
+
 def test_vault_topics_deliver_the_key_vault_events_the_code_acts_on():
     main_env = module_env("main.bicep", "vaults")
     assert main_env["keyVaultEventTypes"] == permissions.keyvault_event_types()
@@ -500,9 +529,12 @@ def test_every_event_subscription_name_the_bicep_can_produce_is_valid_for_event_
 
     valid = re.compile(r"^[A-Za-z0-9-]{3,64}$")
     subs = [(rel, n) for rel, d in all_docs().items() for n, _ in resources(d, "Microsoft.EventGrid/systemTopics/eventSubscriptions")]
-    assert subs == [("modules/topic.bicep", "subscription")]       # named in one place only
+    # named in one place only: the function's subscription and its deletions twin
+    assert sorted(subs) == [("modules/topic.bicep", "deletions"), ("modules/topic.bicep", "subscription")]
     topic = doc("modules/topic.bicep")
     name_expr = body(topic["resources"]["subscription"])["name"]
+    deletions = evaluate(topic, body(topic["resources"]["deletions"])["name"], {"functionName": "resource_events"})
+    assert valid.match(deletions) and deletions == "guardrails-resource-events-deletes"
     callers = _topic_callers()
     assert {rel for rel, _ in callers} == {"modules/subscription.bicep", "modules/vault.bicep", "modules/ml-workspace.bicep"}
     produced = set()
