@@ -213,6 +213,8 @@ class Sweeper:
         summary.pages = self.lister.pages - pages0 + (self.graph.pages - graph_pages0 if self.graph is not None else 0)
         if self._gate is not None:
             summary.repeats_not_notified = self._gate.repeats
+            if not summary.truncated:      # a run cut short may not have seen what is still open
+                self._gate.prune()
             try:     # the next run's "seen on the previous run" starts here
                 self.state.set_last_run(SWEEP_TIMER, started)
             except StoreError as exc:

@@ -14,7 +14,9 @@ Otherwise the row says ``notify: false`` and why (``unchanged since the owner wa
 State per resource (``<prefix>TimerState``, partition ``finding``): the findings' signature, when
 the owner was last told, when a sweep last saw them. "Seen on the previous run" means seen since
 that run began; a resource a run did not reach (its budget ran out) is news again next time, and a
-state that cannot be read or written never silences a notice. Failed fixes always notify.
+state that cannot be read or written never silences a notice. Failed fixes always notify. A state
+no run has seen for 7 days (or twice the reminder interval, if longer) is pruned at the end of a
+sweep that was not cut short: a deleted resource leaves no row behind for good.
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ from .logs import emit
 from .model.decision import AuditRow
 
 log = logging.getLogger("guardrails")
+
+PRUNE_AFTER = timedelta(days=7)   # a finding state no run has seen for this long is dropped
 
 # the outcomes that stay open after a decision: what the owner is told of
 OPEN_OUTCOMES = frozenset({"violation", "escalated", "dry_run", "requested", "failed"})
@@ -91,6 +95,22 @@ class NoticeGate:
         hours = self.remind_after.total_seconds() / 3600
         return (f" [not notified again: unchanged since the owner was told at {_iso(told)};"
                 f" reminder after {hours:g} h]")
+
+    def prune(self, *, keep: timedelta = PRUNE_AFTER) -> int:
+        """Delete the states no run has seen for ``keep`` (at least twice the reminder interval):
+        the resource was deleted, fixed behind the listing, or left the policies' scope. One query
+        and a delete per stale state; never raises (a state left is only a row)."""
+        horizon = self._now() - max(keep, 2 * self.remind_after)
+        pruned = 0
+        try:
+            for st in self.state.finding_states():
+                seen = _parse(st.get("seen"))
+                if seen is None or seen < horizon:
+                    self.state.delete_finding_key(st["key"])
+                    pruned += 1
+        except StoreError as exc:
+            emit(log, logging.WARNING, "guardrail_notice_state_unavailable", reason=exc.reason, during="prune")
+        return pruned
 
 
 __all__ = ["NoticeGate", "OPEN_OUTCOMES", "signature"]

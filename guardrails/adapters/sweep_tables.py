@@ -301,6 +301,19 @@ class TableTimerState:
         except AzureError as exc:
             raise _store_error("write finding state", exc) from exc
 
+    def finding_states(self) -> list[dict[str, Any]]:
+        """Every kept finding state: ``resource_id``, ``seen`` (one query per sweep, to prune)."""
+        return [{"resource_id": str(e.get("resource_id") or ""), "seen": str(e.get("seen") or ""),
+                 "key": str(e.get("RowKey") or "")} for e in self._partition(self.FINDING, "finding")]
+
+    def delete_finding_key(self, key: str) -> None:
+        try:
+            self._t.table(self.name).delete_entity(self.FINDING, key)
+        except ResourceNotFoundError:
+            pass
+        except AzureError as exc:
+            raise _store_error("delete finding state", exc) from exc
+
     def delete_finding_state(self, resource_id: str) -> None:
         try:
             self._t.table(self.name).delete_entity(self.FINDING, self._coverage_key(resource_id))

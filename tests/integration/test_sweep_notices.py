@@ -172,3 +172,19 @@ def test_settings_refuse_a_non_finite_renotify_interval():
     for bad in ("nan", "inf", "-1"):
         with pytest.raises(ConfigError, match="GUARDRAILS_SWEEP_RENOTIFY_HOURS"):
             S.Settings.from_env({S.SWEEP_RENOTIFY_HOURS: bad})
+
+
+def test_a_state_no_run_has_seen_for_a_week_is_pruned_by_a_full_sweep(harness, caplog):
+    """A resource deleted while its finding was open leaves no state row behind for good."""
+    from guardrails.adapters.sweep_tables import TableTimerState
+
+    vault = _vault(rbac=False)
+    h = harness([vault])
+    wall = _Wall()
+    sw = _sweeper(h, wall)
+    state = TableTimerState(h.tables)
+    gone = vault["id"].replace("kvaccess", "kvdeleted")
+    state.set_finding_state(gone, {"signature": "x", "told": "2026-11-01T08:00:00Z", "seen": "2026-11-01T08:00:00Z"})
+    _run(h, sw, wall, caplog)
+    assert state.finding_state(gone) is None
+    assert state.finding_state(vault["id"]) is not None          # the open one stays

@@ -33,6 +33,14 @@ class _State:
         self._check()
         self.rows.pop(rid, None)
 
+    def finding_states(self):
+        self._check()
+        return [{"resource_id": rid, "seen": st.get("seen", ""), "key": rid} for rid, st in self.rows.items()]
+
+    def delete_finding_key(self, key):
+        self._check()
+        self.rows.pop(key, None)
+
 
 def _row(*recs: tuple[str, object, str], verdict: str = "violation", notify: bool = True) -> AuditRow:
     return AuditRow(event_id="e", event_type="Guardrails.Sweep", resource_id=RID, verdict=verdict, notify=notify,
@@ -83,3 +91,23 @@ def test_a_previous_run_that_did_not_see_it_or_a_reminder_due_makes_it_news():
     assert _gate(state, previous=T0 + timedelta(minutes=30))(_row(("rbac", False, "violation"))) is None
     # told at T0+1h above; 24 h later: reminder
     assert _gate(state, now=T0 + timedelta(hours=25, seconds=1))(_row(("rbac", False, "violation"))) is None
+
+
+def test_prune_drops_states_no_run_has_seen_for_a_week_and_keeps_the_rest():
+    state = _State()
+    state.rows = {"old": {"signature": "s", "told": "2026-11-10T08:00:00Z", "seen": "2026-11-17T07:59:59Z"},
+                  "recent": {"signature": "s", "told": "2026-11-10T08:00:00Z", "seen": "2026-11-24T08:00:00Z"},
+                  "junk": {"signature": "s", "told": "", "seen": "not a time"}}
+    assert _gate(state, now=T0)._now() == T0
+    assert _gate(state, now=T0).prune() == 2
+    assert set(state.rows) == {"recent"}
+    # a reminder interval longer than a week keeps states twice that long
+    state.rows["older"] = {"signature": "s", "told": "", "seen": "2026-11-12T08:00:00Z"}
+    assert _gate(state, now=T0, hours=24 * 10).prune() == 0 and "older" in state.rows
+
+
+def test_prune_never_raises_when_the_store_fails():
+    state = _State()
+    state.rows = {"old": {"seen": "2026-01-01T00:00:00Z"}}
+    state.fail = True
+    assert _gate(state, now=T0).prune() == 0
