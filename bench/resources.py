@@ -244,11 +244,13 @@ def compliant(type_: str, rng: random.Random, i: int, sub: str, rg: str) -> dict
         p["enableRbacAuthorization"] = True
     elif type_ == ACR:
         p["adminUserEnabled"] = False
+        p["anonymousPullEnabled"] = False
     return r
 
 
 def violating(type_: str, rng: random.Random, i: int, sub: str, rg: str) -> dict:
-    """A resource of ``type_`` whose every fixable rule is violated (notify-only rules hold)."""
+    """A resource of ``type_`` whose public access (and storage blob access, ACR admin user) is
+    violated; notify-only rules hold, and ACR anonymous pull stays off, as in every recorded run."""
     r = compliant(type_, rng, i, sub, rg)
     p = r["properties"]
     p["publicNetworkAccess"] = "Enabled"

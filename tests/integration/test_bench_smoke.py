@@ -34,6 +34,21 @@ def test_generated_resources_are_seeded_arm_shaped_and_mixed():
     assert len(set(c7n_keys.values())) == len(c7n_keys)
 
 
+def test_the_pipeline_pools_are_what_their_names_say():
+    """The pipeline's compliant pool breaks no rule and its fix pool breaks some, whatever the
+    generator's mixes draw (the phases check each event's verdict; this checks many at once)."""
+    import random
+
+    ev, _pairs, _keys = evaluation.product_evaluator(evaluation.baseline_policies())
+    rng = random.Random(7)
+    sub, rg = "0fd630f1-f29d-4da9-953f-48f1a09f76b5", "rg-bench-0"
+    for t in R.TYPES:
+        good = [R.compliant(t, rng, i, sub, rg) for i in range(400)]
+        bad = [R.violating(t, rng, i, sub, rg) for i in range(400)]
+        assert evaluation.pairs_of(ev(good)) == set(), t
+        assert {rid for rid, _ in evaluation.pairs_of(ev(bad))} == {r["id"] for r in bad}, t
+
+
 def test_c7n_translation_covers_every_resource_rule_of_the_five_types():
     pols = evaluation.c7n_policies(evaluation.baseline_policies())
     assert {p["type"] for p in pols} == set(R.TYPES)
