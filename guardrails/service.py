@@ -161,11 +161,13 @@ class GuardrailsService(TimerDecisions):
             reason, why = (("not_covered", "secret guardrail not configured") if self.secrets is None
                            else ("no_policy", f"no secrets policy governs vault {ev.vault_name}"))
             if ev.kind == "Exposed":
-                # a leaked credential nothing will rotate: never a quiet "ignored"; its owner acts
-                row.notify = True
-                emit(log, logging.ERROR, "exposure_not_governed", reason=reason, vault=ev.vault_name,
-                     object=ev.object_name)
-                why += ": rotate it by hand"
+                # a leaked credential nothing will rotate: never a quiet "ignored"; its owner acts —
+                # once per event (a redelivery is a duplicate, not a second alarm)
+                def tell() -> None:
+                    row.verdict, row.reason, row.message, row.notify = "ignored", reason, why + ": rotate it by hand", True
+                    emit(log, logging.ERROR, "exposure_not_governed", reason=reason, vault=ev.vault_name,
+                         object=ev.object_name)
+                return self._once(ctx, row, row.resource_id, tell)
             return self._finish(ctx, row, "ignored", reason, why)
         return self._once(ctx, row, row.resource_id, lambda: self.secrets.decide(ctx, row, ev, policies))
 

@@ -93,7 +93,8 @@ DEFAULT_ARM_ENDPOINT = "https://management.azure.com"
 DEFAULT_LOCAL_OBJECT_ID = "6a1f5c3e-0d7b-4a8e-9c2f-51e0d1a9b7c4"
 
 
-def _float(env: Mapping[str, str], name: str, default: float, *, minimum: float = 0.0) -> float:
+def _float(env: Mapping[str, str], name: str, default: float, *, minimum: float = 0.0,
+           maximum: float | None = None) -> float:
     raw = env.get(name)
     if raw is None or raw.strip() == "":
         return default
@@ -105,6 +106,8 @@ def _float(env: Mapping[str, str], name: str, default: float, *, minimum: float 
         raise ConfigError(f"setting {name} must be a finite number, got {raw[:40]!r}")
     if value < minimum:
         raise ConfigError(f"setting {name} must be >= {minimum}, got {value}")
+    if maximum is not None and value > maximum:
+        raise ConfigError(f"setting {name} must be <= {maximum:g}, got {value:g}")
     return value
 
 
@@ -277,7 +280,7 @@ class Settings:
             sweep_management_groups=_list(env.get(SWEEP_MANAGEMENT_GROUPS, "")),
             sweep_concurrency=int(_float(env, SWEEP_CONCURRENCY, 4, minimum=1)),
             sweep_max_seconds=_float(env, SWEEP_MAX_SECONDS, 540.0, minimum=1.0),
-            sweep_renotify_hours=_float(env, SWEEP_RENOTIFY_HOURS, 24.0, minimum=0.0),
+            sweep_renotify_hours=_float(env, SWEEP_RENOTIFY_HOURS, 24.0, minimum=0.0, maximum=8760.0),
             sweep_lister=lister,
             arm_reads_per_second=_float(env, ARM_READS_PER_SECOND, 20.0, minimum=0.1),
             arm_read_burst=_float(env, ARM_READ_BURST, 100.0, minimum=1.0),

@@ -179,7 +179,7 @@ class Sweeper:
                 previous = None
                 tally.error(f"read the previous sweep's start: {exc}")
             self._gate = NoticeGate(self.state, previous_start=previous, remind_after=self.remind_after,
-                                    now=self._wall)
+                                    now=self._wall, settled_since=getattr(self.service.audit, "settled_since", None))
         compiled = self.service.policies.get()
         plan = list_plan(covered_types(compiled))
         ml_children = self._ml_children(compiled)
@@ -213,8 +213,7 @@ class Sweeper:
         summary.pages = self.lister.pages - pages0 + (self.graph.pages - graph_pages0 if self.graph is not None else 0)
         if self._gate is not None:
             summary.repeats_not_notified = self._gate.repeats
-            if not summary.truncated:      # a run cut short may not have seen what is still open
-                self._gate.prune()
+            self._gate.prune()    # a state unseen for a week is stale even when this run was cut short
             try:     # the next run's "seen on the previous run" starts here
                 self.state.set_last_run(SWEEP_TIMER, started)
             except StoreError as exc:

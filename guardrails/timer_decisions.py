@@ -24,7 +24,7 @@ class TimerDecisions:
     def reconcile(self, resource_id: str, snapshot: ResourceSnapshot | None, *, sweep_id: str,
                   remediate: bool = True, event_type: str = "Guardrails.Sweep",
                   deadline: float | None = None,
-                  notice_gate: Callable[[AuditRow], str | None] | None = None) -> AuditRow:
+                  notice_gate: Callable[..., str | None] | None = None) -> AuditRow:
         """A timer's decision (reconciling sweep, exemption expiry): the event path's decision for
         this resource on ``snapshot`` (a listed body: no second read) or, when None, on a fresh
         read. Acts unless ``remediate`` is False. One audit row, ``correlation_id`` = the run id;
@@ -61,7 +61,7 @@ class TimerDecisions:
             finally:
                 lock.release()
             if notice_gate is not None:
-                repeat = notice_gate(row)
+                repeat = notice_gate(row, held)
                 if repeat:
                     row.notify = False
                     held.clear()
@@ -69,7 +69,8 @@ class TimerDecisions:
             return self._finish(ctx, row, row.verdict, row.reason, row.message, timer=True)
 
     def reconcile_secret(self, vault: str, name: str, version: str | None, *, kind: str, sweep_id: str,
-                         remediate: bool = True, object_type: str = "Secret") -> AuditRow:
+                         remediate: bool = True, object_type: str = "Secret",
+                         notice_gate: Callable[..., str | None] | None = None) -> AuditRow:
         """A timer's decision on a secret (or key: ``object_type="Key"``) whose event was lost: the
         secret guardrail's path for ``kind`` (``NearExpiry``, ``Expired``: rotation, on the version
         the sweep saw current; if it is no longer current it was rotated meanwhile: compliant;
@@ -90,7 +91,8 @@ class TimerDecisions:
         ev = parse_keyvault_event(parse_envelope(raw))      # InvalidEvent for a name Key Vault would refuse
         row = AuditRow(event_id=raw["id"], event_type="Guardrails.Sweep", resource_id=kv_object_id(ev),
                        verdict="ignored", delivery_id=ctx.delivery_id, correlation_id=sweep_id[:128])
-        with bound(delivery_id=ctx.delivery_id, resource_id=row.resource_id):
+        with bound(delivery_id=ctx.delivery_id, resource_id=row.resource_id), \
+                holding_notices(notice_gate is not None) as held:
             policies = [p for p in getattr(self.policies.get(), "secret_policies", ())
                         if p.mode != "off" and p.governs(vault)]
             if self.secrets is None or not policies:
@@ -98,6 +100,12 @@ class TimerDecisions:
                                     timer=True)
             with self._resource_lock(row.resource_id):
                 self.secrets.decide(ctx, row, ev, policies)
+            if notice_gate is not None:      # as ``reconcile``: an unchanged open finding is told once
+                repeat = notice_gate(row, held)
+                if repeat:
+                    row.notify = False
+                    held.clear()
+                    row.message = (row.message + repeat)[:2000]
             return self._finish(ctx, row, row.verdict, row.reason, row.message, timer=True)
 
     def record_coverage(self, coverage, *, sweep_id: str, verdict: str, notify: bool) -> AuditRow:

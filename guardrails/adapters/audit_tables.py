@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from datetime import date
+from datetime import date, datetime, timezone
 from typing import Any
 
 from azure.core.exceptions import AzureError
@@ -234,6 +234,22 @@ class TableAuditSink:
                 parameters={"pk": resource_partition(resource_id), "d": delivery_id})]
         except AzureError as exc:
             raise _store_error("audit read", exc) from exc
+
+    def settled_since(self, resource_id: str, since: datetime) -> bool:
+        """Whether any decision since ``since`` found ``resource_id`` compliant or fixed it (one
+        query of its partition of the resource index, from ``since`` on, verdict filtered)."""
+        table = self._t.table(self._t.audit_index_name)
+        after = since.astimezone(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
+        try:
+            for e in table.query_entities(
+                    "PartitionKey eq @pk and RowKey gt @rk and (verdict eq 'compliant' or verdict eq 'remediated')",
+                    parameters={"pk": resource_partition(resource_id), "rk": after},
+                    select=["resource_id", "verdict"]):
+                if str(e.get("resource_id") or "").lower() == resource_id.lower():
+                    return True
+        except AzureError as exc:
+            raise _store_error("audit read", exc) from exc
+        return False
 
     def read_resource(self, resource_id: str) -> list[AuditRow]:
         table = self._t.table(self._t.audit_index_name)

@@ -19,13 +19,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from datetime import datetime, timezone
 from typing import Any
 
 from azure.core.exceptions import AzureError, ResourceNotFoundError
 from azure.data.tables import UpdateMode
 
-from .tables import Tables, _store_error
+from ..logs import emit
+from .tables import Tables, _log, _store_error
 
 
 def _iso(dt: datetime) -> str:
@@ -156,7 +158,12 @@ class TableTimerState:
             raise _store_error("read timer state", exc) from exc
         if not e.get("last_run"):          # a row holding only ``retry``: no run has finished yet
             return None
-        return datetime.fromisoformat(str(e["last_run"]).replace("Z", "+00:00"))
+        try:
+            when = datetime.fromisoformat(str(e["last_run"]).replace("Z", "+00:00"))
+        except ValueError:                 # a row edited by hand: as if no run had finished (louder)
+            emit(_log, logging.WARNING, "guardrail_timer_state_unreadable", timer=timer, field="last_run")
+            return None
+        return when if when.tzinfo is not None else when.replace(tzinfo=timezone.utc)
 
     def set_last_run(self, timer: str, when: datetime) -> None:
         try:     # merge: the row's other properties (``retry``) are kept

@@ -93,8 +93,11 @@ resource subscription 'Microsoft.EventGrid/systemTopics/eventSubscriptions@2022-
 resource deletions 'Microsoft.EventGrid/systemTopics/eventSubscriptions@2022-06-15' = if (deployEventSubscription && !empty(deleteOperations)) {
   parent: sourceTopic
   name: '${subscriptionName}-deletes'
+  // after the writes' subscription: Event Grid may refuse two event subscriptions of one topic
+  // created at once (Conflict)
   dependsOn: [
     topic
+    subscription
   ]
   properties: {
     eventDeliverySchema: 'EventGridSchema'

@@ -43,3 +43,16 @@ def test_other_key_vault_events_for_an_ungoverned_vault_stay_quiet(harness, tmp_
         row = h.deliver(event)
     assert (row.verdict, row.reason, row.notify) == ("ignored", "no_policy", False)
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+def test_a_redelivered_ungoverned_exposure_is_a_duplicate_not_a_second_alarm(harness, tmp_path, planted, caplog):
+    h = _harness(harness, tmp_path, planted)
+    event = _exposure("api-token", "exp-ungoverned-twice")
+    event["data"]["VaultName"] = "kv-nobody-governs"
+    first = h.deliver(event)
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="guardrails"):
+        again = h.deliver(event)
+    assert (first.verdict, first.notify) == ("ignored", True)
+    assert (again.verdict, again.notify) == ("duplicate", False)
+    assert not [r for r in caplog.records if "exposure_not_governed" in r.getMessage()]

@@ -188,3 +188,73 @@ def test_a_state_no_run_has_seen_for_a_week_is_pruned_by_a_full_sweep(harness, c
     _run(h, sw, wall, caplog)
     assert state.finding_state(gone) is None
     assert state.finding_state(vault["id"]) is not None          # the open one stays
+
+
+# -- the 2026-11-25 diff review's findings ------------------------------------------------------
+def test_runs_starting_mid_second_still_see_the_previous_runs_sighting(harness, caplog):
+    vault = _vault(rbac=False)
+    h = harness([vault])
+    wall = _Wall()
+    sw = _sweeper(h, wall)
+    out = []
+    for _ in range(4):
+        _s, rows, told = _run(h, sw, wall, caplog, after=timedelta(hours=1, milliseconds=500))
+        out.append((rows[0].notify, len(told)))
+    assert out == [(True, 1), (False, 0), (False, 0), (False, 0)]
+
+
+def test_a_new_owner_hears_of_the_finding(harness, caplog):
+    vault = _vault(rbac=False)
+    h = harness([vault])
+    wall = _Wall()
+    sw = _sweeper(h, wall)
+    _run(h, sw, wall, caplog)
+    moved = _vault(rbac=False)
+    moved["tags"]["owner"] = "new-team@contoso.com"
+    h.emu.put(moved)
+    _s, rows, told = _run(h, sw, wall, caplog)
+    assert [r.notify for r in rows] == [True] and [t["owner"] for t in told] == ["new-team@contoso.com"]
+    _s, rows, told = _run(h, sw, wall, caplog)
+    assert [r.notify for r in rows] == [False] and told == []
+
+
+def test_a_finding_settled_by_an_event_and_broken_again_unseen_is_news(harness, caplog):
+    from tests import builders as b
+
+    vault = _vault(rbac=False)
+    h = harness([vault])
+    wall = _Wall()
+    sw = _sweeper(h, wall)
+    _run(h, sw, wall, caplog)
+    h.emu.put(_vault(rbac=True))                       # the owner fixes it; its event is decided
+    assert h.deliver(b.write_event(vault["id"])).verdict == "compliant"
+    h.emu.put(_vault(rbac=False))                      # broken again; that event is lost
+    _s, rows, told = _run(h, sw, wall, caplog)
+    assert [r.notify for r in rows] == [True] and len(told) == 1
+
+
+def test_an_unreadable_last_run_is_as_if_no_run_had_finished(harness, caplog):
+    from guardrails.adapters.sweep_tables import TableTimerState
+    from guardrails.sweep import SWEEP_TIMER
+
+    vault = _vault(rbac=False)
+    h = harness([vault])
+    wall = _Wall()
+    sw = _sweeper(h, wall)
+    _run(h, sw, wall, caplog)
+    state = TableTimerState(h.tables)
+    h.tables.table(state.name).upsert_entity({"PartitionKey": "timer", "RowKey": SWEEP_TIMER, "last_run": "garbage"})
+    s, rows, told = _run(h, sw, wall, caplog)            # news again (louder), never a crash
+    assert [r.notify for r in rows] == [True] and len(told) == 1 and s.failed == 0
+    assert state.last_run(SWEEP_TIMER) is not None       # and the run stored a readable start
+    h.tables.table(state.name).upsert_entity({"PartitionKey": "timer", "RowKey": SWEEP_TIMER,
+                                              "last_run": "2026-11-25T08:00:00"})   # no offset: UTC
+    assert state.last_run(SWEEP_TIMER).tzinfo is not None
+
+
+def test_a_reminder_interval_beyond_a_year_is_refused():
+    from guardrails import settings as S
+    from guardrails.errors import ConfigError
+    with pytest.raises(ConfigError, match="<= 8760"):
+        S.Settings.from_env({S.SWEEP_RENOTIFY_HOURS: "10000000"})
+    assert S.Settings.from_env({S.SWEEP_RENOTIFY_HOURS: "8760"}).sweep_renotify_hours == 8760
