@@ -4,6 +4,7 @@ shares (``NO_CONTENT``, ``resource_partition``, ``_store_error`` ...) and the po
 Table layout (keys may not contain ``/ \\ # ?``; every key here is a hash or a date):
 
   <prefix>Policies          PK "policy"            RK policy id         document (JSON), version, sha256
+                                                   RK "!loading"        only while a first load runs in steps
   <prefix>Idempotency       PK sha[:2]             RK sha256(event id)  status, expires_at, verdict, holder
   <prefix>Audit             PK "YYYYMMDD-SS"       RK "<time>-<delivery>"   one row per delivery
   <prefix>AuditByResource   PK sha256(resource)[:32] RK "<time>-<delivery>" same row, per resource
@@ -28,7 +29,7 @@ from typing import Sequence
 from azure.core.exceptions import AzureError, ResourceNotFoundError
 from azure.data.tables import TableClient, TableServiceClient, UpdateMode
 
-from ..errors import StoreError
+from ..errors import PolicyUnreadable, StoreError
 from ..logs import emit
 
 # Insert Entity answers 201 with the whole entity unless asked not to; the guardrail needs only the
@@ -111,11 +112,18 @@ class TablePolicyRepository:
     def __init__(self, tables: Tables) -> None:
         self._t = tables
 
+    # Present only while ``replace_all`` loads a policy set into an EMPTY partition in several
+    # transactions (``_load_in_steps``): no policy id spells it (ids start with [a-z0-9]) and "!"
+    # sorts before every id, so a paged read meets it on its first page.
+    LOADING_KEY = "!loading"
+
     def list_documents(self) -> list[tuple[str, dict]]:
         """The synced documents. A missing table is an error, never "no policy" (every event would
         be ``ignored`` with nothing said). A row whose ``document`` does not match its ``sha256``, or
         whose RowKey is not its document's id, was not written by ``metadata sync``: it is not
-        trusted (ERROR ``policy_row_tampered``; the loader then rejects it)."""
+        trusted (ERROR ``policy_row_tampered``; the loader then rejects it). While a first load in
+        several transactions is under way (or stopped half-way), the partition holds only part of
+        the set: ``PolicyUnreadable``, no decision on it (the event fails and is redelivered)."""
         try:
             rows = list(self._t.table(self._t.policies_name).query_entities(
                 "PartitionKey eq @pk", parameters={"pk": self.PARTITION}))
@@ -124,6 +132,10 @@ class TablePolicyRepository:
                              "`python -m guardrails metadata sync` (check GUARDRAILS_TABLE_PREFIX)") from None
         except AzureError as exc:
             raise _store_error("read policies", exc) from exc
+        if any(r.get("RowKey") == self.LOADING_KEY for r in rows):
+            raise PolicyUnreadable(
+                f"policy table {self._t.policies_name} holds a policy set that `metadata sync` is still loading "
+                f"({len(rows) - 1} row(s) so far): no decision on part of it; if that sync failed, run it again")
         out = []
         for r in sorted(rows, key=lambda e: e["RowKey"]):
             source = f"table:{self._t.policies_name}/{r['RowKey']}"
@@ -149,11 +161,12 @@ class TablePolicyRepository:
         (size, an Int32 ``version``) before anything is written; the changes then go as ONE
         entity-group transaction (one partition, at most 100 operations), which Table Storage
         applies whole or not at all, and a reader's query sees the partition before or after it.
-        A sync that would change more rows is refused before any write (``StoreError`` saying how
-        to split it): batches in several transactions could leave a narrowed policy live without
-        its companion when a later batch fails. A row whose stored document differs from the new
-        one is rewritten even when its ``sha256`` column matches (a row edited in place is put
-        back)."""
+        A change to an existing set that needs more rows is refused before any write (``StoreError``
+        saying how to split it): batches in several transactions could leave a narrowed policy live
+        without its companion when a later batch fails. A first load into an empty partition (a new
+        deployment, ``simulate``) of any size goes in steps instead (``_load_in_steps``). A row whose
+        stored document differs from the new one is rewritten even when its ``sha256`` column
+        matches (a row edited in place is put back)."""
         table = self._t.table(self._t.policies_name)
         counts = {"added": 0, "updated": 0, "unchanged": 0, "removed": 0}
         wanted: dict[str, tuple[str, dict, str]] = {}
@@ -174,6 +187,7 @@ class TablePolicyRepository:
                 "PartitionKey eq @pk", parameters={"pk": self.PARTITION})}
         except AzureError as exc:
             raise _store_error("read policies", exc) from exc
+        loading = existing.pop(self.LOADING_KEY, None) is not None   # an earlier first load stopped half-way
         ops: list[tuple] = []
         for pid, (source, doc, body) in wanted.items():
             digest = _sha(body)
@@ -191,6 +205,9 @@ class TablePolicyRepository:
             if pid not in wanted:
                 ops.append(("delete", {"PartitionKey": self.PARTITION, "RowKey": pid}))
                 counts["removed"] += 1
+        if loading or (not existing and len(ops) > self.MAX_OPERATIONS):
+            self._load_in_steps(table, ops, resume=loading)
+            return counts
         if not ops:
             return counts
         if len(ops) > self.MAX_OPERATIONS:
@@ -200,12 +217,52 @@ class TablePolicyRepository:
                 "Table Storage transaction holds; nothing was written: sync in steps of at most "
                 f"{self.MAX_OPERATIONS} changed policies, each step a complete metadata set (e.g. first sync "
                 "with the new files added beside the old ones, then again with the old files removed)")
+        self._submit(table, ops, "nothing was written (one transaction)")
+        return counts
+
+    def _load_in_steps(self, table: TableClient, ops: list[tuple], *, resume: bool) -> None:
+        """Load a policy set into a partition no reader can take a policy from, in transactions of
+        at most ``MAX_OPERATIONS``.
+
+        Why this is safe. A partial set is not harmless even when every row it holds is a whole,
+        final policy: policies act on each other across rows (a ``break_glass`` principal of one
+        role policy is never removed by another; two policies demanding different values write
+        neither; the last-Owner rule counts what the other policies keep), so a worker deciding on
+        the first batches could remove a break-glass principal's assignment that the complete set
+        protects. Hence the ``LOADING_KEY`` row: written alone BEFORE the first policy row (only
+        when the partition holds no policy row, so nothing a worker could use is hidden), removed
+        alone AFTER the last batch landed. While it is there ``list_documents`` raises
+        ``PolicyUnreadable``: events fail and are redelivered (before the load they were ``ignored``,
+        no policy), and they are decided on the complete set once it is gone. A load that stops
+        half-way leaves the row: workers still decide nothing, and the next sync (``resume``) sees
+        the row and finishes the load in steps whatever it has to change, then removes it. A
+        partition that already holds a policy set never gets the row (workers decide on that set
+        meanwhile): its changes stay one all-or-nothing transaction (``replace_all``)."""
+        if not resume:
+            try:
+                table.upsert_entity({"PartitionKey": self.PARTITION, "RowKey": self.LOADING_KEY,
+                                     "started_at": datetime.now(timezone.utc)}, mode=UpdateMode.REPLACE)
+            except AzureError as exc:
+                raise StoreError(f"{_store_error('write policies', exc)}; nothing was written") from exc
+        step = self.MAX_OPERATIONS
+        for i in range(0, len(ops), step):
+            self._submit(table, ops[i:i + step],
+                         f"{i} of {len(ops)} policy row changes were written in earlier transactions; the "
+                         "table is marked as loading, so workers decide nothing on the partial set: run the sync again")
+        try:
+            table.delete_entity(self.PARTITION, self.LOADING_KEY)
+        except AzureError as exc:
+            raise StoreError(f"{_store_error('write policies', exc)}: every policy row was written but the loading "
+                             "mark was not removed, so workers decide nothing yet: run the sync again") from exc
+
+    @staticmethod
+    def _submit(table: TableClient, ops: list[tuple], written: str) -> None:
+        """One entity-group transaction; ``written`` says what the table holds when it fails."""
         try:
             table.submit_transaction(ops)
         except AzureError as exc:      # TableTransactionError included: the transaction changed nothing
             err = _store_error("write policies", exc)
-            raise StoreError(f"{err}; nothing was written (one transaction)") from exc
+            raise StoreError(f"{err}; {written}") from exc
         except (TypeError, ValueError) as exc:   # a value the SDK cannot encode, refused before sending
             raise StoreError(f"table storage write policies failed: a row could not be encoded "
-                             f"({type(exc).__name__}: {str(exc)[:200]}); nothing was written") from exc
-        return counts
+                             f"({type(exc).__name__}: {str(exc)[:200]}); {written}") from exc

@@ -60,9 +60,11 @@ def _specific(err: ValidationError) -> ValidationError:
     return err
 
 
-def _schema_pass(source: str, doc: dict[str, Any]) -> list[str]:
+def _schema_pass(source: str, doc: dict[str, Any], *, strict: bool = True) -> list[str]:
+    """``strict`` False (rows a worker reads back): patterns end at ``$`` as an earlier release's
+    did (``schema._as_before_end_of_text``)."""
     seen: dict[tuple[str, str], None] = {}
-    for err in schema_mod.validator(kind=_kind(doc)).iter_errors(doc):
+    for err in schema_mod.validator(kind=_kind(doc), strict=strict).iter_errors(doc):
         e = _specific(err)
         message = _unquoted(e.message, e.instance)
         if e.validator == "pattern" and isinstance(e.instance, str) and e.instance != e.instance.strip():
@@ -111,7 +113,7 @@ def _validate(items: Iterable[tuple[str, Any]], *, check_paths: bool = True) -> 
         if found:
             findings.extend(found)
             continue
-        found = _schema_pass(source, doc)
+        found = _schema_pass(source, doc, strict=check_paths)
         if found:
             findings.extend(found)
             continue
@@ -144,10 +146,12 @@ def _row_size_findings(policies: Iterable[AnyPolicy]) -> list[str]:
 def load_documents(items: Iterable[tuple[str, Mapping[str, Any]]], *, check_paths: bool = True) -> list[AnyPolicy]:
     """Validate already-parsed documents (e.g. Table Storage rows), in the order given.
 
-    ``check_paths`` False (a worker reading rows ``metadata sync`` wrote): property paths (known,
-    not an object or an array) and selector resource group names are not held to this release's
-    rules again — a row an earlier release accepted must not stop every decision after an
-    upgrade; ``validate`` and ``sync`` check them."""
+    ``check_paths`` False (a worker reading rows ``metadata sync`` wrote): what this release checks
+    more strictly than an earlier one is not held against a row again — a row an earlier release
+    accepted must not stop every decision after an upgrade; ``validate`` and ``sync`` check it:
+    property paths (known, not an object or an array), selector resource group names, a
+    subscription listed twice (kept once), and a value ending in a line break where a pattern
+    now ends at ``\\Z`` (ids, rule ids, property paths, role action patterns: read as written)."""
     policies, findings = _validate(items, check_paths=check_paths)
     if findings:
         raise MetadataValidationError(findings)

@@ -198,14 +198,33 @@ def _secrets_schema(_registry: ActionRegistry = actions) -> dict[str, Any]:
 _BUILDERS = {RESOURCE_KIND: build_schema, ROLE_KIND: build_role_schema, **check_schema.BUILDERS,
              "secrets": _secrets_schema}
 assert set(_BUILDERS) == set(KINDS)
-_cache: dict[tuple[int, str], tuple[int, dict[str, Any], Draft202012Validator]] = {}
+_cache: dict[tuple[int, str, bool], tuple[int, dict[str, Any], Draft202012Validator]] = {}
 
 
-def _cached(registry: ActionRegistry, kind: str) -> tuple[dict[str, Any], Draft202012Validator]:
-    key = (id(registry), kind)
+def _as_before_end_of_text(node: Any) -> Any:
+    """The schema a worker holds STORED rows to: each ``pattern``'s final ``\\Z`` read as ``$`` again.
+
+    The ``\\Z`` endings (ids, rule ids, property paths, role action patterns, the check kinds'
+    names) refuse a value ending in a line break, which an earlier release's ``$`` accepted (``re.search``:
+    ``$`` matches before a final ``\\n``): a row it synced (``"r1\\n"`` from a YAML block scalar) must
+    not make the worker's whole policy set unreadable on upgrade. The row is read as that release
+    read it (same ids in audit rows, same paths), and ``validate``/``sync`` refuse the form; the
+    next sync of corrected files rewrites the row."""
+    if isinstance(node, dict):
+        return {k: (v[:-2] + "$" if k == "pattern" and isinstance(v, str) and v.endswith(r"\Z")
+                    and not v.endswith(r"\\Z") else _as_before_end_of_text(v)) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_as_before_end_of_text(v) for v in node]
+    return node
+
+
+def _cached(registry: ActionRegistry, kind: str, strict: bool = True) -> tuple[dict[str, Any], Draft202012Validator]:
+    key = (id(registry), kind, strict)
     hit = _cache.get(key)
     if hit is None or hit[0] != registry.generation:
         schema = _BUILDERS[kind](registry)
+        if not strict:
+            schema = _as_before_end_of_text(schema)
         Draft202012Validator.check_schema(schema)   # a bad action fragment fails loudly here
         hit = (registry.generation, schema, Draft202012Validator(schema))
         _cache[key] = hit
@@ -217,5 +236,7 @@ def policy_schema(registry: ActionRegistry = actions, kind: str = RESOURCE_KIND)
     return _cached(registry, kind)[0]
 
 
-def validator(registry: ActionRegistry = actions, kind: str = RESOURCE_KIND) -> Draft202012Validator:
-    return _cached(registry, kind)[1]
+def validator(registry: ActionRegistry = actions, kind: str = RESOURCE_KIND, *,
+              strict: bool = True) -> Draft202012Validator:
+    """``strict`` False: the validator for rows a worker reads back (``_as_before_end_of_text``)."""
+    return _cached(registry, kind, strict)[1]

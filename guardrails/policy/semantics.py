@@ -75,10 +75,15 @@ def _exemptions(doc: Mapping[str, Any], found: list[tuple[str, str]]) -> tuple[E
     return tuple(exemptions)
 
 
-def _subscriptions(sel: Mapping[str, Any], found: list[tuple[str, str]]) -> tuple[str, ...]:
+def _subscriptions(sel: Mapping[str, Any], found: list[tuple[str, str]], *,
+                   refuse_repeats: bool = True) -> tuple[str, ...]:
     """The selector's subscription ids, normalised (lower-case dashed GUIDs, surrounding
     whitespace such as a YAML block scalar's line break dropped): the evaluators compare them with
-    the ids of events and listings as they are, so a raw ``"<guid>\n"`` would select nothing."""
+    the ids of events and listings as they are, so a raw ``"<guid>\n"`` would select nothing.
+
+    A GUID listed twice (in any spelling) is a finding for ``validate``/``sync``; a worker reading
+    rows (``refuse_repeats`` False) keeps it once: an earlier release synced such a row (it compared
+    the raw strings), and refusing it now would leave the worker with no policy set at all."""
     out: list[str] = []
     first: dict[str, int] = {}
     for i, sub in enumerate(sel.get("subscriptions", ())):
@@ -88,7 +93,8 @@ def _subscriptions(sel: Mapping[str, Any], found: list[tuple[str, str]]) -> tupl
             found.append((path, f"{sub!r} is not a subscription GUID (e.g. 3f2b6c1e-8a4d-4c7e-9b15-2d7e6f0a9c31)"))
             continue
         if guid in first:
-            found.append((path, f"subscription {guid} is listed twice (also $.selector.subscriptions[{first[guid]}])"))
+            if refuse_repeats:
+                found.append((path, f"subscription {guid} is listed twice (also $.selector.subscriptions[{first[guid]}])"))
             continue
         first[guid] = i
         out.append(guid)
@@ -127,7 +133,7 @@ def _resource_groups(sel: Mapping[str, Any], found: list[tuple[str, str]]) -> tu
 
 def _semantics(source: str, doc: dict[str, Any], *, check_paths: bool = True) -> tuple[AnyPolicy | None, list[str]]:
     if _kind(doc) == ROLE_KIND:
-        return _role_semantics(source, doc)
+        return _role_semantics(source, doc, check_paths=check_paths)
     if _kind(doc) == "secrets":
         from guardrails.secrets.policy import semantics as secret_semantics
         policy, found = secret_semantics(doc)
@@ -145,9 +151,10 @@ def _semantics(source: str, doc: dict[str, Any], *, check_paths: bool = True) ->
         if lookup_type(t) is None:
             found.append((f"$.selector.resource_types[{i}]", f"resource type '{t}' is not in the catalogue"
                           f"{_hint(t, [c.name for c in CATALOG.values()])}"))
-    subscriptions = _subscriptions(sel, found)
-    # like paths, resource group names are held to the grammar by ``validate``/``sync`` only: a row
-    # an earlier release wrote ("rg*") must not make a worker's whole policy set unreadable
+    # like paths, a repeated subscription and resource group names are held to this release's rules
+    # by ``validate``/``sync`` only: a row an earlier release wrote ("rg*", one GUID in two cases)
+    # must not make a worker's whole policy set unreadable
+    subscriptions = _subscriptions(sel, found, refuse_repeats=check_paths)
     resource_groups = _resource_groups(sel, found) if check_paths else tuple(sel.get("resource_groups", ()))
     tag_keys: dict[str, str] = {}
     for k in sel.get("tags", {}):
@@ -240,10 +247,13 @@ def _scopes(values: Iterable[str], path: str, found: list[tuple[str, str]]) -> t
     return tuple(values)
 
 
-def _role_semantics(source: str, doc: dict[str, Any]) -> tuple[RolePolicy | None, list[str]]:
+def _role_semantics(source: str, doc: dict[str, Any], *,
+                    check_paths: bool = True) -> tuple[RolePolicy | None, list[str]]:
+    """``check_paths`` False (a worker reading rows): a repeated subscription is kept once, as in
+    ``_semantics``."""
     found: list[tuple[str, str]] = []
     sel = doc.get("selector", {})
-    subscriptions = _subscriptions(sel, found)
+    subscriptions = _subscriptions(sel, found, refuse_repeats=check_paths)
 
     pr = doc.get("privileged", {})
     roles = tuple(pr.get("roles", ()))
