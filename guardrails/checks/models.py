@@ -6,20 +6,23 @@ unknown fields rejected, every string bounded and patterned with the same name g
 metadata (``guardrails.checks.policy_schema``); free text (tag values) holds no control or
 format characters. Secret references are pointers (vault + secret name); a ``value`` field is an
 unknown field, and ``credential_fields`` finds a credential sent where a name belongs (a token
-pasted as a secret name or a permission), so the API refuses it without echoing it.
+pasted as a secret name or a permission), so the API refuses it without echoing it: a field with a
+name grammar by the known credential formats (``classify``), so a long name such as
+``Train_ResNet50_ImageNet_Baseline_Experiment_Run1`` is a name; free text (a model's tag values,
+``FREE_TEXT``) by ``looks_like_credential``, which also takes an opaque key-like run for a key.
 """
 
 from __future__ import annotations
 
 import unicodedata
 from collections.abc import Mapping
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, ClassVar, Literal, Union
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from guardrails.checks import policy_schema as names
 from guardrails.model.decision import VERDICTS
-from guardrails.secrets.credentials import looks_like_credential
+from guardrails.secrets.credentials import classify, looks_like_credential
 
 GUID_PATTERN = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
 MODEL_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,254}$"
@@ -33,6 +36,8 @@ MAX_ITEMS = 64
 
 class _Request(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+    # top-level fields whose values (not their keys) are free text; every other string is a name
+    FREE_TEXT: ClassVar[frozenset[str]] = frozenset()
 
 
 class _Response(BaseModel):
@@ -112,6 +117,8 @@ class ModelPromotionRequest(_Request):
          "tags": {"data_version": "2026-11-01", "git_sha": "3f2a9c1", "metric_summary": "auc=0.93",
                   "owner": "ds_team"}}]})
 
+    FREE_TEXT: ClassVar[frozenset[str]] = frozenset({"tags"})     # tag values (``TagValue``)
+
     model: _str(MODEL_NAME_PATTERN, "registered model name")
     version: ModelVersion = Field(description="the version promoted; never 'latest' for production")
     from_stage: _str(names.STAGE_PATTERN) | None = Field(default=None, description="its current stage;"
@@ -163,22 +170,27 @@ class HealthResponse(_Response):
 
 
 def credential_fields(request: BaseModel) -> list[str]:
-    """Where the request holds a string that looks like a credential (``guardrails.secrets.
-    credentials.looks_like_credential``: a known token shape, or an opaque key-like run such as a
-    GitHub fine-grained PAT): a value sent where a name belongs. Field paths as validation errors
-    name them (``secret_references.0.secret``), never the value; a mapping key that looks like one
+    """Where the request holds a credential: a value sent where a name belongs. A string in a
+    field with a name grammar (job id, zone, permission, role, vault, secret, model name and
+    version, ARM id, a tag's key) counts when it has a known credential format (``classify``:
+    GitHub tokens, fine-grained ones too, AWS and Databricks keys, JWTs, connection strings, SAS
+    …); a string in free text (the model's ``FREE_TEXT`` fields) also when it holds an opaque
+    key-like run (``looks_like_credential``). Field paths as validation errors name them
+    (``secret_references.0.secret``), never the value; a mapping key that looks like a credential
     is ``<key not shown>``."""
+    free_text = getattr(type(request), "FREE_TEXT", frozenset())
     found: set[str] = set()
     stack: list[tuple[Any, tuple[str, ...]]] = [(request.model_dump(), ())]
     while stack:
         value, loc = stack.pop()
         if isinstance(value, str):
-            if looks_like_credential(value):
+            free = len(loc) > 1 and loc[0] in free_text          # a value inside a free-text field
+            if looks_like_credential(value) if free else classify(value) is not None:
                 found.add(".".join(loc) or "$")
         elif isinstance(value, Mapping):
             for k, v in value.items():
-                key = "<key not shown>" if looks_like_credential(str(k)) else str(k)
-                if key != str(k):
+                key = "<key not shown>" if looks_like_credential(str(k)) else str(k)   # as ``api._field``
+                if classify(str(k)) is not None:
                     found.add(".".join((*loc, key)))
                 stack.append((v, (*loc, key)))
         elif isinstance(value, (list, tuple)):

@@ -21,6 +21,9 @@ _PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("private key", re.compile(r"-----BEGIN (?:[A-Z ]+ )?PRIVATE KEY-----")),
     ("password in a connection string", re.compile(r"(?:^|;)\s*(?:Password|Pwd)\s*=\s*[^;\s]{4,}", re.I)),
     ("GitHub token", re.compile(r"\bgh[pousr]_[A-Za-z0-9]{30,}")),
+    # fine-grained: ``github_pat_`` + 22 + ``_`` + 59 (a little slack each side; a name such as
+    # ``github_pat_rotation_policy`` has no 20-character run and is not one)
+    ("GitHub fine-grained token", re.compile(r"(?<![A-Za-z0-9])github_pat_[A-Za-z0-9]{20,}_[A-Za-z0-9]{40,}")),
     ("Databricks token", re.compile(r"\bdapi[0-9a-f]{32}\b")),
     ("AWS access key", re.compile(r"\bAKIA[0-9A-Z]{16}\b")),
     # bare, without the connection string around them
@@ -66,7 +69,10 @@ def redact(message: str) -> str:
 
 
 def classify(text: str) -> str | None:
-    """The kind of credential ``text`` looks like, or None."""
+    """The kind of credential ``text`` looks like (one of the known formats above), or None. The
+    test for a value sent where a name with a grammar belongs (a job id, a zone, an ARM id, a
+    Key Vault secret name): unlike ``looks_like_credential`` it never takes a long CamelCase or
+    snake_case name (``StorageAccountConnectionStringForProduction2024``) for a key."""
     if len(text) < 12:
         return None
     for label, rx in _PATTERNS:
@@ -76,7 +82,9 @@ def classify(text: str) -> str | None:
 
 
 def looks_like_credential(text: str) -> bool:
-    """``classify`` or an opaque key-like run (``redact``'s test): free text that must not be echoed."""
+    """``classify`` or an opaque key-like run (``redact``'s test): for free text (a tag value, a
+    report's ``source``) and keys nobody declared, which must not be echoed. Too eager for a field
+    with a name grammar: a long mixed-case name with a digit is an opaque run too (use ``classify``)."""
     return len(text) >= 12 and (classify(text) is not None or _opaque(text))
 
 

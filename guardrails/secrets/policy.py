@@ -44,8 +44,11 @@ ALPHABETS = {
     "hex": "0123456789abcdef",
     "printable": "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789!#$%&()*+,-./:;<=>?@[]^_{|}~",
 }
-_VAULT = re.compile(r"^[A-Za-z](?!.*--)[A-Za-z0-9-]{1,22}[A-Za-z0-9]$")
-_OBJECT = re.compile(r"^[A-Za-z0-9-]{1,127}$")
+# ``\Z``, not ``$``: jsonschema tests a pattern with ``re.search``, where ``$`` also matches before a
+# final line break, so a YAML block scalar (``name: |``) ``"storage-connection\n"`` would pass and
+# then never match the name Key Vault reports (``guardrails.policy.fragments``)
+_VAULT = re.compile(r"^[A-Za-z](?!.*--)[A-Za-z0-9-]{1,22}[A-Za-z0-9]\Z")
+_OBJECT = re.compile(r"^[A-Za-z0-9-]{1,127}\Z")
 
 _TEXT = {"type": "string", "minLength": 1, "maxLength": 500}
 _VAULT_S = {"type": "string", "pattern": _VAULT.pattern}

@@ -12,9 +12,11 @@ Every answer is one audit row (event type ``Guardrails.SecretExposed``) named by
 reason code and the caller when known, never the body's values; a report for a vault no policy
 governs is an ``ignored`` row with ``notify`` set, logged at ERROR.
 
-A credential-looking string (``looks_like_credential``) sent as ``vault``, ``name`` or
-``version``, or as a field's name, is refused (400 ``invalid_value``) naming the field, never the
-value, before anything else is looked at. A key sent twice is ``malformed_json``.
+A credential sent as ``vault``, ``name`` or ``version`` (a known credential format: ``classify``;
+these are names with a grammar, so ``StorageAccountConnectionStringForProduction2024`` is a
+secret's name, reported and rotated like any other), or a credential-looking field name
+(``looks_like_credential``: any key but the four), is refused (400 ``invalid_value``) naming the
+field, never the value, before anything else is looked at. A key sent twice is ``malformed_json``.
 
 The caller is recorded on the audit row when App Service authentication vouches for it
 (``X-MS-CLIENT-PRINCIPAL``, trusted only with ``WEBSITE_AUTH_ENABLED``, as the check API does);
@@ -42,14 +44,15 @@ from ..errors import GuardrailsError, IdempotencyError, StoreError
 from ..logs import emit
 from ..model.decision import Actor, AuditRow
 from ..model.keyvault_events import SECRET_EXPOSED, has_unprintable
-from ..secrets.credentials import looks_like_credential
+from ..secrets.credentials import classify, looks_like_credential
 
 bp = func.Blueprint()
 log = logging.getLogger("guardrails")
 MAX_BODY = 4096
-_VAULT = re.compile(r"^[A-Za-z](?!.*--)[A-Za-z0-9-]{1,22}[A-Za-z0-9]$")
-_NAME = re.compile(r"^[A-Za-z0-9-]{1,127}$")
-_VERSION = re.compile(r"^[A-Za-z0-9]{1,64}$")
+# ``\Z``, not ``$``: ``$`` also matches before a final line break (``"kv-ml-prod\n"``)
+_VAULT = re.compile(r"^[A-Za-z](?!.*--)[A-Za-z0-9-]{1,22}[A-Za-z0-9]\Z")
+_NAME = re.compile(r"^[A-Za-z0-9-]{1,127}\Z")
+_VERSION = re.compile(r"^[A-Za-z0-9]{1,64}\Z")
 _FIELDS = {"vault", "name", "version", "source"}
 SOURCE_HIDDEN = "<source not shown: it looks like a credential>"
 KEY_HIDDEN = "<key not shown>"
@@ -111,9 +114,9 @@ def _parse(req: func.HttpRequest) -> dict | Rejection:
     if any(looks_like_credential(k) for k in data):
         return _bad("invalid_value", "a field's name looks like a credential (not shown); send only vault, name,"
                     " version and source, never a secret value")
-    for key in ("vault", "name", "version"):
+    for key in ("vault", "name", "version"):      # names: a known credential format only (not a long name)
         v = data.get(key)
-        if isinstance(v, str) and looks_like_credential(v):
+        if isinstance(v, str) and classify(v) is not None:
             return _bad("invalid_value", f"'{key}' looks like a credential (not shown): send the secret's {key},"
                         " never a secret value")
     unknown = sorted(set(data) - _FIELDS)
@@ -293,9 +296,11 @@ def secrets_exposed(req: func.HttpRequest) -> func.HttpResponse:
                                        f"no secret {parsed['name']} in vault {parsed['vault']}",
                                        "correlation_id": did}, "decision_id": did})
     if row.reason == "version_not_found":
+        named = "<not shown: it looks like a credential>" if looks_like_credential(parsed["version"] or "") \
+            else parsed["version"]                  # as the row says it (``secret_guardrail``)
         return _answer(404, {"error": {"reason": "unknown_version", "message":
                                        f"secret {parsed['name']} in vault {parsed['vault']} has no version "
-                                       f"{parsed['version']}: nothing rotated; report the exposed version, or none "
+                                       f"{named}: nothing rotated; report the exposed version, or none "
                                        f"for the current one", "correlation_id": did}, "decision_id": did})
     return _answer(200, {"verdict": row.verdict, "reason": row.reason, "decision_id": did,
                          "message": row.message,

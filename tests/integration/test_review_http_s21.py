@@ -20,7 +20,7 @@ from tests.integration.test_secret_guardrail import VAULT, _bundle, _harness, _n
 pytestmark = pytest.mark.integration
 
 TOKEN = "dapi" + "0123456789abcdef" * 2                        # a Databricks PAT's shape (classify knows it)
-# a GitHub fine-grained PAT's shape: ``classify`` misses it, ``looks_like_credential`` does not
+# a GitHub fine-grained PAT's shape (``classify`` knows it since the review's second pass)
 PAT = ("github_pat_11ABCDEFG0" + "aB3dE5fG7hJ9kL1mN3pQ5r" + "_"
        + "S7tU9vW1xY3zA5bC7dE9fG1hJ3kL5mN7pQ9rS1tU3vW5xY7zA9bC1dE3fG5hJ7k")
 AWS_KEY = "AKIA" + "IOSFODNN7EXAMPLE"                       # 20 characters: a legal vault name

@@ -20,9 +20,9 @@ JOB = {"job_id": 201, "network_zone": "pe-databricks-eastus", "permissions": ["e
        "secret_references": [{"vault": "ml-vault", "secret": "databricks-token"}]}
 
 
-def test_credential_fields_finds_a_token_classify_misses():
-    # GIVEN a GitHub fine-grained PAT, which no prefix pattern knows
-    assert classify(PAT) is None
+def test_credential_fields_finds_a_github_fine_grained_token():
+    # GIVEN a GitHub fine-grained PAT, a shape classify knows (since the s21 review's second pass)
+    assert classify(PAT) == "GitHub fine-grained token"
     req = JobCheckRequest.model_validate({**JOB, "permissions": ["execute_inference", PAT]})
     # WHEN the request is screened THEN the field is named
     assert credential_fields(req) == ["permissions.1"]
