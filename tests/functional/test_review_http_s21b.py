@@ -156,3 +156,23 @@ def test_a_name_with_a_trailing_line_break_is_not_a_key_vault_name(world, field,
     assert status == 400 and answer["error"]["reason"] == "invalid_value"
     assert f"'{field}' is not a valid Key Vault {field}" == answer["error"]["message"]
     assert [r.verdict for r in w.audit.rows] == ["invalid"]
+
+
+def test_an_exposure_whose_vault_lost_its_policy_during_the_check_is_one_error_and_one_clear_message(
+        world, caplog, monkeypatch):
+    """The race the trigger's pre-check cannot close: the service decides ``not governed`` after
+    the trigger found a policy. One ERROR line (the service's), one 422 whose message says once
+    what to do."""
+    import json as _json
+    import logging as _logging
+
+    from guardrails.triggers import secrets_http
+    from tests.functional.test_review_http_s21 import _expose
+
+    world()
+    monkeypatch.setattr(secrets_http, "_ungoverned", lambda svc, vault: None)
+    with caplog.at_level(_logging.INFO, logger="guardrails"):
+        status, body, _text = _expose({"vault": "kv-nobody", "name": "api-token", "source": "scanner"})
+    errors = [_json.loads(r.getMessage())["event"] for r in caplog.records if r.levelno >= _logging.ERROR]
+    assert status == 422 and errors == ["exposure_not_governed"]
+    assert body["error"]["message"].count("rotate it by hand") == 1
