@@ -36,12 +36,44 @@ dead-letter replay do: the host's ``functionTimeout`` would otherwise kill it be
 anything). The summary says ``truncated``; the exemptions are handled in order of expiry, and the
 last-run time moves only up to the last expiry handled in full, so the next run goes on from
 there; retries not reached keep their attempts. The last-run time is stored only after the run
-finished. Another exemption still covering a resource keeps it exempted (the pipeline decides,
-not this module). A summary row goes to ``<prefix>Sweeps`` (kind ``expiry``).
+finished.
+
+A scope the budget cut short (one that covers more than a run can list and decide: a
+subscription, a management group) is never simply started again from its first resource: every
+run would then re-decide (and re-notify) the same first resources and never reach the rest, nor
+any later exemption. It is kept in the scope row like a failed list (reason ``truncated``, one
+attempt more) with where it stopped (``resume``: the ordinal of the list it was in, a hash of
+that list's identity and a hash of the last id decided there), and the next runs list it again,
+first, going on from there: the lists before it are not sent again and the items of that list up
+to that id are skipped, so each attempt decides resources the earlier ones did not reach and a
+scope larger than one budget completes over several runs. ``resume`` is a cursor, not the set of
+ids decided (that would not fit a table property for a large scope: ``MAX_RETRY`` scopes share
+one). It relies on the order of the lists (swept subscriptions, then the policy's types; leaf
+lists of a parent depth first) and of ARM's items being stable, and errs towards deciding again:
+if the list at that ordinal is another one, or the last id is no longer listed (deleted since),
+that list is decided whole. Something the order changing skips is left to the reconciling sweep.
+A list that fails freezes the cursor where it failed (the lists after it are decided again next
+attempt), so the retry of a failed list does not re-decide what came before it either. Each
+attempt counts: a scope still unfinished after ``MAX_ATTEMPTS`` runs is given up like any failed
+scope (logged; the sweep finds the rest). While it is kept the window stays before its expiry (it
+is not handled in full); it moves past it in the run that finishes it or gives it up, and the
+later exemptions of the window are reached in that run or the next ones.
+
+The window cannot move past an expiry some exemption of it still waits on, and exemptions often
+share one (``expires: 2026-12-31``): a scope finished (or given up) in a run that leaves such a
+partner pending, or that is behind a scope still kept, would be listed again from its first
+resource by the next run, and a large one would never end. So a run marks each scope of the
+window it finished whose expiry the next window still holds ``done`` in the scope row (its kind,
+policy, scope and that expiry); the next runs do not list it again, and the mark goes once the
+window has moved past that expiry.
+
+Another exemption still covering a resource keeps it exempted (the pipeline decides, not this
+module). A summary row goes to ``<prefix>Sweeps`` (kind ``expiry``).
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import uuid
 from dataclasses import dataclass, field
@@ -96,10 +128,78 @@ def _key(kind: str, policy: str, scope: str) -> str:
     return f"{kind}|{policy}|{scope.rstrip('/')}".lower()
 
 
-def scope_entry(item: Expired, attempts: int, reason: str) -> dict:
-    """A failed scope as the timer state keeps it (what a later run needs to list it again)."""
-    return {"kind": item.kind, "policy": item.policy, "scope": item.exemption.scope,
-            "types": list(item.resource_types), "attempts": attempts, "reason": reason[:40]}
+def scope_entry(item: Expired, attempts: int, reason: str, resume: dict | None = None) -> dict:
+    """A failed scope as the timer state keeps it (what a later run needs to list it again, and
+    for a scope the budget cut short, where to go on: ``resume``)."""
+    entry = {"kind": item.kind, "policy": item.policy, "scope": item.exemption.scope,
+             "types": list(item.resource_types), "attempts": attempts, "reason": reason[:40]}
+    if resume is not None:
+        entry["resume"] = resume
+    return entry
+
+
+def resume_of(entry) -> dict | None:
+    """The cursor a kept scope entry resumes from (None: from its start, also for anything
+    malformed: deciding again is safe, skipping is not)."""
+    r = entry.get("resume") if isinstance(entry, dict) else None
+    if not isinstance(r, dict):
+        return None
+    n, key, after = r.get("list"), r.get("in"), r.get("after")
+    if not isinstance(n, int) or isinstance(n, bool) or n < 0 or not isinstance(key, str) or not isinstance(after, str):
+        return None
+    return {"list": n, "in": key, "after": after}
+
+
+def _h(text: str) -> str:
+    """A short, case-insensitive fingerprint of an ARM id or list identity (the cursor stays small:
+    up to ``MAX_RETRY`` scopes share one table property)."""
+    return hashlib.sha256(text.lower().rstrip("/").encode("utf-8")).hexdigest()[:16]
+
+
+class _Progress:
+    """Where one scope's decisions stand, in the order its lists are listed (deterministic: the
+    subscriptions, then the policy's types; or the leaf lists of a parent resource, depth first).
+
+    ``resume`` is where an earlier attempt stopped; ``at`` is where this one stands (the last item
+    handled, or the start of the list after one finished: ``in`` and ``after`` empty), which is
+    what the scope row keeps if the budget cuts this attempt short."""
+
+    def __init__(self, resume: dict | None) -> None:
+        self.resume = resume
+        self.n = -1                      # ordinal of the current decision list
+        self.at = resume                 # until this attempt gets further: where the last one stopped
+        self.frozen = False              # a list failed: go on from before it next time
+
+    def freeze(self) -> None:
+        self.frozen = True
+
+    def items(self, key: str, bodies: Iterable[dict]) -> Iterator[dict]:
+        """The items of the next decision list (``key``: its identity) that are still to decide."""
+        self.n += 1
+        n, khash, r = self.n, _h(key), self.resume
+        if r is not None and n < r["list"]:
+            return                       # decided in full by an earlier attempt: not even listed
+        after = r["after"] if r is not None and n == r["list"] and r["in"] == khash else None
+        held: list[dict] = []            # skipped as decided, until the last id decided is seen
+        for body in bodies:
+            if after is not None:
+                if _h(body["id"]) == after:
+                    after = None         # everything past it is new
+                else:
+                    held.append(body)
+                continue
+            yield body
+            self._moved(n, khash, body)  # only once the caller asks for more: ``body`` was handled
+        if after is not None:            # the last id decided is gone (or the order changed): decide them
+            for body in held:
+                yield body
+                self._moved(n, khash, body)
+        if not self.frozen:              # this list is done with: a next attempt starts at the next one
+            self.at = {"list": n + 1, "in": "", "after": ""}
+
+    def _moved(self, n: int, khash: str, body: dict) -> None:
+        if not self.frozen:
+            self.at = {"list": n, "in": khash, "after": _h(body["id"])}
 
 
 def from_entry(entry) -> Expired | None:
@@ -140,6 +240,7 @@ class _Run:
     done: set[str] = field(default_factory=set)
     attempted: set[str] = field(default_factory=set)          # lower-cased ids decided (or being decided)
     failed: dict[str, str] = field(default_factory=dict)     # lower-cased id -> id
+    progress: _Progress = field(default_factory=lambda: _Progress(None))   # of the scope under way
 
     def in_time(self) -> None:
         if self.clock() > self.deadline:
@@ -193,29 +294,42 @@ class ExpiryReEnforcer:
         reads0 = sw.reads.taken
         compiled = sw.service.policies.get()
         retry = {str(r["id"]).lower(): r for r in sw.state.retry(TIMER) if isinstance(r, dict) and r.get("id")}
-        scopes_before = {e.key: (e, r) for e, r in ((from_entry(r), r) for r in sw.state.retry(SCOPE_TIMER))
+        rows = sw.state.retry(SCOPE_TIMER)
+        done_before = {m for m in map(_done_mark, rows) if m is not None}
+        scopes_before = {e.key: (e, r) for e, r in ((from_entry(r), r) for r in rows if _done_mark(r) is None)
                          if e is not None}
         items = expired_between(compiled, since, now)
         tried: set[str] = set()                 # scope keys listed this run (retries, then the window)
+        finished: set[str] = set()              # ... and not cut short (decided, gone, or kept as a failed list)
         failed_scopes: dict[str, dict] = {}     # key -> the entry the next run lists again
-        handled: list[datetime] = []            # expiries of the window handled in full
+        truncated = False
+        for item in items:                      # finished by an earlier run the window did not move past
+            if (item.key, item.exemption.expires.isoformat()) in done_before:
+                tried.add(item.key)
+                finished.add(item.key)
         try:
             for key, entry in retry.items():     # failed before: decided again, first, on a fresh read
                 rid = str(entry["id"])
                 if run.once(rid):
                     tally.seen()
                     run.decide(rid, lambda rid=rid: sw._decide(tally, rid, None, run.run_id, False, EXPIRY_EVENT_TYPE))
-            for key, (item, entry) in scopes_before.items():     # lists that failed before, then the window
+            for key, (item, entry) in scopes_before.items():     # lists that failed (or were cut short) before
                 run.in_time()
                 tried.add(key)
-                self._scope(run, compiled, item, _attempts(entry), failed_scopes)
+                self._scope(run, compiled, item, _attempts(entry), failed_scopes, resume_of(entry))
+                finished.add(key)
             for item in items:
                 if item.key not in tried:
                     run.in_time()
                     tried.add(item.key)
                     self._scope(run, compiled, item, 0, failed_scopes)
-                handled.append(item.exemption.expires)
+                    finished.add(item.key)
         except _OutOfTime:
+            truncated = True
+        # a scope cut short at its last attempt is given up: as far as the window goes, it is done
+        finished |= {k for k, e in failed_scopes.items() if e["attempts"] >= MAX_ATTEMPTS}
+        handled = _handled(items, finished)     # the expiries of the window handled in full, in order
+        if truncated:
             emit(log, logging.WARNING, "guardrail_expiry_truncated", sweep_id=summary.sweep_id,
                  max_seconds=sw.max_seconds, handled=len(handled), pending=len(items) - len(handled))
         summary.subscriptions = sorted({s for s in (_sub(r) for r in run.done) if s})
@@ -225,37 +339,45 @@ class ExpiryReEnforcer:
         if kept or retry:
             sw.state.set_retry(TIMER, kept[:MAX_RETRY])
         kept_scopes = self._scopes_next(scopes_before, tried, failed_scopes, summary.sweep_id)
-        if kept_scopes or scopes_before:
-            sw.state.set_retry(SCOPE_TIMER, kept_scopes[:MAX_RETRY])
+        until = None
         if len(kept) <= MAX_RETRY and len(kept_scopes) <= MAX_RETRY:    # else the next run repeats this window
             until = next_last_run(handled, [i.exemption.expires for i in items[len(handled):]], now)
-            if until is not None:
-                sw.state.set_last_run(TIMER, until)
+        done = _done_marks(items, finished, kept_scopes, until or since)
+        if kept_scopes or done or scopes_before or done_before:
+            sw.state.set_retry(SCOPE_TIMER, kept_scopes[:MAX_RETRY] + done)
+        if until is not None:
+            sw.state.set_last_run(TIMER, until)
         return result
 
     # ---------------------------------------------------------------------------------
-    def _scope(self, run: _Run, compiled, item: Expired, attempts: int, failed: dict[str, dict]) -> None:
-        """List and decide what one expired exemption covered. A scope that is gone is done; one
-        whose lists failed otherwise goes to ``failed`` with its attempts so far plus this one."""
+    def _scope(self, run: _Run, compiled, item: Expired, attempts: int, failed: dict[str, dict],
+               resume: dict | None = None) -> None:
+        """List and decide what one expired exemption covered (from ``resume``, where an earlier
+        attempt stopped, if any). A scope that is gone is done; one whose lists failed otherwise,
+        or that the budget cut short, goes to ``failed`` with its attempts so far plus this one
+        (cut short: with where it stopped, so the next attempt goes on from there)."""
         try:
             scope = parse_scope(item.exemption.scope)
         except InvalidArmId as exc:        # never lists: nothing a later run could do better
             run.tally.error(f"{item.policy}: exemption scope {item.exemption.scope[:80]!r}: {exc}")
             return
+        run.progress = _Progress(resume)
         try:
             if item.kind == "role":
                 self._roles(run, scope)
             else:
                 self._resources(run, compiled, item, scope)
         except _OutOfTime:
-            if attempts:                   # a retried scope the budget cut short: that was one attempt
-                failed[item.key] = scope_entry(item, attempts + 1, "truncated")
+            # a retried scope or one of the window: one attempt, kept with where it stopped (never
+            # nothing kept: the window would stay and every run would redo the same first resources)
+            failed[item.key] = scope_entry(item, attempts + 1, "truncated", run.progress.at)
             raise
         except ResourceNotFound as exc:
             _gone(str(scope), item.policy, exc)
         except ArmError as exc:
             run.tally.error(f"{item.policy}: re-enforcing {scope}: {exc}")
-            failed[item.key] = scope_entry(item, attempts + 1, exc.reason)
+            # where it got before its first failed list: the next attempt goes on from there
+            failed[item.key] = scope_entry(item, attempts + 1, exc.reason, run.progress.at)
 
     def _listed(self, run: _Run, listing: Iterable[dict], what: str, failures: list[ArmError]) -> Iterator[dict]:
         """The items of one list, each within the time budget. A list that is gone (404) ends
@@ -270,6 +392,15 @@ class ExpiryReEnforcer:
             _gone(what, None, exc)
         except ArmError as exc:
             failures.append(exc)
+            run.progress.freeze()          # what this list did not give is listed again next attempt
+
+    def _decisions(self, run: _Run, key: str, listing: Callable[[], Iterable[dict]], what: str,
+                   failures: list[ArmError]) -> Iterator[dict]:
+        """The items of one list whose items are decided, less those an earlier attempt of this
+        scope decided (``_Progress``); ``listing`` is called only if the list is needed at all."""
+        def listed() -> Iterator[dict]:
+            yield from self._listed(run, listing(), what, failures)
+        return run.progress.items(key, listed())
 
     @staticmethod
     def _retry_next(before: dict[str, dict], run: _Run, run_id: str) -> list[dict]:
@@ -313,10 +444,11 @@ class ExpiryReEnforcer:
         failures: list[ArmError] = []
         if scope.provider is not None and scope.subscription_id is not None:      # one resource
             rtype = lookup_type(scope.resource_type)
-            if rtype in types and run.once(str(scope)):
-                run.tally.seen()
-                run.decide(str(scope), lambda: self.sw._decide(run.tally, str(scope), None, run.run_id, False,
-                                                               EXPIRY_EVENT_TYPE))
+            for _ in run.progress.items(str(scope), [{"id": str(scope)}] if rtype in types else []):
+                if run.once(str(scope)):
+                    run.tally.seen()
+                    run.decide(str(scope), lambda: self.sw._decide(run.tally, str(scope), None, run.run_id, False,
+                                                                   EXPIRY_EVENT_TYPE))
             for child in types:     # a parent resource: the exemption also covered the policy's types below it
                 if child.name.lower().startswith(scope.resource_type.lower() + "/"):
                     self._descendants(run, compiled, str(scope), scope.resource_type, child, failures)
@@ -328,8 +460,10 @@ class ExpiryReEnforcer:
             for sub in subs:
                 for rtype in types:
                     where = f"/subscriptions/{sub}" + (f"/resourceGroups/{rg}" if rg else "")
-                    for body in self._listed(run, self.sw.lister.list_type(sub, rtype, resource_group=rg),
-                                             f"{rtype.name} in {where}", failures):
+                    for body in self._decisions(
+                            run, f"{rtype.name}|{where}",
+                            lambda sub=sub, rtype=rtype: self.sw.lister.list_type(sub, rtype, resource_group=rg),
+                            f"{rtype.name} in {where}", failures):
                         if run.once(body["id"]):
                             run.decide(body["id"], lambda body=body, rtype=rtype: self.sw.decide_listed(
                                 run.tally, compiled, rtype, body, run.run_id, False, EXPIRY_EVENT_TYPE))
@@ -342,8 +476,9 @@ class ExpiryReEnforcer:
         each level listed per parent as the sweep does; a level missing from the catalogue ends it."""
         below = rtype.name.split("/")[parent_type.count("/") + 1:]
         if len(below) == 1:
-            for body in self._listed(run, self.sw.lister.list_children(parent_id, rtype),
-                                     f"{rtype.name} of {parent_id}", failures):
+            for body in self._decisions(run, f"{rtype.name}|{parent_id}",
+                                        lambda: self.sw.lister.list_children(parent_id, rtype),
+                                        f"{rtype.name} of {parent_id}", failures):
                 if run.once(body["id"]):
                     run.decide(body["id"], lambda body=body: self.sw.decide_listed(
                         run.tally, compiled, rtype, body, run.run_id, False, EXPIRY_EVENT_TYPE))
@@ -361,7 +496,7 @@ class ExpiryReEnforcer:
         else:
             ids = [a["id"] for a in self.sw.lister.list_role_assignments(str(scope), at_scope=False)
                    if isinstance(a.get("id"), str) and _within(scope, (a.get("properties") or {}).get("scope"))]
-        for rid in ids:
+        for rid in (body["id"] for body in run.progress.items(str(scope), ({"id": i} for i in ids))):
             if run.once(rid):
                 run.tally.seen()
                 run.decide(rid, lambda rid=rid: self.sw._decide(run.tally, rid, None, run.run_id, False,
@@ -372,6 +507,37 @@ def _gone(what: str, policy: str | None, exc: ArmError) -> None:
     """A scope (or a list under it) ARM no longer has: nothing left there to re-enforce."""
     emit(log, logging.WARNING, "guardrail_expiry_scope_gone", scope=what[:300], policy=policy, status=exc.status,
          reason=exc.reason)
+
+
+def _handled(items: Sequence[Expired], finished: set[str]) -> list[datetime]:
+    """The expiries of the window's first items (earliest first) whose scopes are done with: the
+    window may move past them, and past nothing after the first one that is not (``next_last_run``).
+    A scope cut short and kept to go on (``resume``) is not done: the window stays before it."""
+    out: list[datetime] = []
+    for item in items:
+        if item.key not in finished:
+            break
+        out.append(item.exemption.expires)
+    return out
+
+
+def _done_mark(entry) -> tuple[str, str] | None:
+    """(key, expiry) of a scope row entry that marks a scope finished (``done``), else None."""
+    item = from_entry(entry) if isinstance(entry, dict) and isinstance(entry.get("done"), str) else None
+    return (item.key, entry["done"]) if item is not None else None
+
+
+def _done_marks(items: Sequence[Expired], finished: set[str], kept: Sequence[dict], start: datetime) -> list[dict]:
+    """The scopes of the window finished (or given up) whose expiry the next window still holds
+    (``start``: where it will begin): an expiry shared with one still pending, or one behind a scope
+    kept to go on. Marked ``done`` in the scope row, so the next run does not list them again from
+    their first resource (a large scope would never end); dropped once the window is past them."""
+    kept_keys = {_key(str(e.get("kind")), str(e.get("policy")), str(e.get("scope"))) for e in kept}
+    out: dict[str, dict] = {}
+    for item in items:
+        if item.key in finished and item.key not in kept_keys and item.exemption.expires > start:
+            out.setdefault(item.key, {**scope_entry(item, 0, "done"), "done": item.exemption.expires.isoformat()})
+    return list(out.values())
 
 
 def _attempts(entry: dict) -> int:
