@@ -1,6 +1,11 @@
 """Expiry re-enforcement: an exemption that ran out is enforced within minutes, not at the next
 change of the resource (which may never come).
 
+This module holds the timer's run (``ExpiryReEnforcer``: the window, the retries, the time budget)
+and the listing and deciding of each expired exemption's scope. What a run keeps for the next ones
+(the scope row's entries, the resume cursor, the ``done`` marks, how far the window moves) is in
+``guardrails.expiry_scopes``; the why of both is told here.
+
 A timer looks for every exemption whose ``expires`` lies in ``(last run, now]`` (first run: the
 ``GUARDRAILS_EXPIRY_LOOKBACK_MINUTES`` window) and re-decides what it covered, through the same
 pipeline (``service.reconcile``, event type ``Guardrails.ExemptionExpired``):
@@ -73,7 +78,6 @@ module). A summary row goes to ``<prefix>Sweeps`` (kind ``expiry``).
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import uuid
 from dataclasses import dataclass, field
@@ -81,9 +85,10 @@ from datetime import datetime, timedelta
 from typing import Callable, Iterable, Iterator, Sequence
 
 from .errors import ArmError, InvalidArmId, ResourceNotFound
+from .expiry_scopes import (Expired, _attempts, _done_mark, _done_marks, _handled, _Progress, from_entry,
+                            next_last_run, resume_of, scope_entry)
 from .logs import emit
 from .model.arm_id import ArmId, parse_scope
-from .model.policy import Exemption
 from .model.resource import ResourceType, lookup_type
 from .sweep import EXPIRY_EVENT_TYPE, Sweeper, SweepSummary, _iso, _Tally
 
@@ -93,18 +98,6 @@ MAX_ATTEMPTS = 12       # runs a failed re-enforcement is retried (every 5 min b
 MAX_RETRY = 50          # failed ids (and, apart, failed scopes) kept: a Table Storage property holds 32K characters
 
 log = logging.getLogger("guardrails")
-
-
-@dataclass(frozen=True)
-class Expired:
-    kind: str                       # "resource" | "role"
-    policy: str                     # id@version
-    resource_types: tuple[str, ...]  # resource policies: the selector's types
-    exemption: Exemption
-
-    @property
-    def key(self) -> str:
-        return _key(self.kind, self.policy, self.exemption.scope)
 
 
 def expired_between(compiled, since: datetime, until: datetime) -> list[Expired]:
@@ -122,106 +115,6 @@ def expired_between(compiled, since: datetime, until: datetime) -> list[Expired]
             if ex.expires is not None and since < ex.expires <= until:
                 out.append(Expired("role", cp.ref, (), ex))
     return sorted(out, key=lambda e: e.exemption.expires)
-
-
-def _key(kind: str, policy: str, scope: str) -> str:
-    return f"{kind}|{policy}|{scope.rstrip('/')}".lower()
-
-
-def scope_entry(item: Expired, attempts: int, reason: str, resume: dict | None = None) -> dict:
-    """A failed scope as the timer state keeps it (what a later run needs to list it again, and
-    for a scope the budget cut short, where to go on: ``resume``)."""
-    entry = {"kind": item.kind, "policy": item.policy, "scope": item.exemption.scope,
-             "types": list(item.resource_types), "attempts": attempts, "reason": reason[:40]}
-    if resume is not None:
-        entry["resume"] = resume
-    return entry
-
-
-def resume_of(entry) -> dict | None:
-    """The cursor a kept scope entry resumes from (None: from its start, also for anything
-    malformed: deciding again is safe, skipping is not)."""
-    r = entry.get("resume") if isinstance(entry, dict) else None
-    if not isinstance(r, dict):
-        return None
-    n, key, after = r.get("list"), r.get("in"), r.get("after")
-    if not isinstance(n, int) or isinstance(n, bool) or n < 0 or not isinstance(key, str) or not isinstance(after, str):
-        return None
-    return {"list": n, "in": key, "after": after}
-
-
-def _h(text: str) -> str:
-    """A short, case-insensitive fingerprint of an ARM id or list identity (the cursor stays small:
-    up to ``MAX_RETRY`` scopes share one table property)."""
-    return hashlib.sha256(text.lower().rstrip("/").encode("utf-8")).hexdigest()[:16]
-
-
-class _Progress:
-    """Where one scope's decisions stand, in the order its lists are listed (deterministic: the
-    subscriptions, then the policy's types; or the leaf lists of a parent resource, depth first).
-
-    ``resume`` is where an earlier attempt stopped; ``at`` is where this one stands (the last item
-    handled, or the start of the list after one finished: ``in`` and ``after`` empty), which is
-    what the scope row keeps if the budget cuts this attempt short."""
-
-    def __init__(self, resume: dict | None) -> None:
-        self.resume = resume
-        self.n = -1                      # ordinal of the current decision list
-        self.at = resume                 # until this attempt gets further: where the last one stopped
-        self.frozen = False              # a list failed: go on from before it next time
-
-    def freeze(self) -> None:
-        self.frozen = True
-
-    def items(self, key: str, bodies: Iterable[dict]) -> Iterator[dict]:
-        """The items of the next decision list (``key``: its identity) that are still to decide."""
-        self.n += 1
-        n, khash, r = self.n, _h(key), self.resume
-        if r is not None and n < r["list"]:
-            return                       # decided in full by an earlier attempt: not even listed
-        after = r["after"] if r is not None and n == r["list"] and r["in"] == khash else None
-        held: list[dict] = []            # skipped as decided, until the last id decided is seen
-        for body in bodies:
-            if after is not None:
-                if _h(body["id"]) == after:
-                    after = None         # everything past it is new
-                else:
-                    held.append(body)
-                continue
-            yield body
-            self._moved(n, khash, body)  # only once the caller asks for more: ``body`` was handled
-        if after is not None:            # the last id decided is gone (or the order changed): decide them
-            for body in held:
-                yield body
-                self._moved(n, khash, body)
-        if not self.frozen:              # this list is done with: a next attempt starts at the next one
-            self.at = {"list": n + 1, "in": "", "after": ""}
-
-    def _moved(self, n: int, khash: str, body: dict) -> None:
-        if not self.frozen:
-            self.at = {"list": n, "in": khash, "after": _h(body["id"])}
-
-
-def from_entry(entry) -> Expired | None:
-    """The ``Expired`` a kept scope entry stands for; None for anything malformed."""
-    if not isinstance(entry, dict) or entry.get("kind") not in ("resource", "role"):
-        return None
-    scope, policy, types = entry.get("scope"), entry.get("policy"), entry.get("types") or []
-    if not isinstance(scope, str) or not scope or not isinstance(policy, str) or not isinstance(types, list):
-        return None
-    return Expired(entry["kind"], policy, tuple(str(t) for t in types),
-                   Exemption(scope, "expired exemption, list retried", "guardrails"))
-
-
-def next_last_run(handled: Sequence[datetime], pending: Sequence[datetime], now: datetime) -> datetime | None:
-    """How far the window may move after a run: ``now`` when nothing of it is pending, else the
-    latest expiry handled in full that is earlier than every expiry still pending (None: not at
-    all; the next run repeats the window). Pure."""
-    if not pending:
-        return now
-    first = min(pending)
-    done = [t for t in handled if t < first]
-    return max(done) if done else None
 
 
 class _OutOfTime(Exception):
@@ -507,43 +400,6 @@ def _gone(what: str, policy: str | None, exc: ArmError) -> None:
     """A scope (or a list under it) ARM no longer has: nothing left there to re-enforce."""
     emit(log, logging.WARNING, "guardrail_expiry_scope_gone", scope=what[:300], policy=policy, status=exc.status,
          reason=exc.reason)
-
-
-def _handled(items: Sequence[Expired], finished: set[str]) -> list[datetime]:
-    """The expiries of the window's first items (earliest first) whose scopes are done with: the
-    window may move past them, and past nothing after the first one that is not (``next_last_run``).
-    A scope cut short and kept to go on (``resume``) is not done: the window stays before it."""
-    out: list[datetime] = []
-    for item in items:
-        if item.key not in finished:
-            break
-        out.append(item.exemption.expires)
-    return out
-
-
-def _done_mark(entry) -> tuple[str, str] | None:
-    """(key, expiry) of a scope row entry that marks a scope finished (``done``), else None."""
-    item = from_entry(entry) if isinstance(entry, dict) and isinstance(entry.get("done"), str) else None
-    return (item.key, entry["done"]) if item is not None else None
-
-
-def _done_marks(items: Sequence[Expired], finished: set[str], kept: Sequence[dict], start: datetime) -> list[dict]:
-    """The scopes of the window finished (or given up) whose expiry the next window still holds
-    (``start``: where it will begin): an expiry shared with one still pending, or one behind a scope
-    kept to go on. Marked ``done`` in the scope row, so the next run does not list them again from
-    their first resource (a large scope would never end); dropped once the window is past them."""
-    kept_keys = {_key(str(e.get("kind")), str(e.get("policy")), str(e.get("scope"))) for e in kept}
-    out: dict[str, dict] = {}
-    for item in items:
-        if item.key in finished and item.key not in kept_keys and item.exemption.expires > start:
-            out.setdefault(item.key, {**scope_entry(item, 0, "done"), "done": item.exemption.expires.isoformat()})
-    return list(out.values())
-
-
-def _attempts(entry: dict) -> int:
-    """The attempts a kept entry counts (0 for anything that is not a number)."""
-    n = entry.get("attempts")
-    return n if isinstance(n, int) and not isinstance(n, bool) and n > 0 else 0
 
 
 def _sub(resource_id: str) -> str | None:

@@ -223,7 +223,7 @@ def _walk(p, lists: dict[str, list[str]], stop_after: int | None = None) -> list
 
 
 def test_the_cursor_skips_finished_lists_and_decided_items():
-    from guardrails.expiry import _Progress, resume_of
+    from guardrails.expiry_scopes import _Progress, resume_of
 
     lists = {"l0": ["a", "b"], "l1": ["c", "d", "e"], "l2": ["f"]}
     p = _Progress(None)
@@ -233,7 +233,7 @@ def test_the_cursor_skips_finished_lists_and_decided_items():
 
 
 def test_the_cursor_errs_towards_deciding_again():
-    from guardrails.expiry import _Progress
+    from guardrails.expiry_scopes import _Progress
 
     lists = {"l0": ["a", "b"], "l1": ["c", "d", "e"]}
     p = _Progress(None)
@@ -255,7 +255,7 @@ def test_the_cursor_errs_towards_deciding_again():
 
 
 def test_a_finished_list_moves_the_cursor_to_the_next_one():
-    from guardrails.expiry import _Progress
+    from guardrails.expiry_scopes import _Progress
 
     p = _Progress(None)
     _walk(p, {"l0": ["a", "b"]})
@@ -265,7 +265,7 @@ def test_a_finished_list_moves_the_cursor_to_the_next_one():
 
 
 def test_the_cursor_is_case_insensitive_and_a_frozen_one_no_longer_moves():
-    from guardrails.expiry import _h, _Progress
+    from guardrails.expiry_scopes import _h, _Progress
 
     p = _Progress(None)
     _walk(p, {"L0": ["/A/B", "/A/C"]}, stop_after=1)
@@ -284,6 +284,6 @@ def test_the_cursor_is_case_insensitive_and_a_frozen_one_no_longer_moves():
     {"resume": {"list": True, "in": "a", "after": "b"}}, {"resume": {"list": 0, "in": 1, "after": "b"}},
     {"resume": {"list": 0, "in": "a"}}])
 def test_a_malformed_cursor_starts_the_scope_again(entry):
-    from guardrails.expiry import resume_of
+    from guardrails.expiry_scopes import resume_of
 
     assert resume_of(entry) is None

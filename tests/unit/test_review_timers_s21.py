@@ -107,14 +107,14 @@ def test_a_subscription_with_a_new_governed_vault_is_read_first():
 
 # ---- 1 and 4. how far the expiry window moves, what the next run retries -----------------------
 def test_the_window_moves_to_now_when_nothing_of_it_is_pending():
-    from guardrails.expiry import next_last_run
+    from guardrails.expiry_scopes import next_last_run
 
     assert next_last_run([T0, T0 + timedelta(minutes=1)], [], T0 + timedelta(minutes=5)) == T0 + timedelta(minutes=5)
     assert next_last_run([], [], T0) == T0
 
 
 def test_a_truncated_window_moves_only_past_expiries_handled_in_full():
-    from guardrails.expiry import next_last_run
+    from guardrails.expiry_scopes import next_last_run
 
     t1, t2, t3 = T0, T0 + timedelta(minutes=1), T0 + timedelta(minutes=2)
     now = T0 + timedelta(minutes=5)
@@ -141,7 +141,7 @@ def test_expired_exemptions_come_earliest_first():
 
 
 def test_a_kept_scope_stands_for_the_same_exemption_scope_and_types():
-    from guardrails.expiry import Expired, from_entry, scope_entry
+    from guardrails.expiry_scopes import Expired, from_entry, scope_entry
 
     item = Expired("resource", "storage-private@1", ("Microsoft.Storage/storageAccounts",),
                    Exemption(f"/subscriptions/{SUB}/resourceGroups/rg-a", "r", "o", T0))
@@ -170,7 +170,8 @@ def test_retries_the_budget_did_not_reach_keep_their_attempts():
 
 def test_kept_scopes_count_attempts_and_are_given_up_at_the_cap(monkeypatch):
     from guardrails import expiry
-    from guardrails.expiry import Expired, ExpiryReEnforcer, scope_entry
+    from guardrails.expiry import ExpiryReEnforcer
+    from guardrails.expiry_scopes import Expired, scope_entry
 
     monkeypatch.setattr(expiry, "MAX_ATTEMPTS", 3)
 
