@@ -17,6 +17,18 @@ from .model.resource import ResourceSnapshot
 DEAD_LETTER_EVENT_TYPE = "Guardrails.DeadLetter"
 
 
+def _gate(notice_gate: Callable[..., str | None] | None, row: AuditRow, held: list) -> None:
+    """A repeat the gate recognises is recorded with its note, ``notify`` false, and its held
+    notice lines dropped; news keeps them (``logs.holding_notices`` emits them)."""
+    if notice_gate is None:
+        return
+    repeat = notice_gate(row, held)
+    if repeat:
+        row.notify = False
+        held.clear()
+        row.message = (row.message + repeat)[:2000]
+
+
 class TimerDecisions:
     """Mixed into ``GuardrailsService``: uses its settings, clocks, policies, guardrails, lock
     stripes, ``_route`` and ``_finish``."""
@@ -60,12 +72,7 @@ class TimerDecisions:
                 decide()
             finally:
                 lock.release()
-            if notice_gate is not None:
-                repeat = notice_gate(row, held)
-                if repeat:
-                    row.notify = False
-                    held.clear()
-                    row.message = (row.message + repeat)[:2000]
+            _gate(notice_gate, row, held)
             return self._finish(ctx, row, row.verdict, row.reason, row.message, timer=True)
 
     def reconcile_secret(self, vault: str, name: str, version: str | None, *, kind: str, sweep_id: str,
@@ -100,12 +107,7 @@ class TimerDecisions:
                                     timer=True)
             with self._resource_lock(row.resource_id):
                 self.secrets.decide(ctx, row, ev, policies)
-            if notice_gate is not None:      # as ``reconcile``: an unchanged open finding is told once
-                repeat = notice_gate(row, held)
-                if repeat:
-                    row.notify = False
-                    held.clear()
-                    row.message = (row.message + repeat)[:2000]
+            _gate(notice_gate, row, held)      # as ``reconcile``: an unchanged open finding is told once
             return self._finish(ctx, row, row.verdict, row.reason, row.message, timer=True)
 
     def record_coverage(self, coverage, *, sweep_id: str, verdict: str, notify: bool) -> AuditRow:

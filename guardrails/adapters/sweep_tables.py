@@ -278,13 +278,17 @@ class TableTimerState:
         except AzureError as exc:
             raise _store_error("write dead-letter state", exc) from exc
 
-    def delete_deadletter_state(self, blob: str) -> None:
+    def _delete(self, pk: str, rk: str, what: str) -> None:
+        """Delete one state row; one already gone is fine."""
         try:
-            self._t.table(self.name).delete_entity(self.DEADLETTER, self._blob_key(blob))
+            self._t.table(self.name).delete_entity(pk, rk)
         except ResourceNotFoundError:
             pass
         except AzureError as exc:
-            raise _store_error("delete dead-letter state", exc) from exc
+            raise _store_error(f"delete {what} state", exc) from exc
+
+    def delete_deadletter_state(self, blob: str) -> None:
+        self._delete(self.DEADLETTER, self._blob_key(blob), "dead-letter")
 
     # ---- findings the sweep told an owner of (``guardrails.sweep_notices``) ----------------------
     FINDING = "finding"
@@ -314,17 +318,7 @@ class TableTimerState:
                  "key": str(e.get("RowKey") or "")} for e in self._partition(self.FINDING, "finding")]
 
     def delete_finding_key(self, key: str) -> None:
-        try:
-            self._t.table(self.name).delete_entity(self.FINDING, key)
-        except ResourceNotFoundError:
-            pass
-        except AzureError as exc:
-            raise _store_error("delete finding state", exc) from exc
+        self._delete(self.FINDING, key, "finding")
 
     def delete_finding_state(self, resource_id: str) -> None:
-        try:
-            self._t.table(self.name).delete_entity(self.FINDING, self._coverage_key(resource_id))
-        except ResourceNotFoundError:
-            pass
-        except AzureError as exc:
-            raise _store_error("delete finding state", exc) from exc
+        self._delete(self.FINDING, self._coverage_key(resource_id), "finding")
