@@ -120,8 +120,9 @@ def _decide(sw, tally, vault: str, name: str, object_type: str, expired: bool | 
     try:
         version = (store.get_secret(vault, name, deadline=deadline) if object_type == "Secret"
                    else store.get_key(vault, name, deadline=deadline)).version
+        gate = None if dry_run else getattr(sw, "_gate", None)     # the run's NoticeGate (sweep_notices)
         row = sw.service.reconcile_secret(vault, name, version, kind=kind, sweep_id=sweep_id, remediate=not dry_run,
-                                          object_type=object_type, notice_gate=None if dry_run else sw._gate)
+                                          object_type=object_type, notice_gate=gate)
     except IdempotencyError:
         # another worker (an event's delivery) holds the secret's rotation lease: it decides on the
         # version it reads under the lease; the next run sees what it left
