@@ -24,8 +24,9 @@ def _iso(dt: datetime) -> str:
     return dt.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def exempt_many(tmp_path, *exemptions: tuple[str, datetime]):
-    """``storage-private`` with one time-boxed exemption per (scope, expires)."""
+def exempt_many(tmp_path, *exemptions: tuple[str, datetime], notify_only: bool = False):
+    """``storage-private`` with one time-boxed exemption per (scope, expires); ``notify_only``: its
+    rule only notifies (version 8), so a re-decided account is still violating."""
     d = tmp_path / "extra"
     d.mkdir(exist_ok=True)
     items = "".join(f"""
@@ -33,17 +34,20 @@ def exempt_many(tmp_path, *exemptions: tuple[str, datetime]):
             reason: partner data drop until the private link is approved
             owner: alice@contoso.com
             expires: {_iso(expires)}""" for scope, expires in exemptions)
-    (d / "storage-private.yaml").write_text(textwrap.dedent("""
+    version, description, action = ((8, "storage private, told not fixed", "{type: notify}") if notify_only else
+                                    (7, "storage private, with time-boxed exemptions",
+                                     "{type: set-property, value: Disabled}"))
+    (d / "storage-private.yaml").write_text(textwrap.dedent(f"""
         id: storage-private
-        version: 7
-        description: storage private, with time-boxed exemptions
+        version: {version}
+        description: {description}
         mode: enforce
-        selector: {resource_types: [Microsoft.Storage/storageAccounts]}
+        selector: {{resource_types: [Microsoft.Storage/storageAccounts]}}
         rules:
           - id: public-network-access-disabled
             property: properties.publicNetworkAccess
-            expect: {equals: Disabled}
-            action: {type: set-property, value: Disabled}
+            expect: {{equals: Disabled}}
+            action: {action}
         exemptions:""") + textwrap.indent(textwrap.dedent(items), "  ") + "\n")
     return d
 

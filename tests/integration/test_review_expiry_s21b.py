@@ -5,7 +5,6 @@ rows) + the HTTPS emulator (ARM) through the real SDK clients, a fake clock (1 r
 
 from __future__ import annotations
 
-import textwrap
 from collections import Counter
 from datetime import datetime, timedelta, timezone
 
@@ -17,7 +16,7 @@ from guardrails.adapters.sweep_tables import TableTimerState
 from guardrails.expiry import TIMER, ExpiryReEnforcer
 from guardrails.ratelimit import FakeClock
 from tests import builders as b
-from tests.integration.test_expiry import _iso
+from tests.integration.test_expiry import exempt_many
 
 pytestmark = pytest.mark.integration
 
@@ -29,26 +28,7 @@ PACED = {S.ARM_READS_PER_SECOND: "1", S.ARM_READ_BURST: "1", S.SWEEP_MAX_SECONDS
 def _notify_only(tmp_path, *exemptions: tuple[str, datetime]):
     """``storage-private`` whose rule only notifies: a re-decided account is still violating, so
     every decision costs a read and tells its owner again (nothing gets cheaper by being fixed)."""
-    d = tmp_path / "extra"
-    d.mkdir(exist_ok=True)
-    items = "".join(f"""
-          - scope: {scope}
-            reason: partner data drop until the private link is approved
-            owner: alice@contoso.com
-            expires: {_iso(expires)}""" for scope, expires in exemptions)
-    (d / "storage-private.yaml").write_text(textwrap.dedent("""
-        id: storage-private
-        version: 8
-        description: storage private, told not fixed
-        mode: enforce
-        selector: {resource_types: [Microsoft.Storage/storageAccounts]}
-        rules:
-          - id: public-network-access-disabled
-            property: properties.publicNetworkAccess
-            expect: {equals: Disabled}
-            action: {type: notify}
-        exemptions:""") + textwrap.indent(textwrap.dedent(items), "  ") + "\n")
-    return d
+    return exempt_many(tmp_path, *exemptions, notify_only=True)
 
 
 def _paced(h) -> ExpiryReEnforcer:
