@@ -8,6 +8,8 @@ kinds of source are wired by ``infra/`` and checked here (``Expectation``):
 
     subscription   topic Microsoft.Resources.Subscriptions           -> resource_events
                    ResourceWriteSuccess of every covered operation (``permissions.covered_operations``)
+                   and, by a second event subscription, ResourceDeleteSuccess of every covered
+                   deletion (``permissions.covered_delete_operations``)
     vault          topic Microsoft.KeyVault.vaults (governed vaults) -> keyvault_events
                    every Key Vault event type the secret guardrail acts on
     workspace      topic Microsoft.MachineLearningServices.Workspaces (governed workspaces) -> resource_events
@@ -38,11 +40,12 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Any, Iterable, Mapping, Sequence
 
 WRITE_EVENT = "Microsoft.Resources.ResourceWriteSuccess"
+DELETE_EVENT = "Microsoft.Resources.ResourceDeleteSuccess"
 TOPIC_TYPE = "Microsoft.Resources.Subscriptions"
 VAULT_TOPIC_TYPE = "Microsoft.KeyVault.vaults"
 WORKSPACE_TOPIC_TYPE = "Microsoft.MachineLearningServices.Workspaces"
@@ -54,7 +57,10 @@ CHECK_ID = "event-coverage@1"       # the ``policy`` of the rows' violation reco
 
 # gap codes, in the order a reader should fix them
 GAP_CODES = ("unreadable", "unchecked", "no_system_topic", "no_event_subscription", "not_provisioned", "expired",
-             "event_type_filtered", "subject_filtered", "operations_filtered", "unverified_filter")
+             "event_type_filtered", "subject_filtered", "operations_filtered", "unverified_filter",
+             "deletions_not_delivered")
+# a subscription whose writes are covered but whose deletions are not: no drift goes unseen, but a
+# deleted resource stays in the compliance report (as compliant or violating) until the sweep
 
 _STRING_OPS = {
     "stringin": lambda v, vals: v in vals,
@@ -89,6 +95,14 @@ class Expectation:
     function: str
     event_types: tuple[str, ...]
     operations: tuple[str, ...] = ()   # ``data.operationName`` values that must pass (subscription topics)
+    # ``data.operationName`` values of the deletions that must reach ``function`` too, as
+    # ``DELETE_EVENT`` (subscription topics; any event subscription, in practice a second one)
+    delete_operations: tuple[str, ...] = ()
+
+    def deletions(self) -> "Expectation":
+        """The deletions part as an expectation of its own (judged like the writes)."""
+        return Expectation(self.kind, self.source, self.topic_type, self.function, (DELETE_EVENT,),
+                           self.delete_operations)
 
     @property
     def subscription_id(self) -> str:
@@ -102,9 +116,10 @@ class Expectation:
         return f"{self.source.rstrip('/')}/".lower() if self.kind == "subscription" else None
 
 
-def subscription_expectation(subscription_id: str, operations: Sequence[str]) -> Expectation:
+def subscription_expectation(subscription_id: str, operations: Sequence[str],
+                             delete_operations: Sequence[str] = ()) -> Expectation:
     return Expectation("subscription", f"/subscriptions/{subscription_id}", TOPIC_TYPE, FUNCTION_NAME,
-                       (WRITE_EVENT,), tuple(operations))
+                       (WRITE_EVENT,), tuple(operations), tuple(delete_operations))
 
 
 def vault_expectation(vault_id: str, event_types: Sequence[str]) -> Expectation:
@@ -118,7 +133,9 @@ def workspace_expectation(workspace_id: str, event_types: Sequence[str]) -> Expe
 @dataclass(frozen=True)
 class Coverage:
     """One source's verdict. ``event_subscription_id``: the one judged (the closest to covering
-    when none covers); ``missing_operations`` / ``missing_event_types``: what its filters drop."""
+    when none covers); ``missing_operations`` / ``missing_event_types``: what its filters drop;
+    ``missing_deletions``: the covered deletions no event subscription delivers (all of them when
+    the deletions' event subscription is missing or broken)."""
 
     expectation: Expectation
     gaps: tuple[Gap, ...] = ()
@@ -126,6 +143,7 @@ class Coverage:
     event_subscription_id: str | None = None
     missing_operations: tuple[str, ...] = ()
     missing_event_types: tuple[str, ...] = ()
+    missing_deletions: tuple[str, ...] = ()
 
     @property
     def covered(self) -> bool:
@@ -141,8 +159,11 @@ class Coverage:
 
     def signature(self) -> str:
         """What changed means notify again: the gap codes and the dropped operations and types."""
-        return json.dumps([sorted({g.code for g in self.gaps}), sorted(o.lower() for o in self.missing_operations),
-                           sorted(t.lower() for t in self.missing_event_types)])
+        sig = [sorted({g.code for g in self.gaps}), sorted(o.lower() for o in self.missing_operations),
+               sorted(t.lower() for t in self.missing_event_types)]
+        if self.missing_deletions:      # absent otherwise: signatures kept by earlier releases still match
+            sig.append(sorted(o.lower() for o in self.missing_deletions))
+        return json.dumps(sig)
 
     def message(self) -> str:
         what = {"subscription": f"resource writes of subscription {self.subscription_id}",
@@ -151,6 +172,10 @@ class Coverage:
         if self.covered:
             return f"{what} reach the guardrails again (event subscription {self.event_subscription_id})"
         parts = "; ".join(f"{g.code}: {g.detail}" for g in self.gaps)
+        if {g.code for g in self.gaps} == {"deletions_not_delivered"}:
+            return (f"deletions in subscription {self.subscription_id} do not all reach the guardrails, so a "
+                    f"deleted resource stays in the compliance report until the sweep (its writes are covered): "
+                    f"{parts}")
         found_by = "only found by the sweep" if self.expectation.kind == "subscription" else "not seen"
         return f"{what} do not all reach the guardrails, so what happens there is {found_by}: {parts}"
 
@@ -159,7 +184,8 @@ class Coverage:
                 "covered": self.covered, "gaps": [g.to_dict() for g in self.gaps], "topic_id": self.topic_id,
                 "event_subscription_id": self.event_subscription_id,
                 "missing_operations": list(self.missing_operations),
-                "missing_event_types": list(self.missing_event_types)}
+                "missing_event_types": list(self.missing_event_types),
+                "missing_deletions": list(self.missing_deletions)}
 
 
 def destination_for(function_app_id: str, function: str = FUNCTION_NAME) -> str:
@@ -310,35 +336,63 @@ def judge(expected: Expectation, topic_id: str, event_subscription: Mapping[str,
     return Coverage(expected, tuple(gaps), topic_id, es_id or None, tuple(missing), tuple(missing_types))
 
 
+def _included(event_subscription: Mapping[str, Any]) -> set[str] | None:
+    """The lower-cased ``includedEventTypes`` of an event subscription; None when it lists none (all)."""
+    filt = _props(event_subscription).get("filter")
+    inc = filt.get("includedEventTypes") if isinstance(filt, Mapping) else None
+    return {_lower(t) for t in inc} if isinstance(inc, list) and inc else None
+
+
 def assess(expected: Expectation, topics: Iterable[Mapping[str, Any]],
            event_subscriptions: Mapping[str, Sequence[Mapping[str, Any]]], *, function_app_id: str,
-           now: datetime | None = None) -> Coverage:
+           now: datetime | None = None, _other_part: frozenset[str] = frozenset()) -> Coverage:
     """The source's coverage from the listed system topics of its subscription and, per topic id
     (lower-cased), their listed event subscriptions. Covered when ANY event subscription to this
     app's ``expected.function`` on the source's own topic lets every expected event through; else
-    the closest one's gaps."""
+    the closest one's gaps. A subscription's writes and its deletions (``delete_operations``) are
+    judged apart, each against the event subscriptions that are not the other's own (listing only
+    the other part's event type), the deletions' gaps as one ``deletions_not_delivered`` gap."""
     now = now or datetime.now(timezone.utc)
     destination = destination_for(function_app_id, expected.function)
     own = own_topics(expected, topics)
     if not own:
         return Coverage(expected, (Gap("no_system_topic", f"no {expected.topic_type} system topic has source "
                                                           f"{expected.source}"),))
+    other_part = _other_part or (frozenset({DELETE_EVENT.lower()}) if expected.delete_operations else frozenset())
     judged: list[Coverage] = []
-    others = 0
+    others = theirs = 0
     for t in own:
         tid = str(t["id"])
         for es in event_subscriptions.get(tid.lower(), ()):
             if not isinstance(es, Mapping):
                 continue
-            if delivers_to(es, destination):
-                judged.append(judge(expected, tid, es, now=now))
-            else:
+            if not delivers_to(es, destination):
                 others += 1
+                continue
+            inc = _included(es)
+            if other_part and inc is not None and inc <= other_part:
+                theirs += 1               # the other part's own (the deletions' subscription, for the writes)
+                continue
+            judged.append(judge(expected, tid, es, now=now))
     if not judged:
-        return Coverage(expected, (Gap("no_event_subscription", f"no event subscription on {own[0]['id']} delivers "
-                                                                f"to {destination} ({others} deliver elsewhere)"),),
+        also = f", {theirs} deliver only the {'deletions' if expected.delete_operations else 'writes'}" if theirs else ""
+        best = Coverage(expected, (Gap("no_event_subscription", f"no event subscription on {own[0]['id']} delivers "
+                                                                f"to {destination} ({others} deliver elsewhere{also})"),),
                         topic_id=str(own[0]["id"]))
-    return min(judged, key=lambda c: (len(c.gaps), len(c.missing_operations) + len(c.missing_event_types)))
+    else:
+        best = min(judged, key=lambda c: (len(c.gaps), len(c.missing_operations) + len(c.missing_event_types)))
+    if not expected.delete_operations:
+        return best
+    deletions = assess(expected.deletions(), own, event_subscriptions, function_app_id=function_app_id, now=now,
+                       _other_part=frozenset(t.lower() for t in expected.event_types))
+    if deletions.covered:
+        return best
+    missing = tuple(deletions.missing_operations)
+    if not missing or any(g.code != "operations_filtered" for g in deletions.gaps):
+        missing = tuple(expected.delete_operations)      # no subscription delivers them as expected
+    inner = "; ".join(f"{g.code}: {g.detail}" for g in deletions.gaps)
+    gap = Gap("deletions_not_delivered", f"ResourceDeleteSuccess: {inner}"[:600])
+    return replace(best, gaps=best.gaps + (gap,), missing_deletions=missing)
 
 
 @dataclass
@@ -369,4 +423,4 @@ def transition(previous: Mapping[str, Any] | None, cov: Coverage, now_iso: str) 
 __all__ = ["Coverage", "Expectation", "Gap", "Transition", "assess", "judge", "delivers_to", "destination_for",
            "own_topics", "subscription_expectation", "vault_expectation",
            "workspace_expectation", "transition", "GAP_CODES", "REASON", "CHECK_ID", "WRITE_EVENT",
-           "TOPIC_TYPE", "SYSTEM_TOPICS_API_VERSION"]
+           "TOPIC_TYPE", "SYSTEM_TOPICS_API_VERSION", "DELETE_EVENT"]

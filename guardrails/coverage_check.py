@@ -36,12 +36,12 @@ def _iso(dt: datetime) -> str:
 
 def expectations(subscriptions: Iterable[str], vaults: Iterable[str] = (), workspaces: Iterable[str] = ()):
     """What each governed event source must deliver (``coverage.Expectation``): every subscription's
-    covered writes, every governed vault's Key Vault events, every governed workspace's ML events."""
+    covered writes and deletions, every governed vault's Key Vault events, every governed workspace's ML events."""
     from .coverage import subscription_expectation, vault_expectation, workspace_expectation
-    from .permissions import covered_operations, keyvault_event_types, ml_event_types
+    from .permissions import covered_delete_operations, covered_operations, keyvault_event_types, ml_event_types
 
-    ops = covered_operations()
-    return ([subscription_expectation(s, ops) for s in subscriptions]
+    ops, deletes = covered_operations(), covered_delete_operations()
+    return ([subscription_expectation(s, ops, deletes) for s in subscriptions]
             + [vault_expectation(v, keyvault_event_types()) for v in vaults]
             + [workspace_expectation(w, ml_event_types()) for w in workspaces])
 

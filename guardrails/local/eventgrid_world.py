@@ -1,8 +1,9 @@
 """Event Grid wiring as ARM returns it, for the emulator's world (tests, demo, benchmark).
 
-``subscription_wiring`` gives the two resources ``infra/modules/subscription.bicep`` deploys in a
-governed subscription: the ``Microsoft.Resources.Subscriptions`` system topic and its event
-subscription delivering ``ResourceWriteSuccess`` of the covered operations to ``resource_events``.
+``subscription_wiring`` gives the three resources ``infra/modules/subscription.bicep`` deploys in a
+governed subscription: the ``Microsoft.Resources.Subscriptions`` system topic, its event
+subscription delivering ``ResourceWriteSuccess`` of the covered operations to ``resource_events``
+and a second one delivering ``ResourceDeleteSuccess`` of the covered deletions there.
 ``vault_wiring`` / ``workspace_wiring`` give what ``vault.bicep`` / ``ml-workspace.bicep`` deploy
 beside a governed vault or ML workspace (GET shapes of api-version 2022-06-15:
 ``SystemTopics_Get``, ``SystemTopicEventSubscriptions_Get``).
@@ -12,8 +13,8 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-from guardrails.coverage import (FUNCTION_NAME, KEYVAULT_FUNCTION, TOPIC_TYPE, VAULT_TOPIC_TYPE, WORKSPACE_TOPIC_TYPE,
-                                 WRITE_EVENT, destination_for)
+from guardrails.coverage import (DELETE_EVENT, FUNCTION_NAME, KEYVAULT_FUNCTION, TOPIC_TYPE, VAULT_TOPIC_TYPE,
+                                 WORKSPACE_TOPIC_TYPE, WRITE_EVENT, destination_for)
 
 EVENTS_RG = "rg-guardrails-events"
 
@@ -77,8 +78,27 @@ def event_subscription(subscription_id: str, function_app_id: str, *, operations
                                advanced, name, properties)
 
 
-def subscription_wiring(subscription_id: str, function_app_id: str, **kw: Any) -> list[dict[str, Any]]:
-    return [system_topic(subscription_id), event_subscription(subscription_id, function_app_id, **kw)]
+def deletions_subscription(subscription_id: str, function_app_id: str, *, operations: Sequence[str] | None = None,
+                           rg: str = EVENTS_RG, name: str = event_subscription_name(FUNCTION_NAME) + "-deletes",
+                           **properties: Any) -> dict[str, Any]:
+    """``topic.bicep``'s second event subscription: ``ResourceDeleteSuccess`` of the covered
+    deletions (``operations`` None: ``permissions.covered_delete_operations()``)."""
+    if operations is None:
+        from guardrails.permissions import covered_delete_operations
+        operations = covered_delete_operations()
+    advanced = [{"operatorType": "StringIn", "key": "data.operationName", "values": list(operations)}]
+    return _event_subscription(topic_id(subscription_id, rg=rg), function_app_id, FUNCTION_NAME, [DELETE_EVENT],
+                               advanced, name, properties)
+
+
+def subscription_wiring(subscription_id: str, function_app_id: str, *, deletions: bool = True,
+                        **kw: Any) -> list[dict[str, Any]]:
+    """The topic and its writes' subscription (``kw``: ``event_subscription``'s) and, unless
+    ``deletions`` is False, its deletions' subscription, as ``subscription.bicep`` deploys them."""
+    out = [system_topic(subscription_id), event_subscription(subscription_id, function_app_id, **kw)]
+    if deletions:
+        out.append(deletions_subscription(subscription_id, function_app_id, rg=kw.get("rg", EVENTS_RG)))
+    return out
 
 
 def _source_wiring(source: str, function_app_id: str, topic_type: str, function: str, tag: str,
@@ -106,5 +126,5 @@ def workspace_wiring(workspace_id: str, function_app_id: str, *, event_types: Se
                           ml_event_types() if event_types is None else event_types, properties)
 
 
-__all__ = ["EVENTS_RG", "event_subscription", "event_subscription_name", "subscription_wiring", "system_topic",
+__all__ = ["EVENTS_RG", "deletions_subscription", "event_subscription", "event_subscription_name", "subscription_wiring", "system_topic",
            "topic_id", "vault_wiring", "workspace_wiring"]

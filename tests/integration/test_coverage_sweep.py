@@ -215,3 +215,26 @@ def test_cli_coverage_checks_on_demand_and_changes_nothing(harness, monkeypatch,
     monkeypatch.setenv("GUARDRAILS_FUNCTION_APP_ID", "")
     assert main(["coverage"]) == 2
     assert "GUARDRAILS_FUNCTION_APP_ID" in capsys.readouterr().err
+
+
+def test_a_deployment_without_the_deletions_subscription_is_a_gap_until_it_is_added(harness):
+    """An estate wired by an earlier release (writes only): deletions never reach the app, so a
+    deleted resource would stay in the compliance report. One gap, named, closed by the deployment."""
+    from guardrails.local.eventgrid_world import deletions_subscription
+    from guardrails.permissions import covered_delete_operations
+
+    h = harness([b.storage("stok", pna="Disabled", blob=False), *subscription_wiring(b.SUB, APP, deletions=False)])
+    first = _sweeper(h).run()
+    assert first.uncovered == 1
+    (cov,) = first.coverage
+    assert [g["code"] for g in cov["gaps"]] == ["deletions_not_delivered"]
+    assert cov["missing_deletions"] == covered_delete_operations()
+    row = _coverage_rows(h, first.sweep_id)[f"/subscriptions/{b.SUB}"]
+    assert (row.verdict, row.notify, [v.rule for v in row.violations]) == ("violation", True, ["deletions_not_delivered"])
+    assert "deleted resource stays in the compliance report" in row.message
+
+    h.emu.store.seed(deletions_subscription(b.SUB, APP))
+    second = _sweeper(h).run()
+    assert second.uncovered == 0
+    closed = _coverage_rows(h, second.sweep_id)[f"/subscriptions/{b.SUB}"]
+    assert (closed.verdict, closed.violations) == ("compliant", [])
