@@ -133,6 +133,18 @@ def main(argv: list[str] | None = None) -> int:
     return 2
 
 
+def _tables(settings):
+    """The table store as the settings configure it: a connection string (Azurite, a key), or
+    the endpoint with this process's identity (a deployment: ``GUARDRAILS_TABLES_ENDPOINT``,
+    where an operator resets a breaker or reads the report)."""
+    from .adapters.tables import Tables
+    credential = None
+    if not settings.tables_connection:
+        from .adapters.arm import build_credential
+        credential = build_credential(settings)
+    return Tables.from_settings(settings, credential=credential)
+
+
 def _metadata(args) -> int:
     from .sync import metadata_dirs, sync_metadata
     dirs = metadata_dirs([Path(d) for d in args.metadata])
@@ -145,14 +157,10 @@ def _metadata(args) -> int:
         policies = load_directory(*dirs)
         print(json.dumps({"valid": True, "policies": [p.ref for p in policies]}))
         return 0
-    from .adapters.tables import TablePolicyRepository, Tables
+    from .adapters.tables import TablePolicyRepository
     from .settings import Settings
     settings = Settings.from_env()
-    credential = None
-    if not settings.tables_connection:      # identity-based (a deployment's post-provision hook)
-        from .adapters.arm import build_credential
-        credential = build_credential(settings)
-    tables = Tables.from_settings(settings, credential=credential)
+    tables = _tables(settings)
     tables.ensure()
     counts = sync_metadata(TablePolicyRepository(tables), dirs)
     print(json.dumps({"synced": True, "table": tables.policies_name, **counts}))
@@ -207,12 +215,11 @@ def _report(args) -> int:
     from datetime import timedelta
 
     from .adapters.audit_tables import TableAuditSink
-    from .adapters.tables import Tables
     from .report import build_report, render_html, render_text
     from .settings import Settings
     since, until = _report_period(args)
     settings = Settings.from_env()
-    sink = TableAuditSink(Tables.from_settings(settings), shards=settings.audit_shards)
+    sink = TableAuditSink(_tables(settings), shards=settings.audit_shards)
     # the UTC days the period touches (``until`` is exclusive: a period ending at midnight stops the day before)
     day, last, rows = since.date(), (until - timedelta(microseconds=1)).date(), []
     while day <= last:
@@ -231,7 +238,6 @@ def _report(args) -> int:
 
 def _escalation(args) -> int:
     from .adapters.escalations import TableEscalationStore
-    from .adapters.tables import Tables
     from .errors import InvalidArmId
     from .model.arm_id import parse_arm_id
     from .settings import Settings
@@ -247,7 +253,7 @@ def _escalation(args) -> int:
             rid, field = str(parse_arm_id(args.resource_id)), "resource_id"
         except InvalidArmId as exc:
             raise UsageError(f"not a resource id: {exc}") from None
-    tables = Tables.from_settings(Settings.from_env())
+    tables = _tables(Settings.from_env())
     tables.ensure()
     store = TableEscalationStore(tables)
     if args.action == "status":
@@ -260,7 +266,6 @@ def _escalation(args) -> int:
 
 def _breaker(args) -> int:
     from .adapters.remediation_tables import TableBreakerStore
-    from .adapters.tables import Tables
     from .model.arm_id import parse_scope
     from .settings import Settings
     from .simulate import UsageError
@@ -269,8 +274,7 @@ def _breaker(args) -> int:
         sub = parse_scope(f"/subscriptions/{args.subscription}").subscription_id
     except InvalidArmId:
         raise UsageError(f"{args.subscription[:60]!r} is not a subscription id") from None
-    settings = Settings.from_env()
-    tables = Tables.from_settings(settings)
+    tables = _tables(Settings.from_env())
     tables.ensure()
     store = TableBreakerStore(tables)
     if args.action == "status":

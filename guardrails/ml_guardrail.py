@@ -389,10 +389,7 @@ class MlLifecycleGuardrail:
         rid = parse_arm_id(snap.resource_id)
         permitted = [(Permit(f.policy), f.rec) for f in enforce]
         reasons: list[str] = []
-        if permitted and self.svc.escalations is not None:     # a pipeline fighting the guardrail
-            permitted = self.svc.rails.flip_flop(row, rid, permitted, reasons)
-        if permitted:
-            permitted = self.svc.rails.breaker_permits(row, rid, permitted)
+        permitted = self.svc.rails.permit(row, rid, permitted, reasons)   # a pipeline fighting it; the breaker
         if permitted:
             allowed = {id(rec) for _p, rec in permitted}
             change = plan([f for f in enforce if id(f.rec) in allowed])

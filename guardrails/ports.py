@@ -83,8 +83,10 @@ class AuditSink(Protocol):
 
 
 class BreakerStore(Protocol):
-    def try_acquire(self, policy_id: str, subscription_id: str, *, max_actions: int, window_seconds: int) -> bool:
-        """Record one remediation if the window has room; False when the breaker is (now) open."""
+    def try_acquire(self, policy_id: str, subscription_id: str, *, max_actions: int, window_seconds: int,
+                    key: str | None = None) -> bool:
+        """Record one remediation if the window has room; False when the breaker is (now) open.
+        ``key`` (the event id): a redelivery reuses the permit its event took inside the window."""
 
     def reset(self, policy_id: str, subscription_id: str) -> bool: ...
 

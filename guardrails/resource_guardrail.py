@@ -114,12 +114,9 @@ class ResourceGuardrail:
                     pe_waived.append(rec)
             records.append((r, rec))
         reasons: list[str] = []
-        if to_apply and self.svc.escalations is not None:
-            to_apply = self.svc.rails.flip_flop(row, rid, to_apply, reasons)
-        if to_apply:
-            to_apply = self.svc.rails.breaker_permits(row, rid, to_apply)
-            if row.reason == "circuit_open":
-                reasons.append("circuit_open")
+        to_apply = self.svc.rails.permit(row, rid, to_apply, reasons)
+        if row.reason == "circuit_open":
+            reasons.append("circuit_open")
         if to_apply:
             row.violations = [rec for _r, rec in records]     # what a timer's intent keeps (below)
             correlation = self._apply(ctx, row, snapshot, rtype, to_apply)

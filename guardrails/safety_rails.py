@@ -56,8 +56,25 @@ class SafetyRails:
              window_minutes=rule.window_minutes, actors=who, escalated_now=decision.escalated_now)
         return []
 
+    def permit(self, row: AuditRow, rid, to_apply, reasons: list[str]):
+        """Both rails in order: the flip-flop budget, then the breaker. A revert the breaker
+        refuses entirely gives back the flip-flop count it took (it was never made: the resources
+        touched while a breaker was open would otherwise stay escalated after its reset)."""
+        counted = False
+        if to_apply and self.svc.escalations is not None:
+            to_apply = self.flip_flop(row, rid, to_apply, reasons)
+            counted = bool(to_apply)
+        if not to_apply:
+            return to_apply
+        kept = self.breaker_permits(row, rid, to_apply)
+        if counted and not kept and row.event_id:
+            self.svc.escalations.withdraw(str(rid), row.event_id)
+        return kept
+
     def breaker_permits(self, row: AuditRow, rid, to_apply):
-        """One permit per policy per event; a policy whose breaker is open drops to audit."""
+        """One permit per policy per event (a redelivery of the event reuses it); a policy whose
+        breaker is open drops to audit for the subscription, and the owner is told: the
+        violation stays in place until someone resets the breaker."""
         allowed: dict[str, bool] = {}
         kept = []
         for r, rec in to_apply:
@@ -65,7 +82,7 @@ class SafetyRails:
             if pol.id not in allowed:
                 allowed[pol.id] = self.svc.breakers.try_acquire(
                     pol.id, rid.subscription_id or "", max_actions=pol.breaker.max_actions,
-                    window_seconds=pol.breaker.window_seconds)
+                    window_seconds=pol.breaker.window_seconds, key=row.event_id or None)
                 if not allowed[pol.id]:
                     emit(log, logging.ERROR, "guardrail_circuit_open", policy=pol.id,
                          subscription_id=rid.subscription_id, max_actions=pol.breaker.max_actions,
@@ -77,6 +94,7 @@ class SafetyRails:
                 rec.message = (f"circuit open: more than {pol.breaker.max_actions} fixes in "
                                f"{pol.breaker.window_seconds} s; policy in audit for this subscription until reset")
                 row.reason = "circuit_open"
+                row.notify = True
         return kept
 
 

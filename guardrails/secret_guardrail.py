@@ -105,7 +105,7 @@ class SecretGuardrail:
         ``circuit_open`` and it is logged at ERROR (the caller records what was not done)."""
         if self.svc.breakers.try_acquire(policy.id, _vault_scope(ev.vault_name),
                                          max_actions=policy.breaker.max_actions,
-                                         window_seconds=policy.breaker.window_seconds):
+                                         window_seconds=policy.breaker.window_seconds, key=row.event_id or None):
             return True
         row.reason = "circuit_open"
         emit(log, logging.ERROR, "guardrail_circuit_open", policy=policy.id, vault=ev.vault_name,

@@ -22,8 +22,8 @@ from azure.data.tables import UpdateMode
 
 from ..errors import StoreError
 from ..model.policy import FlipFlop
-from ..policy.flipflop import FlipFlopDecision, FlipFlopState, step
-from .tables import NO_CONTENT, Tables, _store_error, resource_partition
+from ..policy.flipflop import FlipFlopDecision, FlipFlopState, step, withdraw
+from .tables import NO_CONTENT, Tables, _store_error, delete_existing, resource_partition
 
 _RK = "flipflop"
 
@@ -112,6 +112,40 @@ class TableEscalationStore:
             raise _store_error("escalation update", exc) from exc
         raise StoreError("escalation update kept conflicting; retry later")
 
+    def withdraw(self, resource_id: str, event: str) -> None:
+        """Take back the count ``attempt`` took for ``event`` (``flipflop.withdraw``): the
+        breaker refused the revert. Conditional like every change; nothing to do, no write."""
+        table = self._table()
+        pk = resource_partition(resource_id)
+        try:
+            for _attempt in range(self.MAX_ATTEMPTS):
+                with self._lock:
+                    cached = self._known.pop(pk, None)
+                if cached is not None:
+                    state, etag = cached
+                else:
+                    try:
+                        current = table.get_entity(pk, _RK)
+                    except ResourceNotFoundError:
+                        return
+                    state, etag = _from_entity(current), current.metadata["etag"]
+                new = withdraw(state, event)
+                if new == state:
+                    with self._lock:
+                        self._known[pk] = (state, etag)
+                    return
+                try:
+                    meta = table.update_entity(_to_entity(resource_id, new), mode=UpdateMode.REPLACE, etag=etag,
+                                               match_condition=MatchConditions.IfNotModified)
+                except (ResourceModifiedError, ResourceNotFoundError):
+                    continue
+                with self._lock:
+                    self._known[pk] = (new, meta.get("etag"))
+                return
+        except AzureError as exc:
+            raise _store_error("escalation update", exc) from exc
+        raise StoreError("escalation update kept conflicting; retry later")
+
     def _read(self, resource_id: str) -> Mapping[str, Any] | None:
         try:
             return self._table().get_entity(resource_partition(resource_id), _RK)
@@ -139,13 +173,7 @@ class TableEscalationStore:
         pk = resource_partition(resource_id)
         with self._lock:
             self._known.pop(pk, None)
-        try:
-            self._table().delete_entity(pk, _RK)
-        except ResourceNotFoundError:
-            return False
-        except AzureError as exc:
-            raise _store_error("escalation reset", exc) from exc
-        return True
+        return delete_existing(self._table(), pk, _RK, "escalation reset")
 
 
 __all__ = ["TableEscalationStore"]

@@ -21,15 +21,74 @@ from azure.data.tables import UpdateMode
 
 from ..errors import StoreError
 from ..logs import emit
-from .tables import NO_CONTENT, _MAX_STRING, Tables, _log, _sha, _store_error, resource_partition
+from .tables import NO_CONTENT, _MAX_STRING, Tables, _log, _sha, _store_error, delete_existing, resource_partition
+
+
+MAX_PERMIT_KEYS = 200     # event keys of the permits kept per breaker (inside the window, newest)
+TIME_BUCKETS = 500        # at most this many [first, last, count] entries per window: one table property
+                          # holds the window whatever ``max_actions`` allows (the schema: up to 100,000)
+
+
+def _buckets(times: list) -> list[list]:
+    """Stored times as [first, last, count]: an entry of an earlier release is one bare float."""
+    out = []
+    for t in times:
+        if isinstance(t, (int, float)):
+            out.append([float(t), float(t), 1])
+        elif isinstance(t, list) and len(t) == 3:
+            out.append([float(t[0]), float(t[1]), int(t[2])])
+    return out
+
+
+def admit(times: list, keys: list[list], *, now: float, window_seconds: float, max_actions: int,
+          key: str | None) -> tuple[bool, bool, list[list], list[list]]:
+    """One permit asked at ``now`` (pure): (allowed, counted, buckets, keys) inside the window.
+
+    The permits are kept as buckets [first, last, count], each at most window / ``TIME_BUCKETS``
+    wide; a bucket leaves the window when its *last* permit does, so the count errs on the side
+    of the breaker. A ``key`` (the event) whose permit is still inside the window is allowed
+    again and not counted: Event Grid redelivers an event whose fix failed, and each redelivery
+    taking a permit would open the breaker for the whole subscription after a few throttled fixes."""
+    horizon = now - window_seconds
+    buckets = [b for b in _buckets(times) if b[1] > horizon]
+    keys = [[k, t] for k, t in keys if t > horizon]
+    if key is not None and any(k == key for k, _t in keys):
+        return True, False, buckets, keys
+    if sum(b[2] for b in buckets) >= max_actions:
+        return False, False, buckets, keys
+    width = window_seconds / TIME_BUCKETS
+    if buckets and now - buckets[-1][0] < width:
+        buckets[-1] = [buckets[-1][0], max(buckets[-1][1], now), buckets[-1][2] + 1]
+    else:
+        buckets.append([now, now, 1])
+    if key is not None:
+        keys = (keys + [[key[:300], now]])[-MAX_PERMIT_KEYS:]
+    return True, True, buckets, keys
+
+
+def _times_of(entity) -> list:
+    try:
+        times = json.loads(entity.get("times") or "[]")
+    except ValueError:
+        return []
+    return times if isinstance(times, list) else []
+
+
+def _keys_of(entity) -> list[list]:
+    try:
+        keys = json.loads(entity.get("keys") or "[]")
+    except ValueError:
+        return []
+    return [[str(k), float(t)] for k, t in keys] if isinstance(keys, list) else []
 
 
 class TableBreakerStore:
     """Sliding-window remediation counter per (policy, subscription), shared by every worker.
 
-    One entity per pair holds the action times inside the window; every change is an
-    etag-conditioned update (optimistic concurrency), so concurrent workers never both take
-    the last slot. Once tripped the breaker stays open until ``reset``.
+    One entity per pair holds the action times inside the window and the event keys of their
+    permits (a redelivered event reuses its permit); every change is an etag-conditioned update
+    (optimistic concurrency), so concurrent workers never both take the last slot. Once tripped
+    the breaker stays open until ``reset``.
     """
 
     MAX_ATTEMPTS = 20
@@ -37,46 +96,58 @@ class TableBreakerStore:
     def __init__(self, tables: Tables, *, clock=lambda: datetime.now(timezone.utc)) -> None:
         self._t = tables
         self._clock = clock
-        self._known: dict[str, tuple[list[float], str | None]] = {}   # pk -> (times, etag) last written here
+        # pk -> (buckets, keys, etag) last written here
+        self._known: dict[str, tuple[list[list], list[list], str | None]] = {}
         self._lock = threading.Lock()
 
     @staticmethod
     def _keys(policy_id: str, subscription_id: str) -> tuple[str, str]:
         return _sha(f"{policy_id}|{subscription_id.lower()}")[:32], "breaker"
 
-    def _entity(self, pk, rk, policy_id, subscription_id, times, is_open, now) -> dict[str, Any]:
+    def _entity(self, pk, rk, policy_id, subscription_id, times, keys, is_open, now) -> dict[str, Any]:
+        keys = list(keys)
+        while len(json.dumps(keys)) > _MAX_STRING and keys:
+            keys = keys[1:]               # oldest first: a dropped key only costs a redelivery one more permit
         return {"PartitionKey": pk, "RowKey": rk, "policy": policy_id, "subscription": subscription_id,
-                "times": json.dumps(times), "open": is_open, "opened_at": now.isoformat() if is_open else ""}
+                "times": json.dumps(times), "keys": json.dumps(keys), "open": is_open,
+                "opened_at": now.isoformat() if is_open else ""}
 
-    def _fast_path(self, table, pk, rk, policy_id, subscription_id, max_actions, window_seconds) -> bool | None:
-        """Update from this worker's last known state with its etag: one call instead of two.
-        None when there is no usable cached state or another worker changed it meanwhile."""
+    def _fast_path(self, table, pk, rk, policy_id, subscription_id, max_actions, window_seconds,
+                   key) -> bool | None:
+        """Update from this worker's last known state with its etag: one call instead of two (none
+        for a redelivery this worker counted). None when there is no usable cached state or
+        another worker changed it meanwhile."""
         with self._lock:
             cached = self._known.get(pk)
         if cached is None:
             return None
-        times, etag = cached
+        times, keys, etag = cached
         now = self._clock()
-        times = [t for t in times if t > now.timestamp() - window_seconds]
-        if len(times) >= max_actions:
+        allowed, counted, times, keys = admit(times, keys, now=now.timestamp(), window_seconds=window_seconds,
+                                              max_actions=max_actions, key=key)
+        if not allowed:
             return None          # about to trip: decide on a fresh read
-        times.append(now.timestamp())
+        if not counted:
+            return True          # this event's permit, taken here inside the window
         try:
-            meta = table.update_entity(self._entity(pk, rk, policy_id, subscription_id, times, False, now),
+            meta = table.update_entity(self._entity(pk, rk, policy_id, subscription_id, times, keys, False, now),
                                        mode=UpdateMode.REPLACE, etag=etag, match_condition=MatchConditions.IfNotModified)
         except (ResourceModifiedError, ResourceNotFoundError):
             with self._lock:
                 self._known.pop(pk, None)
             return None
         with self._lock:
-            self._known[pk] = (times, meta.get("etag"))
+            self._known[pk] = (times, keys, meta.get("etag"))
         return True
 
-    def try_acquire(self, policy_id: str, subscription_id: str, *, max_actions: int, window_seconds: int) -> bool:
+    def try_acquire(self, policy_id: str, subscription_id: str, *, max_actions: int, window_seconds: int,
+                    key: str | None = None) -> bool:
+        """One permit for a fix; ``key`` (the event id) makes a redelivery of the same event
+        reuse the permit it took inside the window instead of taking another."""
         table = self._t.table(self._t.breakers_name)
         pk, rk = self._keys(policy_id, subscription_id)
         try:
-            fast = self._fast_path(table, pk, rk, policy_id, subscription_id, max_actions, window_seconds)
+            fast = self._fast_path(table, pk, rk, policy_id, subscription_id, max_actions, window_seconds, key)
         except AzureError as exc:
             raise _store_error("breaker update", exc) from exc
         if fast is not None:
@@ -89,30 +160,34 @@ class TableBreakerStore:
                 except ResourceNotFoundError:
                     current = None
                 if current is None:
-                    entity = {"PartitionKey": pk, "RowKey": rk, "policy": policy_id, "subscription": subscription_id,
-                              "times": json.dumps([now.timestamp()]), "open": max_actions < 1, "opened_at": ""}
+                    allowed, _c, times, keys = admit([], [], now=now.timestamp(), window_seconds=window_seconds,
+                                                     max_actions=max_actions, key=key)
+                    entity = self._entity(pk, rk, policy_id, subscription_id, times if allowed else [],
+                                          keys if allowed else [], not allowed, now)
                     try:
                         meta = table.create_entity(entity, **NO_CONTENT)
-                        if not entity["open"]:
+                        if allowed:
                             with self._lock:
-                                self._known[pk] = ([now.timestamp()], meta.get("etag"))
-                        return True
+                                self._known[pk] = (times, keys, meta.get("etag"))
+                        return allowed
                     except ResourceExistsError:
                         continue
                 if current.get("open"):
                     return False
-                horizon = now.timestamp() - window_seconds
-                times = [t for t in json.loads(current.get("times") or "[]") if t > horizon]
-                allowed = len(times) < max_actions
-                entity = {"PartitionKey": pk, "RowKey": rk, "policy": policy_id, "subscription": subscription_id,
-                          "times": json.dumps(times + [now.timestamp()] if allowed else times),
-                          "open": not allowed, "opened_at": "" if allowed else now.isoformat()}
+                allowed, counted, times, keys = admit(
+                    _times_of(current), _keys_of(current),
+                    now=now.timestamp(), window_seconds=window_seconds, max_actions=max_actions, key=key)
+                if allowed and not counted:
+                    with self._lock:
+                        self._known[pk] = (times, keys, current.metadata["etag"])
+                    return True
+                entity = self._entity(pk, rk, policy_id, subscription_id, times, keys, not allowed, now)
                 try:
                     meta = table.update_entity(entity, mode=UpdateMode.REPLACE, etag=current.metadata["etag"],
                                                match_condition=MatchConditions.IfNotModified)
                     with self._lock:
                         if allowed:
-                            self._known[pk] = (json.loads(entity["times"]), meta.get("etag"))
+                            self._known[pk] = (times, keys, meta.get("etag"))
                         else:
                             self._known.pop(pk, None)
                     return allowed
@@ -136,13 +211,7 @@ class TableBreakerStore:
         pk, rk = self._keys(policy_id, subscription_id)
         with self._lock:
             self._known.pop(pk, None)
-        try:
-            self._t.table(self._t.breakers_name).delete_entity(pk, rk)
-        except ResourceNotFoundError:
-            return False
-        except AzureError as exc:
-            raise _store_error("breaker reset", exc) from exc
-        return True
+        return delete_existing(self._t.table(self._t.breakers_name), pk, rk, "breaker reset")
 
 
 # ---------------------------------------------------------------------------------------

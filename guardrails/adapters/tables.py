@@ -52,6 +52,20 @@ def resource_partition(resource_id: str) -> str:
     return _sha(resource_id.lower())[:32]
 
 
+def delete_existing(table, pk: str, rk: str, what: str) -> bool:
+    """Delete one entity; whether there was one. ``delete_entity`` answers a missing entity as a
+    deleted one (the SDK swallows the 404), so an operator's reset of a mistyped name would
+    report state it never had: a read says. Store failures raise ``StoreError``."""
+    try:
+        table.get_entity(pk, rk, select=["PartitionKey"])
+        table.delete_entity(pk, rk)
+    except ResourceNotFoundError:
+        return False
+    except AzureError as exc:
+        raise _store_error(what, exc) from exc
+    return True
+
+
 class Tables:
     """Owns the TableServiceClient and the product's table names."""
 
@@ -82,6 +96,9 @@ class Tables:
                 conn = connection_string(10002)  # Azurite's fixed default port
             service = TableServiceClient.from_connection_string(conn, **kwargs)
         elif settings.tables_endpoint:
+            if credential is None:
+                from ..errors import ConfigError
+                raise ConfigError("GUARDRAILS_TABLES_ENDPOINT needs an identity: the caller passes no credential")
             service = TableServiceClient(endpoint=settings.tables_endpoint, credential=credential, **kwargs)
         else:
             from ..errors import ConfigError

@@ -120,6 +120,20 @@ def step(state: FlipFlopState | None, *, now: float, actor: Mapping[str, Any] | 
     return new, FlipFlopDecision(True, False, len(times), actors)
 
 
+def withdraw(state: FlipFlopState, event: str) -> FlipFlopState:
+    """``state`` without the count ``event`` took: its revert was not made after all (the circuit
+    breaker refused it), and a revert that never happened must not bring the resource nearer to
+    escalation. An escalated state, or an event not counted, is returned as it is."""
+    hit = [t for k, t in state.events if k == event]
+    if not hit or state.escalated:
+        return state
+    times = list(state.times)
+    if hit[-1] in times:
+        times.remove(hit[-1])
+    return replace(state, times=tuple(times), events=tuple((k, t) for k, t in state.events if k != event),
+                   intents=tuple((k, i) for k, i in state.intents if k != event))
+
+
 def describe_actors(actors: Iterable[Mapping[str, Any]]) -> str:
     names = []
     for a in actors:
@@ -129,4 +143,4 @@ def describe_actors(actors: Iterable[Mapping[str, Any]]) -> str:
     return ", ".join(names) or "unknown actor"
 
 
-__all__ = ["FlipFlopState", "FlipFlopDecision", "step", "strictest", "describe_actors", "MAX_ACTORS", "MAX_EVENTS", "MAX_INTENTS"]
+__all__ = ["FlipFlopState", "FlipFlopDecision", "step", "strictest", "describe_actors", "withdraw", "MAX_ACTORS", "MAX_EVENTS", "MAX_INTENTS"]

@@ -145,18 +145,21 @@ class MemoryPolicyRepo:
 class MemoryBreakers:
     def __init__(self) -> None:
         self.times: dict[tuple[str, str], list[float]] = {}
+        self.keys: dict[tuple[str, str], list[list]] = {}
         self.open: set[tuple[str, str]] = set()
         self.now = 0.0
 
-    def try_acquire(self, policy_id, subscription_id, *, max_actions, window_seconds) -> bool:
-        key = (policy_id, subscription_id.lower())
-        if key in self.open:
+    def try_acquire(self, policy_id, subscription_id, *, max_actions, window_seconds, key=None) -> bool:
+        from guardrails.adapters.remediation_tables import admit
+        pair = (policy_id, subscription_id.lower())
+        if pair in self.open:
             return False
-        times = [t for t in self.times.get(key, []) if t > self.now - window_seconds]
-        if len(times) >= max_actions:
-            self.open.add(key)
+        allowed, _counted, times, keys = admit(self.times.get(pair, []), self.keys.get(pair, []), now=self.now,
+                                               window_seconds=window_seconds, max_actions=max_actions, key=key)
+        if not allowed:
+            self.open.add(pair)
             return False
-        self.times[key] = times + [self.now]
+        self.times[pair], self.keys[pair] = times, keys
         return True
 
     def reset(self, policy_id, subscription_id) -> bool:
@@ -164,6 +167,7 @@ class MemoryBreakers:
         had = key in self.open or key in self.times
         self.open.discard(key)
         self.times.pop(key, None)
+        self.keys.pop(key, None)
         return had
 
 

@@ -20,7 +20,7 @@ from guardrails.errors import MetadataValidationError, StoreError
 from guardrails.model.arm_id import parse_arm_id
 from guardrails.model.decision import AuditRow
 from guardrails.model.policy import Exemption
-from guardrails.policy.flipflop import step
+from guardrails.policy.flipflop import step, withdraw
 from guardrails.policy.loader import load_documents
 from guardrails.policy.roles import Assignment, evaluate_assignment, names_role_assignment
 from guardrails.role_guardrail import RoleAssignmentGuardrail
@@ -45,6 +45,10 @@ class MemEscalations:
         self.states[key] = new
         return decision
 
+    def withdraw(self, key, event):
+        if key in self.states:
+            self.states[key] = withdraw(self.states[key], event)
+
     def status(self, key):
         state = self.states.get(key)
         return None if state is None else {"resource_id": key, **asdict(state)}
@@ -54,7 +58,7 @@ class Breakers:
     def __init__(self, room: int):
         self.room, self.calls = room, 0
 
-    def try_acquire(self, policy_id, subscription_id, *, max_actions, window_seconds):
+    def try_acquire(self, policy_id, subscription_id, *, max_actions, window_seconds, key=None):
         self.calls += 1
         self.room -= 1
         return self.room >= 0
