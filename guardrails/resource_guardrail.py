@@ -86,6 +86,7 @@ class ResourceGuardrail:
         to_apply: list[tuple[RuleResult, ViolationRecord]] = []
         approved_pe: int | None = None          # approved private endpoint connections (read once)
         pe_waived: list[ViolationRecord] = []   # enforced although no private endpoint is approved
+        own = snapshot.resource_id.lower() in self.svc.settings.own_resource_ids
         for r in results:
             rec = ViolationRecord(policy=r.policy.ref, rule=r.rule.id, property=r.rule.property,
                                   before=r.before, after=r.change.after if r.change else None, outcome="violation")
@@ -98,6 +99,8 @@ class ResourceGuardrail:
                 rec.message = f"exempted by {r.exemption.owner} ({exp}): {r.exemption.reason}"[:300]
             elif r.notify or r.change is None:
                 _found(row, rec, r, "notify only")
+            elif own:
+                _found(row, rec, r, OWN_RESOURCE_TEXT)
             elif pe_rule is not None and not approved_pe and pe_rule.when_missing == "notify":
                 # disabling public access now would cut off every client: no private path exists yet
                 _found(row, rec, r, "not reverted: no approved private endpoint connection; public access stays "
@@ -304,6 +307,10 @@ class ResourceGuardrail:
                 rec.outcome, rec.message = "failed", f"read-back shows {short_repr(value)}"
                 row.reason = "not_confirmed"
         return correlation
+
+
+OWN_RESOURCE_TEXT = ("not reverted: one of the guardrails' own resources (GUARDRAILS_OWN_RESOURCE_IDS); "
+                     "a fix could cut the guardrails off from themselves: change it in their infrastructure")
 
 
 def _found(row: AuditRow, rec: ViolationRecord, r: RuleResult, what: str) -> None:

@@ -58,6 +58,9 @@ FUNCTION_APP_ID = "GUARDRAILS_FUNCTION_APP_ID"
 # are checked too); infra/ sets them from governedVaultIds / governedMlWorkspaceIds
 GOVERNED_VAULT_IDS = "GUARDRAILS_GOVERNED_VAULT_IDS"
 GOVERNED_ML_WORKSPACE_IDS = "GUARDRAILS_GOVERNED_ML_WORKSPACE_IDS"
+# comma-separated ARM ids of the deployment's own resources (infra/ sets its storage account):
+# findings on them are reported, never fixed: a fix could cut the guardrails off from themselves
+OWN_RESOURCE_IDS = "GUARDRAILS_OWN_RESOURCE_IDS"
 # decision events (guardrails/outbox.py): an Event Grid custom topic; empty endpoint: not published
 DECISION_TOPIC_ENDPOINT = "GUARDRAILS_DECISION_TOPIC_ENDPOINT"  # https://<topic>.<region>-1.eventgrid.azure.net/api/events
 DECISION_TOPIC_KEY = "GUARDRAILS_DECISION_TOPIC_KEY"   # access key (secret: a Key Vault reference); empty: Entra token
@@ -82,7 +85,7 @@ ALL_SETTINGS = (
     SNAPSHOT_REUSE_SECONDS, CLOCK_SKEW_SECONDS,
     SWEEP_SCHEDULE, EXPIRY_SCHEDULE, SWEEP_SUBSCRIPTIONS, SWEEP_MANAGEMENT_GROUPS, SWEEP_CONCURRENCY,
     SWEEP_MAX_SECONDS, SWEEP_LISTER, SWEEP_RENOTIFY_HOURS, ARM_READS_PER_SECOND, ARM_READ_BURST, EXPIRY_LOOKBACK_MINUTES, FUNCTION_APP_ID,
-    GOVERNED_VAULT_IDS, GOVERNED_ML_WORKSPACE_IDS,
+    GOVERNED_VAULT_IDS, GOVERNED_ML_WORKSPACE_IDS, OWN_RESOURCE_IDS,
     DECISION_TOPIC_ENDPOINT, DECISION_TOPIC_KEY, DECISION_TOPIC_TIMEOUT_SECONDS, DECISION_OUTBOX_SCHEDULE,
     DECISION_INTENT_HOLD_SECONDS, DEAD_LETTER_CONNECTION, DEAD_LETTER_ENDPOINT, DEAD_LETTER_CONTAINER,
     DEAD_LETTER_SCHEDULE,
@@ -138,17 +141,17 @@ def _function_app_id(raw: str | None) -> str | None:
     return text
 
 
-def _resource_ids(env: Mapping[str, str], name: str, rtype: str) -> tuple[str, ...]:
+def _resource_ids(env: Mapping[str, str], name: str, rtype: str | None) -> tuple[str, ...]:
     """A comma-separated list of top-level ARM ids of one type (``/subscriptions/…/resourceGroups/
-    …/providers/{rtype}/{name}``)."""
-    ns, kind = rtype.split("/")
+    …/providers/{rtype}/{name}``); ``rtype`` None: of any type."""
+    ns, kind = rtype.split("/") if rtype else (None, None)
     out = []
     for text in _list(env.get(name, "")):
         seg = text.rstrip("/").split("/")
         if (len(seg) != 9 or seg[0] or seg[1].lower() != "subscriptions" or seg[3].lower() != "resourcegroups"
-                or seg[5].lower() != "providers" or seg[6].lower() != ns.lower() or seg[7].lower() != kind.lower()
-                or not all(seg[2:])):
-            raise ConfigError(f"setting {name} must list {rtype} resource ids, got {text[:120]!r}")
+                or seg[5].lower() != "providers" or not all(seg[2:])
+                or (ns is not None and (seg[6].lower() != ns.lower() or seg[7].lower() != kind.lower()))):
+            raise ConfigError(f"setting {name} must list {rtype or 'top-level'} resource ids, got {text[:120]!r}")
         out.append(text.rstrip("/"))
     return tuple(out)
 
@@ -225,6 +228,7 @@ class Settings:
     function_app_id: str | None = None
     governed_vaults: tuple[str, ...] = ()
     governed_ml_workspaces: tuple[str, ...] = ()
+    own_resource_ids: frozenset[str] = frozenset()     # lower-case: the deployment's own resources
     decision_topic_endpoint: str | None = None
     decision_topic_key: str | None = field(default=None, repr=False)   # secret: never repr'd, never logged
     decision_topic_timeout_seconds: float = 2.0
@@ -289,6 +293,7 @@ class Settings:
             governed_vaults=_resource_ids(env, GOVERNED_VAULT_IDS, "Microsoft.KeyVault/vaults"),
             governed_ml_workspaces=_resource_ids(env, GOVERNED_ML_WORKSPACE_IDS,
                                                  "Microsoft.MachineLearningServices/workspaces"),
+            own_resource_ids=frozenset(i.lower() for i in _resource_ids(env, OWN_RESOURCE_IDS, None)),
             decision_topic_endpoint=_topic_endpoint(env.get(DECISION_TOPIC_ENDPOINT)),
             decision_topic_key=(env.get(DECISION_TOPIC_KEY) or "").strip() or None,
             decision_topic_timeout_seconds=_float(env, DECISION_TOPIC_TIMEOUT_SECONDS, 2.0, minimum=0.1),
