@@ -334,15 +334,28 @@ def _tags_match(policy, tags: Mapping[str, str]) -> bool:
     return all(lowered.get(str(k).lower()) == v for k, v in wanted.items())
 
 
+# where each covered type lists its private endpoint connections, and the key of their state: ML
+# registries name both after themselves (api-version 2025-09-01); every other type the usual way
+_PE_CONNECTIONS = (("properties.privateEndpointConnections", "privateLinkServiceConnectionState"),
+                   ("properties.registryPrivateEndpointConnections", "registryPrivateLinkServiceConnectionState"))
+
+
 def approved_private_endpoints(snapshot: ResourceSnapshot) -> int:
     """Private endpoint connections in ``Approved`` state (and not failed or being deleted)."""
-    conns, _present = snapshot.value("properties.privateEndpointConnections")
+    count = 0
+    for path, state_key in _PE_CONNECTIONS:
+        conns, _present = snapshot.value(path)
+        count += _approved(conns, state_key)
+    return count
+
+
+def _approved(conns, state_key: str) -> int:
     count = 0
     for c in conns if isinstance(conns, list) else ():
         props = c.get("properties") if isinstance(c, Mapping) else None
         if not isinstance(props, Mapping):
             continue
-        state = props.get("privateLinkServiceConnectionState") or {}
+        state = props.get(state_key) or {}
         status = state.get("status") if isinstance(state, Mapping) else None
         prov = str(props.get("provisioningState") or "Succeeded").lower()
         if isinstance(status, str) and status.lower() == "approved" and prov not in ("failed", "deleting"):

@@ -81,7 +81,8 @@ class Exemption:
 @dataclass(frozen=True)
 class PrivateEndpointFirst:
     """Disable public access only once private connectivity works: the resource needs at least
-    one ``Approved`` private endpoint connection (``properties.privateEndpointConnections``).
+    one ``Approved`` private endpoint connection (``properties.privateEndpointConnections``; an ML
+    registry's ``properties.registryPrivateEndpointConnections``).
     Without one, ``when_missing`` decides: ``notify`` (violation + notify, no change) or
     ``enforce`` (fix anyway; the record says the endpoint was missing)."""
 
