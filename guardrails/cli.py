@@ -25,6 +25,7 @@ import argparse
 import json
 import logging
 import sys
+import time
 from pathlib import Path
 
 from .errors import GuardrailsError, MetadataValidationError
@@ -39,6 +40,10 @@ def _parser() -> argparse.ArgumentParser:
         a = mdsub.add_parser(name)
         a.add_argument("--metadata", action="append", default=[], metavar="DIR",
                        help="extra policy directory after the shipped metadata/ (same id replaces)")
+        if name == "sync":
+            a.add_argument("--wait-for-access", type=float, default=0.0, metavar="SECONDS",
+                           help="retry a 403 from Table Storage this long (a role assigned moments ago, "
+                                "as azd's postprovision hook meets it, takes minutes to apply); default 0")
     sim = sub.add_parser("simulate", help="run events through the function on local emulators")
     sim.add_argument("--world", required=True)
     sim.add_argument("--events", required=True)
@@ -158,11 +163,27 @@ def _metadata(args) -> int:
         print(json.dumps({"valid": True, "policies": [p.ref for p in policies]}))
         return 0
     from .adapters.tables import TablePolicyRepository
+    from .errors import StoreError
     from .settings import Settings
     settings = Settings.from_env()
     tables = _tables(settings)
-    tables.ensure()
-    counts = sync_metadata(TablePolicyRepository(tables), dirs)
+    wait = max(0.0, float(getattr(args, "wait_for_access", 0.0) or 0.0))
+    end = time.monotonic() + wait
+    while True:
+        try:
+            try:            # only the policy table: a deployer's role covers that one table
+                tables.ensure([tables.policies_name])
+            except StoreError as exc:
+                if exc.status != 403:
+                    raise   # 403: may not create tables (a role on the one table infra/ made); the sync says
+            counts = sync_metadata(TablePolicyRepository(tables), dirs)
+            break
+        except StoreError as exc:
+            if exc.status != 403 or time.monotonic() + 15 > end:
+                raise
+            print(f"table storage refused access (403), retrying for {end - time.monotonic():.0f} s more: "
+                  "a role assignment takes minutes to apply", file=sys.stderr)
+            time.sleep(15)
     print(json.dumps({"synced": True, "table": tables.policies_name, **counts}))
     return 0
 

@@ -70,6 +70,7 @@ class MetadataValidationError(PolicyError):
 
 class StoreError(GuardrailsError):
     reason = "store_error"
+    status: int | None = None      # Table Storage's HTTP status, when it answered
 
 
 class IdempotencyError(StoreError):

@@ -100,6 +100,10 @@ class TableIdempotencyStore:
             self._remember(key, current.get("verdict") or "", expires)
             return Claim("completed", verdict=current.get("verdict") or None)
         if current.get("status") == "IN_PROGRESS" and live:
+            if current.get("holder") == holder:
+                # our own create: it committed, its answer was lost (a 500/timeout) and the
+                # client's retry of the POST met it as a conflict. The claim is ours.
+                return Claim("acquired", token=current.metadata["etag"])
             raise IdempotencyError("event is being handled by another delivery; retry later")
         parked = _parked_row(current.get("row"))
         if parked is not None:

@@ -45,7 +45,9 @@ def _sha(text: str) -> str:
 
 def _store_error(what: str, exc: Exception) -> StoreError:
     status = getattr(exc, "status_code", None)
-    return StoreError(f"table storage {what} failed ({type(exc).__name__}, status {status})")
+    err = StoreError(f"table storage {what} failed ({type(exc).__name__}, status {status})")
+    err.status = status
+    return err
 
 
 def resource_partition(resource_id: str) -> str:
@@ -113,10 +115,11 @@ class Tables:
             self._clients[name] = client
         return client
 
-    def ensure(self) -> None:
+    def ensure(self, names: Sequence[str] | None = None) -> None:
+        """Create the tables (``names``, default all of them) that do not exist yet."""
         try:
-            for name in (self.policies_name, self.idempotency_name, self.audit_name, self.audit_index_name,
-                         self.breakers_name, self.pending_name, self.escalations_name):
+            for name in names or (self.policies_name, self.idempotency_name, self.audit_name, self.audit_index_name,
+                                  self.breakers_name, self.pending_name, self.escalations_name):
                 self.service.create_table_if_not_exists(name)
         except AzureError as exc:
             raise _store_error("create tables", exc) from exc
