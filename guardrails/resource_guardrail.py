@@ -46,6 +46,7 @@ class ResourceGuardrail:
         try:
             # a target may carry the live state already (a sweep's list page): no second read
             snapshot = getattr(event, "snapshot", None) or self.svc.snapshots.get(str(rid), event.envelope.time)
+            read_here = snapshot is None
             if snapshot is None:
                 sent = self.svc.snapshots.now()
                 snapshot = self.svc.arm.get_resource(str(rid), api_version=rtype.api_version, deadline=ctx.deadline)
@@ -122,7 +123,7 @@ class ResourceGuardrail:
             reasons.append("circuit_open")
         if to_apply:
             row.violations = [rec for _r, rec in records]     # what a timer's intent keeps (below)
-            correlation = self._apply(ctx, row, snapshot, rtype, to_apply)
+            correlation = self._apply(ctx, row, snapshot, rtype, to_apply, read_here=read_here)
             if any(rec.outcome == "requested" for _r, rec in to_apply):
                 self.svc.pending.add(snapshot.resource_id, row.event_id, {
                     "event_id": row.event_id, "api_version": rtype.api_version, "event_time": row.event_time,
@@ -237,8 +238,10 @@ class ResourceGuardrail:
         publisher.intend(planned)
 
     def _apply(self, ctx, row: AuditRow, snapshot: ResourceSnapshot, rtype: ResourceType,
-               to_apply: list[tuple[RuleResult, ViolationRecord]]) -> str | None:
-        """Send the merged fix and confirm it; the write's correlation id (None: nothing sent)."""
+               to_apply: list[tuple[RuleResult, ViolationRecord]], *, read_here: bool = True) -> str | None:
+        """Send the merged fix and confirm it; the write's correlation id (None: nothing sent).
+        ``read_here``: the snapshot was read by this decision (not reused from the cache or a
+        listed body), which a PATCH that sends a member whole relies on (below)."""
         # one write per resource: merge every change; conflicting targets fail loudly
         desired: dict[str, Any] = {}
         conflicts: set[str] = set()
@@ -269,7 +272,16 @@ class ResourceGuardrail:
                 result = self.svc.arm.put_resource(rid, body, api_version=rtype.api_version, etag=snapshot.etag,
                                                deadline=ctx.deadline, correlation_id=correlation)
             else:
-                body = _patch_body(snapshot.body, [(r.change.property, r.change.after) for r, _rec in ok])
+                changes = [(r.change.property, r.change.after) for r, _rec in ok]
+                base = snapshot.body
+                if not read_here and any(path.count(".") > 1 for path, _v in changes):
+                    # the member goes whole, as read: a reused read (up to GUARDRAILS_SNAPSHOT_REUSE_SECONDS
+                    # old) would drop an IP or VNet rule added since; read it now
+                    sent = self.svc.snapshots.now()
+                    fresh = self.svc.arm.get_resource(rid, api_version=rtype.api_version, deadline=ctx.deadline)
+                    self.svc.snapshots.put(fresh, requested_at=sent)
+                    base = fresh.body
+                body = _patch_body(base, changes)
                 result = self.svc.arm.patch_resource(rid, body, api_version=rtype.api_version, deadline=ctx.deadline,
                                                  correlation_id=correlation)
         except ResourceNotFound:

@@ -59,3 +59,28 @@ def test_the_emulator_replaces_network_acls_whole_on_patch(harness):
     h.service.arm.patch_resource(res["id"], {"properties": {"networkAcls": {"defaultAction": "Deny"}}},
                                  api_version=api, deadline=time.monotonic() + 10)
     assert h.resource(res["id"])["properties"]["networkAcls"] == {"defaultAction": "Deny"}
+
+
+def test_a_nested_fix_on_a_reused_read_reads_the_member_again(harness, tmp_path):
+    """A burst's later event reuses the first decision's read (up to
+    ``GUARDRAILS_SNAPSHOT_REUSE_SECONDS``). Sending ``networkAcls`` whole from that read would
+    drop an IP rule an admin added since; the member is read again right before the PATCH."""
+    import copy
+    d = tmp_path / "meta"
+    d.mkdir()
+    (d / "storage-firewall.yaml").write_text(textwrap.dedent(POLICY))
+    res = b.storage(pna="Disabled", blob=False)
+    res["properties"]["networkAcls"] = copy.deepcopy(ACLS)
+    h = harness([res], extra_metadata=[d], env={"GUARDRAILS_CLOCK_SKEW_SECONDS": "0"})
+    burst = b.write_event(res["id"])                       # happened before the read below
+    h.service.check_resource(res["id"], remediate=False)   # reads (and keeps) the violating state
+    live = h.resource(res["id"])
+    added = {"value": "198.51.100.7", "action": "Allow"}
+    live["properties"]["networkAcls"]["ipRules"].append(added)   # the admin, no event yet
+    h.emu.put(live)
+    h.emu.clear_requests()
+    row = h.deliver(burst)
+    assert row.verdict == "remediated", row.message
+    acls = h.resource(res["id"])["properties"]["networkAcls"]
+    assert acls["defaultAction"] == "Deny" and added in acls["ipRules"] and len(acls["ipRules"]) == 2
+    assert [q["method"] for q in h.arm_requests()] == ["GET", "PATCH", "GET"]
