@@ -26,7 +26,7 @@ from .logs import emit, notify_owner
 from .model.decision import AuditRow, ViolationRecord, combine_verdict, short_repr
 from .model.resource import ResourceSnapshot, ResourceType
 from .policy.evaluate import RuleResult
-from .policy.operators import values_equal
+from .policy.operators import satisfies, values_equal
 
 log = logging.getLogger("guardrails")
 
@@ -117,6 +117,7 @@ class ResourceGuardrail:
                 if pe_rule is not None and not approved_pe:
                     pe_waived.append(rec)
             records.append((r, rec))
+        to_apply = _settle_targets(row, to_apply)      # before the rails: a conflict takes no permit
         reasons: list[str] = []
         to_apply = self.svc.rails.permit(row, rid, to_apply, reasons)
         if row.reason == "circuit_open":
@@ -242,19 +243,9 @@ class ResourceGuardrail:
         """Send the merged fix and confirm it; the write's correlation id (None: nothing sent).
         ``read_here``: the snapshot was read by this decision (not reused from the cache or a
         listed body), which a PATCH that sends a member whole relies on (below)."""
-        # one write per resource: merge every change; conflicting targets fail loudly
-        desired: dict[str, Any] = {}
-        conflicts: set[str] = set()
-        for r, _rec in to_apply:
-            path = r.change.property
-            if path in desired and not values_equal(desired[path], r.change.after):
-                conflicts.add(path)
-            desired.setdefault(path, r.change.after)
+        # one write per resource: every change merged (``_settle_targets`` left no conflict)
+        desired, conflicts = merge_targets(to_apply)
         ok = [(r, rec) for r, rec in to_apply if r.change.property not in conflicts]
-        for r, rec in to_apply:
-            if r.change.property in conflicts:
-                rec.outcome, rec.message = "failed", "policies demand different values for this property"
-                row.reason = "conflicting_policies"
         if not ok:
             return None
         rid = snapshot.resource_id
@@ -267,12 +258,13 @@ class ResourceGuardrail:
                 body = copy.deepcopy(dict(snapshot.body))
                 for key in READ_ONLY_TOP:
                     body.pop(key, None)
-                for r, _rec in ok:
-                    _set_path(body, r.change.property, r.change.after)
+                for path, value in desired.items():
+                    if path not in conflicts:
+                        _set_path(body, path, value)
                 result = self.svc.arm.put_resource(rid, body, api_version=rtype.api_version, etag=snapshot.etag,
                                                deadline=ctx.deadline, correlation_id=correlation)
             else:
-                changes = [(r.change.property, r.change.after) for r, _rec in ok]
+                changes = [(path, value) for path, value in desired.items() if path not in conflicts]
                 base = snapshot.body
                 if not read_here and any(path.count(".") > 1 for path, _v in changes):
                     # the member goes whole, as read: a reused read (up to GUARDRAILS_SNAPSHOT_REUSE_SECONDS
@@ -313,12 +305,55 @@ class ResourceGuardrail:
             return correlation
         for r, rec in ok:
             value, _present = after.value(r.change.property)
-            if values_equal(value, r.change.after):
+            if values_equal(value, desired[r.change.property]):
                 rec.outcome, rec.message = "remediated", "fixed and confirmed by read-back"
             else:
                 rec.outcome, rec.message = "failed", f"read-back shows {short_repr(value)}"
                 row.reason = "not_confirmed"
         return correlation
+
+
+def _settle_targets(row: AuditRow, to_apply):
+    """The fixes that can be made in one write: a property no single value satisfies for every
+    policy fixing it is ``failed`` (``conflicting_policies``); one that another policy's value
+    satisfies gets that value (the record's ``after`` says which)."""
+    if len(to_apply) < 2:
+        return to_apply
+    desired, conflicts = merge_targets(to_apply)
+    kept = []
+    for r, rec in to_apply:
+        if r.change.property in conflicts:
+            rec.outcome, rec.message = "failed", "policies demand different values for this property"
+            row.reason = "conflicting_policies"
+            continue
+        rec.after = desired[r.change.property]
+        kept.append((r, rec))
+    return kept
+
+
+def merge_targets(to_apply) -> tuple[dict[str, Any], set[str]]:
+    """The one value each fixed property is set to, and the properties no value can fix (pure).
+    Several policies may fix one property with different values: the first target (in policy
+    order) that every one of their ``expect``s accepts is sent (``equals Disabled`` and ``in
+    [Disabled, SecuredByPerimeter]`` both take ``Disabled``); when none does, the policies truly
+    conflict and the property is left, loudly (``conflicting_policies``)."""
+    targets: dict[str, list] = {}
+    rules: dict[str, list] = {}
+    for r, _rec in to_apply:
+        path = r.change.property
+        if not any(values_equal(t, r.change.after) for t in targets.get(path, ())):
+            targets.setdefault(path, []).append(r.change.after)
+        rules.setdefault(path, []).append(r.rule)
+    desired: dict[str, Any] = {}
+    conflicts: set[str] = set()
+    for path, values in targets.items():
+        fits = [v for v in values if all(satisfies(rule.expect, v) for rule in rules[path])]
+        if fits:
+            desired[path] = fits[0]
+        else:
+            conflicts.add(path)
+            desired[path] = values[0]
+    return desired, conflicts
 
 
 OWN_RESOURCE_TEXT = ("not reverted: one of the guardrails' own resources (GUARDRAILS_OWN_RESOURCE_IDS); "
