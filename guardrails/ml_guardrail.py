@@ -419,11 +419,9 @@ class MlLifecycleGuardrail:
             result = self.svc.arm.put_resource(snap.resource_id, body, api_version=API_VERSION, etag=snap.etag,
                                                deadline=ctx.deadline, correlation_id=correlation)
             if result.state == "requested":
-                # confirmed when its own write event arrives, like every long-running fix
-                self.svc.pending.add(snap.resource_id, row.event_id, {
-                    "event_id": row.event_id, "api_version": API_VERSION,
-                    "changes": [{"policy": r.policy, "rule": r.rule, "property": r.property, "before": r.before,
-                                 "after": r.after} for r in recs]})
+                # confirmed when its own write event arrives, like every long-running fix; its own
+                # failure event finds it by the correlation id
+                self._pending(row, snap, recs, correlation)
                 return set_outcome(recs, "requested", "fix accepted, still running")
         except ArmError as exc:       # the write itself was refused or never answered: nothing made
             row.reason = exc.reason
@@ -434,12 +432,22 @@ class MlLifecycleGuardrail:
         except ArmError as exc:
             # ARM accepted the write; only its confirmation failed. The fix is made, not failed: a
             # `failed` row would release the claim and the retry would find it done and record it
-            # as someone else's (ResourceGuardrail._apply does the same)
+            # as someone else's (ResourceGuardrail._apply does the same); its own write event
+            # confirms it, so it is a pending fix and no longer a settled write
+            self.svc.settled.discard(correlation)
+            self._pending(row, snap, recs, correlation)
             return set_outcome(recs, "requested", f"fix sent, read-back failed: {exc.reason}")
         if holds(after.body):
             return set_outcome(recs, "remediated", done)
         row.reason = "not_confirmed"
         set_outcome(recs, "failed", "read-back does not show the fix")
+
+    def _pending(self, row, snap, recs, correlation: str) -> None:
+        self.svc.pending.add(snap.resource_id, row.event_id, {
+            "event_id": row.event_id, "api_version": API_VERSION, "event_time": row.event_time,
+            "correlation_id": correlation,
+            "changes": [{"policy": r.policy, "rule": r.rule, "property": r.property, "before": r.before,
+                         "after": r.after} for r in recs]})
 
     def _report(self, row, found: list[Found], owner: tuple[str, str]) -> None:
         row.violations = [f.rec for f in found]
