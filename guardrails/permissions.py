@@ -3,6 +3,8 @@
 Every class that talks to Azure declares, beside the calls, what they need:
 
     permissions        ARM control-plane actions at the governed scopes  -> the custom role's ``actions``
+                       (but a storage account's key actions, ``STORAGE_KEY_ACTIONS``, go to a role
+                       assigned on each rotated account only: never at a governed scope)
     data_permissions   data-plane actions on the governed Key Vaults     -> the vault role's ``dataActions``
     graph_permissions  Microsoft Graph application permissions           -> admin consent (not an Azure role;
                        the README's "Microsoft Graph" recipe grants exactly these)
@@ -13,7 +15,11 @@ The declaring classes are found, not listed: every class in ``guardrails/adapter
 registered remediation action (plus ``EXTRA_MODULES`` for gateways living elsewhere). A declaration
 may be a tuple or a callable returning one (``ArmGateway`` derives ``{type}/read`` and
 ``{type}/write`` from the resource catalogue, so a type added there is covered automatically).
-The ML lifecycle guardrail reads and writes its types through that gateway and declares them itself.
+A derived (callable) declaration never yields the write of a catalogue type with nothing a fix
+can set (every property the catalogue knows of it is immutable, e.g. a compute's
+``enableNodePublicIp``: ``set-property`` refuses immutable properties, so only ``notify`` can
+act on it): ``settable``, ``unwritable_catalogue_writes``. The ML lifecycle guardrail reads and
+writes its types through that gateway and declares them itself.
 
 ``tests/unit/test_permissions.py`` checks that every class constructing an Azure SDK client
 declares something; ``tests/unit/test_infra.py`` that the roles in ``infra/`` grant exactly this
@@ -40,6 +46,11 @@ EXTRA_MODULES: tuple[str, ...] = ("guardrails.ml_guardrail",)
 RESOURCE_EVENT_TYPES_DELIVERED = ("Microsoft.Resources.ResourceWriteSuccess",
                                   "Microsoft.Resources.ResourceWriteFailure",
                                   "Microsoft.Resources.ResourceWriteCancel")
+# a storage account's keys open all of its data: read or regenerated only on the accounts a secrets
+# policy rotates (``rotation.account`` of a ``storage-account-key`` rotation), by a role assigned on each
+# of them (infra/main.bicep ``rotatedStorageAccountIds``), never with the governed scopes' role
+STORAGE_KEY_ACTIONS = ("Microsoft.Storage/storageAccounts/listKeys/action",
+                       "Microsoft.Storage/storageAccounts/regenerateKey/action")
 ROLE_ASSIGNMENT_WRITE = "Microsoft.Authorization/roleAssignments/write"
 ROLE_DEFINITION_WRITE = "Microsoft.Authorization/roleDefinitions/write"
 RESOURCE_GROUP_DELETE = "Microsoft.Resources/subscriptions/resourceGroups/delete"
@@ -54,10 +65,12 @@ class Required:
     data_actions: tuple[str, ...]
     graph: tuple[str, ...]
     own: tuple[str, ...]
+    storage_key_actions: tuple[str, ...] = ()     # declared ``permissions`` in STORAGE_KEY_ACTIONS
     sources: dict[str, tuple[str, ...]] = field(default_factory=dict, compare=False)
 
     def as_dict(self) -> dict[str, Any]:
         return {"actions": list(self.actions), "data_actions": list(self.data_actions),
+                "storage_key_actions": list(self.storage_key_actions),
                 "graph_app_permissions": list(self.graph), "own_data_actions": list(self.own),
                 "resource_operations": covered_operations(), "keyvault_event_types": keyvault_event_types(),
                 "ml_workspace_event_types": ml_event_types()}
@@ -73,6 +86,30 @@ def declared(cls: type, kind: str) -> tuple[str, ...]:
     if isinstance(value, str) or not all(isinstance(v, str) and v for v in value):
         raise TypeError(f"{cls.__module__}.{cls.__qualname__}.{kind} must be a tuple of non-empty strings")
     return tuple(value)
+
+
+def derived(cls: type, kind: str) -> bool:
+    """Whether ``cls`` computes its ``kind`` declaration (from the resource catalogue) rather
+    than stating it."""
+    value = cls.__dict__.get(kind, ())
+    return isinstance(value, (staticmethod, classmethod)) or callable(value)
+
+
+def settable(rtype: Any) -> frozenset[str]:
+    """The catalogue properties of ``rtype`` (a ``ResourceType``) a fix can write: the ones the
+    catalogue knows (documented defaults, write preconditions, applicability), lower-case, less
+    the immutable ones (``set-property`` refuses those: ``remediation.actions.SetProperty``)."""
+    known = {p.lower() for p in (*rtype.defaults, *rtype.write_requires, *rtype.applies_when)}
+    return frozenset(known - {p.lower() for p in rtype.immutable})
+
+
+def unwritable_catalogue_writes() -> frozenset[str]:
+    """``{type}/write`` of each catalogue type with nothing settable: no shipped code path writes
+    one, so a derived declaration does not grant it (its writes by others are still delivered
+    and judged: ``covered_operations``; a violation can only be reported)."""
+    from guardrails.model.resource import CATALOG
+
+    return frozenset(f"{t.name}/write" for t in CATALOG.values() if not settable(t))
 
 
 def declares(cls: type) -> bool:
@@ -105,15 +142,23 @@ def required(classes: Iterable[type] | None = None) -> Required:
     """The union of every declaration of ``classes`` (default: all candidates)."""
     buckets: dict[str, set[str]] = {k: set() for k in KINDS}
     sources: dict[str, set[str]] = {}
+    unwritable = {w.lower() for w in unwritable_catalogue_writes()}
     for cls in candidate_classes() if classes is None else classes:
         for kind in KINDS:
+            skip = unwritable if kind == "permissions" and derived(cls, kind) else set()
             for perm in declared(cls, kind):
+                if perm.lower() in skip:
+                    continue
                 buckets[kind].add(perm)
                 sources.setdefault(perm, set()).add(cls.__qualname__)
     for perm in buckets["permissions"] | buckets["data_permissions"]:
         if "*" in perm:
             raise ValueError(f"permission {perm!r} is a wildcard: declare the exact action")
-    return Required(*(tuple(sorted(buckets[k], key=str.lower)) for k in KINDS),
+    key_actions = {a.lower() for a in STORAGE_KEY_ACTIONS}
+    storage_keys = {p for p in buckets["permissions"] if p.lower() in key_actions}
+    buckets["permissions"] -= storage_keys
+    ordered = [tuple(sorted(buckets[k], key=str.lower)) for k in KINDS]
+    return Required(*ordered, storage_key_actions=tuple(sorted(storage_keys, key=str.lower)),
                     sources={p: tuple(sorted(s)) for p, s in sources.items()})
 
 
@@ -164,6 +209,7 @@ def render(req: Required, fmt: str = "text") -> str:
         return json.dumps(req.as_dict(), indent=2)
     if fmt == "bicep":
         parts = [("guardrailActions", req.actions), ("guardrailVaultDataActions", req.data_actions),
+                 ("guardrailStorageKeyActions", req.storage_key_actions),
                  ("coveredOperations", covered_operations()), ("coveredDeleteOperations", covered_delete_operations()),
                  ("keyVaultEventTypes", keyvault_event_types()),
                  ("mlWorkspaceEventTypes", ml_event_types())]
@@ -171,6 +217,8 @@ def render(req: Required, fmt: str = "text") -> str:
     lines = []
     for title, values in (("ARM actions (custom role at the governed scopes)", req.actions),
                           ("Key Vault data actions (role on each governed vault)", req.data_actions),
+                          ("storage account key actions (role on each rotated storage account only)",
+                           req.storage_key_actions),
                           ("Microsoft Graph application permissions (admin consent)", req.graph),
                           ("own resources (built-in roles on the deployment's storage / topic)", req.own)):
         lines.append(f"{title}:")

@@ -62,7 +62,6 @@ var guardrailActions = [
   'Microsoft.MachineLearningServices/registries/read'
   'Microsoft.MachineLearningServices/registries/write'
   'Microsoft.MachineLearningServices/workspaces/computes/read'
-  'Microsoft.MachineLearningServices/workspaces/computes/write'
   'Microsoft.MachineLearningServices/workspaces/models/read'
   'Microsoft.MachineLearningServices/workspaces/models/versions/read'
   'Microsoft.MachineLearningServices/workspaces/models/versions/write'
@@ -73,9 +72,7 @@ var guardrailActions = [
   'Microsoft.MachineLearningServices/workspaces/write'
   'Microsoft.ResourceGraph/resources/read'
   'Microsoft.Resources/subscriptions/read'
-  'Microsoft.Storage/storageAccounts/listKeys/action'
   'Microsoft.Storage/storageAccounts/read'
-  'Microsoft.Storage/storageAccounts/regenerateKey/action'
   'Microsoft.Storage/storageAccounts/write'
 ]
 var coveredOperations = [
@@ -113,7 +110,8 @@ var tags = {
 }
 
 // The remediator at the group: exactly the ARM actions the code declares (no data actions: a custom role with
-// data actions cannot be assigned at a management group; the Key Vault rotator stays per vault in main.bicep).
+// data actions cannot be assigned at a management group; the Key Vault rotator stays per vault in main.bicep, and
+// the storage-key rotator per rotated storage account: main.bicep's rotatedStorageAccountIds).
 resource remediatorRole 'Microsoft.Authorization/roleDefinitions@2022-04-01' = {
   name: guid(managementGroup().id, environmentName, 'guardrails-remediator')
   properties: {

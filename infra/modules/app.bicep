@@ -22,6 +22,9 @@ param deadLetterSchedule string = '0 */15 * * * *'
 // dead letters are kept this long after Event Grid wrote them (the replay's decisions are audit rows)
 @minValue(7)
 param deadLetterRetentionDays int = 90
+// App Service authentication (Easy Auth) in front of the app: the client id of an Entra app registration whose
+// tokens callers of the check APIs present; empty: off (no caller identity reaches the job checks)
+param authClientId string = ''
 
 // built-in roles (ids are the same in every tenant)
 var storageBlobDataOwner = 'b7e6dc6d-f1e8-4753-8033-0f276bb0955b'
@@ -78,7 +81,9 @@ resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' = {
     minimumTlsVersion: 'TLS1_2'
     supportsHttpsTrafficOnly: true
     // with enablePrivateNetworking: reachable through private endpoints, plus trusted Azure services
-    // (Event Grid dead-lettering with its managed identity); everything else denied
+    // (Event Grid dead-lettering with its managed identity); everything else denied. The one baseline
+    // setting (metadata/policies/storage-private.yaml) the account does not meet: the guardrail reports it
+    // and never fixes it (GUARDRAILS_OWN_RESOURCE_IDS below); allowBlobPublicAccess above meets the other
     publicNetworkAccess: 'Enabled'
     networkAcls: {
       bypass: 'AzureServices'
@@ -212,15 +217,26 @@ resource deadLetterRole 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
   }
 }
 
-// the deployer: the post-provision metadata sync writes the policy table
+// the policy table (one of `tables` above): the only table the deployer may touch
+resource policiesTable 'Microsoft.Storage/storageAccounts/tableServices/tables@2023-05-01' existing = {
+  parent: tableService
+  name: '${tablePrefix}Policies'
+}
+
+// the deployer: the post-provision metadata sync writes the policy table, and only that table (never the
+// audit rows, breakers, escalations or idempotency records the guardrail keeps beside it)
 resource deployerTableRole 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (!empty(deployerPrincipalId)) {
-  name: guid(storage.id, deployerPrincipalId, storageTableDataContributor)
-  scope: storage
+  name: guid(policiesTable.id, deployerPrincipalId, storageTableDataContributor)
+  scope: policiesTable
   properties: {
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', storageTableDataContributor)
     principalId: deployerPrincipalId
     principalType: deployerPrincipalType
+    description: 'guardrails: the post-provision metadata sync writes the policy table, no other table'
   }
+  dependsOn: [
+    tables
+  ]
 }
 
 resource logs 'Microsoft.OperationalInsights/workspaces@2023-09-01' = {
@@ -428,6 +444,13 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
           value: '${identity.properties.principalId},${identity.properties.clientId}'
         }
         {
+          // the deployment's own resources of a governed type (the storage account, whose public network
+          // access stays Enabled: the app reaches it without private networking, Event Grid dead-letters
+          // into it): findings on them are reported, never fixed (storage-private would take the app down)
+          name: 'GUARDRAILS_OWN_RESOURCE_IDS'
+          value: storage.id
+        }
+        {
           // role assignments made AT these groups (no topic delivers them): checked by the sweep
           name: 'GUARDRAILS_SWEEP_MANAGEMENT_GROUPS'
           value: join(sweepManagementGroupIds, ',')
@@ -496,6 +519,16 @@ resource scmAuth 'Microsoft.Web/sites/basicPublishingCredentialsPolicies@2024-04
   name: 'scm'
   properties: {
     allow: false
+  }
+}
+
+// App Service authentication (optional): validates a caller's Entra token and passes the principal as
+// X-MS-CLIENT-PRINCIPAL (site-auth.bicep); off unless authClientId is set
+module siteAuth 'site-auth.bicep' = if (!empty(authClientId)) {
+  name: 'guardrails-site-auth'
+  params: {
+    siteName: site.name
+    clientId: authClientId
   }
 }
 

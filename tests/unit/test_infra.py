@@ -182,6 +182,8 @@ def test_every_custom_role_grants_exactly_the_declared_permissions():
     assert roles == {
         "remediatorRole": [{"actions": list(req.actions), "notActions": [], "dataActions": [], "notDataActions": []}],
         "rotatorRole": [{"actions": [], "notActions": [], "dataActions": list(req.data_actions), "notDataActions": []}],
+        "storageKeyRotatorRole": [{"actions": list(req.storage_key_actions), "notActions": [], "dataActions": [],
+                                   "notDataActions": []}],
     }, "infra/main.bicep drifted from the code: paste `python -m guardrails permissions --bicep`"
     # and no role is defined anywhere else but the management-group template's remediator
     others = [f for f, d in all_docs().items() if f not in ("main.bicep", "management-group.bicep")
@@ -206,6 +208,10 @@ def test_the_roles_are_assigned_where_the_issue_says():
     assert vault_env["roleDefinitionGuid"]["operator"]["operands"]["operand_1"] == "rotatorRole"
     kv = one(doc("modules/vault.bicep"), "Microsoft.Authorization/roleAssignments")
     assert kv["scope"] == "vault"          # the governed vault only, never its subscription
+    keys_env = module_env("main.bicep", "rotatedStorageAccounts")
+    assert keys_env["roleDefinitionGuid"]["operator"]["operands"]["operand_1"] == "storageKeyRotatorRole"
+    keys = one(doc("modules/storage-keys.bicep"), "Microsoft.Authorization/roleAssignments")
+    assert keys["scope"] == "account"      # the rotated storage account only, never its subscription
     assert body(main["modules"]["subscriptions"])["scope"]["function"]["type"] == "subscription"
 
 
