@@ -142,12 +142,18 @@ class SetProperty(Action):
                 f"value {self.value!r} does not satisfy expect {operators.describe(rule.expect)}:"
                 " the fix would never make the resource compliant")
         prop = rule.property.lower()
+        from guardrails.permissions import unwritable_catalogue_writes
+        unwritable = {w.lower() for w in unwritable_catalogue_writes()}
         for name in resource_types:
             rt = lookup_type(name)
             if rt is not None and any(p.lower() == prop for p in rt.immutable):
                 found.append(
                     f"property '{rule.property}' is immutable on {rt.name}: it cannot be set after"
                     " creation; use action type 'notify'")
+            elif rt is not None and f"{rt.name}/write".lower() in unwritable:
+                found.append(
+                    f"the guardrail's role does not grant {rt.name}/write (nothing the catalogue knows of"
+                    " the type can be set: guardrails.permissions.settable); use action type 'notify'")
         return found
 
     def plan(self, rule: "Rule", snapshot: ResourceSnapshot, current: Any) -> Change | None:

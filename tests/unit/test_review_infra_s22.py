@@ -278,3 +278,27 @@ def test_app_service_authentication_is_optional_and_lets_event_grid_through():
     assert "clientSecretSettingName" not in aad["registration"]     # validates tokens only: no secret
     assert props["login"]["tokenStore"]["enabled"] is False
     assert set(props["identityProviders"]) == {"azureActiveDirectory"}      # only Entra principals (auth_typ aad)
+
+
+def test_a_policy_cannot_set_a_property_on_a_type_the_role_cannot_write(tmp_path):
+    """The remediator role grants no ``{type}/write`` for a type nothing can set (ML computes): a
+    ``set-property`` on such a type would get 403 at runtime, so the loader refuses it."""
+    from guardrails.errors import MetadataValidationError
+    from guardrails.policy.loader import load_directory
+    (tmp_path / "compute.yaml").write_text("""\
+id: compute-sku
+version: 1
+description: computes (test policy)
+mode: enforce
+selector: {resource_types: [Microsoft.MachineLearningServices/workspaces/computes]}
+rules:
+  - id: sku
+    property: properties.properties.vmPriority
+    allow_unlisted_property: true
+    expect: {equals: Dedicated}
+    action: {type: set-property, value: Dedicated}
+""")
+    import pytest
+    with pytest.raises(MetadataValidationError) as err:
+        load_directory(tmp_path)
+    assert "does not grant Microsoft.MachineLearningServices/workspaces/computes/write" in str(err.value.findings)
