@@ -50,6 +50,10 @@ ROLE_ASSIGNMENT_TYPE = "microsoft.authorization/roleassignments"
 ROLE_DEFINITION_TYPE = "microsoft.authorization/roledefinitions"
 
 
+# provisioning states of a write still under way (ARM's and the resource providers' spellings)
+_STILL_RUNNING = frozenset({"updating", "creating", "accepted", "running", "provisioning", "deleting", "migrating"})
+
+
 class DeliveryFailed(GuardrailsError):
     """The delivery ended ``failed`` and was audited; raising makes Event Grid redeliver."""
 
@@ -193,11 +197,7 @@ class GuardrailsService(TimerDecisions):
             return self._finish(ctx, row, "ignored", "event_type_not_evaluated",
                                 f"{event.event_type} does not change a resource's configuration")
         if own:
-            covered = rid.resource_group and rid.scope is None and rid.resource_type.lower() != ROLE_ASSIGNMENT_TYPE
-            rtype = lookup_type(rid.resource_type) if covered else None
-            if rtype is None and self.ml is not None and self.ml.covers(rid):
-                rtype = self.ml.resource_type(rid)       # its long-running fixes are pending fixes too
-            return self._own_write(ctx, row, event, rtype)
+            return self._own_write(ctx, row, event, self._own_write_type(rid))
         decide, done = self._route(ctx, row, rid, event)
         if done is not None:
             return done
@@ -367,7 +367,21 @@ class GuardrailsService(TimerDecisions):
             pending = [(k, rec) for k, rec in pending if cid and str(rec.get("correlation_id") or "").lower() == cid]
         if not pending:
             return self._finish(ctx, row, "ignored", "own_write", "write made by the guardrail itself")
-        rid = str(event.resource_id)
+        return self._confirm_pending(ctx, row, str(event.resource_id), rtype, pending,
+                                     via="confirmed by its write event")
+
+    def _own_write_type(self, rid):
+        """The type whose pending fixes an own write of ``rid`` may settle (None: none can)."""
+        covered = rid.resource_group and rid.scope is None and rid.resource_type.lower() != ROLE_ASSIGNMENT_TYPE
+        rtype = lookup_type(rid.resource_type) if covered else None
+        if rtype is None and self.ml is not None and self.ml.covers(rid):
+            rtype = self.ml.resource_type(rid)       # its long-running fixes are pending fixes too
+        return rtype
+
+    def _confirm_pending(self, ctx: _Ctx, row: AuditRow, rid: str, rtype: ResourceType, pending, *,
+                         via: str, timer: bool = False) -> AuditRow | None:
+        """Read the resource back and audit each pending fix ``remediated`` (it holds) or
+        ``failed`` (``not_confirmed``, owner notified); then forget the records."""
         self.snapshots.forget(rid)
         sent = self.snapshots.now()
         try:
@@ -375,11 +389,16 @@ class GuardrailsService(TimerDecisions):
         except ResourceNotFound:
             for key, _rec in pending:
                 self.pending.remove(rid, key)
-            return self._finish(ctx, row, "ignored", "resource_not_found", "the resource no longer exists")
+            return self._finish(ctx, row, "ignored", "resource_not_found", "the resource no longer exists", timer=timer)
         except ArmError as exc:
-            self._finish(ctx, row, "failed", exc.reason, str(exc))
+            self._finish(ctx, row, "failed", exc.reason, str(exc), timer=timer)
+            if timer:
+                return row            # the next sweep tries again: the records stay
             raise DeliveryFailed(f"delivery failed: {exc.reason}") from None
         self.snapshots.put(after, requested_at=sent)
+        state, _present = after.value("properties.provisioningState")
+        if timer and isinstance(state, str) and state.lower() in _STILL_RUNNING:
+            return None               # the sweep's confirmation: the write is still running, it waits
         # the drift this fix answers happened when its first event says, not when our write ended:
         # the confirm row carries that time, so time-to-remediate is measured from the drift
         drift_times = [t for _key, rec in pending if isinstance(t := rec.get("event_time"), str) and t]
@@ -392,13 +411,13 @@ class GuardrailsService(TimerDecisions):
                 row.violations.append(ViolationRecord(
                     policy=c["policy"], rule=c["rule"], property=c["property"], before=c["before"], after=c["after"],
                     outcome="remediated" if ok else "failed",
-                    message=(f"long-running fix of event {record.get('event_id')} confirmed by its write event"
+                    message=(f"long-running fix of event {record.get('event_id')} {via}"
                              if ok else f"long-running fix finished but read-back shows {short_repr(value)}")))
         row.verdict = combine_verdict([v.outcome for v in row.violations])
         reason = "" if row.verdict != "failed" else "not_confirmed"
         row.notify = row.notify or row.verdict == "failed"      # the fix did not hold: its owner acts
         message = "; ".join(f"{v.policy}/{v.rule}: {v.property} -> {short_repr(v.after)} ({v.outcome})" for v in row.violations)
-        self._finish(ctx, row, row.verdict, reason, message)
+        self._finish(ctx, row, row.verdict, reason, message, timer=timer)
         for key, _rec in pending:
             self.pending.remove(rid, key)
         return row

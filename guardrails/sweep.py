@@ -101,6 +101,11 @@ class SweepSummary:
         return asdict(self)
 
 
+# a fix still ``requested`` this long after its record was written is confirmed by the sweep: longer
+# than any long-running write should take (an ML online deployment's update: tens of minutes)
+PENDING_STALE_SECONDS = 3600.0
+
+
 class _Tally:
     """Thread-safe counting into a summary."""
 
@@ -191,6 +196,8 @@ class Sweeper:
             reserve = coverage_reserve(self.max_seconds)
         deadline = start + self.max_seconds - reserve
         graph_pages0 = self.graph.pages if self.graph is not None else 0
+        if not dry_run:
+            self._confirm_stale_fixes(tally, summary.sweep_id, deadline)
         if self.graph is not None and subs:
             plan = self._sweep_graph(tally, compiled, subs, plan, summary.sweep_id, dry_run, deadline)
         with ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="sweep") as pool:
@@ -375,6 +382,30 @@ class Sweeper:
     def _sweep_root_roles(self, tally: _Tally, compiled, sweep_id: str, dry_run: bool, deadline: float) -> None:
         from .sweep_roles import sweep_root_roles
         sweep_root_roles(self, tally, compiled, sweep_id, dry_run, deadline)
+
+    def _confirm_stale_fixes(self, tally: _Tally, sweep_id: str, deadline: float) -> None:
+        """Fixes left ``requested`` over ``PENDING_STALE_SECONDS`` ago whose own write event never
+        settled them (it came before their record was written on another worker, or was lost):
+        each resource read back once and its fixes audited (``Service.confirm_pending``), before
+        the resources are swept. One still running (``provisioningState`` not final) waits."""
+        from datetime import timedelta
+        try:
+            stale = self.service.pending.stale(self._wall() - timedelta(seconds=PENDING_STALE_SECONDS))
+        except StoreError as exc:
+            tally.error(f"pending fixes: {exc}")
+            return
+        for rid, pending in stale:
+            if self._clock() > deadline:
+                tally.truncate()
+                return
+            if not pending:
+                continue
+            try:
+                row = self.service.confirm_pending(rid, pending, sweep_id=sweep_id)
+            except InvalidArmId:
+                continue
+            if row is not None:
+                tally.decided(row.verdict)
 
     def _sweep_secrets(self, tally: _Tally, compiled, sweep_id: str, dry_run: bool, deadline: float) -> None:
         from .sweep_secrets import sweep_secrets

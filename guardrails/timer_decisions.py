@@ -75,6 +75,26 @@ class TimerDecisions:
             _gate(notice_gate, row, held)
             return self._finish(ctx, row, row.verdict, row.reason, row.message, timer=True)
 
+    def confirm_pending(self, resource_id: str, pending, *, sweep_id: str) -> AuditRow | None:
+        """A sweep's confirmation of fixes left ``requested`` whose own write event never settled
+        them (it arrived before the record was written, or was lost): the resource is read back
+        and each fix audited ``remediated`` or ``failed``, as its write event would have; the
+        records go. None when no guardrail covers the type any more (the records stay)."""
+        from .model.arm_id import parse_arm_id
+
+        start = self._clock()
+        ctx = _Ctx(uuid.uuid4().hex, start, start + self.settings.time_budget_seconds, self._wall(), timer=True)
+        rid = parse_arm_id(resource_id)
+        rtype = self._own_write_type(rid)
+        if rtype is None:
+            return None
+        row = AuditRow(event_id=f"{sweep_id}:{ctx.delivery_id}"[:256], event_type="Guardrails.Sweep",
+                       resource_id=str(rid), verdict="ignored", delivery_id=ctx.delivery_id,
+                       correlation_id=sweep_id[:128])
+        with bound(delivery_id=ctx.delivery_id, resource_id=str(rid)), self._resource_lock(str(rid)):
+            return self._confirm_pending(ctx, row, str(rid), rtype, pending, via="confirmed by the sweep",
+                                         timer=True)
+
     def reconcile_secret(self, vault: str, name: str, version: str | None, *, kind: str, sweep_id: str,
                          remediate: bool = True, object_type: str = "Secret",
                          notice_gate: Callable[..., str | None] | None = None) -> AuditRow:

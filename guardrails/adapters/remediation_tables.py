@@ -242,6 +242,26 @@ class TablePendingFixes:
         except AzureError as exc:
             raise _store_error("pending fix write", exc) from exc
 
+    def stale(self, before: datetime, *, limit: int = 200) -> list[tuple[str, list[tuple[str, dict[str, Any]]]]]:
+        """Resources with a pending fix written before ``before`` (oldest rows first, at most
+        ``limit`` resources), each with all its pending fixes: fixes whose own write event never
+        settled them (it came before the record was written, or was lost)."""
+        try:
+            rows = self._t.table(self._t.pending_name).query_entities(
+                "Timestamp lt @t", parameters={"t": before}, select=["PartitionKey", "resource_id"])
+            resources: dict[str, str] = {}
+            for r in rows:
+                rid = str(r.get("resource_id") or "")
+                if rid and r["PartitionKey"] not in resources:
+                    resources[r["PartitionKey"]] = rid
+                    if len(resources) >= limit:
+                        break
+        except ResourceNotFoundError:
+            return []
+        except AzureError as exc:
+            raise _store_error("pending fix read", exc) from exc
+        return [(rid, self.list(rid)) for rid in resources.values()]
+
     def list(self, resource_id: str) -> list[tuple[str, dict[str, Any]]]:
         """Every pending fix of the resource. A record that does not parse (one an older version
         cut at 30,000 characters) comes back with no ``changes`` (logged): its fix cannot be

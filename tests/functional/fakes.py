@@ -175,6 +175,9 @@ class MemoryPending:
     def __init__(self) -> None:
         self.items: dict[str, dict[str, dict]] = {}
 
+    def stale(self, before, *, limit=200):
+        return [(rid, self.list(rid)) for rid in list(self.items)[:limit] if self.items[rid]]
+
     def add(self, resource_id, event_id, record) -> None:
         self.items.setdefault(resource_id.lower(), {})[event_id] = copy.deepcopy(record)
 
