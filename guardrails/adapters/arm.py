@@ -2,6 +2,25 @@
 operations with the catalogue's api-versions), with retries bounded by the delivery's time
 budget. Bodies are REST-shaped dicts (``{"properties": {"publicNetworkAccess": ...}}``): the
 TypeSpec-style SDK sends dicts verbatim, so snake_case would be silently ignored by ARM.
+
+Writes (PATCH / PUT by id) go through the client's pipeline (``send_request``: credential,
+request id, proxy, TLS) rather than ``begin_update_by_id`` / ``begin_create_or_update_by_id``,
+for two reasons:
+
+- the generic operations accept only the answers the generic spec lists (PATCH: 200, 202), but
+  resource providers answer their own way: a Container Registry PATCH is ``201`` +
+  ``Azure-AsyncOperation`` with ``provisioningState: Updating`` (REST spec
+  ``RegistryUpdate.json``; Key Vault's vault update lists 201 too). The SDK raised "answered
+  201" for a fix that went through. Any 200/201/202 is ARM accepting the write.
+- ``LROPoller`` polls on a background thread: ``result(timeout=...)`` only stops *waiting*, the
+  thread keeps polling after the delivery ended. ARM's long-running-operation algorithms
+  (``ARMPolling``: Azure-AsyncOperation, Location, provisioningState) are driven here, one status
+  request at a time on the delivery's thread, honouring ``Retry-After`` (never faster than
+  ``MIN_POLL_INTERVAL``) and stopping when the budget ends: nothing polls afterwards.
+
+Outcomes of a write: ``done`` (ARM says it finished), ``requested`` (accepted or possibly applied,
+outcome not known within the budget: confirmed later by the write's own event), or an error
+(refused, or the operation ended ``Failed`` / ``Canceled``).
 """
 
 from __future__ import annotations
@@ -12,16 +31,26 @@ import time
 from typing import Any, Callable, Mapping, TypeVar
 from urllib.parse import quote
 
-from azure.core.exceptions import AzureError, HttpResponseError, ResourceNotFoundError
+from azure.core.exceptions import (AzureError, ClientAuthenticationError, HttpResponseError, ResourceExistsError,
+                                   ResourceNotFoundError, ServiceRequestError, map_error)
 
-from ..errors import ArmError, ArmThrottled, ArmTransient, ResourceNotFound
+from ..errors import ArmError, ArmThrottled, ArmTransient
 from ..model.resource import ResourceSnapshot
 from ..ports import WriteResult
-from .retry import BudgetedCaller, describe
+from .retry import BudgetedCaller, lost_answer, retry_after_header
 from .transport import client_options
 
 T = TypeVar("T")
 _PLACEHOLDER_SUBSCRIPTION = "00000000-0000-0000-0000-000000000000"  # by-id calls do not use it
+
+# Between two status requests of a long-running write: ARM's Retry-After when it sends one, else
+# POLL_INTERVAL; never less than MIN_POLL_INTERVAL (a ``Retry-After: 0`` must not become a busy
+# loop against the subscription's read bucket).
+POLL_INTERVAL = 1.0
+MIN_POLL_INTERVAL = 0.5
+
+_ACCEPTED = frozenset({200, 201, 202})      # ARM took the write (201/202: it may still be running)
+_ERROR_MAP = {401: ClientAuthenticationError, 404: ResourceNotFoundError, 409: ResourceExistsError}
 
 
 def build_credential(settings):
@@ -40,17 +69,41 @@ def encode_id(resource_id: str) -> str:
 
 
 @functools.cache
-def _status_only_polling() -> type:
+def _status_polling() -> type:
     from azure.mgmt.core.polling.arm_polling import ARMPolling
 
-    class StatusOnlyPolling(ARMPolling):
-        """``ARMPolling`` whose result is None instead of a ``GenericResource`` built from the final
-        body (~0.1 ms of CPU per write the guardrail never looks at)."""
+    class StatusPolling(ARMPolling):
+        """``ARMPolling`` driven one status request at a time by ``ArmGateway._poll`` (never by
+        ``LROPoller``'s thread), each request's read timeout bounded by the delivery's deadline.
+        Its result is None instead of a ``GenericResource`` (nothing reads it: the guardrail
+        confirms a fix by its own GET, so no final GET of the resource is made either)."""
+
+        def __init__(self, read_timeout: Callable[[], float]) -> None:
+            super().__init__(POLL_INTERVAL)
+            self._read_timeout = read_timeout
+
+        def request_status(self, status_link):
+            self._operation_config["read_timeout"] = self._read_timeout()
+            return super().request_status(status_link)
+
+        def last_response(self):
+            """The last answer: the write's own, then each status request's (an error one too)."""
+            return self._pipeline_response.http_response
 
         def resource(self):
             return None
 
-    return StatusOnlyPolling
+    return StatusPolling
+
+
+def _error_code(response) -> str | None:
+    """``error.code`` of a status body that says Failed / Canceled, if it says one."""
+    try:
+        error = json.loads(response.text()).get("error")
+    except (ValueError, AttributeError, TypeError):
+        return None
+    code = error.get("code") if isinstance(error, dict) else None
+    return str(code)[:100] if code else None
 
 
 class ArmGateway:
@@ -67,11 +120,11 @@ class ArmGateway:
                  clock: Callable[[], float] = time.monotonic) -> None:
         from azure.mgmt.resource.resources import ResourceManagementClient
 
-        kwargs = client_options(ca_bundle, retry_total=0, polling_interval=1)
+        kwargs = client_options(ca_bundle, retry_total=0)
         self._client = ResourceManagementClient(credential, _PLACEHOLDER_SUBSCRIPTION, base_url=endpoint, **kwargs)
         self._caller = BudgetedCaller(timeout=timeout, sleep=sleep, clock=clock)
         self._clock = clock
-        self._endpoint = endpoint
+        self._endpoint = endpoint.rstrip("/")
 
     @property
     def calls(self) -> int:
@@ -107,53 +160,114 @@ class ArmGateway:
         return ResourceSnapshot(resource_id=body.get("id") or resource_id, type=body.get("type") or "",
                                 body=body, etag=etag)
 
-    def _polling(self, read_timeout: float):
-        """ARM's long-running-operation algorithms (Azure-AsyncOperation, Location, body status)
-        polling every 0.2 s, without turning the final body into a model: nothing reads it, the
-        guardrail confirms a write by its own GET."""
-        return _status_only_polling()(0.2, path_format_arguments={"endpoint": self._endpoint}, read_timeout=read_timeout)
+    def _write(self, method: str, resource_id: str, body: Mapping[str, Any], *, api_version: str,
+               headers: dict[str, str], deadline: float, what: str) -> WriteResult:
+        from azure.core.pipeline import PipelineContext, PipelineResponse
+        from azure.core.rest import HttpRequest
+        from azure.mgmt.core.exceptions import ARMErrorFormat
 
-    def _write(self, begin: Callable[[], Any], *, deadline: float, what: str) -> WriteResult:
-        poller = self._call(begin, deadline=deadline, what=what)
-        remaining = deadline - self._clock()
-        if remaining > 0:
+        lost: list[BaseException] = []          # attempts sent whose answer never (wholly) came back
+
+        def send():
+            request = HttpRequest(method, f"{self._endpoint}/{encode_id(resource_id)}",
+                                  params={"api-version": api_version}, json=dict(body),
+                                  headers={"Accept": "application/json", **headers})
             try:
-                poller.result(timeout=remaining)
-            except ResourceNotFoundError as exc:
-                raise ResourceNotFound(f"{what}: resource not found", status=404) from exc
-            except HttpResponseError as exc:
-                status = exc.status_code or 0
-                kind = ArmThrottled if status == 429 else ArmTransient if status >= 500 else ArmError
-                raise kind(f"{what}: {describe(exc)}", status=status) from exc
-            except AzureError:
-                # the write was accepted; only polling its status failed (a connection reset, a
-                # read timeout): its outcome is unknown, as when the budget runs out: ``requested``,
-                # confirmed by the write's own event (a pending record), never an unaudited error
+                response = self._client.send_request(request, read_timeout=self._timeout_for(deadline))
+            except AzureError as exc:
+                if lost_answer(exc):
+                    lost.append(exc)
+                raise
+            if response.status_code not in _ACCEPTED:
+                map_error(status_code=response.status_code, response=response, error_map=_ERROR_MAP)
+                raise HttpResponseError(response=response, error_format=ARMErrorFormat)
+            return response
+
+        try:
+            response = self._call(send, deadline=deadline, what=what)
+        except ArmError as exc:
+            if lost and self._maybe_applied(exc, conditional="If-Match" in headers):
                 return WriteResult("requested")
-        if not poller.done():
-            return WriteResult("requested")
+            raise
+        polling = _status_polling()(lambda: self._timeout_for(deadline))
+        try:
+            polling.initialize(self._client, PipelineResponse(response.request, response, PipelineContext(None)),
+                               lambda _pipeline_response: None)
+        except AzureError:
+            return WriteResult("requested")      # accepted (2xx), but its answer names no readable state
+        return self._poll(polling, deadline=deadline, what=what)
+
+    @staticmethod
+    def _maybe_applied(exc: ArmError, *, conditional: bool) -> bool:
+        """After an attempt whose answer was lost (it may have been applied), whether this later
+        error leaves the write's outcome unknown rather than refused:
+
+        - the budget ran out (throttled, 5xx, more lost answers): nothing says it was not applied;
+        - ``412`` on a conditional PUT: the lost attempt may be what changed the etag (retrying an
+          ``If-Match`` PUT is safe, the condition stops a second application, so a first attempt
+          that never arrived is still made; but its refusal is no proof of failure);
+        - ``409``: ARM refuses a write while another operation on the resource runs, likely the
+          lost attempt's own.
+
+        Unknown is ``requested``: confirmed by the write's own event (its correlation id), never
+        audited ``failed`` for a fix that went through. Any other refusal (400, 403, 404) would
+        have refused the first attempt too."""
+        if isinstance(exc, (ArmThrottled, ArmTransient)):
+            return True
+        return exc.status == 409 or (conditional and exc.status == 412)
+
+    def _poll(self, polling, *, deadline: float, what: str) -> WriteResult:
+        """Drive ``polling`` until the operation ends or the budget does. A status request that
+        fails transiently (429 / 5xx, a connection lost) is made again while the budget allows;
+        any other poll failure (an unreadable status, a 4xx on the status URL) says nothing about
+        the write ARM accepted: ``requested``, like a write still running at the deadline. Only
+        the operation itself ending ``Failed`` / ``Canceled`` is an error.
+
+        When the next regular wait does not fit, one last status request is made at the deadline
+        (unless ARM's Retry-After reaches past it), so a write that ends in the budget's last
+        interval is ``done``, not ``requested``; then nothing more. Like every call at the edge of
+        the budget, that request may take up to ``BudgetedCaller.timeout_for``'s floor (0.5 s)."""
+        from azure.core.polling.base_polling import BadResponse, BadStatus
+
+        last_call = False
+        while not polling.finished():
+            if last_call:
+                return WriteResult("requested")
+            after = retry_after_header(polling.last_response().headers)
+            wait = max(MIN_POLL_INTERVAL, POLL_INTERVAL if after is None else after)
+            left = deadline - self._clock()
+            if wait >= left:
+                if left <= 0 or (after is not None and after >= left):
+                    return WriteResult("requested")
+                wait, last_call = left, True
+            self._caller.sleep(wait)
+            try:
+                polling.update_status()
+            except BadStatus:
+                code = polling.last_response().status_code
+                if code == 429 or code >= 500:
+                    continue
+                return WriteResult("requested")
+            except (BadResponse, AzureError) as exc:
+                if isinstance(exc, ServiceRequestError) or lost_answer(exc):
+                    continue
+                return WriteResult("requested")
+        status = polling.status()
+        if str(status).lower() in ("failed", "canceled", "cancelled"):
+            code = _error_code(polling.last_response())
+            raise ArmError(f"{what}: the operation ended {status}{' (' + code + ')' if code else ''}")
         return WriteResult("done")
 
     def patch_resource(self, resource_id: str, body: Mapping[str, Any], *, api_version: str,
                        deadline: float, correlation_id: str | None = None) -> WriteResult:
         headers = {"x-ms-correlation-request-id": correlation_id} if correlation_id else {}
-
-        def begin():
-            timeout = self._timeout_for(deadline)
-            return self._client.resources.begin_update_by_id(
-                encode_id(resource_id), dict(body), api_version=api_version, headers=headers,
-                polling=self._polling(timeout), read_timeout=timeout)
-        return self._write(begin, deadline=deadline, what=f"PATCH {resource_id}")
+        return self._write("PATCH", resource_id, body, api_version=api_version, headers=headers,
+                           deadline=deadline, what=f"PATCH {resource_id}")
 
     def put_resource(self, resource_id: str, body: Mapping[str, Any], *, api_version: str,
                      etag: str | None, deadline: float, correlation_id: str | None = None) -> WriteResult:
         headers = {"If-Match": etag} if etag else {}
         if correlation_id:
             headers["x-ms-correlation-request-id"] = correlation_id
-
-        def begin():
-            timeout = self._timeout_for(deadline)
-            return self._client.resources.begin_create_or_update_by_id(
-                encode_id(resource_id), dict(body), api_version=api_version, headers=headers,
-                polling=self._polling(timeout), read_timeout=timeout)
-        return self._write(begin, deadline=deadline, what=f"PUT {resource_id}")
+        return self._write("PUT", resource_id, body, api_version=api_version, headers=headers,
+                           deadline=deadline, what=f"PUT {resource_id}")

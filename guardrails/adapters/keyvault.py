@@ -204,7 +204,11 @@ class StorageKeysGateway:
         url = f"{self._endpoint}/{quote(account_id.lstrip('/'), safe='/()')}/{action}?api-version={self.API_VERSION}"
 
         def go():
-            response = self._client.send_request(HttpRequest("POST", url, json=body))
+            # bounded by the deadline like every other call: a regenerateKey left hanging on
+            # azure-core's 300 s default would outlive the rotation's lease and a second rotation
+            # would regenerate the same key again
+            response = self._client.send_request(HttpRequest("POST", url, json=body),
+                                                 read_timeout=self._caller.timeout_for(deadline))
             if response.status_code == 404:
                 raise ResourceNotFoundError(response=response)
             if response.status_code >= 400:

@@ -4,6 +4,13 @@
 still fits before the deadline; otherwise the caller gets ``ArmThrottled`` / ``ArmTransient``
 at once, the delivery is audited ``failed`` and Event Grid redelivers later. The SDK clients run
 with ``retry_total=0`` so this is the only retry loop.
+
+An answer lost on the way is transient too: no answer at all (``ServiceResponseError``: a read
+timeout, a connection dropped before the status line) or an answer cut off mid-body (an
+``HttpResponseError`` without a status: ``IncompleteReadError``). Both mean the request may have
+been carried out; sending it again is safe for reads and idempotent writes. A caller whose write
+is not (a conditional PUT whose ``If-Match`` the first attempt may have used up) learns about the
+loss from ``lost_answer`` and decides what a later refusal means (``adapters.arm``).
 """
 
 from __future__ import annotations
@@ -24,13 +31,28 @@ def retry_after(exc: HttpResponseError) -> float | None:
     resp = getattr(exc, "response", None)
     if resp is None:
         return None
-    raw = resp.headers.get("Retry-After") or resp.headers.get("retry-after")
+    return retry_after_header(resp.headers)
+
+
+def retry_after_header(headers) -> float | None:
+    """``Retry-After`` in seconds (a non-negative number), else None."""
+    raw = headers.get("Retry-After") or headers.get("retry-after")
     if raw is None:
         return None
     try:
         return max(0.0, float(raw))
     except ValueError:
         return None
+
+
+def lost_answer(exc: BaseException) -> bool:
+    """Whether the request may have reached Azure although no (whole) answer came back: a
+    ``ServiceResponseError`` (sent, then a read timeout or a dropped connection) or an
+    ``HttpResponseError`` without a status (the body broke off: ``IncompleteReadError``).
+    A ``ServiceRequestError`` means the request never left."""
+    if isinstance(exc, ServiceResponseError):
+        return True
+    return isinstance(exc, HttpResponseError) and exc.status_code is None
 
 
 def describe(exc: HttpResponseError) -> str:
@@ -64,7 +86,15 @@ class BudgetedCaller:
             except ResourceNotFoundError as exc:
                 raise ResourceNotFound(f"{what}: not found", status=404) from exc
             except HttpResponseError as exc:
-                status = exc.status_code or 0
+                if exc.status_code is None:
+                    # no status: the answer broke off mid-body (IncompleteReadError), never a refusal
+                    wait = self._backoff(attempt)
+                    if deadline is None or self.clock() + wait >= deadline:
+                        raise ArmTransient(f"{what}: answer cut off ({type(exc).__name__}); retry budget "
+                                           f"exhausted after {attempt} attempt(s)") from exc
+                    self.sleep(wait)
+                    continue
+                status = exc.status_code
                 if status == 429 or status >= 500:
                     wait = retry_after(exc)
                     if wait is None:

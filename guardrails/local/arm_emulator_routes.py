@@ -14,7 +14,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from guardrails.local.arm_emulator_http import ArmError, EmuRequest, EmuResponse
-from guardrails.local.arm_emulator_state import ArmTarget, Operation, not_found, resolve_target
+from guardrails.local.arm_emulator_state import PATCH_ANSWERS_CREATED, ArmTarget, Operation, not_found, resolve_target
 
 if TYPE_CHECKING:
     from guardrails.local.emulator import AzureEmulator
@@ -91,6 +91,13 @@ def _operation_urls(emu: "AzureEmulator", op: Operation) -> tuple[str, str]:
 def _accepted(emu: "AzureEmulator", op: Operation) -> EmuResponse:
     status_url, result_url = _operation_urls(emu, op)
     return EmuResponse(202, None, {"Azure-AsyncOperation": status_url, "Location": result_url, "Retry-After": "0"})
+
+
+def _updating(emu: "AzureEmulator", op: Operation, body: dict) -> EmuResponse:
+    """A Container Registry's answer to a PATCH that takes time: 201, the resource ``Updating``,
+    and only ``Azure-AsyncOperation`` to poll (no Location)."""
+    status_url, _result_url = _operation_urls(emu, op)
+    return EmuResponse(201, body, {"Azure-AsyncOperation": status_url, "Retry-After": "0"})
 
 
 class ArmOperationRoute:
@@ -199,7 +206,10 @@ class ArmResourceRoute:
             check_preconditions(req, existing)
             resource = store.prepare_patch(target, body, req.claims)
             if emu.lro_seconds > 0:
-                return _accepted(emu, store.add_operation("PATCH", target, body, req.claims, corr, emu.lro_seconds))
+                op = store.add_operation("PATCH", target, body, req.claims, corr, emu.lro_seconds)
+                if target.rtype.key in PATCH_ANSWERS_CREATED:
+                    return _updating(emu, op, store.begin_update(op, resource))
+                return _accepted(emu, op)
             stored = store.commit(resource, target, req.claims, corr)
         return EmuResponse(200, stored, {"ETag": stored["etag"]})
 

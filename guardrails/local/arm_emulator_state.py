@@ -25,6 +25,13 @@ PATCH_ONLY_KEYS: dict[str, frozenset[str]] = {
 }
 
 
+# Types whose PATCH, when it takes time, ARM answers ``201`` + ``Azure-AsyncOperation`` (no
+# Location) with the resource as requested and ``provisioningState: Updating``, which a GET also
+# shows until the operation ends (REST spec containerregistry 2025-04-01 ``RegistryUpdate.json``),
+# instead of the ``202`` the generic spec lists.
+PATCH_ANSWERS_CREATED = frozenset({"microsoft.containerregistry/registries"})
+
+
 def new_etag() -> str:
     return f'W/"{uuid.uuid4().hex}"'
 
@@ -121,6 +128,7 @@ class Operation:
     end_time: str | None = None
     error: dict | None = None
     result: dict | None = None          # resource after an applied PUT/PATCH
+    prior_state: str | None = None      # provisioningState shown before an "Updating" one (restored on failure)
 
 
 class ArmStore:
@@ -284,6 +292,21 @@ class ArmStore:
         self._ops[op.op_id] = op
         return op
 
+    def begin_update(self, op: Operation, requested: dict) -> dict:
+        """The stored resource reads ``provisioningState: Updating`` until ``op`` ends (no new
+        etag, no event: nothing is applied yet); returns the body of the ``201`` answer: the
+        resource as requested, still ``Updating``, with the etag it has now."""
+        existing = self.find(op.target.url_id)
+        props = existing.get("properties") if existing is not None else None
+        if isinstance(props, dict):
+            op.prior_state = props.get("provisioningState")
+            props["provisioningState"] = "Updating"
+        body = copy.deepcopy(requested)
+        if isinstance(body.get("properties"), dict):
+            body["properties"]["provisioningState"] = "Updating"
+        body["etag"] = existing.get("etag") if existing is not None else body.get("etag")
+        return body
+
     def operation(self, op_id: str) -> Operation | None:
         return self._ops.get(op_id.lower())
 
@@ -308,6 +331,10 @@ class ArmStore:
             op.status = "Succeeded"
         except ArmError as exc:
             op.status, op.error = "Failed", exc.to_error()
+            existing = self.find(op.target.url_id)
+            props = existing.get("properties") if existing is not None else None
+            if op.prior_state is not None and isinstance(props, dict) and props.get("provisioningState") == "Updating":
+                props["provisioningState"] = op.prior_state     # nothing changed: as it was
         op.end_time = _iso_now()
 
     # ---- events ----------------------------------------------------------------------

@@ -1,66 +1,26 @@
 """How an error raised while a long-running write is polled maps to the gateway's answer (an SDK
-error-mapping test: the poller's status call fails after ARM accepted the write)."""
+error-mapping test: the status request fails after ARM accepted the write). ARM is the scripted
+adapter of ``test_review_adapters_s22`` under the real SDK pipeline."""
 
 from __future__ import annotations
 
-import time
-
 import pytest
-from azure.core.exceptions import HttpResponseError, ServiceRequestError, ServiceResponseError
-from azure.core.polling import LROPoller, PollingMethod
+import requests
 
-from guardrails.adapters.arm import ArmGateway
-from guardrails.adapters.retry import BudgetedCaller
-from guardrails.errors import ArmTransient
-
-RID = ("/subscriptions/3f2b6c1e-8a4d-4c7e-9b15-2d7e6f0a9c31/resourceGroups/rg/providers/"
-       "Microsoft.MachineLearningServices/workspaces/mlw")
+from tests.unit.test_review_adapters_s22 import Clock, ScriptedArm, _accepted, _gateway, _patch
 
 
-class _FailingPoll(PollingMethod):
-    def __init__(self, exc: Exception) -> None:
-        self.exc = exc
-
-    def initialize(self, client, initial_response, deserialization_callback) -> None:
-        pass
-
-    def run(self) -> None:
-        raise self.exc
-
-    def status(self) -> str:
-        return "InProgress"
-
-    def finished(self) -> bool:
-        return False
-
-    def resource(self):
-        return None
-
-
-def _gateway(exc: Exception) -> ArmGateway:
-    class Resources:
-        def begin_update_by_id(self, rid, body, **kw):          # ARM accepted the PATCH (202)
-            return LROPoller(None, object(), lambda r: None, _FailingPoll(exc))
-
-    gw = ArmGateway.__new__(ArmGateway)
-    gw._client = type("Client", (), {"resources": Resources()})()
-    gw._caller = BudgetedCaller(sleep=lambda s: None)
-    gw._clock = time.monotonic
-    gw._endpoint = "https://management.local"
-    gw._polling = lambda timeout: None
-    return gw
-
-
-@pytest.mark.parametrize("exc", [ServiceResponseError("Read timed out"), ServiceRequestError("connection reset")])
+@pytest.mark.parametrize("exc", [requests.exceptions.ReadTimeout("Read timed out"),
+                                 requests.exceptions.ConnectionError("connection reset")])
 def test_a_transport_error_while_polling_an_accepted_write_is_requested_not_an_escape(exc):
-    result = _gateway(exc).patch_resource(RID, {"properties": {"publicNetworkAccess": "Disabled"}},
-                                          api_version="2025-06-01", deadline=time.monotonic() + 5)
-    assert result.state == "requested"
+    clock = Clock()
+    arm = ScriptedArm(_accepted(), *[exc] * 20)
+    assert _patch(_gateway(arm, clock), clock, within=5).state == "requested"
 
 
-def test_an_http_error_while_polling_keeps_its_meaning():
-    err = HttpResponseError("boom")
-    err.status_code = 503
-    with pytest.raises(ArmTransient):
-        _gateway(err).patch_resource(RID, {"properties": {}}, api_version="2025-06-01",
-                                     deadline=time.monotonic() + 5)
+def test_an_http_error_while_polling_leaves_the_outcome_unknown():
+    """A 503 on the status URL says nothing about the write ARM accepted: polled again while the
+    budget allows, then ``requested`` (confirmed by the write's own event), never ``failed``."""
+    clock = Clock()
+    arm = ScriptedArm(_accepted(), *[(503, {}, {"error": {"code": "ServiceUnavailable"}})] * 20)
+    assert _patch(_gateway(arm, clock), clock, within=5).state == "requested"
