@@ -238,6 +238,13 @@ class ResourceGuardrail:
         planned.time = ctx.now.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
         publisher.intend(planned)
 
+    def _read_now(self, ctx, rid: str, rtype: ResourceType) -> ResourceSnapshot:
+        """A read right before a write that sends what it read back (kept for the burst)."""
+        sent = self.svc.snapshots.now()
+        fresh = self.svc.arm.get_resource(rid, api_version=rtype.api_version, deadline=ctx.deadline)
+        self.svc.snapshots.put(fresh, requested_at=sent)
+        return fresh
+
     def _apply(self, ctx, row: AuditRow, snapshot: ResourceSnapshot, rtype: ResourceType,
                to_apply: list[tuple[RuleResult, ViolationRecord]], *, read_here: bool = True) -> str | None:
         """Send the merged fix and confirm it; the write's correlation id (None: nothing sent).
@@ -255,6 +262,10 @@ class ResourceGuardrail:
         self._intend_before_write(ctx, row, [rec for _r, rec in ok])
         try:
             if rtype.write_method == "put":
+                if snapshot.etag is None and not read_here:
+                    # a full PUT sends back everything as read and, with no etag to make it
+                    # conditional, overwrites whatever changed since: never from a reused read
+                    snapshot = self._read_now(ctx, rid, rtype)
                 body = copy.deepcopy(dict(snapshot.body))
                 for key in READ_ONLY_TOP:
                     body.pop(key, None)
@@ -269,10 +280,7 @@ class ResourceGuardrail:
                 if not read_here and any(path.count(".") > 1 for path, _v in changes):
                     # the member goes whole, as read: a reused read (up to GUARDRAILS_SNAPSHOT_REUSE_SECONDS
                     # old) would drop an IP or VNet rule added since; read it now
-                    sent = self.svc.snapshots.now()
-                    fresh = self.svc.arm.get_resource(rid, api_version=rtype.api_version, deadline=ctx.deadline)
-                    self.svc.snapshots.put(fresh, requested_at=sent)
-                    base = fresh.body
+                    base = self._read_now(ctx, rid, rtype).body
                 body = _patch_body(base, changes)
                 result = self.svc.arm.patch_resource(rid, body, api_version=rtype.api_version, deadline=ctx.deadline,
                                                  correlation_id=correlation)

@@ -67,6 +67,11 @@ def require_object_body(req: EmuRequest) -> dict:
     return req.body
 
 
+def _etag_header(res: dict) -> dict[str, str]:
+    """``ETag`` of a resource that has one (an ``etaglessTypes`` resource has none)."""
+    return {"ETag": res["etag"]} if res.get("etag") else {}
+
+
 def check_preconditions(req: EmuRequest, existing: dict | None) -> None:
     if_match = req.header("If-Match")
     if if_match is not None:
@@ -138,7 +143,7 @@ class ArmOperationRoute:
             return EmuResponse(400, {"error": error})
         if method == "DELETE" or result is None:
             return EmuResponse(204)
-        return EmuResponse(200, result, {"ETag": result.get("etag", "")})
+        return EmuResponse(200, result, _etag_header(result))
 
 
 class ArmResourceRoute:
@@ -179,7 +184,7 @@ class ArmResourceRoute:
             res = emu.store.find(target.url_id)
             if res is None:
                 raise not_found(target)
-            return EmuResponse(200, copy.deepcopy(res), {"ETag": res["etag"]})
+            return EmuResponse(200, copy.deepcopy(res), _etag_header(res))
 
     @staticmethod
     def _put(emu: "AzureEmulator", req: EmuRequest, target: ArmTarget) -> EmuResponse:
@@ -192,7 +197,7 @@ class ArmResourceRoute:
             if emu.lro_seconds > 0:
                 return _accepted(emu, store.add_operation("PUT", target, body, req.claims, corr, emu.lro_seconds))
             stored = store.commit(resource, target, req.claims, corr)
-        return EmuResponse(201 if created else 200, stored, {"ETag": stored["etag"]})
+        return EmuResponse(201 if created else 200, stored, _etag_header(stored))
 
     @staticmethod
     def _patch(emu: "AzureEmulator", req: EmuRequest, target: ArmTarget) -> EmuResponse:
@@ -211,7 +216,7 @@ class ArmResourceRoute:
                     return _updating(emu, op, store.begin_update(op, resource))
                 return _accepted(emu, op)
             stored = store.commit(resource, target, req.claims, corr)
-        return EmuResponse(200, stored, {"ETag": stored["etag"]})
+        return EmuResponse(200, stored, _etag_header(stored))
 
     @staticmethod
     def _delete(emu: "AzureEmulator", req: EmuRequest, target: ArmTarget) -> EmuResponse:

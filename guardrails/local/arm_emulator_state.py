@@ -13,7 +13,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Literal
+from typing import Any, Iterable, Literal
 
 from guardrails.local.arm_emulator_events import resource_event
 from guardrails.local.arm_emulator_http import ArmError
@@ -132,9 +132,10 @@ class Operation:
 
 
 class ArmStore:
-    def __init__(self, tenant_id: str) -> None:
+    def __init__(self, tenant_id: str, *, etagless_types: Iterable[str] = ()) -> None:
         self.lock = threading.RLock()
         self.tenant_id = tenant_id
+        self.etagless_types = frozenset(t.lower() for t in etagless_types)
         self._resources: dict[str, dict] = {}
         self._ops: dict[str, Operation] = {}
         self._events: list[dict] = []
@@ -154,7 +155,9 @@ class ArmStore:
             rtype = lookup_type(parsed[2])
             res.setdefault("name", parsed[3][-1])
             res.setdefault("type", rtype.name if rtype else parsed[2])
-        if not res.get("etag"):
+        if str(res.get("type", "")).lower() in self.etagless_types:
+            res.pop("etag", None)
+        elif not res.get("etag"):
             res["etag"] = new_etag()
         with self.lock:
             self._resources[res["id"].lower()] = res
@@ -182,7 +185,8 @@ class ArmStore:
                "name": existing.get("name", target.name) if existing else target.name,
                "type": existing.get("type", target.rtype.name) if existing else target.rtype.name}
         res.update({k: v for k, v in body.items() if k not in ("id", "name", "type", "etag")})
-        res["etag"] = new_etag()
+        if str(res["type"]).lower() not in self.etagless_types:
+            res["etag"] = new_etag()
         props = res.get("properties")
         if props is None:
             props = res["properties"] = {}

@@ -108,11 +108,12 @@ class AzureEmulator:
         keys: Iterable[dict] = (),
         storage_keys: dict[str, list[dict]] | None = None,
         keyvault_scope: str = DEFAULT_KEYVAULT_SCOPE,
+        etagless_types: Iterable[str] = (),
     ) -> None:
         self.tenant_id = tenant_id
         self.lro_seconds = float(lro_seconds)
         self.page_size = page_size  # items per page of every list (resources, role assignments / definitions)
-        self.store = ArmStore(tenant_id)
+        self.store = ArmStore(tenant_id, etagless_types=etagless_types)
         self._lock = self.store.lock  # one lock around all state
         self.directory = Directory(directory)
         self.authz = AuthzStore(self.store, self.directory)
@@ -152,7 +153,10 @@ class AzureEmulator:
         ``{"groups": {"<group id>": ["<member id>", ...]}}`` (see ``graph_emulator``). ``secrets`` /
         ``keys`` are bundles exactly as Key Vault GET returns them, one per version, the vault taken
         from the id URL (key bundles may omit key material: generated when first read);
-        ``storageKeys`` is ``{"<storage account id>": [{"keyName", "value", "creationTime"}]}``."""
+        ``storageKeys`` is ``{"<storage account id>": [{"keyName", "value", "creationTime"}]}``;
+        ``etaglessTypes``: resource types answered with no etag (no ``etag`` in the body, no
+        ``ETag`` header), as the documented bodies of ML registries and online endpoints show:
+        a write back can then not be made conditional."""
         return cls(world.get("resources") or (), faults=world.get("faults") or (),
                    lro_seconds=world.get("lro_seconds") or 0.0,
                    role_assignments=world.get("roleAssignments") or (),
@@ -160,7 +164,8 @@ class AzureEmulator:
                    directory=world.get("directory"),
                    secrets=world.get("secrets") or (), keys=world.get("keys") or (),
                    storage_keys=world.get("storageKeys") or None,
-                   keyvault_scope=world.get("keyVaultScope") or DEFAULT_KEYVAULT_SCOPE)
+                   keyvault_scope=world.get("keyVaultScope") or DEFAULT_KEYVAULT_SCOPE,
+                   etagless_types=world.get("etaglessTypes") or ())
 
     # ---- lifecycle -------------------------------------------------------------------
     def start(self) -> "AzureEmulator":
