@@ -11,6 +11,7 @@ from datetime import datetime, timezone
 from typing import Any, Literal
 
 WRITE_SUCCESS = "Microsoft.Resources.ResourceWriteSuccess"
+WRITE_FAILURE = "Microsoft.Resources.ResourceWriteFailure"
 DELETE_SUCCESS = "Microsoft.Resources.ResourceDeleteSuccess"
 ACTION_SUCCESS = "Microsoft.Resources.ResourceActionSuccess"
 CONTRIBUTOR_ROLE_DEFINITION = "b24988ac61804f2093f6b1d1d24d9bc6"
@@ -27,7 +28,7 @@ def event_time(now: datetime | None = None) -> str:
 
 
 def resource_event(
-    kind: Literal["write", "delete", "action"],
+    kind: Literal["write", "delete", "action", "write_failure"],
     *,
     resource_id: str,
     type_name: str,
@@ -38,7 +39,9 @@ def resource_event(
     evidence_role: tuple[str, str] = ("Contributor", CONTRIBUTOR_ROLE_DEFINITION),
     action: str | None = None,
 ) -> dict[str, Any]:
-    """``evidence_role`` = (name, dashless GUID) of the caller's (fictional) role that allowed the
+    """``kind="write_failure"``: a long-running write that ended ``Failed`` (ARM delivers
+    ``ResourceWriteFailure`` with the write's correlation id). ``evidence_role`` = (name, dashless
+    GUID) of the caller's (fictional) role that allowed the
     write: Contributor for resources, Owner for ``Microsoft.Authorization`` writes. ``kind="action"``
     (a POST action such as ``regenerateKey``) needs ``action``: operation ``{type}/{action}/action``."""
     claims = claims or {}
@@ -46,7 +49,8 @@ def resource_event(
     namespace = type_name.split("/", 1)[0]
     if kind == "action" and not action:
         raise ValueError("an action event needs the action name")
-    operation = f"{type_name}/{action}/action" if kind == "action" else f"{type_name}/{kind}"
+    operation = (f"{type_name}/{action}/action" if kind == "action"
+                 else f"{type_name}/write" if kind == "write_failure" else f"{type_name}/{kind}")
     oid = claims.get("oid") or ""
     tid = claims.get("tid") or tenant_id
     sub_scope = f"/subscriptions/{subscription_id}"
@@ -69,7 +73,8 @@ def resource_event(
         "id": str(uuid.uuid4()),
         "topic": sub_scope,
         "subject": resource_id,
-        "eventType": {"write": WRITE_SUCCESS, "delete": DELETE_SUCCESS, "action": ACTION_SUCCESS}[kind],
+        "eventType": {"write": WRITE_SUCCESS, "delete": DELETE_SUCCESS, "action": ACTION_SUCCESS,
+                      "write_failure": WRITE_FAILURE}[kind],
         "eventTime": event_time(),
         "dataVersion": "2",
         "metadataVersion": "1",
@@ -92,7 +97,7 @@ def resource_event(
             "resourceProvider": namespace,
             "resourceUri": resource_id,
             "operationName": operation,
-            "status": "Succeeded",
+            "status": "Failed" if kind == "write_failure" else "Succeeded",
             "subscriptionId": subscription_id,
             "tenantId": tenant_id,
         },

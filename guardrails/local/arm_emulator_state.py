@@ -136,6 +136,7 @@ class ArmStore:
         self.lock = threading.RLock()
         self.tenant_id = tenant_id
         self.etagless_types = frozenset(t.lower() for t in etagless_types)
+        self.operation_faults: list[dict] = []     # {"regex", "code", "message", "times"}: operations that fail
         self._resources: dict[str, dict] = {}
         self._ops: dict[str, Operation] = {}
         self._events: list[dict] = []
@@ -322,8 +323,19 @@ class ArmStore:
             for op in sorted(due, key=lambda o: o.due_at):
                 self._complete(op)
 
+    def _operation_fault(self, op: Operation) -> ArmError | None:
+        for fault in self.operation_faults:
+            if fault["times"] != 0 and fault["regex"].search(op.target.url_id):
+                if fault["times"] is not None:
+                    fault["times"] -= 1
+                return ArmError(500, fault["code"], fault["message"])
+        return None
+
     def _complete(self, op: Operation) -> None:
         try:
+            fault = self._operation_fault(op)
+            if fault is not None:
+                raise fault
             if op.method == "PUT":
                 res, _ = self.prepare_put(op.target, op.body or {}, op.claims)
                 op.result = self.commit(res, op.target, op.claims, op.correlation_id)
@@ -335,6 +347,11 @@ class ArmStore:
             op.status = "Succeeded"
         except ArmError as exc:
             op.status, op.error = "Failed", exc.to_error()
+            if op.method in ("PUT", "PATCH"):      # ARM tells the subscription's topic the write failed
+                self._events.append(resource_event(
+                    "write_failure", resource_id=op.target.url_id, type_name=op.target.rtype.name,
+                    subscription_id=op.target.subscription_id, claims=op.claims,
+                    correlation_id=op.correlation_id, tenant_id=self.tenant_id))
             existing = self.find(op.target.url_id)
             props = existing.get("properties") if existing is not None else None
             if op.prior_state is not None and isinstance(props, dict) and props.get("provisioningState") == "Updating":

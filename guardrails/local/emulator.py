@@ -365,6 +365,16 @@ class AzureEmulator:
         with self._lock:
             self._faults.append(_Fault(method, path_regex, status, retry_after, times, int(delay_ms or 0)))
 
+    def fail_operations(self, path_regex: str, *, code: str = "InternalServerError",
+                        message: str = "The operation failed.", times: int | None = None) -> None:
+        """Long-running writes whose resource id matches ``path_regex`` (case-insensitive) end
+        ``Failed`` with ``code`` instead of applying (``times`` of them; None: all), and ARM's
+        ``ResourceWriteFailure`` for them is queued with the write's correlation id."""
+        import re
+        with self._lock:
+            self.store.operation_faults.append({"regex": re.compile(path_regex, re.IGNORECASE), "code": code,
+                                                "message": message, "times": times})
+
     # ---- dispatch --------------------------------------------------------------------
     def _dispatch(self, req: EmuRequest) -> EmuResponse:
         route = next((r for r in self.routes if r.claims(req)), None)
