@@ -35,14 +35,22 @@ def authenticate(req: EmuRequest, tenant_id: str) -> None:
                                            'error="invalid_token", error_description="The access token is invalid."'})
 
 
+# maps whose keys (and everything below) are user data, not ARM property names: ``tags``, an ML
+# asset's ``properties.properties``, an MLflow model's ``flavors`` (``python_function.data.
+# loader_module``), a deployment's ``environmentVariables``. ARM takes any casing there.
+_OPEN_MAPS = frozenset({"tags", "flavors", "environmentvariables"})
+
+
 def find_snake_case_key(value: Any, path: str = "") -> str | None:
-    """Dotted path of the first snake_case key in a body (keys of ``tags`` maps are user data)."""
+    """Dotted path of the first snake_case key in a body, user-data maps (``_OPEN_MAPS``, an
+    asset's ``properties.properties``) left alone."""
     if isinstance(value, dict):
         for key, child in value.items():
             here = f"{path}.{key}" if path else str(key)
             if isinstance(key, str) and SNAKE_CASE.match(key):
                 return here
-            if isinstance(key, str) and key.lower() == "tags" and isinstance(child, dict):
+            if isinstance(key, str) and isinstance(child, dict) and (
+                    key.lower() in _OPEN_MAPS or here.lower().endswith("properties.properties")):
                 continue
             found = find_snake_case_key(child, here)
             if found:

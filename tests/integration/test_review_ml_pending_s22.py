@@ -51,3 +51,22 @@ def test_a_long_running_ml_fix_keeps_its_correlation_id(harness):
     assert {r.outcome for r in row.violations if r.rule == RULE_REQUIRED_TAGS} == {"requested"}
     (pending,) = h.service.pending.list(v["id"])
     assert len(pending[1]["correlation_id"]) == 36 and pending[1]["event_time"] == row.event_time
+
+
+def test_an_mlflow_model_version_with_user_data_keys_is_archived(harness):
+    """MLflow model versions carry user data in snake_case (``flavors.python_function.data.
+    loader_module``, an asset's ``properties.properties``); ARM takes any casing there, and the
+    guardrail's full PUT sends the body back as read. The emulator refused it (400), so archiving
+    an MLflow model was never proven (emulator review, session 22)."""
+    v = model_version(WS, "churn-mlflow", 3, tags={})
+    v["properties"]["modelType"] = "mlflow_model"
+    v["properties"]["flavors"] = {"python_function": {"data": {"loader_module": "mlflow.sklearn",
+                                                               "python_version": "3.11.9"}}}
+    v["properties"]["properties"] = {"mlflow.source_run_id": "run-1", "training_run_id": "run-1"}
+    h = harness([v])
+    row = h.deliver(b.write_event(v["id"]))
+    assert {r.outcome for r in row.violations if r.rule == RULE_REQUIRED_TAGS} == {"remediated"}, row.message
+    stored = h.resource(v["id"])["properties"]
+    assert stored["isArchived"] is True
+    assert stored["flavors"]["python_function"]["data"]["loader_module"] == "mlflow.sklearn"
+    assert stored["properties"]["training_run_id"] == "run-1"
