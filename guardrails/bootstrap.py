@@ -13,6 +13,15 @@ _lock = threading.Lock()
 _service = None
 
 
+def configure_logging(settings: Settings) -> None:
+    """The guardrails' own logger at ``GUARDRAILS_LOG_LEVEL``, the Azure SDK's at
+    ``GUARDRAILS_AZURE_LOG_LEVEL`` (default WARNING: the Functions worker's root logger takes INFO,
+    and azure-core would then log every request's headers)."""
+    import logging
+    logging.getLogger("guardrails").setLevel(settings.log_level)
+    logging.getLogger("azure").setLevel(settings.azure_log_level)
+
+
 def build_service(settings: Settings):
     from .adapters.arm import ArmGateway, build_credential
     from .adapters.audit_tables import TableAuditSink
@@ -22,6 +31,7 @@ def build_service(settings: Settings):
     from .policy.cache import PolicyCache
     from .service import GuardrailsService
 
+    configure_logging(settings)
     credential = build_credential(settings)
     tables = Tables.from_settings(settings, credential=credential)
     tables.ensure()
