@@ -426,7 +426,8 @@ class SecretGuardrail:
         except ArmError as exc:
             if exc.reason != SECRET_DISABLED:
                 raise
-        return self.store.get_properties(ev.vault_name, ev.object_name, deadline=ctx.deadline)
+        return self.store.get_properties(ev.vault_name, ev.object_name, current_disabled=True, prefer=ev.version,
+                                         deadline=ctx.deadline)
 
     def _notify(self, row, ev, owner, rec) -> None:
         row.notify = True

@@ -107,17 +107,28 @@ class KeyVaultGateway:
                             deadline=deadline, what=f"GET secret {vault}/{name}")
         return self._version(vault, secret.properties, secret.value if with_value else None)
 
-    def get_properties(self, vault: str, name: str, *, version: str | None = None,
-                       deadline: float | None = None) -> SecretVersion:
+    def get_properties(self, vault: str, name: str, *, version: str | None = None, current_disabled: bool = False,
+                       prefer: str | None = None, deadline: float | None = None) -> SecretVersion:
         """A version's properties (enabled, expiry, created, tags; never the value) from the list of
         versions, which Key Vault answers for a disabled version too (a GET of a disabled version is
-        403 SecretDisabled). ``version`` None: the current version, the newest one."""
+        403 SecretDisabled). ``version`` None: the current version, the newest one.
+
+        Key Vault lists versions in no documented order (a real answer is sorted by version id) and
+        ``created`` has whole seconds, so two versions of one second cannot be told apart by the
+        list alone. ``current_disabled`` (the versionless GET answered 403 SecretDisabled): the
+        current version is a disabled one, so only disabled versions are candidates; among the
+        newest candidates, ``prefer`` (the version an event names) wins a tie."""
         versions = self.list_versions(vault, name, deadline=deadline)
         if version is not None:
             found = next((v for v in versions if v.version.lower() == version.lower()), None)
         else:
-            ordered = sorted(enumerate(versions), key=lambda iv: (iv[1].created_on is not None, iv[1].created_on, iv[0]))
-            found = ordered[-1][1] if ordered else None
+            pool = [v for v in versions if not v.enabled] if current_disabled else list(versions)
+            pool = pool or list(versions)
+            dated = [v.created_on for v in pool if v.created_on is not None]
+            newest = max(dated) if dated else None
+            tied = [v for v in pool if v.created_on == newest]
+            found = next((v for v in tied if prefer and v.version.lower() == prefer.lower()),
+                         tied[-1] if tied else None)
         if found is None:
             from ..errors import ResourceNotFound
             raise ResourceNotFound(f"GET secret {vault}/{name}: not found", status=404)

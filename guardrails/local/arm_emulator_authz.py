@@ -1,8 +1,17 @@
-"""State of the emulated ``Microsoft.Authorization`` provider: role assignments and custom role
-definitions (built-ins come from :mod:`guardrails.model.roles`), with scope and ``$filter`` logic.
+"""State of the emulated ``Microsoft.Authorization`` provider: role assignments and role definitions,
+with scope and ``$filter`` logic.
+
+Built-in role definitions: the product catalogue's (:mod:`guardrails.model.roles`) always, plus any
+other built-in a world seeds (``roleType``/``properties.type`` ``BuiltInRole``, as ARM GET returns
+it). Real ARM answers a GET of ANY built-in role (Storage Account Contributor, Key Vault Data Access
+Administrator …) at every scope with 200 and its permissions, and accepts assignments of it; the
+catalogue holds only the roles the product names, so without seeded built-ins the product's path
+for "a built-in the catalogue does not hold, judged by its permissions" could not be exercised.
 
 Assignments are stored exactly as ARM GET (api-version 2022-04-01) returns them, keyed by the
-lower-cased id; custom definitions likewise, keyed by the lower-cased GUID. Scopes compare
+lower-cased id; definitions likewise, keyed by the lower-cased GUID (seeded built-ins with their
+tenant-level id ``/providers/Microsoft.Authorization/roleDefinitions/<guid>``, re-rooted under the
+subscription / management group of the scope a GET names, as for the catalogue's). Scopes compare
 segment-wise and case-insensitively. Writes at or under a subscription queue the Event Grid event
 the subscription's system topic would deliver (tenant and management-group scopes emit none).
 Every method expects ``self.lock`` (the ARM store's re-entrant lock) to be held.
@@ -101,7 +110,8 @@ class AuthzStore:
         self.lock = arm.lock
         self.directory = directory
         self._assignments: dict[str, dict] = {}
-        self._definitions: dict[str, dict] = {}
+        self._definitions: dict[str, dict] = {}      # custom roles
+        self._builtins: dict[str, dict] = {}         # seeded built-ins outside the catalogue
 
     # ---- seeding and snapshots ------------------------------------------------------------
     def seed_assignment(self, obj: dict) -> None:
@@ -123,23 +133,70 @@ class AuthzStore:
             self._assignments[ra["id"].lower()] = ra
 
     def seed_definition(self, obj: dict) -> None:
-        """Store a custom role definition as ARM GET returns it (validated by ``RoleDefinition.from_arm``)."""
+        """Store a role definition as ARM GET returns it (validated by ``RoleDefinition.from_arm``):
+        a custom role, or a built-in the catalogue does not hold (see ``_seed_builtin``)."""
         defn = _roles().RoleDefinition.from_arm(obj)
         if defn.is_builtin:
-            raise ValueError(f"world roleDefinitions hold custom roles only; {defn.role_name!r} is built in")
+            self._seed_builtin(obj, defn)
+            return
         body = copy.deepcopy(obj) if isinstance(obj.get("id"), str) else defn.to_arm()
         body.setdefault("name", defn.id)
         body.setdefault("type", DEFINITION_TYPE)
         with self.lock:
+            if defn.id in self._builtins:
+                raise ValueError(f"role definition {defn.id} is a seeded built-in role")
             self._definitions[defn.id] = body
+
+    def _seed_builtin(self, obj: dict, defn: Any) -> None:
+        """A built-in outside the catalogue, stored as ARM GET at the tenant root answers it: id
+        ``/providers/Microsoft.Authorization/roleDefinitions/<guid>`` (whatever scope the seed's id
+        names), ``properties.type`` ``BuiltInRole``, assignable at ``/`` (every built-in is), all four
+        permission lists in every block, ``createdBy``/``updatedBy`` null (Microsoft's roles)."""
+        roles = _roles()
+        if defn.id in roles.BUILTIN_ROLES:
+            raise ValueError(f"{defn.role_name!r} ({defn.id}) is the catalogue's built-in, always served from "
+                             "guardrails.model.roles: do not seed it")
+        if tuple(defn.assignable_scopes) != ("/",):
+            raise ValueError(f"built-in role {defn.role_name!r} must have assignableScopes ['/'] (every built-in "
+                             f"role is assignable everywhere), not {list(defn.assignable_scopes)}")
+        clash = roles.builtin_by_name(defn.role_name)
+        if clash is not None:
+            raise ValueError(f"built-in role name {defn.role_name!r} is the catalogue's ({clash.id})")
+        body = copy.deepcopy(obj) if isinstance(obj.get("properties"), dict) else defn.to_arm()
+        props = body["properties"]
+        props.pop("roleType", None)
+        props["type"] = roles.BUILT_IN
+        props["assignableScopes"] = ["/"]
+        props["permissions"] = [{k: list(p.get(k) or []) for k in ("actions", "notActions", "dataActions",
+                                                                   "notDataActions")}
+                                for p in (props.get("permissions") or [])]
+        props.setdefault("description", defn.description)
+        for key in ("createdBy", "updatedBy"):
+            props.setdefault(key, None)
+        stored = {"id": f"/providers/{DEFINITION_TYPE}/{defn.id}", "name": defn.id, "type": DEFINITION_TYPE,
+                  "properties": props}
+        with self.lock:
+            if defn.id in self._definitions:
+                raise ValueError(f"role definition {defn.id} is a seeded custom role")
+            if any(g != defn.id and str(d["properties"].get("roleName", "")).lower() == defn.role_name.lower()
+                   for g, d in (*self._builtins.items(), *self._definitions.items())):
+                raise ValueError(f"a role definition named {defn.role_name!r} is already seeded")
+            self._builtins[defn.id] = stored
 
     def assignments(self) -> list[dict]:
         with self.lock:
             return [copy.deepcopy(v) for _, v in sorted(self._assignments.items())]
 
     def definitions(self) -> list[dict]:
+        """Seeded definitions (custom roles and built-ins outside the catalogue), as seeded back."""
         with self.lock:
-            return [copy.deepcopy(v) for v in sorted(self._definitions.values(), key=lambda d: d["id"].lower())]
+            return [copy.deepcopy(v) for v in sorted((*self._definitions.values(), *self._builtins.values()),
+                                                     key=lambda d: d["id"].lower())]
+
+    def is_builtin(self, guid: str) -> bool:
+        """A built-in role: the catalogue's or a seeded one."""
+        key = guid.lower()
+        return key in _roles().BUILTIN_ROLES or key in self._builtins
 
     def find_assignment(self, assignment_id: str) -> dict | None:
         return self._assignments.get(assignment_id.lower())
@@ -152,6 +209,11 @@ class AuthzStore:
         builtin = _roles().BUILTIN_ROLES.get(key)
         if builtin is not None:
             return builtin.to_arm(definition_scope(scope))
+        seeded = self._builtins.get(key)
+        if seeded is not None:   # as the catalogue's: under the scope's subscription / management group
+            body = copy.deepcopy(seeded)
+            body["id"] = f"{definition_scope(scope) or ''}/providers/{DEFINITION_TYPE}/{key}"
+            return body
         custom = self._definitions.get(key)
         if custom is None:
             return None
@@ -162,7 +224,7 @@ class AuthzStore:
 
     def list_definitions(self, scope: str, filter_text: str | None) -> list[dict]:
         f = parse_filter(filter_text, {"rname", "rtype"})
-        guids = list(_roles().BUILTIN_ROLES) + sorted(self._definitions)
+        guids = list(_roles().BUILTIN_ROLES) + sorted(self._builtins) + sorted(self._definitions)
         out = []
         for guid in guids:
             d = self.definition_at(guid, scope)
@@ -182,7 +244,7 @@ class AuthzStore:
         if not is_guid(guid):
             raise ArmError(400, "InvalidRoleDefinitionId", f"The role definition ID '{guid}' is not valid: "
                            "it must be a GUID.")
-        if guid.lower() in roles.BUILTIN_ROLES:
+        if self.is_builtin(guid):
             raise ArmError(400, "RoleDefinitionUpdateNotPermitted", "Built-in role definitions cannot be changed.")
         props = body.get("properties")
         if not isinstance(props, dict):
@@ -194,7 +256,7 @@ class AuthzStore:
         name = props.get("roleName")
         clash = roles.builtin_by_name(name) if isinstance(name, str) else None
         clash = clash.id if clash else next(
-            (g for g, d in self._definitions.items() if g != guid.lower()
+            (g for g, d in (*self._builtins.items(), *self._definitions.items()) if g != guid.lower()
              and str(d["properties"].get("roleName", "")).lower() == str(name).lower()), None)
         if clash:
             raise ArmError(409, "RoleDefinitionWithSameNameExists",
@@ -278,7 +340,7 @@ class AuthzStore:
         if m is None or not is_guid(m.group(2)):
             raise ArmError(400, "InvalidRoleDefinitionId", f"The role definition ID '{rdef}' is not valid.")
         guid = m.group(2).lower()
-        if guid not in _roles().BUILTIN_ROLES and guid not in self._definitions:
+        if not self.is_builtin(guid) and guid not in self._definitions:
             raise ArmError(400, "RoleDefinitionDoesNotExist",
                            f"The specified role definition with ID '{m.group(2)}' does not exist.")
         ptype = props.get("principalType") or "User"  # the REST spec's default

@@ -148,24 +148,29 @@ class AzureEmulator:
     def from_world(cls, world: dict) -> "AzureEmulator":
         """``{"resources": [...], "roleAssignments": [...], "roleDefinitions": [...], "directory": {...},
         "secrets": [...], "keys": [...], "storageKeys": {...}, "keyVaultScope": "/subscriptions/<s>/resourceGroups/<rg>",
-        "faults": [...], "lro_seconds": N}``; unknown keys are ignored. Role assignments and custom role
-        definitions are objects exactly as ARM GET returns them; ``directory`` is
+        "faults": [...], "lro_seconds": N}``; unknown keys are ignored. Role assignments and role
+        definitions (custom roles, and built-ins the product catalogue does not hold) are objects
+        exactly as ARM GET returns them; ``directory`` is
         ``{"groups": {"<group id>": ["<member id>", ...]}}`` (see ``graph_emulator``). ``secrets`` /
         ``keys`` are bundles exactly as Key Vault GET returns them, one per version, the vault taken
         from the id URL (key bundles may omit key material: generated when first read);
         ``storageKeys`` is ``{"<storage account id>": [{"keyName", "value", "creationTime"}]}``;
         ``etaglessTypes``: resource types answered with no etag (no ``etag`` in the body, no
         ``ETag`` header), as the documented bodies of ML registries and online endpoints show:
-        a write back can then not be made conditional."""
-        return cls(world.get("resources") or (), faults=world.get("faults") or (),
-                   lro_seconds=world.get("lro_seconds") or 0.0,
-                   role_assignments=world.get("roleAssignments") or (),
-                   role_definitions=world.get("roleDefinitions") or (),
-                   directory=world.get("directory"),
-                   secrets=world.get("secrets") or (), keys=world.get("keys") or (),
-                   storage_keys=world.get("storageKeys") or None,
-                   keyvault_scope=world.get("keyVaultScope") or DEFAULT_KEYVAULT_SCOPE,
-                   etagless_types=world.get("etaglessTypes") or ())
+        a write back can then not be made conditional. ``keyvault_private_access`` (default false):
+        the callers reach every vault through an approved private endpoint, so a vault whose
+        ``publicNetworkAccess`` is ``Disabled`` still serves them (else 403 ForbiddenByConnection)."""
+        emu = cls(world.get("resources") or (), faults=world.get("faults") or (),
+                  lro_seconds=world.get("lro_seconds") or 0.0,
+                  role_assignments=world.get("roleAssignments") or (),
+                  role_definitions=world.get("roleDefinitions") or (),
+                  directory=world.get("directory"),
+                  secrets=world.get("secrets") or (), keys=world.get("keys") or (),
+                  storage_keys=world.get("storageKeys") or None,
+                  keyvault_scope=world.get("keyVaultScope") or DEFAULT_KEYVAULT_SCOPE,
+                  etagless_types=world.get("etaglessTypes") or ())
+        emu.vaults.private_access = bool(world.get("keyvault_private_access", False))
+        return emu
 
     # ---- lifecycle -------------------------------------------------------------------
     def start(self) -> "AzureEmulator":
@@ -264,7 +269,8 @@ class AzureEmulator:
         self.authz.seed_assignment(assignment)
 
     def put_role_definition(self, definition: dict) -> None:
-        """Seed or replace a custom role definition as-is (the ARM GET shape). No event, no log."""
+        """Seed or replace a role definition as-is (the ARM GET shape): a custom role, or a built-in
+        outside the product catalogue (``BuiltInRole``, assignable at ``/``). No event, no log."""
         self.authz.seed_definition(definition)
 
     # ---- Key Vault and storage keys --------------------------------------------------

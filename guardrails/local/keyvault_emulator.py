@@ -7,7 +7,19 @@ world and the events carry, and the SDK needs it: ``KeyVaultSecretIdentifier`` /
 accept only ``/<collection>/<name>[/<version>]`` paths and would reject an id under ``/vaults/<vault>``.
 
 Versions are kept in creation order; the last one is the current one (what ``GET /secrets/{name}``
-answers). Names compare case-insensitively (as in Key Vault); vault names are lower-cased. Key
+answers). Listing them (``GET /secrets/{name}/versions``) is another matter: real Key Vault
+documents no order, and a captured answer lists them sorted by version id, so the emulator lists
+them by version id too (:meth:`VaultObject.listed`), never in creation order: a product that took
+the last listed version for the newest would be right here only by accident. Timestamps
+(``created``, ``updated``, ``nbf``, ``exp``) are whole seconds since the epoch, as Key Vault keeps
+them: two versions written within one second carry the same ``created``.
+
+Network lockdown: a vault whose ARM resource (same name, in the ARM store) has
+``properties.publicNetworkAccess`` ``Disabled`` refuses a public caller's data-plane requests
+with Key Vault's 403 (:meth:`VaultStore.check_network`); ``private_access`` (world flag
+``keyvault_private_access``) declares the callers to come through an approved private endpoint.
+
+Names compare case-insensitively (as in Key Vault); vault names are lower-cased. Key
 material is public only (``n``/``e`` or ``crv``/``x``/``y``), generated with ``cryptography`` when a
 key version is created or first read without it; no private key is ever kept. Every method expects
 ``self.lock`` (the emulator's one re-entrant lock) to be held, or takes it.
@@ -43,6 +55,7 @@ KEY_PATCH_KEYS = frozenset({"key_ops", "attributes", "tags", "release_policy"})
 WRITABLE_ATTRIBUTES = {"secrets": frozenset({"enabled", "nbf", "exp"}),
                        "keys": frozenset({"enabled", "nbf", "exp", "exportable"})}
 _SINGULAR = {"secrets": "secret", "keys": "key"}
+TIMESTAMP_ATTRIBUTES = ("created", "updated", "nbf", "exp")   # seconds since the epoch, integers
 
 
 class KeyVaultError(ArmError):
@@ -121,6 +134,11 @@ class VaultObject:
             return self.versions[-1] if self.versions else None
         return next((b for b in self.versions if version_of(self.kind, b).lower() == version.lower()), None)
 
+    def listed(self) -> list[dict]:
+        """The versions in the order ``GET .../versions`` lists them: by version id (what a real
+        Key Vault answer shows; the service documents no order), not creation order."""
+        return sorted(self.versions, key=lambda b: version_of(self.kind, b).lower())
+
 
 def bundle_id(kind: str, bundle: dict) -> str:
     return bundle["key"]["kid"] if kind == "keys" else bundle["id"]
@@ -137,6 +155,9 @@ class VaultStore:
         self.default_scope = default_scope.rstrip("/")   # /subscriptions/<sub>/resourceGroups/<rg>
         self._objects: dict[tuple[str, str, str], VaultObject] = {}
         self._bases: dict[str, str] = {}                 # vault -> "https://<vault>.vault.azure.net"
+        # the callers reach every vault through an approved private endpoint (world flag
+        # ``keyvault_private_access``): a vault with public network access disabled still serves them
+        self.private_access = False
 
     # ---- addressing ------------------------------------------------------------------
     def base(self, vault: str) -> str:
@@ -152,6 +173,38 @@ class VaultStore:
             return res["id"]
         parts = [p for p in self.default_scope.split("/") if p]
         return vault_arm_id(parts[1], parts[3], vault.lower())
+
+    # ---- network ---------------------------------------------------------------------
+    def check_network(self, vault: str, claims: dict | None) -> None:
+        """Key Vault's firewall for a public caller: when the vault's ARM resource has
+        ``publicNetworkAccess`` ``Disabled`` (any case) and ``private_access`` is off, every
+        data-plane request (after the bearer challenge: the message names the caller from its
+        token) is refused as real Key Vault refuses it (the message's three lines joined by CRLF)::
+
+            403 {"error": {"code": "Forbidden", "message": "Public network access is disabled and
+                 request is not from a trusted service nor via an approved private link.
+                 Caller: appid=…;oid=…;iss=https://sts.windows.net/<tenant>/
+                 Vault: <vault>;location=<region>", "innererror": {"code": "ForbiddenByConnection"}}}
+
+        Key Vault's other firewall refusal (``networkAcls`` ``defaultAction: Deny`` and a caller
+        outside its rules: innererror ``ForbiddenByFirewall``) is not emulated.
+
+        A vault without an ARM resource in the store is not locked down (nothing says it is)."""
+        if self.private_access:
+            return
+        res = self.arm.find_by_type_and_name("Microsoft.KeyVault/vaults", vault)
+        props = (res or {}).get("properties")
+        access = props.get("publicNetworkAccess") if isinstance(props, dict) else None
+        if not isinstance(access, str) or access.lower() != "disabled":
+            return
+        c = claims or {}
+        raise KeyVaultError(
+            403, "Forbidden",
+            "Public network access is disabled and request is not from a trusted service nor via an approved "
+            f"private link.\r\nCaller: appid={c.get('appid') or ''};oid={c.get('oid') or ''};"
+            f"iss=https://sts.windows.net/{self.arm.tenant_id}/\r\nVault: {vault.lower()};"
+            f"location={str((res or {}).get('location') or '')}",
+            "ForbiddenByConnection")
 
     # ---- reads -----------------------------------------------------------------------
     def find(self, kind: str, vault: str, name: str) -> VaultObject | None:
@@ -194,6 +247,7 @@ class VaultStore:
                     raise ValueError(f"a {_SINGULAR[kind]} bundle needs {'key.kid' if kind == 'keys' else 'id'}") from exc
                 if collection != kind or not version:
                     raise ValueError(f"{bundle_id(kind, bundle)!r} is not a versioned {_SINGULAR[kind]} id")
+                _check_seconds(bundle)
                 self._bases.setdefault(vault, base)
                 obj = self._objects.setdefault((kind, vault, name.lower()), VaultObject(kind, vault, name))
                 obj.versions = [b for b in obj.versions if version_of(kind, b).lower() != version.lower()]
@@ -314,6 +368,18 @@ class VaultStore:
                             b["key"] = {k: v for k, v in b["key"].items() if k not in KEY_MATERIAL}
                     out[kind].append(b)
         return out
+
+
+def _check_seconds(bundle: dict) -> None:
+    """A seeded bundle's timestamps are whole seconds since the epoch, as Key Vault answers them
+    (``"created": 1700000000``): a fraction would order versions the real service cannot tell apart."""
+    attrs = bundle.get("attributes") or {}
+    for key in TIMESTAMP_ATTRIBUTES:
+        value = attrs.get(key) if isinstance(attrs, dict) else None
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+            ident = bundle_id("keys" if "key" in bundle else "secrets", bundle)
+            raise ValueError(f"{ident!r}: attributes.{key} must be whole seconds since the epoch (an integer), "
+                             f"as Key Vault answers, not {value!r}")
 
 
 def _check_body(body: Any, allowed: frozenset[str], kind: str) -> dict:

@@ -16,15 +16,20 @@ True in production). The SDK caches the challenge per host:port and per package 
 each keep their own cache), so only a client's first request in the process is unauthenticated.
 Faults are not applied to these unauthenticated requests, so ``times`` counts real operations.
 
+Network: an authenticated request to a vault whose ARM resource has ``publicNetworkAccess``
+``Disabled`` gets Key Vault's 403 ``Forbidden`` / innererror ``ForbiddenByConnection`` unless the
+emulator's callers are declared private (``emu.vaults.private_access``; see
+``VaultStore.check_network``).
+
 Routes (``api-version``: one of :data:`KEYVAULT_API_VERSIONS`, the installed SDKs' defaults among them)::
 
     GET   /secrets                       list (current versions, no values), paged
     GET   /secrets/{name}[/]             current version (403 SecretDisabled if disabled)
     PUT   /secrets/{name}                set: new version, event SecretNewVersionCreated
-    GET   /secrets/{name}/versions       list versions (no values), paged
+    GET   /secrets/{name}/versions       list versions (no values), paged, by version id
     GET   /secrets/{name}/{version}
     PATCH /secrets/{name}/[{version}]    update properties (no value in the answer, no event)
-    GET   /keys, /keys/{name}[/{version}], /keys/{name}/versions
+    GET   /keys, /keys/{name}[/{version}], /keys/{name}/versions   (versions by version id)
     PATCH /keys/{name}/[{version}]       update properties
     POST  /keys/{name}/rotate            new version, event KeyNewVersionCreated
 
@@ -69,8 +74,10 @@ class KeyVaultRoute:
 
     def handle(self, emu: "AzureEmulator", req: EmuRequest) -> EmuResponse:
         self._authenticate(emu, req)
-        self._check_api_version(req)
         vault, rest = req.segments[1].lower(), req.segments[2:]
+        with emu.store.lock:
+            emu.vaults.check_network(vault, req.claims)
+        self._check_api_version(req)
         collection = rest[0].lower() if rest else ""
         if collection not in ("secrets", "keys"):
             raise KeyVaultError(501, "NotImplemented",
@@ -95,7 +102,7 @@ class KeyVaultRoute:
             obj = kv.find("secrets", vault, rest[0])
             if obj is None or not obj.versions:
                 return _page(emu, req, vault, [])       # Key Vault lists nothing for an unknown name
-            return _page(emu, req, vault, [_item("secrets", kv, obj, b, versioned=True) for b in obj.versions])
+            return _page(emu, req, vault, [_item("secrets", kv, obj, b, versioned=True) for b in obj.listed()])
         if len(rest) == 2 and m == "GET":
             return EmuResponse(200, _readable_secret(kv.get("secrets", vault, rest[0], rest[1])))
         if len(rest) in (1, 2) and m == "PATCH":          # no version: the current one
@@ -114,7 +121,7 @@ class KeyVaultRoute:
             return EmuResponse(200, copy.deepcopy(kv.get("keys", vault, rest[0])))
         if len(rest) == 2 and rest[1].lower() == "versions" and m == "GET":
             obj = kv.find("keys", vault, rest[0])
-            items = [_item("keys", kv, obj, b, versioned=True) for b in obj.versions] if obj else []
+            items = [_item("keys", kv, obj, b, versioned=True) for b in obj.listed()] if obj else []
             return _page(emu, req, vault, items)
         if len(rest) == 2 and rest[1].lower() == "rotate" and m == "POST":
             return EmuResponse(200, copy.deepcopy(kv.rotate_key(vault, rest[0])))

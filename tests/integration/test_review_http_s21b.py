@@ -62,7 +62,8 @@ def _secrets_harness(harness, tmp_path, planted):
     d = tmp_path / "secrets"
     d.mkdir(exist_ok=True)
     (d / "ml-secrets.yaml").write_text(textwrap.dedent(POLICY))
-    world = {"secrets": [_bundle(SECRET, planted["api"]), _bundle("api-token", planted["dbx"])]}
+    world = {"keyvault_private_access": True,
+             "secrets": [_bundle(SECRET, planted["api"]), _bundle("api-token", planted["dbx"])]}
     return harness([b.key_vault(pna="Disabled", rbac=True)], world=world, extra_metadata=[d])
 
 

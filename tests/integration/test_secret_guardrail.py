@@ -74,6 +74,7 @@ def _harness(harness, tmp_path, planted, *, mode="enforce", extra_secrets=()):
     d.mkdir(exist_ok=True)
     (d / "ml-secrets.yaml").write_text(textwrap.dedent(POLICY.format(mode=mode)))
     world = {
+        "keyvault_private_access": True,     # the vault is private: the guardrail reaches it through its endpoint
         "secrets": [_bundle("storage-connection", planted["conn"]), _bundle("api-token", planted["api"]),
                     _bundle("databricks-token", planted["dbx"]), *extra_secrets],
         "keys": [{"key": {"kid": f"https://{VAULT}.vault.azure.net/keys/cmk-storage/{'a' * 32}", "kty": "RSA",

@@ -239,7 +239,7 @@ def _tagged_harness(harness, tmp_path, planted, tags):
     d = tmp_path / "secrets"
     d.mkdir(exist_ok=True)
     (d / "ml-secrets.yaml").write_text(textwrap.dedent(POLICY.format(mode="enforce")))
-    world = {"secrets": [_bundle("storage-connection", planted["conn"], tags=tags)],
+    world = {"keyvault_private_access": True, "secrets": [_bundle("storage-connection", planted["conn"], tags=tags)],
              "storageKeys": {ACCOUNT: [{"keyName": k, "value": planted[k], "creationTime": "2026-01-01T00:00:00Z"}
                                        for k in ("key1", "key2")]}}
     return harness([b.storage(pna="Disabled", blob=False), b.key_vault(pna="Disabled", rbac=True)], world=world,
