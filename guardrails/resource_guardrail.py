@@ -88,6 +88,9 @@ class ResourceGuardrail:
         approved_pe: int | None = None          # approved private endpoint connections (read once)
         pe_waived: list[ViolationRecord] = []   # enforced although no private endpoint is approved
         own = snapshot.resource_id.lower() in self.svc.settings.own_resource_ids
+        rotates_here = rtype.name.lower() == KEY_VAULT_TYPE and self._rotates_in(rid)
+        if rotates_here:
+            approved_pe = approved_private_endpoints(snapshot)
         for r in results:
             rec = ViolationRecord(policy=r.policy.ref, rule=r.rule.id, property=r.rule.property,
                                   before=r.before, after=r.change.after if r.change else None, outcome="violation")
@@ -102,6 +105,8 @@ class ResourceGuardrail:
                 _found(row, rec, r, "notify only")
             elif own:
                 _found(row, rec, r, OWN_RESOURCE_TEXT)
+            elif rotates_here and r.rule.property.lower() in NETWORK_CLOSING and not approved_pe:
+                _found(row, rec, r, ROTATES_HERE_TEXT)
             elif pe_rule is not None and not approved_pe and pe_rule.when_missing == "notify":
                 # disabling public access now would cut off every client: no private path exists yet
                 _found(row, rec, r, "not reverted: no approved private endpoint connection; public access stays "
@@ -238,6 +243,14 @@ class ResourceGuardrail:
         planned.time = ctx.now.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
         publisher.intend(planned)
 
+    def _rotates_in(self, rid) -> bool:
+        """Whether a secrets policy in force governs this vault: the guardrails then read and
+        write its data plane (rotations, exposures), over its public endpoint unless it has a
+        private one."""
+        name = rid.name or ""
+        return any(p.mode != "off" and p.governs(name)
+                   for p in getattr(self.svc.policies.get(), "secret_policies", ()))
+
     def _read_now(self, ctx, rid: str, rtype: ResourceType) -> ResourceSnapshot:
         """A read right before a write that sends what it read back (kept for the burst)."""
         sent = self.svc.snapshots.now()
@@ -364,6 +377,12 @@ def merge_targets(to_apply) -> tuple[dict[str, Any], set[str]]:
     return desired, conflicts
 
 
+KEY_VAULT_TYPE = "microsoft.keyvault/vaults"
+# fixes that close a resource's public network path
+NETWORK_CLOSING = frozenset({"properties.publicnetworkaccess", "properties.networkacls.defaultaction"})
+ROTATES_HERE_TEXT = ("not reverted: the guardrails rotate secrets in this vault (a secrets policy governs it) "
+                     "and it has no approved private endpoint connection; closing its public endpoint would "
+                     "lock them out of it: add a private endpoint (GUARDRAILS_PRIVATE_NETWORKING) first")
 OWN_RESOURCE_TEXT = ("not reverted: one of the guardrails' own resources (GUARDRAILS_OWN_RESOURCE_IDS); "
                      "a fix could cut the guardrails off from themselves: change it in their infrastructure")
 

@@ -20,6 +20,20 @@ from .transport import client_options
 
 
 FORBIDDEN = "forbidden"                 # any other 403: the identity lacks the data-plane role
+# the vault refuses the caller's network path (public access disabled, or its firewall): no role helps
+NETWORK_FORBIDDEN = "network_forbidden"
+_NETWORK_CODES = frozenset({"forbiddenbyconnection", "forbiddenbyfirewall"})
+
+
+def _network(cause: BaseException | None) -> bool:
+    """Whether Key Vault's 403 refuses the caller's network path (``innererror.code``
+    ``ForbiddenByConnection`` / ``ForbiddenByFirewall``, or its "Public network access is
+    disabled" sentence) rather than its identity."""
+    error = getattr(cause, "error", None)
+    inner = getattr(error, "innererror", None) or {}
+    code = str(inner.get("code") or "") if isinstance(inner, dict) else ""
+    message = str(getattr(error, "message", "") or "").lower()
+    return code.lower() in _NETWORK_CODES or "public network access is disabled" in message
 
 
 def _disabled(cause: BaseException | None) -> bool:
@@ -89,7 +103,8 @@ class KeyVaultGateway:
         except ArmError as exc:
             if exc.status == 403 and exc.reason == ArmError.reason:
                 # not transient: a disabled version (its value cannot be read) or a missing role
-                exc.reason = SECRET_DISABLED if _disabled(exc.__cause__) else FORBIDDEN
+                exc.reason = (SECRET_DISABLED if _disabled(exc.__cause__)
+                              else NETWORK_FORBIDDEN if _network(exc.__cause__) else FORBIDDEN)
             raise
 
     @staticmethod

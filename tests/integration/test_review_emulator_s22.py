@@ -226,18 +226,26 @@ def _locked_vault_harness(harness, tmp_path, planted):
     return harness([b.key_vault(VAULT, pna="Enabled", rbac=True)], world=world, extra_metadata=[d])
 
 
-def test_a_vault_the_guardrail_made_private_refuses_its_rotation_until_it_comes_through_a_private_endpoint(
-        harness, tmp_path, planted, caplog):
+def test_a_vault_the_guardrails_rotate_in_is_not_closed_without_a_private_endpoint(harness, tmp_path, planted, caplog):
+    """keyvault-private would close the vault's public endpoint; the guardrails rotate secrets in it
+    (a secrets policy governs it) and, with no private endpoint, reach it over that endpoint: the fix
+    is held and the owner told. Closed by hand anyway, the vault refuses the rotation for the network
+    (``network_forbidden``, not a missing role). With an approved private endpoint, the fix is made."""
     caplog.set_level(logging.DEBUG)
     h = _locked_vault_harness(harness, tmp_path, planted)
     vault_id = b.key_vault(VAULT)["id"]
-    fixed = h.deliver(b.write_event(vault_id, "Microsoft.KeyVault/vaults"))
-    assert fixed.verdict == "remediated", fixed.message                            # keyvault-private disabled it
-    assert h.resource(vault_id)["properties"]["publicNetworkAccess"] == "Disabled"
+    held = h.deliver(b.write_event(vault_id, "Microsoft.KeyVault/vaults"))
+    (pna,) = [v for v in held.violations if v.rule == "public-network-access-disabled"]
+    assert (held.verdict, pna.outcome, held.notify) == ("violation", "violation", True)
+    assert "lock them out" in pna.message and h.writes() == []
+    assert h.resource(vault_id)["properties"]["publicNetworkAccess"] == "Enabled"
 
+    live = h.resource(vault_id)                       # someone closes it anyway
+    live["properties"]["publicNetworkAccess"] = "Disabled"
+    h.emu.put(live)
     event = _event(h, "SecretNearExpiry", "api-token")
     row = h.deliver(event)
-    assert row.verdict == "failed" and row.reason == "forbidden", (row.verdict, row.reason, row.message)
+    assert row.verdict == "failed" and row.reason == "network_forbidden", (row.verdict, row.reason, row.message)
     assert len(h.emu.secret_versions(VAULT, "api-token")) == 1                     # nothing rotated
     texts = [json.dumps(r.to_dict(), default=str) for r in (*h.recorder.rows, *h.stored_rows())]
     texts += [r.getMessage() for r in caplog.records]
@@ -248,6 +256,19 @@ def test_a_vault_the_guardrail_made_private_refuses_its_rotation_until_it_comes_
     assert row.verdict == "remediated", row.message
     versions = h.emu.secret_versions(VAULT, "api-token")
     assert len(versions) == 2 and versions[-1]["value"] != planted["api"]
+
+    # a private endpoint is approved: the guardrail may now close the public endpoint (reopened meanwhile)
+    live = h.resource(vault_id)
+    live["properties"]["publicNetworkAccess"] = "Enabled"
+    live["properties"]["privateEndpointConnections"] = [{
+        "id": f"{vault_id}/privateEndpointConnections/pe-kv", "name": "pe-kv",
+        "properties": {"privateEndpoint": {"id": b.rid("Microsoft.Network", "privateEndpoints", "pe-kv")},
+                       "privateLinkServiceConnectionState": {"status": "Approved", "description": ""},
+                       "provisioningState": "Succeeded"}}]
+    h.emu.put(live)
+    fixed = h.deliver(b.write_event(vault_id, "Microsoft.KeyVault/vaults"))
+    assert [v.outcome for v in fixed.violations if v.rule == "public-network-access-disabled"] == ["remediated"]
+    assert h.resource(vault_id)["properties"]["publicNetworkAccess"] == "Disabled"
 
 
 # ---- 3. the order Key Vault lists versions in, and whole-second timestamps ------------------------
