@@ -39,4 +39,5 @@ def test_the_configured_proxy_is_used(azurite, monkeypatch):
 def test_options_keep_the_callers_and_add_the_ca_bundle(monkeypatch):
     monkeypatch.delenv("GUARDRAILS_HTTPS_PROXY", raising=False)
     assert client_options("/ca.pem", retry_total=0) == {"retry_total": 0, "use_env_settings": False,
-                                                        "connection_verify": "/ca.pem"}
+                                                        "connection_verify": "/ca.pem", "connection_timeout": 5.0}
+    assert client_options(connection_timeout=2)["connection_timeout"] == 2      # the caller's own wins
