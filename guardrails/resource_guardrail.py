@@ -263,9 +263,12 @@ class ResourceGuardrail:
         """Send the merged fix and confirm it; the write's correlation id (None: nothing sent).
         ``read_here``: the snapshot was read by this decision (not reused from the cache or a
         listed body), which a PATCH that sends a member whole relies on (below)."""
-        # one write per resource: every change merged (``_settle_targets`` left no conflict)
-        desired, conflicts = merge_targets(to_apply)
-        ok = [(r, rec) for r, rec in to_apply if r.change.property not in conflicts]
+        # one write per resource: each property set to the value ``_settle_targets`` put on its
+        # records before the rails (the rails may have let only some of the merged policies through:
+        # merging again would pick another value than the records and the intent say)
+        desired: dict[str, Any] = {r.change.property: rec.after for r, rec in to_apply}
+        conflicts: set[str] = set()
+        ok = list(to_apply)
         if not ok:
             return None
         rid = snapshot.resource_id

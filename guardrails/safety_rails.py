@@ -30,6 +30,9 @@ class SafetyRails:
         self.svc = svc
 
     def flip_flop(self, row: AuditRow, rid, to_apply, reasons: list[str]):
+        return self._flip_flop(row, rid, to_apply, reasons)[0]
+
+    def _flip_flop(self, row: AuditRow, rid, to_apply, reasons: list[str]):
         """Count this revert against the resource's flip-flop budget; past it, revert nothing,
         record ``escalated`` with the actors whose changes were reverted, and tell the owner.
         The count keeps what the revert sets out to change (``ResourceGuardrail.recover`` reads it)."""
@@ -42,7 +45,7 @@ class SafetyRails:
         decision = self.svc.escalations.attempt(str(rid), row.actor.to_dict(), rule=rule,
                                                 event=row.event_id or None, intent=intent)
         if decision.allowed:
-            return to_apply
+            return to_apply, decision.counted
         who = describe_actors(decision.actors)
         first = "escalated now" if decision.escalated_now else "still escalated"
         for _r, rec in to_apply:
@@ -54,16 +57,17 @@ class SafetyRails:
         reasons.append("flip_flop")
         emit(log, logging.WARNING, "guardrail_escalated", resource_id=str(rid), reverts=decision.reverts,
              window_minutes=rule.window_minutes, actors=who, escalated_now=decision.escalated_now)
-        return []
+        return [], False
 
     def permit(self, row: AuditRow, rid, to_apply, reasons: list[str]):
         """Both rails in order: the flip-flop budget, then the breaker. A revert the breaker
         refuses entirely gives back the flip-flop count it took (it was never made: the resources
-        touched while a breaker was open would otherwise stay escalated after its reset)."""
+        touched while a breaker was open would otherwise stay escalated after its reset). Only a
+        count this call took: a redelivery re-allowed on an earlier delivery's count keeps it (that
+        revert may have been made: its read-back disagreed)."""
         counted = False
         if to_apply and self.svc.escalations is not None:
-            to_apply = self.flip_flop(row, rid, to_apply, reasons)
-            counted = bool(to_apply)
+            to_apply, counted = self._flip_flop(row, rid, to_apply, reasons)
         if not to_apply:
             return to_apply
         kept = self.breaker_permits(row, rid, to_apply)

@@ -379,7 +379,7 @@ class GuardrailsService(TimerDecisions):
         return rtype
 
     def _confirm_pending(self, ctx: _Ctx, row: AuditRow, rid: str, rtype: ResourceType, pending, *,
-                         via: str, timer: bool = False) -> AuditRow | None:
+                         via: str, timer: bool = False, give_up: bool = False) -> AuditRow | None:
         """Read the resource back and audit each pending fix ``remediated`` (it holds) or
         ``failed`` (``not_confirmed``, owner notified); then forget the records."""
         self.snapshots.forget(rid)
@@ -391,6 +391,11 @@ class GuardrailsService(TimerDecisions):
                 self.pending.remove(rid, key)
             return self._finish(ctx, row, "ignored", "resource_not_found", "the resource no longer exists", timer=timer)
         except ArmError as exc:
+            if give_up:
+                for key, _rec in pending:
+                    self.pending.remove(rid, key)
+                return self._finish(ctx, row, "failed", exc.reason,
+                                    f"{len(pending)} pending fix(es) never confirmed, forgotten: {exc}", timer=timer)
             self._finish(ctx, row, "failed", exc.reason, str(exc), timer=timer)
             if timer:
                 return row            # the next sweep tries again: the records stay

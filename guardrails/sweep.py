@@ -104,6 +104,9 @@ class SweepSummary:
 # a fix still ``requested`` this long after its record was written is confirmed by the sweep: longer
 # than any long-running write should take (an ML online deployment's update: tens of minutes)
 PENDING_STALE_SECONDS = 3600.0
+# one the sweep still cannot confirm this long after it was written (its resource unreadable: a
+# subscription left the estate, a role was taken away) is audited once more and forgotten
+PENDING_GIVE_UP_SECONDS = 2 * 86400.0
 
 
 class _Tally:
@@ -394,14 +397,15 @@ class Sweeper:
         except StoreError as exc:
             tally.error(f"pending fixes: {exc}")
             return
-        for rid, pending in stale:
+        give_up = self._wall() - timedelta(seconds=PENDING_GIVE_UP_SECONDS)
+        for rid, pending, oldest in stale:
             if self._clock() > deadline:
                 tally.truncate()
                 return
             if not pending:
                 continue
             try:
-                row = self.service.confirm_pending(rid, pending, sweep_id=sweep_id)
+                row = self.service.confirm_pending(rid, pending, sweep_id=sweep_id, give_up=oldest < give_up)
             except InvalidArmId:
                 continue
             if row is not None:

@@ -6,15 +6,18 @@ before it is audited (``GuardrailsService._finish(timer=True)``)."""
 
 from __future__ import annotations
 
+import logging
 import uuid
 from typing import Callable
 
 from .decision_context import _CheckTarget, _Ctx, _now_iso, kv_object_id
-from .logs import bound, holding_notices
+from .logs import bound, emit, holding_notices
 from .model.decision import AuditRow, ViolationRecord
 from .model.resource import ResourceSnapshot
 
 DEAD_LETTER_EVENT_TYPE = "Guardrails.DeadLetter"
+
+log = logging.getLogger("guardrails")
 
 
 def _gate(notice_gate: Callable[..., str | None] | None, row: AuditRow, held: list) -> None:
@@ -75,11 +78,12 @@ class TimerDecisions:
             _gate(notice_gate, row, held)
             return self._finish(ctx, row, row.verdict, row.reason, row.message, timer=True)
 
-    def confirm_pending(self, resource_id: str, pending, *, sweep_id: str) -> AuditRow | None:
+    def confirm_pending(self, resource_id: str, pending, *, sweep_id: str, give_up: bool = False) -> AuditRow | None:
         """A sweep's confirmation of fixes left ``requested`` whose own write event never settled
         them (it arrived before the record was written, or was lost): the resource is read back
         and each fix audited ``remediated`` or ``failed``, as its write event would have; the
-        records go. None when no guardrail covers the type any more (the records stay)."""
+        records go. ``give_up``: a read that fails forgets them too (audited ``failed``, once).
+        A type no guardrail covers any more: nothing can confirm them, they are forgotten (None)."""
         from .model.arm_id import parse_arm_id
 
         start = self._clock()
@@ -87,13 +91,17 @@ class TimerDecisions:
         rid = parse_arm_id(resource_id)
         rtype = self._own_write_type(rid)
         if rtype is None:
+            for key, _rec in pending:
+                self.pending.remove(str(rid), key)
+            emit(log, logging.WARNING, "guardrail_pending_fix_dropped", resource_id=str(rid), count=len(pending),
+                 reason="type_not_covered")
             return None
         row = AuditRow(event_id=f"{sweep_id}:{ctx.delivery_id}"[:256], event_type="Guardrails.Sweep",
                        resource_id=str(rid), verdict="ignored", delivery_id=ctx.delivery_id,
                        correlation_id=sweep_id[:128])
         with bound(delivery_id=ctx.delivery_id, resource_id=str(rid)), self._resource_lock(str(rid)):
             return self._confirm_pending(ctx, row, str(rid), rtype, pending, via="confirmed by the sweep",
-                                         timer=True)
+                                         timer=True, give_up=give_up)
 
     def reconcile_secret(self, vault: str, name: str, version: str | None, *, kind: str, sweep_id: str,
                          remediate: bool = True, object_type: str = "Secret",

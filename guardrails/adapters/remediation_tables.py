@@ -67,11 +67,15 @@ def admit(times: list, keys: list[list], *, now: float, window_seconds: float, m
 
 
 def _times_of(entity) -> list:
+    """The window as stored: ``buckets`` ([first, last, count] entries) when this release wrote
+    it (its ``times`` is then a mirror for an earlier release), else the bare ``times`` an
+    earlier release wrote (its REPLACE drops ``buckets``)."""
+    name = "buckets" if entity.get("buckets") else "times"
     try:
-        times = json.loads(entity.get("times") or "[]")
+        values = json.loads(entity.get(name) or "[]")
     except ValueError:
         return []
-    return times if isinstance(times, list) else []
+    return values if isinstance(values, list) else []
 
 
 def _keys_of(entity) -> list[list]:
@@ -108,9 +112,12 @@ class TableBreakerStore:
         keys = list(keys)
         while len(json.dumps(keys)) > _MAX_STRING and keys:
             keys = keys[1:]               # oldest first: a dropped key only costs a redelivery one more permit
+        # the buckets have a property of their own: an earlier release reads ``times`` as bare
+        # numbers (a bucket there would crash it during a rolling deploy or after a rollback); it
+        # is given each bucket's last time, so it still counts the window, if low
         return {"PartitionKey": pk, "RowKey": rk, "policy": policy_id, "subscription": subscription_id,
-                "times": json.dumps(times), "keys": json.dumps(keys), "open": is_open,
-                "opened_at": now.isoformat() if is_open else ""}
+                "buckets": json.dumps(times), "times": json.dumps([b[1] for b in times]),
+                "keys": json.dumps(keys), "open": is_open, "opened_at": now.isoformat() if is_open else ""}
 
     def _fast_path(self, table, pk, rk, policy_id, subscription_id, max_actions, window_seconds,
                    key) -> bool | None:
@@ -172,11 +179,13 @@ class TableBreakerStore:
                         return allowed
                     except ResourceExistsError:
                         continue
-                if current.get("open"):
-                    return False
                 allowed, counted, times, keys = admit(
                     _times_of(current), _keys_of(current),
                     now=now.timestamp(), window_seconds=window_seconds, max_actions=max_actions, key=key)
+                if current.get("open"):
+                    # open: no new permit; an event's own permit, taken before it opened, stands (as
+                    # the worker that took it answers from its memory); the open state is never cached
+                    return allowed and not counted
                 if allowed and not counted:
                     with self._lock:
                         self._known[pk] = (times, keys, current.metadata["etag"])
@@ -242,25 +251,34 @@ class TablePendingFixes:
         except AzureError as exc:
             raise _store_error("pending fix write", exc) from exc
 
-    def stale(self, before: datetime, *, limit: int = 200) -> list[tuple[str, list[tuple[str, dict[str, Any]]]]]:
-        """Resources with a pending fix written before ``before`` (oldest rows first, at most
-        ``limit`` resources), each with all its pending fixes: fixes whose own write event never
-        settled them (it came before the record was written, or was lost)."""
+    def stale(self, before: datetime, *, limit: int = 200) -> list[tuple[str, list[tuple[str, dict[str, Any]]], datetime]]:
+        """Pending fixes written before ``before``, by resource, oldest first, at most ``limit``
+        resources: (resource id, those fixes only, when the oldest was written). A fix of the same
+        resource written since is not among them: it may still be running. These are the fixes
+        whose own write event never settled them (it came before the record was written, or was
+        lost)."""
         try:
-            rows = self._t.table(self._t.pending_name).query_entities(
-                "Timestamp lt @t", parameters={"t": before}, select=["PartitionKey", "resource_id"])
-            resources: dict[str, str] = {}
-            for r in rows:
-                rid = str(r.get("resource_id") or "")
-                if rid and r["PartitionKey"] not in resources:
-                    resources[r["PartitionKey"]] = rid
-                    if len(resources) >= limit:
-                        break
+            rows = list(self._t.table(self._t.pending_name).query_entities(
+                "Timestamp lt @t", parameters={"t": before},
+                select=["PartitionKey", "RowKey", "resource_id", "Timestamp"]))
         except ResourceNotFoundError:
             return []
         except AzureError as exc:
             raise _store_error("pending fix read", exc) from exc
-        return [(rid, self.list(rid)) for rid in resources.values()]
+        epoch = datetime.min.replace(tzinfo=timezone.utc)
+        rows.sort(key=lambda r: r.metadata.get("timestamp") or epoch)
+        picked: dict[str, tuple[str, set[str], datetime]] = {}
+        for r in rows:
+            rid = str(r.get("resource_id") or "")
+            if not rid:
+                continue
+            if r["PartitionKey"] not in picked:
+                if len(picked) >= limit:
+                    continue
+                picked[r["PartitionKey"]] = (rid, set(), r.metadata.get("timestamp") or epoch)
+            picked[r["PartitionKey"]][1].add(r["RowKey"])
+        return [(rid, [(k, rec) for k, rec in self.list(rid) if k in keys], oldest)
+                for rid, keys, oldest in picked.values()]
 
     def list(self, resource_id: str) -> list[tuple[str, dict[str, Any]]]:
         """Every pending fix of the resource. A record that does not parse (one an older version

@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 from guardrails.coverage import (DELETE_EVENT, FUNCTION_NAME, KEYVAULT_FUNCTION, TOPIC_TYPE, VAULT_TOPIC_TYPE,
-                                 WORKSPACE_TOPIC_TYPE, WRITE_EVENT, destination_for)
+                                 WORKSPACE_TOPIC_TYPE, destination_for)
 
 EVENTS_RG = "rg-guardrails-events"
 
@@ -73,9 +73,11 @@ def event_subscription(subscription_id: str, function_app_id: str, *, operations
     if operations is None:
         from guardrails.permissions import covered_operations
         operations = covered_operations()
+    from guardrails.permissions import RESOURCE_EVENT_TYPES_DELIVERED
     advanced = [{"operatorType": "StringIn", "key": "data.operationName", "values": list(operations)}]
-    return _event_subscription(topic_id(subscription_id, rg=rg), function_app_id, FUNCTION_NAME, [WRITE_EVENT],
-                               advanced, name, properties)
+    # as subscription.bicep lists them: a write, and the failure or cancellation of one
+    return _event_subscription(topic_id(subscription_id, rg=rg), function_app_id, FUNCTION_NAME,
+                               list(RESOURCE_EVENT_TYPES_DELIVERED), advanced, name, properties)
 
 
 def deletions_subscription(subscription_id: str, function_app_id: str, *, operations: Sequence[str] | None = None,

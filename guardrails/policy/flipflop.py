@@ -53,6 +53,7 @@ class FlipFlopDecision:
     escalated_now: bool = False     # this attempt tripped the escalation
     reverts: int = 0                # reverts inside the window (before this attempt)
     actors: tuple[Mapping[str, Any], ...] = field(default=())
+    counted: bool = False           # this attempt took a count (not a redelivery re-allowed)
 
 
 def strictest(settings: Iterable[FlipFlop]) -> FlipFlop:
@@ -117,7 +118,7 @@ def step(state: FlipFlopState | None, *, now: float, actor: Mapping[str, Any] | 
         intents = tuple((k, i) for k, i in intents if any(k == e for e, _t in events))
     new = FlipFlopState(times=times + (now,), actors=actors, escalated=False, last_attempt=now, events=events,
                         intents=_with_intent(intents, event, intent))
-    return new, FlipFlopDecision(True, False, len(times), actors)
+    return new, FlipFlopDecision(True, False, len(times), actors, counted=True)
 
 
 def withdraw(state: FlipFlopState, event: str) -> FlipFlopState:

@@ -176,7 +176,9 @@ class MemoryPending:
         self.items: dict[str, dict[str, dict]] = {}
 
     def stale(self, before, *, limit=200):
-        return [(rid, self.list(rid)) for rid in list(self.items)[:limit] if self.items[rid]]
+        from datetime import datetime, timezone
+        old = datetime.min.replace(tzinfo=timezone.utc)
+        return [(rid, self.list(rid), old) for rid in list(self.items)[:limit] if self.items[rid]]
 
     def add(self, resource_id, event_id, record) -> None:
         self.items.setdefault(resource_id.lower(), {})[event_id] = copy.deepcopy(record)

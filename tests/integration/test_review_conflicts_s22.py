@@ -55,3 +55,32 @@ def test_a_true_conflict_fails_loudly_and_takes_no_permit(harness, tmp_path):
     for policy in ("storage-private", "storage-perimeter"):
         pk, rk = TableBreakerStore._keys(policy, b.SUB)
         assert not list(breakers.query_entities("PartitionKey eq @pk", parameters={"pk": pk})), policy
+
+
+def test_the_value_sent_is_the_value_recorded_when_a_breaker_lets_only_one_policy_through(harness, tmp_path):
+    """Diff review: the records took the merged value (Disabled) before the rails; with storage-
+    private's breaker open only the perimeter policy went through and the write was merged again
+    from its own target (SecuredByPerimeter): the row said Disabled, the resource held the other."""
+    d = _dir(tmp_path, "{in: [Disabled, SecuredByPerimeter]}")
+    (d / "storage-private.yaml").write_text("""\
+id: storage-private
+version: 9
+description: storage private, one fix an hour (test variant)
+mode: enforce
+selector: {resource_types: [Microsoft.Storage/storageAccounts]}
+breaker: {max_actions: 1, window_seconds: 3600}
+rules:
+  - id: public-network-access-disabled
+    property: properties.publicNetworkAccess
+    expect: {equals: Disabled}
+    action: {type: set-property, value: Disabled}
+""")
+    first, res = b.storage(name="stfirst", blob=False), b.storage(name="stsecond", blob=False)
+    h = harness([first, res], extra_metadata=[d])
+    assert h.deliver(b.write_event(first["id"])).verdict == "remediated"     # storage-private's one fix
+    row = h.deliver(b.write_event(res["id"]))
+    by_policy = {v.policy.split("@")[0]: v for v in row.violations}
+    assert by_policy["storage-private"].outcome == "dry_run"                  # its breaker is open
+    sent = by_policy["storage-perimeter"]
+    assert sent.outcome == "remediated"
+    assert h.resource(res["id"])["properties"]["publicNetworkAccess"] == sent.after == "Disabled"

@@ -72,3 +72,53 @@ def test_a_fix_still_running_is_left_for_a_later_sweep(harness, monkeypatch):
     summary = _sweep(h)
     assert len(h.service.pending.list(res["id"])) == 1
     assert not [r for r in h.stored_rows() if r.correlation_id == summary.sweep_id and "confirmed" in r.message]
+
+
+def test_only_the_old_fixes_of_a_resource_are_confirmed_a_fresh_one_waits(harness, monkeypatch):
+    """Diff review: ``stale`` picked resources by their old records and then confirmed every record
+    of them, a fix written seconds before (still running) included: audited failed, its own event
+    then dropped."""
+    import time
+    res = b.storage(name="stoldnew", blob=False)
+    h = harness([res])
+    _fix_with_lost_confirmation(h, res)
+    (old_key, _rec), = h.service.pending.list(res["id"])
+    monkeypatch.setattr(sweep_module, "PENDING_STALE_SECONDS", 1.0)
+    time.sleep(1.5)
+    h.service.pending.add(res["id"], "evt-running", {"event_id": "evt-running", "correlation_id": "c" * 36,
+                                                    "changes": [{"policy": "p@1", "rule": "r", "property":
+                                                                 "properties.allowBlobPublicAccess",
+                                                                 "before": True, "after": False}]})
+    summary = _sweep(h)
+    confirmed = [r for r in h.stored_rows() if r.correlation_id == summary.sweep_id and r.resource_id == res["id"]
+                 and any("confirmed by the sweep" in v.message or "read-back shows" in v.message for v in r.violations)]
+    assert len(confirmed) == 1 and [v.rule for v in confirmed[0].violations] == ["public-network-access-disabled"]
+    assert [k for k, _r in h.service.pending.list(res["id"])] != [old_key]
+    assert [r["event_id"] for _k, r in h.service.pending.list(res["id"])] == ["evt-running"]
+
+
+def test_a_fix_the_sweep_cannot_confirm_for_two_days_is_forgotten_once(harness, monkeypatch):
+    res = b.storage(name="stgone", blob=False)
+    h = harness([res])
+    _fix_with_lost_confirmation(h, res)
+    h.emu.add_fault(method="GET", path_regex="stgone$", status=403)          # the role was taken away
+    monkeypatch.setattr(sweep_module, "PENDING_STALE_SECONDS", -5.0)
+    first = _sweep(h)
+    assert len(h.service.pending.list(res["id"])) == 1                       # tried, kept
+    monkeypatch.setattr(sweep_module, "PENDING_GIVE_UP_SECONDS", -5.0)
+    second = _sweep(h)
+    (gone,) = [r for r in h.stored_rows() if r.correlation_id == second.sweep_id and r.resource_id == res["id"]
+               and "never confirmed, forgotten" in r.message]
+    assert gone.verdict == "failed" and h.service.pending.list(res["id"]) == []
+    third = _sweep(h)
+    assert not [r for r in h.stored_rows() if r.correlation_id == third.sweep_id and "forgotten" in r.message]
+    assert first.sweep_id != second.sweep_id
+
+
+def test_records_of_a_type_no_guardrail_covers_are_dropped(harness, monkeypatch):
+    h = harness([])
+    rid = f"/subscriptions/{b.SUB}/resourceGroups/rg-x/providers/Microsoft.Web/sites/app1"
+    h.service.pending.add(rid, "evt-web", {"event_id": "evt-web", "changes": []})
+    monkeypatch.setattr(sweep_module, "PENDING_STALE_SECONDS", -5.0)
+    _sweep(h)
+    assert h.service.pending.list(rid) == []

@@ -72,8 +72,13 @@ def test_the_window_stays_one_property_past_thousands_of_permits(azurite):
     assert store2.try_acquire("p", b.SUB, max_actions=n + 1, window_seconds=3600, key="last")
     assert not store2.try_acquire("p", b.SUB, max_actions=n + 1, window_seconds=3600, key="over")
     entity = tables.table(tables.breakers_name).get_entity(*TableBreakerStore._keys("p", b.SUB))
-    assert len(json.loads(entity["times"])) <= TIME_BUCKETS and len(entity["times"]) < 32_000
-    assert sum(c for _f, _l, c in json.loads(entity["times"])) == n + 1 and entity["open"] is True
+    assert len(json.loads(entity["buckets"])) <= TIME_BUCKETS and len(entity["buckets"]) < 32_000
+    assert sum(c for _f, _l, c in json.loads(entity["buckets"])) == n + 1 and entity["open"] is True
+    # ``times`` mirrors each bucket's last time as a bare number: what an earlier release reads
+    mirror = json.loads(entity["times"])
+    assert len(mirror) == len(json.loads(entity["buckets"])) and all(isinstance(t, float) for t in mirror)
+    horizon = __import__("time").time() - 3600
+    assert [t for t in mirror if t > horizon] == mirror        # the earlier release's own filter: no TypeError
 
 
 def test_a_state_written_by_the_earlier_release_is_read(azurite):
@@ -149,3 +154,47 @@ def test_reverts_the_breaker_refused_do_not_escalate_the_resource(harness, tmp_p
     h.service.breakers.reset("storage-private", b.SUB)
     assert h.deliver(b.write_event(other["id"])).verdict == "remediated"
     assert h.resource(other["id"])["properties"]["publicNetworkAccess"] == "Disabled"
+
+
+def test_an_events_own_permit_stands_on_every_worker_after_the_breaker_opens(azurite):
+    """Diff review: the worker that took event E1's permit honoured a redelivery of E1 from memory,
+    another worker refused it from the table: the answer depended on the instance. Both honour it
+    now, and neither lets a new event through."""
+    tables = Tables(_service(azurite), "Tbrk" + __import__("uuid").uuid4().hex[:8])
+    tables.ensure()
+    one, two = TableBreakerStore(tables), TableBreakerStore(tables)
+    assert one.try_acquire("p", b.SUB, max_actions=1, window_seconds=600, key="E1")
+    assert not two.try_acquire("p", b.SUB, max_actions=1, window_seconds=600, key="E2")     # trips it
+    assert one.try_acquire("p", b.SUB, max_actions=1, window_seconds=600, key="E1")
+    assert two.try_acquire("p", b.SUB, max_actions=1, window_seconds=600, key="E1")
+    assert not two.try_acquire("p", b.SUB, max_actions=1, window_seconds=600, key="E3")
+    assert not one.try_acquire("p", b.SUB, max_actions=1, window_seconds=600, key="E3")
+    assert two.is_open("p", b.SUB)
+
+
+def test_a_redelivery_refused_by_the_breaker_keeps_the_count_its_first_delivery_took(harness, tmp_path):
+    """Diff review: a revert whose read-back disagreed (failed, redelivered) was counted; when the
+    breaker refused the redelivery, that count was withdrawn though the revert may have been made.
+    Only a count the refused attempt took itself is given back."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+    d = tmp_path / "extra"
+    d.mkdir()
+    (d / "storage-private.yaml").write_text(POLICY.replace("max_actions: 3", "max_actions: 1"))
+    res, other = b.storage(name="stkeep", blob=False), b.storage(name="stother2", blob=False)
+    h = harness([res, other], extra_metadata=[d])
+    h.emu.add_fault(method="PATCH", path_regex="stkeep", status=429, retry_after=60, times=1)
+    event = b.write_event(res["id"])
+    assert h.deliver(event).verdict == "failed"                       # counted for flip-flop, permit taken
+    h.service.breakers.reset("storage-private", b.SUB)
+    assert h.deliver(b.write_event(other["id"])).verdict == "remediated"   # the one permit: gone
+    h.service.breakers._known.clear()                                  # another worker: decides from the table
+    assert h.deliver(event).reason == "circuit_open"                   # its permit went with the reset
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GUARDRAILS_")}
+    env.update(h.env)
+    p = subprocess.run([sys.executable, "-m", "guardrails", "escalation", "status", res["id"]],
+                       cwd=Path(__file__).resolve().parents[2], env=env, capture_output=True, text=True, timeout=60)
+    state = json.loads(p.stdout)["state"]
+    assert state is not None and len(state["times"]) == 1 and [k for k, _t in state["events"]] == [event["id"]]

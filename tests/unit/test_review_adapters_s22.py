@@ -54,7 +54,7 @@ class ScriptedArm(requests.adapters.HTTPAdapter):
         if isinstance(answer, BaseException):
             raise answer
         status, headers, body = answer
-        content = json.dumps(body).encode() if body is not None else b""
+        content = body if isinstance(body, bytes) else json.dumps(body).encode() if body is not None else b""
         raw = urllib3.HTTPResponse(body=io.BytesIO(content), status=status, preload_content=False,
                                    headers={**headers, "Content-Length": str(len(content)),
                                             "Content-Type": "application/json"})
@@ -265,3 +265,13 @@ def test_a_retry_after_past_the_deadline_is_honoured_not_polled_early():
     arm = ScriptedArm(_accepted(**{"Retry-After": "30"}), _status("Succeeded"))
     assert _patch(_gateway(arm, clock), clock, within=10).state == "requested"
     assert [m for m, _u, _h in arm.sent] == ["PATCH"] and clock.slept == []
+
+
+def test_a_status_answer_that_is_not_json_is_requested_at_once():
+    """An unreadable status (a proxy's HTML page with 200) will not read better on the next poll:
+    ``requested`` at once, not polled every second to the deadline (a guard: azure-core reports it
+    as ``BadResponse``, which ``_poll`` takes as unreadable, not as a lost answer)."""
+    clock = Clock()
+    arm = ScriptedArm(_accepted(), (200, {}, b"<html>gateway says hello</html>"), *[_status("Succeeded")] * 5)
+    assert _patch(_gateway(arm, clock), clock).state == "requested"
+    assert len(arm.sent) == 2
