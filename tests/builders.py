@@ -96,6 +96,23 @@ def compute(name="cpu-cluster", *, workspace_name="mlw-prod", node_public_ip: bo
                                                "properties": inner}}
 
 
+def storage_private_policy(*, version: int = 5, max_actions: int = 50, window_seconds: int = 3600) -> str:
+    """The storage-private policy text (public network access disabled) with its own breaker."""
+    return f"""\
+id: storage-private
+version: {version}
+description: storage private, at most {max_actions} fixes in {window_seconds} s per subscription (test variant)
+mode: enforce
+selector: {{resource_types: [Microsoft.Storage/storageAccounts]}}
+breaker: {{max_actions: {max_actions}, window_seconds: {window_seconds}}}
+rules:
+  - id: public-network-access-disabled
+    property: properties.publicNetworkAccess
+    expect: {{equals: Disabled}}
+    action: {{type: set-property, value: Disabled}}
+"""
+
+
 def claims(oid: str = ALICE, *, app_id: str | None = ALICE_APP, upn: str | None = "alice@contoso.com") -> dict:
     c = {"aud": "https://management.core.windows.net/", "iss": f"https://sts.windows.net/{TENANT}/",
          "http://schemas.microsoft.com/identity/claims/objectidentifier": oid,

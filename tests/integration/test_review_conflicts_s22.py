@@ -62,19 +62,7 @@ def test_the_value_sent_is_the_value_recorded_when_a_breaker_lets_only_one_polic
     private's breaker open only the perimeter policy went through and the write was merged again
     from its own target (SecuredByPerimeter): the row said Disabled, the resource held the other."""
     d = _dir(tmp_path, "{in: [Disabled, SecuredByPerimeter]}")
-    (d / "storage-private.yaml").write_text("""\
-id: storage-private
-version: 9
-description: storage private, one fix an hour (test variant)
-mode: enforce
-selector: {resource_types: [Microsoft.Storage/storageAccounts]}
-breaker: {max_actions: 1, window_seconds: 3600}
-rules:
-  - id: public-network-access-disabled
-    property: properties.publicNetworkAccess
-    expect: {equals: Disabled}
-    action: {type: set-property, value: Disabled}
-""")
+    (d / "storage-private.yaml").write_text(b.storage_private_policy(version=9, max_actions=1))
     first, res = b.storage(name="stfirst", blob=False), b.storage(name="stsecond", blob=False)
     h = harness([first, res], extra_metadata=[d])
     assert h.deliver(b.write_event(first["id"])).verdict == "remediated"     # storage-private's one fix

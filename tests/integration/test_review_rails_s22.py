@@ -15,19 +15,7 @@ from tests import builders as b
 
 pytestmark = pytest.mark.integration
 
-POLICY = """
-id: storage-private
-version: 5
-description: storage private, at most 3 fixes an hour per subscription
-mode: enforce
-selector: {resource_types: [Microsoft.Storage/storageAccounts]}
-breaker: {max_actions: 3, window_seconds: 3600}
-rules:
-  - id: public-network-access-disabled
-    property: properties.publicNetworkAccess
-    expect: {equals: Disabled}
-    action: {type: set-property, value: Disabled}
-"""
+POLICY = b.storage_private_policy(max_actions=3)
 
 
 def _policy_dir(tmp_path):
@@ -137,7 +125,7 @@ def test_reverts_the_breaker_refused_do_not_escalate_the_resource(harness, tmp_p
     from pathlib import Path
     d = tmp_path / "extra"
     d.mkdir()
-    (d / "storage-private.yaml").write_text(POLICY.replace("max_actions: 3", "max_actions: 1"))
+    (d / "storage-private.yaml").write_text(b.storage_private_policy(max_actions=1))
     first, other = b.storage(name="stfirst", blob=False), b.storage(name="stother", blob=False)
     h = harness([first, other], extra_metadata=[d])
     assert h.deliver(b.write_event(first["id"])).verdict == "remediated"
@@ -182,7 +170,7 @@ def test_a_redelivery_refused_by_the_breaker_keeps_the_count_its_first_delivery_
     from pathlib import Path
     d = tmp_path / "extra"
     d.mkdir()
-    (d / "storage-private.yaml").write_text(POLICY.replace("max_actions: 3", "max_actions: 1"))
+    (d / "storage-private.yaml").write_text(b.storage_private_policy(max_actions=1))
     res, other = b.storage(name="stkeep", blob=False), b.storage(name="stother2", blob=False)
     h = harness([res, other], extra_metadata=[d])
     h.emu.add_fault(method="PATCH", path_regex="stkeep", status=429, retry_after=60, times=1)
