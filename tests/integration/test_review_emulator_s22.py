@@ -139,44 +139,33 @@ def _definition_reads(h) -> list[str]:
     return [q["path"] for q in h.arm_requests("GET") if "/roleDefinitions/" in q["path"]]
 
 
-def test_storage_account_contributor_at_subscription_scope_is_judged_by_its_permissions_and_kept(harness, tmp_path):
+def test_storage_account_contributor_at_subscription_scope_is_judged_by_its_permissions_and_removed(harness, tmp_path):
     """The shipped least-privilege policy: Storage Account Contributor is not in ``privileged.roles``,
-    and its permissions (``Microsoft.Storage/storageAccounts/*``, so ``listkeys/action`` too) reach
-    none of ``custom_role_actions`` (``*`` needs a provider wildcard; ``Microsoft.Authorization/*/write``;
-    Key Vault access policies) nor ``custom_role_data_actions`` (it has no data actions): allowed,
-    kept. A storage account key is a data key, but the baseline does not call ``listKeys`` privileged."""
+    but its permissions (``Microsoft.Storage/storageAccounts/*``) reach ``listKeys/action``, which
+    ``custom_role_actions`` names since version 2 (a storage account's key opens all of its data;
+    at subscription scope, every account's): removed. Its definition is read from ARM (the
+    catalogue does not hold it), the path "built-ins the catalogue does not hold are judged by their
+    permissions" exercised on ARM's own definition."""
     grant = b.role_assignment("", b.BOB, role_id=SAC)
     h = _role_harness(harness, tmp_path, [grant])
     row = h.deliver(b.role_event(grant))
-    assert row.verdict == "compliant", row.message
-    assert row.message == f"allowed: Storage Account Contributor for User {b.BOB} at {SUB_SCOPE}"
-    assert h.emu.get_role_assignment(grant["id"]) is not None                      # kept
-    assert _definition_reads(h) == [f"{SUB_SCOPE}{DEFS}{SAC}"]                     # read from ARM, not the catalogue
-    assert not h.writes()
-
-
-def test_storage_account_contributor_is_removed_where_a_policy_calls_listkeys_privileged(harness, tmp_path):
-    """The same assignment under a policy that names the data-key action: removed, as a custom role
-    granting it would be (the path "built-ins the catalogue does not hold are judged by their
-    permissions", exercised on ARM's own definition)."""
-    grant = b.role_assignment("", b.BOB, role_id=SAC)
-    h = _role_harness(harness, tmp_path, [grant], extra_policy="""
-        id: rbac-storage-keys
-        version: 1
-        kind: role-assignments
-        description: a storage account key opens all of the account's data
-        mode: enforce
-        privileged:
-          custom_role_actions: [Microsoft.Storage/storageAccounts/listkeys/action]
-        action: {type: delete-role-assignment}
-        """)
-    row = h.deliver(b.role_event(grant))
     assert row.verdict == "remediated", row.message
     (v,) = row.violations
-    assert v.policy.startswith("rbac-storage-keys") and v.rule == "privileged-at-subscription"
+    assert v.policy.startswith("rbac-least-privilege@2") and v.rule == "privileged-at-subscription"
     assert v.before["role_name"] == "Storage Account Contributor" and v.before["role_id"] == SAC
     assert h.emu.get_role_assignment(grant["id"]) is None                          # removed
     assert [q["method"] for q in h.writes()] == ["DELETE"]
+    assert _definition_reads(h) == [f"{SUB_SCOPE}{DEFS}{SAC}"]                     # read from ARM, not the catalogue
+
+
+def test_storage_account_contributor_on_one_resource_group_is_kept(harness, tmp_path):
+    """Below subscription scope the privileged lists do not apply: the same role on one resource
+    group (its accounts' keys only) stays."""
+    grant = b.role_assignment("", b.BOB, role_id=SAC, scope=b.rg_id())
+    h = _role_harness(harness, tmp_path, [grant])
+    row = h.deliver(b.role_event(grant))
+    assert row.verdict == "compliant", row.message
+    assert h.emu.get_role_assignment(grant["id"]) is not None and not h.writes()
 
 
 def test_a_builtin_outside_the_catalogue_that_writes_role_assignments_is_removed(harness, tmp_path):
