@@ -3,7 +3,7 @@
     metadata validate [--metadata DIR ...]     three-pass validation of policy files
     metadata sync [--metadata DIR ...]         validate, then make the policy table hold exactly them
     simulate --world W --events E [--metadata DIR] --out R
-    breaker reset|status POLICY SUBSCRIPTION   close (or show) a policy's circuit breaker
+    breaker reset|status POLICY SCOPE          close (or show) a policy's circuit breaker (subscription, keyvault:<vault>, tenant)
     escalation reset|status RESOURCE_ID        end (or show) a resource's flip-flop escalation
                                                (or a re-granted role's: 'rolegrant:<scope>|<principal>|<role>')
     sweep [--subscription ID] [--management-group MG] [--dry-run] [--expiry]   reconciling sweep (or expiry run)
@@ -51,12 +51,14 @@ def _parser() -> argparse.ArgumentParser:
     sim.add_argument("--out", required=True)
     sim.add_argument("--include-secret-values", action="store_true",
                      help="dump secret and storage-key values in the result's world (redacted by default)")
-    br = sub.add_parser("breaker", help="circuit breaker of a policy in a subscription")
+    br = sub.add_parser("breaker", help="circuit breaker of a policy in a subscription (or a vault)")
     brsub = br.add_subparsers(dest="action", required=True)
     for name in ("reset", "status"):
         a = brsub.add_parser(name)
         a.add_argument("policy")
-        a.add_argument("subscription")
+        a.add_argument("subscription", metavar="SCOPE",
+                       help="a subscription id; keyvault:<vault> for a secrets policy's rotations in one vault; "
+                            "tenant for role removals above any subscription (management groups, the root)")
     esc = sub.add_parser("escalation", help="flip-flop escalation of one resource (or role grant key)")
     escsub = esc.add_subparsers(dest="action", required=True)
     for name in ("reset", "status"):
@@ -285,16 +287,31 @@ def _escalation(args) -> int:
     return 0
 
 
+def _breaker_scope(text: str) -> str:
+    """The breaker's scope as the guardrails key it: a subscription id; ``keyvault:<vault>`` (a
+    secrets policy's rotations, per vault); ``tenant`` -> "" (role removals above a subscription)."""
+    from .errors import InvalidArmId
+    from .model.arm_id import parse_scope
+    from .model.keyvault_events import _VAULT as VAULT_NAME
+    from .simulate import UsageError
+    value = text.strip()
+    if value.lower() == "tenant":
+        return ""
+    if value.lower().startswith("keyvault:"):
+        vault = value.split(":", 1)[1]
+        if not VAULT_NAME.fullmatch(vault):
+            raise UsageError(f"{vault[:60]!r} is not a vault name")
+        return f"keyvault:{vault.lower()}"
+    try:
+        return parse_scope(f"/subscriptions/{value}").subscription_id
+    except InvalidArmId:
+        raise UsageError(f"{value[:60]!r} is not a subscription id, keyvault:<vault> or tenant") from None
+
+
 def _breaker(args) -> int:
     from .adapters.remediation_tables import TableBreakerStore
-    from .model.arm_id import parse_scope
     from .settings import Settings
-    from .simulate import UsageError
-    from .errors import InvalidArmId
-    try:
-        sub = parse_scope(f"/subscriptions/{args.subscription}").subscription_id
-    except InvalidArmId:
-        raise UsageError(f"{args.subscription[:60]!r} is not a subscription id") from None
+    sub = _breaker_scope(args.subscription)
     tables = _tables(Settings.from_env())
     tables.ensure()
     store = TableBreakerStore(tables)

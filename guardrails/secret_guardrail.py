@@ -199,8 +199,9 @@ class SecretGuardrail:
             if exposed:
                 # nothing revisits an exposure (the sweep looks at expiry dates): the owner must act
                 rec = self._record(policy, rule, before, None, "violation",
-                                   "circuit open: the exposed secret was NOT rotated; rotate it by hand or reset "
-                                   "the breaker and report it again")
+                                   "circuit open: the exposed secret was NOT rotated; rotate it by hand, or reset "
+                                   f"the breaker (`guardrails breaker reset {policy.id} keyvault:{ev.vault_name.lower()}`)"
+                                   " and report it again")
                 self._notify(row, ev, ref.owner, rec)
             else:
                 rec = self._record(policy, rule, before, None, "dry_run", "circuit open: rotation not taken until reset")

@@ -4,6 +4,7 @@ write instead of treating it as another worker's."""
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import datetime, timedelta, timezone
 
@@ -74,3 +75,26 @@ def test_metadata_sync_waits_for_a_role_that_is_not_applied_yet(azurite, monkeyp
     clock[0] = 0.0
     assert cli.main(["metadata", "sync"]) == 2                       # default: no wait
     assert "retrying" not in capsys.readouterr().err
+
+
+def test_breaker_commands_reach_a_vaults_and_the_tenants_breakers(azurite, monkeypatch, capsys):
+    """Doc review: secret rotations take their permits per vault (``keyvault:<vault>``) and role
+    removals above a subscription under no subscription; ``breaker reset`` took a subscription id
+    only, so neither could be reset from the CLI (an open breaker never closes by itself)."""
+    from guardrails import cli
+    monkeypatch.setenv("GUARDRAILS_TABLES_CONNECTION", azurite.connection_string)
+    monkeypatch.setenv("GUARDRAILS_TABLE_PREFIX", "Tbrk" + uuid.uuid4().hex[:8])
+    tables = cli._tables(__import__("guardrails.settings", fromlist=["Settings"]).Settings.from_env())
+    tables.ensure()
+    store = TableBreakerStore(tables)
+    for scope in ("keyvault:kv-ml-prod", ""):
+        assert store.try_acquire("p", scope, max_actions=1, window_seconds=600, key="a")
+        assert not store.try_acquire("p", scope, max_actions=1, window_seconds=600, key="b")
+    for arg, scope in (("keyvault:KV-ml-prod", "keyvault:kv-ml-prod"), ("tenant", "")):
+        assert cli.main(["breaker", "status", "p", arg]) == 0
+        assert json.loads(capsys.readouterr().out)["open"] is True
+        assert cli.main(["breaker", "reset", "p", arg]) == 0
+        assert json.loads(capsys.readouterr().out)["had_state"] is True
+        assert not store.is_open("p", scope)
+    assert cli.main(["breaker", "reset", "p", "keyvault:not--a-vault"]) == 2
+    assert cli.main(["breaker", "reset", "p", "nonsense"]) == 2
