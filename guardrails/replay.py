@@ -49,6 +49,17 @@ log = logging.getLogger("guardrails")
 GIVE_UP_AFTER = timedelta(hours=24)    # as Event Grid: a failing event is retried for a day …
 MIN_ATTEMPTS = 3                       # … and at least this many runs
 MAX_FAILING_TRACKED = 500              # failing events with a clock of their own, per blob (fits one property)
+# a failing event is tried again after 15 min, then 30, 1 h, 2 h, 4 h and every 6 h (~9 tries in the
+# day, as Event Grid's own schedule makes ~13), not on every run: each try is an ARM write, an audit
+# row, a decision event and, outside the breaker's window, a new breaker permit, and old failing
+# blobs would take every run's budget from the newer ones behind them
+RETRY_FIRST = timedelta(minutes=15)
+RETRY_MAX = timedelta(hours=6)
+
+
+def next_try(now: datetime, attempts: int) -> datetime:
+    """When a replayed event that failed ``attempts`` times is tried again (pure)."""
+    return now + min(RETRY_MAX, RETRY_FIRST * (2 ** max(0, min(attempts, 16) - 1)))
 SETTLED = frozenset({"replayed", "unreadable", "gave_up"})
 KIND = "deadletter_replay"
 
@@ -181,6 +192,9 @@ class DeadLetterReplayer:
         for dl in parsed.events:
             if dl.index in handled or dl.index in abandoned:
                 continue
+            due = _parse_time(str((failing.get(str(dl.index)) or {}).get("next", "")))
+            if due is not None and due > now:     # failed lately: backing off
+                continue
             if self._clock() > deadline:          # the rest: the next run, from here
                 tally.truncate()
                 save("retrying", f"time budget ended at event {dl.index}")
@@ -233,6 +247,7 @@ class DeadLetterReplayer:
             outcome = "gave up"
         else:
             outcome = "retrying"
+            f["next"] = _iso(next_try(now, f["attempts"]))
         tally.error(f"dead-letter blob {name}, event {dl.index}: {why} ({outcome}, attempt {f['attempts']})")
         emit(log, logging.ERROR, "guardrail_deadletter_replay_failed", blob=name, event_id=dl.event_id[:256],
              attempt=f["attempts"], outcome=outcome, reason=why)

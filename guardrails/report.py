@@ -151,18 +151,23 @@ def build_report(rows: Iterable[AuditRow], *, since: datetime, until: datetime) 
     grants: list[str] = []
     regrants = 0
     coverage: dict[str, AuditRow] = {}
-    decided_at: dict[str, int] = {}         # resource -> index of its latest evaluated row
-    gone_at: dict[str, int] = {}            # resource -> index of the latest row saying it is gone
+    # resource -> when its latest evaluated row read it (the row's time less its duration), and
+    # when the latest row saying it is gone says it went: a delete event's own time (a dead letter
+    # replayed days later must not end a resource re-created since), a 404's row time
+    decided_at: dict[str, float] = {}
+    gone_at: dict[str, float] = {}
     for i, (t, r) in enumerate(inside):
         verdicts[r.verdict] = verdicts.get(r.verdict, 0) + 1
         if r.reason == COVERAGE_REASON and r.verdict in ("violation", "compliant"):
             coverage[r.resource_id.lower()] = r
             continue
         if _is_resource(r.resource_id) and _says_gone(r):
-            gone_at[r.resource_id.lower().rstrip("/")] = i
+            went = parse_time(r.event_time) if r.event_type.lower() in DELETE_EVENT_TYPES else None
+            key = r.resource_id.lower().rstrip("/")
+            gone_at[key] = max(gone_at.get(key, float("-inf")), (went or t).timestamp())
         elif r.verdict not in NOT_EVALUATED and _is_resource(r.resource_id):
             latest[r.resource_id.lower()] = r
-            decided_at[r.resource_id.lower()] = i
+            decided_at[r.resource_id.lower()] = t.timestamp() - max(0.0, float(r.duration_ms or 0.0)) / 1000.0
         if r.verdict == "remediated":
             per_day[t.date().isoformat()] = per_day.get(t.date().isoformat(), 0) + 1
             started = parse_time(r.event_time)
@@ -210,11 +215,11 @@ def _says_gone(r: AuditRow) -> bool:
     return r.event_type.lower() in DELETE_EVENT_TYPES or (r.verdict == "ignored" and r.reason in GONE_REASONS)
 
 
-def _ended(rid: str, decided: int, gone_at: dict[str, int]) -> bool:
-    """Whether the resource, or one of the resources it lives under, is gone after its latest decision."""
+def _ended(rid: str, decided: float, gone_at: dict[str, float]) -> bool:
+    """Whether the resource, or one of the resources it lives under, went after its latest decision read it."""
     path = rid.rstrip("/")
     while path:
-        if gone_at.get(path, -1) > decided:
+        if gone_at.get(path, float("-inf")) > decided:
             return True
         cut = path.rfind("/")
         if cut <= 0 or path[:cut].endswith(("/", ":")):     # stop at "/" and at "https://host"

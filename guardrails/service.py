@@ -360,11 +360,17 @@ class GuardrailsService(TimerDecisions):
             # no pending record can exist for a write this worker saw finish: zero table reads
             return self._finish(ctx, row, "ignored", "own_write", "write made by the guardrail itself")
         pending = self.pending.list(str(event.resource_id))
+        cid = (event.correlation_id or "").lower()
+        mine = [(k, rec) for k, rec in pending if cid and str(rec.get("correlation_id") or "").lower() == cid]
         if event.event_type != WRITE_SUCCESS:
             # a failed or cancelled write ends only the fix it was: another fix of this resource
             # may still be running (and succeed), so only the record of this very write is settled
-            cid = (event.correlation_id or "").lower()
-            pending = [(k, rec) for k, rec in pending if cid and str(rec.get("correlation_id") or "").lower() == cid]
+            pending = mine
+        elif cid:
+            # a success settles its own write's record too: a late or replayed success of an
+            # earlier fix (another worker's, a dead letter's) must not audit a newer fix still
+            # running as failed. Records without a correlation id (an earlier release's) as before
+            pending = mine or [(k, rec) for k, rec in pending if not rec.get("correlation_id")]
         if not pending:
             return self._finish(ctx, row, "ignored", "own_write", "write made by the guardrail itself")
         return self._confirm_pending(ctx, row, str(event.resource_id), rtype, pending,

@@ -64,12 +64,32 @@ def _ensure(tables: Tables, name: str) -> None:
         raise _store_error(f"create table {name}", exc) from exc
 
 
+def _next_offset(v: dict[str, Any]) -> list[int]:
+    """A failing event's next try as whole seconds after its first failure (a short number: 500
+    clocks must fit one property), or nothing."""
+    from ..coverage import _parse_time
+    first, nxt = _parse_time(v.get("first")), _parse_time(v.get("next"))
+    return [max(0, int((nxt - first).total_seconds()))] if first is not None and nxt is not None else []
+
+
+def _next_from(first: str, offset: Any) -> str:
+    from datetime import timedelta
+
+    from ..coverage import _parse_time
+    start = _parse_time(first)
+    try:
+        seconds = int(offset)
+    except (TypeError, ValueError):
+        return ""
+    return "" if start is None else (start + timedelta(seconds=seconds)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
 def _failing_columns(state: dict[str, Any]) -> dict[str, Any]:
-    """A blob's give-up clocks (``replay``): per failing event ``[tries, first failure]`` in one
+    """A blob's give-up clocks (``replay``): per failing event ``[tries, first failure, next try]`` in one
     property, never degraded to something that reads back empty; an event that does not fit is
     dropped (those that started failing last are kept) and then runs on the blob's own clock
     (``failing_since``, ``failing_runs``), which ``failing_untracked`` says."""
-    entries = sorted(((str(k), [int(v.get("attempts", 0)), str(v.get("first", ""))[:40]])
+    entries = sorted(((str(k), [int(v.get("attempts", 0)), str(v.get("first", ""))[:40]] + _next_offset(v))
                       for k, v in dict(state.get("failing") or {}).items() if isinstance(v, dict)),
                      key=lambda kv: (kv[1][1], kv[0].zfill(12)), reverse=True)
     untracked = bool(state.get("failing_untracked"))
@@ -95,8 +115,9 @@ def _failing_from(text: Any) -> tuple[dict[str, dict[str, Any]], bool]:
     lost = False
     for k, v in value.items():
         try:
-            if isinstance(v, list) and len(v) == 2:
-                out[str(k)] = {"attempts": int(v[0]), "first": str(v[1])}
+            if isinstance(v, list) and len(v) in (2, 3):       # [tries, first] (+ next try: replay's back-off)
+                out[str(k)] = {"attempts": int(v[0]), "first": str(v[1]),
+                               **({"next": _next_from(str(v[1]), v[2])} if len(v) == 3 else {})}
             elif isinstance(v, dict):
                 out[str(k)] = {"attempts": int(v.get("attempts", 0)), "first": str(v.get("first", ""))}
             else:

@@ -293,7 +293,10 @@ def test_a_long_running_fix_confirmed_by_its_own_event_is_timed_from_the_drift()
     arm.resources[res["id"].lower()]["properties"]["publicNetworkAccess"] = "Disabled"   # it finished
     arm.resources[res["id"].lower()]["properties"]["allowBlobPublicAccess"] = False
     own = b.claims(b.GUARDRAIL_OID, app_id=None, upn=None)
-    confirm = svc.handle_event(b.write_event(res["id"], actor=own))
+    (_key, record), = svc.pending.list(res["id"])
+    own_event = b.write_event(res["id"], actor=own)
+    own_event["data"]["correlationId"] = record["correlation_id"]      # ARM's event of that very write
+    confirm = svc.handle_event(own_event)
     assert confirm.verdict == "remediated"
     assert confirm.event_time == first.event_time and confirm.event_time.startswith("2026-11-24T08:00:00")
 

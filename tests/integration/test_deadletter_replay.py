@@ -9,7 +9,7 @@ import json
 import logging
 import os
 import uuid
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 import pytest
 
@@ -124,7 +124,7 @@ def test_unreadable_blobs_are_audited_once_and_an_event_that_keeps_failing_is_gi
     st = _states(h)
     assert st[junk]["outcome"] == "unreadable" and (st[flaky]["outcome"], st[flaky]["done"]) == ("retrying", "1")
     for attempt in range(2, MIN_ATTEMPTS + 1):                       # a day later, the third try gives up
-        run = _replayer(h, later=GIVE_UP_AFTER).run()
+        run = _replayer(h, later=GIVE_UP_AFTER + timedelta(hours=7) * (attempt - 2)).run()   # past each back-off
         assert not any(junk in e for e in run.errors)                  # reported once
         assert any(f"attempt {attempt}" in e for e in run.errors)
     assert _states(h)[flaky]["outcome"] == "gave_up" and _states(h)[flaky]["abandoned"] == "0"
@@ -195,3 +195,31 @@ def test_a_blob_holding_an_empty_array_is_one_audited_rejection_not_a_silent_pas
     [row] = [r for r in h.stored_rows() if r.event_type == "Guardrails.DeadLetter"]
     assert (row.verdict, row.reason, row.event_id) == ("invalid", "unreadable_dead_letter", f"deadletter:{empty}")
     assert _states(h)[empty]["outcome"] == "unreadable"
+
+
+def test_a_failing_replayed_event_backs_off_and_a_newer_blob_is_not_held_up(dead):
+    """Dead-letter review (session 22): a failing event was tried on every 15-minute run, ~97 times
+    before it was given up (each an ARM write, an audit row, a decision event), and old failing blobs
+    took every run's budget from newer ones. It backs off now: 15 min, 30, 1 h, 2 h, 4 h, then every
+    6 h, ~9 tries in the day; a run in between does not touch it."""
+    from guardrails.replay import next_try
+    res, later_res = b.storage("stmlbackoff", pna="Enabled"), b.storage("stmllater", pna="Enabled")
+    h = dead([res, later_res], env={S.TIME_BUDGET_SECONDS: "1"})
+    ev = b.write_event(res["id"])
+    write_dead_letters(h.blobs, [ev])
+    h.emu.add_fault(method="GET", path_regex="stmlbackoff", status=503)
+    minute = timedelta(0)
+    while minute <= GIVE_UP_AFTER + timedelta(hours=7):          # one run every 15 minutes
+        _replayer(h, later=minute).run()
+        if minute == timedelta(hours=2):                         # a newer blob arrives meanwhile
+            write_dead_letters(h.blobs, [b.write_event(later_res["id"])])
+        minute += timedelta(minutes=15)
+    attempts = [r for r in h.stored_rows() if r.event_id == ev["id"]]
+    assert 7 <= len(attempts) <= 11, len(attempts)             # not ~100
+    assert all(r.verdict == "failed" for r in attempts)
+    states = _states(h)
+    assert [st["outcome"] for st in states.values()].count("gave_up") == 1
+    assert h.resource(later_res["id"])["properties"]["publicNetworkAccess"] == "Disabled"   # not held up
+    now = datetime(2026, 11, 25, tzinfo=timezone.utc)
+    assert [next_try(now, n) - now for n in (1, 2, 3, 6, 9)] == [
+        timedelta(minutes=15), timedelta(minutes=30), timedelta(hours=1), timedelta(hours=6), timedelta(hours=6)]

@@ -122,3 +122,28 @@ def test_records_of_a_type_no_guardrail_covers_are_dropped(harness, monkeypatch)
     monkeypatch.setattr(sweep_module, "PENDING_STALE_SECONDS", -5.0)
     _sweep(h)
     assert h.service.pending.list(rid) == []
+
+
+def test_a_late_own_success_of_an_earlier_fix_leaves_a_newer_running_fix_alone(harness):
+    """Dead-letter review: an own ResourceWriteSuccess settled every pending fix of the resource.
+    Fix A's success, delivered late (a dead letter's replay, another worker), audited fix B, still
+    running, as failed and deleted its record; B's own success was then ignored."""
+    import time
+    from guardrails.caches import SettledWrites
+    res = b.storage(name="stlate", blob=False)
+    h = harness([res], env={"GUARDRAILS_TIME_BUDGET_SECONDS": "1.5"})
+    assert h.deliver(b.write_event(res["id"])).verdict == "remediated"          # fix A, synchronous
+    (a_success,) = h.emu.drain_events()
+    live = h.resource(res["id"])
+    live["properties"]["publicNetworkAccess"] = "Enabled"                        # drifts again
+    h.emu.put(live)
+    h.emu.lro_seconds = 2.5                                                      # fix B takes long
+    assert h.deliver(b.write_event(res["id"])).verdict == "requested"
+    h.service.settled = SettledWrites()                 # another worker: no memory of fix A
+    late = h.deliver(a_success)
+    assert (late.verdict, late.reason) == ("ignored", "own_write")
+    assert len(h.service.pending.list(res["id"])) == 1                           # B's record stays
+    time.sleep(2.0)
+    (b_success,) = h.emu.drain_events()
+    confirm = h.deliver(b_success)
+    assert confirm.verdict == "remediated" and h.service.pending.list(res["id"]) == []

@@ -11,7 +11,7 @@ from datetime import datetime, timedelta, timezone
 from guardrails.adapters.deadletters import BlobInfo
 from guardrails.deadletter import MAX_BLOB_BYTES
 from guardrails.errors import ArmError, IdempotencyError, StoreError
-from guardrails.replay import GIVE_UP_AFTER, MIN_ATTEMPTS, DeadLetterReplayer
+from guardrails.replay import RETRY_MAX, GIVE_UP_AFTER, MIN_ATTEMPTS, DeadLetterReplayer
 
 T0 = datetime(2026, 11, 25, 3, 0, tzinfo=timezone.utc)
 
@@ -135,6 +135,9 @@ def test_a_short_outage_gives_up_nothing():
         r.run()
     assert r.state.d["A/B/2026/11/25/3/g.json"]["outcome"] == "retrying"
     svc.failing.clear()
+    r.run()                                    # backing off: not tried yet (replay.next_try)
+    assert r.state.d["A/B/2026/11/25/3/g.json"]["outcome"] == "retrying"
+    clock.wall += RETRY_MAX
     r.run()
     assert r.state.d["A/B/2026/11/25/3/g.json"]["outcome"] == "replayed" and svc.handled == ["e1"]
 
