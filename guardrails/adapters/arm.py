@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import functools
 import json
+import threading
 import time
 from typing import Any, Callable, Mapping, TypeVar
 from urllib.parse import quote
@@ -53,14 +54,24 @@ _ACCEPTED = frozenset({200, 201, 202})      # ARM took the write (201/202: it ma
 _ERROR_MAP = {401: ClientAuthenticationError, 404: ResourceNotFoundError, 409: ResourceExistsError}
 
 
+_shared_credential: list[Any] = []           # the process's DefaultAzureCredential, made once
+_credential_lock = threading.Lock()
+
+
 def build_credential(settings):
-    """One credential per process, passed to every client."""
+    """One credential per process, passed to every client: the event path's service, the
+    sweeper's, the dead-letter replayer's and the checks share one ``DefaultAzureCredential`` and
+    its token cache (one managed-identity token request per audience, not one per consumer). The
+    local emulator's credential is made per call (it holds no tokens worth sharing)."""
     if settings.credential == "local":
         from ..local.credential import LocalTokenCredential
         return LocalTokenCredential(object_id=settings.local_object_id, app_id=settings.local_app_id,
                                     name="guardrails-local")
-    from azure.identity import DefaultAzureCredential
-    return DefaultAzureCredential()
+    with _credential_lock:
+        if not _shared_credential:
+            from azure.identity import DefaultAzureCredential
+            _shared_credential.append(DefaultAzureCredential())
+        return _shared_credential[0]
 
 
 def encode_id(resource_id: str) -> str:

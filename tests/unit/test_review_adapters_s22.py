@@ -275,3 +275,17 @@ def test_a_status_answer_that_is_not_json_is_requested_at_once():
     arm = ScriptedArm(_accepted(), (200, {}, b"<html>gateway says hello</html>"), *[_status("Succeeded")] * 5)
     assert _patch(_gateway(arm, clock), clock).state == "requested"
     assert len(arm.sent) == 2
+
+
+def test_one_default_azure_credential_per_process():
+    """Adapters review: every consumer (the event path's service, the sweeper's, the replayer's, the
+    checks) built its own DefaultAzureCredential, each with its own token cache."""
+    from types import SimpleNamespace
+
+    from guardrails.adapters.arm import build_credential
+    default = SimpleNamespace(credential="default")
+    first, second = build_credential(default), build_credential(default)
+    assert first is second and type(first).__name__ == "DefaultAzureCredential"
+    local = SimpleNamespace(credential="local", local_object_id="6a1f5c3e-0d7b-4a8e-9c2f-51e0d1a9b7c4",
+                            local_app_id=None)
+    assert build_credential(local) is not first
