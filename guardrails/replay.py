@@ -97,11 +97,27 @@ class DeadLetterReplayer:
 
     def run(self, *, dry_run: bool = False, limit: int | None = None) -> SweepSummary:
         """Replay every blob not yet settled (``limit``: at most that many blobs). ``dry_run``:
-        read and parse only, decide nothing, change no state."""
+        read and parse only, decide nothing, change no state. One run at a time: a run that finds
+        another holding the run lease (``TimerState`` ``lease/deadletter_replay``) does nothing."""
         start, started = self._clock(), self._wall()
         summary = SweepSummary(sweep_id=f"replay-{started:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}", kind=KIND,
                                started=_iso(started), dry_run=dry_run)
         tally = _Tally(summary)
+        lease = None if dry_run else getattr(self.state, "take_run_lease", None)
+        if lease is not None and not lease(KIND, summary.sweep_id, self.max_seconds + 60.0):
+            # another replay (the timer on another instance, or the CLI) is running: both would save
+            # each blob's progress over the other's and handle its events twice
+            tally.error("another dead-letter replay is running; this one did nothing")
+            emit(log, logging.WARNING, "guardrail_deadletter_run_skipped", reason="lease held by another run")
+            return self._finish(summary, start, blobs=0)
+        try:
+            return self._run(summary, tally, start, dry_run=dry_run, limit=limit)
+        finally:
+            if lease is not None:
+                self.state.release_run_lease(KIND, summary.sweep_id)
+
+    def _run(self, summary: SweepSummary, tally: _Tally, start: float, *, dry_run: bool,
+             limit: int | None) -> SweepSummary:
         done = 0
         try:
             listed = self.container.list()

@@ -20,7 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from azure.core.exceptions import AzureError, ResourceNotFoundError
@@ -162,6 +162,14 @@ class TableSweepStore:
         return out
 
 
+def _parse_iso(text: Any) -> datetime | None:
+    try:
+        when = datetime.fromisoformat(str(text).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return when if when.tzinfo is not None else when.replace(tzinfo=timezone.utc)
+
+
 class TableTimerState:
     PARTITION = "timer"
 
@@ -192,6 +200,50 @@ class TableTimerState:
                 {"PartitionKey": self.PARTITION, "RowKey": timer, "last_run": _iso(when)}, mode=UpdateMode.MERGE)
         except AzureError as exc:
             raise _store_error("write timer state", exc) from exc
+
+    def take_run_lease(self, name: str, holder: str, seconds: float) -> bool:
+        """One run at a time (``name``: a timer run that any instance or the CLI may start): a row
+        ``lease/<name>`` naming its holder until a time, created or taken over (expired) under its
+        etag. False: another run holds it."""
+        from azure.core import MatchConditions
+        from azure.core.exceptions import ResourceExistsError, ResourceModifiedError
+
+        table = self._t.table(self.name)
+        now = datetime.now(timezone.utc)
+        entity = {"PartitionKey": "lease", "RowKey": name, "holder": holder[:200],
+                  "until": _iso(now + timedelta(seconds=max(1.0, seconds)))}
+        try:
+            try:
+                table.create_entity(entity)
+                return True
+            except ResourceExistsError:
+                pass
+            try:
+                current = table.get_entity("lease", name)
+            except ResourceNotFoundError:
+                return False              # released between the two calls: the next run takes it
+            until = _parse_iso(current.get("until"))
+            if current.get("holder") != holder and until is not None and until > now:
+                return False
+            table.update_entity(entity, mode=UpdateMode.REPLACE, etag=current.metadata["etag"],
+                                match_condition=MatchConditions.IfNotModified)
+            return True
+        except ResourceModifiedError:
+            return False                  # another run took it over first
+        except AzureError as exc:
+            raise _store_error("take run lease", exc) from exc
+
+    def release_run_lease(self, name: str, holder: str) -> None:
+        """Give the lease back if this run still holds it (a failure only leaves it to expire)."""
+        from azure.core import MatchConditions
+        try:
+            table = self._t.table(self.name)
+            current = table.get_entity("lease", name)
+            if current.get("holder") == holder:
+                table.delete_entity("lease", name, etag=current.metadata["etag"],
+                                    match_condition=MatchConditions.IfNotModified)
+        except AzureError:
+            pass
 
     def retry(self, timer: str) -> list[dict[str, Any]]:
         """What a timer keeps to decide again next run (``expiry``: ``[{id, attempts}]``)."""

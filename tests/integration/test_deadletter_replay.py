@@ -223,3 +223,24 @@ def test_a_failing_replayed_event_backs_off_and_a_newer_blob_is_not_held_up(dead
     now = datetime(2026, 11, 25, tzinfo=timezone.utc)
     assert [next_try(now, n) - now for n in (1, 2, 3, 6, 9)] == [
         timedelta(minutes=15), timedelta(minutes=30), timedelta(hours=1), timedelta(hours=6), timedelta(hours=6)]
+
+
+def test_two_replays_at_once_one_does_nothing(dead):
+    """Dead-letter review: the CLI's `deadletter replay` beside the timer saved each blob's progress
+    over the other's and handled its events twice. One run at a time, by a lease in TimerState."""
+    res = b.storage("stmllease", pna="Enabled")
+    h = dead([res])
+    write_dead_letters(h.blobs, [b.write_event(res["id"])])
+    state = TableTimerState(h.tables)
+    assert state.take_run_lease("deadletter_replay", "the-timer-elsewhere", 600)
+    busy = _replayer(h).run()
+    assert busy.seen == 0 and any("another dead-letter replay is running" in e for e in busy.errors)
+    assert h.resource(res["id"])["properties"]["publicNetworkAccess"] == "Enabled"
+    assert not state.take_run_lease("deadletter_replay", "a-third-run", 600)
+    state.release_run_lease("deadletter_replay", "the-timer-elsewhere")
+    done = _replayer(h).run()
+    assert done.seen == 1 and h.resource(res["id"])["properties"]["publicNetworkAccess"] == "Disabled"
+    assert state.take_run_lease("deadletter_replay", "next", 600)     # given back by the finished run
+    state.release_run_lease("deadletter_replay", "next")
+    assert state.take_run_lease("x", "a", 0.001) and (__import__("time").sleep(1.1) or True)
+    assert state.take_run_lease("x", "b", 600)                        # an expired lease is taken over
