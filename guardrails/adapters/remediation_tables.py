@@ -110,14 +110,16 @@ class TableBreakerStore:
 
     def _entity(self, pk, rk, policy_id, subscription_id, times, keys, is_open, now) -> dict[str, Any]:
         keys = list(keys)
-        while len(json.dumps(keys)) > _MAX_STRING and keys:
+        keys_text = json.dumps(keys)
+        while len(keys_text) > _MAX_STRING and keys:
             keys = keys[1:]               # oldest first: a dropped key only costs a redelivery one more permit
+            keys_text = json.dumps(keys)
         # the buckets have a property of their own: an earlier release reads ``times`` as bare
         # numbers (a bucket there would crash it during a rolling deploy or after a rollback); it
         # is given each bucket's last time, so it still counts the window, if low
         return {"PartitionKey": pk, "RowKey": rk, "policy": policy_id, "subscription": subscription_id,
                 "buckets": json.dumps(times), "times": json.dumps([b[1] for b in times]),
-                "keys": json.dumps(keys), "open": is_open, "opened_at": now.isoformat() if is_open else ""}
+                "keys": keys_text, "open": is_open, "opened_at": now.isoformat() if is_open else ""}
 
     def _fast_path(self, table, pk, rk, policy_id, subscription_id, max_actions, window_seconds,
                    key) -> bool | None:
