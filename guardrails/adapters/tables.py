@@ -5,6 +5,7 @@ Table layout (keys may not contain ``/ \\ # ?``; every key here is a hash or a d
 
   <prefix>Policies          PK "policy"            RK policy id         document (JSON), version, sha256
                                                    RK "!loading"        only while a first load runs in steps
+                            PK "sync"              RK "lease"           held by the one running ``metadata sync``
   <prefix>Idempotency       PK sha[:2]             RK sha256(event id)  status, expires_at, verdict, holder
   <prefix>Audit             PK "YYYYMMDD-SS"       RK "<time>-<delivery>"   one row per delivery
   <prefix>AuditByResource   PK sha256(resource)[:32] RK "<time>-<delivery>" same row, per resource
@@ -23,11 +24,17 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from datetime import datetime, timezone
-from typing import Sequence
+import os
+import socket
+import time
+import uuid
+from contextlib import contextmanager
+from datetime import datetime, timedelta, timezone
+from typing import Iterator, Sequence
 
-from azure.core.exceptions import AzureError, ResourceNotFoundError
-from azure.data.tables import TableClient, TableServiceClient, UpdateMode
+from azure.core import MatchConditions
+from azure.core.exceptions import AzureError, ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
+from azure.data.tables import TableClient, TableServiceClient, TableTransactionError, UpdateMode
 
 from ..errors import PolicyUnreadable, StoreError
 from ..logs import emit
@@ -129,8 +136,15 @@ class Tables:
 class TablePolicyRepository:
     PARTITION = "policy"
 
-    def __init__(self, tables: Tables) -> None:
+    # ``metadata sync`` holds this row (another partition: workers read PartitionKey "policy" only,
+    # so an earlier release never meets it) from reading the table to its last write
+    SYNC_PARTITION, SYNC_LEASE = "sync", "lease"
+    SYNC_LEASE_SECONDS = 300         # a sync that died holding it is waited for at most this long
+    SYNC_WAIT_SECONDS = 60.0         # how long a sync waits for another one to finish
+
+    def __init__(self, tables: Tables, *, sync_wait_seconds: float | None = None) -> None:
         self._t = tables
+        self._sync_wait = self.SYNC_WAIT_SECONDS if sync_wait_seconds is None else sync_wait_seconds
 
     # Present only while ``replace_all`` loads a policy set into an EMPTY partition in several
     # transactions (``_load_in_steps``): no policy id spells it (ids start with [a-z0-9]) and "!"
@@ -186,7 +200,8 @@ class TablePolicyRepository:
         without its companion when a later batch fails. A first load into an empty partition (a new
         deployment, ``simulate``) of any size goes in steps instead (``_load_in_steps``). A row whose
         stored document differs from the new one is rewritten even when its ``sha256`` column
-        matches (a row edited in place is put back)."""
+        matches (a row edited in place is put back). One sync at a time (``_sync_lease``), every
+        change conditional on the row as read (``_replace_under_lease``)."""
         table = self._t.table(self._t.policies_name)
         counts = {"added": 0, "updated": 0, "unchanged": 0, "removed": 0}
         wanted: dict[str, tuple[str, dict, str]] = {}
@@ -202,6 +217,14 @@ class TablePolicyRepository:
                 raise StoreError(f"{source}: policy '{pid}': version {str(version)[:40]} does not fit the table's "
                                  f"version column (an integer up to {self._INT32[1]}); nothing was written")
             wanted[pid] = (source, doc, body)
+        with self._sync_lease(table):
+            return self._replace_under_lease(table, wanted, counts)
+
+    def _replace_under_lease(self, table: TableClient, wanted: dict[str, tuple[str, dict, str]],
+                             counts: dict[str, int]) -> dict[str, int]:
+        """Every change is conditional on the row as read: an update or a delete on its ETag, an
+        added row a create. A row changed between the read and the write (an earlier release's sync,
+        an edit by hand, a sync whose lease ran out) fails the whole transaction: nothing written."""
         try:
             existing = {e["RowKey"]: e for e in table.query_entities(
                 "PartitionKey eq @pk", parameters={"pk": self.PARTITION})}
@@ -215,15 +238,17 @@ class TablePolicyRepository:
             if old is not None and old.get("sha256") == digest and old.get("document") == body:
                 counts["unchanged"] += 1
                 continue
-            ops.append(("upsert", {
-                "PartitionKey": self.PARTITION, "RowKey": pid, "document": body, "sha256": digest,
-                "version": doc.get("version", 0), "source": source[-500:],
-                "synced_at": datetime.now(timezone.utc),
-            }, {"mode": UpdateMode.REPLACE}))
+            row = {"PartitionKey": self.PARTITION, "RowKey": pid, "document": body, "sha256": digest,
+                   "version": doc.get("version", 0), "source": source[-500:],
+                   "synced_at": datetime.now(timezone.utc)}
+            if old is None:
+                ops.append(("create", row))
+            else:
+                ops.append(("update", row, {"mode": UpdateMode.REPLACE, **_as_read(old)}))
             counts["updated" if old is not None else "added"] += 1
-        for pid in existing:
+        for pid, old in existing.items():
             if pid not in wanted:
-                ops.append(("delete", {"PartitionKey": self.PARTITION, "RowKey": pid}))
+                ops.append(("delete", {"PartitionKey": self.PARTITION, "RowKey": pid}, _as_read(old)))
                 counts["removed"] += 1
         if loading or (not existing and len(ops) > self.MAX_OPERATIONS):
             self._load_in_steps(table, ops, resume=loading)
@@ -239,6 +264,60 @@ class TablePolicyRepository:
                 "with the new files added beside the old ones, then again with the old files removed)")
         self._submit(table, ops, "nothing was written (one transaction)")
         return counts
+
+    @contextmanager
+    def _sync_lease(self, table: TableClient) -> Iterator[None]:
+        """One ``metadata sync`` at a time. Two syncs that each read the table and then wrote their
+        own changes left the union of both policy sets: a policy one of them removed stayed live.
+        A sync takes the lease row before it reads and gives it back after its last write; a second
+        sync waits for it (``sync_wait_seconds``) and then makes the table hold ITS set (the later
+        sync wins, as it would had they run one after the other), or gives up writing nothing. A
+        lease left by a sync that died is taken over once it has run out (``SYNC_LEASE_SECONDS``)."""
+        holder = uuid.uuid4().hex
+        deadline = time.monotonic() + self._sync_wait
+        key = {"PartitionKey": self.SYNC_PARTITION, "RowKey": self.SYNC_LEASE}
+        while True:
+            now = datetime.now(timezone.utc)
+            mine = {**key, "holder": holder, "host": f"{socket.gethostname()[:200]} pid {os.getpid()}",
+                    "taken_at": now, "expires_at": now + timedelta(seconds=self.SYNC_LEASE_SECONDS)}
+            try:
+                try:
+                    etag = table.create_entity(mine, **NO_CONTENT)["etag"]
+                    break
+                except ResourceExistsError:
+                    pass
+                try:
+                    held = table.get_entity(self.SYNC_PARTITION, self.SYNC_LEASE)
+                except ResourceNotFoundError:
+                    continue                                  # given back meanwhile
+                expires = held.get("expires_at")
+                if not isinstance(expires, datetime) or expires <= now:   # its sync died holding it
+                    try:
+                        etag = table.update_entity(mine, mode=UpdateMode.REPLACE, **_as_read(held))["etag"]
+                        emit(_log, logging.WARNING, "policy_sync_lease_taken_over",
+                             detail=f"a sync on {str(held.get('host'))[:200]} took the lease at "
+                                    f"{held.get('taken_at')} and never gave it back")
+                        break
+                    except (ResourceModifiedError, ResourceNotFoundError):
+                        continue                              # another sync took it first
+            except AzureError as exc:
+                raise StoreError(f"{_store_error('take the policy sync lease', exc)}; nothing was written") from exc
+            if time.monotonic() >= deadline:
+                raise StoreError(
+                    f"another metadata sync is writing the policy table (on {str(held.get('host'))[:200]}, since "
+                    f"{held.get('taken_at')}; its lease runs out at {held.get('expires_at')}); waited "
+                    f"{self._sync_wait:g} s, nothing was written: run the sync again when it has finished")
+            time.sleep(min(0.5, max(0.0, deadline - time.monotonic())))
+        try:
+            yield
+        finally:
+            try:
+                table.delete_entity(self.SYNC_PARTITION, self.SYNC_LEASE, etag=etag,
+                                    match_condition=MatchConditions.IfNotModified)
+            except AzureError as exc:      # it runs out by itself; never hide the sync's own outcome
+                emit(_log, logging.WARNING, "policy_sync_lease_not_given_back",
+                     detail=f"{type(exc).__name__}: the next sync waits until it runs out "
+                            f"({self.SYNC_LEASE_SECONDS} s)")
 
     def _load_in_steps(self, table: TableClient, ops: list[tuple], *, resume: bool) -> None:
         """Load a policy set into a partition no reader can take a policy from, in transactions of
@@ -280,9 +359,28 @@ class TablePolicyRepository:
         """One entity-group transaction; ``written`` says what the table holds when it fails."""
         try:
             table.submit_transaction(ops)
-        except AzureError as exc:      # TableTransactionError included: the transaction changed nothing
+        except TableTransactionError as exc:     # the transaction changed nothing
+            err = _store_error("write policies", exc)
+            if exc.status_code in (409, 412):     # a row added, changed or removed since it was read
+                raise StoreError(f"{err}: policy row '{_failed_key(exc, ops)}' changed after this sync read "
+                                 f"the table (another sync, or an edit by hand); {written}") from exc
+            raise StoreError(f"{err}; {written}") from exc
+        except AzureError as exc:
             err = _store_error("write policies", exc)
             raise StoreError(f"{err}; {written}") from exc
         except (TypeError, ValueError) as exc:   # a value the SDK cannot encode, refused before sending
             raise StoreError(f"table storage write policies failed: a row could not be encoded "
                              f"({type(exc).__name__}: {str(exc)[:200]}); {written}") from exc
+
+
+def _as_read(entity) -> dict:
+    """Keyword arguments making a write conditional on ``entity``'s ETag as read."""
+    return {"etag": entity.metadata["etag"], "match_condition": MatchConditions.IfNotModified}
+
+
+def _failed_key(exc: TableTransactionError, ops: list[tuple]) -> str:
+    """The RowKey of the operation Table Storage names as the one that failed, if it says."""
+    index = getattr(exc, "index", None)
+    if isinstance(index, int) and 0 <= index < len(ops):
+        return str(ops[index][1].get("RowKey"))[:200]
+    return "?"
