@@ -133,10 +133,10 @@ class KeyVaultGateway:
         list alone. ``current_disabled`` (the versionless GET answered 403 SecretDisabled): the
         current version is a disabled one, so only disabled versions are candidates; among the
         newest candidates, ``prefer`` (the version an event names) wins a tie."""
-        versions = self.list_versions(vault, name, deadline=deadline)
         if version is not None:
-            found = next((v for v in versions if v.version.lower() == version.lower()), None)
+            found = self._find_version(vault, name, version, deadline=deadline)
         else:
+            versions = self.list_versions(vault, name, deadline=deadline)
             pool = [v for v in versions if not v.enabled] if current_disabled else list(versions)
             pool = pool or list(versions)
             dated = [v.created_on for v in pool if v.created_on is not None]
@@ -164,6 +164,19 @@ class KeyVaultGateway:
         props = self._call(lambda: list(client.list_properties_of_secrets(
             read_timeout=self._caller.timeout_for(deadline))), deadline=deadline, what=f"LIST secrets {vault}")
         return [self._version(vault, p) for p in props]
+
+    def _find_version(self, vault: str, name: str, version: str, *, deadline: float | None) -> SecretVersion | None:
+        """One version's properties from the list, read page by page up to the page that holds it
+        (a secret rotated for years has hundreds of versions, 25 to a page)."""
+        client = self._secret_client(vault)
+        wanted = version.lower()
+
+        def scan():
+            pages = client.list_properties_of_secret_versions(name, read_timeout=self._caller.timeout_for(deadline))
+            return next((p for p in pages if (p.version or "").lower() == wanted), None)
+
+        props = self._call(scan, deadline=deadline, what=f"LIST versions {vault}/{name}")
+        return None if props is None else self._version(vault, props)
 
     def list_versions(self, vault: str, name: str, *, deadline: float | None = None) -> list[SecretVersion]:
         client = self._secret_client(vault)

@@ -398,3 +398,19 @@ def test_a_sweep_decision_on_a_version_rotated_meanwhile_changes_nothing(harness
     row = h.service.reconcile_secret(VAULT, "api-token", old, kind="NearExpiry", sweep_id="sweep-x")
     assert (row.verdict, row.event_type) == ("compliant", "Guardrails.Sweep") and "already rotated" in row.message
     assert h.emu.secret_versions(VAULT, "api-token")[-1]["id"] == current
+
+
+def test_a_new_version_is_found_on_the_first_pages_of_a_long_version_list(harness, tmp_path, planted):
+    """A secret rotated for years has hundreds of versions, 25 to a page: the properties of the
+    version an event names are read up to the page that holds it, not the whole list."""
+    h = _harness(harness, tmp_path, planted)
+    for i in range(60):
+        h.emu.put_secret(_bundle("api-token", _val(), version=f"{i + 1:02d}" + rng.token_hex(15)))
+    bundle = _bundle("api-token", _val(), version="00" + rng.token_hex(15), exp_days=None)   # listed first
+    h.emu.put_secret(bundle)
+    h.emu.clear_requests()
+    row = h.deliver(_event(h, "SecretNewVersionCreated", "api-token", bundle["id"].rsplit("/", 1)[-1]))
+    assert row.verdict == "remediated" and row.violations[0].rule == "expiry-required"
+    lists = [q for q in h.emu.requests if q["method"] == "GET" and q["status"] == 200
+             and q["path"].rstrip("/").endswith("/versions")]       # (a 401 first: Key Vault's auth challenge)
+    assert len(lists) == 1, [(q["status"], q["path"], q["query"]) for q in lists]             # 61 versions: 3 pages before
