@@ -35,7 +35,7 @@ from typing import Any, Callable, Mapping
 from .errors import ArmError, ResourceNotFound
 from .logs import notify_owner
 from .model.arm_id import ArmId, parse_arm_id
-from .model.decision import ViolationRecord, combine_verdict
+from .model.decision import ViolationRecord, combine_verdict, short_repr
 from .model.resource import ResourceType
 from .model.ml_events import DriftDetected, MlEvent, ModelDeployed, ModelRegistered, RunEvent
 from .ml_fixes import (Found, Permit, Plan, always, auth_mode_choice, conflict, endpoint_plan, owner_of,
@@ -394,7 +394,14 @@ class MlLifecycleGuardrail:
             allowed = {id(rec) for _p, rec in permitted}
             change = plan([f for f in enforce if id(f.rec) in allowed])
             if change is not None:
-                self._write(ctx, row, snap, [rec for _p, rec in permitted], change.apply, change.holds, change.done)
+                from .outbox import intend_before_act
+
+                sending = [rec for _p, rec in permitted]
+                intend_before_act(getattr(self.svc, "publisher", None), ctx, row, sending, records=[
+                    f.rec for f in list(also) + found],
+                    sent_message="fix sent; the worker stopped before confirming and auditing it",
+                    line=lambda v: f"{v.policy}/{v.rule}: {v.property} -> {short_repr(v.after)} ({v.outcome})")
+                self._write(ctx, row, snap, sending, change.apply, change.holds, change.done)
         self._report(row, list(also) + found, owner)
         if reasons and row.verdict != "failed":
             row.reason = reasons[0]

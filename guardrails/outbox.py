@@ -50,7 +50,7 @@ from typing import Any, Callable, Protocol
 
 from .errors import GuardrailsError, StoreError
 from .logs import emit
-from .model.decision import AuditRow
+from .model.decision import AuditRow, ViolationRecord, combine_verdict
 
 log = logging.getLogger("guardrails")
 
@@ -115,6 +115,32 @@ class OutboxStore(Protocol):
 
     # optional: ``parked_count() -> int``, how many parked events the store keeps (StoreError);
     # a store without it reports ``parked_total`` None
+
+
+def intend_before_act(publisher, ctx, row: AuditRow, sending: list[ViolationRecord], *, sent_message: str,
+                      line: Callable[[ViolationRecord], str], records: list[ViolationRecord] | None = None) -> None:
+    """A timer's act (a sweep's fix or removal, a custom role's change re-judging its assignments)
+    is never redelivered: should its worker die between the act and the audit write, nothing
+    would record it (the next look finds the resource compliant, the assignment gone). Before the
+    act, keep in the outbox, as the decision's intent, the row it would leave then: ``sending``
+    (records of ``row.violations``, or of ``records`` when given) ``requested`` with ``sent_message``. ``_finish`` replaces it with
+    the final row (same id); an intent the drain finds past its hold with no row audited under its
+    id is audited as it stands (module doc). One outbox write per timer act; nothing on the event
+    path (a redelivery recovers there) nor without a decision topic."""
+    if publisher is None or not getattr(ctx, "timer", False) or getattr(ctx, "dry_run", False):
+        return
+    planned = AuditRow.from_dict(row.to_dict())
+    if records is not None:           # the row's records as they will be reported (not yet on it)
+        planned.violations = [ViolationRecord(**v.to_dict()) for v in records]
+    sent = {(v.policy, v.rule, v.property) for v in sending}
+    for v in planned.violations:
+        if (v.policy, v.rule, v.property) in sent:
+            v.outcome, v.message = "requested", sent_message
+    planned.verdict = combine_verdict([v.outcome for v in planned.violations])
+    planned.reason = ""
+    planned.message = "; ".join(line(v) for v in planned.violations)[:2000]
+    planned.time = ctx.now.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    publisher.intend(planned)
 
 
 def should_publish(row: AuditRow) -> bool:

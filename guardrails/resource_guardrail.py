@@ -220,28 +220,12 @@ class ResourceGuardrail:
         return True
 
     def _intend_before_write(self, ctx, row: AuditRow, sending: list[ViolationRecord]) -> None:
-        """A timer's fix is never redelivered: should its worker die between the write and the
-        audit write, nothing would record the change (the next sweep finds the resource
-        compliant). Before the write, keep in the outbox, as the decision's intent, the row it
-        would leave then: these fixes ``requested`` (sent, outcome unknown). ``_finish`` replaces
-        it with the final row (same id); an intent the drain finds past its hold with no row
-        audited under its id is audited as it stands (``outbox``). One outbox write per timer
-        fix; nothing on the event path (a redelivery recovers there)."""
-        publisher = getattr(self.svc, "publisher", None)
-        if not getattr(ctx, "timer", False) or ctx.dry_run or publisher is None:
-            return
-        planned = AuditRow.from_dict(row.to_dict())
-        sent = {(v.policy, v.rule, v.property) for v in sending}
-        for v in planned.violations:
-            if (v.policy, v.rule, v.property) in sent:
-                v.outcome = "requested"
-                v.message = "fix sent; the worker stopped before confirming and auditing it"
-        planned.verdict = combine_verdict([v.outcome for v in planned.violations])
-        planned.reason = ""
-        planned.message = "; ".join(f"{v.policy}/{v.rule}: {v.property} -> {short_repr(v.after)} ({v.outcome})"
-                                    for v in planned.violations)[:2000]
-        planned.time = ctx.now.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-        publisher.intend(planned)
+        """A timer's fix: its intent kept before the write (``outbox.intend_before_act``)."""
+        from .outbox import intend_before_act
+
+        intend_before_act(getattr(self.svc, "publisher", None), ctx, row, sending,
+                          sent_message="fix sent; the worker stopped before confirming and auditing it",
+                          line=lambda v: f"{v.policy}/{v.rule}: {v.property} -> {short_repr(v.after)} ({v.outcome})")
 
     def _rotates_in(self, rid) -> bool:
         """Whether a secrets policy in force governs this vault: the guardrails then read and

@@ -144,8 +144,8 @@ class RoleAssignmentGuardrail(RoleDefinitionChanges):
                 rec.outcome, rec.message = "dry_run", f"audit mode: would delete ({f.message})"[:300]
             else:
                 act.append((f, rec))
+        row.violations = records          # as they stand before the removal (a timer keeps them as its intent)
         note = self._remove(ctx, row, event, assignment, role, act, policies) if act else ""
-        row.violations = records
         row.verdict = combine_verdict([r.outcome for r in records])
         if row.verdict != "failed" and row.reason not in ("circuit_open", "flip_flop"):
             row.reason = ""
@@ -283,6 +283,11 @@ class RoleAssignmentGuardrail(RoleDefinitionChanges):
         if not permitted:
             return ""
         self._note(ctx, assignment, permitted)
+        from .outbox import intend_before_act
+
+        intend_before_act(getattr(self.svc, "publisher", None), ctx, row, [rec for _f, rec in permitted],
+                          sent_message="deletion sent; the worker stopped before confirming and auditing it",
+                          line=lambda v: f"{v.policy}/{v.rule} ({v.outcome})")
         try:
             deleted_now = self.authz.delete_assignment(assignment.id, deadline=ctx.deadline)
         except ArmError as exc:

@@ -412,3 +412,79 @@ def test_a_sweep_fix_whose_worker_died_before_confirming_it_is_audited_by_the_ou
     assert row.verdict == "requested" and row.correlation_id == "sweep-died"
     assert {v.outcome for v in row.violations} == {"requested"}
     assert [e["id"] for e in _published(h)] == [row.delivery_id]
+
+
+def test_a_sweep_removal_whose_worker_died_before_confirming_it_is_audited_by_the_outbox_timer(harness, tmp_path):
+    # GIVEN a sweep (or a custom role's change re-judging its assignments) that deleted an Owner
+    # grant at subscription scope, whose worker then died in the read-back: no redelivery, and the
+    # next look finds no assignment at all
+    from tests.integration.test_role_guardrail import BREAK_GLASS_OWNER, _policy_dir
+
+    grant = b.role_assignment("Owner", b.BOB, name="0b0b0b0b-0000-4000-8000-0000000dead2")
+    world = {"roleAssignments": [BREAK_GLASS_OWNER, grant], "roleDefinitions": [],
+             "directory": {"groups": {b.DS_GROUP: [b.ALICE]}}}
+    h = harness([], world=world, extra_metadata=[_policy_dir(tmp_path)], decision_topic=True,
+                env={S.DECISION_INTENT_HOLD_SECONDS: HOLD})
+    authz = h.service.roles.authz
+    reads = authz.get_assignment
+    calls = []
+
+    def first_read_then_die(*a, **k):
+        calls.append(1)
+        if len(calls) == 1:
+            return reads(*a, **k)
+        raise SystemExit("worker recycled in the read-back")
+
+    authz.get_assignment = first_read_then_die
+    with pytest.raises(SystemExit):
+        h.service.reconcile(grant["id"], None, sweep_id="sweep-died")
+    assert h.emu.get_role_assignment(grant["id"]) is None                       # the removal went out
+    assert [r for r in h.stored_rows() if r.resource_id.lower() == grant["id"].lower()] == []   # ... unaudited
+    # WHEN the outbox timer runs after the intent's hold
+    time.sleep(float(HOLD) + 0.2)
+    decision_outbox(_timer())
+    # THEN the removal is audited as sent (outcome unknown), who held which role where, and published
+    (row,) = [r for r in h.stored_rows() if r.resource_id.lower() == grant["id"].lower()]
+    assert row.verdict == "requested" and row.correlation_id == "sweep-died"
+    (v,) = row.violations
+    assert (v.rule, v.outcome) == ("privileged-at-subscription", "requested")
+    assert v.before["role_name"] == "Owner" and v.before["principal_id"] == b.BOB
+    assert "deletion sent" in v.message
+    assert [e["id"] for e in _published(h)] == [row.delivery_id]
+
+
+def test_an_ml_endpoint_swept_by_a_worker_that_died_before_confirming_is_audited_by_the_outbox_timer(
+        harness, tmp_path):
+    # GIVEN a sweep (or a model version's re-judgement of the endpoints serving it) that PUT a
+    # sensitive endpoint to Entra auth and no public access, whose worker then died in the read-back
+    from guardrails.local.ml_emulator import online_endpoint
+    from tests.integration.test_ml_guardrail import EP, WS, policy_dir
+
+    ep = online_endpoint(WS, "fraud-scoring", auth_mode="Key", public_network_access="Enabled",
+                         tags={"data_classification": "sensitive"})
+    h = harness([ep], extra_metadata=[policy_dir(tmp_path, endpoint_action="enforce")], decision_topic=True,
+                env={S.DECISION_INTENT_HOLD_SECONDS: HOLD})
+    reads = h.service.arm.get_resource
+    calls = []
+
+    def first_read_then_die(*a, **k):
+        calls.append(1)
+        if len(calls) == 1:
+            return reads(*a, **k)
+        raise SystemExit("worker recycled in the read-back")
+
+    h.service.arm.get_resource = first_read_then_die
+    with pytest.raises(SystemExit):
+        h.service.reconcile(ep["id"], None, sweep_id="sweep-died")
+    assert h.resource(EP)["properties"]["authMode"] == "AADToken"                 # the fix went out
+    assert [r for r in h.stored_rows() if r.resource_id.lower() == EP.lower()] == []   # ... unaudited
+    # WHEN the outbox timer runs after the intent's hold
+    time.sleep(float(HOLD) + 0.2)
+    decision_outbox(_timer())
+    # THEN the fix is audited as sent (outcome unknown), each rule with what it set out to write
+    (row,) = [r for r in h.stored_rows() if r.resource_id.lower() == EP.lower()]
+    assert row.verdict == "requested" and row.correlation_id == "sweep-died"
+    assert {v.rule: (v.before, v.after, v.outcome) for v in row.violations} == {
+        "endpoint-auth-mode": ("Key", "AADToken", "requested"),
+        "endpoint-public-access": ("Enabled", "Disabled", "requested")}
+    assert [e["id"] for e in _published(h)] == [row.delivery_id]
