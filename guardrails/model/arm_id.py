@@ -40,7 +40,13 @@ _EXTENSION_NAMESPACES = frozenset({"microsoft.authorization"})
 
 
 def _show(value: str, limit: int = 80) -> str:
-    """A short, quoted rendering of an untrusted value for an error message."""
+    """A short, quoted rendering of an untrusted value for an error message (an audit row, an
+    HTTP 400, a log line): cut, and never when it is shaped like a credential (a token pasted
+    where an id belongs)."""
+    from guardrails.secrets.credentials import looks_like_credential
+
+    if looks_like_credential(value):
+        return f"<{len(value)} characters not shown: they look like a credential>"
     return repr(value[:limit] + "…") if len(value) > limit else repr(value)
 
 

@@ -61,6 +61,12 @@ _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 
 
 def _show(value: str, limit: int = 80) -> str:
+    """A refused value as an error message (an audit row, an HTTP 400, a log line) shows it: cut,
+    and never when it is shaped like a credential (a token pasted where an id belongs)."""
+    from guardrails.secrets.credentials import looks_like_credential
+
+    if looks_like_credential(value):
+        return f"<{len(value)} characters not shown: they look like a credential>"
     return repr(value[:limit] + "…") if len(value) > limit else repr(value)
 
 

@@ -120,12 +120,19 @@ def _epoch(d: Mapping[str, Any], key: str) -> datetime | None:
     return datetime.fromtimestamp(float(v), tz=timezone.utc)
 
 
+def _length(value: str) -> str:
+    """How a refused name field is described: never its text. An exposure report's fields are
+    where a scanner misconfigured to send the leaked value puts it, and the refusal is audited."""
+    return f"{len(value)} character{'s' if len(value) != 1 else ''}"
+
+
 def parse_keyvault_event(env: Envelope) -> KeyVaultEvent:
     raw = data_object(env, KEYVAULT_EVENT_TYPES, "a Key Vault event")
     d = _strip_keys(raw)
     vault = _text(d, "VaultName", required=True)
     if not _VAULT.match(vault):
-        raise InvalidEvent(f"data.VaultName {vault[:40]!r} is not a vault name", reason="invalid_value")
+        raise InvalidEvent(f"data.VaultName ({_length(vault)}, not shown) is not a vault name: 3-24 letters, "
+                           "digits and dashes", reason="invalid_value")
     vault_id = None
     if env.source and env.source.lower().startswith("/subscriptions/"):
         try:
@@ -140,7 +147,8 @@ def parse_keyvault_event(env: Envelope) -> KeyVaultEvent:
     object_type = _text(d, "ObjectType")
     name = _text(d, "ObjectName", required=True)
     if not _OBJECT.match(name):
-        raise InvalidEvent(f"data.ObjectName {name[:40]!r} is not a Key Vault object name", reason="invalid_value")
+        raise InvalidEvent(f"data.ObjectName ({_length(name)}, not shown) is not a Key Vault object name: 1-127 "
+                           "letters, digits and dashes", reason="invalid_value")
     version = _text(d, "Version")
     if version is not None and not _VERSION.match(version):
         raise InvalidEvent("data.Version is not a Key Vault version", reason="invalid_value")
@@ -156,7 +164,8 @@ def parse_keyvault_event(env: Envelope) -> KeyVaultEvent:
     if object_type is None:
         object_type = expected
     elif object_type.lower() != expected.lower():
-        raise InvalidEvent(f"data.ObjectType {object_type[:20]!r} does not match the event type", reason="invalid_value")
+        raise InvalidEvent(f"data.ObjectType ({_length(object_type)}, not shown) is not {expected!r}, which the "
+                           "event type names", reason="invalid_value")
     source = _text(d, "Source") if env.event_type == SECRET_EXPOSED else None
     return KeyVaultEvent(env, env.id, env.event_type, vault, object_type.capitalize(), name, version,
                          _epoch(d, "NBF"), _epoch(d, "EXP"), vault_id, source)
