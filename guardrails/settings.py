@@ -173,6 +173,27 @@ def _resource_ids(env: Mapping[str, str], name: str, rtype: str | None) -> tuple
 _CONTAINER = re.compile(r"^(?=.{3,63}$)[a-z0-9](?:[a-z0-9]|-(?=[a-z0-9]))*$")
 
 
+_TABLE_ENDPOINT = re.compile(r"^https?://[A-Za-z0-9.-]+(?::\d{1,5})?(?:/[A-Za-z0-9-]{1,63})?/?$")
+
+
+def _tables_endpoint(raw: str | None) -> str | None:
+    """``https://<account>.table.core.windows.net`` (Azurite: ``http://127.0.0.1:10002/<account>``).
+    Anything else is refused without being shown: a connection string pasted here (its account
+    key) became the clients' request host and came back whole in urllib3's parse error, which the
+    check API and the Functions host log."""
+    value = (raw or "").strip()
+    if not value:
+        return None
+    if not _TABLE_ENDPOINT.match(value):
+        hint = (" it looks like a connection string: set GUARDRAILS_TABLES_CONNECTION instead;"
+                if ";" in value or value.lower().startswith(("defaultendpointsprotocol", "accountname",
+                                                             "usedevelopmentstorage")) else "")
+        raise ConfigError(f"setting {TABLES_ENDPOINT} must be a table service endpoint "
+                          f"(https://<account>.table.core.windows.net, no query or credentials);{hint} "
+                          f"its value ({len(value)} characters) is not shown")
+    return value.rstrip("/")
+
+
 def _dead_letter_endpoint(raw: str | None) -> str | None:
     value = (raw or "").strip().rstrip("/")
     if not value:
@@ -257,7 +278,7 @@ class Settings:
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides) -> "Settings":
         env = os.environ if env is None else env
         conn = env.get(TABLES_CONNECTION) or None
-        endpoint = env.get(TABLES_ENDPOINT) or None
+        endpoint = _tables_endpoint(env.get(TABLES_ENDPOINT))
         if not conn and not endpoint:
             conn = env.get(FALLBACK_STORAGE) or None
         credential = (env.get(CREDENTIAL) or "default").strip().lower()
