@@ -64,7 +64,8 @@ GAP_CODES = ("unreadable", "unchecked", "no_system_topic", "no_event_subscriptio
              "event_type_filtered", "subject_filtered", "operations_filtered", "unverified_filter",
              "deletions_not_delivered")
 # a subscription whose writes are covered but whose deletions are not: no drift goes unseen, but a
-# deleted resource stays in the compliance report (as compliant or violating) until the sweep
+# deleted resource stays in the compliance report (as compliant or violating) until a decision on
+# it reads a 404 (the sweep decides only resources it lists: possibly never)
 
 _STRING_OPS = {
     "stringin": lambda v, vals: v in vals,
@@ -178,7 +179,8 @@ class Coverage:
         parts = "; ".join(f"{g.code}: {g.detail}" for g in self.gaps)
         if {g.code for g in self.gaps} == {"deletions_not_delivered"}:
             return (f"deletions in subscription {self.subscription_id} do not all reach the guardrails, so a "
-                    f"deleted resource stays in the compliance report until the sweep (its writes are covered): "
+                    f"deleted resource stays in the compliance report until a decision on it reads its 404, "
+                    f"which may never come (the sweep decides only what it lists; its writes are covered): "
                     f"{parts}")
         found_by = "only found by the sweep" if self.expectation.kind == "subscription" else "not seen"
         return f"{what} do not all reach the guardrails, so what happens there is {found_by}: {parts}"

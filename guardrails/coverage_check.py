@@ -199,9 +199,15 @@ def cli_main(args) -> int:
         subs = subs or lister.list_subscriptions()
     except ArmError as exc:
         raise UsageError(f"cannot list the subscriptions this identity sees: {exc}") from None
+    expected_sources = list(expectations(subs, settings.governed_vaults, settings.governed_ml_workspaces))
+    if not expected_sources:
+        # "every source covered" of no source at all would pass a deployment gate that checked nothing
+        raise UsageError("no source to check: this identity sees no subscription (another tenant? a role not "
+                         "yet applied?) and no governed vault or ML workspace is configured; name one with "
+                         "--subscription or set GUARDRAILS_SWEEP_SUBSCRIPTIONS")
     reader = CoverageReader(lister, settings.function_app_id, datetime.now(timezone.utc))
     results: list[dict[str, Any]] = []
-    for expected in expectations(subs, settings.governed_vaults, settings.governed_ml_workspaces):
+    for expected in expected_sources:
         try:
             results.append(reader.read(expected).to_dict())
         except ArmError as exc:
