@@ -195,7 +195,7 @@ _REPORT_RANGE = "the report's dates must be between 0001-01-02 and 9999-12-30 (U
 
 
 def _report_bound(value: str, *, end: bool):
-    from datetime import datetime, timedelta, timezone
+    from datetime import date, datetime, timedelta, timezone
 
     from .simulate import UsageError
     try:
@@ -203,7 +203,12 @@ def _report_bound(value: str, *, end: bool):
     except ValueError:
         raise UsageError(f"{value[:40]!r} is not a date (YYYY-MM-DD) or an ISO 8601 time") from None
     try:
-        if end and len(value.strip()) == 10:      # a bare date: through the end of that day
+        date.fromisoformat(value)                # a date without a time part, in any ISO spelling
+        bare = True                              # (2026-11-03, 20261103, 2026-W44-2)
+    except ValueError:
+        bare = False
+    try:
+        if end and bare:                         # a bare date: through the end of that day
             t += timedelta(days=1)
         return (t if t.tzinfo else t.replace(tzinfo=timezone.utc)).astimezone(timezone.utc)
     except OverflowError:

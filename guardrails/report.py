@@ -19,12 +19,17 @@ Definitions (rows whose ``time`` is in ``[since, until)``):
   resources, a workspace's computes), as of that row: decided before it, it is no longer covered
   and no longer an open violation (deleting it is the fix when the setting is immutable, e.g. a
   compute's ``enableNodePublicIp``); decided again after it (re-created), it counts again.
+  A Key Vault's secrets, keys and certificates (audited by data-plane URL
+  ``https://<vault>.vault.azure.net/...``) end with their vault: by vault name (unique per cloud,
+  case-insensitive) to the vault's ARM id as the period's rows spell it (its delete row, or any
+  row about the vault), so a deleted vault, or its resource group or subscription, ends them.
   ``deleted``: the covered resources so ended.
 - **remediations per policy**: fixes, by policy id (the ``@version`` dropped): one per rule per
   row with outcome ``remediated`` — a rule with several findings fixed by one action (a model
   version archived for three missing tags) is one remediation; **per day**: ``remediated`` rows
   by the day of their ``time``.
-- **escalations**: ``escalated`` rows, and the resources they concern.
+- **escalations**: ``escalated`` rows, and the resources they concern (case-insensitive, in the
+  latest row's spelling).
 - **re-grant escalations**: role-assignment rows ``remediated`` with reason ``flip_flop`` (a role
   granted again past its policy's budget, removed all the same), and the grants they concern
   (``rolegrant:<scope>|<principal>|<role GUID>``, from the row's recorded assignment).
@@ -32,19 +37,21 @@ Definitions (rows whose ``time`` is in ``[since, until)``):
   latest event-coverage row (reason ``event_coverage``, written by the sweep:
   ``guardrails.coverage``) is a ``violation``: their events do not all reach the guardrails. Coverage rows are about the wiring, not
   a resource's state, so they are kept out of every resource measure above.
-- **shadow vs enforced**: every ``shadow`` row against the enforced row of the same
-  ``event_id``; its ``reason`` is what the shadow version would have decided. Decisions are
-  ranked by how far the policy goes: 0 nothing to do (``compliant``, or the enforced side
-  ``ignored`` because only the shadow version selects the resource), 1 found and reported
-  (``violation``, ``dry_run``), 2 found and fixed (``remediated``, ``requested``,
-  ``escalated``). Same rank: agree; shadow higher: stricter; lower: looser. An enforced
-  ``failed``/``duplicate``/``invalid`` row, or none, is not comparable.
+- **shadow vs enforced**: every ``shadow`` row against the latest enforced row of the same
+  ``event_id`` that can be ranked (a redelivery audited ``duplicate`` does not replace it); its
+  ``reason`` is what the shadow version would have decided. Decisions are ranked by how far
+  the policy goes: 0 nothing to do (``compliant``, or the enforced side ``ignored`` because
+  only the shadow version selects the resource), 1 found and reported (``violation``,
+  ``dry_run``), 2 found and fixed (``remediated``, ``requested``, ``escalated``). Same rank:
+  agree; shadow higher: stricter; lower: looser. An event whose enforced rows are all
+  ``failed``/``duplicate``/``invalid`` (none can be ranked), or that has none, is not comparable.
 """
 
 from __future__ import annotations
 
 import html
 import math
+import re
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from statistics import mean, median
@@ -61,6 +68,8 @@ DELETE_EVENT_TYPES = frozenset({"microsoft.resources.resourcedeletesuccess"})
 GONE_REASONS = frozenset({"resource_not_found", "secret_not_found"})
 _RANK = {"compliant": 0, "violation": 1, "dry_run": 1, "remediated": 2, "requested": 2, "escalated": 2}
 MAX_EXAMPLES = 5
+# a Key Vault's ARM id (lower case) at the start of a resource id: (the id, the vault's name)
+_VAULT_ARM = re.compile(r"^(/subscriptions/[^/]+/resourcegroups/[^/]+/providers/microsoft\.keyvault/vaults/([^/]+))(?:/|$)")
 
 
 def parse_time(value: str) -> datetime | None:
@@ -156,8 +165,13 @@ def build_report(rows: Iterable[AuditRow], *, since: datetime, until: datetime) 
     # replayed days later must not end a resource re-created since), a 404's row time
     decided_at: dict[str, float] = {}
     gone_at: dict[str, float] = {}
+    vaults: dict[str, set[str]] = {}          # vault name -> its ARM ids in the rows (lower case)
+    escalated: dict[str, str] = {}            # resource (lower case) -> its latest spelling
     for i, (t, r) in enumerate(inside):
         verdicts[r.verdict] = verdicts.get(r.verdict, 0) + 1
+        vault = _VAULT_ARM.match(r.resource_id.lower())
+        if vault:
+            vaults.setdefault(vault.group(2), set()).add(vault.group(1))
         if r.reason == COVERAGE_REASON and r.verdict in ("violation", "compliant"):
             coverage[r.resource_id.lower()] = r
             continue
@@ -180,11 +194,12 @@ def build_report(rows: Iterable[AuditRow], *, since: datetime, until: datetime) 
                 per_policy[pid] = per_policy.get(pid, 0) + 1
         if r.verdict == "escalated":
             escalated_rows.append(r)
+            escalated[r.resource_id.lower()] = r.resource_id
         elif r.verdict == "remediated" and r.reason == "flip_flop":
             regrants += 1
             grants.extend(_grant(v.before) for v in r.violations if v.property == "roleAssignment")
 
-    deleted = [rid for rid in latest if _ended(rid, decided_at[rid], gone_at)] if gone_at else []
+    deleted = [rid for rid in latest if _ended(rid, decided_at[rid], gone_at, vaults)] if gone_at else []
     for rid in deleted:
         del latest[rid]
     compliant = sum(1 for r in latest.values() if r.verdict in COMPLIANT)
@@ -200,7 +215,7 @@ def build_report(rows: Iterable[AuditRow], *, since: datetime, until: datetime) 
         remediations_per_policy=dict(sorted(per_policy.items(), key=lambda kv: (-kv[1], kv[0]))),
         remediations_per_day=[(d, per_day.get(d, 0)) for d in days],
         escalations=len(escalated_rows),
-        escalated_resources=sorted({r.resource_id for r in escalated_rows}),
+        escalated_resources=sorted(escalated.values()),
         regrant_escalations=regrants, escalated_grants=sorted(set(grants) - {""}),
         shadow=_shadow([r for _t, r in inside]),
         uncovered_sources=sorted(r.resource_id for r in coverage.values() if r.verdict == "violation"),
@@ -215,8 +230,24 @@ def _says_gone(r: AuditRow) -> bool:
     return r.event_type.lower() in DELETE_EVENT_TYPES or (r.verdict == "ignored" and r.reason in GONE_REASONS)
 
 
-def _ended(rid: str, decided: float, gone_at: dict[str, float]) -> bool:
-    """Whether the resource, or one of the resources it lives under, went after its latest decision read it."""
+def _ended(rid: str, decided: float, gone_at: dict[str, float], vaults: dict[str, set[str]]) -> bool:
+    """Whether the resource, or one of the resources it lives under, went after its latest decision
+    read it; a Key Vault object (data-plane URL) also when its vault's ARM id, or one above it, did."""
+    if _gone_under(rid, decided, gone_at):
+        return True
+    name = _vault_of_url(rid)
+    return name is not None and any(_gone_under(arm, decided, gone_at) for arm in vaults.get(name, ()))
+
+
+def _vault_of_url(rid: str) -> str | None:
+    """The vault name of a (lower-case) Key Vault data-plane URL, ``https://<vault>.vault.<cloud>/...``."""
+    if not rid.startswith("https://"):
+        return None
+    labels = rid[len("https://"):].split("/", 1)[0].split(".")
+    return labels[0] if len(labels) > 2 and labels[1] == "vault" else None
+
+
+def _gone_under(rid: str, decided: float, gone_at: dict[str, float]) -> bool:
     path = rid.rstrip("/")
     while path:
         if gone_at.get(path, float("-inf")) > decided:
@@ -258,16 +289,15 @@ def _remediation(durations: list[float], skipped: int) -> Remediation:
 
 def _shadow(rows: list[AuditRow]) -> ShadowComparison:
     enforced: dict[str, AuditRow] = {}
-    for r in rows:
-        if r.verdict != "shadow":
-            enforced[r.event_id] = r          # rows are in time order: the latest wins
+    for r in rows:                        # rows are in time order: the latest that can be ranked wins
+        if r.verdict != "shadow" and _enforced(r) in _RANK:
+            enforced[r.event_id] = r          # (a redelivery's ``duplicate`` row keeps the decision)
     agree = stricter = looser = not_comparable = 0
     examples: list[dict[str, str]] = []
     for s in (r for r in rows if r.verdict == "shadow"):
         e = enforced.get(s.event_id)
         would = s.reason
-        have = "compliant" if e is not None and e.verdict == "ignored" and e.reason == "no_policy" else \
-            (e.verdict if e is not None else "")
+        have = _enforced(e) if e is not None else ""
         if have not in _RANK or would not in _RANK:
             not_comparable += 1
             continue
@@ -283,6 +313,12 @@ def _shadow(rows: list[AuditRow]) -> ShadowComparison:
             examples.append({"kind": kind, "event_id": s.event_id, "resource_id": s.resource_id,
                              "enforced": have, "shadow": would, "shadow_policies": ", ".join(s.policies)})
     return ShadowComparison(agree + stricter + looser, agree, stricter, looser, not_comparable, examples)
+
+
+def _enforced(r: AuditRow) -> str:
+    """The enforced row's decision as ranked: ``ignored`` because no policy selects the resource
+    (only the shadow version does) is nothing to do."""
+    return "compliant" if r.verdict == "ignored" and r.reason == "no_policy" else r.verdict
 
 
 # ---- rendering -----------------------------------------------------------------------------------

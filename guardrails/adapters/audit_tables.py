@@ -3,9 +3,11 @@
   <prefix>Audit             PK "YYYYMMDD-SS"       RK "<time>-<delivery>"   one row per delivery
   <prefix>AuditByResource   PK sha256(resource)[:32] RK "<time>-<delivery>" same row, per resource
 
-One day's audit is ``audit_shards`` partition queries (no table scan); a resource's history is
-one partition query; writes spread over ``audit_shards`` partitions per day, so 2,000 rows/s
-stays under Table Storage's per-partition limit with room to spare.
+One day's audit is one PartitionKey range query over ``YYYYMMDD-*`` (no table scan), whatever
+the shard count: a reader whose ``audit_shards`` differs from the writer's (an operator's CLI, a
+deployment that changed it) still reads every row; a resource's history is one partition query;
+writes spread over ``audit_shards`` partitions per day, so 2,000 rows/s stays under Table
+Storage's per-partition limit with room to spare.
 """
 
 from __future__ import annotations
@@ -214,13 +216,14 @@ class TableAuditSink:
             raise _store_error("audit write", exc) from exc
 
     def read_day(self, day: date) -> list[AuditRow]:
+        """Every row of one UTC day, in ``(time, delivery_id)`` order: one range query over the
+        day's partitions ``YYYYMMDD-00`` .. (``"."`` follows ``"-"``), paged by the SDK, so rows
+        written with any shard count are read, not only this sink's ``shards``."""
         prefix = day.strftime("%Y%m%d")
-        rows: list[AuditRow] = []
         table = self._t.table(self._t.audit_name)
         try:
-            for s in range(self._shards):
-                rows.extend(_from_entity(e) for e in table.query_entities(
-                    "PartitionKey eq @pk", parameters={"pk": f"{prefix}-{s:02d}"}))
+            rows = [_from_entity(e) for e in table.query_entities(
+                "PartitionKey ge @lo and PartitionKey lt @hi", parameters={"lo": f"{prefix}-", "hi": f"{prefix}."})]
         except AzureError as exc:
             raise _store_error("audit read", exc) from exc
         return sorted(rows, key=lambda r: (r.time, r.delivery_id))
