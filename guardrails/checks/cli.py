@@ -4,6 +4,12 @@ without HTTP access. Same models, same policies (the policy table), same audit r
 The CLI runs with the deployment's own credentials (it reads the policy table and writes the
 audit table directly), so it is a trusted caller: it names the identity a job check is about and
 may remediate. Prints the ``CheckResponse`` JSON. Exit 0 allowed, 1 denied, 2 error.
+
+What it refuses, it refuses as the HTTP API does and says no more than the API would answer: a
+credential where a name belongs (``credential_fields``, the resource id too) is named by its field
+only; a validation error's location goes through ``api._field`` (a tag key may be the pasted key)
+and every error text through ``api._safe_text``; an argument that looks like a credential is
+described, never quoted (``_quoted``).
 """
 
 from __future__ import annotations
@@ -37,17 +43,23 @@ def add_parser(sub) -> None:
     m.add_argument("--tag", action="append", default=[], metavar="KEY=VALUE", help="a tag of the version (repeat)")
 
 
+def _quoted(text: str) -> str:
+    from guardrails.secrets.credentials import looks_like_credential
+
+    return "<a value that looks like a credential, not shown>" if looks_like_credential(text) else repr(text[:60])
+
+
 def _secret(text: str) -> dict[str, str]:
     vault, sep, secret = text.partition("/")
     if not sep:
-        raise ValueError(f"--secret {text[:60]!r}: expected VAULT/SECRET")
+        raise ValueError(f"--secret {_quoted(text)}: expected VAULT/SECRET")
     return {"vault": vault, "secret": secret}
 
 
 def _tag(text: str) -> tuple[str, str]:
     key, sep, value = text.partition("=")
     if not sep:
-        raise ValueError(f"--tag {text[:60]!r}: expected KEY=VALUE")
+        raise ValueError(f"--tag {_quoted(text)}: expected KEY=VALUE")
     return key, value
 
 
@@ -80,10 +92,12 @@ def _no_credentials(fields: list[str]) -> None:
 
 def main(args: argparse.Namespace) -> int:
     from guardrails.bootstrap import get_checks
-    from guardrails.checks.models import JobCheckRequest, ModelPromotionRequest, credential_fields
+    from guardrails.checks.api import _field, _safe_text
+    from guardrails.checks.models import (
+        JobCheckRequest, ModelPromotionRequest, ResourceCheckRequest, credential_fields,
+    )
     from guardrails.checks.service import Caller, CheckUnavailable
-    from guardrails.errors import GuardrailsError
-    from guardrails.secrets.credentials import redact
+    from guardrails.errors import GuardrailsError, InvalidArmId
 
     caller = Caller(principal=_acting_as(), trusted=True, correlation_id="cli")
     decision_id = uuid.uuid4().hex
@@ -103,19 +117,25 @@ def main(args: argparse.Namespace) -> int:
             _no_credentials(credential_fields(req))
             outcome = get_checks().check_model_promotion(req, caller, decision_id)
         else:
-            outcome = get_checks().check_resource(args.resource_id, remediate=args.remediate, caller=caller,
+            req = ResourceCheckRequest.model_validate({"resource_id": args.resource_id})
+            _no_credentials(credential_fields(req))
+            outcome = get_checks().check_resource(req.resource_id, remediate=args.remediate, caller=caller,
                                                   decision_id=decision_id)
     except (ValidationError, ValueError) as exc:
         errors = exc.errors(include_url=False, include_input=False) if isinstance(exc, ValidationError) else None
-        detail = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in errors) if errors else str(exc)
-        print(f"error: invalid check request: {redact(detail)[:500]}", file=sys.stderr)
+        detail = "; ".join(f"{_field(tuple(e['loc']))}: {e['msg']}" for e in errors) if errors else str(exc)
+        shown = _safe_text(detail, "a value in the request looks like a credential (not shown)")
+        print(f"error: invalid check request: {shown[:500]}", file=sys.stderr)
         return 2
     except CheckUnavailable as exc:
         print(f"error: a dependency did not answer ({exc.reason}); decision {exc.decision_id} audited as failed",
               file=sys.stderr)
         return 2
     except GuardrailsError as exc:            # bad ARM id, Table Storage / ARM / Graph unavailable
-        print(f"error: {str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__}", file=sys.stderr)
+        code = "invalid_resource_id" if isinstance(exc, InvalidArmId) else type(exc).__name__
+        text = str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
+        print(f"error: {_safe_text(text, f'{code}: a value in the request looks like a credential (not shown)')}",
+              file=sys.stderr)
         return 2
     print(json.dumps(outcome.response.model_dump(), indent=2))
     return 0 if outcome.response.allowed else 1

@@ -11,9 +11,13 @@ rows: event types ``Guardrails.CheckJob``, ``Guardrails.CheckModelPromotion``,
 failure → ``failed``. Each broken condition is one ``violations`` entry (rule, message), under the
 policy that found it and with that policy's outcome: with several model-registry policies, an
 ``audit``-mode policy's finding is ``dry_run`` and never a reason for a denial. Messages go
-through ``redact``: a value that looks like a credential is never written or answered. A job
-check's row also says what was asked about (the identity named, the zone, the secret references:
-pointers, never values), whatever the answer.
+through ``safe_text`` (``redact``, then each credential-looking word described): a value that
+looks like a credential is never written or answered. A name from the request (job id, zone,
+model, version) is written into a subject or a message only when it does not look like a
+credential (``_shown``, as ``looks_like_credential`` judges free text), else described by its
+length: unquoted, ``redact`` would not see it. A job id that names a job policy in force is the
+metadata's own name and is shown. A job check's row also says what was asked about (the
+identity named, the zone, the secret references: pointers, never values), whatever the answer.
 
 The resource check does not take role-definition ids: a custom role is judged through its
 assignments, each at its own scope (the event path re-judges them all when a definition changes),
@@ -37,7 +41,7 @@ from guardrails.model.arm_id import parse_arm_id
 from guardrails.model.decision import Actor, AuditRow, ViolationRecord, short_repr
 from guardrails.model.roles import ROLE_DEFINITION_TYPE
 from guardrails.policy.model_rules import evaluate_promotion
-from guardrails.secrets.credentials import looks_like_credential, redact
+from guardrails.secrets.credentials import looks_like_credential, safe_text
 
 EVENT_TYPES = {"job": "Guardrails.CheckJob", "model-promotion": "Guardrails.CheckModelPromotion",
                "resource": "Guardrails.CheckResource"}
@@ -121,13 +125,14 @@ class CheckService:
         start = self._clock()
         compiled = self.service.policies.get()
         job_id = str(req.job_id).strip()
-        subject = f"job:{job_id}"
         named = req.identity.object_id.lower() if req.identity else None
         asked = _asked(req, named)
         policies = compiled.checks.job(job_id)
+        job = job_id if policies else _shown(job_id, "a job id")      # a policy in force names it
+        subject = f"job:{job}"
         if len(policies) != 1:
-            why = (f"no job policy in force for job {job_id}: nothing is allowed by default" if not policies else
-                   f"job {job_id} has {len(policies)} policies in force ({', '.join(p.ref for p in policies)}): ambiguous")
+            why = (f"no job policy in force for job {job}: nothing is allowed by default" if not policies else
+                   f"job {job} has {len(policies)} policies in force ({', '.join(p.ref for p in policies)}): ambiguous")
             return self._answer("job", subject, decision_id, caller, start, [p.ref for p in policies],
                                 [Finding("job-policy", why, "", "enforce")], asked=asked)
         policy = policies[0]
@@ -140,7 +145,7 @@ class CheckService:
         findings = (_attribute([problem], policy.ref, "enforce") if problem else []) + _attribute(
             evaluate_job(policy, request, identity=identity, groups=self.groups), policy.ref, policy.mode)
         refs = [policy.ref] + ([grant] if grant else [])
-        ok = f"job {job_id} may run as {identity} from {req.network_zone}"
+        ok = f"job {job} may run as {identity} from {_shown(req.network_zone, 'a zone')}"
         return self._answer("job", subject, decision_id, caller, start, refs, findings, allowed_message=ok,
                             asked=asked)
 
@@ -165,7 +170,8 @@ class CheckService:
     def check_model_promotion(self, req: ModelPromotionRequest, caller: Caller, decision_id: str) -> Outcome:
         start = self._clock()
         policies = self.service.policies.get().model_registry_policies
-        subject = f"model:{req.model}/versions/{req.version}"
+        model, version = _shown(req.model, "a model name"), _shown(str(req.version), "a version")
+        subject = f"model:{model}/versions/{version}"
         if not policies:
             return self._answer("model-promotion", subject, decision_id, caller, start, [], [Finding(
                 "model-registry-policy", "no model-registry policy in force: nothing is allowed by default",
@@ -175,7 +181,7 @@ class CheckService:
             found = evaluate_promotion(p.rules, version=req.version, from_stage=req.from_stage,
                                        to_stage=req.to_stage, tags=req.tags)
             findings.extend(Finding(f.rule, f.message, p.ref, p.mode) for f in found)
-        ok = f"{req.model} version {req.version} may move to {req.to_stage}"
+        ok = f"{model} version {version} may move to {_shown(req.to_stage, 'a stage')}"
         return self._answer("model-promotion", subject, decision_id, caller, start, [p.ref for p in policies],
                             findings, allowed_message=ok)
 
@@ -203,10 +209,10 @@ class CheckService:
                                           correlation_id=caller.correlation_id)
         if row.verdict == "failed" and row.reason in UNAVAILABLE_REASONS:
             raise CheckUnavailable(row.reason, decision_id)
-        reasons = [Reason(rule=f"{v.policy.split('@')[0]}/{v.rule}", message=redact(_describe(v, remediate)))
+        reasons = [Reason(rule=f"{v.policy.split('@')[0]}/{v.rule}", message=safe_text(_describe(v, remediate)))
                    for v in row.violations]
         if not reasons and row.verdict not in ("compliant", "remediated"):
-            reasons = [Reason(rule=row.reason or row.verdict, message=redact(row.message or row.verdict))]
+            reasons = [Reason(rule=row.reason or row.verdict, message=safe_text(row.message or row.verdict))]
         return Outcome(CheckResponse(allowed=self._resource_allowed(row), reasons=reasons,
                                      policy_version=", ".join(row.policies) or None, decision_id=decision_id,
                                      verdict=row.verdict, subject=str(rid)))
@@ -232,7 +238,7 @@ class CheckService:
         row keeps every finding, each under its own policy and outcome. ``asked``: what the
         request asked about (a job check: the identity, zone and secret references, never a
         value), on the row's message whatever the answer."""
-        findings = [Finding(f.rule, redact(f.message), f.policy, f.mode) for f in findings]
+        findings = [Finding(f.rule, safe_text(f.message), f.policy, f.mode) for f in findings]
         denying = [f for f in findings if f.denies]
         if not findings:
             verdict, allowed, reasons = "compliant", True, []
@@ -262,7 +268,7 @@ class CheckService:
         row = AuditRow(event_id=decision_id, event_type=EVENT_TYPES.get(check, "Guardrails.Check"),
                        resource_id=subject[:2048], verdict=verdict, reason=reason, delivery_id=decision_id,
                        actor=caller.actor, correlation_id=caller.correlation_id[:128])
-        row.message = f"{message} [{caller.describe()}]"[:2000]
+        row.message = f"{safe_text(message)} [{caller.describe()}]"[:2000]
         self._write(row, self._clock())
 
     def _write(self, row: AuditRow, start: float) -> None:
@@ -278,12 +284,20 @@ def _asked(req: JobCheckRequest, named: str | None) -> str:
     """What a job check asked about, for its audit row: the identity named in the body (else the
     caller's own, which the row's actor holds), the zone and the secret references (pointers; a
     request holding a credential-looking string was refused before it got here)."""
-    def shown(text: str) -> str:     # defence in depth, as ``redact`` for the findings
-        return "<not shown: it looks like a credential>" if looks_like_credential(text) else text
-
-    refs = ", ".join(f"{shown(s.vault)}/{shown(s.secret)}" for s in req.secret_references) or "none"
+    refs = ", ".join(f"{_shown(s.vault)}/{_shown(s.secret)}" for s in req.secret_references) or "none"
     who = f"identity {named}" if named else "identity: the caller's own"
-    return f"asked: {who}; zone {shown(req.network_zone)}; secret references: {refs}"[:600]
+    return f"asked: {who}; zone {_shown(req.network_zone)}; secret references: {refs}"[:600]
+
+
+def _shown(text: str, what: str = "") -> str:
+    """A name from the request as a subject, an answer, an audit row or a log may hold it: itself,
+    or described (never quoted, never a part of it) when it looks like a credential. A name
+    field admits a long opaque run (``credential_fields`` refuses only known formats, so that a
+    long snake_case name is a name); written unquoted, ``redact`` would not see it."""
+    if not looks_like_credential(text):
+        return text
+    return f"<{what} of {len(text)} characters, not shown: it looks like a credential>" if what else \
+        "<not shown: it looks like a credential>"
 
 
 def _describe(v: ViolationRecord, remediate: bool) -> str:

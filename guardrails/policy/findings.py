@@ -2,9 +2,10 @@
 found it: ``<source>: policy '<id>' (or ?): <json path>: <message>`` (``_finding``).
 
 A finding never echoes a secret pasted into a policy: the policy id is shown only when it is
-well-formed and does not look like a key or a token (``_pid``), the message is redacted, and a
-validator's message drops a long refused value (``_unquoted``). ``_hint`` is the "did you mean"
-suggestion of a finding about an unknown word.
+well-formed and does not look like a key or a token (``_pid``), the path names a key that looks
+like one by its length only (``safe_path``: a validator's path spells the keys it walked), the
+message is redacted, and a validator's message drops a long refused value (``_unquoted``).
+``_hint`` is the "did you mean" suggestion of a finding about an unknown word.
 """
 
 from __future__ import annotations
@@ -31,8 +32,8 @@ def _pid(doc: Any) -> str:
 
 
 def _finding(source: str, doc: Any, path: str, message: str) -> str:
-    from guardrails.secrets.credentials import redact   # a refused value may be a pasted key
-    return f"{source}: policy {_pid(doc)}: {path}: {redact(message)}"
+    from guardrails.secrets.credentials import redact, safe_path   # a refused value or a key may be pasted
+    return f"{source}: policy {_pid(doc)}: {safe_path(path)}: {redact(message)}"
 
 
 def _unquoted(message: str, instance: Any) -> str:

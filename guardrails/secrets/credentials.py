@@ -2,7 +2,14 @@
 
 ``find_credentials(doc)`` walks every string in a policy document and returns
 ``(json_path, label)`` for each that looks like a credential. The label names the kind
-(``storage account key``, ``SAS signature`` …); the value itself is never echoed.
+(``storage account key``, ``SAS signature`` …); the value itself is never echoed, nor a key that
+looks like a credential: it is described (``shown_key``) in its own path and in every path beneath it.
+
+What may be printed of a text that can hold one: ``redact`` hides each quoted credential-looking
+value (a quote is an opening one unless it is an apostrophe inside a word; an unterminated quote,
+as in a ``repr`` cut short, runs to the end); ``safe_text`` then describes each remaining word
+that looks like one, and answers ``fallback`` when the text as a whole still does (a format that
+spans words); ``safe_path`` is a JSON path with credential-looking keys described.
 """
 
 from __future__ import annotations
@@ -45,27 +52,69 @@ def _opaque(text: str) -> bool:
     return False
 
 
+# a quote that opens a value: not an apostrophe inside a word ("policy's"); b'…' / u'…' as repr writes them
+_OPENING = re.compile(r"""(?<![A-Za-z0-9])[bBuU]?(['"])""")
+_WORD = re.compile(r"(\s+)")
+_PATH_PARTS = re.compile(r"""([.\[\]'"])""")
+HIDDEN_TEXT = "<text not shown: it holds a value that looks like a credential>"
+
+
+def _closing(message: str, quote: str, start: int) -> int:
+    """The quote closing a value opened before ``start``: the next one that no letter or digit
+    follows (an apostrophe inside the value, ``'it's'``, does not end it); -1 when there is none."""
+    end = message.find(quote, start)
+    while end != -1 and end + 1 < len(message) and message[end + 1].isalnum():
+        end = message.find(quote, end + 1)
+    return end
+
+
 def redact(message: str) -> str:
     """``message`` with every quoted value (``'…'``, ``"…"``; validation messages quote the value
     they refuse) that looks like a credential, or like an opaque key, replaced: a key pasted where
-    a name belongs must not be printed. One pass over the message."""
+    a name belongs must not be printed. One pass over the message; a quote left open (a ``repr``
+    cut short) quotes the rest of the message. Unquoted text is left as it is: ``safe_text``."""
     out: list[str] = []
     i = 0
     while True:
-        starts = [k for k in (message.find("'", i), message.find('"', i)) if k != -1]
-        if not starts:
+        m = _OPENING.search(message, i)
+        if m is None:
             break
-        start = min(starts)
-        end = message.find(message[start], start + 1)
-        if end == -1:
-            break
-        inner = message[start + 1:end]
+        start = m.start(1)
+        end = _closing(message, message[start], start + 1)
+        inner = message[start + 1:] if end == -1 else message[start + 1:end]
         out.append(message[i:start + 1])
-        out.append(_HIDDEN if len(inner) >= 12 and (_opaque(inner) or classify(inner)) else inner)
+        out.append(_HIDDEN if looks_like_credential(inner) else inner)
+        if end == -1:
+            return "".join(out)
         out.append(message[end])
         i = end + 1
     out.append(message[i:])
     return "".join(out)
+
+
+def safe_text(text: str, fallback: str = HIDDEN_TEXT) -> str:
+    """``text`` as it may be answered, written to an audit row or logged: ``redact``, then every
+    remaining word that looks like a credential (``looks_like_credential``) described, never
+    quoted; ``fallback`` when the text still looks like one as a whole (``Bearer <token>``)."""
+    words = _WORD.split(redact(text))
+    shown = "".join(_HIDDEN if w.strip() and looks_like_credential(w) else w for w in words)
+    return fallback if looks_like_credential(shown) else shown
+
+
+def shown_key(key: Any) -> str:
+    """A mapping key as a path or a message may name it: described when it looks like a
+    credential (no prefix of it either: 8 characters of a key are 8 characters of the secret)."""
+    if not isinstance(key, str):
+        return type(key).__name__
+    return f"<credential-shaped key, {len(key)} chars>" if looks_like_credential(key) else key
+
+
+def safe_path(path: str) -> str:
+    """A JSON path (``$.a.b[0]``, ``$['a b']``) with every credential-looking key described
+    (``shown_key``); when a credential spans keys (a JWT's dots), the path is described whole."""
+    parts = _PATH_PARTS.split(path)
+    shown = "".join(p if _PATH_PARTS.fullmatch(p) else shown_key(p) for p in parts)
+    return "<a path naming a credential-shaped key, not shown>" if looks_like_credential(shown) else shown
 
 
 def classify(text: str) -> str | None:
@@ -100,8 +149,9 @@ def find_credentials(doc: Any, path: str = "$") -> Iterator[tuple[str, str]]:
                 yield where, label
         elif isinstance(value, Mapping):
             for k, v in value.items():
-                stack.append((v, f"{where}.{k if isinstance(k, str) else type(k).__name__}"))
+                here = f"{where}.{shown_key(k)}"       # the same for the key's finding and beneath it
+                stack.append((v, here))
                 if isinstance(k, str) and classify(k):
-                    yield f"{where}.{k[:8]}…", "credential in a key name"
+                    yield here, "credential in a key name"
         elif isinstance(value, (list, tuple)):
             stack.extend((v, f"{where}[{i}]") for i, v in enumerate(value))
