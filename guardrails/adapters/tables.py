@@ -301,7 +301,7 @@ class TablePolicyRepository:
                     except (ResourceModifiedError, ResourceNotFoundError):
                         continue                              # another sync took it first
             except AzureError as exc:
-                raise StoreError(f"{_store_error('take the policy sync lease', exc)}; nothing was written") from exc
+                raise _then(_store_error('take the policy sync lease', exc), "; nothing was written") from exc
             if time.monotonic() >= deadline:
                 raise StoreError(
                     f"another metadata sync is writing the policy table (on {str(held.get('host'))[:200]}, since "
@@ -342,7 +342,7 @@ class TablePolicyRepository:
                 table.upsert_entity({"PartitionKey": self.PARTITION, "RowKey": self.LOADING_KEY,
                                      "started_at": datetime.now(timezone.utc)}, mode=UpdateMode.REPLACE)
             except AzureError as exc:
-                raise StoreError(f"{_store_error('write policies', exc)}; nothing was written") from exc
+                raise _then(_store_error('write policies', exc), "; nothing was written") from exc
         step = self.MAX_OPERATIONS
         for i in range(0, len(ops), step):
             self._submit(table, ops[i:i + step],
@@ -351,7 +351,7 @@ class TablePolicyRepository:
         try:
             table.delete_entity(self.PARTITION, self.LOADING_KEY)
         except AzureError as exc:
-            raise StoreError(f"{_store_error('write policies', exc)}: every policy row was written but the loading "
+            raise _then(_store_error('write policies', exc), ": every policy row was written but the loading "
                              "mark was not removed, so workers decide nothing yet: run the sync again") from exc
 
     @staticmethod
@@ -362,12 +362,12 @@ class TablePolicyRepository:
         except TableTransactionError as exc:     # the transaction changed nothing
             err = _store_error("write policies", exc)
             if exc.status_code in (409, 412):     # a row added, changed or removed since it was read
-                raise StoreError(f"{err}: policy row '{_failed_key(exc, ops)}' changed after this sync read "
+                raise _then(err, f": policy row '{_failed_key(exc, ops)}' changed after this sync read "
                                  f"the table (another sync, or an edit by hand); {written}") from exc
-            raise StoreError(f"{err}; {written}") from exc
+            raise _then(err, f"; {written}") from exc
         except AzureError as exc:
             err = _store_error("write policies", exc)
-            raise StoreError(f"{err}; {written}") from exc
+            raise _then(err, f"; {written}") from exc
         except (TypeError, ValueError) as exc:   # a value the SDK cannot encode, refused before sending
             raise StoreError(f"table storage write policies failed: a row could not be encoded "
                              f"({type(exc).__name__}: {str(exc)[:200]}); {written}") from exc
@@ -384,3 +384,11 @@ def _failed_key(exc: TableTransactionError, ops: list[tuple]) -> str:
     if isinstance(index, int) and 0 <= index < len(ops):
         return str(ops[index][1].get("RowKey"))[:200]
     return "?"
+
+
+def _then(err: StoreError, tail: str) -> StoreError:
+    """``err`` with ``tail`` added to its message, keeping Table Storage's status (a caller such as
+    ``metadata sync --wait-for-access`` tells a 403 from the rest by it)."""
+    out = StoreError(f"{err}{tail}")
+    out.status = err.status
+    return out
