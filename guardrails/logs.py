@@ -44,7 +44,11 @@ _held: contextvars.ContextVar[list[tuple[logging.Logger, dict[str, Any]]] | None
 def notify_owner(logger: logging.Logger, **fields: Any) -> None:
     """The WARNING line that tells a finding's owner (``guardrail_violation_notify``). Inside
     ``holding_notices(True)`` it is kept until the decision knows whether it is news
-    (``release_notices``) or a repeat the owner was already told of (dropped)."""
+    (``release_notices``) or a repeat the owner was already told of (dropped). Its values are
+    ``scrub``bed: the owner tag it names the owner by may hold anything, a token included."""
+    from .model.decision import scrub
+
+    fields = {k: scrub(v) for k, v in fields.items()}
     held = _held.get()
     if held is not None:
         held.append((logger, dict(fields)))

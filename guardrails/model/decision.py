@@ -13,6 +13,7 @@ escalated (not reverted: flip-flop escalation holds the resource), shadow (shado
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from collections.abc import Mapping
 from typing import Any, Literal
 
 Verdict = Literal[
@@ -46,9 +47,30 @@ def combine_verdict(outcomes: list[str]) -> str:
 
 
 def short_repr(value: Any) -> str:
-    """A value as an audit message shows it: its ``repr``, cut to 80 characters."""
-    text = repr(value)
+    """A value as an audit message shows it: its ``repr``, cut to 80 characters; never one that
+    looks like a credential (a token someone put in a tag or a property a policy reads)."""
+    text = repr(scrub(value))
     return text if len(text) <= 80 else text[:77] + "..."
+
+
+def scrub(value: Any) -> Any:
+    """A recorded value as the audit keeps it (a violation's ``before``/``after``, a message's
+    value): every string in it that looks like a credential (``secrets.credentials``) replaced by a
+    description, in lists and mappings too (keys included). Secrets never reach an audit row, a
+    decision event or a log, whichever property a policy reads. Strings under 12 characters (the
+    values policies set: ``Enabled``, ``AADToken``) cost one length check."""
+    if isinstance(value, str):
+        if len(value) < 12:
+            return value
+        from guardrails.secrets.credentials import looks_like_credential
+
+        return f"<{len(value)} characters not shown: they look like a credential>" \
+            if looks_like_credential(value) else value
+    if isinstance(value, Mapping):
+        return {scrub(k): scrub(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [scrub(v) for v in value]
+    return value
 
 
 @dataclass(frozen=True)
@@ -71,7 +93,10 @@ class ViolationRecord:
     message: str = ""
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """As every sink writes it (audit rows, decision events, parked rows): values ``scrub``bed."""
+        d = asdict(self)
+        d["before"], d["after"] = scrub(d["before"]), scrub(d["after"])
+        return d
 
 
 @dataclass
