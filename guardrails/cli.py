@@ -249,11 +249,15 @@ def _report(args) -> int:
     settings = Settings.from_env()
     sink = TableAuditSink(_tables(settings), shards=settings.audit_shards)
     # the UTC days the period touches (``until`` is exclusive: a period ending at midnight stops the day before)
-    day, last, rows = since.date(), (until - timedelta(microseconds=1)).date(), []
-    while day <= last:
-        rows.extend(sink.read_day(day))
-        day += timedelta(days=1)
-    report = build_report(rows, since=since, until=until)
+    first, last = since.date(), (until - timedelta(microseconds=1)).date()
+
+    def rows():                 # one day held at a time, in order: the report folds them as they come
+        day = first
+        while day <= last:
+            yield from sink.read_day(day)
+            day += timedelta(days=1)
+
+    report = build_report(rows(), since=since, until=until, in_order=True)
     if args.html:
         Path(args.html).parent.mkdir(parents=True, exist_ok=True)
         Path(args.html).write_text(render_html(report), encoding="utf-8")

@@ -142,13 +142,18 @@ class Report:
         return d
 
 
-def build_report(rows: Iterable[AuditRow], *, since: datetime, until: datetime) -> Report:
-    inside = []
-    for r in rows:
-        t = parse_time(r.time)
-        if t is not None and since <= t < until:
-            inside.append((t, r))
-    inside.sort(key=lambda tr: (tr[0], tr[1].delivery_id))
+def build_report(rows: Iterable[AuditRow], *, since: datetime, until: datetime, in_order: bool = False) -> Report:
+    """``in_order``: ``rows`` come in ``(time, delivery_id)`` order (the CLI reads the audit day by
+    day, each day sorted): they are folded as they come, never held, so a year of a busy tenant's
+    rows costs the memory of its resources, not of its rows. Otherwise they are sorted first."""
+    def within():
+        for r in rows:
+            t = parse_time(r.time)
+            if t is not None and since <= t < until:
+                yield t, r
+
+    inside = within() if in_order else iter(sorted(within(), key=lambda tr: (tr[0], tr[1].delivery_id)))
+    counted = 0
 
     verdicts: dict[str, int] = {}
     latest: dict[str, AuditRow] = {}
@@ -156,7 +161,7 @@ def build_report(rows: Iterable[AuditRow], *, since: datetime, until: datetime) 
     skipped = 0
     per_policy: dict[str, int] = {}
     per_day: dict[str, int] = {}
-    escalated_rows: list[AuditRow] = []
+    escalations = 0
     grants: list[str] = []
     regrants = 0
     coverage: dict[str, AuditRow] = {}
@@ -167,7 +172,10 @@ def build_report(rows: Iterable[AuditRow], *, since: datetime, until: datetime) 
     gone_at: dict[str, float] = {}
     vaults: dict[str, set[str]] = {}          # vault name -> its ARM ids in the rows (lower case)
     escalated: dict[str, str] = {}            # resource (lower case) -> its latest spelling
-    for i, (t, r) in enumerate(inside):
+    shadow = _ShadowFold()
+    for t, r in inside:
+        counted += 1
+        shadow.add(r)
         verdicts[r.verdict] = verdicts.get(r.verdict, 0) + 1
         vault = _VAULT_ARM.match(r.resource_id.lower())
         if vault:
@@ -193,7 +201,7 @@ def build_report(rows: Iterable[AuditRow], *, since: datetime, until: datetime) 
             for pid, _rule in {(v.policy.split("@", 1)[0], v.rule) for v in r.violations if v.outcome == "remediated"}:
                 per_policy[pid] = per_policy.get(pid, 0) + 1
         if r.verdict == "escalated":
-            escalated_rows.append(r)
+            escalations += 1
             escalated[r.resource_id.lower()] = r.resource_id
         elif r.verdict == "remediated" and r.reason == "flip_flop":
             regrants += 1
@@ -206,7 +214,7 @@ def build_report(rows: Iterable[AuditRow], *, since: datetime, until: datetime) 
     open_rows = sorted((r for r in latest.values() if r.verdict in OPEN), key=lambda r: (r.time, r.resource_id))
     days = _days(since, until)
     return Report(
-        since=_iso(since), until=_iso(until), rows=len(inside), verdicts=dict(sorted(verdicts.items())),
+        since=_iso(since), until=_iso(until), rows=counted, verdicts=dict(sorted(verdicts.items())),
         covered=len(latest), compliant=compliant,
         requested=sum(1 for r in latest.values() if r.verdict == "requested"),
         compliance=compliant / len(latest) if latest else None,
@@ -214,10 +222,10 @@ def build_report(rows: Iterable[AuditRow], *, since: datetime, until: datetime) 
         open_violations=[OpenViolation(r.resource_id, r.verdict, r.reason, r.time) for r in open_rows],
         remediations_per_policy=dict(sorted(per_policy.items(), key=lambda kv: (-kv[1], kv[0]))),
         remediations_per_day=[(d, per_day.get(d, 0)) for d in days],
-        escalations=len(escalated_rows),
+        escalations=escalations,
         escalated_resources=sorted(escalated.values()),
         regrant_escalations=regrants, escalated_grants=sorted(set(grants) - {""}),
-        shadow=_shadow([r for _t, r in inside]),
+        shadow=shadow.result(),
         uncovered_sources=sorted(r.resource_id for r in coverage.values() if r.verdict == "violation"),
         deleted=len(deleted),
     )
@@ -287,32 +295,42 @@ def _remediation(durations: list[float], skipped: int) -> Remediation:
     return Remediation(len(ordered), skipped, round(mean(ordered), 3), round(median(ordered), 3), round(p90, 3))
 
 
-def _shadow(rows: list[AuditRow]) -> ShadowComparison:
-    enforced: dict[str, AuditRow] = {}
-    for r in rows:                        # rows are in time order: the latest that can be ranked wins
-        if r.verdict != "shadow" and _enforced(r) in _RANK:
-            enforced[r.event_id] = r          # (a redelivery's ``duplicate`` row keeps the decision)
-    agree = stricter = looser = not_comparable = 0
-    examples: list[dict[str, str]] = []
-    for s in (r for r in rows if r.verdict == "shadow"):
-        e = enforced.get(s.event_id)
-        would = s.reason
-        have = _enforced(e) if e is not None else ""
-        if have not in _RANK or would not in _RANK:
-            not_comparable += 1
-            continue
-        if _RANK[would] == _RANK[have]:
-            agree += 1
-            continue
-        kind = "stricter" if _RANK[would] > _RANK[have] else "looser"
-        if kind == "stricter":
-            stricter += 1
-        else:
-            looser += 1
-        if len(examples) < MAX_EXAMPLES:
-            examples.append({"kind": kind, "event_id": s.event_id, "resource_id": s.resource_id,
-                             "enforced": have, "shadow": would, "shadow_policies": ", ".join(s.policies)})
-    return ShadowComparison(agree + stricter + looser, agree, stricter, looser, not_comparable, examples)
+class _ShadowFold:
+    """Shadow rows against the enforced decisions of their events, folded row by row (time order):
+    of an enforced row only its ranked decision is kept, of a shadow row what its comparison needs."""
+
+    def __init__(self) -> None:
+        self.enforced: dict[str, str] = {}        # event id -> the latest enforced decision that ranks
+        self.shadows: list[tuple[str, str, str, str]] = []   # (event id, resource, would, policies)
+
+    def add(self, r: AuditRow) -> None:
+        if r.verdict == "shadow":
+            self.shadows.append((r.event_id, r.resource_id, r.reason, ", ".join(r.policies)))
+            return
+        have = _enforced(r)
+        if have in _RANK:                # a redelivery's ``duplicate`` row keeps the decision
+            self.enforced[r.event_id] = have
+
+    def result(self) -> ShadowComparison:
+        agree = stricter = looser = not_comparable = 0
+        examples: list[dict[str, str]] = []
+        for event_id, resource_id, would, policies in self.shadows:
+            have = self.enforced.get(event_id, "")
+            if have not in _RANK or would not in _RANK:
+                not_comparable += 1
+                continue
+            if _RANK[would] == _RANK[have]:
+                agree += 1
+                continue
+            kind = "stricter" if _RANK[would] > _RANK[have] else "looser"
+            if kind == "stricter":
+                stricter += 1
+            else:
+                looser += 1
+            if len(examples) < MAX_EXAMPLES:
+                examples.append({"kind": kind, "event_id": event_id, "resource_id": resource_id,
+                                 "enforced": have, "shadow": would, "shadow_policies": policies})
+        return ShadowComparison(agree + stricter + looser, agree, stricter, looser, not_comparable, examples)
 
 
 def _enforced(r: AuditRow) -> str:

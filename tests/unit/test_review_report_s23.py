@@ -114,3 +114,24 @@ def test_until_with_a_time_part_is_that_instant():
     for value in ("20261103T000000", "2026-11-03T00:00", "2026-11-03T00:00:00Z"):
         since, until = _report_period(SimpleNamespace(since="2026-11-01", until=value, days=7))
         assert until == datetime(2026, 11, 3, tzinfo=timezone.utc), value
+
+
+def test_rows_in_order_are_folded_as_they_come_with_the_same_report():
+    """The CLI hands the report one day at a time (``in_order``): nothing of the period is held
+    (the report review measured 126 MiB per 50k rows held whole); the figures are those of the
+    sorted list."""
+    rows = [row(n, f"2026-11-0{1 + n % 3}T10:{n % 60:02d}:00.000000Z", f"{SA}{n % 7}",
+                ("remediated", "compliant", "violation", "duplicate", "shadow")[n % 5],
+                reason="compliant" if n % 5 == 4 else "", event_id=f"ev-{n // 2}", violations=[v("remediated")]
+                if n % 5 == 0 else (), event_time="2026-11-01T09:00:00.000000Z") for n in range(200)]
+    ordered = sorted(rows, key=lambda r: (r.time, r.delivery_id))
+    taken = []
+
+    def one_at_a_time():
+        for r in ordered:
+            taken.append(r.delivery_id)
+            yield r
+
+    streamed = build_report(one_at_a_time(), since=SINCE, until=UNTIL, in_order=True)
+    assert streamed.to_dict() == build_report(rows, since=SINCE, until=UNTIL).to_dict()
+    assert len(taken) == 200 and streamed.rows == 200 and streamed.shadow.compared > 0
