@@ -414,6 +414,20 @@ def test_a_sweep_fix_whose_worker_died_before_confirming_it_is_audited_by_the_ou
     assert [e["id"] for e in _published(h)] == [row.delivery_id]
 
 
+def _die_in_the_read_back(client, method: str) -> None:
+    """``client.method`` answers its first call (the decision's read) and then the worker is
+    recycled: the second call (the read-back after the act) never returns."""
+    reads, calls = getattr(client, method), []
+
+    def first_read_then_die(*a, **k):
+        calls.append(1)
+        if len(calls) == 1:
+            return reads(*a, **k)
+        raise SystemExit("worker recycled in the read-back")
+
+    setattr(client, method, first_read_then_die)
+
+
 def test_a_sweep_removal_whose_worker_died_before_confirming_it_is_audited_by_the_outbox_timer(harness, tmp_path):
     # GIVEN a sweep (or a custom role's change re-judging its assignments) that deleted an Owner
     # grant at subscription scope, whose worker then died in the read-back: no redelivery, and the
@@ -425,17 +439,7 @@ def test_a_sweep_removal_whose_worker_died_before_confirming_it_is_audited_by_th
              "directory": {"groups": {b.DS_GROUP: [b.ALICE]}}}
     h = harness([], world=world, extra_metadata=[_policy_dir(tmp_path)], decision_topic=True,
                 env={S.DECISION_INTENT_HOLD_SECONDS: HOLD})
-    authz = h.service.roles.authz
-    reads = authz.get_assignment
-    calls = []
-
-    def first_read_then_die(*a, **k):
-        calls.append(1)
-        if len(calls) == 1:
-            return reads(*a, **k)
-        raise SystemExit("worker recycled in the read-back")
-
-    authz.get_assignment = first_read_then_die
+    _die_in_the_read_back(h.service.roles.authz, "get_assignment")
     with pytest.raises(SystemExit):
         h.service.reconcile(grant["id"], None, sweep_id="sweep-died")
     assert h.emu.get_role_assignment(grant["id"]) is None                       # the removal went out
@@ -464,16 +468,7 @@ def test_an_ml_endpoint_swept_by_a_worker_that_died_before_confirming_is_audited
                          tags={"data_classification": "sensitive"})
     h = harness([ep], extra_metadata=[policy_dir(tmp_path, endpoint_action="enforce")], decision_topic=True,
                 env={S.DECISION_INTENT_HOLD_SECONDS: HOLD})
-    reads = h.service.arm.get_resource
-    calls = []
-
-    def first_read_then_die(*a, **k):
-        calls.append(1)
-        if len(calls) == 1:
-            return reads(*a, **k)
-        raise SystemExit("worker recycled in the read-back")
-
-    h.service.arm.get_resource = first_read_then_die
+    _die_in_the_read_back(h.service.arm, "get_resource")
     with pytest.raises(SystemExit):
         h.service.reconcile(ep["id"], None, sweep_id="sweep-died")
     assert h.resource(EP)["properties"]["authMode"] == "AADToken"                 # the fix went out
