@@ -176,12 +176,18 @@ _sweeper = None
 
 
 def get_sweeper():
-    """The process-wide sweeper (timer functions), rebuilt when the settings changed."""
+    """The process-wide sweeper (timer functions), rebuilt when the settings changed; its service
+    shares the event service's locks, snapshot and settled-write caches and policy cache
+    (``GuardrailsService.share_coordination``)."""
     global _sweeper
     settings = Settings.from_env()
+    events = get_service()          # outside ``_lock``: it takes it to build the service
     with _lock:
         if _sweeper is None or _sweeper.service.settings != settings:
             _sweeper = build_sweeper(settings)
+            if events.settings == settings:
+                # one worker's sweep, replay and live deliveries take turns per resource
+                _sweeper.service.share_coordination(events)
         return _sweeper
 
 

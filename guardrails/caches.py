@@ -81,13 +81,18 @@ class SnapshotCache:
     def put(self, snapshot: ResourceSnapshot, *, requested_at: datetime) -> None:
         """``requested_at``: when the GET was sent, not when its answer came. A change that lands
         while the answer is on its way is not in the snapshot; stamped on arrival, that change's
-        event would look older than the snapshot and be decided on the state before it."""
+        event would look older than the snapshot and be decided on the state before it. Of two
+        reads of one resource, the one sent later is kept, whichever answer comes back last."""
         if self._max_age <= 0:
             return
+        key = snapshot.resource_id.lower()
         with self._lock:
-            if len(self._items) >= self._size:
+            held = self._items.get(key)
+            if held is not None and held[1] > requested_at:
+                return      # a read sent later is held already: an older answer arriving last never replaces it
+            if held is None and len(self._items) >= self._size:
                 self._items.pop(next(iter(self._items)))
-            self._items[snapshot.resource_id.lower()] = (snapshot, requested_at)
+            self._items[key] = (snapshot, requested_at)
 
     def forget(self, resource_id: str) -> None:
         with self._lock:

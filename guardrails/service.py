@@ -60,6 +60,10 @@ class DeliveryFailed(GuardrailsError):
     reason = "failed"
 
 
+class _StillRunning(Exception):
+    """The sweep's read-back found the pending fix's write still running: it waits."""
+
+
 class GuardrailsService(TimerDecisions):
     def __init__(self, settings: Settings, *, policies: PolicyCache, arm: ResourceGateway,
                  idempotency: IdempotencyStore, audit: AuditSink, breakers: BreakerStore,
@@ -262,9 +266,11 @@ class GuardrailsService(TimerDecisions):
                 decide()
             return self._finish(ctx, row, row.verdict, row.reason, row.message)
 
-    def _once(self, ctx: _Ctx, row: AuditRow, resource_id: str, decide: Callable[[], None]) -> AuditRow:
+    def _once(self, ctx: _Ctx, row: AuditRow, resource_id: str, decide: Callable[[], None], *,
+              final: frozenset[str] = frozenset()) -> AuditRow:
         """Exactly-once effects on an at-least-once stream: claim the event id, decide and act,
-        audit, then mark it completed — or release it so Event Grid's retry can run."""
+        audit, then mark it completed — or release it so Event Grid's retry can run (a ``failed``
+        row, unless its reason is in ``final``: an outcome, not a failure to decide)."""
         key = f"event:{row.event_id}"
         claim = self.idempotency.acquire(key, holder=ctx.delivery_id)  # IdempotencyError propagates
         if claim.state == "completed":
@@ -284,8 +290,17 @@ class GuardrailsService(TimerDecisions):
             # deliveries for one resource in this worker take turns: the second decides on the
             # state the first left (diff before write), never sending a fix twice
             try:
-                with self._resource_lock(resource_id):
-                    decide()
+                # bounded by the delivery's budget: 64 stripes are shared by unrelated resources, and
+                # a holder may be polling a long-running fix; past the budget, Event Grid redelivers
+                lock = self._resource_lock(resource_id)
+                if not lock.acquire(timeout=max(0.05, ctx.deadline - self._clock())):
+                    row.verdict, row.reason = "failed", "busy"
+                    row.message = "another decision held this resource's lock for the whole time budget; retried"
+                else:
+                    try:
+                        decide()
+                    finally:
+                        lock.release()
             finally:
                 claim = ctx.claim[1]          # a noted intent changed the claim's token
                 ctx.claim = None
@@ -298,7 +313,7 @@ class GuardrailsService(TimerDecisions):
             if not parked:
                 self.idempotency.release(key, claim)
             raise
-        if row.verdict == "failed":
+        if row.verdict == "failed" and row.reason not in final:
             self.idempotency.release(key, claim)   # let Event Grid's retry run it again
             raise DeliveryFailed(f"delivery failed: {row.reason}")
         self.idempotency.complete(key, claim, verdict=row.verdict)
@@ -349,32 +364,62 @@ class GuardrailsService(TimerDecisions):
         self.idempotency.complete(key, claim, verdict=prior.verdict)
         return prior
 
+    def share_coordination(self, other: "GuardrailsService") -> None:
+        """Take ``other``'s in-process coordination: its resource lock stripes, snapshot cache,
+        settled writes and policy cache. The timers' service (paced gateways of its own) shares the
+        event service's, so a sweep or replayed decision and a live delivery for one resource in
+        this worker take turns, and neither decides on a read the other's fix made stale."""
+        self._locks, self.snapshots, self.settled = other._locks, other.snapshots, other.settled
+        self.policies = other.policies
+
     # ---------------------------------------------------------------------------------
     def _resource_lock(self, resource_id: str) -> threading.Lock:
         return self._locks[hash(resource_id.lower()) % len(self._locks)]
 
     def _own_write(self, ctx: _Ctx, row: AuditRow, event, rtype: ResourceType | None) -> AuditRow:
         """Our own write came back. Ignored with zero ARM calls, unless it completes a fix that
-        was still running when its delivery ended (``requested``): then read back and confirm."""
+        was still running when its delivery ended (``requested``): then read back and confirm,
+        exactly once like any decision (``_once``: the event's claim, the resource's lock), so two
+        deliveries of this event (a redelivery after a slow first attempt, a replayed dead letter,
+        another instance) audit the fix once, and a confirmation never overtakes a decision on the
+        same resource (its read is cached for the next events)."""
         if rtype is None or self.settled.holds(event.correlation_id):
             # no pending record can exist for a write this worker saw finish: zero table reads
             return self._finish(ctx, row, "ignored", "own_write", "write made by the guardrail itself")
+        rid = str(event.resource_id)
+        if not self._pending_settled_by(event):
+            return self._finish(ctx, row, "ignored", "own_write", "write made by the guardrail itself")
+        settled: list[str] = []
+
+        def decide() -> None:
+            pending = self._pending_settled_by(event)       # again under the claim: one may have settled them
+            if not pending:
+                row.verdict, row.reason, row.message = "ignored", "own_write", \
+                    "write made by the guardrail itself (its pending fix was confirmed by another delivery)"
+                return
+            settled.extend(self._judge_pending(ctx, row, rid, rtype, pending, via="confirmed by its write event"))
+
+        # a fix that did not hold (``not_confirmed``) is its outcome: audited once, not retried
+        done = self._once(ctx, row, rid, decide, final=frozenset({"not_confirmed"}))
+        for key in settled:                                 # after the row is audited
+            self.pending.remove(rid, key)
+        return done
+
+    def _pending_settled_by(self, event) -> list:
+        """The pending fixes this own write event settles."""
         pending = self.pending.list(str(event.resource_id))
         cid = (event.correlation_id or "").lower()
         mine = [(k, rec) for k, rec in pending if cid and str(rec.get("correlation_id") or "").lower() == cid]
         if event.event_type != WRITE_SUCCESS:
             # a failed or cancelled write ends only the fix it was: another fix of this resource
             # may still be running (and succeed), so only the record of this very write is settled
-            pending = mine
-        elif cid:
+            return mine
+        if cid:
             # a success settles its own write's record too: a late or replayed success of an
             # earlier fix (another worker's, a dead letter's) must not audit a newer fix still
             # running as failed. Records without a correlation id (an earlier release's) as before
-            pending = mine or [(k, rec) for k, rec in pending if not rec.get("correlation_id")]
-        if not pending:
-            return self._finish(ctx, row, "ignored", "own_write", "write made by the guardrail itself")
-        return self._confirm_pending(ctx, row, str(event.resource_id), rtype, pending,
-                                     via="confirmed by its write event")
+            return mine or [(k, rec) for k, rec in pending if not rec.get("correlation_id")]
+        return pending
 
     def _own_write_type(self, rid):
         """The type whose pending fixes an own write of ``rid`` may settle (None: none can)."""
@@ -386,30 +431,43 @@ class GuardrailsService(TimerDecisions):
 
     def _confirm_pending(self, ctx: _Ctx, row: AuditRow, rid: str, rtype: ResourceType, pending, *,
                          via: str, timer: bool = False, give_up: bool = False) -> AuditRow | None:
-        """Read the resource back and audit each pending fix ``remediated`` (it holds) or
-        ``failed`` (``not_confirmed``, owner notified); then forget the records."""
+        """The sweep's confirmation (``timer``): ``_judge_pending``, audited, then the records
+        forgotten. None: the write is still running, nothing audited, the records wait."""
+        try:
+            settled = self._judge_pending(ctx, row, rid, rtype, pending, via=via, timer=timer, give_up=give_up)
+        except _StillRunning:
+            return None
+        self._finish(ctx, row, row.verdict, row.reason, row.message, timer=timer)
+        for key in settled:
+            self.pending.remove(rid, key)
+        return row
+
+    def _judge_pending(self, ctx: _Ctx, row: AuditRow, rid: str, rtype: ResourceType, pending, *,
+                       via: str, timer: bool = False, give_up: bool = False) -> list[str]:
+        """Read the resource back and record each pending fix ``remediated`` (it holds) or
+        ``failed`` (``not_confirmed``, owner notified) on ``row`` (verdict, reason, message set;
+        not audited). Returns the records to forget once the row is audited: all of them, or none
+        when the read failed (the retry, or the next sweep, tries again; ``give_up``: forgotten,
+        audited ``failed``). Raises ``_StillRunning`` for a ``timer`` that finds the write running."""
         self.snapshots.forget(rid)
         sent = self.snapshots.now()
+        keys = [key for key, _rec in pending]
         try:
             after = self.arm.get_resource(rid, api_version=rtype.api_version, deadline=ctx.deadline)
         except ResourceNotFound:
-            for key, _rec in pending:
-                self.pending.remove(rid, key)
-            return self._finish(ctx, row, "ignored", "resource_not_found", "the resource no longer exists", timer=timer)
+            row.verdict, row.reason, row.message = "ignored", "resource_not_found", "the resource no longer exists"
+            return keys
         except ArmError as exc:
             if give_up:
-                for key, _rec in pending:
-                    self.pending.remove(rid, key)
-                return self._finish(ctx, row, "failed", exc.reason,
-                                    f"{len(pending)} pending fix(es) never confirmed, forgotten: {exc}", timer=timer)
-            self._finish(ctx, row, "failed", exc.reason, str(exc), timer=timer)
-            if timer:
-                return row            # the next sweep tries again: the records stay
-            raise DeliveryFailed(f"delivery failed: {exc.reason}") from None
+                row.verdict, row.reason = "failed", exc.reason
+                row.message = f"{len(pending)} pending fix(es) never confirmed, forgotten: {exc}"
+                return keys
+            row.verdict, row.reason, row.message = "failed", exc.reason, str(exc)
+            return []                 # the event is retried (``_once``) / the next sweep tries again
         self.snapshots.put(after, requested_at=sent)
         state, _present = after.value("properties.provisioningState")
         if timer and isinstance(state, str) and state.lower() in _STILL_RUNNING:
-            return None               # the sweep's confirmation: the write is still running, it waits
+            raise _StillRunning       # the sweep's confirmation: the write is still running, it waits
         # the drift this fix answers happened when its first event says, not when our write ended:
         # the confirm row carries that time, so time-to-remediate is measured from the drift
         drift_times = [t for _key, rec in pending if isinstance(t := rec.get("event_time"), str) and t]
@@ -425,13 +483,11 @@ class GuardrailsService(TimerDecisions):
                     message=(f"long-running fix of event {record.get('event_id')} {via}"
                              if ok else f"long-running fix finished but read-back shows {short_repr(value)}")))
         row.verdict = combine_verdict([v.outcome for v in row.violations])
-        reason = "" if row.verdict != "failed" else "not_confirmed"
+        row.reason = "" if row.verdict != "failed" else "not_confirmed"
         row.notify = row.notify or row.verdict == "failed"      # the fix did not hold: its owner acts
-        message = "; ".join(f"{v.policy}/{v.rule}: {v.property} -> {short_repr(v.after)} ({v.outcome})" for v in row.violations)
-        self._finish(ctx, row, row.verdict, reason, message, timer=timer)
-        for key, _rec in pending:
-            self.pending.remove(rid, key)
-        return row
+        row.message = "; ".join(f"{v.policy}/{v.rule}: {v.property} -> {short_repr(v.after)} ({v.outcome})"
+                                for v in row.violations)
+        return keys
 
     # ---------------------------------------------------------------------------------
     def _finish(self, ctx: _Ctx, row: AuditRow, verdict: str, reason: str, message: str, *,
