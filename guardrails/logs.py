@@ -1,6 +1,7 @@
 """Structured (JSON) log lines with per-invocation context bound once.
 
-``bind(event_id=..., resource_id=...)`` sets context for the current invocation (contextvars);
+``with bound(event_id=..., resource_id=...):`` sets context for one invocation (contextvars),
+reset when it ends (a pooled thread reused for the next invocation carries none of it over);
 ``emit(logger, level, "event_name", **fields)`` writes one JSON object. Never pass secrets.
 """
 
@@ -22,10 +23,6 @@ def bound(**fields: Any) -> Iterator[None]:
         yield
     finally:
         _context.reset(token)
-
-
-def bind(**fields: Any) -> None:
-    _context.set({**_context.get(), **{k: v for k, v in fields.items() if v is not None}})
 
 
 def emit(logger: logging.Logger, level: int, event: str, **fields: Any) -> None:

@@ -136,8 +136,10 @@ class AuthorizationGateway:
 
 class GraphGroupResolver:
     """``is_member(principal, group)`` through Graph ``POST /directoryObjects/{id}/checkMemberGroups``
-    (transitive membership), cached for ``ttl`` seconds. The subject may be a user or a service
-    principal (or a group), so the identity needs what Graph documents for each kind of subject
+    (transitive membership), cached for ``ttl`` seconds (``CACHE_SIZE`` answers at most: expired
+    ones and then the oldest go first; a dropped answer costs one Graph call, never a different
+    decision). The subject may be a user or a service principal (or a group), so the identity
+    needs what Graph documents for each kind of subject
     (directoryobject-checkmembergroups, application permissions): a user ``User.Read.All`` and
     ``GroupMember.Read.All``, a service principal ``Application.Read.All``, a group
     ``GroupMember.Read.All``. Their union is narrower than the alternative ``Directory.Read.All``
@@ -145,6 +147,7 @@ class GraphGroupResolver:
 
     # Graph application permissions (admin consent), least privileged per subject kind
     graph_permissions = ("Application.Read.All", "GroupMember.Read.All", "User.Read.All")
+    CACHE_SIZE = 4096   # (principal, group) answers kept
 
     def __init__(self, credential, *, endpoint: str = "https://graph.microsoft.com", ca_bundle: str | None = None,
                  timeout: float = 5.0, ttl: float = 300.0, clock: Callable[[], float] = time.monotonic) -> None:
@@ -200,7 +203,15 @@ class GraphGroupResolver:
         else:
             member = group_id.lower() in self._member_groups(response)
         with self._lock:
-            self._cache[key] = (member, now)
+            kept = self._cache.pop(key, None)
+            # a call sent after this one that answered first keeps its (newer) answer
+            entry = kept if kept is not None and kept[1] > now else (member, now)
+            while self._cache:                      # oldest first: expired, or over the bound
+                oldest = next(iter(self._cache))
+                if len(self._cache) < self.CACHE_SIZE and now - self._cache[oldest][1] < self._ttl:
+                    break
+                del self._cache[oldest]
+            self._cache[key] = entry
         return member
 
     @staticmethod

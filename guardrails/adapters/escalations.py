@@ -5,7 +5,10 @@ window, the actors whose changes were reverted, the escalated flag. Every change
 (create, or update with the etag read) so two workers can never both make the revert that should
 have escalated. The state this worker wrote last is kept with its etag: the common case (a
 resource reverted for the first time, or again by the same worker) is one conditional write, no
-read.
+read. That memory is bounded (``size`` resources, the least recently written dropped first) and
+an entry goes once its window has passed; it only ever saves a read: every write made from it is
+conditional on its etag, and a resource it does not hold is read from the table (after a create
+that fails when the row exists).
 """
 
 from __future__ import annotations
@@ -62,11 +65,33 @@ def _from_entity(e: Mapping[str, Any]) -> FlipFlopState:
 class TableEscalationStore:
     MAX_ATTEMPTS = 20
 
-    def __init__(self, tables: Tables, *, clock=lambda: datetime.now(timezone.utc)) -> None:
+    def __init__(self, tables: Tables, *, clock=lambda: datetime.now(timezone.utc), size: int = 1024) -> None:
         self._t = tables
         self._clock = clock
-        self._known: dict[str, tuple[FlipFlopState, str]] = {}   # pk -> (state, etag) written here
+        self._size = size
+        # pk -> (state, etag, until): written here, kept until its window passes; oldest write first
+        self._known: dict[str, tuple[FlipFlopState, str, float]] = {}
         self._lock = threading.Lock()
+
+    def _take(self, pk: str, now: float) -> tuple[FlipFlopState, str, float] | None:
+        """The state this worker wrote last for ``pk``, taken out (a concurrent attempt on the
+        same resource reads the table); ``None`` once its window has passed."""
+        with self._lock:
+            cached = self._known.pop(pk, None)
+        return cached if cached is not None and now < cached[2] else None
+
+    def _keep(self, pk: str, state: FlipFlopState, etag: str | None, until: float, now: float) -> None:
+        if etag is None or until <= now:
+            return
+        with self._lock:
+            self._known.pop(pk, None)
+            while self._known:
+                oldest = next(iter(self._known))
+                if len(self._known) < self._size and now < self._known[oldest][2]:
+                    break
+                del self._known[oldest]                 # window passed, or the bound reached
+            if self._size > 0:
+                self._known[pk] = (state, etag, until)
 
     def _table(self):
         return self._t.table(self._t.escalations_name)
@@ -82,10 +107,9 @@ class TableEscalationStore:
         try:
             for _attempt in range(self.MAX_ATTEMPTS):
                 now = self._clock().timestamp()
-                with self._lock:
-                    cached = self._known.pop(pk, None)
+                cached = self._take(pk, now)
                 if cached is not None:
-                    state, etag = cached
+                    state, etag, _until = cached
                 elif fresh:
                     state, etag = None, None     # a conditional create: one call when that is true
                 else:
@@ -105,8 +129,8 @@ class TableEscalationStore:
                 except (ResourceExistsError, ResourceModifiedError, ResourceNotFoundError):
                     fresh = False                # it has history (or another worker moved it): read it
                     continue
-                with self._lock:
-                    self._known[pk] = (new, meta.get("etag"))
+                # every time it holds is inside the window until ``now + window``: then it goes
+                self._keep(pk, new, meta.get("etag"), now + rule.window_minutes * 60.0, now)
                 return decision
         except AzureError as exc:
             raise _store_error("escalation update", exc) from exc
@@ -119,28 +143,27 @@ class TableEscalationStore:
         pk = resource_partition(resource_id)
         try:
             for _attempt in range(self.MAX_ATTEMPTS):
-                with self._lock:
-                    cached = self._known.pop(pk, None)
+                now = self._clock().timestamp()
+                cached = self._take(pk, now)
                 if cached is not None:
-                    state, etag = cached
+                    state, etag, until = cached
                 else:
                     try:
                         current = table.get_entity(pk, _RK)
                     except ResourceNotFoundError:
                         return
-                    state, etag = _from_entity(current), current.metadata["etag"]
+                    # the rule's window is not known here: what is read is not kept
+                    state, etag, until = _from_entity(current), current.metadata["etag"], now
                 new = withdraw(state, event)
                 if new == state:
-                    with self._lock:
-                        self._known[pk] = (state, etag)
+                    self._keep(pk, state, etag, until, now)
                     return
                 try:
                     meta = table.update_entity(_to_entity(resource_id, new), mode=UpdateMode.REPLACE, etag=etag,
                                                match_condition=MatchConditions.IfNotModified)
                 except (ResourceModifiedError, ResourceNotFoundError):
                     continue
-                with self._lock:
-                    self._known[pk] = (new, meta.get("etag"))
+                self._keep(pk, new, meta.get("etag"), until, now)
                 return
         except AzureError as exc:
             raise _store_error("escalation update", exc) from exc
