@@ -6,15 +6,24 @@ whole estate, so it must pace itself below that, or every event the guardrail ha
 subscription meanwhile would meet 429s. ``RateLimiter`` keeps one bucket per key (subscription id,
 or ``"tenant"`` for management-group and tenant scopes) and blocks until a token is there.
 
+A 429 is ARM saying our bucket is empty: ``RateLimiter.penalize(key, seconds)`` empties that key's
+bucket and grants no token before ``Retry-After`` has passed, so every thread reading the same
+subscription waits instead of collecting its own 429. The adapters' retry loop
+(``adapters.retry.BudgetedCaller``) does not know the key; it reports the 429 through
+``throttled(seconds)`` to whichever limiter and key the calling thread opened with
+``RateLimiter.penalizing(key)`` around the call (``ThrottledArm`` / ``ThrottledAuthorization`` do).
+
 Clock and sleep are injected: tests and the emulator share a fake clock that only moves when
 somebody sleeps, so a 5,000-resource sweep "takes" minutes of simulated time and no real waiting.
 """
 
 from __future__ import annotations
 
+import contextvars
 import threading
 import time
-from typing import Callable
+from contextlib import contextmanager, nullcontext
+from typing import Callable, ContextManager, Iterator
 
 TENANT_KEY = "tenant"
 # ARM's documented buckets per subscription per principal (AZURE-FACTS.md)
@@ -32,6 +41,7 @@ class TokenBucket:
         self._clock = clock
         self._tokens = float(capacity)
         self._at = clock()
+        self._closed_until = float("-inf")       # penalize(): no token before then
         self._lock = threading.Lock()
 
     def _refill(self) -> None:
@@ -45,10 +55,22 @@ class TokenBucket:
         ``n`` tokens will be there."""
         with self._lock:
             self._refill()
+            closed = self._closed_until - self._clock()
+            if closed > 0:
+                return closed
             if self._tokens >= n - 1e-9:
                 self._tokens -= n
                 return 0.0
             return (n - self._tokens) / self.rate
+
+    def penalize(self, seconds: float) -> None:
+        """The service answered 429 with ``Retry-After: seconds``: its bucket is empty. Ours is
+        emptied too and grants nothing for ``seconds`` (refilling at ``rate`` meanwhile, as
+        ARM's does). A shorter penalty never cuts a longer one short."""
+        with self._lock:
+            self._refill()
+            self._tokens = 0.0
+            self._closed_until = max(self._closed_until, self._clock() + max(0.0, float(seconds)))
 
     @property
     def tokens(self) -> float:
@@ -72,6 +94,7 @@ class RateLimiter:
         self._lock = threading.Lock()
         self.taken = 0
         self.waited = 0.0
+        self.penalties = 0    # 429s reported (penalize)
 
     def bucket(self, key: str) -> TokenBucket:
         key = (key or TENANT_KEY).lower()
@@ -92,6 +115,39 @@ class RateLimiter:
             with self._lock:
                 self.waited += wait
             self._sleep(wait)
+
+    def penalize(self, key: str, seconds: float) -> None:
+        """No token for ``key`` for ``seconds`` (a 429's ``Retry-After``), for every thread."""
+        self.bucket(key).penalize(seconds)
+        with self._lock:
+            self.penalties += 1
+
+    @contextmanager
+    def penalizing(self, key: str) -> Iterator[None]:
+        """Within the block, a 429 that the calling thread's retry loop reports through
+        ``throttled(seconds)`` penalizes ``key`` here (the innermost block wins)."""
+        token = _ON_THROTTLE.set(lambda seconds: self.penalize(key, seconds))
+        try:
+            yield
+        finally:
+            _ON_THROTTLE.reset(token)
+
+
+# who to tell about a 429 seen in this thread (context): set by RateLimiter.penalizing
+_ON_THROTTLE: contextvars.ContextVar[Callable[[float], None] | None] = contextvars.ContextVar(
+    "guardrails_on_throttle", default=None)
+
+
+def throttled(seconds: float) -> None:
+    """A 429 with ``Retry-After: seconds`` was answered: penalize the limiter and key of the
+    innermost ``penalizing`` block around this call, if any (else nothing)."""
+    hook = _ON_THROTTLE.get()
+    if hook is not None:
+        hook(seconds)
+
+
+def _penalizing(limiter: RateLimiter | None, key: str) -> ContextManager[None]:
+    return nullcontext() if limiter is None else limiter.penalizing(key)
 
 
 def limit_key(resource_id: str) -> str:
@@ -132,18 +188,24 @@ class ThrottledArm:
         return getattr(self.inner, "calls", 0)
 
     def get_resource(self, resource_id: str, **kw):
-        self.reads.acquire(limit_key(resource_id))
-        return self.inner.get_resource(resource_id, **kw)
+        key = limit_key(resource_id)
+        self.reads.acquire(key)
+        with self.reads.penalizing(key):
+            return self.inner.get_resource(resource_id, **kw)
 
     def patch_resource(self, resource_id: str, body, **kw):
+        key = limit_key(resource_id)
         if self.writes is not None:
-            self.writes.acquire(limit_key(resource_id))
-        return self.inner.patch_resource(resource_id, body, **kw)
+            self.writes.acquire(key)
+        with _penalizing(self.writes, key):
+            return self.inner.patch_resource(resource_id, body, **kw)
 
     def put_resource(self, resource_id: str, body, **kw):
+        key = limit_key(resource_id)
         if self.writes is not None:
-            self.writes.acquire(limit_key(resource_id))
-        return self.inner.put_resource(resource_id, body, **kw)
+            self.writes.acquire(key)
+        with _penalizing(self.writes, key):
+            return self.inner.put_resource(resource_id, body, **kw)
 
 
 class ThrottledAuthorization:
@@ -157,20 +219,28 @@ class ThrottledAuthorization:
         return getattr(self.inner, name)
 
     def get_assignment(self, assignment_id: str, **kw):
-        self.reads.acquire(limit_key(assignment_id))
-        return self.inner.get_assignment(assignment_id, **kw)
+        key = limit_key(assignment_id)
+        self.reads.acquire(key)
+        with self.reads.penalizing(key):
+            return self.inner.get_assignment(assignment_id, **kw)
 
     def list_assignments_at_scope(self, scope: str, **kw):
-        self.reads.acquire(limit_key(scope))
-        return self.inner.list_assignments_at_scope(scope, **kw)
+        key = limit_key(scope)
+        self.reads.acquire(key)
+        with self.reads.penalizing(key):
+            return self.inner.list_assignments_at_scope(scope, **kw)
 
     def get_role_definition(self, role_definition_id: str, **kw):
         from .model.roles import BUILTIN_ROLES, role_guid
+        key = limit_key(role_definition_id)
         if role_guid(role_definition_id) not in BUILTIN_ROLES:   # built-ins cost no call
-            self.reads.acquire(limit_key(role_definition_id))
-        return self.inner.get_role_definition(role_definition_id, **kw)
+            self.reads.acquire(key)
+        with self.reads.penalizing(key):
+            return self.inner.get_role_definition(role_definition_id, **kw)
 
     def delete_assignment(self, assignment_id: str, **kw):
+        key = limit_key(assignment_id)
         if self.writes is not None:
-            self.writes.acquire(limit_key(assignment_id))
-        return self.inner.delete_assignment(assignment_id, **kw)
+            self.writes.acquire(key)
+        with _penalizing(self.writes, key):
+            return self.inner.delete_assignment(assignment_id, **kw)

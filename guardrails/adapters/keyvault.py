@@ -159,11 +159,30 @@ class KeyVaultGateway:
         return self._version(vault, secret.properties)
 
     def list_secrets(self, vault: str, *, deadline: float | None = None) -> list[SecretVersion]:
-        """The vault's secrets as listed (current versions' properties: no value, no version id)."""
+        """The vault's secrets as listed (current versions' properties: no value, no version id).
+
+        Read page by page (Key Vault answers 25 to a page), each page one retried call from the
+        previous page's continuation token: a 429 on page 61 resends page 61 only, never pages
+        1-60 (a whole-list retry would answer throttling with more load). Every page's retries
+        are bounded by the same ``deadline``."""
         client = self._secret_client(vault)
-        props = self._call(lambda: list(client.list_properties_of_secrets(
-            read_timeout=self._caller.timeout_for(deadline))), deadline=deadline, what=f"LIST secrets {vault}")
-        return [self._version(vault, p) for p in props]
+
+        def page(token: str | None):
+            pages = client.list_properties_of_secrets(
+                read_timeout=self._caller.timeout_for(deadline)).by_page(continuation_token=token)
+            items = list(next(pages))
+            return items, pages.continuation_token
+
+        props: list = []
+        token: str | None = None
+        number = 0
+        while True:
+            number += 1
+            items, token = self._call(lambda t=token: page(t), deadline=deadline,
+                                      what=f"LIST secrets {vault} (page {number})")
+            props.extend(items)
+            if not token:
+                return [self._version(vault, p) for p in props]
 
     def _find_version(self, vault: str, name: str, version: str, *, deadline: float | None) -> SecretVersion | None:
         """One version's properties from the list, read page by page up to the page that holds it

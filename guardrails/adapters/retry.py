@@ -5,6 +5,10 @@ still fits before the deadline; otherwise the caller gets ``ArmThrottled`` / ``A
 at once, the delivery is audited ``failed`` and Event Grid redelivers later. The SDK clients run
 with ``retry_total=0`` so this is the only retry loop.
 
+A 429's ``Retry-After`` is also reported (``ratelimit.throttled``) to the rate limiter and key the
+caller opened with ``RateLimiter.penalizing(key)`` around the call, so other threads pacing on
+that key wait too instead of each collecting its own 429; without such a block nothing is told.
+
 An answer lost on the way is transient too: no answer at all (``ServiceResponseError``: a read
 timeout, a connection dropped before the status line) or an answer cut off mid-body (an
 ``HttpResponseError`` without a status: ``IncompleteReadError``). Both mean the request may have
@@ -22,6 +26,7 @@ from typing import Callable, TypeVar
 from azure.core.exceptions import HttpResponseError, ResourceNotFoundError, ServiceRequestError, ServiceResponseError
 
 from ..errors import ArmError, ArmThrottled, ArmTransient, ResourceNotFound
+from ..ratelimit import throttled
 
 T = TypeVar("T")
 MAX_BACKOFF = 8.0
@@ -97,6 +102,8 @@ class BudgetedCaller:
                 status = exc.status_code
                 if status == 429 or status >= 500:
                     wait = retry_after(exc)
+                    if status == 429 and wait is not None:
+                        throttled(wait)         # the caller's limiter holds every thread on that key
                     if wait is None:
                         wait = self._backoff(attempt)
                     kind = ArmThrottled if status == 429 else ArmTransient
