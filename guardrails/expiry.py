@@ -70,7 +70,18 @@ partner pending, or that is behind a scope still kept, would be listed again fro
 resource by the next run, and a large one would never end. So a run marks each scope of the
 window it finished whose expiry the next window still holds ``done`` in the scope row (its kind,
 policy, scope and that expiry); the next runs do not list it again, and the mark goes once the
-window has moved past that expiry.
+window has moved past that expiry. A mark is compact (a 16-character hash of the key, grouped by
+expiry) and the row may span several table properties (``TimerState.retry_chars``): some ten
+thousand fit. Marks that still do not are never dropped silently: an ERROR
+(``guardrail_expiry_done_marks_dropped``) and an error of the run; those scopes are listed again by
+the next run (their owners told again, nothing skipped), the window staying before their expiry.
+
+One run at a time (two instances when the timer's singleton lock is lost, or the CLI): a run takes
+the lease ``lease/exemption-expiry`` in the timer state for its budget plus a minute; one that finds
+it held decides nothing, changes no state, and says so (``guardrail_expiry_run_skipped``). Before
+saving, a run renews its lease; one whose lease ran out and was taken over (a decision that hung
+past it) saves nothing (``guardrail_expiry_lease_lost``): the run that took over read the same
+state and saves its own window, cursors and marks, which this one's would overwrite.
 
 Another exemption still covering a resource keeps it exempted (the pipeline decides, not this
 module). A summary row goes to ``<prefix>Sweeps`` (kind ``expiry``).
@@ -85,8 +96,8 @@ from datetime import datetime, timedelta
 from typing import Callable, Iterable, Iterator, Sequence
 
 from .errors import ArmError, InvalidArmId, ResourceNotFound
-from .expiry_scopes import (Expired, _attempts, _done_mark, _done_marks, _handled, _Progress, from_entry,
-                            next_last_run, resume_of, scope_entry)
+from .expiry_scopes import (ROW_CHARS, Expired, _attempts, _done_marks, _done_of, _h, _handled, _is_mark,
+                            _Progress, fit_marks, from_entry, next_last_run, resume_of, scope_entry)
 from .logs import emit
 from .model.arm_id import ArmId, parse_scope
 from .model.resource import ResourceType, lookup_type
@@ -96,6 +107,7 @@ TIMER = "exemption-expiry"
 SCOPE_TIMER = f"{TIMER}.scopes"   # timer-state row of the scopes whose list failed (its ``retry``)
 MAX_ATTEMPTS = 12       # runs a failed re-enforcement is retried (every 5 min by default: one hour)
 MAX_RETRY = 50          # failed ids (and, apart, failed scopes) kept: a Table Storage property holds 32K characters
+LEASE_MARGIN_SECONDS = 60.0   # the run lease outlasts the time budget by this (a decision under way, the saving)
 
 log = logging.getLogger("guardrails")
 
@@ -176,20 +188,38 @@ class ExpiryReEnforcer:
         self.lookback = lookback if lookback is not None else timedelta(minutes=minutes)
 
     def run(self, now: datetime | None = None) -> SweepSummary:
+        """One run, if no other holds the run lease (``TimerState`` ``lease/exemption-expiry``):
+        one that finds it held decides nothing, changes no state, and says so."""
         sw = self.sw
         start = sw._clock()
         now = now or sw._wall()
-        since = sw.state.last_run(TIMER) or now - self.lookback
         summary = SweepSummary(sweep_id=f"expiry-{now:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}", kind="expiry",
                                started=_iso(now))
+        lease = getattr(sw.state, "take_run_lease", None)
+        if lease is not None and not lease(TIMER, summary.sweep_id, sw.max_seconds + LEASE_MARGIN_SECONDS):
+            # another run (the singleton lock lost, or the CLI) has the window: both would decide and
+            # notify the same exemptions and save their window and cursors over each other's
+            _Tally(summary).error("another exemption-expiry run is running; this one did nothing")
+            emit(log, logging.WARNING, "guardrail_expiry_run_skipped", reason="lease held by another run",
+                 sweep_id=summary.sweep_id)
+            return sw._finish(summary, start)
+        try:
+            return self._run(summary, start, now, leased=lease is not None)
+        finally:
+            if lease is not None:
+                sw.state.release_run_lease(TIMER, summary.sweep_id)
+
+    def _run(self, summary: SweepSummary, start: float, now: datetime, *, leased: bool) -> SweepSummary:
+        sw = self.sw
+        since = sw.state.last_run(TIMER) or now - self.lookback
         run = _Run(_Tally(summary), summary.sweep_id, clock=sw._clock, deadline=start + sw.max_seconds)
         tally = run.tally
         reads0 = sw.reads.taken
         compiled = sw.service.policies.get()
         retry = {str(r["id"]).lower(): r for r in sw.state.retry(TIMER) if isinstance(r, dict) and r.get("id")}
         rows = sw.state.retry(SCOPE_TIMER)
-        done_before = {m for m in map(_done_mark, rows) if m is not None}
-        scopes_before = {e.key: (e, r) for e, r in ((from_entry(r), r) for r in rows if _done_mark(r) is None)
+        done_before = _done_of(rows)
+        scopes_before = {e.key: (e, r) for e, r in ((from_entry(r), r) for r in rows if not _is_mark(r))
                          if e is not None}
         items = expired_between(compiled, since, now)
         tried: set[str] = set()                 # scope keys listed this run (retries, then the window)
@@ -197,7 +227,7 @@ class ExpiryReEnforcer:
         failed_scopes: dict[str, dict] = {}     # key -> the entry the next run lists again
         truncated = False
         for item in items:                      # finished by an earlier run the window did not move past
-            if (item.key, item.exemption.expires.isoformat()) in done_before:
+            if (_h(item.key), item.exemption.expires.isoformat()) in done_before:
                 tried.add(item.key)
                 finished.add(item.key)
         try:
@@ -227,15 +257,31 @@ class ExpiryReEnforcer:
                  max_seconds=sw.max_seconds, handled=len(handled), pending=len(items) - len(handled))
         summary.subscriptions = sorted({s for s in (_sub(r) for r in run.done) if s})
         summary.reads = sw.reads.taken - reads0
-        result = sw._finish(summary, start)
         kept = self._retry_next(retry, run, summary.sweep_id)
-        if kept or retry:
-            sw.state.set_retry(TIMER, kept[:MAX_RETRY])
         kept_scopes = self._scopes_next(scopes_before, tried, failed_scopes, summary.sweep_id)
         until = None
         if len(kept) <= MAX_RETRY and len(kept_scopes) <= MAX_RETRY:    # else the next run repeats this window
             until = next_last_run(handled, [i.exemption.expires for i in items[len(handled):]], now)
-        done = _done_marks(items, finished, kept_scopes, until or since)
+        marks = _done_marks(items, finished, kept_scopes, until or since)
+        done, lost = fit_marks(kept_scopes[:MAX_RETRY], marks, getattr(sw.state, "retry_chars", ROW_CHARS))
+        if lost:
+            # never silently: those scopes are listed (and their owners told) again by the next run;
+            # the window stays before their expiry (a mark is only needed there): nothing is skipped
+            marked = {m["done"]: len(m["keys"]) for m in done}
+            first = next(m["done"] for m in marks if len(m["keys"]) > marked.get(m["done"], 0))
+            tally.error(f"{lost} finished scopes could not be marked done; the next run lists them again")
+            emit(log, logging.ERROR, "guardrail_expiry_done_marks_dropped", sweep_id=summary.sweep_id, dropped=lost,
+                 marked=sum(marked.values()), expires=first, window_until=_iso(until or since))
+        if leased and not getattr(sw.state, "renew_run_lease", lambda *a: True)(TIMER, summary.sweep_id,
+                                                                               LEASE_MARGIN_SECONDS):
+            # the lease ran out and another run took over: it read the state this run read, and
+            # saves its own window and cursors; saving this run's over them would undo them
+            tally.error("the run lease ran out and another run took over: this run's state is not saved")
+            emit(log, logging.ERROR, "guardrail_expiry_lease_lost", sweep_id=summary.sweep_id)
+            return sw._finish(summary, start)
+        result = sw._finish(summary, start)
+        if kept or retry:
+            sw.state.set_retry(TIMER, kept[:MAX_RETRY])
         if kept_scopes or done or scopes_before or done_before:
             sw.state.set_retry(SCOPE_TIMER, kept_scopes[:MAX_RETRY] + done)
         if until is not None:

@@ -12,6 +12,7 @@ The run that uses them, and why each exists, is ``guardrails.expiry``.
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Iterable, Iterator, Sequence
@@ -143,23 +144,64 @@ def _handled(items: Sequence[Expired], finished: set[str]) -> list[datetime]:
     return out
 
 
-def _done_mark(entry) -> tuple[str, str] | None:
-    """(key, expiry) of a scope row entry that marks a scope finished (``done``), else None."""
-    item = from_entry(entry) if isinstance(entry, dict) and isinstance(entry.get("done"), str) else None
-    return (item.key, entry["done"]) if item is not None else None
+ROW_CHARS = 30000      # what a timer state that does not say (``retry_chars``) keeps of a row in full
+
+
+def _is_mark(entry) -> bool:
+    """A scope row entry that marks scopes finished (``done``), not a scope to list again."""
+    return isinstance(entry, dict) and isinstance(entry.get("done"), str)
+
+
+def _done_of(entries: Iterable) -> set[tuple[str, str]]:
+    """(``_h`` of the key, expiry) of every scope the row marks ``done``: the compact marks
+    (``{"done": expiry, "keys": [hash, …]}``) and those a row written before them holds (a whole
+    scope entry with ``done``)."""
+    out: set[tuple[str, str]] = set()
+    for entry in entries:
+        if not _is_mark(entry):
+            continue
+        keys = entry.get("keys")
+        if isinstance(keys, list):
+            out |= {(k, entry["done"]) for k in keys if isinstance(k, str)}
+        elif (item := from_entry(entry)) is not None:
+            out.add((_h(item.key), entry["done"]))
+    return out
 
 
 def _done_marks(items: Sequence[Expired], finished: set[str], kept: Sequence[dict], start: datetime) -> list[dict]:
     """The scopes of the window finished (or given up) whose expiry the next window still holds
     (``start``: where it will begin): an expiry shared with one still pending, or one behind a scope
     kept to go on. Marked ``done`` in the scope row, so the next run does not list them again from
-    their first resource (a large scope would never end); dropped once the window is past them."""
+    their first resource (a large scope would never end); dropped once the window is past them.
+    Compact (a 16-character hash of the key per scope, one entry per expiry, earliest first): some
+    ten thousand fit the row, where whole entries overflowed one property at about a hundred."""
     kept_keys = {_key(str(e.get("kind")), str(e.get("policy")), str(e.get("scope"))) for e in kept}
     out: dict[str, dict] = {}
+    marked: set[tuple[str, str]] = set()
     for item in items:
         if item.key in finished and item.key not in kept_keys and item.exemption.expires > start:
-            out.setdefault(item.key, {**scope_entry(item, 0, "done"), "done": item.exemption.expires.isoformat()})
+            when = item.exemption.expires.isoformat()
+            if (h := _h(item.key), when) not in marked:
+                marked.add((h, when))
+                out.setdefault(when, {"done": when, "keys": []})["keys"].append(h)
     return list(out.values())
+
+
+def fit_marks(kept: Sequence[dict], marks: Sequence[dict], limit: int) -> tuple[list[dict], int]:
+    """The marks (earliest expiry first) that fit the row beside the kept scopes within ``limit``
+    JSON characters, and how many scopes' marks did not (0: none lost). Pure."""
+    size = len(json.dumps(list(kept), sort_keys=True))
+    out: list[dict] = []
+    lost = 0
+    for mark in marks:
+        room = limit - size - len(json.dumps({"done": mark["done"], "keys": []}, sort_keys=True)) - 2
+        n = 0 if lost else min(len(mark["keys"]), max(0, room // 20))      # each key: '"<16>", '
+        if n:
+            part = {"done": mark["done"], "keys": mark["keys"][:n]}
+            out.append(part)
+            size += len(json.dumps(part, sort_keys=True)) + 2
+        lost += len(mark["keys"]) - n
+    return out, lost
 
 
 def _attempts(entry: dict) -> int:

@@ -2,7 +2,10 @@
 
   <prefix>Sweeps      PK "YYYYMM" (month started)  RK "<started ISO>-<run id>"   one summary per run
   <prefix>TimerState  PK "timer"                   RK timer name                last_run (ISO, UTC), retry (JSON:
-                                                                                [{id, attempts}], expiry timer)
+                                                                                [{id, attempts}], expiry timer;
+                                                                                longer than one property: its
+                                                                                text goes on in retry_1 … retry_11)
+                      PK "lease"                   RK run name                  holder, until (one run at a time)
                       PK "coverage"                RK sha256(source, lower)     source, covered, signature, since
                       PK "deadletter"              RK sha256(blob name)         blob, outcome, attempts, at, detail,
                                                                                 events (JSON: id, type, verdict …),
@@ -35,6 +38,7 @@ def _iso(dt: datetime) -> str:
 
 
 MAX_PROPERTY_CHARS = 30000      # a Table Storage string property holds 32K UTF-16 characters
+RETRY_PARTS = 12                # properties one timer's ``retry`` may span (an entity holds 1 MiB: 12 x 60 KB)
 _JSON_FIELDS = ("subscriptions", "management_groups", "verdicts", "errors", "coverage")
 
 
@@ -245,6 +249,35 @@ class TableTimerState:
         except AzureError:
             pass
 
+    def renew_run_lease(self, name: str, holder: str, seconds: float) -> bool:
+        """Keep the lease ``holder`` took (``take_run_lease``) ``seconds`` longer, under its etag:
+        True only while it is still this holder's (False: it ran out and another run took it over,
+        or was released, so this run's view of the state may be stale: it must not save it)."""
+        from azure.core import MatchConditions
+        from azure.core.exceptions import ResourceModifiedError
+
+        table = self._t.table(self.name)
+        try:
+            try:
+                current = table.get_entity("lease", name)
+            except ResourceNotFoundError:
+                return False
+            if current.get("holder") != holder[:200]:
+                return False
+            table.update_entity({"PartitionKey": "lease", "RowKey": name, "holder": holder[:200],
+                                 "until": _iso(datetime.now(timezone.utc) + timedelta(seconds=max(1.0, seconds)))},
+                                mode=UpdateMode.REPLACE, etag=current.metadata["etag"],
+                                match_condition=MatchConditions.IfNotModified)
+            return True
+        except ResourceModifiedError:
+            return False                  # taken over between the read and the update
+        except AzureError as exc:
+            raise _store_error("renew run lease", exc) from exc
+
+    # What ``retry`` can hold in full (JSON characters, over ``RETRY_PARTS`` properties): a caller
+    # that must not lose an item (the expiry timer's ``done`` marks) keeps what it writes below it.
+    retry_chars = RETRY_PARTS * MAX_PROPERTY_CHARS
+
     def retry(self, timer: str) -> list[dict[str, Any]]:
         """What a timer keeps to decide again next run (``expiry``: ``[{id, attempts}]``)."""
         try:
@@ -253,17 +286,29 @@ class TableTimerState:
             return []
         except AzureError as exc:
             raise _store_error("read timer state", exc) from exc
+        text = str(e.get("retry") or "")
+        for i in range(1, RETRY_PARTS):      # a row written before parts existed has only ``retry``
+            text += str(e.get(f"retry_{i}") or "")
         try:
-            items = json.loads(str(e.get("retry") or "[]"))
+            items = json.loads(text or "[]")
         except ValueError:
             return []
         return [i for i in items if isinstance(i, dict)] if isinstance(items, list) else []
 
     def set_retry(self, timer: str, items: list[dict[str, Any]]) -> None:
+        """Keep ``items`` as one JSON text cut over ``retry``, ``retry_1`` … (every part written:
+        those not needed emptied). Only a list longer than ``retry_chars`` loses its tail (``"… N
+        more"``, which ``retry`` drops), with a WARNING."""
+        text = json.dumps(list(items), sort_keys=True)
+        if len(text) > self.retry_chars:
+            emit(_log, logging.WARNING, "guardrail_timer_state_truncated", timer=timer, chars=len(text),
+                 limit=self.retry_chars)
+            text = bounded_json(list(items), self.retry_chars)
+        parts = [text[i:i + MAX_PROPERTY_CHARS] for i in range(0, RETRY_PARTS * MAX_PROPERTY_CHARS, MAX_PROPERTY_CHARS)]
+        entity: dict[str, Any] = {"PartitionKey": self.PARTITION, "RowKey": timer, "retry": parts[0]}
+        entity.update({f"retry_{i}": parts[i] for i in range(1, RETRY_PARTS)})
         try:     # merge: ``last_run`` is kept
-            self._t.table(self.name).upsert_entity(
-                {"PartitionKey": self.PARTITION, "RowKey": timer, "retry": bounded_json(list(items))},
-                mode=UpdateMode.MERGE)
+            self._t.table(self.name).upsert_entity(entity, mode=UpdateMode.MERGE)
         except AzureError as exc:
             raise _store_error("write timer state", exc) from exc
 

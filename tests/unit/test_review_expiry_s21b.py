@@ -159,8 +159,9 @@ def test_a_large_scope_sharing_its_expiry_with_a_later_one_is_not_started_again_
     s1, s2 = _runs(estate, compiled, 2)
     # THEN the run that finished rg-a could not move the window past the shared expiry: rg-a is marked done
     assert s1.truncated and s2.truncated and estate.state.last[TIMER] == T0
-    marks = [e for e in estate.state.retries[SCOPE_TIMER] if e.get("done")]
-    assert [e["scope"].rsplit("/", 1)[-1] for e in marks] == ["rg-a"]
+    from guardrails.expiry_scopes import _done_of, _h      # marks are compact: a hash of the key per scope
+    rg_a = _h(f"resource|storage-private@1|/subscriptions/{SUB}/resourceGroups/rg-a")
+    assert _done_of(estate.state.retries[SCOPE_TIMER]) == {(rg_a, (T0 + timedelta(minutes=1)).isoformat())}
     # AND the next run does not list rg-a again: it reaches rg-b, the window moves on, the mark goes
     estate.lists.clear()
     s3 = estate.enforcer(compiled).run(now=T0 + timedelta(minutes=20))
