@@ -73,6 +73,11 @@ class StoreError(GuardrailsError):
     status: int | None = None      # Table Storage's HTTP status, when it answered
 
 
+class FindingStateChanged(StoreError):
+    """A conditional finding-state write (the sweep's notice gate) met a state another run wrote
+    since it was read."""
+
+
 class IdempotencyError(StoreError):
     reason = "in_progress"
 

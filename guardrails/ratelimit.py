@@ -104,7 +104,11 @@ class RateLimiter:
                 found = self._buckets[key] = TokenBucket(self.rate, self.capacity, clock=self.clock)
             return found
 
-    def acquire(self, key: str) -> None:
+    def acquire(self, key: str, *, until: float | None = None) -> None:
+        """``until`` (a deadline on this limiter's ``clock``; the sweep's lister passes its run's):
+        a token that would come only after it (a bucket a 429's ``Retry-After`` closed) is not
+        waited for: ``ArmThrottled`` at once. The paced gateways pass none: their callers'
+        deadlines are on the service's clock, and a wait there is bounded by one Retry-After."""
         bucket = self.bucket(key)
         while True:
             wait = bucket.try_take()
@@ -112,6 +116,10 @@ class RateLimiter:
                 with self._lock:
                     self.taken += 1
                 return
+            if until is not None and self.clock() + wait > until:
+                from .errors import ArmThrottled
+                raise ArmThrottled(f"no ARM token for {key[:80]} before the deadline (throttled; "
+                                   f"{wait:.0f} s to wait)", status=429)
             with self._lock:
                 self.waited += wait
             self._sleep(wait)

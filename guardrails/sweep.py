@@ -25,6 +25,29 @@
         while its events do not all reach us
     ─▶ one summary row in ``<prefix>Sweeps``
 
+One run at a time: a run takes the run lease ``lease/reconciling_sweep`` in ``TimerState`` (sized
+to the budget and a margin: a run stops itself within its budget), and a run that finds it held
+(the host's timer singleton lock lost, the CLI beside the timer) does nothing but say so (a
+summary row whose error says it, WARNING ``guardrail_sweep_run_skipped``). One whose lease ran out
+and was taken over keeps neither its cursor nor its start (ERROR ``guardrail_sweep_lease_lost``).
+Dry runs take none.
+
+Budget and cursor: every list, page and decision is begun only before the deadline
+(``GUARDRAILS_SWEEP_MAX_SECONDS``, less the coverage check's share); the lister is handed the
+deadline, so no page is requested and no ``Retry-After`` waited out past it. The work is a ring of
+units, each done in full by one run where the budget allows: a subscription (its types' lists,
+then its role assignments), a management group, a vault's secrets, the referenced keys; vaults
+and management groups spread evenly among the subscriptions. A run begins at the cursor (row
+``timer/reconciling_sweep.cursor``: the unit's key, and its position should the unit be gone)
+and goes round the ring until the deadline; the next run begins at the first unit this run did
+not finish (one it began but cut short is begun again from its start), or, when even the first
+unit did not fit in the budget, at the first unit this run never began. So a run covers what one
+budget lists and decides (the summary's ``units`` / ``units_done``), and an estate of N units of
+which a run finishes about k is covered within ceil(N / k) runs, every unit once per round. The
+tenant root's role assignments and the stale fixes' confirmations come first in every run. A
+run given its subscriptions (the CLI's ``--subscription``) neither reads nor moves the cursor;
+a dry run reads it and does not move it.
+
 Audit: every non-compliant decision gets its own audit row (``event_type`` ``Guardrails.Sweep``,
 ``correlation_id`` = the sweep id), so a fix made by a sweep reads like one made on an event.
 Compliant resources are only counted in the summary row (a 5,000-resource estate would otherwise
@@ -48,14 +71,16 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable, Iterable
 
-from .errors import ArmError, InvalidArmId, StoreError
+from .errors import ArmError, ArmThrottled, ArmTransient, InvalidArmId, StoreError
 from .logs import emit
 from .model.resource import CATALOG, ResourceSnapshot, ResourceType
 
 log = logging.getLogger("guardrails")
 
 SWEEP_EVENT_TYPE = "Guardrails.Sweep"
-SWEEP_TIMER = "reconciling_sweep"     # TimerState row: when the last non-dry run began
+SWEEP_TIMER = "reconciling_sweep"     # TimerState row: when the last non-dry run began; its run lease
+SWEEP_CURSOR = "reconciling_sweep.cursor"   # TimerState row (``retry``): the unit the next run begins with
+LEASE_MARGIN_SECONDS = 60.0           # the run lease outlasts the budget by this (decisions begun before the end)
 EXPIRY_EVENT_TYPE = "Guardrails.ExemptionExpired"
 # verdict of a decision -> summary counter
 _COUNTER = {"compliant": "compliant", "remediated": "remediated", "requested": "remediated",
@@ -93,6 +118,10 @@ class SweepSummary:
     truncated: bool = False
     uncovered: int = 0            # event sources (subscriptions, vaults, workspaces) not all delivered to us
     repeats_not_notified: int = 0  # open findings unchanged since their owner was told (sweep_notices)
+    units: int = 0                # units of work (subscriptions, management groups, vaults, keys) in the ring
+    units_done: int = 0           # of those, finished in full by this run
+    began_with: str = ""          # the unit this run began with (the cursor)
+    next_begins_with: str = ""    # the unit the next run begins with
     verdicts: dict[str, int] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
     coverage: list[dict[str, Any]] = field(default_factory=list)   # ``Coverage.to_dict`` per event source
@@ -115,6 +144,7 @@ class _Tally:
     def __init__(self, summary: SweepSummary) -> None:
         self.s = summary
         self._lock = threading.Lock()
+        self.cuts = 0            # times a part of the run was cut short (``truncate``)
 
     def seen(self, n: int = 1, compliant: int = 0) -> None:
         with self._lock:
@@ -130,6 +160,7 @@ class _Tally:
     def truncate(self) -> None:
         with self._lock:
             self.s.truncated = True
+            self.cuts += 1
 
     def error(self, text: str) -> None:
         with self._lock:
@@ -168,11 +199,38 @@ class Sweeper:
         summary = SweepSummary(sweep_id=f"sweep-{started:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}", kind="sweep",
                                started=_iso(started), dry_run=dry_run)
         tally = _Tally(summary)
+        lease = None if dry_run else getattr(self.state, "take_run_lease", None)
+        held = False
+        if lease is not None:
+            try:
+                held = lease(SWEEP_TIMER, summary.sweep_id, self.max_seconds + LEASE_MARGIN_SECONDS)
+            except StoreError as exc:     # swept unguarded rather than not at all: drift stays otherwise
+                tally.error(f"take the sweep's run lease: {exc}; swept without it")
+            else:
+                if not held:
+                    # another sweep (the timer on another instance, or the CLI) is running: both would
+                    # fix and notify the same drift
+                    tally.error("another sweep is running (it holds the run lease); this one did nothing")
+                    emit(log, logging.WARNING, "guardrail_sweep_run_skipped", reason="lease held by another run")
+                    return self._finish(summary, start)
+        try:
+            return self._run(summary, tally, start, started, list(subscriptions), management_groups, dry_run, held)
+        finally:
+            if held:
+                self.state.release_run_lease(SWEEP_TIMER, summary.sweep_id)
+
+    def _run(self, summary: SweepSummary, tally: _Tally, start: float, started: datetime, given: list[str],
+             management_groups: Iterable[str] | None, dry_run: bool, held: bool = False) -> SweepSummary:
         reads0, wait0, pages0 = self.reads.taken, self.reads.waited, self.lister.pages
-        subs = list(subscriptions) or list(self.subscriptions)
+        reserve = 0.0
+        if self.function_app_id:      # the coverage check keeps its share of the budget
+            from .coverage_check import coverage_reserve
+            reserve = coverage_reserve(self.max_seconds)
+        deadline = start + self.max_seconds - reserve
+        subs = given or list(self.subscriptions)
         if not subs:
             try:
-                subs = self.lister.list_subscriptions()
+                subs = self.lister.list_subscriptions(deadline=deadline)
             except ArmError as exc:
                 tally.error(f"list subscriptions: {exc}")
         summary.subscriptions = subs
@@ -193,29 +251,25 @@ class Sweeper:
         ml_children = self._ml_children(compiled)
         if ml_children:                      # Azure ML endpoints and model versions, per workspace / registry
             plan = _with_children(plan, ml_children)
-        reserve = 0.0
-        if self.function_app_id:      # the coverage check keeps its share of the budget
-            from .coverage_check import coverage_reserve
-            reserve = coverage_reserve(self.max_seconds)
-        deadline = start + self.max_seconds - reserve
         graph_pages0 = self.graph.pages if self.graph is not None else 0
         if not dry_run:
             self._confirm_stale_fixes(tally, summary.sweep_id, deadline)
         if self.graph is not None and subs:
             plan = self._sweep_graph(tally, compiled, subs, plan, summary.sweep_id, dry_run, deadline)
-        with ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="sweep") as pool:
-            # the tenant root's role assignments first (a few, tenant-wide reach): once per run
-            futures = [pool.submit(self._sweep_root_roles, tally, compiled, summary.sweep_id, dry_run, deadline)]
-            futures += [pool.submit(self._sweep_type, tally, compiled, sub, rt, decide, children, summary.sweep_id,
-                                    dry_run, deadline)
-                        for sub in subs for rt, decide, children in plan]
-            futures += [pool.submit(self._sweep_roles, tally, compiled, sub, summary.sweep_id, dry_run, deadline)
-                        for sub in subs]
-            for fut in futures:
-                fut.result()
-        for mg in mgs:
-            self._sweep_management_group(tally, mg, summary.sweep_id, dry_run, deadline)
-        self._sweep_secrets(tally, compiled, summary.sweep_id, dry_run, deadline)
+        ring = self._units(tally, compiled, subs, mgs, plan, summary.sweep_id, dry_run, deadline)
+        first = self._read_cursor(tally, ring) if not given else 0
+        order = ring[first:] + ring[:first]
+        began, finished = self._sweep_units(tally, compiled, order, summary.sweep_id, dry_run, deadline)
+        nxt = _next_start(began, finished)
+        summary.units, summary.units_done = len(order), sum(finished)
+        summary.began_with = order[0].key if order else ""
+        summary.next_begins_with = order[nxt].key if order else ""
+        keep = not held or self._lease_still_held(tally, summary.sweep_id)
+        if keep and order and not dry_run and not given:
+            try:
+                self.state.set_retry(SWEEP_CURSOR, [{"next": order[nxt].key, "position": (first + nxt) % len(ring)}])
+            except StoreError as exc:
+                tally.error(f"keep where the next sweep begins: {exc}")
         if self.function_app_id:
             self._check_coverage(tally, summary, subs, deadline, reserve)
         summary.reads = self.reads.taken - reads0
@@ -223,12 +277,93 @@ class Sweeper:
         summary.pages = self.lister.pages - pages0 + (self.graph.pages - graph_pages0 if self.graph is not None else 0)
         if self._gate is not None:
             summary.repeats_not_notified = self._gate.repeats
+        if self._gate is not None and keep:
             self._gate.prune()    # a state unseen for a week is stale even when this run was cut short
             try:     # the next run's "seen on the previous run" starts here
                 self.state.set_last_run(SWEEP_TIMER, started)
             except StoreError as exc:
                 tally.error(f"keep this sweep's start: {exc}")
         return self._finish(summary, start)
+
+    def _lease_still_held(self, tally: _Tally, holder: str) -> bool:
+        """Before this run saves where the next begins and when it began: its run lease renewed
+        (for the saving), False when it ran out and another run took it over (that run's view
+        is the one to keep). A state that cannot say is taken as held."""
+        renew = getattr(self.state, "renew_run_lease", None)
+        if renew is None:
+            return True
+        try:
+            if renew(SWEEP_TIMER, holder, LEASE_MARGIN_SECONDS):
+                return True
+        except StoreError:
+            return True
+        tally.error("this sweep's run lease ran out and another run took it over: its cursor and start not kept")
+        emit(log, logging.ERROR, "guardrail_sweep_lease_lost", sweep_id=holder)
+        return False
+
+    def _units(self, tally: _Tally, compiled, subs: list[str], mgs: list[str], plan, sweep_id: str, dry_run: bool,
+               deadline: float) -> list[_Unit]:
+        """The ring of this run's work: each subscription (its types' lists, then its role
+        assignments), with the management groups, the vaults and the referenced keys spread evenly
+        among them (never all after every subscription, where a budget would never reach them)."""
+        from functools import partial
+
+        from .sweep_secrets import secret_units
+
+        per_sub = [_Unit(f"subscription:{sub}", [
+            *(partial(self._sweep_type, tally, compiled, sub, rt, decide, children, sweep_id, dry_run, deadline)
+              for rt, decide, children in plan),
+            partial(self._sweep_roles, tally, compiled, sub, sweep_id, dry_run, deadline)]) for sub in subs]
+        others = [_Unit(f"management-group:{mg}", [partial(self._sweep_management_group, tally, mg, sweep_id,
+                                                           dry_run, deadline)]) for mg in mgs]
+        others += [_Unit(key, [task]) for key, task in secret_units(self, tally, compiled, sweep_id, dry_run, deadline)]
+        return _interleave(per_sub, others)
+
+    def _read_cursor(self, tally: _Tally, ring: list[_Unit]) -> int:
+        """Where in ``ring`` this run begins: the unit the previous run named, else the position it
+        had (the unit is gone), else the start."""
+        read = getattr(self.state, "retry", None)
+        if read is None or not ring:
+            return 0
+        try:
+            kept = read(SWEEP_CURSOR)
+        except StoreError as exc:
+            tally.error(f"read where this sweep begins: {exc}; begun at the first subscription")
+            return 0
+        cursor = kept[0] if kept else {}
+        keys = [u.key for u in ring]
+        if cursor.get("next") in keys:
+            return keys.index(cursor["next"])
+        position = cursor.get("position")
+        return position % len(ring) if isinstance(position, int) and not isinstance(position, bool) else 0
+
+    def _sweep_units(self, tally: _Tally, compiled, order: list[_Unit], sweep_id: str, dry_run: bool,
+                     deadline: float) -> tuple[list[bool], list[bool]]:
+        """Every unit's tasks, in ``order``, a few at a time; the tenant root's role assignments
+        first. A task not begun before the deadline is not begun at all. Returns, per unit, whether
+        it was begun and whether it finished (every task ended before the deadline and nothing was
+        cut short meanwhile: one that ended after it may have been cut short, and a cut elsewhere
+        at the same time errs towards doing the unit again)."""
+        began, finished = [False] * len(order), [True] * len(order)
+
+        def task(i: int, fn: Callable[[], None]) -> None:
+            if self._clock() > deadline:
+                tally.truncate()
+                finished[i] = False
+                return
+            began[i] = True
+            cuts = tally.cuts
+            fn()
+            if self._clock() > deadline or tally.cuts != cuts:
+                finished[i] = False
+
+        with ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="sweep") as pool:
+            # the tenant root's role assignments first (a few, tenant-wide reach): once per run
+            futures = [pool.submit(self._sweep_root_roles, tally, compiled, sweep_id, dry_run, deadline)]
+            futures += [pool.submit(task, i, fn) for i, unit in enumerate(order) for fn in unit.tasks]
+            for fut in futures:
+                fut.result()          # anything but an ArmError (Table Storage down …) ends the sweep
+        return began, finished
 
     def _finish(self, summary: SweepSummary, start: float) -> SweepSummary:
         summary.finished = _iso(self._wall())
@@ -244,12 +379,14 @@ class Sweeper:
                     children: tuple[ResourceType, ...], sweep_id: str, dry_run: bool, deadline: float) -> None:
         """List one top-level type in one subscription, decide the violating ones (when a policy
         covers the type), and list the covered child types of each (ARM lists them per parent)."""
+        if self._clock() > deadline:     # no list begun past the deadline
+            tally.truncate()
+            return
         kids = ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="sweep-child") if children else None
         futures = []
         try:
-            for body in self.lister.list_type(sub, rtype):
+            for body in self.lister.list_type(sub, rtype, deadline=deadline):
                 if self._clock() > deadline:
-                    tally.truncate()
                     break
                 if decide:
                     self.decide_listed(tally, compiled, rtype, body, sweep_id, dry_run)
@@ -258,12 +395,14 @@ class Sweeper:
                         futures.append(kids.submit(self._sweep_children, tally, compiled, sub, body["id"], child,
                                                    sweep_id, dry_run, deadline))
         except ArmError as exc:    # one type or subscription unreadable: the rest of the sweep goes on
-            self._list_failed(tally, sub, rtype.name, exc)
+            self._list_failed(tally, sub, rtype.name, exc, deadline)
         finally:
             if kids is not None:
                 kids.shutdown(wait=True)
         for fut in futures:
             fut.result()          # anything but an ArmError (Table Storage down …) ends the sweep
+        if self._clock() > deadline:     # the lister stops at the deadline too: cut short either way
+            tally.truncate()
 
     def _sweep_graph(self, tally: _Tally, compiled, subs: list[str], plan, sweep_id: str, dry_run: bool,
                      deadline: float) -> list:
@@ -315,8 +454,11 @@ class Sweeper:
         ml = self.service.ml if child.key not in CATALOG else None    # the ML guardrail decides on live state
         expand = ml.sweep_expand(child) if ml is not None else None   # a model container: list its versions
         policies = [p for p in compiled.model_registry_policies if p.mode != "off"] if ml is not None else []
+        if self._clock() > deadline:
+            tally.truncate()
+            return
         try:
-            for item in self.lister.list_children(parent_id, child):
+            for item in self.lister.list_children(parent_id, child, deadline=deadline):
                 if self._clock() > deadline:      # a parent with thousands of children ends in time too
                     tally.truncate()
                     return
@@ -332,13 +474,31 @@ class Sweeper:
                 else:
                     tally.seen(compliant=1)
         except ArmError as exc:
-            self._list_failed(tally, sub, f"{child.name} of {parent_id}", exc)
+            self._list_failed(tally, sub, f"{child.name} of {parent_id}", exc, deadline)
+            return
+        if self._clock() > deadline:
+            tally.truncate()
 
-    @staticmethod
-    def _list_failed(tally: _Tally, sub: str, what: str, exc: ArmError) -> None:
+    def _list_failed(self, tally: _Tally, sub: str, what: str, exc: ArmError, deadline: float | None = None) -> None:
+        if self.cut_short(tally, exc, deadline, what=f"{what} in {sub}"):
+            return
         tally.error(f"list {what} in {sub}: {exc}")
         emit(log, logging.ERROR, "guardrail_sweep_list_failed", subscription_id=sub, resource_type=what,
              reason=exc.reason)
+
+    def cut_short(self, tally: _Tally, exc: ArmError, deadline: float | None, *, what: str) -> bool:
+        """Whether ``exc`` is a throttled or transient answer whose retry the run's budget, not the
+        lister's own page budget, left no time for (``Retry-After`` past the deadline): the run was
+        cut short there (``truncated``, a WARNING, the unit not finished), as when its deadline
+        passes between two pages. Any other failure is an error of the run."""
+        if deadline is None or not isinstance(exc, (ArmThrottled, ArmTransient)):
+            return False
+        if deadline - self._clock() >= getattr(self.lister, "page_budget", 60.0):
+            return False                  # the lister's own budget bounded the retry: a failure
+        tally.truncate()
+        emit(log, logging.WARNING, "guardrail_sweep_cut_short", what=what[:300], reason=exc.reason,
+             detail="a throttled or failing list could not be retried within the run's budget")
+        return True
 
     def decide_listed(self, tally: _Tally, compiled, rtype: ResourceType, body: dict, run_id: str, dry_run: bool,
                       event_type: str = SWEEP_EVENT_TYPE, *, fresh: bool = False) -> None:
@@ -411,25 +571,58 @@ class Sweeper:
             if row is not None:
                 tally.decided(row.verdict)
 
-    def _sweep_secrets(self, tally: _Tally, compiled, sweep_id: str, dry_run: bool, deadline: float) -> None:
-        from .sweep_secrets import sweep_secrets
-        sweep_secrets(self, tally, compiled, sweep_id, dry_run, deadline)
-
     def _sweep_management_group(self, tally: _Tally, mg: str, sweep_id: str, dry_run: bool, deadline: float) -> None:
         scope = management_group_scope(mg)
-        try:
-            listed = [a for a in self.lister.list_role_assignments(scope)
+        if self._clock() > deadline:
+            tally.truncate()
+            return
+        try:        # listed whole first (a removal while paging would shift the pages), within the budget
+            listed = [a for a in self.lister.list_role_assignments(scope, deadline=deadline)
                       if str((a.get("properties") or {}).get("scope", "")).rstrip("/").lower() == scope.lower()]
         except ArmError as exc:
-            tally.error(f"list role assignments at {scope}: {exc}")
+            if not self.cut_short(tally, exc, deadline, what=f"role assignments at {scope}"):
+                tally.error(f"list role assignments at {scope}: {exc}")
             return
         for a in listed:
             if self._clock() > deadline:
-                tally.truncate()
-                return
+                break
             if isinstance(a.get("id"), str):
                 tally.seen()
                 self._decide(tally, a["id"], None, sweep_id, dry_run, SWEEP_EVENT_TYPE)
+        if self._clock() > deadline:    # the list or the decisions cut short
+            tally.truncate()
+
+
+@dataclass
+class _Unit:
+    """One unit of a run's ring: done in full by one run where the budget allows; ``key`` names it
+    in the cursor (``subscription:<id>``, ``management-group:<mg>``, ``vault:<name>``, ``keys``)."""
+
+    key: str
+    tasks: list[Callable[[], None]]
+
+
+def _interleave(first: list, second: list) -> list:
+    """``second`` spread evenly through ``first`` (each at its share of the way), order kept."""
+    if not first or not second:
+        return first + second
+    placed = [((i + 0.5) / len(first), 0, i) for i in range(len(first))]
+    placed += [((j + 0.5) / len(second), 1, j) for j in range(len(second))]
+    return [first[i] if which == 0 else second[i] for _, which, i in sorted(placed)]
+
+
+def _next_start(began: list[bool], finished: list[bool]) -> int:
+    """Where (in this run's order) the next run begins: the first unit this run did not finish;
+    when that is the very first (it alone outlasted the budget), the first unit it never began
+    (else the one after it), so one unit larger than a budget cannot hold the rest back."""
+    if not finished:
+        return 0
+    unfinished = next((i for i, done in enumerate(finished) if not done), None)
+    if unfinished is None:
+        return 0                       # all done: the next run begins where this one did
+    if unfinished > 0:
+        return unfinished
+    return next((i for i, b in enumerate(began) if not b), 1 % len(finished))
 
 
 def covered_types(compiled) -> list[ResourceType]:

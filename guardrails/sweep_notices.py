@@ -30,7 +30,7 @@ import threading
 from datetime import datetime, timedelta
 from typing import Any, Callable, Sequence
 
-from .errors import StoreError
+from .errors import FindingStateChanged, StoreError
 from .logs import emit
 from .model.decision import AuditRow
 
@@ -107,7 +107,14 @@ class NoticeGate:
                   and self.remind_after > timedelta(0) and now - told < self.remind_after)
         if repeat and self.settled_since is not None and self.settled_since(rid, told):
             repeat = False        # fixed (by its owner, an event) and broken again since: news
-        self.state.set_finding_state(rid, {"signature": sig, "told": _iso(told if repeat else now), "seen": _iso(now)})
+        try:
+            # over the state as read: of two runs judging one finding at once, one tells its owner
+            self.state.set_finding_state(rid, {"signature": sig, "told": _iso(told if repeat else now),
+                                               "seen": _iso(now)}, read=before, conditional=True)
+        except FindingStateChanged:
+            with self._lock:
+                self.repeats += 1
+            return " [not notified again: another run judged this finding at the same moment]"
         if not repeat:
             return None
         with self._lock:

@@ -31,10 +31,13 @@ def sweep_roles(sw, tally, compiled, sub: str, sweep_id: str, dry_run: bool, dea
     policies = [p for p in compiled.role_policies if p.mode != "off" and _selects_subscription(p, sub)]
     if roles is None or not policies:
         return
+    if sw._clock() > deadline:                  # no list begun past the deadline
+        tally.truncate()
+        return
     _fresh_definitions(roles)
     scope = f"/subscriptions/{sub}"
     try:
-        for body in sw.lister.list_role_assignments(scope, at_scope=False):
+        for body in sw.lister.list_role_assignments(scope, at_scope=False, deadline=deadline):
             if sw._clock() > deadline:
                 tally.truncate()
                 return
@@ -43,7 +46,10 @@ def sweep_roles(sw, tally, compiled, sub: str, sweep_id: str, dry_run: bool, dea
                 continue                                  # inherited from above the subscription
             _judge(sw, tally, roles, policies, body, sweep_id, dry_run, deadline)
     except ArmError as exc:
-        sw._list_failed(tally, sub, "Microsoft.Authorization/roleAssignments", exc)
+        sw._list_failed(tally, sub, "Microsoft.Authorization/roleAssignments", exc, deadline)
+        return
+    if sw._clock() > deadline:                  # the lister stopped at the deadline
+        tally.truncate()
 
 
 def sweep_root_roles(sw, tally, compiled, sweep_id: str, dry_run: bool, deadline: float) -> None:
@@ -67,9 +73,12 @@ def sweep_root_roles(sw, tally, compiled, sweep_id: str, dry_run: bool, deadline
     policies = [p for p in compiled.role_policies if p.mode != "off" and _selects_subscription(p, None)]
     if roles is None or not policies:
         return
+    if sw._clock() > deadline:
+        tally.truncate()
+        return
     _fresh_definitions(roles)
     try:
-        for body in sw.lister.list_role_assignments(ROOT_SCOPE, at_scope=True):
+        for body in sw.lister.list_role_assignments(ROOT_SCOPE, at_scope=True, deadline=deadline):
             if sw._clock() > deadline:
                 tally.truncate()
                 return
@@ -86,9 +95,14 @@ def sweep_root_roles(sw, tally, compiled, sweep_id: str, dry_run: bool, deadline
                  detail="role assignments at the tenant root are not judged: grant the identity "
                         "Microsoft.Authorization/roleAssignments/read (and delete) at '/' to have them judged")
             return
+        if sw.cut_short(tally, exc, deadline, what="role assignments at the tenant root '/'"):
+            return
         tally.error(f"list role assignments at the tenant root '/': {exc}")
         emit(log, logging.ERROR, "guardrail_sweep_list_failed", scope=ROOT_SCOPE,
              resource_type="Microsoft.Authorization/roleAssignments", reason=exc.reason, status=exc.status)
+        return
+    if sw._clock() > deadline:
+        tally.truncate()
 
 
 def _judge(sw, tally, roles, policies, body: dict, sweep_id: str, dry_run: bool, deadline: float) -> None:

@@ -19,12 +19,18 @@ Every decision is the secret guardrail's own (``service.reconcile_secret``), on 
 when it runs: one rotated or fixed meanwhile comes out ``compliant``. A secret whose rotation lease
 another worker holds (an event's delivery rotating it now, ``secrets.lease``) is skipped this run
 (counted ``skipped``, verdict ``duplicate``; no audit row: the holder writes one).
+
+Each vault and the referenced keys are units of the sweep's ring (``secret_units``), spread among
+the subscriptions and begun where the run's cursor says, so no vault waits behind every resource
+list; nothing (a list, a decision, a key read) is begun past the sweep's deadline.
 """
 
 from __future__ import annotations
 
 import logging
 from datetime import datetime, timedelta
+from functools import partial
+from typing import Callable
 
 from .errors import ArmError, IdempotencyError, ResourceNotFound
 from .logs import emit
@@ -34,13 +40,17 @@ log = logging.getLogger("guardrails")
 _SLACK = timedelta(minutes=5)          # as the event path: an expiry set "max_validity_days from now" a moment ago
 
 
-def sweep_secrets(sw, tally, compiled, sweep_id: str, dry_run: bool, deadline: float) -> None:
+def secret_units(sw, tally, compiled, sweep_id: str, dry_run: bool, deadline: float) -> list[tuple[str, Callable[[], None]]]:
+    """This run's secret work as units of the sweep's ring (``Sweeper._units``): one per vault
+    (``vault:<name>``: its property list, then its decisions) and one for the referenced keys
+    (``keys``), in that order; none when no secrets policy is in force. Each begins nothing past
+    ``deadline``."""
     secrets = getattr(sw.service, "secrets", None)
     # enforcing policies first, as the secret guardrail considers them (its rotation lead is theirs)
     policies = sorted((p for p in getattr(compiled, "secret_policies", ()) if p.mode != "off"),
                       key=lambda p: p.mode != "enforce")
     if secrets is None or not policies:
-        return
+        return []
     # vault -> referenced secret (lower) -> (name as written, how long before expiry it is rotated)
     vaults: dict[str, dict[str, tuple[str, timedelta]]] = {}
     keys: dict[tuple[str, str], str] = {}
@@ -59,31 +69,66 @@ def sweep_secrets(sw, tally, compiled, sweep_id: str, dry_run: bool, deadline: f
         for kref in p.keys:
             if p.governs(kref.vault):
                 keys[(kref.vault.lower(), kref.name.lower())] = kref.name
+    units: list[tuple[str, Callable[[], None]]] = [
+        (f"vault:{vault}", partial(_sweep_vault, sw, tally, policies, vault, referenced, sweep_id, dry_run, deadline))
+        for vault, referenced in sorted(vaults.items())]
+    if keys:
+        units.append(("keys", partial(_sweep_keys, sw, tally, keys, sweep_id, dry_run, deadline)))
+    return units
+
+
+def sweep_secrets(sw, tally, compiled, sweep_id: str, dry_run: bool, deadline: float) -> None:
+    """Every vault, then the referenced keys, one after the other, until ``deadline`` (the sweep
+    itself takes them as units of its ring, ``secret_units``)."""
+    for _key, task in secret_units(sw, tally, compiled, sweep_id, dry_run, deadline):
+        if sw._clock() > deadline:
+            tally.truncate()
+            return
+        task()
+
+
+def _sweep_vault(sw, tally, policies, vault: str, referenced: dict[str, tuple[str, timedelta]], sweep_id: str,
+                 dry_run: bool, deadline: float) -> None:
+    """One vault: its secret properties listed, then each one needing it decided, none begun past
+    ``deadline``."""
+    if sw._clock() > deadline:                   # no list begun past the deadline
+        tally.truncate()
+        return
+    try:
+        listed = sw.service.secrets.store.list_secrets(vault, deadline=deadline)
+    except ArmError as exc:
+        if sw.cut_short(tally, exc, deadline, what=f"secrets of vault {vault}"):
+            return
+        tally.error(f"list secrets of vault {vault}: {exc}")
+        emit(log, logging.ERROR, "guardrail_sweep_list_failed", vault=vault, reason=exc.reason)
+        return
+    governing = [p for p in policies if p.governs(vault)]
     now = sw._wall()
-    for vault, referenced in sorted(vaults.items()):
+    for props in sorted(listed, key=lambda v: str(v.name)):
+        if sw._clock() > deadline:               # before a decision, never after it
+            tally.truncate()
+            return
+        name = str(props.name)
+        ref = referenced.get(name.lower())
+        if ref is not None and _near(props.expires_on, props.enabled, now, ref[1]):
+            _decide(sw, tally, vault, name, "Secret", props.expires_on <= now, sweep_id, dry_run, deadline)
+        # the guardrail's tag is writable by anyone who can write the secret: never a reason to skip
+        elif props.enabled and _breaks_hygiene(props.expires_on, governing, now):
+            _decide(sw, tally, vault, name, "Secret", None, sweep_id, dry_run, deadline)
+        elif name.lower() in referenced or governing:
+            tally.seen(compliant=1)
+
+
+def _sweep_keys(sw, tally, keys: dict[tuple[str, str], str], sweep_id: str, dry_run: bool, deadline: float) -> None:
+    """Each referenced key: one read (its properties carry no secret), none begun past ``deadline``."""
+    store = sw.service.secrets.store
+    now = sw._wall()
+    for (vault, _), name in sorted(keys.items()):
+        if sw._clock() > deadline:
+            tally.truncate()
+            return
         try:
-            listed = secrets.store.list_secrets(vault, deadline=deadline)
-        except ArmError as exc:
-            tally.error(f"list secrets of vault {vault}: {exc}")
-            emit(log, logging.ERROR, "guardrail_sweep_list_failed", vault=vault, reason=exc.reason)
-            continue
-        governing = [p for p in policies if p.governs(vault)]
-        for props in sorted(listed, key=lambda v: str(v.name)):
-            name = str(props.name)
-            ref = referenced.get(name.lower())
-            if ref is not None and _near(props.expires_on, props.enabled, now, ref[1]):
-                _decide(sw, tally, vault, name, "Secret", props.expires_on <= now, sweep_id, dry_run, deadline)
-            # the guardrail's tag is writable by anyone who can write the secret: never a reason to skip
-            elif props.enabled and _breaks_hygiene(props.expires_on, governing, now):
-                _decide(sw, tally, vault, name, "Secret", None, sweep_id, dry_run, deadline)
-            elif name.lower() in referenced or governing:
-                tally.seen(compliant=1)
-            if sw._clock() > deadline:
-                tally.truncate()
-                return
-    for (vault, _), name in sorted(keys.items()):    # a key's properties carry no secret: read each
-        try:
-            k = secrets.store.get_key(vault, name, deadline=deadline)
+            k = store.get_key(vault, name, deadline=deadline)
         except ResourceNotFound:
             continue
         except ArmError as exc:

@@ -14,13 +14,26 @@ Every page goes through the SDK pipeline (``ResourceManagementClient.send_reques
 credential policy, transport and TLS settings as every other ARM call), takes a read token from
 the subscription's bucket (each attempt does, retries included), follows ``nextLink`` until it
 is absent, and is retried on 429/5xx honouring ``Retry-After`` within ``page_budget`` seconds.
+
+A caller with a time budget (the sweep) passes its ``deadline``: no page is requested once it
+has passed (the iterator simply ends: the caller, who knows its deadline, says it was cut short),
+and a page's retries are bounded by ``min(deadline, now + page_budget)``, so a 429's
+``Retry-After`` that does not fit is an ``ArmThrottled`` at once, never a wait past the budget.
+
+``nextLink`` is followed only while it stays on the configured ARM endpoint (``https``, the same
+host, case-insensitive, and port, no user info): the SDK pipeline attaches the ARM bearer token
+to every request, so a link elsewhere would hand it out. A ``nextLink`` naming a page this list
+already read (ARM answering the same page again) or a list past ``MAX_PAGES`` pages stops the
+list with an ``ArmError`` (an error in the run's summary), never a loop that yields nothing.
 """
 
 from __future__ import annotations
 
+import contextlib
+
 import time
 from typing import Callable, Iterator
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 from ..errors import ArmError
 from ..model.resource import ResourceType, lookup_type
@@ -34,6 +47,9 @@ SUBSCRIPTIONS_API_VERSION = "2022-12-01"
 # subscription states (``SubscriptionState``) in which nothing can be fixed: resources are
 # deallocated and read-only (Disabled, Expired) or the subscription is gone (Deleted)
 INACTIVE_SUBSCRIPTION_STATES = frozenset({"disabled", "deleted", "expired"})
+# pages one list may take: far past any real list (a type with 100,000 resources in one
+# subscription is 1,000 pages of ARM's 100), short of a list that never ends
+MAX_PAGES = 5000
 
 
 def parent_type(rtype: ResourceType) -> ResourceType | None:
@@ -70,38 +86,70 @@ class ArmLister:
         return self._caller.calls
 
     # ---------------------------------------------------------------------------------
-    def _get_page(self, url: str, key: str) -> dict:
+    def _get_page(self, url: str, key: str, until: float | None = None) -> dict:
         from azure.core.rest import HttpRequest
 
         deadline = self._clock() + self.page_budget
+        if until is not None:              # the caller's budget bounds the page's retries too
+            deadline = min(deadline, until)
 
         def go() -> dict:
-            self.reads.acquire(key)
+            self.reads.acquire(key, until=deadline)     # never past the page's (the run's) deadline
             resp = self._client.send_request(HttpRequest("GET", url), stream=False,
                                              read_timeout=self._caller.timeout_for(deadline))
             resp.raise_for_status()
             return resp.json()
 
-        body = self._caller.call(go, deadline=deadline, what=f"LIST {url.split('?', 1)[0][-200:]}")
+        penalize = getattr(self.reads, "penalizing", None)       # a 429 drains the subscription's bucket
+        with (penalize(key) if penalize is not None else contextlib.nullcontext()):
+            body = self._caller.call(go, deadline=deadline, what=f"LIST {url.split('?', 1)[0][-200:]}")
         if not isinstance(body, dict) or not isinstance(body.get("value", []), list):
             raise ArmError(f"LIST {url[:200]}: ARM answered a body without a 'value' list")
         self.pages += 1
         return body
 
-    def _items(self, path: str, query: str, key: str) -> Iterator[dict]:
-        """Every item of a list operation, page after page (``nextLink`` as given by ARM)."""
+    def _items(self, path: str, query: str, key: str, deadline: float | None = None) -> Iterator[dict]:
+        """Every item of a list operation, page after page (``nextLink`` as given by ARM, while it
+        stays on the endpoint), until ``deadline`` (None: none) has passed."""
         url: str | None = f"{self._endpoint}/{path.lstrip('/')}?{query}"
+        read: set[str] = set()
         while url:
-            body = self._get_page(url, key)
+            if deadline is not None and self._clock() > deadline:
+                return                     # the caller's budget is spent: it says the list was cut short
+            read.add(url)
+            body = self._get_page(url, key, deadline)
             for item in body.get("value") or ():
                 if isinstance(item, dict):
                     yield item
             nxt = body.get("nextLink")
-            url = nxt if isinstance(nxt, str) and nxt else None
+            if not isinstance(nxt, str) or not nxt:
+                return
+            what = f"LIST {url.split('?', 1)[0][-200:]}"
+            if not self._on_endpoint(nxt):
+                raise ArmError(f"{what}: nextLink leads off the ARM endpoint ({_where(nxt)}); not followed, "
+                               "the list is incomplete", reason="next_link_refused")
+            if nxt in read:
+                raise ArmError(f"{what}: nextLink names a page already read; the list stopped after "
+                               f"{len(read)} page(s) and is incomplete", reason="next_link_loop")
+            if len(read) >= MAX_PAGES:
+                raise ArmError(f"{what}: more than {MAX_PAGES} pages; the list stopped and is incomplete",
+                               reason="too_many_pages")
+            url = nxt
+
+    def _on_endpoint(self, link: str) -> bool:
+        """Whether ``link`` goes to the configured ARM endpoint: https, its host (case-insensitive)
+        and port, no user info."""
+        try:
+            got, want = urlsplit(link), urlsplit(self._endpoint)
+            return (got.scheme.lower() == "https" and got.username is None and got.password is None
+                    and got.hostname is not None and got.hostname == want.hostname
+                    and (got.port or 443) == (want.port or 443))
+        except ValueError:                 # a port that is not a number, a malformed IPv6 host
+            return False
 
     # ---------------------------------------------------------------------------------
     def list_type(self, subscription_id: str, rtype: ResourceType, *,
-                  resource_group: str | None = None) -> Iterator[dict]:
+                  resource_group: str | None = None, deadline: float | None = None) -> Iterator[dict]:
         """Every resource of ``rtype`` in the subscription (or one of its resource groups), full
         bodies. A child type is listed under each parent."""
         ns, *types = rtype.name.split("/")
@@ -111,21 +159,22 @@ class ArmLister:
         key = limit_key(scope)
         query = f"api-version={rtype.api_version}"
         if len(types) == 1:
-            yield from self._items(encode_id(f"{scope}/providers/{ns}/{types[0]}"), query, key)
+            yield from self._items(encode_id(f"{scope}/providers/{ns}/{types[0]}"), query, key, deadline)
             return
         parent = parent_type(rtype)
         if parent is None:
             raise ArmError(f"no catalogue entry for the parent type of {rtype.name}")
-        for p in self.list_type(subscription_id, parent, resource_group=resource_group):
+        for p in self.list_type(subscription_id, parent, resource_group=resource_group, deadline=deadline):
             if isinstance(p.get("id"), str):
-                yield from self.list_children(p["id"], rtype)
+                yield from self.list_children(p["id"], rtype, deadline=deadline)
 
-    def list_children(self, parent_id: str, rtype: ResourceType) -> Iterator[dict]:
+    def list_children(self, parent_id: str, rtype: ResourceType, *, deadline: float | None = None) -> Iterator[dict]:
         """Every ``rtype`` child of one parent (``{parent id}/{last type segment}``)."""
         yield from self._items(encode_id(f"{parent_id}/{rtype.name.rsplit('/', 1)[-1]}"),
-                               f"api-version={rtype.api_version}", limit_key(parent_id))
+                               f"api-version={rtype.api_version}", limit_key(parent_id), deadline)
 
-    def list_role_assignments(self, scope: str, *, at_scope: bool = True) -> Iterator[dict]:
+    def list_role_assignments(self, scope: str, *, at_scope: bool = True,
+                              deadline: float | None = None) -> Iterator[dict]:
         """Role assignments at ``scope`` (``atScope()``: at it and above) or, with ``at_scope``
         False, at, above and below it; REST-shaped. Management-group scopes are read here: no
         subscription system topic delivers their events."""
@@ -134,7 +183,7 @@ class ArmLister:
             query += "&$filter=" + quote("atScope()", safe="()")
         path = encode_id(f"{scope.rstrip('/')}/providers/Microsoft.Authorization/roleAssignments")
         yield from self._items(path, query, limit_key(scope) if scope.lower().startswith("/subscriptions/")
-                               else TENANT_KEY)
+                               else TENANT_KEY, deadline)
 
     def list_system_topics(self, subscription_id: str) -> Iterator[dict]:
         """Event Grid system topics in the subscription (``SystemTopics_ListBySubscription``)."""
@@ -151,11 +200,20 @@ class ArmLister:
         yield from self._items(encode_id(f"{topic_id.rstrip('/')}/eventSubscriptions"),
                                f"api-version={SYSTEM_TOPICS_API_VERSION}", limit_key(topic_id))
 
-    def list_subscriptions(self) -> list[str]:
+    def list_subscriptions(self, *, deadline: float | None = None) -> list[str]:
         """The subscription ids the identity can see (``GET /subscriptions``) that can still hold
         drift: every state but ``INACTIVE_SUBSCRIPTION_STATES``. ``Warned`` and ``PastDue`` (billing
         trouble) are still active: their resources run and take writes, so they are swept."""
         return [str(s.get("subscriptionId")) for s in
-                self._items("subscriptions", f"api-version={SUBSCRIPTIONS_API_VERSION}", TENANT_KEY)
+                self._items("subscriptions", f"api-version={SUBSCRIPTIONS_API_VERSION}", TENANT_KEY, deadline)
                 if s.get("subscriptionId")
                 and str(s.get("state") or "Enabled").lower() not in INACTIVE_SUBSCRIPTION_STATES]
+
+
+def _where(link: str) -> str:
+    """A refused link's scheme and host only (its query may carry tokens of its own)."""
+    try:
+        parts = urlsplit(link)
+        return f"{parts.scheme}://{parts.hostname or '?'}"[:120]
+    except ValueError:
+        return "unparsable"

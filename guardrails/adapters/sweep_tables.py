@@ -26,8 +26,11 @@ import logging
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from azure.core.exceptions import AzureError, ResourceNotFoundError
+from azure.core import MatchConditions
+from azure.core.exceptions import AzureError, ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
 from azure.data.tables import UpdateMode
+
+from ..errors import FindingStateChanged
 
 from ..logs import emit
 from .tables import Tables, _log, _store_error
@@ -419,14 +422,26 @@ class TableTimerState:
         except AzureError as exc:
             raise _store_error("read finding state", exc) from exc
         return {"signature": str(e.get("signature") or ""), "told": str(e.get("told") or ""),
-                "seen": str(e.get("seen") or "")}
+                "seen": str(e.get("seen") or ""), "etag": e.metadata.get("etag")}
 
-    def set_finding_state(self, resource_id: str, state: dict[str, Any]) -> None:
+    def set_finding_state(self, resource_id: str, state: dict[str, Any], *, read: dict[str, Any] | None = None,
+                          conditional: bool = False) -> None:
+        """``conditional``: written only over the state as ``read`` (its etag; None read: only if
+        there is still none), else ``FindingStateChanged``: another run judged this finding since."""
+        entity = {"PartitionKey": self.FINDING, "RowKey": self._coverage_key(resource_id),
+                  "resource_id": resource_id[:1024], "signature": str(state.get("signature", ""))[:100],
+                  "told": str(state.get("told", ""))[:40], "seen": str(state.get("seen", ""))[:40]}
+        table = self._t.table(self.name)
         try:
-            self._t.table(self.name).upsert_entity(
-                {"PartitionKey": self.FINDING, "RowKey": self._coverage_key(resource_id),
-                 "resource_id": resource_id[:1024], "signature": str(state.get("signature", ""))[:100],
-                 "told": str(state.get("told", ""))[:40], "seen": str(state.get("seen", ""))[:40]})
+            if not conditional:
+                table.upsert_entity(entity)
+            elif read is None or not read.get("etag"):
+                table.create_entity(entity)
+            else:
+                table.update_entity(entity, mode=UpdateMode.REPLACE, etag=read["etag"],
+                                    match_condition=MatchConditions.IfNotModified)
+        except (ResourceExistsError, ResourceModifiedError):
+            raise FindingStateChanged(f"finding state of {resource_id[:200]} changed since it was read") from None
         except AzureError as exc:
             raise _store_error("write finding state", exc) from exc
 

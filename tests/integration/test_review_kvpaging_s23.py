@@ -94,3 +94,22 @@ def test_a_page_throttled_past_the_deadline_fails_without_resending_earlier_page
     assert raised.value.status == 429
     # two Retry-After waits fit the 12 s budget, the third would not
     assert _list_pages(emu) == [0, 25, 50, 75, 100, 100, 100]
+
+
+def test_a_throttled_list_page_drains_its_subscriptions_read_bucket_for_every_sweep_thread(harness):
+    """The sweep's lister reports a 429's Retry-After to the read limiter it shares with the paced
+    gateways: the other threads wait for that subscription instead of each meeting its own 429."""
+    from guardrails import bootstrap
+    from guardrails.model.resource import lookup_type
+    from guardrails.ratelimit import FakeClock
+    from tests import builders as b
+
+    h = harness([b.storage("stok", pna="Disabled", blob=False)])
+    h.emu.add_fault(method="GET", path_regex=rf"/subscriptions/{b.SUB}/providers/Microsoft\.Storage/storageAccounts$",
+                    status=429, retry_after=30, times=1)
+    clock = FakeClock()
+    sweeper = bootstrap.build_sweeper(h.settings, clock=clock, sleep=clock.sleep)
+    rtype = lookup_type("Microsoft.Storage/storageAccounts")
+    listed = list(sweeper.lister.list_type(b.SUB, rtype, deadline=clock() + 120))
+    assert [r["name"] for r in listed] == ["stok"]
+    assert sweeper.reads.penalties == 1         # the subscription's bucket waits out the Retry-After

@@ -191,7 +191,7 @@ SUB2 = "5a6b7c8d-9e0f-4a1b-8c2d-3e4f5a6b7c8d"     # added after the deployment: 
 APP = f"/subscriptions/{b.SUB}/resourceGroups/rg-guardrails/providers/Microsoft.Web/sites/func-guardrails-t1"
 
 
-def _coverage_estate(h_factory, retry_after: int):
+def _coverage_estate(h_factory, retry_after: int | None):
     """``b.SUB`` wired, ``SUB2`` not; the sweep's storage list of ``b.SUB`` is throttled once for
     ``retry_after`` seconds (of a FakeClock): the resource sweep uses its 50 s budget and more."""
     st2 = b.storage("stnew", pna="Disabled", blob=False)
@@ -199,8 +199,9 @@ def _coverage_estate(h_factory, retry_after: int):
     h = h_factory([b.storage("stok", pna="Disabled", blob=False), *subscription_wiring(b.SUB, APP), st2],
                   env={S.FUNCTION_APP_ID: APP, S.SWEEP_SUBSCRIPTIONS: f"{b.SUB},{SUB2}", S.SWEEP_MAX_SECONDS: "50",
                        S.SWEEP_CONCURRENCY: "1"})
-    h.emu.add_fault(method="GET", path_regex=rf"/subscriptions/{b.SUB}/providers/Microsoft\.Storage/storageAccounts$",
-                    status=429, retry_after=retry_after, times=1)
+    if retry_after is not None:
+        h.emu.add_fault(method="GET", path_regex=rf"/subscriptions/{b.SUB}/providers/Microsoft\.Storage/storageAccounts$",
+                        status=429, retry_after=retry_after, times=1)
     clock = FakeClock()
     return h, bootstrap.build_sweeper(h.settings, clock=clock, sleep=clock.sleep)
 
@@ -226,8 +227,20 @@ def test_coverage_is_checked_when_the_resource_sweep_used_its_time_budget(harnes
 
 
 def test_a_source_the_reserve_cannot_reach_is_a_sweep_error_not_a_silent_pass(harness, caplog):
-    # GIVEN a sweep whose resource lists ran past its deadline and the check's reserve (58 s > 50 + 5)
-    h, sweeper = _coverage_estate(harness, retry_after=58)
+    # GIVEN a sweep whose resource lists ran past its deadline and the check's reserve (58 s > 50 + 5):
+    # a Retry-After is no longer waited out past the deadline, but a page already in flight (ARM
+    # slow to answer, up to the read timeout) cannot be interrupted
+    h, sweeper = _coverage_estate(harness, retry_after=None)
+    clock = sweeper._clock
+    get_page = sweeper.lister._get_page
+
+    def slow_storage_page(url, key, until=None):
+        page = get_page(url, key, until)
+        if "Microsoft.Storage/storageAccounts" in url and b.SUB in url:
+            clock.sleep(58)
+        return page
+
+    sweeper.lister._get_page = slow_storage_page
     summary = sweeper.run()
     # THEN each source not checked is an error of the run, with no verdict, no row and no state
     assert summary.truncated and summary.uncovered == 0

@@ -177,3 +177,21 @@ def test_throttled_authorization_penalizes_per_subscription():
     authz.delete_assignment(aid)
     assert reads.penalties == 3 and writes.penalties == 1
     assert reads.bucket(SUB).try_take() == pytest.approx(5.0)
+
+
+def test_a_token_that_comes_only_after_the_callers_deadline_is_not_waited_for():
+    """A penalized bucket (Retry-After 55 s) and a sweep page with 5 s left: the lister's acquire
+    fails at once instead of sleeping past its run's deadline (the run then writes its summary)."""
+    from guardrails.errors import ArmThrottled
+    from guardrails.ratelimit import FakeClock, RateLimiter
+
+    clock = FakeClock()
+    limiter = RateLimiter(25, 25, clock=clock, sleep=clock.sleep)
+    limiter.penalize("sub-a", 55)
+    t0 = clock()
+    with pytest.raises(ArmThrottled):
+        limiter.acquire("sub-a", until=t0 + 5)
+    assert clock() == t0                                     # nothing slept
+    limiter.acquire("sub-b", until=t0 + 5)                   # another subscription is not held
+    limiter.acquire("sub-a")                                 # no deadline: waits the penalty out
+    assert clock() - t0 >= 55

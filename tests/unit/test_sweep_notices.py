@@ -25,7 +25,7 @@ class _State:
         self._check()
         return self.rows.get(rid)
 
-    def set_finding_state(self, rid, state):
+    def set_finding_state(self, rid, state, **_kw):
         self._check()
         self.rows[rid] = dict(state)
 
