@@ -74,12 +74,13 @@ from typing import Any, Callable, Iterable
 from .errors import ArmError, ArmThrottled, ArmTransient, InvalidArmId, StoreError
 from .logs import emit
 from .model.resource import CATALOG, ResourceSnapshot, ResourceType
+from .sweep_plan import _with_children, covered_types, list_plan, management_group_scope
+from .sweep_ring import SWEEP_CURSOR, SweepRing, _next_start
 
 log = logging.getLogger("guardrails")
 
 SWEEP_EVENT_TYPE = "Guardrails.Sweep"
 SWEEP_TIMER = "reconciling_sweep"     # TimerState row: when the last non-dry run began; its run lease
-SWEEP_CURSOR = "reconciling_sweep.cursor"   # TimerState row (``retry``): the unit the next run begins with
 LEASE_MARGIN_SECONDS = 60.0           # the run lease outlasts the budget by this (decisions begun before the end)
 EXPIRY_EVENT_TYPE = "Guardrails.ExemptionExpired"
 # verdict of a decision -> summary counter
@@ -168,7 +169,7 @@ class _Tally:
             self.s.failed += 1
 
 
-class Sweeper:
+class Sweeper(SweepRing):
     """The sweep over one deployment. Built by ``bootstrap.build_sweeper``: ``service`` is a
     GuardrailsService whose gateways are paced by ``reads`` (and a write limiter)."""
 
@@ -300,70 +301,6 @@ class Sweeper:
         tally.error("this sweep's run lease ran out and another run took it over: its cursor and start not kept")
         emit(log, logging.ERROR, "guardrail_sweep_lease_lost", sweep_id=holder)
         return False
-
-    def _units(self, tally: _Tally, compiled, subs: list[str], mgs: list[str], plan, sweep_id: str, dry_run: bool,
-               deadline: float) -> list[_Unit]:
-        """The ring of this run's work: each subscription (its types' lists, then its role
-        assignments), with the management groups, the vaults and the referenced keys spread evenly
-        among them (never all after every subscription, where a budget would never reach them)."""
-        from functools import partial
-
-        from .sweep_secrets import secret_units
-
-        per_sub = [_Unit(f"subscription:{sub}", [
-            *(partial(self._sweep_type, tally, compiled, sub, rt, decide, children, sweep_id, dry_run, deadline)
-              for rt, decide, children in plan),
-            partial(self._sweep_roles, tally, compiled, sub, sweep_id, dry_run, deadline)]) for sub in subs]
-        others = [_Unit(f"management-group:{mg}", [partial(self._sweep_management_group, tally, mg, sweep_id,
-                                                           dry_run, deadline)]) for mg in mgs]
-        others += [_Unit(key, [task]) for key, task in secret_units(self, tally, compiled, sweep_id, dry_run, deadline)]
-        return _interleave(per_sub, others)
-
-    def _read_cursor(self, tally: _Tally, ring: list[_Unit]) -> int:
-        """Where in ``ring`` this run begins: the unit the previous run named, else the position it
-        had (the unit is gone), else the start."""
-        read = getattr(self.state, "retry", None)
-        if read is None or not ring:
-            return 0
-        try:
-            kept = read(SWEEP_CURSOR)
-        except StoreError as exc:
-            tally.error(f"read where this sweep begins: {exc}; begun at the first subscription")
-            return 0
-        cursor = kept[0] if kept else {}
-        keys = [u.key for u in ring]
-        if cursor.get("next") in keys:
-            return keys.index(cursor["next"])
-        position = cursor.get("position")
-        return position % len(ring) if isinstance(position, int) and not isinstance(position, bool) else 0
-
-    def _sweep_units(self, tally: _Tally, compiled, order: list[_Unit], sweep_id: str, dry_run: bool,
-                     deadline: float) -> tuple[list[bool], list[bool]]:
-        """Every unit's tasks, in ``order``, a few at a time; the tenant root's role assignments
-        first. A task not begun before the deadline is not begun at all. Returns, per unit, whether
-        it was begun and whether it finished (every task ended before the deadline and nothing was
-        cut short meanwhile: one that ended after it may have been cut short, and a cut elsewhere
-        at the same time errs towards doing the unit again)."""
-        began, finished = [False] * len(order), [True] * len(order)
-
-        def task(i: int, fn: Callable[[], None]) -> None:
-            if self._clock() > deadline:
-                tally.truncate()
-                finished[i] = False
-                return
-            began[i] = True
-            cuts = tally.cuts
-            fn()
-            if self._clock() > deadline or tally.cuts != cuts:
-                finished[i] = False
-
-        with ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="sweep") as pool:
-            # the tenant root's role assignments first (a few, tenant-wide reach): once per run
-            futures = [pool.submit(self._sweep_root_roles, tally, compiled, sweep_id, dry_run, deadline)]
-            futures += [pool.submit(task, i, fn) for i, unit in enumerate(order) for fn in unit.tasks]
-            for fut in futures:
-                fut.result()          # anything but an ArmError (Table Storage down …) ends the sweep
-        return began, finished
 
     def _finish(self, summary: SweepSummary, start: float) -> SweepSummary:
         summary.finished = _iso(self._wall())
@@ -591,95 +528,6 @@ class Sweeper:
                 self._decide(tally, a["id"], None, sweep_id, dry_run, SWEEP_EVENT_TYPE)
         if self._clock() > deadline:    # the list or the decisions cut short
             tally.truncate()
-
-
-@dataclass
-class _Unit:
-    """One unit of a run's ring: done in full by one run where the budget allows; ``key`` names it
-    in the cursor (``subscription:<id>``, ``management-group:<mg>``, ``vault:<name>``, ``keys``)."""
-
-    key: str
-    tasks: list[Callable[[], None]]
-
-
-def _interleave(first: list, second: list) -> list:
-    """``second`` spread evenly through ``first`` (each at its share of the way), order kept."""
-    if not first or not second:
-        return first + second
-    placed = [((i + 0.5) / len(first), 0, i) for i in range(len(first))]
-    placed += [((j + 0.5) / len(second), 1, j) for j in range(len(second))]
-    return [first[i] if which == 0 else second[i] for _, which, i in sorted(placed)]
-
-
-def _next_start(began: list[bool], finished: list[bool]) -> int:
-    """Where (in this run's order) the next run begins: the first unit this run did not finish;
-    when that is the very first (it alone outlasted the budget), the first unit it never began
-    (else the one after it), so one unit larger than a budget cannot hold the rest back."""
-    if not finished:
-        return 0
-    unfinished = next((i for i, done in enumerate(finished) if not done), None)
-    if unfinished is None:
-        return 0                       # all done: the next run begins where this one did
-    if unfinished > 0:
-        return unfinished
-    return next((i for i, b in enumerate(began) if not b), 1 % len(finished))
-
-
-def covered_types(compiled) -> list[ResourceType]:
-    """Catalogue types some policy in force (or in shadow) selects, parents before children."""
-    shadow = compiled.shadow
-    types = [rt for rt in CATALOG.values()
-             if compiled.candidates(rt.name) or (shadow is not None and shadow.candidates(rt.name))]
-    return sorted(types, key=lambda rt: (rt.name.count("/"), rt.name))
-
-
-def list_plan(types: list[ResourceType]) -> list[tuple[ResourceType, bool, tuple[ResourceType, ...]]]:
-    """``(top-level type, decide it?, covered child types)``: a child type is listed under each
-    parent while the parent is listed anyway (a parent no policy covers is listed, not decided)."""
-    from .adapters.listing import parent_type
-
-    covered = {rt.key for rt in types}
-    plan: dict[str, tuple[ResourceType, bool, list[ResourceType]]] = {}
-    for rt in types:
-        parent = parent_type(rt)
-        top = parent or rt
-        entry = plan.setdefault(top.key, (top, top.key in covered, []))
-        if parent is not None:
-            entry[2].append(rt)
-    return [(top, decide, tuple(children)) for top, decide, children in plan.values()]
-
-
-def _with_children(plan, extra: tuple[ResourceType, ...]):
-    """``plan`` with ``extra`` child types listed under their parent (the parent listed, not
-    decided, when no policy covers it)."""
-    from .adapters.listing import parent_type
-
-    out = [(top, decide, tuple(children)) for top, decide, children in plan]
-    for child in extra:
-        parent = parent_type(child)
-        if parent is None:
-            continue
-        for i, (top, decide, children) in enumerate(out):
-            if top.key == parent.key:
-                out[i] = (top, decide, children + (child,))
-                break
-        else:
-            out.append((parent, False, (child,)))
-    return out
-
-
-def management_group_scope(mg: str) -> str:
-    """``mg-corp`` or its full id -> ``/providers/Microsoft.Management/managementGroups/mg-corp``."""
-    from .model.arm_id import parse_scope
-
-    text = mg.strip()
-    if not text.startswith("/"):
-        text = f"/providers/Microsoft.Management/managementGroups/{text}"
-    scope = parse_scope(text)        # InvalidArmId for anything else
-    if scope.subscription_id is not None or not str(scope).lower().startswith(
-            "/providers/microsoft.management/managementgroups/"):
-        raise InvalidArmId(f"{mg[:80]!r} is not a management group")
-    return str(scope)
 
 
 # ---- CLI: python -m guardrails sweep ---------------------------------------------------------

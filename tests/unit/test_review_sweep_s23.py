@@ -243,7 +243,7 @@ def test_a_dry_run_and_a_run_given_its_subscriptions_leave_the_cursor_alone():
 
 
 def test_the_ring_spreads_the_other_units_among_the_subscriptions_and_a_too_large_first_unit_is_passed():
-    from guardrails.sweep import _interleave, _next_start
+    from guardrails.sweep_ring import _interleave, _next_start
 
     assert _interleave(list("abcdef"), [1, 2]) == ["a", "b", 1, "c", "d", "e", 2, "f"]
     assert _interleave([], [1]) == [1]
