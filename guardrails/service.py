@@ -28,30 +28,28 @@ from typing import Any, Callable, Mapping
 
 from .caches import SettledWrites, SnapshotCache
 from .decision_context import _CheckTarget, _Ctx, _event_time, _now_iso, kv_object_id
-from .errors import ArmError, GuardrailsError, InvalidEvent, PolicyUnreadable, ResourceNotFound
+from .errors import GuardrailsError, InvalidEvent, PolicyUnreadable
 from .logs import bound, emit
-from .model.decision import Actor, AuditRow, ViolationRecord, combine_verdict, short_repr
+from .model.decision import Actor, AuditRow, short_repr
 from .model.events import parse_envelope, parse_resource_event
 from .model.keyvault_events import KEYVAULT_EVENT_TYPES, SECRET_EXPOSED, parse_keyvault_event
-from .model.resource import ResourceType, lookup_type
+from .model.resource import lookup_type
 from .policy.cache import PolicyCache
-from .policy.operators import values_equal
 from .ports import AuditSink, BreakerStore, IdempotencyStore, PendingFixStore, ResourceGateway
 from .resource_guardrail import ResourceGuardrail
 from .safety_rails import SafetyRails
 from .settings import Settings
+from .pending_confirm import WRITE_SUCCESS, PendingConfirmations
 from .timer_decisions import TimerDecisions
 
 log = logging.getLogger("guardrails")
 
-WRITE_SUCCESS = "Microsoft.Resources.ResourceWriteSuccess"
 _OWN_WRITE_ENDS = ("Microsoft.Resources.ResourceWriteFailure", "Microsoft.Resources.ResourceWriteCancel")
 ROLE_ASSIGNMENT_TYPE = "microsoft.authorization/roleassignments"
 ROLE_DEFINITION_TYPE = "microsoft.authorization/roledefinitions"
 
 
 # provisioning states of a write still under way (ARM's and the resource providers' spellings)
-_STILL_RUNNING = frozenset({"updating", "creating", "accepted", "running", "provisioning", "deleting", "migrating"})
 
 
 class DeliveryFailed(GuardrailsError):
@@ -60,11 +58,7 @@ class DeliveryFailed(GuardrailsError):
     reason = "failed"
 
 
-class _StillRunning(Exception):
-    """The sweep's read-back found the pending fix's write still running: it waits."""
-
-
-class GuardrailsService(TimerDecisions):
+class GuardrailsService(PendingConfirmations, TimerDecisions):
     def __init__(self, settings: Settings, *, policies: PolicyCache, arm: ResourceGateway,
                  idempotency: IdempotencyStore, audit: AuditSink, breakers: BreakerStore,
                  pending: PendingFixStore, roles=None, secrets=None, ml=None, publisher=None, escalations=None,
@@ -376,51 +370,6 @@ class GuardrailsService(TimerDecisions):
     def _resource_lock(self, resource_id: str) -> threading.Lock:
         return self._locks[hash(resource_id.lower()) % len(self._locks)]
 
-    def _own_write(self, ctx: _Ctx, row: AuditRow, event, rtype: ResourceType | None) -> AuditRow:
-        """Our own write came back. Ignored with zero ARM calls, unless it completes a fix that
-        was still running when its delivery ended (``requested``): then read back and confirm,
-        exactly once like any decision (``_once``: the event's claim, the resource's lock), so two
-        deliveries of this event (a redelivery after a slow first attempt, a replayed dead letter,
-        another instance) audit the fix once, and a confirmation never overtakes a decision on the
-        same resource (its read is cached for the next events)."""
-        if rtype is None or self.settled.holds(event.correlation_id):
-            # no pending record can exist for a write this worker saw finish: zero table reads
-            return self._finish(ctx, row, "ignored", "own_write", "write made by the guardrail itself")
-        rid = str(event.resource_id)
-        if not self._pending_settled_by(event):
-            return self._finish(ctx, row, "ignored", "own_write", "write made by the guardrail itself")
-        settled: list[str] = []
-
-        def decide() -> None:
-            pending = self._pending_settled_by(event)       # again under the claim: one may have settled them
-            if not pending:
-                row.verdict, row.reason, row.message = "ignored", "own_write", \
-                    "write made by the guardrail itself (its pending fix was confirmed by another delivery)"
-                return
-            settled.extend(self._judge_pending(ctx, row, rid, rtype, pending, via="confirmed by its write event"))
-
-        # a fix that did not hold (``not_confirmed``) is its outcome: audited once, not retried
-        done = self._once(ctx, row, rid, decide, final=frozenset({"not_confirmed"}))
-        for key in settled:                                 # after the row is audited
-            self.pending.remove(rid, key)
-        return done
-
-    def _pending_settled_by(self, event) -> list:
-        """The pending fixes this own write event settles."""
-        pending = self.pending.list(str(event.resource_id))
-        cid = (event.correlation_id or "").lower()
-        mine = [(k, rec) for k, rec in pending if cid and str(rec.get("correlation_id") or "").lower() == cid]
-        if event.event_type != WRITE_SUCCESS:
-            # a failed or cancelled write ends only the fix it was: another fix of this resource
-            # may still be running (and succeed), so only the record of this very write is settled
-            return mine
-        if cid:
-            # a success settles its own write's record too: a late or replayed success of an
-            # earlier fix (another worker's, a dead letter's) must not audit a newer fix still
-            # running as failed. Records without a correlation id (an earlier release's) as before
-            return mine or [(k, rec) for k, rec in pending if not rec.get("correlation_id")]
-        return pending
-
     def _own_write_type(self, rid):
         """The type whose pending fixes an own write of ``rid`` may settle (None: none can)."""
         covered = rid.resource_group and rid.scope is None and rid.resource_type.lower() != ROLE_ASSIGNMENT_TYPE
@@ -428,66 +377,6 @@ class GuardrailsService(TimerDecisions):
         if rtype is None and self.ml is not None and self.ml.covers(rid):
             rtype = self.ml.resource_type(rid)       # its long-running fixes are pending fixes too
         return rtype
-
-    def _confirm_pending(self, ctx: _Ctx, row: AuditRow, rid: str, rtype: ResourceType, pending, *,
-                         via: str, timer: bool = False, give_up: bool = False) -> AuditRow | None:
-        """The sweep's confirmation (``timer``): ``_judge_pending``, audited, then the records
-        forgotten. None: the write is still running, nothing audited, the records wait."""
-        try:
-            settled = self._judge_pending(ctx, row, rid, rtype, pending, via=via, timer=timer, give_up=give_up)
-        except _StillRunning:
-            return None
-        self._finish(ctx, row, row.verdict, row.reason, row.message, timer=timer)
-        for key in settled:
-            self.pending.remove(rid, key)
-        return row
-
-    def _judge_pending(self, ctx: _Ctx, row: AuditRow, rid: str, rtype: ResourceType, pending, *,
-                       via: str, timer: bool = False, give_up: bool = False) -> list[str]:
-        """Read the resource back and record each pending fix ``remediated`` (it holds) or
-        ``failed`` (``not_confirmed``, owner notified) on ``row`` (verdict, reason, message set;
-        not audited). Returns the records to forget once the row is audited: all of them, or none
-        when the read failed (the retry, or the next sweep, tries again; ``give_up``: forgotten,
-        audited ``failed``). Raises ``_StillRunning`` for a ``timer`` that finds the write running."""
-        self.snapshots.forget(rid)
-        sent = self.snapshots.now()
-        keys = [key for key, _rec in pending]
-        try:
-            after = self.arm.get_resource(rid, api_version=rtype.api_version, deadline=ctx.deadline)
-        except ResourceNotFound:
-            row.verdict, row.reason, row.message = "ignored", "resource_not_found", "the resource no longer exists"
-            return keys
-        except ArmError as exc:
-            if give_up:
-                row.verdict, row.reason = "failed", exc.reason
-                row.message = f"{len(pending)} pending fix(es) never confirmed, forgotten: {exc}"
-                return keys
-            row.verdict, row.reason, row.message = "failed", exc.reason, str(exc)
-            return []                 # the event is retried (``_once``) / the next sweep tries again
-        self.snapshots.put(after, requested_at=sent)
-        state, _present = after.value("properties.provisioningState")
-        if timer and isinstance(state, str) and state.lower() in _STILL_RUNNING:
-            raise _StillRunning       # the sweep's confirmation: the write is still running, it waits
-        # the drift this fix answers happened when its first event says, not when our write ended:
-        # the confirm row carries that time, so time-to-remediate is measured from the drift
-        drift_times = [t for _key, rec in pending if isinstance(t := rec.get("event_time"), str) and t]
-        if drift_times:
-            row.event_time = min(drift_times)
-        for _key, record in pending:
-            for c in record.get("changes", []):
-                value, _present = after.value(c["property"])
-                ok = values_equal(value, c["after"])
-                row.violations.append(ViolationRecord(
-                    policy=c["policy"], rule=c["rule"], property=c["property"], before=c["before"], after=c["after"],
-                    outcome="remediated" if ok else "failed",
-                    message=(f"long-running fix of event {record.get('event_id')} {via}"
-                             if ok else f"long-running fix finished but read-back shows {short_repr(value)}")))
-        row.verdict = combine_verdict([v.outcome for v in row.violations])
-        row.reason = "" if row.verdict != "failed" else "not_confirmed"
-        row.notify = row.notify or row.verdict == "failed"      # the fix did not hold: its owner acts
-        row.message = "; ".join(f"{v.policy}/{v.rule}: {v.property} -> {short_repr(v.after)} ({v.outcome})"
-                                for v in row.violations)
-        return keys
 
     # ---------------------------------------------------------------------------------
     def _finish(self, ctx: _Ctx, row: AuditRow, verdict: str, reason: str, message: str, *,
