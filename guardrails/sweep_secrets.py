@@ -95,7 +95,8 @@ def _sweep_vault(sw, tally, policies, vault: str, referenced: dict[str, tuple[st
         tally.truncate()
         return
     try:
-        listed = sw.service.secrets.store.list_secrets(vault, deadline=deadline)
+        listed = sw.service.secrets.store.list_secrets(vault, deadline=deadline,
+                                                       go_on=lambda: sw._clock() <= deadline)
     except ArmError as exc:
         if sw.cut_short(tally, exc, deadline, what=f"secrets of vault {vault}"):
             return

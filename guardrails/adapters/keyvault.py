@@ -158,13 +158,16 @@ class KeyVaultGateway:
                             deadline=deadline, what=f"SET secret {vault}/{name}")
         return self._version(vault, secret.properties)
 
-    def list_secrets(self, vault: str, *, deadline: float | None = None) -> list[SecretVersion]:
+    def list_secrets(self, vault: str, *, deadline: float | None = None,
+                     go_on: Callable[[], bool] | None = None) -> list[SecretVersion]:
         """The vault's secrets as listed (current versions' properties: no value, no version id).
 
         Read page by page (Key Vault answers 25 to a page), each page one retried call from the
         previous page's continuation token: a 429 on page 61 resends page 61 only, never pages
         1-60 (a whole-list retry would answer throttling with more load). Every page's retries
-        are bounded by the same ``deadline``."""
+        are bounded by the same ``deadline``. ``go_on`` (the sweep's own deadline on its own clock)
+        is asked before every page after the first: False ends the list, ``ArmTransient`` (a run
+        whose budget is spent does not read the rest of an 80-page vault)."""
         client = self._secret_client(vault)
 
         def page(token: str | None):
@@ -178,6 +181,9 @@ class KeyVaultGateway:
         number = 0
         while True:
             number += 1
+            if number > 1 and go_on is not None and not go_on():
+                from ..errors import ArmTransient
+                raise ArmTransient(f"LIST secrets {vault}: the caller's budget ended after {number - 1} page(s)")
             items, token = self._call(lambda t=token: page(t), deadline=deadline,
                                       what=f"LIST secrets {vault} (page {number})")
             props.extend(items)

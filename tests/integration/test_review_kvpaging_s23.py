@@ -113,3 +113,22 @@ def test_a_throttled_list_page_drains_its_subscriptions_read_bucket_for_every_sw
     listed = list(sweeper.lister.list_type(b.SUB, rtype, deadline=clock() + 120))
     assert [r["name"] for r in listed] == ["stok"]
     assert sweeper.reads.penalties == 1         # the subscription's bucket waits out the Retry-After
+
+
+def test_a_list_stops_between_pages_once_its_callers_budget_has_ended(emu):
+    """The sweep's budget ends while a vault of 8 pages is listed: the rest is not read (the
+    sweep's run is cut short there and the vault is its next run's unit again)."""
+    from guardrails.errors import ArmTransient
+
+    clock = FakeClock()
+    gateway = _gateway(emu, clock)
+    emu.clear_requests()
+    asked = []
+
+    def go_on() -> bool:
+        asked.append(1)
+        return len(asked) < 2                 # the budget ends after the second page
+
+    with pytest.raises(ArmTransient, match="budget ended after 2 page"):
+        gateway.list_secrets(VAULT, deadline=clock() + 60, go_on=go_on)
+    assert _list_pages(emu) == [0, 25]

@@ -151,7 +151,7 @@ def test_no_secret_decision_is_begun_past_the_deadline():
     sw, clock, _ = _sweeper(["sub-000"], compiled=Compiled(secret_policies=[policy]))
     sw.lister.list_type = lambda *a, **k: iter(())                    # no resources: the vault is the run
 
-    def list_secrets(vault, deadline=None):
+    def list_secrets(vault, deadline=None, go_on=None):
         clock.sleep(BUDGET + 1)                                         # the list outlasts the budget
         return [NS(name=f"s{i}", enabled=True, expires_on=None) for i in range(5)]
 
@@ -210,7 +210,7 @@ def test_successive_runs_cover_every_subscription_its_role_assignments_and_every
     sw, clock, _ = _sweeper(subs, compiled=compiled, state=state)
     sw.service.roles = NS(authz=NS())
 
-    def list_secrets(vault, deadline=None):
+    def list_secrets(vault, deadline=None, go_on=None):
         clock.sleep(4 * PAGE)
         listed_vaults.append(vault)
         return []
