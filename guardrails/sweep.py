@@ -353,7 +353,7 @@ class Sweeper(SweepRing):
         futures = []
         with ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="sweep-child") as kids:
             try:
-                for body in self.graph.list_types(subs, [top for top, _, _ in plan]):
+                for body in self.graph.list_types(subs, [top for top, _, _ in plan], deadline=deadline):
                     started = True
                     if self._clock() > deadline:
                         tally.truncate()
@@ -373,7 +373,10 @@ class Sweeper(SweepRing):
                     tally.error(f"Resource Graph did not answer ({exc}); listed through ARM instead")
                     emit(log, logging.WARNING, "guardrail_sweep_graph_unavailable", reason=exc.reason)
                     return plan
-                tally.error(f"Resource Graph query failed part way: {exc}")
+                if not self.cut_short(tally, exc, deadline, what="Resource Graph query"):
+                    tally.error(f"Resource Graph query failed part way: {exc}")
+            if self._clock() > deadline:
+                tally.truncate()         # the listing stopped at the deadline
             for fut in futures:
                 fut.result()
         return []

@@ -57,9 +57,13 @@ class ResourceGraphLister:
         self.page_budget = page_budget
         self.pages = 0
 
-    def list_types(self, subscriptions: Sequence[str], rtypes: Sequence[ResourceType]) -> Iterator[dict]:
+    def list_types(self, subscriptions: Sequence[str], rtypes: Sequence[ResourceType], *,
+                   deadline: float | None = None) -> Iterator[dict]:
         """Every resource of ``rtypes`` in ``subscriptions`` as Resource Graph indexes it (REST
-        shape: id, name, type, location, kind, sku, tags, identity, properties)."""
+        shape: id, name, type, location, kind, sku, tags, identity, properties). ``deadline`` (the
+        sweep's, on this lister's clock): no page is asked for past it, and a page's retries
+        (a ``Retry-After``) end there too; the listing then simply stops (the caller sees its
+        deadline passed)."""
         if not subscriptions or not rtypes:
             return
         query = build_query(rtypes)
@@ -67,15 +71,20 @@ class ResourceGraphLister:
             batch = list(subscriptions[i:i + MAX_SUBSCRIPTIONS])
             token: str | None = None
             while True:
-                rows, token = self._page(batch, query, token)
+                if deadline is not None and self._clock() > deadline:
+                    return
+                rows, token = self._page(batch, query, token, deadline)
                 yield from rows
                 if not token:
                     break
 
-    def _page(self, subscriptions: list[str], query: str, token: str | None) -> tuple[list[dict], str | None]:
+    def _page(self, subscriptions: list[str], query: str, token: str | None,
+              until: float | None = None) -> tuple[list[dict], str | None]:
         from azure.mgmt.resourcegraph.models import QueryRequest, QueryRequestOptions
 
         deadline = self._clock() + self.page_budget
+        if until is not None:
+            deadline = min(deadline, until)
         request = QueryRequest(subscriptions=subscriptions, query=query,
                                options=QueryRequestOptions(top=PAGE_ROWS, skip_token=token,
                                                            result_format="objectArray"))

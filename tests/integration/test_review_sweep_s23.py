@@ -187,3 +187,20 @@ def test_two_sweeps_at_once_fix_and_notify_each_resource_once(harness):
     assert sum(s.remediated for s in out) == len(drifted)
     assert patches and max(patches.values()) == 1
     assert len(notified) == len(computes) and max(notified.values()) == 1
+
+
+def test_a_resource_graph_page_throttled_past_the_budget_is_not_waited_out(harness):
+    """Resource Graph's lister kept its own 60 s page budget: a Retry-After past the sweep's budget
+    was waited out there too. Now the first page gives up at the budget's end (the sweep lists
+    through ARM instead, as when Resource Graph does not answer), within the run's budget."""
+    h = harness([b.storage("st1", pna="Disabled", blob=False)])
+    h.emu.add_fault("POST", r"/providers/Microsoft\.ResourceGraph/resources$", status=429, retry_after=55, times=1)
+    clock = FakeClock()
+    sw = bootstrap.build_sweeper(S.Settings.from_env({**h.env, S.SWEEP_MAX_SECONDS: "20", S.SWEEP_CONCURRENCY: "1",
+                                                      "GUARDRAILS_SWEEP_LISTER": "graph"}),
+                                 clock=clock, sleep=clock.sleep)
+    t0 = clock()
+    summary = sw.run(subscriptions=[b.SUB])
+    assert clock() - t0 < 55                                   # the 55 s Retry-After was not slept
+    assert any("Resource Graph did not answer" in e for e in summary.errors)
+    assert summary.seen >= 1                                   # listed through ARM instead
