@@ -211,6 +211,11 @@ def test_a_sweep_that_died_publishing_its_decision_has_it_published_by_the_outbo
         assert proc.poll() is None, proc.communicate()
         time.sleep(0.05)
     (audited,) = [r for r in h.stored_rows() if r.verdict == "remediated"]
+    # the audit row is written before the publish is sent: kill only once the publish is in flight
+    # (the topic holds it 15 s), else the timer's publish below would meet the fault meant for it
+    while not [q for q in _topic_calls(h) if q["method"] == "POST"] and time.monotonic() < deadline:
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.02)
     proc.kill()                                  # dies inside the publish: nothing reached the topic
     proc.communicate(timeout=10)
     assert _published(h) == [] and h.resource(res["id"])["properties"]["publicNetworkAccess"] == "Disabled"
