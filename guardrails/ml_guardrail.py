@@ -35,7 +35,7 @@ from typing import Any, Callable, Mapping
 from .errors import ArmError, ResourceNotFound
 from .logs import notify_owner
 from .model.arm_id import ArmId, parse_arm_id
-from .model.decision import ViolationRecord, combine_verdict, short_repr
+from .model.decision import ViolationRecord, combine_verdict, fix_line
 from .model.resource import ResourceType
 from .model.ml_events import DriftDetected, MlEvent, ModelDeployed, ModelRegistered, RunEvent
 from .ml_fixes import (Found, Permit, Plan, always, auth_mode_choice, conflict, endpoint_plan, owner_of,
@@ -400,7 +400,7 @@ class MlLifecycleGuardrail:
                 intend_before_act(getattr(self.svc, "publisher", None), ctx, row, sending, records=[
                     f.rec for f in list(also) + found],
                     sent_message="fix sent; the worker stopped before confirming and auditing it",
-                    line=lambda v: f"{v.policy}/{v.rule}: {v.property} -> {short_repr(v.after)} ({v.outcome})")
+                    line=fix_line)
                 self._write(ctx, row, snap, sending, change.apply, change.holds, change.done)
         self._report(row, list(also) + found, owner)
         if reasons and row.verdict != "failed":

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from .decision_context import _Ctx
 from .errors import ArmError, ResourceNotFound
-from .model.decision import AuditRow, ViolationRecord, combine_verdict, short_repr
+from .model.decision import AuditRow, ViolationRecord, combine_verdict, fix_line, short_repr
 from .model.resource import ResourceType
 from .policy.operators import values_equal
 
@@ -121,6 +121,5 @@ class PendingConfirmations:
         row.verdict = combine_verdict([v.outcome for v in row.violations])
         row.reason = "" if row.verdict != "failed" else "not_confirmed"
         row.notify = row.notify or row.verdict == "failed"      # the fix did not hold: its owner acts
-        row.message = "; ".join(f"{v.policy}/{v.rule}: {v.property} -> {short_repr(v.after)} ({v.outcome})"
-                                for v in row.violations)
+        row.message = "; ".join(fix_line(v) for v in row.violations)
         return keys

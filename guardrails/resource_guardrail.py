@@ -23,7 +23,7 @@ from typing import Any, Mapping
 
 from .errors import ArmError, ResourceNotFound, StoreError
 from .logs import emit, notify_owner
-from .model.decision import AuditRow, ViolationRecord, combine_verdict, short_repr
+from .model.decision import AuditRow, ViolationRecord, combine_verdict, fix_line, short_repr
 from .model.resource import ResourceSnapshot, ResourceType
 from .policy.evaluate import RuleResult
 from .policy.operators import satisfies, values_equal
@@ -225,7 +225,7 @@ class ResourceGuardrail:
 
         intend_before_act(getattr(self.svc, "publisher", None), ctx, row, sending,
                           sent_message="fix sent; the worker stopped before confirming and auditing it",
-                          line=lambda v: f"{v.policy}/{v.rule}: {v.property} -> {short_repr(v.after)} ({v.outcome})")
+                          line=fix_line)
 
     def _rotates_in(self, rid) -> bool:
         """Whether a secrets policy in force governs this vault: the guardrails then read and

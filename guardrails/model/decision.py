@@ -53,6 +53,11 @@ def short_repr(value: Any) -> str:
     return text if len(text) <= 80 else text[:77] + "..."
 
 
+def fix_line(v: "ViolationRecord") -> str:
+    """One fix as an audit message lists it: ``policy/rule: property -> value (outcome)``."""
+    return f"{v.policy}/{v.rule}: {v.property} -> {short_repr(v.after)} ({v.outcome})"
+
+
 def scrub(value: Any) -> Any:
     """A recorded value as the audit keeps it (a violation's ``before``/``after``, a message's
     value): every string in it that looks like a credential (``secrets.credentials``) replaced by a
