@@ -152,9 +152,10 @@ def build_sweeper(settings: Settings, *, clock=None, sleep=None, service=None):
     service = service or build_service(settings)
     reads = RateLimiter(settings.arm_reads_per_second, settings.arm_read_burst, clock=clock, sleep=sleep)
     writes = RateLimiter(ARM_WRITES_PER_SECOND, ARM_WRITE_BURST, clock=clock, sleep=sleep)
-    service.arm = ThrottledArm(service.arm, reads, writes)
+    # the gateways' callers pass deadlines on the service's clock: a paced call never waits past one
+    service.arm = ThrottledArm(service.arm, reads, writes, clock=service._clock)
     if service.roles is not None:
-        service.roles.authz = ThrottledAuthorization(service.roles.authz, reads, writes)
+        service.roles.authz = ThrottledAuthorization(service.roles.authz, reads, writes, clock=service._clock)
     credential = build_credential(settings)
     tables = Tables.from_settings(settings, credential=credential)
     lister = ArmLister(credential, endpoint=settings.arm_endpoint, reads=reads, ca_bundle=settings.ca_bundle,

@@ -105,10 +105,10 @@ class RateLimiter:
             return found
 
     def acquire(self, key: str, *, until: float | None = None) -> None:
-        """``until`` (a deadline on this limiter's ``clock``; the sweep's lister passes its run's):
-        a token that would come only after it (a bucket a 429's ``Retry-After`` closed) is not
-        waited for: ``ArmThrottled`` at once. The paced gateways pass none: their callers'
-        deadlines are on the service's clock, and a wait there is bounded by one Retry-After."""
+        """``until`` (a deadline on this limiter's ``clock``; the sweep's lister passes its run's,
+        the paced gateways their caller's, moved onto this clock): a token that would come only
+        after it (a bucket a 429's ``Retry-After`` closed) is not waited for: ``ArmThrottled`` at
+        once."""
         bucket = self.bucket(key)
         while True:
             wait = bucket.try_take()
@@ -183,13 +183,32 @@ class FakeClock:
             self._now += max(0.0, seconds)
 
 
-class ThrottledArm:
+class _Paced:
+    """Pacing shared by the gateways: a token of ``limiter`` for ``key`` before the call, never
+    waited for past the call's ``deadline`` (on ``clock``, the caller's clock; moved onto the
+    limiter's, which tests may fake independently): a bucket a 429 closed beyond it fails the call
+    at once (``ArmThrottled``) instead of sleeping the Retry-After past the decision's budget."""
+
+    def __init__(self, reads: RateLimiter, writes: RateLimiter | None, clock: Callable[[], float]) -> None:
+        self.reads, self.writes, self._caller_clock = reads, writes, clock
+
+    def _take(self, limiter: RateLimiter | None, key: str, deadline: float | None) -> None:
+        if limiter is None:
+            return
+        until = None if deadline is None else limiter.clock() + (deadline - self._caller_clock())
+        limiter.acquire(key, until=until)
+
+
+class ThrottledArm(_Paced):
     """A ``ResourceGateway`` whose reads take a read token and writes a write token of the
     resource's subscription first. Used by the sweep's own service instance only: the event path
-    keeps its time budget and is never held up by a sweep's pacing."""
+    keeps its time budget and is never held up by a sweep's pacing. ``clock``: the clock of the
+    ``deadline`` its callers pass (the service's)."""
 
-    def __init__(self, inner, reads: RateLimiter, writes: RateLimiter | None = None) -> None:
-        self.inner, self.reads, self.writes = inner, reads, writes
+    def __init__(self, inner, reads: RateLimiter, writes: RateLimiter | None = None, *,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__(reads, writes, clock)
+        self.inner = inner
 
     @property
     def calls(self) -> int:
@@ -197,44 +216,44 @@ class ThrottledArm:
 
     def get_resource(self, resource_id: str, **kw):
         key = limit_key(resource_id)
-        self.reads.acquire(key)
+        self._take(self.reads, key, kw.get("deadline"))
         with self.reads.penalizing(key):
             return self.inner.get_resource(resource_id, **kw)
 
     def patch_resource(self, resource_id: str, body, **kw):
         key = limit_key(resource_id)
-        if self.writes is not None:
-            self.writes.acquire(key)
+        self._take(self.writes, key, kw.get("deadline"))
         with _penalizing(self.writes, key):
             return self.inner.patch_resource(resource_id, body, **kw)
 
     def put_resource(self, resource_id: str, body, **kw):
         key = limit_key(resource_id)
-        if self.writes is not None:
-            self.writes.acquire(key)
+        self._take(self.writes, key, kw.get("deadline"))
         with _penalizing(self.writes, key):
             return self.inner.put_resource(resource_id, body, **kw)
 
 
-class ThrottledAuthorization:
+class ThrottledAuthorization(_Paced):
     """The role guardrail's ``AuthorizationGateway`` with the same pacing (reads: assignment,
-    list at scope, custom role definition; delete: a write token)."""
+    list at scope, custom role definition; delete: a write token) and deadlines."""
 
-    def __init__(self, inner, reads: RateLimiter, writes: RateLimiter | None = None) -> None:
-        self.inner, self.reads, self.writes = inner, reads, writes
+    def __init__(self, inner, reads: RateLimiter, writes: RateLimiter | None = None, *,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__(reads, writes, clock)
+        self.inner = inner
 
     def __getattr__(self, name: str):         # anything else (calls, caches) as the inner has it
         return getattr(self.inner, name)
 
     def get_assignment(self, assignment_id: str, **kw):
         key = limit_key(assignment_id)
-        self.reads.acquire(key)
+        self._take(self.reads, key, kw.get("deadline"))
         with self.reads.penalizing(key):
             return self.inner.get_assignment(assignment_id, **kw)
 
     def list_assignments_at_scope(self, scope: str, **kw):
         key = limit_key(scope)
-        self.reads.acquire(key)
+        self._take(self.reads, key, kw.get("deadline"))
         with self.reads.penalizing(key):
             return self.inner.list_assignments_at_scope(scope, **kw)
 
@@ -242,13 +261,12 @@ class ThrottledAuthorization:
         from .model.roles import BUILTIN_ROLES, role_guid
         key = limit_key(role_definition_id)
         if role_guid(role_definition_id) not in BUILTIN_ROLES:   # built-ins cost no call
-            self.reads.acquire(key)
+            self._take(self.reads, key, kw.get("deadline"))
         with self.reads.penalizing(key):
             return self.inner.get_role_definition(role_definition_id, **kw)
 
     def delete_assignment(self, assignment_id: str, **kw):
         key = limit_key(assignment_id)
-        if self.writes is not None:
-            self.writes.acquire(key)
+        self._take(self.writes, key, kw.get("deadline"))
         with _penalizing(self.writes, key):
             return self.inner.delete_assignment(assignment_id, **kw)
