@@ -43,6 +43,10 @@ last-run time moves only up to the last expiry handled in full, so the next run 
 there; retries not reached keep their attempts. The last-run time is stored only after the run
 finished.
 
+The lists keep the run's deadline as the sweep's do: no page is asked for once it has passed (a
+list stopped there with pages left ends the run, never passes for the whole list), and a page
+throttled or failing past it is not retried: the run was cut short there, not failed.
+
 A scope the budget cut short (one that covers more than a run can list and decide: a
 subscription, a management group) is never simply started again from its first resource: every
 run would then re-decide (and re-notify) the same first resources and never reach the rest, nor
@@ -95,7 +99,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Callable, Iterable, Iterator, Sequence
 
-from .errors import ArmError, InvalidArmId, ResourceNotFound
+from .errors import ArmError, ArmThrottled, ArmTransient, InvalidArmId, ResourceNotFound
 from .expiry_scopes import (ROW_CHARS, Expired, _attempts, _done_marks, _done_of, _h, _handled, _is_mark,
                             _Progress, fit_marks, from_entry, next_last_run, resume_of, scope_entry)
 from .logs import emit
@@ -147,10 +151,28 @@ class _Run:
     failed: dict[str, str] = field(default_factory=dict)     # lower-cased id -> id
     progress: _Progress = field(default_factory=lambda: _Progress(None))   # of the scope under way
 
+    @property
+    def bounds(self) -> dict:
+        """A lister call's keywords: no page past the run's deadline, a list stopped there ends the run."""
+        return {"deadline": self.deadline, "on_cut": self.out_of_time}
+
     def in_time(self) -> None:
         if self.clock() > self.deadline:
             self.tally.truncate()
             raise _OutOfTime()
+
+    def out_of_time(self) -> None:
+        """A list stopped at the deadline with pages left (the lister's ``on_cut``)."""
+        self.tally.truncate()
+        raise _OutOfTime()
+
+    def cut_short(self, exc: ArmError, page_budget: float) -> None:
+        """``exc`` ended a list: when it is a throttled or transient answer whose retry the run's
+        budget left no time for (less than the lister's own page budget was left), the budget cut
+        the run short there (``_OutOfTime``, the scope kept with where it stopped), not a failure."""
+        if isinstance(exc, (ArmThrottled, ArmTransient)) and self.deadline - self.clock() < page_budget:
+            self.tally.truncate()
+            raise _OutOfTime() from None
 
     def once(self, rid: str) -> bool:
         key = rid.lower()
@@ -184,6 +206,7 @@ class ExpiryReEnforcer:
 
     def __init__(self, sweeper: Sweeper, *, lookback: timedelta | None = None) -> None:
         self.sw = sweeper
+        self._page_budget = float(getattr(sweeper.lister, "page_budget", 60.0))
         minutes = getattr(sweeper.service.settings, "expiry_lookback_minutes", 60.0)
         self.lookback = lookback if lookback is not None else timedelta(minutes=minutes)
 
@@ -314,14 +337,21 @@ class ExpiryReEnforcer:
         except ResourceNotFound as exc:
             _gone(str(scope), item.policy, exc)
         except ArmError as exc:
+            try:
+                run.cut_short(exc, self._page_budget)
+            except _OutOfTime:
+                failed[item.key] = scope_entry(item, attempts + 1, "truncated", run.progress.at)
+                raise
             run.tally.error(f"{item.policy}: re-enforcing {scope}: {exc}")
             # where it got before its first failed list: the next attempt goes on from there
             failed[item.key] = scope_entry(item, attempts + 1, exc.reason, run.progress.at)
 
     def _listed(self, run: _Run, listing: Iterable[dict], what: str, failures: list[ArmError]) -> Iterator[dict]:
         """The items of one list, each within the time budget. A list that is gone (404) ends
-        quietly for this scope (logged); any other failure ends this list and is remembered in
-        ``failures``: the rest of the scope goes on, then the scope is listed again next run."""
+        quietly for this scope (logged); one the budget cut short (no page is asked for past the
+        run's deadline: ``on_cut``; a throttled page's retry would pass it) ends the run there; any
+        other failure ends this list and is remembered in ``failures``: the rest of the scope goes
+        on, then the scope is listed again next run."""
         try:
             for body in listing:
                 run.in_time()
@@ -330,6 +360,7 @@ class ExpiryReEnforcer:
         except ResourceNotFound as exc:
             _gone(what, None, exc)
         except ArmError as exc:
+            run.cut_short(exc, self._page_budget)
             failures.append(exc)
             run.progress.freeze()          # what this list did not give is listed again next attempt
 
@@ -395,13 +426,15 @@ class ExpiryReEnforcer:
             if scope.subscription_id is not None:
                 subs, rg = [scope.subscription_id], scope.resource_group
             else:                                     # management group or tenant root: every swept subscription
-                subs, rg = list(self.sw.subscriptions) or self.sw.lister.list_subscriptions(), None
+                subs, rg = list(self.sw.subscriptions) or self.sw.lister.list_subscriptions(
+                    deadline=run.deadline, on_cut=run.out_of_time), None
             for sub in subs:
                 for rtype in types:
                     where = f"/subscriptions/{sub}" + (f"/resourceGroups/{rg}" if rg else "")
                     for body in self._decisions(
                             run, f"{rtype.name}|{where}",
-                            lambda sub=sub, rtype=rtype: self.sw.lister.list_type(sub, rtype, resource_group=rg),
+                            lambda sub=sub, rtype=rtype: self.sw.lister.list_type(sub, rtype, resource_group=rg,
+                                                                                  **run.bounds),
                             f"{rtype.name} in {where}", failures):
                         if run.once(body["id"]):
                             run.decide(body["id"], lambda body=body, rtype=rtype: self.sw.decide_listed(
@@ -416,7 +449,7 @@ class ExpiryReEnforcer:
         below = rtype.name.split("/")[parent_type.count("/") + 1:]
         if len(below) == 1:
             for body in self._decisions(run, f"{rtype.name}|{parent_id}",
-                                        lambda: self.sw.lister.list_children(parent_id, rtype),
+                                        lambda: self.sw.lister.list_children(parent_id, rtype, **run.bounds),
                                         f"{rtype.name} of {parent_id}", failures):
                 if run.once(body["id"]):
                     run.decide(body["id"], lambda body=body: self.sw.decide_listed(
@@ -425,15 +458,15 @@ class ExpiryReEnforcer:
         level = lookup_type(f"{parent_type}/{below[0]}")
         if level is None:
             return
-        for body in self._listed(run, self.sw.lister.list_children(parent_id, level), f"{level.name} of {parent_id}",
-                                 failures):
+        for body in self._listed(run, self.sw.lister.list_children(parent_id, level, **run.bounds),
+                                 f"{level.name} of {parent_id}", failures):
             self._descendants(run, compiled, body["id"], level.name, rtype, failures)
 
     def _roles(self, run: _Run, scope: ArmId) -> None:
         if scope.resource_type.lower() == "microsoft.authorization/roleassignments":
             ids: Sequence[str] = [str(scope)]
         else:
-            ids = [a["id"] for a in self.sw.lister.list_role_assignments(str(scope), at_scope=False)
+            ids = [a["id"] for a in self.sw.lister.list_role_assignments(str(scope), at_scope=False, **run.bounds)
                    if isinstance(a.get("id"), str) and _within(scope, (a.get("properties") or {}).get("scope"))]
         for rid in (body["id"] for body in run.progress.items(str(scope), ({"id": i} for i in ids))):
             if run.once(rid):

@@ -16,7 +16,9 @@ the subscription's bucket (each attempt does, retries included), follows ``nextL
 is absent, and is retried on 429/5xx honouring ``Retry-After`` within ``page_budget`` seconds.
 
 A caller with a time budget (the sweep) passes its ``deadline``: no page is requested once it
-has passed (the iterator simply ends: the caller, who knows its deadline, says it was cut short),
+has passed (the iterator simply ends: the caller, who knows its deadline, says it was cut short;
+or, when it passes ``on_cut``, that is called first: the expiry timer raises there, since a list
+that ended and one the deadline stopped with pages left are the same to a loop over its items),
 and a page's retries are bounded by ``min(deadline, now + page_budget)``, so a 429's
 ``Retry-After`` that does not fit is an ``ArmThrottled`` at once, never a wait past the budget.
 
@@ -108,13 +110,17 @@ class ArmLister:
         self.pages += 1
         return body
 
-    def _items(self, path: str, query: str, key: str, deadline: float | None = None) -> Iterator[dict]:
+    def _items(self, path: str, query: str, key: str, deadline: float | None = None,
+               on_cut: Callable[[], None] | None = None) -> Iterator[dict]:
         """Every item of a list operation, page after page (``nextLink`` as given by ARM, while it
-        stays on the endpoint), until ``deadline`` (None: none) has passed."""
+        stays on the endpoint), until ``deadline`` (None: none) has passed (``on_cut`` called then,
+        if given: pages were left)."""
         url: str | None = f"{self._endpoint}/{path.lstrip('/')}?{query}"
         read: set[str] = set()
         while url:
             if deadline is not None and self._clock() > deadline:
+                if on_cut is not None:
+                    on_cut()
                 return                     # the caller's budget is spent: it says the list was cut short
             read.add(url)
             body = self._get_page(url, key, deadline)
@@ -148,8 +154,8 @@ class ArmLister:
             return False
 
     # ---------------------------------------------------------------------------------
-    def list_type(self, subscription_id: str, rtype: ResourceType, *,
-                  resource_group: str | None = None, deadline: float | None = None) -> Iterator[dict]:
+    def list_type(self, subscription_id: str, rtype: ResourceType, *, resource_group: str | None = None,
+                  deadline: float | None = None, on_cut: Callable[[], None] | None = None) -> Iterator[dict]:
         """Every resource of ``rtype`` in the subscription (or one of its resource groups), full
         bodies. A child type is listed under each parent."""
         ns, *types = rtype.name.split("/")
@@ -159,22 +165,24 @@ class ArmLister:
         key = limit_key(scope)
         query = f"api-version={rtype.api_version}"
         if len(types) == 1:
-            yield from self._items(encode_id(f"{scope}/providers/{ns}/{types[0]}"), query, key, deadline)
+            yield from self._items(encode_id(f"{scope}/providers/{ns}/{types[0]}"), query, key, deadline, on_cut)
             return
         parent = parent_type(rtype)
         if parent is None:
             raise ArmError(f"no catalogue entry for the parent type of {rtype.name}")
-        for p in self.list_type(subscription_id, parent, resource_group=resource_group, deadline=deadline):
+        for p in self.list_type(subscription_id, parent, resource_group=resource_group, deadline=deadline,
+                                on_cut=on_cut):
             if isinstance(p.get("id"), str):
-                yield from self.list_children(p["id"], rtype, deadline=deadline)
+                yield from self.list_children(p["id"], rtype, deadline=deadline, on_cut=on_cut)
 
-    def list_children(self, parent_id: str, rtype: ResourceType, *, deadline: float | None = None) -> Iterator[dict]:
+    def list_children(self, parent_id: str, rtype: ResourceType, *, deadline: float | None = None,
+                      on_cut: Callable[[], None] | None = None) -> Iterator[dict]:
         """Every ``rtype`` child of one parent (``{parent id}/{last type segment}``)."""
         yield from self._items(encode_id(f"{parent_id}/{rtype.name.rsplit('/', 1)[-1]}"),
-                               f"api-version={rtype.api_version}", limit_key(parent_id), deadline)
+                               f"api-version={rtype.api_version}", limit_key(parent_id), deadline, on_cut)
 
-    def list_role_assignments(self, scope: str, *, at_scope: bool = True,
-                              deadline: float | None = None) -> Iterator[dict]:
+    def list_role_assignments(self, scope: str, *, at_scope: bool = True, deadline: float | None = None,
+                              on_cut: Callable[[], None] | None = None) -> Iterator[dict]:
         """Role assignments at ``scope`` (``atScope()``: at it and above) or, with ``at_scope``
         False, at, above and below it; REST-shaped. Management-group scopes are read here: no
         subscription system topic delivers their events."""
@@ -183,7 +191,7 @@ class ArmLister:
             query += "&$filter=" + quote("atScope()", safe="()")
         path = encode_id(f"{scope.rstrip('/')}/providers/Microsoft.Authorization/roleAssignments")
         yield from self._items(path, query, limit_key(scope) if scope.lower().startswith("/subscriptions/")
-                               else TENANT_KEY, deadline)
+                               else TENANT_KEY, deadline, on_cut)
 
     def list_system_topics(self, subscription_id: str) -> Iterator[dict]:
         """Event Grid system topics in the subscription (``SystemTopics_ListBySubscription``)."""
@@ -200,12 +208,13 @@ class ArmLister:
         yield from self._items(encode_id(f"{topic_id.rstrip('/')}/eventSubscriptions"),
                                f"api-version={SYSTEM_TOPICS_API_VERSION}", limit_key(topic_id))
 
-    def list_subscriptions(self, *, deadline: float | None = None) -> list[str]:
+    def list_subscriptions(self, *, deadline: float | None = None,
+                           on_cut: Callable[[], None] | None = None) -> list[str]:
         """The subscription ids the identity can see (``GET /subscriptions``) that can still hold
         drift: every state but ``INACTIVE_SUBSCRIPTION_STATES``. ``Warned`` and ``PastDue`` (billing
         trouble) are still active: their resources run and take writes, so they are swept."""
         return [str(s.get("subscriptionId")) for s in
-                self._items("subscriptions", f"api-version={SUBSCRIPTIONS_API_VERSION}", TENANT_KEY, deadline)
+                self._items("subscriptions", f"api-version={SUBSCRIPTIONS_API_VERSION}", TENANT_KEY, deadline, on_cut)
                 if s.get("subscriptionId")
                 and str(s.get("state") or "Enabled").lower() not in INACTIVE_SUBSCRIPTION_STATES]
 

@@ -57,13 +57,19 @@ class _Estate:
     def __call__(self) -> float:           # the clock
         return self.t
 
-    def list_type(self, sub, rtype, resource_group=None):
+    def list_type(self, sub, rtype, resource_group=None, deadline=None, on_cut=None):
+        """As ``ArmLister``: no item (a page of one) is read once ``deadline`` has passed
+        (``on_cut`` called first, when items were left)."""
         self.lists.append((sub, resource_group))
         if (sub, resource_group) in self.fail_list or sub in self.fail_list:
             raise ArmError("list refused", status=403, reason="forbidden")
         for (s, rg), ids in self.resources.items():
             if s == sub and (resource_group is None or rg == resource_group):
                 for rid in ids:
+                    if deadline is not None and self.t > deadline:
+                        if on_cut is not None:
+                            on_cut()
+                        return
                     yield {"id": rid, "type": ST}
 
     def decide_listed(self, tally, compiled, rtype, body, run_id, dry, et):
