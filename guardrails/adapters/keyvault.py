@@ -9,7 +9,7 @@ right endpoint. Secret values are wrapped in ``Redacted`` the moment the SDK han
 from __future__ import annotations
 
 import threading
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 from typing import Any, Callable
 from urllib.parse import quote
 
@@ -19,6 +19,8 @@ from .retry import BudgetedCaller
 from .transport import client_options
 
 
+# how much earlier than the first attempt Key Vault's clock may date a version that attempt made
+LANDED_SKEW = timedelta(seconds=30)
 FORBIDDEN = "forbidden"                 # any other 403: the identity lacks the data-plane role
 # the vault refuses the caller's network path (public access disabled, or its firewall): no role helps
 NETWORK_FORBIDDEN = "network_forbidden"
@@ -151,12 +153,40 @@ class KeyVaultGateway:
 
     def set_secret(self, vault: str, name: str, value: Redacted, *, tags: dict[str, str],
                    expires_on: datetime | None, content_type: str | None, deadline: float | None = None) -> SecretVersion:
+        """One new version. Key Vault makes a version per PUT, so the write is not idempotent: an
+        attempt whose answer was lost (a read timeout, a dropped connection, a 5xx) may have landed,
+        and sending it again would leave a second new version nobody audited. Before it is sent
+        again, the versions are listed and one that carries exactly this write's tags, expiry and
+        content type, created since the first attempt (less ``LANDED_SKEW`` for the clocks), is
+        taken as the write's own. (An attempt still in flight when the retry lists is not seen.)"""
         client = self._secret_client(vault)
-        secret = self._call(lambda: client.set_secret(name, value.reveal(), tags=tags, expires_on=expires_on,
-                                                      content_type=content_type, enabled=True,
-                                                      read_timeout=self._caller.timeout_for(deadline)),
-                            deadline=deadline, what=f"SET secret {vault}/{name}")
-        return self._version(vault, secret.properties)
+        first: list[datetime] = []            # when the first attempt was sent
+
+        def attempt():
+            if first:
+                landed = self._landed(client, name, tags, expires_on, content_type, first[0], deadline)
+                if landed is not None:
+                    return landed
+            else:
+                first.append(datetime.now(timezone.utc))
+            return client.set_secret(name, value.reveal(), tags=tags, expires_on=expires_on,
+                                     content_type=content_type, enabled=True,
+                                     read_timeout=self._caller.timeout_for(deadline)).properties
+
+        return self._version(vault, self._call(attempt, deadline=deadline, what=f"SET secret {vault}/{name}"))
+
+    def _landed(self, client, name: str, tags: dict[str, str], expires_on: datetime | None,
+                content_type: str | None, since: datetime, deadline: float | None):
+        """The version an earlier attempt of this write made, if it is there (newest first)."""
+        def secs(when: datetime | None) -> int | None:
+            return None if when is None else int(when.timestamp())
+
+        floor = since - LANDED_SKEW
+        found = [p for p in client.list_properties_of_secret_versions(name, read_timeout=self._caller.timeout_for(deadline))
+                 if p.created_on is not None and p.created_on >= floor and dict(p.tags or {}) == dict(tags)
+                 and secs(p.expires_on) == secs(expires_on) and (p.content_type or None) == (content_type or None)
+                 and p.enabled]
+        return max(found, key=lambda p: p.created_on) if found else None
 
     def list_secrets(self, vault: str, *, deadline: float | None = None,
                      go_on: Callable[[], bool] | None = None) -> list[SecretVersion]:
