@@ -256,8 +256,14 @@ class GuardrailsService(PendingConfirmations, TimerDecisions):
             decide, done = self._route(ctx, row, rid, _CheckTarget(rid))
             if done is not None:
                 return done
-            with self._resource_lock(str(rid)):
+            lock = self._hold(ctx, str(rid))
+            if lock is None:       # answered 503 (busy): the caller asks again
+                return self._finish(ctx, row, "failed", "busy",
+                                    "another decision held this resource for the whole time budget; ask again")
+            try:
                 decide()
+            finally:
+                lock.release()
             return self._finish(ctx, row, row.verdict, row.reason, row.message)
 
     def _once(self, ctx: _Ctx, row: AuditRow, resource_id: str, decide: Callable[[], None], *,
@@ -286,8 +292,8 @@ class GuardrailsService(PendingConfirmations, TimerDecisions):
             try:
                 # bounded by the delivery's budget: 64 stripes are shared by unrelated resources, and
                 # a holder may be polling a long-running fix; past the budget, Event Grid redelivers
-                lock = self._resource_lock(resource_id)
-                if not lock.acquire(timeout=max(0.05, ctx.deadline - self._clock())):
+                lock = self._hold(ctx, resource_id)
+                if lock is None:
                     row.verdict, row.reason = "failed", "busy"
                     row.message = "another decision held this resource's lock for the whole time budget; retried"
                 else:
@@ -367,6 +373,13 @@ class GuardrailsService(PendingConfirmations, TimerDecisions):
         self.policies = other.policies
 
     # ---------------------------------------------------------------------------------
+    def _hold(self, ctx: _Ctx, resource_id: str):
+        """The resource's lock stripe, taken within the decision's budget; None when another
+        decision held it all that time (64 stripes are shared by unrelated resources, and a holder
+        may be polling a long-running fix): never a wait past the budget."""
+        lock = self._resource_lock(resource_id)
+        return lock if lock.acquire(timeout=max(0.05, ctx.deadline - self._clock())) else None
+
     def _resource_lock(self, resource_id: str) -> threading.Lock:
         return self._locks[hash(resource_id.lower()) % len(self._locks)]
 

@@ -67,8 +67,8 @@ class TimerDecisions:
             # a re-decision nested in another (a role definition's assignments, a model version's
             # endpoints) holds that resource's lock stripe already: two of them taking stripes in
             # opposite order would wait for ever, so this wait is bounded by the time budget
-            lock = self._resource_lock(str(rid))
-            if not lock.acquire(timeout=max(0.05, ctx.deadline - self._clock())):
+            lock = self._hold(ctx, str(rid))
+            if lock is None:
                 return self._finish(ctx, row, "failed", "busy",
                                     "another decision held this resource for the whole time budget", timer=True)
             try:

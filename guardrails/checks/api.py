@@ -85,8 +85,9 @@ def _error(status: int, code: str, message: str, correlation_id: str, details=()
 
 def _field(loc: tuple[Any, ...]) -> str:
     # a location names the field, or the key sent (an unknown field, a tag key): never print a key
-    # that looks like a credential
-    parts = ["<key not shown>" if looks_like_credential(str(p)) else str(p) for p in loc if str(p) not in _UNION_TAGS]
+    # that looks like a credential or holds characters that do not print (CR/LF would forge lines
+    # in the answer and the audit row, a bidi override would disguise it)
+    parts = [str(p) if isinstance(p, int) else shown_key(str(p)) for p in loc if str(p) not in _UNION_TAGS]
     return ".".join(parts) or "$"
 
 

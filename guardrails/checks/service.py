@@ -46,7 +46,8 @@ from guardrails.secrets.credentials import looks_like_credential, safe_text
 EVENT_TYPES = {"job": "Guardrails.CheckJob", "model-promotion": "Guardrails.CheckModelPromotion",
                "resource": "Guardrails.CheckResource"}
 # resource-check failures that mean "ARM could not be asked", not "the resource is wrong"
-UNAVAILABLE_REASONS = frozenset({"throttled", "transient", "arm_error"})
+# (``busy``: another decision held the resource's lock for the whole time budget)
+UNAVAILABLE_REASONS = frozenset({"throttled", "transient", "arm_error", "busy"})
 _FIELDS = {"identity": "identity", "allowed-identity": "identity", "access-group": "identity", "role": "role",
            "permissions": "permissions", "secret-references": "secret_references", "network-zone": "network_zone",
            "job-policy": "job_id"}
