@@ -90,6 +90,27 @@ def _no_credentials(fields: list[str]) -> None:
                          " never its value")
 
 
+def _invalid_code(exc: Exception) -> str:
+    """The code the HTTP API answers for the same input (``api.validation_error``)."""
+    if isinstance(exc, ValidationError):
+        from guardrails.checks.api import validation_error
+        return validation_error(exc).code
+    return "invalid_value"
+
+
+def _record_invalid(check: str, decision_id: str, caller, code: str, shown: str) -> None:
+    """Bad input is one ``invalid`` row, as over HTTP (``shown``: the text already cleared of
+    anything credential-looking). An audit store that does not answer is said, never hidden."""
+    from guardrails.bootstrap import get_checks
+    from guardrails.errors import GuardrailsError
+
+    try:
+        get_checks().record(check, decision_id, caller, verdict="invalid", reason=code, message=shown[:500])
+    except GuardrailsError as exc:
+        print(f"error: the audit store did not answer ({exc.reason}): this rejection is not recorded",
+              file=sys.stderr)
+
+
 def main(args: argparse.Namespace) -> int:
     from guardrails.bootstrap import get_checks
     from guardrails.checks.api import _field, _safe_text
@@ -126,6 +147,7 @@ def main(args: argparse.Namespace) -> int:
         detail = "; ".join(f"{_field(tuple(e['loc']))}: {e['msg']}" for e in errors) if errors else str(exc)
         shown = _safe_text(detail, "a value in the request looks like a credential (not shown)")
         print(f"error: invalid check request: {shown[:500]}", file=sys.stderr)
+        _record_invalid(args.action, decision_id, caller, _invalid_code(exc), shown)
         return 2
     except CheckUnavailable as exc:
         print(f"error: a dependency did not answer ({exc.reason}); decision {exc.decision_id} audited as failed",
@@ -134,8 +156,10 @@ def main(args: argparse.Namespace) -> int:
     except GuardrailsError as exc:            # bad ARM id, Table Storage / ARM / Graph unavailable
         code = "invalid_resource_id" if isinstance(exc, InvalidArmId) else type(exc).__name__
         text = str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
-        print(f"error: {_safe_text(text, f'{code}: a value in the request looks like a credential (not shown)')}",
-              file=sys.stderr)
+        shown = _safe_text(text, f"{code}: a value in the request looks like a credential (not shown)")
+        print(f"error: {shown}", file=sys.stderr)
+        if isinstance(exc, InvalidArmId):     # bad input, audited as over HTTP; a dependency's failure is not input
+            _record_invalid(args.action, decision_id, caller, code, shown)
         return 2
     print(json.dumps(outcome.response.model_dump(), indent=2))
     return 0 if outcome.response.allowed else 1

@@ -475,4 +475,5 @@ def test_cli_check_commands_exit_0_allowed_1_denied_2_error(world, capsys):
     assert main(["check", "resource", "/subscriptions/x/../y"]) == 2
     w.arm.errors["GET"] = ArmThrottled("throttled", status=429)
     assert main(["check", "resource", res["id"]]) == 2
-    assert [r.event_type for r in w.audit.rows].count("Guardrails.CheckJob") == 2
+    # the bad job request is audited as over HTTP: one ``invalid`` row (with the two decisions)
+    assert [r.event_type for r in w.audit.rows].count("Guardrails.CheckJob") == 3

@@ -61,3 +61,27 @@ def test_an_unknown_key_that_does_not_print_is_not_named(world):
     # a printable unknown key is still named, so the caller can fix its request
     status, body, _ = request("checks/job", {**SEED_JOB, "colour": 1})
     assert status == 400 and body["error"]["details"][0]["field"] == "colour"
+
+
+def test_the_cli_audits_bad_input_as_the_http_api_does(world, capsys):
+    """The CLI's docstring and the README promise the same rows: bad input is one ``invalid`` row
+    (it printed an error and wrote none); a credential given where a name belongs is not stored."""
+    from guardrails.cli import main
+
+    w = world()
+    dapi = "dapi" + "0123456789abcdef" * 2
+    assert main(["check", "job", "--job-id", "201", "--identity", b.ALICE, "--zone", "bad zone!",
+                 "--permission", "x"]) == 2
+    assert main(["check", "job", "--job-id", "201", "--identity", b.ALICE, "--zone", "corp",
+                 "--permission", "x", "--secret", f"ml-vault/{dapi}"]) == 2
+    assert main(["check", "resource", "/subscriptions/x/../y"]) == 2
+    err = capsys.readouterr().err
+    assert dapi not in err
+    rows = [(r.event_type, r.verdict, r.reason) for r in w.audit.rows]
+    assert rows == [("Guardrails.CheckJob", "invalid", "invalid_value"),
+                    ("Guardrails.CheckJob", "invalid", "invalid_value"),
+                    ("Guardrails.CheckResource", "invalid", "invalid_resource_id")], rows
+    assert all(dapi not in r.message for r in w.audit.rows)
+    # the same zone over HTTP: the same code
+    status, body, _ = request("checks/job", {**SEED_JOB, "network_zone": "bad zone!"})
+    assert status == 400 and body["error"]["code"] == w.audit.rows[-1].reason == "invalid_value"
