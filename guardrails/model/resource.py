@@ -29,8 +29,11 @@ class ResourceType:
     applies_when: Mapping[str, tuple[str, frozenset[str]]] = field(default_factory=dict)
 
     def write_refused(self, path: str, body: Mapping[str, Any]) -> str | None:
-        """Why the platform would refuse a write of ``path`` on this body, or None."""
-        need = next((v for k, v in self.write_requires.items() if k.lower() == path.lower()), None)
+        """Why the platform would refuse a write of ``path`` on this body, or None. A key of
+        ``write_requires`` covers that property and everything below it."""
+        low = path.lower()
+        need = next((v for k, v in self.write_requires.items()
+                     if low == k.lower() or low.startswith(k.lower() + ".")), None)
         if need is None:
             return None
         other, accepted, why = need
@@ -87,9 +90,15 @@ CATALOG: dict[str, ResourceType] = {
             {"properties.publicNetworkAccess": "Enabled", "properties.adminUserEnabled": False,
              "properties.anonymousPullEnabled": False, "properties.networkRuleSet.defaultAction": "Allow"},
             # Basic/Standard refuse it: 400 DisablingPublicNetworkAccessNotSupported
-            write_requires={"properties.publicNetworkAccess": (
-                "sku.name", frozenset({"premium"}),
-                "only a Premium registry can disable public network access (private endpoints need Premium)")},
+            write_requires={
+                "properties.publicNetworkAccess": (
+                    "sku.name", frozenset({"premium"}),
+                    "only a Premium registry can disable public network access (private endpoints need Premium)"),
+                # a merged PATCH with network rules would be refused whole on Basic/Standard, and
+                # take the admin-user and anonymous-pull fixes down with it
+                "properties.networkRuleSet": (
+                    "sku.name", frozenset({"premium"}), "only a Premium registry has network rules"),
+            },
         ),
     )
 }

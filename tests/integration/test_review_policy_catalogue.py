@@ -78,3 +78,31 @@ def test_anonymous_pull_on_a_private_registry_is_turned_off(harness):
     (patch,) = h.writes()
     assert patch["body"]["properties"] == {"anonymousPullEnabled": False}
     assert h.resource(acr["id"])["properties"]["anonymousPullEnabled"] is False
+
+
+def test_a_site_network_rule_on_a_standard_registry_is_reported_and_the_admin_user_still_fixed(harness, tmp_path):
+    """Network rules exist on Premium only: a site policy denying by default on a Standard registry
+    is reported (as public network access is), never merged into the PATCH that disables the admin
+    user: Azure refused that PATCH whole and the admin user stayed on, retried for 24 hours."""
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "acr-network-rules.yaml").write_text(
+        "id: acr-network-rules\nversion: 1\ndescription: registries deny by default\nmode: enforce\n"
+        "selector: {resource_types: [Microsoft.ContainerRegistry/registries]}\nrules:\n"
+        "  - id: network-default-deny\n    property: properties.networkRuleSet.defaultAction\n"
+        "    expect: {equals: Deny}\n    action: {type: set-property, value: Deny}\n")
+    acr = b.container_registry(sku="Standard")
+    acr["properties"]["networkRuleSet"] = {"defaultAction": "Allow"}      # as a Standard registry answers
+    h = harness([acr], extra_metadata=[site])
+
+    row = h.deliver(b.write_event(acr["id"]))
+
+    props = h.resource(acr["id"])["properties"]
+    assert props["adminUserEnabled"] is False and props["networkRuleSet"] == {"defaultAction": "Allow"}
+    (patch,) = h.writes()
+    assert patch["status"] == 200 and patch["body"]["properties"] == {"adminUserEnabled": False}
+    got = {v.rule: (v.outcome, v.message) for v in row.violations}
+    assert got["admin-user-disabled"][0] == "remediated"
+    outcome, message = got["network-default-deny"]
+    assert outcome == "violation" and "Premium" in message
+    assert row.verdict == "violation" and row.notify
