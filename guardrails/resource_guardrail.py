@@ -260,6 +260,9 @@ class ResourceGuardrail:
         # ``requested`` (a pending record), that event needs no lookup at all
         correlation = str(uuid.uuid4())
         self._intend_before_write(ctx, row, [rec for _r, rec in ok])
+        # whatever the write's outcome (confirmed, still running, refused, no answer), the read
+        # cached before it no longer says what the resource is: the next decision reads
+        self.svc.snapshots.forget(rid)
         try:
             if rtype.write_method == "put":
                 if snapshot.etag is None and not read_here:
