@@ -333,11 +333,11 @@ def _settle_targets(row: AuditRow, to_apply):
     desired, conflicts = merge_targets(to_apply)
     kept = []
     for r, rec in to_apply:
-        if r.change.property in conflicts:
+        if r.change.property.lower() in conflicts:
             rec.outcome, rec.message = "failed", "policies demand different values for this property"
             row.reason = "conflicting_policies"
             continue
-        rec.after = desired[r.change.property]
+        rec.after = desired[r.change.property.lower()]
         kept.append((r, rec))
     return kept
 
@@ -347,11 +347,12 @@ def merge_targets(to_apply) -> tuple[dict[str, Any], set[str]]:
     Several policies may fix one property with different values: the first target (in policy
     order) that every one of their ``expect``s accepts is sent (``equals Disabled`` and ``in
     [Disabled, SecuredByPerimeter]`` both take ``Disabled``); when none does, the policies truly
-    conflict and the property is left, loudly (``conflicting_policies``)."""
+    conflict and the property is left, loudly (``conflicting_policies``). Keyed by the path in
+    lower case: ARM's property names are case-insensitive, and policies may spell one differently."""
     targets: dict[str, list] = {}
     rules: dict[str, list] = {}
     for r, _rec in to_apply:
-        path = r.change.property
+        path = r.change.property.lower()
         if not any(values_equal(t, r.change.after) for t in targets.get(path, ())):
             targets.setdefault(path, []).append(r.change.after)
         rules.setdefault(path, []).append(r.rule)

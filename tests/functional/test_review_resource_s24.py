@@ -41,3 +41,36 @@ def test_a_second_event_after_a_fix_left_running_is_decided_on_a_new_read():
     svc.handle_event(second)
 
     assert [m for m, _ in arm.calls] == ["GET", "PATCH", "GET"]     # read again; no second fix sent
+
+
+def test_two_policies_spelling_one_property_differently_still_conflict():
+    """ARM's property names are case-insensitive and the loader accepts any case: two enforced
+    policies demanding different values of ``publicNetworkAccess``, one spelling it
+    ``PublicNetworkAccess``, are a conflict (nothing written), as with one spelling. They were two
+    properties: one PATCH set the last value, its read-back failed the other, and every
+    redelivery wrote the resource again."""
+    from guardrails.policy.loader import load_documents
+
+    def pol(pid: str, prop: str, value: str) -> dict:
+        return {"id": pid, "version": 1, "description": "x", "mode": "enforce",
+                "selector": {"resource_types": ["Microsoft.Storage/storageAccounts"]},
+                "rules": [{"id": "pna", "property": prop, "expect": {"equals": value},
+                           "action": {"type": "set-property", "value": value}}]}
+
+    docs = [pol("pa", "properties.publicNetworkAccess", "Disabled"),
+            pol("pb", "properties.PublicNetworkAccess", "SecuredByPerimeter")]
+    repo = MemoryPolicyRepo([(p.source, p.to_document()) for p in load_documents(
+        [(f"p{i}.yaml", d) for i, d in enumerate(docs)])])
+    st = b.storage(pna="Enabled")
+    arm, audit = FakeArm([st]), MemoryAudit()
+    svc = GuardrailsService(Settings(own_principal_ids=frozenset({b.GUARDRAIL_OID.replace("-", "")})),
+                            policies=PolicyCache(repo, ttl_seconds=60), arm=arm, idempotency=MemoryIdempotency(),
+                            audit=audit, breakers=MemoryBreakers(), pending=MemoryPending())
+
+    try:
+        svc.handle_event(b.write_event(st["id"]))
+    except Exception:       # a failed decision is redelivered; its row is written first
+        pass
+    row = audit.rows[-1]
+    assert arm.writes() == [] and row.reason == "conflicting_policies"
+    assert {v.outcome for v in row.violations} == {"failed"}
