@@ -105,12 +105,14 @@ def test_cli_refuses_a_resource_id_holding_a_token_before_reading_or_auditing(wo
     # WHEN the CLI is asked to check it
     rc = _cli(action="resource", resource_id=rid, remediate=False)
     out, err = capsys.readouterr()
-    # THEN it is refused as the API refuses it: by its field, never echoed, nothing read or audited
+    # THEN it is refused as the API refuses it: by its field, never echoed, nothing read; one
+    # ``invalid`` row as the API writes, that does not hold the token either
     assert rc == 2 and "resource_id: looks like a credential" in err
     assert PAT[4:20] not in out + err
-    assert w.arm.calls == [] and w.audit.rows == []
+    assert w.arm.calls == [] and [(r.verdict, r.reason) for r in w.audit.rows] == [("invalid", "invalid_value")]
     status, answer = w.post("resource", {"resource_id": rid})
     assert (status, answer["error"]["code"]) == (400, "invalid_value") and PAT[4:20] not in json.dumps(answer)
+    assert len(w.audit.rows) == 2 and all(PAT[4:20] not in json.dumps(r.to_dict()) for r in w.audit.rows)
 
 
 def test_cli_describes_a_tag_key_that_is_a_pasted_key_as_the_api_does(world, capsys):
