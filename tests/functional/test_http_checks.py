@@ -161,7 +161,7 @@ def test_a_caller_outside_ds_team_is_denied_by_the_access_group(world):
     world()
     status, body, _ = request("checks/job", SEED_JOB, principal=b.BOB)
     assert [r["rule"] for r in body["reasons"]] == ["access-group"]
-    assert "ds_team" in body["reasons"][0]["message"] and b.BOB in body["reasons"][0]["message"]
+    assert "ds_team" not in body["reasons"][0]["message"] and b.BOB in body["reasons"][0]["message"]
 
 
 def test_without_a_platform_identity_there_is_nobody_to_allow(world):

@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import threading
 import time
 
@@ -85,3 +86,23 @@ def test_the_cli_audits_bad_input_as_the_http_api_does(world, capsys):
     # the same zone over HTTP: the same code
     status, body, _ = request("checks/job", {**SEED_JOB, "network_zone": "bad zone!"})
     assert status == 400 and body["error"]["code"] == w.audit.rows[-1].reason == "invalid_value"
+
+
+def test_a_denied_job_names_what_was_asked_never_what_its_policy_allows(world):
+    """Any holder of the function key may ask: the reasons name each broken rule and the value
+    asked, never the job's allowed secret references, zones, private endpoints, role or group
+    (they mapped where the job's credentials live). The audit row names the policy version."""
+    w = world()
+    status, body, _ = request("checks/job", {"job_id": 201, "network_zone": "somewhere", "permissions": ["x"],
+                                             "secret_references": [{"vault": "aaa", "secret": "b"}], "role": "r"},
+                              principal=b.BOB)
+    assert status == 200 and body["allowed"] is False
+    rules = {r["rule"] for r in body["reasons"]}
+    assert {"network-zone", "permissions", "secret-references", "role", "access-group"} <= rules
+    told = json.dumps(body)
+    for allowed in ("databricks-token", "ml-vault", "pe-databricks", "DataScientist", "ds_team", b.DS_GROUP,
+                    "execute_inference"):
+        assert allowed not in told, allowed
+    assert "'somewhere'" in told and "'x'" in told and "aaa/b" in told
+    row = w.audit.rows[-1]
+    assert row.verdict == "violation" and row.policies == ["job-201@1"]
