@@ -53,6 +53,16 @@ def _limiters():
     return limiter_clock, reads, writes
 
 
+def _paced(caller_start: float):
+    """Both paced gateways over one inner gateway, limiters on their own clock, the caller on its."""
+    limiter_clock, reads, writes = _limiters()
+    caller_clock = FakeClock(caller_start)
+    inner = _Inner()
+    return (limiter_clock, reads, writes, caller_clock, inner,
+            ThrottledArm(inner, reads, writes, clock=caller_clock),
+            ThrottledAuthorization(inner, reads, writes, clock=caller_clock))
+
+
 @pytest.mark.parametrize("call", [
     lambda arm, authz, d: arm.get_resource(RID, api_version="2023-05-01", deadline=d),
     lambda arm, authz, d: authz.get_assignment(AID, deadline=d),
@@ -60,11 +70,7 @@ def _limiters():
     lambda arm, authz, d: authz.get_role_definition(CUSTOM, deadline=d),
 ], ids=["arm read", "assignment read", "list at scope", "custom role read"])
 def test_a_read_whose_bucket_reopens_only_after_the_deadline_fails_at_once(call):
-    limiter_clock, reads, writes = _limiters()
-    caller_clock = FakeClock(100.0)
-    inner = _Inner()
-    arm = ThrottledArm(inner, reads, writes, clock=caller_clock)
-    authz = ThrottledAuthorization(inner, reads, writes, clock=caller_clock)
+    limiter_clock, reads, writes, caller_clock, inner, arm, authz = _paced(100.0)
     reads.penalize(SUB, 55)                   # a 429 with Retry-After: 55 on this subscription
 
     with pytest.raises(ArmThrottled) as raised:
@@ -82,11 +88,7 @@ def test_a_read_whose_bucket_reopens_only_after_the_deadline_fails_at_once(call)
     lambda arm, authz, d: authz.delete_assignment(AID, deadline=d),
 ], ids=["patch", "put", "delete assignment"])
 def test_a_write_whose_bucket_reopens_only_after_the_deadline_is_not_sent(call):
-    limiter_clock, reads, writes = _limiters()
-    caller_clock = FakeClock(7.0)
-    inner = _Inner()
-    arm = ThrottledArm(inner, reads, writes, clock=caller_clock)
-    authz = ThrottledAuthorization(inner, reads, writes, clock=caller_clock)
+    limiter_clock, reads, writes, caller_clock, inner, arm, authz = _paced(7.0)
     writes.penalize(SUB, 30)
 
     with pytest.raises(ArmThrottled):
