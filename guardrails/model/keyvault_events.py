@@ -126,9 +126,26 @@ def _length(value: str) -> str:
     return f"{len(value)} character{'s' if len(value) != 1 else ''}"
 
 
+def _no_credentials(env: Envelope, d: Mapping[str, Any]) -> None:
+    """An exposure report's names are where a scanner misconfigured to send the leaked value puts
+    it (a Databricks ``dapi…`` token, a Slack ``xoxb-…`` one pass a name's grammar): a field in a
+    known credential format is refused by its name and length, as the HTTP endpoint refuses it,
+    never taken into the row's resource id, its message or a log line."""
+    if env.event_type != SECRET_EXPOSED:
+        return
+    from guardrails.secrets.credentials import classify
+
+    for key in ("VaultName", "ObjectName", "Version", "Id"):
+        v = d.get(key.lower())
+        if isinstance(v, str) and classify(v) is not None:
+            raise InvalidEvent(f"data.{key} ({_length(v)}, not shown) looks like a credential: an exposure "
+                               "report names the secret, never its value", reason="invalid_value")
+
+
 def parse_keyvault_event(env: Envelope) -> KeyVaultEvent:
     raw = data_object(env, KEYVAULT_EVENT_TYPES, "a Key Vault event")
     d = _strip_keys(raw)
+    _no_credentials(env, d)
     vault = _text(d, "VaultName", required=True)
     if not _VAULT.match(vault):
         raise InvalidEvent(f"data.VaultName ({_length(vault)}, not shown) is not a vault name: 3-24 letters, "

@@ -56,3 +56,22 @@ def test_a_redelivered_ungoverned_exposure_is_a_duplicate_not_a_second_alarm(har
     assert (first.verdict, first.notify) == ("ignored", True)
     assert (again.verdict, again.notify) == ("duplicate", False)
     assert not [r for r in caplog.records if "exposure_not_governed" in r.getMessage()]
+
+
+def test_an_exposure_event_naming_a_token_is_refused_without_storing_or_logging_it(harness, tmp_path, planted,
+                                                                                     caplog):
+    """A scanner misconfigured to send the leaked value as ``ObjectName`` (a Databricks token passes
+    a secret name's grammar): refused ``invalid`` by field and length as the HTTP endpoint refuses
+    it; the token in neither the row (its resource id, its message) nor a log line."""
+    h = _harness(harness, tmp_path, planted)
+    token = "dapi" + "0123456789abcdef" * 2
+    event = _exposure("api-token", "exp-token")
+    event["data"]["ObjectName"] = token
+    event["data"].pop("Id", None)
+    with caplog.at_level(logging.DEBUG):
+        row = h.deliver(event)
+    assert (row.verdict, row.reason) == ("invalid", "invalid_value")
+    assert "ObjectName" in row.message and "36 characters" in row.message
+    (stored,) = [r for r in h.stored_rows() if r.event_id == "exp-token"]
+    assert token not in json.dumps(stored.to_dict()) and token not in caplog.text
+    assert len(h.emu.secret_versions("kv-ml-prod", "api-token")) == 1
