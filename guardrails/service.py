@@ -310,6 +310,11 @@ class GuardrailsService(PendingConfirmations, TimerDecisions):
                 parked = self._park(key, claim, row)
                 raise
         except BaseException:
+            if not parked and _acted(row):
+                # the decision failed after it acted (a fix accepted, then a table write after it
+                # failed): released, the retry would find the fix in place and audit ``compliant``,
+                # the change and its revert gone; parked, the retry audits the decision as it stood
+                parked = self._park(key, claim, _as_it_stood(row))
             if not parked:
                 self.idempotency.release(key, claim)
             raise
@@ -413,6 +418,23 @@ class GuardrailsService(PendingConfirmations, TimerDecisions):
 
 
 CHECK_EVENT_TYPE = "Guardrails.CheckResource"
+
+
+def _acted(row: AuditRow) -> bool:
+    return any(v.outcome in ("remediated", "requested") for v in row.violations)
+
+
+def _as_it_stood(row: AuditRow) -> AuditRow:
+    """A decision that stopped after acting, as its row: the verdict of its records so far, what
+    was done, and why the row came late."""
+    from .model.decision import combine_verdict, fix_line
+
+    row.verdict = combine_verdict([v.outcome for v in row.violations])
+    row.reason = row.reason or "store_error"
+    done = row.message or "; ".join(fix_line(v) for v in row.violations)
+    row.message = (done[:1800] + " [the decision stopped after acting: a table write failed; "
+                   "later steps (a pending-fix record) may be missing]")
+    return row
 
 
 def _resource_event_types() -> frozenset[str]:
