@@ -169,9 +169,10 @@ class GuardrailsService(PendingConfirmations, TimerDecisions):
                     row.verdict, row.reason, row.message, row.notify = "ignored", reason, why + ": rotate it by hand", True
                     emit(log, logging.ERROR, "exposure_not_governed", reason=reason, vault=ev.vault_name,
                          object=ev.object_name)
-                return self._once(ctx, row, row.resource_id, tell)
+                return self._once(ctx, row, row.resource_id, tell, claim_scope=_exposure_scope(ev))
             return self._finish(ctx, row, "ignored", reason, why)
-        return self._once(ctx, row, row.resource_id, lambda: self.secrets.decide(ctx, row, ev, policies))
+        return self._once(ctx, row, row.resource_id, lambda: self.secrets.decide(ctx, row, ev, policies),
+                          claim_scope=_exposure_scope(ev))
 
     def report_exposure(self, *, vault: str, name: str, version: str | None, source: str,
                         actor: Actor | None = None) -> AuditRow:
@@ -267,11 +268,12 @@ class GuardrailsService(PendingConfirmations, TimerDecisions):
             return self._finish(ctx, row, row.verdict, row.reason, row.message)
 
     def _once(self, ctx: _Ctx, row: AuditRow, resource_id: str, decide: Callable[[], None], *,
-              final: frozenset[str] = frozenset()) -> AuditRow:
+              final: frozenset[str] = frozenset(), claim_scope: str = "") -> AuditRow:
         """Exactly-once effects on an at-least-once stream: claim the event id, decide and act,
         audit, then mark it completed — or release it so Event Grid's retry can run (a ``failed``
-        row, unless its reason is in ``final``: an outcome, not a failure to decide)."""
-        key = f"event:{row.event_id}"
+        row, unless its reason is in ``final``: an outcome, not a failure to decide). ``claim_scope``:
+        what, beside its id, makes an event one (a custom topic's publisher chooses its ids)."""
+        key = f"event:{row.event_id}" + (f"|{claim_scope}" if claim_scope else "")
         claim = self.idempotency.acquire(key, holder=ctx.delivery_id)  # IdempotencyError propagates
         if claim.state == "completed":
             return self._finish(ctx, row, "duplicate", "duplicate",
@@ -418,6 +420,17 @@ class GuardrailsService(PendingConfirmations, TimerDecisions):
 
 
 CHECK_EVENT_TYPE = "Guardrails.CheckResource"
+
+
+def _exposure_scope(ev) -> str:
+    """An exposure report is one by its id *and* its publisher and the secret it names: scanners
+    publishing to one custom topic choose their own ids (CloudEvents makes only source + id
+    unique), and two reports with one id about different secrets are not duplicates. A system
+    event's id is Azure's own GUID: its id alone."""
+    if ev.kind != "Exposed":
+        return ""
+    return "|".join((ev.envelope.source or "", ev.vault_name.lower(), (ev.object_name or "").lower(),
+                     (ev.version or "").lower()))
 
 
 def _acted(row: AuditRow) -> bool:

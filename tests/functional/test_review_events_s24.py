@@ -49,3 +49,23 @@ def test_a_failure_before_any_act_still_releases_the_event_for_its_retry():
     arm.errors.clear()
     row = svc.handle_event(b.write_event(ws["id"]))        # the retry decides afresh
     assert row.verdict == "remediated" and [r.verdict for r in audit.rows] == ["remediated"]
+
+
+def _exposed(source: str, vault: str, name: str, event_id: str = "1") -> dict:
+    return {"specversion": "1.0", "id": event_id, "source": source, "type": "Guardrails.SecretExposed",
+            "subject": name, "time": "2026-11-25T09:00:00Z",
+            "data": {"VaultName": vault, "ObjectName": name, "ObjectType": "Secret", "Source": "scanner"}}
+
+
+def test_two_scanners_reports_with_one_id_are_two_reports_and_a_redelivery_still_one():
+    """CloudEvents makes only source + id unique: two scanners publishing to the exposure topic
+    may both send id "1". The second report, about another secret, was dropped as ``duplicate``
+    (nothing rotated, nobody told); a redelivery of one report is still a duplicate."""
+    svc, arm, idem, audit = make([])
+    first = svc.handle_event(_exposed("/scanners/github", "kv-ml-prod", "db-password"))
+    second = svc.handle_event(_exposed("/scanners/gitleaks", "kv-payments", "stripe-key"))
+    again = svc.handle_event(_exposed("/scanners/gitleaks", "kv-payments", "stripe-key"))
+
+    assert first.verdict != "duplicate" and first.notify
+    assert second.verdict != "duplicate" and second.notify and "kv-payments" in second.resource_id
+    assert again.verdict == "duplicate" and not again.notify
