@@ -30,9 +30,9 @@ from .caches import SettledWrites, SnapshotCache
 from .decision_context import _CheckTarget, _Ctx, _event_time, _now_iso, kv_object_id
 from .errors import GuardrailsError, InvalidEvent, PolicyUnreadable
 from .logs import bound, emit
-from .model.decision import Actor, AuditRow, short_repr
+from .model.decision import Actor, AuditRow, acted, as_it_stood, short_repr
 from .model.events import parse_envelope, parse_resource_event
-from .model.keyvault_events import KEYVAULT_EVENT_TYPES, SECRET_EXPOSED, parse_keyvault_event
+from .model.keyvault_events import KEYVAULT_EVENT_TYPES, SECRET_EXPOSED, exposure_scope, parse_keyvault_event
 from .model.resource import lookup_type
 from .policy.cache import PolicyCache
 from .ports import AuditSink, BreakerStore, IdempotencyStore, PendingFixStore, ResourceGateway
@@ -169,10 +169,10 @@ class GuardrailsService(PendingConfirmations, TimerDecisions):
                     row.verdict, row.reason, row.message, row.notify = "ignored", reason, why + ": rotate it by hand", True
                     emit(log, logging.ERROR, "exposure_not_governed", reason=reason, vault=ev.vault_name,
                          object=ev.object_name)
-                return self._once(ctx, row, row.resource_id, tell, claim_scope=_exposure_scope(ev))
+                return self._once(ctx, row, row.resource_id, tell, claim_scope=exposure_scope(ev))
             return self._finish(ctx, row, "ignored", reason, why)
         return self._once(ctx, row, row.resource_id, lambda: self.secrets.decide(ctx, row, ev, policies),
-                          claim_scope=_exposure_scope(ev))
+                          claim_scope=exposure_scope(ev))
 
     def report_exposure(self, *, vault: str, name: str, version: str | None, source: str,
                         actor: Actor | None = None) -> AuditRow:
@@ -312,11 +312,11 @@ class GuardrailsService(PendingConfirmations, TimerDecisions):
                 parked = self._park(key, claim, row)
                 raise
         except BaseException:
-            if not parked and _acted(row):
+            if not parked and acted(row):
                 # the decision failed after it acted (a fix accepted, then a table write after it
                 # failed): released, the retry would find the fix in place and audit ``compliant``,
                 # the change and its revert gone; parked, the retry audits the decision as it stood
-                parked = self._park(key, claim, _as_it_stood(row))
+                parked = self._park(key, claim, as_it_stood(row))
             if not parked:
                 self.idempotency.release(key, claim)
             raise
@@ -420,34 +420,6 @@ class GuardrailsService(PendingConfirmations, TimerDecisions):
 
 
 CHECK_EVENT_TYPE = "Guardrails.CheckResource"
-
-
-def _exposure_scope(ev) -> str:
-    """An exposure report is one by its id *and* its publisher and the secret it names: scanners
-    publishing to one custom topic choose their own ids (CloudEvents makes only source + id
-    unique), and two reports with one id about different secrets are not duplicates. A system
-    event's id is Azure's own GUID: its id alone."""
-    if ev.kind != "Exposed":
-        return ""
-    return "|".join((ev.envelope.source or "", ev.vault_name.lower(), (ev.object_name or "").lower(),
-                     (ev.version or "").lower()))
-
-
-def _acted(row: AuditRow) -> bool:
-    return any(v.outcome in ("remediated", "requested") for v in row.violations)
-
-
-def _as_it_stood(row: AuditRow) -> AuditRow:
-    """A decision that stopped after acting, as its row: the verdict of its records so far, what
-    was done, and why the row came late."""
-    from .model.decision import combine_verdict, fix_line
-
-    row.verdict = combine_verdict([v.outcome for v in row.violations])
-    row.reason = row.reason or "store_error"
-    done = row.message or "; ".join(fix_line(v) for v in row.violations)
-    row.message = (done[:1800] + " [the decision stopped after acting: a table write failed; "
-                   "later steps (a pending-fix record) may be missing]")
-    return row
 
 
 def _resource_event_types() -> frozenset[str]:

@@ -176,3 +176,19 @@ class AuditRow:
             delivery_id=d.get("delivery_id", ""),
             event_time=d.get("event_time", "") or "",
         )
+
+
+def acted(row: AuditRow) -> bool:
+    """Whether the decision behind ``row`` changed something (a fix made or accepted)."""
+    return any(v.outcome in ("remediated", "requested") for v in row.violations)
+
+
+def as_it_stood(row: AuditRow) -> AuditRow:
+    """A decision that stopped after acting (a table write after the act failed), as its row: the
+    verdict of its records so far, what was done, and why the row is incomplete."""
+    row.verdict = combine_verdict([v.outcome for v in row.violations])
+    row.reason = row.reason or "store_error"
+    done = row.message or "; ".join(fix_line(v) for v in row.violations)
+    row.message = (done[:1800] + " [the decision stopped after acting: a table write failed; "
+                   "later steps (a pending-fix record) may be missing]")
+    return row

@@ -186,3 +186,14 @@ def parse_keyvault_event(env: Envelope) -> KeyVaultEvent:
     source = _text(d, "Source") if env.event_type == SECRET_EXPOSED else None
     return KeyVaultEvent(env, env.id, env.event_type, vault, object_type.capitalize(), name, version,
                          _epoch(d, "NBF"), _epoch(d, "EXP"), vault_id, source)
+
+
+def exposure_scope(ev: KeyVaultEvent) -> str:
+    """What, beside its id, makes an exposure report one (its idempotency claim): its publisher
+    and the secret it names. Scanners publishing to one custom topic choose their own ids
+    (CloudEvents makes only source + id unique), and two reports with one id about different
+    secrets are not duplicates. Any other Key Vault event's id is Azure's own GUID: "" (its id alone)."""
+    if ev.kind != "Exposed":
+        return ""
+    return "|".join((ev.envelope.source or "", ev.vault_name.lower(), (ev.object_name or "").lower(),
+                     (ev.version or "").lower()))
