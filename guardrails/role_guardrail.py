@@ -3,7 +3,8 @@
     read the assignment (the event's ``authorization.evidence`` is the CALLER's permission, never
     the assignment) ─▶ resolve its role (built-in catalogue, or the custom definition, cached)
     ─▶ evaluate role policies (pure; an allowed verdict at subscription scope or above that rests
-    on a cached custom definition is given on the definition read again) ─▶ safety rails ─▶
+    on a cached custom definition, and a removal that rests only on one, is given on the
+    definition read again) ─▶ safety rails ─▶
     delete (a breaker permit, unless the same grant was removed within the breaker window) ─▶
     confirm gone ─▶ count the re-grant
 
@@ -106,11 +107,13 @@ class RoleAssignmentGuardrail(RoleDefinitionChanges):
         try:
             findings = evaluate_assignment(assignment, role, policies, groups=self.groups, now=ctx.now,
                                            own_principal_ids=own, definitions=self.definitions(ctx, assignment))
-            acting = any(f.exemption is None and not getattr(f, "break_glass", False) and f.policy.mode == "enforce"
-                         for f in findings)
-            stale = [] if acting else self._cached_definitions(assignment, role, policies)
+            acting = [f for f in findings
+                      if f.exemption is None and not getattr(f, "break_glass", False) and f.policy.mode == "enforce"]
+            stale = (self._definitions_behind(assignment, role, acting) if acting
+                     else self._cached_definitions(assignment, role, policies))
             if stale:
-                # kept on definitions this instance cached: read them again before saying so
+                # kept, or about to be removed, on definitions this instance may have cached: read
+                # them again and decide on what they grant now (once, whichever way it turns)
                 role = self._reread(ctx, assignment, role, stale)
                 findings = evaluate_assignment(assignment, role, policies, groups=self.groups, now=ctx.now,
                                                own_principal_ids=own, definitions=self.definitions(ctx, assignment))
@@ -182,7 +185,7 @@ class RoleAssignmentGuardrail(RoleDefinitionChanges):
         (``on_definition`` drops the cached copy only where it runs), so such a verdict is not
         given on the cache. Empty (no re-read) for everything else: an assignment below a
         subscription, a catalogue role, a gateway without a cache to drop (``forget_definition``).
-        (A verdict that removes the assignment is not re-read: a wider role changes nothing.)"""
+        (A verdict that removes the assignment: ``_definitions_behind``.)"""
         from .model.roles import BUILTIN_ROLES
         from .policy.abac import condition_allowed_roles
         from .policy.roles import at_or_above_subscription
@@ -198,11 +201,49 @@ class RoleAssignmentGuardrail(RoleDefinitionChanges):
                          if g not in BUILTIN_ROLES)
         return list(dict.fromkeys(guids))
 
+    def _definitions_behind(self, assignment, role, acting) -> list[str]:
+        """The GUIDs of the non-catalogue role definitions read from ARM (and so possibly cached,
+        ``definition_ttl``) on which alone the removal the findings ``acting`` call for rests: the
+        assignment's custom role behind a ``privileged-at-subscription`` finding, and the
+        non-catalogue roles an RBAC administrator's condition names behind a
+        ``rbac-admin-without-condition`` finding. A role narrowed on another worker's watch is
+        then not removed on this worker's wider copy. Empty (no read) when the removal rests on
+        anything a definition cannot change — a ``not-granted`` or ``strict-scope-no-grant``
+        finding, a role the policy lists, a catalogue built-in (or another built-in: tenants do
+        not edit those), a condition that restricts nothing or allows a privileged built-in — or
+        the gateway has no cache to drop."""
+        from .model.roles import BUILTIN_ROLES
+        from .policy.abac import condition_allowed_roles
+        from .policy.roles import is_privileged
+
+        if getattr(self.authz, "forget_definition", None) is None:
+            return []
+        own = role.id.lower()
+        guids: list[str] = []
+        for f in acting:
+            pr = f.policy.privileged
+            listed = frozenset(pr.role_ids) | frozenset(pr.conditional_role_ids)
+            if f.rule == "privileged-at-subscription":
+                if own in listed or own in BUILTIN_ROLES or role.is_builtin:
+                    return []
+                guids.append(own)
+            elif f.rule == "rbac-admin-without-condition":
+                allowed = condition_allowed_roles(assignment.condition)
+                if allowed is None or any(
+                        g in listed or (g in BUILTIN_ROLES and is_privileged(BUILTIN_ROLES[g], f.policy))
+                        for g in allowed):
+                    return []             # privileged whatever the custom roles it names grant
+                guids.extend(g for g in sorted(allowed) if g not in BUILTIN_ROLES)
+            else:
+                return []                 # a grant or strict-scope finding: the removal stands
+        return list(dict.fromkeys(guids))
+
     def _reread(self, ctx, assignment, role, guids: list[str]):
         """Drop ``guids`` from the definition cache and read the assignment's role again (a
         condition's roles are read again by the resolver, on the next evaluation): one ARM GET
-        per definition, and only for an assignment about to be kept at
-        subscription scope or above on a definition that is not the catalogue's."""
+        per definition, and only for an assignment about to be kept at subscription scope or
+        above on a definition that is not the catalogue's (``_cached_definitions``), or about to
+        be removed on one (``_definitions_behind``)."""
         for guid in guids:
             self.authz.forget_definition(guid)
         if role.id.lower() in guids:

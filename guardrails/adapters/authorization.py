@@ -24,6 +24,7 @@ from .transport import client_options
 log = logging.getLogger("guardrails")
 
 _PLACEHOLDER_SUBSCRIPTION = "00000000-0000-0000-0000-000000000000"
+NEGATIVE_TTL = 5.0      # seconds a Graph "not a member" answer is kept (a "member" one: ``ttl``)
 
 
 def _raw(pipeline_response, _deserialized, _headers):
@@ -136,10 +137,17 @@ class AuthorizationGateway:
 
 class GraphGroupResolver:
     """``is_member(principal, group)`` through Graph ``POST /directoryObjects/{id}/checkMemberGroups``
-    (transitive membership), cached for ``ttl`` seconds (``CACHE_SIZE`` answers at most: expired
-    ones and then the oldest go first; a dropped answer costs one Graph call, never a different
-    decision). The subject may be a user or a service principal (or a group), so the identity
-    needs what Graph documents for each kind of subject
+    (transitive membership). A "member" answer is cached for ``ttl`` seconds, a "not a member" one
+    for ``negative_ttl`` seconds only (a burst of one principal's assignments costs one call, but
+    a principal just added to a group is not refused for minutes on an answer Graph gave before it
+    replicated); ``CACHE_SIZE`` answers at most: expired ones and then the oldest go first; a
+    dropped answer costs one Graph call, never a different decision. A 404 — a principal just
+    created and not yet replicated to Graph, a group not there yet — is ``ArmTransient``, never
+    "not a member": the decision ends failed and Event Grid redelivers it (the sweep retries it
+    on its next run), where reading it as "not a member" would remove a granted assignment and
+    its retry too. (A principal deleted for good keeps failing so, and its assignment, which
+    nobody can use, stays until it is removed by hand.) The subject may be a user or a service
+    principal (or a group), so the identity needs what Graph documents for each kind of subject
     (directoryobject-checkmembergroups, application permissions): a user ``User.Read.All`` and
     ``GroupMember.Read.All``, a service principal ``Application.Read.All``, a group
     ``GroupMember.Read.All``. Their union is narrower than the alternative ``Directory.Read.All``
@@ -150,12 +158,14 @@ class GraphGroupResolver:
     CACHE_SIZE = 4096   # (principal, group) answers kept
 
     def __init__(self, credential, *, endpoint: str = "https://graph.microsoft.com", ca_bundle: str | None = None,
-                 timeout: float = 5.0, ttl: float = 300.0, clock: Callable[[], float] = time.monotonic) -> None:
+                 timeout: float = 5.0, ttl: float = 300.0, negative_ttl: float = NEGATIVE_TTL,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         from azure.core import PipelineClient
         from azure.core.pipeline import policies
 
         self._endpoint = endpoint.rstrip("/")
         self._timeout, self._ttl, self._clock = timeout, ttl, clock
+        self._negative_ttl = min(negative_ttl, ttl)
         kwargs = client_options(ca_bundle)
         pipeline_policies = [
             policies.HeadersPolicy(), policies.UserAgentPolicy("guardrails"),
@@ -178,7 +188,7 @@ class GraphGroupResolver:
         now = self._clock()
         with self._lock:
             hit = self._cache.get(key)
-        if hit is not None and now - hit[1] < self._ttl:
+        if hit is not None and now - hit[1] < self._kept(hit[0]):
             return hit[0]
         request = HttpRequest("POST", f"{self._endpoint}/v1.0/directoryObjects/{quote(principal_id, safe='')}/checkMemberGroups",
                               json={"groupIds": [group_id]})
@@ -188,7 +198,10 @@ class GraphGroupResolver:
         except AzureError as exc:
             raise ArmTransient(f"Graph checkMemberGroups failed ({type(exc).__name__})") from exc
         if response.status_code == 404:
-            member = False
+            # not "not a member": Graph does not know the principal (or group) yet — replication
+            # lags its creation by seconds to minutes — or any more; decided on a redelivery
+            raise ArmTransient("Graph checkMemberGroups answered 404: the principal or group is not (yet) "
+                               "in the directory", status=404)
         elif response.status_code in (401, 403):
             # not a passing fault: the deployment lacks a grant; say which, where operators look
             why = (f"Graph checkMemberGroups answered {response.status_code}: grant the function's identity the "
@@ -213,6 +226,11 @@ class GraphGroupResolver:
                 del self._cache[oldest]
             self._cache[key] = entry
         return member
+
+    def _kept(self, member: bool) -> float:
+        """How long an answer is believed: a "member" one ``ttl``, a "not a member" one
+        ``negative_ttl`` (a membership Graph has not replicated yet removes nothing for long)."""
+        return self._ttl if member else self._negative_ttl
 
     @staticmethod
     def _member_groups(response) -> set[str]:

@@ -1,16 +1,21 @@
-"""ABAC conditions of role assignments: does one restrict which roles its assignee may assign? Pure.
+"""ABAC conditions of role assignments: does one restrict which roles its assignee may manage? Pure.
 
 A ``privileged.conditional_roles`` role of a ``kind: role-assignments`` policy (Role Based Access
-Control Administrator) is privileged unless its assignment's condition limits
-``Microsoft.Authorization/roleAssignments/write`` to an allow-list of roles none of which is
-privileged (``guardrails.policy.roles``). ``condition_allowed_roles`` evaluates a condition (a
-tokenizer and a recursive-descent parser, ``_Eval``, in Kleene three-valued logic) for a role it
-does not name, every other attribute unknown: only a definite "deny" restricts, and then every
-role GUID the condition names on the role attribute is returned, whatever the operator or the
-negations around it (``GuidEquals`` allow-lists, and equally ``GuidNotEquals`` under a ``!``,
-which allows exactly the roles it names). A comparison on the role attribute the parser cannot
-judge (another operator or quantifier, an empty set) makes the condition count as unrestricting.
-``condition_restricts_roles`` is whether it restricts.
+Control Administrator) is privileged unless its assignment's condition limits BOTH
+``Microsoft.Authorization/roleAssignments/write`` (on the role being assigned,
+``@Request[…:RoleDefinitionId]``) and ``Microsoft.Authorization/roleAssignments/delete`` (on the
+role of the assignment being removed, ``@Resource[…:RoleDefinitionId]``) to allow-lists of roles
+none of which is privileged (``guardrails.policy.roles``): the Azure portal's "Constrain roles"
+templates write both halves. A condition that leaves delete open lets its holder remove any
+assignment — the guardrail's own, the break-glass Owners — and so delegates privilege as much as
+one that leaves write open. ``condition_allowed_roles`` evaluates a condition (a tokenizer and a
+recursive-descent parser, ``_Eval``, in Kleene three-valued logic) once per action, for a role it
+does not name, every other attribute unknown: only a definite "deny" of both actions restricts,
+and then every role GUID the condition names on either action's role attribute is returned,
+whatever the operator or the negations around it (``GuidEquals`` allow-lists, and equally
+``GuidNotEquals`` under a ``!``, which allows exactly the roles it names). A comparison on a role
+attribute the parser cannot judge (another operator or quantifier, an empty set) makes the
+condition count as unrestricting. ``condition_restricts_roles`` is whether it restricts.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from guardrails.model.roles import action_matches, normalize_guid
 __all__ = ["condition_restricts_roles", "condition_allowed_roles"]
 
 ROLE_ASSIGNMENT_WRITE = "Microsoft.Authorization/roleAssignments/write"
+ROLE_ASSIGNMENT_DELETE = "Microsoft.Authorization/roleAssignments/delete"
 
 _TOKEN = re.compile(r"""\s*(?:
     (?P<lp>\()|(?P<rp>\))|(?P<not>!)|(?P<and>&&)|(?P<or>\|\|)
@@ -30,7 +36,12 @@ _TOKEN = re.compile(r"""\s*(?:
    |(?P<str>'[^']*')
    |(?P<word>[A-Za-z0-9_.:\-]+)
 )""", re.VERBOSE)
-_ROLE_ATTR = "@request[microsoft.authorization/roleassignments:roledefinitionid]"
+# the attribute that names the role, per action: the role being assigned (write), the role of
+# the assignment being removed (delete)
+_ROLE_ATTRS = {
+    ROLE_ASSIGNMENT_WRITE: "@request[microsoft.authorization/roleassignments:roledefinitionid]",
+    ROLE_ASSIGNMENT_DELETE: "@resource[microsoft.authorization/roleassignments:roledefinitionid]",
+}
 _EQUALS = {"guidequals", "stringequals", "stringequalsignorecase"}
 _NOT_EQUALS = {"guidnotequals", "stringnotequals", "stringnotequalsignorecase"}
 # the cross-product quantifiers: on the single-valued role attribute, with a non-empty set, each
@@ -60,11 +71,13 @@ def _tokens(text: str) -> list[tuple[str, str]]:
 
 
 class _Eval:
-    """Evaluates a condition for ``roleAssignments/write`` of a role the condition never names,
-    every other attribute unknown (Kleene logic). False = such a write is always denied."""
+    """Evaluates a condition for ``action`` (``roleAssignments/write`` or ``/delete``) on a role
+    the condition never names, every other attribute unknown (Kleene logic). False = such a
+    request is always denied."""
 
-    def __init__(self, tokens: list[tuple[str, str]]) -> None:
+    def __init__(self, tokens: list[tuple[str, str]], action: str = ROLE_ASSIGNMENT_WRITE) -> None:
         self.t, self.i = tokens, 0
+        self.action, self.role_attr = action, _ROLE_ATTRS[action]
         self.allowed: list[str] = []       # every value any comparison on the role attribute names
 
     def peek(self) -> str | None:
@@ -117,10 +130,10 @@ class _Eval:
             patterns = [p.strip().strip("'") for p in literal[1:-1].split(",")]
             if value.lower() == "suboperationmatches":
                 return _UNKNOWN
-            return any(action_matches(p, ROLE_ASSIGNMENT_WRITE) for p in patterns)
+            return any(action_matches(p, self.action) for p in patterns)
         if kind == "word" and value.lower() in ("exists", "notexists"):
             (_, attr) = self.take("attr")
-            if attr.lower().replace(" ", "") != _ROLE_ATTR:
+            if attr.lower().replace(" ", "") != self.role_attr:
                 return _UNKNOWN
             return value.lower() == "exists"
         if kind != "attr":
@@ -129,7 +142,7 @@ class _Eval:
         operand_kind, operand = self.take()
         if operand_kind not in ("set", "str", "word"):
             raise _Unparsable("missing operand")
-        if value.lower().replace(" ", "") != _ROLE_ATTR:
+        if value.lower().replace(" ", "") != self.role_attr:
             return _UNKNOWN
         parts = op.lower().split(":")
         base = parts[-1]
@@ -150,36 +163,44 @@ class _Eval:
 
 
 def condition_restricts_roles(condition: str | None) -> bool:
-    """True when the ABAC ``condition`` limits which roles the assignee may assign: for
+    """True when the ABAC ``condition`` limits which roles the assignee may manage: for
     ``Microsoft.Authorization/roleAssignments/write`` it requires
     ``@Request[Microsoft.Authorization/roleAssignments:RoleDefinitionId]`` to be in an allow-list
-    (``ForAnyOfAnyValues:GuidEquals {…}``, ``StringEqualsIgnoreCase``, …), the pattern Microsoft
-    recommends for delegating role assignment management. Decided by evaluating the condition
-    for a role it does not name with everything else unknown: only a definite "deny" counts, so
-    a condition on principal types alone, a deny-list, or anything unparsable does not. A
-    negated deny-list (``!(… GuidNotEquals {Owner})``: Owner and nothing else) does restrict,
-    to the roles it names.
+    (``ForAnyOfAnyValues:GuidEquals {…}``, ``StringEqualsIgnoreCase``, …), and for
+    ``…/roleAssignments/delete`` the same of
+    ``@Resource[Microsoft.Authorization/roleAssignments:RoleDefinitionId]`` — the pattern Microsoft
+    recommends for delegating role assignment management (portal: "Constrain roles"). Decided by
+    evaluating the condition for each action on a role it does not name with everything else
+    unknown: only a definite "deny" of both counts, so a condition on principal types alone, a
+    deny-list, one leaving delete (or write) open, or anything unparsable does not. A negated
+    deny-list (``!(… GuidNotEquals {Owner})``: Owner and nothing else) does restrict, to the
+    roles it names.
     """
     return condition_allowed_roles(condition) is not None
 
 
 def condition_allowed_roles(condition: str | None) -> frozenset[str] | None:
     """The role GUIDs (lower-case, dashed) a role-restricting ``condition`` lets the assignee
-    assign — every value of every comparison on the role attribute (``Equals`` or ``NotEquals``,
-    under any quantifier and any number of negations), a superset of what it allows — or None
-    when it restricts nothing (``condition_restricts_roles``). A value that is not a role GUID
-    (or definition id ending in one), or a comparison on the role attribute with another
-    operator, makes the whole condition count as unrestricting: what it allows cannot be told."""
+    assign or remove assignments of — every value of every comparison on either action's role
+    attribute (``Equals`` or ``NotEquals``, under any quantifier and any number of negations), a
+    superset of what it allows — or None when it restricts nothing for write or for delete
+    (``condition_restricts_roles``). A value that is not a role GUID (or definition id ending in
+    one), or a comparison on a role attribute with another operator, makes the whole condition
+    count as unrestricting: what it allows cannot be told."""
     if not condition or not condition.strip():
         return None
+    values: list[str] = []
     try:
-        ev = _Eval(_tokens(condition))
-        if ev.run() is not False:
-            return None
+        tokens = _tokens(condition)
+        for action in _ROLE_ATTRS:
+            ev = _Eval(tokens, action)
+            if ev.run() is not False:
+                return None
+            values.extend(ev.allowed)
     except _Unparsable:
         return None
     out = set()
-    for value in ev.allowed:
+    for value in values:
         guid = normalize_guid(value.rstrip("/").rsplit("/", 1)[-1])
         if guid is None:
             return None

@@ -10,11 +10,17 @@ Rules of a ``kind: role-assignments`` policy (``metadata/README.md``), for one a
   the principal is a ``ServicePrincipal`` on ``privileged.allowed_service_principals``.
 - ``rbac-admin-without-condition`` — the same for a ``privileged.conditional_roles`` role (Role
   Based Access Control Administrator) whose assignment has no ABAC condition restricting which
-  roles it may assign to roles that are not privileged themselves (``condition_allowed_roles``).
+  roles it may assign, and whose assignments it may delete, to roles that are not privileged
+  themselves (``condition_allowed_roles``).
 - ``not-granted`` — a role with ``grants`` entries is excess unless one entry covers the scope
   (segment-wise) and the principal (listed, a listed group itself, member of a listed group, or
   of a listed type).
 - ``strict-scope-no-grant`` — a role without entries is excess within a ``strict_scopes`` scope.
+
+An assignment's scope is read without surrounding whitespace or trailing ``/``
+(``normalize_scope``); one that is neither the tenant root nor a scope ``parse_scope`` reads is a
+``ValueError`` (``Assignment.from_arm``, ``evaluate_assignment``): a decision that fails, never one
+that passes it because no rule could place it.
 
 Never a finding: the guardrail's own principals (any policy), and a principal on the policy's
 own ``break_glass`` list. A principal that is break-glass in ANOTHER evaluated policy still gets
@@ -42,7 +48,7 @@ from guardrails.policy.grant_keys import grant_key
 __all__ = [
     "Assignment", "GroupResolver", "RoleFinding", "CompiledRolePolicy", "compile_role_policies",
     "role_policies", "evaluate_assignment", "is_privileged", "at_or_above_subscription",
-    "names_role_assignment",
+    "names_role_assignment", "normalize_scope",
 ]
 
 RULES = ("privileged-at-subscription", "rbac-admin-without-condition", "not-granted", "strict-scope-no-grant")
@@ -51,6 +57,22 @@ RULES = ("privileged-at-subscription", "rbac-admin-without-condition", "not-gran
 def _key(object_id: str | None) -> str:
     """Principal ids compare lower-case and dashless (captured deliveries drop the dashes)."""
     return (object_id or "").strip().lower().replace("-", "")
+
+
+def normalize_scope(scope: str) -> str:
+    """An assignment scope as the rules read it: surrounding whitespace and trailing ``/``
+    dropped, the tenant root kept as ``/`` (``"/subscriptions/<id>/"`` is the subscription)."""
+    return scope.strip().rstrip("/") or "/"
+
+
+def _check_scope(scope: str) -> None:
+    """``ValueError`` unless ``scope`` (normalised) is the tenant root or parses as a scope: a
+    scope the rules cannot place would pass the subscription-scope and strict-scope rules."""
+    if scope != "/":
+        try:
+            parse_scope(scope)
+        except InvalidArmId as exc:
+            raise ValueError(f"role assignment scope {scope[:200]!r} cannot be judged: {exc}"[:300]) from None
 
 
 # ---------------------------------------------------------------- the assignment
@@ -75,8 +97,10 @@ class Assignment:
     @classmethod
     def from_arm(cls, body: Mapping[str, Any]) -> Assignment:
         """From the REST body (``{"id", "name", "type", "properties": {...}}``); a flattened
-        body (properties at top level) is accepted too. Raises ``ValueError`` on a missing or
-        ill-typed field."""
+        body (properties at top level) is accepted too. The scope is normalised
+        (``normalize_scope``). Raises ``ValueError`` on a missing or ill-typed field, and on a
+        scope that is neither the tenant root nor one ``parse_scope`` reads (its decision fails:
+        never judged as if it were below every rule)."""
         if not isinstance(body, Mapping):
             raise ValueError(f"role assignment must be an object, got {type(body).__name__}")
         props = body.get("properties", body)
@@ -93,9 +117,11 @@ class Assignment:
 
         ident = text(body, "id")
         assert ident is not None
+        scope = normalize_scope(text(props, "scope") or "")
+        _check_scope(scope)
         return cls(
             id=ident,
-            scope=text(props, "scope") or "",
+            scope=scope,
             role_definition_id=text(props, "roleDefinitionId") or "",
             principal_id=text(props, "principalId") or "",
             principal_type=text(props, "principalType") or "",
@@ -258,6 +284,7 @@ def _delegates_privilege(condition: str | None, cp: CompiledRolePolicy, definiti
 def at_or_above_subscription(scope: str) -> bool:
     """Whether an assignment ``scope`` is a subscription, a management group (or below one) or
     the tenant root ``/``: where ``privileged-at-subscription`` judges it."""
+    scope = normalize_scope(scope)
     return _at_or_above_subscription(_scope(scope), scope)
 
 
@@ -314,16 +341,20 @@ def evaluate_assignment(assignment: Assignment, role: RoleDefinition,
     ``role`` is the resolved definition of ``assignment.role_definition_id``; ``definitions``
     resolves the roles a conditional role's ABAC condition names (without it, one outside the
     catalogue counts as privileged). Resource policies in ``policies`` are ignored, so a mixed
-    list may be passed. ``groups`` and ``definitions`` may raise ``ArmError`` (Graph, ARM).
+    list may be passed. ``groups`` and ``definitions`` may raise ``ArmError`` (Graph, ARM); a
+    scope that is neither the tenant root nor a legal scope raises ``ValueError`` (as
+    ``Assignment.from_arm`` does): no rule can place it, so none may pass it.
     """
     principal = _key(assignment.principal_id)
     if principal in {_key(p) for p in own_principal_ids}:
         return []
     compiled = compile_role_policies(policies)  # type: ignore[arg-type]
     glass_anywhere = any(principal in cp.break_glass for cp in compiled)
-    scope = _scope(assignment.scope)          # None for the tenant root '/' or an illegal scope
+    raw = normalize_scope(assignment.scope)
+    _check_scope(raw)
+    scope = _scope(raw)                       # None for the tenant root '/'
     sub = _subscription_of(scope)
-    top = _at_or_above_subscription(scope, assignment.scope)
+    top = _at_or_above_subscription(scope, raw)
     rid = role.id.lower()
     described = f"{role.role_name} ({role.id}) for {assignment.principal_type} {assignment.principal_id} at {assignment.scope}"
     out: list[RoleFinding] = []

@@ -297,8 +297,8 @@ def _resolver(clock, members=()):
 
     def send(request, **_kw):
         principal = request.url.split("/directoryObjects/")[1].split("/")[0]
-        if principal not in members:
-            return SimpleNamespace(status_code=404)
+        if principal not in members:                        # not a member (a 404 is transient now)
+            return SimpleNamespace(status_code=200, json=lambda: {"value": []})
         return SimpleNamespace(status_code=200, json=lambda: {"value": ["group-1"]})
     g._client = SimpleNamespace(send_request=send)
     return g

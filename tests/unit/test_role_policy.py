@@ -75,6 +75,10 @@ PRINCIPAL_TYPES_ONLY = """(
   @Request[Microsoft.Authorization/roleAssignments:PrincipalType] ForAnyOfAnyValues:StringEqualsIgnoreCase {'ServicePrincipal'}
  )
 )"""
+# the delete half of a "Constrain roles" condition (remove only Backup Reader assignments)
+DELETE_BACKUP_READER = (" AND ((!(ActionMatches{'Microsoft.Authorization/roleAssignments/delete'})) OR "
+                        "(@Resource[Microsoft.Authorization/roleAssignments:RoleDefinitionId] "
+                        f"ForAnyOfAnyValues:GuidEquals {{{BACKUP_READER}}}))")
 ALL_BUT_PRIVILEGED = """((!(ActionMatches{'Microsoft.Authorization/roleAssignments/write'})) OR
  (@Request[Microsoft.Authorization/roleAssignments:RoleDefinitionId] ForAnyOfAllValues:GuidNotEquals
  {8e3af657-a8ff-443c-a75c-2fe8c4bcb635, 18d7d88d-d35e-4fb5-a5c3-7773c20a72d9, f58310d9-a9f6-439a-9e8d-f62e7b41a168}))"""
@@ -228,14 +232,18 @@ def test_rbac_administrator_with_a_condition_that_does_not_constrain_roles_is_a_
 @pytest.mark.parametrize("condition, restricts", [
     (CONSTRAIN_ROLES, True),
     (CONSTRAIN_ROLES.replace("ForAnyOfAnyValues:GuidEquals", "ForAnyOfAllValues:GuidEquals"), True),
-    ("(!(ActionMatches{'Microsoft.Authorization/roleAssignments/write'})) OR "
+    ("((!(ActionMatches{'Microsoft.Authorization/roleAssignments/write'})) OR "
      "(@Request[Microsoft.Authorization/roleAssignments:RoleDefinitionId] StringEqualsIgnoreCase "
-     f"'/providers/Microsoft.Authorization/roleDefinitions/{BACKUP_READER}')", True),
+     f"'/providers/Microsoft.Authorization/roleDefinitions/{BACKUP_READER}')){DELETE_BACKUP_READER}", True),
     # roles AND principal types constrained: still constrains roles
-    ("(!(ActionMatches{'Microsoft.Authorization/roleAssignments/write'})) OR "
+    ("((!(ActionMatches{'Microsoft.Authorization/roleAssignments/write'})) OR "
      f"(@Request[Microsoft.Authorization/roleAssignments:RoleDefinitionId] ForAnyOfAnyValues:GuidEquals {{{BACKUP_READER}}}"
      " AND @Request[Microsoft.Authorization/roleAssignments:PrincipalType] ForAnyOfAnyValues:StringEqualsIgnoreCase"
-     " {'ServicePrincipal'})", True),
+     f" {{'ServicePrincipal'}})){DELETE_BACKUP_READER}", True),
+    # only the write action is constrained: whoever holds it may delete any assignment
+    ("(!(ActionMatches{'Microsoft.Authorization/roleAssignments/write'})) OR "
+     f"(@Request[Microsoft.Authorization/roleAssignments:RoleDefinitionId] ForAnyOfAnyValues:GuidEquals {{{BACKUP_READER}}})",
+     False),
     # roles OR principal types: a service principal may get any role
     ("(!(ActionMatches{'Microsoft.Authorization/roleAssignments/write'})) OR "
      f"(@Request[Microsoft.Authorization/roleAssignments:RoleDefinitionId] ForAnyOfAnyValues:GuidEquals {{{BACKUP_READER}}}"
@@ -375,7 +383,7 @@ def test_exemptions_cover_by_scope_and_expire():
 def test_resource_policies_in_the_list_are_ignored_and_compiled_sets_expose_role_policies():
     everything = load_directory(BASELINE)
     compiled = compile_policies(everything)
-    assert [p.ref for p in compiled.role_policies] == ["rbac-least-privilege@2"]
+    assert [p.ref for p in compiled.role_policies] == ["rbac-least-privilege@3"]
     assert all(isinstance(p, Policy) for p in compiled.policies)
     assert compiled.candidates("Microsoft.Authorization/roleAssignments") == []
     # mixed list, plain or compiled: the same findings

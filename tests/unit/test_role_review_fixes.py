@@ -93,8 +93,12 @@ def test_a_custom_role_whose_wildcard_overlaps_a_privileged_pattern_is_privilege
 
 
 def test_not_actions_that_remove_every_overlapping_action_leave_the_role_unprivileged():
-    role = custom(["Microsoft.Authorization/role*"], not_actions=["Microsoft.Authorization/*/write"])
+    role = custom(["Microsoft.Authorization/role*"],
+                  not_actions=["Microsoft.Authorization/*/write", "Microsoft.Authorization/*/delete"])
     assert rules(role) == []
+    # deleting role assignments is privileged too (version 3: custom_role_actions names */delete)
+    role = custom(["Microsoft.Authorization/role*"], not_actions=["Microsoft.Authorization/*/write"])
+    assert rules(role) == ["privileged-at-subscription"]
     assert rules(custom(["*/read", "Microsoft.Compute/*"])) == []
 
 
@@ -124,9 +128,14 @@ def test_custom_role_data_actions_are_validated_and_round_trip():
 
 # ---- 3. ABAC allow-lists that name privileged roles ------------------------------------------------
 def _allow(*guids: str) -> str:
+    """The portal's "Constrain roles" condition: assign, and remove assignments of, ``guids`` only."""
+    listed = "{" + ", ".join(guids) + "}"
     return ("((!(ActionMatches{'Microsoft.Authorization/roleAssignments/write'})) OR "
             "(@Request[Microsoft.Authorization/roleAssignments:RoleDefinitionId] ForAnyOfAnyValues:GuidEquals "
-            "{" + ", ".join(guids) + "}))")
+            + listed + ")) AND "
+            "((!(ActionMatches{'Microsoft.Authorization/roleAssignments/delete'})) OR "
+            "(@Resource[Microsoft.Authorization/roleAssignments:RoleDefinitionId] ForAnyOfAnyValues:GuidEquals "
+            + listed + "))")
 
 
 @pytest.mark.parametrize("allowed", [
