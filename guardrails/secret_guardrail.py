@@ -6,12 +6,19 @@
         key: every key of the account regenerated) ─▶ disable every older enabled version
     SecretNewVersionCreated ─▶ hygiene (expiry required / not too far) ─▶ set expiry; a compliant
         version the guardrail wrote is ``ignored`` (its tag is never trusted to skip the check)
-    KeyNearExpiry / KeyExpired ─▶ key reference with rotate ─▶ Key Vault's own rotate_key
+    KeyNearExpiry / KeyExpired ─▶ key reference with rotate ─▶ Key Vault's own rotate_key (a disabled
+        key, readable or 403 KeyDisabled: ``ignored`` / ``secret_disabled``, never rotated back to life)
     VaultAccessPolicyChanged ─▶ re-read the vault from ARM, evaluate the vault resource policies
 
 An exposure naming a version other than the current one is checked against the secret's versions
 (properties only): one it never had is ``ignored`` / ``version_not_found`` and notifies (HTTP 404
 ``unknown_version``), never "already answered".
+
+A certificate's backing secret (``managed``: Key Vault keeps the certificate's PFX/PEM in it) is
+never written, whichever path would (rotation, exposure, expiry hygiene): a ``violation`` with
+reason ``certificate_managed`` tells the owner to re-issue the certificate. An exposure only an
+``audit``-mode policy governs is not rotated either: a ``violation`` (``not_enforced``) that
+notifies, since nothing revisits an exposure (HTTP: 422, as every report left unrotated).
 
 Policies are considered enforcing ones first: a policy in ``audit`` mode beside an enforcing one
 records what it would do and never stops the enforcing one from acting.
@@ -36,17 +43,30 @@ from .logs import emit, notify_owner
 from .model.decision import ViolationRecord, combine_verdict
 from .secrets.credentials import looks_like_credential
 from .secrets.lease import rotation_lease
-from .secrets.rotation import STRATEGIES, RotationError, expiry_for, finish_revoke, rotation_lead, strictest_validity
-from .secrets.values import EXPOSURE_TAG, LIVE_KEY_TAG, ORIGIN_TAG, REASON_TAG, REVOKE_PENDING_TAG, SECRET_DISABLED
+from .secrets.keys import KeyDecisions
+from .secrets.rotation import (STRATEGIES, BoundRotationIO, RotationError, expiry_for, finish_revoke, rotation_lead,
+                               strictest_validity)
+from .secrets.values import (CERTIFICATE_MANAGED, EXPOSURE_TAG, LIVE_KEY_TAG, NOT_ENFORCED, ORIGIN_TAG, REASON_TAG,
+                             REVOKE_PENDING_TAG, SECRET_DISABLED)
 
 log = logging.getLogger("guardrails")
+
+
+# reasons a row keeps past ``_close``: why nothing was done, for the answer and the reader
+_KEPT_REASONS = frozenset({"circuit_open", CERTIFICATE_MANAGED, NOT_ENFORCED})
 
 
 def _vault_scope(vault: str) -> str:
     return f"keyvault:{vault.lower()}"
 
 
-class SecretGuardrail:
+def _certificate_note(ev) -> str:
+    return (f"{ev.vault_name}/{ev.object_name} backs the certificate {ev.object_name} (Key Vault manages its "
+            f"lifetime): not written, a new version would break every consumer of the certificate; re-issue "
+            f"the certificate instead")
+
+
+class SecretGuardrail(KeyDecisions):
     def __init__(self, service, store, storage_keys=None) -> None:
         self.svc = service
         self.store = store              # adapters.keyvault.KeyVaultGateway
@@ -75,7 +95,7 @@ class SecretGuardrail:
     def _close(self, row, records, message) -> None:
         row.violations = records
         row.verdict = combine_verdict([r.outcome for r in records])
-        if row.verdict != "failed" and row.reason != "circuit_open":
+        if row.verdict != "failed" and row.reason not in _KEPT_REASONS:
             row.reason = ""
         row.notify = row.notify or any(r.outcome == "violation" for r in records)
         row.message = message[:2000]
@@ -150,6 +170,9 @@ class SecretGuardrail:
                 return
         if hit is None:
             policy = policies[0]
+            if current.managed:
+                return self._certificate(row, policy, ev, "unknown owner", before,
+                                         "exposed-secret" if exposed else "unreferenced-secret")
             rec = self._record(policy, "unreferenced-secret", before, None, "violation",
                                "no secret reference in metadata: cannot rotate; owner must rotate by hand")
             self._notify(row, ev, "unknown owner", rec)
@@ -184,13 +207,24 @@ class SecretGuardrail:
             row.message = (f"version {current.version} expires {current.expires_on.isoformat()}: rotated "
                            f"{lead.days} days before, not yet due")
             return
+        rule = "exposed-secret" if exposed else ("expired-secret" if ev.kind == "Expired" else "expiring-secret")
+        if current.managed:
+            return self._certificate(row, policy, ev, ref.owner, before, rule)
         if exposed and _rotated_for_exposure(ev, current):
             return self._exposure_handled(ctx, row, policy, ref, ev, current, before)
-        rule = "exposed-secret" if exposed else ("expired-secret" if ev.kind == "Expired" else "expiring-secret")
         if ref.rotation.strategy == "notify-only":
             rec = self._record(policy, rule, before, None, "violation", "notify-only: no rotation possible")
             self._notify(row, ev, ref.owner, rec)
             return self._close(row, [rec], f"{rule}: {ev.vault_name}/{ev.object_name} needs manual rotation")
+        if exposed and policy.mode == "audit" and not getattr(ctx, "dry_run", False):
+            # observe-only, but nothing revisits an exposure: the owner is told it was NOT rotated
+            row.reason = NOT_ENFORCED
+            rec = self._record(policy, rule, before, None, "violation",
+                               f"audit mode: the exposed secret was NOT rotated (policy {policy.id} only observes); "
+                               f"rotate it by hand, or set the policy to enforce and report it again")
+            self._notify(row, ev, ref.owner, rec)
+            return self._close(row, [rec], f"{rule}: {ev.vault_name}/{ev.object_name} was NOT rotated: policy "
+                                           f"{policy.id} is in audit mode; rotate it by hand{_reported_by(ev)}")
         if policy.mode == "audit" or getattr(ctx, "dry_run", False):
             rec = self._record(policy, rule, before, {"strategy": ref.rotation.strategy}, "dry_run",
                                f"audit mode: would rotate with {ref.rotation.strategy}")
@@ -209,7 +243,7 @@ class SecretGuardrail:
         strategy = STRATEGIES[ref.rotation.strategy]
         expires = expiry_for(ctx.now, validity)
         try:
-            io = _RotationIO(self.store, self.storage_keys, ctx.deadline)
+            io = BoundRotationIO(self.store, self.storage_keys, ctx.deadline)
             tags = {ORIGIN_TAG: _origin(ctx.delivery_id, ev.event_id)}
             if exposed:
                 tags[EXPOSURE_TAG] = ev.event_id[:256]
@@ -232,6 +266,13 @@ class SecretGuardrail:
         self._close(row, records, f"{rule}: {ev.vault_name}/{ev.object_name} rotated to version "
                                   f"{rotated.new.version} ({ref.rotation.strategy}){_reported_by(ev)}")
 
+    def _certificate(self, row, policy, ev, owner, before, rule) -> None:
+        """A certificate's backing secret the path would write: nothing written, the owner told."""
+        row.reason = CERTIFICATE_MANAGED
+        rec = self._record(policy, rule, before, None, "violation", _certificate_note(ev))
+        self._notify(row, ev, owner, rec)
+        self._close(row, [rec], f"{rule}: {_certificate_note(ev)}{_reported_by(ev)}")
+
     def _exposure_handled(self, ctx, row, policy, ref, ev, current, before) -> None:
         """The exposure was already answered by the current version (a redelivery after a partial
         failure, a second report of the same version): no second rotation, which would also revoke
@@ -240,7 +281,7 @@ class SecretGuardrail:
         recovered = self._unaudited_rotation(ctx, row, policy, ev, current)
         records = [recovered] if recovered is not None else []
         if (current.tags or {}).get(REVOKE_PENDING_TAG) and ref.rotation.strategy == "storage-account-key":
-            io = _RotationIO(self.store, self.storage_keys, ctx.deadline)
+            io = BoundRotationIO(self.store, self.storage_keys, ctx.deadline)
             try:
                 _, detail = finish_revoke(ref, current, io)
                 records.append(self._record(policy, "exposed-secret", before, None, "remediated",
@@ -345,6 +386,17 @@ class SecretGuardrail:
                 continue
             target = strictest if p.mode == "enforce" else expiry_for(ctx.now, p.max_validity_days)
             rec = self._record(p, rule, version.describe(), {"expires_on": target.isoformat()}, "violation", msg)
+            if version.managed:          # a certificate's: its validity is the certificate's to change
+                rec.after, rec.message = None, f"{msg}: {_certificate_note(ev)}"[:300]
+                if p.mode == "audit" or getattr(ctx, "dry_run", False):
+                    rec.outcome = "dry_run"
+                    records.append(rec)
+                    continue
+                row.reason = CERTIFICATE_MANAGED
+                ref = next((r for r in (q.secret(ev.vault_name, ev.object_name) for q in policies) if r), None)
+                self._notify(row, ev, ref.owner if ref else "unknown owner", rec)
+                records.append(rec)
+                break
             if p.mode == "audit" or getattr(ctx, "dry_run", False):
                 rec.outcome, rec.message = "dry_run", f"audit mode: would set the expiry ({msg})"
                 records.append(rec)
@@ -366,58 +418,8 @@ class SecretGuardrail:
             row.verdict, row.reason, row.message = "compliant", "", "new version meets the hygiene rules"
             return
         self._close(row, records, f"new version {version.version} of {ev.vault_name}/{ev.object_name}: "
-                                  + "; ".join(f"{r.rule} ({r.outcome})" for r in records))
-
-    # -- keys ----------------------------------------------------------------------------
-    def _key(self, ctx, row, ev, policies) -> None:
-        if ev.kind == "NewVersionCreated":
-            row.verdict, row.reason, row.message = "ignored", "event_type_not_evaluated", "new key versions are not checked"
-            return
-        hit = next(((p, p.key(ev.vault_name, ev.object_name)) for p in policies if p.key(ev.vault_name, ev.object_name)), None)
-        if hit is not None and hit[1].rotate and self._acting(ctx, hit[0]):
-            # as a secret's rotation: one rotate_key for one version, whoever (event, sweep) comes first
-            with rotation_lease(self.svc.idempotency, ev.vault_name, ev.object_name, holder=ctx.delivery_id,
-                                kind="rotate-key"):
-                return self._key_leased(ctx, row, ev, policies, hit)
-        return self._key_leased(ctx, row, ev, policies, hit)
-
-    def _key_leased(self, ctx, row, ev, policies, hit) -> None:
-        try:
-            current = self.store.get_key(ev.vault_name, ev.object_name, deadline=ctx.deadline)
-        except ResourceNotFound:
-            row.verdict, row.reason, row.message = "ignored", "secret_not_found", "the key does not exist"
-            return
-        except ArmError as exc:
-            row.verdict, row.reason, row.message = "failed", exc.reason, f"read key: {exc}"
-            return
-        before = {"vault": ev.vault_name, "name": ev.object_name, "version": current.version}
-        if hit is None or not hit[1].rotate:
-            policy = hit[0] if hit else policies[0]
-            rec = self._record(policy, "expiring-key", before, None, "violation",
-                               "no key reference with rotate: true; owner must rotate")
-            self._notify(row, ev, hit[1].owner if hit else "unknown owner", rec)
-            return self._close(row, [rec], f"{ev.event_type}: key {ev.vault_name}/{ev.object_name} not rotated")
-        policy, ref = hit
-        row.policies = [policy.ref]
-        if ev.version and ev.version != current.version:
-            row.verdict, row.reason, row.message = "compliant", "", f"key version {ev.version} already rotated"
-            return
-        if policy.mode == "audit" or getattr(ctx, "dry_run", False):
-            rec = self._record(policy, "expiring-key", before, None, "dry_run", "audit mode: would rotate the key")
-            return self._close(row, [rec], "would rotate the key")
-        if not self._permit(row, policy, ev):
-            rec = self._record(policy, "expiring-key", before, None, "dry_run",
-                               "circuit open: key rotation not taken until reset")
-            return self._close(row, [rec], "expiring-key: circuit open")
-        try:
-            new = self.store.rotate_key(ev.vault_name, ev.object_name, deadline=ctx.deadline)
-        except ArmError as exc:
-            row.reason = exc.reason
-            rec = self._record(policy, "expiring-key", before, None, "failed", f"rotate_key failed: {exc}")
-            return self._close(row, [rec], "key rotation failed")
-        rec = self._record(policy, "expiring-key", before, {"version": new.version}, "remediated",
-                           "rotated with Key Vault's rotate_key")
-        self._close(row, [rec], f"key {ev.vault_name}/{ev.object_name} rotated to {new.version}")
+                                  + "; ".join(f"{r.rule} ({r.outcome})" for r in records)
+                                  + (f"; {_certificate_note(ev)}" if version.managed else ""))
 
     def _current(self, ctx, ev):
         """The current version, with its value where it can be read; a disabled one (403
@@ -467,25 +469,3 @@ def _reported_by(ev) -> str:
     if looks_like_credential(ev.exposure_source):
         return " (reported by a source not shown: it looks like a credential)"
     return f" (reported by {ev.exposure_source})"
-
-
-class _RotationIO:
-    """What the rotation strategies may touch, bound to the delivery's deadline by the gateway."""
-
-    def __init__(self, store, storage_keys, deadline: float) -> None:
-        self.store = store
-        self.storage_keys = storage_keys
-        self.deadline = deadline
-
-    def set_secret(self, vault, name, value, *, tags, expires_on, content_type):
-        return self.store.set_secret(vault, name, value, tags=tags, expires_on=expires_on, content_type=content_type,
-                                     deadline=self.deadline)
-
-    def list_storage_keys(self, account_id):
-        return self.storage_keys.list_keys(account_id, deadline=self.deadline)
-
-    def regenerate_storage_key(self, account_id, key_name):
-        return self.storage_keys.regenerate_key(account_id, key_name, deadline=self.deadline)
-
-    def set_tags(self, vault, name, version, tags):
-        return self.store.update_version(vault, name, version, tags=tags, deadline=self.deadline)

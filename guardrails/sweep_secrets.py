@@ -13,7 +13,12 @@ single Key Vault events, which Event Grid gives up on after 24 h.
         ─▶ any other secret breaking the hygiene rules (no expiry, or one further out than
            ``max_validity_days``), whoever wrote it: the ``SecretNewVersionCreated`` path, which
            sets the expiry
-    each referenced key: one read ─▶ within ``NEAR_EXPIRY``: ``rotate_key`` through the same path
+    each referenced key: one read ─▶ within ``NEAR_EXPIRY``: ``rotate_key`` through the same path (a
+        disabled key, readable or 403 ``KeyDisabled``, is left alone)
+
+A certificate's backing secret (``managed``) takes the same paths, and the secret guardrail writes
+nothing to it: it records a ``violation`` (``certificate_managed``) telling the owner to re-issue
+the certificate, told once while unchanged (the run's notice gate).
 
 Every decision is the secret guardrail's own (``service.reconcile_secret``), on the version current
 when it runs: one rotated or fixed meanwhile comes out ``compliant``. A secret whose rotation lease
@@ -35,6 +40,7 @@ from typing import Callable
 from .errors import ArmError, IdempotencyError, ResourceNotFound
 from .logs import emit
 from .secrets.rotation import NEAR_EXPIRY, rotation_lead, strictest_validity
+from .secrets.values import SECRET_DISABLED
 
 log = logging.getLogger("guardrails")
 _SLACK = timedelta(minutes=5)          # as the event path: an expiry set "max_validity_days from now" a moment ago
@@ -133,7 +139,8 @@ def _sweep_keys(sw, tally, keys: dict[tuple[str, str], str], sweep_id: str, dry_
         except ResourceNotFound:
             continue
         except ArmError as exc:
-            tally.error(f"key {vault}/{name}: {exc}")
+            if exc.reason != SECRET_DISABLED:       # 403 KeyDisabled: a disabled key is not rotated
+                tally.error(f"key {vault}/{name}: {exc}")
             continue
         if _near(k.expires_on, k.enabled, now):
             _decide(sw, tally, vault, name, "Key", k.expires_on <= now, sweep_id, dry_run, deadline)

@@ -114,7 +114,8 @@ class KeyVaultGateway:
         return SecretVersion(vault=vault, name=props.name, version=props.version, enabled=bool(props.enabled),
                              expires_on=props.expires_on, not_before=props.not_before, created_on=props.created_on,
                              tags=dict(props.tags or {}), content_type=props.content_type,
-                             value=Redacted(value) if value is not None else None)
+                             value=Redacted(value) if value is not None else None,
+                             managed=bool(getattr(props, "managed", None)))
 
     # -- secrets -------------------------------------------------------------------------
     def get_secret(self, vault: str, name: str, *, version: str | None = None, with_value: bool = False,

@@ -9,7 +9,10 @@ every key of the account is regenerated: the leaked value is one of them, and le
 would leave the leak open. The new live key first, stored in the secret (tagged with the keys
 still to regenerate, ``REVOKE_PENDING_TAG``), then the others, then the tag is cleared: a failure
 part way leaves a secret that works and a tag that says what is left (``finish_revoke``), never
-a secret holding a key that was already revoked.
+a secret holding a key that was already revoked. A ``connection-string`` secret keeps its current
+string with only ``AccountKey=`` replaced (a sovereign cloud's suffix, custom endpoints); a fresh
+public-cloud string only when no current value is readable.
+A certificate's backing secret (``managed``) is never written by either strategy.
 ``random`` — a new random value of the policy's length and alphabet.
 ``notify-only`` — nothing can be rotated: the caller records and notifies the owner.
 """
@@ -97,6 +100,7 @@ class RandomStrategy:
                tags: dict[str, str] | None = None) -> Rotated:
         """``revoke`` changes nothing here: a random value is only valid where its consumer checks
         it; disabling the exposed versions is the caller's part. Needs no old value."""
+        refuse_managed(current)
         alphabet = ALPHABETS[ref.rotation.alphabet]
         value = Redacted("".join(self._choice(alphabet) for _ in range(ref.rotation.length)))
         fitted, dropped = fit_tags(current, reason, tags)
@@ -114,6 +118,54 @@ def _account_key_of(value: str) -> str:
     return value.strip()
 
 
+def _field_of(value: str, name: str) -> str | None:
+    """One ``Name=value`` field of a connection string (name compared case-insensitively)."""
+    for part in value.split(";"):
+        k, sep, v = part.partition("=")
+        if sep and k.strip().lower() == name.lower():
+            return v.strip()
+    return None
+
+
+def with_account_key(value: str, key: str, account_name: str) -> str | None:
+    """``value``, a storage connection string, with only its ``AccountKey=`` replaced by ``key``:
+    its endpoint suffix (a sovereign cloud's), custom endpoints (``BlobEndpoint=`` …), protocol and
+    the order of its fields are what its consumers rely on and are kept. None when it is no
+    connection string for ``account_name`` holding an account key (a bare key, a SAS string,
+    another account's): the caller builds a fresh one."""
+    parts = value.split(";")
+    named = _field_of(value, "AccountName")
+    if named is not None and named.lower() != account_name.lower():
+        return None
+    for i, part in enumerate(parts):
+        k, sep, _ = part.partition("=")
+        if sep and k.strip().lower() == "accountkey":
+            parts[i] = f"{k}={key}"
+            return ";".join(parts)
+    return None
+
+
+def _connection_string(current: SecretVersion | None, account: str, key: Redacted) -> Redacted:
+    """The new value of a ``connection-string`` secret: the current value with the new key (when it
+    can be read), else a fresh string for the public cloud."""
+    name = account_name_of(account)
+    if current is not None and current.value is not None:
+        kept = with_account_key(current.value.reveal(), key.reveal(), name)
+        if kept is not None:
+            return Redacted(kept)
+    return Redacted(f"DefaultEndpointsProtocol=https;AccountName={name};AccountKey={key.reveal()};"
+                    "EndpointSuffix=core.windows.net")
+
+
+def refuse_managed(current: SecretVersion | None) -> None:
+    """A certificate's backing secret (``managed``) is never written: a new version of it would
+    break every consumer of the certificate. The guardrail decides before it gets here; this is
+    the strategies' own guard (before a storage key is regenerated)."""
+    if current is not None and current.managed:
+        raise RotationError(f"{current.vault}/{current.name} backs a certificate (managed by Key Vault): not "
+                            "written; re-issue the certificate instead")
+
+
 class StorageAccountKeyStrategy:
     name = "storage-account-key"
 
@@ -123,6 +175,7 @@ class StorageAccountKeyStrategy:
         """The old value is read only to learn which key is live when the version has no
         ``LIVE_KEY_TAG`` (a disabled version has no readable value: the live key is then unknown,
         which only matters without ``revoke``, where key2 is regenerated)."""
+        refuse_managed(current)
         account = ref.rotation.account or ""
         keys = io.list_storage_keys(account)
         names = sorted(keys)
@@ -138,12 +191,8 @@ class StorageAccountKeyStrategy:
         # live key is stored, so that a failure part way never leaves the secret holding a revoked key
         revoked = [n for n in names if n != target] if revoke else []
         fresh = io.regenerate_storage_key(account, target)[target]
-        if ref.rotation.format == "connection-string":
-            account_name = account.rstrip("/").rsplit("/", 1)[-1]
-            value = Redacted(f"DefaultEndpointsProtocol=https;AccountName={account_name};"
-                             f"AccountKey={fresh.reveal()};EndpointSuffix=core.windows.net")
-        else:
-            value = fresh
+        # a connection string keeps what the current one says (endpoint suffix, custom endpoints)
+        value = _connection_string(current, account, fresh) if ref.rotation.format == "connection-string" else fresh
         extra = {**(tags or {}), LIVE_KEY_TAG: target}
         if revoked:
             extra[REVOKE_PENDING_TAG] = ",".join(revoked)
@@ -230,3 +279,26 @@ def rotation_lead(max_validity_days: int | None) -> timedelta:
     if max_validity_days and timedelta(days=max_validity_days) / 2 < NEAR_EXPIRY:
         return timedelta(days=max_validity_days) / 2
     return NEAR_EXPIRY
+
+
+class BoundRotationIO:
+    """``RotationIO`` over the Key Vault and storage-key gateways, every call bound to the delivery's
+    deadline."""
+
+    def __init__(self, store, storage_keys, deadline: float) -> None:
+        self.store = store
+        self.storage_keys = storage_keys
+        self.deadline = deadline
+
+    def set_secret(self, vault, name, value, *, tags, expires_on, content_type):
+        return self.store.set_secret(vault, name, value, tags=tags, expires_on=expires_on, content_type=content_type,
+                                     deadline=self.deadline)
+
+    def list_storage_keys(self, account_id):
+        return self.storage_keys.list_keys(account_id, deadline=self.deadline)
+
+    def regenerate_storage_key(self, account_id, key_name):
+        return self.storage_keys.regenerate_key(account_id, key_name, deadline=self.deadline)
+
+    def set_tags(self, vault, name, version, tags):
+        return self.store.update_version(vault, name, version, tags=tags, deadline=self.deadline)

@@ -16,6 +16,8 @@ REVOKE_PENDING_TAG = "guardrails-revoke-pending"   # storage-account-key exposur
 ORIGIN_TAG = "guardrails-origin"         # "<delivery id> <event id>" of the decision that wrote the version
 MAX_TAGS = 15                            # Key Vault's limit on one version's tags (400 BadParameter beyond)
 SECRET_DISABLED = "secret_disabled"      # reason: Key Vault's 403 SecretDisabled (a disabled version's value)
+CERTIFICATE_MANAGED = "certificate_managed"   # reason: a certificate's backing secret (``managed``): never written
+NOT_ENFORCED = "not_enforced"            # reason: an exposure only an ``audit``-mode policy governs: not rotated
 
 
 class Redacted:
@@ -57,6 +59,10 @@ class SecretVersion:
     tags: Mapping[str, str] = field(default_factory=dict)
     content_type: str | None = None
     value: Redacted | None = field(default=None, repr=False, compare=False)
+    # Key Vault manages the secret's lifetime: it backs a certificate (its PFX/PEM with the private
+    # key); only re-issuing the certificate changes it, and a version written to it would break
+    # every consumer of the certificate
+    managed: bool = False
 
     @property
     def written_by_guardrail(self) -> bool:

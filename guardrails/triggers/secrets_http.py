@@ -3,9 +3,14 @@
 Body: ``{"vault": "<vault name>", "name": "<secret name>", "version": "<optional>", "source": "<who found it>"}``.
 The guardrail rotates at once and disables the exposed version (and every older enabled one).
 Answers: 200 with the decision; 400 with a reason for bad input; 404 for an unknown secret
-(``unknown_secret``) or a version the secret does not have (``unknown_version``); 422
-``not_governed`` when no secrets policy governs the vault (nothing was rotated: rotate it by hand);
-503 with a correlation id when a dependency is down. Never echoes a secret value.
+(``unknown_secret``) or a version the secret does not have (``unknown_version``); 422 when the
+exposed secret was NOT rotated, the decision audited and the owner told (rotate it by hand):
+``not_governed`` (no secrets policy governs the vault), ``not_enforced`` (only an ``audit``-mode
+policy governs the secret), ``certificate_managed`` (a certificate's backing secret: re-issue the
+certificate), ``circuit_open`` (the vault's breaker is open), ``not_rotated`` (no secret reference,
+or a ``notify-only`` one); 503 with a correlation id when a dependency is down. Never a 2xx a
+scanner would take as handled unless the secret was rotated (or already was). Never echoes a
+secret value.
 
 Every answer is one audit row (event type ``Guardrails.SecretExposed``) named by ``decision_id``
 (and, for errors, ``error.correlation_id``): a refused report is an ``invalid`` row with its
@@ -230,6 +235,16 @@ def _ungoverned(svc, vault: str) -> tuple[str, str] | None:
     return "no_policy", f"no secrets policy governs vault {vault}"
 
 
+def _not_rotated_answer(row: AuditRow) -> func.HttpResponse:
+    """An exposure the guardrail decided and audited without rotating anything (its row is a
+    notifying ``violation``: audit mode, a certificate's secret, the breaker, no reference, a
+    ``notify-only`` one): 422 naming why, never a 2xx a scanner would take as handled."""
+    did = row.delivery_id
+    return _answer(422, {"error": {"reason": row.reason or "not_rotated", "message": row.message,
+                                   "correlation_id": did}, "decision_id": did, "verdict": row.verdict,
+                         "actions": [{"rule": v.rule, "outcome": v.outcome} for v in row.violations]})
+
+
 def _not_governed_answer(did: str, parsed: dict, why: str) -> func.HttpResponse:
     message = (f"{why}: {parsed['vault']}/{parsed['name']} was NOT rotated; rotate it by hand (and add a secret "
                f"reference for it to a secrets policy)")
@@ -301,6 +316,8 @@ def secrets_exposed(req: func.HttpRequest) -> func.HttpResponse:
                                        f"secret {parsed['name']} in vault {parsed['vault']} has no version "
                                        f"{named}: nothing rotated; report the exposed version, or none "
                                        f"for the current one", "correlation_id": did}, "decision_id": did})
+    if row.verdict == "violation" and not any(v.outcome == "remediated" for v in row.violations):
+        return _not_rotated_answer(row)           # nothing rotated: the owner must act
     return _answer(200, {"verdict": row.verdict, "reason": row.reason, "decision_id": did,
                          "message": row.message,
                          "actions": [{"rule": v.rule, "outcome": v.outcome} for v in row.violations]})
