@@ -5,7 +5,7 @@ owner to tell. Pure: no I/O."""
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping
 
 from .model.decision import ViolationRecord
@@ -57,17 +57,24 @@ class Found:
 @dataclass(frozen=True)
 class Plan:
     """What a permitted fix writes: ``apply`` edits the body to PUT, ``holds`` checks the
-    read-back, ``done`` is the message of a confirmed fix."""
+    read-back, ``done`` is the message of a confirmed fix. ``unfixed``: the deployments (lower
+    case) a permitted finding faults whose traffic is not written, and ``why``; ``moves``: each
+    share the write changes, ``(property, deployment) -> (before, after)``; ``writes``: whether
+    there is anything to write at all."""
 
     apply: Callable[[dict], None]
     holds: Callable[[Mapping[str, Any]], bool]
     done: str
+    unfixed: frozenset[str] = frozenset()
+    why: str = ""
+    moves: Mapping[tuple[str, str], tuple[int, int]] = field(default_factory=dict)
+    writes: bool = True
 
 
 def always(apply: Callable[[dict], None], holds: Callable[[Mapping[str, Any]], bool], done: str):
     """A plan that is the same whichever policy's finding was permitted (one property)."""
     plan = Plan(apply, holds, done)
-    return lambda _permitted: plan
+    return lambda _permitted, _refused=(): plan
 
 
 def auth_mode_choice(policies) -> str | None:
@@ -96,9 +103,13 @@ def endpoint_plan(traffic: Mapping[str, int], permitted: list[Found], mirror: Ma
                   unfit: Iterable[str] = ()) -> Plan | None:
     """The endpoint write made of the permitted findings only: their settings (one value per
     property: ``authMode`` is ``auth_mode_choice``'s, allowed by every policy) and traffic 0 —
-    live and mirrored — for the deployments they found serving badly. Their live share goes only
-    to deployments not in ``unfit`` (every deployment judged non-compliant, fixed here or not):
-    never onto another bad one (``rebalance_traffic``). Pure."""
+    live and mirrored — for the deployments they found serving badly. ``unfit``: deployments an
+    enforcing finding faults whose fix was not permitted (its breaker open); they keep their
+    share and take none of what moves (``rebalance_traffic``). A deployment only an audit-mode
+    finding faults is not in ``unfit``: audit mode changes nothing the fix writes. When the
+    moved share could then go nowhere but onto a held deployment (the only valid traffic would
+    take it out of traffic too, which no permitted fix asks), no traffic is written: the
+    permitted findings' deployments receiving live traffic are ``unfixed``, ``why`` says why. Pure."""
     settings: dict[str, Any] = {}
     for f in permitted:
         if f.setting is not None:
@@ -106,13 +117,29 @@ def endpoint_plan(traffic: Mapping[str, int], permitted: list[Found], mirror: Ma
     bad = sorted({f.deployment for f in permitted if f.deployment is not None})
     if not settings and not bad:
         return None
-    changes = dict(settings)
+    changes: dict[str, Any] = dict(settings)
     mirror = dict(mirror or {})
+    unfixed: frozenset[str] = frozenset()
+    why = ""
     if bad:
-        changes["traffic"] = mr.rebalance_traffic(traffic, bad, unfit)
-        if any(share_of(mirror, d) > 0 for d in bad):      # the shadow copies stop too (not moved)
-            drop = {d.lower() for d in bad}
+        moved = mr.rebalance_traffic(traffic, bad, unfit)
+        if moved is None:
+            unfixed = frozenset(d.lower() for d in bad if share_of(traffic, d) > 0)
+            held = {u.lower() for u in unfit} - {d.lower() for d in bad}
+            names = ", ".join(sorted(k for k, v in traffic.items() if v > 0 and k.lower() in held))[:120]
+            why = (f"not taken out of traffic: its share could go only to {names}, which an enforcing policy "
+                   "faults but may not fix now (its permit was refused), and the only other valid traffic (all 0) "
+                   "would stop that one too; the endpoint's traffic is left as it is")
+        else:
+            changes["traffic"] = moved
+        fixed = [d for d in bad if d.lower() not in unfixed]
+        if any(share_of(mirror, d) > 0 for d in fixed):      # the shadow copies stop too (not moved)
+            drop = {d.lower() for d in fixed}
             changes["mirrorTraffic"] = {k: (0 if k.lower() in drop else v) for k, v in mirror.items()}
+    else:
+        fixed = []
+    moves = {(key, k): (before, changes[key][k]) for key, shares in (("traffic", traffic), ("mirrorTraffic", mirror))
+             if key in changes for k, before in shares.items() if changes[key].get(k, before) != before}
 
     def apply(body: dict) -> None:
         for path, value in changes.items():
@@ -120,10 +147,38 @@ def endpoint_plan(traffic: Mapping[str, int], permitted: list[Found], mirror: Ma
 
     def holds(after: Mapping[str, Any]) -> bool:
         p = after.get("properties") or {}
-        return all(share_of(traffic_of(after), d) == 0 and share_of(mirror_of(after), d) == 0 for d in bad) and all(
+        return all(share_of(traffic_of(after), d) == 0 and share_of(mirror_of(after), d) == 0 for d in fixed) and all(
             str(p.get(k)).lower() == str(v).lower() for k, v in settings.items())
 
-    return Plan(apply, holds, "; ".join(f"{k} -> {v}" for k, v in changes.items()) + ", confirmed by read-back")
+    return Plan(apply, holds, "; ".join(f"{k} -> {v}" for k, v in changes.items()) + ", confirmed by read-back",
+                unfixed=unfixed, why=why, moves=moves, writes=bool(changes))
+
+
+def held(refused: Iterable[Found]) -> set[str]:
+    """The deployments enforcing findings fault whose fix was refused a permit: they keep their
+    share and take none (``endpoint_plan``'s ``unfit``). Audit-mode findings are never passed."""
+    return {f.deployment for f in refused if f.deployment is not None}
+
+
+def traffic_notes(found: Iterable[Found], plan: Plan, written: str | None) -> None:
+    """Tell each deployment record the write did not carry what happened to its deployment's
+    traffic (an audit-mode or permit-refused finding stays ``dry_run``, but its deployment may
+    take a share another policy's fix moved, or lose it to that fix): ``written`` is the outcome
+    of the write (``remediated``, ``requested``; None: nothing was written; ``failed``: no note,
+    the write's own records say it failed)."""
+    if written not in (None, "remediated", "requested"):
+        return
+    for f in found:
+        if f.deployment is None:
+            continue
+        changed = [(key, b, a) for (key, d), (b, a) in plan.moves.items() if d.lower() == f.deployment.lower()]
+        if written in ("remediated", "requested") and changed:
+            how = ", ".join(f"{key} {b} -> {a}" for key, b, a in changed)
+            verb = "confirmed" if written == "remediated" else "requested, not yet confirmed"
+            note = f"its deployment's {how} by the fix of another finding ({verb})"
+        else:
+            note = "its deployment's traffic is left as it is"
+        f.rec.message = f"{f.rec.message}; {note}"[:300]
 
 
 @dataclass(frozen=True)

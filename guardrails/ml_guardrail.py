@@ -9,7 +9,8 @@ table ``POST /api/checks/model-promotion`` answers from.
     ARM write of …/onlineEndpoints/deployments ─▶ GET deployment + endpoint ─▶ production endpoint?
         ─▶ model reference explicit, version readable, in a production stage, compliant
         ─▶ enforce: PUT the endpoint with this deployment's traffic 0 (live and mirrored); its
-           share only to the others judged fit (each one receiving requests is judged too)
+           share only to the others judged fit (each one receiving requests is judged too); an
+           audit-mode finding changes nothing written, a refused one's deployment keeps its share
     ARM write of …/onlineEndpoints or ModelDeployed ─▶ GET endpoint ─▶ auth mode, public access
         ─▶ production: every deployment with traffic (live or mirrored) checked as above ─▶ one PUT
     DatasetDriftDetected / RunCompleted / RunStatusChanged ─▶ thresholds ─▶ record and notify
@@ -38,9 +39,9 @@ from .model.arm_id import ArmId, parse_arm_id
 from .model.decision import ViolationRecord, combine_verdict, fix_line
 from .model.resource import ResourceType
 from .model.ml_events import DriftDetected, MlEvent, ModelDeployed, ModelRegistered, RunEvent
-from .ml_fixes import (Found, Permit, Plan, always, auth_mode_choice, conflict, endpoint_plan, owner_of,
-                       mirror_of, serving, set_outcome, set_property, share_of, traffic_of)
-from .ml_refs import API_VERSION, NS as _NS, MODEL_VERSION_TYPES, ModelReference, parse_model_reference, registry_lookup, unreadable
+from .ml_fixes import (Found, Permit, Plan, always, auth_mode_choice, conflict, endpoint_plan, held, owner_of,
+                       mirror_of, serving, set_outcome, set_property, share_of, traffic_notes, traffic_of)
+from .ml_refs import API_VERSION, NS as _NS, MODEL_VERSION_TYPES, ModelReference, parse_model_reference, serving_findings
 from .ml_serving import VERSION_CHANGE_EVENT_TYPE, rejudge_serving
 from .ml_signals import judge_drift, judge_run, settle_claim
 from .policy import model_rules as mr
@@ -230,8 +231,8 @@ class MlLifecycleGuardrail:
         if others is None:
             return
         found += others
-        unfit = {f.deployment for f in found if f.deployment is not None}
-        self._act(ctx, row, endpoint, found, lambda permitted: endpoint_plan(traffic, permitted, mirror, unfit),
+        self._act(ctx, row, endpoint, found, lambda permitted, refused: endpoint_plan(traffic, permitted, mirror,
+                                                                                      held(refused)),
                   owner=owner_of(endpoint.tags, policies))
 
     def _serving(self, ctx, row, endpoint, workspace: ArmId, policies, skip: str = "") -> list[Found] | None:
@@ -286,7 +287,6 @@ class MlLifecycleGuardrail:
             if served is None:
                 return
             found += served
-        unfit = {f.deployment for f in found if f.deployment is not None}
         if not found and not conflicts:
             row.verdict, row.reason, row.message = "compliant", "", f"endpoint {name} is compliant"
             self._recover(ctx, row, endpoint, owner_of(endpoint.tags, policies))   # fixed by one that died?
@@ -301,37 +301,18 @@ class MlLifecycleGuardrail:
             self._report(row, conflicts + found, owner)
             return
 
-        self._act(ctx, row, endpoint, acting, lambda permitted: endpoint_plan(traffic, permitted, mirror, unfit),
+        self._act(ctx, row, endpoint, acting, lambda permitted, refused: endpoint_plan(traffic, permitted, mirror,
+                                                                                       held(refused)),
                   owner=owner, also=conflicts + notify_only)
 
     def _serving_findings(self, ctx, row, dep_body, workspace: ArmId, dep_name: str, policies,
-                          via: str = "traffic") -> list[Found] | None:
+                          via: str = "traffic", reads: dict | None = None) -> list[Found] | None:
         """Findings of the model a production deployment serves (None: a read failed, row set);
         ``via``: how it receives production requests (``traffic`` or ``mirrorTraffic``), the
-        property its fix sets to 0."""
-        ref = parse_model_reference((dep_body.get("properties") or {}).get("model"), str(workspace),
-                                    registry_lookup(policies))
-        version = None
-        if ref.version_id is not None and any(mr.is_explicit_version(p.rules, ref.version) for p in policies):
-            version, ok = self._get(ctx, row, ref.version_id)
-            if not ok:
-                return None
-        found = []
-        for p in policies:
-            if not mr.is_explicit_version(p.rules, ref.version) or (version is None and ref.version_id is None):
-                findings = mr.evaluate_deployment(p.rules, version=ref.version, stage=p.rules.production_stage) or [
-                    mr.ModelFinding(mr.RULE_VERSION_READABLE, unreadable(ref.text))]
-            elif version is None:
-                findings = [mr.ModelFinding(mr.RULE_VERSION_READABLE, "the referenced model version does not exist")]
-            else:
-                vp = version.body.get("properties") or {}
-                findings = mr.evaluate_serving(p.rules, version=ref.version, stage=vp.get("stage"),
-                                               tags=vp.get("tags") or {}, archived=vp.get("isArchived") is True)
-            found += [Found(p, ViolationRecord(
-                policy=p.ref, rule=f.rule, property=f"properties.{via}.{dep_name}", before=ref.text[:200], after=0,
-                outcome="violation", message=f"deployment {dep_name}: {f.message}"[:300]), deployment=dep_name)
-                for f in findings]
-        return found
+        property its fix sets to 0. Resolved per policy (``ml_refs.serving_findings``); each
+        distinct version read once (``reads``: version id -> live version or None, shared)."""
+        return serving_findings((dep_body.get("properties") or {}).get("model"), str(workspace), dep_name,
+                                policies, via, lambda vid: self._get(ctx, row, vid), reads)
 
     def _model_deployed(self, ctx, row, ev: ModelDeployed, policies) -> None:
         """A service deployed: an online endpoint of that name is judged as an endpoint write; a
@@ -344,18 +325,23 @@ class MlLifecycleGuardrail:
             return
         prod = [p for p in policies if p.rules.production_endpoints.matches(ev.service_name, ev.tags)]
         found: list[Found] = []
-        for name, version in ev.model_ids if prod else ():
+        reads: dict = {}            # each version once, however many entries name it
+        for name, version in dict.fromkeys(ev.model_ids) if prod else ():
             model = (f"azureml:{name}" if version is None else f"azureml:{name}{version}" if version.startswith("@")
                      else f"azureml:{name}:{version}")
             body = {"properties": {"model": model}}
-            serving = self._serving_findings(ctx, row, body, ev.workspace_id, ev.service_name, prod)
+            serving = self._serving_findings(ctx, row, body, ev.workspace_id, ev.service_name, prod, reads=reads)
             if serving is None:
                 return
             found += serving
+        left = (f"; {ev.model_ids_omitted} more model id(s) in the event were not judged (first "
+                f"{len(ev.model_ids)} only)") if prod and ev.model_ids_omitted else ""
         if not found:
-            row.verdict, row.reason, row.message = "compliant", "", f"service {ev.service_name}: nothing to report"
+            row.verdict, row.reason = "compliant", ""
+            row.message = f"service {ev.service_name}: nothing to report{left}"
             return
         self._report(row, found, owner_of(ev.tags, policies))
+        row.message = f"{row.message}{left}"[:2000]
 
     # ---------------------------------------------------------------- reading, acting, reporting
     def _get(self, ctx, row, rid: str):
@@ -376,12 +362,14 @@ class MlLifecycleGuardrail:
             row.verdict, row.reason, row.message = "ignored", "resource_not_found", f"{rid.rsplit('/', 1)[-1]} no longer exists"
         return snap
 
-    def _act(self, ctx, row, snap, found: list[Found], plan: Callable[[list[Found]], Plan | None], *,
+    def _act(self, ctx, row, snap, found: list[Found], plan: Callable[[list[Found], list[Found]], Plan | None], *,
              owner: tuple[str, str], also: list[Found] = ()) -> None:
         """Audit mode / dry run: ``dry_run``. Enforce: flip-flop and breaker permits, then
-        ``plan(permitted findings)`` — what to write is decided only from the findings allowed
-        to act, never from an audit-mode policy's or a refused one's — a PUT of the body read
-        just before with its etag, read back. Every broken rule is recorded; the owner is told."""
+        ``plan(permitted findings, refused ones)`` — what to write is decided only from the
+        findings allowed to act (a refused one's deployment only keeps its share; an audit-mode
+        one changes nothing) — a PUT of the body read just before with its etag, read back.
+        Every broken rule is recorded, each deployment's record with what happened to its
+        traffic; the owner is told."""
         enforce = [f for f in found if f.policy.mode == "enforce" and not getattr(ctx, "dry_run", False)]
         for f in found:
             if f not in enforce:
@@ -392,19 +380,37 @@ class MlLifecycleGuardrail:
         permitted = self.svc.rails.permit(row, rid, permitted, reasons)   # a pipeline fighting it; the breaker
         if permitted:
             allowed = {id(rec) for _p, rec in permitted}
-            change = plan([f for f in enforce if id(f.rec) in allowed])
+            change = plan([f for f in enforce if id(f.rec) in allowed],
+                          [f for f in enforce if id(f.rec) not in allowed])
             if change is not None:
-                from .outbox import intend_before_act
-
-                sending = [rec for _p, rec in permitted]
-                intend_before_act(getattr(self.svc, "publisher", None), ctx, row, sending, records=[
-                    f.rec for f in list(also) + found],
-                    sent_message="fix sent; the worker stopped before confirming and auditing it",
-                    line=fix_line)
-                self._write(ctx, row, snap, sending, change.apply, change.holds, change.done)
+                self._carry_out(ctx, row, snap, found, also, allowed, change)
         self._report(row, list(also) + found, owner)
         if reasons and row.verdict != "failed":
             row.reason = reasons[0]
+
+    def _carry_out(self, ctx, row, snap, found: list[Found], also, allowed: set[int], change: Plan) -> None:
+        """Write ``change`` for the permitted records (``allowed``) it fixes; a permitted one it
+        cannot (``change.unfixed``) stays a ``violation`` saying why, and when nothing is written
+        the flip-flop count this event took is given back (no revert was made)."""
+        stuck = {id(f.rec) for f in found if id(f.rec) in allowed and (f.deployment or "").lower() in change.unfixed}
+        for f in found:
+            if id(f.rec) in stuck:
+                f.rec.message = f"{f.rec.message}; {change.why}"[:300]
+        sending = [f.rec for f in found if id(f.rec) in allowed and id(f.rec) not in stuck]
+        others = [f for f in found if id(f.rec) not in allowed]      # audit-mode or refused: dry_run
+        if not (sending and change.writes):
+            if self.svc.escalations is not None and row.event_id:
+                self.svc.escalations.withdraw(str(parse_arm_id(snap.resource_id)), row.event_id)
+            traffic_notes(others, change, None)
+            return
+        from .outbox import intend_before_act
+
+        intend_before_act(getattr(self.svc, "publisher", None), ctx, row, sending, records=[
+            f.rec for f in list(also) + found],
+            sent_message="fix sent; the worker stopped before confirming and auditing it",
+            line=fix_line)
+        self._write(ctx, row, snap, sending, change.apply, change.holds, change.done)
+        traffic_notes(others, change, sending[0].outcome)
 
     def _recover(self, ctx, row, snap, owner: tuple[str, str]) -> None:
         """On a takeover: a fix the dead attempt made before its audit row is recorded

@@ -1,7 +1,9 @@
-"""Azure ML model references (pure): what an online deployment's ``properties.model`` names, the
-model version's ARM id when the guardrail may read it, and why it cannot be read otherwise. Used
-by the ML lifecycle guardrail (``ml_guardrail``: judging what a deployment serves) and by its
-served-version lookup (``ml_serving``: which deployments serve a version)."""
+"""Azure ML model references: what an online deployment's ``properties.model`` names, the model
+version's ARM id when the guardrail may read it, why it cannot be read otherwise, and the findings
+of what a production deployment serves (``serving_findings``: pure but for the version reads its
+caller passes in). Used by the ML lifecycle guardrail (``ml_guardrail``: judging what a
+deployment serves) and by its served-version lookup (``ml_serving``: which deployments serve a
+version). A reference is always resolved per policy, with that policy's own ``registries``."""
 
 from __future__ import annotations
 
@@ -10,7 +12,10 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from .errors import InvalidArmId
+from .ml_fixes import Found
 from .model.arm_id import parse_arm_id
+from .model.decision import ViolationRecord
+from .policy import model_rules as mr
 
 API_VERSION = "2025-09-01"      # Azure ML control plane (workspaces, registries and their children)
 NS = "microsoft.machinelearningservices/"
@@ -18,13 +23,6 @@ WORKSPACE_VERSION_TYPE = NS + "workspaces/models/versions"
 REGISTRY_VERSION_TYPE = NS + "registries/models/versions"
 MODEL_VERSION_TYPES = frozenset({WORKSPACE_VERSION_TYPE, REGISTRY_VERSION_TYPE})
 _ASSET = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,254}$")     # Azure ML asset names and versions
-
-
-def registry_lookup(policies) -> Callable[[str], str | None]:
-    """The ARM id of a registry by name, as the first policy listing it (``registries``) gives it."""
-    def registry_id(name: str) -> str | None:
-        return next((rid for p in policies if (rid := p.rules.registry_id(name)) is not None), None)
-    return registry_id
 
 
 @dataclass(frozen=True)
@@ -42,7 +40,9 @@ def parse_model_reference(ref: Any, workspace_id: str,
     """``azureml:name:version``, ``azureml:name@label``, ``azureml:name``, an ARM id of a workspace
     or registry model version, or ``azureml://registries/r/models/n/versions/v``: readable when
     ``registry_id(r)`` knows the registry's ARM id (the policy's ``registries``), since the
-    reference itself names no subscription or resource group. An ARM id is held to the same
+    reference itself names no subscription or resource group. Resolve it once per policy, with
+    that policy's own ``rules.registry_id``: a registry one policy lists is not readable for
+    another (never merge the lists). An ARM id is held to the same
     allow-list as the short forms: a registry version is readable only in a registry the policy
     lists (under that very ARM id), a workspace version only in the deployment's own workspace
     (``azureml:name:version`` can name no other) — else it cannot be shown compliant."""
@@ -85,6 +85,45 @@ def parse_model_reference(ref: Any, workspace_id: str,
     if not (_ASSET.match(name) and _ASSET.match(version)):     # never let a reference shape an ARM path
         return ModelReference(text, version, None)
     return ModelReference(text, version, f"{workspace_id}/models/{name}/versions/{version}")
+
+
+def serving_findings(model: Any, workspace_id: str, dep_name: str, policies, via: str,
+                     read: Callable[[str], tuple[Any, bool]], reads: dict | None = None) -> list | None:
+    """Findings (``ml_fixes.Found``) of the model ``model`` a production deployment ``dep_name``
+    serves, under each of ``policies``; None when ``read`` failed (``(None, False)``). The
+    reference is resolved per policy, with that policy's own ``registries``: a registry one
+    policy lists never makes a version readable for another, which finds it ``version-readable``
+    as it would alone. Each distinct version is read once (``reads``: lower-case version id ->
+    what ``read`` returned, shared by the caller across deployments). ``via``: the property its
+    fix sets to 0 (``traffic`` or ``mirrorTraffic``)."""
+    reads = {} if reads is None else reads
+    found = []
+    for p in policies:
+        ref = parse_model_reference(model, workspace_id, p.rules.registry_id)
+        explicit = mr.is_explicit_version(p.rules, ref.version)
+        version = None
+        if explicit and ref.version_id is not None:
+            key = ref.version_id.lower()
+            if key not in reads:
+                got, ok = read(ref.version_id)
+                if not ok:
+                    return None
+                reads[key] = got
+            version = reads[key]
+        if not explicit or ref.version_id is None:
+            findings = mr.evaluate_deployment(p.rules, version=ref.version, stage=p.rules.production_stage) or [
+                mr.ModelFinding(mr.RULE_VERSION_READABLE, unreadable(ref.text))]
+        elif version is None:
+            findings = [mr.ModelFinding(mr.RULE_VERSION_READABLE, "the referenced model version does not exist")]
+        else:
+            vp = version.body.get("properties") or {}
+            findings = mr.evaluate_serving(p.rules, version=ref.version, stage=vp.get("stage"),
+                                           tags=vp.get("tags") or {}, archived=vp.get("isArchived") is True)
+        found += [Found(p, ViolationRecord(
+            policy=p.ref, rule=f.rule, property=f"properties.{via}.{dep_name}", before=ref.text[:200], after=0,
+            outcome="violation", message=f"deployment {dep_name}: {f.message}"[:300]), deployment=dep_name)
+            for f in findings]
+    return found
 
 
 def same_id(a: str, b: str) -> bool:

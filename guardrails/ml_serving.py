@@ -36,7 +36,7 @@ from typing import Any, Mapping
 from .errors import ArmError, StoreError
 from .logs import emit, notify_owner
 from .ml_fixes import mirror_of, owner_of, serving, traffic_of
-from .ml_refs import API_VERSION, WORKSPACE_VERSION_TYPE, parse_model_reference, registry_lookup, same_id
+from .ml_refs import API_VERSION, WORKSPACE_VERSION_TYPE, parse_model_reference, same_id
 from .model.arm_id import parse_arm_id
 from .model.decision import ViolationRecord, combine_verdict
 from .policy import model_rules as mr
@@ -88,7 +88,6 @@ def rejudge_serving(guard, ctx, row, snap, policies) -> None:
     production = [ep for ep in _items(page.body)
                   if any(p.rules.production_endpoints.matches(str(ep.get("name") or ""), ep.get("tags")) for p in unfit)
                   and serving(traffic_of(ep), mirror_of(ep))]
-    registry_id = registry_lookup(policies)
     served: list[dict] = []
     for n, ep in enumerate(production):
         name = str(ep.get("name") or ep["id"].rsplit("/", 1)[-1])
@@ -102,7 +101,7 @@ def rejudge_serving(guard, ctx, row, snap, policies) -> None:
             continue
         receiving = {d.lower() for d in serving(traffic_of(ep), mirror_of(ep))}
         listed = {str(d.get("name") or "").lower(): d for d in _items(deps.body)}
-        if any((d := listed.get(r)) is not None and _references(d, workspace, snap.resource_id, registry_id)
+        if any((d := listed.get(r)) is not None and _references(d, workspace, snap.resource_id, policies)
                for r in receiving):
             served.append(ep)
         elif deps.body.get("nextLink") and not receiving <= set(listed):
@@ -136,10 +135,15 @@ def rejudge_serving(guard, ctx, row, snap, policies) -> None:
         _left_to_sweep(row, unfit, owner, unchecked, "not looked at within this event's bounds")
 
 
-def _references(dep: Mapping[str, Any], workspace: str, version_id: str, registry_id) -> bool:
-    """The deployment's model reference names this very version (by any spelling that resolves)."""
-    ref = parse_model_reference((dep.get("properties") or {}).get("model"), workspace, registry_id)
-    return ref.version_id is not None and same_id(ref.version_id, version_id)
+def _references(dep: Mapping[str, Any], workspace: str, version_id: str, policies) -> bool:
+    """The deployment's model reference names this very version (by any spelling that resolves),
+    as some policy resolves it: each with its own ``registries``, never a list merged across them."""
+    model = (dep.get("properties") or {}).get("model")
+    for p in policies:
+        ref = parse_model_reference(model, workspace, p.rules.registry_id)
+        if ref.version_id is not None and same_id(ref.version_id, version_id):
+            return True
+    return False
 
 
 def _left_to_sweep(row, unfit, owner: tuple[str, str], endpoints: list[str], why: str) -> None:

@@ -3,7 +3,8 @@ typed, read-only views.
 
     Microsoft.MachineLearningServices.ModelRegistered        PascalCase data: ModelName, ModelVersion, ModelTags
     Microsoft.MachineLearningServices.ModelDeployed          ServiceName, ModelIds ("name:version,...": context;
-                                                             a label or unversioned entry is kept, not refused), ServiceTags
+                                                             a label or unversioned entry is kept, not refused;
+                                                             any length: the first 32 entries / 8 KiB kept), ServiceTags
     Microsoft.MachineLearningServices.DatasetDriftDetected   DataDriftName, DriftCoefficient, RunId (older
                                                              dataset monitors only: newer workspaces never send it)
     Microsoft.MachineLearningServices.RunCompleted           camelCase data: runId, runTags, runProperties
@@ -46,10 +47,15 @@ WORKSPACE_TYPE = "microsoft.machinelearningservices/workspaces"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,254}$")
 _MAX_TEXT = 256
 _MAX_TAGS = 256
+# ModelIds lists every model of a service ("name:version,..."): a legacy ACI/AKS service of several
+# models easily passes _MAX_TEXT. It is context, so it has its own cap and is never refused for its
+# length; at most _MAX_MODEL_IDS entries are kept (each one the legacy path may read), the rest counted
+_MAX_MODEL_IDS_TEXT = 8 * 1024
+_MAX_MODEL_IDS = 32
 
 
 def _text(data: Mapping[str, Any], key: str, *, required: bool = False, pattern: re.Pattern | None = None,
-          allow_number: bool = False) -> str | None:
+          allow_number: bool = False, max_len: int | None = _MAX_TEXT) -> str | None:
     value = _get_ci(data, key)
     if value is None or value == "":
         if required:
@@ -59,7 +65,7 @@ def _text(data: Mapping[str, Any], key: str, *, required: bool = False, pattern:
         value = str(value)
     if not isinstance(value, str):
         raise InvalidEvent(f"data.{key} must be a string, got {type(value).__name__}", reason="wrong_type")
-    if len(value) > _MAX_TEXT or any(ord(c) < 32 for c in value):
+    if (max_len is not None and len(value) > max_len) or any(ord(c) < 32 for c in value):
         raise InvalidEvent(f"data.{key} is not a usable value", reason="invalid_value")
     if pattern is not None and not pattern.match(value):
         raise InvalidEvent(f"data.{key} {value[:40]!r} is not an Azure ML name", reason="invalid_value")
@@ -112,6 +118,7 @@ class ModelDeployed(MlEvent):
     service_name: str
     model_ids: tuple[tuple[str, str | None], ...]  # (name, version / "@label" / None) as the service names them
     tags: Mapping[str, Any]
+    model_ids_omitted: int = 0                     # entries past _MAX_MODEL_IDS or the text cap: not kept
 
     @property
     def subject_id(self) -> str:
@@ -159,24 +166,32 @@ def _workspace(env: Envelope) -> ArmId:
     return ws
 
 
-def _model_ids(text: str) -> tuple[tuple[str, str | None], ...]:
+def _model_ids(text: str) -> tuple[tuple[tuple[str, str | None], ...], int]:
     """``ModelIds`` as the service names them: ``name:version`` → ``(name, version)``; a label
     (``name@label``) → ``(name, "@label")``; a bare name (unversioned, what a ``latest`` or
-    unpinned deployment announces) or anything else → ``(text, None)``. Context, never a reason
-    to refuse the event: the endpoint it announces is judged on live state, and a reference that
-    resolves to no version is a finding there, not a malformed event."""
+    unpinned deployment announces) or anything else → ``(text, None)`` (at most ``_MAX_TEXT``
+    characters of it). Context, never a reason to refuse the event: the endpoint it announces is
+    judged on live state, and a reference that resolves to no version is a finding there, not a
+    malformed event. The first ``_MAX_MODEL_IDS`` entries within ``_MAX_MODEL_IDS_TEXT``
+    characters are kept; returns them and how many others were left out."""
+    parts = [p.strip() for p in text.split(",")]
     out: list[tuple[str, str | None]] = []
-    for part in (p.strip() for p in text.split(",")):
+    omitted, used = 0, 0
+    for part in parts:
         if not part:
+            continue
+        used += len(part)
+        if len(out) >= _MAX_MODEL_IDS or used > _MAX_MODEL_IDS_TEXT:
+            omitted += 1
             continue
         name, sep, version = part.rpartition(":")
         if sep and _NAME.match(name) and _NAME.match(version):
             out.append((name, version))
         elif "@" in part and _NAME.match(part.split("@", 1)[0]):
-            out.append((part.split("@", 1)[0], "@" + part.split("@", 1)[1]))
+            out.append((part.split("@", 1)[0], ("@" + part.split("@", 1)[1])[:_MAX_TEXT]))
         else:
-            out.append((part, None))
-    return tuple(out)
+            out.append((part[:_MAX_TEXT], None))
+    return tuple(out), omitted
 
 
 def parse_ml_event(env: Envelope) -> MlEvent:
@@ -189,9 +204,12 @@ def parse_ml_event(env: Envelope) -> MlEvent:
         return ModelRegistered(*head, _text(data, "ModelName", required=True, pattern=_NAME), version,
                                _tags(data, "ModelTags"))
     if env.event_type == MODEL_DEPLOYED:
-        ids = _text(data, "ModelIds")
+        # context: refused only for its type or a control character, never for its length (the
+        # whole data is at most MAX_DATA_BYTES); what is past the caps is counted, not kept
+        ids = _text(data, "ModelIds", max_len=None)
+        model_ids, omitted = _model_ids(ids) if ids else ((), 0)
         return ModelDeployed(*head, _text(data, "ServiceName", required=True, pattern=_NAME),
-                             _model_ids(ids) if ids else (), _tags(data, "ServiceTags"))
+                             model_ids, _tags(data, "ServiceTags"), omitted)
     if env.event_type == DRIFT_DETECTED:
         coefficient = _get_ci(data, "DriftCoefficient")
         if coefficient is None:

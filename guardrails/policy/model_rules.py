@@ -29,7 +29,7 @@ API:
     evaluate_endpoint(rules, auth_mode=, public_network_access=, sensitive=) -> list[ModelFinding]
     evaluate_drift(rules, monitor=, coefficient=)   -> (findings, threshold or None)
     evaluate_run(rules, tags=, properties=)         -> None (not a candidate) or findings
-    rebalance_traffic(traffic, zero, unfit=())      -> new traffic map (pure plan)
+    rebalance_traffic(traffic, zero, unfit=())      -> new traffic map, or None (nothing may be written)
 
 Each ``ModelFinding`` has a stable ``rule`` (one of ``RULES``) and a message naming the broken
 condition. Names compare case-insensitively for stages and aliases, exactly for tag keys (Azure
@@ -325,15 +325,19 @@ def evaluate_run(rules: ModelRegistryRules, *, tags: Mapping[str, object] | None
     return found
 
 
-def rebalance_traffic(traffic: Mapping[str, int], zero: Iterable[str], unfit: Iterable[str] = ()) -> dict[str, int]:
+def rebalance_traffic(traffic: Mapping[str, int], zero: Iterable[str],
+                      unfit: Iterable[str] = ()) -> dict[str, int] | None:
     """The endpoint's traffic with the deployments in ``zero`` set to 0 and their share given to
     the others in proportion to theirs, as integers (largest remainder; ties by name) summing to
-    the old total. A deployment in ``unfit`` (judged non-compliant, though not set to 0 by this
-    fix) never receives a share: it keeps its own, and the others take the whole of what moves.
-    When no deployment may take the share (none other had traffic, or every one is unfit), the
-    total is lost: all 0, unfit ones included — the endpoint stops serving the non-compliant
-    models, which is the point (a share is never moved onto another non-compliant deployment).
-    Deployment names compare case-insensitively (as Azure ML's do); keys keep their spelling."""
+    the old total. A deployment in ``unfit`` is held: judged non-compliant by an enforcing policy
+    whose fix was not permitted (its breaker open), though not set to 0 by this fix, it keeps its
+    own share and receives none, and the others take the whole of what moves. (A deployment only
+    an audit-mode finding faults is not held: audit mode changes nothing the fix writes, so it
+    may take a share like any other.) When nobody may take the share: all 0 if no held deployment
+    has traffic (the endpoint stops serving the non-compliant models, which is the point); None
+    when the only valid traffic (summing to 0 or the old total) would zero a held deployment,
+    which no permitted fix faults: the traffic is then not to be written at all. Deployment names
+    compare case-insensitively (as Azure ML's do); keys keep their spelling."""
     drop = {z.lower() for z in zero}
     hold = {u.lower() for u in unfit} - drop
     total = sum(max(0, int(v)) for k, v in traffic.items() if k.lower() not in hold)
@@ -341,9 +345,11 @@ def rebalance_traffic(traffic: Mapping[str, int], zero: Iterable[str], unfit: It
     base = sum(keep.values())
     if base == total:           # nothing moves (what is set to 0 had no share): the rest unchanged
         return {k: (0 if k.lower() in drop else max(0, int(v))) for k, v in traffic.items()}
-    out = {k: 0 for k in traffic}
     if base == 0:
-        return out
+        if any(int(v) > 0 for k, v in traffic.items() if k.lower() in hold):
+            return None         # all 0 would take a held deployment out of traffic: no permitted fix does that
+        return {k: 0 for k in traffic}
+    out = {k: 0 for k in traffic}
     out.update({k: max(0, int(v)) for k, v in traffic.items() if k.lower() in hold})
     shares = {k: v * total / base for k, v in keep.items()}
     floors = {k: int(s) for k, s in shares.items()}
