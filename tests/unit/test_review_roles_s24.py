@@ -149,25 +149,8 @@ def test_a_custom_role_named_only_in_the_delete_half_is_judged_too():
 
 
 # ---- 3. a removal decided on a stale cached custom definition ------------------------------------------
-class CachingAuthz(FakeAuthz):
-    """Like ``AuthorizationGateway``: non-catalogue definitions cached per worker, ``forget_definition``
-    drops one; ``reads`` counts the definition reads that reach ARM."""
-
-    def __init__(self, *assignments, definitions=None):
-        super().__init__(*assignments, definitions=definitions)
-        self.cache, self.reads = {}, 0
-
-    def get_role_definition(self, rdid, deadline=None):
-        guid = role_guid(rdid)
-        if guid in BUILTIN_ROLES:
-            return BUILTIN_ROLES[guid]
-        if guid not in self.cache:
-            self.reads += 1
-            self.cache[guid] = super().get_role_definition(rdid, deadline)
-        return self.cache[guid]
-
-    def forget_definition(self, guid):
-        self.cache.pop(guid.lower(), None)
+# ``AuthorizationGateway``'s definition cache over the fake's world (``reads`` counts ARM reads)
+from tests.unit.test_roles_s20b import CachingAuthz  # noqa: E402
 
 
 def _custom_grant(principal, name, scope=SUB_SCOPE):
