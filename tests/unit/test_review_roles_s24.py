@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from guardrails.errors import ArmTransient
-from guardrails.model.roles import BUILTIN_ROLES, builtin_by_name, role_guid
+from guardrails.model.roles import BUILTIN_ROLES, builtin_by_name
 from guardrails.policy.abac import condition_allowed_roles, condition_restricts_roles
 from guardrails.policy.loader import load_documents
 from guardrails.policy.roles import Assignment, at_or_above_subscription, evaluate_assignment
