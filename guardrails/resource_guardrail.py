@@ -303,8 +303,8 @@ class ResourceGuardrail:
                 rec.outcome, rec.message = "requested", "long-running fix accepted, still running"
             return correlation
         self.svc.settled.add(correlation)
-        # confirm: read back and check every property really holds the value we set
-        self.svc.snapshots.forget(rid)
+        # confirm: read back and check every property really holds the value we set (the read
+        # the fix was decided on was forgotten before the write was sent)
         try:
             sent = self.svc.snapshots.now()
             after = self.svc.arm.get_resource(rid, api_version=rtype.api_version, deadline=ctx.deadline)
