@@ -105,7 +105,8 @@ from .expiry_scopes import (ROW_CHARS, Expired, _attempts, _done_marks, _done_of
 from .logs import emit
 from .model.arm_id import ArmId, parse_scope
 from .model.resource import ResourceType, lookup_type
-from .sweep import EXPIRY_EVENT_TYPE, Sweeper, SweepSummary, _iso, _Tally
+from .sweep import Sweeper
+from .sweep_summary import EXPIRY_EVENT_TYPE, SweepSummary, _iso, _Tally
 
 TIMER = "exemption-expiry"
 SCOPE_TIMER = f"{TIMER}.scopes"   # timer-state row of the scopes whose list failed (its ``retry``)

@@ -5,8 +5,10 @@ event's claim and the resource's lock) or by the sweep (``_confirm_pending``, ti
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from .decision_context import _Ctx
-from .errors import ArmError, ResourceNotFound
+from .errors import ArmError, InvalidArmId, ResourceNotFound, StoreError
 from .model.decision import AuditRow, ViolationRecord, combine_verdict, fix_line, short_repr
 from .model.resource import ResourceType
 from .policy.operators import values_equal
@@ -123,3 +125,36 @@ class PendingConfirmations:
         row.notify = row.notify or row.verdict == "failed"      # the fix did not hold: its owner acts
         row.message = "; ".join(fix_line(v) for v in row.violations)
         return keys
+
+
+# a fix still ``requested`` this long after its record was written is confirmed by the sweep: longer
+# than any long-running write should take (an ML online deployment's update: tens of minutes)
+PENDING_STALE_SECONDS = 3600.0
+# one the sweep still cannot confirm this long after it was written (its resource unreadable: a
+# subscription left the estate, a role was taken away) is audited once more and forgotten
+PENDING_GIVE_UP_SECONDS = 2 * 86400.0
+
+
+def confirm_stale_fixes(sweeper, tally, sweep_id: str, deadline: float) -> None:
+    """Fixes left ``requested`` over ``PENDING_STALE_SECONDS`` ago whose own write event never
+    settled them (it came before their record was written on another worker, or was lost):
+    each resource read back once and its fixes audited (``Service.confirm_pending``), before
+    the resources are swept. One still running (``provisioningState`` not final) waits."""
+    try:
+        stale = sweeper.service.pending.stale(sweeper._wall() - timedelta(seconds=PENDING_STALE_SECONDS))
+    except StoreError as exc:
+        tally.error(f"pending fixes: {exc}")
+        return
+    give_up = sweeper._wall() - timedelta(seconds=PENDING_GIVE_UP_SECONDS)
+    for rid, pending, oldest in stale:
+        if sweeper._clock() > deadline:
+            tally.truncate()
+            return
+        if not pending:
+            continue
+        try:
+            row = sweeper.service.confirm_pending(rid, pending, sweep_id=sweep_id, give_up=oldest < give_up)
+        except InvalidArmId:
+            continue
+        if row is not None:
+            tally.decided(row.verdict)

@@ -43,7 +43,7 @@ from typing import Any, Callable
 from .deadletter import MAX_BLOB_BYTES, ParsedBlob, from_ranges, parse_blob, to_ranges
 from .errors import GuardrailsError, IdempotencyError, StoreError
 from .logs import emit
-from .sweep import SweepSummary, _iso, _Tally
+from .sweep_summary import SweepSummary, _iso, _Tally
 
 log = logging.getLogger("guardrails")
 GIVE_UP_AFTER = timedelta(hours=24)    # as Event Grid: a failing event is retried for a day …

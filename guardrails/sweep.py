@@ -63,110 +63,25 @@ the event path keeps its own gateways and is never held up by a sweep.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import Any, Callable, Iterable
+from typing import Callable, Iterable
 
 from .errors import ArmError, ArmThrottled, ArmTransient, InvalidArmId, StoreError
 from .logs import emit
 from .model.resource import CATALOG, ResourceSnapshot, ResourceType
 from .sweep_plan import _with_children, covered_types, list_plan, management_group_scope
 from .sweep_ring import SWEEP_CURSOR, SweepRing, _next_start
+# the summary and its tally live in ``sweep_summary`` (the expiry timer and replay use them too)
+from .sweep_summary import SWEEP_EVENT_TYPE, SweepSummary, _iso, _Tally
+from .pending_confirm import confirm_stale_fixes
 
 log = logging.getLogger("guardrails")
 
-SWEEP_EVENT_TYPE = "Guardrails.Sweep"
 SWEEP_TIMER = "reconciling_sweep"     # TimerState row: when the last non-dry run began; its run lease
 LEASE_MARGIN_SECONDS = 60.0           # the run lease outlasts the budget by this (decisions begun before the end)
-EXPIRY_EVENT_TYPE = "Guardrails.ExemptionExpired"
-# verdict of a decision -> summary counter
-_COUNTER = {"compliant": "compliant", "remediated": "remediated", "requested": "remediated",
-            "failed": "failed", "violation": "open", "dry_run": "open", "escalated": "open",
-            "ignored": "skipped", "invalid": "skipped", "duplicate": "skipped"}
-
-
-def _iso(dt: datetime) -> str:
-    return dt.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-@dataclass
-class SweepSummary:
-    """One run, as written to ``<prefix>Sweeps``. ``open``: non-compliant and left so (notify-only,
-    audit mode / dry run, escalated); ``skipped``: gone or no longer covered when decided;
-    ``reads``: ARM read tokens taken; ``throttled_wait_s``: time spent waiting for them."""
-
-    sweep_id: str
-    kind: str
-    started: str
-    dry_run: bool = False
-    finished: str = ""
-    subscriptions: list[str] = field(default_factory=list)
-    management_groups: list[str] = field(default_factory=list)
-    seen: int = 0
-    compliant: int = 0
-    remediated: int = 0
-    open: int = 0
-    failed: int = 0
-    skipped: int = 0
-    reads: int = 0
-    pages: int = 0
-    throttled_wait_s: float = 0.0
-    duration_s: float = 0.0
-    truncated: bool = False
-    uncovered: int = 0            # event sources (subscriptions, vaults, workspaces) not all delivered to us
-    repeats_not_notified: int = 0  # open findings unchanged since their owner was told (sweep_notices)
-    units: int = 0                # units of work (subscriptions, management groups, vaults, keys) in the ring
-    units_done: int = 0           # of those, finished in full by this run
-    began_with: str = ""          # the unit this run began with (the cursor)
-    next_begins_with: str = ""    # the unit the next run begins with
-    verdicts: dict[str, int] = field(default_factory=dict)
-    errors: list[str] = field(default_factory=list)
-    coverage: list[dict[str, Any]] = field(default_factory=list)   # ``Coverage.to_dict`` per event source
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-# a fix still ``requested`` this long after its record was written is confirmed by the sweep: longer
-# than any long-running write should take (an ML online deployment's update: tens of minutes)
-PENDING_STALE_SECONDS = 3600.0
-# one the sweep still cannot confirm this long after it was written (its resource unreadable: a
-# subscription left the estate, a role was taken away) is audited once more and forgotten
-PENDING_GIVE_UP_SECONDS = 2 * 86400.0
-
-
-class _Tally:
-    """Thread-safe counting into a summary."""
-
-    def __init__(self, summary: SweepSummary) -> None:
-        self.s = summary
-        self._lock = threading.Lock()
-        self.cuts = 0            # times a part of the run was cut short (``truncate``)
-
-    def seen(self, n: int = 1, compliant: int = 0) -> None:
-        with self._lock:
-            self.s.seen += n
-            self.s.compliant += compliant
-
-    def decided(self, verdict: str) -> None:
-        with self._lock:
-            counter = _COUNTER.get(verdict, "skipped")
-            setattr(self.s, counter, getattr(self.s, counter) + 1)
-            self.s.verdicts[verdict] = self.s.verdicts.get(verdict, 0) + 1
-
-    def truncate(self) -> None:
-        with self._lock:
-            self.s.truncated = True
-            self.cuts += 1
-
-    def error(self, text: str) -> None:
-        with self._lock:
-            self.s.errors.append(text[:300])
-            self.s.failed += 1
 
 
 class Sweeper(SweepRing):
@@ -487,29 +402,7 @@ class Sweeper(SweepRing):
         sweep_root_roles(self, tally, compiled, sweep_id, dry_run, deadline)
 
     def _confirm_stale_fixes(self, tally: _Tally, sweep_id: str, deadline: float) -> None:
-        """Fixes left ``requested`` over ``PENDING_STALE_SECONDS`` ago whose own write event never
-        settled them (it came before their record was written on another worker, or was lost):
-        each resource read back once and its fixes audited (``Service.confirm_pending``), before
-        the resources are swept. One still running (``provisioningState`` not final) waits."""
-        from datetime import timedelta
-        try:
-            stale = self.service.pending.stale(self._wall() - timedelta(seconds=PENDING_STALE_SECONDS))
-        except StoreError as exc:
-            tally.error(f"pending fixes: {exc}")
-            return
-        give_up = self._wall() - timedelta(seconds=PENDING_GIVE_UP_SECONDS)
-        for rid, pending, oldest in stale:
-            if self._clock() > deadline:
-                tally.truncate()
-                return
-            if not pending:
-                continue
-            try:
-                row = self.service.confirm_pending(rid, pending, sweep_id=sweep_id, give_up=oldest < give_up)
-            except InvalidArmId:
-                continue
-            if row is not None:
-                tally.decided(row.verdict)
+        confirm_stale_fixes(self, tally, sweep_id, deadline)
 
     def _sweep_management_group(self, tally: _Tally, mg: str, sweep_id: str, dry_run: bool, deadline: float) -> None:
         scope = management_group_scope(mg)

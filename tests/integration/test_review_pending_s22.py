@@ -11,7 +11,7 @@ import re
 
 import pytest
 
-from guardrails import bootstrap, sweep as sweep_module
+from guardrails import bootstrap, pending_confirm as sweep_module   # the stale-fix timings live there
 from guardrails.ratelimit import FakeClock
 from guardrails.settings import Settings
 from tests import builders as b
