@@ -276,6 +276,7 @@ module subscriptions 'modules/subscription.bicep' = [for id in governedSubscript
     eventGridIdentityId: app.outputs.eventGridIdentityId
     storageAccountId: app.outputs.storageAccountId
     deadLetterContainer: app.outputs.deadLetterContainer
+    deadLetterWithSystemIdentity: enablePrivateNetworking
     existingTopicId: contains(existingSystemTopicIds, '/subscriptions/${id}') ? existingSystemTopicIds['/subscriptions/${id}'] : ''
   }
 }]
@@ -295,6 +296,7 @@ module vaults 'modules/vault.bicep' = [for id in governedVaultIds: {
     eventGridIdentityId: app.outputs.eventGridIdentityId
     storageAccountId: app.outputs.storageAccountId
     deadLetterContainer: app.outputs.deadLetterContainer
+    deadLetterWithSystemIdentity: enablePrivateNetworking
     existingTopicId: contains(existingSystemTopicIds, id) ? existingSystemTopicIds[id] : ''
   }
 }]
@@ -324,7 +326,41 @@ module mlWorkspaces 'modules/ml-workspace.bicep' = [for id in governedMlWorkspac
     eventGridIdentityId: app.outputs.eventGridIdentityId
     storageAccountId: app.outputs.storageAccountId
     deadLetterContainer: app.outputs.deadLetterContainer
+    deadLetterWithSystemIdentity: enablePrivateNetworking
     existingTopicId: contains(existingSystemTopicIds, id) ? existingSystemTopicIds[id] : ''
+  }
+}]
+
+// With enablePrivateNetworking the product storage denies public traffic, and Event Grid passes its
+// firewall as a trusted service only with a system-assigned identity: each system topic dead-letters
+// with its own (topic.bicep), which may write the dead-letter container and nothing else.
+module subscriptionDeadLetterWriters 'modules/deadletter-writer.bicep' = [for (id, i) in governedSubscriptionIds: if (enablePrivateNetworking) {
+  name: 'guardrails-dlw-sub-${uniqueString(id, environmentName)}'
+  scope: rg
+  params: {
+    storageAccountName: last(split(app.outputs.storageAccountId, '/'))
+    deadLetterContainer: app.outputs.deadLetterContainer
+    principalId: subscriptions[i].outputs.deadLetterPrincipalId
+  }
+}]
+
+module vaultDeadLetterWriters 'modules/deadletter-writer.bicep' = [for (id, i) in governedVaultIds: if (enablePrivateNetworking) {
+  name: 'guardrails-dlw-kv-${uniqueString(id, environmentName)}'
+  scope: rg
+  params: {
+    storageAccountName: last(split(app.outputs.storageAccountId, '/'))
+    deadLetterContainer: app.outputs.deadLetterContainer
+    principalId: vaults[i].outputs.deadLetterPrincipalId
+  }
+}]
+
+module mlWorkspaceDeadLetterWriters 'modules/deadletter-writer.bicep' = [for (id, i) in governedMlWorkspaceIds: if (enablePrivateNetworking) {
+  name: 'guardrails-dlw-mlw-${uniqueString(id, environmentName)}'
+  scope: rg
+  params: {
+    storageAccountName: last(split(app.outputs.storageAccountId, '/'))
+    deadLetterContainer: app.outputs.deadLetterContainer
+    principalId: mlWorkspaces[i].outputs.deadLetterPrincipalId
   }
 }]
 
@@ -341,3 +377,5 @@ output GUARDRAILS_FUNCTION_APP_ID string = app.outputs.functionAppId
 output GUARDRAILS_EVENTGRID_IDENTITY_ID string = app.outputs.eventGridIdentityId
 output GUARDRAILS_STORAGE_ACCOUNT_ID string = app.outputs.storageAccountId
 output GUARDRAILS_DEAD_LETTER_CONTAINER string = app.outputs.deadLetterContainer
+// management-group.bicep takes it as deadLetterWithSystemIdentity: the storage denies public traffic
+output GUARDRAILS_PRIVATE_NETWORKING bool = enablePrivateNetworking

@@ -3,6 +3,7 @@
 //     -p environmentName=<env> location=<region> principalId=<GUARDRAILS_IDENTITY_PRINCIPAL_ID> \
 //        functionAppId=<GUARDRAILS_FUNCTION_APP_ID> eventGridIdentityId=<GUARDRAILS_EVENTGRID_IDENTITY_ID> \
 //        storageAccountId=<GUARDRAILS_STORAGE_ACCOUNT_ID> deadLetterContainer=<GUARDRAILS_DEAD_LETTER_CONTAINER> \
+//        deadLetterWithSystemIdentity=<GUARDRAILS_PRIVATE_NETWORKING> \
 //        eventSubscriptionIds='["<sub-1>","<sub-2>"]'
 // One remediator role, defined and assigned AT the group: every subscription below it, now and later, is
 // governed (the sweep finds them: it lists every subscription the identity can see). Events have no
@@ -35,6 +36,9 @@ param storageAccountId string
 
 @description('Dead-letter container (GUARDRAILS_DEAD_LETTER_CONTAINER).')
 param deadLetterContainer string
+
+@description('The app was deployed with enablePrivateNetworking (GUARDRAILS_PRIVATE_NETWORKING): its storage denies public traffic, so each system topic dead-letters with its own system-assigned identity, granted the container (in the storage account\'s resource group).')
+param deadLetterWithSystemIdentity bool = false
 
 @description('Subscriptions below the group whose resource writes are delivered as events: a system topic each.')
 param eventSubscriptionIds array = []
@@ -160,7 +164,19 @@ module subscriptions 'modules/subscription.bicep' = [for id in eventSubscription
     eventGridIdentityId: eventGridIdentityId
     storageAccountId: storageAccountId
     deadLetterContainer: deadLetterContainer
+    deadLetterWithSystemIdentity: deadLetterWithSystemIdentity
     existingTopicId: contains(existingSystemTopicIds, '/subscriptions/${id}') ? existingSystemTopicIds['/subscriptions/${id}'] : ''
+  }
+}]
+
+// the own identity of each topic may write the dead-letter container (deadLetterWithSystemIdentity)
+module deadLetterWriters 'modules/deadletter-writer.bicep' = [for (id, i) in eventSubscriptionIds: if (deadLetterWithSystemIdentity) {
+  name: 'guardrails-dlw-sub-${uniqueString(id, environmentName)}'
+  scope: resourceGroup(split(storageAccountId, '/')[2], split(storageAccountId, '/')[4])
+  params: {
+    storageAccountName: last(split(storageAccountId, '/'))
+    deadLetterContainer: deadLetterContainer
+    principalId: subscriptions[i].outputs.deadLetterPrincipalId
   }
 }]
 

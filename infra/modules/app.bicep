@@ -80,8 +80,8 @@ resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' = {
     defaultToOAuthAuthentication: true
     minimumTlsVersion: 'TLS1_2'
     supportsHttpsTrafficOnly: true
-    // with enablePrivateNetworking: reachable through private endpoints, plus trusted Azure services
-    // (Event Grid dead-lettering with its managed identity); everything else denied. The one baseline
+    // with enablePrivateNetworking: reachable through private endpoints, plus trusted Azure services (Event
+    // Grid dead-lettering with the system identity of each topic, deadletter-writer.bicep); else denied. The one baseline
     // setting (metadata/policies/storage-private.yaml) the account does not meet: the guardrail reports it
     // and never fixes it (GUARDRAILS_OWN_RESOURCE_IDS below); allowBlobPublicAccess above meets the other
     publicNetworkAccess: 'Enabled'
@@ -248,6 +248,9 @@ resource logs 'Microsoft.OperationalInsights/workspaces@2023-09-01' = {
       name: 'PerGB2018'
     }
     retentionInDays: 90
+    features: {
+      disableLocalAuth: true // queries and ingestion with Entra ID only (no workspace shared keys)
+    }
   }
 }
 

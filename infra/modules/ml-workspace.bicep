@@ -10,6 +10,8 @@ param mlWorkspaceEventTypes array
 param eventGridIdentityId string
 param storageAccountId string
 param deadLetterContainer string
+@description('Dead-letter with the topic\'s system-assigned identity (the product\'s storage denies public traffic); topic.bicep.')
+param deadLetterWithSystemIdentity bool = false
 @description('ARM id of the workspace\'s existing system topic (Azure allows one per source), whose event subscription is added to it; empty: create one beside the workspace. It must carry eventGridIdentityId.')
 param existingTopicId string = ''
 
@@ -38,7 +40,10 @@ module topic 'topic.bicep' = {
     eventGridIdentityId: eventGridIdentityId
     storageAccountId: storageAccountId
     deadLetterContainer: deadLetterContainer
+    deadLetterWithSystemIdentity: deadLetterWithSystemIdentity
     deployEventSubscription: deployEventSubscriptions
     existingTopicName: reuseTopic ? last(split(existingTopicId, '/')) : ''
   }
 }
+// the own identity of the topic, which writes its dead letters when deadLetterWithSystemIdentity (else empty)
+output deadLetterPrincipalId string = topic.outputs.deadLetterPrincipalId

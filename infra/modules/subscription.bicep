@@ -16,6 +16,8 @@ param coveredDeleteOperations array = []
 param eventGridIdentityId string
 param storageAccountId string
 param deadLetterContainer string
+@description('Dead-letter with the topic\'s system-assigned identity (the product\'s storage denies public traffic); topic.bicep.')
+param deadLetterWithSystemIdentity bool = false
 @description('Assign the remediator here. False when it is assigned once at a management group above (infra/management-group.bicep).')
 param assignRole bool = true
 @description('ARM id of the subscription\'s existing system topic (Azure allows one per source), whose event subscription is added to it; empty: create one in rg-<env>-events. It must carry eventGridIdentityId.')
@@ -72,9 +74,12 @@ module topic 'topic.bicep' = {
     eventGridIdentityId: eventGridIdentityId
     storageAccountId: storageAccountId
     deadLetterContainer: deadLetterContainer
+    deadLetterWithSystemIdentity: deadLetterWithSystemIdentity
     deployEventSubscription: deployEventSubscriptions
     existingTopicName: reuseTopic ? last(split(existingTopicId, '/')) : ''
   }
 }
 
 output topicId string = topic.outputs.topicId
+// the own identity of the topic, which writes its dead letters when deadLetterWithSystemIdentity (else empty)
+output deadLetterPrincipalId string = topic.outputs.deadLetterPrincipalId

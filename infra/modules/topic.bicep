@@ -1,6 +1,9 @@
 // An Event Grid system topic and its subscription to one function: only the event types (and
 // operations) the guardrails act on are delivered, one event per call, undeliverable ones dead-lettered
-// to the product's storage with Event Grid's own user-assigned identity.
+// to the product storage with the user-assigned identity of Event Grid, or, when the storage account
+// denies public traffic (enablePrivateNetworking), with the system-assigned identity of the topic: through a
+// storage firewall Event Grid writes only as a trusted service with a system-assigned identity (a
+// user-assigned one is refused, whether trusted services are allowed or not).
 // Azure allows one system topic per source: when the source has one already (made by the portal's
 // Events blade, another tool, an earlier deployment), pass its name in `existingTopicName` and deploy
 // this module into that topic's resource group: only the event subscription is created on it. That
@@ -21,10 +24,19 @@ param eventGridIdentityId string
 param storageAccountId string
 param deadLetterContainer string
 param deployEventSubscription bool
+@description('Dead-letter with the topic\'s system-assigned identity (the storage account denies public traffic: Event Grid passes its firewall as a trusted service with a system-assigned identity only). The caller grants that identity the dead-letter container (deadletter-writer.bicep). A reused topic must have its system-assigned identity enabled.')
+param deadLetterWithSystemIdentity bool = false
 @description('Name of the source\'s existing system topic, in this module\'s resource group; empty: create `name`.')
 param existingTopicName string = ''
 
 var reuseTopic = !empty(existingTopicName)
+// who writes the dead letters (deadLetterWithSystemIdentity above)
+var deadLetterIdentity = deadLetterWithSystemIdentity ? {
+  type: 'SystemAssigned'
+} : {
+  type: 'UserAssigned'
+  userAssignedIdentity: eventGridIdentityId
+}
 // Event Grid event subscription names: 3-64 characters, alphanumerics and hyphens only (function names have `_`)
 var subscriptionName = 'guardrails-${replace(functionName, '_', '-')}'
 
@@ -33,7 +45,7 @@ resource topic 'Microsoft.EventGrid/systemTopics@2022-06-15' = if (!reuseTopic) 
   location: location
   tags: tags
   identity: {
-    type: 'UserAssigned'
+    type: deadLetterWithSystemIdentity ? 'SystemAssigned, UserAssigned' : 'UserAssigned'
     userAssignedIdentities: {
       '${eventGridIdentityId}': {}
     }
@@ -75,10 +87,7 @@ resource subscription 'Microsoft.EventGrid/systemTopics/eventSubscriptions@2022-
       eventTimeToLiveInMinutes: 1440
     }
     deadLetterWithResourceIdentity: {
-      identity: {
-        type: 'UserAssigned'
-        userAssignedIdentity: eventGridIdentityId
-      }
+      identity: deadLetterIdentity
       deadLetterDestination: {
         endpointType: 'StorageBlob'
         properties: {
@@ -127,10 +136,7 @@ resource deletions 'Microsoft.EventGrid/systemTopics/eventSubscriptions@2022-06-
       eventTimeToLiveInMinutes: 1440
     }
     deadLetterWithResourceIdentity: {
-      identity: {
-        type: 'UserAssigned'
-        userAssignedIdentity: eventGridIdentityId
-      }
+      identity: deadLetterIdentity
       deadLetterDestination: {
         endpointType: 'StorageBlob'
         properties: {
@@ -144,3 +150,5 @@ resource deletions 'Microsoft.EventGrid/systemTopics/eventSubscriptions@2022-06-
 
 output topicId string = sourceTopic.id
 output eventSubscriptionName string = subscriptionName
+// the identity writing the dead letters of this topic when it is its own (else empty)
+output deadLetterPrincipalId string = deadLetterWithSystemIdentity ? sourceTopic.identity.principalId : ''

@@ -491,11 +491,14 @@ def test_event_subscription_dead_letters_with_identity_and_retries_explicitly():
     retry = sub["retryPolicy"]
     assert 1 <= retry["maxDeliveryAttempts"] <= 30 and 1 <= retry["eventTimeToLiveInMinutes"] <= 1440
     dl = sub["deadLetterWithResourceIdentity"]
-    assert dl["identity"]["type"] == "UserAssigned"
+    t = doc("modules/topic.bicep")
+    assert t["parameters"]["deadLetterWithSystemIdentity"]["default"] is False
+    plain = {"deadLetterWithSystemIdentity": False, "eventGridIdentityId": "uai"}
+    assert evaluate(t, dl["identity"], plain) == {"type": "UserAssigned", "userAssignedIdentity": "uai"}
     assert dl["deadLetterDestination"]["endpointType"] == "StorageBlob"
     assert "deadLetterDestination" not in sub            # never a key- or SAS-based dead letter
-    topic = one(doc("modules/topic.bicep"), "Microsoft.EventGrid/systemTopics")
-    assert topic["identity"]["type"] == "UserAssigned"
+    topic = one(t, "Microsoft.EventGrid/systemTopics")
+    assert evaluate(t, topic["identity"]["type"], plain) == "UserAssigned"
     # Event Grid's identity may write the dead-letter container and nothing else
     app = doc("modules/app.bicep")
     eg = [b for _, b in resources(app, "Microsoft.Authorization/roleAssignments")
@@ -524,6 +527,64 @@ def _topic_callers() -> list[tuple[str, str]]:
     """(template, module name) of every module that deploys modules/topic.bicep."""
     return [(rel, name) for rel, d in all_docs().items() for name, m in d.get("modules", {}).items()
             if (INFRA / rel).parent.joinpath(m["detail"]["path"]).resolve() == INFRA / "modules" / "topic.bicep"]
+
+
+def test_behind_a_storage_firewall_each_topic_dead_letters_with_its_own_system_identity():
+    """Event Grid passes a storage firewall (``bypass: AzureServices``) as a trusted service with a
+    system-assigned identity only; a user-assigned one is refused. With enablePrivateNetworking (the
+    product's storage then denies public traffic) every event subscription dead-letters with its topic's
+    system-assigned identity, and that identity, and only it, gets the dead-letter container."""
+    t = doc("modules/topic.bicep")
+    private = {"deadLetterWithSystemIdentity": True, "eventGridIdentityId": "uai"}
+    for name in ("subscription", "deletions"):
+        dl = body(t["resources"][name])["properties"]["deadLetterWithResourceIdentity"]
+        assert evaluate(t, dl["identity"], private) == {"type": "SystemAssigned"}, name
+    topic = one(t, "Microsoft.EventGrid/systemTopics")
+    assert evaluate(t, topic["identity"]["type"], private) == "SystemAssigned, UserAssigned"
+    assert "deadLetterPrincipalId" in t["outputs"]
+    # the storage denies public traffic exactly when the topics dead-letter with their own identity
+    app = doc("modules/app.bicep")
+    acls = one(app, "Microsoft.Storage/storageAccounts")["properties"]["networkAcls"]
+    assert acls["bypass"] == "AzureServices"
+    assert evaluate(app, acls["defaultAction"], {"enablePrivateNetworking": True}) == "Deny"
+    # every caller passes the flag through; main.bicep sets it from enablePrivateNetworking
+    for rel in ("modules/subscription.bicep", "modules/vault.bicep", "modules/ml-workspace.bicep"):
+        d = doc(rel)
+        assert body(d["modules"]["topic"])["params"]["deadLetterWithSystemIdentity"] == "deadLetterWithSystemIdentity", rel
+        assert d["parameters"]["deadLetterWithSystemIdentity"]["default"] is False, rel
+        assert "deadLetterPrincipalId" in d["outputs"], rel
+    main = doc("main.bicep")
+    for module in ("subscriptions", "vaults", "mlWorkspaces"):
+        assert module_arg("main.bicep", module, "deadLetterWithSystemIdentity",
+                          {"enablePrivateNetworking": True}) is True, module
+    # one writer per topic, only then, granting Storage Blob Data Contributor on the container alone
+    writer = doc("modules/deadletter-writer.bicep")
+    grants = resources(writer, "Microsoft.Authorization/roleAssignments")
+    assert len(grants) == 1 and grants[0][1]["scope"] == "deadLetters"
+    assert "ba92f5b4-2d11-453d-a403-e96b0029c9fe" in json.dumps(writer["variables"])
+    assert principal_of(grants[0][1]) == "principalId"
+    for parent, writers in (("main.bicep", {"subscriptionDeadLetterWriters": "subscriptions",
+                                            "vaultDeadLetterWriters": "vaults",
+                                            "mlWorkspaceDeadLetterWriters": "mlWorkspaces"}),
+                            ("management-group.bicep", {"deadLetterWriters": "subscriptions"})):
+        d = doc(parent)
+        for name, topics in writers.items():
+            m = d["modules"][name]
+            assert m["detail"]["path"] == "modules/deadletter-writer.bicep", name
+            loop = m["config"]
+            flag = "enablePrivateNetworking" if parent == "main.bicep" else "deadLetterWithSystemIdentity"
+            assert loop["condition"] == flag, (parent, name)
+            # over the same list as the topics, each writer for the topic at its index
+            assert loop["loop_type"]["detail"]["array_name"] == \
+                d["modules"][topics]["config"]["loop_type"]["detail"]["array_name"], (parent, name)
+            pid = json.dumps(body(m)["params"]["principalId"])
+            assert f'"{topics}"' in pid and '"i"' in pid and "deadLetterPrincipalId" in pid, (parent, name)
+    assert main["outputs"]["GUARDRAILS_PRIVATE_NETWORKING"]["value"] == "enablePrivateNetworking"
+
+
+def test_log_analytics_takes_entra_id_only():
+    logs = one(doc("modules/app.bicep"), "Microsoft.OperationalInsights/workspaces")
+    assert logs["properties"]["features"]["disableLocalAuth"] is True
 
 
 def test_every_event_subscription_name_the_bicep_can_produce_is_valid_for_event_grid():
