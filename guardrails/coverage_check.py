@@ -105,7 +105,8 @@ def reading_order(groups: dict[str, list], states: dict[str, dict]) -> list[list
     return sorted(groups.values(), key=rank)
 
 
-def check_in_sweep(sweeper, tally, summary, subs: list[str], deadline: float, *, reserve: float | None = None) -> None:
+def check_in_sweep(sweeper, tally, summary, subs: list[str], deadline: float, *, reserve: float | None = None,
+                   dry_run: bool = False) -> None:
     """The event coverage (``guardrails.coverage``) of each swept subscription and each governed
     vault and workspace. Reads, a few subscriptions at a time: one system-topic list per
     subscription, one event-subscription list per own topic, until ``deadline`` plus ``reserve``
@@ -113,7 +114,9 @@ def check_in_sweep(sweeper, tally, summary, subs: list[str], deadline: float, *,
     its own budget). Then, in order: a pure verdict, a row on a gap or on its closing, the state
     kept when it changed (all states read in one query, first: they order the reads). Unreadable
     (no permission, ARM down) or left unread by the budget is a sweep error, not a verdict:
-    nothing was seen. Store failures end the sweep (no row may be lost), as elsewhere."""
+    nothing was seen. Store failures end the sweep (no row may be lost), as elsewhere. A dry run
+    (``sweep --dry-run``) writes its rows as the state read says, and keeps no state: a preview
+    never records that a gap was told (the next real run tells it again), as its findings."""
     from .coverage import transition
 
     now = sweeper._wall()
@@ -159,7 +162,7 @@ def check_in_sweep(sweeper, tally, summary, subs: list[str], deadline: float, *,
         step = transition(previous, cov, _iso(sweeper._wall()))
         if step.write_row:
             sweeper.service.record_coverage(cov, sweep_id=summary.sweep_id, verdict=step.verdict, notify=step.notify)
-        if step.state != previous:
+        if step.state != previous and not dry_run:
             sweeper.state.set_coverage_state(expected.source, step.state)
         if not cov.covered:
             emit(log, logging.WARNING, "guardrail_coverage_gap", source=expected.source, kind=expected.kind,

@@ -32,6 +32,7 @@ class _Ctx:
     taken_intent: str = ""     # what that attempt noted it set out to do (``note_intent``), JSON
     claim: tuple | None = None  # (key, Claim) while the event's idempotency claim is held
     timer: bool = False        # a timer's decision (sweep, exemption expiry): never redelivered
+    said_by: str = ""          # an on-demand check: who asked (``Caller.describe``), ending its row's message
 
 
 def kv_object_id(ev) -> str:

@@ -241,15 +241,16 @@ class GuardrailsService(PendingConfirmations, TimerDecisions):
         return (lambda: self.resources.decide(ctx, row, target, rtype, compiled, candidates)), None
 
     def check_resource(self, resource_id: str, *, remediate: bool, actor: Actor | None = None,
-                       decision_id: str | None = None, correlation_id: str = "") -> AuditRow:
+                       decision_id: str | None = None, correlation_id: str = "", said_by: str = "") -> AuditRow:
         """On-demand check (HTTP / CLI): the decision the event path would make for this resource,
         on its live state. Acts only when ``remediate``. Raises InvalidArmId for a bad id; nothing
-        but the id's own resource is ever read."""
+        but the id's own resource is ever read. ``said_by``: who asked, ending the row's message
+        (``[cli as …]``), as the job checks' rows end."""
         from .model.arm_id import parse_arm_id
 
         start = self._clock()
         ctx = _Ctx(decision_id or uuid.uuid4().hex, start, start + self.settings.time_budget_seconds, self._wall(),
-                   dry_run=not remediate)
+                   dry_run=not remediate, said_by=said_by[:300])
         rid = parse_arm_id(resource_id)
         row = AuditRow(event_id=ctx.delivery_id, event_type=CHECK_EVENT_TYPE, resource_id=str(rid), verdict="ignored",
                        delivery_id=ctx.delivery_id, actor=actor or Actor(), correlation_id=correlation_id[:128])
@@ -405,7 +406,8 @@ class GuardrailsService(PendingConfirmations, TimerDecisions):
         dies, so the decision event is first kept as an outbox intent (``outbox`` module doc).
         ``keep_time``: a parked decision keeps the time (and so the row keys) of its first write,
         which may have stored one of its two rows: written again, it replaces it."""
-        row.verdict, row.reason, row.message = verdict, reason, message[:2000]
+        suffix = f" [{ctx.said_by}]" if ctx.said_by else ""
+        row.verdict, row.reason, row.message = verdict, reason, message[:2000 - len(suffix)] + suffix
         if not (keep_time and row.time):
             row.time = _now_iso(self._wall())
             row.duration_ms = round((self._clock() - ctx.started) * 1000.0, 3)

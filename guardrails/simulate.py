@@ -105,6 +105,17 @@ def to_function_event(raw: Any):
     return EventGridEventInConverter.decode(meta.Datum(json.dumps(raw), "json"), trigger_metadata={})
 
 
+def emulator_settings(emu, base_env: dict[str, str]) -> dict[str, str]:
+    """The settings that point the product's real SDK clients at the local emulator ``emu`` (ARM,
+    Graph and Key Vault through its test CA, the local credential) — for ``simulate``, the demo and
+    ``python -m guardrails.local``."""
+    local_id = base_env.get(S.LOCAL_OBJECT_ID) or S.DEFAULT_LOCAL_OBJECT_ID
+    return {S.ARM_ENDPOINT: emu.base_url, S.GRAPH_ENDPOINT: emu.base_url, S.CA_BUNDLE: emu.ca_path,
+            S.CREDENTIAL: "local", S.KEYVAULT_URL_TEMPLATE: emu.vault_url_template,
+            S.KEYVAULT_VERIFY_CHALLENGE: "false", S.LOCAL_OBJECT_ID: local_id,
+            S.OWN_PRINCIPAL_IDS: base_env.get(S.OWN_PRINCIPAL_IDS) or local_id}
+
+
 def run_simulation(world: dict, events: list, *, extra_metadata: Sequence[Path] = (),
                    env: dict[str, str] | None = None, emulator=None, read_back_audit: bool = False,
                    include_secret_values: bool = False, sweep: bool = False,
@@ -131,14 +142,7 @@ def run_simulation(world: dict, events: list, *, extra_metadata: Sequence[Path] 
             write_dead_letters(container_client(blob.connection_string, S.Settings().dead_letter_container),
                                dead_letters, last_outcome="TimedOut")
         emu = emulator or stack.enter_context(AzureEmulator.from_world(world))
-        local_id = base_env.get(S.LOCAL_OBJECT_ID) or S.DEFAULT_LOCAL_OBJECT_ID
-        overrides.update({
-            S.ARM_ENDPOINT: emu.base_url, S.GRAPH_ENDPOINT: emu.base_url, S.CA_BUNDLE: emu.ca_path,
-            S.CREDENTIAL: "local", S.KEYVAULT_URL_TEMPLATE: emu.vault_url_template,
-            S.KEYVAULT_VERIFY_CHALLENGE: "false",
-            S.LOCAL_OBJECT_ID: local_id,
-            S.OWN_PRINCIPAL_IDS: base_env.get(S.OWN_PRINCIPAL_IDS) or local_id,
-        })
+        overrides.update(emulator_settings(emu, base_env))
         stack.enter_context(_patched_env({**{k: v for k, v in base_env.items() if k.startswith("GUARDRAILS_")},
                                           **overrides}))
         settings = S.Settings.from_env()

@@ -187,7 +187,7 @@ class Sweeper(SweepRing):
             except StoreError as exc:
                 tally.error(f"keep where the next sweep begins: {exc}")
         if self.function_app_id:
-            self._check_coverage(tally, summary, subs, deadline, reserve)
+            self._check_coverage(tally, summary, subs, deadline, reserve, dry_run=dry_run)
         summary.reads = self.reads.taken - reads0
         summary.throttled_wait_s = round(self.reads.waited - wait0, 3)
         summary.pages = self.lister.pages - pages0 + (self.graph.pages - graph_pages0 if self.graph is not None else 0)
@@ -389,9 +389,9 @@ class Sweeper(SweepRing):
         tally.decided(row.verdict)
 
     def _check_coverage(self, tally: _Tally, summary: SweepSummary, subs: list[str], deadline: float,
-                        reserve: float = 0.0) -> None:
+                        reserve: float = 0.0, *, dry_run: bool = False) -> None:
         from .coverage_check import check_in_sweep
-        check_in_sweep(self, tally, summary, subs, deadline, reserve=reserve)
+        check_in_sweep(self, tally, summary, subs, deadline, reserve=reserve, dry_run=dry_run)
 
     def _sweep_roles(self, tally: _Tally, compiled, sub: str, sweep_id: str, dry_run: bool, deadline: float) -> None:
         from .sweep_roles import sweep_roles

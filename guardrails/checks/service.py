@@ -207,7 +207,7 @@ class CheckService:
                 out.status = 403
                 return out
         row = self.service.check_resource(str(rid), remediate=remediate, actor=caller.actor, decision_id=decision_id,
-                                          correlation_id=caller.correlation_id)
+                                          correlation_id=caller.correlation_id, said_by=caller.describe())
         if row.verdict == "failed" and row.reason in UNAVAILABLE_REASONS:
             raise CheckUnavailable(row.reason, decision_id)
         reasons = [Reason(rule=f"{v.policy.split('@')[0]}/{v.rule}", message=safe_text(_describe(v, remediate)))

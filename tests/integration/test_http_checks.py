@@ -136,6 +136,10 @@ def test_cli_checks_in_their_own_process(harness):
     # the row names who ran the CLI: the identity of its credential (here the local one)
     assert row.actor.object_id == h.env["GUARDRAILS_LOCAL_OBJECT_ID"]
     assert row.message.endswith("[cli as guardrails-local]")
+    # a resource check's row too (it ended with the decision alone)
+    (res_row,) = [r for r in h.stored_rows() if r.event_type == "Guardrails.CheckResource"
+                  and r.delivery_id == json.loads(res.stdout)["decision_id"]]
+    assert res_row.message.endswith("[cli as guardrails-local]") and res_row.verdict == "dry_run"
 
 
 def test_a_denied_job_check_is_published_as_a_decision_event_and_an_allowed_one_is_not(harness):
