@@ -13,6 +13,14 @@ Grid's delivery fields added at the top level:
 ``parse_blob`` turns a blob into the events exactly as they were delivered (those fields removed),
 each with its delivery record, and names what it could not use; ``guardrails.replay`` hands each
 event to the same ``handle_event`` the trigger functions call.
+
+Event Grid is not the only writer of the container (the storage account's owners, any identity with
+a blob data role on it), so a blob is trusted only as far as Event Grid could have written it:
+under one of the event subscriptions ``infra/modules/topic.bicep`` deploys (``DEAD_LETTER_SUBSCRIPTIONS``,
+matched on the subscription segment: topic names vary per deployment), holding only events of a type
+that subscription delivers (``deliverable_types``). ``not_deliverable`` / ``undeliverable_events``
+say why a blob is not (the replay audits it ``invalid``, ``not_deliverable_here``, and acts on
+nothing in it).
 """
 
 from __future__ import annotations
@@ -20,12 +28,20 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any, Iterable
 
 DELIVERY_FIELDS = frozenset(f.lower() for f in (
     "deadLetterReason", "deliveryAttempts", "lastDeliveryOutcome", "publishTime", "lastDeliveryAttemptTime",
     "lastHttpStatusCode"))
 MAX_BLOB_BYTES = 16 * 1024 * 1024      # Event Grid events are <= 1 MB each; a blob is one delivery batch
+# the event subscriptions infra/modules/topic.bicep deploys: 'guardrails-' + the function's name with
+# '_' as '-' (Event Grid allows letters, digits and hyphens), the deletions' twin '-deletes'; an ML
+# workspace's topic delivers to ``resource_events`` too, under the same name
+RESOURCE_SUBSCRIPTION = "guardrails-resource-events"
+DELETES_SUBSCRIPTION = "guardrails-resource-events-deletes"
+KEYVAULT_SUBSCRIPTION = "guardrails-keyvault-events"
+DEAD_LETTER_SUBSCRIPTIONS = (RESOURCE_SUBSCRIPTION, DELETES_SUBSCRIPTION, KEYVAULT_SUBSCRIPTION)
 _HOUR_PATH = re.compile(r"^(?:(?P<topic>[^/]+)/)?(?P<subscription>[^/]+)/(?P<y>\d{4})/(?P<m>\d{1,2})/(?P<d>\d{1,2})/"
                         r"(?P<h>\d{1,2})/[^/]+\.json$")
 
@@ -64,8 +80,54 @@ class ParsedBlob:
     @property
     def subscription(self) -> str:
         """The event subscription the blob's events were meant for (lower case), or ""."""
-        m = _HOUR_PATH.match(self.blob)
-        return m.group("subscription").lower() if m else ""
+        return subscription_of(self.blob)
+
+
+@lru_cache(maxsize=1)
+def deliverable_types() -> dict[str, frozenset[str]]:
+    """Each deployed event subscription (lower case) and the event types (lower case) its filter's
+    ``includedEventTypes`` lets through, from the lists ``infra/`` is generated from
+    (``guardrails.permissions``): never a ``Guardrails.*`` type, which only the guardrails write."""
+    from .permissions import DELETE_EVENT_TYPE, RESOURCE_EVENT_TYPES_DELIVERED, keyvault_event_types, ml_event_types
+
+    def low(types: Iterable[str]) -> frozenset[str]:
+        return frozenset(t.lower() for t in types)
+    return {RESOURCE_SUBSCRIPTION: low([*RESOURCE_EVENT_TYPES_DELIVERED, *ml_event_types()]),
+            DELETES_SUBSCRIPTION: low([DELETE_EVENT_TYPE]),
+            KEYVAULT_SUBSCRIPTION: low(keyvault_event_types())}
+
+
+def subscription_of(blob: str) -> str:
+    """The event subscription segment of a dead-letter blob's name (lower case), or "" when the name
+    is not ``[<TOPIC>/]<EVENT SUBSCRIPTION>/<y>/<m>/<d>/<h>/<name>.json``."""
+    m = _HOUR_PATH.match(blob)
+    return m.group("subscription").lower() if m else ""
+
+
+def not_deliverable(blob: str) -> str:
+    """Why Event Grid cannot have written ``blob`` for a guardrails event subscription, judged by its
+    name alone (before it is downloaded); "" when it can. Names no content."""
+    sub = subscription_of(blob)
+    if not sub:
+        return "its name is not <TOPIC>/<EVENT SUBSCRIPTION>/<y>/<m>/<d>/<h>/<guid>.json"
+    if sub not in deliverable_types():
+        return (f"it is not under a guardrails event subscription ({', '.join(s.upper() for s in DEAD_LETTER_SUBSCRIPTIONS)}"
+                ")")
+    return ""
+
+
+def undeliverable_events(parsed: "ParsedBlob") -> str:
+    """Why ``parsed`` holds an event its subscription never delivers (the first one, by position and
+    subscription: its type is content and is not named); "" when every event object is one it
+    delivers. Items that are not objects pass: ``handle_event`` audits them ``invalid`` and acts on
+    nothing."""
+    types = deliverable_types().get(parsed.subscription)
+    if types is None:
+        return not_deliverable(parsed.blob) or "its event subscription delivers nothing"
+    for dl in parsed.events:
+        if isinstance(dl.envelope, dict) and dl.event_type.lower() not in types:
+            return f"item {dl.index} is an event of a type {parsed.subscription.upper()} does not deliver"
+    return ""
 
 
 def _int(value: Any) -> int | None:
@@ -164,5 +226,7 @@ def blob_name(topic: str | None, subscription: str, year: int, month: int, day: 
     return f"{head}{subscription.upper()}/{year}/{month}/{day}/{hour}/{guid}.json"
 
 
-__all__ = ["DELIVERY_FIELDS", "MAX_BLOB_BYTES", "DeadLetter", "ParsedBlob", "blob_name", "from_ranges", "parse_blob",
-           "split_delivery", "to_ranges"]
+__all__ = ["DEAD_LETTER_SUBSCRIPTIONS", "DELETES_SUBSCRIPTION", "DELIVERY_FIELDS", "KEYVAULT_SUBSCRIPTION",
+           "MAX_BLOB_BYTES", "RESOURCE_SUBSCRIPTION", "DeadLetter", "ParsedBlob", "blob_name", "deliverable_types",
+           "from_ranges", "not_deliverable", "parse_blob", "split_delivery", "subscription_of", "to_ranges",
+           "undeliverable_events"]

@@ -6,10 +6,19 @@ made the change (its claims), the ARM correlation id, the exact operation, and, 
 assignment, whom to count toward flip-flop. So each dead-lettered event goes through the very
 ``handle_event`` the trigger functions call, with the sweep's paced ARM clients:
 
-    list the container (names and sizes) ─▶ drop the state of blobs that are gone
-    each blob not yet settled, oldest first, within the time budget:
+    each blob's outcome alone (one query of two properties) ─▶ the container's listing, streamed:
+        settled blobs dropped as they come; of the others the oldest ``MAX_BLOBS_PER_RUN`` (or
+        ``limit``) kept; states whose blob the listing never showed noted as gone
+    each blob kept, oldest first, within the time budget (its state read then, one point read):
+        not under a deployed event subscription's prefix (``deadletter.not_deliverable``: Event
+            Grid names a blob ``<TOPIC>/<EVENT SUBSCRIPTION>/…``; anyone with blob write on the
+            container can put one there): not even downloaded ─▶ one ``invalid`` audit row under
+            the blob's name, reason ``not_deliverable_here``, state ``rejected``, reported once
         read it ─▶ ``deadletter.parse_blob`` ─▶ unreadable (not JSON, too large …): an ``invalid``
             audit row under the blob's name, state ``unreadable``, reported once
+        an event of a type its subscription never delivers (``deadletter.undeliverable_events``: a
+            ``Guardrails.*`` type, a Key Vault event under the resource subscription …): the whole
+            blob is ``rejected`` as above, none of its events handed on
         each event not yet handled ─▶ ``service.handle_event`` (claims, dedup, decision, fix,
             audit row as ever)
             raises (what would have made Event Grid redeliver): that event is retried on the next
@@ -21,7 +30,11 @@ assignment, whom to count toward flip-flop. So each dead-lettered event goes thr
             oldest failing event first failed), so a blob of any size is given up in the end
             Table Storage down: the run stops (every decision needs it)
         state ``replayed`` (every event handled), ``retrying`` (one still fails) or ``gave_up``
-        (handled but for given-up events), with each event's id, verdict, reason, delivery id
+        (handled but for given-up events), with each event's id, verdict, reason, delivery id;
+        saved every ``SAVE_EVERY_EVENTS`` events or ``SAVE_EVERY_SECONDS`` too, so a run the host
+        kills half way through a big blob keeps what it did
+    the states of blobs gone from the container (its lifecycle rule deletes them after 90 days)
+        deleted in the time left, ``TRANSACTION_ROWS`` to a transaction; the rest the next run
 
 Progress is per event (``done`` ranges of indexes in the state row), so a run that dies or hits
 its time budget half way through a blob carries on where it stopped, and an event handled before
@@ -29,20 +42,24 @@ it was dead-lettered comes out ``duplicate`` while its idempotency record lasts
 (``GUARDRAILS_DEDUP_COMPLETED_HOURS``), else decided again on live state (nothing left to fix is
 ``compliant``). The blobs are never changed or deleted (the container keeps Event Grid's record);
 progress lives in ``<prefix>TimerState`` (partition ``deadletter``). One summary row per run in
-``<prefix>Sweeps`` (``kind`` ``deadletter_replay``).
+``<prefix>Sweeps`` (``kind`` ``deadletter_replay``). ``deadletter retry BLOB`` (``retry``) forgets
+only what stops a blob: its given-up events and the failing ones' clocks (tried again at the next
+run), or an unreadable or rejected blob's state; the events handled stay handled.
 """
 
 from __future__ import annotations
 
+import heapq
 import logging
 import time
 import uuid
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable
 
-from .deadletter import MAX_BLOB_BYTES, ParsedBlob, from_ranges, parse_blob, to_ranges
+from .deadletter import (MAX_BLOB_BYTES, ParsedBlob, from_ranges, not_deliverable, parse_blob, to_ranges,
+                         undeliverable_events)
 from .errors import GuardrailsError, IdempotencyError, StoreError
-from .logs import emit
+from .logs import bound, emit
 from .sweep_summary import SweepSummary, _iso, _Tally
 
 log = logging.getLogger("guardrails")
@@ -60,12 +77,37 @@ RETRY_MAX = timedelta(hours=6)
 def next_try(now: datetime, attempts: int) -> datetime:
     """When a replayed event that failed ``attempts`` times is tried again (pure)."""
     return now + min(RETRY_MAX, RETRY_FIRST * (2 ** max(0, min(attempts, 16) - 1)))
-SETTLED = frozenset({"replayed", "unreadable", "gave_up"})
+SETTLED = frozenset({"replayed", "unreadable", "gave_up", "rejected"})
 KIND = "deadletter_replay"
+REJECTED_REASON = "not_deliverable_here"
+MAX_BLOBS_PER_RUN = 20_000     # blobs a run keeps in hand (the oldest): more than a 540 s budget gets through
+TRANSACTION_ROWS = 100         # gone blobs' states deleted per entity-group transaction (its limit)
+SAVE_EVERY_EVENTS = 25         # a blob's progress is saved this often while it is replayed …
+SAVE_EVERY_SECONDS = 30.0      # … or after this long, whichever comes first
 
 
 class _Stop(Exception):
     """Table Storage failed: end the run (every decision and every state write needs it)."""
+
+
+def record_rejected_dead_letter(service, container: str, blob: str, why: str, *, run_id: str):
+    """A dead-letter blob Event Grid cannot have written for a guardrails event subscription:
+    audited ``invalid`` (``not_deliverable_here``) under the blob's name, as
+    ``record_unreadable_dead_letter`` audits an unreadable one; nothing in it is acted on. ``why``
+    names the problem, never the content."""
+    from .decision_context import _Ctx
+    from .model.decision import AuditRow
+    from .timer_decisions import DEAD_LETTER_EVENT_TYPE
+
+    start = service._clock()
+    ctx = _Ctx(uuid.uuid4().hex, start, start + service.settings.time_budget_seconds, service._wall())
+    row = AuditRow(event_id=f"deadletter:{blob}"[:256], event_type=DEAD_LETTER_EVENT_TYPE,
+                   resource_id=f"/deadletter/{container}/{blob}"[:2048], verdict="ignored",
+                   delivery_id=ctx.delivery_id, correlation_id=run_id[:128])
+    with bound(delivery_id=ctx.delivery_id):
+        return service._finish(ctx, row, "invalid", REJECTED_REASON,
+                               f"dead-letter blob {blob} was not written by Event Grid for a guardrails event "
+                               f"subscription ({why}): not replayed", timer=True)
 
 
 def _parse_time(text: str) -> datetime | None:
@@ -119,33 +161,62 @@ class DeadLetterReplayer:
     def _run(self, summary: SweepSummary, tally: _Tally, start: float, *, dry_run: bool,
              limit: int | None) -> SweepSummary:
         done = 0
+        deadline = start + self.max_seconds
         try:
-            listed = self.container.list()
-            states = self.state.deadletter_states()
-            names = {b.name for b in listed}
-            if not dry_run:
-                for gone in sorted(set(states) - names):     # deleted by the container's lifecycle rule
-                    self.state.delete_deadletter_state(gone)
-            pending = [b for b in sorted(listed, key=lambda b: (b.last_modified, b.name))
-                       if (states.get(b.name) or {}).get("outcome") not in SETTLED]
-            if limit is not None:
-                pending = pending[:max(0, limit)]
-            deadline = start + self.max_seconds
+            outcomes = self.state.deadletter_outcomes()
+            unlisted = set(outcomes)              # states whose blob the listing has not shown
+            waiting = 0
+
+            def unsettled():
+                nonlocal waiting
+                for b in self.container.list():
+                    unlisted.discard(b.name)
+                    if outcomes.get(b.name) not in SETTLED:
+                        waiting += 1
+                        yield b
+            keep = MAX_BLOBS_PER_RUN if limit is None else max(0, min(limit, MAX_BLOBS_PER_RUN))
+            # the whole listing is read (to find the gone), the settled dropped as they come
+            listing = unsettled()
+            pending = heapq.nsmallest(keep, listing, key=lambda b: (b.last_modified, b.name))
+            for _ in listing:                     # ``limit`` 0: nsmallest reads nothing, and the gone
+                pass                              # are known only at the listing's end
+            with_state = {b.name for b in pending if b.name in outcomes}
+            outcomes.clear()                      # not held while the blobs are replayed
             for blob in pending:
                 if self._clock() > deadline:
                     tally.truncate()
                     break
-                self._blob(blob, states.get(blob.name) or {}, tally, dry_run, deadline, summary.sweep_id)
+                prev = (self.state.deadletter_state(blob.name) or {}) if blob.name in with_state else {}
+                self._blob(blob, prev, tally, dry_run, deadline, summary.sweep_id)
                 done += 1
+            else:
+                if limit is None and waiting > len(pending):      # more than a run keeps: the next run
+                    tally.truncate()
+                if not dry_run and unlisted:      # deleted by the container's lifecycle rule
+                    self._forget(sorted(unlisted), tally, deadline)
         except (StoreError, _Stop) as exc:
             if isinstance(exc, StoreError):
                 tally.error(str(exc))
             emit(log, logging.ERROR, "guardrail_deadletter_run_stopped", reason=str(exc)[:300])
         return self._finish(summary, start, blobs=done)
 
+    def _forget(self, gone: list[str], tally: _Tally, deadline: float) -> None:
+        """Delete the states of blobs gone from the container, a transaction at a time, while the
+        run's time lasts (housekeeping: after the replay, never instead of it)."""
+        for i in range(0, len(gone), TRANSACTION_ROWS):
+            if self._clock() > deadline:
+                tally.truncate()
+                emit(log, logging.INFO, "guardrail_deadletter_cleanup_deferred", left=len(gone) - i)
+                return
+            self.state.delete_deadletter_states(gone[i:i + TRANSACTION_ROWS])     # StoreError: the run's error
+
     # ---------------------------------------------------------------------------------------------
     def _blob(self, blob, prev: dict[str, Any], tally: _Tally, dry_run: bool, deadline: float, run_id: str) -> None:
         name = blob.name
+        why = not_deliverable(name)
+        if why:                                   # not Event Grid's for us: not even downloaded
+            self._reject(name, why, prev, tally, dry_run, run_id)
+            return
         if blob.size > MAX_BLOB_BYTES:            # not even downloaded
             parsed = ParsedBlob(blob=name, unreadable=f"{blob.size} bytes, more than the {MAX_BLOB_BYTES} "
                                                       "a dead-letter blob can hold")
@@ -172,6 +243,10 @@ class DeadLetterReplayer:
                 self._save(name, {"outcome": "unreadable", "attempts": int(prev.get("attempts", 0)) + 1,
                                   "detail": parsed.unreadable})
             return
+        why = undeliverable_events(parsed)
+        if why:                                   # Event Grid never delivers it here: none of the blob is trusted
+            self._reject(name, why, prev, tally, dry_run, run_id)
+            return
         if dry_run:
             handled = from_ranges(str(prev.get("done", "")))
             for dl in parsed.events:
@@ -181,6 +256,15 @@ class DeadLetterReplayer:
                          event_type=dl.event_type[:256], dead_letter_reason=dl.reason, delivery_attempts=dl.attempts)
             return
         self._replay(parsed, prev, tally, deadline)
+
+    def _reject(self, name: str, why: str, prev: dict[str, Any], tally: _Tally, dry_run: bool, run_id: str) -> None:
+        tally.error(f"dead-letter blob {name} was not written by Event Grid for a guardrails event subscription: {why}")
+        emit(log, logging.ERROR, "guardrail_deadletter_rejected", blob=name, reason=why)
+        if not dry_run:
+            self._store(lambda: record_rejected_dead_letter(self.service, self.container.name, name, why,
+                                                            run_id=run_id))
+            tally.decided("invalid")
+            self._save(name, {"outcome": "rejected", "attempts": int(prev.get("attempts", 0)) + 1, "detail": why})
 
     def _replay(self, parsed: ParsedBlob, prev: dict[str, Any], tally: _Tally, deadline: float) -> None:
         name = parsed.blob
@@ -205,6 +289,7 @@ class DeadLetterReplayer:
                               "failing": kept, "failing_since": since, "failing_runs": runs,
                               "failing_untracked": untracked})
 
+        saved_at, unsaved = self._clock(), 0
         for dl in parsed.events:
             if dl.index in handled or dl.index in abandoned:
                 continue
@@ -215,6 +300,11 @@ class DeadLetterReplayer:
                 tally.truncate()
                 save("retrying", f"time budget ended at event {dl.index}")
                 return
+            if unsaved and (unsaved >= SAVE_EVERY_EVENTS or self._clock() - saved_at >= SAVE_EVERY_SECONDS):
+                # a run killed from here on (the host's timeout, a scale-in) keeps what it did
+                save("retrying", f"replaying: progress saved before event {dl.index}")
+                saved_at, unsaved = self._clock(), 0
+            unsaved += 1
             try:
                 row = self.service.handle_event(dl.envelope)
             except StoreError as exc:
@@ -268,6 +358,41 @@ class DeadLetterReplayer:
         emit(log, logging.ERROR, "guardrail_deadletter_replay_failed", blob=name, event_id=dl.event_id[:256],
              attempt=f["attempts"], outcome=outcome, reason=why)
 
+    def retry(self, blob: str) -> tuple[bool, str]:
+        """``deadletter retry BLOB``, after the cause is fixed: the blob's given-up events (and their
+        records) and the failing events' clocks are forgotten, so the next run handles them at once;
+        the events handled stay handled (their ``done`` ranges and records kept: handled again,
+        one older than its dedup record would be decided again). An unreadable or rejected blob's
+        state is deleted: the next run judges it afresh. (False, why) while a replay runs."""
+        holder = f"retry-{uuid.uuid4().hex[:8]}"
+        lease = getattr(self.state, "take_run_lease", None)
+        if lease is not None and not lease(KIND, holder, 60.0):
+            return False, "a dead-letter replay is running; try again when it has finished"
+        try:
+            prev = self.state.deadletter_state(blob)           # StoreError: the CLI's error, exit 2
+            if prev is None:
+                return True, "no replay state: the next replay handles it"
+            if prev.get("outcome") in ("unreadable", "rejected"):
+                self.state.delete_deadletter_state(blob)
+                return True, f"{prev.get('outcome')} state cleared, the next replay judges it again"
+            abandoned = from_ranges(str(prev.get("abandoned", "")))
+            failing = dict(prev.get("failing") or {})
+            if not abandoned and not failing and not prev.get("failing_untracked"):
+                return True, f"nothing given up or failing ({prev.get('outcome') or 'pending'}): nothing to retry"
+            events = [e for e in prev.get("events") or []
+                      if not (isinstance(e, dict) and e.get("verdict") == "gave_up" and e.get("index") in abandoned)]
+            what = f"{len(abandoned)} given-up and {len(failing)} failing event(s)"
+            self.state.set_deadletter_state(blob, {
+                "outcome": "retrying", "attempts": int(prev.get("attempts", 0)), "events": events,
+                "detail": f"retry asked: {what} handled again at the next replay", "at": _iso(self._wall()),
+                "done": str(prev.get("done", "")), "abandoned": "", "failing": {}, "failing_since": "",
+                "failing_runs": 0, "failing_untracked": False})
+            kept = len(from_ranges(str(prev.get("done", ""))))
+            return True, f"{what} handled again at the next replay; the {kept} handled stay handled"
+        finally:
+            if lease is not None:
+                self.state.release_run_lease(KIND, holder)
+
     @staticmethod
     def _store(write: Callable[[], Any]) -> Any:
         try:
@@ -294,8 +419,8 @@ def add_parser(sub) -> None:
     p = sub.add_parser("deadletter", help="events Event Grid gave up on: list them, or replay them through the "
                                           "guardrails (the timer deadletter_replay does the same)")
     p.add_argument("action", choices=("list", "replay", "retry"),
-                   help="retry BLOB: forget a blob's replay state (after fixing why it was given up or unreadable); "
-                        "the next replay handles it again")
+                   help="retry BLOB: after fixing why its events were given up (or why it is unreadable), the next "
+                        "replay handles the given-up and failing events again; those handled stay handled")
     p.add_argument("blob", nargs="?", help="retry: the blob's name, as 'list' prints it")
     p.add_argument("--limit", type=int, metavar="N", help="replay: at most N blobs")
     p.add_argument("--dry-run", action="store_true", help="replay: read and parse only, decide nothing")
@@ -317,11 +442,11 @@ def cli_main(args) -> int:
     if args.action == "retry":
         if not args.blob:
             raise UsageError("deadletter retry needs the blob's name (python -m guardrails deadletter list)")
-        if args.blob not in {b.name for b in replayer.container.list()}:
+        if not any(b.name == args.blob for b in replayer.container.list()):
             raise UsageError(f"no blob {args.blob!r} in {replayer.container.name}")
-        replayer.state.delete_deadletter_state(args.blob)
-        print(f"{args.blob}: state cleared, the next replay handles it again")
-        return 0
+        ok, what = replayer.retry(args.blob)
+        print(f"{args.blob}: {what}")
+        return 0 if ok else 1
     if args.action == "list":
         rows = replayer.status()
         if args.json:
@@ -345,4 +470,5 @@ def cli_main(args) -> int:
     return 1 if summary.failed else 0
 
 
-__all__ = ["GIVE_UP_AFTER", "MIN_ATTEMPTS", "DeadLetterReplayer", "KIND", "add_parser", "cli_main"]
+__all__ = ["GIVE_UP_AFTER", "MIN_ATTEMPTS", "DeadLetterReplayer", "KIND", "REJECTED_REASON", "add_parser", "cli_main",
+           "record_rejected_dead_letter"]

@@ -19,6 +19,9 @@ Definitions (rows whose ``time`` is in ``[since, until)``):
   resources, a workspace's computes), as of that row: decided before it, it is no longer covered
   and no longer an open violation (deleting it is the fix when the setting is immutable, e.g. a
   compute's ``enableNodePublicIp``); decided again after it (re-created), it counts again.
+  A delete event ends it as of the event's own time (a dead letter replayed days later must not end
+  a resource re-created since), or of the row's when that is earlier: an event time in the future
+  is not trusted over the row that recorded it.
   A Key Vault's secrets, keys and certificates (audited by data-plane URL
   ``https://<vault>.vault.azure.net/...``) end with their vault: by vault name (unique per cloud,
   case-insensitive) to the vault's ARM id as the period's rows spell it (its delete row, or any
@@ -186,7 +189,10 @@ def build_report(rows: Iterable[AuditRow], *, since: datetime, until: datetime, 
         if _is_resource(r.resource_id) and _says_gone(r):
             went = parse_time(r.event_time) if r.event_type.lower() in DELETE_EVENT_TYPES else None
             key = r.resource_id.lower().rstrip("/")
-            gone_at[key] = max(gone_at.get(key, float("-inf")), (went or t).timestamp())
+            # the earlier of the event's time and the row's: a deletion cannot come after the row
+            # recording it, so an event time in the future (a clock, or a forged dead letter)
+            # never ends a resource decided again after the row
+            gone_at[key] = max(gone_at.get(key, float("-inf")), min(went or t, t).timestamp())
         elif r.verdict not in NOT_EVALUATED and _is_resource(r.resource_id):
             latest[r.resource_id.lower()] = r
             decided_at[r.resource_id.lower()] = t.timestamp() - max(0.0, float(r.duration_ms or 0.0)) / 1000.0

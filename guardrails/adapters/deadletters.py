@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Iterator
 
 from ..errors import ConfigError, StoreError
 
@@ -69,11 +69,14 @@ class DeadLetterContainer:
                                      credential=credential, **kwargs)
         return cls(client)
 
-    def list(self) -> list[BlobInfo]:
-        """Every blob in the container (names, sizes, times: no content)."""
+    def list(self) -> Iterator[BlobInfo]:
+        """Every blob in the container (names, sizes, times: no content), streamed page by page as
+        the service returns them (5,000 a page), never held as a whole: a failure may come while
+        iterating, as ``StoreError``."""
         from azure.core.exceptions import AzureError, ResourceNotFoundError
         try:
-            return [BlobInfo(str(b.name), int(b.size or 0), _iso(b.last_modified)) for b in self._c.list_blobs()]
+            for b in self._c.list_blobs():
+                yield BlobInfo(str(b.name), int(b.size or 0), _iso(b.last_modified))
         except ResourceNotFoundError:      # infra/ creates it: a wrong name or account, not "nothing lost"
             raise StoreError(f"dead-letter container {self.name!r} not found: check "
                              "GUARDRAILS_DEAD_LETTER_CONTAINER / _ENDPOINT") from None

@@ -7,7 +7,9 @@
                                                                                 text goes on in retry_1 … retry_11)
                       PK "lease"                   RK run name                  holder, until (one run at a time)
                       PK "coverage"                RK sha256(source, lower)     source, covered, signature, since
-                      PK "deadletter"              RK sha256(blob name)         blob, outcome, attempts, at, detail,
+                      PK "deadletter"              RK sha256(blob name)         blob, outcome (replayed, retrying, gave_up,
+                                                                                unreadable, rejected), attempts, at, detail,
+                                                                                done, abandoned (index ranges),
                                                                                 events (JSON: id, type, verdict …),
                                                                                 failing (JSON: {index: [tries, first]}),
                                                                                 failing_since, failing_runs, failing_untracked
@@ -24,7 +26,7 @@ import hashlib
 import json
 import logging
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import Any, Iterable
 
 from azure.core import MatchConditions
 from azure.core.exceptions import AzureError, ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
@@ -41,6 +43,7 @@ def _iso(dt: datetime) -> str:
 
 
 MAX_PROPERTY_CHARS = 30000      # a Table Storage string property holds 32K UTF-16 characters
+TRANSACTION_ROWS = 100          # an entity-group transaction: at most 100 entities, one partition
 RETRY_PARTS = 12                # properties one timer's ``retry`` may span (an entity holds 1 MiB: 12 x 60 KB)
 _JSON_FIELDS = ("subscriptions", "management_groups", "verdicts", "errors", "coverage")
 
@@ -62,6 +65,13 @@ def bounded_json(value: Any, limit: int = MAX_PROPERTY_CHARS) -> str:
                 hi = mid - 1
         return json.dumps([*value[:lo], f"… {len(value) - lo} more"], sort_keys=True)
     return json.dumps(f"… {len(text)} characters, too long to keep")
+
+
+def _cut_ranges(text: str, limit: int = MAX_PROPERTY_CHARS) -> str:
+    """Replay progress (``deadletter.to_ranges``) cut to ``limit`` characters at a comma: a cut inside
+    a number would leave another number (``123457`` -> ``1234``), naming an index never handled as
+    done. What is dropped is only handled again (``duplicate`` while its dedup record lasts)."""
+    return text if len(text) <= limit else text[:limit + 1].rsplit(",", 1)[0][:limit]
 
 
 def _ensure(tables: Tables, name: str) -> None:
@@ -366,25 +376,53 @@ class TableTimerState:
         """Row key of a blob name (case-sensitive, as blob names are)."""
         return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:40]
 
+    @staticmethod
+    def _deadletter(e: dict[str, Any]) -> dict[str, Any]:
+        try:
+            events = json.loads(str(e.get("events") or "[]"))
+        except ValueError:
+            events = []
+        failing, lost = _failing_from(e.get("failing"))
+        return {"outcome": str(e.get("outcome") or ""), "attempts": int(e.get("attempts") or 0),
+                "at": str(e.get("at") or ""), "detail": str(e.get("detail") or ""),
+                "events": events if isinstance(events, list) else [],
+                "done": str(e.get("done") or ""), "abandoned": str(e.get("abandoned") or ""),
+                "failing": failing, "failing_since": str(e.get("failing_since") or ""),
+                "failing_runs": int(e.get("failing_runs") or 0),
+                "failing_untracked": bool(e.get("failing_untracked")) or lost}
+
     def deadletter_states(self) -> dict[str, dict[str, Any]]:
-        """Every dead-letter blob's replay state, by blob name: one query per run."""
-        out = {}
-        for e in self._partition(self.DEADLETTER, "dead-letter"):
-            if not e.get("blob"):
-                continue
-            try:
-                events = json.loads(str(e.get("events") or "[]"))
-            except ValueError:
-                events = []
-            failing, lost = _failing_from(e.get("failing"))
-            out[str(e["blob"])] = {"outcome": str(e.get("outcome") or ""), "attempts": int(e.get("attempts") or 0),
-                                   "at": str(e.get("at") or ""), "detail": str(e.get("detail") or ""),
-                                   "events": events if isinstance(events, list) else [],
-                                   "done": str(e.get("done") or ""), "abandoned": str(e.get("abandoned") or ""),
-                                   "failing": failing, "failing_since": str(e.get("failing_since") or ""),
-                                   "failing_runs": int(e.get("failing_runs") or 0),
-                                   "failing_untracked": bool(e.get("failing_untracked")) or lost}
-        return out
+        """Every dead-letter blob's replay state, by blob name (``deadletter list``; a replay run
+        reads ``deadletter_outcomes`` and each blob it replays with ``deadletter_state``)."""
+        return {str(e["blob"]): self._deadletter(e) for e in self._partition(self.DEADLETTER, "dead-letter")
+                if e.get("blob")}
+
+    def deadletter_outcomes(self) -> dict[str, str]:
+        """Every dead-letter blob's outcome alone, by blob name: one query of two properties (the
+        events and clocks stay on the table), what a replay run needs to pick the blobs to replay
+        and find the states of blobs gone from the container."""
+        try:
+            rows = self._t.table(self.name).query_entities("PartitionKey eq @pk", parameters={"pk": self.DEADLETTER},
+                                                           select=["blob", "outcome"])
+            out: dict[str, str] = {}
+            outcomes: dict[str, str] = {}          # one string per outcome, however many rows share it
+            for e in rows:
+                if e.get("blob"):
+                    outcome = str(e.get("outcome") or "")
+                    out[str(e["blob"])] = outcomes.setdefault(outcome, outcome)
+            return out
+        except AzureError as exc:
+            raise _store_error("read dead-letter state", exc) from exc
+
+    def deadletter_state(self, blob: str) -> dict[str, Any] | None:
+        """One blob's replay state (point read), or None."""
+        try:
+            e = self._t.table(self.name).get_entity(self.DEADLETTER, self._blob_key(blob))
+        except ResourceNotFoundError:
+            return None
+        except AzureError as exc:
+            raise _store_error("read dead-letter state", exc) from exc
+        return self._deadletter(e)
 
     def set_deadletter_state(self, blob: str, state: dict[str, Any]) -> None:
         try:
@@ -393,8 +431,8 @@ class TableTimerState:
                  "outcome": str(state["outcome"]), "attempts": int(state.get("attempts", 0)),
                  "at": str(state.get("at", "")), "detail": str(state.get("detail", ""))[:4000],
                  "events": bounded_json(list(state.get("events", ()))),
-                 "done": str(state.get("done", ""))[:MAX_PROPERTY_CHARS],
-                 "abandoned": str(state.get("abandoned", ""))[:MAX_PROPERTY_CHARS],
+                 "done": _cut_ranges(str(state.get("done", ""))),
+                 "abandoned": _cut_ranges(str(state.get("abandoned", ""))),
                  **_failing_columns(state)})
         except AzureError as exc:
             raise _store_error("write dead-letter state", exc) from exc
@@ -410,6 +448,23 @@ class TableTimerState:
 
     def delete_deadletter_state(self, blob: str) -> None:
         self._delete(self.DEADLETTER, self._blob_key(blob), "dead-letter")
+
+    def delete_deadletter_states(self, blobs: Iterable[str]) -> None:
+        """Delete these blobs' states, ``TRANSACTION_ROWS`` to an entity-group transaction (one
+        partition, one round trip); a transaction that meets a row already gone is done row by row."""
+        from azure.data.tables import TableTransactionError
+
+        keys = sorted({self._blob_key(b) for b in blobs})
+        table = self._t.table(self.name)
+        for i in range(0, len(keys), TRANSACTION_ROWS):
+            chunk = keys[i:i + TRANSACTION_ROWS]
+            try:
+                table.submit_transaction([("delete", {"PartitionKey": self.DEADLETTER, "RowKey": k}) for k in chunk])
+            except TableTransactionError:          # one row gone meanwhile (a 404 fails the whole transaction)
+                for k in chunk:
+                    self._delete(self.DEADLETTER, k, "dead-letter")
+            except AzureError as exc:
+                raise _store_error("delete dead-letter state", exc) from exc
 
     # ---- findings the sweep told an owner of (``guardrails.sweep_notices``) ----------------------
     FINDING = "finding"

@@ -10,7 +10,7 @@ import uuid
 from datetime import datetime, timezone
 from typing import Any, Iterable
 
-from ..deadletter import blob_name
+from ..deadletter import DELETES_SUBSCRIPTION, KEYVAULT_SUBSCRIPTION, RESOURCE_SUBSCRIPTION, blob_name, deliverable_types
 
 
 def dead_letter_items(events: Iterable[Any], *, reason: str = "MaxDeliveryAttemptsExceeded", attempts: int = 30,
@@ -47,15 +47,31 @@ def container_client(connection: str, container: str):
     return client
 
 
+def subscription_for(events: Iterable[Any]) -> str:
+    """The deployed event subscription that delivers ``events`` (by the first event object's type: a
+    blob is one subscription's batch): the Key Vault one, the deletions' one, else the resource one."""
+    for ev in events:
+        if isinstance(ev, dict):
+            etype = str(ev.get("eventType", ev.get("type", ""))).lower()
+            for sub in (KEYVAULT_SUBSCRIPTION, DELETES_SUBSCRIPTION):
+                if etype in deliverable_types()[sub]:
+                    return sub
+            break
+    return RESOURCE_SUBSCRIPTION
+
+
 def write_dead_letters(client, events: Iterable[Any], *, topic: str = "EVGT-GUARDRAILS",
-                       subscription: str = "GUARDRAILS-RESOURCE_EVENTS", when: datetime | None = None,
+                       subscription: str | None = None, when: datetime | None = None,
                        raw: bytes | None = None, **fields: Any) -> str:
-    """One dead-letter blob of ``events`` (or exactly ``raw`` bytes); returns its name."""
+    """One dead-letter blob of ``events`` (or exactly ``raw`` bytes); returns its name.
+    ``subscription`` None: the one infra deploys for the events (``subscription_for``)."""
+    events = list(events)
     at = (when or datetime.now(timezone.utc)).astimezone(timezone.utc)
-    name = blob_name(topic, subscription, at.year, at.month, at.day, at.hour, str(uuid.uuid4()))
+    name = blob_name(topic, subscription or subscription_for(events), at.year, at.month, at.day, at.hour,
+                     str(uuid.uuid4()))
     data = raw if raw is not None else json.dumps(dead_letter_items(events, published=at, **fields)).encode("utf-8")
     client.upload_blob(name, data, overwrite=False)
     return name
 
 
-__all__ = ["container_client", "dead_letter_items", "write_dead_letters"]
+__all__ = ["container_client", "dead_letter_items", "subscription_for", "write_dead_letters"]

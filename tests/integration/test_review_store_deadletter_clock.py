@@ -22,7 +22,7 @@ from guardrails.replay import MAX_FAILING_TRACKED, DeadLetterReplayer
 
 pytestmark = pytest.mark.integration
 
-BLOB = "TOPIC/SUB/2026/11/25/3/g.json"
+BLOB = "TOPIC/GUARDRAILS-RESOURCE-EVENTS/2026/11/25/3/g.json"     # a deployed subscription's prefix
 T0 = datetime(2026, 11, 25, 3, 0, tzinfo=timezone.utc)
 
 

@@ -14,6 +14,7 @@ from guardrails.errors import ArmError, IdempotencyError, StoreError
 from guardrails.replay import RETRY_MAX, GIVE_UP_AFTER, MIN_ATTEMPTS, DeadLetterReplayer
 
 T0 = datetime(2026, 11, 25, 3, 0, tzinfo=timezone.utc)
+S = "A/GUARDRAILS-RESOURCE-EVENTS"       # blobs of the deployed resource event subscription (replay rejects others)
 
 
 class Container:
@@ -39,6 +40,16 @@ class State:
         if self.fail_reads:
             raise StoreError("table storage read dead-letter state failed (ServiceRequestError, status None)")
         return {k: json.loads(json.dumps(v)) for k, v in self.d.items()}
+
+    def deadletter_outcomes(self):
+        return {k: v["outcome"] for k, v in self.deadletter_states().items()}
+
+    def deadletter_state(self, blob):
+        return self.deadletter_states().get(blob)
+
+    def delete_deadletter_states(self, blobs):
+        for b in blobs:
+            self.d.pop(b, None)
 
     def set_deadletter_state(self, blob, state):
         self.d[blob] = json.loads(json.dumps(state))
@@ -109,50 +120,51 @@ def _replayer(blobs, service, *, max_seconds=540.0, state=None, tick=None):
 
 def test_one_failing_event_does_not_hold_back_the_rest_and_is_given_up_like_event_grid():
     svc = Service(failing={"bad"})
-    r, clock = _replayer({"A/B/2026/11/25/3/g.json": _events("bad", "good1", "good2")}, svc)
+    r, clock = _replayer({f"{S}/2026/11/25/3/g.json": _events("bad", "good1", "good2")}, svc)
     first = r.run()
     assert svc.handled == ["good1", "good2"] and first.seen == 2 and first.failed == 1
-    st = r.state.d["A/B/2026/11/25/3/g.json"]
+    st = r.state.d[f"{S}/2026/11/25/3/g.json"]
     assert (st["outcome"], st["done"], list(st["failing"])) == ("retrying", "1-2", ["0"])
     for _ in range(MIN_ATTEMPTS + 2):          # retried every run, the done ones never again
         clock.wall += timedelta(hours=2)
         assert r.run().seen == 0
-    assert svc.handled == ["good1", "good2"] and r.state.d["A/B/2026/11/25/3/g.json"]["outcome"] == "retrying"
+    assert svc.handled == ["good1", "good2"] and r.state.d[f"{S}/2026/11/25/3/g.json"]["outcome"] == "retrying"
     clock.wall = T0 + GIVE_UP_AFTER            # a day of failing, as Event Grid retries
     last = r.run()
-    st = r.state.d["A/B/2026/11/25/3/g.json"]
+    st = r.state.d[f"{S}/2026/11/25/3/g.json"]
     assert st["outcome"] == "gave_up" and st["abandoned"] == "0" and st["failing"] == {}
     assert any("gave up" in e for e in last.errors)
     assert [e["verdict"] for e in st["events"]] == ["compliant", "compliant", "gave_up"]
-    assert r.run().seen == 0 and r.container.reads.count("A/B/2026/11/25/3/g.json") == MIN_ATTEMPTS + 4
+    assert r.run().seen == 0 and r.container.reads.count(f"{S}/2026/11/25/3/g.json") == MIN_ATTEMPTS + 4
 
 
 def test_a_short_outage_gives_up_nothing():
     svc = Service(failing={"e1"})
-    r, clock = _replayer({"A/B/2026/11/25/3/g.json": _events("e1")}, svc)
+    r, clock = _replayer({f"{S}/2026/11/25/3/g.json": _events("e1")}, svc)
     for _ in range(20):                        # many runs inside 24 h
         clock.wall += timedelta(minutes=15)
         r.run()
-    assert r.state.d["A/B/2026/11/25/3/g.json"]["outcome"] == "retrying"
+    assert r.state.d[f"{S}/2026/11/25/3/g.json"]["outcome"] == "retrying"
     svc.failing.clear()
     r.run()                                    # backing off: not tried yet (replay.next_try)
-    assert r.state.d["A/B/2026/11/25/3/g.json"]["outcome"] == "retrying"
+    assert r.state.d[f"{S}/2026/11/25/3/g.json"]["outcome"] == "retrying"
     clock.wall += RETRY_MAX
     r.run()
-    assert r.state.d["A/B/2026/11/25/3/g.json"]["outcome"] == "replayed" and svc.handled == ["e1"]
+    assert r.state.d[f"{S}/2026/11/25/3/g.json"]["outcome"] == "replayed" and svc.handled == ["e1"]
 
 
 def test_blobs_the_parser_cannot_use_are_audited_invalid_and_block_nothing():
     svc = Service()
-    blobs = {"A/B/2026/11/25/0/deep.json": b"[" * 100000 + b"]" * 100000,
-             "A/B/2026/11/25/1/digits.json": json.dumps([{"id": "x1", "eventType": "t", "deliveryAttempts": "\u00b2"}]).encode(),
-             "A/B/2026/11/25/2/long.json": b"[" + b"9" * 5000 + b"]",
-             "A/B/2026/11/25/3/ok.json": _events("after")}
+    blobs = {f"{S}/2026/11/25/0/deep.json": b"[" * 100000 + b"]" * 100000,
+             f"{S}/2026/11/25/1/digits.json": json.dumps([{"id": "x1", "eventType": "Microsoft.Resources.ResourceWriteSuccess",
+                                                           "deliveryAttempts": "\u00b2"}]).encode(),
+             f"{S}/2026/11/25/2/long.json": b"[" + b"9" * 5000 + b"]",
+             f"{S}/2026/11/25/3/ok.json": _events("after")}
     r, _ = _replayer(blobs, svc)
     summary = r.run()
     assert svc.handled == ["x1", "after"]                  # a strange number is no reason to drop the event
-    assert [b for b, _ in svc.unreadable] == ["A/B/2026/11/25/0/deep.json", "A/B/2026/11/25/2/long.json"]
-    assert r.state.d["A/B/2026/11/25/0/deep.json"]["outcome"] == "unreadable"
+    assert [b for b, _ in svc.unreadable] == [f"{S}/2026/11/25/0/deep.json", f"{S}/2026/11/25/2/long.json"]
+    assert r.state.d[f"{S}/2026/11/25/0/deep.json"]["outcome"] == "unreadable"
     assert summary.verdicts.get("invalid") == 2
     assert r.run().failed == 0 and len(svc.unreadable) == 2           # reported and audited once
 
@@ -160,7 +172,7 @@ def test_blobs_the_parser_cannot_use_are_audited_invalid_and_block_nothing():
 def test_an_oversize_blob_is_not_downloaded():
     class Big(Container):
         def list(self):
-            return [BlobInfo("A/B/2026/1/1/0/big.json", MAX_BLOB_BYTES + 1, "2026-01-01T00:00:00Z")]
+            return [BlobInfo(f"{S}/2026/1/1/0/big.json", MAX_BLOB_BYTES + 1, "2026-01-01T00:00:00Z")]
     svc = Service()
     r = DeadLetterReplayer(svc, Big({}), State(), Store(), clock=Clock(), wall_clock=lambda: T0)
     r.run()
@@ -169,12 +181,12 @@ def test_an_oversize_blob_is_not_downloaded():
 
 def test_table_storage_down_ends_the_run_and_the_next_run_resumes_where_it_stopped():
     svc = Service(table_down_at="e3")
-    blobs = {"A/B/2026/11/25/0/a.json": _events("e1", "e2", "e3", "e4"), "A/B/2026/11/25/1/b.json": _events("f1")}
+    blobs = {f"{S}/2026/11/25/0/a.json": _events("e1", "e2", "e3", "e4"), f"{S}/2026/11/25/1/b.json": _events("f1")}
     r, _ = _replayer(blobs, svc)
     run = r.run()
     assert svc.handled == ["e1", "e2"] and run.failed == 1           # b.json not even read
-    assert r.container.reads == ["A/B/2026/11/25/0/a.json"]
-    assert r.state.d["A/B/2026/11/25/0/a.json"]["done"] == "0-1"
+    assert r.container.reads == [f"{S}/2026/11/25/0/a.json"]
+    assert r.state.d[f"{S}/2026/11/25/0/a.json"]["done"] == "0-1"
     svc.table_down_at = None
     r.run()
     assert svc.handled == ["e1", "e2", "e3", "e4", "f1"]              # nothing handled twice
@@ -182,26 +194,26 @@ def test_table_storage_down_ends_the_run_and_the_next_run_resumes_where_it_stopp
 
 def test_another_delivery_holding_the_event_is_retried_not_a_run_stopper():
     svc = Service()
-    r, _ = _replayer({"A/B/2026/11/25/0/a.json": _events("busy", "e2")}, svc)
+    r, _ = _replayer({f"{S}/2026/11/25/0/a.json": _events("busy", "e2")}, svc)
     r.run()
-    assert svc.handled == ["e2"] and r.state.d["A/B/2026/11/25/0/a.json"]["outcome"] == "retrying"
+    assert svc.handled == ["e2"] and r.state.d[f"{S}/2026/11/25/0/a.json"]["outcome"] == "retrying"
 
 
 def test_the_time_budget_keeps_progress_inside_a_blob():
     svc = Service()
-    r, clock = _replayer({"A/B/2026/11/25/0/a.json": _events(*(f"e{i}" for i in range(10)))}, svc,
+    r, clock = _replayer({f"{S}/2026/11/25/0/a.json": _events(*(f"e{i}" for i in range(10)))}, svc,
                          max_seconds=3.5, tick=1.0)
     first = r.run()
     assert first.truncated and svc.handled == ["e0", "e1", "e2", "e3"]
-    assert r.state.d["A/B/2026/11/25/0/a.json"]["outcome"] == "retrying"
-    while r.state.d["A/B/2026/11/25/0/a.json"]["outcome"] != "replayed":
+    assert r.state.d[f"{S}/2026/11/25/0/a.json"]["outcome"] == "retrying"
+    while r.state.d[f"{S}/2026/11/25/0/a.json"]["outcome"] != "replayed":
         r.run()
     assert svc.handled == [f"e{i}" for i in range(10)]
 
 
 def test_limit_dry_run_and_a_state_store_failure():
     svc = Service()
-    blobs = {f"A/B/2026/11/25/{i}/x.json": _events(f"e{i}") for i in range(3)}
+    blobs = {f"{S}/2026/11/25/{i}/x.json": _events(f"e{i}") for i in range(3)}
     r, _ = _replayer(blobs, svc)
     dry = r.run(dry_run=True)
     assert (dry.seen, svc.handled, r.state.d) == (3, [], {})
