@@ -15,7 +15,9 @@ management group, the tenant root), and not itself one the policies would remove
 
 A decision that cannot be made (ARM or Graph failing while the role, a condition's roles or a
 group's members are resolved; a role definition ARM returns malformed) is a ``failed`` row with
-the error's reason: audited, and redelivered like any failed delivery.
+the error's reason: audited, and redelivered like any failed delivery. Graph not knowing the
+principal is such a failure only within ``policy.roles.REPLICATION_GRACE_SECONDS`` of the
+assignment's creation; after it the principal was deleted, is in no group, and the row says so.
 
 Re-grants: a pipeline (or an attacker) that grants again the role the guardrail just removed
 makes a new assignment, with a new id, every time. Confirmed removals are counted per *grant*
@@ -104,9 +106,13 @@ class RoleAssignmentGuardrail(RoleDefinitionChanges):
             return
         row.policies = [p.ref for p in policies]
         own = self.svc.settings.own_principal_ids
+        # how old the assignment is, when ARM does not say (createdOn): a Graph 404 on its
+        # principal is replication lag within the grace, a deleted principal after it
+        written = getattr(getattr(event, "envelope", None), "time", None)
         try:
             findings = evaluate_assignment(assignment, role, policies, groups=self.groups, now=ctx.now,
-                                           own_principal_ids=own, definitions=self.definitions(ctx, assignment))
+                                           own_principal_ids=own, definitions=self.definitions(ctx, assignment),
+                                           written_at=written)
             acting = [f for f in findings
                       if f.exemption is None and not getattr(f, "break_glass", False) and f.policy.mode == "enforce"]
             stale = (self._definitions_behind(assignment, role, acting) if acting
@@ -116,7 +122,8 @@ class RoleAssignmentGuardrail(RoleDefinitionChanges):
                 # them again and decide on what they grant now (once, whichever way it turns)
                 role = self._reread(ctx, assignment, role, stale)
                 findings = evaluate_assignment(assignment, role, policies, groups=self.groups, now=ctx.now,
-                                               own_principal_ids=own, definitions=self.definitions(ctx, assignment))
+                                               own_principal_ids=own, definitions=self.definitions(ctx, assignment),
+                                               written_at=written)
         except ArmError as exc:                          # Graph (group membership) or ARM (a condition's roles)
             row.verdict, row.reason, row.message = "failed", exc.reason, f"could not evaluate: {exc}"[:300]
             return
@@ -149,6 +156,8 @@ class RoleAssignmentGuardrail(RoleDefinitionChanges):
                 act.append((f, rec))
         row.violations = records          # as they stand before the removal (a timer keeps them as its intent)
         note = self._remove(ctx, row, event, assignment, role, act, policies) if act else ""
+        if any(f.principal_missing for f in findings):
+            note = f"; principal {assignment.principal_id} not found in the directory: a member of no group{note}"
         row.verdict = combine_verdict([r.outcome for r in records])
         if row.verdict != "failed" and row.reason not in ("circuit_open", "flip_flop"):
             row.reason = ""

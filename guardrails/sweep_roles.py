@@ -23,8 +23,10 @@ def sweep_roles(sw, tally, compiled, sub: str, sweep_id: str, dry_run: bool, dea
     runs on the listed body (role definitions from the catalogue or the guardrail's cache); only
     an assignment with a finding no exemption covers goes through the role guardrail, which reads
     it again, decides, removes and audits, as on an event. One it cannot pre-judge (an odd body,
-    an unreadable custom role, Graph failing) goes through too; one whose decision fails is a
-    ``failed`` row and the rest are still judged."""
+    an unreadable custom role, Graph failing, Graph not holding a principal whose assignment is
+    younger than the replication grace) goes through too; one whose decision fails is a
+    ``failed`` row and the rest are still judged. A principal Graph does not hold past the grace
+    (measured from the listed ``createdOn``, as on the event path) is in no group here as there."""
     from .service import _selects_subscription   # a CompiledRolePolicy's selector is its policy's
 
     roles = getattr(sw.service, "roles", None)

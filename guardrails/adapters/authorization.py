@@ -141,13 +141,15 @@ class GraphGroupResolver:
     for ``negative_ttl`` seconds only (a burst of one principal's assignments costs one call, but
     a principal just added to a group is not refused for minutes on an answer Graph gave before it
     replicated); ``CACHE_SIZE`` answers at most: expired ones and then the oldest go first; a
-    dropped answer costs one Graph call, never a different decision. A 404 — a principal just
-    created and not yet replicated to Graph, a group not there yet — is ``ArmTransient``, never
-    "not a member": the decision ends failed and Event Grid redelivers it (the sweep retries it
-    on its next run), where reading it as "not a member" would remove a granted assignment and
-    its retry too. (A principal deleted for good keeps failing so, and its assignment, which
-    nobody can use, stays until it is removed by hand.) The subject may be a user or a service
-    principal (or a group), so the identity needs what Graph documents for each kind of subject
+    dropped answer costs one Graph call, never a different decision. A 404 — the directory does
+    not hold the principal: just created and not yet replicated to Graph, or deleted — raises
+    ``PrincipalNotFound`` (an ``ArmTransient``), never "not a member" nor "member": only the
+    caller knows how old the assignment is, so only it can tell the two apart
+    (``policy.roles.evaluate_assignment``: transient within ``REPLICATION_GRACE_SECONDS`` of the
+    assignment's creation, a member of no group after). A 404 is never cached, as either answer
+    or as itself: the next ask (a redelivery, the principal replicated since) asks Graph again.
+    The subject may be a user or a service principal (or a group), so the identity needs what
+    Graph documents for each kind of subject
     (directoryobject-checkmembergroups, application permissions): a user ``User.Read.All`` and
     ``GroupMember.Read.All``, a service principal ``Application.Read.All``, a group
     ``GroupMember.Read.All``. Their union is narrower than the alternative ``Directory.Read.All``
@@ -198,10 +200,10 @@ class GraphGroupResolver:
         except AzureError as exc:
             raise ArmTransient(f"Graph checkMemberGroups failed ({type(exc).__name__})") from exc
         if response.status_code == 404:
-            # not "not a member": Graph does not know the principal (or group) yet — replication
-            # lags its creation by seconds to minutes — or any more; decided on a redelivery
-            raise ArmTransient("Graph checkMemberGroups answered 404: the principal or group is not (yet) "
-                               "in the directory", status=404)
+            # neither "member" nor "not a member", and not kept: Graph does not know the principal
+            # yet — replication lags its creation by seconds to minutes — or any more (deleted);
+            # the caller tells which by the assignment's age
+            raise self._not_found()
         elif response.status_code in (401, 403):
             # not a passing fault: the deployment lacks a grant; say which, where operators look
             why = (f"Graph checkMemberGroups answered {response.status_code}: grant the function's identity the "
@@ -231,6 +233,12 @@ class GraphGroupResolver:
         """How long an answer is believed: a "member" one ``ttl``, a "not a member" one
         ``negative_ttl`` (a membership Graph has not replicated yet removes nothing for long)."""
         return self._ttl if member else self._negative_ttl
+
+    @staticmethod
+    def _not_found():
+        from ..policy.roles import PrincipalNotFound
+
+        return PrincipalNotFound("Graph checkMemberGroups answered 404: the principal is not (yet) in the directory")
 
     @staticmethod
     def _member_groups(response) -> set[str]:

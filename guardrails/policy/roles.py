@@ -14,7 +14,9 @@ Rules of a ``kind: role-assignments`` policy (``metadata/README.md``), for one a
   themselves (``condition_allowed_roles``).
 - ``not-granted`` — a role with ``grants`` entries is excess unless one entry covers the scope
   (segment-wise) and the principal (listed, a listed group itself, member of a listed group, or
-  of a listed type).
+  of a listed type). Membership is Graph's (``GroupResolver``); a principal the directory does not
+  hold (``PrincipalNotFound``, Graph's 404) is a member of no group once the assignment is older
+  than ``REPLICATION_GRACE_SECONDS`` (``_Directory``), and undecidable before.
 - ``strict-scope-no-grant`` — a role without entries is excess within a ``strict_scopes`` scope.
 
 An assignment's scope is read without surrounding whitespace or trailing ``/``
@@ -34,11 +36,11 @@ The test of an ABAC condition is ``guardrails.policy.abac``; an assignment's ``g
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, replace
+from datetime import datetime, timezone
 from typing import Any, Iterable, Mapping, Protocol, Sequence
 
-from guardrails.errors import InvalidArmId
+from guardrails.errors import ArmTransient, InvalidArmId
 from guardrails.model.arm_id import ArmId, parse_scope
 from guardrails.model.policy import AnyPolicy, Exemption, RoleGrant, RolePolicy
 from guardrails.model.roles import BUILTIN_ROLES, RoleDefinition, grants_pattern
@@ -46,12 +48,29 @@ from guardrails.policy.abac import condition_allowed_roles
 from guardrails.policy.grant_keys import grant_key
 
 __all__ = [
-    "Assignment", "GroupResolver", "RoleFinding", "CompiledRolePolicy", "compile_role_policies",
+    "Assignment", "GroupResolver", "PrincipalNotFound", "REPLICATION_GRACE_SECONDS", "RoleFinding",
+    "CompiledRolePolicy", "compile_role_policies",
     "role_policies", "evaluate_assignment", "is_privileged", "at_or_above_subscription",
     "names_role_assignment", "normalize_scope",
 ]
 
 RULES = ("privileged-at-subscription", "rbac-admin-without-condition", "not-granted", "strict-scope-no-grant")
+
+# How long after an assignment was made a directory that does not know its principal is believed to
+# be still replicating it: Entra replication lags an object's creation by seconds to minutes, and an
+# assignment is never older than its principal. Past it, the principal does not exist (deleted).
+REPLICATION_GRACE_SECONDS = 600.0
+NOT_IN_DIRECTORY = (" (the principal was not found in the directory: Graph answered 404 past the"
+                    " replication grace, so it is a member of no group)")
+
+
+class PrincipalNotFound(ArmTransient):
+    """The directory does not hold the principal (Graph's 404 on ``checkMemberGroups``). Transient
+    to every caller that cannot tell a principal not yet replicated from one deleted for good;
+    ``evaluate_assignment`` tells them apart by the assignment's age (``_Directory``)."""
+
+    def __init__(self, message: str, *, status: int | None = 404) -> None:
+        super().__init__(message, status=status)
 
 
 def _key(object_id: str | None) -> str:
@@ -88,6 +107,7 @@ class Assignment:
     condition: str | None = None
     condition_version: str | None = None
     description: str | None = None
+    created_on: datetime | None = None     # ARM's ``createdOn`` (UTC); None when absent or unreadable
 
     @property
     def grant_key(self) -> str:
@@ -128,11 +148,59 @@ class Assignment:
             condition=text(props, "condition", required=False) or None,
             condition_version=text(props, "conditionVersion", required=False),
             description=text(props, "description", required=False),
+            created_on=_instant(props.get("createdOn")),
         )
 
 
+def _instant(value: Any) -> datetime | None:
+    """An ARM timestamp (``2026-11-24T09:00:00.0000000Z``) as an aware UTC datetime; None for
+    anything else (an optional field: never a reason to fail a decision). A naive one is UTC."""
+    if isinstance(value, datetime):
+        when = value
+    elif isinstance(value, str) and 0 < len(value) <= 40:
+        try:
+            when = datetime.fromisoformat(value.strip())
+        except ValueError:
+            return None
+    else:
+        return None
+    try:
+        return when.replace(tzinfo=timezone.utc) if when.tzinfo is None else when.astimezone(timezone.utc)
+    except (OverflowError, ValueError):
+        return None
+
+
 class GroupResolver(Protocol):
+    """Transitive group membership. May raise ``ArmError``; ``PrincipalNotFound`` when the
+    directory does not hold the principal."""
+
     def is_member(self, principal_id: str, group_id: str) -> bool: ...
+
+
+class _Directory:
+    """``groups`` as one assignment's judgement reads it. A ``PrincipalNotFound`` is raised on
+    (undecidable: the decision fails and is retried) while the assignment may be younger than
+    ``grace`` seconds at ``now`` — measured from ``since``, ARM's ``createdOn`` or else the time the
+    caller learnt of it (an event's time); unknown, it may be. Past that, the principal does not
+    exist: a member of no group (``missing`` says it was so read). Never a member on a 404."""
+
+    def __init__(self, groups: GroupResolver, *, since: datetime | None, now: datetime,
+                 grace: float = REPLICATION_GRACE_SECONDS) -> None:
+        self._groups = groups
+        try:
+            self.settled = since is not None and (now - since).total_seconds() >= grace
+        except TypeError:                   # a naive ``now`` against an aware ``since``: unknown
+            self.settled = False
+        self.missing = False
+
+    def is_member(self, principal_id: str, group_id: str) -> bool:
+        try:
+            return self._groups.is_member(principal_id, group_id)
+        except PrincipalNotFound:
+            if not self.settled:
+                raise
+            self.missing = True
+            return False
 
 
 class RoleResolver(Protocol):
@@ -149,6 +217,7 @@ class RoleFinding:
     message: str
     exemption: Exemption | None    # an active exemption covers the assignment: record, do not delete
     break_glass: bool              # the principal is break-glass in another policy: never delete
+    principal_missing: bool = False  # the directory does not hold the principal (past the grace)
 
 
 # ---------------------------------------------------------------- compiled policies
@@ -335,7 +404,8 @@ def evaluate_assignment(assignment: Assignment, role: RoleDefinition,
                         policies: Sequence[RolePolicy | CompiledRolePolicy | AnyPolicy], *,
                         groups: GroupResolver, now: datetime,
                         own_principal_ids: frozenset[str] | Iterable[str] = frozenset(),
-                        definitions: RoleResolver | None = None) -> list[RoleFinding]:
+                        definitions: RoleResolver | None = None,
+                        written_at: datetime | None = None) -> list[RoleFinding]:
     """Every finding of every role policy on ``assignment`` (policy order, then rule order).
 
     ``role`` is the resolved definition of ``assignment.role_definition_id``; ``definitions``
@@ -344,6 +414,11 @@ def evaluate_assignment(assignment: Assignment, role: RoleDefinition,
     list may be passed. ``groups`` and ``definitions`` may raise ``ArmError`` (Graph, ARM); a
     scope that is neither the tenant root nor a legal scope raises ``ValueError`` (as
     ``Assignment.from_arm`` does): no rule can place it, so none may pass it.
+
+    A ``PrincipalNotFound`` from ``groups`` is raised on while the assignment may be younger than
+    ``REPLICATION_GRACE_SECONDS`` at ``now`` (its ``created_on``, else ``written_at``: the event's
+    time; neither known, it may be); past it the principal is a member of no group, and every
+    finding carries ``principal_missing`` (a ``not-granted`` one says so in its message).
     """
     principal = _key(assignment.principal_id)
     if principal in {_key(p) for p in own_principal_ids}:
@@ -357,6 +432,7 @@ def evaluate_assignment(assignment: Assignment, role: RoleDefinition,
     top = _at_or_above_subscription(scope, raw)
     rid = role.id.lower()
     described = f"{role.role_name} ({role.id}) for {assignment.principal_type} {assignment.principal_id} at {assignment.scope}"
+    directory = _Directory(groups, since=assignment.created_on or _instant(written_at), now=now)
     out: list[RoleFinding] = []
     for cp in compiled:
         if cp.subs is not None and (sub is None or sub not in cp.subs):
@@ -376,12 +452,15 @@ def evaluate_assignment(assignment: Assignment, role: RoleDefinition,
                                   f"{described}: privileged role at subscription scope or above"))
         entries = cp.grants.get(rid)
         if entries:
-            if not _grant_covers(entries, scope, assignment, groups):
-                found.append(("not-granted", f"{described}: outside the role's grant entries"))
+            if not _grant_covers(entries, scope, assignment, directory):
+                found.append(("not-granted", f"{described}: outside the role's grant entries"
+                              + (NOT_IN_DIRECTORY if directory.missing else "")))
         elif scope is not None and any(s.contains(scope) for s in cp.strict):
             found.append(("strict-scope-no-grant", f"{described}: strict scope and the role has no grant entry"))
         if not found:
             continue
         exemption = _exemption(cp, scope, now)
         out.extend(RoleFinding(cp.policy, rule, msg, exemption, glass_anywhere) for rule, msg in found)
+    if directory.missing:
+        out = [replace(f, principal_missing=True) for f in out]
     return out

@@ -15,6 +15,7 @@ from tests.unit.test_role_review_fixes import BASELINE, CUSTOM, RBAC_ADMIN, _all
 OWNER = b.ROLE_IDS["Owner"]
 READER = b.ROLE_IDS["Reader"]
 BLOB = b.ROLE_IDS["Storage Blob Data Contributor"]
+DS = b.ROLE_IDS["AzureML Data Scientist"]      # unprivileged everywhere (Storage Blob Data Contributor: v4)
 WRITE = "ActionMatches{'Microsoft.Authorization/roleAssignments/write'}"
 ROLE_ATTR = "@Request[Microsoft.Authorization/roleAssignments:RoleDefinitionId]"
 DELETE = "ActionMatches{'Microsoft.Authorization/roleAssignments/delete'}"
@@ -43,8 +44,8 @@ def test_a_negated_deny_list_allows_the_roles_it_names(op):
 
 
 def test_a_negated_deny_list_of_unprivileged_roles_restricts():
-    cond = _negated("ForAnyOfAnyValues:GuidNotEquals", READER, BLOB)
-    assert condition_allowed_roles(cond) == {READER, BLOB}
+    cond = _negated("ForAnyOfAnyValues:GuidNotEquals", READER, DS)
+    assert condition_allowed_roles(cond) == {READER, DS}
     assert rules(RBAC_ADMIN, condition=cond) == []
 
 
@@ -70,7 +71,10 @@ def test_a_comparison_on_the_role_attribute_that_cannot_be_judged_restricts_noth
 def test_allow_lists_and_plain_deny_lists_are_judged_as_before():
     assert condition_allowed_roles(b.RBAC_ADMIN_CONDITION) == {READER, BLOB}
     assert condition_allowed_roles(_allow(OWNER).replace("GuidEquals", "GuidNotEquals")) is None
-    assert rules(RBAC_ADMIN, condition=b.RBAC_ADMIN_CONDITION) == []
+    # the shipped policy's version 4 makes Storage Blob Data Contributor privileged at subscription
+    # scope: an administrator there who may hand it out (to itself too) delegates privilege
+    assert rules(RBAC_ADMIN, condition=b.RBAC_ADMIN_CONDITION) == ["rbac-admin-without-condition"]
+    assert rules(RBAC_ADMIN, condition=_negated("ForAnyOfAnyValues:GuidNotEquals", READER, DS)) == []
 
 
 # ---- 2. '*' however it is spelled -------------------------------------------------------------------

@@ -23,6 +23,7 @@ from tests.unit.test_role_review_fixes import (
 
 ROOT = Path(__file__).resolve().parents[2]
 READER, BLOB, OWNER = b.ROLE_IDS["Reader"], b.ROLE_IDS["Storage Blob Data Contributor"], b.ROLE_IDS["Owner"]
+DS = b.ROLE_IDS["AzureML Data Scientist"]      # unprivileged everywhere (Storage Blob Data Contributor: v4)
 KV_SECRETS_USER = "4633458b-17de-408a-b874-0445c86b69e6"
 KV_SECRETS_OFFICER = "b86a8fe4-44ce-4948-aee5-eccb2c155cd7"
 WRITE_ONLY = ("((!(ActionMatches{'Microsoft.Authorization/roleAssignments/write'})) OR "
@@ -95,8 +96,8 @@ def test_an_rbac_administrator_whose_condition_leaves_delete_open_is_a_finding()
 
 
 def test_the_portal_template_constraining_write_and_delete_restricts():
-    cond = constrain([READER, BLOB], [READER, BLOB])
-    assert condition_allowed_roles(cond) == {READER, BLOB}
+    cond = constrain([READER, DS], [READER, DS])
+    assert condition_allowed_roles(cond) == {READER, DS}
     assert rules(RBAC_ADMIN, condition=cond) == []
 
 

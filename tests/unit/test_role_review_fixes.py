@@ -107,7 +107,9 @@ def test_not_actions_that_remove_every_overlapping_action_leave_the_role_unprivi
     (["Microsoft.KeyVault/vaults/*"], [], True),
     (["Microsoft.KeyVault/vaults/secrets/getSecret/action"], [], True),
     (["Microsoft.KeyVault/vaults/*"], ["Microsoft.KeyVault/*"], False),
-    (["Microsoft.Storage/storageAccounts/blobServices/containers/blobs/read"], [], False),
+    # version 4: every account's blobs at subscription scope (read too) are privileged
+    (["Microsoft.Storage/storageAccounts/blobServices/containers/blobs/read"], [], True),
+    (["Microsoft.Compute/virtualMachines/login/action"], [], False),
 ])
 def test_custom_role_data_actions_are_judged_by_the_policy(data_actions, not_data, privileged):
     role = custom(["*/read"], data_actions=data_actions, not_data_actions=not_data)
@@ -118,7 +120,9 @@ def test_custom_role_data_actions_are_validated_and_round_trip():
     from guardrails.model.policy import Policy
 
     doc = BASELINE[0].to_document()
-    assert doc["privileged"]["custom_role_data_actions"] == ["*", "Microsoft.KeyVault/vaults/*"]
+    assert doc["privileged"]["custom_role_data_actions"][:2] == ["*", "Microsoft.KeyVault/vaults/*"]
+    assert "Microsoft.Storage/storageAccounts/blobServices/containers/blobs/*" in doc["privileged"][
+        "custom_role_data_actions"]                                    # version 4
     (again,) = load_documents([("row", doc)])
     assert again == BASELINE[0] and Policy.from_document(doc, source="table") == BASELINE[0]
     bad = {**doc, "privileged": {**doc["privileged"], "custom_role_data_actions": ["not an action"]}}
@@ -148,7 +152,10 @@ def test_rbac_administrator_allowed_to_assign_a_privileged_role_is_a_finding(all
 
 
 def test_rbac_administrator_allowed_only_unprivileged_roles_passes():
-    assert rules(RBAC_ADMIN, condition=b.RBAC_ADMIN_CONDITION) == []
+    assert rules(RBAC_ADMIN, condition=_allow(b.ROLE_IDS["Reader"], b.ROLE_IDS["AzureML Data Scientist"])) == []
+    # version 4: Storage Blob Data Contributor (b.RBAC_ADMIN_CONDITION allows it) is privileged at
+    # subscription scope, so delegating it there is too
+    assert rules(RBAC_ADMIN, condition=b.RBAC_ADMIN_CONDITION) == ["rbac-admin-without-condition"]
 
 
 def test_a_condition_role_outside_the_catalogue_is_resolved_and_unknown_ones_count_as_privileged():
