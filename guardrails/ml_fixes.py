@@ -193,6 +193,16 @@ def set_outcome(recs, outcome: str, message: str) -> None:
         rec.outcome, rec.message = outcome, f"{rec.message}; {message}"[:300]
 
 
+def as_decided(body: Mapping[str, Any]) -> dict:
+    """What of a body a decision rests on: all but what ARM keeps itself (``etag``, ``systemData``,
+    ``provisioningState``, which moves as an operation ends). Two reads equal in it may be written
+    back from either (an etag-less resource read again before its PUT)."""
+    out = {k: v for k, v in body.items() if k not in ("etag", "systemData")}
+    if isinstance(out.get("properties"), Mapping):
+        out["properties"] = {k: v for k, v in out["properties"].items() if k != "provisioningState"}
+    return out
+
+
 def set_property(body: dict, key: str, value: Any) -> None:
     props = body.get("properties")
     if not isinstance(props, dict):

@@ -39,8 +39,8 @@ from .model.arm_id import ArmId, parse_arm_id
 from .model.decision import ViolationRecord, combine_verdict, fix_line
 from .model.resource import ResourceType
 from .model.ml_events import DriftDetected, MlEvent, ModelDeployed, ModelRegistered, RunEvent
-from .ml_fixes import (Found, Permit, Plan, always, auth_mode_choice, conflict, endpoint_plan, held, owner_of,
-                       mirror_of, serving, set_outcome, set_property, share_of, traffic_notes, traffic_of)
+from .ml_fixes import (Found, Permit, Plan, always, as_decided, auth_mode_choice, conflict, endpoint_plan, held,
+                       owner_of, mirror_of, serving, set_outcome, set_property, share_of, traffic_notes, traffic_of)
 from .ml_refs import API_VERSION, NS as _NS, MODEL_VERSION_TYPES, ModelReference, parse_model_reference, serving_findings
 from .ml_serving import VERSION_CHANGE_EVENT_TYPE, rejudge_serving
 from .ml_signals import judge_drift, judge_run, settle_claim
@@ -377,21 +377,26 @@ class MlLifecycleGuardrail:
         rid = parse_arm_id(snap.resource_id)
         permitted = [(Permit(f.policy), f.rec) for f in enforce]
         reasons: list[str] = []
-        permitted = self.svc.rails.permit(row, rid, permitted, reasons)   # a pipeline fighting it; the breaker
-        if permitted:
-            allowed = {id(rec) for _p, rec in permitted}
+        grant = self.svc.rails.grant(row, rid, permitted, reasons)   # a pipeline fighting it; the breaker
+        if grant.kept:
+            allowed = {id(rec) for _p, rec in grant.kept}
             change = plan([f for f in enforce if id(f.rec) in allowed],
                           [f for f in enforce if id(f.rec) not in allowed])
-            if change is not None:
-                self._carry_out(ctx, row, snap, found, also, allowed, change)
+            if change is None:
+                self.svc.rails.give_back(row, rid, grant)      # nothing to write: nothing was done
+            else:
+                self._carry_out(ctx, row, snap, found, also, allowed, change, grant)
         self._report(row, list(also) + found, owner)
         if reasons and row.verdict != "failed":
             row.reason = reasons[0]
 
-    def _carry_out(self, ctx, row, snap, found: list[Found], also, allowed: set[int], change: Plan) -> None:
+    def _carry_out(self, ctx, row, snap, found: list[Found], also, allowed: set[int], change: Plan, grant) -> None:
         """Write ``change`` for the permitted records (``allowed``) it fixes; a permitted one it
-        cannot (``change.unfixed``) stays a ``violation`` saying why, and when nothing is written
-        the flip-flop count this event took is given back (no revert was made)."""
+        cannot (``change.unfixed``) stays a ``violation`` saying why. When nothing is written,
+        what this call took on the rails is given back: the flip-flop count (no revert was made)
+        and the breaker permits (no action was taken); when something is, the permits of the
+        policies none of whose findings it carries."""
+        rid = parse_arm_id(snap.resource_id)
         stuck = {id(f.rec) for f in found if id(f.rec) in allowed and (f.deployment or "").lower() in change.unfixed}
         for f in found:
             if id(f.rec) in stuck:
@@ -399,17 +404,18 @@ class MlLifecycleGuardrail:
         sending = [f.rec for f in found if id(f.rec) in allowed and id(f.rec) not in stuck]
         others = [f for f in found if id(f.rec) not in allowed]      # audit-mode or refused: dry_run
         if not (sending and change.writes):
-            if self.svc.escalations is not None and row.event_id:
-                self.svc.escalations.withdraw(str(parse_arm_id(snap.resource_id)), row.event_id)
+            self.svc.rails.give_back(row, rid, grant)
             traffic_notes(others, change, None)
             return
+        carried = {f.policy.id for f in found if id(f.rec) in allowed and id(f.rec) not in stuck}
+        self.svc.rails.give_back(row, rid, grant, policies=set(grant.permits) - carried, flip_flop=False)
         from .outbox import intend_before_act
 
         intend_before_act(getattr(self.svc, "publisher", None), ctx, row, sending, records=[
             f.rec for f in list(also) + found],
             sent_message="fix sent; the worker stopped before confirming and auditing it",
             line=fix_line)
-        self._write(ctx, row, snap, sending, change.apply, change.holds, change.done)
+        self._write(ctx, row, snap, sending, change, grant)
         traffic_notes(others, change, sending[0].outcome)
 
     def _recover(self, ctx, row, snap, owner: tuple[str, str]) -> None:
@@ -422,13 +428,20 @@ class MlLifecycleGuardrail:
             notify_owner(log, owner_tag=owner[1], owner=owner[0],
                          rules=[f"{v.policy}/{v.rule}" for v in row.violations])
 
-    def _write(self, ctx, row, snap, recs, apply, holds, done: str) -> None:
-        body = copy.deepcopy(dict(snap.body))
-        for key in READ_ONLY_TOP:
-            body.pop(key, None)
-        apply(body)
+    def _write(self, ctx, row, snap, recs, change: Plan, grant) -> None:
+        """PUT the body read (with ``change`` applied), ``If-Match`` its etag; without one (the
+        documented bodies of model versions, registries' included, and online endpoints carry
+        none) the resource is read again right before the PUT and nothing is sent when it changed
+        since the decision's read, as ARM answers a conditional PUT (412). Then read back."""
+        apply, holds, done = change.apply, change.holds, change.done
         correlation = str(uuid.uuid4())      # its own write event carries it (see caches.SettledWrites)
         try:
+            if snap.etag is None:
+                snap = self._unchanged_since(ctx, snap)
+            body = copy.deepcopy(dict(snap.body))
+            for key in READ_ONLY_TOP:
+                body.pop(key, None)
+            apply(body)
             result = self.svc.arm.put_resource(snap.resource_id, body, api_version=API_VERSION, etag=snap.etag,
                                                deadline=ctx.deadline, correlation_id=correlation)
             if result.state == "requested":
@@ -438,6 +451,9 @@ class MlLifecycleGuardrail:
                 return set_outcome(recs, "requested", "fix accepted, still running")
         except ArmError as exc:       # the write itself was refused or never answered: nothing made
             row.reason = exc.reason
+            # no action was taken: its breaker permits go back (the flip-flop count stays, as for
+            # every failed revert: Event Grid's redelivery of the change is the same revert)
+            self.svc.rails.give_back(row, parse_arm_id(snap.resource_id), grant, flip_flop=False)
             return set_outcome(recs, "failed", str(exc))
         self.svc.settled.add(correlation)
         try:
@@ -454,6 +470,16 @@ class MlLifecycleGuardrail:
             return set_outcome(recs, "remediated", done)
         row.reason = "not_confirmed"
         set_outcome(recs, "failed", "read-back does not show the fix")
+
+    def _unchanged_since(self, ctx, snap):
+        """``snap``'s resource read again right before a PUT that cannot be conditional; ``ArmError``
+        412 (ARM's answer to a conditional PUT after a change: the redelivery decides again) if it
+        is not what the decision saw."""
+        fresh = self.svc.arm.get_resource(snap.resource_id, api_version=API_VERSION, deadline=ctx.deadline)
+        if as_decided(fresh.body) != as_decided(snap.body):
+            raise ArmError(f"PUT {snap.resource_id}: not sent: it changed since it was read (it carries no etag "
+                           "for a conditional PUT)", status=412)
+        return fresh
 
     def _pending(self, row, snap, recs, correlation: str) -> None:
         self.svc.pending.add(snap.resource_id, row.event_id, {

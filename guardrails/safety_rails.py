@@ -7,20 +7,36 @@
   subscription) in its window; past it the policy drops to audit there until reset.
 
 Both keep their state in Table Storage (``svc.escalations``, ``svc.breakers``), shared by every
-worker. The resource, role-assignment and ML guardrails call them in that order.
+worker. The resource, role-assignment and ML guardrails call them in that order. What one call
+took (``grant``) can be given back (``give_back``) when its fix is then not made: a permit spent
+on a fix never sent would count against the subscription's window like one that was.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+from dataclasses import dataclass, field
 
+from .errors import StoreError
 from .logs import emit
 from .model.decision import AuditRow
 from .model.policy import DEFAULT_FLIP_FLOP
 from .policy.flipflop import describe_actors, strictest
 
 log = logging.getLogger("guardrails")
+
+
+@dataclass
+class Grant:
+    """What ``SafetyRails.grant`` let through (``kept``) and what that very call took, so it can
+    be given back: the flip-flop count (``counted``) and the policies whose breaker permit it
+    counted (``permits``). A redelivery let through on its event's earlier count or permit took
+    neither: that one may stand for a fix an earlier delivery made."""
+
+    kept: list
+    counted: bool = False
+    permits: list[str] = field(default_factory=list)
 
 
 class SafetyRails:
@@ -60,33 +76,76 @@ class SafetyRails:
         return [], False
 
     def permit(self, row: AuditRow, rid, to_apply, reasons: list[str]):
+        """Both rails in order: the flip-flop budget, then the breaker (``grant``); what they let
+        through."""
+        return self.grant(row, rid, to_apply, reasons).kept
+
+    def grant(self, row: AuditRow, rid, to_apply, reasons: list[str]) -> Grant:
         """Both rails in order: the flip-flop budget, then the breaker. A revert the breaker
         refuses entirely gives back the flip-flop count it took (it was never made: the resources
         touched while a breaker was open would otherwise stay escalated after its reset). Only a
         count this call took: a redelivery re-allowed on an earlier delivery's count keeps it (that
-        revert may have been made: its read-back disagreed)."""
+        revert may have been made: its read-back disagreed). The answer says what this call took,
+        for ``give_back`` when the fix is then not made."""
         counted = False
         if to_apply and self.svc.escalations is not None:
             to_apply, counted = self._flip_flop(row, rid, to_apply, reasons)
         if not to_apply:
-            return to_apply
-        kept = self.breaker_permits(row, rid, to_apply)
+            return Grant(to_apply)
+        permits: list[str] = []
+        kept = self.breaker_permits(row, rid, to_apply, took=permits)
         if counted and not kept and row.event_id:
             self.svc.escalations.withdraw(str(rid), row.event_id)
-        return kept
+            counted = False
+        return Grant(kept, counted=counted, permits=permits)
 
-    def breaker_permits(self, row: AuditRow, rid, to_apply):
+    def give_back(self, row: AuditRow, rid, grant: Grant, *, policies=None, flip_flop: bool = True) -> None:
+        """The fix ``grant`` let through was not made (nothing to write, or ARM refused the write):
+        give back the breaker permits that call took — of ``policies`` only, when given — keyed by
+        the event they were taken with, so they no longer count against the subscription's window;
+        with ``flip_flop``, the revert it counted too. Never what an earlier delivery took. Each is
+        given back once (``grant`` forgets it)."""
+        if not row.event_id:
+            return
+        if flip_flop and grant.counted and self.svc.escalations is not None:
+            self.svc.escalations.withdraw(str(rid), row.event_id)
+            grant.counted = False
+        release = getattr(self.svc.breakers, "release", None)
+        for policy_id in [p for p in grant.permits if policies is None or p in policies]:
+            grant.permits.remove(policy_id)
+            if release is None:
+                continue
+            try:
+                release(policy_id, rid.subscription_id or "", row.event_id)
+            except StoreError as exc:
+                # the permit stays counted (erring towards the breaker): not a reason to lose the row
+                emit(log, logging.WARNING, "guardrail_permit_not_given_back", policy=policy_id,
+                     subscription_id=rid.subscription_id, error=type(exc).__name__)
+                continue
+            emit(log, logging.INFO, "guardrail_permit_given_back", policy=policy_id,
+                 subscription_id=rid.subscription_id)
+
+    def breaker_permits(self, row: AuditRow, rid, to_apply, *, took: list[str] | None = None):
         """One permit per policy per event (a redelivery of the event reuses it); a policy whose
         breaker is open drops to audit for the subscription, and the owner is told: the
-        violation stays in place until someone resets the breaker."""
+        violation stays in place until someone resets the breaker. ``took`` collects the policies
+        whose permit this call counted (a store without ``acquire`` tells none: nothing is given
+        back from it)."""
         allowed: dict[str, bool] = {}
+        acquire = getattr(self.svc.breakers, "acquire", None)
         kept = []
         for r, rec in to_apply:
             pol = r.policy
             if pol.id not in allowed:
-                allowed[pol.id] = self.svc.breakers.try_acquire(
-                    pol.id, rid.subscription_id or "", max_actions=pol.breaker.max_actions,
-                    window_seconds=pol.breaker.window_seconds, key=row.event_id or None)
+                ask = dict(max_actions=pol.breaker.max_actions, window_seconds=pol.breaker.window_seconds,
+                           key=row.event_id or None)
+                if acquire is not None:
+                    allowed[pol.id], counted = acquire(pol.id, rid.subscription_id or "", **ask)
+                else:
+                    allowed[pol.id], counted = self.svc.breakers.try_acquire(pol.id, rid.subscription_id or "",
+                                                                             **ask), False
+                if counted and row.event_id and took is not None:
+                    took.append(pol.id)
                 if not allowed[pol.id]:
                     emit(log, logging.ERROR, "guardrail_circuit_open", policy=pol.id,
                          subscription_id=rid.subscription_id, max_actions=pol.breaker.max_actions,
@@ -102,4 +161,4 @@ class SafetyRails:
         return kept
 
 
-__all__ = ["SafetyRails"]
+__all__ = ["Grant", "SafetyRails"]

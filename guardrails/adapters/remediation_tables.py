@@ -66,6 +66,26 @@ def admit(times: list, keys: list[list], *, now: float, window_seconds: float, m
     return True, True, buckets, keys
 
 
+def give_back(times: list, keys: list[list], key: str) -> tuple[list[list], list[list]] | None:
+    """Take back the permit ``key`` (the event) was given (pure): (buckets, keys) without it, or
+    None when no permit of that key is kept (never taken, out of the window, or its key dropped
+    as one of the oldest: then nothing is taken back, erring towards the breaker). One count
+    leaves the bucket that holds the permit's time (the nearest one when workers' clocks put it
+    outside every bucket); a bucket left empty goes."""
+    key = key[:300]
+    taken = [t for k, t in keys if k == key]
+    if not taken:
+        return None
+    buckets = _buckets(times)
+    if buckets:
+        at = max(taken)
+        i = min(range(len(buckets)), key=lambda n: (0.0 if buckets[n][0] <= at <= buckets[n][1]
+                                                    else min(abs(at - buckets[n][0]), abs(at - buckets[n][1])), -n))
+        buckets[i] = [buckets[i][0], buckets[i][1], buckets[i][2] - 1]
+        buckets = [b for b in buckets if b[2] > 0]
+    return buckets, [[k, t] for k, t in keys if k != key]
+
+
 def _times_of(entity) -> list:
     """The window as stored: ``buckets`` ([first, last, count] entries) when this release wrote
     it (its ``times`` is then a mirror for an earlier release), else the bare ``times`` an
@@ -91,8 +111,9 @@ class TableBreakerStore:
 
     One entity per pair holds the action times inside the window and the event keys of their
     permits (a redelivered event reuses its permit); every change is an etag-conditioned update
-    (optimistic concurrency), so concurrent workers never both take the last slot. Once tripped
-    the breaker stays open until ``reset``.
+    (optimistic concurrency), so concurrent workers never both take the last slot. A permit whose
+    action was never taken is given back (``release``), the same way. Once tripped the breaker
+    stays open until ``reset``.
     """
 
     MAX_ATTEMPTS = 20
@@ -102,13 +123,17 @@ class TableBreakerStore:
         self._clock = clock
         # pk -> (buckets, keys, etag) last written here
         self._known: dict[str, tuple[list[list], list[list], str | None]] = {}
+        # pk -> keys of the permits this worker took (and has not given back): the only ones it
+        # answers from memory; a key it merely read may have been given back by another worker
+        self._mine: dict[str, set[str]] = {}
         self._lock = threading.Lock()
 
     @staticmethod
     def _keys(policy_id: str, subscription_id: str) -> tuple[str, str]:
         return _sha(f"{policy_id}|{subscription_id.lower()}")[:32], "breaker"
 
-    def _entity(self, pk, rk, policy_id, subscription_id, times, keys, is_open, now) -> dict[str, Any]:
+    def _entity(self, pk, rk, policy_id, subscription_id, times, keys, is_open, now,
+                opened_at: str | None = None) -> dict[str, Any]:
         keys = list(keys)
         keys_text = json.dumps(keys)
         while len(keys_text) > _MAX_STRING and keys:
@@ -117,17 +142,36 @@ class TableBreakerStore:
         # the buckets have a property of their own: an earlier release reads ``times`` as bare
         # numbers (a bucket there would crash it during a rolling deploy or after a rollback); it
         # is given each bucket's last time, so it still counts the window, if low
+        if opened_at is None:
+            opened_at = now.isoformat() if is_open else ""
         return {"PartitionKey": pk, "RowKey": rk, "policy": policy_id, "subscription": subscription_id,
                 "buckets": json.dumps(times), "times": json.dumps([b[1] for b in times]),
-                "keys": keys_text, "open": is_open, "opened_at": now.isoformat() if is_open else ""}
+                "keys": keys_text, "open": is_open, "opened_at": opened_at}
+
+    def _remember(self, pk: str, state: tuple[list[list], list[list], str | None] | None, *,
+                  took: str | None = None, gave: str | None = None) -> None:
+        """Keep (or, with None, forget) the state last written or read here; ``took``: a key whose
+        permit this worker just took, ``gave``: one it just gave back."""
+        with self._lock:
+            mine = self._mine.setdefault(pk, set())
+            if took is not None:
+                mine.add(took[:300])
+            if gave is not None:
+                mine.discard(gave[:300])
+            if state is None:
+                self._known.pop(pk, None)
+                return
+            self._known[pk] = state
+            mine.intersection_update(k for k, _t in state[1])     # bounded by the keys kept
 
     def _fast_path(self, table, pk, rk, policy_id, subscription_id, max_actions, window_seconds,
-                   key) -> bool | None:
+                   key) -> tuple[bool, bool] | None:
         """Update from this worker's last known state with its etag: one call instead of two (none
-        for a redelivery this worker counted). None when there is no usable cached state or
-        another worker changed it meanwhile."""
+        for a redelivery of an event whose permit this worker took). None when there is no usable
+        cached state or another worker changed it meanwhile."""
         with self._lock:
             cached = self._known.get(pk)
+            mine = key is not None and key[:300] in self._mine.get(pk, ())
         if cached is None:
             return None
         times, keys, etag = cached
@@ -137,22 +181,30 @@ class TableBreakerStore:
         if not allowed:
             return None          # about to trip: decide on a fresh read
         if not counted:
-            return True          # this event's permit, taken here inside the window
+            # this event's permit, taken here inside the window; one only read here may have been
+            # given back since (``release`` on another worker): the table decides
+            return (True, False) if mine else None
         try:
             meta = table.update_entity(self._entity(pk, rk, policy_id, subscription_id, times, keys, False, now),
                                        mode=UpdateMode.REPLACE, etag=etag, match_condition=MatchConditions.IfNotModified)
         except (ResourceModifiedError, ResourceNotFoundError):
-            with self._lock:
-                self._known.pop(pk, None)
+            self._remember(pk, None)
             return None
-        with self._lock:
-            self._known[pk] = (times, keys, meta.get("etag"))
-        return True
+        self._remember(pk, (times, keys, meta.get("etag")), took=key)
+        return True, True
 
     def try_acquire(self, policy_id: str, subscription_id: str, *, max_actions: int, window_seconds: int,
                     key: str | None = None) -> bool:
         """One permit for a fix; ``key`` (the event id) makes a redelivery of the same event
         reuse the permit it took inside the window instead of taking another."""
+        return self.acquire(policy_id, subscription_id, max_actions=max_actions, window_seconds=window_seconds,
+                            key=key)[0]
+
+    def acquire(self, policy_id: str, subscription_id: str, *, max_actions: int, window_seconds: int,
+                key: str | None = None) -> tuple[bool, bool]:
+        """``try_acquire`` saying also whether this call took the permit: (allowed, counted).
+        ``counted`` is False for a redelivery allowed on the permit its event took before (which
+        may have been acted on: only a permit a call counted is for it to give back)."""
         table = self._t.table(self._t.breakers_name)
         pk, rk = self._keys(policy_id, subscription_id)
         try:
@@ -176,9 +228,8 @@ class TableBreakerStore:
                     try:
                         meta = table.create_entity(entity, **NO_CONTENT)
                         if allowed:
-                            with self._lock:
-                                self._known[pk] = (times, keys, meta.get("etag"))
-                        return allowed
+                            self._remember(pk, (times, keys, meta.get("etag")), took=key)
+                        return allowed, allowed
                     except ResourceExistsError:
                         continue
                 allowed, counted, times, keys = admit(
@@ -187,26 +238,59 @@ class TableBreakerStore:
                 if current.get("open"):
                     # open: no new permit; an event's own permit, taken before it opened, stands (as
                     # the worker that took it answers from its memory); the open state is never cached
-                    return allowed and not counted
+                    return allowed and not counted, False
                 if allowed and not counted:
-                    with self._lock:
-                        self._known[pk] = (times, keys, current.metadata["etag"])
-                    return True
+                    self._remember(pk, (times, keys, current.metadata["etag"]))
+                    return True, False
                 entity = self._entity(pk, rk, policy_id, subscription_id, times, keys, not allowed, now)
                 try:
                     meta = table.update_entity(entity, mode=UpdateMode.REPLACE, etag=current.metadata["etag"],
                                                match_condition=MatchConditions.IfNotModified)
-                    with self._lock:
-                        if allowed:
-                            self._known[pk] = (times, keys, meta.get("etag"))
-                        else:
-                            self._known.pop(pk, None)
-                    return allowed
+                    if allowed:
+                        self._remember(pk, (times, keys, meta.get("etag")), took=key)
+                    else:
+                        self._remember(pk, None)
+                    return allowed, allowed
                 except ResourceModifiedError:
                     continue
             except AzureError as exc:
                 raise _store_error("breaker update", exc) from exc
         raise StoreError("breaker update kept conflicting; retry later")
+
+    def release(self, policy_id: str, subscription_id: str, key: str) -> bool:
+        """Give back the permit ``key`` (the event id it was taken with) holds: its action was
+        never taken (the fix plan wrote nothing, or ARM refused the write), so it no longer counts
+        against the window. Etag-conditioned like every change; an open breaker stays open (only
+        ``reset`` closes it), and the event's redelivery asks for a permit again. False when there
+        was none to give back. Call it only for a permit the caller's own ``acquire`` counted: an
+        earlier delivery's permit may stand for a fix that was made."""
+        table = self._t.table(self._t.breakers_name)
+        pk, rk = self._keys(policy_id, subscription_id)
+        try:
+            for _attempt in range(self.MAX_ATTEMPTS):
+                try:
+                    current = table.get_entity(pk, rk)
+                except ResourceNotFoundError:
+                    self._remember(pk, None, gave=key)
+                    return False              # reset meanwhile: nothing counts it any more
+                left = give_back(_times_of(current), _keys_of(current), key)
+                if left is None:
+                    self._remember(pk, None, gave=key)
+                    return False
+                times, keys = left
+                is_open = bool(current.get("open"))
+                entity = self._entity(pk, rk, policy_id, subscription_id, times, keys, is_open, self._clock(),
+                                      opened_at=str(current.get("opened_at") or ""))
+                try:
+                    meta = table.update_entity(entity, mode=UpdateMode.REPLACE, etag=current.metadata["etag"],
+                                               match_condition=MatchConditions.IfNotModified)
+                except (ResourceModifiedError, ResourceNotFoundError):
+                    continue
+                self._remember(pk, None if is_open else (times, keys, meta.get("etag")), gave=key)
+                return True
+        except AzureError as exc:
+            raise _store_error("breaker release", exc) from exc
+        raise StoreError("breaker release kept conflicting; retry later")
 
     def is_open(self, policy_id: str, subscription_id: str) -> bool:
         pk, rk = self._keys(policy_id, subscription_id)
@@ -222,6 +306,7 @@ class TableBreakerStore:
         pk, rk = self._keys(policy_id, subscription_id)
         with self._lock:
             self._known.pop(pk, None)
+            self._mine.pop(pk, None)
         return delete_existing(self._t.table(self._t.breakers_name), pk, rk, "breaker reset")
 
 
