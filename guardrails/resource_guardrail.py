@@ -124,12 +124,14 @@ class ResourceGuardrail:
             records.append((r, rec))
         to_apply = _settle_targets(row, to_apply)      # before the rails: a conflict takes no permit
         reasons: list[str] = []
-        to_apply = self.svc.rails.permit(row, rid, to_apply, reasons)
+        grant = self.svc.rails.grant(row, rid, to_apply, reasons)
+        to_apply = grant.kept
         if row.reason == "circuit_open":
             reasons.append("circuit_open")
         if to_apply:
             row.violations = [rec for _r, rec in records]     # what a timer's intent keeps (below)
-            correlation = self._apply(ctx, row, snapshot, rtype, to_apply, read_here=read_here)
+            correlation = self._apply(ctx, row, snapshot, rtype, to_apply, read_here=read_here,
+                                      give_back=lambda: self.svc.rails.give_back(row, rid, grant, flip_flop=False))
             if any(rec.outcome == "requested" for _r, rec in to_apply):
                 self.svc.pending.add(snapshot.resource_id, row.event_id, {
                     "event_id": row.event_id, "api_version": rtype.api_version, "event_time": row.event_time,
@@ -243,10 +245,14 @@ class ResourceGuardrail:
         return fresh
 
     def _apply(self, ctx, row: AuditRow, snapshot: ResourceSnapshot, rtype: ResourceType,
-               to_apply: list[tuple[RuleResult, ViolationRecord]], *, read_here: bool = True) -> str | None:
+               to_apply: list[tuple[RuleResult, ViolationRecord]], *, read_here: bool = True,
+               give_back=lambda: None) -> str | None:
         """Send the merged fix and confirm it; the write's correlation id (None: nothing sent).
         ``read_here``: the snapshot was read by this decision (not reused from the cache or a
-        listed body), which a PATCH that sends a member whole relies on (below)."""
+        listed body), which a PATCH that sends a member whole relies on (below). ``give_back``:
+        returns the breaker permits the rails took for it, called when the write was refused or
+        never made (the flip-flop count stays, as for every failed revert: the redelivery of the
+        change is the same revert), as the ML guardrail does."""
         # one write per resource: each property set to the value ``_settle_targets`` put on its
         # records before the rails (the rails may have let only some of the merged policies through:
         # merging again would pick another value than the records and the intent say)
@@ -288,11 +294,13 @@ class ResourceGuardrail:
                 result = self.svc.arm.patch_resource(rid, body, api_version=rtype.api_version, deadline=ctx.deadline,
                                                  correlation_id=correlation)
         except ResourceNotFound:
+            give_back()
             for _r, rec in ok:
                 rec.outcome, rec.message = "failed", "resource disappeared before the fix"
             row.reason = "resource_not_found"
             return correlation
         except ArmError as exc:
+            give_back()
             self.svc.settled.add(correlation)         # audited here: its failure event needs no lookup
             for _r, rec in ok:
                 rec.outcome, rec.message = "failed", str(exc)[:300]
