@@ -59,7 +59,7 @@ from typing import Any, Callable
 from .deadletter import (MAX_BLOB_BYTES, ParsedBlob, from_ranges, not_deliverable, parse_blob, to_ranges,
                          undeliverable_events)
 from .errors import GuardrailsError, IdempotencyError, StoreError
-from .logs import bound, emit
+from .logs import emit
 from .sweep_summary import SweepSummary, _iso, _Tally
 
 log = logging.getLogger("guardrails")
@@ -92,22 +92,13 @@ class _Stop(Exception):
 
 def record_rejected_dead_letter(service, container: str, blob: str, why: str, *, run_id: str):
     """A dead-letter blob Event Grid cannot have written for a guardrails event subscription:
-    audited ``invalid`` (``not_deliverable_here``) under the blob's name, as
-    ``record_unreadable_dead_letter`` audits an unreadable one; nothing in it is acted on. ``why``
-    names the problem, never the content."""
-    from .decision_context import _Ctx
-    from .model.decision import AuditRow
-    from .timer_decisions import DEAD_LETTER_EVENT_TYPE
-
-    start = service._clock()
-    ctx = _Ctx(uuid.uuid4().hex, start, start + service.settings.time_budget_seconds, service._wall())
-    row = AuditRow(event_id=f"deadletter:{blob}"[:256], event_type=DEAD_LETTER_EVENT_TYPE,
-                   resource_id=f"/deadletter/{container}/{blob}"[:2048], verdict="ignored",
-                   delivery_id=ctx.delivery_id, correlation_id=run_id[:128])
-    with bound(delivery_id=ctx.delivery_id):
-        return service._finish(ctx, row, "invalid", REJECTED_REASON,
-                               f"dead-letter blob {blob} was not written by Event Grid for a guardrails event "
-                               f"subscription ({why}): not replayed", timer=True)
+    audited ``invalid`` (``not_deliverable_here``) under the blob's name, as an unreadable one is
+    (``record_unreadable_dead_letter``); nothing in it is acted on. ``why`` names the problem, never
+    the content."""
+    return service.record_unreadable_dead_letter(
+        container, blob, why, run_id=run_id, reason=REJECTED_REASON,
+        message=f"dead-letter blob {blob} was not written by Event Grid for a guardrails event "
+                f"subscription ({why}): not replayed")
 
 
 def _parse_time(text: str) -> datetime | None:

@@ -155,8 +155,10 @@ class TimerDecisions:
                           for g in coverage.gaps]
         return self._finish(ctx, row, verdict, REASON, coverage.message(), timer=True)
 
-    def record_unreadable_dead_letter(self, container: str, blob: str, why: str, *, run_id: str) -> AuditRow:
-        """A dead-letter blob with no event to hand to ``handle_event`` (not JSON, too large …):
+    def record_unreadable_dead_letter(self, container: str, blob: str, why: str, *, run_id: str,
+                                      reason: str = "unreadable_dead_letter", message: str = "") -> AuditRow:
+        """A dead-letter blob with no event to hand to ``handle_event`` (not JSON, too large …; with
+        ``reason``/``message``: one not to replay at all, ``replay.record_rejected_dead_letter``):
         audited ``invalid`` like any bad delivery, under the blob's name (``guardrails.replay``).
         ``why`` names the problem, never the content."""
         start = self._clock()
@@ -165,5 +167,5 @@ class TimerDecisions:
                        resource_id=f"/deadletter/{container}/{blob}"[:2048], verdict="ignored",
                        delivery_id=ctx.delivery_id, correlation_id=run_id[:128])
         with bound(delivery_id=ctx.delivery_id):
-            return self._finish(ctx, row, "invalid", "unreadable_dead_letter",
-                                f"dead-letter blob {blob} is unreadable: {why}", timer=True)
+            return self._finish(ctx, row, "invalid", reason,
+                                message or f"dead-letter blob {blob} is unreadable: {why}", timer=True)

@@ -21,24 +21,12 @@ from guardrails.ratelimit import FakeClock
 from guardrails.replay import GIVE_UP_AFTER, MIN_ATTEMPTS
 from guardrails.report import build_report
 from tests import builders as b
+from tests.integration.test_deadletter_replay import dead  # noqa: F401  (the harness reading its own container)
 from tests.integration.test_secret_exposure_and_hygiene import _exposure, _keys
 from tests.integration.test_secret_guardrail import ACCOUNT, POLICY, VAULT, _bundle, planted  # noqa: F401
 
 pytestmark = pytest.mark.integration
 REJECTED = "not_deliverable_here"
-
-
-@pytest.fixture
-def dead(harness, azurite_blob):
-    """A harness whose deployment reads dead letters from its own container on Azurite."""
-    container = "dl-s25-" + uuid.uuid4().hex[:10]
-
-    def make(resources, **kw):
-        h = harness(resources, env={S.DEAD_LETTER_CONNECTION: azurite_blob.connection_string,
-                                    S.DEAD_LETTER_CONTAINER: container, **kw.pop("env", {})}, **kw)
-        h.blobs = container_client(azurite_blob.connection_string, container)
-        return h
-    return make
 
 
 def _replayer(h, *, later=None):

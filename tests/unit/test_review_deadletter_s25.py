@@ -58,6 +58,13 @@ class AuditingService(Service):
         self.rows.append(row)
         return row
 
+    def record_unreadable_dead_letter(self, container, blob, why, *, run_id, **rejected):
+        """A rejected blob's: the real service's (it builds the row and calls ``_finish`` above)."""
+        if not rejected:
+            return super().record_unreadable_dead_letter(container, blob, why, run_id=run_id)
+        from guardrails.timer_decisions import TimerDecisions
+        return TimerDecisions.record_unreadable_dead_letter(self, container, blob, why, run_id=run_id, **rejected)
+
 
 def _blob(*events) -> bytes:
     return json.dumps(list(events)).encode()

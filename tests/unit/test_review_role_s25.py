@@ -187,23 +187,7 @@ def test_the_event_time_stands_in_for_a_missing_createdon():
 
 
 # ---- 1c. the adapter: a 404 is PrincipalNotFound, never an answer, never kept -------------------------------
-class _Graph:
-    def __new__(cls, answers, clock):
-        from guardrails.adapters.authorization import GraphGroupResolver
-
-        class Cred:
-            def get_token(self, *a, **k):
-                return NS(token="t", expires_on=2**40)
-
-        g = GraphGroupResolver(Cred(), endpoint="https://graph.invalid", clock=lambda: clock[0])
-        sent = []
-
-        def send(request, **_kw):
-            sent.append(request.url)
-            status, groups = answers[min(len(sent), len(answers)) - 1]
-            return NS(status_code=status, json=lambda: {"value": groups})
-        g._client = NS(send_request=send)
-        return g
+from tests.unit.test_review_roles_s24 import _Graph  # noqa: E402  (Graph's client answering a list of (status, groups))
 
 
 def test_graphs_404_is_principal_not_found_and_never_kept_as_an_answer():
