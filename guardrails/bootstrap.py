@@ -34,6 +34,8 @@ def build_service(settings: Settings):
     configure_logging(settings)
     credential = build_credential(settings)
     tables = Tables.from_settings(settings, credential=credential)
+    # the worker's own tables: never the policy table, which only `metadata sync` creates (a worker
+    # that made it would decide on an empty set: a mistyped prefix ignoring every event)
     tables.ensure()
     arm = ArmGateway(credential, endpoint=settings.arm_endpoint, ca_bundle=settings.ca_bundle,
                      timeout=settings.arm_timeout_seconds)

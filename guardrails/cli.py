@@ -44,6 +44,9 @@ def _parser() -> argparse.ArgumentParser:
             a.add_argument("--wait-for-access", type=float, default=0.0, metavar="SECONDS",
                            help="retry a 403 from Table Storage this long (a role assigned moments ago, "
                                 "as azd's postprovision hook meets it, takes minutes to apply); default 0")
+            a.add_argument("--allow-downgrade", action="store_true",
+                           help="write a policy at a lower version than the table holds, or changed at the same "
+                                "version (refused by default)")
     sim = sub.add_parser("simulate", help="run events through the function on local emulators")
     sim.add_argument("--world", required=True)
     sim.add_argument("--events", required=True)
@@ -178,7 +181,8 @@ def _metadata(args) -> int:
             except StoreError as exc:
                 if exc.status != 403:
                     raise   # 403: may not create tables (a role on the one table infra/ made); the sync says
-            counts = sync_metadata(TablePolicyRepository(tables), dirs)
+            counts = sync_metadata(TablePolicyRepository(tables), dirs,
+                                   allow_downgrade=bool(getattr(args, "allow_downgrade", False)))
             break
         except StoreError as exc:
             if exc.status != 403 or time.monotonic() + 15 > end:

@@ -31,6 +31,7 @@ LOCAL_OBJECT_ID = "GUARDRAILS_LOCAL_OBJECT_ID"          # identity of the local 
 LOCAL_APP_ID = "GUARDRAILS_LOCAL_APP_ID"
 OWN_PRINCIPAL_IDS = "GUARDRAILS_OWN_PRINCIPAL_IDS"      # comma-separated object ids and app ids
 POLICY_TTL_SECONDS = "GUARDRAILS_POLICY_TTL_SECONDS"
+MAX_POLICY_TTL_SECONDS = 300.0
 DEDUP_COMPLETED_HOURS = "GUARDRAILS_DEDUP_COMPLETED_HOURS"
 DEDUP_IN_PROGRESS_SECONDS = "GUARDRAILS_DEDUP_IN_PROGRESS_SECONDS"
 TIME_BUDGET_SECONDS = "GUARDRAILS_TIME_BUDGET_SECONDS"
@@ -307,7 +308,9 @@ class Settings:
             local_object_id=env.get(LOCAL_OBJECT_ID) or DEFAULT_LOCAL_OBJECT_ID,
             local_app_id=env.get(LOCAL_APP_ID) or None,
             own_principal_ids=_guid_set(env.get(OWN_PRINCIPAL_IDS, "")),
-            policy_ttl_seconds=_float(env, POLICY_TTL_SECONDS, 30.0),
+            # at most 5 minutes: an admin's sync (a policy switched to audit, a fix withdrawn) must
+            # reach every warm worker within minutes, not at its next restart
+            policy_ttl_seconds=_float(env, POLICY_TTL_SECONDS, 30.0, maximum=MAX_POLICY_TTL_SECONDS),
             dedup_completed_hours=_float(env, DEDUP_COMPLETED_HOURS, 24.0, minimum=24.0),
             dedup_in_progress_seconds=_float(env, DEDUP_IN_PROGRESS_SECONDS, 120.0, minimum=1.0),
             time_budget_seconds=budget,

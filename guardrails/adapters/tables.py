@@ -25,12 +25,13 @@ import hashlib
 import json
 import logging
 import os
+import re
 import socket
 import time
 import uuid
 from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Mapping, Sequence
 
 from azure.core import MatchConditions
 from azure.core.exceptions import AzureError, ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
@@ -123,9 +124,13 @@ class Tables:
         return client
 
     def ensure(self, names: Sequence[str] | None = None) -> None:
-        """Create the tables (``names``, default all of them) that do not exist yet."""
+        """Create the tables (``names``, default the worker's own: every table but the policy
+        table) that do not exist yet. Only ``metadata sync`` creates the policy table
+        (``TablePolicyRepository.replace_all``): a worker that created it (a mistyped
+        ``GUARDRAILS_TABLE_PREFIX``, a deleted table, a sync never run) would read an empty policy
+        set and ignore every event; without it, its read fails (``PolicyUnreadable``)."""
         try:
-            for name in names or (self.policies_name, self.idempotency_name, self.audit_name, self.audit_index_name,
+            for name in names or (self.idempotency_name, self.audit_name, self.audit_index_name,
                                   self.breakers_name, self.pending_name, self.escalations_name):
                 self.service.create_table_if_not_exists(name)
         except AzureError as exc:
@@ -152,46 +157,49 @@ class TablePolicyRepository:
     LOADING_KEY = "!loading"
 
     def list_documents(self) -> list[tuple[str, dict]]:
-        """The synced documents. A missing table is an error, never "no policy" (every event would
-        be ``ignored`` with nothing said). A row whose ``document`` does not match its ``sha256``, or
-        whose RowKey is not its document's id, was not written by ``metadata sync``: it is not
-        trusted (ERROR ``policy_row_tampered``; the loader then rejects it). While a first load in
-        several transactions is under way (or stopped half-way), the partition holds only part of
-        the set: ``PolicyUnreadable``, no decision on it (the event fails and is redelivered)."""
+        """The synced documents. Fails closed: a missing table, or a partition holding no policy
+        row (a sync never run, a mistyped ``GUARDRAILS_TABLE_PREFIX``, rows deleted by hand; a sync
+        never writes an empty set), is ``PolicyUnreadable`` (audited ``failed``, redelivered), never
+        "no policy". A row ``_parse_row`` does not trust (not written by a sync) is logged (ERROR
+        ``policy_row_tampered``) and handed on as corrupt: the loader rejects it. A first load in
+        several transactions under way (or stopped half-way): ``PolicyUnreadable``."""
+        name = self._t.policies_name
         try:
-            rows = list(self._t.table(self._t.policies_name).query_entities(
+            rows = list(self._t.table(name).query_entities(
                 "PartitionKey eq @pk", parameters={"pk": self.PARTITION}))
         except ResourceNotFoundError:
-            raise StoreError(f"policy table {self._t.policies_name} does not exist: run "
-                             "`python -m guardrails metadata sync` (check GUARDRAILS_TABLE_PREFIX)") from None
+            raise PolicyUnreadable(f"policy table {name} does not exist: no decision until `python -m guardrails "
+                                   "metadata sync` writes it (check GUARDRAILS_TABLE_PREFIX)") from None
         except AzureError as exc:
             raise _store_error("read policies", exc) from exc
         if any(r.get("RowKey") == self.LOADING_KEY for r in rows):
             raise PolicyUnreadable(
-                f"policy table {self._t.policies_name} holds a policy set that `metadata sync` is still loading "
+                f"policy table {name} holds a policy set that `metadata sync` is still loading "
                 f"({len(rows) - 1} row(s) so far): no decision on part of it; if that sync failed, run it again")
+        if not rows:
+            raise PolicyUnreadable(
+                f"policy table {name} holds no policy: `metadata sync` never wrote it (or its rows were deleted "
+                "by hand): no decision until it runs (check GUARDRAILS_TABLE_PREFIX)")
         out = []
         for r in sorted(rows, key=lambda e: e["RowKey"]):
-            source = f"table:{self._t.policies_name}/{r['RowKey']}"
-            try:
-                doc = json.loads(r["document"])
-            except (KeyError, TypeError, ValueError):
+            source = f"table:{name}/{r['RowKey']}"
+            doc, why = _parse_row(r)
+            if why is not None:
+                emit(_log, logging.ERROR, "policy_row_tampered", source=source,
+                     detail=f"{why}: not written by metadata sync")
                 doc = {"id": r.get("RowKey"), "__corrupt__": True}
-            else:
-                pid = doc.get("id") if isinstance(doc, dict) else None
-                key = f"{pid}@shadow" if isinstance(pid, str) and doc.get("mode") == "shadow" else pid
-                if r.get("sha256") != _sha(str(r["document"])) or key != r["RowKey"]:
-                    emit(_log, logging.ERROR, "policy_row_tampered", source=source,
-                         detail="document does not match its sha256 or its row key: not written by metadata sync")
-                    doc = {"id": r.get("RowKey"), "__corrupt__": True}
             out.append((source, doc))
         return out
 
     MAX_OPERATIONS = 100        # one entity-group transaction (one partition): all or nothing
     _INT32 = (-2**31, 2**31 - 1)   # the ``version`` column is an Edm.Int32
 
-    def replace_all(self, documents: Sequence[tuple[str, dict]]) -> dict[str, int]:
-        """Make the table hold exactly ``documents``, all or nothing. Every row is built and checked
+    def replace_all(self, documents: Sequence[tuple[str, dict]], *,
+                    guard: Callable[[Mapping[str, dict | None]], None] | None = None) -> dict[str, int]:
+        """Make the table hold exactly ``documents``, all or nothing (the table created if absent:
+        only a sync creates it). ``guard`` (``metadata sync``'s version check) gets the rows as read
+        under the lease (``{row key: document}``, None for one not written by a sync) before any
+        write, and raises to refuse. Every row is built and checked
         (size, an Int32 ``version``) before anything is written; the changes then go as ONE
         entity-group transaction (one partition, at most 100 operations), which Table Storage
         applies whole or not at all, and a reader's query sees the partition before or after it.
@@ -217,11 +225,22 @@ class TablePolicyRepository:
                 raise StoreError(f"{source}: policy '{pid}': version {str(version)[:40]} does not fit the table's "
                                  f"version column (an integer up to {self._INT32[1]}); nothing was written")
             wanted[pid] = (source, doc, body)
+        self._create_table()
         with self._sync_lease(table):
-            return self._replace_under_lease(table, wanted, counts)
+            return self._replace_under_lease(table, wanted, counts, guard)
+
+    def _create_table(self) -> None:
+        """The policy table, when it does not exist yet. A 403 is let through: a deployer's role on
+        the one table ``infra/`` made may not create tables; the read that follows says if it is absent."""
+        try:
+            self._t.ensure([self._t.policies_name])
+        except StoreError as exc:
+            if exc.status != 403:
+                raise _then(exc, "; nothing was written") from exc
 
     def _replace_under_lease(self, table: TableClient, wanted: dict[str, tuple[str, dict, str]],
-                             counts: dict[str, int]) -> dict[str, int]:
+                             counts: dict[str, int],
+                             guard: Callable[[Mapping[str, dict | None]], None] | None = None) -> dict[str, int]:
         """Every change is conditional on the row as read: an update or a delete on its ETag, an
         added row a create. A row changed between the read and the write (an earlier release's sync,
         an edit by hand, a sync whose lease ran out) fails the whole transaction: nothing written."""
@@ -231,6 +250,8 @@ class TablePolicyRepository:
         except AzureError as exc:
             raise _store_error("read policies", exc) from exc
         loading = existing.pop(self.LOADING_KEY, None) is not None   # an earlier first load stopped half-way
+        if guard is not None:
+            guard({pid: _parse_row(e)[0] for pid, e in existing.items()})
         ops: list[tuple] = []
         for pid, (source, doc, body) in wanted.items():
             digest = _sha(body)
@@ -356,21 +377,106 @@ class TablePolicyRepository:
 
     @staticmethod
     def _submit(table: TableClient, ops: list[tuple], written: str) -> None:
-        """One entity-group transaction; ``written`` says what the table holds when it fails."""
+        """One entity-group transaction; ``written`` says what the table holds when it fails. A
+        failure is no proof that nothing was written (an applied transaction's answer lost; the SDK's
+        retry of it meeting its own rows: 412), so the partition is read again: every change there ->
+        applied (WARNING ``policy_sync_answer_lost``); else an answered refusal, or no answer with
+        every row as read, -> ``written``; else (or no re-read) the outcome is unknown, said so."""
         try:
             table.submit_transaction(ops)
-        except TableTransactionError as exc:     # the transaction changed nothing
-            err = _store_error("write policies", exc)
-            if exc.status_code in (409, 412):     # a row added, changed or removed since it was read
-                raise _then(err, f": policy row '{_failed_key(exc, ops)}' changed after this sync read "
-                                 f"the table (another sync, or an edit by hand); {written}") from exc
-            raise _then(err, f"; {written}") from exc
-        except AzureError as exc:
-            err = _store_error("write policies", exc)
-            raise _then(err, f"; {written}") from exc
+            return
         except (TypeError, ValueError) as exc:   # a value the SDK cannot encode, refused before sending
             raise StoreError(f"table storage write policies failed: a row could not be encoded "
                              f"({type(exc).__name__}: {str(exc)[:200]}); {written}") from exc
+        except AzureError as exc:
+            failure = exc
+        outcome = _outcome(table, ops)
+        if outcome == "written":
+            emit(_log, logging.WARNING, "policy_sync_answer_lost",
+                 detail=f"{type(failure).__name__} (status {getattr(failure, 'status_code', None)}) after the "
+                        "transaction, but a re-read shows every change written")
+            return
+        err = _store_error("write policies", failure)
+        if isinstance(failure, TableTransactionError):      # answered: the transaction was refused whole
+            if failure.status_code in (409, 412):     # a row added, changed or removed since it was read
+                raise _then(err, f": policy row '{_failed_key(failure, ops)}' changed after this sync read "
+                                 f"the table (another sync, or an edit by hand); {written}") from failure
+            raise _then(err, f"; {written}") from failure
+        if outcome == "unchanged":
+            raise _then(err, f"; {written}") from failure
+        raise _then(err, "; the outcome is unknown (no answer, and a re-read of the policy table shows "
+                         "neither the rows as this sync read them nor all its changes): check the table and "
+                         "run the sync again (a sync of the same set is safe to repeat)") from failure
+
+
+_MAX_DOCUMENT = 32_768      # a Table Storage string holds 32K UTF-16 characters: a longer one is no row a sync wrote
+_MAX_DEPTH = 64             # a policy document nests about 8 deep; json.loads recurses once per level
+
+
+def _parse_row(row: Mapping) -> tuple[dict | None, str | None]:
+    """A policy row's document, or (None, why it is not trusted). Before parsing: its ``sha256``,
+    length and nesting (``json.loads`` recurses per level: a hand-edited ``[[[[…`` raised
+    RecursionError out of the load); then its RowKey is its id (``<id>@shadow`` for a shadow)."""
+    text = row.get("document")
+    if not isinstance(text, str):
+        return None, "no document"
+    if row.get("sha256") != _sha(text):
+        return None, "document does not match its sha256"
+    if len(text) > _MAX_DOCUMENT or _too_deep(text, _MAX_DEPTH):
+        return None, f"document longer than {_MAX_DOCUMENT} characters or nested deeper than {_MAX_DEPTH} levels"
+    try:
+        doc = json.loads(text)
+    except (ValueError, RecursionError):
+        return None, "document is not JSON"
+    pid = doc.get("id") if isinstance(doc, dict) else None
+    key = f"{pid}@shadow" if isinstance(pid, str) and doc.get("mode") == "shadow" else pid
+    if key != row.get("RowKey"):
+        return None, "document does not match its row key"
+    return doc, None
+
+
+def _too_deep(text: str, limit: int) -> bool:
+    """``text`` (JSON) opens more than ``limit`` arrays/objects inside each other. Brackets inside
+    strings do not count; a document with fewer brackets than ``limit`` is not scanned at all."""
+    if text.count("[") + text.count("{") <= limit:
+        return False
+    depth = 0
+    for m in _BRACKETS.finditer(text):
+        c = m.group()
+        if c in "[{":
+            depth += 1
+            if depth > limit:
+                return True
+        elif c in "]}":
+            depth -= 1
+    return False
+
+
+_BRACKETS = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{}]')
+
+
+def _outcome(table: TableClient, ops: list[tuple]) -> str:
+    """After a failed transaction: ``written`` when the partition holds every change of ``ops``,
+    ``unchanged`` when it holds every row as this sync read it, else (or unreadable) ``unknown``."""
+    try:
+        rows = {e["RowKey"]: e for e in table.query_entities(
+            "PartitionKey eq @pk", parameters={"pk": TablePolicyRepository.PARTITION})}
+    except AzureError:
+        return "unknown"
+    applied = unchanged = True
+    for op in ops:
+        kind, entity = op[0], op[1]
+        now = rows.get(entity["RowKey"])
+        if kind == "delete":
+            applied &= now is None
+            unchanged &= now is not None and now.metadata.get("etag") == op[2]["etag"]
+        else:
+            applied &= now is not None and now.get("document") == entity.get("document") and \
+                now.get("sha256") == entity.get("sha256") and \
+                (kind == "create" or now.metadata.get("etag") != op[2]["etag"])
+            unchanged &= (now is None) if kind == "create" else \
+                (now is not None and now.metadata.get("etag") == op[2]["etag"])
+    return "written" if applied else "unchanged" if unchanged else "unknown"
 
 
 def _as_read(entity) -> dict:

@@ -1,13 +1,16 @@
 """Policies as the worker sees them: read from Table Storage, never from files, through a
 short TTL cache so an admin's change takes effect within the TTL without a restart.
 
-A row that does not validate (edited by hand, a corrupt document, a schema this code does not
-know during a rolling deploy) is never trusted, and never silently dropped either: dropping it
-would switch its policy off (every event of its types ``ignored``/``no_policy``). The worker keeps
-the last good version of that policy it loaded and says so; with none, ``get`` raises
+A worker decides only on a policy set exactly as one ``metadata sync`` wrote it. A load in which
+any row does not validate (edited by hand, a corrupt document, a schema this code does not know
+during a rolling deploy), or whose set does not compile, is never used, and its bad rows are not
+dropped either (dropping one would switch its policy off), nor replaced by their earlier versions
+(policy A retired and its rule moved into B v2: B v1 beside A v2 is a set nobody synced, in which
+nobody enforces the rule). The worker keeps the WHOLE set of its last good load and says so
+(ERROR ``policy_row_rejected`` per row, ``policy_set_kept``); with none, ``get`` raises
 ``PolicyUnreadable`` and the event is audited ``failed`` (reason ``policy_unreadable``) and
-redelivered until ``metadata sync`` rewrites the row. A row deleted from the table is gone: an
-admin's removal takes effect."""
+redelivered until ``metadata sync`` rewrites the rows. A row deleted from the table is gone in the
+next good load: an admin's removal takes effect."""
 
 from __future__ import annotations
 
@@ -18,7 +21,7 @@ from typing import Callable
 
 from ..errors import PolicyError, PolicyUnreadable
 from ..logs import emit
-from ..model.policy import Policy
+from ..model.policy import AnyPolicy, Policy
 from ..ports import PolicyRepository
 from .evaluate import CompiledPolicySet, compile_policies
 
@@ -57,7 +60,7 @@ class PolicyCache:
         self._lock = threading.Lock()
         self._value: CompiledPolicySet | None = None
         self._loaded_at = float("-inf")
-        self._last_good: dict[str, Policy] = {}     # row key -> the last version that validated
+        self._last_good: CompiledPolicySet | None = None   # the set of the last load that was whole
         self._generation = 0                        # bumped by invalidate
         self._tickets = 0                           # loads started
         self._installed = 0                         # ticket of the load whose set is in ``_value``
@@ -104,47 +107,52 @@ class PolicyCache:
         return compiled
 
     def _load(self, load: _Load) -> CompiledPolicySet:
-        last_good = self._last_good
-        policies: list[Policy] = []
-        good: dict[str, Policy] = {}
-        unreadable: list[str] = []
+        policies: list[AnyPolicy] = []
+        rejected: list[str] = []
         for source, doc in self._repo.list_documents():
             try:
-                policy = Policy.from_document(doc, source=source)
+                policies.append(Policy.from_document(doc, source=source))
             except (PolicyError, ValueError, TypeError, RecursionError) as exc:
                 # a row that fails validation was not written by `metadata sync`: never trust it
-                key = _row_key(source)
-                kept = last_good.get(key)
+                with self._lock:
+                    kept = self._last_good
+                same = [p.ref for p in (kept.all_policies if kept is not None else ()) if p.source == source]
                 emit(log, logging.ERROR, "policy_row_rejected", source=source, error=str(exc)[:500],
-                     kept=kept.ref if kept is not None else None)
-                if kept is None:
-                    unreadable.append(source)
-                else:
-                    policies.append(kept)
-                    good[key] = kept
-                continue
-            policies.append(policy)
-            good[_row_key(source)] = policy
-        with self._lock:
-            if load.ticket > self._good_from:           # an older read never replaces a newer one
-                self._last_good, self._good_from = good, load.ticket
-        if unreadable:
-            raise PolicyUnreadable(
-                f"{len(unreadable)} policy row(s) do not validate and this worker has no earlier version "
-                f"of them ({', '.join(unreadable[:5])}): no decision until `metadata sync` rewrites them")
-        if not policies:
-            # a wrong table prefix, a sync never run: every event would be ``ignored`` (no_policy)
-            emit(log, logging.WARNING, "policy_set_empty",
-                 detail="no policy in force: every event is ignored until `metadata sync` runs")
-        compiled = compile_policies(policies)
+                     kept=same[0] if same else None)
+                rejected.append(source)
+        compiled: CompiledPolicySet | None = None
+        if rejected:
+            problem = (f"{len(rejected)} policy row(s) do not validate ({', '.join(rejected[:5])})")
+        else:
+            if not policies:
+                # a repository that holds nothing (the table's own adapter refuses an empty partition)
+                emit(log, logging.WARNING, "policy_set_empty",
+                     detail="no policy in force: every event is ignored until `metadata sync` runs")
+            try:
+                compiled = compile_policies(policies)
+            except Exception as exc:        # noqa: BLE001 — not swallowed: the set is refused, said, audited
+                # a set that validates row by row but does not compile (e.g. a generated check too
+                # deeply nested): crashing here would fail every event of every kind unaudited
+                problem = f"the policy set does not compile ({type(exc).__name__}: {str(exc)[:200]})"
+                emit(log, logging.ERROR, "policy_set_uncompilable", error=problem)
+        if compiled is None:
+            with self._lock:
+                kept = self._last_good
+            if kept is None:
+                raise PolicyUnreadable(
+                    f"{problem} and this worker has no earlier policy set: no decision until "
+                    "`metadata sync` rewrites them")
+            # never a mix of rows from different loads: the whole set of the last good load
+            emit(log, logging.ERROR, "policy_set_kept", error=problem,
+                 kept=", ".join(p.ref for p in kept.all_policies)[:1000])
+            compiled = kept
+        else:
+            with self._lock:
+                if load.ticket > self._good_from:       # an older read never replaces a newer one
+                    self._last_good, self._good_from = compiled, load.ticket
         with self._lock:
             self.loads += 1
             if load.generation == self._generation and load.ticket > self._installed:
                 self._value, self._loaded_at, self._installed = compiled, load.started, load.ticket
         load.value = compiled
         return compiled
-
-
-def _row_key(source: str) -> str:
-    """The row a policy came from (``table:<name>/<row key>``; a repository's own label else)."""
-    return source.rsplit("/", 1)[-1].lower()

@@ -39,7 +39,7 @@ from guardrails.policy.findings import _finding, _unquoted
 from guardrails.policy.semantics import _semantics
 from guardrails.policy.structure import _kind, _parse_yaml, _plain, _shape_problem, _structure
 
-__all__ = ["load_directory", "load_documents"]
+__all__ = ["compile_findings", "load_directory", "load_documents"]
 
 _SUFFIXES = (".yaml", ".yml")
 
@@ -188,7 +188,16 @@ def load_directory(*dirs: Path | str) -> list[AnyPolicy]:
                 findings.append(f"{path}: policy ?: $: cannot read: {exc}")
         policies, found = _validate(items)
         findings.extend(found)
-        merged.update((getattr(p, "row_key", p.id), p) for p in policies)   # a shadow version: its own slot
+        for p in policies:
+            key = getattr(p, "row_key", p.id)                                # a shadow version: its own slot
+            base = merged.get(key)
+            if base is not None and p.version < base.version:
+                # an override from an older checkout would silently take back what the newer baseline added
+                findings.append(f"{p.source}: policy '{p.id}': $.version: version {p.version} is lower than "
+                                f"version {base.version} in {base.source}, which it replaces: an override "
+                                "carries the version it replaces or a later one (copy the newer file, "
+                                "re-apply the site's change and raise the version)")
+            merged[key] = p
     if not findings:
         # one job id, one policy, across the directories too (a site's job-201 beside the shipped one)
         from guardrails.checks.policies import duplicate_job_findings
@@ -196,6 +205,33 @@ def load_directory(*dirs: Path | str) -> list[AnyPolicy]:
                         for src, pid, msg in duplicate_job_findings(list(merged.values())))
     if not findings:
         findings.extend(_row_size_findings(merged.values()))
+    out = sorted(merged.values(), key=lambda p: (p.id, getattr(p, "mode", "") == "shadow"))
+    if not findings:
+        findings.extend(compile_findings(out))
     if findings:
         raise MetadataValidationError(findings)
-    return sorted(merged.values(), key=lambda p: (p.id, getattr(p, "mode", "") == "shadow"))
+    return out
+
+
+def compile_findings(policies: list[AnyPolicy]) -> list[str]:
+    """The set as every worker will compile it (``compile_policies``, and the sweep's generated
+    loops), compiled here: a set that validates policy by policy but does not compile would make
+    every worker's load fail. Empty when it compiles; else one finding per policy that does not
+    compile on its own, or one for the set."""
+    from guardrails.policy.evaluate import compile_policies     # lazy: the evaluator is not needed to validate
+
+    def problem(subset: list[AnyPolicy]) -> str | None:
+        try:
+            compiled = compile_policies(subset)
+            compiled.violations_many([])              # the sweep's generated loops, built on first use
+            compiled.violation_pairs([])
+        except Exception as exc:      # noqa: BLE001 — reported as a finding, never swallowed
+            return f"{type(exc).__name__}: {str(exc)[:200]}"
+        return None
+
+    whole = problem(policies)
+    if whole is None:
+        return []
+    found = [f"{p.source}: policy '{p.id}': $: this policy does not compile into the evaluator ({why}); "
+             "workers could not load a set holding it" for p in policies if (why := problem([p])) is not None]
+    return found or [f"metadata: policy ?: $: the policy set does not compile into the evaluator ({whole})"]

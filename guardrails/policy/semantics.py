@@ -28,6 +28,14 @@ from guardrails.policy.findings import _finding, _hint
 from guardrails.policy.structure import _kind
 from guardrails.remediation.actions import actions
 
+# A rule's property path is read by code generated per segment (``guardrails.policy.codegen``: one
+# nested block each, and Python allows 100 levels), so a path of ~97 segments, which the schema
+# accepts, would make every worker's policy set fail to compile. The deepest path ARM returns for a
+# catalogued type has 4 segments (``properties.serviceManagedResourcesSettings.cosmosDb.
+# collectionsThroughput``); 32 leaves room for any real one.
+MAX_PATH_SEGMENTS = 32
+
+
 def _check_scope(scope: str) -> str | None:
     from guardrails.errors import InvalidArmId
     from guardrails.model.arm_id import parse_scope   # lazy: the ARM id grammar lives there
@@ -174,6 +182,12 @@ def _semantics(source: str, doc: dict[str, Any], *, check_paths: bool = True) ->
                     PrivateEndpointFirst(pe.get("when_missing", "notify")) if pe and pe["required"] else None,
                     bool(rd.get("allow_unlisted_property")))
         rules.append(rule)
+        segments = rd["property"].count(".") + 1
+        if check_paths and segments > MAX_PATH_SEGMENTS:
+            # ``validate``/``sync`` only: a worker reading a row that compiles keeps deciding on it
+            found.append((f"{path}.property", f"a property path of {segments} segments: at most "
+                          f"{MAX_PATH_SEGMENTS} are allowed (ARM's deepest property paths have 4 or 5)"))
+            continue
         if check_paths and not rule.allow_unlisted_property:
             for t in types:
                 unknown = unknown_path(t, rd["property"])

@@ -33,6 +33,10 @@ _PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("GitHub fine-grained token", re.compile(r"(?<![A-Za-z0-9])github_pat_[A-Za-z0-9]{20,}_[A-Za-z0-9]{40,}")),
     ("Databricks token", re.compile(r"\bdapi[0-9a-f]{32}\b")),
     ("AWS access key", re.compile(r"\bAKIA[0-9A-Z]{16}\b")),
+    # OpenAI: sk-proj-… / sk-svcacct-… / sk-admin-…, and the older sk-<48> (T3BlbkFJ: "OpenAI" in base64)
+    ("OpenAI API key", re.compile(r"(?<![A-Za-z0-9_-])sk-(?:(?:proj|svcacct|admin)-[A-Za-z0-9_-]{20,}"
+                                  r"|[A-Za-z0-9]{20}T3BlbkFJ[A-Za-z0-9]{20})")),
+    ("Slack token", re.compile(r"(?<![A-Za-z0-9])xox[abposr]-[0-9]{6,}-[0-9A-Za-z-]{10,}")),
     # bare, without the connection string around them
     ("storage account key", re.compile(r"(?<![A-Za-z0-9+/])[A-Za-z0-9+/]{86}==(?![A-Za-z0-9+/=])")),
     ("Entra client secret", re.compile(r"(?<![A-Za-z0-9_~.-])[A-Za-z0-9_~.-]{3}\dQ~[A-Za-z0-9_~.-]{31,34}(?![A-Za-z0-9_~.-])")),
@@ -137,21 +141,52 @@ def looks_like_credential(text: str) -> bool:
     return len(text) >= 12 and (classify(text) is not None or _opaque(text))
 
 
+# Keys without a prefix, looked for only in the metadata's free-text fields (``FREE_TEXT_FIELDS``),
+# where a pasted key is plausible and no name grammar applies: elsewhere a 32-hex run is a GUID
+# without dashes or a hash, and ``classify`` must not take it for a key.
+FREE_TEXT_FIELDS = frozenset({"description", "reason", "contact", "owner"})
+_B64 = r"[A-Za-z0-9+/]"
+_FREE_TEXT_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
+    # Event Grid topic/domain keys, Service Bus / Event Hubs SAS keys, Cognitive Services (newer)
+    # keys, function keys: 40+ characters of base64 (standard or URL-safe) ending in its padding
+    ("base64 access key (Event Grid, Service Bus, Event Hubs, function key …)",
+     re.compile(r"(?<![A-Za-z0-9+/_-])(?=[A-Za-z0-9+/_-]*[0-9])(?=[A-Za-z0-9+/_-]*[a-z])(?=[A-Za-z0-9+/_-]*[A-Z])"
+                r"[A-Za-z0-9+/_-]{38,}={1,2}(?![A-Za-z0-9+/=_-])")),
+    # the current function-key format: URL-safe base64 with "AzFu" inside, no padding
+    ("function key", re.compile(r"(?<![A-Za-z0-9_-])[A-Za-z0-9_-]{20,}AzFu[A-Za-z0-9_-]{4,}(?![A-Za-z0-9_-])")),
+    # Cognitive Services / Azure OpenAI / Maps keys: 32 hexadecimal digits (a GUID is dashed)
+    ("32-hex access key (Cognitive Services, Azure OpenAI …)",
+     re.compile(r"(?<![0-9A-Za-z-])(?=[0-9A-Fa-f]*[A-Fa-f])(?=[0-9A-Fa-f]*[0-9])(?:[0-9a-f]{32}|[0-9A-F]{32})"
+                r"(?![0-9A-Za-z-])")),
+)
+
+
+def _free_text_label(text: str) -> str | None:
+    for label, rx in _FREE_TEXT_PATTERNS:
+        if rx.search(text):
+            return label
+    return None
+
+
 def find_credentials(doc: Any, path: str = "$") -> Iterator[tuple[str, str]]:
-    stack: list[tuple[Any, str]] = [(doc, path)]
+    """``(json path, label)`` of every string of ``doc`` that looks like a credential: the known
+    formats (``classify``) anywhere, and in a free-text field (``FREE_TEXT_FIELDS``: a
+    description, an exemption's reason or owner, a contact; in a list under one too) also the
+    bare keys without a prefix (``_FREE_TEXT_PATTERNS``)."""
+    stack: list[tuple[Any, str, bool]] = [(doc, path, False)]
     while stack:
-        value, where = stack.pop()
+        value, where, free = stack.pop()
         if isinstance(value, (bytes, bytearray)):
             value = bytes(value).decode("utf-8", "replace")
         if isinstance(value, str):
-            label = classify(value)
+            label = classify(value) or (_free_text_label(value) if free and len(value) >= 32 else None)
             if label:
                 yield where, label
         elif isinstance(value, Mapping):
             for k, v in value.items():
                 here = f"{where}.{shown_key(k)}"       # the same for the key's finding and beneath it
-                stack.append((v, here))
+                stack.append((v, here, isinstance(k, str) and k.lower() in FREE_TEXT_FIELDS))
                 if isinstance(k, str) and classify(k):
                     yield here, "credential in a key name"
         elif isinstance(value, (list, tuple)):
-            stack.extend((v, f"{where}[{i}]") for i, v in enumerate(value))
+            stack.extend((v, f"{where}[{i}]", free) for i, v in enumerate(value))

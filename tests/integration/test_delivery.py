@@ -177,7 +177,7 @@ def test_a_role_assignment_deleted_by_a_worker_that_died_before_its_audit_row_is
         harness, tmp_path):
     # GIVEN a worker that deleted an Owner grant at subscription scope, then hung on the read-back
     # and was killed: the deletion leaves nothing to read back, only a 404
-    from tests.integration.test_role_guardrail import BREAK_GLASS_OWNER, _policy_dir
+    from tests.integration.test_role_guardrail import BREAK_GLASS_OWNER, POLICY_VERSION, _policy_dir
 
     grant = b.role_assignment("Owner", b.BOB, name="0b0b0b0b-0000-4000-8000-00000000dead")
     world = {"roleAssignments": [BREAK_GLASS_OWNER, grant], "roleDefinitions": [],
@@ -201,7 +201,7 @@ def test_a_role_assignment_deleted_by_a_worker_that_died_before_its_audit_row_is
     (v,) = row.violations
     assert (v.rule, v.outcome) == ("privileged-at-subscription", "remediated")
     assert v.before["role_name"] == "Owner" and v.before["principal_id"] == b.BOB
-    assert "earlier delivery" in v.message and row.policies == ["rbac-least-privilege@2"]
+    assert "earlier delivery" in v.message and row.policies == [f"rbac-least-privilege@{POLICY_VERSION}"]
     assert row.actor.upn == "alice@contoso.com"      # who granted it
     assert [q["method"] for q in h.arm_requests()].count("DELETE") == 1
     # AND a later redelivery is a duplicate

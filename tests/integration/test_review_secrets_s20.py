@@ -25,12 +25,13 @@ pytestmark = pytest.mark.integration
 
 
 def _baseline(h, tmp_path, pid: str = "every-vault-hygiene", days: int = 20) -> None:
-    """A second enforcing policy for every vault, stricter than the team's 90 days."""
+    """A second enforcing policy for every vault, stricter than the team's 90 days (its version
+    is its days: a changed policy is synced at a new version)."""
     d = tmp_path / "baseline"
     d.mkdir(exist_ok=True)
     (d / "baseline.yaml").write_text(textwrap.dedent(f"""
         id: {pid}
-        version: 1
+        version: {days}
         kind: secrets
         description: every secret expires within {days} days
         mode: enforce

@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import json
 import textwrap
+from pathlib import Path
 
 import pytest
+import yaml
 
 from guardrails.adapters.escalations import TableEscalationStore
 from guardrails.cli import main as cli_main
@@ -19,9 +21,13 @@ pytestmark = pytest.mark.integration
 SUB_SCOPE = f"/subscriptions/{b.SUB}"
 RG_SCOPE = b.rg_id()
 
+# the site's copy of the shipped policy carries its version (an override older than the baseline
+# it replaces is refused: it would silently take back what the newer baseline added)
+POLICY_VERSION = yaml.safe_load((Path(__file__).resolve().parents[2] / "metadata" / "policies" /
+                                 "rbac-least-privilege.yaml").read_text(encoding="utf-8"))["version"]
 POLICY = f"""
 id: rbac-least-privilege
-version: 2
+version: {POLICY_VERSION}
 kind: role-assignments
 description: least privilege with a break-glass account and a data-science grant
 mode: {{mode}}

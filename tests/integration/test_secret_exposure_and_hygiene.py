@@ -5,6 +5,8 @@ policy never silences an enforcing one, and what the exposure endpoint records a
 
 from __future__ import annotations
 
+import re
+
 import json
 import logging
 import textwrap
@@ -48,7 +50,10 @@ def _edit_policy(h, tmp_path, old: str, new: str) -> None:
     f = tmp_path / "secrets" / "ml-secrets.yaml"
     text = f.read_text()
     assert old in text
-    f.write_text(text.replace(old, new))
+    # a changed policy is synced at a new version (sync refuses other content at the same version)
+    text = re.sub(r"^version: (\d+)$", lambda m: f"version: {int(m.group(1)) + 1}", text.replace(old, new),
+                  count=1, flags=re.M)
+    f.write_text(text)
     sync_metadata(h.repo, metadata_dirs([tmp_path / "secrets"]))
     h.service.policies.invalidate()
 

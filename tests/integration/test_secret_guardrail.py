@@ -302,7 +302,7 @@ def test_sweep_rotates_referenced_secrets_whose_expiry_warning_was_lost(harness,
             owner: ml-platform@contoso.com
             rotation: {{strategy: random, length: 32, alphabet: urlsafe}}
         keys:
-        """), 1))
+        """), 1).replace("version: 1\n", "version: 2\n", 1))     # a changed policy: a new version
     from guardrails.sync import metadata_dirs, sync_metadata
     sync_metadata(h.repo, metadata_dirs([tmp_path / "secrets"]))
     before = {n: h.emu.secret_versions(VAULT, n)[-1]["id"] for n in ("api-token", "storage-connection", "far-token")}

@@ -152,16 +152,29 @@ def test_a_load_started_before_invalidate_never_replaces_the_set_loaded_after_it
     assert storage_mode(cache.get()) == "audit"
 
 
+class FailingRepo(GatedRepo):
+    """``GatedRepo`` whose read fails (``PolicyUnreadable``, as the table's adapter raises for a
+    set still loading or a missing table) while ``docs`` is None."""
+
+    def list_documents(self):
+        snap = super().list_documents()
+        if snap is None:
+            raise PolicyUnreadable("policy table GuardrailsPolicies holds a policy set that `metadata sync` "
+                                   "is still loading")
+        return snap
+
+
 def test_a_delivery_waiting_on_a_reload_that_fails_gets_its_error_not_the_expired_set():
-    # the documented behaviour holds for every caller: an unreadable row with no earlier version
-    # of it means no decision (PolicyUnreadable), never a decision on the expired set
+    # the documented behaviour holds for every caller: a policy table that cannot be read as a
+    # whole means no decision (PolicyUnreadable), never a decision on the expired set (a row that
+    # does not validate no longer fails a warm worker's reload: it keeps its whole last good set)
     docs = _documents()
-    repo = GatedRepo(docs)
+    repo = FailingRepo(docs)
     clock = Clock()
     cache = PolicyCache(repo, ttl_seconds=30, clock=clock)
     cache.get()
     clock.t = 31.0
-    repo.docs = docs + [("table:GuardrailsPolicies/new-one", {"id": "new-one", "mode": 7})]
+    repo.docs = None
     errors: dict = {}
 
     def run(name):
