@@ -39,8 +39,9 @@ class PolicyRepository(Protocol):
     def list_documents(self) -> list[tuple[str, dict]]:
         """(source, validated policy document) for every stored policy."""
 
-    def replace_all(self, documents: Sequence[tuple[str, dict]]) -> dict[str, int]:
-        """Make the store hold exactly these documents; returns counts of changes."""
+    def replace_all(self, documents: Sequence[tuple[str, dict]], *, guard=None) -> dict[str, int]:
+        """Make the store hold exactly these documents; returns counts of changes. ``guard`` gets
+        the documents as read first and may refuse (``metadata sync``'s version check)."""
 
 
 @dataclass(frozen=True)
@@ -89,6 +90,10 @@ class BreakerStore(Protocol):
         ``key`` (the event id): a redelivery reuses the permit its event took inside the window."""
 
     def reset(self, policy_id: str, subscription_id: str) -> bool: ...
+
+    # optional (``SafetyRails`` falls back to ``try_acquire`` and gives nothing back without them):
+    # ``acquire`` -> (allowed, counted by this call); ``release(policy, subscription, key)`` gives
+    # back the permit ``key`` took when its fix was not made
 
 
 class PendingFixStore(Protocol):
