@@ -202,7 +202,7 @@ def azurite_upserts_async(connection: str, *, in_flight: int = ASYNC_IN_FLIGHT, 
 
     async def go() -> tuple[float, float]:
         svc = TableServiceClient.from_connection_string(
-            connection, **client_options(retry_total=2, connection_timeout=5, read_timeout=10))
+            connection, **client_options(retry_total=2, connection_timeout=5, read_timeout=10, asyncio=True))
         async with svc:
             name = "BenchAsync" + uuid.uuid4().hex[:10]
             await svc.create_table(name)

@@ -143,7 +143,7 @@ def async_rate(connection: str, emu, credential, resource: dict, api: str, shape
 
     async def go() -> tuple[float, float]:
         tsvc = TableServiceClient.from_connection_string(
-            connection, **client_options(retry_total=2, connection_timeout=5, read_timeout=10))
+            connection, **client_options(retry_total=2, connection_timeout=5, read_timeout=10, asyncio=True))
         # the test CA on the connector, once: given as ``connection_verify`` (a path), azure-core's
         # aiohttp transport builds a new SSLContext per request, and aiohttp then opens a new TLS
         # connection for each (~1 ms of CPU per ARM call; real ARM needs no private CA)
@@ -151,7 +151,7 @@ def async_rate(connection: str, emu, credential, resource: dict, api: str, shape
         arm = ResourceManagementClient(_AsyncCredential(credential), "00000000-0000-0000-0000-000000000000",
                                        base_url=emu.base_url,
                                        transport=AioHttpTransport(session=session, session_owner=False),
-                                       **client_options(retry_total=0))
+                                       **client_options(retry_total=0, asyncio=True))
         async with session, tsvc, arm:
             name = "BenchSkelA" + uuid.uuid4().hex[:10]
             await tsvc.create_table(name)

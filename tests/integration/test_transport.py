@@ -36,8 +36,12 @@ def test_the_configured_proxy_is_used(azurite, monkeypatch):
         _client(azurite).create_table("T" + uuid.uuid4().hex[:12])
 
 
-def test_options_keep_the_callers_and_add_the_ca_bundle(monkeypatch):
+def test_options_keep_the_callers_and_give_the_transport_the_ca_bundle(monkeypatch):
     monkeypatch.delenv("GUARDRAILS_HTTPS_PROXY", raising=False)
-    assert client_options("/ca.pem", retry_total=0) == {"retry_total": 0, "use_env_settings": False,
-                                                        "connection_verify": "/ca.pem", "connection_timeout": 5.0}
-    assert client_options(connection_timeout=2)["connection_timeout"] == 2      # the caller's own wins
+    opts = client_options("/ca.pem", retry_total=0)
+    transport = opts.pop("transport")
+    assert opts == {"retry_total": 0}
+    assert (transport.verify, transport.connection_timeout, transport.proxies) == ("/ca.pem", 5.0, None)
+    assert client_options(connection_timeout=2)["transport"].connection_timeout == 2   # the caller's own wins
+    assert client_options("/ca.pem", asyncio=True, retry_total=0) == {
+        "retry_total": 0, "use_env_settings": False, "connection_verify": "/ca.pem", "connection_timeout": 5.0}
