@@ -9,21 +9,24 @@ redirects (azure-core's own policies handle those), one fixed proxy setting. Tha
 about a third of the client CPU of a table write or an ARM call, and an event makes 1 to 9 calls.
 
 What stays the same as ``RequestsTransport``:
-- azure-core's errors: ``ServiceRequestError`` when the request never left (connection refused,
-  name resolution, TLS handshake, proxy), ``ServiceRequestTimeoutError`` for a connect timeout,
-  ``ServiceResponseError`` / ``ServiceResponseTimeoutError`` when it was sent and the answer did not
-  come back, ``IncompleteReadError`` when the body broke off, ``DecodeError`` for a bad encoding;
-  the product's retry and lost-answer logic (``retry.lost_answer``) reads exactly these.
+- azure-core's errors, which the product's retry and lost-answer logic (``retry.lost_answer``)
+  reads: ``ServiceRequestError`` when the request never left (connection refused, name
+  resolution, TLS handshake, proxy, a header value HTTP cannot carry),
+  ``ServiceRequestTimeoutError`` for a connect timeout, ``ServiceResponseError`` /
+  ``ServiceResponseTimeoutError`` when it was sent and the answer did not come back (a TLS failure
+  after the request was written whole included), ``IncompleteReadError`` when the body broke off,
+  ``DecodeError`` for a bad encoding.
 - Connection pooling per host (10 connections, as requests' adapter keeps), TLS verified against
   the configured CA bundle or certifi's, an optional client certificate, an HTTP(S) proxy with
-  credentials in its URL, per-call ``connection_timeout``/``read_timeout``/``connection_verify``/
-  ``proxies``/``stream``.
-- A body-less POST/PUT/PATCH says ``Content-Length: 0``.
+  credentials in its URL (``host:port`` taken as HTTP), per-call ``connection_timeout``/
+  ``read_timeout``/``connection_verify``/``proxies``/``stream``.
+- A body-less POST/PUT/PATCH says ``Content-Length: 0``; a header whose value is None is left out.
 
 What it does not do, and hands to a ``RequestsTransport`` it keeps for the purpose: multipart
 ``files``, form ``dict`` bodies, streamed (file or iterator) upload bodies, and azure-core's legacy
-``pipeline.transport.HttpRequest``. None of the product's clients sends those today; the fallback
-keeps a future one correct rather than fast.
+``pipeline.transport.HttpRequest``. Of the product's clients only the Event Grid publisher (decision
+events, off the event path) still builds legacy requests; the fallback keeps it, and any future
+one, correct rather than fast.
 
 Differences on purpose: a ``str`` body is sent as UTF-8 with its length in bytes (azure-core's
 ``Content-Length`` counts characters, which cuts a non-ASCII body short); no
@@ -45,6 +48,7 @@ from azure.core.pipeline.transport import HttpTransport
 from azure.core.rest._http_response_impl import HttpResponseImpl
 from azure.core.utils import CaseInsensitiveDict
 import urllib3
+import urllib3.connection
 from urllib3.exceptions import (ConnectTimeoutError, NewConnectionError, PoolError, ProtocolError,
                                 ProxyError, ReadTimeoutError, SSLError)
 from urllib3.exceptions import DecodeError as Urllib3DecodeError
@@ -55,6 +59,35 @@ POOL_CONNECTIONS = 10       # hosts kept (requests' adapter default)
 POOL_MAXSIZE = 10           # connections kept per host (requests' adapter default)
 _KNOWN_OPTIONS = frozenset({"connection_timeout", "read_timeout", "connection_verify", "connection_cert",
                             "proxies", "stream", "connection_data_block_size"})
+
+
+# Whether the request on this thread was written whole: the connection reached ``getresponse``.
+# A TLS error or a refusal after that point means the request may have been acted on (a lost
+# answer), not that it never left; urllib3 raises the same exception types either way.
+_written = threading.local()
+
+
+class _HTTPConnection(urllib3.connection.HTTPConnection):
+    def getresponse(self):  # type: ignore[override]
+        _written.value = True
+        return super().getresponse()
+
+
+class _HTTPSConnection(urllib3.connection.HTTPSConnection):
+    def getresponse(self):  # type: ignore[override]
+        _written.value = True
+        return super().getresponse()
+
+
+class _HTTPPool(urllib3.HTTPConnectionPool):
+    ConnectionCls = _HTTPConnection
+
+
+class _HTTPSPool(urllib3.HTTPSConnectionPool):
+    ConnectionCls = _HTTPSConnection
+
+
+_POOLS = {"http": _HTTPPool, "https": _HTTPSPool}
 
 
 def _is_rest(request: Any) -> bool:
@@ -139,10 +172,13 @@ def _body_error(exc: BaseException) -> BaseException:
     return exc
 
 
-def _send_error(exc: BaseException) -> BaseException:
-    """The azure-core error for a failure before a response's status line and headers came."""
+def _send_error(exc: BaseException, *, written: bool = False) -> BaseException:
+    """The azure-core error for a failure before a response's status line and headers came;
+    ``written``: the request had been written whole (a TLS failure then is a lost answer)."""
     if isinstance(exc, NewConnectionError):             # refused, unreachable, name not resolved
         return ServiceRequestError(exc, error=exc)
+    if written and isinstance(exc, SSLError):
+        return ServiceResponseError(exc, error=exc)
     if isinstance(exc, ConnectTimeoutError):
         return ServiceRequestTimeoutError(exc, error=exc)
     if isinstance(exc, ReadTimeoutError):                # sent; no answer in time
@@ -155,6 +191,8 @@ def _send_error(exc: BaseException) -> BaseException:
 
 
 def _proxy_manager(proxy: str, **pool_kwargs: Any) -> urllib3.ProxyManager:
+    if "://" not in proxy:              # "host:port", as HTTPS_PROXY is often written: HTTP, as requests took it
+        proxy = "http://" + proxy
     parsed = urllib3.util.parse_url(proxy)
     headers = None
     if parsed.auth:
@@ -162,7 +200,9 @@ def _proxy_manager(proxy: str, **pool_kwargs: Any) -> urllib3.ProxyManager:
         user, _, password = parsed.auth.partition(":")
         headers = urllib3.util.make_headers(proxy_basic_auth=f"{unquote(user)}:{unquote(password)}")
         proxy = parsed._replace(auth=None).url
-    return urllib3.ProxyManager(proxy, proxy_headers=headers, **pool_kwargs)
+    manager = urllib3.ProxyManager(proxy, proxy_headers=headers, **pool_kwargs)
+    manager.pool_classes_by_scheme = _POOLS
+    return manager
 
 
 class Urllib3Transport(HttpTransport):
@@ -212,22 +252,33 @@ class Urllib3Transport(HttpTransport):
         timeout = urllib3.Timeout(connect=kwargs.get("connection_timeout", self.connection_timeout),
                                   read=kwargs.get("read_timeout", self.read_timeout))
         proxies = kwargs.get("proxies", self.proxies)
-        manager = self._manager(kwargs.get("connection_verify", self.verify),
-                                kwargs.get("connection_cert", self.cert),
-                                self._proxy_for(request.url, proxies))
-        headers = dict(request.headers)
+        # a header left None is left out, as requests did
+        headers = {name: value for name, value in request.headers.items() if value is not None}
         body = data
         if isinstance(data, str):
             body = data.encode("utf-8")
             # azure-core counts a str body's characters, not its bytes
             for name in [n for n in headers if n.lower() == "content-length"]:
                 headers[name] = str(len(body))
+        _written.value = False
         try:
+            manager = self._manager(kwargs.get("connection_verify", self.verify),
+                                    kwargs.get("connection_cert", self.cert),
+                                    self._proxy_for(request.url, proxies))
             resp = manager.urlopen(request.method, request.url, body=body, headers=headers,
                                    redirect=False, retries=False, timeout=timeout,
                                    preload_content=False, decode_content=True)
+        except ValueError as exc:
+            if isinstance(exc, Urllib3HTTPError):           # a URL or proxy URL urllib3 cannot use
+                raise _send_error(exc) from exc
+            # http.client refuses a header value with CR/LF or outside Latin-1 before writing it; the
+            # value (it may be a credential) stays out of the error and its chain
+            written = getattr(_written, "value", False)
+            kind = ServiceResponseError if written else ServiceRequestError
+            raise kind(f"{request.method} refused by the HTTP client: a header value HTTP cannot carry "
+                       f"(CR, LF or a character outside Latin-1){'' if written else '; nothing was sent'}") from None
         except Exception as exc:
-            mapped = _send_error(exc)
+            mapped = _send_error(exc, written=getattr(_written, "value", False))
             if mapped is exc:
                 raise
             raise mapped from exc
@@ -283,7 +334,9 @@ class Urllib3Transport(HttpTransport):
                 kwargs["cert_file"] = cert
         if proxy:
             return _proxy_manager(proxy, **kwargs)
-        return urllib3.PoolManager(**kwargs)
+        manager = urllib3.PoolManager(**kwargs)
+        manager.pool_classes_by_scheme = _POOLS
+        return manager
 
     def _fallback_transport(self) -> Any:
         with self._lock:
