@@ -135,3 +135,19 @@ def harness(azurite):
     yield make
     for h in made:
         h.close()
+
+
+@pytest.fixture
+def server():
+    """``server(handler)``: a scripted raw-socket HTTP server (``scripted_http.Script``), closed after the test."""
+    from .scripted_http import Script
+
+    made = []
+
+    def make(handler):
+        s = Script(handler)
+        made.append(s)
+        return s
+    yield make
+    for s in made:
+        s.close()

@@ -16,22 +16,9 @@ from guardrails.adapters import http_transport as H
 from guardrails.adapters.retry import lost_answer
 from guardrails.adapters.transport import client_options
 
-from .test_http_transport import Script, ok
+from .scripted_http import ok
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def server():
-    made = []
-
-    def make(handler):
-        s = Script(handler)
-        made.append(s)
-        return s
-    yield make
-    for s in made:
-        s.close()
 
 
 # -- 1. a proxy named host:port ---------------------------------------------------------------------
