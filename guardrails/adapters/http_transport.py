@@ -273,10 +273,11 @@ class Urllib3Transport(HttpTransport):
                 raise _send_error(exc) from exc
             # http.client refuses a header value with CR/LF or outside Latin-1 before writing it; the
             # value (it may be a credential) stays out of the error and its chain
-            written = getattr(_written, "value", False)
-            kind = ServiceResponseError if written else ServiceRequestError
-            raise kind(f"{request.method} refused by the HTTP client: a header value HTTP cannot carry "
-                       f"(CR, LF or a character outside Latin-1){'' if written else '; nothing was sent'}") from None
+            if getattr(_written, "value", False):
+                raise ServiceResponseError(f"{request.method}: the HTTP client failed after the request was "
+                                           f"written ({type(exc).__name__})") from None
+            raise ServiceRequestError(f"{request.method} refused by the HTTP client: a header value HTTP cannot "
+                                      "carry (CR, LF or a character outside Latin-1); nothing was sent") from None
         except Exception as exc:
             mapped = _send_error(exc, written=getattr(_written, "value", False))
             if mapped is exc:
