@@ -18,6 +18,9 @@ group's members are resolved; a role definition ARM returns malformed) is a ``fa
 the error's reason: audited, and redelivered like any failed delivery. Graph not knowing the
 principal is such a failure only within ``policy.roles.REPLICATION_GRACE_SECONDS`` of the
 assignment's creation; after it the principal was deleted, is in no group, and the row says so.
+Within the grace only the membership rule waits: a grant another rule removes anyway (a
+privileged role at subscription scope, say) is removed at once, the row naming the rule left
+undecided.
 
 Re-grants: a pipeline (or an attacker) that grants again the role the guardrail just removed
 makes a new assignment, with a new id, every time. Confirmed removals are counted per *grant*
@@ -158,6 +161,11 @@ class RoleAssignmentGuardrail(RoleDefinitionChanges):
         note = self._remove(ctx, row, event, assignment, role, act, policies) if act else ""
         if any(f.principal_missing for f in findings):
             note = f"; principal {assignment.principal_id} not found in the directory: a member of no group{note}"
+        waiting = next((f.directory_pending for f in findings if f.directory_pending), ())
+        if waiting:
+            note += (f"; {', '.join(ref + '/not-granted' for ref in waiting)} undecided: principal"
+                     f" {assignment.principal_id} not yet in the directory (replicating), and not needed"
+                     " for this decision")
         row.verdict = combine_verdict([r.outcome for r in records])
         if row.verdict != "failed" and row.reason not in ("circuit_open", "flip_flop"):
             row.reason = ""

@@ -16,7 +16,8 @@ Rules of a ``kind: role-assignments`` policy (``metadata/README.md``), for one a
   (segment-wise) and the principal (listed, a listed group itself, member of a listed group, or
   of a listed type). Membership is Graph's (``GroupResolver``); a principal the directory does not
   hold (``PrincipalNotFound``, Graph's 404) is a member of no group once the assignment is older
-  than ``REPLICATION_GRACE_SECONDS`` (``_Directory``), and undecidable before.
+  than ``REPLICATION_GRACE_SECONDS`` (``_Directory``), and undecidable before: the rule waits, and
+  so does the decision unless another rule removes the assignment anyway.
 - ``strict-scope-no-grant`` — a role without entries is excess within a ``strict_scopes`` scope.
 
 An assignment's scope is read without surrounding whitespace or trailing ``/``
@@ -218,6 +219,9 @@ class RoleFinding:
     exemption: Exemption | None    # an active exemption covers the assignment: record, do not delete
     break_glass: bool              # the principal is break-glass in another policy: never delete
     principal_missing: bool = False  # the directory does not hold the principal (past the grace)
+    # policies whose ``not-granted`` rule waits for the directory (Graph's 404 within the grace),
+    # left undecided because another finding removes the assignment anyway
+    directory_pending: tuple[str, ...] = ()
 
 
 # ---------------------------------------------------------------- compiled policies
@@ -418,7 +422,12 @@ def evaluate_assignment(assignment: Assignment, role: RoleDefinition,
     A ``PrincipalNotFound`` from ``groups`` is raised on while the assignment may be younger than
     ``REPLICATION_GRACE_SECONDS`` at ``now`` (its ``created_on``, else ``written_at``: the event's
     time; neither known, it may be); past it the principal is a member of no group, and every
-    finding carries ``principal_missing`` (a ``not-granted`` one says so in its message).
+    finding carries ``principal_missing`` (a ``not-granted`` one says so in its message). Within
+    the grace, only the ``not-granted`` rule waits: the other rules and policies are judged, and
+    when one of their findings removes the assignment (enforced, not exempted, not break-glass)
+    the findings are returned without it, each naming the waiting policies in
+    ``directory_pending`` (a privileged grant to a principal just created is not left in place for
+    the grace); otherwise the ``PrincipalNotFound`` is raised on.
     """
     principal = _key(assignment.principal_id)
     if principal in {_key(p) for p in own_principal_ids}:
@@ -434,6 +443,7 @@ def evaluate_assignment(assignment: Assignment, role: RoleDefinition,
     described = f"{role.role_name} ({role.id}) for {assignment.principal_type} {assignment.principal_id} at {assignment.scope}"
     directory = _Directory(groups, since=assignment.created_on or _instant(written_at), now=now)
     out: list[RoleFinding] = []
+    waiting: list[tuple[str, PrincipalNotFound]] = []     # (policy ref, Graph's 404) within the grace
     for cp in compiled:
         if cp.subs is not None and (sub is None or sub not in cp.subs):
             continue
@@ -452,7 +462,13 @@ def evaluate_assignment(assignment: Assignment, role: RoleDefinition,
                                   f"{described}: privileged role at subscription scope or above"))
         entries = cp.grants.get(rid)
         if entries:
-            if not _grant_covers(entries, scope, assignment, directory):
+            try:
+                covered = _grant_covers(entries, scope, assignment, directory)
+            except PrincipalNotFound as exc:
+                # within the grace: this rule waits for the directory, the others are judged now
+                waiting.append((cp.policy.ref, exc))
+                covered = True
+            if not covered:
                 found.append(("not-granted", f"{described}: outside the role's grant entries"
                               + (NOT_IN_DIRECTORY if directory.missing else "")))
         elif scope is not None and any(s.contains(scope) for s in cp.strict):
@@ -463,4 +479,10 @@ def evaluate_assignment(assignment: Assignment, role: RoleDefinition,
         out.extend(RoleFinding(cp.policy, rule, msg, exemption, glass_anywhere) for rule, msg in found)
     if directory.missing:
         out = [replace(f, principal_missing=True) for f in out]
+    if waiting:
+        if not any(f.exemption is None and not f.break_glass and f.policy.mode == "enforce" for f in out):
+            raise waiting[0][1]
+        # another rule removes the grant whatever the directory says: no reason to wait for it
+        pending = tuple(dict.fromkeys(ref for ref, _exc in waiting))
+        out = [replace(f, directory_pending=pending) for f in out]
     return out
