@@ -160,6 +160,8 @@ class _Parser:
             raise InvalidArmId(f"invalid {self.what}: {len(text)} characters, more than {MAX_ID_LENGTH}")
         if not text.startswith("/"):
             raise self.fail("must start with '/'")
+        if text.isprintable() and " " not in text and _FORBIDDEN.isdisjoint(text):
+            return           # no C/Z character but the space (``isprintable``), none forbidden: all is well
         for pos, ch in enumerate(text):
             if ch in _FORBIDDEN:
                 if ch == "%":

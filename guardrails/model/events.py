@@ -100,6 +100,13 @@ class Envelope:
     __str__ = __repr__
 
 
+def has_control(value: str) -> bool:
+    """Whether ``value`` holds a character of Unicode category C (control, format, surrogate,
+    private use, unassigned). ``isprintable`` is False for every one of them (and for separators
+    other than the space), so a printable string is answered without a loop over its characters."""
+    return not value.isprintable() and any(unicodedata.category(c)[0] == "C" for c in value)
+
+
 def _required_str(raw: Mapping[str, Any], key: str) -> str:
     value = raw.get(key)
     if value is None or value == "":
@@ -110,7 +117,7 @@ def _required_str(raw: Mapping[str, Any], key: str) -> str:
     if len(value) > MAX_ID_LENGTH:
         raise InvalidEvent(f"event field {key!r} is longer than {MAX_ID_LENGTH} characters",
                            reason="wrong_type")
-    if any(unicodedata.category(c)[0] == "C" for c in value):
+    if has_control(value):
         raise InvalidEvent(f"event field {key!r} contains control characters: {_show(value)}",
                            reason="invalid_value")
     return value
@@ -234,7 +241,7 @@ def _claim(claims: Mapping[str, Any], keys: tuple[str, ...]) -> str | None:
     for key in keys:
         value = claims.get(key)
         if (isinstance(value, str) and value.strip() and len(value) <= _MAX_CLAIM_LENGTH
-                and not any(unicodedata.category(c)[0] == "C" for c in value)):
+                and not has_control(value)):
             return value.strip()
     return None
 
