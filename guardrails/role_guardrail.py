@@ -81,7 +81,7 @@ class RoleAssignmentGuardrail(RoleDefinitionChanges):
         self.groups = groups
 
     def decide(self, ctx, row, event, policies) -> None:
-        from .policy.roles import Assignment, evaluate_assignment
+        from .policy.roles import Assignment, PrincipalNotFound, evaluate_assignment
 
         rid = str(event.resource_id)
         try:
@@ -112,13 +112,27 @@ class RoleAssignmentGuardrail(RoleDefinitionChanges):
         # how old the assignment is, when ARM does not say (createdOn): a Graph 404 on its
         # principal is replication lag within the grace, a deleted principal after it
         written = getattr(getattr(event, "envelope", None), "time", None)
+        reread = False                            # the definitions were read again here: once is enough
         try:
-            findings = evaluate_assignment(assignment, role, policies, groups=self.groups, now=ctx.now,
-                                           own_principal_ids=own, definitions=self.definitions(ctx, assignment),
-                                           written_at=written)
+            try:
+                findings = evaluate_assignment(assignment, role, policies, groups=self.groups, now=ctx.now,
+                                               own_principal_ids=own, definitions=self.definitions(ctx, assignment),
+                                               written_at=written)
+            except PrincipalNotFound:
+                # within the grace with nothing removing it on the definitions at hand: a cached
+                # custom role widened on another worker's watch may remove it now (the re-read below
+                # is never reached on a raise); read them again, once, and judge on what they grant
+                cached = self._cached_definitions(assignment, role, policies)
+                if not cached:
+                    raise
+                role = self._reread(ctx, assignment, role, cached)
+                findings = evaluate_assignment(assignment, role, policies, groups=self.groups, now=ctx.now,
+                                               own_principal_ids=own, definitions=self.definitions(ctx, assignment),
+                                               written_at=written)
+                reread = True
             acting = [f for f in findings
                       if f.exemption is None and not getattr(f, "break_glass", False) and f.policy.mode == "enforce"]
-            stale = (self._definitions_behind(assignment, role, acting) if acting
+            stale = ([] if reread else self._definitions_behind(assignment, role, acting) if acting
                      else self._cached_definitions(assignment, role, policies))
             if stale:
                 # kept, or about to be removed, on definitions this instance may have cached: read
@@ -164,8 +178,8 @@ class RoleAssignmentGuardrail(RoleDefinitionChanges):
         waiting = next((f.directory_pending for f in findings if f.directory_pending), ())
         if waiting:
             note += (f"; {', '.join(ref + '/not-granted' for ref in waiting)} undecided: principal"
-                     f" {assignment.principal_id} not yet in the directory (replicating), and not needed"
-                     " for this decision")
+                     f" {assignment.principal_id} not yet in the directory (replicating); judged on the"
+                     " other rules")
         row.verdict = combine_verdict([r.outcome for r in records])
         if row.verdict != "failed" and row.reason not in ("circuit_open", "flip_flop"):
             row.reason = ""
