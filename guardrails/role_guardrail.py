@@ -130,8 +130,7 @@ class RoleAssignmentGuardrail(RoleDefinitionChanges):
                                                own_principal_ids=own, definitions=self.definitions(ctx, assignment),
                                                written_at=written)
                 reread = True
-            acting = [f for f in findings
-                      if f.exemption is None and not getattr(f, "break_glass", False) and f.policy.mode == "enforce"]
+            acting = [f for f in findings if f.removes]
             stale = ([] if reread else self._definitions_behind(assignment, role, acting) if acting
                      else self._cached_definitions(assignment, role, policies))
             if stale:
@@ -329,7 +328,7 @@ class RoleAssignmentGuardrail(RoleDefinitionChanges):
                 return True
             findings = evaluate_assignment(other, owner, policies, groups=self.groups, now=ctx.now,
                                            own_principal_ids=own, definitions=self.definitions(ctx, other))
-            if not any(f.exemption is None and not f.break_glass and f.policy.mode == "enforce" for f in findings):
+            if not any(f.removes for f in findings):
                 return True
         return False
 

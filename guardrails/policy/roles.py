@@ -223,6 +223,12 @@ class RoleFinding:
     # left undecided because another finding removes the assignment anyway
     directory_pending: tuple[str, ...] = ()
 
+    @property
+    def removes(self) -> bool:
+        """Whether policy calls for the assignment's removal: enforced, not exempted, not a
+        break-glass principal (the guardrail's own rails may still keep it)."""
+        return self.exemption is None and not self.break_glass and self.policy.mode == "enforce"
+
 
 # ---------------------------------------------------------------- compiled policies
 def names_role_assignment(scope: str) -> bool:
@@ -480,7 +486,7 @@ def evaluate_assignment(assignment: Assignment, role: RoleDefinition,
     if directory.missing:
         out = [replace(f, principal_missing=True) for f in out]
     if waiting:
-        if not any(f.exemption is None and not f.break_glass and f.policy.mode == "enforce" for f in out):
+        if not any(f.removes for f in out):
             raise waiting[0][1]
         # another rule removes the grant whatever the directory says: no reason to wait for it
         pending = tuple(dict.fromkeys(ref for ref, _exc in waiting))
