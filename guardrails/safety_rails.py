@@ -39,6 +39,23 @@ class Grant:
     permits: list[str] = field(default_factory=list)
 
 
+def give_back_permit(breakers, policy_id: str, scope: str, key: str) -> None:
+    """Give back the breaker permit ``key`` (the event id) took for ``policy_id`` in ``scope`` (a
+    subscription, or a vault's ``keyvault:<name>``): the action it was taken for was not made.
+    Only for a permit the caller's own call counted. A store without ``release`` gives nothing
+    back; a store error leaves the permit counted (erring towards the breaker), never loses the row."""
+    release = getattr(breakers, "release", None)
+    if release is None:
+        return
+    try:
+        release(policy_id, scope, key)
+    except StoreError as exc:
+        emit(log, logging.WARNING, "guardrail_permit_not_given_back", policy=policy_id, scope=scope,
+             error=type(exc).__name__)
+        return
+    emit(log, logging.INFO, "guardrail_permit_given_back", policy=policy_id, scope=scope)
+
+
 class SafetyRails:
     """The service's rails; reads its stores when called (``svc.escalations`` may be None)."""
 
@@ -110,20 +127,9 @@ class SafetyRails:
         if flip_flop and grant.counted and self.svc.escalations is not None:
             self.svc.escalations.withdraw(str(rid), row.event_id)
             grant.counted = False
-        release = getattr(self.svc.breakers, "release", None)
         for policy_id in [p for p in grant.permits if policies is None or p in policies]:
             grant.permits.remove(policy_id)
-            if release is None:
-                continue
-            try:
-                release(policy_id, rid.subscription_id or "", row.event_id)
-            except StoreError as exc:
-                # the permit stays counted (erring towards the breaker): not a reason to lose the row
-                emit(log, logging.WARNING, "guardrail_permit_not_given_back", policy=policy_id,
-                     subscription_id=rid.subscription_id, error=type(exc).__name__)
-                continue
-            emit(log, logging.INFO, "guardrail_permit_given_back", policy=policy_id,
-                 subscription_id=rid.subscription_id)
+            give_back_permit(self.svc.breakers, policy_id, rid.subscription_id or "", row.event_id)
 
     def breaker_permits(self, row: AuditRow, rid, to_apply, *, took: list[str] | None = None):
         """One permit per policy per event (a redelivery of the event reuses it); a policy whose

@@ -36,11 +36,13 @@ Secret values exist only inside ``Redacted`` between the SDK and the SDK.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from datetime import timedelta
 
 from .errors import ArmError, GuardrailsError, ResourceNotFound, StoreError
 from .logs import emit, notify_owner
 from .model.decision import ViolationRecord, combine_verdict
+from .safety_rails import give_back_permit
 from .secrets.credentials import looks_like_credential
 from .secrets.lease import rotation_lease
 from .secrets.keys import KeyDecisions
@@ -54,6 +56,16 @@ log = logging.getLogger("guardrails")
 
 # reasons a row keeps past ``_close``: why nothing was done, for the answer and the reader
 _KEPT_REASONS = frozenset({"circuit_open", CERTIFICATE_MANAGED, NOT_ENFORCED})
+
+
+@dataclass
+class _Permit:
+    """A rotation's circuit-breaker permit: its policy, the vault's scope, and whether this call
+    counted it (only such a permit is given back)."""
+
+    policy_id: str
+    scope: str
+    counted: bool
 
 
 def _vault_scope(vault: str) -> str:
@@ -120,17 +132,33 @@ class SecretGuardrail(KeyDecisions):
             return None
         return ctx.deadline - self.svc.settings.time_budget_seconds / 2
 
-    def _permit(self, row, policy, ev) -> bool:
-        """A circuit-breaker permit for one rotation in this vault; refused: the row's reason is
-        ``circuit_open`` and it is logged at ERROR (the caller records what was not done)."""
-        if self.svc.breakers.try_acquire(policy.id, _vault_scope(ev.vault_name),
-                                         max_actions=policy.breaker.max_actions,
-                                         window_seconds=policy.breaker.window_seconds, key=row.event_id or None):
-            return True
+    def _permit(self, row, policy, ev) -> "_Permit | None":
+        """A circuit-breaker permit for one rotation in this vault (None when refused: the row's
+        reason is ``circuit_open`` and it is logged at ERROR; the caller records what was not
+        done). It says whether this call took it, so a rotation that then changes nothing gives it
+        back (``_give_back``)."""
+        scope = _vault_scope(ev.vault_name)
+        ask = dict(max_actions=policy.breaker.max_actions, window_seconds=policy.breaker.window_seconds,
+                   key=row.event_id or None)
+        acquire = getattr(self.svc.breakers, "acquire", None)
+        if acquire is not None:
+            allowed, counted = acquire(policy.id, scope, **ask)
+        else:                                   # a store that cannot tell: nothing is given back
+            allowed, counted = self.svc.breakers.try_acquire(policy.id, scope, **ask), False
+        if allowed:
+            return _Permit(policy.id, scope, counted)
         row.reason = "circuit_open"
         emit(log, logging.ERROR, "guardrail_circuit_open", policy=policy.id, vault=ev.vault_name,
              max_actions=policy.breaker.max_actions, window_seconds=policy.breaker.window_seconds)
-        return False
+        return None
+
+    def _give_back(self, row, permit: "_Permit") -> None:
+        """The rotation ``permit`` was taken for changed nothing (refused before any write): its
+        permit no longer counts against the vault's window. A permit an earlier delivery of the
+        event took is kept (that delivery may have rotated)."""
+        if permit.counted and row.event_id:
+            permit.counted = False
+            give_back_permit(self.svc.breakers, permit.policy_id, permit.scope, row.event_id)
 
     @staticmethod
     def _acting(ctx, policy) -> bool:
@@ -229,7 +257,8 @@ class SecretGuardrail(KeyDecisions):
             rec = self._record(policy, rule, before, {"strategy": ref.rotation.strategy}, "dry_run",
                                f"audit mode: would rotate with {ref.rotation.strategy}")
             return self._close(row, [rec], f"{rule}: would rotate")
-        if not self._permit(row, policy, ev):
+        permit = self._permit(row, policy, ev)
+        if permit is None:
             if exposed:
                 # nothing revisits an exposure (the sweep looks at expiry dates): the owner must act
                 rec = self._record(policy, rule, before, None, "violation",
@@ -250,6 +279,8 @@ class SecretGuardrail(KeyDecisions):
             rotated = strategy.rotate(ref, current, io, reason=rule, expires_on=expires, revoke=exposed, tags=tags)
         except RotationError as exc:
             row.reason = "rotation_failed"
+            if exc.new is None and not io.wrote:
+                self._give_back(row, permit)
             rec = self._record(policy, rule, before, exc.new.describe() if exc.new else None, "failed", str(exc))
             records = [rec]
             if exposed and exc.new is not None:      # the secret holds a working new value: contain the rest
@@ -258,7 +289,14 @@ class SecretGuardrail(KeyDecisions):
             return self._close(row, records, f"{rule}: rotation {'partly done' if exc.new else 'failed'}: {exc}")
         except GuardrailsError as exc:
             row.reason = exc.reason
-            rec = self._record(policy, rule, before, None, "failed", f"rotation failed before any change: {exc}")
+            if io.wrote:
+                # sent and not refused outright (a lost answer, a 5xx): the new version may be there;
+                # the redelivery reads what the vault holds (``_unaudited_rotation``, "already rotated")
+                what = f"rotation failed; its write may have been made (no answer says otherwise): {exc}"
+            else:
+                self._give_back(row, permit)
+                what = f"rotation failed before any change: {exc}"
+            rec = self._record(policy, rule, before, None, "failed", what)
             return self._close(row, [rec], f"{rule}: rotation failed")
         records = [self._record(policy, rule, before, rotated.new.describe(), "remediated", rotated.detail)]
         if exposed:

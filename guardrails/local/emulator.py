@@ -371,6 +371,11 @@ class AzureEmulator:
         with self._lock:
             self._faults.append(_Fault(method, path_regex, status, retry_after, times, int(delay_ms or 0)))
 
+    def clear_faults(self) -> None:
+        """Forget every fault ``add_fault`` set (those with times left included)."""
+        with self._lock:
+            self._faults.clear()
+
     def fail_operations(self, path_regex: str, *, code: str = "InternalServerError",
                         message: str = "The operation failed.", times: int | None = None) -> None:
         """Long-running writes whose resource id matches ``path_regex`` (case-insensitive) end

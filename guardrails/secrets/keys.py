@@ -8,13 +8,14 @@ disabled to cut access to what it encrypts), and ``rotate_key`` would make a new
 and undo that; nor is it a failure Event Grid would redeliver for 24 h.
 
 Mixed into ``SecretGuardrail`` (its ``store``, ``svc``, ``_record``, ``_notify``, ``_close``,
-``_permit``, ``_acting``).
+``_permit``, ``_give_back``, ``_acting``).
 """
 
 from __future__ import annotations
 
 from ..errors import ArmError, ResourceNotFound
 from .lease import rotation_lease
+from .rotation import refused_outright
 from .values import SECRET_DISABLED
 
 
@@ -61,7 +62,8 @@ class KeyDecisions:
         if policy.mode == "audit" or getattr(ctx, "dry_run", False):
             rec = self._record(policy, "expiring-key", before, None, "dry_run", "audit mode: would rotate the key")
             return self._close(row, [rec], "would rotate the key")
-        if not self._permit(row, policy, ev):
+        permit = self._permit(row, policy, ev)
+        if permit is None:
             rec = self._record(policy, "expiring-key", before, None, "dry_run",
                                "circuit open: key rotation not taken until reset")
             return self._close(row, [rec], "expiring-key: circuit open")
@@ -69,6 +71,8 @@ class KeyDecisions:
             new = self.store.rotate_key(ev.vault_name, ev.object_name, deadline=ctx.deadline)
         except ArmError as exc:
             row.reason = exc.reason
+            if refused_outright(exc):              # Key Vault made no version: the permit goes back
+                self._give_back(row, permit)
             rec = self._record(policy, "expiring-key", before, None, "failed", f"rotate_key failed: {exc}")
             return self._close(row, [rec], "key rotation failed")
         rec = self._record(policy, "expiring-key", before, {"version": new.version}, "remediated",

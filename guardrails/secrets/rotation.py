@@ -22,7 +22,7 @@ from __future__ import annotations
 import secrets as _rng
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Callable, Protocol
+from typing import Any, Callable, Protocol
 
 from ..errors import GuardrailsError
 from .policy import ALPHABETS, SecretReference
@@ -281,24 +281,48 @@ def rotation_lead(max_validity_days: int | None) -> timedelta:
     return NEAR_EXPIRY
 
 
+def refused_outright(exc: BaseException) -> bool:
+    """Whether a write's error says the service refused it before changing anything: an answer of
+    400, 401, 403 or 404 (a bad request, no access, a missing target). Such a refusal would have
+    refused an earlier attempt whose answer was lost as well, so no attempt of the write landed.
+    Anything else (a 409, 429 or 5xx, a timeout or a dropped answer after the request left, a
+    throttling budget run out) leaves the write's outcome unknown."""
+    from ..errors import ArmError, ArmThrottled, ArmTransient
+
+    return (isinstance(exc, ArmError) and not isinstance(exc, (ArmTransient, ArmThrottled))
+            and exc.status in (400, 401, 403, 404))
+
+
 class BoundRotationIO:
     """``RotationIO`` over the Key Vault and storage-key gateways, every call bound to the delivery's
-    deadline."""
+    deadline. ``wrote``: whether any write (a new version, a regenerated key, a version's tags) was
+    made or may have been (sent, and not refused outright): a rotation that fails with it False
+    changed nothing, and its circuit-breaker permit is given back."""
 
     def __init__(self, store, storage_keys, deadline: float) -> None:
         self.store = store
         self.storage_keys = storage_keys
         self.deadline = deadline
+        self.wrote = False
+
+    def _write(self, call: Callable[[], Any]) -> Any:
+        try:
+            result = call()
+        except BaseException as exc:
+            self.wrote = self.wrote or not refused_outright(exc)
+            raise
+        self.wrote = True
+        return result
 
     def set_secret(self, vault, name, value, *, tags, expires_on, content_type):
-        return self.store.set_secret(vault, name, value, tags=tags, expires_on=expires_on, content_type=content_type,
-                                     deadline=self.deadline)
+        return self._write(lambda: self.store.set_secret(vault, name, value, tags=tags, expires_on=expires_on,
+                                                         content_type=content_type, deadline=self.deadline))
 
     def list_storage_keys(self, account_id):
         return self.storage_keys.list_keys(account_id, deadline=self.deadline)
 
     def regenerate_storage_key(self, account_id, key_name):
-        return self.storage_keys.regenerate_key(account_id, key_name, deadline=self.deadline)
+        return self._write(lambda: self.storage_keys.regenerate_key(account_id, key_name, deadline=self.deadline))
 
     def set_tags(self, vault, name, version, tags):
-        return self.store.update_version(vault, name, version, tags=tags, deadline=self.deadline)
+        return self._write(lambda: self.store.update_version(vault, name, version, tags=tags, deadline=self.deadline))

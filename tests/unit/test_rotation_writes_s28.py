@@ -1,0 +1,63 @@
+"""``BoundRotationIO.wrote``: whether a rotation may have changed something, which decides whether
+its circuit-breaker permit is given back (``refused_outright``)."""
+
+from __future__ import annotations
+
+import pytest
+
+from guardrails.errors import ArmError, ArmThrottled, ArmTransient, ResourceNotFound, StoreError
+from guardrails.secrets.rotation import BoundRotationIO, refused_outright
+
+
+class _Gateway:
+    """Key Vault / storage-key gateway whose every call raises ``error`` (None: answers)."""
+
+    def __init__(self, error=None):
+        self.error = error
+
+    def _go(self, *_a, **_k):
+        if self.error is not None:
+            raise self.error
+        return {"key1": "x"}
+
+    set_secret = update_version = list_keys = regenerate_key = _go
+
+
+@pytest.mark.parametrize("exc, refused", [
+    (ArmError("bad request", status=400), True),
+    (ArmError("unauthenticated", status=401), True),
+    (ArmError("no role", status=403, reason="forbidden"), True),
+    (ResourceNotFound("gone", status=404), True),
+    (ArmError("conflict", status=409), False),             # another operation: perhaps the write's own
+    (ArmThrottled("429", status=429), False),
+    (ArmTransient("503", status=503), False),
+    (ArmTransient("answer cut off"), False),               # sent, no whole answer
+    (ArmError("unexpected answer shape"), False),          # answered 2xx, unreadable: it was made
+    (StoreError("not ours"), False),
+    (ValueError("anything else"), False),
+])
+def test_only_an_outright_refusal_says_nothing_was_written(exc, refused):
+    assert refused_outright(exc) is refused
+    g = _Gateway(exc)
+    io = BoundRotationIO(g, g, deadline=0.0)
+    for write in (lambda: io.set_secret("v", "n", "x", tags={}, expires_on=None, content_type=None),
+                  lambda: io.regenerate_storage_key("acc", "key1"),
+                  lambda: io.set_tags("v", "n", "1", {})):
+        with pytest.raises(type(exc)):
+            write()
+        assert io.wrote is (not refused)
+
+
+def test_a_read_writes_nothing_and_an_answered_write_is_written():
+    g = _Gateway(ArmTransient("503", status=503))
+    io = BoundRotationIO(g, g, deadline=0.0)
+    with pytest.raises(ArmTransient):
+        io.list_storage_keys("acc")
+    assert io.wrote is False
+    g.error = None
+    io.regenerate_storage_key("acc", "key1")
+    assert io.wrote is True
+    g.error = ArmError("no role", status=403)            # a later refusal does not undo an earlier write
+    with pytest.raises(ArmError):
+        io.set_secret("v", "n", "x", tags={}, expires_on=None, content_type=None)
+    assert io.wrote is True
