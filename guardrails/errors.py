@@ -89,11 +89,15 @@ class PolicyUnreadable(StoreError):
 
 
 class ArmError(GuardrailsError):
+    """``attempts``: how many requests the call that failed sent (``BudgetedCaller``; 1 when it
+    did not say)."""
+
     reason = "arm_error"
 
     def __init__(self, message: str, *, reason: str | None = None, status: int | None = None) -> None:
         super().__init__(message, reason=reason)
         self.status = status
+        self.attempts = 1
 
 
 class ResourceNotFound(ArmError):

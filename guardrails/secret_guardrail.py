@@ -35,6 +35,7 @@ Secret values exist only inside ``Redacted`` between the SDK and the SDK.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from dataclasses import dataclass
 from datetime import timedelta
@@ -42,6 +43,7 @@ from datetime import timedelta
 from .errors import ArmError, GuardrailsError, ResourceNotFound, StoreError
 from .logs import emit, notify_owner
 from .model.decision import ViolationRecord, combine_verdict
+from .model.keyvault_events import exposure_scope
 from .safety_rails import give_back_permit
 from .secrets.credentials import looks_like_credential
 from .secrets.lease import rotation_lease
@@ -66,6 +68,20 @@ class _Permit:
     policy_id: str
     scope: str
     counted: bool
+    event: object          # the Key Vault event it was taken for (``_permit_key``)
+
+
+def _permit_key(row, ev) -> str | None:
+    """What a rotation's permit is keyed by (a redelivery reuses it; only its taker gives it back):
+    the event's id, and for an exposure report also what makes it one report (``exposure_scope``:
+    scanners choose their own ids, and two reports with one id about two secrets are two
+    rotations; one failing must not give back the permit the other rotated on)."""
+    if not row.event_id:
+        return None
+    scope = exposure_scope(ev)
+    if not scope:
+        return row.event_id
+    return f"{row.event_id[:200]}|{hashlib.sha256(scope.encode()).hexdigest()[:32]}"
 
 
 def _vault_scope(vault: str) -> str:
@@ -139,14 +155,14 @@ class SecretGuardrail(KeyDecisions):
         back (``_give_back``)."""
         scope = _vault_scope(ev.vault_name)
         ask = dict(max_actions=policy.breaker.max_actions, window_seconds=policy.breaker.window_seconds,
-                   key=row.event_id or None)
+                   key=_permit_key(row, ev))
         acquire = getattr(self.svc.breakers, "acquire", None)
         if acquire is not None:
             allowed, counted = acquire(policy.id, scope, **ask)
         else:                                   # a store that cannot tell: nothing is given back
             allowed, counted = self.svc.breakers.try_acquire(policy.id, scope, **ask), False
         if allowed:
-            return _Permit(policy.id, scope, counted)
+            return _Permit(policy.id, scope, counted, ev)
         row.reason = "circuit_open"
         emit(log, logging.ERROR, "guardrail_circuit_open", policy=policy.id, vault=ev.vault_name,
              max_actions=policy.breaker.max_actions, window_seconds=policy.breaker.window_seconds)
@@ -156,9 +172,10 @@ class SecretGuardrail(KeyDecisions):
         """The rotation ``permit`` was taken for changed nothing (refused before any write): its
         permit no longer counts against the vault's window. A permit an earlier delivery of the
         event took is kept (that delivery may have rotated)."""
-        if permit.counted and row.event_id:
+        key = _permit_key(row, ev=permit.event)
+        if permit.counted and key:
             permit.counted = False
-            give_back_permit(self.svc.breakers, permit.policy_id, permit.scope, row.event_id)
+            give_back_permit(self.svc.breakers, permit.policy_id, permit.scope, key)
 
     @staticmethod
     def _acting(ctx, policy) -> bool:

@@ -82,8 +82,20 @@ class BudgetedCaller:
         return min(MAX_BACKOFF, 0.25 * (2 ** (attempt - 1))) * (0.5 + random.random() / 2)
 
     def call(self, fn: Callable[[], T], *, deadline: float | None, what: str) -> T:
+        """``fn`` until it answers, retried on throttling, 5xx and lost connections within
+        ``deadline``. The ``ArmError`` it ends with says how many attempts were sent (``attempts``):
+        a refusal after a retry may follow an attempt that was applied."""
+        state = [0]
+        try:
+            return self._call(fn, deadline=deadline, what=what, state=state)
+        except ArmError as exc:
+            exc.attempts = state[0]
+            raise
+
+    def _call(self, fn: Callable[[], T], *, deadline: float | None, what: str, state: list[int]) -> T:
         attempt = 0
         while True:
+            state[0] = attempt + 1
             attempt += 1
             self.calls += 1
             try:

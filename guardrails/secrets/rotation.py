@@ -282,15 +282,17 @@ def rotation_lead(max_validity_days: int | None) -> timedelta:
 
 
 def refused_outright(exc: BaseException) -> bool:
-    """Whether a write's error says the service refused it before changing anything: an answer of
-    400, 401, 403 or 404 (a bad request, no access, a missing target). Such a refusal would have
-    refused an earlier attempt whose answer was lost as well, so no attempt of the write landed.
-    Anything else (a 409, 429 or 5xx, a timeout or a dropped answer after the request left, a
-    throttling budget run out) leaves the write's outcome unknown."""
+    """Whether a write's error says the service refused it before changing anything: its one and
+    only attempt answered 400, 401, 403 or 404 (a bad request, no access, a missing target).
+    Anything else leaves the write's outcome unknown: a 409, 429 or 5xx, a timeout or a dropped
+    answer after the request left, and any refusal after a retry (the attempt before it may have
+    been applied: permissions and firewalls change, Key Vault's retry of a secret write first
+    lists the versions, which needs another permission, and an attempt still in flight is not
+    seen)."""
     from ..errors import ArmError, ArmThrottled, ArmTransient
 
     return (isinstance(exc, ArmError) and not isinstance(exc, (ArmTransient, ArmThrottled))
-            and exc.status in (400, 401, 403, 404))
+            and exc.status in (400, 401, 403, 404) and getattr(exc, "attempts", 1) == 1)
 
 
 class BoundRotationIO:
