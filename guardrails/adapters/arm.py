@@ -52,6 +52,7 @@ MIN_POLL_INTERVAL = 0.5
 
 _ACCEPTED = frozenset({200, 201, 202})      # ARM took the write (201/202: it may still be running)
 _ERROR_MAP = {401: ClientAuthenticationError, 404: ResourceNotFoundError, 409: ResourceExistsError}
+_ACCEPT_JSON = {"Accept": "application/json"}
 
 
 _shared_credential: list[Any] = []           # the process's DefaultAzureCredential, made once
@@ -144,20 +145,32 @@ class ArmGateway:
     def _call(self, fn: Callable[[], T], *, deadline: float | None, what: str) -> T:
         return self._caller.call(fn, deadline=deadline, what=what)
 
+    def _send(self, request, **kwargs):
+        """``request`` through the client's own pipeline (credential, request id, tracing, logging,
+        transport), handed to its ``PipelineClient`` directly: the generated client's
+        ``send_request`` deep-copies every request first (a PATCH's body too) and formats its URL
+        again, and its ``get_by_id`` serializes the id and query through its model layer. Each
+        request here is built once, absolute, and never reused (~0.05 ms of CPU less per call)."""
+        client = self._client
+        return getattr(client, "_client", client).send_request(request, **kwargs)
+
     def _timeout_for(self, deadline: float | None) -> float:
         return self._caller.timeout_for(deadline)
 
     # -- ResourceGateway ----------------------------------------------------------------
     def get_resource(self, resource_id: str, *, api_version: str, deadline: float | None = None) -> ResourceSnapshot:
+        from azure.core.rest import HttpRequest
+        from azure.mgmt.core.exceptions import ARMErrorFormat
+
+        url = f"{self._endpoint}/{encode_id(resource_id)}?api-version={quote(api_version, safe='')}"
+
         def go():
-            # stream=True: the SDK hands back the raw response instead of building a GenericResource
-            # model the guardrail would throw away (~0.15 ms of CPU per read); the body is read here,
-            # inside the budgeted call, so a connection dropped mid-body is retried like any other
-            resp = self._client.resources.get_by_id(
-                encode_id(resource_id), api_version=api_version, stream=True,
-                cls=lambda pipeline_response, _stream, _headers: pipeline_response.http_response,
-                read_timeout=self._timeout_for(deadline))
-            resp.read()
+            # the body is read inside the budgeted call (not streamed), so a connection dropped
+            # mid-body is retried like any other; errors as the SDK's get_by_id raises them
+            resp = self._send(HttpRequest("GET", url, headers=_ACCEPT_JSON), read_timeout=self._timeout_for(deadline))
+            if resp.status_code != 200:
+                map_error(status_code=resp.status_code, response=resp, error_map=_ERROR_MAP)
+                raise HttpResponseError(response=resp, error_format=ARMErrorFormat)
             return resp
 
         resp = self._call(go, deadline=deadline, what=f"GET {resource_id}")
@@ -178,13 +191,12 @@ class ArmGateway:
         from azure.mgmt.core.exceptions import ARMErrorFormat
 
         lost: list[BaseException] = []          # attempts sent whose answer never (wholly) came back
+        url = f"{self._endpoint}/{encode_id(resource_id)}?api-version={quote(api_version, safe='')}"
 
         def send():
-            request = HttpRequest(method, f"{self._endpoint}/{encode_id(resource_id)}",
-                                  params={"api-version": api_version}, json=dict(body),
-                                  headers={"Accept": "application/json", **headers})
+            request = HttpRequest(method, url, json=dict(body), headers={**_ACCEPT_JSON, **headers})
             try:
-                response = self._client.send_request(request, read_timeout=self._timeout_for(deadline))
+                response = self._send(request, read_timeout=self._timeout_for(deadline))
             except AzureError as exc:
                 if lost_answer(exc):
                     lost.append(exc)

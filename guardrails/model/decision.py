@@ -12,7 +12,7 @@ escalated (not reverted: flip-flop escalation holds the resource), shadow (shado
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from collections.abc import Mapping
 from typing import Any, Literal
 
@@ -98,10 +98,12 @@ class ViolationRecord:
     message: str = ""
 
     def to_dict(self) -> dict[str, Any]:
-        """As every sink writes it (audit rows, decision events, parked rows): values ``scrub``bed."""
-        d = asdict(self)
-        d["before"], d["after"] = scrub(d["before"]), scrub(d["after"])
-        return d
+        """As every sink writes it (audit rows, decision events, parked rows): values ``scrub``bed
+        (``scrub`` copies every mapping and list, so nothing here is shared with the record).
+        Written out: ``dataclasses.asdict`` deep-copies field by field, ~20x the time."""
+        return {"policy": self.policy, "rule": self.rule, "property": self.property,
+                "before": scrub(self.before), "after": scrub(self.after), "outcome": self.outcome,
+                "message": self.message}
 
 
 @dataclass
@@ -111,7 +113,7 @@ class Actor:
     upn: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {"object_id": self.object_id, "app_id": self.app_id, "upn": self.upn}
 
 
 @dataclass
