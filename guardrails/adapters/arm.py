@@ -165,9 +165,13 @@ class ArmGateway:
         url = f"{self._endpoint}/{encode_id(resource_id)}?api-version={quote(api_version, safe='')}"
 
         def go():
-            # the body is read inside the budgeted call (not streamed), so a connection dropped
-            # mid-body is retried like any other; errors as the SDK's get_by_id raises them
-            resp = self._send(HttpRequest("GET", url, headers=_ACCEPT_JSON), read_timeout=self._timeout_for(deadline))
+            # streamed, then read here, inside the budgeted call (a connection dropped mid-body is
+            # retried like any other): not decoded by the pipeline's ContentDecodePolicy first,
+            # which parses the JSON a second time and takes a content type it does not know for an
+            # answer cut off (a 429 would lose its Retry-After); errors as get_by_id raises them
+            resp = self._send(HttpRequest("GET", url, headers=_ACCEPT_JSON), stream=True,
+                              read_timeout=self._timeout_for(deadline))
+            resp.read()
             if resp.status_code != 200:
                 map_error(status_code=resp.status_code, response=resp, error_map=_ERROR_MAP)
                 raise HttpResponseError(response=resp, error_format=ARMErrorFormat)
@@ -196,7 +200,10 @@ class ArmGateway:
         def send():
             request = HttpRequest(method, url, json=dict(body), headers={**_ACCEPT_JSON, **headers})
             try:
-                response = self._send(request, read_timeout=self._timeout_for(deadline))
+                # streamed and read here, as a GET (no second JSON parse, no decode error for a
+                # content type the pipeline does not know)
+                response = self._send(request, stream=True, read_timeout=self._timeout_for(deadline))
+                response.read()
             except AzureError as exc:
                 if lost_answer(exc):
                     lost.append(exc)
