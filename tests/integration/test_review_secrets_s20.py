@@ -210,9 +210,8 @@ def test_a_partly_done_revoke_leaves_a_working_secret_and_is_finished_by_the_red
 
 
 # -- 6. key rotation takes a breaker permit ---------------------------------------------------------------
-def test_key_rotation_takes_a_circuit_breaker_permit(harness, tmp_path, planted, caplog):
-    caplog.set_level(logging.INFO)
-    h = _harness(harness, tmp_path, planted)
+def three_keys_one_rotation_per_window(h, tmp_path) -> None:
+    """Two more keys under rotation beside ``cmk-storage``, and a breaker of one rotation per window."""
     for n in ("cmk-two", "cmk-three"):
         h.emu.put_key({"key": {"kid": f"https://{VAULT}.vault.azure.net/keys/{n}/{'b' * 32}", "kty": "RSA",
                                "key_ops": ["wrapKey", "unwrapKey"]},
@@ -220,6 +219,12 @@ def test_key_rotation_takes_a_circuit_breaker_permit(harness, tmp_path, planted,
     _edit_policy(h, tmp_path, "keys:\n", "breaker: {max_actions: 1, window_seconds: 600}\nkeys:\n"
                  f"  - {{vault: {VAULT}, name: cmk-two, owner: secops@contoso.com, rotate: true}}\n"
                  f"  - {{vault: {VAULT}, name: cmk-three, owner: secops@contoso.com, rotate: true}}\n")
+
+
+def test_key_rotation_takes_a_circuit_breaker_permit(harness, tmp_path, planted, caplog):
+    caplog.set_level(logging.INFO)
+    h = _harness(harness, tmp_path, planted)
+    three_keys_one_rotation_per_window(h, tmp_path)
     rows = [h.deliver(_event(h, "KeyNearExpiry", n)) for n in ("cmk-storage", "cmk-two", "cmk-three")]
     assert [(r.verdict, r.reason) for r in rows] == [("remediated", ""), ("dry_run", "circuit_open"),
                                                       ("dry_run", "circuit_open")]

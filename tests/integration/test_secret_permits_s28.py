@@ -106,16 +106,10 @@ def test_a_redelivery_refused_keeps_the_permit_its_first_delivery_took(harness, 
 
 
 def test_a_key_rotation_refused_gives_its_permit_back_and_an_unanswered_one_keeps_it(harness, tmp_path, planted):
-    import time
+    from tests.integration.test_review_secrets_s20 import three_keys_one_rotation_per_window
 
     h = _harness(harness, tmp_path, planted)
-    for n in ("cmk-two", "cmk-three"):
-        h.emu.put_key({"key": {"kid": f"https://{VAULT}.vault.azure.net/keys/{n}/{'b' * 32}", "kty": "RSA",
-                               "key_ops": ["wrapKey", "unwrapKey"]},
-                       "attributes": {"enabled": True, "exp": int(time.time()) + 10 * 86400}})
-    _edit_policy(h, tmp_path, "keys:\n", "breaker: {max_actions: 1, window_seconds: 600}\nkeys:\n"
-                 f"  - {{vault: {VAULT}, name: cmk-two, owner: secops@contoso.com, rotate: true}}\n"
-                 f"  - {{vault: {VAULT}, name: cmk-three, owner: secops@contoso.com, rotate: true}}\n")
+    three_keys_one_rotation_per_window(h, tmp_path)
     h.emu.add_fault(method="POST", path_regex="/keys/cmk-storage/rotate", status=403, times=1)
     row = h.deliver(_event(h, "KeyNearExpiry", "cmk-storage"))
     assert (row.verdict, row.reason) == ("failed", "forbidden"), (row.verdict, row.reason, row.message)
