@@ -62,13 +62,13 @@ _KEPT_REASONS = frozenset({"circuit_open", CERTIFICATE_MANAGED, NOT_ENFORCED})
 
 @dataclass
 class _Permit:
-    """A rotation's circuit-breaker permit: its policy, the vault's scope, and whether this call
-    counted it (only such a permit is given back)."""
+    """A rotation's circuit-breaker permit: its policy, the vault's scope, the key it was taken
+    with (``_permit_key``), and whether this call counted it (only such a permit is given back)."""
 
     policy_id: str
     scope: str
+    key: str | None
     counted: bool
-    event: object          # the Key Vault event it was taken for (``_permit_key``)
 
 
 def _permit_key(row, ev) -> str | None:
@@ -153,29 +153,27 @@ class SecretGuardrail(KeyDecisions):
         reason is ``circuit_open`` and it is logged at ERROR; the caller records what was not
         done). It says whether this call took it, so a rotation that then changes nothing gives it
         back (``_give_back``)."""
-        scope = _vault_scope(ev.vault_name)
-        ask = dict(max_actions=policy.breaker.max_actions, window_seconds=policy.breaker.window_seconds,
-                   key=_permit_key(row, ev))
+        scope, key = _vault_scope(ev.vault_name), _permit_key(row, ev)
+        ask = dict(max_actions=policy.breaker.max_actions, window_seconds=policy.breaker.window_seconds, key=key)
         acquire = getattr(self.svc.breakers, "acquire", None)
         if acquire is not None:
             allowed, counted = acquire(policy.id, scope, **ask)
         else:                                   # a store that cannot tell: nothing is given back
             allowed, counted = self.svc.breakers.try_acquire(policy.id, scope, **ask), False
         if allowed:
-            return _Permit(policy.id, scope, counted, ev)
+            return _Permit(policy.id, scope, key, counted)
         row.reason = "circuit_open"
         emit(log, logging.ERROR, "guardrail_circuit_open", policy=policy.id, vault=ev.vault_name,
              max_actions=policy.breaker.max_actions, window_seconds=policy.breaker.window_seconds)
         return None
 
-    def _give_back(self, row, permit: "_Permit") -> None:
+    def _give_back(self, permit: "_Permit") -> None:
         """The rotation ``permit`` was taken for changed nothing (refused before any write): its
         permit no longer counts against the vault's window. A permit an earlier delivery of the
         event took is kept (that delivery may have rotated)."""
-        key = _permit_key(row, ev=permit.event)
-        if permit.counted and key:
+        if permit.counted and permit.key:
             permit.counted = False
-            give_back_permit(self.svc.breakers, permit.policy_id, permit.scope, key)
+            give_back_permit(self.svc.breakers, permit.policy_id, permit.scope, permit.key)
 
     @staticmethod
     def _acting(ctx, policy) -> bool:
@@ -297,7 +295,7 @@ class SecretGuardrail(KeyDecisions):
         except RotationError as exc:
             row.reason = "rotation_failed"
             if exc.new is None and not io.wrote:
-                self._give_back(row, permit)
+                self._give_back(permit)
             rec = self._record(policy, rule, before, exc.new.describe() if exc.new else None, "failed", str(exc))
             records = [rec]
             if exposed and exc.new is not None:      # the secret holds a working new value: contain the rest
@@ -311,7 +309,7 @@ class SecretGuardrail(KeyDecisions):
                 # the redelivery reads what the vault holds (``_unaudited_rotation``, "already rotated")
                 what = f"rotation failed; its write may have been made (no answer says otherwise): {exc}"
             else:
-                self._give_back(row, permit)
+                self._give_back(permit)
                 what = f"rotation failed before any change: {exc}"
             rec = self._record(policy, rule, before, None, "failed", what)
             return self._close(row, [rec], f"{rule}: rotation failed")

@@ -72,7 +72,7 @@ class KeyDecisions:
         except ArmError as exc:
             row.reason = exc.reason
             if refused_outright(exc):              # Key Vault made no version: the permit goes back
-                self._give_back(row, permit)
+                self._give_back(permit)
             rec = self._record(policy, "expiring-key", before, None, "failed", f"rotate_key failed: {exc}")
             return self._close(row, [rec], "key rotation failed")
         rec = self._record(policy, "expiring-key", before, {"version": new.version}, "remediated",
