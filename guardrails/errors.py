@@ -9,7 +9,8 @@
     │   └── MetadataValidationError   one or more findings, each naming file, policy id, path
     ├── StoreError             Table Storage (policy, audit, idempotency) failed
     │   └── IdempotencyError   an idempotency record is held by another delivery
-    └── ArmError               Azure Resource Manager call failed
+    └── ArmError               Azure Resource Manager call failed (reason ``arm_error``; a 403
+        │                      ``forbidden`` / ``policy_denied``, a 409 ScopeLocked ``scope_locked``)
         ├── ResourceNotFound   404 on read
         ├── ArmThrottled       429 after the retry budget
         ├── ArmTransient       5xx / connection trouble after the retry budget
@@ -88,9 +89,27 @@ class PolicyUnreadable(StoreError):
     reason = "policy_unreadable"
 
 
+# Why Azure refused a call (``ArmError.reason``), where its answer says more than "an error":
+FORBIDDEN = "forbidden"            # 403: the guardrail's identity lacks the role (or a deny assignment)
+POLICY_DENIED = "policy_denied"    # 403 RequestDisallowedByPolicy: an Azure Policy deny blocked the write
+SCOPE_LOCKED = "scope_locked"      # 409 ScopeLocked: a management lock (ReadOnly / CanNotDelete) blocked it
+
+
+def refusal_reason(status: int | None, code: str | None) -> str | None:
+    """The reason for a refusal Azure will repeat however often it is asked: a 403 (the code
+    ``RequestDisallowedByPolicy`` is Azure Policy's deny, any other a missing permission) or a 409
+    ``ScopeLocked``. None for anything else (its reason stays ``arm_error``)."""
+    c = (code or "").lower()
+    if status == 403:
+        return POLICY_DENIED if c == "requestdisallowedbypolicy" else FORBIDDEN
+    if status == 409 and c == "scopelocked":
+        return SCOPE_LOCKED
+    return None
+
+
 class ArmError(GuardrailsError):
     """``attempts``: how many requests the call that failed sent (``BudgetedCaller``; 1 when it
-    did not say)."""
+    did not say). ``reason``: ``arm_error``, or what ``refusal_reason`` says of the answer."""
 
     reason = "arm_error"
 

@@ -16,7 +16,7 @@ import time
 from typing import Any, Callable
 from urllib.parse import quote
 
-from ..errors import ArmError, ResourceNotFound
+from ..errors import FORBIDDEN, ArmError, ResourceNotFound
 from ..logs import emit
 from .retry import BudgetedCaller
 from .transport import client_options
@@ -211,7 +211,8 @@ class GraphGroupResolver:
                    "(README, Deploy to Azure)")
             emit(log, logging.ERROR, "graph_permission_missing", status=response.status_code,
                  permissions=list(self.graph_permissions))
-            raise ArmError(why, status=response.status_code)
+            raise ArmError(why, status=response.status_code,
+                           reason=FORBIDDEN if response.status_code == 403 else None)
         elif response.status_code >= 400:
             kind = ArmTransient if response.status_code >= 500 or response.status_code == 429 else ArmError
             raise kind(f"Graph checkMemberGroups answered {response.status_code}", status=response.status_code)

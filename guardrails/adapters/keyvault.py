@@ -13,7 +13,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, Callable
 from urllib.parse import quote
 
-from ..errors import ArmError
+from ..errors import FORBIDDEN, ArmError
 from ..secrets.values import SECRET_DISABLED, KeyVersion, Redacted, SecretVersion
 from .retry import BudgetedCaller
 from .transport import client_options
@@ -21,7 +21,7 @@ from .transport import client_options
 
 # how much earlier than the first attempt Key Vault's clock may date a version that attempt made
 LANDED_SKEW = timedelta(seconds=30)
-FORBIDDEN = "forbidden"                 # any other 403: the identity lacks the data-plane role
+# any other 403: the identity lacks the data-plane role (``errors.FORBIDDEN``, as ARM's 403)
 # the vault refuses the caller's network path (public access disabled, or its firewall): no role helps
 NETWORK_FORBIDDEN = "network_forbidden"
 _NETWORK_CODES = frozenset({"forbiddenbyconnection", "forbiddenbyfirewall"})
@@ -103,7 +103,7 @@ class KeyVaultGateway:
         try:
             return self._caller.call(fn, deadline=deadline, what=what)
         except ArmError as exc:
-            if exc.status == 403 and exc.reason == ArmError.reason:
+            if exc.status == 403 and exc.reason in (ArmError.reason, FORBIDDEN):
                 # not transient: a disabled version (its value cannot be read) or a missing role
                 exc.reason = (SECRET_DISABLED if _disabled(exc.__cause__)
                               else NETWORK_FORBIDDEN if _network(exc.__cause__) else FORBIDDEN)

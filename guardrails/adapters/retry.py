@@ -25,7 +25,7 @@ from typing import Callable, TypeVar
 
 from azure.core.exceptions import HttpResponseError, ResourceNotFoundError, ServiceRequestError, ServiceResponseError
 
-from ..errors import ArmError, ArmThrottled, ArmTransient, ResourceNotFound
+from ..errors import ArmError, ArmThrottled, ArmTransient, ResourceNotFound, refusal_reason
 from ..ratelimit import throttled
 
 T = TypeVar("T")
@@ -60,8 +60,14 @@ def lost_answer(exc: BaseException) -> bool:
     return isinstance(exc, HttpResponseError) and exc.status_code is None
 
 
-def describe(exc: HttpResponseError) -> str:
+def error_code(exc: HttpResponseError) -> str | None:
+    """The ``error.code`` of Azure's answer, when it names one."""
     code = getattr(getattr(exc, "error", None), "code", None)
+    return str(code) if code else None
+
+
+def describe(exc: HttpResponseError) -> str:
+    code = error_code(exc)
     return f"answered {exc.status_code or 0}{' ' + code if code else ''}"
 
 
@@ -126,7 +132,8 @@ class BudgetedCaller:
                     continue
                 if status == 404:
                     raise ResourceNotFound(f"{what}: not found", status=404) from exc
-                raise ArmError(f"{what}: {describe(exc)}", status=status) from exc
+                raise ArmError(f"{what}: {describe(exc)}", status=status,
+                               reason=refusal_reason(status, error_code(exc))) from exc
             except (ServiceRequestError, ServiceResponseError) as exc:
                 wait = self._backoff(attempt)
                 if deadline is None or self.clock() + wait >= deadline:

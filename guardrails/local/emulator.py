@@ -73,6 +73,8 @@ class _Fault:
     retry_after: int | None
     times: int | None
     delay_ms: int
+    code: str | None = None
+    message: str | None = None
 
     def __post_init__(self) -> None:
         self.method = self.method.upper() if self.method else None
@@ -88,8 +90,8 @@ class _Fault:
     def response(self) -> EmuResponse:
         assert self.status is not None
         headers = {"Retry-After": str(self.retry_after)} if self.retry_after is not None else {}
-        code = status_code_name(self.status)
-        return arm_error(self.status, code, f"Injected fault: {self.status} {code}.", headers)
+        code = self.code or status_code_name(self.status)
+        return arm_error(self.status, code, self.message or f"Injected fault: {self.status} {code}.", headers)
 
 
 class AzureEmulator:
@@ -138,7 +140,8 @@ class AzureEmulator:
         self.vaults.seed("keys", keys)
         for fault in faults:
             self.add_fault(**{k: fault[k] for k in
-                              ("method", "path_regex", "status", "retry_after", "times", "delay_ms") if k in fault})
+                              ("method", "path_regex", "status", "retry_after", "times", "delay_ms", "code", "message")
+                              if k in fault})
         self._server = None
         self._thread: threading.Thread | None = None
         self._tmpdir: str | None = None
@@ -363,13 +366,17 @@ class AzureEmulator:
             self._log.clear()
 
     def add_fault(self, method: str | None = None, path_regex: str = ".*", status: int | None = None,
-                  retry_after: int | None = None, times: int | None = None, delay_ms: int = 0) -> None:
+                  retry_after: int | None = None, times: int | None = None, delay_ms: int = 0,
+                  code: str | None = None, message: str | None = None) -> None:
         """The first matching fault with times left fires: sleep ``delay_ms``, then answer ``status``
-        (ARM error shape, ``Retry-After`` if given) or, with no status, carry on. ``path_regex`` is
+        (ARM error shape, ``Retry-After`` if given; its ``error.code`` ``code``, e.g. ARM's
+        ``AuthorizationFailed`` / ``ScopeLocked``, else the status's name) or, with no status, carry
+        on. ``path_regex`` is
         searched (case-insensitive) in the decoded path as logged (Key Vault: ``/vaults/<vault>/secrets/...``).
         Key Vault's unauthenticated challenge requests are never faulted, so ``times`` counts real calls."""
         with self._lock:
-            self._faults.append(_Fault(method, path_regex, status, retry_after, times, int(delay_ms or 0)))
+            self._faults.append(_Fault(method, path_regex, status, retry_after, times, int(delay_ms or 0),
+                                       code, message))
 
     def clear_faults(self) -> None:
         """Forget every fault ``add_fault`` set (those with times left included)."""
