@@ -35,7 +35,7 @@ from urllib.parse import quote
 from azure.core.exceptions import (AzureError, ClientAuthenticationError, HttpResponseError, ResourceExistsError,
                                    ResourceNotFoundError, ServiceRequestError, map_error)
 
-from ..errors import ArmError, ArmThrottled, ArmTransient
+from ..errors import ArmError, ArmThrottled, ArmTransient, refusal_reason
 from ..model.resource import ResourceSnapshot
 from ..ports import WriteResult
 from .retry import BudgetedCaller, lost_answer, retry_after_header
@@ -285,7 +285,8 @@ class ArmGateway:
         status = polling.status()
         if str(status).lower() in ("failed", "canceled", "cancelled"):
             code = _error_code(polling.last_response())
-            raise ArmError(f"{what}: the operation ended {status}{' (' + code + ')' if code else ''}")
+            raise ArmError(f"{what}: the operation ended {status}{' (' + code + ')' if code else ''}",
+                           reason=refusal_reason(None, code))
         return WriteResult("done")
 
     def patch_resource(self, resource_id: str, body: Mapping[str, Any], *, api_version: str,

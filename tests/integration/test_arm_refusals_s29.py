@@ -101,21 +101,43 @@ def test_a_storage_key_rotation_refused_list_keys_is_forbidden_like_a_key_vault_
     assert (row.verdict, row.reason) == ("failed", "forbidden"), (row.verdict, row.reason, row.message)
 
 
-@pytest.mark.parametrize("status, code", [(403, "AuthorizationFailed"), (409, "ScopeLocked")])
-def test_a_resource_check_whose_read_is_refused_is_still_unavailable(harness, monkeypatch, status, code):
+def test_a_resource_check_whose_read_is_refused_is_still_unavailable(harness, monkeypatch):
     """The check API could not read the resource: a 503 naming the refusal, never an answer."""
     from guardrails.triggers.http_checks import check_resource
 
     monkeypatch.setenv("WEBSITE_AUTH_ENABLED", "True")
     res = b.storage()
-    h = harness([res], world={"faults": [{"method": "GET", "path_regex": ".*storageAccounts.*", "status": status,
-                                          "code": code, "times": None}]})
+    h = harness([res], world={"faults": [{"method": "GET", "path_regex": ".*storageAccounts.*", "status": 403,
+                                          "code": "AuthorizationFailed", "times": None}]})
     http_status, body = _call(check_resource, "checks/resource", {"resource_id": res["id"]})
     assert http_status == 503 and body["error"]["code"] == "unavailable", body
-    assert code.lower().replace("authorizationfailed", "forbidden").replace("scopelocked", "scope_locked") \
-        in body["error"]["message"]
+    assert "(forbidden)" in body["error"]["message"]
     (row,) = [r for r in h.stored_rows() if r.delivery_id == body["error"]["correlation_id"]]
-    assert row.verdict == "failed"
+    assert (row.verdict, row.reason) == ("failed", "forbidden")
+
+
+@pytest.mark.parametrize("code, reason", [("ScopeLocked", "scope_locked"),
+                                          ("RequestDisallowedByPolicy", "policy_denied")])
+def test_a_remediating_check_whose_fix_is_refused_by_a_lock_or_a_policy_is_answered_not_allowed(
+        harness, tmp_path, monkeypatch, code, reason):
+    """Asking again changes nothing: the caller gets an answer (not allowed, the refused fix among
+    the reasons), not a 503 telling it to retry."""
+    from guardrails.triggers.http_checks import check_resource
+    from tests.functional.test_http_checks import REMEDIATOR
+    from tests.integration.test_http_checks import _access_dir
+
+    monkeypatch.setenv("WEBSITE_AUTH_ENABLED", "True")
+    res = b.workspace()
+    h = harness([res], extra_metadata=[_access_dir(tmp_path)])
+    h.emu.add_fault(method="PATCH", path_regex="workspaces/", status=409 if code == "ScopeLocked" else 403,
+                    code=code, message="refused")
+    http_status, body = _call(check_resource, "checks/resource", {"resource_id": res["id"]},
+                              params={"remediate": "true"}, principal=REMEDIATOR)
+    assert http_status == 200 and body["allowed"] is False and body["verdict"] == "failed", body
+    assert code in json.dumps(body["reasons"])
+    assert h.resource(res["id"])["properties"]["publicNetworkAccess"] == "Enabled"
+    stored = {r.delivery_id: r for r in h.stored_rows()}
+    assert (stored[body["decision_id"]].verdict, stored[body["decision_id"]].reason) == ("failed", reason)
 
 
 @pytest.mark.parametrize("status, reason", [(403, "forbidden"), (401, "arm_error")])

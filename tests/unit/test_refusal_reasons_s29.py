@@ -44,6 +44,11 @@ def _refusal(status: int, code: str | None = None, message: str = "refused") -> 
     (400, "InvalidRequestContent", None),
     (401, "InvalidAuthenticationToken", None),
     (412, "PreconditionFailed", None),
+    (None, "ScopeLocked", SCOPE_LOCKED),                      # a long-running operation that ended Failed
+    (None, "RequestDisallowedByPolicy", POLICY_DENIED),
+    (None, "AuthorizationFailed", FORBIDDEN),
+    (None, "InternalServerError", None),
+    (None, None, None),
 ])
 def test_refusal_reason(status, code, reason):
     assert refusal_reason(status, code) == reason
