@@ -104,13 +104,11 @@ def refusal_reason(status: int | None, code: str | None) -> str | None:
     ``ScopeLocked``; without a status (an operation's end), one of those codes. None for anything
     else (its reason stays ``arm_error``)."""
     c = (code or "").lower()
-    if status == 403:
-        return POLICY_DENIED if c == "requestdisallowedbypolicy" else FORBIDDEN
-    if status == 409 and c == "scopelocked":
-        return SCOPE_LOCKED
     if status is None:
         return _REFUSAL_CODES.get(c)
-    return None
+    if status == 403:
+        return POLICY_DENIED if c == "requestdisallowedbypolicy" else FORBIDDEN
+    return SCOPE_LOCKED if status == 409 and c == "scopelocked" else None
 
 
 class ArmError(GuardrailsError):

@@ -21,8 +21,8 @@ from .transport import client_options
 
 # how much earlier than the first attempt Key Vault's clock may date a version that attempt made
 LANDED_SKEW = timedelta(seconds=30)
-# any other 403: the identity lacks the data-plane role (``errors.FORBIDDEN``, as ARM's 403)
-# the vault refuses the caller's network path (public access disabled, or its firewall): no role helps
+# a 403 for the caller's network path (public access disabled, or the vault's firewall): no role
+# helps; any other 403 refusing the caller is ``errors.FORBIDDEN`` (a missing role or access policy)
 NETWORK_FORBIDDEN = "network_forbidden"
 _NETWORK_CODES = frozenset({"forbiddenbyconnection", "forbiddenbyfirewall"})
 
