@@ -154,6 +154,10 @@ class ArmGateway:
         client = self._client
         return getattr(client, "_client", client).send_request(request, **kwargs)
 
+    def _url(self, resource_id: str, api_version: str) -> str:
+        """The absolute URL of ``resource_id`` at ``api_version`` (the id percent-encoded)."""
+        return f"{self._endpoint}/{encode_id(resource_id)}?api-version={quote(api_version, safe='')}"
+
     def _timeout_for(self, deadline: float | None) -> float:
         return self._caller.timeout_for(deadline)
 
@@ -162,7 +166,7 @@ class ArmGateway:
         from azure.core.rest import HttpRequest
         from azure.mgmt.core.exceptions import ARMErrorFormat
 
-        url = f"{self._endpoint}/{encode_id(resource_id)}?api-version={quote(api_version, safe='')}"
+        url = self._url(resource_id, api_version)
 
         def go():
             # streamed, then read here, inside the budgeted call (a connection dropped mid-body is
@@ -195,7 +199,7 @@ class ArmGateway:
         from azure.mgmt.core.exceptions import ARMErrorFormat
 
         lost: list[BaseException] = []          # attempts sent whose answer never (wholly) came back
-        url = f"{self._endpoint}/{encode_id(resource_id)}?api-version={quote(api_version, safe='')}"
+        url = self._url(resource_id, api_version)
 
         def send():
             request = HttpRequest(method, url, json=dict(body), headers={**_ACCEPT_JSON, **headers})

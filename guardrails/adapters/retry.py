@@ -101,8 +101,8 @@ class BudgetedCaller:
     def _call(self, fn: Callable[[], T], *, deadline: float | None, what: str, state: list[int]) -> T:
         attempt = 0
         while True:
-            state[0] = attempt + 1
             attempt += 1
+            state[0] = attempt
             self.calls += 1
             try:
                 return fn()
