@@ -93,19 +93,22 @@ class PolicyUnreadable(StoreError):
 FORBIDDEN = "forbidden"            # 403: the guardrails' identity may not do it (no role, an RBAC deny assignment)
 POLICY_DENIED = "policy_denied"    # 403 RequestDisallowedByPolicy: an Azure Policy assignment's deny effect
 SCOPE_LOCKED = "scope_locked"      # 409 ScopeLocked: a management lock (ReadOnly / CanNotDelete) blocked it
+UNAUTHENTICATED = "unauthenticated"  # the guardrails' own credential: no token could be had, or a 401
 # the same refusals as the ``error.code`` of a long-running operation that ended Failed (no status of its own)
 _REFUSAL_CODES = {"requestdisallowedbypolicy": POLICY_DENIED, "scopelocked": SCOPE_LOCKED,
                   "authorizationfailed": FORBIDDEN, "linkedauthorizationfailed": FORBIDDEN}
 
 
 def refusal_reason(status: int | None, code: str | None) -> str | None:
-    """The reason for a refusal Azure will repeat however often it is asked: a 403 (the code
-    ``RequestDisallowedByPolicy`` is Azure Policy's deny, any other a missing permission) or a 409
-    ``ScopeLocked``; without a status (an operation's end), one of those codes. None for anything
-    else (its reason stays ``arm_error``)."""
+    """The reason for a refusal Azure will repeat however often it is asked: a 401 (the token the
+    guardrails' identity sent was rejected), a 403 (the code ``RequestDisallowedByPolicy`` is Azure
+    Policy's deny, any other a missing permission) or a 409 ``ScopeLocked``; without a status (an
+    operation's end), one of those codes. None for anything else (its reason stays ``arm_error``)."""
     c = (code or "").lower()
     if status is None:
         return _REFUSAL_CODES.get(c)
+    if status == 401:
+        return UNAUTHENTICATED
     if status == 403:
         return POLICY_DENIED if c == "requestdisallowedbypolicy" else FORBIDDEN
     return SCOPE_LOCKED if status == 409 and c == "scopelocked" else None

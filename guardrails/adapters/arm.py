@@ -35,7 +35,7 @@ from urllib.parse import quote
 from azure.core.exceptions import (AzureError, ClientAuthenticationError, HttpResponseError, ResourceExistsError,
                                    ResourceNotFoundError, ServiceRequestError, map_error)
 
-from ..errors import ArmError, ArmThrottled, ArmTransient, refusal_reason
+from ..errors import UNAUTHENTICATED, ArmError, ArmThrottled, ArmTransient, refusal_reason
 from ..model.resource import ResourceSnapshot
 from ..ports import WriteResult
 from .retry import BudgetedCaller, lost_answer, retry_after_header
@@ -245,8 +245,10 @@ class ArmGateway:
 
         Unknown is ``requested``: confirmed by the write's own event (its correlation id), never
         audited ``failed`` for a fix that went through. Any other refusal (400, 403, 404) would
-        have refused the first attempt too."""
-        if isinstance(exc, (ArmThrottled, ArmTransient)):
+        have refused the first attempt too, except the guardrails' own identity failing to get or use a
+        token (``unauthenticated``: the token expired after the attempt that was lost), which says
+        nothing about that attempt."""
+        if isinstance(exc, (ArmThrottled, ArmTransient)) or exc.reason == UNAUTHENTICATED:
             return True
         return exc.status == 409 or (conditional and exc.status == 412)
 

@@ -16,9 +16,9 @@ import time
 from typing import Any, Callable
 from urllib.parse import quote
 
-from ..errors import FORBIDDEN, ArmError, ResourceNotFound
+from ..errors import FORBIDDEN, UNAUTHENTICATED, ArmError, ResourceNotFound
 from ..logs import emit
-from .retry import BudgetedCaller
+from .retry import BudgetedCaller, credential_failure, no_token
 from .transport import client_options
 
 log = logging.getLogger("guardrails")
@@ -198,21 +198,25 @@ class GraphGroupResolver:
         try:
             response = self._client.send_request(request, read_timeout=self._timeout)
         except AzureError as exc:
+            if credential_failure(exc):
+                raise no_token(exc, "Graph checkMemberGroups") from exc
             raise ArmTransient(f"Graph checkMemberGroups failed ({type(exc).__name__})") from exc
         if response.status_code == 404:
             # neither "member" nor "not a member", and not kept: Graph does not know the principal
             # yet — replication lags its creation by seconds to minutes — or any more (deleted);
             # the caller tells which by the assignment's age
             raise self._not_found()
-        elif response.status_code in (401, 403):
+        elif response.status_code == 401:
+            raise ArmError("Graph checkMemberGroups answered 401: the token of the function's identity was rejected",
+                           status=401, reason=UNAUTHENTICATED)
+        elif response.status_code == 403:
             # not a passing fault: the deployment lacks a grant; say which, where operators look
             why = (f"Graph checkMemberGroups answered {response.status_code}: grant the function's identity the "
                    f"Microsoft Graph application permissions {', '.join(self.graph_permissions)} with admin consent "
                    "(README, Deploy to Azure)")
             emit(log, logging.ERROR, "graph_permission_missing", status=response.status_code,
                  permissions=list(self.graph_permissions))
-            raise ArmError(why, status=response.status_code,
-                           reason=FORBIDDEN if response.status_code == 403 else None)
+            raise ArmError(why, status=403, reason=FORBIDDEN)
         elif response.status_code >= 400:
             kind = ArmTransient if response.status_code >= 500 or response.status_code == 429 else ArmError
             raise kind(f"Graph checkMemberGroups answered {response.status_code}", status=response.status_code)

@@ -15,6 +15,13 @@ timeout, a connection dropped before the status line) or an answer cut off mid-b
 been carried out; sending it again is safe for reads and idempotent writes. A caller whose write
 is not (a conditional PUT whose ``If-Match`` the first attempt may have used up) learns about the
 loss from ``lost_answer`` and decides what a later refusal means (``adapters.arm``).
+
+The guardrails' own identity failing to get a token (``ClientAuthenticationError`` from the
+credential: no managed identity, a federated credential refused, every credential of
+``DefaultAzureCredential`` unavailable) is neither: nothing was sent, so it is no lost answer, and
+asking again within the delivery only spends its budget (azure-identity has retried already). It
+is an ``ArmError`` at once with the reason ``unauthenticated``, as a 401 from the service is
+(``errors.refusal_reason``); an identity platform answering 429 / 5xx is retried like the service's.
 """
 
 from __future__ import annotations
@@ -23,9 +30,12 @@ import random
 import time
 from typing import Callable, TypeVar
 
-from azure.core.exceptions import HttpResponseError, ResourceNotFoundError, ServiceRequestError, ServiceResponseError
+import re
 
-from ..errors import ArmError, ArmThrottled, ArmTransient, ResourceNotFound, refusal_reason
+from azure.core.exceptions import (ClientAuthenticationError, HttpResponseError, ResourceNotFoundError,
+                                   ServiceRequestError, ServiceResponseError)
+
+from ..errors import UNAUTHENTICATED, ArmError, ArmThrottled, ArmTransient, ResourceNotFound, refusal_reason
 from ..ratelimit import throttled
 
 T = TypeVar("T")
@@ -54,10 +64,36 @@ def lost_answer(exc: BaseException) -> bool:
     """Whether the request may have reached Azure although no (whole) answer came back: a
     ``ServiceResponseError`` (sent, then a read timeout or a dropped connection) or an
     ``HttpResponseError`` without a status (the body broke off: ``IncompleteReadError``).
-    A ``ServiceRequestError`` means the request never left."""
+    A ``ServiceRequestError`` means the request never left, and so does a
+    ``ClientAuthenticationError`` without a status (the credential gave no token: nothing was sent,
+    or only a request the service refused 401 to challenge it)."""
     if isinstance(exc, ServiceResponseError):
         return True
-    return isinstance(exc, HttpResponseError) and exc.status_code is None
+    return (isinstance(exc, HttpResponseError) and exc.status_code is None
+            and not isinstance(exc, ClientAuthenticationError))
+
+
+def credential_failure(exc: BaseException) -> bool:
+    """Whether ``exc`` is the guardrails' credential failing to give a token (nothing was sent): a
+    ``ClientAuthenticationError`` that is not the service's 401 nor the identity platform's 429 / 5xx
+    (those are retried like any other)."""
+    if not isinstance(exc, ClientAuthenticationError):
+        return False
+    status = exc.status_code
+    return status is None or not (status in (401, 429) or status >= 500)
+
+
+_AADSTS = re.compile(r"\bAADSTS\d{4,6}\b")
+
+
+def no_token(exc: ClientAuthenticationError, what: str) -> ArmError:
+    """The ``ArmError`` (``unauthenticated``) for a credential that gave no token. The identity
+    platform's text is not copied (it names tenants, clients and environment details); its
+    ``AADSTS`` error code, which says what to fix, is."""
+    code = _AADSTS.search(str(getattr(exc, "message", "") or exc))
+    return ArmError(f"{what}: the guardrails' identity got no token ({type(exc).__name__}"
+                    f"{', ' + code.group(0) if code else ''}); nothing was sent",
+                    reason=UNAUTHENTICATED)     # no status: the identity platform's is not the service's
 
 
 def error_code(exc: HttpResponseError) -> str | None:
@@ -109,7 +145,10 @@ class BudgetedCaller:
             except ResourceNotFoundError as exc:
                 raise ResourceNotFound(f"{what}: not found", status=404) from exc
             except HttpResponseError as exc:
-                if exc.status_code is None:
+                if credential_failure(exc):
+                    raise no_token(exc, what) from exc
+                status = exc.status_code
+                if status is None:
                     # no status: the answer broke off mid-body (IncompleteReadError), never a refusal
                     wait = self._backoff(attempt)
                     if deadline is None or self.clock() + wait >= deadline:
@@ -117,7 +156,6 @@ class BudgetedCaller:
                                            f"exhausted after {attempt} attempt(s)") from exc
                     self.sleep(wait)
                     continue
-                status = exc.status_code
                 if status == 429 or status >= 500:
                     wait = retry_after(exc)
                     if status == 429 and wait is not None:

@@ -36,7 +36,7 @@ from guardrails.checks.job import GroupResolver, JobFinding, JobRequest, evaluat
 from guardrails.checks.models import CheckResponse, JobCheckRequest, ModelPromotionRequest, Reason
 from guardrails.checks.policies import SecretReference
 from guardrails.checks.principal import Principal
-from guardrails.errors import FORBIDDEN, InvalidArmId
+from guardrails.errors import FORBIDDEN, UNAUTHENTICATED, InvalidArmId
 from guardrails.model.arm_id import parse_arm_id
 from guardrails.model.decision import Actor, AuditRow, ViolationRecord, short_repr
 from guardrails.model.roles import ROLE_DEFINITION_TYPE
@@ -50,7 +50,7 @@ EVENT_TYPES = {"job": "Guardrails.CheckJob", "model-promotion": "Guardrails.Chec
 # no answer could be made: a dependency did not answer, or refused the guardrails' own identity. A fix
 # refused by a lock or an Azure Policy deny (``scope_locked`` / ``policy_denied``, remediate only)
 # is an answer: not allowed, the refused fix among the reasons (asking again changes nothing)
-UNAVAILABLE_REASONS = frozenset({"throttled", "transient", "arm_error", "busy", FORBIDDEN})
+UNAVAILABLE_REASONS = frozenset({"throttled", "transient", "arm_error", "busy", FORBIDDEN, UNAUTHENTICATED})
 _FIELDS = {"identity": "identity", "allowed-identity": "identity", "access-group": "identity", "role": "role",
            "permissions": "permissions", "secret-references": "secret_references", "network-zone": "network_zone",
            "job-policy": "job_id"}

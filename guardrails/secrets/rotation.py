@@ -283,16 +283,18 @@ def rotation_lead(max_validity_days: int | None) -> timedelta:
 
 def refused_outright(exc: BaseException) -> bool:
     """Whether a write's error says the service refused it before changing anything: its one and
-    only attempt answered 400, 401, 403 or 404 (a bad request, no access, a missing target).
+    only attempt answered 400, 401, 403 or 404 (a bad request, no access, a missing target), or
+    was never sent because the guardrails' identity got no token (``unauthenticated``, no status).
     Anything else leaves the write's outcome unknown: a 409, 429 or 5xx, a timeout or a dropped
     answer after the request left, and any refusal after a retry (the attempt before it may have
     been applied: permissions and firewalls change, Key Vault's retry of a secret write first
     lists the versions, which needs another permission, and an attempt still in flight is not
     seen)."""
-    from ..errors import ArmError, ArmThrottled, ArmTransient
+    from ..errors import UNAUTHENTICATED, ArmError, ArmThrottled, ArmTransient
 
     return (isinstance(exc, ArmError) and not isinstance(exc, (ArmTransient, ArmThrottled))
-            and exc.status in (400, 401, 403, 404) and getattr(exc, "attempts", 1) == 1)
+            and (exc.status in (400, 401, 403, 404) or (exc.status is None and exc.reason == UNAUTHENTICATED))
+            and getattr(exc, "attempts", 1) == 1)
 
 
 class BoundRotationIO:

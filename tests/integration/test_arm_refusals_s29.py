@@ -140,10 +140,14 @@ def test_a_remediating_check_whose_fix_is_refused_by_a_lock_or_a_policy_is_answe
     assert (stored[body["decision_id"]].verdict, stored[body["decision_id"]].reason) == ("failed", reason)
 
 
-@pytest.mark.parametrize("status, reason", [(403, "forbidden"), (401, "arm_error")])
-def test_graph_refusing_the_membership_check_names_the_missing_grant(harness, tmp_path, status, reason):
-    """Graph's 403 is the deployment's missing application permission: ``forbidden``, the grant kept
-    (nothing is removed on a decision not made) and the delivery redelivered."""
+@pytest.mark.parametrize("status, reason, says", [
+    (403, "forbidden", "application permissions Application.Read.All, GroupMember.Read.All"),
+    (401, "unauthenticated", "token of the function's identity was rejected"),     # session 30: was arm_error
+])
+def test_graph_refusing_the_membership_check_names_the_missing_grant(harness, tmp_path, status, reason, says):
+    """Graph's 403 is the deployment's missing application permission: ``forbidden``; its 401 a
+    token it rejected: ``unauthenticated``. The grant is kept (nothing is removed on a decision not
+    made) and the delivery redelivered."""
     from tests.integration.test_role_guardrail import BREAK_GLASS_OWNER, RG_SCOPE, _exists
     from tests.integration.test_role_review_fixes import _world
 
@@ -152,5 +156,5 @@ def test_graph_refusing_the_membership_check_names_the_missing_grant(harness, tm
     h.emu.add_fault(method="POST", path_regex="checkMemberGroups", status=status, code="Authorization_RequestDenied")
     row = h.deliver(b.role_event(grant))
     assert (row.verdict, row.reason) == ("failed", reason), (row.verdict, row.reason, row.message)
-    assert "GroupMember.Read.All" in row.message or "application permissions" in row.message
+    assert says in row.message, row.message
     assert _exists(h, grant) and h.writes() == []

@@ -42,7 +42,7 @@ def _refusal(status: int, code: str | None = None, message: str = "refused") -> 
     (409, "Conflict", None),                                  # another operation in progress: no lock
     (409, None, None),
     (400, "InvalidRequestContent", None),
-    (401, "InvalidAuthenticationToken", None),
+    (401, "InvalidAuthenticationToken", "unauthenticated"),      # session 30: was None (arm_error)
     (412, "PreconditionFailed", None),
     (None, "ScopeLocked", SCOPE_LOCKED),                      # a long-running operation that ended Failed
     (None, "RequestDisallowedByPolicy", POLICY_DENIED),
