@@ -74,6 +74,10 @@ class EventGridTopic:
         try:
             self._get_client().send(cloud)
         except HttpResponseError as exc:
+            from .retry import credential_failure, no_token_text
+
+            if credential_failure(exc):
+                raise PublishError(f"decision topic: {no_token_text(exc)}", reason="unauthorized") from None
             status = exc.status_code
             code = getattr(getattr(exc, "error", None), "code", None) or ""
             raise PublishError(f"decision topic answered {status} {code}".rstrip(),

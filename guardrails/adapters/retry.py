@@ -16,21 +16,23 @@ been carried out; sending it again is safe for reads and idempotent writes. A ca
 is not (a conditional PUT whose ``If-Match`` the first attempt may have used up) learns about the
 loss from ``lost_answer`` and decides what a later refusal means (``adapters.arm``).
 
-The guardrails' own identity failing to get a token (``ClientAuthenticationError`` from the
-credential: no managed identity, a federated credential refused, every credential of
-``DefaultAzureCredential`` unavailable) is neither: nothing was sent, so it is no lost answer, and
-asking again within the delivery only spends its budget (azure-identity has retried already). It
-is an ``ArmError`` at once with the reason ``unauthenticated``, as a 401 from the service is
-(``errors.refusal_reason``); an identity platform answering 429 / 5xx is retried like the service's.
+The guardrails' own identity failing to get a token (a ``ClientAuthenticationError`` without a
+status, raised by the credential before anything is sent) is neither: it is no lost answer. Under
+``DefaultAzureCredential`` it cannot tell a misconfigured identity (no managed identity, a
+federated credential refused) from its token endpoint not answering: the chain raises a new error
+without the status, and Functions' managed identity reports an endpoint answering 5xx as
+"unavailable". azure-identity has retried the endpoint already, so the token is asked for once more
+(when the budget has room for the wait), then the call ends in an ``ArmError`` with the reason
+``unauthenticated``, as a 401 from the service does (``errors.refusal_reason``). Its ``attempts``
+count only requests sent.
 """
 
 from __future__ import annotations
 
 import random
+import re
 import time
 from typing import Callable, TypeVar
-
-import re
 
 from azure.core.exceptions import (ClientAuthenticationError, HttpResponseError, ResourceNotFoundError,
                                    ServiceRequestError, ServiceResponseError)
@@ -75,8 +77,8 @@ def lost_answer(exc: BaseException) -> bool:
 
 def credential_failure(exc: BaseException) -> bool:
     """Whether ``exc`` is the guardrails' credential failing to give a token (nothing was sent): a
-    ``ClientAuthenticationError`` that is not the service's 401 nor the identity platform's 429 / 5xx
-    (those are retried like any other)."""
+    ``ClientAuthenticationError`` that is not the service's 401 nor a 429 / 5xx (retried like any
+    other; only a credential used on its own, not a ``DefaultAzureCredential``, keeps one)."""
     if not isinstance(exc, ClientAuthenticationError):
         return False
     status = exc.status_code
@@ -86,14 +88,21 @@ def credential_failure(exc: BaseException) -> bool:
 _AADSTS = re.compile(r"\bAADSTS\d{4,6}\b")
 
 
-def no_token(exc: ClientAuthenticationError, what: str) -> ArmError:
-    """The ``ArmError`` (``unauthenticated``) for a credential that gave no token. The identity
-    platform's text is not copied (it names tenants, clients and environment details); its
-    ``AADSTS`` error code, which says what to fix, is."""
+def no_token_text(exc: ClientAuthenticationError) -> str:
+    """What to say of a credential that gave no token. The identity platform's text is not
+    copied (it names tenants, clients, subjects and trace ids); its ``AADSTS`` error code, which
+    says what to fix, is."""
     code = _AADSTS.search(str(getattr(exc, "message", "") or exc))
-    return ArmError(f"{what}: the guardrails' identity got no token ({type(exc).__name__}"
-                    f"{', ' + code.group(0) if code else ''}); nothing was sent",
-                    reason=UNAUTHENTICATED)     # no status: the identity platform's is not the service's
+    return (f"the guardrails' identity got no token ({type(exc).__name__}{', ' + code.group(0) if code else ''}): "
+            "the identity or its federation misconfigured, or its token endpoint not answering; nothing was sent")
+
+
+def no_token(exc: ClientAuthenticationError, what: str) -> ArmError:
+    """The ``ArmError`` for a credential that gave no token: ``unauthenticated``, no status (the
+    identity platform's is not the service's), no request sent."""
+    err = ArmError(f"{what}: {no_token_text(exc)}", reason=UNAUTHENTICATED)
+    err.attempts = 0
+    return err
 
 
 def error_code(exc: HttpResponseError) -> str | None:
@@ -125,13 +134,14 @@ class BudgetedCaller:
 
     def call(self, fn: Callable[[], T], *, deadline: float | None, what: str) -> T:
         """``fn`` until it answers, retried on throttling, 5xx and lost connections within
-        ``deadline``. The ``ArmError`` it ends with says how many attempts were sent (``attempts``):
-        a refusal after a retry may follow an attempt that was applied."""
-        state = [0]
+        ``deadline``. The ``ArmError`` it ends with says how many requests were sent (``attempts``;
+        an attempt that got no token sent none): a refusal after a retry may follow an attempt that
+        was applied."""
+        state = [0, 0]         # attempts made, attempts that got no token
         try:
             return self._call(fn, deadline=deadline, what=what, state=state)
         except ArmError as exc:
-            exc.attempts = state[0]
+            exc.attempts = state[0] - state[1]
             raise
 
     def _call(self, fn: Callable[[], T], *, deadline: float | None, what: str, state: list[int]) -> T:
@@ -146,7 +156,13 @@ class BudgetedCaller:
                 raise ResourceNotFound(f"{what}: not found", status=404) from exc
             except HttpResponseError as exc:
                 if credential_failure(exc):
-                    raise no_token(exc, what) from exc
+                    state[1] += 1
+                    self.calls -= 1                  # nothing was sent
+                    wait = self._backoff(1)
+                    if state[1] > 1 or deadline is None or self.clock() + wait >= deadline:
+                        raise no_token(exc, what) from exc
+                    self.sleep(wait)                 # once more: the token endpoint may have blinked
+                    continue
                 status = exc.status_code
                 if status is None:
                     # no status: the answer broke off mid-body (IncompleteReadError), never a refusal

@@ -283,8 +283,8 @@ def rotation_lead(max_validity_days: int | None) -> timedelta:
 
 def refused_outright(exc: BaseException) -> bool:
     """Whether a write's error says the service refused it before changing anything: its one and
-    only attempt answered 400, 401, 403 or 404 (a bad request, no access, a missing target), or
-    was never sent because the guardrails' identity got no token (``unauthenticated``, no status).
+    only request sent answered 400, 401, 403 or 404 (a bad request, no access, a missing target),
+    or none was sent because the guardrails' identity got no token (``unauthenticated``, no status).
     Anything else leaves the write's outcome unknown: a 409, 429 or 5xx, a timeout or a dropped
     answer after the request left, and any refusal after a retry (the attempt before it may have
     been applied: permissions and firewalls change, Key Vault's retry of a secret write first
@@ -292,9 +292,12 @@ def refused_outright(exc: BaseException) -> bool:
     seen)."""
     from ..errors import UNAUTHENTICATED, ArmError, ArmThrottled, ArmTransient
 
-    return (isinstance(exc, ArmError) and not isinstance(exc, (ArmTransient, ArmThrottled))
-            and (exc.status in (400, 401, 403, 404) or (exc.status is None and exc.reason == UNAUTHENTICATED))
-            and getattr(exc, "attempts", 1) == 1)
+    if not isinstance(exc, ArmError) or isinstance(exc, (ArmTransient, ArmThrottled)):
+        return False
+    sent = getattr(exc, "attempts", 1)          # requests sent (an attempt that got no token sent none)
+    if exc.status is None and exc.reason == UNAUTHENTICATED:
+        return sent == 0
+    return exc.status in (400, 401, 403, 404) and sent == 1
 
 
 class BoundRotationIO:

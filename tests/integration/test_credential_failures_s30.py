@@ -10,7 +10,8 @@ between the read and the write), the write counted as a lost answer that "may ha
 the row said ``requested`` and a pending fix was recorded, for a PATCH that never left. A 401 from
 the service was one more ``arm_error``.
 
-Now either is ``unauthenticated``: at once, one attempt, the row ``failed`` (Event Grid redelivers),
+Now either is ``unauthenticated`` (a missing token asked for once more first): the row ``failed`` (Event
+Grid redelivers),
 nothing recorded as requested, the identity platform's text not copied (its ``AADSTS`` code is).
 A write whose first attempt's answer was lost and whose retry then got no token is still
 ``requested``: the lost attempt may have been applied."""
@@ -70,7 +71,7 @@ def _pending(h) -> list:
     return list(h.tables.table(h.tables.pending_name).list_entities())
 
 
-def test_no_token_at_all_is_unauthenticated_at_once_and_sends_nothing(harness, monkeypatch, caplog):
+def test_no_token_at_all_is_unauthenticated_after_one_more_try_and_sends_nothing(harness, monkeypatch, caplog):
     """A real ``EnvironmentCredential`` with nothing configured (``CredentialUnavailableError``)."""
     from azure.identity import EnvironmentCredential
 
@@ -87,7 +88,7 @@ def test_no_token_at_all_is_unauthenticated_at_once_and_sends_nothing(harness, m
     said = json.dumps(row.to_dict())
     assert "got no token (CredentialUnavailableError)" in said and "nothing was sent" in said, said
     assert "cut off" not in said
-    assert cred.asked == 1                        # not asked again until the budget ran out
+    assert cred.asked == 2                        # once more, not again and again until the budget ran out
     assert h.arm_requests() == [] and _public(h, res) == "Enabled"
     # the identity is fixed; Event Grid's redelivery of the same event makes the fix
     h.service.arm = _gateway(h, _local())
@@ -126,7 +127,7 @@ def test_a_lost_write_whose_retry_gets_no_token_stays_requested(harness):
     h.emu.add_fault(method="PATCH", path_regex="storageAccounts/", delay_ms=1500, times=1)
     row = h.deliver(b.write_event(res["id"]))
     assert row.verdict == "requested", (row.verdict, row.reason, row.message)
-    assert cred.asked == 3
+    assert cred.asked == 4                              # GET, PATCH, the retry's token twice
     deadline = time.monotonic() + 5
     while _public(h, res) != "Disabled" and time.monotonic() < deadline:
         time.sleep(0.05)

@@ -6,7 +6,8 @@ azure-core and azure-identity raise them. The end-to-end proof is
 from __future__ import annotations
 
 import pytest
-from azure.core.exceptions import ClientAuthenticationError, HttpResponseError, IncompleteReadError
+from azure.core.exceptions import (ClientAuthenticationError, HttpResponseError, IncompleteReadError,
+                                   ServiceResponseError)
 from azure.identity import CredentialUnavailableError
 
 from guardrails.adapters.arm import ArmGateway
@@ -48,7 +49,7 @@ def test_a_credential_that_gave_no_token_is_no_lost_answer():
     assert lost_answer(IncompleteReadError("cut off")) is True       # a body cut off still is
 
 
-def test_no_token_is_unauthenticated_at_once_with_the_aadsts_code_only():
+def test_no_token_is_asked_once_more_then_unauthenticated_with_the_aadsts_code_only():
     caller, clock = _caller()
     calls = []
     exc = ClientAuthenticationError(
@@ -61,11 +62,37 @@ def test_no_token_is_unauthenticated_at_once_with_the_aadsts_code_only():
     with pytest.raises(ArmError) as info:
         caller.call(fn, deadline=1020.0, what="PATCH /subscriptions/s/x")
     err = info.value
-    assert (err.reason, err.status, err.attempts) == (UNAUTHENTICATED, None, 1)
+    assert (err.reason, err.status, err.attempts) == (UNAUTHENTICATED, None, 0)    # no request sent
     assert not isinstance(err, (ArmTransient, ArmThrottled))
-    assert calls == [1] and clock.slept == []                 # not asked again within the delivery
+    assert calls == [1, 1] and len(clock.slept) == 1          # once more, then not until Event Grid redelivers
+    assert caller.calls == 0
     assert "AADSTS70021" in str(err) and "ClientAuthenticationError" in str(err)
+    assert "token endpoint not answering" in str(err)
     assert "secret-org" not in str(err) and "token.actions" not in str(err)
+
+
+def test_no_token_without_room_for_the_wait_is_not_asked_again():
+    caller, clock = _caller()
+    calls = []
+
+    def fn():
+        calls.append(1)
+        raise CredentialUnavailableError("x")
+    with pytest.raises(ArmError) as info:
+        caller.call(fn, deadline=clock.now + 0.05, what="GET /x")
+    assert info.value.reason == UNAUTHENTICATED and calls == [1] and clock.slept == []
+
+
+def test_a_lost_attempt_then_no_token_counts_the_one_request_sent():
+    caller, _ = _caller()
+    answers = [ServiceResponseError("read timeout"), CredentialUnavailableError("x"), CredentialUnavailableError("x")]
+
+    def fn():
+        raise answers.pop(0)
+    with pytest.raises(ArmError) as info:
+        caller.call(fn, deadline=1020.0, what="PATCH /x")
+    assert (info.value.reason, info.value.attempts) == (UNAUTHENTICATED, 1)
+    assert refused_outright(info.value) is False               # the request sent may have been applied
 
 
 def test_an_identity_platform_503_is_retried_as_any_5xx():
@@ -91,8 +118,8 @@ def _err(reason, status, attempts):
 
 
 @pytest.mark.parametrize("exc, outright", [
-    (_err(UNAUTHENTICATED, None, 1), True),       # never sent: nothing written, the permit goes back
-    (_err(UNAUTHENTICATED, None, 2), False),      # after a retry: the attempt before may have been applied
+    (_err(UNAUTHENTICATED, None, 0), True),       # never sent: nothing written, the permit goes back
+    (_err(UNAUTHENTICATED, None, 1), False),      # one request sent (its answer lost), then no token
     (_err(UNAUTHENTICATED, 401, 1), True),
     (_err(None, None, 1), False),                 # an arm_error without a status says nothing
 ])
