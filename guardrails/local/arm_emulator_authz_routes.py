@@ -32,20 +32,34 @@ def _query(req: EmuRequest, name: str) -> str | None:
     return next((v for k, v in req.query.items() if k.lower() == name.lower()), None)
 
 
+def _key(item: dict) -> str:
+    return str(item.get("id") or item.get("name") or "").lower()
+
+
 def page(emu: "AzureEmulator", req: EmuRequest, items: list[dict]) -> EmuResponse:
-    """One page of ``items`` (``emu.page_size``, copied) with a ``nextLink`` carrying ``$skiptoken``
-    while more follow; shared by every emulated list operation."""
+    """One page of ``items`` (``emu.page_size``, copied, in the order of their ids) with a
+    ``nextLink`` carrying ``$skiptoken`` while more follow; shared by every emulated list operation.
+    The token names the last id returned and the next page starts after it, so an item deleted or
+    added while a caller pages (the sweep deletes as it lists, on several threads) never makes the
+    next page skip or repeat another, as ARM's continuation tokens do not."""
+    import bisect
+
     token = _query(req, "$skiptoken")
+    ordered = sorted(items, key=_key)
     start = 0
     if token:
         try:
-            start = int(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode("ascii").lstrip("o"))
+            raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode("utf-8")
         except (binascii.Error, ValueError, UnicodeDecodeError):
-            raise ArmError(400, "InvalidSkipToken", f"The skip token '{token}' is not valid.") from None
+            raw = ""
+        if not raw.startswith("k"):
+            raise ArmError(400, "InvalidSkipToken", f"The skip token '{token}' is not valid.")
+        start = bisect.bisect_right([_key(i) for i in ordered], raw[1:])
     size = max(1, int(emu.page_size))
-    body: dict = {"value": copy.deepcopy(items[start:start + size])}
-    if start + size < len(items):
-        nxt = base64.urlsafe_b64encode(f"o{start + size}".encode()).decode("ascii").rstrip("=")
+    chunk = ordered[start:start + size]
+    body: dict = {"value": copy.deepcopy(chunk)}
+    if start + size < len(ordered):
+        nxt = base64.urlsafe_b64encode(f"k{_key(chunk[-1])}".encode()).decode("ascii").rstrip("=")
         q = {k: v for k, v in req.query.items() if k.lower() not in ("$skiptoken", "api-version")}
         q.update({"api-version": req.query.get("api-version", AUTHZ_API_VERSIONS[0]), "$skiptoken": nxt})
         body["nextLink"] = f"{emu.base_url}{req.raw_path}?{urlencode(q, quote_via=quote, safe='$')}"
