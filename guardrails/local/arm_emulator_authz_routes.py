@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import bisect
 import copy
 from typing import TYPE_CHECKING
 from urllib.parse import quote, urlencode
@@ -42,8 +43,6 @@ def page(emu: "AzureEmulator", req: EmuRequest, items: list[dict]) -> EmuRespons
     The token names the last id returned and the next page starts after it, so an item deleted or
     added while a caller pages (the sweep deletes as it lists, on several threads) never makes the
     next page skip or repeat another, as ARM's continuation tokens do not."""
-    import bisect
-
     token = _query(req, "$skiptoken")
     ordered = sorted(items, key=_key)
     start = 0
