@@ -165,8 +165,7 @@ class TablePolicyRepository:
         several transactions under way (or stopped half-way): ``PolicyUnreadable``."""
         name = self._t.policies_name
         try:
-            rows = list(self._t.table(name).query_entities(
-                "PartitionKey eq @pk", parameters={"pk": self.PARTITION}))
+            rows = self._snapshot(self._t.table(name))
         except ResourceNotFoundError:
             raise PolicyUnreadable(f"policy table {name} does not exist: no decision until `python -m guardrails "
                                    "metadata sync` writes it (check GUARDRAILS_TABLE_PREFIX)") from None
@@ -190,6 +189,29 @@ class TablePolicyRepository:
                 doc = {"id": r.get("RowKey"), "__corrupt__": True}
             out.append((source, doc))
         return out
+
+    SNAPSHOT_ROUNDS = 3
+
+    def _snapshot(self, table: TableClient) -> list:
+        """The partition's rows as one sync left them. A query answers at most 1,000 entities per
+        page (fewer when the service cuts a page short), and a sync's transaction can land between
+        two page reads: rows read before it beside rows read after it make a set no sync wrote (a
+        policy retired, its rule moved into another: the old version of the one beside the absence
+        of the other enforces the rule nowhere). So the read is followed by a second one, of the row
+        keys and etags alone. A first read that mixes two sets met, before the sync landed, a row the
+        sync then changed; the second read, all of it later, meets that row with another etag (or
+        without it, or with it new). Equal keys and etags: the first read is one sync's set. Else
+        both are made again, ``SNAPSHOT_ROUNDS`` times, then ``PolicyUnreadable`` (redelivered)."""
+        query = {"query_filter": "PartitionKey eq @pk", "parameters": {"pk": self.PARTITION}}
+        for _round in range(self.SNAPSHOT_ROUNDS):
+            rows = list(table.query_entities(**query))
+            read = {r["RowKey"]: r.metadata.get("etag") for r in rows}
+            again = {r["RowKey"]: r.metadata.get("etag") for r in table.query_entities(**query, select=["RowKey"])}
+            if again == read:
+                return rows
+        raise PolicyUnreadable(
+            f"policy table {self._t.policies_name} changed while it was read, {self.SNAPSHOT_ROUNDS} times in a row "
+            "(metadata syncs under way): no decision on a set no sync wrote; the event is redelivered")
 
     MAX_OPERATIONS = 100        # one entity-group transaction (one partition): all or nothing
     _INT32 = (-2**31, 2**31 - 1)   # the ``version`` column is an Edm.Int32
@@ -311,6 +333,11 @@ class TablePolicyRepository:
                     held = table.get_entity(self.SYNC_PARTITION, self.SYNC_LEASE)
                 except ResourceNotFoundError:
                     continue                                  # given back meanwhile
+                if held.get("holder") == holder:
+                    # this sync's own: an insert (or takeover) applied whose answer was lost, and
+                    # the SDK's retry met the row it wrote (409 / 412)
+                    etag = held.metadata["etag"]
+                    break
                 expires = held.get("expires_at")
                 if not isinstance(expires, datetime) or expires <= now:   # its sync died holding it
                     try:

@@ -26,6 +26,7 @@ The only I/O here is reading the metadata files.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
@@ -159,11 +160,25 @@ def load_documents(items: Iterable[tuple[str, Mapping[str, Any]]], *, check_path
 
 
 def _policy_files(directory: Path) -> list[Path]:
-    return sorted(
-        p for p in directory.rglob("*")
-        if p.suffix.lower() in _SUFFIXES and p.is_file()
-        and not any(part.startswith(".") for part in p.relative_to(directory).parts)
-    )
+    """Every ``*.yaml``/``*.yml`` under ``directory`` but hidden ones, sorted. Symlinked
+    subdirectories are followed (``policies/shared -> ../shared-policies``; each real directory
+    once, so a link to an ancestor ends), and a file link whose target is missing is listed: its
+    read fails, a finding, as an unreadable file is. Skipped, either would leave ``validate``
+    answering valid and ``sync`` removing (or never adding) the policies in it."""
+    found: list[Path] = []
+    seen: set[str] = set()
+    for root, dirs, files in os.walk(directory, followlinks=True):
+        real = os.path.realpath(root)
+        if real in seen:
+            dirs[:] = []
+            continue
+        seen.add(real)
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        base = Path(root)
+        found.extend(base / f for f in files
+                     if not f.startswith(".") and Path(f).suffix.lower() in _SUFFIXES
+                     and ((base / f).is_file() or (base / f).is_symlink()))
+    return sorted(found)
 
 
 def load_directory(*dirs: Path | str) -> list[AnyPolicy]:
