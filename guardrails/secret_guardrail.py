@@ -12,7 +12,14 @@
 
 An exposure naming a version other than the current one is checked against the secret's versions
 (properties only): one it never had is ``ignored`` / ``version_not_found`` and notifies (HTTP 404
-``unknown_version``), never "already answered".
+``unknown_version``), never "already answered". An exposure of a secret that does not exist (deleted
+after the leak: a storage key it held may still work) is ``ignored`` / ``secret_not_found`` and
+notifies too (HTTP 404 ``unknown_secret``).
+
+Two referenced secrets whose ``storage-account-key`` rotations name one storage account (a policy
+row an earlier release synced; ``metadata validate``/``sync`` refuse it now) are never rotated:
+each rotation would regenerate the key the other holds. A ``violation`` (``shared_storage_account``)
+that notifies (HTTP: 422).
 
 A certificate's backing secret (``managed``: Key Vault keeps the certificate's PFX/PEM in it) is
 never written, whichever path would (rotation, exposure, expiry hygiene): a ``violation`` with
@@ -48,16 +55,17 @@ from .safety_rails import give_back_permit
 from .secrets.credentials import looks_like_credential
 from .secrets.lease import rotation_lease
 from .secrets.keys import KeyDecisions
-from .secrets.rotation import (STRATEGIES, BoundRotationIO, RotationError, expiry_for, finish_revoke, rotation_lead,
-                               strictest_validity)
+from .secrets.policy import account_sharers, shared_account_note
+from .secrets.rotation import (STRATEGIES, BoundRotationIO, RotationError, account_name_of, expiry_for, finish_revoke,
+                               rotation_lead, strictest_validity)
 from .secrets.values import (CERTIFICATE_MANAGED, EXPOSURE_TAG, LIVE_KEY_TAG, NOT_ENFORCED, ORIGIN_TAG, REASON_TAG,
-                             REVOKE_PENDING_TAG, SECRET_DISABLED)
+                             REVOKE_PENDING_TAG, SECRET_DISABLED, SHARED_STORAGE_ACCOUNT)
 
 log = logging.getLogger("guardrails")
 
 
 # reasons a row keeps past ``_close``: why nothing was done, for the answer and the reader
-_KEPT_REASONS = frozenset({"circuit_open", CERTIFICATE_MANAGED, NOT_ENFORCED})
+_KEPT_REASONS = frozenset({"circuit_open", CERTIFICATE_MANAGED, NOT_ENFORCED, SHARED_STORAGE_ACCOUNT})
 
 
 @dataclass
@@ -186,6 +194,17 @@ class SecretGuardrail(KeyDecisions):
         except ResourceNotFound:
             row.verdict, row.reason = "ignored", "secret_not_found"
             row.message = f"secret {ev.vault_name}/{ev.object_name} does not exist"
+            if exposed:
+                # deleted after the leak (what it held, a storage key, may still work), or a name
+                # mistyped: nothing rotated and nothing revisits an exposure, so the owner is told
+                # (an Event Grid report has no caller a 404 would reach)
+                row.notify = True
+                row.policies = [hit[0].ref] if hit else []
+                row.message = (f"exposure report for {ev.vault_name}/{ev.object_name}, which does not exist: nothing "
+                               f"rotated; whatever it held (a storage account key, a token) may still work: revoke "
+                               f"it by hand{_reported_by(ev)}")[:2000]
+                notify_owner(log, owner=hit[1].owner if hit else "unknown owner", vault=ev.vault_name,
+                             object=ev.object_name, rule="exposed-secret")
             return
         except ArmError as exc:
             row.verdict, row.reason, row.message = "failed", exc.reason, f"read secret: {exc}"
@@ -272,6 +291,10 @@ class SecretGuardrail(KeyDecisions):
             rec = self._record(policy, rule, before, {"strategy": ref.rotation.strategy}, "dry_run",
                                f"audit mode: would rotate with {ref.rotation.strategy}")
             return self._close(row, [rec], f"{rule}: would rotate")
+        if ref.rotation.strategy == "storage-account-key":
+            sharers = account_sharers(self._all_secret_policies(), ref)
+            if sharers:
+                return self._shared_account(row, policy, ref, ev, before, rule, sharers, exposed=exposed)
         permit = self._permit(row, policy, ev)
         if permit is None:
             if exposed:
@@ -318,6 +341,30 @@ class SecretGuardrail(KeyDecisions):
             records.extend(self._disable_older(ctx, row, policy, ev, rotated.new.version))
         self._close(row, records, f"{rule}: {ev.vault_name}/{ev.object_name} rotated to version "
                                   f"{rotated.new.version} ({ref.rotation.strategy}){_reported_by(ev)}")
+
+    def _all_secret_policies(self) -> tuple:
+        """Every ``kind: secrets`` policy of the set in force, ``off`` ones too (the secrets they
+        name still hold what they hold)."""
+        compiled = self.svc.policies.get()
+        return tuple(p for p in getattr(compiled, "all_policies", ()) if getattr(p, "kind", "") == "secrets")
+
+    def _shared_account(self, row, policy, ref, ev, before, rule, sharers, *, exposed: bool) -> None:
+        """Another referenced secret rotates the keys of the storage account ``ref`` rotates (a policy
+        row an earlier release synced; ``metadata validate``/``sync`` refuse it now): the rotation
+        would regenerate the key that secret holds and lock its consumers out. Nothing regenerated,
+        the owner told."""
+        row.reason = SHARED_STORAGE_ACCOUNT
+        others = ", ".join(f"{s.vault}/{s.name} (policy {p.id})" for p, s in sharers[:5])
+        done = ("NOT rotated: the exposed value still works; rotate it by hand (regenerate the account's keys and "
+                "update every secret holding one)" if exposed else "NOT rotated")
+        # the record's message is short (300 characters): the account by name, the row's says it all
+        rec = self._record(policy, rule, before, None, "violation",
+                           f"{done}: {others} also rotate the keys of storage account "
+                           f"{account_name_of(ref.rotation.account or '')}; keep one secret per storage account")
+        self._notify(row, ev, ref.owner, rec)
+        self._close(row, [rec], f"{rule}: {ev.vault_name}/{ev.object_name} {done}: "
+                                f"{shared_account_note(ref.rotation.account, others)}; `metadata sync` refuses "
+                                f"this policy set now: change it and sync again{_reported_by(ev)}")
 
     def _certificate(self, row, policy, ev, owner, before, rule) -> None:
         """A certificate's backing secret the path would write: nothing written, the owner told."""

@@ -218,6 +218,12 @@ def load_directory(*dirs: Path | str) -> list[AnyPolicy]:
         from guardrails.checks.policies import duplicate_job_findings
         findings.extend(f"{src}: policy '{pid}': $.job_id: {msg}"
                         for src, pid, msg in duplicate_job_findings(list(merged.values())))
+        # two secrets, in two policies, rotating one storage account's keys would each revoke the
+        # key the other holds (two in one policy: that policy's own finding); validate and sync
+        # only: a worker still loads such rows an earlier release synced (see secret_guardrail)
+        from guardrails.secrets.policy import shared_account_findings
+        findings.extend(_finding(source, {"id": pid}, path, message)
+                        for source, pid, path, message in shared_account_findings(list(merged.values())))
     if not findings:
         findings.extend(_row_size_findings(merged.values()))
     out = sorted(merged.values(), key=lambda p: (p.id, getattr(p, "mode", "") == "shadow"))

@@ -144,7 +144,7 @@ def _semantics(source: str, doc: dict[str, Any], *, check_paths: bool = True) ->
         return _role_semantics(source, doc, check_paths=check_paths)
     if _kind(doc) == "secrets":
         from guardrails.secrets.policy import semantics as secret_semantics
-        policy, found = secret_semantics(doc)
+        policy, found = secret_semantics(doc, strict=check_paths)
         if policy is not None:
             from dataclasses import replace
             policy = replace(policy, source=source)

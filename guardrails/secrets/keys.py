@@ -7,16 +7,30 @@ A disabled key is ``ignored`` (``secret_disabled``), whether Key Vault answers i
 disabled to cut access to what it encrypts), and ``rotate_key`` would make a new, enabled version
 and undo that; nor is it a failure Event Grid would redeliver for 24 h.
 
+A rotation whose worker dies before its audit row is recovered as a secret's is, but not by a tag:
+``rotate_key`` takes none, and a tag written after it is lost with the worker that dies in between.
+Before ``rotate_key`` the delivery notes with the event's claim which version it sets out to rotate
+(``note_intent``: one table write, none outside a claim); the delivery that takes the event over
+finds that version no longer current and, when neither it nor the one it took over wrote a row,
+records the rotation (``remediated``) instead of "already rotated" (``compliant``), and never
+rotates again (an event naming no version included).
+
 Mixed into ``SecretGuardrail`` (its ``store``, ``svc``, ``_record``, ``_notify``, ``_close``,
 ``_permit``, ``_give_back``, ``_acting``).
 """
 
 from __future__ import annotations
 
-from ..errors import ArmError, ResourceNotFound
+import json
+import logging
+
+from ..errors import ArmError, IdempotencyError, ResourceNotFound, StoreError
+from ..logs import emit
 from .lease import rotation_lease
 from .rotation import refused_outright
 from .values import SECRET_DISABLED
+
+log = logging.getLogger("guardrails")
 
 
 class KeyDecisions:
@@ -56,12 +70,18 @@ class KeyDecisions:
             return self._close(row, [rec], f"{ev.event_type}: key {ev.vault_name}/{ev.object_name} not rotated")
         policy, ref = hit
         row.policies = [policy.ref]
+        recovered = self._unaudited_key_rotation(ctx, row, policy, ev, current)
+        if recovered is not None:
+            return self._close(row, [recovered], f"key {ev.vault_name}/{ev.object_name} rotated to "
+                                                 f"{current.version} by an earlier delivery of this event, "
+                                                 f"audited late")
         if ev.version and ev.version != current.version:
             row.verdict, row.reason, row.message = "compliant", "", f"key version {ev.version} already rotated"
             return
         if policy.mode == "audit" or getattr(ctx, "dry_run", False):
             rec = self._record(policy, "expiring-key", before, None, "dry_run", "audit mode: would rotate the key")
             return self._close(row, [rec], "would rotate the key")
+        self._note_key_rotation(ctx, ev, current.version)
         permit = self._permit(row, policy, ev)
         if permit is None:
             rec = self._record(policy, "expiring-key", before, None, "dry_run",
@@ -78,6 +98,58 @@ class KeyDecisions:
         rec = self._record(policy, "expiring-key", before, {"version": new.version}, "remediated",
                            "rotated with Key Vault's rotate_key")
         self._close(row, [rec], f"key {ev.vault_name}/{ev.object_name} rotated to {new.version}")
+
+    def _note_key_rotation(self, ctx, ev, version: str) -> None:
+        """Keep, with the event's claim, that this delivery sets out to rotate ``version`` (see the
+        module doc). A recovery aid only: a note the store refuses is logged and the rotation goes
+        ahead; a claim another delivery took over stops it (that one decides)."""
+        intent = {"by": getattr(ctx, "delivery_id", ""),
+                  "rotate_key": {"vault": ev.vault_name.lower(), "name": ev.object_name.lower(), "version": version}}
+        try:
+            self.svc.note_intent(ctx, intent)
+        except IdempotencyError:
+            raise
+        except StoreError as exc:
+            emit(log, logging.WARNING, "guardrail_intent_not_noted", vault=ev.vault_name, object=ev.object_name,
+                 error=str(exc)[:200])
+
+    def _unaudited_key_rotation(self, ctx, row, policy, ev, current):
+        """This delivery took the event over from one that noted it set out to rotate a version of
+        this key that is no longer current, and neither that one nor the one taken over wrote a row:
+        it rotated and stopped before its audit row. The rotation, for this delivery's row; None
+        otherwise. One table read or two, on such takeovers only."""
+        taken = getattr(ctx, "taken_intent", "")
+        if not taken:
+            return None
+        try:
+            noted = json.loads(taken)
+        except ValueError:
+            return None
+        meant = noted.get("rotate_key") if isinstance(noted, dict) else None
+        if (not isinstance(meant, dict) or str(meant.get("vault", "")).lower() != ev.vault_name.lower()
+                or str(meant.get("name", "")).lower() != ev.object_name.lower()):
+            return None
+        rotated = str(meant.get("version") or "")
+        if not rotated or rotated == current.version:
+            return None                         # it died before its rotate_key took effect: decide anew
+        takeover = getattr(ctx, "takeover", "")
+        by = str(noted.get("by") or "") or takeover
+        try:
+            # the attempt that noted it, not only the one taken over: it may have audited and died
+            # after, and the one after it died again before writing anything
+            if any(r.verdict != "shadow" for d in {by, takeover} if d
+                   for r in self.svc.audit.rows_of_delivery(row.resource_id, d)):
+                return None
+        except StoreError as exc:
+            emit(log, logging.WARNING, "guardrail_takeover_rows_unread", error=type(exc).__name__)
+            return None
+        emit(log, logging.WARNING, "guardrail_unaudited_rotation_recorded", vault=ev.vault_name,
+             object=ev.object_name, version=current.version, by=by[:64])
+        before = {"vault": ev.vault_name, "name": ev.object_name, "version": rotated}
+        return self._record(policy, "expiring-key", before, {"version": current.version}, "remediated",
+                            f"an earlier delivery of this event ({by[:64]}) set out to rotate version {rotated} "
+                            f"with Key Vault's rotate_key and stopped before its audit row; version "
+                            f"{current.version} was current when retried")
 
 
 def _key_disabled(row, ev, version: str | None) -> None:

@@ -178,8 +178,70 @@ def _rotation_doc(r: Rotation) -> dict[str, Any]:
     return {"strategy": r.strategy}
 
 
-def semantics(doc: Mapping[str, Any]) -> tuple[SecretPolicy | None, list[tuple[str, str]]]:
-    """Pass 3 for ``kind: secrets`` (the document already passed the schema)."""
+def account_identity(account: str | None) -> tuple[str, ...] | None:
+    """A ``rotation.account`` as ARM tells storage accounts apart (its id's segments, folded as ARM
+    compares names: ``ArmId.segments``); None when it is no ARM id."""
+    from guardrails.errors import InvalidArmId
+    from guardrails.model.arm_id import parse_arm_id
+
+    if not account:
+        return None
+    try:
+        return parse_arm_id(account).segments()
+    except InvalidArmId:
+        return None
+
+
+def _shares_account(a: SecretReference, b: SecretReference) -> bool:
+    """Two references to two secrets whose rotations regenerate the keys of one storage account."""
+    if a.rotation.strategy != "storage-account-key" or b.rotation.strategy != "storage-account-key":
+        return False
+    if a.matches(b.vault, b.name):
+        return False                  # one secret (named by two policies): it holds one key
+    mine = account_identity(a.rotation.account)
+    return mine is not None and mine == account_identity(b.rotation.account)
+
+
+def shared_account_note(account: str | None, other: str) -> str:
+    """Why two secrets must not rotate one storage account's keys (a finding, an audit row)."""
+    return (f"storage account {account} is also rotated by {other}: each secret's rotation regenerates the "
+            f"account key it does not hold, which is the key the other secret holds, so every rotation would "
+            f"lock the other secret's consumers out; keep one secret per storage account (let every consumer "
+            f"read that one secret)")
+
+
+def account_sharers(policies, ref: SecretReference) -> list[tuple[Any, SecretReference]]:
+    """``(policy, reference)`` of every other secret, in ``policies`` (any mode: a secret an ``off``
+    or ``audit`` policy names still holds a key), whose ``storage-account-key`` rotation names the
+    storage account ``ref`` rotates."""
+    return [(p, s) for p in policies if getattr(p, "kind", "") == SECRETS_KIND
+            for s in p.secrets if _shares_account(ref, s)]
+
+
+def shared_account_findings(policies) -> list[tuple[str, str, str, str]]:
+    """``(source, policy id, json path, message)`` for each reference whose storage account a
+    reference in an EARLIER policy of ``policies`` (a validated set) also rotates; two in one policy
+    are ``semantics``' finding."""
+    out: list[tuple[str, str, str, str]] = []
+    seen: list[SecretPolicy] = []
+    for p in policies:
+        if getattr(p, "kind", "") != SECRETS_KIND:
+            continue
+        for i, s in enumerate(p.secrets):
+            first = next(((q, r) for q in seen for r in q.secrets if _shares_account(s, r)), None)
+            if first is not None:
+                q, r = first
+                out.append((p.source, p.id, f"$.secrets[{i}].rotation.account", shared_account_note(
+                    s.rotation.account, f"{r.vault}/{r.name} in policy '{q.id}' ({q.source})")))
+        seen.append(p)
+    return out
+
+
+def semantics(doc: Mapping[str, Any], *, strict: bool = True) -> tuple[SecretPolicy | None, list[tuple[str, str]]]:
+    """Pass 3 for ``kind: secrets`` (the document already passed the schema). ``strict`` False (a
+    worker reading rows ``metadata sync`` wrote): what an earlier release accepted is not held
+    against a row again (two secrets rotating one storage account's keys: refused at decision time
+    instead, ``SecretGuardrail``)."""
     from guardrails.model.arm_id import parse_arm_id
     from guardrails.errors import InvalidArmId
 
@@ -229,6 +291,12 @@ def semantics(doc: Mapping[str, Any]) -> tuple[SecretPolicy | None, list[tuple[s
         for i, s in enumerate(refs):
             if s.vault.lower() not in {v.lower() for v in vaults}:
                 found.append((f"$.secrets[{i}].vault", f"vault {s.vault} is outside this policy's selector"))
+    if strict:
+        for i, ref in enumerate(refs):
+            j = next((j for j, r in enumerate(refs[:i]) if _shares_account(ref, r)), None)
+            if j is not None:
+                found.append((f"$.secrets[{i}].rotation.account", shared_account_note(
+                    ref.rotation.account, f"$.secrets[{j}] ({refs[j].vault}/{refs[j].name})")))
     hyg = doc.get("hygiene") or {}
     if found:
         return None, found

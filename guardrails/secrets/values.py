@@ -18,6 +18,7 @@ MAX_TAGS = 15                            # Key Vault's limit on one version's ta
 SECRET_DISABLED = "secret_disabled"      # reason: Key Vault's 403 SecretDisabled (a disabled version's value)
 CERTIFICATE_MANAGED = "certificate_managed"   # reason: a certificate's backing secret (``managed``): never written
 NOT_ENFORCED = "not_enforced"            # reason: an exposure only an ``audit``-mode policy governs: not rotated
+SHARED_STORAGE_ACCOUNT = "shared_storage_account"   # reason: another secret rotates the same storage account's keys
 
 
 class Redacted:
