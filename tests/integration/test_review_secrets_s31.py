@@ -101,16 +101,20 @@ def test_rotating_one_of_two_secrets_of_one_storage_account_never_breaks_the_oth
                                 f"(row: {second.verdict}: {second.message})")
 
 
-# -- 2. an exposure event for a referenced secret that no longer exists --------------------------
-def test_an_exposure_event_for_a_referenced_secret_that_is_gone_tells_its_owner(harness, tmp_path, planted):
+def _token_gone(harness, tmp_path, planted):
+    """A harness whose enforcing policy references ``api-token``, which is not (any more) in the vault."""
     from tests.integration.test_secret_guardrail import POLICY
 
     d = tmp_path / "secrets"
     d.mkdir()
     (d / "ml-secrets.yaml").write_text(textwrap.dedent(POLICY.format(mode="enforce")))
-    # api-token is referenced by the enforcing policy, but not (any more) in the vault
-    h = harness(_resources(), world=_world(planted, [_bundle("storage-connection", planted["conn"])]),
-                extra_metadata=[d])
+    return harness(_resources(), world=_world(planted, [_bundle("storage-connection", planted["conn"])]),
+                   extra_metadata=[d])
+
+
+# -- 2. an exposure event for a referenced secret that no longer exists --------------------------
+def test_an_exposure_event_for_a_referenced_secret_that_is_gone_tells_its_owner(harness, tmp_path, planted):
+    h = _token_gone(harness, tmp_path, planted)
     row = h.deliver(_exposure("api-token", "exp-gone-s31"))
     assert row.verdict != "remediated"
     # a leak nothing rotated must reach someone: a not-governed vault, an unknown version, an

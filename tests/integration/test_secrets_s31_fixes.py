@@ -22,7 +22,7 @@ from guardrails.policy.loader import load_directory
 from guardrails.simulate import to_function_event
 from guardrails.sync import metadata_dirs
 from guardrails.triggers.keyvault_events import keyvault_events
-from tests.integration.test_review_secrets_s31 import SHARED, Killed, _later, _resources, _world
+from tests.integration.test_review_secrets_s31 import SHARED, Killed, _later, _resources, _token_gone, _world
 from tests.integration.test_secret_exposure_and_hygiene import _exposure, _keys, _post
 from tests.integration.test_secret_guardrail import (ACCOUNT, VAULT, _bundle, _event, _harness,  # noqa: F401
                                                      planted)
@@ -95,14 +95,7 @@ def test_two_synced_policies_sharing_an_account_across_vaults_rotate_neither(har
 
 # -- 2. an exposure of a missing secret ------------------------------------------------------------
 def test_an_http_report_of_a_referenced_secret_that_is_gone_answers_404_and_notifies(harness, tmp_path, planted):
-    from tests.integration.test_secret_guardrail import POLICY
-
-    d = tmp_path / "secrets"
-    d.mkdir()
-    (d / "ml-secrets.yaml").write_text(textwrap.dedent(POLICY.format(mode="enforce")))
-    # api-token is referenced by the enforcing policy, but not (any more) in the vault
-    h = harness(_resources(), world=_world(planted, [_bundle("storage-connection", planted["conn"])]),
-                extra_metadata=[d])
+    h = _token_gone(harness, tmp_path, planted)
     status, body = _post({"vault": VAULT, "name": "api-token", "source": "scanner"})
     assert status == 404 and body["error"]["reason"] == "unknown_secret", body
     (stored,) = [r for r in h.stored_rows() if r.delivery_id == body["decision_id"]]
