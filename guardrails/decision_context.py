@@ -52,3 +52,22 @@ class _CheckTarget:
     def __init__(self, resource_id) -> None:
         self.resource_id = resource_id
         self.envelope = self._Env()
+
+
+def note_intent_or_warn(svc, ctx, intent, **where) -> None:
+    """``svc.note_intent`` as a recovery aid: a note the store refuses is logged (WARNING
+    ``guardrail_intent_not_noted``, ``where`` naming the object) and the act goes ahead,
+    unrecoverable should its worker die; a claim another delivery took over
+    (``IdempotencyError``) is raised: that delivery decides."""
+    import logging
+
+    from .errors import IdempotencyError, StoreError
+    from .logs import emit
+
+    try:
+        svc.note_intent(ctx, intent)
+    except IdempotencyError:
+        raise
+    except StoreError as exc:
+        emit(logging.getLogger("guardrails"), logging.WARNING, "guardrail_intent_not_noted", **where,
+             error=str(exc)[:200])

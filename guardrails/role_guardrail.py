@@ -38,7 +38,8 @@ import json
 import logging
 from typing import Any
 
-from .errors import ArmError, IdempotencyError, ResourceNotFound, StoreError
+from .errors import ArmError, ResourceNotFound, StoreError
+from .decision_context import note_intent_or_warn
 from .logs import emit, notify_owner
 from .model.decision import ViolationRecord, combine_verdict
 from .model.policy import DEFAULT_FLIP_FLOP
@@ -430,13 +431,7 @@ class RoleAssignmentGuardrail(RoleDefinitionChanges):
         intent = {"by": getattr(ctx, "delivery_id", ""),
                   "changes": [{"policy": rec.policy, "rule": rec.rule, "before": compact(rec.before)}
                               for _f, rec in permitted]}
-        try:
-            self.svc.note_intent(ctx, intent)
-        except IdempotencyError:
-            raise                                   # another delivery holds the event now: it decides
-        except StoreError as exc:
-            emit(log, logging.WARNING, "guardrail_intent_not_noted", resource_id=assignment.id,
-                 error=str(exc)[:200])
+        note_intent_or_warn(self.svc, ctx, intent, resource_id=assignment.id)
 
     def _recover(self, ctx, row) -> None:
         """This delivery took the event over from one that died holding it and finds the

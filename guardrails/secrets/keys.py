@@ -24,7 +24,8 @@ from __future__ import annotations
 import json
 import logging
 
-from ..errors import ArmError, IdempotencyError, ResourceNotFound, StoreError
+from ..errors import ArmError, ResourceNotFound, StoreError
+from ..decision_context import note_intent_or_warn
 from ..logs import emit
 from .lease import rotation_lease
 from .rotation import refused_outright
@@ -105,13 +106,7 @@ class KeyDecisions:
         ahead; a claim another delivery took over stops it (that one decides)."""
         intent = {"by": getattr(ctx, "delivery_id", ""),
                   "rotate_key": {"vault": ev.vault_name.lower(), "name": ev.object_name.lower(), "version": version}}
-        try:
-            self.svc.note_intent(ctx, intent)
-        except IdempotencyError:
-            raise
-        except StoreError as exc:
-            emit(log, logging.WARNING, "guardrail_intent_not_noted", vault=ev.vault_name, object=ev.object_name,
-                 error=str(exc)[:200])
+        note_intent_or_warn(self.svc, ctx, intent, vault=ev.vault_name, object=ev.object_name)
 
     def _unaudited_key_rotation(self, ctx, row, policy, ev, current):
         """This delivery took the event over from one that noted it set out to rotate a version of
