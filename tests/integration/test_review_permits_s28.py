@@ -27,7 +27,7 @@ from guardrails.simulate import to_function_event
 from guardrails.triggers.resource_events import resource_events
 from tests import builders as b
 from tests.integration.test_secret_exposure_and_hygiene import _edit_policy, _exposure, _keys
-from tests.integration.test_secret_guardrail import (ACCOUNT, POLICY, VAULT, _bundle, _event,  # noqa: F401
+from tests.integration.test_secret_guardrail import (ACCOUNT, POLICY, VAULT, _bundle, _event, _expire,  # noqa: F401
                                                      planted)
 
 pytestmark = pytest.mark.integration
@@ -135,5 +135,6 @@ def test_a_refused_exposure_does_not_release_the_permit_another_secret_rotated_o
     # one rotation was made in the window of two: one more goes through, the one after waits
     nxt = h.deliver(_event(h, "SecretNearExpiry", "storage-connection"))
     assert nxt.verdict == "remediated", (nxt.verdict, nxt.reason, nxt.message)
+    _expire(h, "api-token")
     last = h.deliver(_event(h, "SecretExpired", "api-token"))
     assert (last.verdict, last.reason) == ("dry_run", "circuit_open"), (last.verdict, last.reason, last.message)

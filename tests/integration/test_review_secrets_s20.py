@@ -18,7 +18,7 @@ from guardrails.secrets.credentials import classify
 from guardrails.secrets.values import EXPOSURE_TAG, REVOKE_PENDING_TAG
 from guardrails.sync import metadata_dirs, sync_metadata
 from tests.integration.test_secret_exposure_and_hygiene import _edit_policy, _exposure, _keys, _post, _sweep, _valid
-from tests.integration.test_secret_guardrail import (VAULT, _bundle, _event, _harness, _no_leak,  # noqa: F401
+from tests.integration.test_secret_guardrail import (VAULT, _bundle, _event, _expire, _harness, _no_leak,  # noqa: F401
                                                      _val, planted)
 
 pytestmark = pytest.mark.integration
@@ -84,6 +84,7 @@ def test_near_expiry_event_uses_the_strictest_validity_for_lead_and_expiry(harne
     row = h.deliver(_event(h, "SecretNearExpiry", "api-token"))    # 20 days left, lead 10: not due
     assert row.verdict == "compliant" and "10 days before" in row.message, row.message
     _baseline(h, tmp_path, days=30)                                 # lead 15, still not due
+    _expire(h, "api-token")                                         # now expired: due
     assert h.deliver(_event(h, "SecretExpired", "api-token")).verdict == "remediated"
     exp = h.emu.secret_versions(VAULT, "api-token")[-1]["attributes"]["exp"]
     assert abs(exp - (time.time() + 30 * 86400)) < 3600

@@ -91,6 +91,16 @@ def _event(h, event_type, name, version=None):
     return h.emu.keyvault_event(f"Microsoft.KeyVault.{event_type}", VAULT, name, version)
 
 
+def _expire(h, name: str, days: float = -1 / 24) -> str:
+    """Move the current version of ``name`` to expire ``days`` from now (past by default, so a
+    ``SecretExpired`` event for it is due); returns that version."""
+    from datetime import datetime, timedelta, timezone
+    version = h.emu.secret_versions(VAULT, name)[-1]["id"].rsplit("/", 1)[-1]
+    h.service.secrets.store.update_version(VAULT, name, version, deadline=time.monotonic() + 10,
+                                           expires_on=datetime.now(timezone.utc) + timedelta(days=days))
+    return version
+
+
 def _no_leak(h, planted, caplog, *extra_texts):
     texts = [r.getMessage() for r in caplog.records] + [json.dumps(r.to_dict(), default=str) for r in h.recorder.rows]
     texts += [json.dumps(r.to_dict(), default=str) for r in h.stored_rows()]
