@@ -30,7 +30,8 @@ times (5) it is *parked*: kept in the outbox, marked, no longer sent, logged at 
 A worker that dies between its audit write and its publish:
 
 - an Event Grid delivery is redelivered; the redelivery takes over the dead attempt's
-  idempotency record and publishes again what it audited (``republish``);
+  idempotency record and publishes again what it audited (``republish``; when it cannot read
+  those rows it leaves a marker in the outbox, due at once, and the drain publishes them);
 - a timer's decision (sweep, exemption expiry) is never redelivered, so its event is first kept
   in the outbox as an *intent*, held ``intent_hold_seconds`` (``intend``), then audited, then
   published, and the intent dropped once the topic took it. An intent the outbox timer finds past
@@ -260,9 +261,20 @@ class DecisionPublisher:
             return 0
         try:
             rows = self.history.rows_of_delivery(resource_id, delivery_id)
-        except (StoreError, KeyError, TypeError, ValueError) as exc:   # down, or a row that does not read back
+        except StoreError as exc:
+            # the redelivery completes the event: nothing would ask again. A marker in the outbox,
+            # due now, has the drain read those rows and publish them (``_recover``)
+            try:
+                self.outbox.add({"id": delivery_id, "subject": resource_id}, error="republish", intent=True)
+                kept = True
+            except StoreError:
+                kept = False
+            emit(log, logging.WARNING if kept else logging.ERROR, "decision_event_republish_deferred" if kept
+                 else "decision_event_republish_skipped", delivery_id=delivery_id, error=str(exc))
+            return 0
+        except (KeyError, TypeError, ValueError) as exc:     # a row that does not read back
             emit(log, logging.WARNING, "decision_event_republish_skipped", delivery_id=delivery_id,
-                 error=str(exc) if isinstance(exc, StoreError) else type(exc).__name__)
+                 error=type(exc).__name__)
             return 0
         again = [row for row in rows if should_publish(row)]
         for row in again:
@@ -282,11 +294,13 @@ class DecisionPublisher:
              delivery_id=event["id"], reason=reason, detail=detail or None)
         return "outboxed"
 
-    def _recover(self, item: OutboxItem) -> OutboxItem:
+    def _recover(self, item: OutboxItem) -> OutboxItem | None:
         """An intent past its hold: its worker died after deciding. The row audited under its id
         is what is published; a decision never audited (the worker died after its fix, before the
-        audit write) is audited now, as intended. Raises StoreError (it waits for the next run),
-        or KeyError/TypeError/ValueError for an intent that is not a decision event."""
+        audit write) is audited now, as intended. A ``republish`` marker (no ``data``: a takeover
+        that could not read the dead attempt's rows) is only ever its audited row: None when there
+        is none to publish. Raises StoreError (it waits for the next run), or
+        KeyError/TypeError/ValueError for an intent that is not a decision event."""
         event = item.event
         if self.history is None:
             return item
@@ -294,6 +308,9 @@ class DecisionPublisher:
                 if r.delivery_id == event["id"] and should_publish(r)]
         if rows:
             event = to_event(rows[0], source=self.source)
+        elif "data" not in event:
+            emit(log, logging.INFO, "decision_event_recovery_empty", delivery_id=event["id"])
+            return None
         else:
             self.history.write(AuditRow.from_dict(event["data"]))
         emit(log, logging.WARNING, "decision_event_recovered", delivery_id=event["id"], audited_now=not rows)
@@ -336,7 +353,11 @@ class DecisionPublisher:
         for item in page:
             if item.intent:
                 try:
-                    item = self._recover(item)
+                    recovered = self._recover(item)
+                    if recovered is None:              # nothing audited to publish: the marker goes
+                        self.outbox.remove(item.key)
+                        continue
+                    item = recovered
                 except (StoreError, KeyError, TypeError, ValueError) as exc:   # it waits; the rest goes out
                     result.remaining += 1
                     emit(log, logging.WARNING, "decision_event_recovery_failed", delivery_id=item.event.get("id"),

@@ -128,6 +128,18 @@ class SecretGuardrail(KeyDecisions):
         return ViolationRecord(policy=policy.ref, rule=rule, property="secret", before=before, after=after,
                                outcome=outcome, message=message[:300])
 
+    def _intend(self, ctx, row, ev, planned: ViolationRecord, *, before: list[ViolationRecord] = ()) -> None:
+        """A sweep's act (a rotation, ``rotate_key``, an expiry set) keeps its intent in the outbox
+        first (``outbox.intend_before_act``): a timer is never redelivered, so a worker dying between
+        the write and its audit row would leave the write recorded nowhere (an event's redelivery
+        finds it by the version's tag instead). Right before the write, after the permit, so every
+        way on ends in a published row (remediated, or failed with its record) that replaces it."""
+        from .outbox import intend_before_act
+
+        intend_before_act(getattr(self.svc, "publisher", None), ctx, row, [planned], records=[*before, planned],
+                          sent_message="sent; the worker stopped before auditing it",
+                          line=lambda v: f"{v.rule}: {ev.vault_name}/{ev.object_name} ({v.outcome})")
+
     def _close(self, row, records, message) -> None:
         row.violations = records
         row.verdict = combine_verdict([r.outcome for r in records])
@@ -312,6 +324,7 @@ class SecretGuardrail(KeyDecisions):
             return self._close(row, [rec], f"{rule}: circuit open")
         strategy = STRATEGIES[ref.rotation.strategy]
         expires = expiry_for(ctx.now, validity)
+        self._intend(ctx, row, ev, self._record(policy, rule, before, None, "requested", "rotation sent"))
         try:
             io = BoundRotationIO(self.store, self.storage_keys, ctx.deadline)
             tags = {ORIGIN_TAG: _origin(ctx.delivery_id, ev.event_id)}
@@ -504,6 +517,8 @@ class SecretGuardrail(KeyDecisions):
                 rec.outcome, rec.message = "dry_run", f"audit mode: would set the expiry ({msg})"
                 records.append(rec)
                 continue            # an enforcing policy after it still acts
+            self._intend(ctx, row, ev, self._record(p, rule, version.describe(), rec.after, "requested", msg),
+                         before=records)
             try:
                 self.store.update_version(ev.vault_name, ev.object_name, version.version, expires_on=target,
                                           deadline=ctx.deadline)

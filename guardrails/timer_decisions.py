@@ -116,7 +116,7 @@ class TimerDecisions:
 
         start = self._clock()
         ctx = _Ctx(uuid.uuid4().hex, start, start + self.settings.time_budget_seconds, self._wall(),
-                   dry_run=not remediate)
+                   dry_run=not remediate, timer=True)
         if kind not in ("NearExpiry", "Expired", "NewVersionCreated"):
             raise ValueError(f"unknown Key Vault event kind {kind!r}")
         raw = {"id": f"{sweep_id}:{ctx.delivery_id}"[:256], "eventType": f"Microsoft.KeyVault.{object_type}{kind}",

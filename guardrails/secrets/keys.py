@@ -16,7 +16,7 @@ records the rotation (``remediated``) instead of "already rotated" (``compliant`
 rotates again (an event naming no version included).
 
 Mixed into ``SecretGuardrail`` (its ``store``, ``svc``, ``_record``, ``_notify``, ``_close``,
-``_permit``, ``_give_back``, ``_acting``).
+``_permit``, ``_give_back``, ``_acting``, ``_intend``).
 """
 
 from __future__ import annotations
@@ -88,6 +88,7 @@ class KeyDecisions:
             rec = self._record(policy, "expiring-key", before, None, "dry_run",
                                "circuit open: key rotation not taken until reset")
             return self._close(row, [rec], "expiring-key: circuit open")
+        self._intend(ctx, row, ev, self._record(policy, "expiring-key", before, None, "requested", "rotate_key sent"))
         try:
             new = self.store.rotate_key(ev.vault_name, ev.object_name, deadline=ctx.deadline)
         except ArmError as exc:

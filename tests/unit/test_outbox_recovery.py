@@ -85,9 +85,43 @@ def test_the_dead_deliverys_published_verdicts_go_out_again_under_their_own_ids(
 
 def test_an_unreadable_history_or_none_configured_republishes_nothing_and_never_raises():
     topic = Topic()
-    assert DecisionPublisher(topic, Outbox(), source="/s", history=History(fail=True)).republish(RID, "d1") == 0
+    assert DecisionPublisher(topic, MemoryOutbox(), source="/s", history=History(fail=True)).republish(RID, "d1") == 0
+    assert DecisionPublisher(topic, MemoryOutbox(fail=True), source="/s",
+                             history=History(fail=True)).republish(RID, "d1") == 0
     assert DecisionPublisher(topic, Outbox(), source="/s").republish(RID, "d1") == 0
     assert topic.sent == []
+
+
+def test_a_takeover_that_cannot_read_the_dead_attempts_rows_leaves_a_marker_the_drain_publishes_from():
+    """The redelivery completes the event, so nothing would ask again: a marker (the dead attempt's
+    id and resource, no data), due now, has the drain publish what that attempt audited."""
+    topic, box, history = Topic(), MemoryOutbox(), History(fail=True)
+    pub = DecisionPublisher(topic, box, source="/s", history=history)
+    assert pub.republish(RID, "d1") == 0
+    assert box.items["d1"]["event"] == {"id": "d1", "subject": RID} and box.items["d1"]["intent"]
+    assert box.items["d1"]["due"] <= box.now
+    history.fail, history.rows = False, [_row("remediated", "d1")]
+    result = pub.drain()
+    assert [e["id"] for e in topic.sent] == ["d1"] and topic.sent[0]["type"] == "Guardrails.Decision.Remediated"
+    assert box.items == {} and result.delivered == 1 and history.written == []
+
+
+def test_a_marker_whose_dead_attempt_audited_nothing_published_is_dropped_never_audited():
+    topic, box, history = Topic(), MemoryOutbox(), History(fail=True)
+    pub = DecisionPublisher(topic, box, source="/s", history=history)
+    pub.republish(RID, "d1")
+    history.fail, history.rows = False, [_row("compliant", "d1")]
+    result = pub.drain()
+    assert topic.sent == [] and box.items == {} and history.written == []
+    assert result.delivered == 0 and result.remaining == 0
+
+
+def test_a_marker_the_history_still_cannot_read_waits_for_the_next_run():
+    topic, box, history = Topic(), MemoryOutbox(), History(fail=True)
+    pub = DecisionPublisher(topic, box, source="/s", history=history)
+    pub.republish(RID, "d1")
+    result = pub.drain()
+    assert topic.sent == [] and "d1" in box.items and result.remaining == 1
 
 
 # ---- intents: timer decisions -----------------------------------------------------------------------
