@@ -12,7 +12,7 @@
     deadletter list|replay [--limit N] [--dry-run] [--json]   events Event Grid gave up on: their state,
                                                or replayed through the guardrails (exit 1 one failed / waits)
     check job|resource|model-promotion ...     pre-flight checks (exit 0 allowed, 1 denied, 2 error)
-    report [--days N | --since D [--until D]] [--json] [--html FILE]   compliance KPIs from the audit table
+    report [--days N | --since D] [--until D] [--json] [--html FILE]   compliance KPIs from the audit table
     permissions [--json | --bicep]             Azure permissions the code declares (least-privilege role)
     demo                                       the main job on an embedded default, printed
 
@@ -79,7 +79,7 @@ def _parser() -> argparse.ArgumentParser:
     perms.add_argument("--json", dest="format", action="store_const", const="json")
     perms.add_argument("--bicep", dest="format", action="store_const", const="bicep")
     rep = sub.add_parser("report", help="compliance KPIs from the audit table (terminal, --json, --html)")
-    rep.add_argument("--days", type=int, default=7, help="the last N days up to now (default 7)")
+    rep.add_argument("--days", type=int, help="the last N days up to --until or now (default 7; not with --since)")
     rep.add_argument("--since", help="start, YYYY-MM-DD or ISO 8601 UTC (instead of --days)")
     rep.add_argument("--until", help="end, exclusive; a date means the end of that day (default now)")
     rep.add_argument("--json", action="store_true", help="print the report as JSON")
@@ -153,6 +153,18 @@ def _tables(settings):
         from .adapters.arm import build_credential
         credential = build_credential(settings)
     return Tables.from_settings(settings, credential=credential)
+
+
+def _existing(tables, attr: str, what: str):
+    """``tables`` once its table ``attr`` is known to exist. The operator's status and reset create
+    nothing: a table that is not there (a mistyped GUARDRAILS_TABLE_PREFIX, another account) is an
+    error, exit 2, never a quiet "closed" / "no state" about a deployment it never looked at."""
+    from .simulate import UsageError
+    name = getattr(tables, attr)
+    if not tables.exists(name):
+        raise UsageError(f"table {name} does not exist: no {what} state here, nothing read or reset "
+                         "(check GUARDRAILS_TABLE_PREFIX and the storage account)")
+    return tables
 
 
 def _metadata(args) -> int:
@@ -249,7 +261,11 @@ def _report(args) -> int:
     from .adapters.audit_tables import TableAuditSink
     from .report import build_report, render_html, render_text
     from .settings import Settings
-    since, until = _report_period(args)
+    from .simulate import UsageError, writable, write_result
+    if args.since and args.days is not None:      # two starts: neither may silently win
+        raise UsageError("give --days or --since, not both")
+    since, until = _report_period(argparse.Namespace(**{**vars(args), "days": 7 if args.days is None else args.days}))
+    page = writable(Path(args.html), "--html") if args.html else None     # before reading a year of audit
     settings = Settings.from_env()
     sink = TableAuditSink(_tables(settings), shards=settings.audit_shards)
     # the UTC days the period touches (``until`` is exclusive: a period ending at midnight stops the day before)
@@ -262,9 +278,8 @@ def _report(args) -> int:
             day += timedelta(days=1)
 
     report = build_report(rows(), since=since, until=until, in_order=True)
-    if args.html:
-        Path(args.html).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.html).write_text(render_html(report), encoding="utf-8")
+    if page is not None:
+        write_result(page, render_html(report), "--html")
     if args.json:
         print(json.dumps(report.to_dict(), indent=2))
     else:
@@ -289,8 +304,7 @@ def _escalation(args) -> int:
             rid, field = str(parse_arm_id(args.resource_id)), "resource_id"
         except InvalidArmId as exc:
             raise UsageError(f"not a resource id: {exc}") from None
-    tables = _tables(Settings.from_env())
-    tables.ensure()
+    tables = _existing(_tables(Settings.from_env()), "escalations_name", "escalation")
     store = TableEscalationStore(tables)
     if args.action == "status":
         state = store.status(rid)
@@ -325,8 +339,7 @@ def _breaker(args) -> int:
     from .adapters.remediation_tables import TableBreakerStore
     from .settings import Settings
     sub = _breaker_scope(args.subscription)
-    tables = _tables(Settings.from_env())
-    tables.ensure()
+    tables = _existing(_tables(Settings.from_env()), "breakers_name", "breaker")
     store = TableBreakerStore(tables)
     if args.action == "status":
         print(json.dumps({"policy": args.policy, "subscription": sub, "open": store.is_open(args.policy, sub)}))

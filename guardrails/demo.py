@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .simulate import load_inputs, run_simulation
+from .simulate import load_inputs, run_simulation, writable, write_result
 
 DEMO_DIR = Path(__file__).resolve().parents[1] / "demo"
 DEMO_SUBSCRIPTION = "3f2b6c1e-8a4d-4c7e-9b15-2d7e6f0a9c31"
@@ -104,6 +104,7 @@ def main(args) -> int:
     from .settings import FUNCTION_APP_ID, GOVERNED_ML_WORKSPACE_IDS, GOVERNED_VAULT_IDS
 
     world, events = load_inputs(DEMO_DIR / "world.json", DEMO_DIR / "events.json")
+    out = writable(Path(args.out), "--out")         # before the run, not lost at its end
     dead_letters = json.loads((DEMO_DIR / "dead-letters.json").read_text(encoding="utf-8"))
     before = {r["id"]: r for r in world["resources"]}
     vault, ws = (next(r["id"] for r in world["resources"] if r["type"] == t)
@@ -158,8 +159,6 @@ def main(args) -> int:
             print(f"  {_short_id(a['id']):<40} role assignment removed: {p['principalType']} {p['principalId']} "
                   f"at {p['scope']}")
     print("\n" + arm_summary(result.requests))
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result.to_json(), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    write_result(out, json.dumps(result.to_json(), indent=2, ensure_ascii=False) + "\n", "--out")
     print(f"Full result (decisions, final world, request log): {out}")
     return 0

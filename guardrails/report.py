@@ -40,9 +40,11 @@ Definitions (rows whose ``time`` is in ``[since, until)``):
   latest event-coverage row (reason ``event_coverage``, written by the sweep:
   ``guardrails.coverage``) is a ``violation``: their events do not all reach the guardrails. Coverage rows are about the wiring, not
   a resource's state, so they are kept out of every resource measure above.
-- **shadow vs enforced**: every ``shadow`` row against the latest enforced row of the same
-  ``event_id`` that can be ranked (a redelivery audited ``duplicate`` does not replace it); its
-  ``reason`` is what the shadow version would have decided. Decisions are ranked by how far
+- **shadow vs enforced**: per event: the event's latest ``shadow`` row (each delivery that reads
+  the resource judges it again, a failed one included: a redelivered event is compared once)
+  against the latest enforced row of the same ``event_id`` that can be ranked (a redelivery
+  audited ``duplicate`` does not replace it); its ``reason`` is what the shadow version would
+  have decided. Decisions are ranked by how far
   the policy goes: 0 nothing to do (``compliant``, or the enforced side ``ignored`` because
   only the shadow version selects the resource), 1 found and reported (``violation``,
   ``dry_run``), 2 found and fixed (``remediated``, ``requested``, ``escalated``). Same rank:
@@ -302,16 +304,19 @@ def _remediation(durations: list[float], skipped: int) -> Remediation:
 
 
 class _ShadowFold:
-    """Shadow rows against the enforced decisions of their events, folded row by row (time order):
+    """Each event's latest shadow row against its enforced decision, folded row by row (time order):
     of an enforced row only its ranked decision is kept, of a shadow row what its comparison needs."""
 
     def __init__(self) -> None:
         self.enforced: dict[str, str] = {}        # event id -> the latest enforced decision that ranks
-        self.shadows: list[tuple[str, str, str, str]] = []   # (event id, resource, would, policies)
+        # event id -> (event id, resource, would, policies) of its latest shadow row: one per event,
+        # however many deliveries judged it (a redelivery after a failed one writes another)
+        self.shadows: dict[str, tuple[str, str, str, str]] = {}
 
     def add(self, r: AuditRow) -> None:
         if r.verdict == "shadow":
-            self.shadows.append((r.event_id, r.resource_id, r.reason, ", ".join(r.policies)))
+            key = r.event_id or f"delivery:{r.delivery_id}"      # no event id: its delivery is the event
+            self.shadows[key] = (r.event_id, r.resource_id, r.reason, ", ".join(r.policies))
             return
         have = _enforced(r)
         if have in _RANK:                # a redelivery's ``duplicate`` row keeps the decision
@@ -320,7 +325,7 @@ class _ShadowFold:
     def result(self) -> ShadowComparison:
         agree = stricter = looser = not_comparable = 0
         examples: list[dict[str, str]] = []
-        for event_id, resource_id, would, policies in self.shadows:
+        for event_id, resource_id, would, policies in self.shadows.values():
             have = self.enforced.get(event_id, "")
             if have not in _RANK or would not in _RANK:
                 not_comparable += 1

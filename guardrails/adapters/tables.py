@@ -97,6 +97,10 @@ class Tables:
 
     @classmethod
     def from_settings(cls, settings, credential=None) -> "Tables":
+        """The client the settings configure. A connection string the SDK cannot parse (or an
+        endpoint it refuses) is a ``ConfigError`` naming the setting, never its value (it holds a key)."""
+        from ..errors import ConfigError
+        from ..settings import TABLES_CONNECTION, TABLES_ENDPOINT
         from .transport import client_options
         kwargs = client_options(retry_total=2, connection_timeout=5, read_timeout=10)
         if settings.tables_connection:
@@ -104,16 +108,21 @@ class Tables:
             if conn.replace(" ", "").lower() == "usedevelopmentstorage=true":
                 from ..local.azurite import connection_string
                 conn = connection_string(10002)  # Azurite's fixed default port
-            service = TableServiceClient.from_connection_string(conn, **kwargs)
+            try:
+                service = TableServiceClient.from_connection_string(conn, **kwargs)
+            except ValueError:
+                raise ConfigError(f"{TABLES_CONNECTION} is not a table storage connection string (AccountName=...;"
+                                  "AccountKey=...;TableEndpoint=... or UseDevelopmentStorage=true)") from None
         elif settings.tables_endpoint:
             if credential is None:
-                from ..errors import ConfigError
-                raise ConfigError("GUARDRAILS_TABLES_ENDPOINT needs an identity: the caller passes no credential")
-            service = TableServiceClient(endpoint=settings.tables_endpoint, credential=credential, **kwargs)
+                raise ConfigError(f"{TABLES_ENDPOINT} needs an identity: the caller passes no credential")
+            try:
+                service = TableServiceClient(endpoint=settings.tables_endpoint, credential=credential, **kwargs)
+            except ValueError:
+                raise ConfigError(f"{TABLES_ENDPOINT} is not a table service endpoint URL") from None
         else:
-            from ..errors import ConfigError
-            raise ConfigError("no table storage configured: set GUARDRAILS_TABLES_CONNECTION or "
-                              "GUARDRAILS_TABLES_ENDPOINT (or AzureWebJobsStorage)")
+            raise ConfigError(f"no table storage configured: set {TABLES_CONNECTION} or "
+                              f"{TABLES_ENDPOINT} (or AzureWebJobsStorage)")
         return cls(service, settings.table_prefix)
 
     def table(self, name: str) -> TableClient:
@@ -122,6 +131,21 @@ class Tables:
             client = self.service.get_table_client(name)
             self._clients[name] = client
         return client
+
+    def exists(self, name: str) -> bool:
+        """Whether table ``name`` exists, creating nothing: one query that matches no row (an entity
+        reader's role suffices). For the operator's read and reset commands, where a table that is
+        not there means a mistyped ``GUARDRAILS_TABLE_PREFIX``, not "no state". Other failures raise
+        ``StoreError``."""
+        try:
+            for _row in self.table(name).query_entities("PartitionKey eq @pk", parameters={"pk": ""},
+                                                        select=["PartitionKey"], results_per_page=1):
+                break
+        except ResourceNotFoundError:
+            return False
+        except AzureError as exc:
+            raise _store_error(f"read table {name}", exc) from exc
+        return True
 
     def ensure(self, names: Sequence[str] | None = None) -> None:
         """Create the tables (``names``, default the worker's own: every table but the policy
