@@ -31,6 +31,8 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any, Iterable
 
+from .model.events import type_field
+
 DELIVERY_FIELDS = frozenset(f.lower() for f in (
     "deadLetterReason", "deliveryAttempts", "lastDeliveryOutcome", "publishTime", "lastDeliveryAttemptTime",
     "lastHttpStatusCode"))
@@ -66,8 +68,17 @@ class DeadLetter:
 
     @property
     def event_type(self) -> str:
-        v = self.envelope.get("eventType", self.envelope.get("type")) if isinstance(self.envelope, dict) else None
+        """The type ``handle_event`` handles it as: read from the field ``model.events.parse_envelope``
+        reads (``type`` for CloudEvents, else ``eventType``), so the gate judges what is acted on."""
+        v = self.envelope.get(type_field(self.envelope)) if isinstance(self.envelope, dict) else None
         return v if isinstance(v, str) else ""
+
+    @property
+    def two_types(self) -> bool:
+        """Both ``eventType`` and ``type``, with different values: Event Grid writes one of them (its
+        schema's), so the item is not what Event Grid delivered."""
+        env = self.envelope
+        return isinstance(env, dict) and "eventType" in env and "type" in env and env["eventType"] != env["type"]
 
 
 @dataclass
@@ -119,12 +130,15 @@ def not_deliverable(blob: str) -> str:
 def undeliverable_events(parsed: "ParsedBlob") -> str:
     """Why ``parsed`` holds an event its subscription never delivers (the first one, by position and
     subscription: its type is content and is not named); "" when every event object is one it
-    delivers. Items that are not objects pass: ``handle_event`` audits them ``invalid`` and acts on
-    nothing."""
+    delivers. An event's type is the one ``handle_event`` reads (``DeadLetter.event_type``); an
+    item with two different types (``eventType`` and ``type``) is never Event Grid's. Items that are
+    not objects pass: ``handle_event`` audits them ``invalid`` and acts on nothing."""
     types = deliverable_types().get(parsed.subscription)
     if types is None:
         return not_deliverable(parsed.blob) or "its event subscription delivers nothing"
     for dl in parsed.events:
+        if dl.two_types:
+            return f"item {dl.index} has both 'eventType' and 'type', different: Event Grid writes one"
         if isinstance(dl.envelope, dict) and dl.event_type.lower() not in types:
             return f"item {dl.index} is an event of a type {parsed.subscription.upper()} does not deliver"
     return ""

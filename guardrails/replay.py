@@ -20,7 +20,7 @@ assignment, whom to count toward flip-flop. So each dead-lettered event goes thr
             ``Guardrails.*`` type, a Key Vault event under the resource subscription …): the whole
             blob is ``rejected`` as above, none of its events handed on
         each event not yet handled ─▶ ``service.handle_event`` (claims, dedup, decision, fix,
-            audit row as ever)
+            audit row as ever; the row's message ends ``[replayed from dead-letter blob <name>]``)
             raises (what would have made Event Grid redeliver): that event is retried on the next
             runs, the blob's other events go on; after ``GIVE_UP_AFTER`` of failing and at least
             ``MIN_ATTEMPTS`` tries (Event Grid's own 24 h) the event is given up, reported. Each
@@ -28,7 +28,12 @@ assignment, whom to count toward flip-flop. So each dead-lettered event goes thr
             ``MAX_FAILING_TRACKED`` events (those that started failing last); an event beyond
             that runs on the blob's own clock (``failing_since``, ``failing_runs``: since its
             oldest failing event first failed), so a blob of any size is given up in the end
-            Table Storage down: the run stops (every decision needs it)
+            Table Storage failing (``StoreError``): the try counts on the event's clock and the
+            blob's state is saved at once. The first time, the run stops (Table Storage down: every
+            decision needs it) and the next run tries that event first; an event it fails again
+            is that event's failure (Table Storage refusing something of its own: a row too large,
+            a record that keeps conflicting), backing off like any other while the rest go on. A
+            state save that fails stops the run, an error in its summary
         state ``replayed`` (every event handled), ``retrying`` (one still fails) or ``gave_up``
         (handled but for given-up events), with each event's id, verdict, reason, delivery id;
         saved every ``SAVE_EVERY_EVENTS`` events or ``SAVE_EVERY_SECONDS`` too, so a run the host
@@ -51,13 +56,14 @@ from __future__ import annotations
 
 import heapq
 import logging
+import re
 import time
 import uuid
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable
 
-from .deadletter import (MAX_BLOB_BYTES, ParsedBlob, from_ranges, not_deliverable, parse_blob, to_ranges,
-                         undeliverable_events)
+from .deadletter import (MAX_BLOB_BYTES, ParsedBlob, from_ranges, not_deliverable, parse_blob, subscription_of,
+                         to_ranges, undeliverable_events)
 from .errors import GuardrailsError, IdempotencyError, StoreError
 from .logs import emit
 from .sweep_summary import SweepSummary, _iso, _Tally
@@ -84,10 +90,28 @@ MAX_BLOBS_PER_RUN = 20_000     # blobs a run keeps in hand (the oldest): more th
 TRANSACTION_ROWS = 100         # gone blobs' states deleted per entity-group transaction (its limit)
 SAVE_EVERY_EVENTS = 25         # a blob's progress is saved this often while it is replayed …
 SAVE_EVERY_SECONDS = 30.0      # … or after this long, whichever comes first
+_NAME_CHARS = re.compile(r"[A-Za-z0-9_./-]+")
 
 
 class _Stop(Exception):
-    """Table Storage failed: end the run (every decision and every state write needs it)."""
+    """Table Storage failed: end the run (every decision and every state write needs it), an error
+    of the run (``recorded``: already in the summary)."""
+
+    def __init__(self, message: str, *, recorded: bool = False) -> None:
+        super().__init__(message)
+        self.recorded = recorded
+
+
+def replayed_from(blob: str) -> str:
+    """What ends a replayed event's audit message (``handle_event``'s ``said_by``): the dead-letter
+    blob's name, already judged by ``not_deliverable`` (under a deployed event subscription), shown
+    when it is what Event Grid writes (letters, digits, ``-_./``, at most 300 characters) and not
+    shaped like a credential; else its event subscription alone (a name is anyone's with blob write)."""
+    from .secrets.credentials import looks_like_credential
+
+    if len(blob) <= 300 and _NAME_CHARS.fullmatch(blob) and not looks_like_credential(blob):
+        return f"replayed from dead-letter blob {blob}"
+    return f"replayed from a dead-letter blob under {subscription_of(blob).upper()} (its name not shown)"
 
 
 def record_rejected_dead_letter(service, container: str, blob: str, why: str, *, run_id: str):
@@ -178,15 +202,15 @@ class DeadLetterReplayer:
                     tally.truncate()
                     break
                 prev = (self.state.deadletter_state(blob.name) or {}) if blob.name in with_state else {}
+                done += 1                         # counted too when Table Storage stops the run in it
                 self._blob(blob, prev, tally, dry_run, deadline, summary.sweep_id)
-                done += 1
             else:
                 if limit is None and waiting > len(pending):      # more than a run keeps: the next run
                     tally.truncate()
                 if not dry_run and unlisted:      # deleted by the container's lifecycle rule
                     self._forget(sorted(unlisted), tally, deadline)
-        except (StoreError, _Stop) as exc:
-            if isinstance(exc, StoreError):
+        except (StoreError, _Stop) as exc:       # the rest waits for the next run: never a clean run
+            if not getattr(exc, "recorded", False):
                 tally.error(str(exc))
             emit(log, logging.ERROR, "guardrail_deadletter_run_stopped", reason=str(exc)[:300])
         return self._finish(summary, start, blobs=done)
@@ -229,7 +253,8 @@ class DeadLetterReplayer:
             emit(log, logging.ERROR, "guardrail_deadletter_unreadable", blob=name, reason=parsed.unreadable)
             if not dry_run:
                 self._store(lambda: self.service.record_unreadable_dead_letter(
-                    self.container.name, name, parsed.unreadable, run_id=run_id))
+                    self.container.name, name, parsed.unreadable, run_id=run_id),
+                    f"dead-letter blob {name}: its audit row")
                 tally.decided("invalid")
                 self._save(name, {"outcome": "unreadable", "attempts": int(prev.get("attempts", 0)) + 1,
                                   "detail": parsed.unreadable})
@@ -253,7 +278,7 @@ class DeadLetterReplayer:
         emit(log, logging.ERROR, "guardrail_deadletter_rejected", blob=name, reason=why)
         if not dry_run:
             self._store(lambda: record_rejected_dead_letter(self.service, self.container.name, name, why,
-                                                            run_id=run_id))
+                                                            run_id=run_id), f"dead-letter blob {name}: its audit row")
             tally.decided("invalid")
             self._save(name, {"outcome": "rejected", "attempts": int(prev.get("attempts", 0)) + 1, "detail": why})
 
@@ -281,6 +306,7 @@ class DeadLetterReplayer:
                               "failing_untracked": untracked})
 
         saved_at, unsaved = self._clock(), 0
+        said_by = replayed_from(name)
         for dl in parsed.events:
             if dl.index in handled or dl.index in abandoned:
                 continue
@@ -297,14 +323,22 @@ class DeadLetterReplayer:
                 saved_at, unsaved = self._clock(), 0
             unsaved += 1
             try:
-                row = self.service.handle_event(dl.envelope)
-            except StoreError as exc:
-                if not isinstance(exc, IdempotencyError):       # Table Storage itself: stop the run
-                    tally.error(f"dead-letter blob {name}, event {dl.index}: {exc}")
-                    detail = f"event {dl.index}: {exc}"
-                    self._store(lambda: save("retrying", detail))
-                    raise _Stop(str(exc)) from None
+                row = self.service.handle_event(dl.envelope, said_by=said_by)
+            except IdempotencyError as exc:       # another delivery holds it: tried again later
                 self._failed(name, dl, exc, failing, abandoned, record, now, tally, clock)
+                continue
+            except StoreError as exc:
+                # Table Storage failed: down (every decision needs it), or refusing this event alone (a
+                # row too large, a record that keeps conflicting). The try counts on the event's clock
+                # and is saved at once (a save that fails too: down, the run stops). The first time
+                # the run stops, the next run trying the event first; failing again, it is the event's
+                # own failure, backing off while the rest go on: it holds no newer blob up for ever
+                again = str(dl.index) in failing
+                self._failed(name, dl, exc, failing, abandoned, record, now, tally, clock, stop=not again)
+                save("retrying", f"event {dl.index}: {str(exc)[:200]}")
+                saved_at, unsaved = self._clock(), 0
+                if not again and dl.index not in abandoned:
+                    raise _Stop(f"dead-letter blob {name}, event {dl.index}: {exc}", recorded=True) from None
                 continue
             except Exception as exc:              # noqa: BLE001 - what made the trigger raise: Event Grid would redeliver
                 self._failed(name, dl, exc, failing, abandoned, record, now, tally, clock)
@@ -322,7 +356,10 @@ class DeadLetterReplayer:
         save("retrying" if failing else "gave_up" if abandoned else "replayed", detail, complete=True)
 
     def _failed(self, name: str, dl, exc: Exception, failing: dict, abandoned: set, record: list, now: datetime,
-                tally: _Tally, clock: dict[str, Any]) -> None:
+                tally: _Tally, clock: dict[str, Any], *, stop: bool = False) -> None:
+        """One more failed try of ``dl`` on its clock: given up after ``GIVE_UP_AFTER`` and
+        ``MIN_ATTEMPTS``, else tried again after its back-off (``stop``: the run ends here, and the
+        next run tries it at once)."""
         why = str(exc)[:200] if isinstance(exc, GuardrailsError) else type(exc).__name__
         if not clock["counted"]:                  # the blob's clock: one more run in which an event failed
             clock["counted"] = True
@@ -342,6 +379,8 @@ class DeadLetterReplayer:
             record.append({"index": dl.index, "event_id": dl.event_id[:256], "event_type": dl.event_type[:256],
                            "verdict": "gave_up", "reason": why, "dead_letter_reason": dl.reason})
             outcome = "gave up"
+        elif stop:
+            outcome = "run stopped: Table Storage failing; the next run tries it first"
         else:
             outcome = "retrying"
             f["next"] = _iso(next_try(now, f["attempts"]))
@@ -385,14 +424,16 @@ class DeadLetterReplayer:
                 self.state.release_run_lease(KIND, holder)
 
     @staticmethod
-    def _store(write: Callable[[], Any]) -> Any:
+    def _store(write: Callable[[], Any], what: str) -> Any:
+        """``write`` to Table Storage; failing, the run stops with an error naming ``what``."""
         try:
             return write()
         except StoreError as exc:
-            raise _Stop(str(exc)) from None
+            raise _Stop(f"{what} could not be written, the run stopped: {exc}") from None
 
     def _save(self, name: str, state: dict[str, Any]) -> None:
-        self._store(lambda: self.state.set_deadletter_state(name, {**state, "at": _iso(self._wall())}))
+        self._store(lambda: self.state.set_deadletter_state(name, {**state, "at": _iso(self._wall())}),
+                    f"dead-letter blob {name}: its replay state")
 
     def _finish(self, summary: SweepSummary, start: float, *, blobs: int) -> SweepSummary:
         summary.finished = _iso(self._wall())
@@ -412,7 +453,8 @@ def add_parser(sub) -> None:
     p.add_argument("action", choices=("list", "replay", "retry"),
                    help="retry BLOB: after fixing why its events were given up (or why it is unreadable), the next "
                         "replay handles the given-up and failing events again; those handled stay handled")
-    p.add_argument("blob", nargs="?", help="retry: the blob's name, as 'list' prints it")
+    p.add_argument("blob", nargs="?", help="retry: the blob's name, as 'list' prints it (retry only: replay "
+                                           "takes every blob not yet settled)")
     p.add_argument("--limit", type=int, metavar="N", help="replay: at most N blobs")
     p.add_argument("--dry-run", action="store_true", help="replay: read and parse only, decide nothing")
     p.add_argument("--json", action="store_true", help="print JSON")
@@ -420,13 +462,15 @@ def add_parser(sub) -> None:
 
 def cli_main(args) -> int:
     """Exit 0: nothing failed (list: nothing pending or failed); 1: a blob failed, is unreadable,
-    or (list) waits; 2: usage (replay not configured)."""
+    or (list) waits; 2: usage (replay not configured, a blob name given to list or replay)."""
     import json
 
     from .bootstrap import build_replayer
     from .settings import DEAD_LETTER_CONNECTION, DEAD_LETTER_ENDPOINT, Settings
     from .simulate import UsageError
 
+    if args.blob and args.action != "retry":     # never every blob when one was named
+        raise UsageError(f"deadletter {args.action} takes no blob name; use 'deadletter retry BLOB' for one blob")
     replayer = build_replayer(Settings.from_env())
     if replayer is None:
         raise UsageError(f"set {DEAD_LETTER_ENDPOINT} (or {DEAD_LETTER_CONNECTION}) to the dead-letter storage")

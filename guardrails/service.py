@@ -88,10 +88,13 @@ class GuardrailsService(PendingConfirmations, TimerDecisions):
         self.resources = ResourceGuardrail(self)    # the catalogue's resource types
 
     # ---------------------------------------------------------------------------------
-    def handle_event(self, raw: Any, *, actor: Actor | None = None) -> AuditRow:
-        """``actor``: the verified caller of a report that arrives over HTTP (an event names its own)."""
+    def handle_event(self, raw: Any, *, actor: Actor | None = None, said_by: str | None = None) -> AuditRow:
+        """``actor``: the verified caller of a report that arrives over HTTP (an event names its own).
+        ``said_by``: who handed the event on other than its delivery (a dead-letter replay), ending the
+        row's message; names only, never content."""
         start = self._clock()
-        ctx = _Ctx(uuid.uuid4().hex, start, start + self.settings.time_budget_seconds, self._wall())
+        ctx = _Ctx(uuid.uuid4().hex, start, start + self.settings.time_budget_seconds, self._wall(),
+                   said_by=(said_by or "")[:300])
         event_id = raw.get("id") if isinstance(raw, Mapping) and isinstance(raw.get("id"), str) else ""
         event_type = ""
         if isinstance(raw, Mapping):

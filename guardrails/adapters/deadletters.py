@@ -1,7 +1,7 @@
 """The dead-letter container Event Grid writes undeliverable events to (``infra/modules/app.bicep``:
 ``eventgrid-deadletter`` in the deployment's own storage account), read only: listing names and
-sizes, downloading one blob. The replay's progress is kept in Table Storage, not on the blobs, so
-the identity needs no write access to what Event Grid wrote.
+sizes, downloading one blob (never more than a dead letter can hold). The replay's progress is kept
+in Table Storage, not on the blobs, so the identity needs no write access to what Event Grid wrote.
 
 Configured like the tables: ``GUARDRAILS_DEAD_LETTER_CONNECTION`` (a connection string: Azurite,
 never logged) or ``GUARDRAILS_DEAD_LETTER_ENDPOINT`` (``https://<account>.blob.core.windows.net``,
@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Iterator
 
+from ..deadletter import MAX_BLOB_BYTES
 from ..errors import ConfigError, StoreError
 
 
@@ -84,12 +85,19 @@ class DeadLetterContainer:
             raise _error("list", exc) from exc
 
     def read(self, name: str) -> bytes | None:
-        """One blob's content, or None when it is gone (deleted since it was listed)."""
-        from azure.core.exceptions import AzureError, ResourceNotFoundError
+        """One blob's content, at most ``MAX_BLOB_BYTES`` + 1 bytes whatever it has grown to since it
+        was listed (more is unreadable to ``deadletter.parse_blob``: never downloaded whole), or None
+        when it is gone (deleted since it was listed)."""
+        from azure.core.exceptions import AzureError, HttpResponseError, ResourceNotFoundError
         try:
-            return self._c.download_blob(name).readall()
+            # a range: the SDK asks for bytes 0-MAX_BLOB_BYTES and takes what the blob has, when less
+            return self._c.download_blob(name, offset=0, length=MAX_BLOB_BYTES + 1).readall()
         except ResourceNotFoundError:
             return None
+        except HttpResponseError as exc:
+            if exc.status_code == 416:      # a range from 0 of an empty blob: the service's "InvalidRange"
+                return b""
+            raise _error("read", exc) from exc
         except AzureError as exc:
             raise _error("read", exc) from exc
 

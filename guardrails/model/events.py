@@ -147,13 +147,20 @@ def _parse_time(raw: Mapping[str, Any], key: str) -> datetime | None:
     return value if value.tzinfo is not None else value.replace(tzinfo=timezone.utc)
 
 
+def type_field(raw: Mapping[str, Any]) -> str:
+    """The field ``parse_envelope`` reads a delivered event's type from: ``type`` (CloudEvents:
+    ``specversion`` / ``specVersion`` present, or ``type`` without ``eventType``), else ``eventType``."""
+    cloud = "specversion" in raw or "specVersion" in raw or ("type" in raw and "eventType" not in raw)
+    return "type" if cloud else "eventType"
+
+
 def parse_envelope(raw: Any) -> Envelope:
     """Validate one delivered event (a mapping) in either schema; ``data`` is left raw."""
     if not isinstance(raw, Mapping):
         raise InvalidEvent(f"an event must be a JSON object, got {type(raw).__name__}",
                            reason="not_an_object")
     spec_key = next((k for k in ("specversion", "specVersion") if k in raw), None)
-    if spec_key is not None or ("type" in raw and "eventType" not in raw):
+    if type_field(raw) == "type":
         if spec_key is None:
             raise InvalidEvent("CloudEvents field 'specversion' is missing", reason="missing_field")
         spec = raw[spec_key]

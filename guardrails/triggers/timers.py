@@ -4,10 +4,15 @@ replay.
 Schedules are app settings (``%GUARDRAILS_SWEEP_SCHEDULE%``, ``%GUARDRAILS_EXPIRY_SCHEDULE%``,
 ``%GUARDRAILS_DEAD_LETTER_SCHEDULE%``, NCRONTAB with seconds), resolved by the Functions host. ``use_monitor`` keeps the schedule
 status in storage so a run missed while the app was down happens once at start (``past_due``);
-never ``run_on_startup`` (every scale-out instance would sweep). A run that fails raises: the
-host logs it and the next occurrence tries again (expiry: a scope that could not be listed and a
-resource whose re-enforcement failed are retried first by the next runs, a scope that is gone is
-done, and the window moves up to the last exemption a run handled in full, ``expiry``).
+never ``run_on_startup`` (every scale-out instance would sweep). A run that cannot go on raises
+(the host logs a failed invocation) and the next occurrence tries again (expiry: a scope that could
+not be listed and a resource whose re-enforcement failed are retried first by the next runs, a scope
+that is gone is done, and the window moves up to the last exemption a run handled in full,
+``expiry``). What a run goes on past is reported, not raised: in its summary row (``failed``,
+``errors``) and a WARNING log line. The dead-letter replay raises for none of its blobs or events,
+nor for Table Storage stopping it half way (each failing event has its own retry clock,
+``guardrails.replay``, which a host error would only repeat): only when even its summary row cannot
+be written.
 """
 
 from __future__ import annotations
@@ -54,4 +59,6 @@ def deadletter_replay(timer: func.TimerRequest) -> None:
         emit(log, logging.INFO, "guardrail_deadletter_replay_off",
              reason="GUARDRAILS_DEAD_LETTER_ENDPOINT / _CONNECTION not set")
         return
-    replayer.run()     # blobs that failed are in the summary row and a WARNING log line; the run itself succeeded
+    # not raised on failure, deliberately: what failed (blobs, events, a run Table Storage stopped) is in the
+    # summary row and a WARNING log line, and the replay retries each failing event on its own clock
+    replayer.run()

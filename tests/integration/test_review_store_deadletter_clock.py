@@ -51,7 +51,7 @@ class ForbiddenService:
     def __init__(self) -> None:
         self.calls = 0
 
-    def handle_event(self, raw):
+    def handle_event(self, raw, **_):
         self.calls += 1
         raise ArmError("ARM GET /subscriptions/... failed: 403 AuthorizationFailed: the client does not have "
                        "authorization to perform action Microsoft.Storage/storageAccounts/read over scope "

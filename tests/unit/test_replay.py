@@ -76,7 +76,8 @@ class Service:
         self.handled, self.unreadable = [], []
         self.failing, self.table_down_at = set(failing), table_down_at
 
-    def handle_event(self, raw):
+    def handle_event(self, raw, *, said_by=None):
+        self.said_by = said_by
         eid = raw["id"] if isinstance(raw, dict) else "?"
         if eid == self.table_down_at:
             raise StoreError("table storage write audit failed (ServiceRequestError, status None)")
@@ -109,9 +110,9 @@ def _replayer(blobs, service, *, max_seconds=540.0, state=None, tick=None):
     if tick is not None:
         original = service.handle_event
 
-        def timed(raw):
+        def timed(raw, **kw):
             clock.t += tick
-            return original(raw)
+            return original(raw, **kw)
         service.handle_event = timed
     r = DeadLetterReplayer(service, Container(blobs), state or State(), Store(), max_seconds=max_seconds,
                            clock=clock, wall_clock=lambda: clock.wall)

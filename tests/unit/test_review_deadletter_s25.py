@@ -289,12 +289,12 @@ class Killed(BaseException):
 def _killing(svc: Service, at: str, tick: float = 0.0, clock: Clock | None = None) -> None:
     original = svc.handle_event
 
-    def handle(raw):
+    def handle(raw, **kw):
         if raw["id"] == at:
             raise Killed()
         if clock is not None:
             clock.t += tick
-        return original(raw)
+        return original(raw, **kw)
     svc.handle_event = handle
 
 
