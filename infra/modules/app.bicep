@@ -337,6 +337,7 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
   // checkov:skip=CKV_AZURE_17: client certificates would break Event Grid's webhook delivery to the function
   // checkov:skip=CKV_AZURE_212: Flex Consumption scales per instance (maximumInstanceCount); there is no worker count to set
   // checkov:skip=CKV_AZURE_222: Event Grid cannot deliver to a private endpoint; with enablePrivateNetworking the public endpoint only admits the AzureEventGrid service tag
+  // checkov:skip=CKV_AZURE_78: FTP is off through basicPublishingCredentialsPolicies (ftp and scm: allow false); siteConfig.ftpsState, which this check reads, is refused by ARM on a Flex Consumption site (400, ExtendedCode 51021: "Site.SiteConfig.FtpsState ... for Flex Consumption sites is invalid")
   name: functionAppName
   location: location
   tags: union(tags, {
@@ -380,7 +381,6 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
     siteConfig: {
       minTlsVersion: '1.2'
       scmMinTlsVersion: '1.2'
-      ftpsState: 'Disabled'
       http20Enabled: true
       remoteDebuggingEnabled: false
       vnetRouteAllEnabled: enablePrivateNetworking
