@@ -192,10 +192,11 @@ class CompiledPolicySet:
                     names[id(prog)] = name
             for name, prog in self._programs.items():        # types outside the catalogue: as written
                 names.setdefault(id(prog), name)
-            seen: dict[Any, int] = {}
+            seen: dict[str, int] = {}
             for body in first[:2000]:
                 t = body.get("type") if isinstance(body, Mapping) else None
-                seen[t] = seen.get(t, 0) + 1
+                if isinstance(t, str):               # a list or object type is no type (and unhashable)
+                    seen[t] = seen.get(t, 0) + 1
             order = sorted(names.values(), key=lambda n: -seen.get(n, 0))      # stable: ties keep their order
             many = self._many[pairs] = _generate_many(self._programs, order, pairs)
         return many
