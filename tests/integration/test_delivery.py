@@ -118,8 +118,10 @@ def test_worker_killed_mid_delivery_expires_and_a_retry_completes(harness, tmp_p
     assert [r.verdict for r in h.recorder.rows] == ["remediated", "duplicate"]
 
 
-def test_a_decision_audited_by_a_worker_that_died_before_publishing_it_is_published_by_the_retry(harness, tmp_path):
-    # GIVEN a worker that fixed a resource and audited it, then died while its decision event was in flight
+def _died_publishing(harness, tmp_path):
+    """A worker that fixed a resource and audited it, then died while its decision event was in
+    flight: ``(h, event, the dead attempt's row)``, nothing on the topic, the in-progress record
+    expiring after 2 s."""
     res = b.storage()
     h = harness([res], decision_topic=True,
                 env={"GUARDRAILS_DEDUP_IN_PROGRESS_SECONDS": "2", "GUARDRAILS_DECISION_TOPIC_TIMEOUT_SECONDS": "25"})
@@ -133,6 +135,12 @@ def test_a_decision_audited_by_a_worker_that_died_before_publishing_it_is_publis
                and [r for r in h.stored_rows() if r.verdict == "remediated"])
     (first,) = [r for r in h.stored_rows() if r.verdict == "remediated"]
     assert h.emu.published_events("decisions") == []
+    return h, event, first
+
+
+def test_a_decision_audited_by_a_worker_that_died_before_publishing_it_is_published_by_the_retry(harness, tmp_path):
+    # GIVEN a worker that fixed a resource and audited it, then died while its decision event was in flight
+    h, event, first = _died_publishing(harness, tmp_path)
     # WHEN Event Grid redelivers after the in-progress record expired
     time.sleep(2.2)
     assert _deliver_raw(event) is None
@@ -141,7 +149,7 @@ def test_a_decision_audited_by_a_worker_that_died_before_publishing_it_is_publis
     assert [r.verdict for r in h.recorder.rows] == ["compliant"]
     (published,) = h.emu.published_events("decisions")
     assert published["id"] == first.delivery_id and published["type"] == "Guardrails.Decision.Remediated"
-    assert published["data"]["resource_id"] == res["id"]
+    assert published["data"]["resource_id"] == first.resource_id
 
 
 def test_a_fix_whose_worker_died_before_its_audit_row_is_recorded_as_remediated_by_the_retry(harness, tmp_path):

@@ -15,13 +15,9 @@ Each test fails on the code as reviewed because of the defect its name states:
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import textwrap
 import time
 import uuid
-from pathlib import Path
 
 import pytest
 
@@ -29,22 +25,11 @@ from guardrails import settings as S
 from guardrails.cli import main as cli_main
 from guardrails.local.emulator import AzureEmulator
 from tests import builders as b
+from tests.integration.test_safety_rails import SHADOW
+from tests.integration.test_secret_guardrail import ACCOUNT, POLICY, VAULT
+from tests.integration.test_simulate_cli import _run, _write
 
 pytestmark = pytest.mark.integration
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def _run(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    e = {k: v for k, v in os.environ.items() if not k.startswith("GUARDRAILS_")}
-    e.update(env or {})
-    return subprocess.run([sys.executable, "-m", "guardrails", *args], cwd=ROOT, env=e,
-                          capture_output=True, text=True, timeout=180)
-
-
-def _write(tmp_path, name, obj) -> str:
-    p = tmp_path / name
-    p.write_text(json.dumps(obj))
-    return str(p)
 
 
 def _tables_env(azurite) -> dict[str, str]:
@@ -83,25 +68,6 @@ def test_simulate_event_whose_time_does_not_parse_does_not_crash_the_run(tmp_pat
 
 
 # ---- simulate: no secret value in the result unless --include-secret-values ---------------------------
-VAULT = "kv-ml-prod"
-ACCOUNT = b.storage(pna="Disabled", blob=False)["id"]
-SECRETS_POLICY = f"""
-id: ml-secrets
-version: 1
-kind: secrets
-description: ML platform secrets and how each is rotated
-mode: enforce
-selector: {{vaults: [{VAULT}]}}
-secrets:
-  - vault: {VAULT}
-    name: storage-connection
-    owner: ml-platform@contoso.com
-    rotation: {{strategy: storage-account-key, account: {ACCOUNT}, format: connection-string}}
-  - vault: {VAULT}
-    name: api-token
-    owner: ml-platform@contoso.com
-    rotation: {{strategy: random, length: 48, alphabet: urlsafe}}
-"""
 
 
 def _bundle(name: str, value: str) -> dict:
@@ -125,7 +91,7 @@ def test_simulate_result_carries_no_secret_value_without_include_secret_values(t
               for n in ("storage-connection", "api-token")]
     md = tmp_path / "md"
     md.mkdir()
-    (md / "ml-secrets.yaml").write_text(textwrap.dedent(SECRETS_POLICY))
+    (md / "ml-secrets.yaml").write_text(textwrap.dedent(POLICY.format(mode="enforce")))
     out = tmp_path / "r.json"
     # WHEN simulate rotates them, without --include-secret-values
     p = _run("simulate", "--world", _write(tmp_path, "w.json", world), "--events", _write(tmp_path, "e.json", events),
@@ -145,23 +111,6 @@ def test_simulate_result_carries_no_secret_value_without_include_secret_values(t
 
 
 # ---- report: shadow vs enforced is per event, not per delivery -----------------------------------------
-SHADOW = """\
-id: storage-private
-version: 2
-description: Stricter storage baseline being proven in shadow - TLS 1.2 as well.
-mode: shadow
-selector:
-  resource_types: [Microsoft.Storage/storageAccounts]
-rules:
-  - id: public-network-access-disabled
-    property: properties.publicNetworkAccess
-    expect: {equals: Disabled}
-    action: {type: set-property, value: Disabled}
-  - id: tls-1-2
-    property: properties.minimumTlsVersion
-    expect: {equals: TLS1_2}
-    action: {type: set-property, value: TLS1_2}
-"""
 
 
 def test_report_compares_a_redelivered_events_shadow_decision_once(harness, tmp_path, monkeypatch, capsys):

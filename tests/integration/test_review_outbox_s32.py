@@ -15,8 +15,7 @@ from guardrails import bootstrap
 from guardrails import settings as S
 from guardrails.adapters.outbox_tables import TableOutbox
 from guardrails.triggers.decision_events import decision_outbox
-from tests import builders as b
-from tests.integration.test_delivery import _deliver_raw, _kill_when
+from tests.integration.test_delivery import _deliver_raw, _died_publishing
 from tests.integration.test_secret_guardrail import VAULT, _harness, planted  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.integration
@@ -79,16 +78,7 @@ def test_a_takeover_whose_republish_read_fails_once_still_gets_the_dead_attempts
     # GIVEN a worker that fixed a resource and audited it, then died while its decision event was in
     # flight (README, Decision events: "Event Grid's redelivery then takes the record over and
     # first publishes again what the dead attempt audited")
-    res = b.storage()
-    h = harness([res], decision_topic=True,
-                env={"GUARDRAILS_DEDUP_IN_PROGRESS_SECONDS": "2", "GUARDRAILS_DECISION_TOPIC_TIMEOUT_SECONDS": "25"})
-    h.emu.add_fault(method="POST", path_regex="/topics/decisions/", delay_ms=15_000, status=503, times=1)
-    event = b.write_event(res["id"])
-    _kill_when(h, event, tmp_path, lambda: any(q["method"] == "POST" and "/topics/decisions/" in q["path"]
-                                               for q in h.emu.requests)
-               and [r for r in h.stored_rows() if r.verdict == "remediated"])
-    (first,) = [r for r in h.stored_rows() if r.verdict == "remediated"]
-    assert h.emu.published_events("decisions") == []
+    h, event, first = _died_publishing(harness, tmp_path)
     # WHEN Event Grid redelivers after the in-progress record expired, and the one read of the dead
     # attempt's rows meets a transient Table Storage error (the SDK's own error, once)
     real = TableClient.query_entities

@@ -10,30 +10,14 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from guardrails import bootstrap
-from guardrails import settings as S
-from guardrails.adapters.sweep_tables import TableTimerState
 from guardrails.local.deadletters import write_dead_letters
-from guardrails.ratelimit import FakeClock
 from tests import builders as b
 from tests.integration.test_deadletter_replay import dead  # noqa: F401  (the harness reading its own container)
+from tests.integration.test_review_deadletter_s25 import _replayer, _states
 from tests.integration.test_secret_exposure_and_hygiene import _exposure, _keys
 from tests.integration.test_secret_guardrail import ACCOUNT, POLICY, VAULT, _bundle, planted  # noqa: F401
 
 pytestmark = pytest.mark.integration
-
-
-def _replayer(h, *, later=None):
-    settings = S.Settings.from_env(h.env)
-    sweeper = bootstrap.build_sweeper(settings, clock=FakeClock(), sleep=lambda s: None)
-    replayer = bootstrap.build_replayer(settings, sweeper=sweeper)
-    if later is not None:
-        replayer._wall = lambda: datetime.now(timezone.utc) + later
-    return replayer
-
-
-def _states(h) -> dict:
-    return TableTimerState(h.tables).deadletter_states()
 
 
 def _secrets_world(planted):
