@@ -70,14 +70,24 @@ SWEEP_CONTAINERS = {ResourceType(_MS + f"{parent}/models", API_VERSION, "put").k
                     for parent in ("workspaces", "registries")}
 
 
+def _action(type_name: str, verb: str) -> str:
+    """The role action ARM checks for ``verb`` on ``type_name``: a registry's models and versions are
+    its *assets* (Azure ML publishes no ``registries/models/*`` operation; the built-in AzureML
+    Registry User role is ``registries/read`` + ``registries/assets/*``)."""
+    if type_name.lower().startswith(_MS.lower() + "registries/"):
+        return f"{_MS}registries/assets/{verb}"
+    return f"{type_name}/{verb}"
+
+
 class MlLifecycleGuardrail:
     # reads every ML type it judges; writes model versions (archive) and endpoints (traffic,
     # authMode, publicNetworkAccess); deployments are only read (never changed or deleted)
-    permissions = tuple(f"{t}/read" for t in ML_TYPE_NAMES) + tuple(
-        f"{c.name}/read" for c, _versions in SWEEP_CONTAINERS.values()) + (
-        "Microsoft.MachineLearningServices/registries/models/versions/write",
-        "Microsoft.MachineLearningServices/workspaces/models/versions/write",
-        "Microsoft.MachineLearningServices/workspaces/onlineEndpoints/write")
+    permissions = tuple(dict.fromkeys(
+        [_action(t, "read") for t in ML_TYPE_NAMES]
+        + [_action(c.name, "read") for c, _versions in SWEEP_CONTAINERS.values()]
+        + [_action(_MS + "registries/models/versions", "write"),
+           _action(_MS + "workspaces/models/versions", "write"),
+           _action(_MS + "workspaces/onlineEndpoints", "write")]))
 
     def __init__(self, service) -> None:
         self.svc = service

@@ -118,14 +118,33 @@ def _error_code(response) -> str | None:
     return str(code)[:100] if code else None
 
 
+# the operation-status resources of the namespaces whose writes run long (Azure-AsyncOperation /
+# Location answers): Azure ML (online endpoints: mfeOperationsStatus / mfeOperationResults;
+# workspaces: workspaceOperationsStatus) and Container Registry (operationResults), as the Azure ML
+# permissions reference and the Container Registry built-in roles name them. Storage and Key Vault
+# PATCHes answer at once.
+OPERATION_STATUS_READS = {
+    "Microsoft.MachineLearningServices": ("Microsoft.MachineLearningServices/locations/mfeOperationResults/read",
+                                          "Microsoft.MachineLearningServices/locations/mfeOperationsStatus/read",
+                                          "Microsoft.MachineLearningServices/locations/workspaceOperationsStatus/read"),
+    "Microsoft.ContainerRegistry": ("Microsoft.ContainerRegistry/locations/operationResults/read",),
+}
+
+
 class ArmGateway:
     """Implements ``ports.ResourceGateway``."""
 
     @staticmethod
     def permissions() -> tuple[str, ...]:
-        """GET / PATCH / PUT by id of every catalogue type (``guardrails.permissions``)."""
+        """GET / PATCH / PUT by id of every catalogue type (``guardrails.permissions``), and the
+        reads of the operation status a long-running write answers with (``_poll``: ARM checks a GET
+        of ``/providers/<ns>/locations/<l>/<kind>/<id>`` as ``<ns>/locations/<kind>/read``; without
+        it every such fix would end ``requested``, confirmed only by its own write event)."""
         from ..model.resource import CATALOG
-        return tuple(f"{t.name}/{verb}" for t in CATALOG.values() for verb in ("read", "write"))
+        names = [t.name for t in CATALOG.values()]
+        namespaces = {n.split("/", 1)[0].lower() for n in names}
+        return tuple(f"{n}/{verb}" for n in names for verb in ("read", "write")) + tuple(
+            a for ns, actions in OPERATION_STATUS_READS.items() if ns.lower() in namespaces for a in actions)
 
     def __init__(self, credential, *, endpoint: str, ca_bundle: str | None = None,
                  timeout: float = 10.0, sleep: Callable[[float], None] = time.sleep,

@@ -189,7 +189,13 @@ def test_covered_operations_are_the_catalogue_ml_and_role_assignment_writes():
     assert {t.lower() for t in ML_TYPE_NAMES} == set(ML_TYPES)      # one list, two spellings
     # the ML guardrail reads every type it judges and writes what it fixes
     req = permissions.required()
-    assert {f"{t}/read" for t in ML_TYPE_NAMES} <= set(req.actions)
+    from guardrails.ml_guardrail import _action
+    assert {_action(t, "read") for t in ML_TYPE_NAMES} <= set(req.actions)
+    # a registry's models and versions are authorized as its assets: Azure ML publishes no
+    # registries/models/* operation (the built-in AzureML Registry User: registries/read + assets/*)
+    assert not [a for a in req.actions if "/registries/models" in a.lower()]
+    assert {"Microsoft.MachineLearningServices/registries/assets/read",
+            "Microsoft.MachineLearningServices/registries/assets/write"} <= set(req.actions)
     assert "Microsoft.MachineLearningServices/workspaces/onlineEndpoints/write" in req.actions
     assert "Microsoft.MachineLearningServices/workspaces/onlineEndpoints/deployments/write" not in req.actions
     assert permissions.ml_event_types() == sorted(
