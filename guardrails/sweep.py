@@ -40,8 +40,10 @@ then its role assignments), a management group, a vault's secrets, the reference
 and management groups spread evenly among the subscriptions. A run begins at the cursor (row
 ``timer/reconciling_sweep.cursor``: the unit's key, and its position should the unit be gone)
 and goes round the ring until the deadline; the next run begins at the first unit this run did
-not finish (one it began but cut short is begun again from its start), or, when even the first
-unit did not fit in the budget, at the first unit this run never began. So a run covers what one
+not finish (one it began but cut short goes on where it stopped: the row's ``resume``, see
+``sweep_ring``), or, when even the first unit did not fit in the budget, at the first unit this
+run never began. With ``GUARDRAILS_SWEEP_LISTER=graph`` the Resource Graph listing comes first but
+takes at most ``GRAPH_SHARE`` of what is left of the budget, going on next run where it stopped. So a run covers what one
 budget lists and decides (the summary's ``units`` / ``units_done``), and an estate of N units of
 which a run finishes about k is covered within ceil(N / k) runs, every unit once per round. The
 tenant root's role assignments and the stale fixes' confirmations come first in every run. A
@@ -73,7 +75,7 @@ from .errors import ArmError, ArmThrottled, ArmTransient, InvalidArmId, StoreErr
 from .logs import emit
 from .model.resource import CATALOG, ResourceSnapshot, ResourceType
 from .sweep_plan import _with_children, covered_types, list_plan, management_group_scope
-from .sweep_ring import SWEEP_CURSOR, SweepRing, _next_start
+from .sweep_ring import GRAPH_UNIT, SWEEP_CURSOR, SweepRing, _next_start, _Place, next_resume
 # the summary and its tally live in ``sweep_summary`` (the expiry timer and replay use them too)
 from .sweep_summary import SWEEP_EVENT_TYPE, SweepSummary, _iso, _Tally
 from .pending_confirm import confirm_stale_fixes
@@ -82,6 +84,7 @@ log = logging.getLogger("guardrails")
 
 SWEEP_TIMER = "reconciling_sweep"     # TimerState row: when the last non-dry run began; its run lease
 LEASE_MARGIN_SECONDS = 60.0           # the run lease outlasts the budget by this (decisions begun before the end)
+GRAPH_SHARE = 0.5                     # of what is left of the budget: the Resource Graph listing's most, the ring has the rest
 
 
 class Sweeper(SweepRing):
@@ -170,20 +173,30 @@ class Sweeper(SweepRing):
         graph_pages0 = self.graph.pages if self.graph is not None else 0
         if not dry_run:
             self._confirm_stale_fixes(tally, summary.sweep_id, deadline)
+        cursor = self._read_cursor(tally) if not given else {}
+        resume = cursor.get("resume") or {}
+        graph_place = None
         if self.graph is not None and subs:
-            plan = self._sweep_graph(tally, compiled, subs, plan, summary.sweep_id, dry_run, deadline)
-        ring = self._units(tally, compiled, subs, mgs, plan, summary.sweep_id, dry_run, deadline)
-        first = self._read_cursor(tally, ring) if not given else 0
+            plan, graph_place = self._sweep_graph(tally, compiled, subs, plan, summary.sweep_id, dry_run, deadline,
+                                                  resume)
+        ring = self._units(tally, compiled, subs, mgs, plan, summary.sweep_id, dry_run, deadline, resume)
+        first = self._first(cursor, ring) if not given else 0
         order = ring[first:] + ring[:first]
         began, finished = self._sweep_units(tally, compiled, order, summary.sweep_id, dry_run, deadline)
         nxt = _next_start(began, finished)
+        graph_at = ({GRAPH_UNIT: {"done": [], "at": {graph_place.key: graph_place.after}}}
+                    if graph_place is not None and not graph_place.done and graph_place.after else {})
+        kept_resume = next_resume(order, began, finished, resume, nxt, graph_at)
         summary.units, summary.units_done = len(order), sum(finished)
         summary.began_with = order[0].key if order else ""
         summary.next_begins_with = order[nxt].key if order else ""
         keep = not held or self._lease_still_held(tally, summary.sweep_id)
         if keep and order and not dry_run and not given:
             try:
-                self.state.set_retry(SWEEP_CURSOR, [{"next": order[nxt].key, "position": (first + nxt) % len(ring)}])
+                row = {"next": order[nxt].key, "position": (first + nxt) % len(ring)}
+                if kept_resume:          # where the units left unfinished stand (absent: all from their start)
+                    row["resume"] = kept_resume
+                self.state.set_retry(SWEEP_CURSOR, [row])
             except StoreError as exc:
                 tally.error(f"keep where the next sweep begins: {exc}")
         if self.function_app_id:
@@ -228,73 +241,85 @@ class Sweeper(SweepRing):
         return summary
 
     def _sweep_type(self, tally: _Tally, compiled, sub: str, rtype: ResourceType, decide: bool,
-                    children: tuple[ResourceType, ...], sweep_id: str, dry_run: bool, deadline: float) -> None:
+                    children: tuple[ResourceType, ...], sweep_id: str, dry_run: bool, deadline: float, *,
+                    place: _Place | None = None) -> None:
         """List one top-level type in one subscription, decide the violating ones (when a policy
-        covers the type), and list the covered child types of each (ARM lists them per parent)."""
+        covers the type), and list the covered child types of each (ARM lists them per parent).
+        ``place``: where an earlier run that was cut short left this list (its items up to there
+        are skipped), moved past each item handled in full."""
         if self._clock() > deadline:     # no list begun past the deadline
             tally.truncate()
             return
+        place = place or _Place(f"type:{rtype.key}")
         kids = ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="sweep-child") if children else None
-        futures = []
+        handled: list[tuple[str, list]] = []
         try:
-            for body in self.lister.list_type(sub, rtype, deadline=deadline):
+            for body in place.items(self.lister.list_type(sub, rtype, deadline=deadline)):
                 if self._clock() > deadline:
                     break
                 if decide:
                     self.decide_listed(tally, compiled, rtype, body, sweep_id, dry_run)
-                if kids is not None and isinstance(body.get("id"), str):
-                    for child in children:       # one list per parent: in parallel, or latency would bound it
-                        futures.append(kids.submit(self._sweep_children, tally, compiled, sub, body["id"], child,
-                                                   sweep_id, dry_run, deadline))
+                futures = [] if kids is None else [       # one list per parent: in parallel, or latency would bound it
+                    kids.submit(self._sweep_children, tally, compiled, sub, body["id"], child, sweep_id, dry_run,
+                                deadline) for child in children]
+                handled.append((body["id"], futures))
         except ArmError as exc:    # one type or subscription unreadable: the rest of the sweep goes on
             self._list_failed(tally, sub, rtype.name, exc, deadline)
         finally:
             if kids is not None:
                 kids.shutdown(wait=True)
-        for fut in futures:
-            fut.result()          # anything but an ArmError (Table Storage down …) ends the sweep
+        _advance(place, handled)   # anything but an ArmError (Table Storage down …) ends the sweep
         if self._clock() > deadline:     # the lister stops at the deadline too: cut short either way
             tally.truncate()
 
     def _sweep_graph(self, tally: _Tally, compiled, subs: list[str], plan, sweep_id: str, dry_run: bool,
-                     deadline: float) -> list:
+                     deadline: float, resume: dict[str, dict] | None = None) -> tuple[list, _Place]:
         """The top-level types of ``plan`` through Resource Graph, every subscription at once: a
         row the pure filter finds violating is decided on a fresh ARM read (the index can lag ARM),
-        the child types of each row are listed through ARM under it. Returns what is still to be
-        listed through ARM: the whole plan when Resource Graph did not answer its first page
-        (not registered, not permitted, unavailable in this cloud), else nothing."""
+        the child types of each row are listed through ARM under it. The listing takes at most
+        ``GRAPH_SHARE`` of what is left of the budget (the ring's units, a subscription's role
+        assignments among them, always have their turn) and goes on where the last run that was
+        cut short left it (``resume[GRAPH_UNIT]``, for this query: these types and subscriptions).
+        Returns what is still to be listed through ARM (the whole plan when Resource Graph did not
+        answer its first page: not registered, not permitted, unavailable in this cloud; else
+        nothing) and the listing's place (``done`` when it was listed to its end)."""
+        name = "|".join([GRAPH_UNIT, ",".join(sorted(top.key for top, _, _ in plan)),
+                         ",".join(sorted(s.lower() for s in subs))])
+        place = _Place(name, ((resume or {}).get(GRAPH_UNIT) or {}).get("at", {}).get(_Place(name).key))
+        now = self._clock()
+        until = min(deadline, now + GRAPH_SHARE * max(0.0, deadline - now))
         by_type = {top.key: (top, decide, children) for top, decide, children in plan}
-        started = False
-        futures = []
+        pages0, failed = self.graph.pages, False
+        handled: list[tuple[str, list]] = []
         with ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="sweep-child") as kids:
             try:
-                for body in self.graph.list_types(subs, [top for top, _, _ in plan], deadline=deadline):
-                    started = True
-                    if self._clock() > deadline:
-                        tally.truncate()
+                for body in place.items(self.graph.list_types(subs, [top for top, _, _ in plan], deadline=until)):
+                    if self._clock() > until:
                         break
                     entry = by_type.get(str(body.get("type", "")).lower())
-                    rid = body.get("id")
-                    if entry is None or not isinstance(rid, str):
-                        continue
-                    top, decide, children = entry
-                    if decide:
-                        self.decide_listed(tally, compiled, top, body, sweep_id, dry_run, fresh=True)
-                    for child in children:
-                        futures.append(kids.submit(self._sweep_children, tally, compiled, rid.split("/")[2], rid,
-                                                   child, sweep_id, dry_run, deadline))
+                    rid = body["id"]
+                    futures = []
+                    if entry is not None:
+                        top, decide, children = entry
+                        if decide:
+                            self.decide_listed(tally, compiled, top, body, sweep_id, dry_run, fresh=True)
+                        futures = [kids.submit(self._sweep_children, tally, compiled, rid.split("/")[2], rid, child,
+                                               sweep_id, dry_run, until) for child in children]
+                    handled.append((rid, futures))
             except ArmError as exc:
-                if not started:
+                if self.graph.pages == pages0:        # not even its first page
                     tally.error(f"Resource Graph did not answer ({exc}); listed through ARM instead")
                     emit(log, logging.WARNING, "guardrail_sweep_graph_unavailable", reason=exc.reason)
-                    return plan
-                if not self.cut_short(tally, exc, deadline, what="Resource Graph query"):
+                    return plan, place
+                failed = True
+                if not self.cut_short(tally, exc, until, what="Resource Graph query"):
                     tally.error(f"Resource Graph query failed part way: {exc}")
-            if self._clock() > deadline:
-                tally.truncate()         # the listing stopped at the deadline
-            for fut in futures:
-                fut.result()
-        return []
+        _advance(place, handled)
+        if self._clock() > until:
+            tally.truncate()         # the listing stopped at its share of the budget: the next run goes on
+        elif not failed:
+            place.done = True
+        return [], place
 
     def _ml_children(self, compiled) -> tuple[ResourceType, ...]:
         """The ML lifecycle guardrail's listable types when it runs and a model-registry policy is
@@ -305,22 +330,26 @@ class Sweeper(SweepRing):
         return ml.sweep_types()
 
     def _sweep_children(self, tally: _Tally, compiled, sub: str, parent_id: str, child: ResourceType, sweep_id: str,
-                        dry_run: bool, deadline: float = float("inf")) -> None:
+                        dry_run: bool, deadline: float = float("inf")) -> bool:
+        """One child type listed under one parent, its items decided (a model container's versions
+        listed under it). False when the deadline cut it short (its parent is not handled in
+        full: a run that resumes the parent's list begins at that parent again)."""
         ml = self.service.ml if child.key not in CATALOG else None    # the ML guardrail decides on live state
         expand = ml.sweep_expand(child) if ml is not None else None   # a model container: list its versions
         policies = [p for p in compiled.model_registry_policies if p.mode != "off"] if ml is not None else []
         if self._clock() > deadline:
             tally.truncate()
-            return
+            return False
         try:
             for item in self.lister.list_children(parent_id, child, deadline=deadline):
                 if self._clock() > deadline:      # a parent with thousands of children ends in time too
                     tally.truncate()
-                    return
+                    return False
                 if not isinstance(item.get("id"), str):
                     continue
                 if expand is not None:
-                    self._sweep_children(tally, compiled, sub, item["id"], expand, sweep_id, dry_run, deadline)
+                    if not self._sweep_children(tally, compiled, sub, item["id"], expand, sweep_id, dry_run, deadline):
+                        return False
                 elif ml is None:
                     self.decide_listed(tally, compiled, child, item, sweep_id, dry_run)
                 elif ml.sweep_needs_decision(item, policies):
@@ -328,18 +357,21 @@ class Sweeper(SweepRing):
                     self._decide(tally, item["id"], None, sweep_id, dry_run, SWEEP_EVENT_TYPE)
                 else:
                     tally.seen(compliant=1)
-        except ArmError as exc:
-            self._list_failed(tally, sub, f"{child.name} of {parent_id}", exc, deadline)
-            return
+        except ArmError as exc:      # failed (an error of the run) or cut short (not handled in full)
+            return not self._list_failed(tally, sub, f"{child.name} of {parent_id}", exc, deadline)
         if self._clock() > deadline:
             tally.truncate()
+            return False
+        return True
 
-    def _list_failed(self, tally: _Tally, sub: str, what: str, exc: ArmError, deadline: float | None = None) -> None:
+    def _list_failed(self, tally: _Tally, sub: str, what: str, exc: ArmError, deadline: float | None = None) -> bool:
+        """Say a list failed (an error of the run); True when it was cut short instead (``cut_short``)."""
         if self.cut_short(tally, exc, deadline, what=f"{what} in {sub}"):
-            return
+            return True
         tally.error(f"list {what} in {sub}: {exc}")
         emit(log, logging.ERROR, "guardrail_sweep_list_failed", subscription_id=sub, resource_type=what,
              reason=exc.reason)
+        return False
 
     def cut_short(self, tally: _Tally, exc: ArmError, deadline: float | None, *, what: str) -> bool:
         """Whether ``exc`` is a throttled or transient answer whose retry the run's budget, not the
@@ -393,7 +425,8 @@ class Sweeper(SweepRing):
         from .coverage_check import check_in_sweep
         check_in_sweep(self, tally, summary, subs, deadline, reserve=reserve, dry_run=dry_run)
 
-    def _sweep_roles(self, tally: _Tally, compiled, sub: str, sweep_id: str, dry_run: bool, deadline: float) -> None:
+    def _sweep_roles(self, tally: _Tally, compiled, sub: str, sweep_id: str, dry_run: bool, deadline: float, *,
+                     place: _Place | None = None) -> None:     # one list, judged whole: no place within it
         from .sweep_roles import sweep_roles
         sweep_roles(self, tally, compiled, sub, sweep_id, dry_run, deadline)
 
@@ -404,7 +437,8 @@ class Sweeper(SweepRing):
     def _confirm_stale_fixes(self, tally: _Tally, sweep_id: str, deadline: float) -> None:
         confirm_stale_fixes(self, tally, sweep_id, deadline)
 
-    def _sweep_management_group(self, tally: _Tally, mg: str, sweep_id: str, dry_run: bool, deadline: float) -> None:
+    def _sweep_management_group(self, tally: _Tally, mg: str, sweep_id: str, dry_run: bool, deadline: float, *,
+                                place: _Place | None = None) -> None:     # a group's few: decided whole
         scope = management_group_scope(mg)
         if self._clock() > deadline:
             tally.truncate()
@@ -424,6 +458,16 @@ class Sweeper(SweepRing):
                 self._decide(tally, a["id"], None, sweep_id, dry_run, SWEEP_EVENT_TYPE)
         if self._clock() > deadline:    # the list or the decisions cut short
             tally.truncate()
+
+
+def _advance(place: _Place, handled: list[tuple[str, list]]) -> None:
+    """Move ``place`` past the items of its list handled in full, in the list's order: decided,
+    and each child list under it listed to its end (a child list cut short stops it there)."""
+    ends = [(rid, [fut.result() for fut in futures]) for rid, futures in handled]   # every child list ended
+    for rid, complete in ends:
+        if not all(complete):
+            return
+        place.handled(rid)
 
 
 # ---- CLI: python -m guardrails sweep ---------------------------------------------------------

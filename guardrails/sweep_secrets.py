@@ -11,8 +11,8 @@ single Key Vault events, which Event Grid gives up on after 24 h.
            or half the strictest ``max_validity_days`` of the enforcing policies on the vault when
            shorter, ``rotation.rotation_lead`` / ``rotation.strictest_validity``)
         ─▶ any other secret breaking the hygiene rules (no expiry, or one further out than
-           ``max_validity_days``), whoever wrote it: the ``SecretNewVersionCreated`` path, which
-           sets the expiry
+           ``max_validity_days``), whoever wrote it, enabled or not: the ``SecretNewVersionCreated``
+           path, which sets the expiry (rotation alone needs the secret enabled)
     each referenced key: one read ─▶ within ``NEAR_EXPIRY``: ``rotate_key`` through the same path (a
         disabled key, readable or 403 ``KeyDisabled``, is left alone)
 
@@ -94,9 +94,10 @@ def sweep_secrets(sw, tally, compiled, sweep_id: str, dry_run: bool, deadline: f
 
 
 def _sweep_vault(sw, tally, policies, vault: str, referenced: dict[str, tuple[str, timedelta]], sweep_id: str,
-                 dry_run: bool, deadline: float) -> None:
-    """One vault: its secret properties listed, then each one needing it decided, none begun past
-    ``deadline``."""
+                 dry_run: bool, deadline: float, *, place=None) -> None:
+    """One vault: its secret properties listed, then each one needing it decided (by name), none
+    begun past ``deadline``; ``place`` (``sweep_ring._Place``): from where an earlier run that was
+    cut short stopped, moved past each secret handled."""
     if sw._clock() > deadline:                   # no list begun past the deadline
         tally.truncate()
         return
@@ -111,41 +112,58 @@ def _sweep_vault(sw, tally, policies, vault: str, referenced: dict[str, tuple[st
         return
     governing = [p for p in policies if p.governs(vault)]
     now = sw._wall()
-    for props in sorted(listed, key=lambda v: str(v.name)):
+    rows = [{"id": str(props.name), "props": props} for props in sorted(listed, key=lambda v: str(v.name))]
+    for row in (place.items(rows) if place is not None else rows):
         if sw._clock() > deadline:               # before a decision, never after it
             tally.truncate()
             return
-        name = str(props.name)
+        name, props = row["id"], row["props"]
         ref = referenced.get(name.lower())
         if ref is not None and _near(props.expires_on, props.enabled, now, ref[1]):
             _decide(sw, tally, vault, name, "Secret", props.expires_on <= now, sweep_id, dry_run, deadline)
-        # the guardrail's tag is writable by anyone who can write the secret: never a reason to skip
-        elif props.enabled and _breaks_hygiene(props.expires_on, governing, now):
+        # the guardrail's tag is writable by anyone who can write the secret: never a reason to skip;
+        # a disabled version too, as on its ``SecretNewVersionCreated`` (enabled later, by an
+        # attribute update that sends no event, it would be a credential that never expires)
+        elif _breaks_hygiene(props.expires_on, governing, now):
             _decide(sw, tally, vault, name, "Secret", None, sweep_id, dry_run, deadline)
         elif name.lower() in referenced or governing:
             tally.seen(compliant=1)
+        if place is not None:
+            place.handled(name)
 
 
-def _sweep_keys(sw, tally, keys: dict[tuple[str, str], str], sweep_id: str, dry_run: bool, deadline: float) -> None:
-    """Each referenced key: one read (its properties carry no secret), none begun past ``deadline``."""
+def _sweep_keys(sw, tally, keys: dict[tuple[str, str], str], sweep_id: str, dry_run: bool, deadline: float, *,
+                place=None) -> None:
+    """Each referenced key: one read (its properties carry no secret), none begun past ``deadline``;
+    ``place`` as for a vault."""
     store = sw.service.secrets.store
     now = sw._wall()
-    for (vault, _), name in sorted(keys.items()):
+    rows = [{"id": f"{vault}/{name}", "vault": vault, "name": name} for (vault, _), name in sorted(keys.items())]
+    for row in (place.items(rows) if place is not None else rows):
         if sw._clock() > deadline:
             tally.truncate()
             return
-        try:
-            k = store.get_key(vault, name, deadline=deadline)
-        except ResourceNotFound:
-            continue
-        except ArmError as exc:
-            if exc.reason != SECRET_DISABLED:       # 403 KeyDisabled: a disabled key is not rotated
-                tally.error(f"key {vault}/{name}: {exc}")
-            continue
-        if _near(k.expires_on, k.enabled, now):
-            _decide(sw, tally, vault, name, "Key", k.expires_on <= now, sweep_id, dry_run, deadline)
-        elif k.enabled:
-            tally.seen(compliant=1)
+        vault, name = row["vault"], row["name"]
+        _sweep_key(sw, tally, store, vault, name, now, sweep_id, dry_run, deadline)
+        if place is not None:
+            place.handled(row["id"])
+
+
+def _sweep_key(sw, tally, store, vault: str, name: str, now: datetime, sweep_id: str, dry_run: bool,
+               deadline: float) -> None:
+    """One referenced key: read, then rotated when near its expiry (a disabled key is left alone)."""
+    try:
+        k = store.get_key(vault, name, deadline=deadline)
+    except ResourceNotFound:
+        return
+    except ArmError as exc:
+        if exc.reason != SECRET_DISABLED:       # 403 KeyDisabled: a disabled key is not rotated
+            tally.error(f"key {vault}/{name}: {exc}")
+        return
+    if _near(k.expires_on, k.enabled, now):
+        _decide(sw, tally, vault, name, "Key", k.expires_on <= now, sweep_id, dry_run, deadline)
+    elif k.enabled:
+        tally.seen(compliant=1)
 
 
 def _near(expires_on: datetime | None, enabled: bool, now: datetime, lead: timedelta = NEAR_EXPIRY) -> bool:
@@ -166,12 +184,14 @@ def _breaks_hygiene(expires_on: datetime | None, policies, now: datetime) -> boo
 def _decide(sw, tally, vault: str, name: str, object_type: str, expired: bool | None, sweep_id: str,
             dry_run: bool, deadline: float) -> None:
     """``expired`` True/False: the ``…Expired`` / ``…NearExpiry`` path on the version current now;
-    None: the hygiene (``SecretNewVersionCreated``) path on the current version."""
+    None: the hygiene (``SecretNewVersionCreated``) path on the current version. A secret's current
+    version id comes from its versions' properties (never a GET of the value: for a certificate's
+    backing secret that is its PFX, private key included; and a disabled version has none)."""
     tally.seen()
     store = sw.service.secrets.store
     kind = "NewVersionCreated" if expired is None else "Expired" if expired else "NearExpiry"
     try:
-        version = (store.get_secret(vault, name, deadline=deadline) if object_type == "Secret"
+        version = (store.get_properties(vault, name, deadline=deadline) if object_type == "Secret"
                    else store.get_key(vault, name, deadline=deadline)).version
         gate = None if dry_run else getattr(sw, "_gate", None)     # the run's NoticeGate (sweep_notices)
         row = sw.service.reconcile_secret(vault, name, version, kind=kind, sweep_id=sweep_id, remediate=not dry_run,

@@ -246,13 +246,19 @@ def _lossy(azurite) -> tuple[Tables, LostAnswer]:
     return tables, transport
 
 
-def _audit_acr(tmp_path) -> Path:
-    src = (metadata_dirs()[0] / "policies" / "acr-private.yaml").read_text(encoding="utf-8")
+def _in_audit_mode(tmp_path, shipped: str, name: str) -> Path:
+    """A metadata folder holding the shipped policy ``shipped`` (a file of metadata/policies) at
+    version 2 in ``audit`` mode, as ``name``: its findings stay open (``dry_run``) run after run."""
+    src = (metadata_dirs()[0] / "policies" / shipped).read_text(encoding="utf-8")
     d = tmp_path / "site" / "policies"
     d.mkdir(parents=True, exist_ok=True)
-    (d / "acr.yaml").write_text(src.replace("mode: enforce", "mode: audit").replace("version: 1", "version: 2"),
-                                encoding="utf-8")
+    (d / name).write_text(src.replace("mode: enforce", "mode: audit").replace("version: 1", "version: 2"),
+                          encoding="utf-8")
     return tmp_path / "site"
+
+
+def _audit_acr(tmp_path) -> Path:
+    return _in_audit_mode(tmp_path, "acr-private.yaml", "acr.yaml")
 
 
 def _acr_mode(tables: Tables) -> str:

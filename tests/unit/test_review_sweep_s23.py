@@ -226,7 +226,9 @@ def test_successive_runs_cover_every_subscription_its_role_assignments_and_every
     role_subs = {r.split("/")[2] for r in judged_roles if r.startswith("/subscriptions/")}
 
     assert all(s.truncated and 0 < s.units_done < s.units for s in summaries)
-    assert len(set(began)) == len(began)                                # each run begins somewhere new
+    # each run begins where the previous one stopped (never the same place twice in a row); with the
+    # unfinished units resumed (s32), the ring goes round in whole runs, so the starts repeat per round
+    assert all(a != b for a, b in zip(began, began[1:]))
     assert judged == set(subs)                                          # every subscription's resources
     assert role_subs == set(subs)                                       # and its role assignments
     assert set(listed_vaults) == {f"kv-{i:02d}" for i in range(8)}      # every vault, not kv-00 only

@@ -130,7 +130,7 @@ class _Tally:
 def test_the_sweep_skips_a_secret_whose_rotation_lease_another_worker_holds(caplog):
     def busy(*a, **k):
         raise IdempotencyError("event is being handled by another delivery; retry later")
-    store = SimpleNamespace(get_secret=lambda vault, name, deadline: SimpleNamespace(version="v1"))
+    store = SimpleNamespace(get_properties=lambda vault, name, deadline: SimpleNamespace(version="v1"))
     sw = SimpleNamespace(service=SimpleNamespace(secrets=SimpleNamespace(store=store), reconcile_secret=busy))
     tally = _Tally()
     caplog.set_level(logging.INFO)
