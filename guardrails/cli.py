@@ -239,13 +239,14 @@ def _report_period(args):
     until = _report_bound(args.until, end=True) if args.until else datetime.now(timezone.utc)
     if args.since:
         since = _report_bound(args.since, end=False)
-    elif args.days < 1 or args.days > 366:
-        raise UsageError("--days must be between 1 and 366")
     else:
+        days = 7 if getattr(args, "days", None) is None else args.days     # --days' default
+        if days < 1 or days > 366:
+            raise UsageError("--days must be between 1 and 366")
         try:
-            since = until - timedelta(days=args.days)
+            since = until - timedelta(days=days)
         except OverflowError:
-            raise UsageError(f"--until {args.until[:40]!r} minus {args.days} days is out of range: "
+            raise UsageError(f"--until {args.until[:40]!r} minus {days} days is out of range: "
                              f"{_REPORT_RANGE}") from None
     low, high = datetime(1, 1, 2, tzinfo=timezone.utc), datetime(9999, 12, 31, tzinfo=timezone.utc)
     if since < low or until > high:       # ``until`` is exclusive: through 9999-12-30
@@ -264,7 +265,7 @@ def _report(args) -> int:
     from .simulate import UsageError, writable, write_result
     if args.since and args.days is not None:      # two starts: neither may silently win
         raise UsageError("give --days or --since, not both")
-    since, until = _report_period(argparse.Namespace(**{**vars(args), "days": 7 if args.days is None else args.days}))
+    since, until = _report_period(args)
     page = writable(Path(args.html), "--html") if args.html else None     # before reading a year of audit
     settings = Settings.from_env()
     sink = TableAuditSink(_tables(settings), shards=settings.audit_shards)

@@ -41,6 +41,7 @@ from .errors import ArmError, IdempotencyError, ResourceNotFound
 from .logs import emit
 from .secrets.rotation import NEAR_EXPIRY, rotation_lead, strictest_validity
 from .secrets.values import SECRET_DISABLED
+from .sweep_ring import _Place
 
 log = logging.getLogger("guardrails")
 _SLACK = timedelta(minutes=5)          # as the event path: an expiry set "max_validity_days from now" a moment ago
@@ -94,7 +95,7 @@ def sweep_secrets(sw, tally, compiled, sweep_id: str, dry_run: bool, deadline: f
 
 
 def _sweep_vault(sw, tally, policies, vault: str, referenced: dict[str, tuple[str, timedelta]], sweep_id: str,
-                 dry_run: bool, deadline: float, *, place=None) -> None:
+                 dry_run: bool, deadline: float, *, place: _Place | None = None) -> None:
     """One vault: its secret properties listed, then each one needing it decided (by name), none
     begun past ``deadline``; ``place`` (``sweep_ring._Place``): from where an earlier run that was
     cut short stopped, moved past each secret handled."""
@@ -112,8 +113,9 @@ def _sweep_vault(sw, tally, policies, vault: str, referenced: dict[str, tuple[st
         return
     governing = [p for p in policies if p.governs(vault)]
     now = sw._wall()
+    place = place or _Place(f"vault:{vault}")
     rows = [{"id": str(props.name), "props": props} for props in sorted(listed, key=lambda v: str(v.name))]
-    for row in (place.items(rows) if place is not None else rows):
+    for row in place.items(rows):
         if sw._clock() > deadline:               # before a decision, never after it
             tally.truncate()
             return
@@ -128,25 +130,24 @@ def _sweep_vault(sw, tally, policies, vault: str, referenced: dict[str, tuple[st
             _decide(sw, tally, vault, name, "Secret", None, sweep_id, dry_run, deadline)
         elif name.lower() in referenced or governing:
             tally.seen(compliant=1)
-        if place is not None:
-            place.handled(name)
+        place.handled(name)
 
 
 def _sweep_keys(sw, tally, keys: dict[tuple[str, str], str], sweep_id: str, dry_run: bool, deadline: float, *,
-                place=None) -> None:
+                place: _Place | None = None) -> None:
     """Each referenced key: one read (its properties carry no secret), none begun past ``deadline``;
     ``place`` as for a vault."""
     store = sw.service.secrets.store
     now = sw._wall()
+    place = place or _Place("keys")
     rows = [{"id": f"{vault}/{name}", "vault": vault, "name": name} for (vault, _), name in sorted(keys.items())]
-    for row in (place.items(rows) if place is not None else rows):
+    for row in place.items(rows):
         if sw._clock() > deadline:
             tally.truncate()
             return
         vault, name = row["vault"], row["name"]
         _sweep_key(sw, tally, store, vault, name, now, sweep_id, dry_run, deadline)
-        if place is not None:
-            place.handled(row["id"])
+        place.handled(row["id"])
 
 
 def _sweep_key(sw, tally, store, vault: str, name: str, now: datetime, sweep_id: str, dry_run: bool,
