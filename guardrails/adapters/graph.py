@@ -7,6 +7,11 @@ violating is decided on a fresh ARM read (the event path's decision), never on t
 Child types (computes, online endpoints, model versions) are not in the index the same way and are
 still listed through ARM under each parent.
 
+Rows are paged in ``id`` order (``order by id asc``): without an order by a unique column, Resource
+Graph documents the result order as random and not repeatable, so the pages of one listing could
+repeat some rows and never show others (a drifted resource missed), and the sweep's resume point
+(the last id handled in full) would mean nothing.
+
 Resource Graph throttles per user: 15 queries per 5 seconds (``x-ms-user-quota-remaining``), so
 queries take a token from their own bucket (3/s, burst 15) and a 429 is retried after
 ``Retry-After`` within the page budget. Through the real ``azure-mgmt-resourcegraph`` client.
@@ -33,13 +38,13 @@ PROJECT = "id, name, type, location, kind, sku, tags, identity, properties"
 
 
 def build_query(rtypes: Sequence[ResourceType]) -> str:
-    """The KQL that lists ``rtypes``: ``Resources | where type in~ (…) | project …``."""
+    """The KQL that lists ``rtypes``: ``Resources | where type in~ (…) | project … | order by id asc``."""
     names = []
     for t in rtypes:
         if not _TYPE.match(t.name):            # catalogue names only: nothing user-given reaches KQL
             raise ValueError(f"not a resource type name: {t.name!r}")
         names.append(f"'{t.name.lower()}'")
-    return f"Resources | where type in~ ({', '.join(names)}) | project {PROJECT}"
+    return f"Resources | where type in~ ({', '.join(names)}) | project {PROJECT} | order by id asc"
 
 
 class ResourceGraphLister:

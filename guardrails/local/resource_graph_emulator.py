@@ -1,8 +1,11 @@
 """Azure Resource Graph for the local emulator: ``POST /providers/Microsoft.ResourceGraph/resources``.
 
 It answers the one query shape the product sends (``guardrails.adapters.graph.build_query``):
-``Resources | where type in~ ('…', …) | project <columns>``, over the subscriptions named in the
-request, ``objectArray`` rows in id order, ``$top`` rows a page with a ``$skipToken``. Any other
+``Resources | where type in~ ('…', …) | project <columns> [| order by id asc]``, over the
+subscriptions named in the request, ``objectArray`` rows, ``$top`` rows a page with a ``$skipToken``.
+Ordered by id, the rows come in id order; without the order by, in a different order on every request,
+as Resource Graph documents an unsorted result ("random and not repeatable"): paging such a query
+repeats some rows and leaves others out, here as there. Any other
 KQL is refused with Resource Graph's 400 ``BadRequest`` rather than guessed at. Like the real
 index it holds no ``etag``. Faults and the request log apply as for every route.
 """
@@ -10,6 +13,7 @@ index it holds no ``etag``. Faults and the request log apply as for every route.
 from __future__ import annotations
 
 import copy
+import random
 import re
 from typing import TYPE_CHECKING
 
@@ -22,7 +26,7 @@ if TYPE_CHECKING:
 
 API_VERSIONS = ("2021-03-01", "2022-10-01", "2024-04-01")
 _QUERY = re.compile(r"^\s*Resources\s*\|\s*where\s+type\s+in~\s*\((?P<types>[^)]*)\)\s*\|\s*project\s+"
-                    r"(?P<columns>[A-Za-z_, ]+?)\s*$", re.IGNORECASE)
+                    r"(?P<columns>[A-Za-z_, ]+?)(?P<order>\s*\|\s*order\s+by\s+id\s+asc)?\s*$", re.IGNORECASE)
 _LITERAL = re.compile(r"^\s*'([^']*)'\s*$")
 
 
@@ -46,7 +50,7 @@ class ResourceGraphRoute:
         m = _QUERY.match(str(body.get("query") or ""))
         if m is None:
             raise ArmError(400, "BadRequest", "Query is invalid (the local emulator answers only "
-                           "'Resources | where type in~ (...) | project ...').")
+                           "'Resources | where type in~ (...) | project ... [| order by id asc]').")
         types = set()
         for part in m.group("types").split(","):
             lit = _LITERAL.match(part)
@@ -69,6 +73,8 @@ class ResourceGraphRoute:
                     for rid, r in sorted(_resources(emu).items())
                     if rid.split("/")[2:3] and rid.split("/")[2] in wanted
                     and str(r.get("type", "")).lower() in types]
+        if m.group("order") is None:
+            random.Random().shuffle(rows)         # unsorted: no order that holds from one page to the next
         out = {"totalRecords": len(rows), "count": len(rows[start:start + top]), "resultTruncated": "false",
                "facets": [], "data": rows[start:start + top]}
         if start + top < len(rows):

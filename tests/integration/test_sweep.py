@@ -332,6 +332,23 @@ def test_sweep_through_resource_graph_lists_once_and_decides_violators_on_a_fres
     assert summary.pages == 2 + 300 * 3 + 300 + 1 + 1
 
 
+def test_resource_graph_pages_show_every_row_once(harness):
+    # Resource Graph documents an unsorted result as random and not repeatable (the emulator answers
+    # such a query in a new order on every page): paged without an order by a unique column, rows
+    # repeat and others are never seen (a drifted resource missed by the sweep)
+    from guardrails.adapters.arm import build_credential
+    from guardrails.adapters.graph import ResourceGraphLister
+    from guardrails.model.resource import CATALOG
+
+    resources = [b.storage(f"st{i:05d}", pna="Disabled", blob=False) for i in range(2500)]
+    h = harness(resources)
+    lister = ResourceGraphLister(build_credential(h.settings), endpoint=h.emu.base_url,
+                                 ca_bundle=h.emu.ca_path)
+    ids = [r["id"] for r in lister.list_types([b.SUB], [CATALOG["microsoft.storage/storageaccounts"]])]
+    assert lister.pages == 3
+    assert len(ids) == len(set(ids)) == 2500 and set(ids) == {r["id"] for r in resources}
+
+
 def test_sweep_falls_back_to_arm_lists_when_resource_graph_does_not_answer(harness):
     resources, drifted = _estate(100, 10)
     h = harness(resources)

@@ -11,7 +11,7 @@ from guardrails.model.resource import CATALOG, ResourceType
 def test_the_query_lists_the_types_case_insensitively_with_full_properties():
     q = build_query([CATALOG["microsoft.storage/storageaccounts"], CATALOG["microsoft.keyvault/vaults"]])
     assert q == ("Resources | where type in~ ('microsoft.storage/storageaccounts', 'microsoft.keyvault/vaults') "
-                 "| project id, name, type, location, kind, sku, tags, identity, properties")
+                 "| project id, name, type, location, kind, sku, tags, identity, properties | order by id asc")
 
 
 @pytest.mark.parametrize("name", ["Microsoft.Storage/x') | take 1 //", "Microsoft.Storage", "a b/c", ""])
