@@ -100,22 +100,19 @@ def render(result) -> str:
 def main(args) -> int:
     import os
 
-    from .local.eventgrid_world import subscription_wiring, vault_wiring, workspace_wiring
-    from .settings import FUNCTION_APP_ID, GOVERNED_ML_WORKSPACE_IDS, GOVERNED_VAULT_IDS
+    from .local.eventgrid_world import wire_estate
 
     world, events = load_inputs(DEMO_DIR / "world.json", DEMO_DIR / "events.json")
     out = writable(Path(args.out), "--out")         # before the run, not lost at its end
     dead_letters = json.loads((DEMO_DIR / "dead-letters.json").read_text(encoding="utf-8"))
     before = {r["id"]: r for r in world["resources"]}
-    vault, ws = (next(r["id"] for r in world["resources"] if r["type"] == t)
-                 for t in ("Microsoft.KeyVault/vaults", "Microsoft.MachineLearningServices/workspaces"))
-    world["resources"] += [*subscription_wiring(DEMO_SUBSCRIPTION, DEMO_APP), *vault_wiring(vault, DEMO_APP),
-                           *workspace_wiring(ws, DEMO_APP)]                  # as infra/ deploys them
+    wired, wiring = wire_estate([r for r in world["resources"] if r["id"].split("/")[2] == DEMO_SUBSCRIPTION],
+                                DEMO_APP)        # as infra/ deploys it for the governed subscription
+    world["resources"] += wired
     print(f"guardrails demo: {len(before)} resources, {len(events)} incoming events, {len(dead_letters)} dead-lettered "
           "event, then one reconciling sweep (Azurite + local HTTPS Azure emulator, real SDK clients)\n")
     result = run_simulation(world, events, read_back_audit=True, sweep=True, dead_letters=dead_letters,
-                            env={**os.environ, FUNCTION_APP_ID: DEMO_APP, GOVERNED_VAULT_IDS: vault,
-                                 GOVERNED_ML_WORKSPACE_IDS: ws})
+                            env={**os.environ, **wiring})
     print("Decisions (one audit row per delivery; the last rows are the guardrail's own writes coming back):")
     print(render(result))
     print("\nAudit rows as stored in Table Storage (GuardrailsAudit, read back by day partition):")

@@ -1,6 +1,8 @@
 """``python -m guardrails.local [--world demo/world.json] [--metadata DIR]``: the local stand-in for
 Azure, kept running for the CLI. Starts Azurite (Table and Blob: the policy and audit tables, the
 dead-letter container) and the HTTPS emulator on the world's estate, syncs the policy metadata,
+wires Event Grid to the estate as ``infra/`` deploys it (each subscription's, vault's and ML
+workspace's topic; ``GUARDRAILS_FUNCTION_APP_ID`` names the app they deliver to, unless already set),
 and writes the settings that point the product's real SDK clients at them to ``--env-file``
 (``.local/guardrails.env``, shell ``export`` lines) until interrupted. In another shell:
 
@@ -30,6 +32,7 @@ from ..errors import GuardrailsError
 
 DEFAULT_WORLD = Path(__file__).resolve().parents[2] / "demo" / "world.json"
 DEFAULT_ENV_FILE = Path(".local") / "guardrails.env"
+LOCAL_SUBSCRIPTION = "00000000-0000-4000-8000-000000000001"     # a world with no resources: the app's
 
 
 def environment(world: dict, base_env: dict[str, str], stack: ExitStack,
@@ -41,16 +44,29 @@ def environment(world: dict, base_env: dict[str, str], stack: ExitStack,
     from .azurite import Azurite
     from .deadletters import container_client
     from .emulator import AzureEmulator
+    from .eventgrid_world import wire_estate
 
-    tables = stack.enter_context(Azurite())
+    listed = world.get("resources")
+    resources = [r for r in listed if isinstance(r, dict)] if isinstance(listed, list) else []
+    subs = sorted({r["id"].split("/")[2] for r in resources if isinstance(r.get("id"), str)
+                   and r["id"].lower().startswith("/subscriptions/") and r["id"].count("/") >= 2})
+    app = base_env.get(S.FUNCTION_APP_ID, "").strip() or (
+        f"/subscriptions/{subs[0] if subs else LOCAL_SUBSCRIPTION}/resourceGroups/rg-guardrails/providers/"
+        "Microsoft.Web/sites/func-guardrails-local")
+    wired, wiring = wire_estate(resources, app)      # as infra/ deploys it: `coverage` has topics to check
+    if wired:                          # (a world file of another shape: the emulator names what is wrong)
+        world = {**world, "resources": [*resources, *wired]}
+    table_service = stack.enter_context(Azurite())
     blobs = stack.enter_context(Azurite(service="blob"))
     emu = stack.enter_context(AzureEmulator.from_world(world))
-    env = {S.TABLES_CONNECTION: tables.connection_string, S.DEAD_LETTER_CONNECTION: blobs.connection_string,
-           **emulator_settings(emu, base_env)}
+    env = {S.TABLES_CONNECTION: table_service.connection_string, S.DEAD_LETTER_CONNECTION: blobs.connection_string,
+           **wiring, **emulator_settings(emu, base_env)}
     with _patched_env(env):
         settings = S.Settings.from_env({**base_env, **env})
         container_client(blobs.connection_string, settings.dead_letter_container)      # created if missing
-        sync_metadata(TablePolicyRepository(Tables.from_settings(settings)), metadata_dirs(extra_metadata))
+        tables = Tables.from_settings(settings)
+        tables.ensure()        # every table, as the deployed app has them: `report`, `breaker` read at once
+        sync_metadata(TablePolicyRepository(tables), metadata_dirs(extra_metadata))
     return env
 
 

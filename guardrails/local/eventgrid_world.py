@@ -128,5 +128,27 @@ def workspace_wiring(workspace_id: str, function_app_id: str, *, event_types: Se
                           ml_event_types() if event_types is None else event_types, properties)
 
 
+def wire_estate(resources: Sequence[dict[str, Any]], function_app_id: str) -> tuple[list[dict[str, Any]], dict[str, str]]:
+    """The Event Grid wiring ``infra/`` deploys for an estate, delivering to ``function_app_id``:
+    each subscription's topic and event subscriptions, each Key Vault's and each ML workspace's
+    topic and subscription; and the settings that govern those vaults and workspaces
+    (``GUARDRAILS_FUNCTION_APP_ID``, ``GUARDRAILS_GOVERNED_VAULT_IDS``,
+    ``GUARDRAILS_GOVERNED_ML_WORKSPACE_IDS``) for ``coverage`` to check them against."""
+    from guardrails.settings import FUNCTION_APP_ID, GOVERNED_ML_WORKSPACE_IDS, GOVERNED_VAULT_IDS
+
+    def ids(rtype: str) -> list[str]:
+        return sorted({r["id"] for r in resources if isinstance(r.get("id"), str)
+                       and str(r.get("type", "")).lower() == rtype.lower() and len(r["id"].split("/")) == 9})
+
+    subscriptions = sorted({r["id"].split("/")[2] for r in resources if isinstance(r.get("id"), str)
+                            and r["id"].lower().startswith("/subscriptions/") and len(r["id"].split("/")) > 2})
+    vaults, workspaces = ids("Microsoft.KeyVault/vaults"), ids("Microsoft.MachineLearningServices/workspaces")
+    wired = [w for sub in subscriptions for w in subscription_wiring(sub, function_app_id)]
+    wired += [w for v in vaults for w in vault_wiring(v, function_app_id)]
+    wired += [w for ws in workspaces for w in workspace_wiring(ws, function_app_id)]
+    return wired, {FUNCTION_APP_ID: function_app_id, GOVERNED_VAULT_IDS: ",".join(vaults),
+                   GOVERNED_ML_WORKSPACE_IDS: ",".join(workspaces)}
+
+
 __all__ = ["EVENTS_RG", "deletions_subscription", "event_subscription", "event_subscription_name", "subscription_wiring", "system_topic",
-           "topic_id", "vault_wiring", "workspace_wiring"]
+           "topic_id", "vault_wiring", "wire_estate", "workspace_wiring"]
