@@ -24,7 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from typing import Any, Iterable
 
-from .errors import ArmError
+from .errors import ArmError, InvalidArmId
 from .logs import emit
 
 log = logging.getLogger("guardrails")
@@ -190,6 +190,7 @@ def cli_main(args) -> int:
     from .ratelimit import RateLimiter
     from .settings import FUNCTION_APP_ID, Settings
     from .simulate import UsageError
+    from .sweep_plan import subscription_ids
 
     settings = Settings.from_env()
     if not settings.function_app_id:
@@ -197,7 +198,10 @@ def cli_main(args) -> int:
     reads = RateLimiter(settings.arm_reads_per_second, settings.arm_read_burst)
     lister = ArmLister(build_credential(settings), endpoint=settings.arm_endpoint, reads=reads,
                        ca_bundle=settings.ca_bundle, timeout=settings.arm_timeout_seconds)
-    subs = list(args.subscription) or list(settings.sweep_subscriptions)
+    try:
+        subs = subscription_ids(args.subscription) or list(settings.sweep_subscriptions)
+    except InvalidArmId as exc:
+        raise UsageError(str(exc)) from None
     try:
         subs = subs or lister.list_subscriptions()
     except ArmError as exc:

@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Mapping
 
-from .errors import ConfigError
+from .errors import ConfigError, InvalidArmId
 
 # ---- environment variable names -------------------------------------------------------
 TABLES_CONNECTION = "GUARDRAILS_TABLES_CONNECTION"      # connection string (Azurite or account)
@@ -130,6 +130,16 @@ def _guid_set(raw: str) -> frozenset[str]:
 
 def _list(raw: str) -> tuple[str, ...]:
     return tuple(p.strip() for p in raw.split(",") if p.strip())
+
+
+def _subscription_ids(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    """A comma-separated list of subscription ids, each a GUID (``sweep_plan.subscription_ids``)."""
+    from .sweep_plan import subscription_ids
+
+    try:
+        return tuple(subscription_ids(_list(env.get(name, ""))))
+    except InvalidArmId as exc:
+        raise ConfigError(f"setting {name}: {exc}") from None
 
 
 def _function_app_id(raw: str | None) -> str | None:
@@ -320,7 +330,7 @@ class Settings:
             azure_log_level=_log_level(env, AZURE_LOG_LEVEL, "WARNING"),
             snapshot_reuse_seconds=_float(env, SNAPSHOT_REUSE_SECONDS, 10.0),
             clock_skew_seconds=_float(env, CLOCK_SKEW_SECONDS, 1.0),
-            sweep_subscriptions=_list(env.get(SWEEP_SUBSCRIPTIONS, "")),
+            sweep_subscriptions=_subscription_ids(env, SWEEP_SUBSCRIPTIONS),
             sweep_management_groups=_list(env.get(SWEEP_MANAGEMENT_GROUPS, "")),
             sweep_concurrency=int(_float(env, SWEEP_CONCURRENCY, 4, minimum=1)),
             sweep_max_seconds=_float(env, SWEEP_MAX_SECONDS, 540.0, minimum=1.0),

@@ -74,7 +74,7 @@ from typing import Callable, Iterable
 from .errors import ArmError, ArmThrottled, ArmTransient, InvalidArmId, StoreError
 from .logs import emit
 from .model.resource import CATALOG, ResourceSnapshot, ResourceType
-from .sweep_plan import _with_children, covered_types, list_plan, management_group_scope
+from .sweep_plan import _with_children, covered_types, list_plan, management_group_scope, subscription_ids
 from .sweep_ring import GRAPH_UNIT, SWEEP_CURSOR, SweepRing, _next_start, _Place, next_resume
 # the summary and its tally live in ``sweep_summary`` (the expiry timer and replay use them too)
 from .sweep_summary import SWEEP_EVENT_TYPE, SweepSummary, _iso, _Tally
@@ -496,7 +496,7 @@ def cli_main(args) -> int:
         else:
             for mg in args.management_group or ():
                 management_group_scope(mg)
-            summary = sweeper.run(subscriptions=args.subscription, management_groups=args.management_group,
+            summary = sweeper.run(subscriptions=subscription_ids(args.subscription), management_groups=args.management_group,
                                   dry_run=args.dry_run)
     except InvalidArmId as exc:
         from .simulate import UsageError

@@ -3,6 +3,8 @@ children), the list plan (a child type under each listed parent), management gro
 
 from __future__ import annotations
 
+from typing import Iterable
+
 from .errors import InvalidArmId
 from .model.resource import CATALOG, ResourceType
 
@@ -47,6 +49,19 @@ def _with_children(plan, extra: tuple[ResourceType, ...]):
                 break
         else:
             out.append((parent, False, (child,)))
+    return out
+
+
+def subscription_ids(values: Iterable[str]) -> list[str]:
+    """Subscription ids as given (``--subscription``, ``GUARDRAILS_SWEEP_SUBSCRIPTIONS``), each a
+    GUID, else ``InvalidArmId`` naming it: a mistyped id would otherwise be swept as a subscription
+    with nothing in it (the run "clean", the subscription meant never swept)."""
+    from .model.arm_id import _GUID
+
+    out = [text.strip() for text in values]
+    for sid in out:
+        if not _GUID.fullmatch(sid):
+            raise InvalidArmId(f"{sid[:80]!r} is not a subscription id (a GUID)")
     return out
 
 

@@ -212,6 +212,8 @@ def test_cli_coverage_checks_on_demand_and_changes_nothing(harness, monkeypatch,
     h.emu.add_fault(method="GET", path_regex=r"/providers/Microsoft\.EventGrid/systemTopics$", status=403)
     assert main(["coverage", "--subscription", b.SUB]) == 1
     assert "UNREADABLE" in capsys.readouterr().out
+    assert main(["coverage", "--subscription", "sub-prod"]) == 2        # not a GUID: usage, no gap invented
+    assert "'sub-prod' is not a subscription id (a GUID)" in capsys.readouterr().err
     monkeypatch.setenv("GUARDRAILS_FUNCTION_APP_ID", "")
     assert main(["coverage"]) == 2
     assert "GUARDRAILS_FUNCTION_APP_ID" in capsys.readouterr().err

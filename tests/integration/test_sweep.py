@@ -234,6 +234,10 @@ def test_cli_sweep_prints_the_summary(harness, monkeypatch, capsys):
     assert (out["seen"], out["open"], out["dry_run"], out["subscriptions"]) == (1, 1, True, [b.SUB])
     assert h.writes() == []
     assert main(["sweep", "--management-group", "/subscriptions/x"]) == 2
+    # a mistyped subscription id is a usage error, not a clean sweep of a subscription with nothing in it
+    capsys.readouterr()
+    assert main(["sweep", "--dry-run", "--subscription", b.SUB[:-1]]) == 2
+    assert "is not a subscription id (a GUID)" in capsys.readouterr().err
 
 
 def host_timer(*, past_due: bool = False) -> func.TimerRequest:

@@ -305,3 +305,15 @@ def test_the_governed_source_settings_take_ids_of_their_type_only():
         S.Settings.from_env({S.GOVERNED_VAULT_IDS: WS})
     with pytest.raises(ConfigError, match="GUARDRAILS_GOVERNED_ML_WORKSPACE_IDS must list"):
         S.Settings.from_env({S.GOVERNED_ML_WORKSPACE_IDS: f"{WS}/computes/cpu"})
+
+
+def test_the_swept_subscriptions_setting_takes_subscription_ids_only():
+    from guardrails import settings as S
+    from guardrails.errors import ConfigError
+
+    sub = "3f2b6c1e-8a4d-4c7e-9b15-2d7e6f0a9c31"
+    assert S.Settings.from_env({S.SWEEP_SUBSCRIPTIONS: f" {sub} ,{sub.upper()}"}).sweep_subscriptions == (
+        sub, sub.upper())
+    for bad in ("sub-prod", f"/subscriptions/{sub}", sub[:-1]):
+        with pytest.raises(ConfigError, match="GUARDRAILS_SWEEP_SUBSCRIPTIONS: .* is not a subscription id"):
+            S.Settings.from_env({S.SWEEP_SUBSCRIPTIONS: f"{sub},{bad}"})
