@@ -6,7 +6,8 @@ Every check answer is an audit row named by ``decision_id`` (also ``X-Decision-I
 errors, ``error.correlation_id``):
 
 - 200 — the decision (``CheckResponse``), allowed or not; 403 — remediation asked by a caller
-  policy does not allow (a ``CheckResponse`` saying so);
+  policy does not allow (a ``CheckResponse`` saying so, audited ``invalid``: no decision on the
+  resource);
 - 400 — bad input, ``error.code`` machine-readable: ``malformed_json``, ``wrong_type``,
   ``unknown_field``, ``missing_field``, ``invalid_value``, ``body_too_large``,
   ``unsupported_media_type``, ``invalid_resource_id``, ``invalid_principal_header``,
@@ -15,6 +16,8 @@ errors, ``error.correlation_id``):
   ``redact`` before they are answered or recorded: a credential-looking value is never echoed;
 - 503 — a dependency (Table Storage, ARM, Graph) could not answer, ``Retry-After`` set;
   500 — anything else. Both carry only a correlation id: no stack trace, no library versions.
+  Both are one ``failed`` row (``record_failure``), under the check's subject once the body
+  validated.
 """
 
 from __future__ import annotations
@@ -144,6 +147,7 @@ class CheckApi:
     def _check(self, check: str, req: HttpIn, model: type[BaseModel], run) -> HttpOut:
         decision_id = uuid.uuid4().hex
         caller = Caller(correlation_id=_correlation(req.headers))
+        body = None                 # what a failure row is about, once validated
         with bound(decision_id=decision_id, check=check):
             try:
                 caller = _caller(req, caller, trusted=self._checks().trust_principal_header)
@@ -157,12 +161,12 @@ class CheckApi:
                               decision_id, **{"Retry-After": "5"})
             except (StoreError, ArmError) as exc:
                 emit(log, logging.ERROR, "check_unavailable", error=type(exc).__name__, reason=exc.reason)
-                self._record_failure(check, decision_id, caller, exc.reason)
+                record_failure(self._checks, check, decision_id, caller, exc.reason, body)
                 return _error(503, "unavailable", f"a dependency did not answer ({exc.reason}); retry",
                               decision_id, **{"Retry-After": "5"})
             except Exception:    # the HTTP boundary: log with stack, answer with the id only
                 log.exception("check_internal_error decision_id=%s", decision_id)
-                self._record_failure(check, decision_id, caller, "internal_error")
+                record_failure(self._checks, check, decision_id, caller, "internal_error", body)
                 return _error(500, "internal_error", "internal error", decision_id)
 
     def _rejected(self, check: str, decision_id: str, caller: Caller, bad: BadRequest) -> HttpOut:
@@ -175,12 +179,19 @@ class CheckApi:
                           **{"Retry-After": "5"})
         return _error(bad.status, bad.code, bad.message, decision_id, bad.details)
 
-    def _record_failure(self, check: str, decision_id: str, caller: Caller, reason: str) -> None:
-        try:
-            self._checks().record(check, decision_id, caller, verdict="failed", reason=reason,
-                                  message="the check could not be answered")
-        except Exception:        # the audit store may be what failed; the answer is already an error
-            emit(log, logging.ERROR, "check_audit_failed", decision_id=decision_id, reason=reason)
+
+def record_failure(checks: Callable[[], CheckService], check: str, decision_id: str, caller: Caller, reason: str,
+                   request: BaseModel | None = None) -> bool:
+    """The ``failed`` row of a check that could not be answered (``CheckService.record_failure``:
+    under ``request``'s subject when it validated), for the HTTP API and the CLI. Never raises:
+    the audit store may be what failed, and the answer is already an error. False (logged) when
+    the row could not be written."""
+    try:
+        checks().record_failure(check, decision_id, caller, reason=reason, request=request)
+    except Exception:        # the audit store may be what failed; the answer is already an error
+        emit(log, logging.ERROR, "check_audit_failed", decision_id=decision_id, reason=reason)
+        return False
+    return True
 
 
 def _safe_text(text: str, fallback: str) -> str:

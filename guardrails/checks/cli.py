@@ -9,7 +9,9 @@ What it refuses, it refuses as the HTTP API does and says no more than the API w
 credential where a name belongs (``credential_fields``, the resource id too) is named by its field
 only; a validation error's location goes through ``api._field`` (a tag key may be the pasted key)
 and every error text through ``api._safe_text``; an argument that looks like a credential is
-described, never quoted (``_quoted``).
+described, never quoted (``_quoted``). A ``--tag`` key given twice is refused (``malformed_json``,
+as the API refuses a key sent twice), never "last one wins". A check Table Storage, ARM or Graph
+kept from an answer is one ``failed`` row, as over HTTP (``api.record_failure``).
 """
 
 from __future__ import annotations
@@ -63,6 +65,23 @@ def _tag(text: str) -> tuple[str, str]:
     return key, value
 
 
+class _GivenTwice(ValueError):
+    """A tag key given twice: the API's ``malformed_json`` for a key sent twice."""
+
+    code = "malformed_json"
+
+
+def _tags(texts: list[str]) -> dict[str, str]:
+    """The ``--tag`` options as the body's ``tags``, refused as the API refuses a key sent twice
+    (``api.reject_duplicates``): keeping the last would check something else than was given."""
+    from guardrails.checks.api import DuplicateKey, reject_duplicates, shown_key
+
+    try:
+        return reject_duplicates([_tag(t) for t in texts])
+    except DuplicateKey as dup:
+        raise _GivenTwice(f"--tag '{shown_key(dup.key)}' given twice: give each tag once") from None
+
+
 def _acting_as():
     """The identity the CLI acts as (its credential's ARM token: an operator's ``az login``, a
     pipeline's managed identity), so its audit rows name who ran the check. A check still runs
@@ -95,7 +114,7 @@ def _invalid_code(exc: Exception) -> str:
     if isinstance(exc, ValidationError):
         from guardrails.checks.api import validation_error
         return validation_error(exc).code
-    return "invalid_value"
+    return getattr(exc, "code", "invalid_value")
 
 
 def _record_invalid(check: str, decision_id: str, caller, code: str, shown: str) -> None:
@@ -113,7 +132,7 @@ def _record_invalid(check: str, decision_id: str, caller, code: str, shown: str)
 
 def main(args: argparse.Namespace) -> int:
     from guardrails.bootstrap import get_checks
-    from guardrails.checks.api import _field, _safe_text
+    from guardrails.checks.api import _field, _safe_text, record_failure
     from guardrails.checks.models import (
         JobCheckRequest, ModelPromotionRequest, ResourceCheckRequest, credential_fields,
     )
@@ -122,6 +141,7 @@ def main(args: argparse.Namespace) -> int:
 
     caller = Caller(principal=_acting_as(), trusted=True, correlation_id="cli")
     decision_id = uuid.uuid4().hex
+    req = None                  # what a failure row is about, once validated
     try:
         if args.action == "job":
             req = JobCheckRequest.model_validate({
@@ -133,7 +153,7 @@ def main(args: argparse.Namespace) -> int:
         elif args.action == "model-promotion":
             req = ModelPromotionRequest.model_validate({
                 "model": args.model, "version": args.version, "to_stage": args.to_stage,
-                "tags": dict(_tag(t) for t in args.tag),
+                "tags": _tags(args.tag),
                 **({"from_stage": args.from_stage} if args.from_stage else {})})
             _no_credentials(credential_fields(req))
             outcome = get_checks().check_model_promotion(req, caller, decision_id)
@@ -160,6 +180,8 @@ def main(args: argparse.Namespace) -> int:
         print(f"error: {shown}", file=sys.stderr)
         if isinstance(exc, InvalidArmId):     # bad input, audited as over HTTP; a dependency's failure is not input
             _record_invalid(args.action, decision_id, caller, code, shown)
+        elif not record_failure(get_checks, args.action, decision_id, caller, exc.reason, req):
+            print("error: this failure could not be written to the audit table (see the log)", file=sys.stderr)
         return 2
     print(json.dumps(outcome.response.model_dump(), indent=2))
     return 0 if outcome.response.allowed else 1

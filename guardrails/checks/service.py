@@ -8,16 +8,21 @@ Zero trust: no policy in force for what is asked means denied, with a reason say
 rows: event types ``Guardrails.CheckJob``, ``Guardrails.CheckModelPromotion``,
 ``Guardrails.CheckResource``; allowed → ``compliant``, denied → ``violation``, a policy in
 ``audit`` mode that would deny → ``dry_run`` (and allowed), bad input → ``invalid``, an internal
-failure → ``failed``. Each broken condition is one ``violations`` entry (rule, message), under the
-policy that found it and with that policy's outcome: with several model-registry policies, an
-``audit``-mode policy's finding is ``dry_run`` and never a reason for a denial. Messages go
+failure → ``failed``. A remediation the caller may not ask for (403) is ``invalid`` too: a judgement
+on the caller, made before anything about the resource is read, so it is never taken for the
+resource's state (the report's latest decision, a ``Guardrails.Decision.*`` event). Each broken
+condition is one ``violations`` entry (rule, message), under the policy that found it and with
+that policy's outcome: with several model-registry policies, an ``audit``-mode policy's finding is ``dry_run`` and never a reason for a denial. Messages go
 through ``safe_text`` (``redact``, then each credential-looking word described): a value that
 looks like a credential is never written or answered. A name from the request (job id, zone,
 model, version) is written into a subject or a message only when it does not look like a
 credential (``_shown``, as ``looks_like_credential`` judges free text), else described by its
 length: unquoted, ``redact`` would not see it. A job id that names a job policy in force is the
 metadata's own name and is shown. A job check's row also says what was asked about (the
-identity named, the zone, the secret references: pointers, never values), whatever the answer.
+identity named, the zone, the secret references: pointers, never values), whatever the answer,
+a ``failed`` one included; the reasons are cut before that part or the caller would be (the audit
+sink keeps ``MESSAGE_CHARS`` of a message). An identity Graph does not hold (404) is a member of no
+group: the identity checked is denied (``identity``, not in the directory), a caller gets no grant.
 
 The resource check does not take role-definition ids: a custom role is judged through its
 assignments, each at its own scope (the event path re-judges them all when a definition changes),
@@ -33,7 +38,7 @@ from typing import Callable
 
 from guardrails.checks import access
 from guardrails.checks.job import GroupResolver, JobFinding, JobRequest, evaluate_job
-from guardrails.checks.models import CheckResponse, JobCheckRequest, ModelPromotionRequest, Reason
+from guardrails.checks.models import CheckResponse, JobCheckRequest, ModelPromotionRequest, Reason, ResourceCheckRequest
 from guardrails.checks.policies import SecretReference
 from guardrails.checks.principal import Principal
 from guardrails.errors import FORBIDDEN, UNAUTHENTICATED, InvalidArmId
@@ -41,6 +46,7 @@ from guardrails.model.arm_id import parse_arm_id
 from guardrails.model.decision import Actor, AuditRow, ViolationRecord, short_repr
 from guardrails.model.roles import ROLE_DEFINITION_TYPE
 from guardrails.policy.model_rules import evaluate_promotion
+from guardrails.policy.roles import PrincipalNotFound
 from guardrails.secrets.credentials import looks_like_credential, safe_text
 
 EVENT_TYPES = {"job": "Guardrails.CheckJob", "model-promotion": "Guardrails.CheckModelPromotion",
@@ -54,6 +60,8 @@ UNAVAILABLE_REASONS = frozenset({"throttled", "transient", "arm_error", "busy", 
 _FIELDS = {"identity": "identity", "allowed-identity": "identity", "access-group": "identity", "role": "role",
            "permissions": "permissions", "secret-references": "secret_references", "network-zone": "network_zone",
            "job-policy": "job_id"}
+REMEDIATE_NOT_PERMITTED = "remediate-not-permitted"
+MESSAGE_CHARS = 2000        # what the audit sink keeps of a message (adapters/audit_tables)
 
 
 @dataclass(frozen=True)
@@ -73,6 +81,25 @@ class Finding:
 
 def _attribute(findings: list[JobFinding], policy: str, mode: str) -> list[Finding]:
     return [Finding(f.rule, f.message, policy, mode) for f in findings]
+
+
+class _Directory:
+    """``groups`` as one check reads them: a principal Graph does not hold (404,
+    ``PrincipalNotFound``) is a member of no group, and ``missing`` names it. Graph answered, so
+    the check answers (fail-closed: no grant, no membership) rather than asking for a retry that
+    would get the same 404; a just-created identity may take minutes to replicate, and the
+    denial says so. Any other Graph fault still raises (503)."""
+
+    def __init__(self, groups: GroupResolver) -> None:
+        self._groups = groups
+        self.missing: set[str] = set()
+
+    def is_member(self, principal_id: str, group_id: str) -> bool:
+        try:
+            return self._groups.is_member(principal_id, group_id)
+        except PrincipalNotFound:
+            self.missing.add(principal_id.lower())
+            return False
 
 
 class CheckUnavailable(Exception):
@@ -129,7 +156,7 @@ class CheckService:
         start = self._clock()
         compiled = self.service.policies.get()
         job_id = str(req.job_id).strip()
-        named = req.identity.object_id.lower() if req.identity else None
+        named = _named(req)
         asked = _asked(req, named)
         policies = compiled.checks.job(job_id)
         job = job_id if policies else _shown(job_id, "a job id")      # a policy in force names it
@@ -140,20 +167,27 @@ class CheckService:
             return self._answer("job", subject, decision_id, caller, start, [p.ref for p in policies],
                                 [Finding("job-policy", why, "", "enforce")], asked=asked)
         policy = policies[0]
-        identity, problem, grant = self._identity(compiled, caller, named, "job")
+        directory = _Directory(self.groups)
+        identity, problem, grant = self._identity(compiled, caller, named, "job", directory)
         request = JobRequest(job_id=job_id, network_zone=req.network_zone, permissions=tuple(req.permissions),
                              secret_references=tuple(SecretReference(s.vault, s.secret) for s in req.secret_references),
                              role=req.role)
         # no verified identity (or an on-behalf request nobody granted) always denies: audit mode
         # trials a policy's conditions, never who is asking
+        found = evaluate_job(policy, request, identity=identity, groups=directory)
+        if identity is not None and identity.lower() in directory.missing:
+            # not "not a member" of this or that group: there is no such identity to run the job
+            found = [f for f in found if f.rule not in ("allowed-identity", "access-group")] + [JobFinding(
+                "identity", f"identity {identity} is not in the directory (Graph answered 404: deleted, mistyped,"
+                " or created minutes ago and not yet replicated)")]
         findings = (_attribute([problem], policy.ref, "enforce") if problem else []) + _attribute(
-            evaluate_job(policy, request, identity=identity, groups=self.groups), policy.ref, policy.mode)
+            found, policy.ref, policy.mode)
         refs = [policy.ref] + ([grant] if grant else [])
         ok = f"job {job} may run as {identity} from {_shown(req.network_zone, 'a zone')}"
         return self._answer("job", subject, decision_id, caller, start, refs, findings, allowed_message=ok,
                             asked=asked)
 
-    def _identity(self, compiled, caller: Caller, named: str | None, check: str):
+    def _identity(self, compiled, caller: Caller, named: str | None, check: str, directory: _Directory):
         """(identity to check, finding when there is none, on-behalf grant ref)."""
         own = caller.object_id
         if named is None or named == own:
@@ -164,10 +198,11 @@ class CheckService:
             return own, None, None
         if caller.trusted:
             return named, None, None
-        grant = access.on_behalf_grant(compiled.check_access_policies, own, check, self.groups)
+        grant = access.on_behalf_grant(compiled.check_access_policies, own, check, directory)
         if grant is None:
+            unknown = " (the caller is not in the directory: Graph answered 404)" if own in directory.missing else ""
             return None, JobFinding("identity", f"{caller.describe()} may not check on behalf of {named}"
-                                    " (no check-access on_behalf grant covers this caller)"), None
+                                    f" (no check-access on_behalf grant covers this caller){unknown}"), None
         return named, None, grant.ref
 
     # ---------------------------------------------------------------- model promotion
@@ -175,7 +210,7 @@ class CheckService:
         start = self._clock()
         policies = self.service.policies.get().model_registry_policies
         model, version = _shown(req.model, "a model name"), _shown(str(req.version), "a version")
-        subject = f"model:{model}/versions/{version}"
+        subject = _model_subject(req)
         if not policies:
             return self._answer("model-promotion", subject, decision_id, caller, start, [], [Finding(
                 "model-registry-policy", "no model-registry policy in force: nothing is allowed by default",
@@ -201,14 +236,20 @@ class CheckService:
                                " (.../providers/Microsoft.Authorization/roleAssignments/<id>)")
         if remediate and not caller.trusted:
             compiled = self.service.policies.get()
-            grant = access.remediate_grant(compiled.check_access_policies, caller.object_id, rid, self.groups)
+            directory = _Directory(self.groups)
+            grant = access.remediate_grant(compiled.check_access_policies, caller.object_id, rid, directory)
             if grant is None:
-                finding = Finding("remediate-not-permitted", f"{caller.describe()} may not ask for remediation of"
-                                  " this resource (no check-access remediate grant covers caller and scope)",
-                                  policy="", mode="enforce")
-                out = self._answer("resource", str(rid), decision_id, caller, start, [], [finding])
-                out.status = 403
-                return out
+                unknown = " (the caller is not in the directory: Graph answered 404)" if (
+                    caller.object_id in directory.missing) else ""
+                why = safe_text(f"{caller.describe()} may not ask for remediation of this resource (no check-access"
+                                f" remediate grant covers caller and scope){unknown}")
+                # a judgement on the caller, not on the resource (nothing of it was read): ``invalid``,
+                # which neither the report nor the decision events take for the resource's state
+                self.record("resource", decision_id, caller, verdict="invalid", reason=REMEDIATE_NOT_PERMITTED,
+                            message=why, subject=str(rid), start=start)
+                return Outcome(CheckResponse(allowed=False, reasons=[Reason(rule=REMEDIATE_NOT_PERMITTED, message=why)],
+                                             policy_version=None, decision_id=decision_id, verdict="invalid",
+                                             subject=str(rid)), status=403)
         row = self.service.check_resource(str(rid), remediate=remediate, actor=caller.actor, decision_id=decision_id,
                                           correlation_id=caller.correlation_id, said_by=caller.describe())
         if row.verdict == "failed" and row.reason in UNAVAILABLE_REASONS:
@@ -259,21 +300,33 @@ class CheckService:
                                                    message=f.message[:300]) for f in findings])
         row.reason = reasons[0].rule if reasons else ""
         said = "; ".join(f.message for f in reasons) if reasons else allowed_message
-        row.message = said + (f" ({asked})" if asked else "") + f" [{caller.describe()}]"
+        row.message = _message(said, caller, asked)
         self._write(row, start)
         return Outcome(CheckResponse(allowed=allowed, reasons=[Reason(rule=f.rule, message=f.message) for f in reasons],
                                      policy_version=", ".join(refs) or None, decision_id=decision_id, verdict=verdict,
                                      subject=subject))
 
     def record(self, check: str, decision_id: str, caller: Caller, *, verdict: str, reason: str, message: str,
-               subject: str = "") -> None:
-        """The audit row of an answer that is not a decision: bad input (``invalid``) or an
-        internal failure (``failed``). Raises ``StoreError`` when the audit table is down."""
+               subject: str = "", asked: str = "", start: float | None = None) -> None:
+        """The audit row of an answer that is not a decision: bad input or a refused request
+        (``invalid``) or an internal failure (``failed``). Raises ``StoreError`` when the audit
+        table is down."""
         row = AuditRow(event_id=decision_id, event_type=EVENT_TYPES.get(check, "Guardrails.Check"),
                        resource_id=subject[:2048], verdict=verdict, reason=reason, delivery_id=decision_id,
                        actor=caller.actor, correlation_id=caller.correlation_id[:128])
-        row.message = f"{safe_text(message)} [{caller.describe()}]"[:2000]
-        self._write(row, self._clock())
+        row.message = _message(safe_text(message), caller, asked)
+        self._write(row, self._clock() if start is None else start)
+
+    def record_failure(self, check: str, decision_id: str, caller: Caller, *, reason: str,
+                       request: object = None) -> None:
+        """The ``failed`` row of a check a dependency (or a fault) kept from an answer. Once the
+        request was validated (``request``) the row is under what it was about, as a decided row
+        is (``job:<id>``, ``model:…``, the ARM id), and a job check's message says what was asked.
+        Raises ``StoreError`` when the audit table is down (the HTTP API and the CLI call it
+        through ``api.record_failure``, which never raises)."""
+        subject, asked = _about(request)
+        self.record(check, decision_id, caller, verdict="failed", reason=reason,
+                    message="the check could not be answered", subject=subject, asked=asked)
 
     def _write(self, row: AuditRow, start: float) -> None:
         row.time = self._wall().astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
@@ -282,6 +335,40 @@ class CheckService:
         publisher = getattr(self.service, "publisher", None)
         if publisher is not None:   # a denied pre-flight check is a decision too (never raises)
             publisher.publish(row)
+
+
+def _named(req: JobCheckRequest) -> str | None:
+    """The identity a job check names in its body (lower case), None for the caller's own."""
+    return req.identity.object_id.lower() if req.identity else None
+
+
+def _model_subject(req: ModelPromotionRequest) -> str:
+    return f"model:{_shown(req.model, 'a model name')}/versions/{_shown(str(req.version), 'a version')}"
+
+
+def _about(request: object) -> tuple[str, str]:
+    """(subject, what was asked) of a validated request answered without a decision; ("", "")
+    before one validated. A job id is shown unless it looks like a credential (whether a policy in
+    force names it is not known when the policy table did not answer)."""
+    if isinstance(request, JobCheckRequest):
+        return f"job:{_shown(str(request.job_id).strip(), 'a job id')}", _asked(request, _named(request))
+    if isinstance(request, ModelPromotionRequest):
+        return _model_subject(request), ""
+    if isinstance(request, ResourceCheckRequest):
+        try:
+            return str(parse_arm_id(request.resource_id)), ""
+        except InvalidArmId:
+            return "", ""
+    return "", ""
+
+
+def _message(said: str, caller: Caller, asked: str = "") -> str:
+    """A check row's message: what was said, then what was asked and who asked (the CLI's rows
+    end ``[cli as …]``). The audit sink keeps ``MESSAGE_CHARS``: a long denial's reasons are cut
+    to fit, never the asked part nor the caller."""
+    tail = (f" ({asked})" if asked else "") + f" [{caller.describe()[:300]}]"
+    room = MESSAGE_CHARS - len(tail)
+    return (said if len(said) <= room else said[:room - 3] + "...") + tail
 
 
 def _asked(req: JobCheckRequest, named: str | None) -> str:

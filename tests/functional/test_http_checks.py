@@ -356,7 +356,8 @@ def test_remediate_only_for_callers_policy_allows_at_that_scope(world):
     w = world([res], docs=[ACCESS])
     status, body, _ = request("checks/resource", {"resource_id": res["id"]}, params={"remediate": "true"})
     assert status == 403 and body["allowed"] is False and body["reasons"][0]["rule"] == "remediate-not-permitted"
-    assert w.arm.calls == [] and w.audit.rows[-1].verdict == "violation"
+    assert w.arm.calls == [] and w.audit.rows[-1].verdict == "invalid"
+    assert w.audit.rows[-1].reason == "remediate-not-permitted"
     status, body, _ = request("checks/resource", {"resource_id": res["id"]}, params={"remediate": "true"},
                               principal=REMEDIATOR)
     assert status == 200 and body["verdict"] == "remediated" and body["allowed"] is True
