@@ -4,8 +4,9 @@
         ─▶ rotate with the reference's strategy (enforce) ─▶ new version, tagged as ours
     Guardrails.SecretExposed (event or HTTP) ─▶ already rotated for it? ─▶ rotate at once (a storage
         key: every key of the account regenerated) ─▶ disable every older enabled version
-    SecretNewVersionCreated ─▶ hygiene (expiry required / not too far) ─▶ set expiry; a compliant
-        version the guardrail wrote is ``ignored`` (its tag is never trusted to skip the check)
+    SecretNewVersionCreated ─▶ hygiene (expiry required / not too far) ─▶ breaker permit ─▶ set
+        expiry; a compliant version the guardrail wrote is ``ignored`` (its tag is never trusted to
+        skip the check)
     KeyNearExpiry / KeyExpired ─▶ key reference with rotate ─▶ Key Vault's own rotate_key (a disabled
         key, readable or 403 KeyDisabled: ``ignored`` / ``secret_disabled``, never rotated back to life)
     VaultAccessPolicyChanged ─▶ re-read the vault from ARM, evaluate the vault resource policies
@@ -52,12 +53,12 @@ from .logs import emit, notify_owner
 from .model.decision import ViolationRecord, combine_verdict
 from .model.keyvault_events import exposure_scope
 from .safety_rails import give_back_permit
-from .secrets.credentials import looks_like_credential
+from .secrets.credentials import looks_like_credential, looks_like_free_text_credential
 from .secrets.lease import rotation_lease
 from .secrets.keys import KeyDecisions
 from .secrets.policy import account_sharers, shared_account_note
 from .secrets.rotation import (STRATEGIES, BoundRotationIO, RotationError, account_name_of, expiry_for, finish_revoke,
-                               rotation_lead, strictest_validity)
+                               not_yet_due, refused_outright, rotation_lead, strictest_validity)
 from .secrets.values import (CERTIFICATE_MANAGED, EXPOSURE_TAG, LIVE_KEY_TAG, NOT_ENFORCED, ORIGIN_TAG, REASON_TAG,
                              REVOKE_PENDING_TAG, SECRET_DISABLED, SHARED_STORAGE_ACCOUNT)
 
@@ -275,14 +276,9 @@ class SecretGuardrail(KeyDecisions):
         # the strictest validity of every enforcing policy on the vault: a longer one would be cut
         # by that policy's hygiene to inside the rotation lead, and rotated again on every sweep
         validity = strictest_validity(policies, policy)
-        lead = rotation_lead(validity)
-        if ev.kind in ("NearExpiry", "Expired") and current.expires_on is not None and current.expires_on - ctx.now > lead:
-            # a warning (or an expiry) Key Vault reported before someone moved the current version's
-            # expiry out past the lead: the sweep rotates it once it is due again
-            row.verdict, row.reason = "compliant", ""
-            moved = " (its expiry was moved after Key Vault reported it expired)" if ev.kind == "Expired" else ""
-            row.message = (f"version {current.version} expires {current.expires_on.isoformat()}{moved}: rotated "
-                           f"{lead.days} days before, not yet due")
+        waiting = not_yet_due(ev.kind, current.expires_on, ctx.now, rotation_lead(validity))
+        if waiting:
+            row.verdict, row.reason, row.message = "compliant", "", f"version {current.version} {waiting}"
             return
         rule = "exposed-secret" if exposed else ("expired-secret" if ev.kind == "Expired" else "expiring-secret")
         if current.managed:
@@ -491,6 +487,8 @@ class SecretGuardrail(KeyDecisions):
         records = []
         # one expiry write per version, inside every enforcing policy's validity, whichever flags it
         strictest = expiry_for(ctx.now, strictest_validity(policies))
+        owner = next((r.owner for r in (q.secret(ev.vault_name, ev.object_name) for q in policies) if r),
+                     "unknown owner")
         for p in policies:
             limit = ctx.now + timedelta(days=p.max_validity_days) if p.max_validity_days else None
             rule = None
@@ -509,14 +507,21 @@ class SecretGuardrail(KeyDecisions):
                     records.append(rec)
                     continue
                 row.reason = CERTIFICATE_MANAGED
-                ref = next((r for r in (q.secret(ev.vault_name, ev.object_name) for q in policies) if r), None)
-                self._notify(row, ev, ref.owner if ref else "unknown owner", rec)
+                self._notify(row, ev, owner, rec)
                 records.append(rec)
                 break
             if p.mode == "audit" or getattr(ctx, "dry_run", False):
                 rec.outcome, rec.message = "dry_run", f"audit mode: would set the expiry ({msg})"
                 records.append(rec)
                 continue            # an enforcing policy after it still acts
+            # a remediation like any other: a policy mistake or a script writing versions without
+            # expiry must not rewrite every secret of every governed vault past the breaker
+            permit = self._permit(row, p, ev)
+            if permit is None:
+                rec.outcome, rec.message = "dry_run", f"{msg}: circuit open: the expiry not set until reset"
+                self._notify(row, ev, owner, rec)
+                records.append(rec)
+                break
             self._intend(ctx, row, ev, self._record(p, rule, version.describe(), rec.after, "requested", msg),
                          before=records)
             try:
@@ -525,6 +530,8 @@ class SecretGuardrail(KeyDecisions):
                 rec.outcome, rec.message = "remediated", f"{msg}: expiry set"
             except ArmError as exc:
                 row.reason = exc.reason
+                if refused_outright(exc):           # nothing written: the permit goes back
+                    self._give_back(permit)
                 rec.outcome, rec.message = "failed", f"{msg}: could not set the expiry: {exc}"
             records.append(rec)
             break   # one expiry write per version: the strictest target satisfies every enforcing policy
@@ -581,9 +588,9 @@ def _origin(delivery_id: str, event_id: str) -> str:
 
 def _reported_by(ev) -> str:
     """The report's ``source`` for the audit message; one that looks like a credential (a scanner's
-    finding pasted into it) is never written."""
+    finding pasted into it, a key without a prefix included) is never written."""
     if not ev.exposure_source:
         return ""
-    if looks_like_credential(ev.exposure_source):
+    if looks_like_free_text_credential(ev.exposure_source):
         return " (reported by a source not shown: it looks like a credential)"
     return f" (reported by {ev.exposure_source})"

@@ -88,12 +88,15 @@ class GuardrailsService(PendingConfirmations, TimerDecisions):
         self.resources = ResourceGuardrail(self)    # the catalogue's resource types
 
     # ---------------------------------------------------------------------------------
-    def handle_event(self, raw: Any, *, actor: Actor | None = None, said_by: str | None = None) -> AuditRow:
+    def handle_event(self, raw: Any, *, actor: Actor | None = None, said_by: str | None = None,
+                     delivery_id: str | None = None) -> AuditRow:
         """``actor``: the verified caller of a report that arrives over HTTP (an event names its own).
         ``said_by``: who handed the event on other than its delivery (a dead-letter replay), ending the
-        row's message; names only, never content."""
+        row's message; names only, never content. ``delivery_id``: the id a caller that answers for
+        the delivery already gave it (the exposure endpoint's ``decision_id``), so its answer names the
+        row even when this raises; a new one otherwise."""
         start = self._clock()
-        ctx = _Ctx(uuid.uuid4().hex, start, start + self.settings.time_budget_seconds, self._wall(),
+        ctx = _Ctx(delivery_id or uuid.uuid4().hex, start, start + self.settings.time_budget_seconds, self._wall(),
                    said_by=(said_by or "")[:300])
         event_id = raw.get("id") if isinstance(raw, Mapping) and isinstance(raw.get("id"), str) else ""
         event_type = ""
@@ -178,14 +181,16 @@ class GuardrailsService(PendingConfirmations, TimerDecisions):
                           claim_scope=exposure_scope(ev))
 
     def report_exposure(self, *, vault: str, name: str, version: str | None, source: str,
-                        actor: Actor | None = None) -> AuditRow:
-        """An exposure reported over HTTP: the same path as a ``Guardrails.SecretExposed`` event."""
+                        actor: Actor | None = None, delivery_id: str | None = None) -> AuditRow:
+        """An exposure reported over HTTP: the same path as a ``Guardrails.SecretExposed`` event
+        (``delivery_id``: as ``handle_event``'s)."""
         raw = {"specversion": "1.0", "id": f"exposure-{uuid.uuid4().hex}", "type": SECRET_EXPOSED,
                "source": "guardrails/http/secrets/exposed", "subject": name,
                "time": self._wall().strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
                "data": {"VaultName": vault, "ObjectName": name, "ObjectType": "Secret", "Version": version,
                         "Source": source}}
-        return self.handle_event(raw, actor=actor)     # the caller is on the audit row as it is written
+        # the caller is on the audit row as it is written
+        return self.handle_event(raw, actor=actor, delivery_id=delivery_id)
 
     def _handle_resource_event(self, ctx: _Ctx, row: AuditRow, event) -> AuditRow:
         rid = event.resource_id

@@ -168,6 +168,14 @@ def _free_text_label(text: str) -> str | None:
     return None
 
 
+def looks_like_free_text_credential(text: str) -> bool:
+    """``looks_like_credential``, or a key without a prefix (``_FREE_TEXT_PATTERNS``: 32 hexadecimal
+    digits, 40+ characters of base64 with its padding …): for free text where a key may be pasted
+    and no name grammar applies (a report's ``source``), never for an id (a Key Vault version is 32
+    hexadecimal digits)."""
+    return looks_like_credential(text) or (len(text) >= 32 and _free_text_label(text) is not None)
+
+
 def find_credentials(doc: Any, path: str = "$") -> Iterator[tuple[str, str]]:
     """``(json path, label)`` of every string of ``doc`` that looks like a credential: the known
     formats (``classify``) anywhere, and in a free-text field (``FREE_TEXT_FIELDS``: a

@@ -2,6 +2,10 @@
 ``rotate: true`` ─▶ Key Vault's own ``rotate_key`` (a breaker permit each, under the rotation lease
 of the key, as a secret's rotation).
 
+A warning for a key no longer due (its expiry moved out past ``NEAR_EXPIRY``, the lead the sweep
+rotates keys at, since Key Vault sent it) is ``compliant``, as a secret's is: ``rotate_key`` on a
+stale warning would rotate a customer-managed key against its owner's decision.
+
 A disabled key is ``ignored`` (``secret_disabled``), whether Key Vault answers its read with 403
 ``KeyDisabled`` or with the key's properties: it was taken out of service (a customer-managed key
 disabled to cut access to what it encrypts), and ``rotate_key`` would make a new, enabled version
@@ -28,7 +32,7 @@ from ..errors import ArmError, ResourceNotFound, StoreError
 from ..decision_context import note_intent_or_warn
 from ..logs import emit
 from .lease import rotation_lease
-from .rotation import refused_outright
+from .rotation import NEAR_EXPIRY, not_yet_due, refused_outright
 from .values import SECRET_DISABLED
 
 log = logging.getLogger("guardrails")
@@ -78,6 +82,11 @@ class KeyDecisions:
                                                  f"audited late")
         if ev.version and ev.version != current.version:
             row.verdict, row.reason, row.message = "compliant", "", f"key version {ev.version} already rotated"
+            return
+        # as a secret's warning, on the lead the sweep rotates keys at (``sweep_secrets._near``)
+        waiting = not_yet_due(ev.kind, current.expires_on, ctx.now, NEAR_EXPIRY)
+        if waiting:
+            row.verdict, row.reason, row.message = "compliant", "", f"key version {current.version} {waiting}"
             return
         if policy.mode == "audit" or getattr(ctx, "dry_run", False):
             rec = self._record(policy, "expiring-key", before, None, "dry_run", "audit mode: would rotate the key")

@@ -281,23 +281,34 @@ def rotation_lead(max_validity_days: int | None) -> timedelta:
     return NEAR_EXPIRY
 
 
+def not_yet_due(kind: str, expires_on: datetime | None, now: datetime, lead: timedelta) -> str | None:
+    """Why a warning (``…NearExpiry``) or an expiry (``…Expired``) Key Vault reported is not acted
+    on: the current version's expiry was moved out past the rotation ``lead`` since (the sweep
+    rotates it once it is due again; the event path and the sweep agree on the lead: a secret's
+    ``rotation_lead``, a key's ``NEAR_EXPIRY``). None when it is due (or has no expiry)."""
+    if kind not in ("NearExpiry", "Expired") or expires_on is None or expires_on - now <= lead:
+        return None
+    moved = " (its expiry was moved after Key Vault reported it expired)" if kind == "Expired" else ""
+    return f"expires {expires_on.isoformat()}{moved}: rotated {lead.days} days before, not yet due"
+
+
 def refused_outright(exc: BaseException) -> bool:
     """Whether a write's error says the service refused it before changing anything: its one and
-    only request sent answered 400, 401, 403 or 404 (a bad request, no access, a missing target),
-    or none was sent because the guardrails' identity got no token (``unauthenticated``, no status).
-    Anything else leaves the write's outcome unknown: a 409, 429 or 5xx, a timeout or a dropped
-    answer after the request left, and any refusal after a retry (the attempt before it may have
-    been applied: permissions and firewalls change, Key Vault's retry of a secret write first
-    lists the versions, which needs another permission, and an attempt still in flight is not
-    seen)."""
-    from ..errors import UNAUTHENTICATED, ArmError, ArmThrottled, ArmTransient
+    only request sent answered 400, 401, 403, 404 (a bad request, no access, a missing target) or
+    429 (throttled: rejected before it is processed), or none was sent because the guardrails'
+    identity got no token (``unauthenticated``, no status). Anything else leaves the write's
+    outcome unknown: a 409 or 5xx, a timeout or a dropped answer after the request left, and any
+    refusal after a retry, a 429 included (the attempt before it may have been applied: its answer
+    lost, or permissions and firewalls changed; Key Vault's retry of a secret write first lists the
+    versions, which needs another permission, and an attempt still in flight is not seen)."""
+    from ..errors import UNAUTHENTICATED, ArmError, ArmTransient
 
-    if not isinstance(exc, ArmError) or isinstance(exc, (ArmTransient, ArmThrottled)):
+    if not isinstance(exc, ArmError) or isinstance(exc, ArmTransient):
         return False
     sent = getattr(exc, "attempts", 1)          # requests sent (an attempt that got no token sent none)
     if exc.status is None and exc.reason == UNAUTHENTICATED:
         return sent == 0
-    return exc.status in (400, 401, 403, 404) and sent == 1
+    return exc.status in (400, 401, 403, 404, 429) and sent == 1
 
 
 class BoundRotationIO:

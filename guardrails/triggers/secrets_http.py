@@ -8,9 +8,10 @@ exposed secret was NOT rotated, the decision audited and the owner told (rotate 
 ``not_governed`` (no secrets policy governs the vault), ``not_enforced`` (only an ``audit``-mode
 policy governs the secret), ``certificate_managed`` (a certificate's backing secret: re-issue the
 certificate), ``circuit_open`` (the vault's breaker is open), ``not_rotated`` (no secret reference,
-or a ``notify-only`` one); 503 with a correlation id when a dependency is down. Never a 2xx a
-scanner would take as handled unless the secret was rotated (or already was). Never echoes a
-secret value.
+or a ``notify-only`` one); 503 with a correlation id when a dependency is down (a decision that
+ended ``failed``, Key Vault refusing or not answering: its ``decision_id`` and the row's reason,
+``forbidden``, ``throttled`` …). Never a 2xx a scanner would take as handled unless the secret
+was rotated (or already was). Never echoes a secret value.
 
 Every answer is one audit row (event type ``Guardrails.SecretExposed``) named by ``decision_id``
 (and, for errors, ``error.correlation_id``): a refused report is an ``invalid`` row with its
@@ -20,14 +21,17 @@ governs is an ``ignored`` row with ``notify`` set, logged at ERROR.
 A credential sent as ``vault``, ``name`` or ``version`` (a known credential format: ``classify``;
 these are names with a grammar, so ``StorageAccountConnectionStringForProduction2024`` is a
 secret's name, reported and rotated like any other), or a credential-looking field name
-(``looks_like_credential``: any key but the four), is refused (400 ``invalid_value``) naming the
-field, never the value, before anything else is looked at. A key sent twice is ``malformed_json``.
+(``looks_like_free_text_credential``: any key but the four), is refused (400 ``invalid_value``)
+naming the field, never the value, before anything else is looked at. A key sent twice is
+``malformed_json``.
 
 The caller is recorded on the audit row when App Service authentication vouches for it
 (``X-MS-CLIENT-PRINCIPAL``, trusted only with ``WEBSITE_AUTH_ENABLED``, as the check API does);
 ``source`` is in the row's message, unless it looks like a credential (a scanner's finding pasted
-into it): then it is replaced, and the report still acted on. A report naming a version that is no longer current, after
-the guardrail already rotated for an exposure, is answered ``compliant`` without a second rotation.
+into it; ``looks_like_free_text_credential``: the keys without a prefix too, an Azure OpenAI key's
+32 hexadecimal digits, a Service Bus key's base64): then it is replaced, and the report still acted
+on. A report naming a version that is no longer current, after the guardrail already rotated for
+an exposure, is answered ``compliant`` without a second rotation.
 """
 
 from __future__ import annotations
@@ -49,7 +53,8 @@ from ..errors import GuardrailsError, IdempotencyError, StoreError
 from ..logs import emit
 from ..model.decision import Actor, AuditRow
 from ..model.keyvault_events import SECRET_EXPOSED, has_unprintable
-from ..secrets.credentials import classify, looks_like_credential
+from ..service import DeliveryFailed
+from ..secrets.credentials import classify, looks_like_credential, looks_like_free_text_credential
 
 bp = func.Blueprint()
 log = logging.getLogger("guardrails")
@@ -92,7 +97,8 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 def _shown(key: str) -> str:
     """A key as an answer or a row may name it: never one that looks like a credential or that
     holds characters that do not print."""
-    return KEY_HIDDEN if looks_like_credential(key) or has_unprintable(key) or not key.isprintable() else key[:30]
+    hidden = looks_like_free_text_credential(key) or has_unprintable(key) or not key.isprintable()
+    return KEY_HIDDEN if hidden else key[:30]
 
 
 def _answer(status: int, body: dict) -> func.HttpResponse:
@@ -116,7 +122,7 @@ def _parse(req: func.HttpRequest) -> dict | Rejection:
     if not isinstance(data, dict):
         return _bad("wrong_type", "body must be a JSON object")
     # before anything else: a credential sent where a name belongs is refused by field, never echoed
-    if any(looks_like_credential(k) for k in data):
+    if any(looks_like_free_text_credential(k) for k in data):
         return _bad("invalid_value", "a field's name looks like a credential (not shown); send only vault, name,"
                     " version and source, never a secret value")
     for key in ("vault", "name", "version"):      # names: a known credential format only (not a long name)
@@ -141,7 +147,7 @@ def _parse(req: func.HttpRequest) -> dict | Rejection:
         return _bad("invalid_value", "'source' must be 1-200 printable characters (no control, format or"
                     " line separator characters)")
     source = source.strip()
-    if looks_like_credential(source):
+    if looks_like_free_text_credential(source):
         # a scanner's finding pasted into ``source``: the report is still acted on (refusing it would
         # leave the leak open), but the text is never recorded nor echoed
         source = SOURCE_HIDDEN
@@ -235,6 +241,21 @@ def _ungoverned(svc, vault: str) -> tuple[str, str] | None:
     return "no_policy", f"no secrets policy governs vault {vault}"
 
 
+def _failed(svc, did: str, parsed: dict, exc: DeliveryFailed) -> func.HttpResponse:
+    """A report the service audited ``failed`` (``DeliveryFailed``, under ``did``): 503 naming that
+    row and its reason (``forbidden``: the guardrails' identity lacks a role on the vault;
+    ``network_forbidden``, ``throttled``, ``transient`` …), read back from the audit table, since
+    the exception says only ``failed``; the exception's reason when the row cannot be read."""
+    reason = exc.reason
+    try:
+        rows = svc.audit.rows_of_delivery(_object_id(parsed["vault"], parsed["name"]), did)
+        reason = next((r.reason for r in rows if r.verdict == "failed" and r.reason), reason)
+    except GuardrailsError as read:
+        emit(log, logging.WARNING, "exposure_report_row_unread", correlation_id=did, error=type(read).__name__)
+    emit(log, logging.ERROR, "exposure_report_failed", correlation_id=did, reason=reason)
+    return _answer(503, {"error": {"reason": reason, "correlation_id": did}, "decision_id": did})
+
+
 def _not_rotated_answer(row: AuditRow) -> func.HttpResponse:
     """An exposure the guardrail decided and audited without rotating anything (its row is a
     notifying ``violation``: audit mode, a certificate's secret, the breaker, no reference, a
@@ -289,12 +310,14 @@ def secrets_exposed(req: func.HttpRequest) -> func.HttpResponse:
     if ungoverned is not None:
         return _not_governed(svc, correlation, started, actor, parsed, *ungoverned)
     try:
-        row = svc.report_exposure(**parsed, actor=actor)
+        # the service decides under this id: every answer below, an error's too, names the row
+        row = svc.report_exposure(**parsed, actor=actor, delivery_id=correlation)
     except (StoreError, IdempotencyError) as exc:
         emit(log, logging.ERROR, "exposure_report_unavailable", correlation_id=correlation, error=type(exc).__name__)
         return _answer(503, {"error": {"reason": "unavailable", "correlation_id": correlation}})
+    except DeliveryFailed as exc:                # audited ``failed`` under ``correlation``; may be retried
+        return _failed(svc, correlation, parsed, exc)
     except GuardrailsError as exc:
-        # DeliveryFailed: the row was audited as failed; the caller may retry
         emit(log, logging.ERROR, "exposure_report_failed", correlation_id=correlation, reason=exc.reason)
         return _answer(503, {"error": {"reason": exc.reason, "correlation_id": correlation}})
     did = row.delivery_id

@@ -23,13 +23,19 @@ class _Gateway:
     set_secret = update_version = list_keys = regenerate_key = _go
 
 
+def _after_retry(exc):
+    exc.attempts = 2
+    return exc
+
+
 @pytest.mark.parametrize("exc, refused", [
     (ArmError("bad request", status=400), True),
     (ArmError("unauthenticated", status=401), True),
     (ArmError("no role", status=403, reason="forbidden"), True),
     (ResourceNotFound("gone", status=404), True),
     (ArmError("conflict", status=409), False),             # another operation: perhaps the write's own
-    (ArmThrottled("429", status=429), False),
+    (ArmThrottled("429", status=429), True),                # its only attempt throttled: never processed
+    (_after_retry(ArmThrottled("429", status=429)), False),  # a 429 after a retry: the first may have landed
     (ArmTransient("503", status=503), False),
     (ArmTransient("answer cut off"), False),               # sent, no whole answer
     (ArmError("unexpected answer shape"), False),          # answered 2xx, unreadable: it was made
