@@ -12,6 +12,7 @@ from .errors import ArmError, InvalidArmId, ResourceNotFound, StoreError
 from .model.decision import AuditRow, ViolationRecord, combine_verdict, fix_line, short_repr
 from .model.resource import ResourceType
 from .policy.operators import values_equal
+from .safety_rails import give_back_permit
 
 WRITE_SUCCESS = "Microsoft.Resources.ResourceWriteSuccess"
 _STILL_RUNNING = frozenset({"updating", "creating", "accepted", "running", "provisioning", "deleting", "migrating"})
@@ -36,6 +37,9 @@ class PendingConfirmations:
         if not self._pending_settled_by(event):
             return self._finish(ctx, row, "ignored", "own_write", "write made by the guardrail itself")
         settled: list[str] = []
+        undone: list[tuple[str, str]] = []
+        # ARM says this very write failed (or was cancelled): a fix of it that did not hold was not made
+        failed_write = event.event_type != WRITE_SUCCESS
 
         def decide() -> None:
             pending = self._pending_settled_by(event)       # again under the claim: one may have settled them
@@ -43,12 +47,15 @@ class PendingConfirmations:
                 row.verdict, row.reason, row.message = "ignored", "own_write", \
                     "write made by the guardrail itself (its pending fix was confirmed by another delivery)"
                 return
-            settled.extend(self._judge_pending(ctx, row, rid, rtype, pending, via="confirmed by its write event"))
+            settled.extend(self._judge_pending(ctx, row, rid, rtype, pending, via="confirmed by its write event",
+                                               undone=undone if failed_write else None))
 
         # a fix that did not hold (``not_confirmed``) is its outcome: audited once, not retried
         done = self._once(ctx, row, rid, decide, final=frozenset({"not_confirmed"}))
         for key in settled:                                 # after the row is audited
             self.pending.remove(rid, key)
+        for policy_id, key in undone:                       # its permits no longer count: no fix was made
+            give_back_permit(self.breakers, policy_id, event.resource_id.subscription_id or "", key)
         return done
 
     def _pending_settled_by(self, event) -> list:
@@ -81,12 +88,17 @@ class PendingConfirmations:
         return row
 
     def _judge_pending(self, ctx: _Ctx, row: AuditRow, rid: str, rtype: ResourceType, pending, *,
-                       via: str, timer: bool = False, give_up: bool = False) -> list[str]:
+                       via: str, timer: bool = False, give_up: bool = False,
+                       undone: list[tuple[str, str]] | None = None) -> list[str]:
         """Read the resource back and record each pending fix ``remediated`` (it holds) or
         ``failed`` (``not_confirmed``, owner notified) on ``row`` (verdict, reason, message set;
         not audited). Returns the records to forget once the row is audited: all of them, or none
         when the read failed (the retry, or the next sweep, tries again; ``give_up``: forgotten,
-        audited ``failed``). Raises ``_StillRunning`` for a ``timer`` that finds the write running."""
+        audited ``failed``). Raises ``_StillRunning`` for a ``timer`` that finds the write running.
+        ``undone`` (only for the records of a write ARM says failed): collects the breaker permits
+        (policy id, event id) of each record none of whose changes holds, to give back once the row
+        is audited. A read-back that disagrees after a write that succeeded (or with no failure
+        event) keeps them: the fix may have been made and changed since by someone else."""
         self.snapshots.forget(rid)
         sent = self.snapshots.now()
         keys = [key for key, _rec in pending]
@@ -112,14 +124,20 @@ class PendingConfirmations:
         if drift_times:
             row.event_time = min(drift_times)
         for _key, record in pending:
+            held = False
             for c in record.get("changes", []):
                 value, _present = after.value(c["property"])
                 ok = values_equal(value, c["after"])
+                held = held or ok
                 row.violations.append(ViolationRecord(
                     policy=c["policy"], rule=c["rule"], property=c["property"], before=c["before"], after=c["after"],
                     outcome="remediated" if ok else "failed",
                     message=(f"long-running fix of event {record.get('event_id')} {via}"
                              if ok else f"long-running fix finished but read-back shows {short_repr(value)}")))
+            if undone is not None and not held and record.get("event_id"):
+                # the permit is per policy (its ref without the version), keyed by the drift's event
+                undone.extend((pid, str(record["event_id"])) for pid in
+                              dict.fromkeys(str(c["policy"]).split("@", 1)[0] for c in record.get("changes", [])))
         row.verdict = combine_verdict([v.outcome for v in row.violations])
         row.reason = "" if row.verdict != "failed" else "not_confirmed"
         row.notify = row.notify or row.verdict == "failed"      # the fix did not hold: its owner acts

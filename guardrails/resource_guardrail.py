@@ -151,10 +151,12 @@ class ResourceGuardrail:
             + (f" -> {short_repr(v.after)}" if v.after is not None else "") + f" ({v.outcome})"
             for v in row.violations)[:2000]
         if row.notify:
-            told = [r for r, rec in records if rec.outcome in ("violation", "escalated")]
-            owner, via = _owner(snapshot, told)
-            notify_owner(log, owner_tag=via, owner=owner,
-                         rules=[f"{v.policy}/{v.rule}" for v in row.violations if v.outcome in ("violation", "escalated")])
+            # what the owner is told of: the violations and escalations, and the fixes an open
+            # breaker held back (left in place, ``dry_run`` like an audit-mode finding, which is not)
+            held = {id(rec) for _r, rec in grant.held}
+            told = [(r, rec) for r, rec in records if rec.outcome in ("violation", "escalated") or id(rec) in held]
+            owner, via = _owner(snapshot, [r for r, _rec in told])
+            notify_owner(log, owner_tag=via, owner=owner, rules=[f"{rec.policy}/{rec.rule}" for _r, rec in told])
 
     def _shadow(self, ctx, row: AuditRow, snapshot: ResourceSnapshot, shadow, rid) -> None:
         """Judge the same live state with the ``mode: shadow`` policy versions and record, in a

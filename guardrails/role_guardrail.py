@@ -45,6 +45,7 @@ from .model.decision import ViolationRecord, combine_verdict
 from .model.policy import DEFAULT_FLIP_FLOP
 from .policy.flipflop import describe_actors, strictest
 from .role_definitions import RoleDefinitionChanges, _conditional_ids
+from .safety_rails import Grant
 
 log = logging.getLogger("guardrails")
 
@@ -73,6 +74,16 @@ def _definition_home(scope: str) -> str:
     if len(parts) >= 4 and low[:3] == ["providers", "microsoft.management", "managementgroups"]:
         return "/" + "/".join(parts[:4])
     return ""
+
+
+def _refused(exc: ArmError) -> bool:
+    """Whether a DELETE that failed removed nothing, so its breaker permit goes back (as the
+    resource guardrail gives back a write ARM refused or never answered): ARM answered its one and
+    only request with an error (a lock, a deny assignment, a missing permission, Azure Policy,
+    throttling, a 5xx), or none was sent (no token). A lost or cut-off answer (no status), and
+    any error after a retry, keep the permit: that attempt, or the one before, may have removed
+    the assignment (the adapter does not say whether an earlier answer was lost)."""
+    return exc.attempts == 0 if exc.status is None else exc.attempts == 1
 
 
 class RoleAssignmentGuardrail(RoleDefinitionChanges):
@@ -335,7 +346,9 @@ class RoleAssignmentGuardrail(RoleDefinitionChanges):
 
     def _remove(self, ctx, row, event, assignment, role, act, policies) -> str:
         """Delete (rails and breaker permitting) and confirm; returns a note for the row's
-        message ("" or the escalated grant's key)."""
+        message ("" or the escalated grant's key). A removal held by an open breaker is told to
+        its owner; the breaker permits this call took go back when no removal was made (ARM
+        refused the DELETE, ``_refused``, or its first request found the assignment gone)."""
         try:
             rail = self._rail(ctx, assignment, role, act, policies)
         except ArmError as exc:
@@ -351,7 +364,16 @@ class RoleAssignmentGuardrail(RoleDefinitionChanges):
                          resource_id=assignment.id, rail=rail)
             return ""
         again, rest = self._removed_lately(ctx, assignment, act)
-        permitted = again + (self.svc.rails.breaker_permits(row, event.resource_id, rest) if rest else [])
+        took: list[str] = []
+        held: list = []
+        permitted = again + (self.svc.rails.breaker_permits(row, event.resource_id, rest, took=took, held=held)
+                             if rest else [])
+        if held:
+            # an open breaker leaves the grant in place: its owner hears which rules it breaks
+            notify_owner(log, rules=[r.rule for _f, r in held], resource_id=assignment.id, reason="circuit_open")
+        # the permits this call took, given back when its removal is not made (a DELETE ARM refused,
+        # an assignment found gone): a refused removal would otherwise fill the breaker's window
+        grant = Grant(permitted, permits=took)
         if not permitted:
             return ""
         self._note(ctx, assignment, permitted)
@@ -363,10 +385,15 @@ class RoleAssignmentGuardrail(RoleDefinitionChanges):
         try:
             deleted_now = self.authz.delete_assignment(assignment.id, deadline=ctx.deadline)
         except ArmError as exc:
+            if _refused(exc):
+                self.svc.rails.give_back(row, event.resource_id, grant, flip_flop=False)
             for _f, rec in permitted:
                 rec.outcome, rec.message = "failed", str(exc)[:300]
             row.reason = exc.reason
             return ""
+        if deleted_now is False:
+            # gone before the DELETE's one and only request: someone else removed it, not this removal
+            self.svc.rails.give_back(row, event.resource_id, grant, flip_flop=False)
         try:
             self.authz.get_assignment(assignment.id, deadline=ctx.deadline)
             for _f, rec in permitted:

@@ -32,11 +32,13 @@ class Grant:
     """What ``SafetyRails.grant`` let through (``kept``) and what that very call took, so it can
     be given back: the flip-flop count (``counted``) and the policies whose breaker permit it
     counted (``permits``). A redelivery let through on its event's earlier count or permit took
-    neither: that one may stand for a fix an earlier delivery made."""
+    neither: that one may stand for a fix an earlier delivery made. ``held``: the fixes an open
+    breaker held back (``dry_run``, reason ``circuit_open``), whose owner the guardrail tells."""
 
     kept: list
     counted: bool = False
     permits: list[str] = field(default_factory=list)
+    held: list = field(default_factory=list)
 
 
 def give_back_permit(breakers, policy_id: str, scope: str, key: str) -> None:
@@ -110,11 +112,12 @@ class SafetyRails:
         if not to_apply:
             return Grant(to_apply)
         permits: list[str] = []
-        kept = self.breaker_permits(row, rid, to_apply, took=permits)
+        held: list = []
+        kept = self.breaker_permits(row, rid, to_apply, took=permits, held=held)
         if counted and not kept and row.event_id:
             self.svc.escalations.withdraw(str(rid), row.event_id)
             counted = False
-        return Grant(kept, counted=counted, permits=permits)
+        return Grant(kept, counted=counted, permits=permits, held=held)
 
     def give_back(self, row: AuditRow, rid, grant: Grant, *, policies=None, flip_flop: bool = True) -> None:
         """The fix ``grant`` let through was not made (nothing to write, or ARM refused the write):
@@ -131,12 +134,15 @@ class SafetyRails:
             grant.permits.remove(policy_id)
             give_back_permit(self.svc.breakers, policy_id, rid.subscription_id or "", row.event_id)
 
-    def breaker_permits(self, row: AuditRow, rid, to_apply, *, took: list[str] | None = None):
+    def breaker_permits(self, row: AuditRow, rid, to_apply, *, took: list[str] | None = None,
+                        held: list | None = None):
         """One permit per policy per event (a redelivery of the event reuses it); a policy whose
         breaker is open drops to audit for the subscription, and the owner is told: the
         violation stays in place until someone resets the breaker. ``took`` collects the policies
         whose permit this call counted (a store without ``acquire`` tells none: nothing is given
-        back from it)."""
+        back from it); ``held`` the ``to_apply`` pairs held back, for the caller's notice to name
+        their rules and reach their policies' owner (their outcome, ``dry_run``, is an audit-mode
+        finding's too, whose owner is not told)."""
         allowed: dict[str, bool] = {}
         acquire = getattr(self.svc.breakers, "acquire", None)
         kept = []
@@ -164,6 +170,8 @@ class SafetyRails:
                                f"{pol.breaker.window_seconds} s; policy in audit for this subscription until reset")
                 row.reason = "circuit_open"
                 row.notify = True
+                if held is not None:
+                    held.append((r, rec))
         return kept
 
 

@@ -94,17 +94,25 @@ class AuthorizationGateway:
         with self._lock:
             self._definitions.clear()
 
-    def delete_assignment(self, assignment_id: str, *, deadline: float | None = None) -> bool:
-        """True when deleted now; False when it was already gone (idempotent success)."""
+    def delete_assignment(self, assignment_id: str, *, deadline: float | None = None) -> bool | None:
+        """True when deleted now; False when it was already gone (idempotent success: a 404, or
+        ARM's 204, to the call's first request); None when it was gone after a retry: the request
+        before it, whose answer was lost, may have deleted it (not knowing, the caller keeps the
+        removal's breaker permit)."""
+        sent = [0]
+
+        def delete():
+            sent[0] += 1
+            return self._client.role_assignments.delete_by_id(
+                _path(assignment_id), cls=lambda resp, _d, _h: resp.http_response.status_code,
+                read_timeout=self._caller.timeout_for(deadline))
         try:
-            result = self._caller.call(
-                lambda: self._client.role_assignments.delete_by_id(
-                    _path(assignment_id), cls=lambda resp, _d, _h: resp.http_response.status_code,
-                    read_timeout=self._caller.timeout_for(deadline)),
-                deadline=deadline, what=f"DELETE {assignment_id}")
+            result = self._caller.call(delete, deadline=deadline, what=f"DELETE {assignment_id}")
         except ResourceNotFound:
-            return False
-        return result != 204
+            result = 204                  # gone, as ARM's 204 says
+        if result != 204:
+            return True
+        return False if sent[0] == 1 else None
 
     def get_role_definition(self, role_definition_id: str, *, deadline: float | None = None):
         """A ``RoleDefinition``: the catalogue's built-ins from it, any other (custom, or a

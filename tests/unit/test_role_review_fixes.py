@@ -233,7 +233,7 @@ class FakeAuthz:
 class FakeService:
     settings = NS(own_principal_ids=frozenset(), is_own_principal=lambda *ids: False)
     escalations = None
-    rails = NS(breaker_permits=lambda row, rid, act: act)
+    rails = NS(breaker_permits=lambda row, rid, act, **kw: act, give_back=lambda *a, **kw: None)
 
     def note_intent(self, ctx, intent):
         pass
