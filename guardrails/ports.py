@@ -65,6 +65,10 @@ class IdempotencyStore(Protocol):
 
     def release(self, key: str, claim: Claim) -> None: ...
 
+    def hand_on(self, key: str, claim: Claim) -> None:
+        """``release`` after a failed attempt: a claim that took over a dead attempt leaves that
+        attempt (holder, noted intent) for the next one to take over, expired, rather than nothing."""
+
     def park(self, key: str, claim: Claim, row: dict) -> None:
         """Keep a decision that was acted on but could not be audited (status UNAUDITED) for
         the next attempt, which audits it instead of deciding again. Raises StoreError."""

@@ -327,10 +327,12 @@ class GuardrailsService(PendingConfirmations, TimerDecisions):
                 # the change and its revert gone; parked, the retry audits the decision as it stood
                 parked = self._park(key, claim, as_it_stood(row))
             if not parked:
-                self.idempotency.release(key, claim)
+                self.idempotency.hand_on(key, claim)
             raise
         if row.verdict == "failed" and row.reason not in final:
-            self.idempotency.release(key, claim)   # let Event Grid's retry run it again
+            # let Event Grid's retry run it again; a takeover hands the dead attempt on to it (its
+            # fix or deletion, never audited, would otherwise be recorded by nobody)
+            self.idempotency.hand_on(key, claim)
             raise DeliveryFailed(f"delivery failed: {row.reason}")
         self.idempotency.complete(key, claim, verdict=row.verdict)
         return row

@@ -34,6 +34,19 @@ def _parked_row(text: Any) -> dict | None:
     return row if isinstance(row, dict) and isinstance(row.get("verdict"), str) else None
 
 
+def handed_on(claim: Claim) -> dict | None:
+    """What a failed attempt's claim leaves for the next attempt (``hand_on``): when it took over an attempt that died
+    holding the event (``previous_holder``), that attempt's record as it found it, expired (status
+    IN_PROGRESS, its holder, its noted intent), so the next attempt takes it over in turn and can
+    still record what the dead one did (its fix, its deletion); None (the record deleted) otherwise.
+    A takeover that itself failed (a refused or throttled read) would otherwise delete the only
+    trace of a change made and never audited."""
+    if not claim.previous_holder:
+        return None
+    return {"status": "IN_PROGRESS", "holder": claim.previous_holder, "verdict": "",
+            **({"intent": claim.intent} if claim.intent else {})}
+
+
 # ---------------------------------------------------------------------------------------
 class TableIdempotencyStore:
     """Conditional create (IN_PROGRESS) -> etag-conditioned update (COMPLETED) -> delete on
@@ -182,5 +195,21 @@ class TableIdempotencyStore:
             table.delete_entity(pk, rk, etag=claim.token, match_condition=MatchConditions.IfNotModified)
         except (ResourceModifiedError, ResourceNotFoundError):
             pass  # someone else owns it now, or it is gone already: nothing of ours to release
+        except AzureError as exc:
+            raise _store_error("idempotency release", exc) from exc
+
+    def hand_on(self, key: str, claim: Claim) -> None:
+        """``release`` for an attempt that failed: a claim that took over a dead attempt leaves that
+        attempt's record for the next one (``handed_on``) instead of deleting it."""
+        kept = handed_on(claim)
+        if kept is None:
+            return self.release(key, claim)
+        table = self._t.table(self._t.idempotency_name)
+        pk, rk = self._keys(key)
+        try:
+            table.update_entity({"PartitionKey": pk, "RowKey": rk, "expires_at": self._clock(), **kept},
+                                mode=UpdateMode.REPLACE, etag=claim.token, match_condition=MatchConditions.IfNotModified)
+        except (ResourceModifiedError, ResourceNotFoundError):
+            pass  # someone else owns it now, or it is gone already: nothing of ours to hand on
         except AzureError as exc:
             raise _store_error("idempotency release", exc) from exc

@@ -114,6 +114,16 @@ class MemoryIdempotency:
         if rec is not None and rec["etag"] == claim.token:
             del self.records[key]
 
+    def hand_on(self, key: str, claim: Claim) -> None:
+        from guardrails.adapters.idempotency_tables import handed_on
+
+        rec, kept = self.records.get(key), handed_on(claim)
+        if kept is None:
+            self.release(key, claim)
+        elif rec is not None and rec["etag"] == claim.token:     # as TableIdempotencyStore: expired
+            self.records[key] = {"expires": self.clock(), "etag": next(self._etags), "row": None, "verdict": "",
+                                 "intent": kept.get("intent"), "holder": kept["holder"], "status": kept["status"]}
+
 
 class MemoryAudit:
     def __init__(self) -> None:
