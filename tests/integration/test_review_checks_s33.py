@@ -17,29 +17,12 @@ import yaml
 
 from guardrails.adapters.audit_tables import TableAuditSink
 from tests import builders as b
-from tests.functional.test_http_checks import ACCESS, ORCHESTRATOR, SEED_JOB, http_request
+from tests.functional.test_http_checks import ORCHESTRATOR, SEED_JOB, http_request
+from tests.integration.test_http_checks import _access_dir, _call, app_service_authentication  # noqa: F401
 
 pytestmark = pytest.mark.integration
 DIRECTORY = {"directory": {"groups": {b.DS_GROUP: [b.ALICE]}}}
 GRAPH_DOWN = {"faults": [{"method": "POST", "path_regex": ".*checkMemberGroups.*", "status": 503, "times": None}]}
-
-
-@pytest.fixture(autouse=True)
-def app_service_authentication(monkeypatch):
-    """Deployed behind App Service authentication, which sets this for the app."""
-    monkeypatch.setenv("WEBSITE_AUTH_ENABLED", "True")
-
-
-def _access_dir(tmp_path) -> Path:
-    d = tmp_path / "site"
-    d.mkdir(exist_ok=True)
-    (d / "check-access.yaml").write_text(yaml.safe_dump(ACCESS))
-    return d
-
-
-def _call(fn, route, body, **kw):
-    resp = fn(http_request(route, body, **kw))
-    return resp.status_code, json.loads(resp.get_body())
 
 
 def _history(h, resource_id: str):

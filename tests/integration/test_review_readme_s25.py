@@ -36,22 +36,12 @@ def test_python_m_guardrails_local_serves_the_cli_with_the_world_until_stopped(t
     import os
     import subprocess
     import sys
-    import threading
     from pathlib import Path
 
-    from guardrails.local.__main__ import main
+    from tests.integration.test_review_readme_s33 import running_local
 
     env_file = tmp_path / "guardrails.env"
-    stop, got, done = threading.Event(), {}, {}
-    t = threading.Thread(target=lambda: done.setdefault("rc", main(["--env-file", str(env_file)], ready=got.update,
-                                                                    stop=stop)), daemon=True)
-    t.start()
-    try:
-        for _ in range(600):
-            if got or "rc" in done:
-                break
-            threading.Event().wait(0.1)
-        assert got, f"not ready: {done}"
+    with running_local(env_file) as (got, done):
         text = env_file.read_text(encoding="utf-8")
         assert "export GUARDRAILS_ARM_ENDPOINT=" in text and "export GUARDRAILS_TABLES_CONNECTION=" in text
         env = {k: v for k, v in os.environ.items() if not k.startswith("GUARDRAILS_")}
@@ -73,7 +63,4 @@ def test_python_m_guardrails_local_serves_the_cli_with_the_world_until_stopped(t
         assert json.loads(check.stdout)["subject"].endswith("/stmlprod")
         dl = cli("deadletter", "list", "--json")
         assert dl.returncode == 0, dl.stderr
-    finally:
-        stop.set()
-        t.join(timeout=60)
     assert done.get("rc") == 0 and not env_file.exists()

@@ -16,6 +16,7 @@ import os
 import subprocess
 import sys
 import threading
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -27,10 +28,10 @@ pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture(scope="module")
-def local_estate(tmp_path_factory):
-    """``python -m guardrails.local`` (the demo world) running; yields the settings its env file holds."""
-    env_file = tmp_path_factory.mktemp("s33") / "guardrails.env"
+@contextmanager
+def running_local(env_file: Path):
+    """``python -m guardrails.local`` (the demo world) running, its env file at ``env_file``; yields
+    (the settings it wrote, its exit code holder: ``{"rc": …}`` once it stopped)."""
     stop, got, done = threading.Event(), {}, {}
     t = threading.Thread(target=lambda: done.setdefault(
         "rc", local_main(["--env-file", str(env_file)], ready=got.update, stop=stop)), daemon=True)
@@ -41,10 +42,17 @@ def local_estate(tmp_path_factory):
                 break
             threading.Event().wait(0.1)
         assert got, f"guardrails.local did not start: {done}"
-        yield dict(got)
+        yield dict(got), done
     finally:
         stop.set()
         t.join(timeout=60)
+
+
+@pytest.fixture(scope="module")
+def local_estate(tmp_path_factory):
+    """The stand-in running for the module; yields the settings its env file holds."""
+    with running_local(tmp_path_factory.mktemp("s33") / "guardrails.env") as (settings, _done):
+        yield settings
 
 
 def _cli(settings: dict[str, str], *args: str, **extra: str) -> subprocess.CompletedProcess:
