@@ -1,21 +1,30 @@
 """Long-running fixes left ``requested`` (their write still ran when the delivery's budget ended),
 confirmed later: by the guardrail's own write event (``_own_write``, exactly once through the
 event's claim and the resource's lock) or by the sweep (``_confirm_pending``, timer). Mixed into
-``GuardrailsService`` (its ``pending`` store, ``arm``, ``snapshots``, ``_once`` and ``_finish``)."""
+``GuardrailsService`` (its ``pending`` store, ``arm``, ``snapshots``, ``_once`` and ``_finish``).
+Meanwhile the resource guardrail does not send them again (``FixesInFlight``)."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+import logging
+import threading
+from datetime import datetime, timedelta
+from typing import Mapping
 
+from .coverage import _parse_time
 from .decision_context import _Ctx
 from .errors import ArmError, InvalidArmId, ResourceNotFound, StoreError
+from .logs import emit
 from .model.decision import AuditRow, ViolationRecord, combine_verdict, fix_line, short_repr
 from .model.resource import ResourceType
 from .policy.operators import values_equal
 from .safety_rails import give_back_permit
 
+log = logging.getLogger("guardrails")
+
 WRITE_SUCCESS = "Microsoft.Resources.ResourceWriteSuccess"
-_STILL_RUNNING = frozenset({"updating", "creating", "accepted", "running", "provisioning", "deleting", "migrating"})
+# ``provisioningState`` values of a resource a write still runs on
+STILL_RUNNING = frozenset({"updating", "creating", "accepted", "running", "provisioning", "deleting", "migrating"})
 
 
 class _StillRunning(Exception):
@@ -48,7 +57,8 @@ class PendingConfirmations:
                     "write made by the guardrail itself (its pending fix was confirmed by another delivery)"
                 return
             settled.extend(self._judge_pending(ctx, row, rid, rtype, pending, via="confirmed by its write event",
-                                               undone=undone if failed_write else None))
+                                               undone=undone if failed_write else None,
+                                               written_at=None if failed_write else event.envelope.time))
 
         # a fix that did not hold (``not_confirmed``) is its outcome: audited once, not retried
         done = self._once(ctx, row, rid, decide, final=frozenset({"not_confirmed"}))
@@ -89,16 +99,22 @@ class PendingConfirmations:
 
     def _judge_pending(self, ctx: _Ctx, row: AuditRow, rid: str, rtype: ResourceType, pending, *,
                        via: str, timer: bool = False, give_up: bool = False,
-                       undone: list[tuple[str, str]] | None = None) -> list[str]:
+                       undone: list[tuple[str, str]] | None = None, written_at: datetime | None = None) -> list[str]:
         """Read the resource back and record each pending fix ``remediated`` (it holds) or
         ``failed`` (``not_confirmed``, owner notified) on ``row`` (verdict, reason, message set;
         not audited). Returns the records to forget once the row is audited: all of them, or none
         when the read failed (the retry, or the next sweep, tries again; ``give_up``: forgotten,
         audited ``failed``). Raises ``_StillRunning`` for a ``timer`` that finds the write running.
-        ``undone`` (only for the records of a write ARM says failed): collects the breaker permits
-        (policy id, event id) of each record none of whose changes holds, to give back once the row
-        is audited. A read-back that disagrees after a write that succeeded (or with no failure
-        event) keeps them: the fix may have been made and changed since by someone else."""
+        ``undone`` (only for the records of a write ARM says failed): each of them is ``failed``
+        whatever is read now (the write was not made; a value that holds now is someone else's,
+        said in the message), and it collects the breaker permits (policy id, event id) of each
+        record none of whose changes holds, to give back once the row is audited. ``written_at``
+        (the time of the write's own ``ResourceWriteSuccess``): a read-back that disagrees although
+        someone else wrote the resource after it (``changed_by_other``) is the fix made and changed
+        since, ``remediated`` saying by whom: that change is decided on its own event. Without such
+        evidence a disagreement is ``failed`` (a provider that silently ignored the property). A
+        read-back that disagrees after a write that succeeded (or with no failure event) keeps the
+        permits: the fix may have been made and changed since by someone else."""
         self.snapshots.forget(rid)
         sent = self.snapshots.now()
         keys = [key for key, _rec in pending]
@@ -116,33 +132,132 @@ class PendingConfirmations:
             return []                 # the event is retried (``_once``) / the next sweep tries again
         self.snapshots.put(after, requested_at=sent)
         state, _present = after.value("properties.provisioningState")
-        if timer and isinstance(state, str) and state.lower() in _STILL_RUNNING:
+        if timer and isinstance(state, str) and state.lower() in STILL_RUNNING:
             raise _StillRunning       # the sweep's confirmation: the write is still running, it waits
         # the drift this fix answers happened when its first event says, not when our write ended:
         # the confirm row carries that time, so time-to-remediate is measured from the drift
         drift_times = [t for _key, rec in pending if isinstance(t := rec.get("event_time"), str) and t]
         if drift_times:
             row.event_time = min(drift_times)
+        since = changed_by_other(self.settings, after, written_at) if written_at is not None else None
+        stuck = False                      # a change that does not hold now: its owner acts
         for _key, record in pending:
             held = False
+            fix = f"long-running fix of event {record.get('event_id')}"
             for c in record.get("changes", []):
                 value, _present = after.value(c["property"])
                 ok = values_equal(value, c["after"])
-                held = held or ok
+                held, stuck = held or ok, stuck or not ok
+                if undone is not None:     # ARM says the write failed: not made, whatever is read now
+                    outcome = "failed"
+                    message = f"{fix}: its write failed; " + (
+                        f"the value read now holds ({_by(after)})" if ok else f"read-back shows {short_repr(value)}")
+                elif ok or since is not None:
+                    outcome = "remediated"
+                    message = f"{fix} {via}" + ("" if ok else f"; changed since by {since} (read now: "
+                                                              f"{short_repr(value)}, decided on its own event)")
+                else:
+                    outcome, message = "failed", f"long-running fix finished but read-back shows {short_repr(value)}"
                 row.violations.append(ViolationRecord(
                     policy=c["policy"], rule=c["rule"], property=c["property"], before=c["before"], after=c["after"],
-                    outcome="remediated" if ok else "failed",
-                    message=(f"long-running fix of event {record.get('event_id')} {via}"
-                             if ok else f"long-running fix finished but read-back shows {short_repr(value)}")))
+                    outcome=outcome, message=message[:300]))
             if undone is not None and not held and record.get("event_id"):
                 # the permit is per policy (its ref without the version), keyed by the drift's event
                 undone.extend((pid, str(record["event_id"])) for pid in
                               dict.fromkeys(str(c["policy"]).split("@", 1)[0] for c in record.get("changes", [])))
         row.verdict = combine_verdict([v.outcome for v in row.violations])
         row.reason = "" if row.verdict != "failed" else "not_confirmed"
-        row.notify = row.notify or row.verdict == "failed"      # the fix did not hold: its owner acts
+        row.notify = row.notify or (row.verdict == "failed" and stuck)      # the fix did not hold: its owner acts
         row.message = "; ".join(fix_line(v) for v in row.violations)
         return keys
+
+
+def changed_by_other(settings, snapshot, since: datetime) -> str | None:
+    """Who wrote the resource after ``since``, by its ``systemData`` (``lastModifiedBy``, or
+    "someone" when ARM does not name them); None when nobody did, when the last writer is the
+    guardrails themselves (their own write, or a provider stamping it when it accepted it) or
+    when the resource carries no ``systemData``."""
+    data = snapshot.body.get("systemData")
+    if not isinstance(data, Mapping):
+        return None
+    at, who = _parse_time(data.get("lastModifiedAt")), data.get("lastModifiedBy")
+    if at is None or at <= since or (isinstance(who, str) and settings.is_own_principal(who)):
+        return None
+    return short_repr(who) if isinstance(who, str) and who else "someone"
+
+
+def _by(snapshot) -> str:
+    """Who last wrote the resource, as a message says it."""
+    data = snapshot.body.get("systemData")
+    who = data.get("lastModifiedBy") if isinstance(data, Mapping) else None
+    return f"last written by {short_repr(who)}" if isinstance(who, str) and who else "written since by someone"
+
+
+class FixesInFlight:
+    """The long-running fixes a decision must not send again. Until such a write ends ARM reads
+    the old value, so each further event of a burst (a deployment touching the resource several
+    times) would send the same fix again and count as one more revert on the flip-flop rail, up
+    to ``escalated``. ``add`` keeps a fix left ``requested`` (the pending record, with when it was
+    sent); ``making`` says whether the fixes a decision is about to send are all being made."""
+
+    SIZE = 1024
+
+    def __init__(self, svc) -> None:
+        self.svc = svc
+        # resources (lower-case id) whose fix this worker left ``requested``, and when it was sent
+        self._sent: dict[str, datetime] = {}
+        self._lock = threading.Lock()
+
+    def add(self, resource_id: str, event_id: str, record: dict, *, sent: datetime) -> None:
+        """Keep ``record`` in the pending fixes, with ``sent``; noted in this worker too."""
+        self.svc.pending.add(resource_id, event_id, {**record, "sent_at": sent.strftime("%Y-%m-%dT%H:%M:%S.%fZ")})
+        with self._lock:
+            self._sent.pop(resource_id.lower(), None)
+            if len(self._sent) >= self.SIZE:
+                self._sent.pop(next(iter(self._sent)))
+            self._sent[resource_id.lower()] = sent
+
+    def making(self, snapshot, recs: list[ViolationRecord]) -> bool:
+        """Whether a long-running write still running (a pending fix: this worker's or another's)
+        sets every property of ``recs`` to its value. Then each is recorded ``requested``, naming
+        the event whose fix is in flight, and nothing is to be sent. A pending fix counts while it
+        is younger than ``PENDING_STALE_SECONDS`` (older ones are the sweep's to confirm) and while
+        nobody else has written the resource since it was sent (``changed_by_other``: its write has
+        ended, and the change read now is a new one). One table query, and only for a decision
+        about to write whose resource reads as still being written (``provisioningState``, as long-
+        running writes show) or that this worker sent such a fix for within that time: a compliant
+        decision, and a fix with neither, costs nothing more. An unreadable store: sent, as before."""
+        state, _present = snapshot.value("properties.provisioningState")
+        now = self.svc.snapshots.now()
+        with self._lock:
+            sent = self._sent.get(snapshot.resource_id.lower())
+        if not (isinstance(state, str) and state.lower() in STILL_RUNNING) and \
+                (sent is None or (now - sent).total_seconds() >= PENDING_STALE_SECONDS):
+            return False
+        try:
+            pending = self.svc.pending.list(snapshot.resource_id)
+        except StoreError as exc:
+            emit(log, logging.WARNING, "guardrail_pending_fixes_unread", error=type(exc).__name__)
+            return False
+        running = []
+        for _key, record in pending:
+            at = _parse_time(record.get("sent_at"))        # none in an earlier release's records
+            if at is not None and (now - at).total_seconds() < PENDING_STALE_SECONDS \
+                    and changed_by_other(self.svc.settings, snapshot, at) is None:
+                running.append(record)
+        making = []
+        for rec in recs:
+            record = next((p for p in running for c in p.get("changes") or () if isinstance(c, dict)
+                           and str(c.get("property", "")).lower() == rec.property.lower()
+                           and values_equal(c.get("after"), rec.after)), None)
+            if record is None:
+                return False       # a change no running write makes: the merged fix is sent whole
+            making.append((rec, record))
+        for rec, record in making:
+            rec.outcome = "requested"
+            rec.message = (f"fix in flight since event {record.get('event_id')}: its long-running write still "
+                           "runs, not sent again")[:300]
+        return bool(making)
 
 
 # a fix still ``requested`` this long after its record was written is confirmed by the sweep: longer

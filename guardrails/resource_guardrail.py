@@ -25,6 +25,7 @@ from .errors import ArmError, ResourceNotFound, StoreError
 from .logs import emit, notify_owner
 from .model.decision import AuditRow, ViolationRecord, combine_verdict, fix_line, short_repr
 from .model.resource import ResourceSnapshot, ResourceType
+from .pending_confirm import FixesInFlight
 from .policy.evaluate import RuleResult
 from .policy.operators import satisfies, values_equal
 
@@ -40,6 +41,7 @@ class ResourceGuardrail:
 
     def __init__(self, svc) -> None:
         self.svc = svc
+        self.in_flight = FixesInFlight(svc)     # its long-running fixes still running: never sent twice
 
     def decide(self, ctx, row: AuditRow, event, rtype: ResourceType, compiled, candidates) -> None:
         rid = event.resource_id
@@ -58,13 +60,8 @@ class ResourceGuardrail:
         except ArmError as exc:
             row.verdict, row.reason, row.message = "failed", exc.reason, str(exc)
             return
-        if not snapshot.type:
-            # a body without its type: judged as the type its id names (evaluated by type, it
-            # would otherwise match no program and read as compliant)
-            snapshot = replace(snapshot, type=rtype.name)
-        elif snapshot.type.lower() != rtype.key:
-            row.verdict, row.reason = "failed", "unexpected_type"
-            row.message = f"ARM returned type {short_repr(snapshot.type)} for a {rtype.name} id"
+        snapshot = _as_type(row, snapshot, rtype)
+        if snapshot is None:
             return
         shadow = compiled.shadow
         if shadow is not None and not ctx.dry_run:
@@ -74,6 +71,12 @@ class ResourceGuardrail:
             row.verdict, row.reason = "ignored", "no_policy"
             row.message = "only shadow policy versions select this resource (see the shadow row)"
             return
+        self._judge(ctx, row, rid, snapshot, rtype, compiled, candidates, read_here=read_here)
+
+    def _judge(self, ctx, row: AuditRow, rid, snapshot: ResourceSnapshot, rtype: ResourceType, compiled, candidates,
+               *, read_here: bool, again: bool = True) -> None:
+        """Evaluate ``snapshot``, plan, pass the rails, write and fill the row in. ``again``: a
+        conditional write ARM answers ``412`` is decided once more on a new read."""
         results = compiled.evaluate(snapshot, now=ctx.now, subscription_id=rid.subscription_id,
                                     resource_group=rid.resource_group)
         if not results:
@@ -123,6 +126,8 @@ class ResourceGuardrail:
                     pe_waived.append(rec)
             records.append((r, rec))
         to_apply = _settle_targets(row, to_apply)      # before the rails: a conflict takes no permit
+        if to_apply and self.in_flight.making(snapshot, [rec for _r, rec in to_apply]):
+            to_apply = []          # ``requested``: the write running makes them; no revert counted, no permit
         reasons: list[str] = []
         grant = self.svc.rails.grant(row, rid, to_apply, reasons)
         to_apply = grant.kept
@@ -130,15 +135,28 @@ class ResourceGuardrail:
             reasons.append("circuit_open")
         if to_apply:
             row.violations = [rec for _r, rec in records]     # what a timer's intent keeps (below)
-            correlation = self._apply(ctx, row, snapshot, rtype, to_apply, read_here=read_here,
-                                      give_back=lambda: self.svc.rails.give_back(row, rid, grant, flip_flop=False))
+            sent = self.svc.snapshots.now()
+            try:
+                correlation = self._apply(ctx, row, snapshot, rtype, to_apply, read_here=read_here, conditional=again,
+                                          give_back=lambda flip_flop=False: self.svc.rails.give_back(
+                                              row, rid, grant, flip_flop=flip_flop))
+            except ResourceNotFound:
+                # deleted while its fix was on its way: as a 404 on the read just before (nothing
+                # left to fix or to tell anyone of); ``_apply`` gave back what the rails took
+                row.violations, row.notify = [], False
+                row.verdict, row.reason = "ignored", "resource_not_found"
+                row.message = "the resource no longer exists (deleted while its fix was sent)"
+                return
+            except _ChangedSince:
+                self._decide_again(ctx, row, rid, rtype, compiled, candidates)
+                return
             if any(rec.outcome == "requested" for _r, rec in to_apply):
-                self.svc.pending.add(snapshot.resource_id, row.event_id, {
+                self.in_flight.add(snapshot.resource_id, row.event_id, {
                     "event_id": row.event_id, "api_version": rtype.api_version, "event_time": row.event_time,
                     "correlation_id": correlation or "",     # only its own failure event settles it
                     "changes": [{"policy": rec.policy, "rule": rec.rule, "property": rec.property,
                                  "before": rec.before, "after": rec.after}
-                                for _r, rec in to_apply if rec.outcome == "requested"]})
+                                for _r, rec in to_apply if rec.outcome == "requested"]}, sent=sent)
         for rec in pe_waived:
             rec.message = (rec.message + "; enforced without an approved private endpoint connection "
                            "(policy: when_missing enforce)")[:300]
@@ -157,6 +175,30 @@ class ResourceGuardrail:
             told = [(r, rec) for r, rec in records if rec.outcome in ("violation", "escalated") or id(rec) in held]
             owner, via = _owner(snapshot, [r for r, _rec in told])
             notify_owner(log, owner_tag=via, owner=owner, rules=[f"{rec.policy}/{rec.rule}" for _r, rec in told])
+
+    def _decide_again(self, ctx, row: AuditRow, rid, rtype: ResourceType, compiled, candidates) -> None:
+        """ARM answered the fix's ``If-Match`` PUT ``412``: the resource changed since it was read
+        (another worker's fix of the same change, most likely, which the condition kept this one
+        from overwriting). Read it again and decide once more on what is there now, within the
+        delivery's budget: ``compliant`` when the other write made the fix. What the first attempt
+        took on the rails was given back (``_apply``); a second ``412`` is a failed fix."""
+        try:
+            snapshot = self._read_now(ctx, str(rid), rtype)
+        except ResourceNotFound:
+            row.violations, row.notify = [], False
+            row.verdict, row.reason, row.message = "ignored", "resource_not_found", "the resource no longer exists"
+            return
+        except ArmError as exc:
+            row.violations, row.notify = [], False
+            row.verdict, row.reason, row.message = "failed", exc.reason, str(exc)
+            return
+        snapshot = _as_type(row, snapshot, rtype)
+        if snapshot is None:
+            return
+        row.violations, row.reason, row.notify = [], "", False
+        self._judge(ctx, row, rid, snapshot, rtype, compiled, candidates, read_here=True, again=False)
+        note = "decided on a new read: the resource changed while its fix was sent (If-Match answered 412)"
+        row.message = f"{row.message[:2000 - len(note) - 2]}; {note}"
 
     def _shadow(self, ctx, row: AuditRow, snapshot: ResourceSnapshot, shadow, rid) -> None:
         """Judge the same live state with the ``mode: shadow`` policy versions and record, in a
@@ -248,13 +290,16 @@ class ResourceGuardrail:
 
     def _apply(self, ctx, row: AuditRow, snapshot: ResourceSnapshot, rtype: ResourceType,
                to_apply: list[tuple[RuleResult, ViolationRecord]], *, read_here: bool = True,
-               give_back=lambda: None) -> str | None:
+               conditional: bool = False, give_back=lambda flip_flop=False: None) -> str | None:
         """Send the merged fix and confirm it; the write's correlation id (None: nothing sent).
         ``read_here``: the snapshot was read by this decision (not reused from the cache or a
         listed body), which a PATCH that sends a member whole relies on (below). ``give_back``:
         returns the breaker permits the rails took for it, called when the write was refused or
         never made (the flip-flop count stays, as for every failed revert: the redelivery of the
-        change is the same revert), as the ML guardrail does."""
+        change is the same revert), as the ML guardrail does. Raises ``ResourceNotFound`` when the
+        resource is gone (deleted since it was read) and, with ``conditional``, ``_ChangedSince``
+        when ARM answers the ``If-Match`` PUT ``412``: nothing was made by this decision, and
+        everything the rails took for it, the flip-flop count included, is given back first."""
         # one write per resource: each property set to the value ``_settle_targets`` put on its
         # records before the rails (the rails may have let only some of the merged policies through:
         # merging again would pick another value than the records and the intent say)
@@ -296,12 +341,14 @@ class ResourceGuardrail:
                 result = self.svc.arm.patch_resource(rid, body, api_version=rtype.api_version, deadline=ctx.deadline,
                                                  correlation_id=correlation)
         except ResourceNotFound:
-            give_back()
-            for _r, rec in ok:
-                rec.outcome, rec.message = "failed", "resource disappeared before the fix"
-            row.reason = "resource_not_found"
-            return correlation
+            give_back(flip_flop=True)
+            raise
         except ArmError as exc:
+            if conditional and exc.status == 412 and rtype.write_method == "put" and snapshot.etag is not None:
+                # a stale read, not a refusal: another write (another worker's fix of the same
+                # change, most likely) landed since, and If-Match kept this one from overwriting it
+                give_back(flip_flop=True)
+                raise _ChangedSince from exc
             give_back()
             self.svc.settled.add(correlation)         # audited here: its failure event needs no lookup
             for _r, rec in ok:
@@ -332,6 +379,23 @@ class ResourceGuardrail:
                 rec.outcome, rec.message = "failed", f"read-back shows {short_repr(value)}"
                 row.reason = "not_confirmed"
         return correlation
+
+
+class _ChangedSince(Exception):
+    """A conditional write ARM answered ``412``: the resource changed since the decision's read."""
+
+
+def _as_type(row: AuditRow, snapshot: ResourceSnapshot, rtype: ResourceType) -> ResourceSnapshot | None:
+    """``snapshot`` as the type its id names; None (the row ``failed``) when ARM says another."""
+    if not snapshot.type:
+        # a body without its type: judged as the type its id names (evaluated by type, it
+        # would otherwise match no program and read as compliant)
+        return replace(snapshot, type=rtype.name)
+    if snapshot.type.lower() != rtype.key:
+        row.verdict, row.reason = "failed", "unexpected_type"
+        row.message = f"ARM returned type {short_repr(snapshot.type)} for a {rtype.name} id"
+        return None
+    return snapshot
 
 
 def _settle_targets(row: AuditRow, to_apply):
