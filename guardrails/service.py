@@ -53,7 +53,8 @@ ROLE_DEFINITION_TYPE = "microsoft.authorization/roledefinitions"
 
 
 class DeliveryFailed(GuardrailsError):
-    """The delivery ended ``failed`` and was audited; raising makes Event Grid redeliver."""
+    """The delivery ended ``failed`` and was audited; raising makes Event Grid redeliver. Its
+    ``reason`` is the row's (``forbidden``, ``throttled`` …), for a caller that answers for it."""
 
     reason = "failed"
 
@@ -113,7 +114,7 @@ class GuardrailsService(PendingConfirmations, TimerDecisions):
             except PolicyUnreadable as exc:
                 # a policy row is unreadable: a decision on the rest would be one without that policy
                 self._finish(ctx, row, "failed", exc.reason, str(exc))
-                raise DeliveryFailed(f"delivery failed: {exc.reason}") from None
+                raise DeliveryFailed(f"delivery failed: {exc.reason}", reason=exc.reason) from None
 
     def _dispatch(self, ctx: _Ctx, row: AuditRow, raw: Any) -> AuditRow:
         try:
@@ -333,7 +334,7 @@ class GuardrailsService(PendingConfirmations, TimerDecisions):
             # let Event Grid's retry run it again; a takeover hands the dead attempt on to it (its
             # fix or deletion, never audited, would otherwise be recorded by nobody)
             self.idempotency.hand_on(key, claim)
-            raise DeliveryFailed(f"delivery failed: {row.reason}")
+            raise DeliveryFailed(f"delivery failed: {row.reason}", reason=row.reason or None)
         self.idempotency.complete(key, claim, verdict=row.verdict)
         return row
 
@@ -378,7 +379,7 @@ class GuardrailsService(PendingConfirmations, TimerDecisions):
             raise
         if prior.verdict == "failed":         # as on the first attempt: audited, then retried
             self.idempotency.release(key, claim)
-            raise DeliveryFailed(f"delivery failed: {prior.reason}")
+            raise DeliveryFailed(f"delivery failed: {prior.reason}", reason=prior.reason or None)
         self.idempotency.complete(key, claim, verdict=prior.verdict)
         return prior
 

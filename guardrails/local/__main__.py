@@ -32,7 +32,6 @@ from ..errors import GuardrailsError
 
 DEFAULT_WORLD = Path(__file__).resolve().parents[2] / "demo" / "world.json"
 DEFAULT_ENV_FILE = Path(".local") / "guardrails.env"
-LOCAL_SUBSCRIPTION = "00000000-0000-4000-8000-000000000001"     # a world with no resources: the app's
 
 
 def environment(world: dict, base_env: dict[str, str], stack: ExitStack,
@@ -48,12 +47,8 @@ def environment(world: dict, base_env: dict[str, str], stack: ExitStack,
 
     listed = world.get("resources")
     resources = [r for r in listed if isinstance(r, dict)] if isinstance(listed, list) else []
-    subs = sorted({r["id"].split("/")[2] for r in resources if isinstance(r.get("id"), str)
-                   and r["id"].lower().startswith("/subscriptions/") and r["id"].count("/") >= 2})
-    app = base_env.get(S.FUNCTION_APP_ID, "").strip() or (
-        f"/subscriptions/{subs[0] if subs else LOCAL_SUBSCRIPTION}/resourceGroups/rg-guardrails/providers/"
-        "Microsoft.Web/sites/func-guardrails-local")
-    wired, wiring = wire_estate(resources, app)      # as infra/ deploys it: `coverage` has topics to check
+    # as infra/ deploys it: `coverage` has topics to check
+    wired, wiring = wire_estate(resources, base_env.get(S.FUNCTION_APP_ID, "").strip() or None)
     if wired:                          # (a world file of another shape: the emulator names what is wrong)
         world = {**world, "resources": [*resources, *wired]}
     table_service = stack.enter_context(Azurite())

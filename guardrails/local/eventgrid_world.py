@@ -128,12 +128,17 @@ def workspace_wiring(workspace_id: str, function_app_id: str, *, event_types: Se
                           ml_event_types() if event_types is None else event_types, properties)
 
 
-def wire_estate(resources: Sequence[dict[str, Any]], function_app_id: str) -> tuple[list[dict[str, Any]], dict[str, str]]:
-    """The Event Grid wiring ``infra/`` deploys for an estate, delivering to ``function_app_id``:
-    each subscription's topic and event subscriptions, each Key Vault's and each ML workspace's
-    topic and subscription; and the settings that govern those vaults and workspaces
-    (``GUARDRAILS_FUNCTION_APP_ID``, ``GUARDRAILS_GOVERNED_VAULT_IDS``,
-    ``GUARDRAILS_GOVERNED_ML_WORKSPACE_IDS``) for ``coverage`` to check them against."""
+LOCAL_SUBSCRIPTION = "00000000-0000-4000-8000-000000000001"     # an estate with no resources: the app's
+
+
+def wire_estate(resources: Sequence[dict[str, Any]], function_app_id: str | None = None,
+                ) -> tuple[list[dict[str, Any]], dict[str, str]]:
+    """The Event Grid wiring ``infra/`` deploys for an estate, delivering to ``function_app_id``
+    (None: a local one in the estate's first subscription): each subscription's topic and event
+    subscriptions, each Key Vault's and each ML workspace's topic and subscription; and the
+    settings that govern those vaults and workspaces (``GUARDRAILS_FUNCTION_APP_ID``,
+    ``GUARDRAILS_GOVERNED_VAULT_IDS``, ``GUARDRAILS_GOVERNED_ML_WORKSPACE_IDS``) for ``coverage``
+    to check them against."""
     from guardrails.settings import FUNCTION_APP_ID, GOVERNED_ML_WORKSPACE_IDS, GOVERNED_VAULT_IDS
 
     def ids(rtype: str) -> list[str]:
@@ -143,6 +148,9 @@ def wire_estate(resources: Sequence[dict[str, Any]], function_app_id: str) -> tu
     subscriptions = sorted({r["id"].split("/")[2] for r in resources if isinstance(r.get("id"), str)
                             and r["id"].lower().startswith("/subscriptions/") and len(r["id"].split("/")) > 2})
     vaults, workspaces = ids("Microsoft.KeyVault/vaults"), ids("Microsoft.MachineLearningServices/workspaces")
+    home = (subscriptions or [LOCAL_SUBSCRIPTION])[0]
+    function_app_id = function_app_id or (
+        f"/subscriptions/{home}/resourceGroups/rg-guardrails/providers/Microsoft.Web/sites/func-guardrails-local")
     wired = [w for sub in subscriptions for w in subscription_wiring(sub, function_app_id)]
     wired += [w for v in vaults for w in vault_wiring(v, function_app_id)]
     wired += [w for ws in workspaces for w in workspace_wiring(ws, function_app_id)]

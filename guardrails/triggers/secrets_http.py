@@ -241,19 +241,12 @@ def _ungoverned(svc, vault: str) -> tuple[str, str] | None:
     return "no_policy", f"no secrets policy governs vault {vault}"
 
 
-def _failed(svc, did: str, parsed: dict, exc: DeliveryFailed) -> func.HttpResponse:
+def _failed(did: str, exc: DeliveryFailed) -> func.HttpResponse:
     """A report the service audited ``failed`` (``DeliveryFailed``, under ``did``): 503 naming that
     row and its reason (``forbidden``: the guardrails' identity lacks a role on the vault;
-    ``network_forbidden``, ``throttled``, ``transient`` …), read back from the audit table, since
-    the exception says only ``failed``; the exception's reason when the row cannot be read."""
-    reason = exc.reason
-    try:
-        rows = svc.audit.rows_of_delivery(_object_id(parsed["vault"], parsed["name"]), did)
-        reason = next((r.reason for r in rows if r.verdict == "failed" and r.reason), reason)
-    except GuardrailsError as read:
-        emit(log, logging.WARNING, "exposure_report_row_unread", correlation_id=did, error=type(read).__name__)
-    emit(log, logging.ERROR, "exposure_report_failed", correlation_id=did, reason=reason)
-    return _answer(503, {"error": {"reason": reason, "correlation_id": did}, "decision_id": did})
+    ``network_forbidden``, ``throttled``, ``transient`` …)."""
+    emit(log, logging.ERROR, "exposure_report_failed", correlation_id=did, reason=exc.reason)
+    return _answer(503, {"error": {"reason": exc.reason, "correlation_id": did}, "decision_id": did})
 
 
 def _not_rotated_answer(row: AuditRow) -> func.HttpResponse:
@@ -316,7 +309,7 @@ def secrets_exposed(req: func.HttpRequest) -> func.HttpResponse:
         emit(log, logging.ERROR, "exposure_report_unavailable", correlation_id=correlation, error=type(exc).__name__)
         return _answer(503, {"error": {"reason": "unavailable", "correlation_id": correlation}})
     except DeliveryFailed as exc:                # audited ``failed`` under ``correlation``; may be retried
-        return _failed(svc, correlation, parsed, exc)
+        return _failed(correlation, exc)
     except GuardrailsError as exc:
         emit(log, logging.ERROR, "exposure_report_failed", correlation_id=correlation, reason=exc.reason)
         return _answer(503, {"error": {"reason": exc.reason, "correlation_id": correlation}})
