@@ -45,22 +45,9 @@ class ResourceGuardrail:
 
     def decide(self, ctx, row: AuditRow, event, rtype: ResourceType, compiled, candidates) -> None:
         rid = event.resource_id
-        try:
-            # a target may carry the live state already (a sweep's list page): no second read
-            snapshot = getattr(event, "snapshot", None) or self.svc.snapshots.get(str(rid), event.envelope.time)
-            read_here = snapshot is None
-            if snapshot is None:
-                sent = self.svc.snapshots.now()
-                snapshot = self.svc.arm.get_resource(str(rid), api_version=rtype.api_version, deadline=ctx.deadline)
-                self.svc.snapshots.put(snapshot, requested_at=sent)
-        except ResourceNotFound:
-            self.svc.snapshots.forget(str(rid))
-            row.verdict, row.reason, row.message = "ignored", "resource_not_found", "the resource no longer exists"
-            return
-        except ArmError as exc:
-            row.verdict, row.reason, row.message = "failed", exc.reason, str(exc)
-            return
-        snapshot = _as_type(row, snapshot, rtype)
+        # a target may carry the live state already (a sweep's list page): no second read
+        known = getattr(event, "snapshot", None) or self.svc.snapshots.get(str(rid), event.envelope.time)
+        snapshot = self._live(ctx, row, rid, rtype, known)
         if snapshot is None:
             return
         shadow = compiled.shadow
@@ -71,7 +58,7 @@ class ResourceGuardrail:
             row.verdict, row.reason = "ignored", "no_policy"
             row.message = "only shadow policy versions select this resource (see the shadow row)"
             return
-        self._judge(ctx, row, rid, snapshot, rtype, compiled, candidates, read_here=read_here)
+        self._judge(ctx, row, rid, snapshot, rtype, compiled, candidates, read_here=known is None)
 
     def _judge(self, ctx, row: AuditRow, rid, snapshot: ResourceSnapshot, rtype: ResourceType, compiled, candidates,
                *, read_here: bool, again: bool = True) -> None:
@@ -182,17 +169,7 @@ class ResourceGuardrail:
         from overwriting). Read it again and decide once more on what is there now, within the
         delivery's budget: ``compliant`` when the other write made the fix. What the first attempt
         took on the rails was given back (``_apply``); a second ``412`` is a failed fix."""
-        try:
-            snapshot = self._read_now(ctx, str(rid), rtype)
-        except ResourceNotFound:
-            row.violations, row.notify = [], False
-            row.verdict, row.reason, row.message = "ignored", "resource_not_found", "the resource no longer exists"
-            return
-        except ArmError as exc:
-            row.violations, row.notify = [], False
-            row.verdict, row.reason, row.message = "failed", exc.reason, str(exc)
-            return
-        snapshot = _as_type(row, snapshot, rtype)
+        snapshot = self._live(ctx, row, rid, rtype)
         if snapshot is None:
             return
         row.violations, row.reason, row.notify = [], "", False
@@ -280,6 +257,24 @@ class ResourceGuardrail:
         name = rid.name or ""
         return any(p.mode != "off" and p.governs(name)
                    for p in getattr(self.svc.policies.get(), "secret_policies", ()))
+
+    def _live(self, ctx, row: AuditRow, rid, rtype: ResourceType,
+              known: ResourceSnapshot | None = None) -> ResourceSnapshot | None:
+        """The resource as read now (``known``: its state already in hand, not read again), as the
+        type its id names; None, the row filled in, when it is gone (``ignored``), unreadable
+        (``failed``) or of another type."""
+        try:
+            snapshot = known or self._read_now(ctx, str(rid), rtype)
+        except ResourceNotFound:
+            self.svc.snapshots.forget(str(rid))
+            row.violations, row.notify = [], False
+            row.verdict, row.reason, row.message = "ignored", "resource_not_found", "the resource no longer exists"
+            return None
+        except ArmError as exc:
+            row.violations, row.notify = [], False
+            row.verdict, row.reason, row.message = "failed", exc.reason, str(exc)
+            return None
+        return _as_type(row, snapshot, rtype)
 
     def _read_now(self, ctx, rid: str, rtype: ResourceType) -> ResourceSnapshot:
         """A read right before a write that sends what it read back (kept for the burst)."""
