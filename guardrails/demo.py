@@ -132,7 +132,9 @@ def main(args) -> int:
                   f"{d['event_time'] or '?'}")
     sw = result.sweep or {}
     print(f"\nReconciling sweep {sw.get('sweep_id')}: {len(sw.get('subscriptions', []))} subscriptions, "
-          f"{sw.get('seen', 0)} resources seen, {sw.get('remediated', 0)} remediated, {sw.get('open', 0)} left open; "
+          f"{sw.get('seen', 0)} resources seen, {sw.get('remediated', 0)} remediated, "
+          + (f"{sw['requested']} requested (not yet confirmed), " if sw.get("requested") else "")
+          + f"{sw.get('open', 0)} left open; "
           f"{sw.get('reads', 0)} ARM reads")
     for cov in sw.get("coverage", []):
         gaps = "; ".join(f"{g['code']}: {g['detail']}" for g in cov.get("gaps", []))

@@ -11,7 +11,7 @@ from typing import Any
 SWEEP_EVENT_TYPE = "Guardrails.Sweep"
 EXPIRY_EVENT_TYPE = "Guardrails.ExemptionExpired"
 # verdict of a decision -> summary counter
-_COUNTER = {"compliant": "compliant", "remediated": "remediated", "requested": "remediated",
+_COUNTER = {"compliant": "compliant", "remediated": "remediated", "requested": "requested",
             "failed": "failed", "violation": "open", "dry_run": "open", "escalated": "open",
             "ignored": "skipped", "invalid": "skipped", "duplicate": "skipped"}
 
@@ -22,7 +22,9 @@ def _iso(dt: datetime) -> str:
 
 @dataclass
 class SweepSummary:
-    """One run, as written to ``<prefix>Sweeps``. ``open``: non-compliant and left so (notify-only,
+    """One run, as written to ``<prefix>Sweeps``. ``remediated``: fixes seen in place;
+    ``requested``: fixes sent and not yet confirmed (a long-running write still running, or one
+    already in flight); ``open``: non-compliant and left so (notify-only,
     audit mode / dry run, escalated); ``skipped``: gone or no longer covered when decided;
     ``reads``: ARM read tokens taken; ``throttled_wait_s``: time spent waiting for them."""
 
@@ -36,6 +38,7 @@ class SweepSummary:
     seen: int = 0
     compliant: int = 0
     remediated: int = 0
+    requested: int = 0
     open: int = 0
     failed: int = 0
     skipped: int = 0

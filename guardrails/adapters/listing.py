@@ -37,7 +37,7 @@ import time
 from typing import Callable, Iterator
 from urllib.parse import quote, urlsplit
 
-from ..errors import ArmError
+from ..errors import ArmError, ResourceNotFound
 from ..model.resource import ResourceType, lookup_type
 from ..ratelimit import RateLimiter, TENANT_KEY, limit_key
 from .arm import _PLACEHOLDER_SUBSCRIPTION, encode_id
@@ -89,6 +89,23 @@ class ArmLister:
 
     # ---------------------------------------------------------------------------------
     def _get_page(self, url: str, key: str, until: float | None = None) -> dict:
+        body = self._get_json(url, key, until, what="LIST")
+        if not isinstance(body, dict) or not isinstance(body.get("value", []), list):
+            raise ArmError(f"LIST {url[:200]}: ARM answered a body without a 'value' list")
+        self.pages += 1
+        return body
+
+    def exists(self, resource_id: str, api_version: str, *, deadline: float | None = None) -> bool:
+        """Whether ARM holds ``resource_id`` (one GET, within the read budget): False when it
+        answers 404, True for a body; any other failure raises as a list's would."""
+        url = f"{self._endpoint}/{encode_id(resource_id).lstrip('/')}?api-version={api_version}"
+        try:
+            self._get_json(url, limit_key(resource_id), deadline, what="GET")
+        except ResourceNotFound:
+            return False
+        return True
+
+    def _get_json(self, url: str, key: str, until: float | None, *, what: str):
         from azure.core.rest import HttpRequest
 
         deadline = self._clock() + self.page_budget
@@ -104,11 +121,7 @@ class ArmLister:
 
         penalize = getattr(self.reads, "penalizing", None)       # a 429 drains the subscription's bucket
         with (penalize(key) if penalize is not None else contextlib.nullcontext()):
-            body = self._caller.call(go, deadline=deadline, what=f"LIST {url.split('?', 1)[0][-200:]}")
-        if not isinstance(body, dict) or not isinstance(body.get("value", []), list):
-            raise ArmError(f"LIST {url[:200]}: ARM answered a body without a 'value' list")
-        self.pages += 1
-        return body
+            return self._caller.call(go, deadline=deadline, what=f"{what} {url.split('?', 1)[0][-200:]}")
 
     def _items(self, path: str, query: str, key: str, deadline: float | None = None,
                on_cut: Callable[[], None] | None = None) -> Iterator[dict]:

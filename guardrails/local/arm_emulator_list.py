@@ -13,7 +13,8 @@ event-coverage check; they are seeded into the world like any resource.
 Each answers ``{"value": [full resources as GET returns them], "nextLink": ...}`` in pages of
 ``emu.page_size`` (as the types' own list operations do: ``Microsoft.Storage/storageAccounts``,
 ``Microsoft.KeyVault/vaults`` listBySubscription, ``workspaces/{ws}/computes`` …), ``nextLink``
-carrying ``$skiptoken``. Only catalogue types are known; the type's api-version is required.
+carrying ``$skiptoken``. Only catalogue types are known; the type's api-version is required. A
+list of children under a parent that does not exist is answered 404 ``ParentResourceNotFound``.
 
 ``ReadThrottle`` makes the emulator answer GETs like ARM's read bucket (per subscription and
 caller; 250 burst, 25/s refill by default): past it, 429 ``TooManyRequests`` with ``Retry-After``.
@@ -94,6 +95,8 @@ class ArmListRoute:
         key = rtype.key
         with emu.store.lock:
             emu.store.complete_due()
+            if len(req.segments) > 7:
+                _parent_must_exist(emu, prefix, "/".join(req.segments[7:-1:2]))
             items = [r for rid, r in sorted(_resources(emu).items())
                      if rid.startswith(prefix) and str(r.get("type", "")).lower() == key]
             if container is not None:
@@ -107,6 +110,20 @@ class ArmListRoute:
             subs = sorted({limit_key(rid) for rid in _resources(emu)} - {"tenant"})
         return [{"id": f"/subscriptions/{s}", "subscriptionId": s, "tenantId": emu.tenant_id,
                  "displayName": f"subscription {s[:8]}", "state": "Enabled"} for s in subs]
+
+
+def _parent_must_exist(emu: "AzureEmulator", prefix: str, names: str) -> None:
+    """A list of children under a parent that does not exist is answered 404
+    ``ParentResourceNotFound``, as ARM's resource providers must (an empty list only when every
+    parent exists: the ARM RPC contract), e.g. a workspace deleted while a sweep lists its
+    endpoints. A parent exists when stored or when anything is stored under it (ARM holds no
+    child without its parent; a model container is no resource of its own here, and a test world
+    may seed a version without its workspace). Called under ``store.lock``."""
+    resources = _resources(emu)
+    if prefix[:-1] in resources or any(rid.startswith(prefix) for rid in resources):
+        return
+    raise ArmError(404, "ParentResourceNotFound", "Can not perform requested operation on nested resource. "
+                   f"Parent resource '{names}' not found.")
 
 
 def _resources(emu: "AzureEmulator") -> dict[str, dict]:
