@@ -71,7 +71,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
 from typing import Callable, Iterable
 
-from .errors import ArmError, ArmThrottled, ArmTransient, InvalidArmId, ResourceNotFound, StoreError
+from .errors import ArmError, ArmThrottled, ArmTransient, InvalidArmId, StoreError
 from .logs import emit
 from .model.resource import CATALOG, ResourceSnapshot, ResourceType
 from .sweep_plan import _with_children, covered_types, list_plan, management_group_scope, subscription_ids
@@ -357,31 +357,12 @@ class Sweeper(SweepRing):
                     self._decide(tally, item["id"], None, sweep_id, dry_run, SWEEP_EVENT_TYPE)
                 else:
                     tally.seen(compliant=1)
-        except ResourceNotFound as exc:
-            if self._parent_gone(parent_id, child, deadline):
-                return True          # deleted since its own list: nothing of it left to sweep
-            return not self._list_failed(tally, sub, f"{child.name} of {parent_id}", exc, deadline)
         except ArmError as exc:      # failed (an error of the run) or cut short (not handled in full)
             return not self._list_failed(tally, sub, f"{child.name} of {parent_id}", exc, deadline)
         if self._clock() > deadline:
             tally.truncate()
             return False
         return True
-
-    def _parent_gone(self, parent_id: str, child: ResourceType, deadline: float) -> bool:
-        """Whether a child list answered 404 because its parent was deleted since the parent was
-        listed (ARM's ``ParentResourceNotFound``; ``ResourceGroupNotFound`` for its group): one read
-        of the parent says so (INFO ``guardrail_sweep_parent_gone``). ARM answers 404 for a type
-        it does not know too (``InvalidResourceType``): a parent still there, or unreadable, leaves
-        the 404 an error of the run."""
-        try:
-            gone = not self.lister.exists(parent_id, child.api_version, deadline=deadline)
-        except ArmError:
-            return False
-        if gone:
-            emit(log, logging.INFO, "guardrail_sweep_parent_gone", resource_id=parent_id[:300],
-                 resource_type=child.name)
-        return gone
 
     def _list_failed(self, tally: _Tally, sub: str, what: str, exc: ArmError, deadline: float | None = None) -> bool:
         """Say a list failed (an error of the run); True when it was cut short instead (``cut_short``)."""

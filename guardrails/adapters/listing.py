@@ -32,17 +32,21 @@ list with an ``ArmError`` (an error in the run's summary), never a loop that yie
 from __future__ import annotations
 
 import contextlib
+import logging
 
 import time
 from typing import Callable, Iterator
 from urllib.parse import quote, urlsplit
 
 from ..errors import ArmError, ResourceNotFound
+from ..logs import emit
 from ..model.resource import ResourceType, lookup_type
 from ..ratelimit import RateLimiter, TENANT_KEY, limit_key
 from .arm import _PLACEHOLDER_SUBSCRIPTION, encode_id
 from .retry import BudgetedCaller
 from .transport import client_options
+
+log = logging.getLogger("guardrails")
 
 AUTHZ_API_VERSION = "2022-04-01"
 SUBSCRIPTIONS_API_VERSION = "2022-12-01"
@@ -190,9 +194,24 @@ class ArmLister:
 
     def list_children(self, parent_id: str, rtype: ResourceType, *, deadline: float | None = None,
                       on_cut: Callable[[], None] | None = None) -> Iterator[dict]:
-        """Every ``rtype`` child of one parent (``{parent id}/{last type segment}``)."""
-        yield from self._items(encode_id(f"{parent_id}/{rtype.name.rsplit('/', 1)[-1]}"),
-                               f"api-version={rtype.api_version}", limit_key(parent_id), deadline, on_cut)
+        """Every ``rtype`` child of one parent (``{parent id}/{last type segment}``). A parent
+        deleted since it was listed (a workspace deleted mid-run) has none: its list answered 404
+        (ARM's ``ParentResourceNotFound``; ``ResourceGroupNotFound`` for its group) and so did one
+        read of the parent (INFO ``guardrail_list_parent_gone``). ARM answers 404 for a child type
+        it does not know there too (``InvalidResourceType``): with the parent still there, or
+        unreadable, the 404 is raised."""
+        try:
+            yield from self._items(encode_id(f"{parent_id}/{rtype.name.rsplit('/', 1)[-1]}"),
+                                   f"api-version={rtype.api_version}", limit_key(parent_id), deadline, on_cut)
+        except ResourceNotFound:
+            try:
+                gone = not self.exists(parent_id, rtype.api_version, deadline=deadline)
+            except ArmError:
+                gone = False
+            if not gone:
+                raise
+            emit(log, logging.INFO, "guardrail_list_parent_gone", resource_id=parent_id[:300],
+                 resource_type=rtype.name)
 
     def list_role_assignments(self, scope: str, *, at_scope: bool = True, deadline: float | None = None,
                               on_cut: Callable[[], None] | None = None) -> Iterator[dict]:
