@@ -41,9 +41,13 @@ def expectations(subscriptions: Iterable[str], vaults: Iterable[str] = (), works
     from .permissions import covered_delete_operations, covered_operations, keyvault_event_types, ml_event_types
 
     ops, deletes = covered_operations(), covered_delete_operations()
-    return ([subscription_expectation(s, ops, deletes) for s in subscriptions]
-            + [vault_expectation(v, keyvault_event_types()) for v in vaults]
-            + [workspace_expectation(w, ml_event_types()) for w in workspaces])
+    found = ([subscription_expectation(s, ops, deletes) for s in subscriptions]
+             + [vault_expectation(v, keyvault_event_types()) for v in vaults]
+             + [workspace_expectation(w, ml_event_types()) for w in workspaces])
+    once: dict[str, object] = {}
+    for e in found:               # one source named twice (in any case) is judged, recorded and told once
+        once.setdefault(e.source.lower(), e)
+    return list(once.values())
 
 
 class CoverageReader:

@@ -118,10 +118,12 @@ class RoleDefinitionChanges:
                        + (f"; {left} left to the sweep" if left else ""))[:2000]
         if verdicts.get("failed"):
             row.verdict, row.reason = "failed", "rejudge_failed"      # redelivered: re-judging is idempotent
-        elif verdicts.get("remediated") or verdicts.get("requested"):
-            row.verdict, row.reason = "remediated", ""
         elif any(verdicts.get(v) for v in ("violation", "dry_run", "escalated")):
+            # a privileged grant left standing outweighs the ones removed (as ``combine_verdict``
+            # ranks them): the row never says the widening was undone while one stands
             row.verdict, row.reason = "violation", ""
             row.notify = True
+        elif verdicts.get("remediated") or verdicts.get("requested"):
+            row.verdict, row.reason = "remediated", ""
         else:
             row.verdict, row.reason = "compliant", ""

@@ -55,14 +55,18 @@ def _with_children(plan, extra: tuple[ResourceType, ...]):
 def subscription_ids(values: Iterable[str]) -> list[str]:
     """Subscription ids as given (``--subscription``, ``GUARDRAILS_SWEEP_SUBSCRIPTIONS``), each a
     GUID, else ``InvalidArmId`` naming it: a mistyped id would otherwise be swept as a subscription
-    with nothing in it (the run "clean", the subscription meant never swept)."""
+    with nothing in it (the run "clean", the subscription meant never swept). One named twice (in
+    any case: ARM ids are case-insensitive) is one subscription, as first spelled: swept once,
+    one coverage row, its owner told once."""
     from .model.arm_id import _GUID
 
-    out = [text.strip() for text in values]
-    for sid in out:
+    out: dict[str, str] = {}
+    for text in values:
+        sid = text.strip()
         if not _GUID.fullmatch(sid):
             raise InvalidArmId(f"{sid[:80]!r} is not a subscription id (a GUID)")
-    return out
+        out.setdefault(sid.lower(), sid)
+    return list(out.values())
 
 
 def management_group_scope(mg: str) -> str:

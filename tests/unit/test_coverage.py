@@ -312,8 +312,8 @@ def test_the_swept_subscriptions_setting_takes_subscription_ids_only():
     from guardrails.errors import ConfigError
 
     sub = "3f2b6c1e-8a4d-4c7e-9b15-2d7e6f0a9c31"
-    assert S.Settings.from_env({S.SWEEP_SUBSCRIPTIONS: f" {sub} ,{sub.upper()}"}).sweep_subscriptions == (
-        sub, sub.upper())
+    # one subscription named twice (in another case) is one subscription, as first spelled
+    assert S.Settings.from_env({S.SWEEP_SUBSCRIPTIONS: f" {sub} ,{sub.upper()}"}).sweep_subscriptions == (sub,)
     for bad in ("sub-prod", f"/subscriptions/{sub}", sub[:-1]):
         with pytest.raises(ConfigError, match="GUARDRAILS_SWEEP_SUBSCRIPTIONS: .* is not a subscription id"):
             S.Settings.from_env({S.SWEEP_SUBSCRIPTIONS: f"{sub},{bad}"})
