@@ -21,9 +21,13 @@ Model references (``azureml:name:version``, ARM ids, ``azureml://registries/…`
 
 Acting once when a registration arrives twice (``ModelRegistered`` and the ARM write, any order):
 both decide on live state under the same per-resource lock, and an archived version is already
-safe, so the second finds nothing to do. Neither model versions nor endpoints take a PATCH of
+safe, so the second finds nothing to do (or, while a long-running archive still runs, finds it in
+flight: ``requested``, nothing sent again). Neither model versions nor endpoints take a PATCH of
 their properties: every write is a PUT of the body read just before, with its etag, confirmed by
 a read-back; nothing is ever deleted. Enforce actions take a breaker permit like every guardrail.
+As on the resource guardrail: a fix of the guardrail's own still running (long-running) is not sent
+again (``FixesInFlight``); a PUT that meets ``412`` (another worker's fix landed first) is decided
+once more on a new read (``_once_more``); a resource deleted before its fix arrives is ``ignored``.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from __future__ import annotations
 import copy
 import logging
 import uuid
+from contextvars import ContextVar
 from typing import Any, Callable, Mapping
 
 from .errors import ArmError, ResourceNotFound
@@ -45,12 +50,16 @@ from .ml_refs import API_VERSION, NS as _NS, MODEL_VERSION_TYPES, ModelReference
 from .ml_serving import VERSION_CHANGE_EVENT_TYPE, rejudge_serving
 from .ml_signals import judge_drift, judge_run, settle_claim
 from .policy import model_rules as mr
-from .resource_guardrail import READ_ONLY_TOP
+from .resource_guardrail import READ_ONLY_TOP, _ChangedSince
 
 __all__ = ["API_VERSION", "ML_TYPES", "ML_TYPE_NAMES", "MODEL_VERSION_TYPES", "MlLifecycleGuardrail", "ModelReference",
            "VERSION_CHANGE_EVENT_TYPE", "parse_model_reference"]
 
 log = logging.getLogger("guardrails")
+
+# set while a decision is made once more after its PUT met ``412`` (``_once_more``): a second
+# ``412`` is then a failed fix, not a third decision; per thread, so each decision has its own
+_DECIDED_AGAIN: ContextVar[bool] = ContextVar("guardrails_ml_decided_again", default=False)
 
 ENDPOINT_TYPE = _NS + "workspaces/onlineendpoints"
 DEPLOYMENT_TYPE = _NS + "workspaces/onlineendpoints/deployments"
@@ -91,6 +100,12 @@ class MlLifecycleGuardrail:
 
     def __init__(self, service) -> None:
         self.svc = service
+
+    @property
+    def in_flight(self):
+        """The service's long-running fixes still running (the resource guardrail's
+        ``FixesInFlight``, built after this guardrail): one record of them for every guardrail."""
+        return self.svc.resources.in_flight
 
     @staticmethod
     def sweep_types() -> tuple[ResourceType, ...]:
@@ -138,11 +153,11 @@ class MlLifecycleGuardrail:
         row.policies = [p.ref for p in policies]
         kind = rid.resource_type.lower()
         if kind in MODEL_VERSION_TYPES:
-            self._model_version(ctx, row, str(rid), policies)
+            self._once_more(row, lambda: self._model_version(ctx, row, str(rid), policies))
         elif kind == DEPLOYMENT_TYPE:
-            self._deployment(ctx, row, rid, policies)
+            self._once_more(row, lambda: self._deployment(ctx, row, rid, policies))
         else:
-            self._endpoint(ctx, row, str(rid), policies)
+            self._once_more(row, lambda: self._endpoint(ctx, row, str(rid), policies))
 
     def on_event(self, ctx, row, ev: MlEvent):
         """A workspace event: decided once per event id (``_once``), like every delivery."""
@@ -163,13 +178,34 @@ class MlLifecycleGuardrail:
             settle_claim(self.svc.idempotency, key, claim, out.verdict)
         return out
 
+    def _once_more(self, row, decide: Callable[[], None]) -> None:
+        """``decide``; when its conditional PUT met ``412`` (``_ChangedSince``: the resource changed
+        since it was read, another worker's fix of the same change most likely, which the condition
+        kept this one from overwriting), decided once more on a new read within the delivery's
+        budget, as the resource guardrail does (``_decide_again``): ``compliant`` when the other fix
+        landed. What the first attempt took on the rails was given back (``_write``); a second
+        ``412`` is a failed fix."""
+        token = _DECIDED_AGAIN.set(False)
+        try:
+            try:
+                decide()
+                return
+            except _ChangedSince:
+                row.violations, row.reason, row.notify = [], "", False
+            _DECIDED_AGAIN.set(True)
+            decide()
+        finally:
+            _DECIDED_AGAIN.reset(token)
+        note = "decided on a new read: the resource changed while its fix was sent (If-Match answered 412)"
+        row.message = f"{row.message[:2000 - len(note) - 2]}; {note}"
+
     def _decide_event(self, ctx, row, ev: MlEvent, policies, held: list) -> None:
         row.policies = [p.ref for p in policies]
         if isinstance(ev, ModelRegistered):
             # a creation, which its ARM write announces too: that write looks for serving endpoints
-            self._model_version(ctx, row, ev.subject_id, policies, served=False)
+            self._once_more(row, lambda: self._model_version(ctx, row, ev.subject_id, policies, served=False))
         elif isinstance(ev, ModelDeployed):
-            self._model_deployed(ctx, row, ev, policies)
+            self._once_more(row, lambda: self._model_deployed(ctx, row, ev, policies))
         elif isinstance(ev, DriftDetected):
             judge_drift(self._report, row, ev, policies)
         else:
@@ -183,7 +219,7 @@ class MlLifecycleGuardrail:
         if snap is None:
             return
         self._version_tags(ctx, row, snap, policies)
-        if served:
+        if served and row.reason != "resource_not_found":       # not when deleted while its fix was sent
             rejudge_serving(self, ctx, row, snap, policies)
 
     def _version_tags(self, ctx, row, snap, policies) -> None:
@@ -379,11 +415,21 @@ class MlLifecycleGuardrail:
         findings allowed to act (a refused one's deployment only keeps its share; an audit-mode
         one changes nothing) — a PUT of the body read just before with its etag, read back.
         Every broken rule is recorded, each deployment's record with what happened to its
-        traffic; the owner is told."""
+        traffic; the owner is told. A fix of the guardrail's own still running (long-running:
+        ARM still reads the old value) is not sent again: its findings are ``requested``, naming
+        the event whose fix is in flight, with no revert counted and no permit taken
+        (``FixesInFlight``, looked up only when the resource reads as still being written or this
+        worker left a fix of it running). A resource deleted before its fix arrives is
+        ``ignored`` as a 404 on the read: nothing left to fix or to tell anyone of."""
         enforce = [f for f in found if f.policy.mode == "enforce" and not getattr(ctx, "dry_run", False)]
         for f in found:
             if f not in enforce:
                 f.rec.outcome, f.rec.message = "dry_run", f"{f.rec.message}; audit mode: would fix"[:300]
+        found_as = {id(f.rec): f.rec.message for f in enforce}
+        if enforce and self.in_flight.making(snap, [f.rec for f in enforce]):
+            for f in enforce:      # what was found stays said, after the fix in flight (which names its event)
+                f.rec.message = f"{f.rec.message}; {found_as[id(f.rec)]}"[:300]
+            enforce = []           # ``requested``: the write running makes them; no revert counted, no permit
         rid = parse_arm_id(snap.resource_id)
         permitted = [(Permit(f.policy), f.rec) for f in enforce]
         reasons: list[str] = []
@@ -395,7 +441,15 @@ class MlLifecycleGuardrail:
             if change is None:
                 self.svc.rails.give_back(row, rid, grant)      # nothing to write: nothing was done
             else:
-                self._carry_out(ctx, row, snap, found, also, allowed, change, grant)
+                try:
+                    self._carry_out(ctx, row, snap, found, also, allowed, change, grant)
+                except ResourceNotFound:
+                    # deleted while its fix was on its way: as a 404 on the read (nothing left to
+                    # fix or to tell anyone of); ``_write`` gave back what the rails took
+                    row.violations, row.notify = [], False
+                    row.verdict, row.reason = "ignored", "resource_not_found"
+                    row.message = f"{snap.resource_id.rsplit('/', 1)[-1]} no longer exists (deleted while its fix was sent)"
+                    return
         self._report(row, list(also) + found, owner)
         if reasons and row.verdict != "failed":
             row.reason = reasons[0]
@@ -442,9 +496,14 @@ class MlLifecycleGuardrail:
         """PUT the body read (with ``change`` applied), ``If-Match`` its etag; without one (the
         documented bodies of model versions, registries' included, and online endpoints carry
         none) the resource is read again right before the PUT and nothing is sent when it changed
-        since the decision's read, as ARM answers a conditional PUT (412). Then read back."""
+        since the decision's read, as ARM answers a conditional PUT (412). Then read back. Raises
+        ``ResourceNotFound`` when the resource is gone (deleted since it was read) and, on a first
+        ``412``, ``_ChangedSince`` (``_once_more`` decides again): nothing was made by this
+        decision, and everything the rails took for it, the flip-flop count included, is given
+        back first."""
         apply, holds, done = change.apply, change.holds, change.done
         correlation = str(uuid.uuid4())      # its own write event carries it (see caches.SettledWrites)
+        rid = parse_arm_id(snap.resource_id)
         try:
             if snap.etag is None:
                 snap = self._unchanged_since(ctx, snap)
@@ -452,18 +511,30 @@ class MlLifecycleGuardrail:
             for key in READ_ONLY_TOP:
                 body.pop(key, None)
             apply(body)
+            sent = self.svc.snapshots.now()
             result = self.svc.arm.put_resource(snap.resource_id, body, api_version=API_VERSION, etag=snap.etag,
                                                deadline=ctx.deadline, correlation_id=correlation)
             if result.state == "requested":
                 # confirmed when its own write event arrives, like every long-running fix; its own
-                # failure event finds it by the correlation id
-                self._pending(row, snap, recs, correlation)
+                # failure event finds it by the correlation id; meanwhile not sent again
+                self._pending(row, snap, recs, correlation, sent)
                 return set_outcome(recs, "requested", "fix accepted, still running")
+        except ResourceNotFound:
+            self.svc.rails.give_back(row, rid, grant, flip_flop=True)      # no revert was made
+            raise
         except ArmError as exc:       # the write itself was refused or never answered: nothing made
+            if exc.status == 412:
+                # a stale read, not a refusal: another write landed since (another worker's fix of
+                # the same change, most likely) and the condition kept this one from overwriting
+                # it; no revert was made, so none is counted
+                self.svc.rails.give_back(row, rid, grant, flip_flop=True)
+                if not _DECIDED_AGAIN.get():
+                    raise _ChangedSince from exc
+            else:
+                # no action was taken: its breaker permits go back (the flip-flop count stays, as
+                # for every failed revert: Event Grid's redelivery of the change is the same revert)
+                self.svc.rails.give_back(row, rid, grant, flip_flop=False)
             row.reason = exc.reason
-            # no action was taken: its breaker permits go back (the flip-flop count stays, as for
-            # every failed revert: Event Grid's redelivery of the change is the same revert)
-            self.svc.rails.give_back(row, parse_arm_id(snap.resource_id), grant, flip_flop=False)
             return set_outcome(recs, "failed", str(exc))
         self.svc.settled.add(correlation)
         try:
@@ -474,7 +545,7 @@ class MlLifecycleGuardrail:
             # as someone else's (ResourceGuardrail._apply does the same); its own write event
             # confirms it, so it is a pending fix and no longer a settled write
             self.svc.settled.discard(correlation)
-            self._pending(row, snap, recs, correlation)
+            self._pending(row, snap, recs, correlation, sent)
             return set_outcome(recs, "requested", f"fix sent, read-back failed: {exc.reason}")
         if holds(after.body):
             return set_outcome(recs, "remediated", done)
@@ -483,20 +554,22 @@ class MlLifecycleGuardrail:
 
     def _unchanged_since(self, ctx, snap):
         """``snap``'s resource read again right before a PUT that cannot be conditional; ``ArmError``
-        412 (ARM's answer to a conditional PUT after a change: the redelivery decides again) if it
-        is not what the decision saw."""
+        412 (ARM's answer to a conditional PUT after a change: decided once more) if it is not what
+        the decision saw; ``ResourceNotFound`` when it is gone."""
         fresh = self.svc.arm.get_resource(snap.resource_id, api_version=API_VERSION, deadline=ctx.deadline)
         if as_decided(fresh.body) != as_decided(snap.body):
             raise ArmError(f"PUT {snap.resource_id}: not sent: it changed since it was read (it carries no etag "
                            "for a conditional PUT)", status=412)
         return fresh
 
-    def _pending(self, row, snap, recs, correlation: str) -> None:
-        self.svc.pending.add(snap.resource_id, row.event_id, {
+    def _pending(self, row, snap, recs, correlation: str, sent) -> None:
+        """A fix left ``requested``: a pending record (confirmed by its own write event or the
+        sweep), kept with when it was ``sent`` so that it is not sent again while it runs."""
+        self.in_flight.add(snap.resource_id, row.event_id, {
             "event_id": row.event_id, "api_version": API_VERSION, "event_time": row.event_time,
             "correlation_id": correlation,
             "changes": [{"policy": r.policy, "rule": r.rule, "property": r.property, "before": r.before,
-                         "after": r.after} for r in recs]})
+                         "after": r.after} for r in recs]}, sent=sent)
 
     def _report(self, row, found: list[Found], owner: tuple[str, str]) -> None:
         row.violations = [f.rec for f in found]
