@@ -50,7 +50,7 @@ from .ml_refs import API_VERSION, NS as _NS, MODEL_VERSION_TYPES, ModelReference
 from .ml_serving import VERSION_CHANGE_EVENT_TYPE, rejudge_serving
 from .ml_signals import judge_drift, judge_run, settle_claim
 from .policy import model_rules as mr
-from .resource_guardrail import READ_ONLY_TOP, _ChangedSince
+from .resource_guardrail import READ_ONLY_TOP, ChangedSince
 
 __all__ = ["API_VERSION", "ML_TYPES", "ML_TYPE_NAMES", "MODEL_VERSION_TYPES", "MlLifecycleGuardrail", "ModelReference",
            "VERSION_CHANGE_EVENT_TYPE", "parse_model_reference"]
@@ -179,7 +179,7 @@ class MlLifecycleGuardrail:
         return out
 
     def _once_more(self, row, decide: Callable[[], None]) -> None:
-        """``decide``; when its conditional PUT met ``412`` (``_ChangedSince``: the resource changed
+        """``decide``; when its conditional PUT met ``412`` (``ChangedSince``: the resource changed
         since it was read, another worker's fix of the same change most likely, which the condition
         kept this one from overwriting), decided once more on a new read within the delivery's
         budget, as the resource guardrail does (``_decide_again``): ``compliant`` when the other fix
@@ -190,7 +190,7 @@ class MlLifecycleGuardrail:
             try:
                 decide()
                 return
-            except _ChangedSince:
+            except ChangedSince:
                 row.violations, row.reason, row.notify = [], "", False
             _DECIDED_AGAIN.set(True)
             decide()
@@ -498,7 +498,7 @@ class MlLifecycleGuardrail:
         none) the resource is read again right before the PUT and nothing is sent when it changed
         since the decision's read, as ARM answers a conditional PUT (412). Then read back. Raises
         ``ResourceNotFound`` when the resource is gone (deleted since it was read) and, on a first
-        ``412``, ``_ChangedSince`` (``_once_more`` decides again): nothing was made by this
+        ``412``, ``ChangedSince`` (``_once_more`` decides again): nothing was made by this
         decision, and everything the rails took for it, the flip-flop count included, is given
         back first."""
         apply, holds, done = change.apply, change.holds, change.done
@@ -529,7 +529,7 @@ class MlLifecycleGuardrail:
                 # it; no revert was made, so none is counted
                 self.svc.rails.give_back(row, rid, grant, flip_flop=True)
                 if not _DECIDED_AGAIN.get():
-                    raise _ChangedSince from exc
+                    raise ChangedSince from exc
             else:
                 # no action was taken: its breaker permits go back (the flip-flop count stays, as
                 # for every failed revert: Event Grid's redelivery of the change is the same revert)

@@ -26,8 +26,9 @@ from .logs import emit, notify_owner
 from .model.decision import AuditRow, ViolationRecord, combine_verdict, fix_line, short_repr
 from .model.resource import ResourceSnapshot, ResourceType
 from .pending_confirm import FixesInFlight
+from .remediation.patch import patch_body, set_path, settle_targets
 from .policy.evaluate import RuleResult
-from .policy.operators import satisfies, values_equal
+from .policy.operators import values_equal
 
 log = logging.getLogger("guardrails")
 
@@ -112,7 +113,7 @@ class ResourceGuardrail:
                 if pe_rule is not None and not approved_pe:
                     pe_waived.append(rec)
             records.append((r, rec))
-        to_apply = _settle_targets(row, to_apply)      # before the rails: a conflict takes no permit
+        to_apply = settle_targets(row, to_apply)      # before the rails: a conflict takes no permit
         if to_apply and self.in_flight.making(snapshot, [rec for _r, rec in to_apply]):
             to_apply = []          # ``requested``: the write running makes them; no revert counted, no permit
         reasons: list[str] = []
@@ -134,7 +135,7 @@ class ResourceGuardrail:
                 row.verdict, row.reason = "ignored", "resource_not_found"
                 row.message = "the resource no longer exists (deleted while its fix was sent)"
                 return
-            except _ChangedSince:
+            except ChangedSince:
                 self._decide_again(ctx, row, rid, rtype, compiled, candidates)
                 return
             if any(rec.outcome == "requested" for _r, rec in to_apply):
@@ -292,7 +293,7 @@ class ResourceGuardrail:
         returns the breaker permits the rails took for it, called when the write was refused or
         never made (the flip-flop count stays, as for every failed revert: the redelivery of the
         change is the same revert), as the ML guardrail does. Raises ``ResourceNotFound`` when the
-        resource is gone (deleted since it was read) and, with ``conditional``, ``_ChangedSince``
+        resource is gone (deleted since it was read) and, with ``conditional``, ``ChangedSince``
         when ARM answers the ``If-Match`` PUT ``412``: nothing was made by this decision, and
         everything the rails took for it, the flip-flop count included, is given back first."""
         # one write per resource: each property set to the value ``_settle_targets`` put on its
@@ -322,7 +323,7 @@ class ResourceGuardrail:
                     body.pop(key, None)
                 for path, value in desired.items():
                     if path not in conflicts:
-                        _set_path(body, path, value)
+                        set_path(body, path, value)
                 result = self.svc.arm.put_resource(rid, body, api_version=rtype.api_version, etag=snapshot.etag,
                                                deadline=ctx.deadline, correlation_id=correlation)
             else:
@@ -332,7 +333,7 @@ class ResourceGuardrail:
                     # the member goes whole, as read: a reused read (up to GUARDRAILS_SNAPSHOT_REUSE_SECONDS
                     # old) would drop an IP or VNet rule added since; read it now
                     base = self._read_now(ctx, rid, rtype).body
-                body = _patch_body(base, changes)
+                body = patch_body(base, changes)
                 result = self.svc.arm.patch_resource(rid, body, api_version=rtype.api_version, deadline=ctx.deadline,
                                                  correlation_id=correlation)
         except ResourceNotFound:
@@ -343,7 +344,7 @@ class ResourceGuardrail:
                 # a stale read, not a refusal: another write (another worker's fix of the same
                 # change, most likely) landed since, and If-Match kept this one from overwriting it
                 give_back(flip_flop=True)
-                raise _ChangedSince from exc
+                raise ChangedSince from exc
             give_back()
             self.svc.settled.add(correlation)         # audited here: its failure event needs no lookup
             for _r, rec in ok:
@@ -376,7 +377,7 @@ class ResourceGuardrail:
         return correlation
 
 
-class _ChangedSince(Exception):
+class ChangedSince(Exception):
     """A conditional write ARM answered ``412``: the resource changed since the decision's read."""
 
 
@@ -391,50 +392,6 @@ def _as_type(row: AuditRow, snapshot: ResourceSnapshot, rtype: ResourceType) -> 
         row.message = f"ARM returned type {short_repr(snapshot.type)} for a {rtype.name} id"
         return None
     return snapshot
-
-
-def _settle_targets(row: AuditRow, to_apply):
-    """The fixes that can be made in one write: a property no single value satisfies for every
-    policy fixing it is ``failed`` (``conflicting_policies``); one that another policy's value
-    satisfies gets that value (the record's ``after`` says which)."""
-    if len(to_apply) < 2:
-        return to_apply
-    desired, conflicts = merge_targets(to_apply)
-    kept = []
-    for r, rec in to_apply:
-        if r.change.property.lower() in conflicts:
-            rec.outcome, rec.message = "failed", "policies demand different values for this property"
-            row.reason = "conflicting_policies"
-            continue
-        rec.after = desired[r.change.property.lower()]
-        kept.append((r, rec))
-    return kept
-
-
-def merge_targets(to_apply) -> tuple[dict[str, Any], set[str]]:
-    """The one value each fixed property is set to, and the properties no value can fix (pure).
-    Several policies may fix one property with different values: the first target (in policy
-    order) that every one of their ``expect``s accepts is sent (``equals Disabled`` and ``in
-    [Disabled, SecuredByPerimeter]`` both take ``Disabled``); when none does, the policies truly
-    conflict and the property is left, loudly (``conflicting_policies``). Keyed by the path in
-    lower case: ARM's property names are case-insensitive, and policies may spell one differently."""
-    targets: dict[str, list] = {}
-    rules: dict[str, list] = {}
-    for r, _rec in to_apply:
-        path = r.change.property.lower()
-        if not any(values_equal(t, r.change.after) for t in targets.get(path, ())):
-            targets.setdefault(path, []).append(r.change.after)
-        rules.setdefault(path, []).append(r.rule)
-    desired: dict[str, Any] = {}
-    conflicts: set[str] = set()
-    for path, values in targets.items():
-        fits = [v for v in values if all(satisfies(rule.expect, v) for rule in rules[path])]
-        if fits:
-            desired[path] = fits[0]
-        else:
-            conflicts.add(path)
-            desired[path] = values[0]
-    return desired, conflicts
 
 
 KEY_VAULT_TYPE = "microsoft.keyvault/vaults"
@@ -508,52 +465,4 @@ def _owner(snapshot: ResourceSnapshot, results) -> tuple[str, str]:
     return (contact, "policy contact") if contact else ("unknown", tag)
 
 
-def _key_in(obj: dict, seg: str) -> str:
-    """The key of ``obj`` spelling ``seg`` (exact, else case-insensitive), else ``seg``: a change
-    never adds a second spelling of a property the body already has."""
-    if seg in obj:
-        return seg
-    low = seg.lower()
-    return next((k for k in obj if isinstance(k, str) and k.lower() == low), seg)
-
-
-def _set_path(body: dict, path: str, value: Any) -> None:
-    parts = path.split(".")
-    cur = body
-    for seg in parts[:-1]:
-        key = _key_in(cur, seg)
-        nxt = cur.get(key)
-        if not isinstance(nxt, dict):
-            nxt = {}
-            cur[key] = nxt
-        cur = nxt
-    cur[_key_in(cur, parts[-1])] = value
-
-
-def _get_path(body: Any, parts: list[str]) -> Any:
-    cur = body
-    for seg in parts:
-        if not isinstance(cur, dict):
-            return None
-        cur = cur.get(_key_in(cur, seg))
-    return cur
-
-
-def _patch_body(current: Mapping[str, Any], changes: list[tuple[str, Any]]) -> dict:
-    """A PATCH body setting ``changes`` (dotted paths). A change below a member of ``properties``
-    (``properties.networkAcls.defaultAction``) sends that member whole, as read, with the change
-    made: resource providers replace such a member on PATCH rather than merge it (Storage drops the
-    ``ipRules``, ``virtualNetworkRules`` and ``bypass`` a bare ``{"defaultAction": "Deny"}`` leaves
-    out), and under a true merge patch the whole member is the same request."""
-    body: dict = {}
-    for path, value in changes:
-        parts = path.split(".")
-        if len(parts) > 2 and _get_path(body, parts[:2]) is None:
-            member = _get_path(current, parts[:2])
-            if isinstance(member, dict):
-                _set_path(body, ".".join(parts[:2]), copy.deepcopy(member))
-        _set_path(body, path, value)
-    return body
-
-
-__all__ = ["ResourceGuardrail", "approved_private_endpoints", "READ_ONLY_TOP"]
+__all__ = ["ChangedSince", "ResourceGuardrail", "approved_private_endpoints", "READ_ONLY_TOP"]
