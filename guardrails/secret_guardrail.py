@@ -48,7 +48,7 @@ import logging
 from dataclasses import dataclass
 from datetime import timedelta
 
-from .errors import ArmError, GuardrailsError, ResourceNotFound, StoreError
+from .errors import ArmError, ArmTransient, GuardrailsError, ResourceNotFound, StoreError
 from .logs import emit, notify_owner
 from .model.decision import ViolationRecord, combine_verdict
 from .model.keyvault_events import exposure_scope
@@ -316,7 +316,10 @@ class SecretGuardrail(KeyDecisions):
                                    " and report it again")
                 self._notify(row, ev, ref.owner, rec)
             else:
+                # held until someone resets the breaker: every later due rotation in the vault is
+                # held too, so the owner hears of it (README: held back, the owner is told)
                 rec = self._record(policy, rule, before, None, "dry_run", "circuit open: rotation not taken until reset")
+                self._notify(row, ev, ref.owner, rec)
             return self._close(row, [rec], f"{rule}: circuit open")
         strategy = STRATEGIES[ref.rotation.strategy]
         expires = expiry_for(ctx.now, validity)
@@ -329,14 +332,19 @@ class SecretGuardrail(KeyDecisions):
             rotated = strategy.rotate(ref, current, io, reason=rule, expires_on=expires, revoke=exposed, tags=tags)
         except RotationError as exc:
             row.reason = "rotation_failed"
-            if exc.new is None and not io.wrote:
+            refused = exc.new is None and not io.wrote
+            if refused:
                 self._give_back(permit)
             rec = self._record(policy, rule, before, exc.new.describe() if exc.new else None, "failed", str(exc))
+            if refused:                 # the strategy refused (a retry refuses again): the owner acts
+                self._notify(row, ev, ref.owner, rec)
             records = [rec]
             if exposed and exc.new is not None:      # the secret holds a working new value: contain the rest
                 records.extend(self._disable_older(ctx, row, policy, ev, exc.new.version))
                 row.reason = "rotation_failed"
-            return self._close(row, records, f"{rule}: rotation {'partly done' if exc.new else 'failed'}: {exc}")
+            left = _still_enabled(records)
+            return self._close(row, records, f"{rule}: rotation {'partly done' if exc.new else 'failed'}: {exc}"
+                                             + (f"; {left}" if left else ""))
         except GuardrailsError as exc:
             row.reason = exc.reason
             if io.wrote:
@@ -351,8 +359,10 @@ class SecretGuardrail(KeyDecisions):
         records = [self._record(policy, rule, before, rotated.new.describe(), "remediated", rotated.detail)]
         if exposed:
             records.extend(self._disable_older(ctx, row, policy, ev, rotated.new.version))
+        left = _still_enabled(records)
         self._close(row, records, f"{rule}: {ev.vault_name}/{ev.object_name} rotated to version "
-                                  f"{rotated.new.version} ({ref.rotation.strategy}){_reported_by(ev)}")
+                                  f"{rotated.new.version} ({ref.rotation.strategy}){_reported_by(ev)}"
+                                  + (f"; {left}" if left else ""))
 
     def _all_secret_policies(self) -> tuple:
         """Every ``kind: secrets`` policy of the set in force, ``off`` ones too (the secrets they
@@ -408,7 +418,7 @@ class SecretGuardrail(KeyDecisions):
             row.verdict, row.reason = "compliant", ""
             row.message = f"{head}; no older version is enabled"[:2000]
             return
-        self._close(row, records, f"{head}; older versions disabled")
+        self._close(row, records, f"{head}; {_still_enabled(records) or 'older versions disabled'}")
 
     def _named_version(self, ctx, ev, current):
         """The version an exposure report names, when it is one of the secret's versions older than
@@ -449,6 +459,11 @@ class SecretGuardrail(KeyDecisions):
                             f"({by[:64]}), which stopped before its audit row{what}")
 
     def _disable_older(self, ctx, row, policy, ev, new_version: str) -> list[ViolationRecord]:
+        """Disable every enabled version but ``new_version``, within the delivery's budget as the
+        rest of the path: a secret rotated for years has hundreds, and a loop past the deadline
+        would have the host kill the worker before its audit row. The versions left enabled are one
+        ``failed`` record (``before.enabled_versions``): the row is failed and Event Grid's retry
+        finds the exposure answered (``_exposure_handled``) and disables the rest."""
         out = []
         try:
             versions = self.store.list_versions(ev.vault_name, ev.object_name, deadline=ctx.deadline)
@@ -456,9 +471,17 @@ class SecretGuardrail(KeyDecisions):
             row.reason = exc.reason
             return [self._record(policy, "disable-exposed-versions", None, None, "failed",
                                  f"new version set; listing old versions failed: {exc}")]
-        for v in versions:
-            if v.version == new_version or not v.enabled:
-                continue
+        enabled = [v for v in versions if v.version != new_version and v.enabled]
+        for n, v in enumerate(enabled):
+            if self.svc._clock() > ctx.deadline:
+                row.reason = ArmTransient.reason
+                left = [w.version for w in enabled[n:]]
+                out.append(self._record(
+                    policy, "disable-exposed-versions",
+                    {"vault": ev.vault_name, "name": ev.object_name, "enabled_versions": left}, {"enabled": False},
+                    "failed", f"{len(left)} older version(s) still enabled: the delivery's time budget ran out; "
+                              f"its retry disables them"))
+                break
             try:
                 self.store.update_version(ev.vault_name, ev.object_name, v.version, enabled=False, deadline=ctx.deadline)
                 out.append(self._record(policy, "disable-exposed-versions", v.describe(), {"enabled": False},
@@ -578,6 +601,15 @@ def _rotated_for_exposure(ev, current) -> bool:
     reported = ev.envelope.time
     return (reported is not None and current.created_on is not None
             and current.created_on >= reported.replace(microsecond=0))
+
+
+def _still_enabled(records) -> str:
+    """For the row's message: how many older versions a ``_disable_older`` cut short by the
+    deadline left enabled ("" when none)."""
+    left = sum(len(r.before.get("enabled_versions") or ()) for r in records
+               if r.rule == "disable-exposed-versions" and isinstance(r.before, dict))
+    return (f"{left} older version(s) still enabled (the delivery's time budget ran out): its retry "
+            f"disables them") if left else ""
 
 
 def _origin(delivery_id: str, event_id: str) -> str:

@@ -11,6 +11,7 @@ import uuid
 from typing import Callable
 
 from .decision_context import _CheckTarget, _Ctx, _now_iso, kv_object_id
+from .errors import ArmError
 from .logs import bound, emit, holding_notices
 from .model.decision import AuditRow, ViolationRecord
 from .model.resource import ResourceSnapshot
@@ -105,12 +106,16 @@ class TimerDecisions:
 
     def reconcile_secret(self, vault: str, name: str, version: str | None, *, kind: str, sweep_id: str,
                          remediate: bool = True, object_type: str = "Secret",
-                         notice_gate: Callable[..., str | None] | None = None) -> AuditRow:
+                         notice_gate: Callable[..., str | None] | None = None,
+                         unread: ArmError | None = None) -> AuditRow:
         """A timer's decision on a secret (or key: ``object_type="Key"``) whose event was lost: the
         secret guardrail's path for ``kind`` (``NearExpiry``, ``Expired``: rotation, on the version
-        the sweep saw current; if it is no longer current it was rotated meanwhile: compliant;
-        ``NewVersionCreated``: the expiry hygiene of that version). One audit row,
-        ``correlation_id`` = the run id, kept as an outbox intent like ``reconcile``."""
+        the sweep saw current, or, ``version`` None, on the one current under the rotation lease;
+        if it is no longer current it was rotated meanwhile: compliant; ``NewVersionCreated``: the
+        expiry hygiene of that version). One audit row, ``correlation_id`` = the run id, kept as an
+        outbox intent like ``reconcile``. ``unread``: the sweep's own read of the object failed, so
+        nothing is decided: the row is ``failed`` with its reason, as the event path's row for the
+        same failed read (the error names the call, never a value)."""
         from .model.events import parse_envelope
         from .model.keyvault_events import parse_keyvault_event
 
@@ -132,6 +137,9 @@ class TimerDecisions:
                         if p.mode != "off" and p.governs(vault)]
             if self.secrets is None or not policies:
                 return self._finish(ctx, row, "ignored", "no_policy", f"no secrets policy governs vault {vault}",
+                                    timer=True)
+            if unread is not None:
+                return self._finish(ctx, row, "failed", unread.reason, f"read {object_type.lower()}: {unread}",
                                     timer=True)
             with self._resource_lock(row.resource_id):
                 self.secrets.decide(ctx, row, ev, policies)

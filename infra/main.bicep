@@ -110,6 +110,7 @@ var guardrailActions = [
 var guardrailVaultDataActions = [
   'Microsoft.KeyVault/vaults/keys/read'
   'Microsoft.KeyVault/vaults/keys/rotate/action'
+  'Microsoft.KeyVault/vaults/keys/update/action'
   'Microsoft.KeyVault/vaults/secrets/getSecret/action'
   'Microsoft.KeyVault/vaults/secrets/readMetadata/action'
   'Microsoft.KeyVault/vaults/secrets/setSecret/action'

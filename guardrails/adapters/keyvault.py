@@ -58,7 +58,8 @@ class KeyVaultGateway:
     data_permissions = (   # guardrails.permissions: on each governed vault (RBAC authorization)
         "Microsoft.KeyVault/vaults/secrets/getSecret/action", "Microsoft.KeyVault/vaults/secrets/setSecret/action",
         "Microsoft.KeyVault/vaults/secrets/readMetadata/action", "Microsoft.KeyVault/vaults/secrets/update/action",
-        "Microsoft.KeyVault/vaults/keys/read", "Microsoft.KeyVault/vaults/keys/rotate/action")
+        "Microsoft.KeyVault/vaults/keys/read", "Microsoft.KeyVault/vaults/keys/rotate/action",
+        "Microsoft.KeyVault/vaults/keys/update/action")
 
     def __init__(self, credential, *, url_template: str, verify_challenge_resource: bool = True,
                  ca_bundle: str | None = None, timeout: float = 10.0, caller: BudgetedCaller | None = None) -> None:
@@ -270,6 +271,17 @@ class KeyVaultGateway:
         client = self._key_client(vault)
         key = self._call(lambda: client.rotate_key(name, read_timeout=self._caller.timeout_for(deadline)),
                          deadline=deadline, what=f"ROTATE key {vault}/{name}")
+        p = key.properties
+        return KeyVersion(vault, p.name, p.version, bool(p.enabled), p.expires_on, p.created_on)
+
+    def update_key(self, vault: str, name: str, version: str, *, expires_on: datetime,
+                   deadline: float | None = None) -> KeyVersion:
+        """One key version's expiry (``rotate_key`` sets one only when the key's rotation policy
+        does). Idempotent: sent again after a lost answer, it writes the same date."""
+        client = self._key_client(vault)
+        key = self._call(lambda: client.update_key_properties(name, version, expires_on=expires_on,
+                                                              read_timeout=self._caller.timeout_for(deadline)),
+                         deadline=deadline, what=f"UPDATE key {vault}/{name}/{version}")
         p = key.properties
         return KeyVersion(vault, p.name, p.version, bool(p.enabled), p.expires_on, p.created_on)
 

@@ -8,6 +8,12 @@ with ``retry_total=0`` so this is the only retry loop.
 A 429's ``Retry-After`` is also reported (``ratelimit.throttled``) to the rate limiter and key the
 caller opened with ``RateLimiter.penalizing(key)`` around the call, so other threads pacing on
 that key wait too instead of each collecting its own 429; without such a block nothing is told.
+That penalty is bounded by the caller's remaining budget, or ``MAX_RETRY_AFTER`` when that is
+longer (a Retry-After past a short budget still holds the other threads back): a huge one
+(``1e300``) would close the key for the life of the process, or put a thread without a deadline to
+sleep for ever (``time.sleep`` raises ``OverflowError`` on it). The call itself never waits past its
+budget. A ``Retry-After`` that is no finite number (``inf``, ``nan``) is taken as absent: the
+backoff is waited.
 
 An answer lost on the way is transient too: no answer at all (``ServiceResponseError``: a read
 timeout, a connection dropped before the status line) or an answer cut off mid-body (an
@@ -29,6 +35,7 @@ count only requests sent.
 
 from __future__ import annotations
 
+import math
 import random
 import re
 import time
@@ -42,6 +49,9 @@ from ..ratelimit import throttled
 
 T = TypeVar("T")
 MAX_BACKOFF = 8.0
+# the longest a 429's Retry-After holds the limiter's key back beyond the caller's own budget: ARM's
+# and Key Vault's are seconds, and one past the budget fails the call at once anyway
+MAX_RETRY_AFTER = 300.0
 
 
 def retry_after(exc: HttpResponseError) -> float | None:
@@ -52,14 +62,18 @@ def retry_after(exc: HttpResponseError) -> float | None:
 
 
 def retry_after_header(headers) -> float | None:
-    """``Retry-After`` in seconds (a non-negative number), else None."""
+    """``Retry-After`` in seconds (a non-negative number), else None. ``inf`` / ``nan`` (which
+    ``float`` accepts) say nothing of when to come back: None, as an absent header (a ``nan``
+    compared with a deadline is never past it, an ``inf`` always is). A huge finite one is the
+    caller's to bound (``BudgetedCaller``: by its remaining budget)."""
     raw = headers.get("Retry-After") or headers.get("retry-after")
     if raw is None:
         return None
     try:
-        return max(0.0, float(raw))
+        seconds = float(raw)
     except ValueError:
         return None
+    return max(0.0, seconds) if math.isfinite(seconds) else None
 
 
 def lost_answer(exc: BaseException) -> bool:
@@ -135,16 +149,25 @@ class BudgetedCaller:
     def call(self, fn: Callable[[], T], *, deadline: float | None, what: str) -> T:
         """``fn`` until it answers, retried on throttling, 5xx and lost connections within
         ``deadline``. The ``ArmError`` it ends with says how many requests were sent (``attempts``;
-        an attempt that got no token sent none): a refusal after a retry may follow an attempt that
-        was applied."""
+        an attempt that got no token sent none) and what each was answered (``answers``: its
+        status, None for no whole answer or a connection that failed): a refusal after a retry may
+        follow an attempt that was applied, unless every attempt was refused
+        (``secrets.rotation.refused_outright``)."""
         state = [0, 0]         # attempts made, attempts that got no token
+        answers: list[int | None] = []
         try:
-            return self._call(fn, deadline=deadline, what=what, state=state)
+            return self._call(fn, deadline=deadline, what=what, state=state, answers=answers)
         except ArmError as exc:
             exc.attempts = state[0] - state[1]
+            exc.answers = tuple(answers)
             raise
 
-    def _call(self, fn: Callable[[], T], *, deadline: float | None, what: str, state: list[int]) -> T:
+    def _budget_left(self, deadline: float | None) -> float:
+        """Seconds until ``deadline`` (none left, or no deadline: 0)."""
+        return 0.0 if deadline is None else max(0.0, deadline - self.clock())
+
+    def _call(self, fn: Callable[[], T], *, deadline: float | None, what: str, state: list[int],
+              answers: list[int | None]) -> T:
         attempt = 0
         while True:
             attempt += 1
@@ -153,6 +176,7 @@ class BudgetedCaller:
             try:
                 return fn()
             except ResourceNotFoundError as exc:
+                answers.append(404)
                 raise ResourceNotFound(f"{what}: not found", status=404) from exc
             except HttpResponseError as exc:
                 if credential_failure(exc):
@@ -164,6 +188,7 @@ class BudgetedCaller:
                     self.sleep(wait)                 # once more: the token endpoint may have blinked
                     continue
                 status = exc.status_code
+                answers.append(status)
                 if status is None:
                     # no status: the answer broke off mid-body (IncompleteReadError), never a refusal
                     wait = self._backoff(attempt)
@@ -174,6 +199,10 @@ class BudgetedCaller:
                     continue
                 if status == 429 or status >= 500:
                     wait = retry_after(exc)
+                    if wait is not None:
+                        # one past the budget fails the call at once below whatever its size; the
+                        # limiter is told at most the budget left, or MAX_RETRY_AFTER when longer
+                        wait = min(wait, max(MAX_RETRY_AFTER, self._budget_left(deadline)))
                     if status == 429 and wait is not None:
                         throttled(wait)         # the caller's limiter holds every thread on that key
                     if wait is None:
@@ -189,6 +218,7 @@ class BudgetedCaller:
                 raise ArmError(f"{what}: {describe(exc)}", status=status,
                                reason=refusal_reason(status, error_code(exc))) from exc
             except (ServiceRequestError, ServiceResponseError) as exc:
+                answers.append(None)
                 wait = self._backoff(attempt)
                 if deadline is None or self.clock() + wait >= deadline:
                     raise ArmTransient(f"{what}: connection failed ({type(exc).__name__})") from exc

@@ -2,9 +2,11 @@
 ``rotate: true`` ─▶ Key Vault's own ``rotate_key`` (a breaker permit each, under the rotation lease
 of the key, as a secret's rotation).
 
-A warning for a key no longer due (its expiry moved out past ``NEAR_EXPIRY``, the lead the sweep
-rotates keys at, since Key Vault sent it) is ``compliant``, as a secret's is: ``rotate_key`` on a
-stale warning would rotate a customer-managed key against its owner's decision.
+A warning for a key no longer due (its expiry moved out past its lead since Key Vault sent it: a
+secret's ``rotation_lead``, 30 days or half the strictest validity) is ``compliant``, as a secret's
+is: ``rotate_key`` on a stale warning would rotate a customer-managed key against its owner's
+decision. The rotated version expires as a rotated secret does (``expiry_for`` the strictest
+``max_validity_days``), unless the key's rotation policy gave it an earlier expiry.
 
 A disabled key is ``ignored`` (``secret_disabled``), whether Key Vault answers its read with 403
 ``KeyDisabled`` or with the key's properties: it was taken out of service (a customer-managed key
@@ -32,7 +34,7 @@ from ..errors import ArmError, ResourceNotFound, StoreError
 from ..decision_context import note_intent_or_warn
 from ..logs import emit
 from .lease import rotation_lease
-from .rotation import NEAR_EXPIRY, not_yet_due, refused_outright
+from .rotation import expiry_for, not_yet_due, refused_outright, rotation_lead, strictest_validity
 from .values import SECRET_DISABLED
 
 log = logging.getLogger("guardrails")
@@ -83,8 +85,10 @@ class KeyDecisions:
         if ev.version and ev.version != current.version:
             row.verdict, row.reason, row.message = "compliant", "", f"key version {ev.version} already rotated"
             return
-        # as a secret's warning, on the lead the sweep rotates keys at (``sweep_secrets._near``)
-        waiting = not_yet_due(ev.kind, current.expires_on, ctx.now, NEAR_EXPIRY)
+        # as a secret's warning, on a secret's lead: the rotated version lives the strictest validity
+        # (below), and with 30 days or less Key Vault's warning for it would come at once
+        validity = strictest_validity(policies, policy)
+        waiting = not_yet_due(ev.kind, current.expires_on, ctx.now, rotation_lead(validity))
         if waiting:
             row.verdict, row.reason, row.message = "compliant", "", f"key version {current.version} {waiting}"
             return
@@ -96,6 +100,7 @@ class KeyDecisions:
         if permit is None:
             rec = self._record(policy, "expiring-key", before, None, "dry_run",
                                "circuit open: key rotation not taken until reset")
+            self._notify(row, ev, ref.owner, rec)        # held until a reset: as a secret's, the owner is told
             return self._close(row, [rec], "expiring-key: circuit open")
         self._intend(ctx, row, ev, self._record(policy, "expiring-key", before, None, "requested", "rotate_key sent"))
         try:
@@ -108,7 +113,32 @@ class KeyDecisions:
             return self._close(row, [rec], "key rotation failed")
         rec = self._record(policy, "expiring-key", before, {"version": new.version}, "remediated",
                            "rotated with Key Vault's rotate_key")
-        self._close(row, [rec], f"key {ev.vault_name}/{ev.object_name} rotated to {new.version}")
+        records = [rec, *self._key_expiry(ctx, row, policy, ref, ev, new, rec, expiry_for(ctx.now, validity))]
+        self._close(row, records, f"key {ev.vault_name}/{ev.object_name} rotated to {new.version}"
+                                  + (f"; {records[-1].message}" if len(records) > 1 else ""))
+
+    def _key_expiry(self, ctx, row, policy, ref, ev, new, rec, expires) -> list:
+        """The rotated version's expiry, as a rotated secret's (``expiry_for`` the strictest
+        validity), noted on the rotation's record ``rec``: ``rotate_key`` sets one only when the
+        key's rotation policy does (a shorter one it set is kept). A write that fails leaves a
+        working key without it: a ``failed`` record, and the owner told (the retry finds the key
+        rotated and does not come back to it)."""
+        if new.expires_on is not None and new.expires_on <= expires:
+            return []
+        try:
+            self.store.update_key(ev.vault_name, ev.object_name, new.version, expires_on=expires,
+                                  deadline=ctx.deadline)
+        except ArmError as exc:
+            row.reason = exc.reason
+            after = {"version": new.version, "expires_on": expires.isoformat()}
+            failed = self._record(policy, "expiring-key", None, after, "failed",
+                                  f"rotated, but the expiry of version {new.version} could not be set: {exc}; "
+                                  f"set it by hand")
+            self._notify(row, ev, ref.owner, failed)
+            return [failed]
+        rec.after = {**rec.after, "expires_on": expires.isoformat()}
+        rec.message = f"{rec.message}; it expires {expires.date().isoformat()} (the policy's validity)"[:300]
+        return []
 
     def _note_key_rotation(self, ctx, ev, version: str) -> None:
         """Keep, with the event's claim, that this delivery sets out to rotate ``version`` (see the

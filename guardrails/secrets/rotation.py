@@ -2,7 +2,9 @@
 
     strategy.rotate(ref, current, io, reason) -> Rotated   (new version written, tagged as ours)
 
-``storage-account-key`` — the two-key pattern: regenerate the account key that is NOT live,
+``storage-account-key`` — the two-key pattern: regenerate the account key that is NOT live (the
+one the current value does not hold, compared with the account's listed keys; the live-key tag is
+anyone's to edit and only records it; a value holding none is refused, nothing regenerated),
 store it as the new secret version, tag which key is live. Consumers keep working throughout:
 the old value stays valid until the next rotation regenerates it. For an exposure (``revoke``)
 every key of the account is regenerated: the leaked value is one of them, and leaving it valid
@@ -172,20 +174,24 @@ class StorageAccountKeyStrategy:
     def rotate(self, ref: SecretReference, current: SecretVersion | None, io: RotationIO, *,
                reason: str, expires_on: datetime | None, revoke: bool = False,
                tags: dict[str, str] | None = None) -> Rotated:
-        """The old value is read only to learn which key is live when the version has no
-        ``LIVE_KEY_TAG`` (a disabled version has no readable value: the live key is then unknown,
-        which only matters without ``revoke``, where key2 is regenerated)."""
+        """Which key is live is what the current value holds, compared with the account's keys:
+        ``LIVE_KEY_TAG`` is writable by anyone who may write the secret, and a tag naming the wrong
+        key would have the key in use regenerated. Without ``revoke``, a value that holds none of
+        the keys (or none readable) is refused (``RotationError``): nothing regenerated. With
+        ``revoke`` every key is regenerated anyway: the first, stored, is the one not held."""
         refuse_managed(current)
         account = ref.rotation.account or ""
         keys = io.list_storage_keys(account)
         names = sorted(keys)
         if len(names) < 2:
             raise RotationError(f"storage account {account} does not expose two keys")
-        live = (current.tags or {}).get(LIVE_KEY_TAG) if current else None
-        if live not in keys and current is not None and current.value is not None:
+        live = None
+        if current is not None and current.value is not None:
             held = _account_key_of(current.value.reveal())
             live = next((n for n in names if keys[n].reveal() == held), None)
-        # regenerate the key consumers are NOT using; key2 when nothing is known
+        if live is None and not revoke:
+            raise RotationError(live_key_unknown(account, current))
+        # regenerate the key consumers are NOT using (an exposure regenerates them all)
         target = next((n for n in names if n != live), names[1]) if live else names[1]
         # an exposure: every other key as well (one of them may be the leaked one), AFTER the new
         # live key is stored, so that a failure part way never leaves the secret holding a revoked key
@@ -217,6 +223,16 @@ class StorageAccountKeyStrategy:
         return Rotated(new, f"regenerated {target} (not in use); {target} is now live, "
                             f"{live or 'the other key'} stays valid until the next rotation"
                             + _tags_note(current, dropped))
+
+
+def live_key_unknown(account: str, current: SecretVersion | None) -> str:
+    """Why a rotation regenerated nothing: which key is in use is not established. Never a value,
+    nor the tag's (anyone may write it)."""
+    name = account_name_of(account)
+    why = ("its value cannot be read" if current is None or current.value is None
+           else f"its value holds none of the keys of {name}")
+    return (f"NOT rotated: the key of {name} in use is not established ({why}; the live-key tag is not "
+            f"taken on trust): nothing regenerated; store the key in use in the secret, or rotate by hand")
 
 
 def finish_revoke(ref: SecretReference, version: SecretVersion, io: RotationIO) -> tuple[SecretVersion, str]:
@@ -292,23 +308,30 @@ def not_yet_due(kind: str, expires_on: datetime | None, now: datetime, lead: tim
     return f"expires {expires_on.isoformat()}{moved}: rotated {lead.days} days before, not yet due"
 
 
+_REFUSALS = frozenset({400, 401, 403, 404, 429})
+
+
 def refused_outright(exc: BaseException) -> bool:
-    """Whether a write's error says the service refused it before changing anything: its one and
-    only request sent answered 400, 401, 403, 404 (a bad request, no access, a missing target) or
-    429 (throttled: rejected before it is processed), or none was sent because the guardrails'
-    identity got no token (``unauthenticated``, no status). Anything else leaves the write's
-    outcome unknown: a 409 or 5xx, a timeout or a dropped answer after the request left, and any
-    refusal after a retry, a 429 included (the attempt before it may have been applied: its answer
-    lost, or permissions and firewalls changed; Key Vault's retry of a secret write first lists the
-    versions, which needs another permission, and an attempt still in flight is not seen)."""
+    """Whether a write's error says the service refused it before changing anything: every request
+    sent was answered 400, 401, 403, 404 (a bad request, no access, a missing target) or 429
+    (throttled: rejected before it is processed; the retries of a throttled write included), or
+    none was sent because the guardrails' identity got no token (``unauthenticated``, no status).
+    Anything else leaves the write's outcome unknown: a 409 or 5xx, a timeout or a dropped answer
+    after the request left, and a refusal after any such attempt (that attempt may have been
+    applied: its answer lost; Key Vault's retry of a secret write first lists the versions, and an
+    attempt still in flight is not seen). Each request's answer is the ``BudgetedCaller``'s
+    ``answers``; an error that does not carry them is judged by its own status, for a lone request."""
     from ..errors import UNAUTHENTICATED, ArmError, ArmTransient
 
     if not isinstance(exc, ArmError) or isinstance(exc, ArmTransient):
         return False
     sent = getattr(exc, "attempts", 1)          # requests sent (an attempt that got no token sent none)
-    if exc.status is None and exc.reason == UNAUTHENTICATED:
-        return sent == 0
-    return exc.status in (400, 401, 403, 404, 429) and sent == 1
+    answers = getattr(exc, "answers", None)
+    if answers is None or len(answers) != sent:     # each request's answer unknown: only a lone one's is
+        answers = (exc.status,) * sent if sent <= 1 else (None,)
+    if exc.status is None and exc.reason != UNAUTHENTICATED:
+        return False
+    return all(a in _REFUSALS for a in answers)
 
 
 class BoundRotationIO:

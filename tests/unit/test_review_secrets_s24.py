@@ -46,9 +46,17 @@ def test_a_connection_string_gets_only_its_account_key_replaced(template):
 def test_a_fresh_public_cloud_string_only_when_no_current_string_can_be_kept():
     fresh = ("DefaultEndpointsProtocol=https;AccountName=stmlprod;AccountKey=fresh-key2-1;"
              "EndpointSuffix=core.windows.net")
-    assert _rotate(None)[1] == fresh                                        # a disabled version: no value
     assert _rotate("k1==")[1] == fresh                                      # a bare key
-    assert _rotate("BlobEndpoint=https://x/;SharedAccessSignature=sv=1&sig=abc")[1] == fresh   # SAS: no key
+    # a value that holds none of the account's keys (a disabled version: no value; a SAS string)
+    # tells no live key: nothing is regenerated on a guess (session 34), the owner is told
+    for value in (None, "BlobEndpoint=https://x/;SharedAccessSignature=sv=1&sig=abc"):
+        io = FakeIO({"key1": "k1==", "key2": "k2=="})
+        current = SecretVersion("kv-ml-prod", "storage-connection", "v0",
+                                value=Redacted(value) if value is not None else None)
+        with pytest.raises(RotationError):
+            StorageAccountKeyStrategy().rotate(_ref(format="connection-string"), current, io, reason="r",
+                                               expires_on=None)
+        assert io.regenerated == [] and io.written == []
     other = "DefaultEndpointsProtocol=https;AccountName=stother;AccountKey=k1==;EndpointSuffix=core.chinacloudapi.cn"
     assert _rotate(other)[1] == fresh                                       # another account's string
 
@@ -177,5 +185,5 @@ def test_the_sweep_counts_no_error_for_a_key_key_vault_refuses_as_disabled():
     sw = SimpleNamespace(service=SimpleNamespace(secrets=SimpleNamespace(store=store)), _clock=lambda: 0.0,
                          _wall=lambda: NOW)
     tally = _Tally()
-    _sweep_keys(sw, tally, {("kv-ml-prod", "cmk"): "cmk"}, "sweep-1", False, 1.0)
+    _sweep_keys(sw, tally, {("kv-ml-prod", "cmk"): ("cmk", timedelta(days=30))}, "sweep-1", False, 1.0)
     assert tally.errors == [] and tally.verdicts == [] and store.writes == []

@@ -130,7 +130,8 @@ class _Tally:
 def test_the_sweep_skips_a_secret_whose_rotation_lease_another_worker_holds(caplog):
     def busy(*a, **k):
         raise IdempotencyError("event is being handled by another delivery; retry later")
-    store = SimpleNamespace(get_properties=lambda vault, name, deadline: SimpleNamespace(version="v1"))
+    # the sweep finds the current version from one list of the versions' properties (session 34)
+    store = SimpleNamespace(list_versions=lambda vault, name, deadline: [SimpleNamespace(version="v1", created_on=None)])
     sw = SimpleNamespace(service=SimpleNamespace(secrets=SimpleNamespace(store=store), reconcile_secret=busy))
     tally = _Tally()
     caplog.set_level(logging.INFO)
