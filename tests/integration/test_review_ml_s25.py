@@ -124,9 +124,9 @@ def test_a_redelivery_allowed_on_its_earlier_permit_does_not_give_it_back(harnes
 
 
 # ---------------------------------------------------------------- 2. no etag: read again right before the PUT
-def concurrent_change(h, rid: str, change) -> list[int]:
-    """Make ``change`` to ``rid`` in the emulator right after the guardrail counted its revert
-    (between the decision's read and its PUT), once; returns a list that says it happened."""
+def after_revert_counted(h, act) -> list[int]:
+    """Run ``act()`` right after the guardrail counted its revert (between the decision's read and
+    its write), once; returns a list that says it happened."""
     done: list[int] = []
     esc = h.service.escalations
     attempt = esc.attempt
@@ -134,15 +134,24 @@ def concurrent_change(h, rid: str, change) -> list[int]:
     def and_then(*a, **k):
         out = attempt(*a, **k)
         if not done:
-            live = h.resource(rid)
-            change(live)
-            live.pop("etag", None)            # a write: ARM gives it a new etag (none for an etagless type)
-            h.emu.put(live)
+            act()
             done.append(1)
         return out
 
     esc.attempt = and_then
     return done
+
+
+def concurrent_change(h, rid: str, change) -> list[int]:
+    """Make ``change`` to ``rid`` in the emulator right after the guardrail counted its revert
+    (between the decision's read and its PUT), once; returns a list that says it happened."""
+    def act():
+        live = h.resource(rid)
+        change(live)
+        live.pop("etag", None)            # a write: ARM gives it a new etag (none for an etagless type)
+        h.emu.put(live)
+
+    return after_revert_counted(h, act)
 
 
 def test_a_registry_version_without_etag_is_not_put_over_a_change_made_after_its_read(harness, tmp_path):

@@ -149,21 +149,13 @@ def _delete_after_revert_counted(h, rid: str) -> list[int]:
     """Delete ``rid`` (a user, through the real SDK) right after the guardrail counted its revert,
     i.e. between the decision's read and its write; once. Returns a list that says it happened."""
     from tests.integration.test_ml_guardrail import API, user_client
+    from tests.integration.test_review_ml_s25 import after_revert_counted
 
-    done: list[int] = []
-    esc = h.service.escalations
-    attempt = esc.attempt
+    def act():
+        with user_client(h) as c:
+            c.resources.begin_delete_by_id(rid.lstrip("/"), api_version=API).result()
 
-    def and_then(*a, **k):
-        out = attempt(*a, **k)
-        if not done:
-            with user_client(h) as c:
-                c.resources.begin_delete_by_id(rid.lstrip("/"), api_version=API).result()
-            done.append(1)
-        return out
-
-    esc.attempt = and_then
-    return done
+    return after_revert_counted(h, act)
 
 
 def test_an_endpoint_deleted_while_its_traffic_fix_is_on_its_way_is_not_a_failed_fix(harness):
