@@ -116,7 +116,9 @@ def refusal_reason(status: int | None, code: str | None) -> str | None:
 
 class ArmError(GuardrailsError):
     """``attempts``: how many requests the call that failed sent (``BudgetedCaller``; 1 when it
-    did not say). ``reason``: ``arm_error``, or what ``refusal_reason`` says of the answer."""
+    did not say); ``answers``: what each was answered (its status, None for no whole answer;
+    None when the caller did not say). ``reason``: ``arm_error``, or what ``refusal_reason`` says
+    of the answer."""
 
     reason = "arm_error"
 
@@ -124,6 +126,7 @@ class ArmError(GuardrailsError):
         super().__init__(message, reason=reason)
         self.status = status
         self.attempts = 1
+        self.answers: tuple[int | None, ...] | None = None
 
 
 class ResourceNotFound(ArmError):

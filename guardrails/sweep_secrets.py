@@ -46,7 +46,7 @@ from typing import Callable
 from .errors import ArmError, IdempotencyError, ResourceNotFound
 from .logs import emit
 from .secrets.rotation import NEAR_EXPIRY, rotation_lead, strictest_validity
-from .secrets.values import SECRET_DISABLED, SecretVersion
+from .secrets.values import SECRET_DISABLED, SecretVersion, newest_versions
 from .sweep_ring import _Place
 
 log = logging.getLogger("guardrails")
@@ -255,9 +255,7 @@ def _current_versions(versions: list[SecretVersion], listed: SecretVersion | Non
     (and its list is sorted by version id, not by time); the tie is broken by the current version's
     attributes as the vault's list showed them (``listed``). None of them matching (written since
     the list): every tied one."""
-    dated = [v.created_on for v in versions if v.created_on is not None]
-    newest = max(dated, default=None)
-    tied = [v for v in versions if v.created_on == newest]
+    tied = newest_versions(versions)
     same = [v for v in tied if listed is not None and _attributes(v) == _attributes(listed)]
     return [v.version for v in same or tied]
 

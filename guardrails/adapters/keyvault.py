@@ -14,7 +14,7 @@ from typing import Any, Callable
 from urllib.parse import quote
 
 from ..errors import FORBIDDEN, ArmError
-from ..secrets.values import SECRET_DISABLED, KeyVersion, Redacted, SecretVersion
+from ..secrets.values import SECRET_DISABLED, KeyVersion, Redacted, SecretVersion, newest_versions
 from .retry import BudgetedCaller
 from .transport import client_options
 
@@ -142,10 +142,7 @@ class KeyVaultGateway:
         else:
             versions = self.list_versions(vault, name, deadline=deadline)
             pool = [v for v in versions if not v.enabled] if current_disabled else list(versions)
-            pool = pool or list(versions)
-            dated = [v.created_on for v in pool if v.created_on is not None]
-            newest = max(dated) if dated else None
-            tied = [v for v in pool if v.created_on == newest]
+            tied = newest_versions(pool or versions)
             found = next((v for v in tied if prefer and v.version.lower() == prefer.lower()),
                          tied[-1] if tied else None)
         if found is None:

@@ -326,7 +326,7 @@ def refused_outright(exc: BaseException) -> bool:
     if not isinstance(exc, ArmError) or isinstance(exc, ArmTransient):
         return False
     sent = getattr(exc, "attempts", 1)          # requests sent (an attempt that got no token sent none)
-    answers = getattr(exc, "answers", None)
+    answers = exc.answers
     if answers is None or len(answers) != sent:     # each request's answer unknown: only a lone one's is
         answers = (exc.status,) * sent if sent <= 1 else (None,)
     if exc.status is None and exc.reason != UNAUTHENTICATED:

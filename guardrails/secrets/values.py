@@ -83,3 +83,14 @@ class KeyVersion:
     enabled: bool = True
     expires_on: datetime | None = None
     created_on: datetime | None = None
+
+
+def newest_versions(versions) -> list[SecretVersion]:
+    """The versions that may be a secret's current one by their properties alone: those with the
+    newest ``created``. Key Vault keeps ``created`` in whole seconds and lists versions in no
+    documented order (a real answer is sorted by version id), so versions written in one second
+    tie; telling them apart is the caller's (an event's version, the vault list's attributes)."""
+    versions = list(versions)
+    newest = max((v.created_on for v in versions if v.created_on is not None), default=None)
+    return [v for v in versions if v.created_on == newest]
+
