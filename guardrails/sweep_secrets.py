@@ -27,7 +27,7 @@ one second (Key Vault keeps ``created`` in whole seconds) are told apart by the 
 attributes as the vault's list showed them, and when they cannot be, a rotation names no version
 (the guardrail reads the current one under its lease) and the expiry hygiene judges each. A secret
 or key the sweep cannot read is an error of the run, an ERROR line and a ``failed`` row naming it;
-a key reference naming no key, an error of the run. A secret whose rotation lease
+a secret or key reference naming none the vault holds, an error of the run and an ERROR line. A secret whose rotation lease
 another worker holds (an event's delivery rotating it now, ``secrets.lease``) is skipped this run
 (counted ``skipped``, verdict ``duplicate``; no audit row: the holder writes one).
 
@@ -121,6 +121,7 @@ def _sweep_vault(sw, tally, policies, vault: str, referenced: dict[str, tuple[st
         return
     governing = [p for p in policies if p.governs(vault)]
     now = sw._wall()
+    _missing_references(tally, vault, referenced, listed)
     place = place or _Place(f"vault:{vault}")
     rows = [{"id": str(props.name), "props": props} for props in sorted(listed, key=lambda v: str(v.name))]
     for row in place.items(rows):
@@ -140,6 +141,18 @@ def _sweep_vault(sw, tally, policies, vault: str, referenced: dict[str, tuple[st
         elif name.lower() in referenced or governing:
             tally.seen(compliant=1)
         place.handled(name)
+
+
+def _missing_references(tally, vault: str, referenced: dict[str, tuple[str, timedelta]], listed) -> None:
+    """A reference naming no secret of the vault (a typo in the policy, a secret deleted or
+    re-created under another name): nothing rotates the secret actually in use, so every run says
+    so until the policy is corrected, as for a key (``_sweep_key``). The list is the vault's whole
+    one (Key Vault lists no deleted secret), whichever secret an earlier run stopped at."""
+    present = {str(props.name).lower() for props in listed}
+    for name_lower, (name, _lead) in sorted(referenced.items()):
+        if name_lower not in present:
+            tally.error(f"secret {vault}/{name}: a secrets policy references it, the vault has no such secret")
+            emit(log, logging.ERROR, "guardrail_sweep_secret_not_found", vault=vault, object=name)
 
 
 def _sweep_keys(sw, tally, keys: dict[tuple[str, str], tuple[str, timedelta]], sweep_id: str, dry_run: bool,
