@@ -213,6 +213,7 @@ def load_directory(*dirs: Path | str) -> list[AnyPolicy]:
                                 "carries the version it replaces or a later one (copy the newer file, "
                                 "re-apply the site's change and raise the version)")
             merged[key] = p
+    findings.extend(_shadow_version_findings(merged))
     if not findings:
         # one job id, one policy, across the directories too (a site's job-201 beside the shipped one)
         from guardrails.checks.policies import duplicate_job_findings
@@ -231,6 +232,22 @@ def load_directory(*dirs: Path | str) -> list[AnyPolicy]:
         findings.extend(compile_findings(out))
     if findings:
         raise MetadataValidationError(findings)
+    return out
+
+
+def _shadow_version_findings(merged: Mapping[str, AnyPolicy]) -> list[str]:
+    """A ``mode: shadow`` version numbered as the enforced version of its id: both would be
+    ``id@N`` in audit rows, the report and the violations they name, so the audit could not tell
+    which document decided (the reason ``sync`` refuses other content at one version)."""
+    out = []
+    for p in merged.values():
+        if getattr(p, "mode", "") != "shadow":
+            continue
+        enforced = merged.get(p.id)
+        if enforced is not None and enforced.version == p.version:
+            out.append(f"{p.source}: policy '{p.id}': $.version: the shadow version carries version {p.version}, "
+                       f"as the enforced version in {enforced.source} does: audit rows name policies id@version, "
+                       "so give the shadow version its own number (the next one)")
     return out
 
 

@@ -165,10 +165,15 @@ def _semantics(source: str, doc: dict[str, Any], *, check_paths: bool = True) ->
     subscriptions = _subscriptions(sel, found, refuse_repeats=check_paths)
     resource_groups = _resource_groups(sel, found) if check_paths else tuple(sel.get("resource_groups", ()))
     tag_keys: dict[str, str] = {}
-    for k in sel.get("tags", {}):
+    for k, v in sel.get("tags", {}).items():
         if k.lower() in tag_keys:
             found.append(("$.selector.tags", f"tag keys '{tag_keys[k.lower()]}' and '{k}' differ only in case"))
         tag_keys[k.lower()] = k
+        if check_paths and (_padded(k) or _padded(v)):
+            found.append(("$.selector.tags", f"tag '{k.strip()}' {_PADDED}: the selector compares tags exactly, "
+                          "so it would select no resource"))
+    if check_paths and _padded(doc.get("notify_tag")):
+        found.append(("$.notify_tag", f"{_PADDED}: no resource's tag is named so, so no owner would be told"))
 
     rules: list[Rule] = []
     rule_ids: dict[str, int] = {}
@@ -207,6 +212,8 @@ def _semantics(source: str, doc: dict[str, Any], *, check_paths: bool = True) ->
             found.append((f"{path}.expect", "exactly one operator expected, found "
                           + ", ".join(f"'{k}'" for k in rd["expect"])))
             continue
+        if check_paths:
+            found.extend(_padded_operands(path, rd))
         found.extend((f"{path}.action", m) for m in actions.build(rd["action"]).validate(rule, types))
 
     exemptions = _exemptions(doc, found)
@@ -233,6 +240,29 @@ def _semantics(source: str, doc: dict[str, Any], *, check_paths: bool = True) ->
         source=source,
     )
     return policy, []
+
+
+_PADDED = ("has a leading or trailing space or line break (a YAML block scalar, `|` or `>`, keeps "
+           "the line break; write the value on one line)")
+
+
+def _padded(value: Any) -> bool:
+    return isinstance(value, str) and value != value.strip()
+
+
+def _padded_operands(path: str, rd: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """A string operand or fixed value with surrounding whitespace: no value ARM returns has any
+    (enum values, flags), so ``not_equals: "Enabled\\n"`` would pass every public resource and
+    ``equals`` fail every one, the fix writing the padded value; ``validate``/``sync`` only, as
+    the other rules this release added (a stored row keeps deciding as written)."""
+    out = []
+    for op, operand in rd["expect"].items():
+        values = operand if isinstance(operand, (list, tuple)) else [operand]
+        if any(_padded(v) for v in values):
+            out.append((f"{path}.expect", f"'{op}' operand {_PADDED}: no ARM value would equal it"))
+    if _padded(rd["action"].get("value")):
+        out.append((f"{path}.action", f"value {_PADDED}: the fix would write it so"))
+    return out
 
 
 def _role_id(text: str, path: str, found: list[tuple[str, str]]) -> str:
