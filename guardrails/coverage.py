@@ -21,13 +21,14 @@ The reconciling sweep asks ARM, once per subscription involved:
     GET {system topic id}/eventSubscriptions                                         (list by system topic)
 
 and this module decides, with no I/O, whether one event subscription on the source's own topic
-delivers every expected event to this deployment's function. Event Grid's filter
-semantics are followed: ``includedEventTypes`` empty or absent means every type; subject and
-advanced filters are ANDed; string operators compare case-insensitively, and so do the subject
-filters unless ``isSubjectCaseSensitive`` is true (then ``subjectBeginsWith`` must match the
-lower-case ``/subscriptions/<id>/`` ARM puts in every subject, as written). A filter on a key this
-check cannot evaluate without the event (``data.resourceProvider``, ``subject`` …) counts as a
-gap: the security stance is that an unverified filter may drop writes.
+delivers every expected event to this deployment's function (the topic and the event subscription
+both provisioned: ``Succeeded``). Event Grid's filter semantics are followed: ``includedEventTypes``
+empty, absent or ``["All"]`` means every type; subject and advanced filters are ANDed; string
+operators compare case-insensitively, and so do the subject filters unless
+``isSubjectCaseSensitive`` is true (then ``subjectBeginsWith`` must match the lower-case
+``/subscriptions/<id>/`` ARM puts in every subject, as written). A filter on a key this check
+cannot evaluate without the event (``data.resourceProvider``, ``subject`` …) counts as a gap: the
+security stance is that an unverified filter may drop writes.
 
 A gap is reported, never "fixed": creating event subscriptions would need Event Grid write
 permissions on every subscription, far beyond what the guardrail's identity holds
@@ -283,11 +284,16 @@ def _dropped(values: Sequence[str], f: Mapping[str, Any]) -> list[str] | None:
 
 
 def judge(expected: Expectation, topic_id: str, event_subscription: Mapping[str, Any], *,
-          now: datetime) -> Coverage:
-    """How one event subscription (known to deliver to us) covers the expected events."""
+          now: datetime, topic_state: str | None = None) -> Coverage:
+    """How one event subscription (known to deliver to us) covers the expected events.
+    ``topic_state``: its system topic's ``provisioningState`` (None: not judged). A topic not
+    ``Succeeded`` (a create or an update that failed, one being deleted) publishes nothing, so
+    its event subscriptions deliver nothing, whatever their own state says."""
     props = _props(event_subscription)
     es_id = str(event_subscription.get("id") or "")
     gaps: list[Gap] = []
+    if topic_state is not None and topic_state.lower() != "succeeded":
+        gaps.append(Gap("not_provisioned", f"system topic provisioningState {topic_state[:40] or 'absent'}"))
     state = str(props.get("provisioningState") or "")
     if state.lower() != "succeeded":
         gaps.append(Gap("not_provisioned", f"provisioningState {state[:40] or 'absent'}"))
@@ -296,9 +302,8 @@ def judge(expected: Expectation, topic_id: str, event_subscription: Mapping[str,
         gaps.append(Gap("expired", f"expired {props.get('expirationTimeUtc')}"))
     filt = props.get("filter") if isinstance(props.get("filter"), Mapping) else {}
     missing_types: list[str] = []
-    included = filt.get("includedEventTypes")
-    if isinstance(included, list) and included:
-        listed = {_lower(t) for t in included}
+    listed = _included(event_subscription)
+    if listed is not None:
         missing_types += [t for t in expected.event_types if t.lower() not in listed]
     prefix = expected.subject_prefix
     begins, ends = filt.get("subjectBeginsWith"), filt.get("subjectEndsWith")
@@ -343,10 +348,13 @@ def judge(expected: Expectation, topic_id: str, event_subscription: Mapping[str,
 
 
 def _included(event_subscription: Mapping[str, Any]) -> set[str] | None:
-    """The lower-cased ``includedEventTypes`` of an event subscription; None when it lists none (all)."""
+    """The lower-cased ``includedEventTypes`` of an event subscription; None when it means every
+    type: absent, null, empty, or listing ``All`` (Event Grid's own spelling of every type, in
+    its Resource Manager template samples and earlier API versions' default)."""
     filt = _props(event_subscription).get("filter")
     inc = filt.get("includedEventTypes") if isinstance(filt, Mapping) else None
-    return {_lower(t) for t in inc} if isinstance(inc, list) and inc else None
+    listed = {_lower(t) for t in inc} if isinstance(inc, list) else set()
+    return listed if listed and "all" not in listed else None
 
 
 def assess(expected: Expectation, topics: Iterable[Mapping[str, Any]],
@@ -379,7 +387,8 @@ def assess(expected: Expectation, topics: Iterable[Mapping[str, Any]],
             if other_part and inc is not None and inc <= other_part:
                 theirs += 1               # the other part's own (the deletions' subscription, for the writes)
                 continue
-            judged.append(judge(expected, tid, es, now=now))
+            judged.append(judge(expected, tid, es, now=now,
+                                topic_state=str(_props(t).get("provisioningState") or "")))
     if not judged:
         also = f", {theirs} deliver only the {'deletions' if expected.delete_operations else 'writes'}" if theirs else ""
         best = Coverage(expected, (Gap("no_event_subscription", f"no event subscription on {own[0]['id']} delivers "

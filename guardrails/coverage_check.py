@@ -12,9 +12,11 @@ The check runs last in the sweep, and the sweep of a large estate can use its wh
 in exactly such an estate a subscription added without a system topic is likeliest. So the check
 has a budget of its own, ``coverage_reserve`` (10 % of ``GUARDRAILS_SWEEP_MAX_SECONDS``, at most
 60 s: 54 s of the default 540, inside the host's 10-minute ``functionTimeout``; some two reads
-per source), past the sweep's deadline. Sources it has not seen before and known gaps are read
-first; a source it could not read in time is a sweep error (``unchecked``, WARNING), never a
-silent pass.
+per source), past the sweep's deadline. That end bounds every read as the sweep's deadline bounds
+its lists: no page is requested past it and no ``Retry-After`` waited out past it. Sources it has
+not seen before and known gaps are read first; a source it could not read in time (its list
+stopped, or throttled, at the end) is a sweep error (``unchecked``, WARNING), never a silent pass
+and never a verdict on part of a list.
 """
 
 from __future__ import annotations
@@ -24,10 +26,23 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from typing import Any, Iterable
 
+from .coverage import SYSTEM_TOPICS_API_VERSION, assess, own_topics
 from .errors import ArmError, InvalidArmId
 from .logs import emit
+from .model.resource import ResourceType
 
 log = logging.getLogger("guardrails")
+
+# what ``CoverageReader`` lists, through the lister's generic list operations (``list_type`` for
+# SystemTopics_ListBySubscription, ``list_children`` for SystemTopicEventSubscriptions_ListBySystemTopic:
+# the same requests), which take the run's deadline and say when it stopped a list
+SYSTEM_TOPICS = ResourceType("Microsoft.EventGrid/systemTopics", SYSTEM_TOPICS_API_VERSION, "put")
+EVENT_SUBSCRIPTIONS = ResourceType("Microsoft.EventGrid/systemTopics/eventSubscriptions",
+                                   SYSTEM_TOPICS_API_VERSION, "put")
+
+
+class _OutOfTime(Exception):
+    """The run's deadline stopped a list with pages left: the source is not judged."""
 
 
 def _iso(dt: datetime) -> str:
@@ -53,24 +68,30 @@ def expectations(subscriptions: Iterable[str], vaults: Iterable[str] = (), works
 class CoverageReader:
     """Reads what ``coverage.assess`` judges, each list once per run: a subscription's system topics
     (shared by the subscription, its vaults and its workspaces), then each own topic's event
-    subscriptions. ``ArmError`` when a list cannot be read."""
+    subscriptions. ``ArmError`` when a list cannot be read. ``deadline`` (the lister's clock; None:
+    none) bounds every list, its pages and their retries: a list it stopped with pages left raises
+    ``_OutOfTime`` (a topic list cut short would read as a missing topic, a false gap; an event
+    subscription list cut short, as a missing subscription)."""
 
-    def __init__(self, lister, function_app_id: str, now: datetime) -> None:
-        self.lister, self.function_app_id, self.now = lister, function_app_id, now
+    def __init__(self, lister, function_app_id: str, now: datetime, *, deadline: float | None = None) -> None:
+        self.lister, self.function_app_id, self.now, self.deadline = lister, function_app_id, now, deadline
         self._topics: dict[str, list[dict]] = {}
         self._subs: dict[str, list[dict]] = {}
 
-    def read(self, expected):
-        from .coverage import assess, own_topics
+    @staticmethod
+    def _out_of_time() -> None:
+        raise _OutOfTime()
 
+    def read(self, expected):
+        bounds = {"deadline": self.deadline, "on_cut": self._out_of_time}
         sub = expected.subscription_id.lower()
         if sub not in self._topics:
-            self._topics[sub] = list(self.lister.list_system_topics(expected.subscription_id))
+            self._topics[sub] = list(self.lister.list_type(expected.subscription_id, SYSTEM_TOPICS, **bounds))
         topics = self._topics[sub]
         for t in own_topics(expected, topics):
             tid = str(t["id"]).lower()
             if tid not in self._subs:
-                self._subs[tid] = list(self.lister.list_event_subscriptions(str(t["id"])))
+                self._subs[tid] = list(self.lister.list_children(str(t["id"]), EVENT_SUBSCRIPTIONS, **bounds))
         return assess(expected, topics, self._subs, function_app_id=self.function_app_id, now=self.now)
 
 
@@ -81,7 +102,7 @@ def unreadable(expected, exc: ArmError) -> dict[str, Any]:
 
 
 def unchecked(expected) -> dict[str, Any]:
-    """A summary entry for a source the time budget left unread: no verdict."""
+    """A summary entry for a source the time budget left unread (or stopped reading): no verdict."""
     return {"kind": expected.kind, "source": expected.source, "subscription_id": expected.subscription_id,
             "covered": None, "gaps": [{"code": "unchecked", "detail": "not read: the sweep's time budget and the "
                                                                     "coverage check's reserve ran out"}]}
@@ -115,10 +136,12 @@ def check_in_sweep(sweeper, tally, summary, subs: list[str], deadline: float, *,
     vault and workspace. Reads, a few subscriptions at a time: one system-topic list per
     subscription, one event-subscription list per own topic, until ``deadline`` plus ``reserve``
     (default ``coverage_reserve(sweeper.max_seconds)``: the check runs even when the sweep used
-    its own budget). Then, in order: a pure verdict, a row on a gap or on its closing, the state
-    kept when it changed (all states read in one query, first: they order the reads). Unreadable
-    (no permission, ARM down) or left unread by the budget is a sweep error, not a verdict:
-    nothing was seen. Store failures end the sweep (no row may be lost), as elsewhere. A dry run
+    its own budget), each list bounded by that end as the sweep's are by its deadline (a list it
+    stops, or a throttled page whose retry it leaves no time for, leaves the source unchecked).
+    Then, in order: a pure verdict, a row on a gap or on its closing, the state kept when it
+    changed (all states read in one query, first: they order the reads). Unreadable (no
+    permission, ARM down) or left unread by the budget is a sweep error, not a verdict: nothing
+    was seen. Store failures end the sweep (no row may be lost), as elsewhere. A dry run
     (``sweep --dry-run``) writes its rows as the state read says, and keeps no state: a preview
     never records that a gap was told (the next real run tells it again), as its findings."""
     from .coverage import transition
@@ -131,7 +154,8 @@ def check_in_sweep(sweeper, tally, summary, subs: list[str], deadline: float, *,
     states = sweeper.state.coverage_states()
 
     def read(group: list) -> list:
-        reader = CoverageReader(sweeper.lister, sweeper.function_app_id, now)   # the group's topic list, once
+        # the group's topic list, once; no page past the check's end
+        reader = CoverageReader(sweeper.lister, sweeper.function_app_id, now, deadline=end)
         out = []
         for expected in group:
             if sweeper._clock() > end:
@@ -139,8 +163,11 @@ def check_in_sweep(sweeper, tally, summary, subs: list[str], deadline: float, *,
                 continue
             try:
                 out.append((expected, reader.read(expected), None))
-            except ArmError as exc:
-                out.append((expected, None, exc))
+            except _OutOfTime:
+                out.append((expected, None, None))
+            except ArmError as exc:      # unreadable; but a throttled page the end left no time to retry: unchecked
+                cut = sweeper.cut_short(tally, exc, end, what=f"event coverage of {expected.source}")
+                out.append((expected, None, None if cut else exc))
         return out
 
     with ThreadPoolExecutor(max_workers=sweeper.concurrency, thread_name_prefix="sweep-coverage") as pool:
