@@ -17,6 +17,7 @@ event, ``StoreError`` when Table Storage is unavailable (then nothing was acknow
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import logging
 import threading
@@ -182,10 +183,17 @@ class GuardrailsService(PendingConfirmations, TimerDecisions):
                           claim_scope=exposure_scope(ev))
 
     def report_exposure(self, *, vault: str, name: str, version: str | None, source: str,
-                        actor: Actor | None = None, delivery_id: str | None = None) -> AuditRow:
+                        actor: Actor | None = None, delivery_id: str | None = None,
+                        report_id: str | None = None) -> AuditRow:
         """An exposure reported over HTTP: the same path as a ``Guardrails.SecretExposed`` event
-        (``delivery_id``: as ``handle_event``'s)."""
-        raw = {"specversion": "1.0", "id": f"exposure-{uuid.uuid4().hex}", "type": SECRET_EXPOSED,
+        (``delivery_id``: as ``handle_event``'s). ``report_id`` (the reporter's, one per finding)
+        gives a retried report the event id of its first attempt, so it is handled as a redelivery
+        (the rotated version, tagged with that id, answers it); without one each report is new."""
+        if report_id:
+            key = hashlib.sha256(f"{vault.lower()}|{name.lower()}|{report_id.lower()}".encode()).hexdigest()[:32]
+        else:
+            key = uuid.uuid4().hex
+        raw = {"specversion": "1.0", "id": f"exposure-{key}", "type": SECRET_EXPOSED,
                "source": "guardrails/http/secrets/exposed", "subject": name,
                "time": self._wall().strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
                "data": {"VaultName": vault, "ObjectName": name, "ObjectType": "Secret", "Version": version,

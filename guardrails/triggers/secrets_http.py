@@ -1,7 +1,13 @@
 """``POST /api/secrets/exposed`` — a secret scanner or an incident responder reports a leak.
 
-Body: ``{"vault": "<vault name>", "name": "<secret name>", "version": "<optional>", "source": "<who found it>"}``.
-The guardrail rotates at once and disables the exposed version (and every older enabled one).
+Body: ``{"vault": "<vault name>", "name": "<secret name>", "version": "<optional>", "source": "<who found it>",
+"report_id": "<optional>"}``. The guardrail rotates at once and disables the exposed version (and
+every older enabled one). ``report_id`` (a UUID the reporter makes once per finding) makes a retry
+the same report: HTTP has no redelivery, so a report answered 503 after its rotation (older
+versions left enabled, the audit unreachable) and sent again without a version would otherwise be
+newer than the rotated version and rotate it again, revoking the value just handed out; with the
+same ``report_id`` the retry finishes what is left instead. Without one each report is a finding
+of its own (a second rotation errs towards the secret).
 Answers: 200 with the decision; 400 with a reason for bad input; 404 for an unknown secret
 (``unknown_secret``) or a version the secret does not have (``unknown_version``); 422 when the
 exposed secret was NOT rotated, the decision audited and the owner told (rotate it by hand):
@@ -63,7 +69,11 @@ MAX_BODY = 4096
 _VAULT = re.compile(r"^[A-Za-z](?!.*--)[A-Za-z0-9-]{1,22}[A-Za-z0-9]\Z")
 _NAME = re.compile(r"^[A-Za-z0-9-]{1,127}\Z")
 _VERSION = re.compile(r"^[A-Za-z0-9]{1,64}\Z")
-_FIELDS = {"vault", "name", "version", "source"}
+# a UUID, in any letter case, with or without braces: random per finding, so no two reporters'
+# reports share one by accident (a report taken for another would not rotate)
+_REPORT_ID = re.compile(r"^(?:(?:[0-9A-Fa-f]{8}-?[0-9A-Fa-f]{4}-?[0-9A-Fa-f]{4}-?[0-9A-Fa-f]{4}-?[0-9A-Fa-f]{12})"
+                        r"|\{(?:[0-9A-Fa-f]{8}-?[0-9A-Fa-f]{4}-?[0-9A-Fa-f]{4}-?[0-9A-Fa-f]{4}-?[0-9A-Fa-f]{12})\})\Z")
+_FIELDS = {"vault", "name", "version", "source", "report_id"}
 SOURCE_HIDDEN = "<source not shown: it looks like a credential>"
 KEY_HIDDEN = "<key not shown>"
 NOT_GOVERNED = ("no_policy", "not_covered")       # the row's reasons when nothing governs the vault
@@ -124,7 +134,7 @@ def _parse(req: func.HttpRequest) -> dict | Rejection:
     # before anything else: a credential sent where a name belongs is refused by field, never echoed
     if any(looks_like_free_text_credential(k) for k in data):
         return _bad("invalid_value", "a field's name looks like a credential (not shown); send only vault, name,"
-                    " version and source, never a secret value")
+                    " version, source and report_id, never a secret value")
     for key in ("vault", "name", "version"):      # names: a known credential format only (not a long name)
         v = data.get(key)
         if isinstance(v, str) and classify(v) is not None:
@@ -141,6 +151,10 @@ def _parse(req: func.HttpRequest) -> dict | Rejection:
             return _bad("wrong_type" if v is not None else "missing_field", f"'{key}' must be a string")
         if not rx.match(v):
             return _bad("invalid_value", f"'{key}' is not a valid Key Vault {key}")
+    report_id = data.get("report_id")
+    if report_id is not None and (not isinstance(report_id, str) or not _REPORT_ID.match(report_id)):
+        return _bad("invalid_value", "'report_id' must be a UUID (made once per finding; send the same one when "
+                    "retrying that report)")
     source = data.get("source", "unspecified")
     if (not isinstance(source, str) or not 1 <= len(source.strip()) <= 200 or has_unprintable(source)
             or any("\ud800" <= c <= "\udfff" for c in source)):        # a lone surrogate cannot be stored
@@ -151,7 +165,8 @@ def _parse(req: func.HttpRequest) -> dict | Rejection:
         # a scanner's finding pasted into ``source``: the report is still acted on (refusing it would
         # leave the leak open), but the text is never recorded nor echoed
         source = SOURCE_HIDDEN
-    return {"vault": data["vault"], "name": data["name"], "version": data.get("version"), "source": source}
+    return {"vault": data["vault"], "name": data["name"], "version": data.get("version"), "source": source,
+            "report_id": report_id.strip("{}").replace("-", "").lower() if report_id else None}
 
 
 def parse_exposure(req: func.HttpRequest) -> dict | func.HttpResponse:
@@ -244,9 +259,12 @@ def _ungoverned(svc, vault: str) -> tuple[str, str] | None:
 def _failed(did: str, exc: DeliveryFailed) -> func.HttpResponse:
     """A report the service audited ``failed`` (``DeliveryFailed``, under ``did``): 503 naming that
     row and its reason (``forbidden``: the guardrails' identity lacks a role on the vault;
-    ``network_forbidden``, ``throttled``, ``transient`` …)."""
+    ``network_forbidden``, ``throttled``, ``transient`` …), and how to retry it as the same report."""
     emit(log, logging.ERROR, "exposure_report_failed", correlation_id=did, reason=exc.reason)
-    return _answer(503, {"error": {"reason": exc.reason, "correlation_id": did}, "decision_id": did})
+    return _answer(503, {"error": {"reason": exc.reason, "correlation_id": did,
+                                   "message": "not finished; send the same report again, with the same report_id "
+                                              "(or naming the exposed version), so it finishes without a second "
+                                              "rotation"}, "decision_id": did})
 
 
 def _not_rotated_answer(row: AuditRow) -> func.HttpResponse:

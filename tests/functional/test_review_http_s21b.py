@@ -102,7 +102,8 @@ def test_an_exposure_of_a_long_camel_case_secret_name_reaches_the_guardrail(worl
 def test_the_exposure_parser_keeps_the_name_as_sent():
     req = func.HttpRequest("POST", "https://x/api/secrets/exposed", headers={},
                            body=json.dumps({"vault": "ml-vault", "name": SECRET, "source": "s"}).encode())
-    assert parse_exposure(req) == {"vault": "ml-vault", "name": SECRET, "version": None, "source": "s"}
+    assert parse_exposure(req) == {"vault": "ml-vault", "name": SECRET, "version": None, "source": "s",
+                                  "report_id": None}
 
 
 # ---------------------------------------------------------------- credentials are still refused
