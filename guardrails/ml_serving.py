@@ -19,7 +19,11 @@ endpoint found serving it the endpoint decision of today. Within the event's tim
 cannot be looked at (the bound, the budget, a list ARM refuses, endpoints past the first page) is
 a ``violation`` on the version's row naming the endpoints (rule ``serving-endpoints``): the owner
 is told and the reconciling sweep judges them. A re-judged endpoint whose decision failed fails
-the version's row (``rejudge_failed``): the event is redelivered and decides them again.
+the version's row (``rejudge_failed``): the event is redelivered and decides them again. A list
+answered ``404`` is no refusal: what it lists under was deleted since, the workspace (and with
+it the version: ``_workspace_gone``) or an endpoint (it serves nothing any more: skipped). The
+re-judged rows carry the event's actor, as its own row does: their reverts are that change's
+(``MlLifecycleGuardrail.decide``).
 
 Not looked for: ``ModelRegistered`` (a creation, which its ARM write announces too: that write
 looks), registry versions (served from any workspace: the sweep judges those endpoints), and a
@@ -33,7 +37,7 @@ import logging
 from collections import Counter
 from typing import Any, Mapping
 
-from .errors import ArmError, StoreError
+from .errors import ArmError, ResourceNotFound, StoreError
 from .logs import emit, notify_owner
 from .ml_fixes import mirror_of, owner_of, serving, traffic_of
 from .ml_refs import API_VERSION, WORKSPACE_VERSION_TYPE, parse_model_reference, same_id
@@ -80,6 +84,8 @@ def rejudge_serving(guard, ctx, row, snap, policies) -> None:
         if svc._clock() > ctx.deadline:
             raise ArmError("no time left in the event's budget to list the workspace's endpoints")
         page = svc.arm.get_resource(f"{workspace}/onlineEndpoints", api_version=API_VERSION, deadline=ctx.deadline)
+    except ResourceNotFound:
+        return _workspace_gone(row, workspace)
     except ArmError as exc:
         return _left_to_sweep(row, unfit, owner, ["every production endpoint of the workspace"],
                               f"listing failed: {exc.reason}")
@@ -96,6 +102,8 @@ def rejudge_serving(guard, ctx, row, snap, policies) -> None:
             continue
         try:
             deps = svc.arm.get_resource(f"{ep['id']}/deployments", api_version=API_VERSION, deadline=ctx.deadline)
+        except ResourceNotFound:
+            continue                    # deleted since it was listed: it serves nothing
         except ArmError:
             unchecked.append(name)
             continue
@@ -108,14 +116,16 @@ def rejudge_serving(guard, ctx, row, snap, policies) -> None:
             unchecked.append(name)      # a deployment receiving requests is past the first page
     verdicts: Counter = Counter()
     judged: list[str] = []
+    correlation = f"modelversion:{row.event_id}"[:128]
     for ep in served:
         name = str(ep.get("name") or "")
         if svc._clock() > ctx.deadline:
             unchecked.append(name)
             continue
         try:
-            decided = svc.reconcile(ep["id"], None, sweep_id=f"modelversion:{row.event_id}"[:128],
-                                    remediate=True, event_type=VERSION_CHANGE_EVENT_TYPE, deadline=ctx.deadline)
+            # their rows name who changed the version, as its own row does
+            decided = svc.reconcile(ep["id"], None, sweep_id=correlation, remediate=True,
+                                    event_type=VERSION_CHANGE_EVENT_TYPE, deadline=ctx.deadline, actor=row.actor)
             verdicts[decided.verdict] += 1
             judged.append(f"{name} ({decided.verdict})")
         except (ArmError, StoreError) as exc:
@@ -146,6 +156,19 @@ def _references(dep: Mapping[str, Any], workspace: str, version_id: str, policie
     return False
 
 
+def _workspace_gone(row, workspace: str) -> None:
+    """The workspace's endpoint list answered ``404``: the workspace was deleted since the version
+    was read, and with it the version and every endpoint that could serve it. As any decision
+    about a resource that is gone: ``ignored`` / ``resource_not_found``, no record, nobody told;
+    what the version's own decision recorded (an archive made, or not, before the deletion) stays,
+    with this note, and nothing is added to it."""
+    note = f"workspace {workspace.rsplit('/', 1)[-1]} no longer exists: no endpoint is left to serve this version"
+    if row.violations:
+        row.message = f"{row.message}; {note}"[:2000]
+        return
+    row.verdict, row.reason, row.message = "ignored", "resource_not_found", note
+
+
 def _left_to_sweep(row, unfit, owner: tuple[str, str], endpoints: list[str], why: str) -> None:
     _add(row, unfit, owner, endpoints, "violation",
          f"this version may no longer serve production, and production endpoint(s) that may serve it were not "
@@ -154,7 +177,7 @@ def _left_to_sweep(row, unfit, owner: tuple[str, str], endpoints: list[str], why
 
 def _add(row, unfit, owner: tuple[str, str], endpoints: list[str], outcome: str, message: str) -> None:
     """One ``serving-endpoints`` record per policy the version is unfit under; the row's verdict
-    is the most serious of its records; the owner is told (as ``ml_guardrail._report`` does)."""
+    is the most serious of its records; the owner is told (as ``MlWrites._report`` does)."""
     recs = [ViolationRecord(policy=p.ref, rule=mr.RULE_SERVING_ENDPOINTS, property="servingEndpoints",
                             before=endpoints[:20], after=None, outcome=outcome, message=message[:300])
             for p in unfit]

@@ -175,8 +175,7 @@ class ResourceGuardrail:
             return
         row.violations, row.reason, row.notify = [], "", False
         self._judge(ctx, row, rid, snapshot, rtype, compiled, candidates, read_here=True, again=False)
-        note = "decided on a new read: the resource changed while its fix was sent (If-Match answered 412)"
-        row.message = f"{row.message[:2000 - len(note) - 2]}; {note}"
+        note_decided_again(row)
 
     def _shadow(self, ctx, row: AuditRow, snapshot: ResourceSnapshot, shadow, rid) -> None:
         """Judge the same live state with the ``mode: shadow`` policy versions and record, in a
@@ -381,6 +380,14 @@ class ChangedSince(Exception):
     """A conditional write ARM answered ``412``: the resource changed since the decision's read."""
 
 
+def note_decided_again(row: AuditRow) -> None:
+    """End the row's message with why it was decided twice (after ``ChangedSince``): the same
+    words from every guardrail that decides once more (``_decide_again``, the ML guardrail's
+    ``_once_more``)."""
+    note = "decided on a new read: the resource changed while its fix was sent (If-Match answered 412)"
+    row.message = f"{row.message[:2000 - len(note) - 2]}; {note}"
+
+
 def _as_type(row: AuditRow, snapshot: ResourceSnapshot, rtype: ResourceType) -> ResourceSnapshot | None:
     """``snapshot`` as the type its id names; None (the row ``failed``) when ARM says another."""
     if not snapshot.type:
@@ -465,4 +472,4 @@ def _owner(snapshot: ResourceSnapshot, results) -> tuple[str, str]:
     return (contact, "policy contact") if contact else ("unknown", tag)
 
 
-__all__ = ["ChangedSince", "ResourceGuardrail", "approved_private_endpoints", "READ_ONLY_TOP"]
+__all__ = ["ChangedSince", "ResourceGuardrail", "approved_private_endpoints", "note_decided_again", "READ_ONLY_TOP"]

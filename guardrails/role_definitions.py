@@ -106,7 +106,8 @@ class RoleDefinitionChanges:
                 decided = self.svc.reconcile(aid, None, sweep_id=f"roledefinition:{row.event_id}"[:128],
                                              remediate=not getattr(ctx, "dry_run", False),
                                              event_type=DEFINITION_CHANGE_EVENT_TYPE,
-                                             deadline=getattr(ctx, "deadline", None))
+                                             deadline=getattr(ctx, "deadline", None),
+                                             actor=row.actor)        # who widened the role
                 verdicts[decided.verdict] += 1
             except (ArmError, StoreError) as exc:
                 verdicts["failed"] += 1

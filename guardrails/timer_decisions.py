@@ -13,7 +13,7 @@ from typing import Callable
 from .decision_context import _CheckTarget, _Ctx, _now_iso, kv_object_id
 from .errors import ArmError
 from .logs import bound, emit, holding_notices
-from .model.decision import AuditRow, ViolationRecord
+from .model.decision import Actor, AuditRow, ViolationRecord
 from .model.resource import ResourceSnapshot
 
 DEAD_LETTER_EVENT_TYPE = "Guardrails.DeadLetter"
@@ -40,7 +40,7 @@ class TimerDecisions:
     def reconcile(self, resource_id: str, snapshot: ResourceSnapshot | None, *, sweep_id: str,
                   remediate: bool = True, event_type: str = "Guardrails.Sweep",
                   deadline: float | None = None,
-                  notice_gate: Callable[..., str | None] | None = None) -> AuditRow:
+                  notice_gate: Callable[..., str | None] | None = None, actor: Actor | None = None) -> AuditRow:
         """A timer's decision (reconciling sweep, exemption expiry): the event path's decision for
         this resource on ``snapshot`` (a listed body: no second read) or, when None, on a fresh
         read. Acts unless ``remediate`` is False. One audit row, ``correlation_id`` = the run id;
@@ -48,7 +48,10 @@ class TimerDecisions:
         published decision is kept as an outbox intent before it is audited. ``notice_gate`` (the
         sweep's ``sweep_notices.NoticeGate``): sees every decision; for one that would tell its
         owner of findings they were already told of, returns why it is not news: the row is then
-        written with ``notify`` false and that note, and the held notice lines are dropped."""
+        written with ``notify`` false and that note, and the held notice lines are dropped.
+        ``actor``: who made the change a nested re-decision answers (a model version's, a role
+        definition's), on the row as on that change's own: its flip-flop count and an escalation
+        name them; a timer's own decisions have none."""
         from .model.arm_id import parse_arm_id
 
         start = self._clock()
@@ -58,7 +61,8 @@ class TimerDecisions:
                    self._wall(), dry_run=not remediate, timer=True)
         rid = parse_arm_id(resource_id)
         row = AuditRow(event_id=f"{sweep_id}:{ctx.delivery_id}"[:256], event_type=event_type, resource_id=str(rid),
-                       verdict="ignored", delivery_id=ctx.delivery_id, correlation_id=sweep_id[:128])
+                       verdict="ignored", delivery_id=ctx.delivery_id, correlation_id=sweep_id[:128],
+                       actor=actor or Actor())
         with bound(delivery_id=ctx.delivery_id, resource_id=str(rid)), holding_notices(notice_gate is not None) as held:
             target = _CheckTarget(rid)
             target.snapshot = snapshot        # the resource guardrail decides on it instead of reading

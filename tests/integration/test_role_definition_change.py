@@ -52,6 +52,8 @@ def test_a_custom_role_widened_to_everything_has_its_assignments_removed(harness
     assert sorted(r.resource_id.lower() for r in rejudged) == sorted(a["id"].lower() for a in (bob, alice))
     assert {r.verdict for r in rejudged} == {"remediated"}
     assert {r.correlation_id for r in rejudged} == {f"roledefinition:{row.event_id}"}
+    # who widened the role is on the re-judged rows too (their flip-flop counts, an escalation)
+    assert row.actor.object_id and {r.actor.object_id for r in rejudged} == {row.actor.object_id}
 
 
 def test_a_custom_role_changed_but_still_unprivileged_keeps_its_assignments(harness, tmp_path):
