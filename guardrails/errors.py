@@ -143,3 +143,33 @@ class ArmTransient(ArmError):
 
 class RemediationError(ArmError):
     reason = "remediation_failed"
+
+
+# answers that refuse a request before Azure processes it: a bad request, no access, a missing target,
+# throttling (a 409 refuses one only with a refusal reason, ``refused_outright``)
+REFUSALS = frozenset({400, 401, 403, 404, 429})
+
+
+def refused_outright(exc: BaseException) -> bool:
+    """Whether a write's error says the service refused it before changing anything, so it was
+    certainly not made (the product's one rule: its breaker permit goes back): every request sent
+    was answered with a refusal (``REFUSALS``; the retries of a throttled write included; a 409
+    only with a refusal reason, ARM's ``ScopeLocked``), or none was sent because the guardrails'
+    identity got no token (``unauthenticated``, no status). Anything else leaves the write's
+    outcome unknown: any other 409 (another operation, perhaps the write's own), a 5xx, a timeout
+    or a dropped answer after the request left, and a refusal after any such attempt (that attempt
+    may have been applied: its answer lost; Key Vault's retry of a secret write first lists the
+    versions, and an attempt still in flight is not seen). Each request's answer is
+    ``BudgetedCaller``'s ``answers``; an error that does not carry them is judged by its own
+    status, for a lone request."""
+    if not isinstance(exc, ArmError) or isinstance(exc, ArmTransient):
+        return False
+    sent = getattr(exc, "attempts", 1)          # requests sent (an attempt that got no token sent none)
+    answers = exc.answers
+    if answers is None or len(answers) != sent:     # each request's answer unknown: only a lone one's is
+        answers = (exc.status,) * sent if sent <= 1 else (None,)
+    if exc.status is None and exc.reason != UNAUTHENTICATED:
+        return False
+    # a 409 ends the call (never retried): it can only be the last answer, the error's own
+    refusals = (REFUSALS | {409}) if exc.status == 409 and exc.reason == SCOPE_LOCKED else REFUSALS
+    return all(a in refusals for a in answers)

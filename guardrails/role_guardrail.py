@@ -18,9 +18,9 @@ group's members are resolved; a role definition ARM returns malformed) is a ``fa
 the error's reason: audited, and redelivered like any failed delivery. Graph not knowing the
 principal is such a failure only within ``policy.roles.REPLICATION_GRACE_SECONDS`` of the
 assignment's creation; after it the principal was deleted, is in no group, and the row says so.
-Within the grace only the membership rule waits: a grant another rule removes anyway (a
-privileged role at subscription scope, say) is removed at once, the row naming the rule left
-undecided.
+Within the grace, and whenever Graph fails, only the membership rule waits: a grant another rule
+removes anyway (a privileged role at subscription scope, say) is removed at once, the row naming
+the rule left undecided.
 
 Re-grants: a pipeline (or an attacker) that grants again the role the guardrail just removed
 makes a new assignment, with a new id, every time. Confirmed removals are counted per *grant*
@@ -38,7 +38,7 @@ import json
 import logging
 from typing import Any
 
-from .errors import ArmError, ResourceNotFound, StoreError
+from .errors import ArmError, ResourceNotFound, StoreError, refused_outright
 from .decision_context import note_intent_or_warn
 from .logs import emit, notify_owner
 from .model.decision import ViolationRecord, combine_verdict
@@ -76,14 +76,11 @@ def _definition_home(scope: str) -> str:
     return ""
 
 
-def _refused(exc: ArmError) -> bool:
-    """Whether a DELETE that failed removed nothing, so its breaker permit goes back (as the
-    resource guardrail gives back a write ARM refused or never answered): ARM answered its one and
-    only request with an error (a lock, a deny assignment, a missing permission, Azure Policy,
-    throttling, a 5xx), or none was sent (no token). A lost or cut-off answer (no status), and
-    any error after a retry, keep the permit: that attempt, or the one before, may have removed
-    the assignment (the adapter does not say whether an earlier answer was lost)."""
-    return exc.attempts == 0 if exc.status is None else exc.attempts == 1
+def _answer_lost(exc: ArmError) -> bool:
+    """Whether a request of a failed DELETE got no (whole) answer (a read timeout, a dropped
+    connection): ARM may have carried it out, or may still, so what it did is read back."""
+    answers = exc.answers if exc.answers is not None else (exc.status,) if exc.attempts else ()
+    return None in answers
 
 
 class RoleAssignmentGuardrail(RoleDefinitionChanges):
@@ -186,11 +183,13 @@ class RoleAssignmentGuardrail(RoleDefinitionChanges):
         note = self._remove(ctx, row, event, assignment, role, act, policies) if act else ""
         if any(f.principal_missing for f in findings):
             note = f"; principal {assignment.principal_id} not found in the directory: a member of no group{note}"
-        waiting = next((f.directory_pending for f in findings if f.directory_pending), ())
-        if waiting:
-            note += (f"; {', '.join(ref + '/not-granted' for ref in waiting)} undecided: principal"
-                     f" {assignment.principal_id} not yet in the directory (replicating); judged on the"
-                     " other rules")
+        pending = next((f for f in findings if f.directory_pending), None)
+        if pending is not None:
+            why = (f"Graph failed ({pending.directory_failure}) reading principal {assignment.principal_id}'s groups"
+                   if pending.directory_failure else
+                   f"principal {assignment.principal_id} not yet in the directory (replicating)")
+            note += (f"; {', '.join(ref + '/not-granted' for ref in pending.directory_pending)} undecided: {why};"
+                     " judged on the other rules")
         row.verdict = combine_verdict([r.outcome for r in records])
         if row.verdict != "failed" and row.reason not in ("circuit_open", "flip_flop"):
             row.reason = ""
@@ -348,7 +347,10 @@ class RoleAssignmentGuardrail(RoleDefinitionChanges):
         """Delete (rails and breaker permitting) and confirm; returns a note for the row's
         message ("" or the escalated grant's key). A removal held by an open breaker is told to
         its owner; the breaker permits this call took go back when no removal was made (ARM
-        refused the DELETE, ``_refused``, or its first request found the assignment gone)."""
+        refused the DELETE outright, ``errors.refused_outright``, or it found the
+        assignment gone before any of its requests could remove it). A DELETE whose answer was
+        lost is read back like one ARM answered: gone is ``remediated``, still there or unreadable
+        ``requested`` (it may yet be carried out), and its permit stays."""
         try:
             rail = self._rail(ctx, assignment, role, act, policies)
         except ArmError as exc:
@@ -382,20 +384,31 @@ class RoleAssignmentGuardrail(RoleDefinitionChanges):
         intend_before_act(getattr(self.svc, "publisher", None), ctx, row, [rec for _f, rec in permitted],
                           sent_message="deletion sent; the worker stopped before confirming and auditing it",
                           line=lambda v: f"{v.policy}/{v.rule} ({v.outcome})")
+        lost: ArmError | None = None          # the DELETE's error when an answer was lost on the way
         try:
             deleted_now = self.authz.delete_assignment(assignment.id, deadline=ctx.deadline)
         except ArmError as exc:
-            if _refused(exc):
+            if refused_outright(exc):
                 self.svc.rails.give_back(row, event.resource_id, grant, flip_flop=False)
-            for _f, rec in permitted:
-                rec.outcome, rec.message = "failed", str(exc)[:300]
-            row.reason = exc.reason
-            return ""
+            if not _answer_lost(exc):
+                for _f, rec in permitted:
+                    rec.outcome, rec.message = "failed", str(exc)[:300]
+                row.reason = exc.reason
+                return ""
+            # ARM may have removed it (the permit stays): read it back, as after a success, or a
+            # removal made would leave only a ``failed`` row, and its redelivery an ``ignored`` 404
+            deleted_now, lost = None, exc
         if deleted_now is False:
-            # gone before the DELETE's one and only request: someone else removed it, not this removal
+            # gone before any request of this DELETE could remove it: someone else did, not this removal
             self.svc.rails.give_back(row, event.resource_id, grant, flip_flop=False)
         try:
             self.authz.get_assignment(assignment.id, deadline=ctx.deadline)
+            if lost is not None:
+                # the lost request may not have been carried out yet: not known to have failed
+                for _f, rec in permitted:
+                    rec.outcome, rec.message = "requested", (f"DELETE sent, its answer lost ({lost.reason}); "
+                                                             "still there when read back")
+                return ""
             for _f, rec in permitted:
                 rec.outcome, rec.message = "failed", "delete accepted but the assignment is still there"
             row.reason = "not_confirmed"
@@ -404,11 +417,14 @@ class RoleAssignmentGuardrail(RoleDefinitionChanges):
             pass
         except ArmError as exc:
             for _f, rec in permitted:
-                rec.outcome, rec.message = "requested", f"deleted, read-back failed: {exc.reason}"
+                rec.outcome, rec.message = "requested", (f"DELETE sent, its answer lost ({lost.reason}); read-back "
+                                                         f"failed: {exc.reason}" if lost is not None
+                                                         else f"deleted, read-back failed: {exc.reason}")
             return ""
         for _f, rec in permitted:
             rec.outcome = "remediated"
             rec.message = ("assignment deleted and confirmed gone" if deleted_now
+                           else "gone after a DELETE whose answer was lost" if lost is not None
                            else "assignment was already gone (nothing to delete)")
         return self._count_regrant(row, assignment, permitted) if deleted_now else ""
 

@@ -16,7 +16,7 @@ import time
 from typing import Any, Callable
 from urllib.parse import quote
 
-from ..errors import FORBIDDEN, UNAUTHENTICATED, ArmError, ResourceNotFound
+from ..errors import FORBIDDEN, REFUSALS, UNAUTHENTICATED, ArmError, ResourceNotFound
 from ..logs import emit
 from .retry import BudgetedCaller, credential_failure, no_token
 from .transport import client_options
@@ -96,23 +96,24 @@ class AuthorizationGateway:
 
     def delete_assignment(self, assignment_id: str, *, deadline: float | None = None) -> bool | None:
         """True when deleted now; False when it was already gone (idempotent success: a 404, or
-        ARM's 204, to the call's first request); None when it was gone after a retry: the request
-        before it, whose answer was lost, may have deleted it (not knowing, the caller keeps the
-        removal's breaker permit)."""
-        sent = [0]
+        ARM's 204) before this call removed anything: to its first request, or to a retry after
+        requests that were all refused (throttled: ``retry.REFUSALS``), so someone else removed it;
+        None when it was gone after a retry whose earlier request may have deleted it (its answer
+        lost, a 5xx): not knowing, the caller keeps the removal's breaker permit."""
+        answers: list[int | None] = []    # each request's answer, the last one's included when an error
 
         def delete():
-            sent[0] += 1
             return self._client.role_assignments.delete_by_id(
                 _path(assignment_id), cls=lambda resp, _d, _h: resp.http_response.status_code,
                 read_timeout=self._caller.timeout_for(deadline))
         try:
-            result = self._caller.call(delete, deadline=deadline, what=f"DELETE {assignment_id}")
+            result = self._caller.call(delete, deadline=deadline, what=f"DELETE {assignment_id}", answers=answers)
+            earlier = answers
         except ResourceNotFound:
-            result = 204                  # gone, as ARM's 204 says
+            result, earlier = 204, answers[:-1]      # gone, as ARM's 204 says (the 404 is the last answer)
         if result != 204:
             return True
-        return False if sent[0] == 1 else None
+        return False if all(a in REFUSALS for a in earlier) else None
 
     def get_role_definition(self, role_definition_id: str, *, deadline: float | None = None):
         """A ``RoleDefinition``: the catalogue's built-ins from it, any other (custom, or a

@@ -146,15 +146,18 @@ class BudgetedCaller:
     def _backoff(self, attempt: int) -> float:
         return min(MAX_BACKOFF, 0.25 * (2 ** (attempt - 1))) * (0.5 + random.random() / 2)
 
-    def call(self, fn: Callable[[], T], *, deadline: float | None, what: str) -> T:
+    def call(self, fn: Callable[[], T], *, deadline: float | None, what: str,
+             answers: list[int | None] | None = None) -> T:
         """``fn`` until it answers, retried on throttling, 5xx and lost connections within
         ``deadline``. The ``ArmError`` it ends with says how many requests were sent (``attempts``;
         an attempt that got no token sent none) and what each was answered (``answers``: its
         status, None for no whole answer or a connection that failed): a refusal after a retry may
         follow an attempt that was applied, unless every attempt was refused
-        (``secrets.rotation.refused_outright``)."""
+        (``refused_outright``). A caller that passes its own ``answers`` list also learns, when
+        ``fn`` finally answers, what the attempts before were answered (a retried DELETE that
+        finds nothing to delete: ``adapters.authorization``)."""
         state = [0, 0]         # attempts made, attempts that got no token
-        answers: list[int | None] = []
+        answers = [] if answers is None else answers
         try:
             return self._call(fn, deadline=deadline, what=what, state=state, answers=answers)
         except ArmError as exc:

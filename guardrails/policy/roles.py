@@ -41,7 +41,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from typing import Any, Iterable, Mapping, Protocol, Sequence
 
-from guardrails.errors import ArmTransient, InvalidArmId
+from guardrails.errors import ArmError, ArmTransient, InvalidArmId
 from guardrails.model.arm_id import ArmId, parse_scope
 from guardrails.model.policy import AnyPolicy, Exemption, RoleGrant, RolePolicy
 from guardrails.model.roles import BUILTIN_ROLES, RoleDefinition, grants_pattern
@@ -219,9 +219,10 @@ class RoleFinding:
     exemption: Exemption | None    # an active exemption covers the assignment: record, do not delete
     break_glass: bool              # the principal is break-glass in another policy: never delete
     principal_missing: bool = False  # the directory does not hold the principal (past the grace)
-    # policies whose ``not-granted`` rule waits for the directory (Graph's 404 within the grace),
-    # left undecided because another finding removes the assignment anyway
+    # policies whose ``not-granted`` rule waits for the directory (Graph's 404 within the grace, or
+    # Graph failing), left undecided because another finding removes the assignment anyway
     directory_pending: tuple[str, ...] = ()
+    directory_failure: str = ""    # Graph's error (its reason) that left them undecided; "" for a 404 in the grace
 
     @property
     def removes(self) -> bool:
@@ -433,7 +434,10 @@ def evaluate_assignment(assignment: Assignment, role: RoleDefinition,
     when one of their findings removes the assignment (enforced, not exempted, not break-glass)
     the findings are returned without it, each naming the waiting policies in
     ``directory_pending`` (a privileged grant to a principal just created is not left in place for
-    the grace); otherwise the ``PrincipalNotFound`` is raised on.
+    the grace); otherwise the ``PrincipalNotFound`` is raised on. Any other ``ArmError`` from
+    ``groups`` (Graph failing: a 503, a 429, a 403 for want of consent) is treated alike, grace or
+    not: a grant another rule removes is removed whatever Graph would say (the findings name the
+    error in ``directory_failure``); otherwise the error is raised on and the decision fails.
     """
     principal = _key(assignment.principal_id)
     if principal in {_key(p) for p in own_principal_ids}:
@@ -470,8 +474,10 @@ def evaluate_assignment(assignment: Assignment, role: RoleDefinition,
         if entries:
             try:
                 covered = _grant_covers(entries, scope, assignment, directory)
-            except PrincipalNotFound as exc:
-                # within the grace: this rule waits for the directory, the others are judged now
+            except ArmError as exc:
+                # within the grace (``PrincipalNotFound``: the directory has not replicated the
+                # principal yet) or Graph failing (a 503, a 429, a 403 for want of consent): this
+                # rule waits for the directory, the others are judged now
                 waiting.append((cp.policy.ref, exc))
                 covered = True
             if not covered:
@@ -490,5 +496,6 @@ def evaluate_assignment(assignment: Assignment, role: RoleDefinition,
             raise waiting[0][1]
         # another rule removes the grant whatever the directory says: no reason to wait for it
         pending = tuple(dict.fromkeys(ref for ref, _exc in waiting))
-        out = [replace(f, directory_pending=pending) for f in out]
+        failure = next((exc.reason for _ref, exc in waiting if not isinstance(exc, PrincipalNotFound)), "")
+        out = [replace(f, directory_pending=pending, directory_failure=failure) for f in out]
     return out

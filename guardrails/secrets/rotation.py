@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Callable, Protocol
 
-from ..errors import GuardrailsError
+from ..errors import GuardrailsError, refused_outright   # the product's one rule for a write certainly not made
 from .policy import ALPHABETS, SecretReference
 from .values import (LIVE_KEY_TAG, MARKER_TAG, MAX_TAGS, ORIGIN_TAG, REASON_TAG, REVOKE_PENDING_TAG, Redacted,
                      SecretVersion)
@@ -306,32 +306,6 @@ def not_yet_due(kind: str, expires_on: datetime | None, now: datetime, lead: tim
         return None
     moved = " (its expiry was moved after Key Vault reported it expired)" if kind == "Expired" else ""
     return f"expires {expires_on.isoformat()}{moved}: rotated {lead.days} days before, not yet due"
-
-
-_REFUSALS = frozenset({400, 401, 403, 404, 429})
-
-
-def refused_outright(exc: BaseException) -> bool:
-    """Whether a write's error says the service refused it before changing anything: every request
-    sent was answered 400, 401, 403, 404 (a bad request, no access, a missing target) or 429
-    (throttled: rejected before it is processed; the retries of a throttled write included), or
-    none was sent because the guardrails' identity got no token (``unauthenticated``, no status).
-    Anything else leaves the write's outcome unknown: a 409 or 5xx, a timeout or a dropped answer
-    after the request left, and a refusal after any such attempt (that attempt may have been
-    applied: its answer lost; Key Vault's retry of a secret write first lists the versions, and an
-    attempt still in flight is not seen). Each request's answer is the ``BudgetedCaller``'s
-    ``answers``; an error that does not carry them is judged by its own status, for a lone request."""
-    from ..errors import UNAUTHENTICATED, ArmError, ArmTransient
-
-    if not isinstance(exc, ArmError) or isinstance(exc, ArmTransient):
-        return False
-    sent = getattr(exc, "attempts", 1)          # requests sent (an attempt that got no token sent none)
-    answers = exc.answers
-    if answers is None or len(answers) != sent:     # each request's answer unknown: only a lone one's is
-        answers = (exc.status,) * sent if sent <= 1 else (None,)
-    if exc.status is None and exc.reason != UNAUTHENTICATED:
-        return False
-    return all(a in _REFUSALS for a in answers)
 
 
 class BoundRotationIO:

@@ -151,7 +151,7 @@ def test_storage_account_contributor_at_subscription_scope_is_judged_by_its_perm
     row = h.deliver(b.role_event(grant))
     assert row.verdict == "remediated", row.message
     (v,) = row.violations
-    assert v.policy.startswith("rbac-least-privilege@4") and v.rule == "privileged-at-subscription"
+    assert v.policy.startswith("rbac-least-privilege@5") and v.rule == "privileged-at-subscription"
     assert v.before["role_name"] == "Storage Account Contributor" and v.before["role_id"] == SAC
     assert h.emu.get_role_assignment(grant["id"]) is None                          # removed
     assert [q["method"] for q in h.writes()] == ["DELETE"]

@@ -187,7 +187,7 @@ def test_a_storage_data_role_at_the_subscription_is_removed_and_on_a_resource_gr
     row = h.deliver(b.role_event(at_sub))
     assert row.verdict == "remediated", row.message
     (v,) = row.violations
-    assert v.policy.startswith("rbac-least-privilege@4") and v.rule == "privileged-at-subscription"
+    assert v.policy.startswith("rbac-least-privilege@5") and v.rule == "privileged-at-subscription"
     assert v.before["role_id"] == guid
     assert h.deliver(b.role_event(on_rg)).verdict == "compliant"
     assert not _exists(h, at_sub) and _exists(h, on_rg)

@@ -47,7 +47,7 @@ def test_a_key_vault_secrets_role_at_subscription_scope_is_removed_and_on_a_vaul
     row = h.deliver(b.role_event(at_sub))
     assert row.verdict == "remediated", row.message
     (v,) = row.violations
-    assert v.policy.startswith("rbac-least-privilege@4") and v.rule == "privileged-at-subscription"
+    assert v.policy.startswith("rbac-least-privilege@5") and v.rule == "privileged-at-subscription"
     assert h.deliver(b.role_event(on_vault)).verdict == "compliant"
     assert not _exists(h, at_sub) and _exists(h, on_vault)
 

@@ -330,7 +330,7 @@ def test_a_blob_data_contributor_at_the_subscription_is_removed():
     authz = FakeAuthz(grant)
     row = decide(authz, grant)
     assert row.verdict == "remediated" and grant["id"].lower() not in authz.world
-    assert row.violations[0].policy.startswith("rbac-least-privilege@4")
+    assert row.violations[0].policy.startswith("rbac-least-privilege@5")
 
 
 def test_an_allowed_service_principal_keeps_its_blob_role_at_the_subscription():

@@ -383,7 +383,7 @@ def test_exemptions_cover_by_scope_and_expire():
 def test_resource_policies_in_the_list_are_ignored_and_compiled_sets_expose_role_policies():
     everything = load_directory(BASELINE)
     compiled = compile_policies(everything)
-    assert [p.ref for p in compiled.role_policies] == ["rbac-least-privilege@4"]
+    assert [p.ref for p in compiled.role_policies] == ["rbac-least-privilege@5"]
     assert all(isinstance(p, Policy) for p in compiled.policies)
     assert compiled.candidates("Microsoft.Authorization/roleAssignments") == []
     # mixed list, plain or compiled: the same findings
