@@ -10,8 +10,9 @@
     role assignments made in each subscription (at it, its resource groups, its resources), when a
         role policy is in force there: one list ─▶ the pure role evaluation on the listed body ─▶
         only those with findings through the role guardrail (a fresh read, the decision, the removal)
-    role assignments at each configured management group (no subscription topic delivers them):
-        list ``atScope()`` ─▶ each assignment AT the group through the role guardrail
+    role assignments at each configured management group and at every group below it (no
+        subscription topic delivers them): its descendants listed ─▶ per group, list ``atScope()``
+        ─▶ each assignment AT that group through the role guardrail (``sweep_groups``)
     role assignments at the tenant root ``/`` (no topic delivers them either), once per run, when
         a role policy without a subscription selector is in force: list ``atScope()`` at ``/`` ─▶
         each assignment AT ``/`` judged as a subscription's (``sweep_roles.sweep_root_roles``);
@@ -55,7 +56,8 @@ Audit: every non-compliant decision gets its own audit row (``event_type`` ``Gua
 Compliant resources are only counted in the summary row (a 5,000-resource estate would otherwise
 write 5,000 rows a run saying nothing happened). A subscription's and the tenant root's role
 assignments get the pure role evaluation first, so only those with a finding get a row; a
-management group's (few) always go through the role guardrail, so each of those gets a row.
+management group's (few; a configured group's and those of every group below it, each group
+once a run) always go through the role guardrail, so each of those gets a row.
 
 Pacing: ARM reads 250 burst / 25 per s per subscription per principal. The sweep has its own
 service instance whose ARM and authorization gateways take tokens from ``RateLimiter`` buckets;
@@ -74,6 +76,7 @@ from typing import Callable, Iterable
 from .errors import ArmError, ArmThrottled, ArmTransient, InvalidArmId, StoreError
 from .logs import emit
 from .model.resource import CATALOG, ResourceSnapshot, ResourceType
+from .sweep_groups import GroupClaims, sweep_management_group
 from .sweep_plan import _with_children, covered_types, list_plan, management_group_scope, subscription_ids
 from .sweep_ring import GRAPH_UNIT, SWEEP_CURSOR, SweepRing, _next_start, _Place, next_resume
 # the summary and its tally live in ``sweep_summary`` (the expiry timer and replay use them too)
@@ -107,6 +110,7 @@ class Sweeper(SweepRing):
         self.max_seconds = max_seconds
         self.remind_after = timedelta(hours=renotify_hours)
         self._gate = None        # this run's sweep_notices.NoticeGate (not on dry runs)
+        self.group_claims = GroupClaims()
         self.subscriptions = tuple(subscriptions)
         self.management_groups = tuple(management_groups)
         self._clock, self._wall = clock, wall_clock
@@ -156,6 +160,7 @@ class Sweeper(SweepRing):
         mgs = list(self.management_groups if management_groups is None else management_groups)
         summary.management_groups = mgs
         self._gate = None
+        self.group_claims = GroupClaims()     # each management group judged once this run (``sweep_groups``)
         if not dry_run:
             from .sweep_notices import NoticeGate
             try:
@@ -438,26 +443,8 @@ class Sweeper(SweepRing):
         confirm_stale_fixes(self, tally, sweep_id, deadline)
 
     def _sweep_management_group(self, tally: _Tally, mg: str, sweep_id: str, dry_run: bool, deadline: float, *,
-                                place: _Place | None = None) -> None:     # a group's few: decided whole
-        scope = management_group_scope(mg)
-        if self._clock() > deadline:
-            tally.truncate()
-            return
-        try:        # listed whole first (a removal while paging would shift the pages), within the budget
-            listed = [a for a in self.lister.list_role_assignments(scope, deadline=deadline)
-                      if str((a.get("properties") or {}).get("scope", "")).rstrip("/").lower() == scope.lower()]
-        except ArmError as exc:
-            if not self.cut_short(tally, exc, deadline, what=f"role assignments at {scope}"):
-                tally.error(f"list role assignments at {scope}: {exc}")
-            return
-        for a in listed:
-            if self._clock() > deadline:
-                break
-            if isinstance(a.get("id"), str):
-                tally.seen()
-                self._decide(tally, a["id"], None, sweep_id, dry_run, SWEEP_EVENT_TYPE)
-        if self._clock() > deadline:    # the list or the decisions cut short
-            tally.truncate()
+                                place: _Place | None = None) -> None:
+        sweep_management_group(self, tally, mg, sweep_id, dry_run, deadline, place=place)
 
 
 def _advance(place: _Place, handled: list[tuple[str, list]]) -> None:
@@ -476,8 +463,8 @@ def add_parser(sub) -> None:
     p.add_argument("--subscription", action="append", default=[], metavar="ID",
                    help="subscription to sweep (repeatable; default GUARDRAILS_SWEEP_SUBSCRIPTIONS, else all visible)")
     p.add_argument("--management-group", action="append", default=None, metavar="MG",
-                   help="management group whose role assignments to check (repeatable; default "
-                        "GUARDRAILS_SWEEP_MANAGEMENT_GROUPS)")
+                   help="management group whose role assignments, and those of every group below it, to check "
+                        "(repeatable; default GUARDRAILS_SWEEP_MANAGEMENT_GROUPS)")
     p.add_argument("--dry-run", action="store_true", help="decide and audit, change nothing")
     p.add_argument("--expiry", action="store_true", help="run the exemption-expiry re-enforcement instead")
 

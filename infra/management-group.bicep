@@ -77,6 +77,7 @@ var guardrailActions = [
   'Microsoft.MachineLearningServices/workspaces/onlineEndpoints/write'
   'Microsoft.MachineLearningServices/workspaces/read'
   'Microsoft.MachineLearningServices/workspaces/write'
+  'Microsoft.Management/managementGroups/descendants/read'
   'Microsoft.ResourceGraph/resources/read'
   'Microsoft.Resources/subscriptions/read'
   'Microsoft.Storage/storageAccounts/read'

@@ -50,6 +50,7 @@ log = logging.getLogger("guardrails")
 
 AUTHZ_API_VERSION = "2022-04-01"
 SUBSCRIPTIONS_API_VERSION = "2022-12-01"
+MANAGEMENT_GROUPS_API_VERSION = "2020-05-01"
 # subscription states (``SubscriptionState``) in which nothing can be fixed: resources are
 # deallocated and read-only (Disabled, Expired) or the subscription is gone (Deleted)
 INACTIVE_SUBSCRIPTION_STATES = frozenset({"disabled", "deleted", "expired"})
@@ -66,10 +67,14 @@ def parent_type(rtype: ResourceType) -> ResourceType | None:
 class ArmLister:
     @staticmethod
     def permissions() -> tuple[str, ...]:
-        """List each catalogue type, role assignments, subscriptions (``guardrails.permissions``)."""
+        """List each catalogue type, role assignments, subscriptions, the groups below a management
+        group (``guardrails.permissions``)."""
         from ..model.resource import CATALOG
         return (*(f"{t.name}/read" for t in CATALOG.values()), "Microsoft.Authorization/roleAssignments/read",
                 "Microsoft.Resources/subscriptions/read",
+                # the sweep's management groups: the groups below each configured one (granted at the
+                # group by ``infra/management-group.bicep``, inherited by every group below it)
+                "Microsoft.Management/managementGroups/descendants/read",
                 # event coverage (``guardrails.coverage``): is each subscription still wired to us?
                 "Microsoft.EventGrid/systemTopics/read", "Microsoft.EventGrid/systemTopics/eventSubscriptions/read")
 
@@ -225,20 +230,15 @@ class ArmLister:
         yield from self._items(path, query, limit_key(scope) if scope.lower().startswith("/subscriptions/")
                                else TENANT_KEY, deadline, on_cut)
 
-    def list_system_topics(self, subscription_id: str) -> Iterator[dict]:
-        """Event Grid system topics in the subscription (``SystemTopics_ListBySubscription``)."""
-        from ..coverage import SYSTEM_TOPICS_API_VERSION
-
-        scope = f"/subscriptions/{subscription_id}"
-        yield from self._items(encode_id(f"{scope}/providers/Microsoft.EventGrid/systemTopics"),
-                               f"api-version={SYSTEM_TOPICS_API_VERSION}", limit_key(scope))
-
-    def list_event_subscriptions(self, topic_id: str) -> Iterator[dict]:
-        """The event subscriptions of one system topic (``SystemTopicEventSubscriptions_ListBySystemTopic``)."""
-        from ..coverage import SYSTEM_TOPICS_API_VERSION
-
-        yield from self._items(encode_id(f"{topic_id.rstrip('/')}/eventSubscriptions"),
-                               f"api-version={SYSTEM_TOPICS_API_VERSION}", limit_key(topic_id))
+    def list_management_group_descendants(self, scope: str, *, deadline: float | None = None,
+                                          on_cut: Callable[[], None] | None = None) -> Iterator[dict]:
+        """Everything below the management group ``scope`` (its full id), at any depth
+        (``ManagementGroups_GetDescendants``: ``{id, type, name, properties: {displayName,
+        parent: {id}}}``, ``type`` ``Microsoft.Management/managementGroups`` for a group,
+        ``/subscriptions`` for a subscription), paged by ``nextLink``. The sweep judges the role
+        assignments of each group below a configured one: no Event Grid source delivers them."""
+        yield from self._items(encode_id(f"{scope.rstrip('/')}/descendants"),
+                               f"api-version={MANAGEMENT_GROUPS_API_VERSION}", TENANT_KEY, deadline, on_cut)
 
     def list_subscriptions(self, *, deadline: float | None = None,
                            on_cut: Callable[[], None] | None = None) -> list[str]:

@@ -22,7 +22,7 @@ from __future__ import annotations
 import copy
 import re
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from guardrails.local.arm_emulator_events import OWNER_ROLE_DEFINITION, resource_event
 from guardrails.local.arm_emulator_http import ArmError
@@ -112,6 +112,8 @@ class AuthzStore:
         self._assignments: dict[str, dict] = {}
         self._definitions: dict[str, dict] = {}      # custom roles
         self._builtins: dict[str, dict] = {}         # seeded built-ins outside the catalogue
+        # the management groups above a scope (lower-cased scopes): the emulator's hierarchy
+        self.groups_above: Callable[[str], set[str]] = lambda scope: set()
 
     # ---- seeding and snapshots ------------------------------------------------------------
     def seed_assignment(self, obj: dict) -> None:
@@ -303,8 +305,9 @@ class AuthzStore:
         return m.group(2).lower() if m else None
 
     def list_assignments(self, scope: str, filter_text: str | None) -> list[dict]:
-        """No filter: at, above and below ``scope``; ``atScope()``: at and above; ``principalId eq``
-        and ``assignedTo`` (the principal or a group it is transitively in) narrow either."""
+        """No filter: at, above and below ``scope``; ``atScope()``: at and above (the management
+        groups above it in the hierarchy too: ``groups_above``); ``principalId eq`` and
+        ``assignedTo`` (the principal or a group it is transitively in) narrow either."""
         f = parse_filter(filter_text, {"at", "pid", "to"})
         principals: set[str] | None = None
         if "pid" in f:
@@ -312,12 +315,13 @@ class AuthzStore:
         if "to" in f:
             to = {f["to"].lower()} | self.directory.member_of(f["to"])
             principals = to if principals is None else principals & to
+        above = self.groups_above(scope)
         out = []
         for key in sorted(self._assignments):
             a = self._assignments[key]
             props = a.get("properties") or {}
             at = str(props.get("scope", "/"))
-            if not (contains(at, scope) or ("at" not in f and contains(scope, at))):
+            if not (contains(at, scope) or at.rstrip("/").lower() in above or ("at" not in f and contains(scope, at))):
                 continue
             if principals is not None and str(props.get("principalId", "")).lower() not in principals:
                 continue

@@ -13,7 +13,8 @@ Pieces: ``arm_emulator_http`` (TLS server, request/response, ARM error shape),
 ``keyvault_routes`` + ``keyvault_events`` (Key Vault data plane: secrets, keys, the bearer challenge,
 served per vault at ``emu.vault_url(vault)``, host = the vault name in the request log),
 ``storage_keys_emulator`` (storage account ``listKeys`` / ``regenerateKey``), ``ml_emulator`` (Azure ML
-model versions, online endpoints and deployments, and the workspace events their writes emit). This module wires
+model versions, online endpoints and deployments, and the workspace events their writes emit),
+``management_groups`` (the management-group hierarchy and its descendants list). This module wires
 them together and owns the request log and fault injection.
 
 Key Vault clients of the emulator::
@@ -56,6 +57,7 @@ from guardrails.local.eventgrid_emulator import EventGridTopicRoute, TopicStore
 from guardrails.local.graph_emulator import Directory, GraphRoute
 from guardrails.local.keyvault_emulator import VaultStore
 from guardrails.local.keyvault_routes import KeyVaultRoute
+from guardrails.local.management_groups import ManagementGroupDescendantsRoute, ManagementGroupTree
 from guardrails.local.ml_emulator import MlResourceRoute
 from guardrails.local.storage_keys_emulator import StorageKeys, StorageKeysRoute
 
@@ -111,6 +113,7 @@ class AzureEmulator:
         storage_keys: dict[str, list[dict]] | None = None,
         keyvault_scope: str = DEFAULT_KEYVAULT_SCOPE,
         etagless_types: Iterable[str] = (),
+        management_groups: Iterable[dict] = (),
     ) -> None:
         self.tenant_id = tenant_id
         self.lro_seconds = float(lro_seconds)
@@ -119,6 +122,8 @@ class AzureEmulator:
         self._lock = self.store.lock  # one lock around all state
         self.directory = Directory(directory)
         self.authz = AuthzStore(self.store, self.directory)
+        self.management_groups = ManagementGroupTree(management_groups)   # the hierarchy (management_groups)
+        self.authz.groups_above = self.management_groups.groups_above
         self.vaults = VaultStore(self.store, keyvault_scope)
         self.storage = StorageKeys(self.store, storage_keys)
         self._faults: list[_Fault] = []
@@ -128,7 +133,8 @@ class AzureEmulator:
         self.routes: list[Any] = [GraphRoute(), ResourceGraphRoute(), KeyVaultRoute(), EventGridTopicRoute(), ArmOperationRoute(),
                                   StorageKeysRoute(),
                                   RoleAssignmentRoute(), RoleDefinitionRoute(), PrivateEndpointConnectionRoute(),
-                                  MlResourceRoute(), ArmListRoute(), ArmResourceRoute()]
+                                  MlResourceRoute(), ManagementGroupDescendantsRoute(), ArmListRoute(),
+                                  ArmResourceRoute()]
         self.read_throttle: Any = None   # arm_emulator_list.ReadThrottle: ARM's read bucket, 429 past it
         for resource in resources:
             self.put(resource)
@@ -151,7 +157,7 @@ class AzureEmulator:
     def from_world(cls, world: dict) -> "AzureEmulator":
         """``{"resources": [...], "roleAssignments": [...], "roleDefinitions": [...], "directory": {...},
         "secrets": [...], "keys": [...], "storageKeys": {...}, "keyVaultScope": "/subscriptions/<s>/resourceGroups/<rg>",
-        "faults": [...], "lro_seconds": N}``; unknown keys are ignored. Role assignments and role
+        "managementGroups": [...], "faults": [...], "lro_seconds": N}``; unknown keys are ignored. Role assignments and role
         definitions (custom roles, and built-ins the product catalogue does not hold) are objects
         exactly as ARM GET returns them; ``directory`` is
         ``{"groups": {"<group id>": ["<member id>", ...]}}`` (see ``graph_emulator``). ``secrets`` /
@@ -162,7 +168,9 @@ class AzureEmulator:
         ``ETag`` header), as the documented bodies of ML registries and online endpoints show:
         a write back can then not be made conditional. ``keyvault_private_access`` (default false):
         the callers reach every vault through an approved private endpoint, so a vault whose
-        ``publicNetworkAccess`` is ``Disabled`` still serves them (else 403 ForbiddenByConnection)."""
+        ``publicNetworkAccess`` is ``Disabled`` still serves them (else 403 ForbiddenByConnection).
+        ``managementGroups``: the group hierarchy, ``[{"name", "parent", "subscriptions"}]``
+        (``management_groups``: none, every group has nothing below it)."""
         emu = cls(world.get("resources") or (), faults=world.get("faults") or (),
                   lro_seconds=world.get("lro_seconds") or 0.0,
                   role_assignments=world.get("roleAssignments") or (),
@@ -171,7 +179,8 @@ class AzureEmulator:
                   secrets=world.get("secrets") or (), keys=world.get("keys") or (),
                   storage_keys=world.get("storageKeys") or None,
                   keyvault_scope=world.get("keyVaultScope") or DEFAULT_KEYVAULT_SCOPE,
-                  etagless_types=world.get("etaglessTypes") or ())
+                  etagless_types=world.get("etaglessTypes") or (),
+                  management_groups=world.get("managementGroups") or ())
         emu.vaults.private_access = bool(world.get("keyvault_private_access", False))
         return emu
 
@@ -246,7 +255,8 @@ class AzureEmulator:
             return {"resources": self.store.snapshot(), "roleAssignments": self.authz.assignments(),
                     "roleDefinitions": self.authz.definitions(), "directory": self.directory.to_world(),
                     "secrets": vaults["secrets"], "keys": vaults["keys"],
-                    "storageKeys": self.storage.to_world(include_values)}
+                    "storageKeys": self.storage.to_world(include_values),
+                    "managementGroups": self.management_groups.to_world()}
 
     def get(self, resource_id: str) -> dict | None:
         with self._lock:

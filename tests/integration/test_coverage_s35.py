@@ -8,8 +8,6 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-import pytest
-
 from guardrails import bootstrap
 from guardrails import settings as S
 from guardrails.adapters.sweep_tables import TableTimerState
@@ -208,8 +206,6 @@ MG = "/providers/Microsoft.Management/managementGroups/mg-corp"
 CHILD_MG = "/providers/Microsoft.Management/managementGroups/mg-corp-sandbox"      # below mg-corp in Azure
 
 
-@pytest.mark.xfail(strict=True, reason="real gap, fix outside coverage*.py: the sweep judges role assignments "
-                                       "AT each configured management group only, never at its descendants")
 def test_a_privileged_grant_at_a_child_management_group_is_judged_by_the_sweep(harness):
     """DEFECT (fix outside this module): ``GUARDRAILS_SWEEP_MANAGEMENT_GROUPS=mg-corp`` with a
     child group ``mg-corp-sandbox`` below it. No Event Grid source delivers role assignments at a
@@ -218,10 +214,12 @@ def test_a_privileged_grant_at_a_child_management_group_is_judged_by_the_sweep(h
     the assignments at exactly its scope. A Contributor grant at the child group, inherited by every
     subscription below it, is never listed, judged or reported.
     EXPECTED: the groups below a configured one are judged as it is (its descendants listed, each
-    group's assignments ``atScope()``): the grant is removed and audited. The emulator knows no
-    group hierarchy yet: it must learn the descendants list with the fix."""
+    group's assignments ``atScope()``): the grant is removed and audited. The emulator's world
+    names the hierarchy (``managementGroups``) and answers the descendants list
+    (``guardrails.sweep_groups``; more in ``test_sweep_child_mgs_s35``)."""
     grant = b.role_assignment("Contributor", b.ALICE, scope=CHILD_MG)
-    h = harness([], world={"roleAssignments": [grant]})
+    h = harness([], world={"roleAssignments": [grant],
+                           "managementGroups": [{"name": "mg-corp-sandbox", "parent": "mg-corp"}]})
     summary = bootstrap.build_sweeper(S.Settings.from_env({**h.env, "GUARDRAILS_SWEEP_MANAGEMENT_GROUPS": "mg-corp"}),
                                       clock=FakeClock(), sleep=lambda s: None).run()
     rows = {r.resource_id: r.verdict for r in h.stored_rows() if r.correlation_id == summary.sweep_id}
