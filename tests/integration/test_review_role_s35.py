@@ -6,19 +6,16 @@ Each test that is not labelled a control FAILS on the code as reviewed and names
 
 from __future__ import annotations
 
+import threading
+import time
+
 import pytest
 
 from tests import builders as b
+from tests.integration.test_review_rails_s33 import CAROL, ONE_PERMIT, _owner
 from tests.integration.test_role_guardrail import _exists, _harness
 
 pytestmark = pytest.mark.integration
-
-CAROL = "ca401000-0000-4000-8000-0000000000c1"
-ONE_PERMIT = "breaker: {max_actions: 1, window_seconds: 600}\nflip_flop: {max_reverts: 50, window_minutes: 60}\n"
-
-
-def _owner(principal: str, n: int) -> dict:
-    return b.role_assignment("Owner", principal, name=f"0c0c3500-0000-4000-8000-{n:012d}")
 
 
 # ---- 1. a DELETE throttled on every attempt keeps its breaker permit -----------------------------------
@@ -50,8 +47,6 @@ def _land_during(h, assignment: dict) -> "threading.Thread":
     """ARM carries the DELETE out while its answer is still on the way: the emulator's own removal,
     made as soon as the (faulted, delayed: ``delay_ms``) DELETE has reached the emulator, before
     the fault's status is answered."""
-    import threading
-    import time
 
     def go() -> None:
         until = time.monotonic() + 10
@@ -103,8 +98,6 @@ def test_a_removal_whose_answer_was_lost_is_audited_as_made_not_failed_then_igno
     lost (not refused outright) and records the removal (``remediated``, or ``requested`` when
     the read-back fails), or the redelivery recovers the noted removal as a takeover does; in no
     case is the only trace of the removal a ``failed`` row followed by ``ignored``."""
-    import time
-
     from tests.integration.test_role_guardrail import BREAK_GLASS_OWNER, _policy_dir
 
     bob = _owner(b.BOB, 5)
