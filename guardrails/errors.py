@@ -141,6 +141,11 @@ class ArmTransient(ArmError):
     reason = "transient"
 
 
+class ArmOperationFailed(ArmError):
+    """A long-running write ARM accepted whose operation then ended ``Failed`` or ``Canceled``:
+    ARM's own word that it was not carried out."""
+
+
 class RemediationError(ArmError):
     reason = "remediation_failed"
 
@@ -161,7 +166,10 @@ def refused_outright(exc: BaseException) -> bool:
     may have been applied: its answer lost; Key Vault's retry of a secret write first lists the
     versions, and an attempt still in flight is not seen). Each request's answer is
     ``BudgetedCaller``'s ``answers``; an error that does not carry them is judged by its own
-    status, for a lone request."""
+    status, for a lone request. A long-running write whose operation ARM reports ended ``Failed``
+    or ``Canceled`` (``ArmOperationFailed``) counts as refused: ARM's own verdict on it."""
+    if isinstance(exc, ArmOperationFailed):
+        return True
     if not isinstance(exc, ArmError) or isinstance(exc, ArmTransient):
         return False
     sent = getattr(exc, "attempts", 1)          # requests sent (an attempt that got no token sent none)

@@ -9,7 +9,8 @@ live state, pass the safety rails, write, confirm, record and tell the owner.
 Neither model versions nor endpoints take a PATCH of their properties, and nothing is ever
 deleted. A fix still running (long-running) is a pending record (``FixesInFlight``), confirmed by
 its own write event or the sweep. What the rails took is given back whenever nothing was made: a
-PUT ARM refused (the breaker permits), a PUT that met ``412`` or ``404`` (the revert count too).
+PUT never sent or refused outright (``errors.refused_outright``: the breaker permits; a 5xx may
+have been applied and keeps them), a PUT that met ``412`` or ``404`` (the revert count too).
 A first ``412`` raises ``ChangedSince``: the guardrail decides once more on a new read
 (``MlLifecycleGuardrail._once_more``); a second is a ``failed`` fix.
 """
@@ -21,7 +22,7 @@ import logging
 import uuid
 from typing import Callable
 
-from .errors import ArmError, ResourceNotFound
+from .errors import ArmError, ResourceNotFound, refused_outright
 from .logs import notify_owner
 from .ml_fixes import Found, Permit, Plan, as_decided, set_outcome, traffic_notes
 from .ml_refs import API_VERSION
@@ -159,6 +160,7 @@ class MlWrites:
         apply, holds, done = change.apply, change.holds, change.done
         correlation = str(uuid.uuid4())      # its own write event carries it (see caches.SettledWrites)
         rid = parse_arm_id(snap.resource_id)
+        sent = False          # whether the PUT left: the read before it that fails made nothing
         try:
             if snap.etag is None:
                 snap = self._unchanged_since(ctx, snap)
@@ -166,18 +168,18 @@ class MlWrites:
             for key in READ_ONLY_TOP:
                 body.pop(key, None)
             apply(body)
-            sent = self.svc.snapshots.now()
+            sent_at, sent = self.svc.snapshots.now(), True
             result = self.svc.arm.put_resource(snap.resource_id, body, api_version=API_VERSION, etag=snap.etag,
                                                deadline=ctx.deadline, correlation_id=correlation)
             if result.state == "requested":
                 # confirmed when its own write event arrives, like every long-running fix; its own
                 # failure event finds it by the correlation id; meanwhile not sent again
-                self._pending(row, snap, recs, correlation, sent)
+                self._pending(row, snap, recs, correlation, sent_at)
                 return set_outcome(recs, "requested", "fix accepted, still running")
         except ResourceNotFound:
             self.svc.rails.give_back(row, rid, grant, flip_flop=True)      # no revert was made
             raise
-        except ArmError as exc:       # the write itself was refused or never answered: nothing made
+        except ArmError as exc:       # the write failed, or the read before it: a fix not confirmed made
             if exc.status == 412:
                 # a stale read, not a refusal: another write landed since (another worker's fix of
                 # the same change, most likely) and the condition kept this one from overwriting
@@ -185,9 +187,12 @@ class MlWrites:
                 self.svc.rails.give_back(row, rid, grant, flip_flop=True)
                 if again:
                     raise ChangedSince from exc
-            else:
-                # no action was taken: its breaker permits go back (the flip-flop count stays, as
-                # for every failed revert: Event Grid's redelivery of the change is the same revert)
+            elif not sent or refused_outright(exc):
+                # certainly no action was taken (never sent, or refused outright: the one rule,
+                # errors.refused_outright): its breaker permits go back (the flip-flop count stays,
+                # as for every failed revert: Event Grid's redelivery of the change is the same
+                # revert). A 5xx or another 409 may have been applied: the permits stay, and the
+                # redelivery of the same event reuses them
                 self.svc.rails.give_back(row, rid, grant, flip_flop=False)
             row.reason = exc.reason
             return set_outcome(recs, "failed", str(exc))
@@ -200,7 +205,7 @@ class MlWrites:
             # as someone else's (ResourceGuardrail._apply does the same); its own write event
             # confirms it, so it is a pending fix and no longer a settled write
             self.svc.settled.discard(correlation)
-            self._pending(row, snap, recs, correlation, sent)
+            self._pending(row, snap, recs, correlation, sent_at)
             return set_outcome(recs, "requested", f"fix sent, read-back failed: {exc.reason}")
         if holds(after.body):
             return set_outcome(recs, "remediated", done)

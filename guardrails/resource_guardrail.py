@@ -21,7 +21,7 @@ import uuid
 from dataclasses import replace
 from typing import Any, Mapping
 
-from .errors import ArmError, ResourceNotFound, StoreError
+from .errors import ArmError, ResourceNotFound, StoreError, refused_outright
 from .logs import emit, notify_owner
 from .model.decision import AuditRow, ViolationRecord, combine_verdict, fix_line, short_repr
 from .model.resource import ResourceSnapshot, ResourceType
@@ -289,9 +289,11 @@ class ResourceGuardrail:
         """Send the merged fix and confirm it; the write's correlation id (None: nothing sent).
         ``read_here``: the snapshot was read by this decision (not reused from the cache or a
         listed body), which a PATCH that sends a member whole relies on (below). ``give_back``:
-        returns the breaker permits the rails took for it, called when the write was refused or
-        never made (the flip-flop count stays, as for every failed revert: the redelivery of the
-        change is the same revert), as the ML guardrail does. Raises ``ResourceNotFound`` when the
+        returns the breaker permits the rails took for it, called when the write was certainly not
+        made: never sent (a read before it failed) or refused outright (``errors.refused_outright``,
+        the rule the role and secrets paths share); a 5xx or a non-refusal 409 may have been applied
+        and keeps them. The flip-flop count stays, as for every failed revert: the redelivery of the
+        change is the same revert (and reuses the permit). The ML guardrail does the same. Raises ``ResourceNotFound`` when the
         resource is gone (deleted since it was read) and, with ``conditional``, ``ChangedSince``
         when ARM answers the ``If-Match`` PUT ``412``: nothing was made by this decision, and
         everything the rails took for it, the flip-flop count included, is given back first."""
@@ -311,6 +313,7 @@ class ResourceGuardrail:
         # whatever the write's outcome (confirmed, still running, refused, no answer), the read
         # cached before it no longer says what the resource is: the next decision reads
         self.svc.snapshots.forget(rid)
+        sent = False          # whether the write left: a read before it that fails made nothing
         try:
             if rtype.write_method == "put":
                 if snapshot.etag is None and not read_here:
@@ -323,6 +326,7 @@ class ResourceGuardrail:
                 for path, value in desired.items():
                     if path not in conflicts:
                         set_path(body, path, value)
+                sent = True
                 result = self.svc.arm.put_resource(rid, body, api_version=rtype.api_version, etag=snapshot.etag,
                                                deadline=ctx.deadline, correlation_id=correlation)
             else:
@@ -333,6 +337,7 @@ class ResourceGuardrail:
                     # old) would drop an IP or VNet rule added since; read it now
                     base = self._read_now(ctx, rid, rtype).body
                 body = patch_body(base, changes)
+                sent = True
                 result = self.svc.arm.patch_resource(rid, body, api_version=rtype.api_version, deadline=ctx.deadline,
                                                  correlation_id=correlation)
         except ResourceNotFound:
@@ -344,7 +349,8 @@ class ResourceGuardrail:
                 # change, most likely) landed since, and If-Match kept this one from overwriting it
                 give_back(flip_flop=True)
                 raise ChangedSince from exc
-            give_back()
+            if not sent or refused_outright(exc):
+                give_back()
             self.svc.settled.add(correlation)         # audited here: its failure event needs no lookup
             for _r, rec in ok:
                 rec.outcome, rec.message = "failed", str(exc)[:300]

@@ -35,7 +35,7 @@ from urllib.parse import quote
 from azure.core.exceptions import (AzureError, ClientAuthenticationError, HttpResponseError, ResourceExistsError,
                                    ResourceNotFoundError, ServiceRequestError, map_error)
 
-from ..errors import UNAUTHENTICATED, ArmError, ArmThrottled, ArmTransient, refusal_reason
+from ..errors import UNAUTHENTICATED, ArmError, ArmOperationFailed, ArmThrottled, ArmTransient, refusal_reason
 from ..model.resource import ResourceSnapshot
 from ..ports import WriteResult
 from .retry import BudgetedCaller, lost_answer, retry_after_header
@@ -310,7 +310,7 @@ class ArmGateway:
         status = polling.status()
         if str(status).lower() in ("failed", "canceled", "cancelled"):
             code = _error_code(polling.last_response())
-            raise ArmError(f"{what}: the operation ended {status}{' (' + code + ')' if code else ''}",
+            raise ArmOperationFailed(f"{what}: the operation ended {status}{' (' + code + ')' if code else ''}",
                            reason=refusal_reason(None, code))
         return WriteResult("done")
 
