@@ -86,6 +86,10 @@ class AuditSink(Protocol):
     def rows_of_delivery(self, resource_id: str, delivery_id: str) -> list[AuditRow]:
         """The rows one delivery wrote for one resource. Raises StoreError."""
 
+    def rows_of_event(self, resource_id: str, event_id: str) -> list[AuditRow]:
+        """The rows every delivery of one event wrote for one resource, oldest first. Raises
+        StoreError."""
+
 
 class BreakerStore(Protocol):
     def try_acquire(self, policy_id: str, subscription_id: str, *, max_actions: int, window_seconds: int,

@@ -238,6 +238,18 @@ class TableAuditSink:
         except AzureError as exc:
             raise _store_error("audit read", exc) from exc
 
+    def rows_of_event(self, resource_id: str, event_id: str) -> list[AuditRow]:
+        """The rows every delivery of one event wrote for ``resource_id``, oldest first (its
+        partition of the resource index, filtered by the event id)."""
+        table = self._t.table(self._t.audit_index_name)
+        try:
+            rows = [_from_entity(e) for e in table.query_entities(
+                "PartitionKey eq @pk and event_id eq @e",
+                parameters={"pk": resource_partition(resource_id), "e": event_id})]
+        except AzureError as exc:
+            raise _store_error("audit read", exc) from exc
+        return sorted(rows, key=lambda r: (r.time, r.delivery_id))
+
     def settled_since(self, resource_id: str, since: datetime) -> bool:
         """Whether any decision since ``since`` found ``resource_id`` compliant or fixed it (one
         query of its partition of the resource index, from ``since`` on, verdict filtered)."""

@@ -267,6 +267,18 @@ def _failed(did: str, exc: DeliveryFailed) -> func.HttpResponse:
                                               "rotation"}, "decision_id": did})
 
 
+def _first_decision(svc, duplicate: AuditRow) -> AuditRow | None:
+    """The row that decided the report ``duplicate`` repeats (its event id: the same report_id), the
+    latest if several did (a ``failed`` attempt and the retry that finished it); None when no such
+    row can be read (the audit index unreadable, or the row gone past retention)."""
+    try:
+        rows = svc.audit.rows_of_event(duplicate.resource_id, duplicate.event_id)
+    except GuardrailsError:
+        return None
+    decided = [r for r in rows if r.event_id == duplicate.event_id and r.verdict != "duplicate"]
+    return decided[-1] if decided else None
+
+
 def _not_rotated_answer(row: AuditRow) -> func.HttpResponse:
     """An exposure the guardrail decided and audited without rotating anything (its row is a
     notifying ``violation``: audit mode, a certificate's secret, the breaker, no reference, a
@@ -331,6 +343,16 @@ def secrets_exposed(req: func.HttpRequest) -> func.HttpResponse:
     except GuardrailsError as exc:
         emit(log, logging.ERROR, "exposure_report_failed", correlation_id=correlation, reason=exc.reason)
         return _answer(503, {"error": {"reason": exc.reason, "correlation_id": correlation}})
+    if row.verdict == "duplicate":
+        # a report sent again with its report_id after its first attempt was decided (that answer
+        # lost): answered as that decision was, never a 2xx for an exposure left unrotated
+        first = _first_decision(svc, row)
+        if first is None:
+            return _answer(422, {"error": {"reason": "already_decided", "message":
+                                           f"this report was decided before ({row.message}), and that decision's "
+                                           "row cannot be read now: see the audit table", "correlation_id":
+                                           row.delivery_id}, "decision_id": row.delivery_id})
+        row = first
     did = row.delivery_id
     if row.verdict == "invalid":       # the report passed the checks above but not the event's own: never a 200
         return _answer(400, {"error": {"reason": row.reason or "invalid_value", "message": row.message,

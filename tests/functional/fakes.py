@@ -139,6 +139,10 @@ class MemoryAudit:
         return [copy.deepcopy(r) for r in self.rows
                 if r.resource_id.lower() == resource_id.lower() and r.delivery_id == delivery_id]
 
+    def rows_of_event(self, resource_id, event_id):
+        return [copy.deepcopy(r) for r in self.rows
+                if r.resource_id.lower() == resource_id.lower() and r.event_id == event_id]
+
 
 class MemoryPolicyRepo:
     def __init__(self, documents=()) -> None:

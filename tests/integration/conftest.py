@@ -48,6 +48,9 @@ class Recorder:
     def rows_of_delivery(self, resource_id: str, delivery_id: str) -> list[AuditRow]:
         return self.inner.rows_of_delivery(resource_id, delivery_id)
 
+    def rows_of_event(self, resource_id: str, event_id: str) -> list[AuditRow]:
+        return self.inner.rows_of_event(resource_id, event_id)
+
 
 class Harness:
     """One guardrail deployment on local emulators, isolated by a table prefix."""
