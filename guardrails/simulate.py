@@ -170,6 +170,9 @@ class _RecordingAudit:
     def rows_of_delivery(self, resource_id: str, delivery_id: str) -> list[AuditRow]:
         return self.inner.rows_of_delivery(resource_id, delivery_id)
 
+    def rows_of_event(self, resource_id: str, event_id: str) -> list[AuditRow]:
+        return self.inner.rows_of_event(resource_id, event_id)
+
     def settled_since(self, resource_id: str, since) -> bool:
         """The sweep's repeat-notice check (``sweep_notices``) asks the real table, as deployed."""
         return self.inner.settled_since(resource_id, since)
