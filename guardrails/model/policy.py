@@ -295,7 +295,7 @@ class RolePolicy:
     exemptions: tuple[Exemption, ...] = ()
     breaker: Breaker = DEFAULT_BREAKER
     # a principal re-granted the role it keeps losing: past this budget the removal still happens,
-    # and the grant is escalated (see ``guardrails.role_guardrail``)
+    # and the grant is escalated (see ``guardrails.role_removal``)
     flip_flop: FlipFlop = DEFAULT_FLIP_FLOP
     source: str = field(default="", compare=False)
 
