@@ -35,10 +35,12 @@ A worker that dies between its audit write and its publish:
 - a timer's decision (sweep, exemption expiry) is never redelivered, so its event is first kept
   in the outbox as an *intent*, held ``intent_hold_seconds`` (``intend``), then audited, then
   published, and the intent dropped once the topic took it. An intent the outbox timer finds past
-  its hold belongs to a worker that died: the drain publishes the row that was audited under its
-  id, or, when none was (the worker died after the fix, before its audit write), audits the
-  intended row first. Two more outbox writes per published timer decision; nothing on the
-  event path.
+  its hold belongs to a worker that died, or to a decision whose verdict is not published (a fix
+  that found the resource gone: nothing replaced the intent). The drain writes again the rows
+  audited under its id (an audit write may have stored one of its two rows; an upsert) and
+  publishes the published one, or drops the intent when none is; when no row was audited (the
+  worker died after the fix, before its audit write), it audits the intended row first. Two more
+  outbox writes per published timer decision; nothing on the event path.
 """
 
 from __future__ import annotations
@@ -74,7 +76,8 @@ class AuditHistory(Protocol):
         """The audit rows one delivery wrote for one resource. Raises StoreError."""
 
     def write(self, row: AuditRow) -> None:
-        """Audit one row (a stale intent's, never audited). Raises StoreError."""
+        """Audit one row (a stale intent's, never audited), or again one found under its id (an
+        upsert under the row's own keys). Raises StoreError."""
 
 
 class TopicSender(Protocol):
@@ -125,8 +128,9 @@ def intend_before_act(publisher, ctx, row: AuditRow, sending: list[ViolationReco
     would record it (the next look finds the resource compliant, the assignment gone). Before the
     act, keep in the outbox, as the decision's intent, the row it would leave then: ``sending``
     (records of ``row.violations``, or of ``records`` when given) ``requested`` with ``sent_message``. ``_finish`` replaces it with
-    the final row (same id); an intent the drain finds past its hold with no row audited under its
-    id is audited as it stands (module doc). One outbox write per timer act; nothing on the event
+    the final row (same id) when that is published; an intent the drain finds past its hold is
+    dropped when a row audited under its id is not, and audited as it stands when none was
+    (module doc). One outbox write per timer act; nothing on the event
     path (a redelivery recovers there) nor without a decision topic."""
     if publisher is None or not getattr(ctx, "timer", False) or getattr(ctx, "dry_run", False):
         return
@@ -295,21 +299,32 @@ class DecisionPublisher:
         return "outboxed"
 
     def _recover(self, item: OutboxItem) -> OutboxItem | None:
-        """An intent past its hold: its worker died after deciding. The row audited under its id
-        is what is published; a decision never audited (the worker died after its fix, before the
-        audit write) is audited now, as intended. A ``republish`` marker (no ``data``: a takeover
-        that could not read the dead attempt's rows) is only ever its audited row: None when there
-        is none to publish. Raises StoreError (it waits for the next run), or
-        KeyError/TypeError/ValueError for an intent that is not a decision event."""
+        """An intent past its hold: its worker died after deciding, or its decision ended in a
+        verdict that is never published (which neither replaces nor drops the intent). Any row
+        audited under its id is the decision: written again first (an intent's: no redelivery would
+        complete an audit write that stored one of its two rows), then the published one is what is
+        published, and None (the intent goes) when none is; a decision never audited (the worker
+        died after its fix, before the audit write) is audited now, as intended. A ``republish``
+        marker (no ``data``: a takeover that could not read the dead attempt's rows) is only ever
+        its audited row: None when there is none to publish. Raises StoreError (it waits for the
+        next run), or KeyError/TypeError/ValueError for an intent that is not a decision event."""
         event = item.event
         if self.history is None:
             return item
         rows = [r for r in self.history.rows_of_delivery(str(event.get("subject", "")), str(event["id"]))
-                if r.delivery_id == event["id"] and should_publish(r)]
-        if rows:
-            event = to_event(rows[0], source=self.source)
-        elif "data" not in event:
-            emit(log, logging.INFO, "decision_event_recovery_empty", delivery_id=event["id"])
+                if r.delivery_id == event["id"]]
+        if rows and "data" in event:
+            # a timer's audit write may have stored the index row read here and not the day shard's
+            # (the compliance report's): written again under the same keys (an upsert), it is whole
+            for row in rows:
+                self.history.write(row)
+        published = [r for r in rows if should_publish(r)]
+        if published:
+            event = to_event(published[0], source=self.source)
+        elif rows or "data" not in event:
+            # any row under its id: the decision was audited, and its verdict is never published (a
+            # fix that found the resource gone, a write refused as stale): the intent was not it
+            emit(log, logging.INFO, "decision_event_recovery_empty", delivery_id=event["id"], audited=len(rows))
             return None
         else:
             self.history.write(AuditRow.from_dict(event["data"]))

@@ -173,7 +173,7 @@ def test_a_stale_intent_publishes_the_row_audited_under_its_id():
     assert pub.drain().delivered == 0           # held: its worker may still publish it
     box.now = 61
     assert pub.drain().delivered == 1
-    assert topic.sent == [to_event(audited, source="/s")] and history.written == [] and box.items == {}
+    assert topic.sent == [to_event(audited, source="/s")] and history.written == [audited] and box.items == {}
 
 
 def test_a_stale_intent_never_audited_is_audited_as_intended_then_published():
