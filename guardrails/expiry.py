@@ -87,6 +87,9 @@ saving, a run renews its lease; one whose lease ran out and was taken over (a de
 past it) saves nothing (``guardrail_expiry_lease_lost``): the run that took over read the same
 state and saves its own window, cursors and marks, which this one's would overwrite.
 
+A dry run (``python -m guardrails sweep --expiry --dry-run``) decides and audits the same window
+and retries (``dry_run`` verdicts) without a change, takes no lease and saves nothing.
+
 Another exemption still covering a resource keeps it exempted (the pipeline decides, not this
 module). A summary row goes to ``<prefix>Sweeps`` (kind ``expiry``).
 """
@@ -101,7 +104,8 @@ from typing import Callable, Iterable, Iterator, Sequence
 
 from .errors import ArmError, ArmThrottled, ArmTransient, InvalidArmId, ResourceNotFound
 from .expiry_scopes import (ROW_CHARS, Expired, _attempts, _done_marks, _done_of, _h, _handled, _is_mark,
-                            _Progress, fit_marks, from_entry, next_last_run, resume_of, scope_entry)
+                            _Progress, expired_between, fit_marks, from_entry, next_last_run, resume_of,
+                            scope_entry)
 from .logs import emit
 from .model.arm_id import ArmId, parse_scope
 from .model.resource import ResourceType, lookup_type
@@ -115,23 +119,6 @@ MAX_RETRY = 50          # failed ids (and, apart, failed scopes) kept: a Table S
 LEASE_MARGIN_SECONDS = 60.0   # the run lease outlasts the time budget by this (a decision under way, the saving)
 
 log = logging.getLogger("guardrails")
-
-
-def expired_between(compiled, since: datetime, until: datetime) -> list[Expired]:
-    """Exemptions of the policies in force whose expiry lies in ``(since, until]``, earliest
-    first. Pure."""
-    out: list[Expired] = []
-    for p in compiled.policies:
-        if p.mode in ("off", "shadow"):
-            continue
-        for ex in p.exemptions:
-            if ex.expires is not None and since < ex.expires <= until:
-                out.append(Expired("resource", p.ref, tuple(p.selector.resource_types), ex))
-    for cp in compiled.role_policies:
-        for ex in cp.policy.exemptions:
-            if ex.expires is not None and since < ex.expires <= until:
-                out.append(Expired("role", cp.ref, (), ex))
-    return sorted(out, key=lambda e: e.exemption.expires)
 
 
 class _OutOfTime(Exception):
@@ -150,6 +137,7 @@ class _Run:
     done: set[str] = field(default_factory=set)
     attempted: set[str] = field(default_factory=set)          # lower-cased ids decided (or being decided)
     failed: dict[str, str] = field(default_factory=dict)     # lower-cased id -> id
+    dry_run: bool = False       # decided and audited (``dry_run`` verdicts), nothing changed, no state saved
     progress: _Progress = field(default_factory=lambda: _Progress(None))   # of the scope under way
 
     @property
@@ -211,15 +199,18 @@ class ExpiryReEnforcer:
         minutes = getattr(sweeper.service.settings, "expiry_lookback_minutes", 60.0)
         self.lookback = lookback if lookback is not None else timedelta(minutes=minutes)
 
-    def run(self, now: datetime | None = None) -> SweepSummary:
+    def run(self, now: datetime | None = None, *, dry_run: bool = False) -> SweepSummary:
         """One run, if no other holds the run lease (``TimerState`` ``lease/exemption-expiry``):
-        one that finds it held decides nothing, changes no state, and says so."""
+        one that finds it held decides nothing, changes no state, and says so. ``dry_run`` (the
+        CLI's ``sweep --expiry --dry-run``): the same window and retries decided and audited
+        without a change, and nothing saved (window, retries, scopes): the next run does it all
+        for real. It takes no lease, as the sweep's dry runs: it saves nothing to overwrite."""
         sw = self.sw
         start = sw._clock()
         now = now or sw._wall()
         summary = SweepSummary(sweep_id=f"expiry-{now:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}", kind="expiry",
-                               started=_iso(now))
-        lease = getattr(sw.state, "take_run_lease", None)
+                               started=_iso(now), dry_run=dry_run)
+        lease = None if dry_run else getattr(sw.state, "take_run_lease", None)
         if lease is not None and not lease(TIMER, summary.sweep_id, sw.max_seconds + LEASE_MARGIN_SECONDS):
             # another run (the singleton lock lost, or the CLI) has the window: both would decide and
             # notify the same exemptions and save their window and cursors over each other's
@@ -236,7 +227,8 @@ class ExpiryReEnforcer:
     def _run(self, summary: SweepSummary, start: float, now: datetime, *, leased: bool) -> SweepSummary:
         sw = self.sw
         since = sw.state.last_run(TIMER) or now - self.lookback
-        run = _Run(_Tally(summary), summary.sweep_id, clock=sw._clock, deadline=start + sw.max_seconds)
+        run = _Run(_Tally(summary), summary.sweep_id, clock=sw._clock, deadline=start + sw.max_seconds,
+                   dry_run=summary.dry_run)
         tally = run.tally
         reads0 = sw.reads.taken
         compiled = sw.service.policies.get()
@@ -259,7 +251,8 @@ class ExpiryReEnforcer:
                 rid = str(entry["id"])
                 if run.once(rid):
                     tally.seen()
-                    run.decide(rid, lambda rid=rid: sw._decide(tally, rid, None, run.run_id, False, EXPIRY_EVENT_TYPE))
+                    run.decide(rid, lambda rid=rid: sw._decide(tally, rid, None, run.run_id, run.dry_run,
+                                                               EXPIRY_EVENT_TYPE))
             for key, (item, entry) in scopes_before.items():     # lists that failed (or were cut short) before
                 run.in_time()
                 tried.add(key)
@@ -281,6 +274,8 @@ class ExpiryReEnforcer:
                  max_seconds=sw.max_seconds, handled=len(handled), pending=len(items) - len(handled))
         summary.subscriptions = sorted({s for s in (_sub(r) for r in run.done) if s})
         summary.reads = sw.reads.taken - reads0
+        if run.dry_run:    # nothing saved: the window, retries and scopes stay for the next run, done for real
+            return sw._finish(summary, start)
         kept = self._retry_next(retry, run, summary.sweep_id)
         kept_scopes = self._scopes_next(scopes_before, tried, failed_scopes, summary.sweep_id)
         until = None
@@ -418,7 +413,7 @@ class ExpiryReEnforcer:
             for _ in run.progress.items(str(scope), [{"id": str(scope)}] if rtype in types else []):
                 if run.once(str(scope)):
                     run.tally.seen()
-                    run.decide(str(scope), lambda: self.sw._decide(run.tally, str(scope), None, run.run_id, False,
+                    run.decide(str(scope), lambda: self.sw._decide(run.tally, str(scope), None, run.run_id, run.dry_run,
                                                                    EXPIRY_EVENT_TYPE))
             for child in types:     # a parent resource: the exemption also covered the policy's types below it
                 if child.name.lower().startswith(scope.resource_type.lower() + "/"):
@@ -439,7 +434,7 @@ class ExpiryReEnforcer:
                             f"{rtype.name} in {where}", failures):
                         if run.once(body["id"]):
                             run.decide(body["id"], lambda body=body, rtype=rtype: self.sw.decide_listed(
-                                run.tally, compiled, rtype, body, run.run_id, False, EXPIRY_EVENT_TYPE))
+                                run.tally, compiled, rtype, body, run.run_id, run.dry_run, EXPIRY_EVENT_TYPE))
         if failures:
             raise failures[0]
 
@@ -454,7 +449,7 @@ class ExpiryReEnforcer:
                                         f"{rtype.name} of {parent_id}", failures):
                 if run.once(body["id"]):
                     run.decide(body["id"], lambda body=body: self.sw.decide_listed(
-                        run.tally, compiled, rtype, body, run.run_id, False, EXPIRY_EVENT_TYPE))
+                        run.tally, compiled, rtype, body, run.run_id, run.dry_run, EXPIRY_EVENT_TYPE))
             return
         level = lookup_type(f"{parent_type}/{below[0]}")
         if level is None:
@@ -472,7 +467,7 @@ class ExpiryReEnforcer:
         for rid in (body["id"] for body in run.progress.items(str(scope), ({"id": i} for i in ids))):
             if run.once(rid):
                 run.tally.seen()
-                run.decide(rid, lambda rid=rid: self.sw._decide(run.tally, rid, None, run.run_id, False,
+                run.decide(rid, lambda rid=rid: self.sw._decide(run.tally, rid, None, run.run_id, run.dry_run,
                                                                 EXPIRY_EVENT_TYPE))
 
 

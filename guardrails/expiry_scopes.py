@@ -1,6 +1,7 @@
 """What the expiry timer keeps of a scope between runs, and how far its window may move (no I/O).
 
-  - ``Expired``: one expired exemption (its kind, policy, types), keyed by ``kind|policy|scope``
+  - ``Expired``: one expired exemption (its kind, policy, types), keyed by ``kind|policy|scope``;
+    those of a window (``expired_between``)
   - the scope row's entries (``scope_entry`` / ``from_entry``, their ``attempts``), and the
     ``done`` marks of scopes finished while their expiry still holds the window (``_done_marks``)
   - the resume cursor of a scope the time budget cut short (``resume_of``, ``_Progress``, ``_h``)
@@ -34,6 +35,23 @@ class Expired:
 
 def _key(kind: str, policy: str, scope: str) -> str:
     return f"{kind}|{policy}|{scope.rstrip('/')}".lower()
+
+
+def expired_between(compiled, since: datetime, until: datetime) -> list[Expired]:
+    """Exemptions of the policies in force whose expiry lies in ``(since, until]``, earliest
+    first. Pure."""
+    out: list[Expired] = []
+    for p in compiled.policies:
+        if p.mode in ("off", "shadow"):
+            continue
+        for ex in p.exemptions:
+            if ex.expires is not None and since < ex.expires <= until:
+                out.append(Expired("resource", p.ref, tuple(p.selector.resource_types), ex))
+    for cp in compiled.role_policies:
+        for ex in cp.policy.exemptions:
+            if ex.expires is not None and since < ex.expires <= until:
+                out.append(Expired("role", cp.ref, (), ex))
+    return sorted(out, key=lambda e: e.exemption.expires)
 
 
 def scope_entry(item: Expired, attempts: int, reason: str, resume: dict | None = None) -> dict:

@@ -53,6 +53,8 @@ def _read_json(path: Path, what: str) -> Any:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
         raise UsageError(f"cannot read {what} file {path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:     # UTF-16 (PowerShell's ``>``), Latin-1 …: an input error, not a crash
+        raise UsageError(f"{what} file {path} is not UTF-8 JSON: {exc.reason} at byte {exc.start}") from None
     try:
         return json.loads(text)
     except ValueError as exc:

@@ -16,9 +16,16 @@ the owner was last told, when a sweep last saw them. "Seen on the previous run" 
 that run began; a resource a run did not reach (its budget ran out) is news again next time, and a
 state that cannot be read or written never silences a notice. A finding some decision settled
 since the owner was told (an event found it compliant or fixed it; the audit's per-resource index
-says so) and that came back is news, and so is the same finding under a new owner. Failed fixes always notify. A state
-no run has seen for 7 days (or twice the reminder interval, if longer) is pruned at the end of a
-sweep that was not cut short: a deleted resource leaves no row behind for good.
+says so) and that came back is news, and so is the same finding under a new owner. Failed fixes always notify
+(never gated); their state is kept all the same, so that a later run knows them open.
+
+A finding the sweep left open stays the resource's latest audited decision (what the compliance
+report counts) until a decision closes it. When its owner fixes it and the write event is lost,
+no event does: a run that lists the resource compliant while it holds an open state for it
+(``holds``: the states are listed once a run) decides it (a ``compliant`` row) and the state goes;
+resources with no open state are only counted. A state no run has seen for 7 days (or twice the
+reminder interval, if longer) is pruned at the end of a sweep that was not cut short: a deleted
+resource leaves no row behind for good.
 """
 
 from __future__ import annotations
@@ -82,11 +89,18 @@ class NoticeGate:
         self.settled_since = settled_since
         self.repeats = 0
         self._lock = threading.Lock()          # the sweep decides on a thread pool
+        self._open: set[str] | None = None     # lower-cased ids with an open state (``holds``: listed once)
 
     def __call__(self, row: AuditRow, held: Sequence[tuple[Any, dict]] = ()) -> str | None:
         """None: the owner is told (or nothing to tell); else the note for a repeat's row."""
         rid = row.resource_id
         try:
+            if row.verdict == "failed":
+                # never gated; kept as open (notified or not) so that a run that lists the resource
+                # compliant later closes it (``holds``)
+                now = _iso(self._now())
+                self.state.set_finding_state(rid, {"signature": signature(row, held), "told": now, "seen": now})
+                return None
             if not row.notify or row.verdict not in ("violation", "escalated", "dry_run", "requested"):
                 if not row.notify:        # compliant, fixed, skipped: a later finding is news again
                     self.state.delete_finding_state(rid)
@@ -122,6 +136,21 @@ class NoticeGate:
         hours = self.remind_after.total_seconds() / 3600
         return (f" [not notified again: unchanged since the owner was told at {_shown(told)};"
                 f" reminder after {hours:g} h]")
+
+    def holds(self, resource_id: str) -> bool:
+        """Whether a finding left open (a violation, a failed fix …) is kept for ``resource_id``: a
+        run that lists it compliant then decides it, so that an audited compliant decision closes
+        the finding. The states are listed on the first call (one query a run, as ``prune``);
+        states that cannot be listed hold nothing (the resource is only counted, as before)."""
+        with self._lock:
+            if self._open is None:
+                try:
+                    self._open = {str(st.get("resource_id") or "").lower() for st in self.state.finding_states()}
+                except StoreError as exc:
+                    self._open = set()
+                    emit(log, logging.WARNING, "guardrail_notice_state_unavailable", reason=exc.reason,
+                         during="list")
+            return resource_id.lower() in self._open
 
     def prune(self, *, keep: timedelta = PRUNE_AFTER) -> int:
         """Delete the states no run has seen for ``keep`` (at least twice the reminder interval):

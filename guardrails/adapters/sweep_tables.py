@@ -323,7 +323,8 @@ class TableTimerState(DeadLetterStates):
             raise _store_error("write finding state", exc) from exc
 
     def finding_states(self) -> list[dict[str, Any]]:
-        """Every kept finding state: ``resource_id``, ``seen`` (one query per sweep, to prune)."""
+        """Every kept finding state: ``resource_id``, ``seen`` (one query per sweep to know the open
+        ones, ``NoticeGate.holds``, and one to prune)."""
         return [{"resource_id": str(e.get("resource_id") or ""), "seen": str(e.get("seen") or ""),
                  "key": str(e.get("RowKey") or "")} for e in self._partition(self.FINDING, "finding")]
 

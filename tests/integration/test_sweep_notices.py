@@ -123,10 +123,13 @@ def test_a_finding_that_changes_or_comes_back_after_a_compliant_run_is_news(harn
     _s, rows, told = _run(h, sw, wall, caplog)
     assert [r.notify for r in rows] == [False] and told == []
 
-    # fixed by its owner: the sweep finds nothing (no row); broken again: news, not a repeat
+    # fixed by its owner: the sweep closes the open finding (one compliant row, nothing told; the
+    # compliance report reads the latest row), then only counts it; broken again: news, not a repeat
     h.emu.put(_vault(rbac=True))
     _s, rows, told = _run(h, sw, wall, caplog)
-    assert rows == [] and told == []
+    assert [(r.verdict, r.notify) for r in rows] == [("compliant", False)] and told == []
+    s, rows, told = _run(h, sw, wall, caplog)
+    assert rows == [] and told == [] and s.compliant == 1
     h.emu.put(_vault(rbac=False))
     _s, rows, told = _run(h, sw, wall, caplog)
     assert [(r.verdict, r.notify) for r in rows] == [("violation", True)] and len(told) == 1
