@@ -1,8 +1,10 @@
 """Long-running fixes left ``requested`` (their write still ran when the delivery's budget ended),
 confirmed later: by the guardrail's own write event (``_own_write``, exactly once through the
-event's claim and the resource's lock) or by the sweep (``_confirm_pending``, timer). Mixed into
-``GuardrailsService`` (its ``pending`` store, ``arm``, ``snapshots``, ``_once`` and ``_finish``).
-Meanwhile the resource guardrail does not send them again (``FixesInFlight``)."""
+event's claim and the resource's lock) or by the sweep (``_confirm_pending``, timer). Either
+claims each record before it audits it (``_Claims``), so the two, on any instances, never both
+audit one fix. Mixed into ``GuardrailsService`` (its ``pending`` and ``idempotency`` stores,
+``arm``, ``snapshots``, ``_once`` and ``_finish``). Meanwhile the resource guardrail does not
+send them again (``FixesInFlight``)."""
 
 from __future__ import annotations
 
@@ -13,11 +15,12 @@ from typing import Mapping
 
 from .coverage import _parse_time
 from .decision_context import _Ctx
-from .errors import ArmError, InvalidArmId, ResourceNotFound, StoreError
+from .errors import ArmError, IdempotencyError, InvalidArmId, ResourceNotFound, StoreError
 from .logs import emit
 from .model.decision import AuditRow, ViolationRecord, combine_verdict, fix_line, short_repr
 from .model.resource import ResourceType
 from .policy.operators import values_equal
+from .ports import Claim
 from .safety_rails import give_back_permit
 
 log = logging.getLogger("guardrails")
@@ -29,6 +32,60 @@ STILL_RUNNING = frozenset({"updating", "creating", "accepted", "running", "provi
 
 class _StillRunning(Exception):
     """The sweep's read-back found the pending fix's write still running: it waits."""
+
+
+class _Claims:
+    """The pending records one confirmation audits, each claimed first: the fix's own write event
+    (a late or redelivered one) and the sweep, on this instance or another, may both find a record,
+    and only the holder of its claim audits it. A claim is an idempotency record of the event
+    path's store (``pending-fix:<resource>|<record key>``): taken, completed once the row is
+    audited, released when nothing was (a read that failed, a write still running), and, should
+    its holder die, taken over once it expires. The record itself goes only after its row is
+    audited, as before."""
+
+    def __init__(self, svc, rid: str, holder: str) -> None:
+        self.svc, self.rid, self.holder = svc, rid, holder
+        self.held: dict[str, tuple[str, Claim]] = {}       # record key -> (claim key, claim)
+
+    def take(self, pending) -> list:
+        """The records of ``pending`` this confirmation now holds; one audited by another (its
+        claim completed) is forgotten if still there, one another holds is theirs to audit."""
+        mine = []
+        for key, record in pending:
+            name = f"pending-fix:{self.rid.lower()}|{key}"
+            try:
+                claim = self.svc.idempotency.acquire(name, holder=self.holder)
+            except IdempotencyError:
+                continue                  # being confirmed elsewhere right now
+            if claim.state == "completed":
+                self.svc.pending.remove(self.rid, key)      # audited; its holder did not get to remove it
+                continue
+            self.held[key] = (name, claim)
+            mine.append((key, record))
+        return mine
+
+    def settle(self, keys, verdict: str) -> None:
+        """The row of ``keys`` is audited: their claims completed, then their records forgotten
+        (a record left by a failed delete is forgotten by the next ``take``)."""
+        for key in keys:
+            if key not in self.held:
+                continue
+            name, claim = self.held.pop(key)
+            try:
+                self.svc.idempotency.complete(name, claim, verdict=verdict)
+            except IdempotencyError:
+                continue                  # held past its expiry and taken over: the taker forgets it
+            self.svc.pending.remove(self.rid, key)
+
+    def release(self) -> None:
+        """Let go of the claims not settled: the records wait for the next confirmation."""
+        while self.held:
+            _key, (name, claim) = self.held.popitem()
+            try:
+                self.svc.idempotency.release(name, claim)
+            except StoreError as exc:     # the claim then expires on its own
+                emit(log, logging.WARNING, "guardrail_pending_claim_kept", resource_id=self.rid,
+                     error=type(exc).__name__)
 
 
 class PendingConfirmations:
@@ -47,23 +104,29 @@ class PendingConfirmations:
             return self._finish(ctx, row, "ignored", "own_write", "write made by the guardrail itself")
         settled: list[str] = []
         undone: list[tuple[str, str]] = []
+        claims = _Claims(self, rid, ctx.delivery_id)
         # ARM says this very write failed (or was cancelled): a fix of it that did not hold was not made
         failed_write = event.event_type != WRITE_SUCCESS
 
         def decide() -> None:
-            pending = self._pending_settled_by(event)       # again under the claim: one may have settled them
+            # again under the event's claim, and each record claimed: another delivery or the sweep
+            # (here or on another instance) may have settled them, or be settling them now
+            pending = claims.take(self._pending_settled_by(event))
             if not pending:
-                row.verdict, row.reason, row.message = "ignored", "own_write", \
-                    "write made by the guardrail itself (its pending fix was confirmed by another delivery)"
+                row.verdict, row.reason = "ignored", "own_write"
+                row.message = ("write made by the guardrail itself (its pending fix is confirmed by another "
+                               "delivery or the sweep)")
                 return
             settled.extend(self._judge_pending(ctx, row, rid, rtype, pending, via="confirmed by its write event",
                                                undone=undone if failed_write else None,
                                                written_at=None if failed_write else event.envelope.time))
 
-        # a fix that did not hold (``not_confirmed``) is its outcome: audited once, not retried
-        done = self._once(ctx, row, rid, decide, final=frozenset({"not_confirmed"}))
-        for key in settled:                                 # after the row is audited
-            self.pending.remove(rid, key)
+        try:
+            # a fix that did not hold (``not_confirmed``) is its outcome: audited once, not retried
+            done = self._once(ctx, row, rid, decide, final=frozenset({"not_confirmed"}))
+            claims.settle(settled, done.verdict)            # after the row is audited
+        finally:
+            claims.release()            # not audited: the event's retry, or the sweep, confirms them
         for policy_id, key in undone:                       # its permits no longer count: no fix was made
             give_back_permit(self.breakers, policy_id, event.resource_id.subscription_id or "", key)
         return done
@@ -86,16 +149,26 @@ class PendingConfirmations:
 
     def _confirm_pending(self, ctx: _Ctx, row: AuditRow, rid: str, rtype: ResourceType, pending, *,
                          via: str, timer: bool = False, give_up: bool = False) -> AuditRow | None:
-        """The sweep's confirmation (``timer``): ``_judge_pending``, audited, then the records
-        forgotten. None: the write is still running, nothing audited, the records wait."""
+        """The sweep's confirmation (``timer``), under the resource's lock, of the records it
+        listed at the start of its run: those still there and claimed (``_Claims``: the fix's own
+        late write event, or another instance, may have settled them since, or be settling them)
+        are judged (``_judge_pending``), audited, then forgotten. None: none left to confirm (no
+        decision, as ``_own_write``), or the write is still running (nothing audited, they wait)."""
+        listed = {key for key, _rec in pending}
+        claims = _Claims(self, rid, ctx.delivery_id)
         try:
-            settled = self._judge_pending(ctx, row, rid, rtype, pending, via=via, timer=timer, give_up=give_up)
-        except _StillRunning:
-            return None
-        self._finish(ctx, row, row.verdict, row.reason, row.message, timer=timer)
-        for key in settled:
-            self.pending.remove(rid, key)
-        return row
+            pending = claims.take([(key, rec) for key, rec in self.pending.list(rid) if key in listed])
+            if not pending:
+                return None
+            try:
+                settled = self._judge_pending(ctx, row, rid, rtype, pending, via=via, timer=timer, give_up=give_up)
+            except _StillRunning:
+                return None
+            self._finish(ctx, row, row.verdict, row.reason, row.message, timer=timer)
+            claims.settle(settled, row.verdict)
+            return row
+        finally:
+            claims.release()
 
     def _judge_pending(self, ctx: _Ctx, row: AuditRow, rid: str, rtype: ResourceType, pending, *,
                        via: str, timer: bool = False, give_up: bool = False,
@@ -104,7 +177,9 @@ class PendingConfirmations:
         ``failed`` (``not_confirmed``, owner notified) on ``row`` (verdict, reason, message set;
         not audited). Returns the records to forget once the row is audited: all of them, or none
         when the read failed (the retry, or the next sweep, tries again; ``give_up``: forgotten,
-        audited ``failed``). Raises ``_StillRunning`` for a ``timer`` that finds the write running.
+        audited ``failed``). Raises ``_StillRunning`` for a ``timer`` that finds the write running,
+        unless ``give_up``: a write still running that long (a hung update) is never confirmed,
+        audited ``failed`` and forgotten like an unreadable one.
         ``undone`` (only for the records of a write ARM says failed): each of them is ``failed``
         whatever is read now (the write was not made; a value that holds now is someone else's,
         said in the message), and it collects the breaker permits (policy id, event id) of each
@@ -133,7 +208,12 @@ class PendingConfirmations:
         self.snapshots.put(after, requested_at=sent)
         state, _present = after.value("properties.provisioningState")
         if timer and isinstance(state, str) and state.lower() in STILL_RUNNING:
-            raise _StillRunning       # the sweep's confirmation: the write is still running, it waits
+            if not give_up:
+                raise _StillRunning   # the sweep's confirmation: the write is still running, it waits
+            row.verdict, row.reason = "failed", "not_confirmed"
+            row.message = (f"{len(pending)} pending fix(es) never confirmed, forgotten: the resource is still "
+                           f"{short_repr(state)} after {PENDING_GIVE_UP_SECONDS / 3600:g} h")
+            return keys
         # the drift this fix answers happened when its first event says, not when our write ended:
         # the confirm row carries that time, so time-to-remediate is measured from the drift
         drift_times = [t for _key, rec in pending if isinstance(t := rec.get("event_time"), str) and t]
@@ -264,15 +344,23 @@ class FixesInFlight:
 # than any long-running write should take (an ML online deployment's update: tens of minutes)
 PENDING_STALE_SECONDS = 3600.0
 # one the sweep still cannot confirm this long after it was written (its resource unreadable: a
-# subscription left the estate, a role was taken away) is audited once more and forgotten
+# subscription left the estate, a role was taken away; or still being written: a hung update) is
+# audited once more and forgotten
 PENDING_GIVE_UP_SECONDS = 2 * 86400.0
+# of what is left of the sweep's budget: the confirmations' most (as the Resource Graph listing's
+# ``GRAPH_SHARE``), so resources that answer slowly cannot keep a run from its ring
+CONFIRM_SHARE = 0.5
 
 
 def confirm_stale_fixes(sweeper, tally, sweep_id: str, deadline: float) -> None:
     """Fixes left ``requested`` over ``PENDING_STALE_SECONDS`` ago whose own write event never
     settled them (it came before their record was written on another worker, or was lost):
     each resource read back once and its fixes audited (``Service.confirm_pending``), before
-    the resources are swept. One still running (``provisioningState`` not final) waits."""
+    the resources are swept. One still running (``provisioningState`` not final) waits. They take
+    at most ``CONFIRM_SHARE`` of what is left of the budget, each read bounded by it: those not
+    reached are the next run's (the same oldest first), and the ring always has its turn."""
+    now = sweeper._clock()
+    until = min(deadline, now + CONFIRM_SHARE * max(0.0, deadline - now))
     try:
         stale = sweeper.service.pending.stale(sweeper._wall() - timedelta(seconds=PENDING_STALE_SECONDS))
     except StoreError as exc:
@@ -280,14 +368,19 @@ def confirm_stale_fixes(sweeper, tally, sweep_id: str, deadline: float) -> None:
         return
     give_up = sweeper._wall() - timedelta(seconds=PENDING_GIVE_UP_SECONDS)
     for rid, pending, oldest in stale:
-        if sweeper._clock() > deadline:
-            tally.truncate()
+        left = until - sweeper._clock()
+        if left <= 0:
+            tally.truncate()        # the confirmations' share is spent: the next run goes on
             return
         if not pending:
             continue
         try:
-            row = sweeper.service.confirm_pending(rid, pending, sweep_id=sweep_id, give_up=oldest < give_up)
+            row = sweeper.service.confirm_pending(rid, pending, sweep_id=sweep_id, give_up=oldest < give_up,
+                                                  seconds=left)
         except InvalidArmId:
+            continue
+        except StoreError as exc:   # its records wait for the next run; the others are confirmed
+            tally.error(f"pending fixes of {rid}: {exc}")
             continue
         if row is not None:
             tally.decided(row.verdict)

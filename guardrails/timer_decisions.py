@@ -83,16 +83,24 @@ class TimerDecisions:
             _gate(notice_gate, row, held)
             return self._finish(ctx, row, row.verdict, row.reason, row.message, timer=True)
 
-    def confirm_pending(self, resource_id: str, pending, *, sweep_id: str, give_up: bool = False) -> AuditRow | None:
+    def confirm_pending(self, resource_id: str, pending, *, sweep_id: str, give_up: bool = False,
+                        seconds: float | None = None) -> AuditRow | None:
         """A sweep's confirmation of fixes left ``requested`` whose own write event never settled
         them (it arrived before the record was written, or was lost): the resource is read back
         and each fix audited ``remediated`` or ``failed``, as its write event would have; the
-        records go. ``give_up``: a read that fails forgets them too (audited ``failed``, once).
-        A type no guardrail covers any more: nothing can confirm them, they are forgotten (None)."""
+        records go. Only those of ``pending`` (as the sweep listed them) still kept when the
+        resource's lock is taken are confirmed, each claimed first: one the fix's own late write
+        event settled meanwhile is not audited again (none left: None). ``give_up``: a read that
+        fails, or a write still running, forgets them too (audited ``failed``, once). ``seconds``:
+        at most this long (the sweep's share for confirmations), the lock's wait and the read
+        included; a lock not had in time leaves them for the next run (None). A type no guardrail
+        covers any more: nothing can confirm them, they are forgotten (None)."""
         from .model.arm_id import parse_arm_id
 
         start = self._clock()
-        ctx = _Ctx(uuid.uuid4().hex, start, start + self.settings.time_budget_seconds, self._wall(), timer=True)
+        budget = self.settings.time_budget_seconds
+        ctx = _Ctx(uuid.uuid4().hex, start, start + (budget if seconds is None else min(seconds, budget)), self._wall(),
+                   timer=True)
         rid = parse_arm_id(resource_id)
         rtype = self._own_write_type(rid)
         if rtype is None:
@@ -104,9 +112,15 @@ class TimerDecisions:
         row = AuditRow(event_id=f"{sweep_id}:{ctx.delivery_id}"[:256], event_type="Guardrails.Sweep",
                        resource_id=str(rid), verdict="ignored", delivery_id=ctx.delivery_id,
                        correlation_id=sweep_id[:128])
-        with bound(delivery_id=ctx.delivery_id, resource_id=str(rid)), self._resource_lock(str(rid)):
-            return self._confirm_pending(ctx, row, str(rid), rtype, pending, via="confirmed by the sweep",
-                                         timer=True, give_up=give_up)
+        with bound(delivery_id=ctx.delivery_id, resource_id=str(rid)):
+            lock = self._hold(ctx, str(rid))
+            if lock is None:
+                return None
+            try:
+                return self._confirm_pending(ctx, row, str(rid), rtype, pending, via="confirmed by the sweep",
+                                             timer=True, give_up=give_up)
+            finally:
+                lock.release()
 
     def reconcile_secret(self, vault: str, name: str, version: str | None, *, kind: str, sweep_id: str,
                          remediate: bool = True, object_type: str = "Secret",
@@ -158,14 +172,15 @@ class TimerDecisions:
         from .coverage import CHECK_ID, REASON
 
         start = self._clock()
-        ctx = _Ctx(uuid.uuid4().hex, start, start + self.settings.time_budget_seconds, self._wall())
+        ctx = _Ctx(uuid.uuid4().hex, start, start + self.settings.time_budget_seconds, self._wall(), timer=True)
         row = AuditRow(event_id=f"{sweep_id}:{ctx.delivery_id}"[:256], event_type="Guardrails.Sweep",
                        resource_id=coverage.resource_id, verdict="ignored", delivery_id=ctx.delivery_id,
                        correlation_id=sweep_id[:128], notify=notify, policies=[CHECK_ID])
         row.violations = [ViolationRecord(policy=CHECK_ID, rule=g.code, property="eventSubscription",
                                           before=g.detail, after=None, outcome="violation")
                           for g in coverage.gaps]
-        return self._finish(ctx, row, verdict, REASON, coverage.message(), timer=True)
+        with bound(delivery_id=ctx.delivery_id, resource_id=coverage.resource_id):
+            return self._finish(ctx, row, verdict, REASON, coverage.message(), timer=True)
 
     def record_unreadable_dead_letter(self, container: str, blob: str, why: str, *, run_id: str,
                                       reason: str = "unreadable_dead_letter", message: str = "") -> AuditRow:
