@@ -76,7 +76,8 @@ class Stack:
                  emulator_in_process: bool = False, tcp_nodelay: bool = True) -> None:
         from guardrails import bootstrap
         from guardrails import settings as S
-        from guardrails.adapters.tables import TablePolicyRepository, Tables
+        from guardrails.adapters.policy_tables import TablePolicyRepository
+        from guardrails.adapters.tables import Tables
         from guardrails.local.azurite import Azurite
         from guardrails.sync import metadata_dirs, sync_metadata
         from bench.emulator_proc import EmulatorProcess, InProcessEmulator

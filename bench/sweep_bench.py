@@ -73,7 +73,8 @@ def run(*, n: int = 2000, drift: float = 0.02, latency_ms: int = 50, rate: float
     from guardrails.local.arm_emulator_list import ReadThrottle
     from guardrails.local.azurite import Azurite
     from guardrails.local.emulator import AzureEmulator
-    from guardrails.adapters.tables import TablePolicyRepository, Tables
+    from guardrails.adapters.policy_tables import TablePolicyRepository
+    from guardrails.adapters.tables import Tables
     from guardrails.sync import metadata_dirs, sync_metadata
 
     world = _estate(n, drift)

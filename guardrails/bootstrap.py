@@ -27,7 +27,8 @@ def build_service(settings: Settings):
     from .adapters.audit_tables import TableAuditSink
     from .adapters.idempotency_tables import TableIdempotencyStore
     from .adapters.remediation_tables import TableBreakerStore, TablePendingFixes
-    from .adapters.tables import TablePolicyRepository, Tables
+    from .adapters.policy_tables import TablePolicyRepository
+    from .adapters.tables import Tables
     from .policy.cache import PolicyCache
     from .service import GuardrailsService
 

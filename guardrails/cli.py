@@ -179,7 +179,7 @@ def _metadata(args) -> int:
         policies = load_directory(*dirs)
         print(json.dumps({"valid": True, "policies": [p.ref for p in policies]}))
         return 0
-    from .adapters.tables import TablePolicyRepository
+    from .adapters.policy_tables import TablePolicyRepository
     from .errors import StoreError
     from .settings import Settings
     settings = Settings.from_env()

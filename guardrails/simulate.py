@@ -234,7 +234,8 @@ def run_simulation(world: dict, events: list, *, extra_metadata: Sequence[Path] 
                    dead_letters: list | None = None) -> SimulationResult:
     from .bootstrap import build_service, reset_service
     from . import bootstrap
-    from .adapters.tables import Tables, TablePolicyRepository
+    from .adapters.policy_tables import TablePolicyRepository
+    from .adapters.tables import Tables
     from .local.azurite import Azurite
     from .local.emulator import AzureEmulator
     from .service import DeliveryFailed

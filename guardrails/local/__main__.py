@@ -37,7 +37,8 @@ DEFAULT_ENV_FILE = Path(".local") / "guardrails.env"
 def environment(world: dict, base_env: dict[str, str], stack: ExitStack,
                 extra_metadata: list[Path]) -> dict[str, str]:
     """Start everything on ``stack`` and return the settings (policy synced)."""
-    from ..adapters.tables import Tables, TablePolicyRepository
+    from ..adapters.policy_tables import TablePolicyRepository
+    from ..adapters.tables import Tables
     from ..simulate import _patched_env, emulator_settings
     from ..sync import metadata_dirs, sync_metadata
     from .azurite import Azurite

@@ -13,7 +13,8 @@ import pytest
 from guardrails import bootstrap
 from guardrails import settings as S
 from guardrails.adapters.audit_tables import TableAuditSink
-from guardrails.adapters.tables import TablePolicyRepository, Tables
+from guardrails.adapters.policy_tables import TablePolicyRepository
+from guardrails.adapters.tables import Tables
 from guardrails.local.azurite import Azurite
 from guardrails.local.emulator import AzureEmulator
 from guardrails.model.decision import AuditRow

@@ -9,7 +9,8 @@ import uuid
 import pytest
 from azure.data.tables import TableServiceClient
 
-from guardrails.adapters.tables import TablePolicyRepository, Tables
+from guardrails.adapters.policy_tables import TablePolicyRepository
+from guardrails.adapters.tables import Tables
 from guardrails.errors import PolicyUnreadable
 from tests.integration.test_review_sync_s31 import _doc, _SyncBetweenPages
 

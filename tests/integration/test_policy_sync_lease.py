@@ -13,7 +13,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from azure.data.tables import UpdateMode
 
-from guardrails.adapters.tables import TablePolicyRepository
+from guardrails.adapters.policy_tables import TablePolicyRepository
 from guardrails.errors import StoreError
 
 

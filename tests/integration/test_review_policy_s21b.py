@@ -22,7 +22,8 @@ import pytest
 from azure.data.tables import UpdateMode
 
 from guardrails import settings as S
-from guardrails.adapters.tables import TablePolicyRepository, Tables
+from guardrails.adapters.policy_tables import TablePolicyRepository
+from guardrails.adapters.tables import Tables
 from guardrails.errors import MetadataValidationError, PolicyUnreadable, StoreError
 from guardrails.policy.cache import PolicyCache
 from guardrails.policy.loader import load_documents

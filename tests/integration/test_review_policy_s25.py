@@ -26,7 +26,8 @@ from azure.data.tables import TableServiceClient, UpdateMode
 
 from guardrails import bootstrap
 from guardrails import settings as S
-from guardrails.adapters.tables import TablePolicyRepository, Tables
+from guardrails.adapters.policy_tables import TablePolicyRepository
+from guardrails.adapters.tables import Tables
 from guardrails.errors import MetadataValidationError, PolicyUnreadable, StoreError
 from guardrails.service import DeliveryFailed
 from guardrails.sync import metadata_dirs, sync_metadata

@@ -18,7 +18,8 @@ import pytest
 from azure.core.pipeline.transport import RequestsTransport
 from azure.data.tables import TableServiceClient
 
-from guardrails.adapters.tables import TablePolicyRepository, Tables
+from guardrails.adapters.policy_tables import TablePolicyRepository
+from guardrails.adapters.tables import Tables
 from guardrails.errors import PolicyUnreadable
 from guardrails.sync import metadata_dirs, sync_metadata
 
