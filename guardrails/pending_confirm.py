@@ -108,7 +108,10 @@ class PendingConfirmations:
         # ARM says this very write failed (or was cancelled): a fix of it that did not hold was not made
         failed_write = event.event_type != WRITE_SUCCESS
 
+        decided: list[bool] = []
+
         def decide() -> None:
+            decided.append(True)
             # again under the event's claim, and each record claimed: another delivery or the sweep
             # (here or on another instance) may have settled them, or be settling them now
             pending = claims.take(self._pending_settled_by(event))
@@ -124,6 +127,11 @@ class PendingConfirmations:
         try:
             # a fix that did not hold (``not_confirmed``) is its outcome: audited once, not retried
             done = self._once(ctx, row, rid, decide, final=frozenset({"not_confirmed"}))
+            if not decided and done.verdict != "duplicate" and done.reason != "own_write":
+                # an earlier delivery's confirmation, whose audit write failed, audited now from its
+                # parked row (nothing decided again): what it judged is settled all the same, or
+                # the sweep would confirm the same fix a second time
+                settled.extend(key for key, _rec in claims.take(self._pending_settled_by(event)))
             claims.settle(settled, done.verdict)            # after the row is audited
         finally:
             claims.release()            # not audited: the event's retry, or the sweep, confirms them

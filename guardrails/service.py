@@ -301,7 +301,7 @@ class GuardrailsService(PendingConfirmations, TimerDecisions):
             # and died before publishing it, and the state it left decides differently now
             self.publisher.republish(row.resource_id, claim.previous_holder)
         if claim.parked is not None:
-            return self._audit_parked(ctx, key, claim)
+            return self._audit_parked(ctx, key, claim, final)
         ctx.takeover = claim.previous_holder or ""
         ctx.taken_intent = (claim.intent or "") if ctx.takeover else ""
         ctx.claim = (key, claim)
@@ -374,9 +374,11 @@ class GuardrailsService(PendingConfirmations, TimerDecisions):
             emit(log, logging.ERROR, "guardrail_decision_not_parked", event_id=row.event_id, error=type(exc).__name__)
             return False
 
-    def _audit_parked(self, ctx: _Ctx, key: str, claim) -> AuditRow:
+    def _audit_parked(self, ctx: _Ctx, key: str, claim, final: frozenset[str] = frozenset()) -> AuditRow:
         """An earlier delivery of this event acted and could not write its row: write that row
-        now (the decision as it was made, noted as audited late), nothing decided again."""
+        now (the decision as it was made, noted as audited late), nothing decided again; a
+        ``failed`` row is retried after it as on the first attempt, unless its reason is in
+        ``final`` (``_once``'s: an outcome, not a failure to decide)."""
         prior = AuditRow.from_dict(claim.parked)
         note = f" [audited by a later delivery ({ctx.delivery_id}): the first audit write failed]"
         try:
@@ -385,7 +387,7 @@ class GuardrailsService(PendingConfirmations, TimerDecisions):
         except BaseException:
             self._park(key, claim, prior)
             raise
-        if prior.verdict == "failed":         # as on the first attempt: audited, then retried
+        if prior.verdict == "failed" and prior.reason not in final:     # as on the first attempt: audited, then retried
             self.idempotency.release(key, claim)
             raise DeliveryFailed(f"delivery failed: {prior.reason}", reason=prior.reason or None)
         self.idempotency.complete(key, claim, verdict=prior.verdict)
