@@ -70,7 +70,9 @@ def _worker(h, event_path: Path) -> subprocess.Popen:
 
 def _kill_when(h, event, tmp_path, reached: Callable[[], bool]) -> None:
     """Deliver ``event`` in a worker process and kill it once ``reached()`` (at most 30 s): a
-    killed process releases nothing, as when the host dies."""
+    killed process releases nothing, as when the host dies. The emulator's faults are cleared
+    after the kill: one the dead attempt did not reach in time (a read-back meant to hang, when the
+    kill came first) is not the next attempt's."""
     path = tmp_path / "event.json"
     path.write_text(json.dumps(event))
     proc = _worker(h, path)
@@ -79,6 +81,7 @@ def _kill_when(h, event, tmp_path, reached: Callable[[], bool]) -> None:
         time.sleep(0.05)
     proc.kill()
     proc.communicate(timeout=10)
+    h.emu.clear_faults()
 
 
 def test_two_processes_delivering_one_event_act_once(harness, tmp_path):
