@@ -68,13 +68,9 @@ class RotationDecisions:
                 # deleted after the leak (what it held, a storage key, may still work), or a name
                 # mistyped: nothing rotated and nothing revisits an exposure, so the owner is told
                 # (an Event Grid report has no caller a 404 would reach)
-                row.notify = True
-                row.policies = [hit[0].ref] if hit else []
-                row.message = (f"exposure report for {ev.vault_name}/{ev.object_name}, which does not exist: nothing "
-                               f"rotated; whatever it held (a storage account key, a token) may still work: revoke "
-                               f"it by hand{_reported_by(ev)}")[:2000]
-                notify_owner(log, owner=hit[1].owner if hit else "unknown owner", vault=ev.vault_name,
-                             object=ev.object_name, rule="exposed-secret")
+                _exposure_unanswered(row, ev, hit, f"exposure report for {ev.vault_name}/{ev.object_name}, which "
+                                     "does not exist: nothing rotated; whatever it held (a storage account key, a "
+                                     "token) may still work: revoke it by hand")
             return
         except ArmError as exc:
             row.verdict, row.reason, row.message = "failed", exc.reason, f"read secret: {exc}"
@@ -90,15 +86,12 @@ class RotationDecisions:
                 # a report naming a version the secret never had (a typo, another secret's version, a
                 # forged report) is neither proof the exposure was answered nor a leak to act on:
                 # refused, and the owner told (HTTP: 404 ``unknown_version``)
-                row.verdict, row.reason, row.notify = "ignored", "version_not_found", True
-                row.policies = [hit[0].ref] if hit else []
+                row.verdict, row.reason = "ignored", "version_not_found"
                 named_as = ("<not shown: it looks like a credential>" if looks_like_credential(ev.version)
                             else ev.version)
-                row.message = (f"exposure report names version {named_as} of {ev.vault_name}/{ev.object_name}, "
-                               f"which does not exist (current: {current.version}): nothing rotated; report the "
-                               f"exposed version, or none for the current one{_reported_by(ev)}")[:2000]
-                notify_owner(log, owner=hit[1].owner if hit else "unknown owner", vault=ev.vault_name,
-                             object=ev.object_name, rule="exposed-secret")
+                _exposure_unanswered(row, ev, hit, f"exposure report names version {named_as} of {ev.vault_name}/"
+                                     f"{ev.object_name}, which does not exist (current: {current.version}): nothing "
+                                     "rotated; report the exposed version, or none for the current one")
                 return
         if hit is None:
             policy = policies[0]
@@ -288,3 +281,14 @@ def _origin(delivery_id: str, event_id: str) -> str:
     """``ORIGIN_TAG``'s value: which delivery of which event wrote the version (Key Vault: 256
     characters a tag value)."""
     return f"{delivery_id} {event_id}"[:256]
+
+
+def _exposure_unanswered(row, ev, hit, message: str) -> None:
+    """An exposure report nothing was rotated for (the secret, or the version it names, does not
+    exist): nothing revisits an exposure, so the row notifies and the owner (the referencing
+    policy's, if any) is told."""
+    row.notify = True
+    row.policies = [hit[0].ref] if hit else []
+    row.message = f"{message}{_reported_by(ev)}"[:2000]
+    notify_owner(log, owner=hit[1].owner if hit else "unknown owner", vault=ev.vault_name,
+                 object=ev.object_name, rule="exposed-secret")
